@@ -1,0 +1,47 @@
+// Command wnvctl manages wnv: policy objects and VM ports on a host (through
+// wnvd's provider API), notifications, and the multi-host lab.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// rootCmd is the wnvctl command tree. Each file registers its commands in
+// init() with rootCmd.AddCommand, so that command groups stay independent.
+var rootCmd = &cobra.Command{
+	Use:           "wnvctl",
+	Short:         "Manage wnv network virtualization hosts, policy and the lab",
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+// Global flags shared by every command that talks to a daemon or prints.
+var (
+	flagSocket string
+	flagOutput string
+)
+
+func init() {
+	def := os.Getenv("WNV_SOCKET")
+	if def == "" {
+		def = "/run/wnv/wnvd.sock"
+	}
+	rootCmd.PersistentFlags().StringVar(&flagSocket, "socket", def, "wnvd provider API socket (env WNV_SOCKET)")
+	rootCmd.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	rootCmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if flagOutput != "table" && flagOutput != "json" {
+			return fmt.Errorf("--output %q is not supported: use table or json", flagOutput)
+		}
+		return nil
+	}
+}
+
+func main() {
+	if err := rootCmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "wnvctl:", err)
+		os.Exit(1)
+	}
+}

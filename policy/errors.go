@@ -1,0 +1,36 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error kinds, distinguishable with errors.Is. The provider API maps them to
+// HTTP 400, 404 and 409.
+var (
+	ErrInvalid  = errors.New("invalid")
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+)
+
+// Error is one sentence for a person, of one of the kinds above. The kind is
+// not repeated in the text.
+type Error struct {
+	Kind error
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Kind }
+
+func invalidf(format string, a ...any) error {
+	return &Error{Kind: ErrInvalid, Msg: fmt.Sprintf(format, a...)}
+}
+
+func notFoundf(format string, a ...any) error {
+	return &Error{Kind: ErrNotFound, Msg: fmt.Sprintf(format, a...)}
+}
+
+func existsf(format string, a ...any) error {
+	return &Error{Kind: ErrExists, Msg: fmt.Sprintf(format, a...)}
+}

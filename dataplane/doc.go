@@ -1,0 +1,47 @@
+// Package dataplane is the I/O edge between the pure switch and the kernel:
+// VM ports as TAP devices, the NVGRE underlay as raw IP protocol 47 sockets
+// bound to the host's provider addresses (PAs), and PA management with
+// duplicate address detection.
+//
+// Everything moves in batches. A TAP or GRE socket is registered with Go's
+// runtime poller, so a ReadBatch that has nothing to read parks its goroutine
+// instead of an OS thread, and Close wakes it with an error. Each of
+// ReadBatch and WriteBatch may be used by one goroutine at a time (one reader
+// and one writer may run concurrently); they keep their syscall vectors in the
+// object, so steady-state calls do not allocate. Frames the kernel refuses on
+// write (interface down, no buffer space, no route, too big) are counted in
+// Stats and skipped rather than returned as errors, so a bad port or peer
+// cannot wedge a worker.
+//
+// The shape leaves room for what comes later: TAPConfig can grow offload and
+// queue options (IFF_VNET_HDR with TUNSETOFFLOAD, IFF_MULTI_QUEUE opens one TAP
+// per queue), and the GRE socket's own mmsghdr vectors have the per-message
+// control space that UDP GSO/GRO for VXLAN will need.
+//
+// All functions act in the network namespace of the calling thread, except
+// that OpenTAP can move the new interface into a named namespace.
+//
+// Kernel caveats:
+//
+//   - GRE demux. A raw IPPROTO_GRE socket receives a clone of every GRE packet
+//     addressed to its bound PA before any protocol handler runs, so it works
+//     whether or not ip_gre/ip6_gre are present. When they are, every network
+//     namespace gets fallback devices (gre0, gretap0, ip6gre0) that stay down;
+//     ip_gre then finds no tunnel for an NVGRE packet and answers it with an
+//     ICMP destination-unreachable after our socket already has it. That is
+//     noise, not loss: an unconnected raw socket without IP_RECVERR ignores
+//     such errors at the sender. Configure no kernel GRE tunnel on a PA that
+//     wnv owns, or the kernel and wnv both consume its packets. Kernels built
+//     without CONFIG_NET_IPGRE_DEMUX (like the lab machine's) have none of this.
+//   - IPv4 raw sockets deliver the IP header, which ReadBatch strips; IPv6 raw
+//     sockets deliver the payload only, so Dst is the bound PA.
+//   - An IPv6 PA cannot be bound until the kernel's DAD has finished
+//     (EADDRNOTAVAIL while tentative): open the GRE socket after
+//     DetectDuplicate reports AddressPreferred.
+//   - IPv4 has no kernel DAD: DetectDuplicate probes with ARP (RFC 5227)
+//     before the address is added. IPv6 DAD is the kernel's, started by
+//     AddAddress; a failed address stays on the interface with IFA_F_DADFAILED
+//     until the caller removes it.
+//   - Closing a TAP's file descriptor deletes the interface in whichever
+//     namespace it lives, once any ReadBatch in progress has returned.
+package dataplane

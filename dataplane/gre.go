@@ -1,0 +1,291 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Packet is one underlay packet: Buf[:N] holds the GRE header and the inner
+// frame; Src and Dst are the outer provider addresses.
+type Packet struct {
+	Buf      []byte
+	N        int
+	Src, Dst netip.Addr
+}
+
+const (
+	ipv4HeaderLen = 20
+	// defaultBatch sizes the preallocated vectors; a larger batch grows them
+	// once.
+	defaultBatch = 64
+	socketBuffer = 4 << 20
+)
+
+// GRESocket is a raw IP protocol 47 socket bound to one provider address.
+type GRESocket struct {
+	f  *os.File
+	rc syscall.RawConn
+	pa netip.Addr
+
+	recv, send mmsgVec
+	want       int // messages in the vector for the batch in flight
+	next, done int // send progress through the vector; messages done
+	err        error
+	recvFn     func(uintptr) bool // bound once so batches do not allocate closures
+	sendFn     func(uintptr) bool
+
+	dropped, truncated atomic.Uint64
+}
+
+// mmsgVec is the recvmmsg/sendmmsg vector of one direction. Names have room
+// for either family. IPv4 receives scatter the fixed IP header into hdr so the
+// payload lands at the start of the caller's buffer without a copy.
+type mmsgVec struct {
+	msgs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6
+	hdr   [][ipv4HeaderLen]byte
+}
+
+func (v *mmsgVec) grow(n int) {
+	if n <= len(v.msgs) {
+		return
+	}
+	v.msgs = make([]unix.Mmsghdr, n)
+	v.iovs = make([]unix.Iovec, 2*n)
+	v.names = make([]unix.RawSockaddrInet6, n)
+	v.hdr = make([][ipv4HeaderLen]byte, n)
+}
+
+// ListenGRE opens a raw GRE socket bound to pa, IPv4 or IPv6. The address
+// must already be configured and, for IPv6, past DAD.
+func ListenGRE(pa netip.Addr) (*GRESocket, error) {
+	if !pa.IsValid() || pa.IsUnspecified() || pa.IsMulticast() || pa.Is4In6() || pa.Zone() != "" {
+		return nil, fmt.Errorf("provider address %s cannot carry GRE: use a unicast IPv4 or global IPv6 address without a zone", pa)
+	}
+	var (
+		family = unix.AF_INET
+		sa     unix.Sockaddr
+	)
+	if pa.Is4() {
+		sa = &unix.SockaddrInet4{Addr: pa.As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Addr: pa.As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_GRE)
+	if err != nil {
+		return nil, fmt.Errorf("open GRE socket for %s: %w", pa, err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind GRE socket to provider address %s: %w", pa, err)
+	}
+	// Deep buffers absorb bursts between batches; FORCE needs CAP_NET_ADMIN,
+	// so fall back to the sysctl-capped size without it.
+	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], socketBuffer) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], socketBuffer)
+		}
+	}
+	s := &GRESocket{f: os.NewFile(uintptr(fd), "gre:"+pa.String()), pa: pa}
+	s.recvFn, s.sendFn = s.recvReady, s.sendReady
+	if s.rc, err = s.f.SyscallConn(); err != nil {
+		s.f.Close()
+		return nil, err
+	}
+	s.recv.grow(defaultBatch)
+	s.send.grow(defaultBatch)
+	return s, nil
+}
+
+// LocalAddr is the provider address the socket is bound to.
+func (s *GRESocket) LocalAddr() netip.Addr { return s.pa }
+
+// Stats returns the socket's drop counters.
+func (s *GRESocket) Stats() Stats {
+	return Stats{Dropped: s.dropped.Load(), Truncated: s.truncated.Load()}
+}
+
+// Close closes the socket and wakes a ReadBatch blocked on it.
+func (s *GRESocket) Close() error { return s.f.Close() }
+
+// ReadBatch blocks until at least one packet has arrived, then returns up to
+// len(pkts) of them with one recvmmsg: Buf[:N] is the GRE header and inner
+// frame, Src the sender's PA, Dst the bound PA. Packets larger than their
+// buffer are dropped and counted in Stats().Truncated; to keep the first n
+// entries valid, ReadBatch may swap entries of pkts (buffers included).
+func (s *GRESocket) ReadBatch(pkts []Packet) (int, error) {
+	if len(pkts) == 0 {
+		return 0, nil
+	}
+	v := &s.recv
+	v.grow(len(pkts))
+	v4 := s.pa.Is4()
+	for i := range pkts {
+		m := &v.msgs[i].Hdr
+		*m = unix.Msghdr{}
+		buf := pkts[i].Buf
+		if v4 {
+			iov := v.iovs[2*i : 2*i+2]
+			iov[0].Base = &v.hdr[i][0]
+			iov[0].SetLen(ipv4HeaderLen)
+			iov[1].Base = unsafe.SliceData(buf)
+			iov[1].SetLen(len(buf))
+			m.Iov = &iov[0]
+			m.SetIovlen(2)
+		} else {
+			v.iovs[i].Base = unsafe.SliceData(buf)
+			v.iovs[i].SetLen(len(buf))
+			m.Iov = &v.iovs[i]
+			m.SetIovlen(1)
+			m.Name = (*byte)(unsafe.Pointer(&v.names[i]))
+			m.Namelen = unix.SizeofSockaddrInet6
+		}
+	}
+	s.want, s.next, s.done, s.err = len(pkts), 0, 0, nil
+	err := s.rc.Read(s.recvFn)
+	n := s.done
+	if err == nil {
+		err = s.err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read GRE on %s: %w", s.pa, err)
+	}
+	return s.unpack(pkts, n), nil
+}
+
+func (s *GRESocket) recvReady(fd uintptr) bool {
+	for {
+		v := &s.recv
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&v.msgs[0])), uintptr(s.want), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			s.done = int(n)
+			return true
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			s.err = e
+			return true
+		}
+	}
+}
+
+// unpack fills N, Src and Dst of the n received packets, moving truncated or
+// malformed ones behind the valid ones, and returns how many are valid.
+func (s *GRESocket) unpack(pkts []Packet, n int) int {
+	v := &s.recv
+	valid := 0
+	for i := 0; i < n; i++ {
+		p := &pkts[i]
+		mh := &v.msgs[i]
+		ok := mh.Hdr.Flags&unix.MSG_TRUNC == 0
+		if s.pa.Is4() {
+			h := &v.hdr[i]
+			ihl := int(h[0]&0x0f) * 4
+			size := int(mh.Len) - ipv4HeaderLen
+			// IP options spill into the buffer ahead of the payload.
+			if ok = ok && h[0]>>4 == 4 && ihl >= ipv4HeaderLen && size >= ihl-ipv4HeaderLen; ok {
+				if opt := ihl - ipv4HeaderLen; opt > 0 {
+					size = copy(p.Buf, p.Buf[opt:size])
+				}
+				p.N = size
+				p.Src = netip.AddrFrom4([4]byte(h[12:16]))
+				p.Dst = netip.AddrFrom4([4]byte(h[16:20]))
+			}
+		} else {
+			p.N = int(mh.Len)
+			p.Src = netip.AddrFrom16(v.names[i].Addr)
+			p.Dst = s.pa
+		}
+		if !ok {
+			s.truncated.Add(1)
+			continue
+		}
+		if valid != i {
+			pkts[valid], pkts[i] = pkts[i], pkts[valid]
+		}
+		valid++
+	}
+	return valid
+}
+
+// WriteBatch sends each Buf[:N] to Dst from the bound PA with sendmmsg; the
+// kernel builds the outer IP header. Packets the kernel refuses (no route,
+// too big, no buffers) or whose Dst is not of the socket's family are counted
+// in Stats().Dropped and skipped. It returns the packets sent; the error is
+// nil unless the socket itself failed.
+func (s *GRESocket) WriteBatch(pkts []Packet) (int, error) {
+	v := &s.send
+	v.grow(len(pkts))
+	v4 := s.pa.Is4()
+	k := 0
+	for i := range pkts {
+		p := &pkts[i]
+		if p.Dst.Is4() != v4 || !p.Dst.IsValid() || p.N < 0 || p.N > len(p.Buf) {
+			s.dropped.Add(1)
+			continue
+		}
+		m := &v.msgs[k].Hdr
+		*m = unix.Msghdr{}
+		v.iovs[k].Base = unsafe.SliceData(p.Buf)
+		v.iovs[k].SetLen(p.N)
+		m.Iov = &v.iovs[k]
+		m.SetIovlen(1)
+		name := &v.names[k]
+		m.Name = (*byte)(unsafe.Pointer(name))
+		if v4 {
+			*(*unix.RawSockaddrInet4)(unsafe.Pointer(name)) = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: p.Dst.As4()}
+			m.Namelen = unix.SizeofSockaddrInet4
+		} else {
+			*name = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: p.Dst.As16()}
+			m.Namelen = unix.SizeofSockaddrInet6
+		}
+		k++
+	}
+	if k == 0 {
+		return 0, nil
+	}
+	s.want, s.next, s.done, s.err = k, 0, 0, nil
+	err := s.rc.Write(s.sendFn)
+	n := s.done
+	if err == nil {
+		err = s.err
+	}
+	if err != nil {
+		return n, fmt.Errorf("write GRE from %s: %w", s.pa, err)
+	}
+	return n, nil
+}
+
+func (s *GRESocket) sendReady(fd uintptr) bool {
+	v := &s.send
+	for s.next < s.want {
+		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&v.msgs[s.next])), uintptr(s.want-s.next), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			s.next += int(n)
+			s.done += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		case unix.EBADF, unix.ENOTSOCK:
+			s.err = e
+			return true
+		default:
+			// sendmmsg reports an error only for the first message it could
+			// not send: drop that one and carry on with the rest.
+			s.dropped.Add(1)
+			s.next++
+		}
+	}
+	return true
+}

@@ -1,0 +1,95 @@
+package dataplane
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/wnv/wnv/packet"
+)
+
+func link(ifname string) (netlink.Link, error) {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", ifname, err)
+	}
+	return l, nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	a := p.Addr()
+	return &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(p.Bits(), a.BitLen())}
+}
+
+func checkPrefix(p netip.Prefix) error {
+	if !p.IsValid() || p.Addr().Zone() != "" || p.Addr().Is4In6() || p.Addr().IsUnspecified() {
+		return fmt.Errorf("provider address %s is not usable: use a unicast IPv4 or IPv6 address with a prefix length", p)
+	}
+	return nil
+}
+
+// AddAddress configures provider address p on the interface. IPv6 addresses
+// are added without IFA_F_NODAD, so the kernel runs DAD and the address stays
+// tentative (unbindable) until it passes; watch it with DetectDuplicate.
+func AddAddress(ifname string, p netip.Prefix) error {
+	if err := checkPrefix(p); err != nil {
+		return err
+	}
+	l, err := link(ifname)
+	if err != nil {
+		return err
+	}
+	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
+		return fmt.Errorf("add provider address %s to %s: %w", p, ifname, err)
+	}
+	return nil
+}
+
+// RemoveAddress removes provider address p from the interface.
+func RemoveAddress(ifname string, p netip.Prefix) error {
+	if err := checkPrefix(p); err != nil {
+		return err
+	}
+	l, err := link(ifname)
+	if err != nil {
+		return err
+	}
+	if err := netlink.AddrDel(l, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
+		return fmt.Errorf("remove provider address %s from %s: %w", p, ifname, err)
+	}
+	return nil
+}
+
+// LinkIndex returns the interface's index.
+func LinkIndex(ifname string) (int, error) {
+	l, err := link(ifname)
+	if err != nil {
+		return 0, err
+	}
+	return l.Attrs().Index, nil
+}
+
+// LinkMAC returns the interface's hardware address.
+func LinkMAC(ifname string) (packet.MAC, error) {
+	l, err := link(ifname)
+	if err != nil {
+		return packet.MAC{}, err
+	}
+	var m packet.MAC
+	if hw := l.Attrs().HardwareAddr; len(hw) != len(m) {
+		return m, fmt.Errorf("interface %q has a %d-byte hardware address: only Ethernet (6 bytes) is supported", ifname, len(hw))
+	}
+	copy(m[:], l.Attrs().HardwareAddr)
+	return m, nil
+}
+
+// LinkMTU returns the interface's MTU.
+func LinkMTU(ifname string) (int, error) {
+	l, err := link(ifname)
+	if err != nil {
+		return 0, err
+	}
+	return l.Attrs().MTU, nil
+}

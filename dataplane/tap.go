@@ -1,0 +1,225 @@
+package dataplane
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/wnv/wnv/packet"
+)
+
+// TAPConfig describes a VM port.
+type TAPConfig struct {
+	Name   string     // name in the caller's namespace; empty lets the kernel pick tapN
+	Netns  string     // named namespace (/var/run/netns/<Netns>) to move the port into; empty keeps it here
+	IfName string     // name to give the port where it ends up; empty keeps Name
+	MAC    packet.MAC // zero keeps the kernel's random MAC
+	MTU    int        // 0 keeps the kernel default
+}
+
+// TAP is a VM port: frames written to it are received by the interface, and
+// frames the interface transmits are read from it.
+type TAP struct {
+	f       *os.File
+	rc      syscall.RawConn
+	name    string
+	netns   string
+	r, w    batchState
+	readFn  func(uintptr) bool // bound once so ReadBatch does not allocate a closure
+	writeFn func(uintptr) bool
+	dropped atomic.Uint64
+}
+
+// batchState carries one ReadBatch or WriteBatch call through RawConn, whose
+// callback may run several times before the batch is done.
+type batchState struct {
+	bufs  [][]byte
+	sizes []int
+	i, n  int // next buffer, buffers done
+	err   error
+}
+
+// Stats counts what the I/O edge dropped on its own.
+type Stats struct {
+	Dropped   uint64 // writes the kernel refused (interface down, no buffers, no route, too big)
+	Truncated uint64 // received packets larger than the caller's buffer
+}
+
+// OpenTAP creates a TAP interface (IFF_TAP|IFF_NO_PI) in the caller's
+// namespace, optionally moves it into cfg.Netns, renames it to cfg.IfName,
+// sets cfg.MAC and cfg.MTU, and brings it up. The interface lives as long as
+// the TAP is open.
+func OpenTAP(cfg TAPConfig) (*TAP, error) {
+	for _, n := range []struct{ field, v string }{{"Name", cfg.Name}, {"IfName", cfg.IfName}} {
+		if len(n.v) >= unix.IFNAMSIZ {
+			return nil, fmt.Errorf("TAP %s %q is %d bytes long: use at most %d", n.field, n.v, len(n.v), unix.IFNAMSIZ-1)
+		}
+	}
+	if cfg.MTU < 0 || cfg.MTU > 65535 {
+		return nil, fmt.Errorf("TAP MTU %d is out of range: use 68..65535, or 0 for the default", cfg.MTU)
+	}
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(cfg.Name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TAP Name %q: %w", cfg.Name, err)
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("create TAP %q: %w", cfg.Name, err)
+	}
+	name := ifr.Name()
+	// A non-blocking fd makes os.NewFile register it with the runtime poller.
+	t := &TAP{f: os.NewFile(uintptr(fd), "tap:"+name), name: name, netns: cfg.Netns}
+	t.readFn, t.writeFn = t.readReady, t.writeReady
+	if t.rc, err = t.f.SyscallConn(); err != nil {
+		t.f.Close()
+		return nil, err
+	}
+	if err := configureTAP(name, cfg); err != nil {
+		t.f.Close()
+		return nil, err
+	}
+	if cfg.IfName != "" {
+		t.name = cfg.IfName
+	}
+	return t, nil
+}
+
+// configureTAP moves, renames, addresses and raises the interface in one
+// RTM_SETLINK: the kernel applies the namespace move first, so the new name
+// cannot clash with anything left behind here.
+func configureTAP(name string, cfg TAPConfig) error {
+	idx, err := LinkIndex(name)
+	if err != nil {
+		return err
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(idx)
+	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	req.AddData(msg)
+	if cfg.Netns != "" {
+		ns, err := netns.GetFromName(cfg.Netns)
+		if err != nil {
+			return fmt.Errorf("TAP Netns %q: %w", cfg.Netns, err)
+		}
+		defer ns.Close()
+		req.AddData(nl.NewRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(ns))))
+	}
+	if cfg.IfName != "" {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(cfg.IfName)))
+	}
+	if !cfg.MAC.IsZero() {
+		req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, cfg.MAC[:]))
+	}
+	if cfg.MTU != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(cfg.MTU))))
+	}
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return fmt.Errorf("configure TAP %s (netns %q, name %q, MAC %s, MTU %d): %w", name, cfg.Netns, cfg.IfName, cfg.MAC, cfg.MTU, err)
+	}
+	return nil
+}
+
+// Name is the interface's name where it lives now (IfName if one was given).
+func (t *TAP) Name() string { return t.name }
+
+// Netns is the named namespace the interface lives in; empty for the caller's.
+func (t *TAP) Netns() string { return t.netns }
+
+// Stats returns the port's drop counters.
+func (t *TAP) Stats() Stats { return Stats{Dropped: t.dropped.Load()} }
+
+// ReadBatch blocks until at least one frame is ready, then reads frames
+// without blocking until none is ready or bufs is full. Frame i is
+// bufs[i][:sizes[i]]; a buffer shorter than the frame gets the frame cut
+// short. It returns the frames read, and any error after them.
+func (t *TAP) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	t.r = batchState{bufs: bufs, sizes: sizes[:len(bufs)]}
+	err := t.rc.Read(t.readFn)
+	n := t.r.n
+	if err == nil {
+		err = t.r.err
+	}
+	t.r = batchState{}
+	if err != nil {
+		return n, fmt.Errorf("read TAP %s: %w", t.name, err)
+	}
+	return n, nil
+}
+
+func (t *TAP) readReady(fd uintptr) bool {
+	r := &t.r
+	for r.n < len(r.bufs) {
+		n, err := unix.Read(int(fd), r.bufs[r.n])
+		switch err {
+		case nil:
+			r.sizes[r.n] = n
+			r.n++
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return r.n > 0
+		default:
+			r.err = err
+			return true
+		}
+	}
+	return true
+}
+
+// WriteBatch hands each frame to the interface as if received on it. Frames
+// the kernel refuses (EIO while the interface is down, ENOBUFS, a malformed
+// frame) are counted in Stats().Dropped and skipped. It returns the frames
+// written; the error is nil unless the TAP itself failed.
+func (t *TAP) WriteBatch(bufs [][]byte) (int, error) {
+	t.w = batchState{bufs: bufs}
+	err := t.rc.Write(t.writeFn)
+	n := t.w.n
+	if err == nil {
+		err = t.w.err
+	}
+	t.w = batchState{}
+	if err != nil {
+		return n, fmt.Errorf("write TAP %s: %w", t.name, err)
+	}
+	return n, nil
+}
+
+func (t *TAP) writeReady(fd uintptr) bool {
+	w := &t.w
+	for w.i < len(w.bufs) {
+		_, err := unix.Write(int(fd), w.bufs[w.i])
+		switch err {
+		case nil:
+			w.n++
+			w.i++
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		case unix.EBADF, unix.EBADFD:
+			w.err = err
+			return true
+		default:
+			t.dropped.Add(1)
+			w.i++
+		}
+	}
+	return true
+}
+
+// Close closes the port, which deletes the interface wherever it lives, and
+// wakes a ReadBatch blocked on it.
+func (t *TAP) Close() error { return t.f.Close() }

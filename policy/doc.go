@@ -1,0 +1,27 @@
+// Package policy holds the network virtualization policy of one host: the
+// five object kinds of the original WMI classes (lookup records, customer
+// routes, provider addresses, provider routes, the global setting), their
+// validation, and immutable Table snapshots indexed for the switch's fast
+// path.
+//
+// A Store is the single writer. Each write runs as an all-or-nothing
+// transaction against the current Table and, if it succeeds, publishes a new
+// Table through an atomic pointer; a failed write leaves the state exactly as
+// it was and returns one sentence naming the field, the value and the rule,
+// of a kind that errors.Is tells apart: ErrInvalid (bad input or a missing
+// prerequisite), ErrNotFound (nothing matches), ErrExists (an existing object
+// blocks the change: same identity, a CA already mapped to another MAC, a
+// VSID in another routing domain, a route still covering records).
+//
+// Readers call Store.Table once per batch of packets and use that snapshot:
+// lookups by (VSID, CA), (VSID, MAC), gateway wildcard, routing domain,
+// longest-prefix-match customer route and local PA are map reads that neither
+// lock nor allocate. The per-record indexes are split into 1024 shards that
+// are copied on write, so a single change to a table of a million records
+// copies about a thousand entries, while Load and Apply install a million
+// records as one new Table.
+//
+// Zero values: Rule's zero value is TranslationMethodNat and Type's is
+// Static. The package keeps them as given; the provider API and wnvctl
+// default a missing Rule to Encap.
+package policy

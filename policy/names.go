@@ -1,0 +1,61 @@
+package policy
+
+import (
+	"strconv"
+	"strings"
+)
+
+var (
+	ruleNames  = [...]string{"Nat", "Encap", "None"}
+	typeNames  = [...]string{"Static", "Dynamic", "GatewayWildcard", "L2Only"}
+	stateNames = [...]string{"Invalid", "Tentative", "Duplicate", "Deprecated", "Preferred"}
+)
+
+func (r Rule) String() string {
+	if int(r) < len(ruleNames) {
+		return ruleNames[r]
+	}
+	return strconv.Itoa(int(r))
+}
+
+func (t RecordType) String() string {
+	if int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return strconv.Itoa(int(t))
+}
+
+func (s AddressState) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return strconv.Itoa(int(s))
+}
+
+// ParseRule accepts Nat, Encap, None (any case, with or without the
+// TranslationMethod prefix) or their numbers 0..2.
+func ParseRule(s string) (Rule, error) {
+	v := strings.TrimPrefix(strings.ToLower(s), "translationmethod")
+	if i := parseName(v, ruleNames[:]); i >= 0 {
+		return Rule(i), nil
+	}
+	return 0, invalidf("Rule %q is unknown: use Nat, Encap or None", s)
+}
+
+// ParseRecordType accepts Static, Dynamic, GatewayWildcard, L2Only (any case)
+// or their numbers 0..3.
+func ParseRecordType(s string) (RecordType, error) {
+	if i := parseName(strings.ToLower(s), typeNames[:]); i >= 0 {
+		return RecordType(i), nil
+	}
+	return 0, invalidf("Type %q is unknown: use Static, Dynamic, GatewayWildcard or L2Only", s)
+}
+
+func parseName(lower string, names []string) int {
+	for i, n := range names {
+		if lower == strings.ToLower(n) || lower == strconv.Itoa(i) {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,190 @@
+package policy
+
+import (
+	"net/netip"
+
+	"github.com/wnv/wnv/packet"
+)
+
+// Table is an immutable snapshot of the policy, indexed for the switch's fast
+// path. All reads are lock-free and allocation-free; the pointers it returns
+// point into the snapshot and must not be modified. An old Table keeps
+// answering with the state it was built from.
+type Table struct {
+	version uint64
+	global  Global
+
+	// Lookup records. Static and Dynamic records are identified by (VSID,
+	// CA) alone (the MAC must match too), zero-CA records by (VSID, family,
+	// MAC).
+	byCA   *shardArray[caKey, *LookupRecord]
+	byZero *shardArray[macKey, *LookupRecord]
+	byMAC  *shardArray[macKey, []*LookupRecord]
+	gw     map[uint32]*LookupRecord // VSID|v6Bit -> GatewayWildcard record
+	l2only map[VSID]int             // number of L2Only records per VSID
+	nrec   int
+
+	rds   map[GUID]*rdTable
+	vsids map[VSID]*vsidInfo
+	ncr   int
+
+	pas     map[netip.Addr]*ProviderAddress
+	localPA [2]*ProviderAddress // best usable PA for IPv4, IPv6
+	proutes map[prKey]*ProviderRoute
+}
+
+// vsidInfo is what customer routes say about one virtual subnet.
+type vsidInfo struct {
+	rd     GUID
+	routes int
+	onLink []netip.Prefix
+}
+
+type prKey struct {
+	ifIndex int
+	prefix  netip.Prefix
+	nextHop netip.Addr
+}
+
+func providerRouteKey(r *ProviderRoute) prKey {
+	return prKey{ifIndex: r.InterfaceIndex, prefix: r.DestinationPrefix, nextHop: r.NextHop}
+}
+
+func emptyTable() *Table {
+	return &Table{
+		byCA:    new(shardArray[caKey, *LookupRecord]),
+		byZero:  new(shardArray[macKey, *LookupRecord]),
+		byMAC:   new(shardArray[macKey, []*LookupRecord]),
+		gw:      map[uint32]*LookupRecord{},
+		l2only:  map[VSID]int{},
+		rds:     map[GUID]*rdTable{},
+		vsids:   map[VSID]*vsidInfo{},
+		pas:     map[netip.Addr]*ProviderAddress{},
+		proutes: map[prKey]*ProviderRoute{},
+	}
+}
+
+// LookupCA returns the Static or Dynamic record of ca in vsid.
+func (t *Table) LookupCA(vsid VSID, ca netip.Addr) (*LookupRecord, bool) {
+	return t.byCA.get(makeCAKey(vsid, ca))
+}
+
+// LookupMAC returns a record of mac in vsid (any of them: they share the VM's
+// PA).
+func (t *Table) LookupMAC(vsid VSID, mac packet.MAC) (*LookupRecord, bool) {
+	rs, ok := t.byMAC.get(makeMACKey(uint32(vsid), mac))
+	if !ok {
+		return nil, false
+	}
+	return rs[0], true
+}
+
+// GatewayWildcard returns the GatewayWildcard record of vsid for the family.
+func (t *Table) GatewayWildcard(vsid VSID, v6 bool) (*LookupRecord, bool) {
+	vf := uint32(vsid)
+	if v6 {
+		vf |= v6Bit
+	}
+	r, ok := t.gw[vf]
+	return r, ok
+}
+
+// HasL2Only reports whether vsid has L2Only records, i.e. whether ARP and ND
+// for unknown targets are flooded in it.
+func (t *Table) HasL2Only(vsid VSID) bool { return t.l2only[vsid] > 0 }
+
+// RoutingDomain returns the routing domain of vsid, known from its customer
+// routes.
+func (t *Table) RoutingDomain(vsid VSID) (GUID, bool) {
+	if v, ok := t.vsids[vsid]; ok {
+		return v.rd, true
+	}
+	return GUID{}, false
+}
+
+// Route returns the customer route of rd that matches dst longest; among equal
+// prefixes the lowest Metric wins.
+func (t *Table) Route(rd GUID, dst netip.Addr) (*CustomerRoute, bool) {
+	r, ok := t.rds[rd]
+	if !ok {
+		return nil, false
+	}
+	return r.lookup(dst)
+}
+
+// OnLinkPrefix returns the longest on-link prefix of vsid that contains a.
+func (t *Table) OnLinkPrefix(vsid VSID, a netip.Addr) (netip.Prefix, bool) {
+	v, ok := t.vsids[vsid]
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	return v.onLinkFor(a.Unmap())
+}
+
+func (v *vsidInfo) onLinkFor(a netip.Addr) (netip.Prefix, bool) {
+	best, found := netip.Prefix{}, false
+	for _, p := range v.onLink {
+		if p.Contains(a) && (!found || p.Bits() > best.Bits()) {
+			best, found = p, true
+		}
+	}
+	return best, found
+}
+
+// GatewayAddress is the virtual gateway of an on-link prefix, its first host
+// address: 10.0.0.0/24 -> 10.0.0.1, fd00:0:0:1::/64 -> fd00:0:0:1::1.
+func GatewayAddress(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
+
+// IsLocalPA reports whether a is a provider address of this host, in any
+// AddressState.
+func (t *Table) IsLocalPA(a netip.Addr) bool {
+	_, ok := t.pas[a.Unmap()]
+	return ok
+}
+
+// LocalPA returns a local PA of the family to send from: Preferred first,
+// then Deprecated, Tentative and Invalid (state not yet known); never a
+// Duplicate. Ties go to the lowest address.
+func (t *Table) LocalPA(v6 bool) (netip.Addr, bool) {
+	i := 0
+	if v6 {
+		i = 1
+	}
+	if p := t.localPA[i]; p != nil {
+		return p.ProviderAddress, true
+	}
+	return netip.Addr{}, false
+}
+
+// usability ranks AddressStates for LocalPA; 0 means never.
+var usability = [...]int{AddressInvalid: 1, AddressTentative: 2, AddressDuplicate: 0, AddressDeprecated: 3, AddressPreferred: 4}
+
+func (t *Table) pickLocalPAs() {
+	t.localPA = [2]*ProviderAddress{}
+	for _, p := range t.pas {
+		i := 0
+		if p.ProviderAddress.Is6() {
+			i = 1
+		}
+		u := usability[p.AddressState]
+		if u == 0 {
+			continue
+		}
+		cur := t.localPA[i]
+		if cur == nil || u > usability[cur.AddressState] ||
+			u == usability[cur.AddressState] && p.ProviderAddress.Less(cur.ProviderAddress) {
+			t.localPA[i] = p
+		}
+	}
+}
+
+// Global returns the host-wide setting.
+func (t *Table) Global() Global { return t.global }
+
+// Version increases by one with every published change.
+func (t *Table) Version() uint64 { return t.version }
+
+// Counts returns the number of objects of each kind.
+func (t *Table) Counts() (records, customerRoutes, providerAddresses, providerRoutes int) {
+	return t.nrec, t.ncr, len(t.pas), len(t.proutes)
+}

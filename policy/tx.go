@@ -1,0 +1,503 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+)
+
+// tx is one all-or-nothing change: a writable view of a Table that copies
+// what it writes (shards, small maps) and shares the rest. Dropping a tx
+// leaves the old Table untouched, which is how every failed operation leaves
+// the state exactly as it was.
+type tx struct {
+	old *Table
+	t   Table
+
+	byCA   cowShards[caKey, *LookupRecord]
+	byZero cowShards[macKey, *LookupRecord]
+	byMAC  cowShards[macKey, []*LookupRecord]
+
+	gwOwned, l2Owned, vsidsOwned, pasOwned, proutesOwned bool
+
+	rdWork   map[GUID]map[crKey]*CustomerRoute // routing domains touched
+	unlinked map[VSID]bool                     // VSIDs that lost an on-link prefix
+	changed  bool
+
+	// Bulk allocation for large batches: one slab instead of a million
+	// small objects.
+	slab    []LookupRecord
+	ptrSlab []*LookupRecord
+}
+
+func newTx(old *Table) *tx {
+	return &tx{
+		old:    old,
+		t:      *old,
+		byCA:   newCOW(old.byCA),
+		byZero: newCOW(old.byZero),
+		byMAC:  newCOW(old.byMAC),
+	}
+}
+
+// reset starts x over from an empty state, keeping the version sequence.
+func (x *tx) reset() {
+	e := emptyTable()
+	e.version = x.old.version
+	*x = *newTx(e)
+	x.changed = true
+}
+
+// clearRecords drops every lookup record without touching routes.
+func (x *tx) clearRecords() {
+	e := emptyTable()
+	x.byCA, x.byZero, x.byMAC = newCOW(e.byCA), newCOW(e.byZero), newCOW(e.byMAC)
+	x.t.gw, x.t.l2only, x.t.nrec = e.gw, e.l2only, 0
+	x.gwOwned, x.l2Owned, x.changed = true, true, true
+}
+
+// expect sizes the tx for n new lookup records.
+func (x *tx) expect(n int) {
+	if n < nShards {
+		return
+	}
+	per := n/nShards + n/nShards/8 + 8
+	x.byCA.hint, x.byMAC.hint = per, per
+	x.slab = make([]LookupRecord, 0, n)
+	x.ptrSlab = make([]*LookupRecord, 0, n)
+}
+
+func (x *tx) commit() (*Table, error) {
+	t := x.t
+	t.byCA, t.byZero, t.byMAC = x.byCA.arr, x.byZero.arr, x.byMAC.arr
+	if len(x.rdWork) > 0 {
+		t.rds = maps.Clone(x.old.rds)
+		for rd, w := range x.rdWork {
+			if len(w) == 0 {
+				delete(t.rds, rd)
+			} else {
+				t.rds[rd] = buildRD(w)
+			}
+		}
+	}
+	if err := x.checkUnlinked(); err != nil {
+		return nil, err
+	}
+	if x.pasOwned {
+		t.pickLocalPAs()
+	}
+	t.version = x.old.version + 1
+	return &t, nil
+}
+
+// checkUnlinked refuses to leave a Static or Dynamic record outside every
+// on-link route of its VSID after routes were removed.
+func (x *tx) checkUnlinked() error {
+	if len(x.unlinked) == 0 {
+		return nil
+	}
+	var worst *LookupRecord
+	for _, m := range x.byCA.arr {
+		for _, r := range m {
+			if !x.unlinked[r.VirtualSubnetID] || x.covered(r.VirtualSubnetID, r.CustomerAddress) {
+				continue
+			}
+			if worst == nil || compareRecords(r, worst) < 0 {
+				worst = r
+			}
+		}
+	}
+	if worst != nil {
+		return existsf("CustomerAddress %s of VirtualSubnetID %d would be outside every on-link customer route: remove its lookup records first",
+			worst.CustomerAddress, worst.VirtualSubnetID)
+	}
+	return nil
+}
+
+func (x *tx) covered(vsid VSID, ca netip.Addr) bool {
+	v, ok := x.t.vsids[vsid]
+	if !ok {
+		return false
+	}
+	_, ok = v.onLinkFor(ca)
+	return ok
+}
+
+// Lookup records.
+
+func recordName(r *LookupRecord) string {
+	return fmt.Sprintf("LookupRecord %s %s in VirtualSubnetID %d", r.CustomerAddress, r.MACAddress, r.VirtualSubnetID)
+}
+
+func famBit(a netip.Addr) uint32 {
+	if a.Is4() {
+		return 0
+	}
+	return v6Bit
+}
+
+func zeroKey(r *LookupRecord) macKey {
+	return makeMACKey(uint32(r.VirtualSubnetID)|famBit(r.CustomerAddress), r.MACAddress)
+}
+
+func (x *tx) alloc(r *LookupRecord) *LookupRecord {
+	if len(x.slab) < cap(x.slab) {
+		x.slab = append(x.slab, *r)
+		return &x.slab[len(x.slab)-1]
+	}
+	p := new(LookupRecord)
+	*p = *r
+	return p
+}
+
+// findRecord returns the record with r's identity (CA, VSID, MAC); r must be
+// normalized.
+func (x *tx) findRecord(r *LookupRecord) (*LookupRecord, bool) {
+	var p *LookupRecord
+	var ok bool
+	if r.CustomerAddress.IsUnspecified() {
+		p, ok = x.byZero.get(zeroKey(r))
+	} else {
+		p, ok = x.byCA.get(makeCAKey(r.VirtualSubnetID, r.CustomerAddress))
+	}
+	if !ok || p.MACAddress != r.MACAddress {
+		return nil, false
+	}
+	return p, true
+}
+
+func (x *tx) addRecord(r LookupRecord) (*LookupRecord, error) {
+	if err := checkLookupRecord(&r); err != nil {
+		return nil, err
+	}
+	var p *LookupRecord
+	if zeroCA(r.Type) {
+		zk := zeroKey(&r)
+		if _, ok := x.byZero.get(zk); ok {
+			return nil, existsf("%s already exists: use Set to change it", recordName(&r))
+		}
+		if r.Type == GatewayWildcard {
+			if g, ok := x.t.gw[zk.vf]; ok {
+				return nil, existsf("VirtualSubnetID %d already has an %s GatewayWildcard record with MACAddress %s: remove it first",
+					r.VirtualSubnetID, family(r.CustomerAddress), g.MACAddress)
+			}
+		}
+		p = x.alloc(&r)
+		x.byZero.set(zk, p)
+		switch r.Type {
+		case GatewayWildcard:
+			x.ownGW()
+			x.t.gw[zk.vf] = p
+		case L2Only:
+			x.ownL2()
+			x.t.l2only[r.VirtualSubnetID]++
+		}
+	} else {
+		k := makeCAKey(r.VirtualSubnetID, r.CustomerAddress)
+		if old, ok := x.byCA.get(k); ok {
+			if old.MACAddress == r.MACAddress {
+				return nil, existsf("%s already exists: use Set to change it", recordName(&r))
+			}
+			return nil, existsf("CustomerAddress %s in VirtualSubnetID %d is already mapped to MACAddress %s: remove that record first",
+				r.CustomerAddress, r.VirtualSubnetID, old.MACAddress)
+		}
+		if !x.covered(r.VirtualSubnetID, r.CustomerAddress) {
+			return nil, invalidf("CustomerAddress %s is outside every on-link customer route of VirtualSubnetID %d: add the route first",
+				r.CustomerAddress, r.VirtualSubnetID)
+		}
+		p = x.alloc(&r)
+		x.byCA.set(k, p)
+	}
+	x.macAdd(p)
+	x.t.nrec++
+	x.changed = true
+	return p, nil
+}
+
+func (x *tx) removeRecord(p *LookupRecord) {
+	if zeroCA(p.Type) {
+		zk := zeroKey(p)
+		x.byZero.del(zk)
+		switch p.Type {
+		case GatewayWildcard:
+			if x.t.gw[zk.vf] == p {
+				x.ownGW()
+				delete(x.t.gw, zk.vf)
+			}
+		case L2Only:
+			x.ownL2()
+			if x.t.l2only[p.VirtualSubnetID]--; x.t.l2only[p.VirtualSubnetID] <= 0 {
+				delete(x.t.l2only, p.VirtualSubnetID)
+			}
+		}
+	} else {
+		x.byCA.del(makeCAKey(p.VirtualSubnetID, p.CustomerAddress))
+	}
+	x.macReplace(p, nil)
+	x.t.nrec--
+	x.changed = true
+}
+
+// setRecord applies a Set change to p and validates the result.
+func (x *tx) setRecord(p *LookupRecord, c *LookupRecordChange) (*LookupRecord, error) {
+	n := *p
+	c.apply(&n)
+	if err := checkLookupRecord(&n); err != nil {
+		return nil, err
+	}
+	np := x.alloc(&n)
+	if zeroCA(p.Type) {
+		zk := zeroKey(p)
+		x.byZero.set(zk, np)
+		if p.Type == GatewayWildcard {
+			x.ownGW()
+			x.t.gw[zk.vf] = np
+		}
+	} else {
+		x.byCA.set(makeCAKey(p.VirtualSubnetID, p.CustomerAddress), np)
+	}
+	x.macReplace(p, np)
+	x.changed = true
+	return np, nil
+}
+
+func (x *tx) macAdd(p *LookupRecord) {
+	k := makeMACKey(uint32(p.VirtualSubnetID), p.MACAddress)
+	rs, _ := x.byMAC.get(k)
+	var n []*LookupRecord
+	if len(rs) == 0 && len(x.ptrSlab) < cap(x.ptrSlab) {
+		x.ptrSlab = append(x.ptrSlab, p)
+		n = x.ptrSlab[len(x.ptrSlab)-1 : len(x.ptrSlab) : len(x.ptrSlab)]
+	} else {
+		n = append(slices.Clip(rs), p)
+	}
+	x.byMAC.set(k, n)
+}
+
+// macReplace swaps old for nw in the MAC index, or drops old when nw is nil.
+// Slices are never modified in place: older Tables still read them.
+func (x *tx) macReplace(old, nw *LookupRecord) {
+	k := makeMACKey(uint32(old.VirtualSubnetID), old.MACAddress)
+	rs, _ := x.byMAC.get(k)
+	n := make([]*LookupRecord, 0, len(rs))
+	for _, r := range rs {
+		switch {
+		case r != old:
+			n = append(n, r)
+		case nw != nil:
+			n = append(n, nw)
+		}
+	}
+	if len(n) == 0 {
+		x.byMAC.del(k)
+	} else {
+		x.byMAC.set(k, n)
+	}
+}
+
+func (x *tx) ownGW() {
+	if !x.gwOwned {
+		x.t.gw = maps.Clone(x.old.gw)
+		x.gwOwned = true
+	}
+}
+
+func (x *tx) ownL2() {
+	if !x.l2Owned {
+		x.t.l2only = maps.Clone(x.old.l2only)
+		x.l2Owned = true
+	}
+}
+
+// Customer routes.
+
+func routeName(r *CustomerRoute) string {
+	return fmt.Sprintf("CustomerRoute %s via %s in VirtualSubnetID %d of RoutingDomainID %s",
+		r.DestinationPrefix, r.NextHop, r.VirtualSubnetID, r.RoutingDomainID)
+}
+
+// rdRoutes returns the writable routes of rd.
+func (x *tx) rdRoutes(rd GUID) map[crKey]*CustomerRoute {
+	if w, ok := x.rdWork[rd]; ok {
+		return w
+	}
+	if x.rdWork == nil {
+		x.rdWork = map[GUID]map[crKey]*CustomerRoute{}
+	}
+	w := map[crKey]*CustomerRoute{}
+	if t, ok := x.old.rds[rd]; ok {
+		w = maps.Clone(t.routes)
+	}
+	x.rdWork[rd] = w
+	return w
+}
+
+func (x *tx) ownVSIDs() {
+	if !x.vsidsOwned {
+		x.t.vsids = maps.Clone(x.old.vsids)
+		x.vsidsOwned = true
+	}
+}
+
+func (x *tx) addRoute(r CustomerRoute) (*CustomerRoute, error) {
+	if err := checkCustomerRoute(&r); err != nil {
+		return nil, err
+	}
+	info := x.t.vsids[r.VirtualSubnetID]
+	if info != nil && info.rd != r.RoutingDomainID {
+		return nil, existsf("VirtualSubnetID %d belongs to RoutingDomainID %s: a virtual subnet belongs to exactly one routing domain",
+			r.VirtualSubnetID, info.rd)
+	}
+	w := x.rdRoutes(r.RoutingDomainID)
+	k := routeKey(&r)
+	if _, ok := w[k]; ok {
+		return nil, existsf("%s already exists: use Set to change its Metric", routeName(&r))
+	}
+	p := &r
+	w[k] = p
+	x.t.ncr++
+	n := vsidInfo{rd: r.RoutingDomainID}
+	if info != nil {
+		n = *info
+	}
+	n.routes++
+	if p.OnLink() {
+		n.onLink = append(slices.Clip(n.onLink), p.DestinationPrefix)
+	}
+	x.ownVSIDs()
+	x.t.vsids[r.VirtualSubnetID] = &n
+	x.changed = true
+	return p, nil
+}
+
+func (x *tx) removeRoute(p *CustomerRoute) {
+	delete(x.rdRoutes(p.RoutingDomainID), routeKey(p))
+	x.t.ncr--
+	x.ownVSIDs()
+	n := *x.t.vsids[p.VirtualSubnetID]
+	n.routes--
+	if p.OnLink() {
+		n.onLink = slices.Clone(n.onLink)
+		if i := slices.Index(n.onLink, p.DestinationPrefix); i >= 0 {
+			n.onLink = slices.Delete(n.onLink, i, i+1)
+		}
+		if x.unlinked == nil {
+			x.unlinked = map[VSID]bool{}
+		}
+		x.unlinked[p.VirtualSubnetID] = true
+	}
+	if n.routes == 0 {
+		delete(x.t.vsids, p.VirtualSubnetID)
+	} else {
+		x.t.vsids[p.VirtualSubnetID] = &n
+	}
+	x.changed = true
+}
+
+func (x *tx) setRouteMetric(p *CustomerRoute, metric uint32) *CustomerRoute {
+	n := *p
+	n.Metric = metric
+	x.rdRoutes(p.RoutingDomainID)[routeKey(p)] = &n
+	x.changed = true
+	return &n
+}
+
+// findRoute returns the route with r's identity; r must be normalized.
+func (x *tx) findRoute(r *CustomerRoute) (*CustomerRoute, bool) {
+	k := routeKey(r)
+	if w, ok := x.rdWork[r.RoutingDomainID]; ok {
+		p, ok := w[k]
+		return p, ok
+	}
+	if t, ok := x.old.rds[r.RoutingDomainID]; ok {
+		p, ok := t.routes[k]
+		return p, ok
+	}
+	return nil, false
+}
+
+// Provider addresses and routes: few, so each change copies its map.
+
+func (x *tx) ownPAs() {
+	if !x.pasOwned {
+		x.t.pas = maps.Clone(x.old.pas)
+		x.pasOwned = true
+	}
+}
+
+func (x *tx) addPA(pa ProviderAddress) (*ProviderAddress, error) {
+	if err := checkProviderAddress(&pa); err != nil {
+		return nil, err
+	}
+	if _, ok := x.t.pas[pa.ProviderAddress]; ok {
+		return nil, existsf("ProviderAddress %s already exists: remove it first", pa.ProviderAddress)
+	}
+	x.ownPAs()
+	x.t.pas[pa.ProviderAddress] = &pa
+	x.changed = true
+	return &pa, nil
+}
+
+func (x *tx) removePA(p *ProviderAddress) {
+	x.ownPAs()
+	delete(x.t.pas, p.ProviderAddress)
+	x.changed = true
+}
+
+func (x *tx) setPAState(a netip.Addr, st AddressState) error {
+	if err := checkAddressState(st); err != nil {
+		return err
+	}
+	a = a.Unmap()
+	p, ok := x.t.pas[a]
+	if !ok {
+		return notFoundf("ProviderAddress %s is not configured: add it first", a)
+	}
+	if p.AddressState == st {
+		return nil
+	}
+	n := *p
+	n.AddressState = st
+	x.ownPAs()
+	x.t.pas[a] = &n
+	x.changed = true
+	return nil
+}
+
+func (x *tx) ownProviderRoutes() {
+	if !x.proutesOwned {
+		x.t.proutes = maps.Clone(x.old.proutes)
+		x.proutesOwned = true
+	}
+}
+
+func (x *tx) addProviderRoute(r ProviderRoute) (*ProviderRoute, error) {
+	if err := checkProviderRoute(&r); err != nil {
+		return nil, err
+	}
+	k := providerRouteKey(&r)
+	if _, ok := x.t.proutes[k]; ok {
+		return nil, existsf("ProviderRoute %s via %s on InterfaceIndex %d already exists: use Set to change its Metric",
+			r.DestinationPrefix, r.NextHop, r.InterfaceIndex)
+	}
+	x.ownProviderRoutes()
+	x.t.proutes[k] = &r
+	x.changed = true
+	return &r, nil
+}
+
+func (x *tx) removeProviderRoute(p *ProviderRoute) {
+	x.ownProviderRoutes()
+	delete(x.t.proutes, providerRouteKey(p))
+	x.changed = true
+}
+
+func (x *tx) setProviderRouteMetric(p *ProviderRoute, metric uint32) *ProviderRoute {
+	n := *p
+	n.Metric = metric
+	x.ownProviderRoutes()
+	x.t.proutes[providerRouteKey(p)] = &n
+	x.changed = true
+	return &n
+}

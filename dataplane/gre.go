@@ -41,6 +41,7 @@ type GRESocket struct {
 	sendFn     func(uintptr) bool
 
 	dropped, truncated atomic.Uint64
+	closed             atomic.Bool
 }
 
 // mmsgVec is the recvmmsg/sendmmsg vector of one direction. Names have room
@@ -114,7 +115,10 @@ func (s *GRESocket) Stats() Stats {
 }
 
 // Close closes the socket and wakes a ReadBatch blocked on it.
-func (s *GRESocket) Close() error { return s.f.Close() }
+func (s *GRESocket) Close() error {
+	s.closed.Store(true)
+	return s.f.Close()
+}
 
 // ReadBatch blocks until at least one packet has arrived, then returns up to
 // len(pkts) of them with one recvmmsg: Buf[:N] is the GRE header and inner
@@ -156,7 +160,7 @@ func (s *GRESocket) ReadBatch(pkts []Packet) (int, error) {
 		err = s.err
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read GRE on %s: %w", s.pa, err)
+		return 0, fmt.Errorf("read GRE on %s: %w", s.pa, closedErr(&s.closed, err))
 	}
 	return s.unpack(pkts, n), nil
 }
@@ -261,7 +265,7 @@ func (s *GRESocket) WriteBatch(pkts []Packet) (int, error) {
 		err = s.err
 	}
 	if err != nil {
-		return n, fmt.Errorf("write GRE from %s: %w", s.pa, err)
+		return n, fmt.Errorf("write GRE from %s: %w", s.pa, closedErr(&s.closed, err))
 	}
 	return n, nil
 }

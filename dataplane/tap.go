@@ -33,6 +33,7 @@ type TAP struct {
 	readFn  func(uintptr) bool // bound once so ReadBatch does not allocate a closure
 	writeFn func(uintptr) bool
 	dropped atomic.Uint64
+	closed  atomic.Bool
 }
 
 // batchState carries one ReadBatch or WriteBatch call through RawConn, whose
@@ -156,7 +157,7 @@ func (t *TAP) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	}
 	t.r = batchState{}
 	if err != nil {
-		return n, fmt.Errorf("read TAP %s: %w", t.name, err)
+		return n, fmt.Errorf("read TAP %s: %w", t.name, closedErr(&t.closed, err))
 	}
 	return n, nil
 }
@@ -193,7 +194,7 @@ func (t *TAP) WriteBatch(bufs [][]byte) (int, error) {
 	}
 	t.w = batchState{}
 	if err != nil {
-		return n, fmt.Errorf("write TAP %s: %w", t.name, err)
+		return n, fmt.Errorf("write TAP %s: %w", t.name, closedErr(&t.closed, err))
 	}
 	return n, nil
 }
@@ -222,4 +223,16 @@ func (t *TAP) writeReady(fd uintptr) bool {
 
 // Close closes the port, which deletes the interface wherever it lives, and
 // wakes a ReadBatch blocked on it.
-func (t *TAP) Close() error { return t.f.Close() }
+func (t *TAP) Close() error {
+	t.closed.Store(true)
+	return t.f.Close()
+}
+
+// closedErr turns RawConn's internal "file closing" error into os.ErrClosed,
+// which callers can test for.
+func closedErr(closed *atomic.Bool, err error) error {
+	if closed.Load() {
+		return os.ErrClosed
+	}
+	return err
+}

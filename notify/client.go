@@ -10,10 +10,14 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// maxServerFrame bounds a completion the client accepts.
-const maxServerFrame = 16 << 20
+const (
+	// maxServerFrame bounds a completion the client accepts.
+	maxServerFrame = 16 << 20
+	openTimeout    = 5 * time.Second
+)
 
 // SocketPath is the socket Open uses for "": $WNV_NOTIFY_SOCKET, else
 // DefaultSocket.
@@ -52,6 +56,23 @@ func Open(socketPath string) (*Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open notification socket: %w", err)
 	}
+	// The greeting means the server has subscribed this handle: every event
+	// raised after Open returns reaches it.
+	c.SetReadDeadline(time.Now().Add(openTimeout))
+	var b [helloFrame]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open notification socket %s: no greeting from the server: %w", socketPath, err)
+	}
+	hi, err := decodeHello(b[4:])
+	if err == nil && hi.major != MajorVersion {
+		err = fmt.Errorf("server API version %d.%d is not supported: this client speaks %d.%d", hi.major, hi.minor, MajorVersion, MinorVersion)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open notification socket %s: %w", socketPath, err)
+	}
+	c.SetReadDeadline(time.Time{})
 	h := &Handle{c: c, calls: map[uint32]*call{}, closed: make(chan struct{}), reader: make(chan struct{})}
 	go h.read()
 	return h, nil

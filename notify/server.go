@@ -127,6 +127,10 @@ func serveConn(c *net.UnixConn, h *Hub) {
 		wg.Wait()
 		cn.sub.Close()
 	}()
+	hi := hello{major: MajorVersion, minor: MinorVersion, depth: uint32(h.cfg.QueueDepth), windowNanos: uint64(h.cfg.DedupWindow)}
+	if _, err := c.Write(appendHello(nil, hi)); err != nil {
+		return
+	}
 	var lenb [4]byte
 	body := make([]byte, maxClientFrame)
 	for {

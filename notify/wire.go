@@ -22,17 +22,22 @@ import (
 //
 // Server to client:
 //
+//	opHello (0x80), id 0, sent once the handle is subscribed (events raised
+//	  from then on reach it): MajorVersion u8, MinorVersion u8, 2 zero bytes,
+//	  QueueDepth u32, DedupWindow in nanoseconds u64.
 //	opCompletion (0x81): status u32 (0, 87 or 995), NotificationType i32,
 //	  PendingNotifications u32, bytes u32, dropped u64 (events of that type
 //	  this handle has lost so far), then bytes of back-to-back structures.
 const (
 	opRequest    uint16 = 1
 	opCancel     uint16 = 2
+	opHello      uint16 = 0x80
 	opCompletion uint16 = 0x81
 
 	frameHeader     = 12 // length + op + reserved + id
 	requestBody     = 12
 	completionBody  = 24
+	helloFrame      = frameHeader + 16
 	requestFrame    = frameHeader + requestBody
 	completionFrame = frameHeader + completionBody
 	// maxClientFrame bounds what the server reads before validating.
@@ -140,4 +145,32 @@ func decodeCompletion(b []byte) (completion, error) {
 	}
 	c.payload = b[completionFrame-4:]
 	return c, nil
+}
+
+// hello is the server's greeting.
+type hello struct {
+	major, minor uint8
+	depth        uint32
+	windowNanos  uint64
+}
+
+func appendHello(dst []byte, h hello) []byte {
+	var b [helloFrame]byte
+	putFrameHeader(b[:], helloFrame-4, opHello, 0)
+	b[12], b[13] = h.major, h.minor
+	binary.LittleEndian.PutUint32(b[16:], h.depth)
+	binary.LittleEndian.PutUint64(b[20:], h.windowNanos)
+	return append(dst, b[:]...)
+}
+
+// decodeHello parses the greeting frame without its length prefix.
+func decodeHello(b []byte) (hello, error) {
+	var h hello
+	if len(b) != helloFrame-4 || binary.LittleEndian.Uint16(b) != opHello {
+		return h, fmt.Errorf("server greeting of %d bytes is not a %d-byte hello frame", len(b), helloFrame-4)
+	}
+	h.major, h.minor = b[8], b[9]
+	h.depth = binary.LittleEndian.Uint32(b[12:])
+	h.windowNanos = binary.LittleEndian.Uint64(b[16:])
+	return h, nil
 }

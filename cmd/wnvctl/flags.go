@@ -1,0 +1,196 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// Flags are named after the original properties (--VirtualSubnetID) and typed
+// with the values below, so that a bad value is rejected while parsing with a
+// message naming the flag and the rule (see flagError).
+
+// ruleError is the rule a flag value broke, without the flag's name.
+type ruleError string
+
+func (e ruleError) Error() string { return string(e) }
+
+type addrValue struct{ p *netip.Addr }
+
+func (v addrValue) String() string {
+	if !v.p.IsValid() {
+		return ""
+	}
+	return v.p.String()
+}
+func (v addrValue) Type() string { return "address" }
+func (v addrValue) Set(s string) error {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return ruleError("use an IPv4 or IPv6 address such as 10.0.0.5")
+	}
+	*v.p = a
+	return nil
+}
+
+// addrsValue is a repeatable address flag; one use may also list several
+// addresses separated by commas.
+type addrsValue struct{ p *[]netip.Addr }
+
+func (v addrsValue) String() string {
+	s := make([]string, len(*v.p))
+	for i, a := range *v.p {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+func (v addrsValue) Type() string { return "addresses" }
+func (v addrsValue) Set(s string) error {
+	for f := range strings.SplitSeq(s, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(f))
+		if err != nil {
+			return ruleError("use IPv4 or IPv6 addresses such as 10.0.0.5, repeat the flag for more")
+		}
+		*v.p = append(*v.p, a)
+	}
+	return nil
+}
+
+type prefixValue struct{ p *netip.Prefix }
+
+func (v prefixValue) String() string {
+	if !v.p.IsValid() {
+		return ""
+	}
+	return v.p.String()
+}
+func (v prefixValue) Type() string { return "prefix" }
+func (v prefixValue) Set(s string) error {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return ruleError("use a prefix such as 10.0.0.0/24 or fd00::/64")
+	}
+	*v.p = p
+	return nil
+}
+
+type macValue struct{ p *packet.MAC }
+
+func (v macValue) String() string {
+	if v.p.IsZero() {
+		return ""
+	}
+	return v.p.String()
+}
+func (v macValue) Type() string { return "mac" }
+func (v macValue) Set(s string) error {
+	m, err := packet.ParseMAC(s)
+	if err != nil {
+		return ruleError("use 00:15:5d:01:02:03 or 00-15-5D-01-02-03")
+	}
+	*v.p = m
+	return nil
+}
+
+type vsidValue struct{ p *policy.VSID }
+
+func (v vsidValue) String() string {
+	if *v.p == 0 {
+		return ""
+	}
+	return strconv.FormatUint(uint64(*v.p), 10)
+}
+func (v vsidValue) Type() string { return "vsid" }
+func (v vsidValue) Set(s string) error {
+	n, err := strconv.ParseUint(s, 0, 32)
+	if err != nil {
+		return ruleError(fmt.Sprintf("use a number %d..%d", policy.MinVSID, policy.MaxVSID))
+	}
+	*v.p = policy.VSID(n)
+	return nil
+}
+
+type guidValue struct{ p *policy.GUID }
+
+func (v guidValue) String() string {
+	if v.p.IsZero() {
+		return ""
+	}
+	return v.p.String()
+}
+func (v guidValue) Type() string { return "guid" }
+func (v guidValue) Set(s string) error {
+	g, err := policy.ParseGUID(s)
+	if err != nil {
+		return ruleError("use a GUID such as {11111111-2222-3333-4444-000000000000}")
+	}
+	*v.p = g
+	return nil
+}
+
+type ruleValue struct{ p *policy.Rule }
+
+func (v ruleValue) String() string { return v.p.String() }
+func (v ruleValue) Type() string   { return "rule" }
+func (v ruleValue) Set(s string) error {
+	r, err := policy.ParseRule(s)
+	if err != nil {
+		return ruleError("use Nat, Encap or None (or 0..2)")
+	}
+	*v.p = r
+	return nil
+}
+
+type typeValue struct{ p *policy.RecordType }
+
+func (v typeValue) String() string { return v.p.String() }
+func (v typeValue) Type() string   { return "type" }
+func (v typeValue) Set(s string) error {
+	t, err := policy.ParseRecordType(s)
+	if err != nil {
+		return ruleError("use Static, Dynamic, GatewayWildcard or L2Only (or 0..3)")
+	}
+	*v.p = t
+	return nil
+}
+
+// flagError turns pflag's "invalid argument" errors into one sentence naming
+// the flag, the value and the rule.
+func flagError(_ *cobra.Command, err error) error {
+	var ive *pflag.InvalidValueError
+	if !errors.As(err, &ive) {
+		return err
+	}
+	f := ive.GetFlag()
+	var re ruleError
+	rule := ""
+	switch {
+	case errors.As(err, &re):
+		rule = string(re)
+	case f.Value.Type() == "bool":
+		rule = "use true or false"
+	case numberRules[f.Value.Type()] != "":
+		rule = numberRules[f.Value.Type()]
+	default:
+		rule = errors.Unwrap(err).Error()
+	}
+	return fmt.Errorf("--%s %q is malformed: %s", f.Name, ive.GetValue(), rule)
+}
+
+var numberRules = map[string]string{
+	"uint8":  "use a whole number 0..255",
+	"uint16": "use a whole number 0..65535",
+	"uint32": "use a whole number 0..4294967295",
+	"int":    "use a whole number",
+}
+
+// changed reports whether the named flag was given.
+func changed(cmd *cobra.Command, name string) bool { return cmd.Flags().Changed(name) }

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+)
+
+// requestTimeout bounds one call to wnvd, so a wedged daemon cannot hang a
+// script forever.
+const requestTimeout = 30 * time.Second
+
+// providerClient returns a provider API client for --socket and a context
+// bounded by requestTimeout.
+func providerClient(cmd *cobra.Command) (*provider.Client, context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
+	return provider.NewClient(flagSocket), ctx, cancel
+}
+
+// outTable is what a command prints with -o table; with -o json it prints the
+// API's own JSON of v instead.
+type outTable struct {
+	header []string
+	rows   [][]string
+}
+
+func (t *outTable) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+// printResult prints v as indented JSON with -o json, else the tables.
+func printResult(cmd *cobra.Command, v any, tables ...outTable) error {
+	w := cmd.OutOrStdout()
+	if flagOutput == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	for i, t := range tables {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.Join(t.header, "\t"))
+		for _, r := range t.rows {
+			fmt.Fprintln(tw, strings.Join(r, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cell formatters: "-" stands for an unset value so columns stay aligned.
+
+func addrCell(a netip.Addr) string {
+	if !a.IsValid() {
+		return "-"
+	}
+	return a.String()
+}
+
+func prefixCell(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "-"
+	}
+	return p.String()
+}
+
+func macCell(m packet.MAC) string {
+	if m.IsZero() {
+		return "-"
+	}
+	return m.String()
+}
+
+func guidCell(g policy.GUID) string {
+	if g.IsZero() {
+		return "-"
+	}
+	return g.String()
+}
+
+func strCell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func numCell[T ~uint8 | ~uint16 | ~uint32 | ~uint64](n T) string {
+	return strconv.FormatUint(uint64(n), 10)
+}

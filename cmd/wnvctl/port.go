@@ -1,0 +1,177 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wnv/wnv/provider"
+)
+
+func init() {
+	cmd := &cobra.Command{Use: "port", Short: "Attach, detach and list VM ports"}
+	cmd.SetFlagErrorFunc(flagError)
+	cmd.AddCommand(portAttach(), portDetach(), portGet())
+	rootCmd.AddCommand(cmd)
+}
+
+func portAttach() *cobra.Command {
+	var s provider.PortSpec
+	cmd := &cobra.Command{
+		Use:   "attach",
+		Short: "Attach a VM port: a TAP device whose frames belong to a virtual subnet",
+		Example: "  wnvctl port attach --Name vm1 --Netns vm1 --IfName eth0 --MACAddress 00:15:5d:01:02:03 \\\n" +
+			"    --VirtualSubnetID 5001 --CustomerAddress 10.0.0.5",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			p, err := c.AttachPort(ctx, s)
+			if err != nil {
+				return err
+			}
+			return outputPorts(cmd, p, []provider.Port{p})
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&s.Name, "Name", "", "port name, 1..15 characters")
+	fs.StringVar(&s.TAP, "TAP", "", "TAP device name (default: --Name)")
+	fs.StringVar(&s.Netns, "Netns", "", "network namespace (ip netns) to move the TAP into")
+	fs.StringVar(&s.IfName, "IfName", "", "the TAP's name inside --Netns")
+	fs.Var(macValue{&s.MACAddress}, "MACAddress", "the VM's MAC address")
+	fs.Var(vsidValue{&s.VirtualSubnetID}, "VirtualSubnetID", "virtual subnet of the port, 4096..16777214 (0: not virtualized)")
+	fs.Var(addrsValue{&s.CustomerAddresses}, "CustomerAddress", "a customer address of the VM (repeatable)")
+	fs.IntVar(&s.MTU, "MTU", 0, "MTU of the VM's interface (default: wnvd's, which leaves room for encapsulation)")
+	cmd.MarkFlagRequired("Name")
+	cmd.MarkFlagRequired("MACAddress")
+	return cmd
+}
+
+func portDetach() *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "detach",
+		Short: "Detach a VM port",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			return c.DetachPort(ctx, name)
+		},
+	}
+	cmd.Flags().StringVar(&name, "Name", "", "name of the port")
+	cmd.MarkFlagRequired("Name")
+	return cmd
+}
+
+func portGet() *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "get",
+		Short: "List the attached ports, or the one named by --Name",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			if changed(cmd, "Name") {
+				p, err := c.Port(ctx, name)
+				if err != nil {
+					return err
+				}
+				return outputPorts(cmd, p, []provider.Port{p})
+			}
+			ps, err := c.Ports(ctx)
+			if err != nil {
+				return err
+			}
+			return outputPorts(cmd, ps, ps)
+		},
+	}
+	cmd.Flags().StringVar(&name, "Name", "", "only this port")
+	return cmd
+}
+
+func outputPorts(cmd *cobra.Command, v any, ps []provider.Port) error {
+	t := outTable{header: []string{"Name", "Index", "TAP", "Netns", "IfName", "MACAddress", "VirtualSubnetID", "CustomerAddresses", "MTU", "RxFrames", "TxFrames", "Drops"}}
+	for _, p := range ps {
+		cas := make([]string, len(p.CustomerAddresses))
+		for i, a := range p.CustomerAddresses {
+			cas[i] = a.String()
+		}
+		mtu := "-"
+		if p.MTU != 0 {
+			mtu = strconv.Itoa(p.MTU)
+		}
+		t.add(p.Name, strconv.Itoa(p.Index), strCell(p.TAP), strCell(p.Netns), strCell(p.IfName), macCell(p.MACAddress),
+			numCell(p.VirtualSubnetID), strCell(strings.Join(cas, ",")), mtu,
+			numCell(p.Counters.RxFrames), numCell(p.Counters.TxFrames), numCell(p.Counters.Drops))
+	}
+	return printResult(cmd, v, t)
+}
+
+func init() {
+	nh := nextHopCmd()
+	nh.SetFlagErrorFunc(flagError)
+	rootCmd.AddCommand(nh, countersCmd())
+}
+
+func nextHopCmd() *cobra.Command {
+	var q provider.NextHopQuery
+	cmd := &cobra.Command{
+		Use:     "next-hop",
+		Short:   "Show where a packet between two customer addresses goes (Select-NextHop)",
+		Example: "  wnvctl next-hop --SourceCustomerAddress 10.0.0.5 --DestinationCustomerAddress 10.0.1.7 --SourceVirtualSubnetID 5001",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			nh, err := c.NextHop(ctx, q)
+			if err != nil {
+				return err
+			}
+			t := outTable{header: []string{"NextHopAddress", "SourceMACAddress", "NextHopMACAddress", "ProviderAddress", "VirtualSubnetID"}}
+			t.add(addrCell(nh.NextHopAddress), macCell(nh.SourceMACAddress), macCell(nh.NextHopMACAddress),
+				addrCell(nh.ProviderAddress), numCell(nh.VirtualSubnetID))
+			return printResult(cmd, nh, t)
+		},
+	}
+	fs := cmd.Flags()
+	fs.Var(addrValue{&q.SourceCustomerAddress}, "SourceCustomerAddress", "CA of the sending VM")
+	fs.Var(addrValue{&q.DestinationCustomerAddress}, "DestinationCustomerAddress", "CA to reach")
+	fs.Var(vsidValue{&q.SourceVirtualSubnetID}, "SourceVirtualSubnetID", "virtual subnet of the sending VM")
+	for _, name := range []string{"SourceCustomerAddress", "DestinationCustomerAddress", "SourceVirtualSubnetID"} {
+		cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
+
+func countersCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "counters",
+		Short: "Show the switch's counters per port, per virtual subnet and per drop reason",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			cs, err := c.Counters(ctx)
+			if err != nil {
+				return err
+			}
+			ports := outTable{header: []string{"Port", "RxFrames", "RxBytes", "TxFrames", "TxBytes", "Drops"}}
+			for _, p := range cs.Ports {
+				ports.add(p.Name, numCell(p.RxFrames), numCell(p.RxBytes), numCell(p.TxFrames), numCell(p.TxBytes), numCell(p.Drops))
+			}
+			vsids := outTable{header: []string{"VirtualSubnetID", "TxFrames", "RxFrames", "Encapsulated", "Decapsulated", "Drops"}}
+			for _, v := range cs.VSIDs {
+				vsids.add(numCell(v.VirtualSubnetID), numCell(v.TxFrames), numCell(v.RxFrames), numCell(v.Encapsulated), numCell(v.Decapsulated), numCell(v.Drops))
+			}
+			drops := outTable{header: []string{"DropReason", "Count"}}
+			for _, d := range cs.Drops {
+				drops.add(d.Reason, numCell(d.Count))
+			}
+			return printResult(cmd, cs, ports, vsids, drops)
+		},
+	}
+}
+

@@ -1,0 +1,277 @@
+package provider
+
+import (
+	"bytes"
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// The codec decodes request bodies and query strings one property at a time,
+// so that a malformed value is reported with its property name and the rule
+// for it, which encoding/json alone does not do.
+
+// rules says, per property type, what a well-formed value looks like.
+var rules = map[reflect.Type]string{
+	reflect.TypeFor[netip.Addr]():        "use an IPv4 or IPv6 address such as 10.0.0.5",
+	reflect.TypeFor[[]netip.Addr]():      "use a list of IPv4 or IPv6 addresses such as [\"10.0.0.5\"]",
+	reflect.TypeFor[netip.Prefix]():      "use a prefix such as 10.0.0.0/24",
+	reflect.TypeFor[packet.MAC]():        "use 00:15:5d:01:02:03",
+	reflect.TypeFor[policy.VSID]():       fmt.Sprintf("use %d..%d", policy.MinVSID, policy.MaxVSID),
+	reflect.TypeFor[policy.GUID]():       "use a GUID such as {11111111-2222-3333-4444-000000000000}",
+	reflect.TypeFor[policy.Rule]():       "use 0 (Nat), 1 (Encap) or 2 (None)",
+	reflect.TypeFor[policy.RecordType](): "use 0 (Static), 1 (Dynamic), 2 (GatewayWildcard) or 3 (L2Only)",
+	reflect.TypeFor[bool]():              "use true or false",
+	reflect.TypeFor[string]():            "use a string",
+}
+
+func ruleFor(t reflect.Type, cause error) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if r, ok := rules[t]; ok {
+		return r
+	}
+	switch t.Kind() {
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		return fmt.Sprintf("use a whole number 0..%d", uint64(1)<<(t.Bits()-1)*2-1)
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Int:
+		return fmt.Sprintf("use a whole number up to %d", int64(1)<<(t.Bits()-1)-1)
+	}
+	return cause.Error()
+}
+
+// field is one property of a wire struct: its name and where it lives.
+type field struct {
+	name  string
+	index []int
+	typ   reflect.Type
+}
+
+// fieldsOf lists the properties of struct type t in declaration order,
+// flattening embedded structs as encoding/json does.
+func fieldsOf(t reflect.Type) []field {
+	var out []field
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if sf.Anonymous && name == "" && sf.Type.Kind() == reflect.Struct {
+			for _, f := range fieldsOf(sf.Type) {
+				f.index = append([]int{i}, f.index...)
+				out = append(out, f)
+			}
+			continue
+		}
+		if name == "" {
+			name = sf.Name
+		}
+		out = append(out, field{name: name, index: []int{i}, typ: sf.Type})
+	}
+	return out
+}
+
+func fieldNames(fs []field) string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// maxBody bounds a request body; policy objects are a few hundred bytes.
+const maxBody = 1 << 20
+
+// decodeBody decodes the JSON object in r into the struct dst points to.
+// Properties absent from the JSON keep dst's values, which is how defaults
+// are applied. Unknown properties and trailing data are errors.
+func decodeBody(r io.Reader, dst any) error {
+	data, err := io.ReadAll(io.LimitReader(r, maxBody+1))
+	if err != nil {
+		return fmt.Errorf("request body could not be read: %v", err)
+	}
+	if len(data) > maxBody {
+		return fmt.Errorf("request body is larger than %d bytes: send one object", maxBody)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errors.New("request body is empty: send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var obj map[string]json.RawMessage
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		return fmt.Errorf("request body is not a JSON object: %s", describeJSONError(err))
+	}
+	if dec.More() {
+		return errors.New("request body has data after the JSON object: send one object")
+	}
+	v := reflect.ValueOf(dst).Elem()
+	fs := fieldsOf(v.Type())
+	if err := checkKnown(obj, fs, "field"); err != nil {
+		return err
+	}
+	for _, f := range fs {
+		raw, ok := obj[f.name]
+		if !ok {
+			continue
+		}
+		target := v.FieldByIndex(f.index)
+		fresh := reflect.New(target.Type())
+		fresh.Elem().Set(target)
+		if err := json.Unmarshal(raw, fresh.Interface()); err != nil {
+			return fmt.Errorf("%s %s is malformed: %s", f.name, clip(string(raw)), ruleFor(f.typ, err))
+		}
+		target.Set(fresh.Elem())
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	if err == nil {
+		return "got null"
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%v at byte %d", se, se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "got " + te.Value
+	}
+	return err.Error()
+}
+
+func checkKnown[V any](got map[string]V, fs []field, what string) error {
+	unknown := make([]string, 0, len(got))
+	for k := range got {
+		if !slices.ContainsFunc(fs, func(f field) bool { return f.name == k }) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return fmt.Errorf("unknown %s %q: use %s", what, unknown[0], fieldNames(fs))
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:61] + "..."
+	}
+	return s
+}
+
+// decodeQuery fills the struct dst points to from query parameters named
+// after its properties; absent parameters leave the zero value ("any").
+func decodeQuery(q url.Values, dst any) error {
+	v := reflect.ValueOf(dst).Elem()
+	fs := fieldsOf(v.Type())
+	if err := checkKnown(q, fs, "query parameter"); err != nil {
+		return err
+	}
+	for _, f := range fs {
+		vals, ok := q[f.name]
+		if !ok {
+			continue
+		}
+		if len(vals) != 1 {
+			return fmt.Errorf("query parameter %s is given %d times: give it once", f.name, len(vals))
+		}
+		if err := parseText(v.FieldByIndex(f.index), vals[0]); err != nil {
+			return fmt.Errorf("%s %q is malformed: %s", f.name, clip(vals[0]), ruleFor(f.typ, err))
+		}
+	}
+	return nil
+}
+
+// parseText sets v from its text form: through encoding.TextUnmarshaler when
+// the type has one, otherwise by kind. Pointers are allocated.
+func parseText(v reflect.Value, s string) error {
+	if v.Kind() == reflect.Pointer {
+		p := reflect.New(v.Type().Elem())
+		if err := parseText(p.Elem(), s); err != nil {
+			return err
+		}
+		v.Set(p)
+		return nil
+	}
+	if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		return u.UnmarshalText([]byte(s))
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		n, err := strconv.ParseUint(s, 10, v.Type().Bits())
+		if err != nil {
+			return err
+		}
+		v.SetUint(n)
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Int:
+		n, err := strconv.ParseInt(s, 10, v.Type().Bits())
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	default:
+		return fmt.Errorf("type %s cannot be a query parameter", v.Type())
+	}
+	return nil
+}
+
+// encodeQuery is decodeQuery's inverse: every non-zero property of the struct
+// src becomes one query parameter.
+func encodeQuery(src any) url.Values {
+	q := url.Values{}
+	v := reflect.ValueOf(src)
+	for _, f := range fieldsOf(v.Type()) {
+		fv := v.FieldByIndex(f.index)
+		if fv.IsZero() {
+			continue
+		}
+		if fv.Kind() == reflect.Pointer {
+			fv = fv.Elem()
+		}
+		q.Set(f.name, formatText(fv))
+	}
+	return q
+}
+
+func formatText(v reflect.Value) string {
+	if m, ok := v.Interface().(encoding.TextMarshaler); ok {
+		if b, err := m.MarshalText(); err == nil {
+			return string(b)
+		}
+	}
+	switch v.Kind() {
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool())
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		return strconv.FormatUint(v.Uint(), 10)
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Int:
+		return strconv.FormatInt(v.Int(), 10)
+	}
+	return fmt.Sprint(v.Interface())
+}

@@ -1,0 +1,21 @@
+// Package provider is wnv's provider API: the Linux equivalent of the original
+// WMI policy classes. wnvd serves it as HTTP/JSON on a Unix socket
+// (default /run/wnv/wnvd.sock); wnvctl and host agents use [Client].
+//
+// Routes (JSON bodies keep the original property names):
+//
+//	/v1/lookup-records      POST create, GET list, PATCH set, DELETE remove
+//	/v1/customer-routes     POST, GET, PATCH (Metric only), DELETE
+//	/v1/provider-addresses  POST, GET, DELETE
+//	/v1/provider-routes     POST, GET, PATCH (Metric only), DELETE
+//	/v1/global              GET, PUT
+//	/v1/ports               POST attach, GET list
+//	/v1/ports/{name}        GET, DELETE detach
+//	/v1/next-hop            GET (Select-NextHop)
+//	/v1/counters            GET
+//
+// GET, PATCH and DELETE take a filter as query parameters named after the
+// properties (an absent parameter matches anything; DELETE with no filter
+// removes all). PATCH's body is the change. Errors are {"error": "<one line>"}
+// with 400 (invalid), 404 (not found) or 409 (exists).
+package provider

@@ -1,0 +1,334 @@
+package provider
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/wnv/wnv/policy"
+)
+
+// Backend is what wnvd implements behind the provider API: the policy store
+// plus the port, next-hop and counter views of the switch. Errors may wrap
+// policy.ErrInvalid, policy.ErrNotFound or policy.ErrExists to pick the HTTP
+// status; anything else is a 500.
+type Backend interface {
+	Store() *policy.Store
+	AttachPort(PortSpec) (Port, error)
+	DetachPort(name string) error
+	Ports() []Port
+	NextHop(NextHopQuery) (NextHop, error)
+	Counters() Counters
+}
+
+// badRequest marks errors in the request itself (decoding, validation done
+// here rather than in the store).
+type badRequest struct{ error }
+
+func (e badRequest) Unwrap() error { return e.error }
+
+// NewHandler returns the provider API's HTTP handler over b.
+func NewHandler(b Backend) http.Handler {
+	h := &handler{b: b, mux: http.NewServeMux()}
+
+	collection[policy.LookupRecord, policy.LookupRecordFilter, policy.LookupRecordChange]{
+		path: "/v1/lookup-records",
+		// A record created without Rule or Type is an NVGRE static mapping,
+		// the common case and the original cmdlet's default.
+		fresh: func() policy.LookupRecord {
+			return policy.LookupRecord{Rule: policy.TranslationMethodEncap, Type: policy.Static}
+		},
+		add:    (*policy.Store).AddLookupRecord,
+		list:   (*policy.Store).LookupRecords,
+		set:    (*policy.Store).SetLookupRecords,
+		remove: (*policy.Store).RemoveLookupRecords,
+	}.register(h)
+
+	collection[policy.CustomerRoute, policy.CustomerRouteFilter, MetricChange]{
+		path:   "/v1/customer-routes",
+		fresh:  func() policy.CustomerRoute { return policy.CustomerRoute{} },
+		add:    (*policy.Store).AddCustomerRoute,
+		list:   (*policy.Store).CustomerRoutes,
+		set:    metricSetter((*policy.Store).SetCustomerRoutes),
+		remove: (*policy.Store).RemoveCustomerRoutes,
+	}.register(h)
+
+	collection[policy.ProviderAddress, policy.ProviderAddressFilter, struct{}]{
+		path:   "/v1/provider-addresses",
+		fresh:  func() policy.ProviderAddress { return policy.ProviderAddress{} },
+		add:    (*policy.Store).AddProviderAddress,
+		list:   (*policy.Store).ProviderAddresses,
+		remove: (*policy.Store).RemoveProviderAddresses,
+	}.register(h)
+
+	collection[policy.ProviderRoute, policy.ProviderRouteFilter, MetricChange]{
+		path:   "/v1/provider-routes",
+		fresh:  func() policy.ProviderRoute { return policy.ProviderRoute{} },
+		add:    (*policy.Store).AddProviderRoute,
+		list:   (*policy.Store).ProviderRoutes,
+		set:    metricSetter((*policy.Store).SetProviderRoutes),
+		remove: (*policy.Store).RemoveProviderRoutes,
+	}.register(h)
+
+	h.route("/v1/global", map[string]http.HandlerFunc{
+		http.MethodGet: h.getGlobal,
+		http.MethodPut: h.putGlobal,
+	})
+	h.route("/v1/ports", map[string]http.HandlerFunc{
+		http.MethodGet:  h.listPorts,
+		http.MethodPost: h.attachPort,
+	})
+	h.route("/v1/ports/{name}", map[string]http.HandlerFunc{
+		http.MethodGet:    h.getPort,
+		http.MethodDelete: h.detachPort,
+	})
+	h.route("/v1/next-hop", map[string]http.HandlerFunc{http.MethodGet: h.nextHop})
+	h.route("/v1/counters", map[string]http.HandlerFunc{http.MethodGet: h.counters})
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("path %s is not part of the provider API: use one of %s", r.URL.Path, strings.Join(h.paths, ", ")))
+	})
+	return h.mux
+}
+
+type handler struct {
+	b     Backend
+	mux   *http.ServeMux
+	paths []string
+}
+
+// route registers one handler per method on path, and a JSON 405 for the
+// other methods (a pattern with a method is more specific than one without).
+func (h *handler) route(path string, methods map[string]http.HandlerFunc) {
+	allowed := make([]string, 0, len(methods))
+	for m, fn := range methods {
+		allowed = append(allowed, m)
+		h.mux.HandleFunc(m+" "+path, fn)
+	}
+	slices.Sort(allowed)
+	allow := strings.Join(allowed, ", ")
+	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed on %s: use %s", r.Method, path, allow))
+	})
+	h.paths = append(h.paths, path)
+}
+
+// MetricChange is the body of PATCH on customer and provider routes: Metric
+// is the only settable property of a route.
+type MetricChange struct {
+	Metric *uint32 `json:"Metric"`
+}
+
+func metricSetter[T, F any](set func(*policy.Store, F, uint32) ([]T, error)) func(*policy.Store, F, MetricChange) ([]T, error) {
+	return func(s *policy.Store, f F, c MetricChange) ([]T, error) {
+		if c.Metric == nil {
+			return nil, badRequest{errors.New("Metric is missing: a route's Metric is its only settable property")}
+		}
+		return set(s, f, *c.Metric)
+	}
+}
+
+// collection serves the four verbs of one policy object kind: T is the
+// object, F its filter and C its change.
+type collection[T, F, C any] struct {
+	path   string
+	fresh  func() T
+	add    func(*policy.Store, T) (T, error)
+	list   func(*policy.Store, F) []T
+	set    func(*policy.Store, F, C) ([]T, error)
+	remove func(*policy.Store, F) ([]T, error)
+}
+
+func (c collection[T, F, C]) register(h *handler) {
+	methods := map[string]http.HandlerFunc{
+		http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
+			obj := c.fresh()
+			if err := decodeBody(r.Body, &obj); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+			added, err := c.add(h.b.Store(), obj)
+			if err != nil {
+				writeError(w, statusOf(err), err)
+				return
+			}
+			writeJSON(w, http.StatusCreated, added)
+		},
+		http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
+			var f F
+			if err := decodeQuery(r.URL.Query(), &f); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+			writeList(w, c.list(h.b.Store(), f), nil)
+		},
+		http.MethodDelete: func(w http.ResponseWriter, r *http.Request) {
+			var f F
+			if err := decodeQuery(r.URL.Query(), &f); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+			removed, err := c.remove(h.b.Store(), f)
+			writeList(w, removed, err)
+		},
+	}
+	if c.set != nil {
+		methods[http.MethodPatch] = func(w http.ResponseWriter, r *http.Request) {
+			var f F
+			if err := decodeQuery(r.URL.Query(), &f); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+			var change C
+			if err := decodeBody(r.Body, &change); err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+			changed, err := c.set(h.b.Store(), f, change)
+			writeList(w, changed, err)
+		}
+	}
+	h.route(c.path, methods)
+}
+
+func writeList[T any](w http.ResponseWriter, list []T, err error) {
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	if list == nil {
+		list = []T{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (h *handler) getGlobal(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, h.b.Store().Global())
+}
+
+// putGlobal starts from the current setting, so a body naming only some
+// properties leaves the others as they are.
+func (h *handler) putGlobal(w http.ResponseWriter, r *http.Request) {
+	s := h.b.Store()
+	g := s.Global()
+	if err := decodeBody(r.Body, &g); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	s.SetGlobal(g)
+	writeJSON(w, http.StatusOK, s.Global())
+}
+
+func (h *handler) listPorts(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.Query()) > 0 {
+		writeError(w, http.StatusBadRequest, errors.New("GET /v1/ports takes no query parameters: use /v1/ports/{name} for one port"))
+		return
+	}
+	ports := h.b.Ports()
+	slices.SortFunc(ports, func(a, b Port) int { return strings.Compare(a.Name, b.Name) })
+	writeList(w, ports, nil)
+}
+
+func (h *handler) attachPort(w http.ResponseWriter, r *http.Request) {
+	var spec PortSpec
+	if err := decodeBody(r.Body, &spec); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	spec, err := spec.Normalized()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	p, err := h.b.AttachPort(spec)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, p)
+}
+
+func (h *handler) getPort(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	for _, p := range h.b.Ports() {
+		if p.Name == name {
+			writeJSON(w, http.StatusOK, p)
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, fmt.Errorf("port %q is not attached: list ports with GET /v1/ports", name))
+}
+
+func (h *handler) detachPort(w http.ResponseWriter, r *http.Request) {
+	if err := h.b.DetachPort(r.PathValue("name")); err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) nextHop(w http.ResponseWriter, r *http.Request) {
+	var q NextHopQuery
+	if err := decodeQuery(r.URL.Query(), &q); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := q.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	nh, err := h.b.NextHop(q)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nh)
+}
+
+func (h *handler) counters(w http.ResponseWriter, r *http.Request) {
+	c := h.b.Counters()
+	if c.Ports == nil {
+		c.Ports = []NamedPortCounters{}
+	}
+	if c.VSIDs == nil {
+		c.VSIDs = []VSIDCounters{}
+	}
+	if c.Drops == nil {
+		c.Drops = []DropCount{}
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func statusOf(err error) int {
+	var br badRequest
+	switch {
+	case errors.As(err, &br), errors.Is(err, policy.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, policy.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, policy.ErrExists):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+// errorBody is the JSON of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// The status is sent; an encoding or write error can only mean the
+	// client went away.
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,185 @@
+package provider
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// PortSpec asks wnvd to attach a VM port: a TAP device (created if missing)
+// whose frames belong to VirtualSubnetID. With Netns set, the TAP is moved
+// into that network namespace and renamed IfName there, which is how the lab
+// stands in for a VM.
+type PortSpec struct {
+	Name              string       `json:"Name"`
+	TAP               string       `json:"TAP,omitempty"`
+	Netns             string       `json:"Netns,omitempty"`
+	IfName            string       `json:"IfName,omitempty"`
+	MACAddress        packet.MAC   `json:"MACAddress"`
+	VirtualSubnetID   policy.VSID  `json:"VirtualSubnetID"`
+	CustomerAddresses []netip.Addr `json:"CustomerAddresses"`
+	MTU               int          `json:"MTU,omitempty"`
+}
+
+// Port is an attached port as wnvd reports it.
+type Port struct {
+	PortSpec
+	Index    int          `json:"Index"`
+	Counters PortCounters `json:"Counters"`
+}
+
+// PortCounters count the frames a port received from its VM (Rx), sent to it
+// (Tx), and dropped for any reason.
+type PortCounters struct {
+	RxFrames uint64 `json:"RxFrames"`
+	RxBytes  uint64 `json:"RxBytes"`
+	TxFrames uint64 `json:"TxFrames"`
+	TxBytes  uint64 `json:"TxBytes"`
+	Drops    uint64 `json:"Drops"`
+}
+
+// NamedPortCounters are one port's counters in [Counters].
+type NamedPortCounters struct {
+	Name string `json:"Name"`
+	PortCounters
+}
+
+// VSIDCounters count one virtual subnet's traffic through the switch.
+type VSIDCounters struct {
+	VirtualSubnetID policy.VSID `json:"VirtualSubnetID"`
+	TxFrames        uint64      `json:"TxFrames"`
+	RxFrames        uint64      `json:"RxFrames"`
+	Encapsulated    uint64      `json:"Encapsulated"`
+	Decapsulated    uint64      `json:"Decapsulated"`
+	Drops           uint64      `json:"Drops"`
+}
+
+// DropCount is how many frames were dropped for one reason.
+type DropCount struct {
+	Reason string `json:"Reason"`
+	Count  uint64 `json:"Count"`
+}
+
+// Counters is a host-wide snapshot of the switch's counters.
+type Counters struct {
+	Ports []NamedPortCounters `json:"Ports"`
+	VSIDs []VSIDCounters      `json:"VSIDs"`
+	Drops []DropCount         `json:"Drops"`
+}
+
+// NextHopQuery is the input of Select-NextHop.
+type NextHopQuery struct {
+	SourceCustomerAddress      netip.Addr  `json:"SourceCustomerAddress"`
+	DestinationCustomerAddress netip.Addr  `json:"DestinationCustomerAddress"`
+	SourceVirtualSubnetID      policy.VSID `json:"SourceVirtualSubnetID"`
+}
+
+// NextHop is where a packet from the query's source to its destination goes:
+// the CA it is forwarded to, the MACs it carries, and the PA and VSID it is
+// encapsulated with.
+type NextHop struct {
+	NextHopAddress    netip.Addr  `json:"NextHopAddress"`
+	SourceMACAddress  packet.MAC  `json:"SourceMACAddress"`
+	NextHopMACAddress packet.MAC  `json:"NextHopMACAddress"`
+	ProviderAddress   netip.Addr  `json:"ProviderAddress"`
+	VirtualSubnetID   policy.VSID `json:"VirtualSubnetID"`
+}
+
+// Port MTU bounds: 576 is the smallest IPv4 datagram every host must accept;
+// 65535 is the largest IP packet.
+const (
+	MinMTU = 576
+	MaxMTU = 65535
+)
+
+// Normalized returns s with defaults applied (TAP = Name), or an error naming
+// the first field that breaks a rule.
+func (s PortSpec) Normalized() (PortSpec, error) {
+	if err := checkIfName("Name", s.Name, true); err != nil {
+		return s, err
+	}
+	if s.TAP == "" {
+		s.TAP = s.Name
+	}
+	if err := checkIfName("TAP", s.TAP, true); err != nil {
+		return s, err
+	}
+	if err := checkIfName("IfName", s.IfName, false); err != nil {
+		return s, err
+	}
+	if s.IfName != "" && s.Netns == "" {
+		return s, fmt.Errorf("IfName %q needs Netns: name the namespace the TAP moves into", s.IfName)
+	}
+	if strings.ContainsAny(s.Netns, "/ \t\n") {
+		return s, fmt.Errorf("Netns %q is invalid: use a namespace name as in 'ip netns', without '/' or spaces", s.Netns)
+	}
+	if s.MACAddress.IsZero() || s.MACAddress.IsMulticast() {
+		return s, fmt.Errorf("MACAddress %s is invalid: use the VM's unicast MAC such as 00:15:5d:01:02:03", s.MACAddress)
+	}
+	if err := CheckVSID("VirtualSubnetID", s.VirtualSubnetID, true); err != nil {
+		return s, err
+	}
+	seen := make(map[netip.Addr]bool, len(s.CustomerAddresses))
+	for _, a := range s.CustomerAddresses {
+		switch {
+		case !a.IsValid():
+			return s, fmt.Errorf("CustomerAddresses contains an empty address: use IPv4 or IPv6 addresses")
+		case a.IsUnspecified() || a.IsMulticast():
+			return s, fmt.Errorf("CustomerAddresses contains %s: use unicast addresses", a)
+		case seen[a]:
+			return s, fmt.Errorf("CustomerAddresses lists %s twice: list each address once", a)
+		}
+		seen[a] = true
+	}
+	if s.MTU != 0 && (s.MTU < MinMTU || s.MTU > MaxMTU) {
+		return s, fmt.Errorf("MTU %d is out of range: use %d..%d, or 0 for the default", s.MTU, MinMTU, MaxMTU)
+	}
+	return s, nil
+}
+
+// Validate reports the first missing or reserved field of q.
+func (q NextHopQuery) Validate() error {
+	if !q.SourceCustomerAddress.IsValid() {
+		return fmt.Errorf("SourceCustomerAddress is missing: give the sending VM's CA")
+	}
+	if !q.DestinationCustomerAddress.IsValid() {
+		return fmt.Errorf("DestinationCustomerAddress is missing: give the CA to reach")
+	}
+	return CheckVSID("SourceVirtualSubnetID", q.SourceVirtualSubnetID, false)
+}
+
+// CheckVSID reports whether v is a legal VSID for the named field; zeroOK
+// admits 0, which on a port means "not virtualized".
+func CheckVSID(field string, v policy.VSID, zeroOK bool) error {
+	if v == 0 && zeroOK {
+		return nil
+	}
+	if v < policy.MinVSID || v > policy.MaxVSID {
+		if v == 0 {
+			return fmt.Errorf("%s is missing: use %d..%d", field, policy.MinVSID, policy.MaxVSID)
+		}
+		if v <= 0xFFFFFF {
+			return fmt.Errorf("%s %d is reserved: use %d..%d", field, v, policy.MinVSID, policy.MaxVSID)
+		}
+		return fmt.Errorf("%s %d is out of range: use %d..%d", field, v, policy.MinVSID, policy.MaxVSID)
+	}
+	return nil
+}
+
+// checkIfName applies the kernel's interface name rules: 1..15 bytes, no '/',
+// ':' or whitespace, not "." or "..".
+func checkIfName(field, name string, required bool) error {
+	if name == "" {
+		if required {
+			return fmt.Errorf("%s is missing: use 1..15 characters, no '/', ':' or spaces", field)
+		}
+		return nil
+	}
+	if len(name) > 15 || strings.ContainsAny(name, "/: \t\n") || name == "." || name == ".." {
+		return fmt.Errorf("%s %q is invalid: use 1..15 characters, no '/', ':' or spaces", field, name)
+	}
+	return nil
+}

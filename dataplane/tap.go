@@ -61,7 +61,7 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 			return nil, fmt.Errorf("TAP %s %q is %d bytes long: use at most %d", n.field, n.v, len(n.v), unix.IFNAMSIZ-1)
 		}
 	}
-	if cfg.MTU < 0 || cfg.MTU > 65535 {
+	if cfg.MTU != 0 && (cfg.MTU < 68 || cfg.MTU > 65535) {
 		return nil, fmt.Errorf("TAP MTU %d is out of range: use 68..65535, or 0 for the default", cfg.MTU)
 	}
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -144,7 +144,8 @@ func (t *TAP) Stats() Stats { return Stats{Dropped: t.dropped.Load()} }
 // ReadBatch blocks until at least one frame is ready, then reads frames
 // without blocking until none is ready or bufs is full. Frame i is
 // bufs[i][:sizes[i]]; a buffer shorter than the frame gets the frame cut
-// short. It returns the frames read, and any error after them.
+// short, so size buffers for the MTU plus the Ethernet header. It returns
+// the frames read, and any error after them.
 func (t *TAP) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, nil

@@ -1,0 +1,310 @@
+package vswitch
+
+import (
+	"net/netip"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// FromPort processes one frame a VM sent on port. The frame is buf[off:off+n]
+// and off must be at least Headroom, so encapsulation happens in place.
+// Replies the switch generates (ARP, ND, ICMP errors) are built in scratch,
+// which needs room for a full frame plus 576 bytes.
+func (s *Switch) FromPort(port int, buf []byte, off, n int, scratch []byte) Result {
+	frame := buf[off : off+n]
+	pt := s.ports.Load()
+	p, ok := pt.Port(port)
+	if !ok {
+		return s.drop(ReasonUnknownPort)
+	}
+	pc := s.Counters.Port(port)
+	pc.RxFrames.Add(1)
+	pc.RxBytes.Add(uint64(n))
+	r := s.egress(p, pt, buf, off, frame, scratch)
+	if r.Action == Drop {
+		pc.Drops.Add(1)
+		s.Counters.VSID(p.VSID).Drops.Add(1)
+	}
+	return r
+}
+
+func (s *Switch) egress(p *PortConfig, pt *PortTable, buf []byte, off int, frame, scratch []byte) Result {
+	eth, err := packet.ParseEthernet(frame)
+	if err != nil || eth.HasVLAN() {
+		return s.drop(ReasonMalformed)
+	}
+	if eth.Src() != p.MAC {
+		return s.drop(ReasonSpoofedMAC)
+	}
+	t := s.policy.Load()
+	if t == nil {
+		return s.drop(ReasonNoRoute)
+	}
+	switch eth.Type() {
+	case packet.EtherTypeARP:
+		return s.arp(p, t, eth, scratch)
+	case packet.EtherTypeIPv4:
+		ip, err := packet.ParseIPv4(eth.Payload())
+		if err != nil {
+			return s.drop(ReasonMalformed)
+		}
+		if !p.owns(ip.Src()) {
+			return s.drop(ReasonSpoofedCA)
+		}
+		dst := ip.Dst()
+		if eth.Dst().IsMulticast() || !dst.IsGlobalUnicast() {
+			return s.drop(ReasonMulticast)
+		}
+		sport, dport := packet.FlowPorts(ip.Protocol(), ip.Payload())
+		return s.forward(p, pt, t, buf, off, frame, scratch, ip.Src(), dst, ip.Protocol(), sport, dport, ip.TTL(), ip.DF(), eth.HeaderLen()+ip.TotalLen())
+	case packet.EtherTypeIPv6:
+		ip, err := packet.ParseIPv6(eth.Payload())
+		if err != nil {
+			return s.drop(ReasonMalformed)
+		}
+		src, dst := ip.Src(), ip.Dst()
+		if ip.NextHeader() == packet.ProtoICMPv6 {
+			if m, err := packet.ParseICMPv6(ip.Payload(), src, dst); err == nil && m.Type() == packet.ICMPv6NeighborSolicitation {
+				return s.neighborSolicit(p, t, src, m, scratch)
+			}
+		}
+		if !p.owns(src) {
+			return s.drop(ReasonSpoofedCA)
+		}
+		if eth.Dst().IsMulticast() || !dst.IsGlobalUnicast() {
+			return s.drop(ReasonMulticast)
+		}
+		sport, dport := packet.FlowPorts(ip.NextHeader(), ip.Payload())
+		return s.forward(p, pt, t, buf, off, frame, scratch, src, dst, ip.NextHeader(), sport, dport, ip.HopLimit(), true, eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen())
+	default:
+		return s.drop(ReasonUnsupportedEtherType)
+	}
+}
+
+// resolve finds the lookup record for CA a as seen from a VM in vsid:
+// in its own subnet first, then through the routing domain's customer routes.
+// routed reports whether the destination is in another subnet or reached
+// through a next hop.
+func resolve(t *policy.Table, vsid policy.VSID, a netip.Addr) (rec *policy.LookupRecord, dstVSID policy.VSID, routed bool, reason Reason) {
+	if _, ok := t.OnLinkPrefix(vsid, a); ok {
+		if rec, ok := t.LookupCA(vsid, a); ok {
+			return rec, vsid, false, ReasonNone
+		}
+		return nil, vsid, false, ReasonNoLookupRecord
+	}
+	rd, ok := t.RoutingDomain(vsid)
+	if !ok {
+		return nil, 0, true, ReasonNoRoute
+	}
+	rt, ok := t.Route(rd, a)
+	if !ok {
+		return nil, 0, true, ReasonOtherRoutingDomain
+	}
+	nh := a
+	if !rt.OnLink() {
+		nh = rt.NextHop
+		if rt, ok = t.Route(rd, nh); !ok || !rt.OnLink() {
+			return nil, 0, true, ReasonNoRoute
+		}
+	}
+	dstVSID = rt.VirtualSubnetID
+	if rec, ok := t.LookupCA(dstVSID, nh); ok {
+		return rec, dstVSID, true, ReasonNone
+	}
+	if rec, ok := t.GatewayWildcard(dstVSID, nh.Is6()); ok {
+		return rec, dstVSID, true, ReasonNone
+	}
+	return nil, dstVSID, true, ReasonNoLookupRecord
+}
+
+// forward switches an IP packet from port p: resolve the destination, rewrite
+// MACs and TTL when routed, then deliver locally or encapsulate.
+func (s *Switch) forward(p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame, scratch []byte,
+	src, dst netip.Addr, proto uint8, sport, dport uint16, ttl uint8, df bool, length int) Result {
+	if gw, ok := t.OnLinkPrefix(p.VSID, dst); ok && policy.GatewayAddress(gw) == dst {
+		return s.drop(ReasonToGateway)
+	}
+	rec, dstVSID, routed, reason := resolve(t, p.VSID, dst)
+	if reason == ReasonNoLookupRecord {
+		s.mismatch(dstVSID, dst, netip.Addr{})
+	}
+	if reason != ReasonNone {
+		return s.drop(reason)
+	}
+	if rec.Rule != policy.TranslationMethodEncap {
+		return s.drop(ReasonRuleUnsupported)
+	}
+	eth := packet.Ethernet(frame)
+	if routed {
+		if ttl <= 1 {
+			return s.drop(ReasonTTLExceeded)
+		}
+		if src.Is4() {
+			packet.IPv4(eth.Payload()).DecTTL()
+		} else {
+			packet.IPv6(eth.Payload()).DecHopLimit()
+		}
+		eth.SetSrc(GatewayMAC)
+	}
+	eth.SetDst(rec.MACAddress)
+	frame = frame[:length]
+
+	if t.IsLocalPA(rec.ProviderAddress) {
+		lp, ok := pt.ByMAC(dstVSID, rec.MACAddress)
+		if !ok {
+			return s.drop(ReasonNoLocalPort)
+		}
+		s.Counters.VSID(dstVSID).Local.Add(1)
+		s.countTx(lp.Index, len(frame))
+		return Result{Action: ToPort, Port: lp.Index, Data: frame}
+	}
+	v6 := rec.ProviderAddress.Is6()
+	srcPA, ok := t.LocalPA(v6)
+	if !ok {
+		return s.drop(ReasonNoLocalPA)
+	}
+	if len(frame)+EncapOverhead(v6)-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
+		mtu := s.cfg.UnderlayMTU - EncapOverhead(v6)
+		if src.Is6() {
+			return s.tooBig6(p, t, frame, mtu, scratch)
+		}
+		if df {
+			return s.tooBig4(p, t, frame, mtu, scratch)
+		}
+	}
+	start := off - packet.NVGREHeaderLen
+	packet.PutNVGRE(buf[start:off], uint32(dstVSID), flowID(src, dst, proto, sport, dport))
+	s.Counters.VSID(dstVSID).Encapsulated.Add(1)
+	return Result{Action: ToUnderlay, Src: srcPA, Dst: rec.ProviderAddress, Data: buf[start : off+len(frame)]}
+}
+
+func (s *Switch) countTx(port, n int) {
+	pc := s.Counters.Port(port)
+	pc.TxFrames.Add(1)
+	pc.TxBytes.Add(uint64(n))
+}
+
+// reply returns a frame the switch built for port p.
+func (s *Switch) reply(p *PortConfig, data []byte) Result {
+	s.Counters.VSID(p.VSID).Replies.Add(1)
+	s.countTx(p.Index, len(data))
+	return Result{Action: ToPort, Port: p.Index, Data: data}
+}
+
+// answerFor returns the MAC the switch answers ARP/ND with for target a, seen
+// from a VM in vsid: the virtual gateway for the subnet's gateway address,
+// else the MAC of the lookup record, within the VM's routing domain.
+func answerFor(t *policy.Table, vsid policy.VSID, a netip.Addr) (mac packet.MAC, gateway bool, reason Reason) {
+	if pfx, ok := t.OnLinkPrefix(vsid, a); ok && policy.GatewayAddress(pfx) == a {
+		return GatewayMAC, true, ReasonNone
+	}
+	rec, _, _, reason := resolve(t, vsid, a)
+	if reason != ReasonNone {
+		return mac, false, reason
+	}
+	return rec.MACAddress, false, ReasonNone
+}
+
+// arp answers an ARP request from policy; nothing is flooded.
+func (s *Switch) arp(p *PortConfig, t *policy.Table, eth packet.Ethernet, scratch []byte) Result {
+	a, err := packet.ParseARP(eth.Payload())
+	if err != nil {
+		return s.drop(ReasonMalformed)
+	}
+	if a.SenderMAC() != p.MAC {
+		return s.drop(ReasonSpoofedMAC)
+	}
+	if a.Op() != packet.ARPRequest {
+		return s.drop(ReasonARPNotRequest)
+	}
+	spa := a.SenderIP()
+	if !p.owns(spa) {
+		// ARP probes (sender 0.0.0.0) are how a VM checks its own address: silence means unique.
+		if spa.IsUnspecified() {
+			return s.drop(ReasonARPUnknownTarget)
+		}
+		return s.drop(ReasonSpoofedCA)
+	}
+	target := a.TargetIP()
+	mac, _, reason := answerFor(t, p.VSID, target)
+	if reason != ReasonNone {
+		if reason == ReasonNoLookupRecord {
+			s.mismatch(p.VSID, target, netip.Addr{})
+		}
+		return s.drop(ReasonARPUnknownTarget)
+	}
+	n := packet.PutEthernet(scratch, p.MAC, mac, packet.EtherTypeARP)
+	n += packet.PutARP(scratch[n:], packet.ARPReply, mac, target, p.MAC, spa)
+	return s.reply(p, scratch[:n])
+}
+
+// neighborSolicit answers an IPv6 NS from policy. The VM may solicit from its
+// link-local address, which is not one of its CAs, so the source is checked
+// against the port's MAC through the source link-layer option instead.
+func (s *Switch) neighborSolicit(p *PortConfig, t *policy.Table, src netip.Addr, m packet.ICMPv6, scratch []byte) Result {
+	if lla, ok := m.NDSourceLinkAddr(); ok && lla != p.MAC {
+		return s.drop(ReasonSpoofedMAC)
+	}
+	if !src.IsLinkLocalUnicast() && !p.owns(src) {
+		if src.IsUnspecified() {
+			return s.drop(ReasonNDUnknownTarget)
+		}
+		return s.drop(ReasonSpoofedCA)
+	}
+	target := m.NDTarget()
+	if target.IsLinkLocalUnicast() {
+		return s.drop(ReasonNDUnknownTarget)
+	}
+	mac, gateway, reason := answerFor(t, p.VSID, target)
+	if reason != ReasonNone {
+		if reason == ReasonNoLookupRecord {
+			s.mismatch(p.VSID, target, netip.Addr{})
+		}
+		return s.drop(ReasonNDUnknownTarget)
+	}
+	flags := uint8(packet.NAFlagSolicited | packet.NAFlagOverride)
+	if gateway {
+		flags |= packet.NAFlagRouter
+	}
+	const naLen = 32 // NA header (24) + target link-layer option (8)
+	n := packet.PutEthernet(scratch, p.MAC, mac, packet.EtherTypeIPv6)
+	n += packet.PutIPv6(scratch[n:], target, src, packet.ProtoICMPv6, 255, naLen)
+	n += packet.PutNeighborAdvert(scratch[n:], target, src, target, mac, flags)
+	return s.reply(p, scratch[:n])
+}
+
+// tooBig4 sends ICMP fragmentation-needed back to the VM so its path MTU
+// discovery learns the MTU left after encapsulation.
+func (s *Switch) tooBig4(p *PortConfig, t *policy.Table, frame []byte, mtu int, scratch []byte) Result {
+	ip := packet.IPv4(packet.Ethernet(frame).Payload())
+	gw := s.gatewayFor(t, p.VSID, ip.Src())
+	s.Counters.Drop(ReasonTooBig)
+	n := packet.PutEthernet(scratch, p.MAC, GatewayMAC, packet.EtherTypeIPv4)
+	hdr := n
+	n += packet.IPv4HeaderLen
+	n += packet.PutICMPv4DestUnreachable(scratch[n:], packet.ICMPv4CodeFragNeeded, uint16(mtu), ip)
+	packet.PutIPv4(scratch[hdr:], gw, ip.Src(), packet.ProtoICMP, 64, n-hdr-packet.IPv4HeaderLen, 0, false)
+	return s.reply(p, scratch[:n])
+}
+
+// tooBig6 sends ICMPv6 Packet Too Big back to the VM.
+func (s *Switch) tooBig6(p *PortConfig, t *policy.Table, frame []byte, mtu int, scratch []byte) Result {
+	ip := packet.IPv6(packet.Ethernet(frame).Payload())
+	gw := s.gatewayFor(t, p.VSID, ip.Src())
+	s.Counters.Drop(ReasonTooBig)
+	n := packet.PutEthernet(scratch, p.MAC, GatewayMAC, packet.EtherTypeIPv6)
+	hdr := n
+	n += packet.IPv6HeaderLen
+	n += packet.PutICMPv6PacketTooBig(scratch[n:], gw, ip.Src(), uint32(mtu), ip)
+	packet.PutIPv6(scratch[hdr:], gw, ip.Src(), packet.ProtoICMPv6, 255, n-hdr-packet.IPv6HeaderLen)
+	return s.reply(p, scratch[:n])
+}
+
+// gatewayFor is the virtual gateway address of the subnet holding a.
+func (s *Switch) gatewayFor(t *policy.Table, vsid policy.VSID, a netip.Addr) netip.Addr {
+	if pfx, ok := t.OnLinkPrefix(vsid, a); ok {
+		return policy.GatewayAddress(pfx)
+	}
+	return a
+}

@@ -1,0 +1,92 @@
+package vswitch
+
+import (
+	"net/netip"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// FromUnderlay validates and decapsulates one NVGRE packet that arrived from
+// provider address src for local provider address dst; payload starts at the
+// GRE header. Only a packet whose inner source matches a lookup record of its
+// VSID at the sending PA, addressed to a local port of that VSID, is delivered.
+func (s *Switch) FromUnderlay(src, dst netip.Addr, payload []byte) Result {
+	g, err := packet.ParseNVGRE(payload)
+	if err != nil {
+		return s.drop(ReasonMalformedGRE)
+	}
+	vsid := policy.VSID(g.VSID())
+	r := s.ingress(src, dst, vsid, g.Payload())
+	if r.Action == Drop {
+		s.Counters.VSID(vsid).Drops.Add(1)
+	}
+	return r
+}
+
+func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, frame []byte) Result {
+	t := s.policy.Load()
+	if t == nil {
+		return s.drop(ReasonUnknownVSID)
+	}
+	if !t.IsLocalPA(dstPA) {
+		return s.drop(ReasonNotForLocalPA)
+	}
+	eth, err := packet.ParseEthernet(frame)
+	if err != nil || eth.HasVLAN() {
+		return s.drop(ReasonMalformed)
+	}
+	var srcCA, dstCA netip.Addr
+	var length int
+	switch eth.Type() {
+	case packet.EtherTypeIPv4:
+		ip, err := packet.ParseIPv4(eth.Payload())
+		if err != nil {
+			return s.drop(ReasonMalformed)
+		}
+		srcCA, dstCA, length = ip.Src(), ip.Dst(), eth.HeaderLen()+ip.TotalLen()
+	case packet.EtherTypeIPv6:
+		ip, err := packet.ParseIPv6(eth.Payload())
+		if err != nil {
+			return s.drop(ReasonMalformed)
+		}
+		srcCA, dstCA, length = ip.Src(), ip.Dst(), eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen()
+	default:
+		return s.drop(ReasonUnsupportedEtherType)
+	}
+	pt := s.ports.Load()
+	if !pt.HasVSID(vsid) {
+		s.mismatch(vsid, srcCA, srcPA)
+		return s.drop(ReasonUnknownVSID)
+	}
+	if !sourceValid(t, vsid, eth.Src(), srcCA, srcPA) {
+		s.mismatch(vsid, srcCA, srcPA)
+		return s.drop(ReasonPolicyMismatch)
+	}
+	p, ok := pt.ByMAC(vsid, eth.Dst())
+	if !ok || !p.owns(dstCA) {
+		return s.drop(ReasonNoLocalPort)
+	}
+	s.Counters.VSID(vsid).Decapsulated.Add(1)
+	s.countTx(p.Index, length)
+	return Result{Action: ToPort, Port: p.Index, Data: frame[:length]}
+}
+
+// sourceValid checks the inner source of a packet received in vsid from PA
+// srcPA against policy. A frame sourced by the virtual gateway was routed by
+// the sending host: its CA must belong to the same routing domain, with a
+// lookup record at srcPA in the CA's own subnet. Otherwise the (VSID, CA, MAC)
+// record must exist at srcPA.
+func sourceValid(t *policy.Table, vsid policy.VSID, mac packet.MAC, ca, srcPA netip.Addr) bool {
+	if mac == GatewayMAC {
+		rec, _, _, reason := resolve(t, vsid, ca)
+		return reason == ReasonNone && rec.ProviderAddress == srcPA
+	}
+	if rec, ok := t.LookupCA(vsid, ca); ok {
+		return rec.MACAddress == mac && rec.ProviderAddress == srcPA
+	}
+	if rec, ok := t.GatewayWildcard(vsid, ca.Is6()); ok {
+		return rec.MACAddress == mac && rec.ProviderAddress == srcPA
+	}
+	return false
+}

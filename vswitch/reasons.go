@@ -1,0 +1,74 @@
+package vswitch
+
+// Reason says why the switch dropped a frame. Every drop has one; each is
+// counted globally, per port and per VSID.
+type Reason uint8
+
+const (
+	ReasonNone Reason = iota
+	ReasonMalformed
+	ReasonUnknownPort
+	ReasonSpoofedMAC
+	ReasonSpoofedCA
+	ReasonUnsupportedEtherType
+	ReasonMulticast
+	ReasonARPUnknownTarget
+	ReasonARPNotRequest
+	ReasonNDUnknownTarget
+	ReasonNoRoute
+	ReasonOtherRoutingDomain
+	ReasonNoLookupRecord
+	ReasonRuleUnsupported
+	ReasonNoLocalPA
+	ReasonNoLocalPort
+	ReasonTTLExceeded
+	ReasonTooBig
+	ReasonToGateway
+	ReasonMalformedGRE
+	ReasonUnknownVSID
+	ReasonPolicyMismatch
+	ReasonNotForLocalPA
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	ReasonNone:                 "none",
+	ReasonMalformed:            "malformed",
+	ReasonUnknownPort:          "unknown-port",
+	ReasonSpoofedMAC:           "spoofed-mac",
+	ReasonSpoofedCA:            "spoofed-ca",
+	ReasonUnsupportedEtherType: "unsupported-ethertype",
+	ReasonMulticast:            "multicast",
+	ReasonARPUnknownTarget:     "arp-unknown-target",
+	ReasonARPNotRequest:        "arp-not-request",
+	ReasonNDUnknownTarget:      "nd-unknown-target",
+	ReasonNoRoute:              "no-route",
+	ReasonOtherRoutingDomain:   "other-routing-domain",
+	ReasonNoLookupRecord:       "no-lookup-record",
+	ReasonRuleUnsupported:      "rule-unsupported",
+	ReasonNoLocalPA:            "no-local-pa",
+	ReasonNoLocalPort:          "no-local-port",
+	ReasonTTLExceeded:          "ttl-exceeded",
+	ReasonTooBig:               "too-big",
+	ReasonToGateway:            "to-gateway",
+	ReasonMalformedGRE:         "malformed-gre",
+	ReasonUnknownVSID:          "unknown-vsid",
+	ReasonPolicyMismatch:       "policy-mismatch",
+	ReasonNotForLocalPA:        "not-for-local-pa",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Reasons lists every drop reason, in order, for reports that show zeros too.
+func Reasons() []Reason {
+	rs := make([]Reason, 0, numReasons-1)
+	for r := ReasonNone + 1; r < numReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}

@@ -1,0 +1,125 @@
+// Package vswitch is the pure switching pipeline of a wnv host: frames from VM
+// ports and NVGRE packets from the underlay go in, verdicts and bytes come
+// out. It does no I/O and allocates nothing per packet; policy and ports are
+// immutable snapshots swapped atomically by the shell.
+package vswitch
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// GatewayMAC is the MAC of the distributed virtual gateway that answers for
+// every subnet's gateway address and sources routed frames. Locally
+// administered, so it cannot collide with a vendor-assigned VM MAC.
+var GatewayMAC = packet.MAC{0x02, 0x57, 0x4e, 0x56, 0x00, 0x01}
+
+// Headroom is the space a caller leaves in front of a frame read from a VM
+// port so the switch can prepend the encapsulation header in place.
+const Headroom = 64
+
+// EventSink receives policy-mismatch events. It is called on the fast path and
+// must not block; merging and rate limiting are its business.
+type EventSink interface {
+	PolicyMismatch(vsid uint32, ca, pa netip.Addr)
+}
+
+// Action is what the caller must do with a processed frame.
+type Action uint8
+
+const (
+	// Drop: the frame is consumed; Result.Reason says why.
+	Drop Action = iota
+	// ToPort: write Result.Data to the VM port Result.Port.
+	ToPort
+	// ToUnderlay: send Result.Data (GRE header + inner frame) from provider
+	// address Result.Src to Result.Dst.
+	ToUnderlay
+)
+
+// Result is the verdict for one frame. Data aliases either the input buffer
+// or the caller's scratch buffer.
+type Result struct {
+	Action   Action
+	Reason   Reason
+	Port     int
+	Src, Dst netip.Addr
+	Data     []byte
+}
+
+// Config holds the switch's fixed parameters.
+type Config struct {
+	// UnderlayMTU is the MTU of the provider network (e.g. 1500).
+	UnderlayMTU int
+	Events      EventSink
+}
+
+// Switch is the pipeline with its current snapshots and counters. Process
+// methods are safe for concurrent use by many workers.
+type Switch struct {
+	cfg      Config
+	policy   atomic.Pointer[policy.Table]
+	ports    atomic.Pointer[PortTable]
+	Counters *Counters
+}
+
+// New returns a switch with empty policy and no ports.
+func New(cfg Config) *Switch {
+	if cfg.UnderlayMTU == 0 {
+		cfg.UnderlayMTU = 1500
+	}
+	s := &Switch{cfg: cfg, Counters: newCounters()}
+	s.ports.Store(&PortTable{})
+	return s
+}
+
+// SetPolicy installs a policy snapshot; frames processed after it returns use it.
+func (s *Switch) SetPolicy(t *policy.Table) { s.policy.Store(t) }
+
+// SetPorts installs a port snapshot.
+func (s *Switch) SetPorts(p *PortTable) { s.ports.Store(p) }
+
+// Policy is the installed policy snapshot.
+func (s *Switch) Policy() *policy.Table { return s.policy.Load() }
+
+// Ports is the installed port snapshot.
+func (s *Switch) Ports() *PortTable { return s.ports.Load() }
+
+// EncapOverhead is the bytes NVGRE adds in front of an inner frame for an
+// outer IPv4 (42) or IPv6 (62) header, counting the inner Ethernet header.
+func EncapOverhead(v6 bool) int {
+	if v6 {
+		return packet.IPv6HeaderLen + packet.NVGREHeaderLen + packet.EthernetHeaderLen
+	}
+	return packet.IPv4HeaderLen + packet.NVGREHeaderLen + packet.EthernetHeaderLen
+}
+
+func (s *Switch) drop(r Reason) Result {
+	s.Counters.Drop(r)
+	return Result{Action: Drop, Reason: r}
+}
+
+func (s *Switch) mismatch(vsid policy.VSID, ca, pa netip.Addr) {
+	if s.cfg.Events != nil {
+		s.cfg.Events.PolicyMismatch(uint32(vsid), ca, pa)
+	}
+}
+
+// flowID spreads flows over ECMP paths: a hash of the inner addresses,
+// protocol and ports folded to 8 bits.
+func flowID(src, dst netip.Addr, proto uint8, sport, dport uint16) uint8 {
+	const prime = 16777619
+	h := uint32(2166136261)
+	s16, d16 := src.As16(), dst.As16()
+	for i := range 16 {
+		h = (h ^ uint32(s16[i])) * prime
+		h = (h ^ uint32(d16[i])) * prime
+	}
+	h = (h ^ uint32(proto)) * prime
+	h = (h ^ uint32(sport)) * prime
+	h = (h ^ uint32(dport)) * prime
+	return uint8(h ^ h>>8 ^ h>>16 ^ h>>24)
+}

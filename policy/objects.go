@@ -1,6 +1,3 @@
-// Package policy holds the network virtualization policy of one host: the five
-// object kinds of the original WMI classes, their validation, and immutable
-// table snapshots indexed for the switch's fast path.
 package policy
 
 import (

@@ -256,7 +256,7 @@ func TestIPv6(t *testing.T) {
 
 // naiveChecksum is RFC 1071 word by word, the reference for Checksum.
 func naiveChecksum(b []byte, initial uint32) uint16 {
-	s := initial
+	s := initial>>16 + initial&0xffff
 	for i := 0; i+1 < len(b); i += 2 {
 		s += uint32(b[i])<<8 | uint32(b[i+1])
 		s = s&0xffff + s>>16

@@ -174,4 +174,3 @@ func countersCmd() *cobra.Command {
 		},
 	}
 }
-

@@ -182,3 +182,15 @@ func TestARPConflict(t *testing.T) {
 		}
 	}
 }
+
+func FuzzARPConflict(f *testing.F) {
+	own := packet.MAC{2, 0, 0, 0, 0, 1}
+	a := netip.MustParseAddr("198.18.7.1")
+	f.Add(arpProbe(packet.MAC{2, 0, 0, 0, 0, 2}, a))
+	f.Add(arpProbe(own, a))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if arpConflict(frame, own, a) && packet.MAC(frame[ethHeaderLen+8:ethHeaderLen+14]) == own {
+			t.Fatal("our own ARP counted as a conflict")
+		}
+	})
+}

@@ -68,6 +68,10 @@ func TestGREBatchesBothWays(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLab(t)
+			// Reception must not depend on the kernel's GRE stack: note what
+			// this kernel put in a fresh namespace.
+			_, err := l.ha.LinkByName("gre0")
+			t.Logf("fallback device gre0 in a fresh namespace: %v", err == nil)
 			sa, sb := listenPair(t, l, netip.MustParsePrefix(tc.a), netip.MustParsePrefix(tc.b))
 			for _, dir := range []struct {
 				name     string

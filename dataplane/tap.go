@@ -143,7 +143,7 @@ func (t *TAP) Stats() Stats { return Stats{Dropped: t.dropped.Load()} }
 
 // ReadBatch blocks until at least one frame is ready, then reads frames
 // without blocking until none is ready or bufs is full. Frame i is
-// bufs[i][:sizes[i]]; a buffer shorter than the frame gets the frame cut
+// bufs[i][:sizes[i]] (sizes must be as long as bufs); a buffer shorter than the frame gets the frame cut
 // short, so size buffers for the MTU plus the Ethernet header. It returns
 // the frames read, and any error after them.
 func (t *TAP) ReadBatch(bufs [][]byte, sizes []int) (int, error) {

@@ -259,6 +259,22 @@ func TestTAPBatchesDoNotAllocate(t *testing.T) {
 	}
 }
 
+func TestOpenTAPWithUnknownNetnsLeavesNothing(t *testing.T) {
+	needRoot(t)
+	name := "wt" + suffix()
+	tap, err := OpenTAP(TAPConfig{Name: name, Netns: "wnv-no-such-ns"})
+	if err == nil {
+		tap.Close()
+		t.Fatal("OpenTAP into a missing namespace succeeded")
+	}
+	if !strings.Contains(err.Error(), "wnv-no-such-ns") {
+		t.Errorf("error %q does not name the namespace", err)
+	}
+	if _, err := netlink.LinkByName(name); err == nil {
+		t.Errorf("%s was left behind", name)
+	}
+}
+
 func TestOpenTAPRejectsBadConfig(t *testing.T) {
 	for _, cfg := range []TAPConfig{
 		{Name: "a-name-that-is-too-long"},

@@ -170,7 +170,9 @@ func checkKnown[V any](got map[string]V, fs []field, what string) error {
 	return fmt.Errorf("unknown %s %q: use %s", what, unknown[0], fieldNames(fs))
 }
 
+// clip shortens a quoted value and keeps it on one line.
 func clip(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 64 {
 		return s[:61] + "..."
 	}

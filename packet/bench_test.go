@@ -185,6 +185,7 @@ func TestFastPathDoesNotAllocate(t *testing.T) {
 		"packet too big": func() { sinkN = PutICMPv6PacketTooBig(out, ca6B, ca6A, 1280, inv) },
 		"DecTTL":         func() { IPv4(inv).DecTTL(); inv[8] = 64 },
 		"malformed":      func() { _, err := ParseNVGRE(inv[:4]); _ = err },
+		"IP rewrite":     func() { IPv4(inv).SetSrc(pa4A); IPv4(inv).SetSrc(ca4A) },
 	}
 	for name, f := range cases {
 		if a := testing.AllocsPerRun(100, f); a != 0 {
@@ -273,5 +274,17 @@ func BenchmarkICMPv4FragNeeded(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sinkN = PutICMPv4DestUnreachable(out, ICMPv4CodeFragNeeded, 1458, inv)
+	}
+}
+
+func BenchmarkRewriteIPv4UDP(b *testing.B) {
+	f := make([]byte, 128)
+	n := putInnerUDP(f, ca4A, ca4B, "0123456789abcdef")
+	e, _ := ParseEthernet(f[:n])
+	p, _ := ParseIPv4(e.Payload())
+	b.ReportAllocs()
+	for b.Loop() {
+		p.SetSrc(pa4A)
+		p.SetDst(pa4B)
 	}
 }

@@ -124,13 +124,31 @@ func (s *GRESocket) Close() error {
 // len(pkts) of them with one recvmmsg: Buf[:N] is the GRE header and inner
 // frame, Src the sender's PA, Dst the bound PA. Packets larger than their
 // buffer are dropped and counted in Stats().Truncated; to keep the first n
-// entries valid, ReadBatch may swap entries of pkts (buffers included).
+// entries valid, ReadBatch may swap entries of pkts (buffers included). It
+// returns at least one packet unless it fails.
 func (s *GRESocket) ReadBatch(pkts []Packet) (int, error) {
 	if len(pkts) == 0 {
 		return 0, nil
 	}
+	s.recv.grow(len(pkts))
+	for {
+		s.prepareRecv(pkts)
+		s.want, s.done, s.err = len(pkts), 0, nil
+		err := s.rc.Read(s.recvFn)
+		if err == nil {
+			err = s.err
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read GRE on %s: %w", s.pa, closedErr(&s.closed, err))
+		}
+		if n := s.unpack(pkts, s.done); n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (s *GRESocket) prepareRecv(pkts []Packet) {
 	v := &s.recv
-	v.grow(len(pkts))
 	v4 := s.pa.Is4()
 	for i := range pkts {
 		m := &v.msgs[i].Hdr
@@ -153,16 +171,6 @@ func (s *GRESocket) ReadBatch(pkts []Packet) (int, error) {
 			m.Namelen = unix.SizeofSockaddrInet6
 		}
 	}
-	s.want, s.next, s.done, s.err = len(pkts), 0, 0, nil
-	err := s.rc.Read(s.recvFn)
-	n := s.done
-	if err == nil {
-		err = s.err
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read GRE on %s: %w", s.pa, closedErr(&s.closed, err))
-	}
-	return s.unpack(pkts, n), nil
 }
 
 func (s *GRESocket) recvReady(fd uintptr) bool {

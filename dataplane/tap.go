@@ -48,7 +48,7 @@ type batchState struct {
 // Stats counts what the I/O edge dropped on its own.
 type Stats struct {
 	Dropped   uint64 // writes the kernel refused (interface down, no buffers, no route, too big)
-	Truncated uint64 // received packets larger than the caller's buffer
+	Truncated uint64 // received GRE packets larger than the caller's buffer (a TAP read cuts a frame short instead)
 }
 
 // OpenTAP creates a TAP interface (IFF_TAP|IFF_NO_PI) in the caller's

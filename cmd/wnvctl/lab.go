@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/wnv/wnv/lab"
+)
+
+var (
+	flagLabWnvd  string
+	flagLabState string
+	flagLabKeep  bool
+)
+
+var labCmd = &cobra.Command{
+	Use:   "lab",
+	Short: "Run a multi-host wnv lab in network namespaces on this machine",
+	Long: `The lab builds the default topology in network namespaces: wnv-underlay (bridge br0),
+wnv-host1..3 (each running 'wnvd host' with PA 198.18.0.1..3), and the VMs wnv-blue1..3,
+wnv-red1, wnv-red2 (eth0 is a port of their host's switch, with a probe responder on port 7007).
+It needs root and iproute2. See docs/lab.md for the topology.`,
+}
+
+func init() {
+	labCmd.PersistentFlags().StringVar(&flagLabWnvd, "wnvd", "", "wnvd binary to run on each host (default: wnvd next to wnvctl, else on PATH)")
+	labCmd.PersistentFlags().StringVar(&flagLabState, "state-dir", lab.DefaultStateDir, "directory for pid files, logs, sockets and lab state")
+
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Build the lab (says so and exits 0 when it is already up)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			l, err := newLab(false)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := labContext()
+			defer cancel()
+			err = l.Up(ctx)
+			if errors.Is(err, lab.ErrAlreadyUp) {
+				fmt.Printf("lab is already up (state in %s): 'wnvctl lab status' shows it, 'wnvctl lab down' removes it\n", l.StateDir)
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("%w\nthe partial lab is left for inspection (logs in %s); 'wnvctl lab down' removes it", err, l.StateDir)
+			}
+			return nil
+		},
+	}
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Remove the lab: daemons, responders, namespaces and state (also after a crash)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			l, err := newLab(true)
+			if err != nil {
+				return err
+			}
+			if err := l.Down(); err != nil {
+				return err
+			}
+			fmt.Println("lab is down")
+			return nil
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the lab's namespaces, daemons, provider addresses and VMs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := newLab(true)
+			if err != nil {
+				return err
+			}
+			printStatus(l.Status(cmd.Context()))
+			return nil
+		},
+	}
+	execCmd := &cobra.Command{
+		Use:   "exec NAME -- CMD [ARGS...]",
+		Short: "Run a command in the namespace of a host, VM or 'underlay' (e.g. lab exec blue1 -- ip addr)",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash != 1 {
+				return fmt.Errorf("lab exec takes one NAME before '--': use lab exec NAME -- CMD [ARGS...]")
+			}
+			l, err := newLab(true)
+			if err != nil {
+				return err
+			}
+			code, err := l.Exec(args[0], args[1:], os.Stdin, os.Stdout, os.Stderr)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				os.Exit(code)
+			}
+			return nil
+		},
+	}
+	demo := &cobra.Command{
+		Use:   "demo",
+		Short: "Bring the lab up, check reachability and isolation, move data, show counters and NVGRE frames",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			l, err := newLab(false)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := labContext()
+			defer cancel()
+			return l.Demo(ctx, os.Stdout, flagLabKeep)
+		},
+	}
+	demo.Flags().BoolVar(&flagLabKeep, "keep", false, "leave the lab running after the demo")
+	labCmd.AddCommand(up, down, status, execCmd, demo)
+	rootCmd.AddCommand(labCmd)
+}
+
+// newLab returns the default lab; with load, the topology saved by the lab
+// that is up replaces it, so status, exec and down see what up built.
+func newLab(load bool) (*lab.Lab, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("the lab needs root: it creates network namespaces; run it with sudo")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the wnvctl binary: %w", err)
+	}
+	wnvd := flagLabWnvd
+	if wnvd == "" {
+		wnvd = filepath.Join(filepath.Dir(self), "wnvd")
+		if _, err := os.Stat(wnvd); err != nil {
+			if p, err := exec.LookPath("wnvd"); err == nil {
+				wnvd = p
+			}
+		}
+	}
+	l := &lab.Lab{Topology: lab.Default(), StateDir: flagLabState, Wnvd: wnvd, Wnvctl: self, Out: os.Stdout}
+	if load {
+		l.Load()
+	}
+	return l, nil
+}
+
+// labContext is cancelled by SIGINT/SIGTERM so that a demo stops its probes.
+func labContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func printStatus(s lab.Status) {
+	if flagOutput == "json" {
+		b, _ := json.MarshalIndent(s, "", "  ")
+		fmt.Println(string(b))
+		return
+	}
+	state := "down"
+	if s.Up {
+		state = "up"
+	}
+	fmt.Printf("lab is %s (state in %s)\n\n", state, s.StateDir)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tEXISTS")
+	for _, n := range s.Namespaces {
+		fmt.Fprintf(tw, "%s\t%v\n", n.Name, n.Exists)
+	}
+	tw.Flush()
+	fmt.Println()
+	fmt.Fprintln(tw, "HOST\tPA\tWNVD PID\tALIVE\tPAS REPORTED\tSOCKET")
+	for _, h := range s.Hosts {
+		pas := make([]string, len(h.PAs))
+		for i, a := range h.PAs {
+			pas[i] = a.String()
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%d\t%v\t%s\t%s\n", h.Name, h.PA, h.PID, h.Alive, labOrDash(strings.Join(pas, ",")), h.Socket)
+	}
+	tw.Flush()
+	fmt.Println()
+	fmt.Fprintln(tw, "VM\tHOST\tTENANT\tVSID\tMAC\tIPV4 CA\tIPV6 CA\tRESPONDER")
+	for _, v := range s.VMs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%v\t%v\t%v\n", v.Name, v.Host, v.Tenant, v.VSID, v.MAC, v.V4, v.V6, v.ResponderAlive)
+	}
+	tw.Flush()
+}
+
+func labOrDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,378 @@
+package lab
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wnv/wnv/lab/probe"
+	"github.com/wnv/wnv/packet"
+)
+
+// Check is one cell of the reachability matrix: a UDP probe from one VM to a
+// CA of another, and which VM answered.
+type Check struct {
+	From, To string
+	Addr     netip.Addr // To's CA
+	Kind     string     // same subnet, routed, isolated or self
+	Expect   string     // the VM that must answer; "" when nothing may
+	Got      string     // the VM that answered; "" when nothing did
+	Self     bool       // Addr is From's own CA too: not probed
+	RTT      time.Duration
+}
+
+// OK reports whether the observed responder is the expected one.
+func (c Check) OK() bool { return c.Self || c.Got == c.Expect }
+
+// ProbeUDP sends one UDP probe at a time from VM from to addr, up to attempts
+// times, and returns the first reply.
+func (l *Lab) ProbeUDP(ctx context.Context, from string, addr netip.Addr, source netip.Addr, attempts int, timeout time.Duration) (probe.Reply, bool, error) {
+	var rep probe.Reply
+	var got bool
+	err := InNamespace(l.Topology.Namespace(from), func() error {
+		for range attempts {
+			rs, err := probe.UDP(ctx, netip.AddrPortFrom(addr, probe.Port), probe.UDPOptions{Count: 1, Timeout: timeout, Source: source})
+			if err != nil {
+				return err
+			}
+			if len(rs) > 0 {
+				rep, got = rs[0], true
+				return nil
+			}
+		}
+		return nil
+	})
+	return rep, got, err
+}
+
+// ProbeTCP streams n bytes from VM from to the responder at addr.
+func (l *Lab) ProbeTCP(ctx context.Context, from string, addr netip.Addr, n int64) (probe.Transfer, error) {
+	var tr probe.Transfer
+	err := InNamespace(l.Topology.Namespace(from), func() error {
+		var err error
+		tr, err = probe.TCP(ctx, netip.AddrPortFrom(addr, probe.Port), n, netip.Addr{}, 60*time.Second)
+		return err
+	})
+	return tr, err
+}
+
+// Matrix probes every CA of every other VM from every VM, in parallel.
+func (l *Lab) Matrix(ctx context.Context) ([]Check, error) {
+	t := l.Topology
+	var checks []Check
+	for _, src := range t.VMs {
+		for _, dst := range t.VMs {
+			if src.Name == dst.Name {
+				continue
+			}
+			for _, a := range dst.CAs() {
+				exp, self := t.Expect(src, a)
+				checks = append(checks, Check{From: src.Name, To: dst.Name, Addr: a, Kind: t.kind(src, dst, self), Expect: exp, Self: self})
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(checks))
+	for i := range checks {
+		c := &checks[i]
+		if c.Self {
+			continue
+		}
+		wg.Go(func() {
+			rep, ok, err := l.ProbeUDP(ctx, c.From, c.Addr, netip.Addr{}, 3, 700*time.Millisecond)
+			if ok {
+				c.Got, c.RTT = rep.Responder, rep.RTT
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return checks, err
+		}
+	}
+	return checks, nil
+}
+
+func (t Topology) kind(src, dst VM, self bool) string {
+	where := "across hosts"
+	if src.Host == dst.Host {
+		where = "same host"
+	}
+	switch {
+	case self:
+		return "self (own CA)"
+	case src.Tenant != dst.Tenant:
+		return "isolated (other tenant)"
+	case src.VSID == dst.VSID:
+		return "same subnet, " + where
+	default:
+		return "routed, " + where
+	}
+}
+
+// PrintMatrix writes the matrix as a table and returns how many checks failed.
+func PrintMatrix(w io.Writer, checks []Check) int {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM\tTO\tADDRESS\tKIND\tEXPECT\tANSWERED BY\tRTT\tRESULT")
+	failed := 0
+	for _, c := range checks {
+		res, got, rtt := "ok", orNone(c.Got), "-"
+		switch {
+		case c.Self:
+			res, got = "skipped", "-"
+		case !c.OK():
+			res = "FAIL"
+			failed++
+		}
+		if c.Got != "" {
+			rtt = c.RTT.Round(10 * time.Microsecond).String()
+		}
+		exp := orNone(c.Expect)
+		if c.Self {
+			exp = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\n", c.From, c.To, c.Addr, c.Kind, exp, got, rtt, res)
+	}
+	tw.Flush()
+	return failed
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// Transfer is one TCP stream of the demo.
+type Transfer struct {
+	From, To string
+	Addr     netip.Addr
+	Kind     string
+	Result   probe.Transfer
+	Err      error
+}
+
+// OK reports whether the stream arrived in full at the intended VM.
+func (x Transfer) OK() bool { return x.Err == nil && x.Result.Responder == x.To }
+
+// transferPairs picks, per tenant, a same-subnet pair and a routed pair on
+// different hosts, so bulk data crosses the underlay both ways of forwarding.
+func (t Topology) transferPairs() [][2]VM {
+	var pairs [][2]VM
+	for _, tn := range t.Tenants {
+		var same, routed bool
+		for _, a := range t.VMs {
+			for _, b := range t.VMs {
+				if a.Tenant != tn.Name || b.Tenant != tn.Name || a.Host == b.Host {
+					continue
+				}
+				if a.VSID == b.VSID && !same {
+					same = true
+					pairs = append(pairs, [2]VM{a, b})
+				}
+				if a.VSID != b.VSID && !routed {
+					routed = true
+					pairs = append(pairs, [2]VM{a, b})
+				}
+			}
+		}
+	}
+	return pairs
+}
+
+// Transfers moves n bytes over TCP for every transfer pair, IPv4 and IPv6.
+func (l *Lab) Transfers(ctx context.Context, n int64) []Transfer {
+	var xs []Transfer
+	for _, p := range l.Topology.transferPairs() {
+		for _, a := range p[1].CAs() {
+			x := Transfer{From: p[0].Name, To: p[1].Name, Addr: a, Kind: l.Topology.kind(p[0], p[1], false)}
+			x.Result, x.Err = l.ProbeTCP(ctx, x.From, a, n)
+			xs = append(xs, x)
+		}
+	}
+	return xs
+}
+
+// PrintTransfers writes the transfers as a table and returns how many failed.
+func PrintTransfers(w io.Writer, xs []Transfer) int {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM\tTO\tADDRESS\tKIND\tBYTES\tRECEIVED BY\tTIME\tMBIT/S\tRESULT")
+	failed := 0
+	for _, x := range xs {
+		if !x.OK() {
+			failed++
+			reason := fmt.Sprintf("FAIL: received by %s", orNone(x.Result.Responder))
+			if x.Err != nil {
+				reason = "FAIL: " + x.Err.Error()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t-\t-\t-\t-\t%s\n", x.From, x.To, x.Addr, x.Kind, reason)
+			continue
+		}
+		r := x.Result
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\t%s\t%v\t%.0f\tok\n", x.From, x.To, x.Addr, x.Kind, r.Bytes, r.Responder,
+			r.Elapsed.Round(time.Millisecond), r.Mbps())
+	}
+	tw.Flush()
+	return failed
+}
+
+// CheckFrames verifies captured underlay traffic against the topology: some
+// NVGRE was seen, none was malformed, and every frame runs between two PAs
+// of the lab with protocol 0x6558 and a VSID of the lab. It returns one line
+// per problem.
+func (t Topology) CheckFrames(frames []Frame, malformed []error) []string {
+	var bad []string
+	if len(frames) == 0 {
+		bad = append(bad, "no NVGRE frames seen on the underlay")
+	}
+	for _, err := range malformed {
+		bad = append(bad, err.Error())
+	}
+	pas := map[netip.Addr]bool{}
+	for _, h := range t.Hosts {
+		pas[h.PA.Addr()] = true
+	}
+	vsids := map[uint32]bool{}
+	for _, tn := range t.Tenants {
+		for _, sn := range tn.Subnets {
+			vsids[uint32(sn.VSID)] = true
+		}
+	}
+	for _, f := range frames {
+		switch {
+		case !pas[f.OuterSrc] || !pas[f.OuterDst]:
+			bad = append(bad, fmt.Sprintf("frame between %v and %v: outer addresses must be lab PAs", f.OuterSrc, f.OuterDst))
+		case f.Protocol != packet.EtherTypeTEB:
+			bad = append(bad, fmt.Sprintf("frame %v: GRE protocol %#04x, want 0x6558", f, f.Protocol))
+		case !vsids[f.VSID] || f.Key != f.VSID<<8|uint32(f.FlowID):
+			bad = append(bad, fmt.Sprintf("frame %v: key must be VSID<<8|FlowID with a lab VSID", f))
+		}
+		if len(bad) > 10 {
+			break
+		}
+	}
+	return bad
+}
+
+// PrintFrames writes up to max distinct flows of the capture with their frame
+// counts, busiest first.
+func PrintFrames(w io.Writer, frames []Frame, max int) {
+	type flow struct {
+		f Frame
+		n int
+	}
+	idx := map[[5]string]*flow{}
+	var flows []*flow
+	for _, f := range frames {
+		k := [5]string{f.OuterSrc.String(), f.OuterDst.String(), fmt.Sprint(f.Key), f.InnerSrc.String(), f.InnerDst.String()}
+		if fl, ok := idx[k]; ok {
+			fl.n++
+			continue
+		}
+		fl := &flow{f: f, n: 1}
+		idx[k] = fl
+		flows = append(flows, fl)
+	}
+	slices.SortStableFunc(flows, func(a, b *flow) int { return cmp.Compare(b.n, a.n) })
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "OUTER SRC PA\tOUTER DST PA\tGRE PROTO\tKEY\tVSID\tFLOWID\tINNER SRC CA\tINNER DST CA\tFRAMES")
+	for i, fl := range flows {
+		if i == max {
+			break
+		}
+		f := fl.f
+		src, dst := f.InnerSrc.String(), f.InnerDst.String()
+		if !f.InnerSrc.IsValid() {
+			src, dst = f.InnerSrcMAC.String(), f.InnerDstMAC.String()
+		}
+		fmt.Fprintf(tw, "%v\t%v\t%#04x\t%#08x\t%d\t%d\t%s\t%s\t%d\n", f.OuterSrc, f.OuterDst, f.Protocol, f.Key, f.VSID, f.FlowID, src, dst, fl.n)
+	}
+	tw.Flush()
+}
+
+// DemoBytes is how much each demo TCP transfer moves.
+const DemoBytes = 4 << 20
+
+// Demo brings the lab up if needed, then checks the reachability matrix,
+// moves data over TCP, and prints each host's counters and a sample of the
+// NVGRE frames captured on the underlay bridge. It fails if any expectation
+// fails; unless keep, it tears the lab down at the end.
+func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
+	if l.IsUp() {
+		fmt.Fprintf(w, "lab already up in %s: reusing it\n", l.StateDir)
+	} else if err := l.Up(ctx); err != nil {
+		if !keep {
+			l.Down()
+		}
+		return err
+	}
+	if !keep {
+		defer func() {
+			if derr := l.Down(); derr != nil && err == nil {
+				err = derr
+			} else {
+				fmt.Fprintln(w, "\nlab torn down (use --keep to leave it running)")
+			}
+		}()
+	}
+	t := l.Topology
+	capt, err := StartCapture(t.Namespace("underlay"), "br0")
+	if err != nil {
+		return err
+	}
+	var failures []string
+
+	fmt.Fprintf(w, "\n== Reachability: UDP probes to port %d from every VM to every other VM's CAs ==\n", probe.Port)
+	checks, err := l.Matrix(ctx)
+	if err != nil {
+		capt.Stop()
+		return err
+	}
+	if n := PrintMatrix(w, checks); n > 0 {
+		failures = append(failures, fmt.Sprintf("%d of %d reachability checks failed", n, len(checks)))
+	}
+
+	fmt.Fprintf(w, "\n== TCP transfers of %d bytes across hosts and subnets ==\n", DemoBytes)
+	if n := PrintTransfers(w, l.Transfers(ctx, DemoBytes)); n > 0 {
+		failures = append(failures, fmt.Sprintf("%d TCP transfers failed", n))
+	}
+
+	frames, malformed := capt.Stop()
+	fmt.Fprintf(w, "\n== NVGRE on the underlay (%sunderlay br0): %d frames captured, busiest flows ==\n", t.Prefix, len(frames))
+	PrintFrames(w, frames, 12)
+	if bad := t.CheckFrames(frames, malformed); len(bad) > 0 {
+		for _, b := range bad {
+			fmt.Fprintln(w, "FAIL:", b)
+		}
+		failures = append(failures, fmt.Sprintf("%d problems in the underlay capture", len(bad)))
+	}
+
+	for _, h := range t.Hosts {
+		fmt.Fprintf(w, "\n== Counters of %s (PA %v) ==\n", h.Name, h.PA.Addr())
+		cs, err := l.Client(h.Name).Counters(ctx)
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("counters of %s: %v", h.Name, err))
+			continue
+		}
+		PrintCounters(w, cs)
+	}
+
+	fmt.Fprintln(w)
+	if len(failures) > 0 {
+		for _, f := range failures {
+			fmt.Fprintln(w, "FAIL:", f)
+		}
+		return fmt.Errorf("demo failed: %s", failures[0])
+	}
+	fmt.Fprintln(w, "PASS: every expectation met (same subnet across hosts, routed across subnets, tenants isolated, IPv4 and IPv6)")
+	return nil
+}

@@ -1,0 +1,418 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"github.com/wnv/wnv/provider"
+)
+
+// DefaultStateDir holds the default lab's pid files, logs, sockets and state.
+const DefaultStateDir = "/run/wnv/lab"
+
+// ErrAlreadyUp is returned by Up when the lab is complete and its daemons run.
+var ErrAlreadyUp = errors.New("the lab is already up")
+
+// Lab drives one topology on this machine.
+type Lab struct {
+	Topology Topology
+	// StateDir holds <host>.pid/.log, probe-<vm>.pid/.log, <host>/wnvd.sock
+	// and state.json.
+	StateDir string
+	// Wnvd runs `wnvd host` in each host namespace; Wnvctl runs
+	// `wnvctl probe serve` in each VM namespace.
+	Wnvd, Wnvctl string
+	// Out receives one progress line per step; nil discards them.
+	Out io.Writer
+}
+
+// state is what a completed Up leaves in StateDir/state.json, so that status,
+// exec and down work from another process with the same topology.
+type state struct {
+	Topology Topology
+}
+
+func (l *Lab) printf(format string, a ...any) {
+	if l.Out != nil {
+		fmt.Fprintf(l.Out, format+"\n", a...)
+	}
+}
+
+func (l *Lab) statePath() string            { return filepath.Join(l.StateDir, "state.json") }
+func (l *Lab) pidPath(name string) string   { return filepath.Join(l.StateDir, name+".pid") }
+func (l *Lab) logPath(name string) string   { return filepath.Join(l.StateDir, name+".log") }
+func (l *Lab) socket(host string) string    { return filepath.Join(l.StateDir, host, "wnvd.sock") }
+func (l *Lab) notifySocket(h string) string { return filepath.Join(l.StateDir, h, "notify.sock") }
+
+// Client returns a provider API client for a host's daemon.
+func (l *Lab) Client(host string) *provider.Client { return provider.NewClient(l.socket(host)) }
+
+// Load replaces l.Topology with the one saved by a completed Up in StateDir,
+// if there is one; it reports whether it found it.
+func (l *Lab) Load() bool {
+	b, err := os.ReadFile(l.statePath())
+	if err != nil {
+		return false
+	}
+	var s state
+	if json.Unmarshal(b, &s) != nil || s.Topology.Validate() != nil {
+		return false
+	}
+	l.Topology = s.Topology
+	return true
+}
+
+// IsUp reports whether a completed lab exists and all its daemons run.
+func (l *Lab) IsUp() bool {
+	if _, err := os.Stat(l.statePath()); err != nil {
+		return false
+	}
+	for _, h := range l.Topology.Hosts {
+		if !l.alive(h.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// alive reports whether the process in the named pid file runs.
+func (l *Lab) alive(name string) bool { return processAlive(l.pid(name)) }
+
+func (l *Lab) pid(name string) int {
+	b, err := os.ReadFile(l.pidPath(name))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// Up builds the lab: namespaces and links, one wnvd per host, policy through
+// each provider API, VM addresses and routes, and a probe responder per VM.
+// Leftovers of a crashed or partial lab are removed first. On failure the
+// partial lab stays for inspection; Down removes it.
+func (l *Lab) Up(ctx context.Context) error {
+	t := l.Topology
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	if l.IsUp() {
+		return ErrAlreadyUp
+	}
+	if err := l.checkBinaries(); err != nil {
+		return err
+	}
+	if err := l.Down(); err != nil {
+		return fmt.Errorf("remove the previous lab: %w", err)
+	}
+	if err := os.MkdirAll(l.StateDir, 0o755); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	if err := l.buildNetwork(); err != nil {
+		return err
+	}
+	for _, h := range t.Hosts {
+		if err := l.startDaemon(h); err != nil {
+			return err
+		}
+	}
+	for _, h := range t.Hosts {
+		if err := l.waitDaemon(ctx, h.Name); err != nil {
+			return err
+		}
+	}
+	l.printf("daemons up: %d hosts", len(t.Hosts))
+	if err := l.provision(ctx); err != nil {
+		return err
+	}
+	for _, v := range t.VMs {
+		if err := l.configureVM(v); err != nil {
+			return err
+		}
+		if err := l.startResponder(v); err != nil {
+			return err
+		}
+	}
+	b, _ := json.MarshalIndent(state{Topology: t}, "", "  ")
+	if err := os.WriteFile(l.statePath(), b, 0o644); err != nil {
+		return fmt.Errorf("write lab state: %w", err)
+	}
+	l.printf("lab is up: %d hosts, %d VMs (state in %s)", len(t.Hosts), len(t.VMs), l.StateDir)
+	return nil
+}
+
+func (l *Lab) checkBinaries() error {
+	for _, p := range []struct{ flag, path string }{{"wnvd", l.Wnvd}, {"wnvctl", l.Wnvctl}} {
+		if st, err := os.Stat(p.path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("%s binary %q is not an executable file: build it with 'make build' or pass --%s", p.flag, p.path, p.flag)
+		}
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return fmt.Errorf("the ip command (iproute2) is not installed: run 'make deps' or apt-get install iproute2")
+	}
+	return nil
+}
+
+// buildNetwork creates the underlay bridge, the host and VM namespaces, and a
+// veth per host from its ul0 into the bridge.
+func (l *Lab) buildNetwork() error {
+	t := l.Topology
+	uns := t.Namespace("underlay")
+	uh, err := createNamespace(uns)
+	if err != nil {
+		return err
+	}
+	defer uh.Close()
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0", MTU: t.UnderlayMTU}, MulticastSnooping: new(bool)}
+	if err := uh.LinkAdd(br); err != nil {
+		return fmt.Errorf("create bridge br0 in %s: %w", uns, err)
+	}
+	if err := uh.LinkSetUp(br); err != nil {
+		return fmt.Errorf("bring up br0 in %s: %w", uns, err)
+	}
+	// The bridge only switches frames between hosts; it needs no IPv6 of its own.
+	setSysctl(uns, "net.ipv6.conf.br0.disable_ipv6", "1")
+	for _, h := range t.Hosts {
+		ns := t.Namespace(h.Name)
+		hh, err := createNamespace(ns)
+		if err != nil {
+			return err
+		}
+		err = l.plugHost(uh, hh, br, h, ns)
+		hh.Close()
+		if err != nil {
+			return err
+		}
+	}
+	for _, v := range t.VMs {
+		ns := t.Namespace(v.Name)
+		h, err := createNamespace(ns)
+		if err != nil {
+			return err
+		}
+		h.Close()
+		// eth0 arrives later from the daemon and inherits these defaults:
+		// addresses usable at once, no router solicitations.
+		for _, kv := range [][2]string{
+			{"net.ipv6.conf.default.accept_dad", "0"},
+			{"net.ipv6.conf.default.accept_ra", "0"},
+			{"net.ipv6.conf.default.router_solicitations", "0"},
+		} {
+			if err := setSysctl(ns, kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+	}
+	l.printf("network built: %sunderlay (br0), %d host and %d VM namespaces", t.Prefix, len(t.Hosts), len(t.VMs))
+	return nil
+}
+
+func (l *Lab) plugHost(uh, hh *netlink.Handle, br *netlink.Bridge, h Host, ns string) error {
+	t := l.Topology
+	nsh, err := netns.GetFromName(ns)
+	if err != nil {
+		return fmt.Errorf("open network namespace %s: %w", ns, err)
+	}
+	defer nsh.Close()
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: h.Name, MTU: t.UnderlayMTU, MasterIndex: br.Attrs().Index},
+		PeerName:      "ul0",
+		PeerMTU:       uint32(t.UnderlayMTU),
+		PeerNamespace: netlink.NsFd(int(nsh)),
+	}
+	if err := uh.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %s <-> %s/ul0: %w", h.Name, ns, err)
+	}
+	if err := uh.LinkSetUp(veth); err != nil {
+		return fmt.Errorf("bring up %s in the underlay: %w", h.Name, err)
+	}
+	// The daemon adds the PA itself; without DAD an IPv6 PA is usable at once.
+	if err := setSysctl(ns, "net.ipv6.conf.ul0.accept_dad", "0"); err != nil {
+		return err
+	}
+	ul, err := hh.LinkByName("ul0")
+	if err == nil {
+		err = hh.LinkSetUp(ul)
+	}
+	if err != nil {
+		return fmt.Errorf("bring up ul0 in %s: %w", ns, err)
+	}
+	return nil
+}
+
+// startDaemon runs `wnvd host` in the host's namespace, detached into its own
+// session, logging to <host>.log.
+func (l *Lab) startDaemon(h Host) error {
+	if err := os.MkdirAll(filepath.Dir(l.socket(h.Name)), 0o755); err != nil {
+		return err
+	}
+	return l.spawn(h.Name, l.Topology.Namespace(h.Name), l.Wnvd, "host",
+		"--name", h.Name,
+		"--underlay", "ul0",
+		"--socket", l.socket(h.Name),
+		"--notify-socket", l.notifySocket(h.Name),
+		"--metrics-addr", "127.0.0.1:9100")
+}
+
+func (l *Lab) startResponder(v VM) error {
+	name := "probe-" + v.Name
+	if err := l.spawn(name, l.Topology.Namespace(v.Name), l.Wnvctl, "probe", "serve", "--name", v.Name); err != nil {
+		return err
+	}
+	return nil
+}
+
+// spawn starts a long-running process inside a namespace with `ip netns exec`
+// (which execs, so the pid file holds the program's own pid).
+func (l *Lab) spawn(name, ns, bin string, args ...string) error {
+	logf, err := os.OpenFile(l.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s in %s: %w", filepath.Base(bin), ns, err)
+	}
+	if err := os.WriteFile(l.pidPath(name), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		return err
+	}
+	go cmd.Wait() // reap it if it exits while we run
+	return nil
+}
+
+// waitDaemon waits until the host's provider API answers.
+func (l *Lab) waitDaemon(ctx context.Context, host string) error {
+	c := l.Client(host)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := c.Global(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !l.alive(host) {
+			return fmt.Errorf("wnvd on %s exited during start-up; its log %s ends:\n%s", host, l.logPath(host), tail(l.logPath(host), 15))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("wnvd on %s did not answer on %s within 15s: %v; see %s", host, l.socket(host), err, l.logPath(host))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// configureVM gives the VM's eth0 (created and moved in by the daemon) its
+// CAs and default routes via the subnet gateways.
+func (l *Lab) configureVM(v VM) error {
+	t := l.Topology
+	ns := t.Namespace(v.Name)
+	h, err := handleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	eth, err := waitLink(h, "eth0", 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("VM %s: %w (the daemon creates it on port attach; see %s)", v.Name, err, l.logPath(v.Host))
+	}
+	if eth.Attrs().MTU != t.PortMTU(v) {
+		if err := h.LinkSetMTU(eth, t.PortMTU(v)); err != nil {
+			return fmt.Errorf("VM %s: set MTU %d: %w", v.Name, t.PortMTU(v), err)
+		}
+	}
+	if err := h.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("VM %s: bring up eth0: %w", v.Name, err)
+	}
+	sn, _ := t.subnet(v.Tenant, v.VSID)
+	for _, pair := range [][2]netip.Prefix{
+		{netip.PrefixFrom(v.V4, sn.V4.Bits()), sn.V4},
+		{netip.PrefixFrom(v.V6, sn.V6.Bits()), sn.V6},
+	} {
+		if err := addAddr(h, eth, pair[0]); err != nil {
+			return fmt.Errorf("VM %s: %w", v.Name, err)
+		}
+		gw := Gateway(pair[1])
+		r := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw.AsSlice()}
+		if gw.Is6() {
+			r.Family = netlink.FAMILY_V6
+		} else {
+			r.Family = netlink.FAMILY_V4
+		}
+		if err := h.RouteReplace(r); err != nil {
+			return fmt.Errorf("VM %s: default route via %v: %w", v.Name, gw, err)
+		}
+	}
+	return nil
+}
+
+// Down removes everything a lab with this prefix and state directory may have
+// left: processes from pid files, processes still inside the namespaces, the
+// namespaces and the state directory. It works after a crash or partial Up.
+func (l *Lab) Down() error {
+	pids, _ := filepath.Glob(filepath.Join(l.StateDir, "*.pid"))
+	for _, p := range pids {
+		stopProcess(l.pid(strings.TrimSuffix(filepath.Base(p), ".pid")), 3*time.Second)
+	}
+	var errs []error
+	for _, ns := range namespacesWithPrefix(l.Topology.Prefix) {
+		if err := deleteNamespace(ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(l.StateDir); err != nil {
+		errs = append(errs, fmt.Errorf("remove state directory: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Exec runs argv inside the namespace of a host, VM or "underlay" with the
+// given stdio and returns its exit code.
+func (l *Lab) Exec(name string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	if len(argv) == 0 {
+		return 2, fmt.Errorf("no command given: use lab exec NAME -- CMD [ARGS...]")
+	}
+	ns := l.Topology.Namespace(name)
+	if !namespaceExists(ns) {
+		return 2, fmt.Errorf("namespace %s does not exist: is the lab up, and is %q a host, VM or underlay?", ns, name)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 1, err
+	}
+	return 0, nil
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log)"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

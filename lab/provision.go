@@ -1,0 +1,101 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+)
+
+// provision installs policy on every host the way an admin script would: the
+// host's PA, on-link customer routes for every subnet of every tenant, lookup
+// records for every VM CA, and then each VM's port on its own host.
+func (l *Lab) provision(ctx context.Context) error {
+	t := l.Topology
+	for _, h := range t.Hosts {
+		c := l.Client(h.Name)
+		pa := policy.ProviderAddress{ProviderAddress: h.PA.Addr(), PrefixLength: uint8(h.PA.Bits())}
+		if _, err := c.AddProviderAddress(ctx, pa); err != nil {
+			return fmt.Errorf("%s: add provider address %v: %w", h.Name, h.PA, err)
+		}
+		for _, r := range t.customerRoutes() {
+			if _, err := c.AddCustomerRoute(ctx, r); err != nil {
+				return fmt.Errorf("%s: add customer route %v in VSID %d: %w", h.Name, r.DestinationPrefix, r.VirtualSubnetID, err)
+			}
+		}
+		for _, r := range t.lookupRecords() {
+			if _, err := c.AddLookupRecord(ctx, r); err != nil {
+				return fmt.Errorf("%s: add lookup record %v VSID %d: %w", h.Name, r.CustomerAddress, r.VirtualSubnetID, err)
+			}
+		}
+	}
+	l.printf("policy provisioned on %d hosts: %d customer routes and %d lookup records each",
+		len(t.Hosts), len(t.customerRoutes()), len(t.lookupRecords()))
+	for _, v := range t.VMs {
+		spec := provider.PortSpec{
+			Name:              v.Name,
+			TAP:               "tap-" + v.Name,
+			Netns:             t.Namespace(v.Name),
+			IfName:            "eth0",
+			MACAddress:        v.MAC,
+			VirtualSubnetID:   v.VSID,
+			CustomerAddresses: v.CAs(),
+			MTU:               t.PortMTU(v),
+		}
+		if _, err := l.Client(v.Host).AttachPort(ctx, spec); err != nil {
+			return fmt.Errorf("%s: attach port %s: %w", v.Host, v.Name, err)
+		}
+	}
+	l.printf("ports attached: %d VMs", len(t.VMs))
+	return nil
+}
+
+// customerRoutes are the on-link routes of every subnet, IPv4 and IPv6, in
+// its tenant's routing domain.
+func (t Topology) customerRoutes() []policy.CustomerRoute {
+	var rs []policy.CustomerRoute
+	for _, tn := range t.Tenants {
+		rdid := policy.MustParseGUID(tn.RoutingDomainID)
+		cid := policy.MustParseGUID(tn.CustomerID)
+		for _, sn := range tn.Subnets {
+			for _, p := range []netip.Prefix{sn.V4, sn.V6} {
+				nh := netip.IPv4Unspecified()
+				if p.Addr().Is6() {
+					nh = netip.IPv6Unspecified()
+				}
+				rs = append(rs, policy.CustomerRoute{
+					RoutingDomainID:   rdid,
+					VirtualSubnetID:   sn.VSID,
+					DestinationPrefix: p.Masked(),
+					NextHop:           nh,
+					CustomerID:        cid,
+				})
+			}
+		}
+	}
+	return rs
+}
+
+// lookupRecords map every VM CA to the PA of its host.
+func (t Topology) lookupRecords() []policy.LookupRecord {
+	var rs []policy.LookupRecord
+	for _, v := range t.VMs {
+		h, _ := t.host(v.Host)
+		tn, _ := t.tenant(v.Tenant)
+		for _, ca := range v.CAs() {
+			rs = append(rs, policy.LookupRecord{
+				CustomerAddress: ca,
+				VirtualSubnetID: v.VSID,
+				MACAddress:      v.MAC,
+				ProviderAddress: h.PA.Addr(),
+				Rule:            policy.TranslationMethodEncap,
+				Type:            policy.Static,
+				CustomerID:      policy.MustParseGUID(tn.CustomerID),
+				VMName:          v.Name,
+			})
+		}
+	}
+	return rs
+}

@@ -1,0 +1,76 @@
+package lab
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/wnv/wnv/policy"
+)
+
+// Status is a snapshot of the lab for `wnvctl lab status`.
+type Status struct {
+	Up         bool              `json:"Up"`
+	StateDir   string            `json:"StateDir"`
+	Namespaces []NamespaceStatus `json:"Namespaces"`
+	Hosts      []HostStatus      `json:"Hosts"`
+	VMs        []VMStatus        `json:"VMs"`
+}
+
+// NamespaceStatus says whether one of the lab's namespaces exists.
+type NamespaceStatus struct {
+	Name   string `json:"Name"`
+	Exists bool   `json:"Exists"`
+}
+
+// HostStatus is one host's daemon and the PAs it reports.
+type HostStatus struct {
+	Name   string       `json:"Name"`
+	PA     netip.Prefix `json:"PA"`
+	PID    int          `json:"PID"`
+	Alive  bool         `json:"Alive"`
+	Socket string       `json:"Socket"`
+	// PAs are the provider addresses the daemon reports; empty when it does
+	// not answer.
+	PAs []netip.Addr `json:"PAs"`
+}
+
+// VMStatus is one VM and whether its probe responder runs.
+type VMStatus struct {
+	VM
+	Namespace      string `json:"Namespace"`
+	ResponderAlive bool   `json:"ResponderAlive"`
+}
+
+// Status reports the namespaces, daemons, PAs and VMs of the lab.
+func (l *Lab) Status(ctx context.Context) Status {
+	t := l.Topology
+	s := Status{Up: l.IsUp(), StateDir: l.StateDir}
+	names := []string{"underlay"}
+	for _, h := range t.Hosts {
+		names = append(names, h.Name)
+	}
+	for _, v := range t.VMs {
+		names = append(names, v.Name)
+	}
+	for _, n := range names {
+		s.Namespaces = append(s.Namespaces, NamespaceStatus{Name: t.Namespace(n), Exists: namespaceExists(t.Namespace(n))})
+	}
+	for _, h := range t.Hosts {
+		hs := HostStatus{Name: h.Name, PA: h.PA, PID: l.pid(h.Name), Alive: l.alive(h.Name), Socket: l.socket(h.Name)}
+		if hs.Alive {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if pas, err := l.Client(h.Name).ProviderAddresses(cctx, policy.ProviderAddressFilter{}); err == nil {
+				for _, pa := range pas {
+					hs.PAs = append(hs.PAs, pa.ProviderAddress)
+				}
+			}
+			cancel()
+		}
+		s.Hosts = append(s.Hosts, hs)
+	}
+	for _, v := range t.VMs {
+		s.VMs = append(s.VMs, VMStatus{VM: v, Namespace: t.Namespace(v.Name), ResponderAlive: l.alive("probe-" + v.Name)})
+	}
+	return s
+}

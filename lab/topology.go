@@ -1,0 +1,229 @@
+// Package lab builds a multi-host wnv test network out of Linux network
+// namespaces on one machine: an underlay bridge, one namespace per host running
+// `wnvd host`, and one namespace per VM whose eth0 is a TAP port of its host's
+// switch. It provisions policy through each host's provider API, the way an
+// admin script would, and checks reachability with the probe tool.
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// Topology is a whole lab as data: the namespace prefix, the underlay and the
+// tenants, hosts and VMs on it.
+type Topology struct {
+	// Prefix is prepended to every namespace name ("wnv-" gives wnv-host1);
+	// tests use a unique prefix so they never collide with a running lab.
+	Prefix string
+	// UnderlayMTU is the MTU of every host's underlay link.
+	UnderlayMTU int
+	Tenants     []Tenant
+	Hosts       []Host
+	VMs         []VM
+}
+
+// Tenant is one customer network: a routing domain and its virtual subnets.
+type Tenant struct {
+	Name            string
+	CustomerID      string // GUID
+	RoutingDomainID string // GUID
+	Subnets         []Subnet
+}
+
+// Subnet is a virtual subnet with one IPv4 and one IPv6 prefix.
+type Subnet struct {
+	VSID policy.VSID
+	V4   netip.Prefix
+	V6   netip.Prefix
+}
+
+// Host is one hypervisor: a namespace running wnvd with one provider address
+// on its underlay link.
+type Host struct {
+	Name string
+	PA   netip.Prefix // address and underlay prefix length
+}
+
+// VM is a namespace whose eth0 is a port on its host's switch.
+type VM struct {
+	Name   string
+	Tenant string
+	Host   string
+	VSID   policy.VSID
+	MAC    packet.MAC
+	V4, V6 netip.Addr
+}
+
+// CAs returns the VM's customer addresses, IPv4 first.
+func (v VM) CAs() []netip.Addr { return []netip.Addr{v.V4, v.V6} }
+
+// Default returns the topology the docs and tests rely on: Blue (VSIDs 5001
+// and 5002) and Red (VSID 6001) with overlapping CAs on three hosts.
+func Default() Topology {
+	blue := Tenant{
+		Name:            "Blue",
+		CustomerID:      "{b1b1b1b1-0000-4000-8000-000000000001}",
+		RoutingDomainID: "{b1b1b1b1-0000-4000-8000-0000000000d1}",
+		Subnets: []Subnet{
+			{VSID: 5001, V4: pfx("10.0.0.0/24"), V6: pfx("fd00:0:0:1::/64")},
+			{VSID: 5002, V4: pfx("10.0.1.0/24"), V6: pfx("fd00:0:0:2::/64")},
+		},
+	}
+	red := Tenant{
+		Name:            "Red",
+		CustomerID:      "{4ed4ed4e-0000-4000-8000-000000000002}",
+		RoutingDomainID: "{4ed4ed4e-0000-4000-8000-0000000000d2}",
+		Subnets: []Subnet{
+			{VSID: 6001, V4: pfx("10.0.0.0/24"), V6: pfx("fd00:0:0:1::/64")},
+		},
+	}
+	return Topology{
+		Prefix:      "wnv-",
+		UnderlayMTU: 1500,
+		Tenants:     []Tenant{blue, red},
+		Hosts: []Host{
+			{Name: "host1", PA: pfx("198.18.0.1/15")},
+			{Name: "host2", PA: pfx("198.18.0.2/15")},
+			{Name: "host3", PA: pfx("198.18.0.3/15")},
+		},
+		VMs: []VM{
+			vm("blue1", "Blue", "host1", 5001, "02:00:00:00:50:01", "10.0.0.10", "fd00:0:0:1::10"),
+			vm("red1", "Red", "host1", 6001, "02:00:00:00:60:01", "10.0.0.10", "fd00:0:0:1::10"),
+			vm("blue2", "Blue", "host2", 5001, "02:00:00:00:50:02", "10.0.0.11", "fd00:0:0:1::11"),
+			vm("blue3", "Blue", "host3", 5002, "02:00:00:00:50:03", "10.0.1.10", "fd00:0:0:2::10"),
+			vm("red2", "Red", "host3", 6001, "02:00:00:00:60:02", "10.0.0.11", "fd00:0:0:1::11"),
+		},
+	}
+}
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func vm(name, tenant, host string, vsid policy.VSID, mac, v4, v6 string) VM {
+	m, err := packet.ParseMAC(mac)
+	if err != nil {
+		panic(err)
+	}
+	return VM{Name: name, Tenant: tenant, Host: host, VSID: vsid, MAC: m,
+		V4: netip.MustParseAddr(v4), V6: netip.MustParseAddr(v6)}
+}
+
+// Validate checks the cross references a lab needs before it touches the
+// system: every VM names a known host, tenant and subnet, its CAs lie in that
+// subnet, and names fit in the namespace and interface name limits.
+func (t Topology) Validate() error {
+	if t.Prefix == "" {
+		return fmt.Errorf("topology Prefix is empty: namespaces need a prefix such as wnv-")
+	}
+	if t.UnderlayMTU < 1280+62 {
+		return fmt.Errorf("topology UnderlayMTU %d is too small: use at least 1342 so VMs keep an IPv6 MTU of 1280", t.UnderlayMTU)
+	}
+	names := map[string]bool{"underlay": true}
+	for _, h := range t.Hosts {
+		if names[h.Name] {
+			return fmt.Errorf("host name %q is used twice: every host and VM needs its own namespace", h.Name)
+		}
+		names[h.Name] = true
+		if !h.PA.IsValid() || h.PA.Addr() == h.PA.Masked().Addr() {
+			return fmt.Errorf("host %s PA %v is not a host address with a prefix length: use e.g. 198.18.0.1/15", h.Name, h.PA)
+		}
+		if len(h.Name) > 10 {
+			return fmt.Errorf("host name %q is longer than 10 characters: it names the underlay veth", h.Name)
+		}
+	}
+	for _, v := range t.VMs {
+		if names[v.Name] {
+			return fmt.Errorf("VM name %q is used twice: every host and VM needs its own namespace", v.Name)
+		}
+		names[v.Name] = true
+		if len(v.Name) > 11 {
+			return fmt.Errorf("VM name %q is longer than 11 characters: it names the TAP device tap-NAME", v.Name)
+		}
+		if _, ok := t.host(v.Host); !ok {
+			return fmt.Errorf("VM %s host %q is not in the topology", v.Name, v.Host)
+		}
+		sn, ok := t.subnet(v.Tenant, v.VSID)
+		if !ok {
+			return fmt.Errorf("VM %s VirtualSubnetID %d is not a subnet of tenant %q", v.Name, v.VSID, v.Tenant)
+		}
+		if !sn.V4.Contains(v.V4) || !sn.V6.Contains(v.V6) {
+			return fmt.Errorf("VM %s CAs %v and %v must lie in its subnet's prefixes %v and %v", v.Name, v.V4, v.V6, sn.V4, sn.V6)
+		}
+	}
+	return nil
+}
+
+func (t Topology) host(name string) (Host, bool) {
+	for _, h := range t.Hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return Host{}, false
+}
+
+func (t Topology) tenant(name string) (Tenant, bool) {
+	for _, tn := range t.Tenants {
+		if tn.Name == name {
+			return tn, true
+		}
+	}
+	return Tenant{}, false
+}
+
+func (t Topology) subnet(tenant string, vsid policy.VSID) (Subnet, bool) {
+	tn, ok := t.tenant(tenant)
+	if !ok {
+		return Subnet{}, false
+	}
+	for _, s := range tn.Subnets {
+		if s.VSID == vsid {
+			return s, true
+		}
+	}
+	return Subnet{}, false
+}
+
+// VM returns the VM called name.
+func (t Topology) VM(name string) (VM, bool) {
+	for _, v := range t.VMs {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return VM{}, false
+}
+
+// Namespace is the namespace name of a host, VM or "underlay".
+func (t Topology) Namespace(name string) string { return t.Prefix + name }
+
+// PortMTU is the MTU a VM gets: the underlay MTU minus the NVGRE overhead of
+// the host's PA family (42 bytes over IPv4, 62 over IPv6).
+func (t Topology) PortMTU(v VM) int {
+	h, _ := t.host(v.Host)
+	if h.PA.Addr().Is4() {
+		return t.UnderlayMTU - 42
+	}
+	return t.UnderlayMTU - 62
+}
+
+// Gateway is the virtual gateway of the prefix: its first host address.
+func Gateway(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
+
+// Expect says which VM should answer a probe from src to addr: the VM of src's
+// routing domain that owns addr, "" when nothing may answer, and self=true
+// when addr is src's own CA (the probe is skipped).
+func (t Topology) Expect(src VM, addr netip.Addr) (responder string, self bool) {
+	if src.V4 == addr || src.V6 == addr {
+		return src.Name, true
+	}
+	for _, v := range t.VMs {
+		if v.Tenant == src.Tenant && (v.V4 == addr || v.V6 == addr) {
+			return v.Name, false
+		}
+	}
+	return "", false
+}

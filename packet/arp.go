@@ -12,6 +12,8 @@ const (
 	ARPReply   = 2
 )
 
+// Parse errors: package-level values so that rejecting a packet never
+// allocates; each names the field and the rule it broke.
 var (
 	ErrARPShort        = errors.New("ARP packet is shorter than 28 bytes")
 	ErrARPHardwareType = errors.New("ARP hardware type is not 1 (Ethernet)")

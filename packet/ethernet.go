@@ -5,6 +5,8 @@ import (
 	"errors"
 )
 
+// Parse errors: package-level values so that rejecting a packet never
+// allocates; each names the field and the rule it broke.
 var (
 	ErrEthernetShort = errors.New("Ethernet frame is shorter than its 14-byte header")
 	ErrVLANShort     = errors.New("Ethernet frame with an 802.1Q tag is shorter than its 18-byte header")

@@ -98,6 +98,18 @@ func FuzzParseIPv4(f *testing.F) {
 				t.Fatalf("DecTTL broke the header: %v", err)
 			}
 		}
+		c = bytes.Clone(p)
+		pl := p.Payload()
+		l4ok := !p.IsFragment() && l4Valid(p.Protocol(), pl, p.Src(), p.Dst()) &&
+			((p.Protocol() == ProtoTCP && len(pl) >= 20) || (p.Protocol() == ProtoUDP && len(pl) >= 8 && UDP(pl).Checksum() != 0))
+		IPv4(c).SetSrc(pa4A)
+		IPv4(c).SetDst(pa4B)
+		if r, err := ParseIPv4(c); err != nil || r.Src() != pa4A || r.Dst() != pa4B {
+			t.Fatalf("rewrite broke the header: %v", err)
+		}
+		if l4ok && !l4Valid(p.Protocol(), IPv4(c).Payload(), pa4A, pa4B) {
+			t.Fatal("rewrite broke a valid transport checksum")
+		}
 		out := make([]byte, IPv4HeaderLen+len(p.Payload()))
 		PutIPv4(out, p.Src(), p.Dst(), p.Protocol(), p.TTL(), len(p.Payload()), p.ID(), p.DF())
 		copy(out[IPv4HeaderLen:], p.Payload())

@@ -21,6 +21,8 @@ const (
 // IPv4 header and the 8-byte ICMP header (RFC 1812 section 4.3.2.3).
 const icmpv4MaxQuote = 576 - IPv4HeaderLen - ICMPv4HeaderLen
 
+// Parse errors: package-level values so that rejecting a packet never
+// allocates; each names the field and the rule it broke.
 var (
 	ErrICMPv4Short    = errors.New("ICMPv4 message is shorter than its 8-byte header")
 	ErrICMPv4Checksum = errors.New("ICMPv4 checksum is wrong")

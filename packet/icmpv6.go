@@ -41,6 +41,8 @@ const NeighborAdvertLen = ndHeaderLen + 8
 // bytes including the 40-byte IPv6 header (RFC 4443 section 2.4 (c)).
 const icmpv6MaxQuote = 1280 - IPv6HeaderLen - ICMPv6HeaderLen
 
+// Parse errors: package-level values so that rejecting a packet never
+// allocates; each names the field and the rule it broke.
 var (
 	ErrICMPv6Short    = errors.New("ICMPv6 message is shorter than 4 bytes, or than 8 for its type")
 	ErrICMPv6Checksum = errors.New("ICMPv6 checksum (with the IPv6 pseudo-header) is wrong")

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 )
 
+// Parse errors: package-level values so that rejecting a packet never
+// allocates; each names the field and the rule it broke.
 var (
 	ErrIPv4Short    = errors.New("IPv4 packet is shorter than its 20-byte header")
 	ErrIPv4Version  = errors.New("IPv4 version field is not 4")

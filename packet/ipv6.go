@@ -6,6 +6,8 @@ import (
 	"net/netip"
 )
 
+// Parse errors: package-level values so that rejecting a packet never
+// allocates; each names the field and the rule it broke.
 var (
 	ErrIPv6Short      = errors.New("IPv6 packet is shorter than its 40-byte header")
 	ErrIPv6Version    = errors.New("IPv6 version field is not 6")

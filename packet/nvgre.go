@@ -8,6 +8,8 @@ import (
 // nvgreFlags is bytes 0-1 of every NVGRE header: K=1, C=S=0, version 0.
 const nvgreFlags = 0x2000
 
+// Parse errors: package-level values so that rejecting a packet never
+// allocates; each names the field and the rule it broke.
 var (
 	ErrNVGREShort    = errors.New("NVGRE header is shorter than 8 bytes")
 	ErrNVGREFlags    = errors.New("NVGRE flags and version are not 0x2000 (K=1, C=0, S=0, version 0)")

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 )
 
+// Parse errors: package-level values so that rejecting a packet never
+// allocates; each names the field and the rule it broke.
 var (
 	ErrUDPShort  = errors.New("UDP datagram is shorter than its 8-byte header")
 	ErrUDPLength = errors.New("UDP length field is below 8 or runs past the buffer")

@@ -12,6 +12,8 @@ const VXLANPort = 4789
 // on receipt (RFC 7348 section 5).
 const vxlanFlagI = 0x08
 
+// Parse errors: package-level values so that rejecting a packet never
+// allocates; each names the field and the rule it broke.
 var (
 	ErrVXLANShort = errors.New("VXLAN header is shorter than 8 bytes")
 	ErrVXLANFlags = errors.New("VXLAN flags do not have the I bit (0x08) set")

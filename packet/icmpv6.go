@@ -123,7 +123,7 @@ func (m ICMPv6) ndLinkAddr(typ uint8) (MAC, bool) {
 		if n == 0 || n > len(opts) {
 			return MAC{}, false
 		}
-		if opts[0] == typ && n >= 8 {
+		if opts[0] == typ {
 			return MAC(opts[2:8]), true
 		}
 		opts = opts[n:]

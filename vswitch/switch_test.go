@@ -454,3 +454,18 @@ func TestPolicyChangeTakesEffect(t *testing.T) {
 		t.Fatalf("after the record moved: to %s, want 198.18.0.3", r.Dst)
 	}
 }
+
+func TestNextHop(t *testing.T) {
+	tbl := labStore(t, pa1).Table()
+	r, err := NextHop(tbl, 5001, netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.1.10"))
+	if err != nil || r.NextHopMACAddress != macBlue3 || r.SourceMACAddress != GatewayMAC || r.ProviderAddress != pa3 || r.VirtualSubnetID != 5002 {
+		t.Fatalf("routed next hop %+v, %v", r, err)
+	}
+	r, err = NextHop(tbl, 5001, netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.0.11"))
+	if err != nil || r.NextHopMACAddress != macBlue2 || r.SourceMACAddress != macBlue1 || r.ProviderAddress != pa2 {
+		t.Fatalf("same-subnet next hop %+v, %v", r, err)
+	}
+	if _, err := NextHop(tbl, 6001, netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.1.10")); err == nil {
+		t.Fatal("Red reached Blue's subnet")
+	}
+}

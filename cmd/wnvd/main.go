@@ -1,0 +1,110 @@
+// Command wnvd is the wnv daemon. `wnvd host` runs one host's switch with its
+// provider API and notification API.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wnv/wnv/host"
+	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/provider"
+)
+
+func main() {
+	root := &cobra.Command{Use: "wnvd", Short: "wnv daemon", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(hostCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "wnvd:", err)
+		os.Exit(1)
+	}
+}
+
+func hostCmd() *cobra.Command {
+	var (
+		cfg          host.Config
+		socket       string
+		notifySocket string
+		metricsAddr  string
+		logLevel     string
+	)
+	cmd := &cobra.Command{
+		Use:   "host",
+		Short: "Run the switch of one host: VM ports, underlay, provider and notification APIs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q is not a level: use debug, info, warn or error", logLevel)
+			}
+			if cfg.Underlay == "" {
+				return errors.New("--underlay is required: name the interface that carries the provider network")
+			}
+			if cfg.Name == "" {
+				cfg.Name, _ = os.Hostname()
+			}
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("host", cfg.Name)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return runHost(ctx, cfg, socket, notifySocket, metricsAddr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Name, "name", "", "host name in logs and metrics (default: the system host name)")
+	f.StringVar(&cfg.Underlay, "underlay", "", "underlay interface that carries the provider addresses (required)")
+	f.StringVar(&socket, "socket", "/run/wnv/wnvd.sock", "provider API Unix socket")
+	f.StringVar(&notifySocket, "notify-socket", notify.SocketPath(), "notification API Unix socket")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this TCP address (off when empty)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metricsAddr string) error {
+	hub := notify.NewHub(notify.Config{})
+	h, err := host.New(cfg, hub)
+	if err != nil {
+		return err
+	}
+	var metrics net.Listener
+	if metricsAddr != "" {
+		if metrics, err = net.Listen("tcp", metricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", metricsAddr, err)
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return h.Run(ctx) })
+	g.Go(func() error { return provider.Serve(ctx, socket, provider.NewHandler(h)) })
+	g.Go(func() error { return notify.Serve(ctx, notifySocket, hub) })
+	if metrics != nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(host.NewCollector(h))
+		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(metrics); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			return srv.Close()
+		})
+	}
+	cfg.Log.Info("wnvd host running", "underlay", cfg.Underlay, "mtu", h.UnderlayMTU(), "socket", socket, "notify", notifySocket, "metrics", metricsAddr)
+	err = g.Wait()
+	cfg.Log.Info("wnvd host stopped")
+	return err
+}

@@ -1,0 +1,156 @@
+// Package host is the runtime of `wnvd host`: it owns one host's policy store,
+// switch, VM ports and underlay sockets, runs the forwarding workers, keeps
+// the provider addresses configured on the underlay interface, and
+// implements the provider API backend.
+package host
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+	"github.com/wnv/wnv/vswitch"
+)
+
+// Config is what `wnvd host` is started with.
+type Config struct {
+	Name     string
+	Underlay string // the underlay interface the PAs live on
+	Log      *slog.Logger
+}
+
+// Host is one running host. Create it with New, then Run it.
+type Host struct {
+	cfg   Config
+	store *policy.Store
+	sw    *vswitch.Switch
+	hub   *notify.Hub
+	log   *slog.Logger
+
+	underlayIndex int
+	underlayMTU   int
+
+	mu    sync.Mutex // serialises port attach/detach
+	ports map[string]*port
+	taps  atomic.Pointer[[]*dataplane.TAP] // by port index, for the workers
+
+	pas      paSet
+	reconcil chan struct{}
+	ctx      context.Context
+	wg       sync.WaitGroup
+}
+
+// New prepares a host on the underlay interface; nothing runs until Run.
+func New(cfg Config, hub *notify.Hub) (*Host, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	idx, err := dataplane.LinkIndex(cfg.Underlay)
+	if err != nil {
+		return nil, fmt.Errorf("underlay interface %q: %w", cfg.Underlay, err)
+	}
+	mtu, err := dataplane.LinkMTU(cfg.Underlay)
+	if err != nil {
+		return nil, fmt.Errorf("underlay interface %q: %w", cfg.Underlay, err)
+	}
+	h := &Host{
+		cfg:           cfg,
+		store:         policy.NewStore(),
+		hub:           hub,
+		log:           cfg.Log,
+		underlayIndex: idx,
+		underlayMTU:   mtu,
+		ports:         map[string]*port{},
+		reconcil:      make(chan struct{}, 1),
+	}
+	h.pas.init()
+	h.taps.Store(&[]*dataplane.TAP{})
+	h.sw = vswitch.New(vswitch.Config{UnderlayMTU: mtu, Events: hub})
+	h.sw.SetPolicy(h.store.Table())
+	h.store.Subscribe(func(t *policy.Table) {
+		h.sw.SetPolicy(t)
+		h.kick()
+	})
+	return h, nil
+}
+
+func (h *Host) kick() {
+	select {
+	case h.reconcil <- struct{}{}:
+	default:
+	}
+}
+
+// Run forwards traffic and keeps PAs configured until ctx ends, then removes
+// every TAP, socket and address the host created.
+func (h *Host) Run(ctx context.Context) error {
+	h.ctx = ctx
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.reconcilePAs(ctx)
+	}()
+	<-ctx.Done()
+	h.mu.Lock()
+	for name := range h.ports {
+		h.detachLocked(name)
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+	return nil
+}
+
+// Store is the host's policy (provider.Backend).
+func (h *Host) Store() *policy.Store { return h.store }
+
+// Switch is the host's switching pipeline.
+func (h *Host) Switch() *vswitch.Switch { return h.sw }
+
+// UnderlayMTU is the MTU of the underlay interface.
+func (h *Host) UnderlayMTU() int { return h.underlayMTU }
+
+// NextHop answers Select-NextHop from the current policy.
+func (h *Host) NextHop(q provider.NextHopQuery) (provider.NextHop, error) {
+	r, err := vswitch.NextHop(h.store.Table(), q.SourceVirtualSubnetID, q.SourceCustomerAddress, q.DestinationCustomerAddress)
+	if err != nil {
+		return provider.NextHop{}, fmt.Errorf("%w: %w", policy.ErrNotFound, err)
+	}
+	return provider.NextHop(r), nil
+}
+
+// Counters snapshots the switch's counters with port names.
+func (h *Host) Counters() provider.Counters {
+	ports, vsids, reasons := h.sw.Counters.Snapshot()
+	names := map[int]string{}
+	for _, p := range h.sw.Ports().Ports() {
+		names[p.Index] = p.Name
+	}
+	var c provider.Counters
+	for _, p := range ports {
+		name, ok := names[p.Index]
+		if !ok {
+			continue
+		}
+		c.Ports = append(c.Ports, provider.NamedPortCounters{Name: name, PortCounters: provider.PortCounters{
+			RxFrames: p.RxFrames, RxBytes: p.RxBytes, TxFrames: p.TxFrames, TxBytes: p.TxBytes, Drops: p.Drops}})
+	}
+	for _, v := range vsids {
+		c.VSIDs = append(c.VSIDs, provider.VSIDCounters{VirtualSubnetID: v.VSID, Encapsulated: v.Encapsulated,
+			Decapsulated: v.Decapsulated, TxFrames: v.Decapsulated + v.Local + v.Replies, RxFrames: v.Encapsulated + v.Local, Drops: v.Drops})
+	}
+	for _, r := range vswitch.Reasons() {
+		if n := reasons[r]; n > 0 {
+			c.Drops = append(c.Drops, provider.DropCount{Reason: r.String(), Count: n})
+		}
+	}
+	sort.Slice(c.Ports, func(i, j int) bool { return c.Ports[i].Name < c.Ports[j].Name })
+	return c
+}
+

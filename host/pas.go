@@ -1,0 +1,164 @@
+package host
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/policy"
+)
+
+// paSet is the actual state of the provider addresses on the underlay: the
+// reconciler moves it towards the PAs in policy.
+type paSet struct {
+	m     map[netip.Addr]*paRun
+	socks atomic.Pointer[map[netip.Addr]*dataplane.GRESocket] // for the workers
+	mu    sync.Mutex                                           // guards socks updates from DAD goroutines
+}
+
+// paRun is one PA being brought up or in use.
+type paRun struct {
+	prefix netip.Prefix
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *paSet) init() {
+	s.m = map[netip.Addr]*paRun{}
+	s.socks.Store(&map[netip.Addr]*dataplane.GRESocket{})
+}
+
+func (s *paSet) setSocket(a netip.Addr, sock *dataplane.GRESocket) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.socks.Load()
+	n := make(map[netip.Addr]*dataplane.GRESocket, len(old)+1)
+	for k, v := range old {
+		n[k] = v
+	}
+	if sock == nil {
+		delete(n, a)
+	} else {
+		n[a] = sock
+	}
+	s.socks.Store(&n)
+}
+
+// reconcilePAs runs until ctx ends: whenever policy changes it starts the PAs
+// that policy has and the host does not, and stops the others. On the way out
+// it removes every PA it configured.
+func (h *Host) reconcilePAs(ctx context.Context) {
+	h.kick()
+	for {
+		select {
+		case <-ctx.Done():
+			for a := range h.pas.m {
+				h.stopPA(a)
+			}
+			return
+		case <-h.reconcil:
+		}
+		want := map[netip.Addr]netip.Prefix{}
+		for _, pa := range h.store.ProviderAddresses(policy.ProviderAddressFilter{}) {
+			want[pa.ProviderAddress] = netip.PrefixFrom(pa.ProviderAddress, int(pa.PrefixLength))
+		}
+		for a, run := range h.pas.m {
+			if p, ok := want[a]; !ok || p != run.prefix {
+				h.stopPA(a)
+			}
+		}
+		for a, p := range want {
+			if _, ok := h.pas.m[a]; !ok {
+				h.startPA(ctx, p)
+			}
+		}
+	}
+}
+
+func (h *Host) startPA(ctx context.Context, p netip.Prefix) {
+	ctx, cancel := context.WithCancel(ctx)
+	run := &paRun{prefix: p, cancel: cancel, done: make(chan struct{})}
+	h.pas.m[p.Addr()] = run
+	go func() {
+		defer close(run.done)
+		h.runPA(ctx, p)
+	}()
+}
+
+func (h *Host) stopPA(a netip.Addr) {
+	run := h.pas.m[a]
+	delete(h.pas.m, a)
+	run.cancel()
+	<-run.done
+}
+
+// runPA brings one PA up: duplicate address detection (an ARP probe before an
+// IPv4 address is configured; the kernel's DAD for IPv6), then a GRE socket
+// and its worker. It reports each DAD state to policy and the notification
+// hub, and undoes everything when ctx ends.
+func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
+	a := p.Addr()
+	log := h.log.With("pa", a)
+	final := policy.AddressInvalid
+	report := func(addr netip.Addr, st policy.AddressState) {
+		final = st
+		if err := h.store.SetAddressState(addr, st); err != nil {
+			log.Debug("recording DAD state", "err", err)
+		}
+		if h.hub != nil {
+			h.hub.ProviderAddressChange(addr, uint32(st))
+		}
+		log.Info("provider address state", "state", st.String())
+	}
+	added := false
+	defer func() {
+		if added {
+			if err := dataplane.RemoveAddress(h.cfg.Underlay, p); err != nil {
+				log.Warn("removing provider address", "err", err)
+			}
+		}
+	}()
+	if a.Is6() {
+		if err := dataplane.AddAddress(h.cfg.Underlay, p); err != nil {
+			log.Error("configuring provider address", "err", err)
+			return
+		}
+		added = true
+	}
+	if err := dataplane.DetectDuplicate(ctx, h.cfg.Underlay, p, report); err != nil {
+		if ctx.Err() == nil {
+			log.Error("duplicate address detection", "err", err)
+		}
+		return
+	}
+	if final != policy.AddressPreferred && final != policy.AddressDeprecated {
+		log.Warn("provider address not usable", "state", final.String())
+		<-ctx.Done()
+		return
+	}
+	if !added {
+		if err := dataplane.AddAddress(h.cfg.Underlay, p); err != nil {
+			log.Error("configuring provider address", "err", err)
+			return
+		}
+		added = true
+	}
+	sock, err := dataplane.ListenGRE(a)
+	if err != nil {
+		log.Error("opening GRE socket", "err", err)
+		<-ctx.Done()
+		return
+	}
+	h.pas.setSocket(a, sock)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.underlayWorker(sock)
+	}()
+	<-ctx.Done()
+	h.pas.setSocket(a, nil)
+	sock.Close()
+	<-done
+}

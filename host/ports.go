@@ -1,0 +1,160 @@
+package host
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+	"github.com/wnv/wnv/vswitch"
+)
+
+// port is an attached VM port and its reader.
+type port struct {
+	spec  provider.PortSpec
+	index int
+	tap   *dataplane.TAP
+	done  chan struct{}
+}
+
+// AttachPort creates the port's TAP (moving it into spec.Netns if set),
+// installs it in the switch and starts its reader.
+func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
+	spec, err := spec.Normalized()
+	if err != nil {
+		return provider.Port{}, fmt.Errorf("%w: %w", policy.ErrInvalid, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.ports[spec.Name]; ok {
+		return provider.Port{}, fmt.Errorf("%w: port %q is already attached: detach it first", policy.ErrExists, spec.Name)
+	}
+	for _, p := range h.ports {
+		if p.spec.VirtualSubnetID == spec.VirtualSubnetID && p.spec.MACAddress == spec.MACAddress {
+			return provider.Port{}, fmt.Errorf("%w: MACAddress %s is already used by port %q in VirtualSubnetID %d", policy.ErrExists, spec.MACAddress, p.spec.Name, spec.VirtualSubnetID)
+		}
+		if p.spec.TAP == spec.TAP {
+			return provider.Port{}, fmt.Errorf("%w: TAP %q is already used by port %q", policy.ErrExists, spec.TAP, p.spec.Name)
+		}
+	}
+	mtu := spec.MTU
+	if mtu == 0 {
+		mtu = h.underlayMTU - vswitch.EncapOverhead(false)
+		spec.MTU = mtu
+	}
+	tap, err := dataplane.OpenTAP(dataplane.TAPConfig{Name: spec.TAP, Netns: spec.Netns, IfName: spec.IfName, MAC: spec.MACAddress, MTU: mtu})
+	if err != nil {
+		return provider.Port{}, fmt.Errorf("attach port %q: %w", spec.Name, err)
+	}
+	p := &port{spec: spec, index: h.freeIndexLocked(), tap: tap, done: make(chan struct{})}
+	h.ports[spec.Name] = p
+	if err := h.publishPortsLocked(); err != nil {
+		delete(h.ports, spec.Name)
+		tap.Close()
+		return provider.Port{}, fmt.Errorf("%w: %w", policy.ErrInvalid, err)
+	}
+	h.sw.Counters.ResetPort(p.index)
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer close(p.done)
+		h.portWorker(p)
+	}()
+	h.caEvents(p, notify.CustomerAddressAdded)
+	h.log.Info("port attached", "name", spec.Name, "tap", spec.TAP, "netns", spec.Netns, "vsid", spec.VirtualSubnetID, "mac", spec.MACAddress)
+	return h.portInfo(p), nil
+}
+
+// DetachPort stops and removes a port and deletes its TAP.
+func (h *Host) DetachPort(name string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.ports[name]; !ok {
+		return fmt.Errorf("%w: port %q is not attached", policy.ErrNotFound, name)
+	}
+	h.detachLocked(name)
+	return nil
+}
+
+func (h *Host) detachLocked(name string) {
+	p := h.ports[name]
+	delete(h.ports, name)
+	if err := h.publishPortsLocked(); err != nil {
+		h.log.Error("port table rebuild after detach", "err", err)
+	}
+	if err := p.tap.Close(); err != nil {
+		h.log.Warn("closing TAP", "port", name, "err", err)
+	}
+	<-p.done
+	h.caEvents(p, notify.CustomerAddressDeleted)
+	h.log.Info("port detached", "name", name)
+}
+
+// Ports lists the attached ports with their counters.
+func (h *Host) Ports() []provider.Port {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]provider.Port, 0, len(h.ports))
+	for _, p := range h.ports {
+		out = append(out, h.portInfo(p))
+	}
+	slices.SortFunc(out, func(a, b provider.Port) int { return a.Index - b.Index })
+	return out
+}
+
+func (h *Host) portInfo(p *port) provider.Port {
+	c := h.sw.Counters.Port(p.index)
+	return provider.Port{PortSpec: p.spec, Index: p.index, Counters: provider.PortCounters{
+		RxFrames: c.RxFrames.Load(), RxBytes: c.RxBytes.Load(), TxFrames: c.TxFrames.Load(), TxBytes: c.TxBytes.Load(), Drops: c.Drops.Load()}}
+}
+
+func (h *Host) freeIndexLocked() int {
+	used := map[int]bool{}
+	for _, p := range h.ports {
+		used[p.index] = true
+	}
+	for i := 0; ; i++ {
+		if !used[i] {
+			return i
+		}
+	}
+}
+
+func (h *Host) publishPortsLocked() error {
+	cfgs := make([]vswitch.PortConfig, 0, len(h.ports))
+	for _, p := range h.ports {
+		cfgs = append(cfgs, vswitch.PortConfig{Index: p.index, Name: p.spec.Name, MAC: p.spec.MACAddress, VSID: p.spec.VirtualSubnetID, CAs: p.spec.CustomerAddresses})
+	}
+	pt, err := vswitch.NewPortTable(cfgs)
+	if err != nil {
+		return err
+	}
+	taps := make([]*dataplane.TAP, 0, len(h.ports))
+	for _, p := range h.ports {
+		if p.index >= len(taps) {
+			taps = append(taps, make([]*dataplane.TAP, p.index+1-len(taps))...)
+		}
+		taps[p.index] = p.tap
+	}
+	h.taps.Store(&taps)
+	h.sw.SetPorts(pt)
+	return nil
+}
+
+// caEvents raises a customer-address change for each CA of the port, with
+// the local PA of the CA's family.
+func (h *Host) caEvents(p *port, reason notify.CAReason) {
+	if h.hub == nil {
+		return
+	}
+	t := h.store.Table()
+	for _, ca := range p.spec.CustomerAddresses {
+		pa, _ := t.LocalPA(ca.Is6())
+		if !pa.IsValid() {
+			pa, _ = t.LocalPA(!ca.Is6())
+		}
+		h.hub.CustomerAddressChange(p.spec.MACAddress, ca, uint32(p.spec.VirtualSubnetID), pa, uint32(reason))
+	}
+}

@@ -1,0 +1,145 @@
+package host
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/vswitch"
+)
+
+const (
+	batchSize = 64
+	// maxFrame bounds a frame from a VM or the underlay (jumbo frames fit).
+	maxFrame = 9216
+	// scratchSize holds the largest reply the switch builds: an ICMP error
+	// quoting up to 1280 bytes behind its headers.
+	scratchSize = 2048
+)
+
+// output collects one batch's verdicts and writes them out grouped by
+// destination, so each TAP and socket gets one WriteBatch per batch. Its
+// slices are reused: steady-state forwarding does not allocate.
+type output struct {
+	under []dataplane.Packet
+	toTAP []tapWrite
+	group [][]byte
+	pkts  []dataplane.Packet
+}
+
+type tapWrite struct {
+	port int
+	data []byte
+}
+
+func (o *output) add(r vswitch.Result) {
+	switch r.Action {
+	case vswitch.ToUnderlay:
+		o.under = append(o.under, dataplane.Packet{Buf: r.Data, N: len(r.Data), Src: r.Src, Dst: r.Dst})
+	case vswitch.ToPort:
+		o.toTAP = append(o.toTAP, tapWrite{r.Port, r.Data})
+	}
+}
+
+func (o *output) flush(h *Host) {
+	if len(o.under) > 0 {
+		socks := *h.pas.socks.Load()
+		for len(o.under) > 0 {
+			src := o.under[0].Src
+			o.pkts = o.pkts[:0]
+			rest := o.under[:0]
+			for _, p := range o.under {
+				if p.Src == src {
+					o.pkts = append(o.pkts, p)
+				} else {
+					rest = append(rest, p)
+				}
+			}
+			o.under = rest
+			if s := socks[src]; s != nil {
+				_, _ = s.WriteBatch(o.pkts) // refused writes are counted by the socket
+			}
+		}
+	}
+	if len(o.toTAP) > 0 {
+		taps := *h.taps.Load()
+		for len(o.toTAP) > 0 {
+			port := o.toTAP[0].port
+			o.group = o.group[:0]
+			rest := o.toTAP[:0]
+			for _, w := range o.toTAP {
+				if w.port == port {
+					o.group = append(o.group, w.data)
+				} else {
+					rest = append(rest, w)
+				}
+			}
+			o.toTAP = rest
+			if port < len(taps) && taps[port] != nil {
+				_, _ = taps[port].WriteBatch(o.group) // refused writes are counted by the TAP
+			}
+		}
+	}
+	clear(o.pkts)
+	clear(o.group)
+}
+
+func newBuffers(n, size int) [][]byte {
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, size)
+	}
+	return bufs
+}
+
+// portWorker switches the frames a VM sends until its TAP is closed.
+func (h *Host) portWorker(p *port) {
+	bufs := newBuffers(batchSize, vswitch.Headroom+maxFrame)
+	reads := make([][]byte, batchSize)
+	for i := range bufs {
+		reads[i] = bufs[i][vswitch.Headroom:]
+	}
+	sizes := make([]int, batchSize)
+	scratch := newBuffers(batchSize, scratchSize)
+	var out output
+	for {
+		n, err := p.tap.ReadBatch(reads, sizes)
+		for i := 0; i < n; i++ {
+			out.add(h.sw.FromPort(p.index, bufs[i], vswitch.Headroom, sizes[i], scratch[i]))
+		}
+		out.flush(h)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			h.log.Warn("reading VM port", "port", p.spec.Name, "err", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// underlayWorker validates and delivers what arrives on one PA's socket until
+// the socket is closed.
+func (h *Host) underlayWorker(s *dataplane.GRESocket) {
+	pkts := make([]dataplane.Packet, batchSize)
+	for i := range pkts {
+		pkts[i].Buf = make([]byte, maxFrame)
+	}
+	var out output
+	for {
+		n, err := s.ReadBatch(pkts)
+		for i := 0; i < n; i++ {
+			out.add(h.sw.FromUnderlay(pkts[i].Src, pkts[i].Dst, pkts[i].Buf[:pkts[i].N]))
+		}
+		out.flush(h)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			h.log.Warn("reading underlay", "pa", s.LocalAddr(), "err", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+

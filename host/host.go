@@ -153,4 +153,3 @@ func (h *Host) Counters() provider.Counters {
 	sort.Slice(c.Ports, func(i, j int) bool { return c.Ports[i].Name < c.Ports[j].Name })
 	return c
 }
-

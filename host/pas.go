@@ -15,7 +15,7 @@ import (
 type paSet struct {
 	m     map[netip.Addr]*paRun
 	socks atomic.Pointer[map[netip.Addr]*dataplane.GRESocket] // for the workers
-	mu    sync.Mutex                                           // guards socks updates from DAD goroutines
+	mu    sync.Mutex                                          // guards socks updates from DAD goroutines
 }
 
 // paRun is one PA being brought up or in use.

@@ -142,4 +142,3 @@ func (h *Host) underlayWorker(s *dataplane.GRESocket) {
 		}
 	}
 }
-

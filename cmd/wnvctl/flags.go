@@ -18,6 +18,9 @@ import (
 // with the values below, so that a bad value is rejected while parsing with a
 // message naming the flag and the rule (see flagError).
 
+// An empty value sets a typed flag to its zero value: on set it clears the
+// property (--CustomerID ""), in a filter it matches anything.
+
 // ruleError is the rule a flag value broke, without the flag's name.
 type ruleError string
 
@@ -33,6 +36,10 @@ func (v addrValue) String() string {
 }
 func (v addrValue) Type() string { return "address" }
 func (v addrValue) Set(s string) error {
+	if s == "" {
+		*v.p = netip.Addr{}
+		return nil
+	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return ruleError("use an IPv4 or IPv6 address such as 10.0.0.5")
@@ -54,6 +61,9 @@ func (v addrsValue) String() string {
 }
 func (v addrsValue) Type() string { return "addresses" }
 func (v addrsValue) Set(s string) error {
+	if s == "" {
+		return nil
+	}
 	for f := range strings.SplitSeq(s, ",") {
 		a, err := netip.ParseAddr(strings.TrimSpace(f))
 		if err != nil {
@@ -62,6 +72,24 @@ func (v addrsValue) Set(s string) error {
 		*v.p = append(*v.p, a)
 	}
 	return nil
+}
+
+// Append, Replace and GetSlice make addrsValue a pflag.SliceValue.
+func (v addrsValue) Append(s string) error { return v.Set(s) }
+func (v addrsValue) Replace(ss []string) error {
+	*v.p = nil
+	for _, s := range ss {
+		if err := v.Set(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (v addrsValue) GetSlice() []string {
+	if len(*v.p) == 0 {
+		return nil
+	}
+	return strings.Split(v.String(), ",")
 }
 
 type prefixValue struct{ p *netip.Prefix }
@@ -74,6 +102,10 @@ func (v prefixValue) String() string {
 }
 func (v prefixValue) Type() string { return "prefix" }
 func (v prefixValue) Set(s string) error {
+	if s == "" {
+		*v.p = netip.Prefix{}
+		return nil
+	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
 		return ruleError("use a prefix such as 10.0.0.0/24 or fd00::/64")
@@ -92,6 +124,10 @@ func (v macValue) String() string {
 }
 func (v macValue) Type() string { return "mac" }
 func (v macValue) Set(s string) error {
+	if s == "" {
+		*v.p = packet.MAC{}
+		return nil
+	}
 	m, err := packet.ParseMAC(s)
 	if err != nil {
 		return ruleError("use 00:15:5d:01:02:03 or 00-15-5D-01-02-03")
@@ -110,6 +146,10 @@ func (v vsidValue) String() string {
 }
 func (v vsidValue) Type() string { return "vsid" }
 func (v vsidValue) Set(s string) error {
+	if s == "" {
+		*v.p = 0
+		return nil
+	}
 	n, err := strconv.ParseUint(s, 0, 32)
 	if err != nil {
 		return ruleError(fmt.Sprintf("use a number %d..%d", policy.MinVSID, policy.MaxVSID))
@@ -128,6 +168,10 @@ func (v guidValue) String() string {
 }
 func (v guidValue) Type() string { return "guid" }
 func (v guidValue) Set(s string) error {
+	if s == "" {
+		*v.p = policy.GUID{}
+		return nil
+	}
 	g, err := policy.ParseGUID(s)
 	if err != nil {
 		return ruleError("use a GUID such as {11111111-2222-3333-4444-000000000000}")

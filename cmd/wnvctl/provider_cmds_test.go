@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+	"github.com/wnv/wnv/provider/providertest"
+)
+
+// resetFlags puts every flag of the tree back to its default and unset, since
+// rootCmd is a package global reused by every wnvctl run in the test.
+func resetFlags(c *cobra.Command) {
+	reset := func(f *pflag.Flag) {
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			sv.Replace(nil)
+		} else {
+			f.Value.Set(f.DefValue)
+		}
+		f.Changed = false
+	}
+	c.Flags().VisitAll(reset)
+	c.PersistentFlags().VisitAll(reset)
+	for _, sub := range c.Commands() {
+		resetFlags(sub)
+	}
+}
+
+// wnvctl runs one command line against the socket and returns its output.
+func wnvctl(t *testing.T, sock string, args ...string) (string, error) {
+	t.Helper()
+	resetFlags(rootCmd)
+	var out bytes.Buffer
+	rootCmd.SetOut(&out)
+	rootCmd.SetErr(&out)
+	rootCmd.SetArgs(append([]string{"--socket", sock}, args...))
+	err := rootCmd.Execute()
+	return out.String(), err
+}
+
+// ok runs a command line that must succeed.
+func ok(t *testing.T, sock string, args ...string) string {
+	t.Helper()
+	out, err := wnvctl(t, sock, args...)
+	if err != nil {
+		t.Fatalf("wnvctl %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+const rdID = "{11111111-2222-3333-4444-000000000000}"
+
+func setup(t *testing.T) (*providertest.Backend, string) {
+	b := providertest.NewBackend()
+	sock := providertest.Serve(t, b)
+	ok(t, sock, "customer-route", "new", "--RoutingDomainID", rdID, "--VirtualSubnetID", "5001", "--DestinationPrefix", "10.0.0.0/24")
+	return b, sock
+}
+
+func TestLookupRecordCommands(t *testing.T) {
+	b, sock := setup(t)
+	out := ok(t, sock, "lookup-record", "new", "--CustomerAddress", "10.0.0.5", "--VirtualSubnetID", "5001",
+		"--MACAddress", "00-15-5D-01-02-03", "--ProviderAddress", "198.18.0.2", "--VMName", "web1")
+	want := "" +
+		"CustomerAddress  VirtualSubnetID  MACAddress         ProviderAddress  Rule   Type    CustomerID  VMName  Flags\n" +
+		"10.0.0.5         5001             00:15:5d:01:02:03  198.18.0.2       Encap  Static  -           web1    -\n"
+	if out != want {
+		t.Fatalf("new printed\n%s\nwant\n%s", out, want)
+	}
+	ok(t, sock, "lookup-record", "new", "--CustomerAddress", "0.0.0.0", "--VirtualSubnetID", "5001",
+		"--MACAddress", "00:15:5d:01:02:04", "--ProviderAddress", "198.18.0.3", "--Type", "L2Only", "--Rule", "Nat",
+		"--CustomerID", "{AAAAAAAA-0000-0000-0000-000000000001}", "--UseVmMACAddress")
+
+	out = ok(t, sock, "-o", "json", "lookup-record", "get", "--VirtualSubnetID", "5001")
+	var rs []policy.LookupRecord
+	if err := json.Unmarshal([]byte(out), &rs); err != nil {
+		t.Fatalf("get -o json printed %s: %v", out, err)
+	}
+	if len(rs) != 2 || rs[0].Type != policy.L2Only || rs[0].Rule != policy.TranslationMethodNat || !rs[0].UseVmMACAddress ||
+		rs[0].CustomerID != policy.MustParseGUID("{aaaaaaaa-0000-0000-0000-000000000001}") || rs[1].VMName != "web1" {
+		t.Fatalf("get -o json = %+v", rs)
+	}
+	out = ok(t, sock, "lookup-record", "get", "--ProviderAddress", "198.18.0.3")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "Nat   L2Only  {aaaaaaaa-0000-0000-0000-000000000001}  -       UseVmMACAddress") {
+		t.Fatalf("get --ProviderAddress printed\n%s", out)
+	}
+
+	ok(t, sock, "lookup-record", "set", "--CustomerAddress", "10.0.0.5", "--VirtualSubnetID", "5001",
+		"--ProviderAddress", "198.18.0.9", "--Context", "moved")
+	r := b.Store().LookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.5")})
+	if len(r) != 1 || r[0].ProviderAddress != netip.MustParseAddr("198.18.0.9") || r[0].Context != "moved" || r[0].VMName != "web1" {
+		t.Fatalf("after set the store has %+v", r)
+	}
+
+	out = ok(t, sock, "lookup-record", "remove", "--MACAddress", "00:15:5d:01:02:03")
+	if !strings.Contains(out, "10.0.0.5") {
+		t.Fatalf("remove printed\n%s", out)
+	}
+	ok(t, sock, "lookup-record", "remove")
+	if n := len(b.Store().LookupRecords(policy.LookupRecordFilter{})); n != 0 {
+		t.Fatalf("%d records left after remove with no filter", n)
+	}
+	if out := ok(t, sock, "lookup-record", "get"); strings.Count(out, "\n") != 1 {
+		t.Fatalf("get on nothing printed\n%s\nwant the header only", out)
+	}
+}
+
+func TestRouteAddressGlobalCommands(t *testing.T) {
+	b, sock := setup(t)
+	ok(t, sock, "customer-route", "new", "--RoutingDomainID", rdID, "--VirtualSubnetID", "5002",
+		"--DestinationPrefix", "0.0.0.0/0", "--NextHop", "10.0.0.1", "--Metric", "5")
+	ok(t, sock, "customer-route", "set", "--VirtualSubnetID", "5002", "--Metric", "7")
+	out := ok(t, sock, "customer-route", "get", "--RoutingDomainID", rdID)
+	want := "" +
+		"RoutingDomainID                         VirtualSubnetID  DestinationPrefix  NextHop   Metric  CustomerID\n" +
+		"{11111111-2222-3333-4444-000000000000}  5001             10.0.0.0/24        0.0.0.0   0       -\n" +
+		"{11111111-2222-3333-4444-000000000000}  5002             0.0.0.0/0          10.0.0.1  7       -\n"
+	if out != want {
+		t.Fatalf("customer-route get printed\n%s\nwant\n%s", out, want)
+	}
+	ok(t, sock, "customer-route", "remove", "--VirtualSubnetID", "5002")
+	if n := len(b.Store().CustomerRoutes(policy.CustomerRouteFilter{})); n != 1 {
+		t.Fatalf("%d customer routes after remove; want 1", n)
+	}
+
+	out = ok(t, sock, "provider-address", "new", "--ProviderAddress", "198.18.0.2", "--PrefixLength", "15", "--Interface", "lo", "--VlanID", "12")
+	if !strings.Contains(out, "198.18.0.2       15            1               12") {
+		t.Fatalf("provider-address new printed\n%s", out)
+	}
+	out = ok(t, sock, "-o", "json", "provider-address", "get", "--InterfaceIndex", "1")
+	var pas []policy.ProviderAddress
+	if err := json.Unmarshal([]byte(out), &pas); err != nil || len(pas) != 1 || pas[0].VlanID != 12 {
+		t.Fatalf("provider-address get -o json = %s (%v)", out, err)
+	}
+	ok(t, sock, "provider-address", "remove", "--ProviderAddress", "198.18.0.2")
+
+	ok(t, sock, "provider-route", "new", "--InterfaceIndex", "1", "--DestinationPrefix", "198.19.0.0/16", "--NextHop", "198.18.0.1")
+	ok(t, sock, "provider-route", "set", "--DestinationPrefix", "198.19.0.0/16", "--Metric", "3")
+	out = ok(t, sock, "provider-route", "get")
+	if !strings.Contains(out, "1               198.19.0.0/16      198.18.0.1  3       -") {
+		t.Fatalf("provider-route get printed\n%s", out)
+	}
+	ok(t, sock, "provider-route", "remove", "--InterfaceIndex", "1")
+	if n := len(b.Store().ProviderRoutes(policy.ProviderRouteFilter{})); n != 0 {
+		t.Fatalf("%d provider routes after remove", n)
+	}
+
+	if out := ok(t, sock, "global", "get"); out != "UseExternalRouter\nfalse\n" {
+		t.Fatalf("global get printed %q", out)
+	}
+	if out := ok(t, sock, "-o", "json", "global", "set", "--UseExternalRouter"); out != "{\n  \"UseExternalRouter\": true\n}\n" {
+		t.Fatalf("global set -o json printed %q", out)
+	}
+	if !b.Store().Global().UseExternalRouter {
+		t.Fatal("global set did not reach the store")
+	}
+}
+
+func TestPortNextHopCounterCommands(t *testing.T) {
+	b, sock := setup(t)
+	out := ok(t, sock, "port", "attach", "--Name", "vm1", "--Netns", "ns1", "--IfName", "eth0", "--MACAddress", "00:15:5d:01:02:03",
+		"--VirtualSubnetID", "5001", "--CustomerAddress", "10.0.0.5", "--CustomerAddress", "fd00::5,10.0.0.6", "--MTU", "1458")
+	want := "" +
+		"Name  Index  TAP  Netns  IfName  MACAddress         VirtualSubnetID  CustomerAddresses          MTU   RxFrames  TxFrames  Drops\n" +
+		"vm1   1      vm1  ns1    eth0    00:15:5d:01:02:03  5001             10.0.0.5,fd00::5,10.0.0.6  1458  0         0         0\n"
+	if out != want {
+		t.Fatalf("port attach printed\n%s\nwant\n%s", out, want)
+	}
+	ok(t, sock, "port", "attach", "--Name", "vm2", "--MACAddress", "00:15:5d:01:02:04")
+	out = ok(t, sock, "-o", "json", "port", "get", "--Name", "vm2")
+	var p provider.Port
+	if err := json.Unmarshal([]byte(out), &p); err != nil || p.Name != "vm2" || p.TAP != "vm2" || len(p.CustomerAddresses) != 0 {
+		t.Fatalf("port get --Name vm2 -o json = %s (%v)", out, err)
+	}
+	if out := ok(t, sock, "port", "get"); strings.Count(out, "\n") != 3 {
+		t.Fatalf("port get printed\n%s\nwant two ports", out)
+	}
+	ok(t, sock, "port", "detach", "--Name", "vm1")
+	if ps := b.Ports(); len(ps) != 1 || ps[0].Name != "vm2" {
+		t.Fatalf("ports after detach: %+v", ps)
+	}
+	if _, err := wnvctl(t, sock, "port", "detach", "--Name", "vm1"); err == nil || err.Error() != `port "vm1" is not attached: list ports with wnvctl port get` {
+		t.Fatalf("second detach: %v", err)
+	}
+
+	for _, ca := range []string{"10.0.0.5", "10.0.0.6"} {
+		mac := map[string]string{"10.0.0.5": "00:15:5d:01:02:03", "10.0.0.6": "00:15:5d:01:02:04"}[ca]
+		ok(t, sock, "lookup-record", "new", "--CustomerAddress", ca, "--VirtualSubnetID", "5001", "--MACAddress", mac, "--ProviderAddress", "198.18.0.2")
+	}
+	out = ok(t, sock, "next-hop", "--SourceCustomerAddress", "10.0.0.5", "--DestinationCustomerAddress", "10.0.0.6", "--SourceVirtualSubnetID", "5001")
+	want = "" +
+		"NextHopAddress  SourceMACAddress   NextHopMACAddress  ProviderAddress  VirtualSubnetID\n" +
+		"10.0.0.6        00:15:5d:01:02:03  00:15:5d:01:02:04  198.18.0.2       5001\n"
+	if out != want {
+		t.Fatalf("next-hop printed\n%s\nwant\n%s", out, want)
+	}
+
+	b.SetCounters(provider.Counters{
+		Ports: []provider.NamedPortCounters{{Name: "vm2", PortCounters: provider.PortCounters{RxFrames: 4, RxBytes: 400, TxFrames: 3, TxBytes: 300, Drops: 1}}},
+		VSIDs: []provider.VSIDCounters{{VirtualSubnetID: 5001, TxFrames: 3, RxFrames: 4, Encapsulated: 2, Decapsulated: 2, Drops: 1}},
+		Drops: []provider.DropCount{{Reason: "no-lookup-record", Count: 1}},
+	})
+	out = ok(t, sock, "counters")
+	want = "" +
+		"Port  RxFrames  RxBytes  TxFrames  TxBytes  Drops\n" +
+		"vm2   4         400      3         300      1\n" +
+		"\n" +
+		"VirtualSubnetID  TxFrames  RxFrames  Encapsulated  Decapsulated  Drops\n" +
+		"5001             3         4         2             2             1\n" +
+		"\n" +
+		"DropReason        Count\n" +
+		"no-lookup-record  1\n"
+	if out != want {
+		t.Fatalf("counters printed\n%s\nwant\n%s", out, want)
+	}
+}
+
+// TestBadFlags checks that each bad command line fails with one line naming
+// the flag or field and the rule, and changes nothing.
+func TestBadFlags(t *testing.T) {
+	b, sock := setup(t)
+	rec := []string{"lookup-record", "new", "--CustomerAddress", "10.0.0.5", "--VirtualSubnetID", "5001", "--MACAddress", "00:15:5d:01:02:03", "--ProviderAddress", "198.18.0.2"}
+	with := func(flag, value string) []string {
+		out := append([]string{}, rec...)
+		for i := range out {
+			if out[i] == flag {
+				out[i+1] = value
+				return out
+			}
+		}
+		return append(out, flag, value)
+	}
+	cases := []struct {
+		args []string
+		msg  string
+	}{
+		{with("--VirtualSubnetID", "abc"), `--VirtualSubnetID "abc" is malformed: use a number 4096..16777214`},
+		{with("--VirtualSubnetID", "4095"), "VirtualSubnetID 4095 is reserved: use 4096..16777214"},
+		{with("--MACAddress", "zz"), `--MACAddress "zz" is malformed: use 00:15:5d:01:02:03 or 00-15-5D-01-02-03`},
+		{with("--CustomerAddress", "10.0.0.300"), `--CustomerAddress "10.0.0.300" is malformed: use an IPv4 or IPv6 address such as 10.0.0.5`},
+		{with("--CustomerAddress", "10.9.9.9"), "CustomerAddress 10.9.9.9 is outside every on-link customer route of VirtualSubnetID 5001: add the route first"},
+		{with("--Rule", "Tunnel"), `--Rule "Tunnel" is malformed: use Nat, Encap or None (or 0..2)`},
+		{with("--Type", "9"), `--Type "9" is malformed: use Static, Dynamic, GatewayWildcard or L2Only (or 0..3)`},
+		{with("--CustomerID", "{bad}"), `--CustomerID "{bad}" is malformed: use a GUID such as {11111111-2222-3333-4444-000000000000}`},
+		{append(rec[:len(rec):len(rec)], "--UseVmMACAddress=maybe"), `--UseVmMACAddress "maybe" is malformed: use true or false`},
+		{rec[:4], `required flag(s) "MACAddress", "ProviderAddress", "VirtualSubnetID" not set`},
+		{[]string{"lookup-record", "set", "--VirtualSubnetID", "5001"}, "nothing to set: give at least one of --ProviderAddress"},
+		{[]string{"lookup-record", "set", "--VMName", "x"}, "no record chosen: give at least one of --CustomerAddress, --VirtualSubnetID, --MACAddress"},
+		{[]string{"lookup-record", "set", "--CustomerAddress", "10.0.0.77", "--VMName", "x"}, "no lookup record has CustomerAddress 10.0.0.77"},
+		{[]string{"lookup-record", "remove", "--CustomerAddress", "10.0.0.77"}, "no lookup record has CustomerAddress 10.0.0.77"},
+		{[]string{"customer-route", "new", "--RoutingDomainID", rdID, "--VirtualSubnetID", "5002", "--DestinationPrefix", "10.0.0.0/33"},
+			`--DestinationPrefix "10.0.0.0/33" is malformed: use a prefix such as 10.0.0.0/24 or fd00::/64`},
+		{[]string{"customer-route", "new", "--RoutingDomainID", rdID, "--VirtualSubnetID", "5001", "--DestinationPrefix", "10.0.0.0/24"},
+			"CustomerRoute 10.0.0.0/24 via 0.0.0.0 in VirtualSubnetID 5001 of RoutingDomainID {11111111-2222-3333-4444-000000000000} already exists"},
+		{[]string{"customer-route", "set", "--VirtualSubnetID", "5001", "--Metric", "-1"}, `--Metric "-1" is malformed: use a whole number 0..4294967295`},
+		{[]string{"customer-route", "set", "--VirtualSubnetID", "5001"}, `required flag(s) "Metric" not set`},
+		{[]string{"provider-address", "new", "--ProviderAddress", "198.18.0.2", "--Interface", "no-such-if0"}, `--Interface "no-such-if0" was not found`},
+		{[]string{"provider-address", "new", "--ProviderAddress", "198.18.0.2", "--VlanID", "70000"}, `--VlanID "70000" is malformed: use a whole number 0..65535`},
+		{[]string{"provider-address", "new", "--ProviderAddress", "198.18.0.2", "--VlanID", "4095"}, "VlanID 4095 is out of range: use 0 (none) or 1..4094"},
+		{[]string{"global", "set", "--UseExternalRouter=2"}, `--UseExternalRouter "2" is malformed: use true or false`},
+		{[]string{"port", "attach", "--Name", "vm1", "--MACAddress", "00:15:5d:01:02:03", "--CustomerAddress", "10.0.0.5,nope"},
+			`--CustomerAddress "10.0.0.5,nope" is malformed: use IPv4 or IPv6 addresses such as 10.0.0.5, repeat the flag for more`},
+		{[]string{"port", "attach", "--Name", "vm1", "--MACAddress", "00:15:5d:01:02:03", "--MTU", "70000"}, "MTU 70000 is out of range: use 576..65535, or 0 for the default"},
+		{[]string{"port", "attach", "--Name", "vm/1", "--MACAddress", "00:15:5d:01:02:03"}, `Name "vm/1" is invalid: use 1..15 characters, no '/', ':' or spaces`},
+		{[]string{"next-hop", "--SourceCustomerAddress", "10.0.0.5", "--DestinationCustomerAddress", "10.0.0.6", "--SourceVirtualSubnetID", "1"},
+			"SourceVirtualSubnetID 1 is reserved: use 4096..16777214"},
+		{[]string{"-o", "yaml", "global", "get"}, `--output "yaml" is not supported: use table or json`},
+		{[]string{"lookup-record", "get", "--Colour", "red"}, "unknown flag: --Colour"},
+	}
+	before := b.Store().Objects()
+	for _, c := range cases {
+		out, err := wnvctl(t, sock, c.args...)
+		if err == nil {
+			t.Errorf("wnvctl %s succeeded:\n%s", strings.Join(c.args, " "), out)
+			continue
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, c.msg) || strings.Contains(msg, "\n") {
+			t.Errorf("wnvctl %s: error %q; want one line starting %q", strings.Join(c.args, " "), msg, c.msg)
+		}
+	}
+	if after := b.Store().Objects(); !equalJSON(t, before, after) || len(b.Ports()) != 0 {
+		t.Errorf("bad command lines changed the policy or ports")
+	}
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	ja, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(ja, jb)
+}
+
+func TestUnreachableDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "wnvd.sock")
+	_, err := wnvctl(t, sock, "lookup-record", "get")
+	want := "cannot reach wnvd at " + sock + ": is it running? (dial unix " + sock + ": connect: no such file or directory)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v; want %s", err, want)
+	}
+}
+

@@ -311,4 +311,3 @@ func TestUnreachableDaemon(t *testing.T) {
 		t.Fatalf("error %v; want %s", err, want)
 	}
 }
-

@@ -5,10 +5,10 @@
 //
 // Everything moves in batches. A TAP or GRE socket is registered with Go's
 // runtime poller, so a ReadBatch that has nothing to read parks its goroutine
-// instead of an OS thread, and Close wakes it with an error. Each of
-// ReadBatch and WriteBatch may be used by one goroutine at a time (one reader
-// and one writer may run concurrently); they keep their syscall vectors in the
-// object, so steady-state calls do not allocate. Frames the kernel refuses on
+// instead of an OS thread, and Close wakes it with an error wrapping
+// os.ErrClosed. ReadBatch and WriteBatch are safe for concurrent use without
+// locks: each call takes its syscall vectors from a pool in the object, so
+// steady-state calls do not allocate. Frames the kernel refuses on
 // write (interface down, no buffer space, no route, too big) are counted in
 // Stats and skipped rather than returned as errors, so a bad port or peer
 // cannot wedge a worker.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -28,25 +29,34 @@ const (
 )
 
 // GRESocket is a raw IP protocol 47 socket bound to one provider address.
+// ReadBatch and WriteBatch are safe for concurrent use.
 type GRESocket struct {
-	f  *os.File
-	rc syscall.RawConn
-	pa netip.Addr
-
-	recv, send mmsgVec
-	want       int // messages in the vector for the batch in flight
-	next, done int // send progress through the vector; messages done
-	err        error
-	recvFn     func(uintptr) bool // bound once so batches do not allocate closures
-	sendFn     func(uintptr) bool
+	f       *os.File
+	rc      syscall.RawConn
+	pa      netip.Addr
+	batches sync.Pool // *greBatch
 
 	dropped, truncated atomic.Uint64
 	closed             atomic.Bool
 }
 
-// mmsgVec is the recvmmsg/sendmmsg vector of one direction. Names have room
-// for either family. IPv4 receives scatter the fixed IP header into hdr so the
-// payload lands at the start of the caller's buffer without a copy.
+// greBatch carries one ReadBatch or WriteBatch call through RawConn, whose
+// callback may run several times before the batch is done. Calls take one
+// from the socket's pool, so concurrent calls do not share vectors and steady
+// state does not allocate.
+type greBatch struct {
+	s          *GRESocket
+	v          mmsgVec
+	want       int // messages in the vector
+	next, done int // send progress; messages done
+	err        error
+	recvFn     func(uintptr) bool // bound once so batches do not allocate closures
+	sendFn     func(uintptr) bool
+}
+
+// mmsgVec is a recvmmsg/sendmmsg vector. Names have room for either family.
+// IPv4 receives scatter the fixed IP header into hdr so the payload lands at
+// the start of the caller's buffer without a copy.
 type mmsgVec struct {
 	msgs  []unix.Mmsghdr
 	iovs  []unix.Iovec
@@ -62,6 +72,13 @@ func (v *mmsgVec) grow(n int) {
 	v.iovs = make([]unix.Iovec, 2*n)
 	v.names = make([]unix.RawSockaddrInet6, n)
 	v.hdr = make([][ipv4HeaderLen]byte, n)
+}
+
+func (s *GRESocket) batch(n int) *greBatch {
+	b := s.batches.Get().(*greBatch)
+	b.v.grow(n)
+	b.want, b.next, b.done, b.err = 0, 0, 0, nil
+	return b
 }
 
 // ListenGRE opens a raw GRE socket bound to pa, IPv4 or IPv6. The address
@@ -96,13 +113,16 @@ func ListenGRE(pa netip.Addr) (*GRESocket, error) {
 		}
 	}
 	s := &GRESocket{f: os.NewFile(uintptr(fd), "gre:"+pa.String()), pa: pa}
-	s.recvFn, s.sendFn = s.recvReady, s.sendReady
+	s.batches.New = func() any {
+		b := &greBatch{s: s}
+		b.recvFn, b.sendFn = b.recvReady, b.sendReady
+		b.v.grow(defaultBatch)
+		return b
+	}
 	if s.rc, err = s.f.SyscallConn(); err != nil {
 		s.f.Close()
 		return nil, err
 	}
-	s.recv.grow(defaultBatch)
-	s.send.grow(defaultBatch)
 	return s, nil
 }
 
@@ -130,26 +150,27 @@ func (s *GRESocket) ReadBatch(pkts []Packet) (int, error) {
 	if len(pkts) == 0 {
 		return 0, nil
 	}
-	s.recv.grow(len(pkts))
+	b := s.batch(len(pkts))
+	defer s.batches.Put(b)
 	for {
-		s.prepareRecv(pkts)
-		s.want, s.done, s.err = len(pkts), 0, nil
-		err := s.rc.Read(s.recvFn)
+		b.prepareRecv(pkts)
+		b.want, b.done, b.err = len(pkts), 0, nil
+		err := s.rc.Read(b.recvFn)
 		if err == nil {
-			err = s.err
+			err = b.err
 		}
 		if err != nil {
 			return 0, fmt.Errorf("read GRE on %s: %w", s.pa, closedErr(&s.closed, err))
 		}
-		if n := s.unpack(pkts, s.done); n > 0 {
+		if n := b.unpack(pkts); n > 0 {
 			return n, nil
 		}
 	}
 }
 
-func (s *GRESocket) prepareRecv(pkts []Packet) {
-	v := &s.recv
-	v4 := s.pa.Is4()
+func (b *greBatch) prepareRecv(pkts []Packet) {
+	v := &b.v
+	v4 := b.s.pa.Is4()
 	for i := range pkts {
 		m := &v.msgs[i].Hdr
 		*m = unix.Msghdr{}
@@ -173,30 +194,29 @@ func (s *GRESocket) prepareRecv(pkts []Packet) {
 	}
 }
 
-func (s *GRESocket) recvReady(fd uintptr) bool {
+func (b *greBatch) recvReady(fd uintptr) bool {
 	for {
-		v := &s.recv
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&v.msgs[0])), uintptr(s.want), unix.MSG_DONTWAIT, 0, 0)
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[0])), uintptr(b.want), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
-			s.done = int(n)
+			b.done = int(n)
 			return true
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
 		default:
-			s.err = e
+			b.err = e
 			return true
 		}
 	}
 }
 
-// unpack fills N, Src and Dst of the n received packets, moving truncated or
+// unpack fills N, Src and Dst of the received packets, moving truncated or
 // malformed ones behind the valid ones, and returns how many are valid.
-func (s *GRESocket) unpack(pkts []Packet, n int) int {
-	v := &s.recv
+func (b *greBatch) unpack(pkts []Packet) int {
+	v, s := &b.v, b.s
 	valid := 0
-	for i := 0; i < n; i++ {
+	for i := 0; i < b.done; i++ {
 		p := &pkts[i]
 		mh := &v.msgs[i]
 		ok := mh.Hdr.Flags&unix.MSG_TRUNC == 0
@@ -236,16 +256,17 @@ func (s *GRESocket) unpack(pkts []Packet, n int) int {
 // in Stats().Dropped and skipped. It returns the packets sent; the error is
 // nil unless the socket itself failed.
 func (s *GRESocket) WriteBatch(pkts []Packet) (int, error) {
-	v := &s.send
-	v.grow(len(pkts))
+	b := s.batch(len(pkts))
+	defer s.batches.Put(b)
+	v := &b.v
 	v4 := s.pa.Is4()
-	k := 0
 	for i := range pkts {
 		p := &pkts[i]
 		if p.Dst.Is4() != v4 || !p.Dst.IsValid() || p.N < 0 || p.N > len(p.Buf) {
 			s.dropped.Add(1)
 			continue
 		}
+		k := b.want
 		m := &v.msgs[k].Hdr
 		*m = unix.Msghdr{}
 		v.iovs[k].Base = unsafe.SliceData(p.Buf)
@@ -261,42 +282,39 @@ func (s *GRESocket) WriteBatch(pkts []Packet) (int, error) {
 			*name = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: p.Dst.As16()}
 			m.Namelen = unix.SizeofSockaddrInet6
 		}
-		k++
+		b.want++
 	}
-	if k == 0 {
+	if b.want == 0 {
 		return 0, nil
 	}
-	s.want, s.next, s.done, s.err = k, 0, 0, nil
-	err := s.rc.Write(s.sendFn)
-	n := s.done
+	err := s.rc.Write(b.sendFn)
 	if err == nil {
-		err = s.err
+		err = b.err
 	}
 	if err != nil {
-		return n, fmt.Errorf("write GRE from %s: %w", s.pa, closedErr(&s.closed, err))
+		return b.done, fmt.Errorf("write GRE from %s: %w", s.pa, closedErr(&s.closed, err))
 	}
-	return n, nil
+	return b.done, nil
 }
 
-func (s *GRESocket) sendReady(fd uintptr) bool {
-	v := &s.send
-	for s.next < s.want {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&v.msgs[s.next])), uintptr(s.want-s.next), unix.MSG_DONTWAIT, 0, 0)
+func (b *greBatch) sendReady(fd uintptr) bool {
+	for b.next < b.want {
+		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[b.next])), uintptr(b.want-b.next), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
-			s.next += int(n)
-			s.done += int(n)
+			b.next += int(n)
+			b.done += int(n)
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
 		case unix.EBADF, unix.ENOTSOCK:
-			s.err = e
+			b.err = e
 			return true
 		default:
 			// sendmmsg reports an error only for the first message it could
 			// not send: drop that one and carry on with the rest.
-			s.dropped.Add(1)
-			s.next++
+			b.s.dropped.Add(1)
+			b.next++
 		}
 	}
 	return true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"testing"
@@ -232,6 +233,50 @@ func TestListenGRERejectsUnusableAddresses(t *testing.T) {
 	for _, a := range []string{"0.0.0.0", "::", "224.0.0.1", "fe80::1%eth0", "::ffff:198.18.0.1"} {
 		if _, err := ListenGRE(netip.MustParseAddr(a)); err == nil {
 			t.Errorf("ListenGRE(%s) succeeded, want an error", a)
+		}
+	}
+}
+
+// Workers share sockets: concurrent batches must not mix their vectors.
+func TestGREConcurrentWriters(t *testing.T) {
+	l := newLab(t)
+	sa, sb := listenPair(t, l, netip.MustParsePrefix("198.18.0.1/24"), netip.MustParsePrefix("198.18.0.2/24"))
+	const writers, batches, perBatch = 4, 20, 8
+	done := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			out := make([]Packet, perBatch)
+			for i := range out {
+				out[i] = Packet{Buf: nvgre(4096+uint32(w), byte(w), 100+w*50), Dst: sb.LocalAddr()}
+				out[i].N = len(out[i].Buf)
+			}
+			for range batches {
+				if n, err := sa.WriteBatch(out); n != perBatch || err != nil {
+					done <- fmt.Errorf("writer %d: WriteBatch = %d, %v", w, n, err)
+					return
+				}
+				time.Sleep(time.Millisecond) // stay within the receive buffer
+			}
+			done <- nil
+		}()
+	}
+	for range writers {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := readAll(t, sb, writers*batches*perBatch, 2048)
+	count := make(map[uint32]int)
+	for _, p := range got {
+		w := binary.BigEndian.Uint32(p.Buf[4:8])>>8 - 4096
+		if !bytes.Equal(p.Buf[:p.N], nvgre(4096+w, byte(w), 100+int(w)*50)) {
+			t.Fatalf("a packet of writer %d arrived altered: %d bytes", w, p.N)
+		}
+		count[w]++
+	}
+	for w := range uint32(writers) {
+		if count[w] != batches*perBatch {
+			t.Errorf("writer %d: %d packets arrived, want %d", w, count[w], batches*perBatch)
 		}
 	}
 }

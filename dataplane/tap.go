@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -23,26 +24,40 @@ type TAPConfig struct {
 }
 
 // TAP is a VM port: frames written to it are received by the interface, and
-// frames the interface transmits are read from it.
+// frames the interface transmits are read from it. ReadBatch and WriteBatch
+// are safe for concurrent use.
 type TAP struct {
 	f       *os.File
 	rc      syscall.RawConn
 	name    string
 	netns   string
-	r, w    batchState
-	readFn  func(uintptr) bool // bound once so ReadBatch does not allocate a closure
-	writeFn func(uintptr) bool
+	batches sync.Pool // *tapBatch
 	dropped atomic.Uint64
 	closed  atomic.Bool
 }
 
-// batchState carries one ReadBatch or WriteBatch call through RawConn, whose
+// tapBatch carries one ReadBatch or WriteBatch call through RawConn, whose
 // callback may run several times before the batch is done.
-type batchState struct {
-	bufs  [][]byte
-	sizes []int
-	i, n  int // next buffer, buffers done
-	err   error
+type tapBatch struct {
+	t       *TAP
+	bufs    [][]byte
+	sizes   []int
+	i, n    int // next buffer, buffers done
+	err     error
+	readFn  func(uintptr) bool // bound once so batches do not allocate closures
+	writeFn func(uintptr) bool
+}
+
+func (t *TAP) batch(bufs [][]byte, sizes []int) *tapBatch {
+	b := t.batches.Get().(*tapBatch)
+	b.bufs, b.sizes, b.i, b.n, b.err = bufs, sizes, 0, 0, nil
+	return b
+}
+
+// release returns b to the pool without pinning the caller's buffers.
+func (t *TAP) release(b *tapBatch) {
+	b.bufs, b.sizes = nil, nil
+	t.batches.Put(b)
 }
 
 // Stats counts what the I/O edge dropped on its own.
@@ -81,7 +96,11 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 	name := ifr.Name()
 	// A non-blocking fd makes os.NewFile register it with the runtime poller.
 	t := &TAP{f: os.NewFile(uintptr(fd), "tap:"+name), name: name, netns: cfg.Netns}
-	t.readFn, t.writeFn = t.readReady, t.writeReady
+	t.batches.New = func() any {
+		b := &tapBatch{t: t}
+		b.readFn, b.writeFn = b.readReady, b.writeReady
+		return b
+	}
 	if t.rc, err = t.f.SyscallConn(); err != nil {
 		t.f.Close()
 		return nil, err
@@ -150,32 +169,30 @@ func (t *TAP) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, nil
 	}
-	t.r = batchState{bufs: bufs, sizes: sizes[:len(bufs)]}
-	err := t.rc.Read(t.readFn)
-	n := t.r.n
+	b := t.batch(bufs, sizes[:len(bufs)])
+	defer t.release(b)
+	err := t.rc.Read(b.readFn)
 	if err == nil {
-		err = t.r.err
+		err = b.err
 	}
-	t.r = batchState{}
 	if err != nil {
-		return n, fmt.Errorf("read TAP %s: %w", t.name, closedErr(&t.closed, err))
+		return b.n, fmt.Errorf("read TAP %s: %w", t.name, closedErr(&t.closed, err))
 	}
-	return n, nil
+	return b.n, nil
 }
 
-func (t *TAP) readReady(fd uintptr) bool {
-	r := &t.r
-	for r.n < len(r.bufs) {
-		n, err := unix.Read(int(fd), r.bufs[r.n])
+func (b *tapBatch) readReady(fd uintptr) bool {
+	for b.n < len(b.bufs) {
+		n, err := unix.Read(int(fd), b.bufs[b.n])
 		switch err {
 		case nil:
-			r.sizes[r.n] = n
-			r.n++
+			b.sizes[b.n] = n
+			b.n++
 		case unix.EINTR:
 		case unix.EAGAIN:
-			return r.n > 0
+			return b.n > 0
 		default:
-			r.err = err
+			b.err = err
 			return true
 		}
 	}
@@ -187,36 +204,34 @@ func (t *TAP) readReady(fd uintptr) bool {
 // frame) are counted in Stats().Dropped and skipped. It returns the frames
 // written; the error is nil unless the TAP itself failed.
 func (t *TAP) WriteBatch(bufs [][]byte) (int, error) {
-	t.w = batchState{bufs: bufs}
-	err := t.rc.Write(t.writeFn)
-	n := t.w.n
+	b := t.batch(bufs, nil)
+	defer t.release(b)
+	err := t.rc.Write(b.writeFn)
 	if err == nil {
-		err = t.w.err
+		err = b.err
 	}
-	t.w = batchState{}
 	if err != nil {
-		return n, fmt.Errorf("write TAP %s: %w", t.name, closedErr(&t.closed, err))
+		return b.n, fmt.Errorf("write TAP %s: %w", t.name, closedErr(&t.closed, err))
 	}
-	return n, nil
+	return b.n, nil
 }
 
-func (t *TAP) writeReady(fd uintptr) bool {
-	w := &t.w
-	for w.i < len(w.bufs) {
-		_, err := unix.Write(int(fd), w.bufs[w.i])
+func (b *tapBatch) writeReady(fd uintptr) bool {
+	for b.i < len(b.bufs) {
+		_, err := unix.Write(int(fd), b.bufs[b.i])
 		switch err {
 		case nil:
-			w.n++
-			w.i++
+			b.n++
+			b.i++
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
 		case unix.EBADF, unix.EBADFD:
-			w.err = err
+			b.err = err
 			return true
 		default:
-			t.dropped.Add(1)
-			w.i++
+			b.t.dropped.Add(1)
+			b.i++
 		}
 	}
 	return true

@@ -69,11 +69,13 @@ func (s *Switch) egress(p *PortConfig, pt *PortTable, buf []byte, off int, frame
 				return s.neighborSolicit(p, t, src, m, scratch)
 			}
 		}
-		if !p.owns(src) {
-			return s.drop(ReasonSpoofedCA)
-		}
+		// Multicast first: a VM's MLD reports and router solicitations come
+		// from its link-local address, which is not spoofing.
 		if eth.Dst().IsMulticast() || !dst.IsGlobalUnicast() {
 			return s.drop(ReasonMulticast)
+		}
+		if !p.owns(src) {
+			return s.drop(ReasonSpoofedCA)
 		}
 		sport, dport := packet.FlowPorts(ip.NextHeader(), ip.Payload())
 		return s.forward(p, pt, t, buf, off, frame, scratch, src, dst, ip.NextHeader(), sport, dport, ip.HopLimit(), true, eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen())

@@ -1,0 +1,294 @@
+// Tests of the C API: the structure layout, byte-for-byte agreement of the C
+// compiler's structures with the Go encoder, and the C library and the
+// wnvwatch example against a live notify.Serve.
+package capi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/packet"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// build compiles the library, the example and the C test programs once.
+func build(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("needs gcc: the C API is built and tested with gcc")
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("needs make: capi/Makefile builds the C API")
+	}
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "wnvapi-build-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("make", "BUILD="+buildDir, "progs").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("make progs: %v", buildErr)
+	}
+	return buildDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+func TestLayoutMatchesSpec(t *testing.T) {
+	out, err := exec.Command(filepath.Join(build(t), "layout_test")).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "layout ok" {
+		t.Fatalf("layout_test: %v\n%s", err, out)
+	}
+	for name, sizes := range map[string][2]int{
+		"WNV_POLICY_MISMATCH_PARAM":         {notify.PolicyMismatchSize, 40},
+		"WNV_REDIRECT_PARAM":                {notify.RedirectSize, 60},
+		"WNV_PROVIDER_ADDRESS_CHANGE_PARAM": {notify.ProviderAddressChangeSize, 24},
+		"WNV_CUSTOMER_ADDRESS_CHANGE_PARAM": {notify.CustomerAddressChangeSize, 52},
+		"WNV_OBJECT_CHANGE_PARAM":           {notify.ObjectChangeSize, 56},
+	} {
+		if sizes[0] != sizes[1] {
+			t.Errorf("Go size of %s = %d, spec %d", name, sizes[0], sizes[1])
+		}
+	}
+}
+
+func TestGoEncoderMatchesCLayout(t *testing.T) {
+	out, err := exec.Command(filepath.Join(build(t), "dump_structs")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, hx, _ := strings.Cut(line, " ")
+		c[name] = hx
+	}
+	ip := netip.MustParseAddr
+	want := map[string][]byte{}
+	b := make([]byte, notify.PolicyMismatchSize)
+	notify.PutPolicyMismatch(b, &notify.PolicyMismatch{VirtualSubnetID: 5001, CA: ip("10.0.0.11"), PA: ip("198.18.0.2")})
+	want["policy-mismatch-v4"] = b
+	b = make([]byte, notify.PolicyMismatchSize)
+	notify.PutPolicyMismatch(b, &notify.PolicyMismatch{VirtualSubnetID: 0xFFFFFE, CA: ip("fd00::11")})
+	want["policy-mismatch-v6-no-pa"] = b
+	b = make([]byte, notify.RedirectSize)
+	notify.PutRedirect(b, &notify.Redirect{VirtualSubnetID: 5001, CA: ip("fd00::11"), PA: ip("198.18.0.2"), NewPA: ip("fd00:198:18::3")})
+	want["redirect"] = b
+	b = make([]byte, notify.ObjectChangeSize)
+	notify.PutObjectChange(b, &notify.ObjectChange{ObjectType: notify.ProviderAddressType,
+		ProviderAddress: &notify.ProviderAddressChange{PA: ip("fd00:198:18::2"), AddressState: notify.DADPreferred}})
+	want["object-change-pa"] = b
+	b = make([]byte, notify.ObjectChangeSize)
+	notify.PutObjectChange(b, &notify.ObjectChange{ObjectType: notify.CustomerAddressType,
+		CustomerAddress: &notify.CustomerAddressChange{MACAddress: packet.MAC{0x00, 0x15, 0x5d, 1, 2, 3}, CA: ip("10.0.0.12"),
+			VirtualSubnetID: 5002, PA: ip("198.18.0.3"), NotificationReason: notify.CustomerAddressMoved}})
+	want["object-change-ca"] = b
+
+	if len(c) != len(want) {
+		t.Fatalf("C printed %d structures, want %d: %v", len(c), len(want), c)
+	}
+	for name, w := range want {
+		if got := hex.EncodeToString(w); got != c[name] {
+			t.Errorf("%s:\n Go %s\n C  %s", name, got, c[name])
+		}
+	}
+	// And the decoders read the C bytes back to the same values.
+	raw, _ := hex.DecodeString(c["redirect"])
+	r, err := notify.DecodeRedirect(raw)
+	if err != nil || r[0].NewPA != ip("fd00:198:18::3") || r[0].PA != ip("198.18.0.2") {
+		t.Fatalf("DecodeRedirect(C bytes) = %+v, %v", r, err)
+	}
+}
+
+// serve starts a notify server on a temporary socket.
+func serve(t *testing.T, hub *notify.Hub) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- notify.Serve(ctx, path, hub) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return path
+		}
+	}
+	t.Fatal("notify server never accepted")
+	return ""
+}
+
+// waitHandles waits until the hub has n open handles.
+func waitHandles(t *testing.T, hub *notify.Hub, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if hub.Stats().OpenHandles == n {
+			return
+		}
+	}
+	t.Fatalf("hub never had %d open handles", n)
+}
+
+func TestCClientAgainstServer(t *testing.T) {
+	dir := build(t)
+	hub := notify.NewHub(notify.Config{QueueDepth: 4})
+	sock := serve(t, hub)
+	ip := netip.MustParseAddr
+
+	cmd := exec.Command(filepath.Join(dir, "client_test"))
+	cmd.Env = append(os.Environ(), "WNV_NOTIFY_SOCKET="+sock)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+
+	var lines []string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		lines = append(lines, line)
+		switch line {
+		case "blocking":
+			// Give the request time to reach the server, so it truly blocks.
+			time.Sleep(50 * time.Millisecond)
+			hub.PolicyMismatch(5001, ip("10.0.0.11"), ip("198.18.0.2"))
+			hub.PolicyMismatch(5001, ip("fd00::11"), ip("fd00:198:18::2"))
+		case "async posted":
+			hub.PolicyMismatch(5002, ip("10.0.0.13"), netip.Addr{})
+			hub.Redirect(5001, ip("10.0.0.11"), ip("198.18.0.2"), ip("198.18.0.3"))
+			hub.ProviderAddressChange(ip("fd00:198:18::9"), uint32(notify.DADTentative))
+			hub.CustomerAddressChange(packet.MAC{0x00, 0x15, 0x5d, 0, 0, 0x11}, ip("10.0.0.11"), 5001, ip("198.18.0.2"), uint32(notify.CustomerAddressAdded))
+		case "need 3 redirects":
+			for i := range 3 {
+				hub.Redirect(uint32(6000+i), ip("10.0.0.11"), ip("198.18.0.2"), ip("198.18.0.3"))
+			}
+			stdin.Write([]byte("go\n"))
+		case "need overflow":
+			for i := range 6 {
+				hub.Redirect(uint32(7000+i), ip("10.0.0.11"), ip("198.18.0.2"), ip("198.18.0.3"))
+			}
+			stdin.Write([]byte("go\n"))
+		}
+	}
+	err := cmd.Wait()
+	out := strings.Join(lines, "\n")
+	if err != nil {
+		t.Fatalf("client_test: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"invalid ok",
+		"mismatch vsid=5001 ca=10.0.0.11 pa=198.18.0.2 fam=2/2",
+		"mismatch vsid=5001 ca=fd00::11 pa=fd00:198:18::2 fam=23/23",
+		"mismatch vsid=5002 ca=10.0.0.13 pa=- fam=2/0",
+		"redirect vsid=5001 ca=10.0.0.11 pa=198.18.0.2 newpa=198.18.0.3",
+		"pa-change pa=fd00:198:18::9 state=1",
+		"ca-change mac=00:15:5d:00:00:11 ca=10.0.0.11 vsid=5001 pa=198.18.0.2 reason=0",
+		"short bytes=60 pending=2",
+		"drain bytes=120 pending=0",
+		"overflow events=4 dropped=2",
+		"cancel 995",
+		"close 995 within 100ms",
+		"PASS",
+	} {
+		if !strings.Contains(out, want+"\n") && !strings.HasSuffix(out, want) {
+			t.Errorf("client_test output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("client_test output:\n%s", out)
+	}
+}
+
+func TestWnvwatchPrintsEvents(t *testing.T) {
+	dir := build(t)
+	hub := notify.NewHub(notify.Config{})
+	sock := serve(t, hub)
+	ip := netip.MustParseAddr
+
+	cmd := exec.Command(filepath.Join(dir, "wnvwatch"))
+	cmd.Env = append(os.Environ(), "WNV_NOTIFY_SOCKET="+sock)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitHandles(t, hub, 1)
+	hub.PolicyMismatch(5001, ip("10.0.0.11"), ip("198.18.0.2"))
+	hub.Redirect(5001, ip("10.0.0.11"), ip("198.18.0.2"), ip("198.18.0.3"))
+	hub.ProviderAddressChange(ip("198.18.0.9"), uint32(notify.DADDuplicate))
+	hub.CustomerAddressChange(packet.MAC{0x00, 0x15, 0x5d, 0, 0, 0x12}, ip("10.0.0.12"), 5001, ip("198.18.0.2"), uint32(notify.CustomerAddressDeleted))
+
+	want := map[string]bool{
+		"policy-mismatch vsid=5001 ca=10.0.0.11 pa=198.18.0.2 families=2/2":                   false,
+		"redirect vsid=5001 ca=10.0.0.11 pa=198.18.0.2 newpa=198.18.0.3":                      false,
+		"provider-address pa=198.18.0.9 state=Duplicate":                                      false,
+		"customer-address deleted mac=00:15:5d:00:00:12 ca=10.0.0.12 vsid=5001 pa=198.18.0.2": false,
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(10 * time.Second)
+	for seen := 0; seen < len(want); {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("wnvwatch exited early")
+			}
+			if _, ok := want[l]; !ok {
+				t.Fatalf("unexpected line %q", l)
+			}
+			want[l] = true
+			seen++
+		case <-deadline:
+			t.Fatalf("wnvwatch printed only some events: %v", want)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("wnvwatch after SIGINT: %v", err)
+	}
+}

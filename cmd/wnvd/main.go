@@ -24,10 +24,14 @@ import (
 	"github.com/wnv/wnv/provider"
 )
 
+// rootCmd is the wnvd command tree; each mode registers itself in its own
+// file's init().
+var rootCmd = &cobra.Command{Use: "wnvd", Short: "wnv daemon", SilenceUsage: true, SilenceErrors: true}
+
+func init() { rootCmd.AddCommand(hostCmd()) }
+
 func main() {
-	root := &cobra.Command{Use: "wnvd", Short: "wnv daemon", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(hostCmd())
-	if err := root.Execute(); err != nil {
+	if err := rootCmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "wnvd:", err)
 		os.Exit(1)
 	}

@@ -183,18 +183,14 @@ func (t *Table) matchRecords(f *LookupRecordFilter) []*LookupRecord {
 			}
 		}
 	default:
-		for _, m := range t.byCA {
-			for _, r := range m {
-				if f.match(r) {
-					ps = append(ps, r)
-				}
+		for r := range t.byCA.all {
+			if f.match(r) {
+				ps = append(ps, r)
 			}
 		}
-		for _, m := range t.byZero {
-			for _, r := range m {
-				if f.match(r) {
-					ps = append(ps, r)
-				}
+		for r := range t.byZero.all {
+			if f.match(r) {
+				ps = append(ps, r)
 			}
 		}
 	}

@@ -9,12 +9,15 @@ import (
 )
 
 // The big indexes (one entry per lookup record) are split into shards by a
-// hash of the key. A change copies only the shards it touches, so a single
-// Add into a million-record table copies about a thousand entries, while
-// readers keep using the old shards of their snapshot.
+// hash of the key, and the shards are grouped in pages. A change copies only
+// the page table, the pages and the shards it touches, so a single Add into a
+// million-record table copies about a hundred entries and a few hundred
+// pointers, while readers keep using the old shards of their snapshot.
 const (
-	shardBits = 10
+	shardBits = 13
 	nShards   = 1 << shardBits
+	pageSize  = 64
+	nPages    = nShards / pageSize
 )
 
 // v6Bit marks an IPv6 key in the otherwise 24-bit VSID word, so 10.0.0.1 and
@@ -71,20 +74,46 @@ type shardKey interface {
 	shard() uint32
 }
 
-type shardArray[K shardKey, V any] [nShards]map[K]V
+type shardPage[K shardKey, V any] [pageSize]map[K]V
+
+// shardArray is the page table; nil pages have only empty shards.
+type shardArray[K shardKey, V any] [nPages]*shardPage[K, V]
 
 func (a *shardArray[K, V]) get(k K) (V, bool) {
-	v, ok := a[k.shard()][k]
-	return v, ok
+	i := k.shard()
+	if p := a[i/pageSize]; p != nil {
+		v, ok := p[i%pageSize][k]
+		return v, ok
+	}
+	var zero V
+	return zero, false
+}
+
+// all yields every value, in no particular order.
+func (a *shardArray[K, V]) all(yield func(V) bool) {
+	for _, p := range a {
+		if p == nil {
+			continue
+		}
+		for _, m := range p {
+			for _, v := range m {
+				if !yield(v) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // cowShards is the writable view of a shardArray inside one transaction: the
-// array and each shard are copied the first time they are written.
+// page table, each page and each shard are copied the first time they are
+// written.
 type cowShards[K shardKey, V any] struct {
-	arr    *shardArray[K, V]
-	copied bool
-	owned  [nShards / 64]uint64
-	hint   int // expected new entries per shard, to size copied shards once
+	arr        *shardArray[K, V]
+	copied     bool
+	ownedPages [nPages / 64]uint64
+	owned      [nShards / 64]uint64
+	hint       int // expected new entries per shard, to size copied shards once
 }
 
 func newCOW[K shardKey, V any](a *shardArray[K, V]) cowShards[K, V] {
@@ -102,9 +131,20 @@ func (c *cowShards[K, V]) own(i uint32) map[K]V {
 		c.arr = &a
 		c.copied = true
 	}
+	pi := i / pageSize
+	if c.ownedPages[pi/64]&(1<<(pi%64)) == 0 {
+		c.ownedPages[pi/64] |= 1 << (pi % 64)
+		np := new(shardPage[K, V])
+		if op := c.arr[pi]; op != nil {
+			*np = *op
+		}
+		c.arr[pi] = np
+	}
+	page := c.arr[pi]
+	si := i % pageSize
 	if c.owned[i/64]&(1<<(i%64)) == 0 {
 		c.owned[i/64] |= 1 << (i % 64)
-		old := c.arr[i]
+		old := page[si]
 		var m map[K]V
 		if c.hint > 0 {
 			m = make(map[K]V, len(old)+c.hint)
@@ -114,16 +154,15 @@ func (c *cowShards[K, V]) own(i uint32) map[K]V {
 		} else {
 			m = make(map[K]V)
 		}
-		c.arr[i] = m
+		page[si] = m
 	}
-	return c.arr[i]
+	return page[si]
 }
 
 func (c *cowShards[K, V]) set(k K, v V) { c.own(k.shard())[k] = v }
 
 func (c *cowShards[K, V]) del(k K) {
-	i := k.shard()
-	if _, ok := c.arr[i][k]; ok {
-		delete(c.own(i), k)
+	if _, ok := c.arr.get(k); ok {
+		delete(c.own(k.shard()), k)
 	}
 }

@@ -98,14 +98,12 @@ func (x *tx) checkUnlinked() error {
 		return nil
 	}
 	var worst *LookupRecord
-	for _, m := range x.byCA.arr {
-		for _, r := range m {
-			if !x.unlinked[r.VirtualSubnetID] || x.covered(r.VirtualSubnetID, r.CustomerAddress) {
-				continue
-			}
-			if worst == nil || compareRecords(r, worst) < 0 {
-				worst = r
-			}
+	for r := range x.byCA.arr.all {
+		if !x.unlinked[r.VirtualSubnetID] || x.covered(r.VirtualSubnetID, r.CustomerAddress) {
+			continue
+		}
+		if worst == nil || compareRecords(r, worst) < 0 {
+			worst = r
 		}
 	}
 	if worst != nil {

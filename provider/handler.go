@@ -320,8 +320,16 @@ type errorBody struct {
 	Error string `json:"error"`
 }
 
+// writeError answers err's message on one line. A backend that classifies
+// with fmt.Errorf("%w: ...", policy.ErrExists) gets the kind's own text
+// ("already exists: ") stripped, since the status already says it.
 func writeError(w http.ResponseWriter, status int, err error) {
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	for _, kind := range []error{policy.ErrInvalid, policy.ErrNotFound, policy.ErrExists} {
+		if rest, ok := strings.CutPrefix(msg, kind.Error()+": "); ok && errors.Is(err, kind) {
+			msg = rest
+		}
+	}
 	writeJSON(w, status, errorBody{Error: msg})
 }
 

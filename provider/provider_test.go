@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -478,5 +479,20 @@ func TestServeSocketLifecycle(t *testing.T) {
 	}
 	if b, err := os.ReadFile(sock); err != nil || string(b) != "x" {
 		t.Fatalf("regular file was touched: %q, %v", b, err)
+	}
+}
+
+// kindPrefixBackend classifies errors the fmt.Errorf("%w: ...") way.
+type kindPrefixBackend struct{ *providertest.Backend }
+
+func (kindPrefixBackend) DetachPort(name string) error {
+	return fmt.Errorf("%w: port %q is not attached", policy.ErrNotFound, name)
+}
+
+func TestKindPrefixIsStripped(t *testing.T) {
+	sock := providertest.Serve(t, kindPrefixBackend{providertest.NewBackend()})
+	err := provider.NewClient(sock).DetachPort(t.Context(), "vm1")
+	if !errors.Is(err, policy.ErrNotFound) || err.Error() != `port "vm1" is not attached` {
+		t.Fatalf("DetachPort: %v; want ErrNotFound without the \"not found: \" prefix", err)
 	}
 }

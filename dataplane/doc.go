@@ -8,7 +8,10 @@
 // instead of an OS thread, and Close wakes it with an error wrapping
 // os.ErrClosed. ReadBatch and WriteBatch are safe for concurrent use without
 // locks: each call takes its syscall vectors from a pool in the object, so
-// steady-state calls do not allocate. Frames the kernel refuses on
+// steady-state calls do not allocate. (The GRE socket drives recvmmsg and
+// sendmmsg itself rather than through golang.org/x/net's PacketConn batches,
+// which allocate a net.Addr for every received message.) Frames the kernel
+// refuses on
 // write (interface down, no buffer space, no route, too big) are counted in
 // Stats and skipped rather than returned as errors, so a bad port or peer
 // cannot wedge a worker.

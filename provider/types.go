@@ -119,7 +119,7 @@ func (s PortSpec) Normalized() (PortSpec, error) {
 	if s.MACAddress.IsZero() || s.MACAddress.IsMulticast() {
 		return s, fmt.Errorf("MACAddress %s is invalid: use the VM's unicast MAC such as 00:15:5d:01:02:03", s.MACAddress)
 	}
-	if err := CheckVSID("VirtualSubnetID", s.VirtualSubnetID, true); err != nil {
+	if err := checkVSID("VirtualSubnetID", s.VirtualSubnetID, true); err != nil {
 		return s, err
 	}
 	seen := make(map[netip.Addr]bool, len(s.CustomerAddresses))
@@ -148,12 +148,12 @@ func (q NextHopQuery) Validate() error {
 	if !q.DestinationCustomerAddress.IsValid() {
 		return fmt.Errorf("DestinationCustomerAddress is missing: give the CA to reach")
 	}
-	return CheckVSID("SourceVirtualSubnetID", q.SourceVirtualSubnetID, false)
+	return checkVSID("SourceVirtualSubnetID", q.SourceVirtualSubnetID, false)
 }
 
-// CheckVSID reports whether v is a legal VSID for the named field; zeroOK
+// checkVSID reports whether v is a legal VSID for the named field; zeroOK
 // admits 0, which on a port means "not virtualized".
-func CheckVSID(field string, v policy.VSID, zeroOK bool) error {
+func checkVSID(field string, v policy.VSID, zeroOK bool) error {
 	if v == 0 && zeroOK {
 		return nil
 	}

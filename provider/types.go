@@ -151,7 +151,7 @@ func (q NextHopQuery) Validate() error {
 	return checkVSID("SourceVirtualSubnetID", q.SourceVirtualSubnetID, false)
 }
 
-// checkVSID reports whether v is a legal VSID for the named field; zeroOK
+// checkVSID returns an error naming field unless v is a legal VSID; zeroOK
 // admits 0, which on a port means "not virtualized".
 func checkVSID(field string, v policy.VSID, zeroOK bool) error {
 	if v == 0 && zeroOK {

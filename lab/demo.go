@@ -109,13 +109,25 @@ func (t Topology) kind(src, dst VM, self bool) string {
 	switch {
 	case self:
 		return "self (own CA)"
+	case src.Tenant != dst.Tenant && t.owns(src.Tenant, dst):
+		return "isolated: " + src.Tenant + "'s own VM has this CA"
 	case src.Tenant != dst.Tenant:
-		return "isolated (other tenant)"
+		return "isolated: no such CA in " + src.Tenant
 	case src.VSID == dst.VSID:
 		return "same subnet, " + where
 	default:
 		return "routed, " + where
 	}
+}
+
+// owns reports whether a VM of tenant has one of dst's CAs.
+func (t Topology) owns(tenant string, dst VM) bool {
+	for _, v := range t.VMs {
+		if v.Tenant == tenant && (v.V4 == dst.V4 || v.V6 == dst.V6) {
+			return true
+		}
+	}
+	return false
 }
 
 // PrintMatrix writes the matrix as a table and returns how many checks failed.

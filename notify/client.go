@@ -212,10 +212,10 @@ func (h *Handle) Close() error {
 // Event is one decoded notification; exactly one of the pointers is set,
 // matching Type.
 type Event struct {
-	Type           NotificationType `json:"Type"`
-	PolicyMismatch *PolicyMismatch  `json:"PolicyMismatch,omitempty"`
-	Redirect       *Redirect        `json:"Redirect,omitempty"`
-	ObjectChange   *ObjectChange    `json:"ObjectChange,omitempty"`
+	Type           NotificationType
+	PolicyMismatch *PolicyMismatch
+	Redirect       *Redirect
+	ObjectChange   *ObjectChange
 }
 
 // OverflowError reports that the server dropped events of Type for this

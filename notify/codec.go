@@ -78,13 +78,12 @@ func (t NotificationType) MarshalText() ([]byte, error) {
 // putAddr writes a's family at famOff and its bytes (network order, IPv4 in
 // the first 4 of 16) at addrOff. b must be zeroed.
 func putAddr(b []byte, famOff, addrOff int, a netip.Addr) {
+	binary.LittleEndian.PutUint16(b[famOff:], Family(a))
 	switch {
 	case a.Is4():
-		binary.LittleEndian.PutUint16(b[famOff:], AFInet)
 		v := a.As4()
 		copy(b[addrOff:addrOff+4], v[:])
 	case a.Is6():
-		binary.LittleEndian.PutUint16(b[famOff:], AFInet6)
 		v := a.As16()
 		copy(b[addrOff:addrOff+16], v[:])
 	}

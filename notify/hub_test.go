@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -291,5 +292,25 @@ func TestMemoryBoundedWithSilentConsumer(t *testing.T) {
 	}
 	if a := testing.AllocsPerRun(1000, func() { h.PolicyMismatch(5001, ca1, pa1) }); a != 0 {
 		t.Fatalf("PolicyMismatch allocates %v times per call", a)
+	}
+}
+
+func TestEventTextAndJSON(t *testing.T) {
+	ev := Event{Type: PolicyMismatchType, PolicyMismatch: &PolicyMismatch{5001, ca1, pa1}}
+	if s := ev.String(); s != "policy-mismatch vsid=5001 ca=10.0.0.11 pa=198.18.0.2 families=2/2" {
+		t.Fatalf("String() = %q", s)
+	}
+	j, err := json.Marshal(ev)
+	if err != nil || string(j) != `{"Type":"policy-mismatch","VirtualSubnetId":5001,"CAFamily":2,"CA":"10.0.0.11","PAFamily":2,"PA":"198.18.0.2"}` {
+		t.Fatalf("JSON = %s, %v", j, err)
+	}
+	ev = Event{Type: ObjectChangeType, ObjectChange: &ObjectChange{ObjectType: CustomerAddressType,
+		CustomerAddress: &CustomerAddressChange{packet.MAC{0, 0x15, 0x5d, 1, 2, 3}, netip.MustParseAddr("fd00::11"), 5001, netip.Addr{}, CustomerAddressAdded}}}
+	if s := ev.String(); s != "customer-address added mac=00:15:5d:01:02:03 ca=fd00::11 vsid=5001 pa=-" {
+		t.Fatalf("String() = %q", s)
+	}
+	j, _ = json.Marshal(ev)
+	if string(j) != `{"Type":"object-change","ObjectType":"customer-address","MACAddress":"00:15:5d:01:02:03","CAFamily":23,"CA":"fd00::11","VirtualSubnetId":5001,"PAFamily":0,"PA":"","NotificationReason":"added"}` {
+		t.Fatalf("JSON = %s", j)
 	}
 }

@@ -6,7 +6,10 @@ import (
 )
 
 // Error kinds, distinguishable with errors.Is. The provider API maps them to
-// HTTP 400, 404 and 409.
+// HTTP 400, 404 and 409. ErrInvalid: bad input or a missing prerequisite
+// (e.g. no on-link route for a CA). ErrExists: an existing object blocks the
+// change (same identity, a CA mapped to another MAC, a VSID in another
+// routing domain, a route that records still depend on).
 var (
 	ErrInvalid  = errors.New("invalid")
 	ErrNotFound = errors.New("not found")

@@ -146,7 +146,8 @@ func (f *ProviderRouteFilter) String() string {
 // AddLookupRecord validates and adds r, returning it as stored (addresses in
 // canonical form). Rule and Type are taken as given: their zero values are
 // Nat and Static, so the provider API and wnvctl default a missing Rule to
-// Encap before calling.
+// Encap before calling. Unusable and Unsynchronized are kept as given; they
+// are read-only to users, so the provider API clears them.
 func (s *Store) AddLookupRecord(r LookupRecord) (LookupRecord, error) {
 	var out LookupRecord
 	err := s.update(func(x *tx) error {
@@ -201,7 +202,7 @@ func (s *Store) RemoveLookupRecords(f LookupRecordFilter) ([]LookupRecord, error
 			return notFoundf("no lookup record has %s", &f)
 		}
 		out = make([]LookupRecord, len(ps))
-		if f.empty() {
+		if f.empty() && len(ps) > 0 {
 			for i, p := range ps {
 				out[i] = *p
 			}

@@ -22,7 +22,8 @@ func checkVSID(v VSID) error {
 	return nil
 }
 
-// unicast reports whether a is usable as a host address.
+// unicast reports whether a is usable as a host address. Loopback and
+// link-local are allowed: a lab may run hosts on 127.0.0.x.
 func unicast(a netip.Addr) bool {
 	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() &&
 		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})

@@ -71,4 +71,6 @@ type rdRouteKey struct {
 	crKey
 }
 
-func keyOfRoute(r *CustomerRoute) rdRouteKey { return rdRouteKey{rd: r.RoutingDomainID, crKey: routeKey(r)} }
+func keyOfRoute(r *CustomerRoute) rdRouteKey {
+	return rdRouteKey{rd: r.RoutingDomainID, crKey: routeKey(r)}
+}

@@ -329,10 +329,11 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 	}
 	if !keep {
 		defer func() {
-			if derr := l.Down(); derr != nil && err == nil {
-				err = derr
-			} else {
+			derr := l.Down()
+			if derr == nil {
 				fmt.Fprintln(w, "\nlab torn down (use --keep to leave it running)")
+			} else if err == nil {
+				err = derr
 			}
 		}()
 	}

@@ -80,10 +80,12 @@ type shardPage[K shardKey, V any] [pageSize]map[K]V
 type shardArray[K shardKey, V any] [nPages]*shardPage[K, V]
 
 func (a *shardArray[K, V]) get(k K) (V, bool) {
-	i := k.shard()
-	if p := a[i/pageSize]; p != nil {
-		v, ok := p[i%pageSize][k]
-		return v, ok
+	if a != nil {
+		i := k.shard()
+		if p := a[i/pageSize]; p != nil {
+			v, ok := p[i%pageSize][k]
+			return v, ok
+		}
 	}
 	var zero V
 	return zero, false
@@ -91,6 +93,9 @@ func (a *shardArray[K, V]) get(k K) (V, bool) {
 
 // all yields every value, in no particular order.
 func (a *shardArray[K, V]) all(yield func(V) bool) {
+	if a == nil {
+		return
+	}
 	for _, p := range a {
 		if p == nil {
 			continue

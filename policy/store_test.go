@@ -423,3 +423,19 @@ func TestConcurrentReadersDuringWrites(t *testing.T) {
 		t.Errorf("readers never ran")
 	}
 }
+
+func TestZeroTableIsEmpty(t *testing.T) {
+	var tb Table
+	if _, found := tb.LookupCA(5001, addr("10.0.0.5")); found {
+		t.Errorf("zero Table found a record")
+	}
+	if _, found := tb.LookupMAC(5001, mac("00:15:5d:00:00:05")); found {
+		t.Errorf("zero Table found a MAC")
+	}
+	if _, found := tb.Route(rd1, addr("10.0.0.5")); found {
+		t.Errorf("zero Table found a route")
+	}
+	if o := tb.Objects(); len(o.LookupRecords)+len(o.CustomerRoutes) != 0 {
+		t.Errorf("zero Table lists objects: %+v", o)
+	}
+}

@@ -9,7 +9,7 @@ import (
 // Table is an immutable snapshot of the policy, indexed for the switch's fast
 // path. All reads are lock-free and allocation-free; the pointers it returns
 // point into the snapshot and must not be modified. An old Table keeps
-// answering with the state it was built from.
+// answering with the state it was built from. The zero Table is empty.
 type Table struct {
 	version uint64
 	global  Global

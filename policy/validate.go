@@ -76,11 +76,11 @@ func checkLookupRecord(r *LookupRecord) error {
 	ca := r.CustomerAddress
 	if zeroCA(r.Type) {
 		if !ca.IsValid() {
-			return invalidf("CustomerAddress is missing: a %s record uses 0.0.0.0 or ::", r.Type)
+			return invalidf("CustomerAddress is missing: Type %s uses 0.0.0.0 or ::", r.Type)
 		}
 		ca = ca.Unmap()
 		if !ca.IsUnspecified() || ca.Zone() != "" {
-			return invalidf("CustomerAddress %s is not allowed in a %s record: use 0.0.0.0 or ::", r.CustomerAddress, r.Type)
+			return invalidf("CustomerAddress %s is not allowed with Type %s: use 0.0.0.0 or ::", r.CustomerAddress, r.Type)
 		}
 	} else {
 		var err error

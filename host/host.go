@@ -120,7 +120,7 @@ func (h *Host) UnderlayMTU() int { return h.underlayMTU }
 func (h *Host) NextHop(q provider.NextHopQuery) (provider.NextHop, error) {
 	r, err := vswitch.NextHop(h.store.Table(), q.SourceVirtualSubnetID, q.SourceCustomerAddress, q.DestinationCustomerAddress)
 	if err != nil {
-		return provider.NextHop{}, fmt.Errorf("%w: %w", policy.ErrNotFound, err)
+		return provider.NextHop{}, &policy.Error{Kind: policy.ErrNotFound, Msg: err.Error()}
 	}
 	return provider.NextHop(r), nil
 }

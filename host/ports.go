@@ -24,19 +24,19 @@ type port struct {
 func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 	spec, err := spec.Normalized()
 	if err != nil {
-		return provider.Port{}, fmt.Errorf("%w: %w", policy.ErrInvalid, err)
+		return provider.Port{}, &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.ports[spec.Name]; ok {
-		return provider.Port{}, fmt.Errorf("%w: port %q is already attached: detach it first", policy.ErrExists, spec.Name)
+		return provider.Port{}, kindErr(policy.ErrExists, "port %q is already attached: detach it first", spec.Name)
 	}
 	for _, p := range h.ports {
 		if p.spec.VirtualSubnetID == spec.VirtualSubnetID && p.spec.MACAddress == spec.MACAddress {
-			return provider.Port{}, fmt.Errorf("%w: MACAddress %s is already used by port %q in VirtualSubnetID %d", policy.ErrExists, spec.MACAddress, p.spec.Name, spec.VirtualSubnetID)
+			return provider.Port{}, kindErr(policy.ErrExists, "MACAddress %s is already used by port %q in VirtualSubnetID %d", spec.MACAddress, p.spec.Name, spec.VirtualSubnetID)
 		}
 		if p.spec.TAP == spec.TAP {
-			return provider.Port{}, fmt.Errorf("%w: TAP %q is already used by port %q", policy.ErrExists, spec.TAP, p.spec.Name)
+			return provider.Port{}, kindErr(policy.ErrExists, "TAP %q is already used by port %q", spec.TAP, p.spec.Name)
 		}
 	}
 	mtu := spec.MTU
@@ -53,7 +53,7 @@ func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 	if err := h.publishPortsLocked(); err != nil {
 		delete(h.ports, spec.Name)
 		tap.Close()
-		return provider.Port{}, fmt.Errorf("%w: %w", policy.ErrInvalid, err)
+		return provider.Port{}, &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
 	}
 	h.sw.Counters.ResetPort(p.index)
 	h.wg.Add(1)
@@ -72,7 +72,7 @@ func (h *Host) DetachPort(name string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.ports[name]; !ok {
-		return fmt.Errorf("%w: port %q is not attached", policy.ErrNotFound, name)
+		return kindErr(policy.ErrNotFound, "port %q is not attached", name)
 	}
 	h.detachLocked(name)
 	return nil
@@ -157,4 +157,10 @@ func (h *Host) caEvents(p *port, reason notify.CAReason) {
 		}
 		h.hub.CustomerAddressChange(p.spec.MACAddress, ca, uint32(p.spec.VirtualSubnetID), pa, uint32(reason))
 	}
+}
+
+// kindErr is a one-sentence error of a policy error kind, so the provider API
+// answers with the right status and without a kind prefix.
+func kindErr(kind error, format string, a ...any) error {
+	return &policy.Error{Kind: kind, Msg: fmt.Sprintf(format, a...)}
 }

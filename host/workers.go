@@ -130,7 +130,12 @@ func (h *Host) underlayWorker(s *dataplane.GRESocket) {
 	for {
 		n, err := s.ReadBatch(pkts)
 		for i := 0; i < n; i++ {
-			out.add(h.sw.FromUnderlay(pkts[i].Src, pkts[i].Dst, pkts[i].Buf[:pkts[i].N]))
+			r := h.sw.FromUnderlay(pkts[i].Src, pkts[i].Dst, pkts[i].Buf[:pkts[i].N])
+			if r.Action == vswitch.Redirect {
+				h.applyRedirect(r.Redirect)
+				continue
+			}
+			out.add(r)
 		}
 		out.flush(h)
 		if err != nil {

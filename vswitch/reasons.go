@@ -28,6 +28,8 @@ const (
 	ReasonUnknownVSID
 	ReasonPolicyMismatch
 	ReasonNotForLocalPA
+	ReasonBadRedirect
+	ReasonStaleRedirect
 	numReasons
 )
 
@@ -55,6 +57,8 @@ var reasonNames = [numReasons]string{
 	ReasonUnknownVSID:          "unknown-vsid",
 	ReasonPolicyMismatch:       "policy-mismatch",
 	ReasonNotForLocalPA:        "not-for-local-pa",
+	ReasonBadRedirect:          "bad-redirect",
+	ReasonStaleRedirect:        "stale-redirect",
 }
 
 func (r Reason) String() string {

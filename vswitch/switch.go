@@ -38,7 +38,18 @@ const (
 	// ToUnderlay: send Result.Data (GRE header + inner frame) from provider
 	// address Result.Src to Result.Dst.
 	ToUnderlay
+	// Redirect: a valid redirect arrived; the caller moves the lookup record
+	// of Result.Redirect.CA to Result.Redirect.NewPA and raises the
+	// notification.
+	Redirect
 )
+
+// RedirectInfo is a redirect the switch accepted: CA of VSID moved from PA to
+// NewPA.
+type RedirectInfo struct {
+	VSID          policy.VSID
+	CA, PA, NewPA netip.Addr
+}
 
 // Result is the verdict for one frame. Data aliases either the input buffer
 // or the caller's scratch buffer.
@@ -48,6 +59,7 @@ type Result struct {
 	Port     int
 	Src, Dst netip.Addr
 	Data     []byte
+	Redirect RedirectInfo
 }
 
 // Config holds the switch's fixed parameters.

@@ -1,0 +1,50 @@
+package host
+
+import (
+	"net/netip"
+
+	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/vswitch"
+)
+
+// applyRedirect moves the lookup record a redirect names to its new PA, so
+// this host's switch sends there at once, and raises the redirect and
+// customer-address-moved notifications.
+func (h *Host) applyRedirect(r vswitch.RedirectInfo) {
+	newPA := r.NewPA
+	recs, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: r.CA, VirtualSubnetID: r.VSID, ProviderAddress: r.PA},
+		policy.LookupRecordChange{ProviderAddress: &newPA})
+	if err != nil {
+		h.log.Warn("applying redirect", "vsid", r.VSID, "ca", r.CA, "pa", r.PA, "newPA", r.NewPA, "err", err)
+		return
+	}
+	h.log.Info("redirect applied", "vsid", r.VSID, "ca", r.CA, "pa", r.PA, "newPA", r.NewPA)
+	if h.hub == nil {
+		return
+	}
+	h.hub.Redirect(uint32(r.VSID), r.CA, r.PA, r.NewPA)
+	for _, rec := range recs {
+		h.hub.CustomerAddressChange(rec.MACAddress, rec.CustomerAddress, uint32(rec.VirtualSubnetID), newPA, uint32(notify.CustomerAddressMoved))
+	}
+}
+
+// SendRedirect tells the host at peer that CA of vsid moved from this host's
+// PA pa to newPA.
+func (h *Host) SendRedirect(peer netip.Addr, vsid policy.VSID, ca, pa, newPA netip.Addr) error {
+	sock := (*h.pas.socks.Load())[pa]
+	if sock == nil {
+		return &noSocketError{pa}
+	}
+	buf := make([]byte, 128)
+	msg := vswitch.BuildRedirect(buf, vsid, ca, pa, newPA)
+	_, err := sock.WriteBatch([]dataplane.Packet{{Buf: msg, N: len(msg), Src: pa, Dst: peer}})
+	return err
+}
+
+type noSocketError struct{ pa netip.Addr }
+
+func (e *noSocketError) Error() string {
+	return "provider address " + e.pa.String() + " is not up on this host"
+}

@@ -43,7 +43,12 @@ func build(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		out, err := exec.Command("make", "BUILD="+buildDir, "progs").CombinedOutput()
+		args := []string{"BUILD=" + buildDir, "progs"}
+		// e.g. WNVAPI_CFLAGS="-O1 -g -fsanitize=address,undefined" to run the C tests under sanitizers.
+		if f := os.Getenv("WNVAPI_CFLAGS"); f != "" {
+			args = append(args, "CFLAGS="+f, "LDLIBS=-pthread "+f)
+		}
+		out, err := exec.Command("make", args...).CombinedOutput()
 		if err != nil {
 			buildErr = errors.New(string(out))
 		}

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -312,5 +313,49 @@ func TestEventTextAndJSON(t *testing.T) {
 	j, _ = json.Marshal(ev)
 	if string(j) != `{"Type":"object-change","ObjectType":"customer-address","MACAddress":"00:15:5d:01:02:03","CAFamily":23,"CA":"fd00::11","VirtualSubnetId":5001,"PAFamily":0,"PA":"","NotificationReason":"added"}` {
 		t.Fatalf("JSON = %s", j)
+	}
+}
+
+// Concurrent raisers and a reader: every admitted event is accounted for
+// exactly once (merged, delivered, dropped or still queued).
+func TestConcurrentRaisersConserveEvents(t *testing.T) {
+	h := NewHub(Config{QueueDepth: 64})
+	s := h.Subscribe()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20_000 {
+				h.PolicyMismatch(uint32(5000+w), netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i % 50)}), pa1)
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		buf := make([]byte, 16*PolicyMismatchSize)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-s.Ready(PolicyMismatchType):
+				s.Fill(PolicyMismatchType, buf)
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	<-readerDone
+	_, remaining := s.Fill(PolicyMismatchType, nil)
+	st := h.Stats().Types[PolicyMismatchType]
+	if st.Raised != 80_000 {
+		t.Fatalf("Raised = %d, want 80000", st.Raised)
+	}
+	admitted := st.Raised - st.RateLimited
+	if got := st.Merged + st.Delivered + st.Dropped + uint64(remaining); got != admitted {
+		t.Fatalf("merged %d + delivered %d + dropped %d + queued %d = %d, want %d admitted",
+			st.Merged, st.Delivered, st.Dropped, remaining, got, admitted)
 	}
 }

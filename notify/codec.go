@@ -15,7 +15,6 @@ const (
 	ProviderAddressChangeSize = 24
 	CustomerAddressChangeSize = 52
 	ObjectChangeSize          = 56
-	maxRecordSize             = RedirectSize
 )
 
 var recordSizes = [NotificationTypeMax]int{PolicyMismatchSize, RedirectSize, ObjectChangeSize}

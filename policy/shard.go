@@ -24,17 +24,17 @@ const (
 // ::ffff:10.0.0.1 style collisions cannot happen between families.
 const v6Bit = 1 << 31
 
-// caKey is (VSID, CA) without pointers, so the maps need no GC scanning of
-// keys and hash cheaply.
+// caKey is (VSID, CA) without pointers or padding, so the maps need no GC
+// scanning of keys and hash the key as one block of memory.
 type caKey struct {
 	hi, lo uint64
-	vf     uint32 // VSID | v6Bit
+	vf     uint64 // VSID | v6Bit
 }
 
 func makeCAKey(vsid VSID, a netip.Addr) caKey {
 	a = a.Unmap()
 	b := a.As16()
-	vf := uint32(vsid)
+	vf := uint64(vsid)
 	if !a.Is4() {
 		vf |= v6Bit
 	}
@@ -42,22 +42,22 @@ func makeCAKey(vsid VSID, a netip.Addr) caKey {
 }
 
 func (k caKey) shard() uint32 {
-	return mix(k.hi*0x9e3779b97f4a7c15 ^ k.lo ^ uint64(k.vf)<<17)
+	return mix(k.hi*0x9e3779b97f4a7c15 ^ k.lo ^ k.vf<<17)
 }
 
-// macKey is (VSID, MAC), optionally with v6Bit for per-family indexes.
+// macKey is (VSID, MAC), optionally with v6Bit for per-family indexes,
+// packed without padding.
 type macKey struct {
-	vf  uint32
-	mac packet.MAC
+	vf  uint64
+	mac uint64
 }
 
-func makeMACKey(vf uint32, m packet.MAC) macKey { return macKey{vf: vf, mac: m} }
-
-func (k macKey) shard() uint32 {
-	m := uint64(k.mac[0])<<40 | uint64(k.mac[1])<<32 | uint64(k.mac[2])<<24 |
-		uint64(k.mac[3])<<16 | uint64(k.mac[4])<<8 | uint64(k.mac[5])
-	return mix(m ^ uint64(k.vf)<<48 ^ uint64(k.vf)>>16)
+func makeMACKey(vf uint32, m packet.MAC) macKey {
+	return macKey{vf: uint64(vf), mac: uint64(m[0])<<40 | uint64(m[1])<<32 | uint64(m[2])<<24 |
+		uint64(m[3])<<16 | uint64(m[4])<<8 | uint64(m[5])}
 }
+
+func (k macKey) shard() uint32 { return mix(k.mac ^ k.vf<<48 ^ k.vf>>16) }
 
 // mix is a 64-bit finalizer (murmur3 fmix64); the top bits pick the shard.
 func mix(h uint64) uint32 {
@@ -79,9 +79,12 @@ type shardPage[K shardKey, V any] [pageSize]map[K]V
 // shardArray is the page table; nil pages have only empty shards.
 type shardArray[K shardKey, V any] [nPages]*shardPage[K, V]
 
-func (a *shardArray[K, V]) get(k K) (V, bool) {
+func (a *shardArray[K, V]) get(k K) (V, bool) { return a.getAt(k.shard(), k) }
+
+// getAt is get with k's shard i computed by the caller: the fast path calls it
+// from non-generic code, where shard() inlines.
+func (a *shardArray[K, V]) getAt(i uint32, k K) (V, bool) {
 	if a != nil {
-		i := k.shard()
 		if p := a[i/pageSize]; p != nil {
 			v, ok := p[i%pageSize][k]
 			return v, ok

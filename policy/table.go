@@ -20,7 +20,7 @@ type Table struct {
 	byCA   *shardArray[caKey, *LookupRecord]
 	byZero *shardArray[macKey, *LookupRecord]
 	byMAC  *shardArray[macKey, []*LookupRecord]
-	gw     map[uint32]*LookupRecord // VSID|v6Bit -> GatewayWildcard record
+	gw     map[uint64]*LookupRecord // VSID|v6Bit -> GatewayWildcard record
 	l2only map[VSID]int             // number of L2Only records per VSID
 	nrec   int
 
@@ -55,7 +55,7 @@ func emptyTable() *Table {
 		byCA:    new(shardArray[caKey, *LookupRecord]),
 		byZero:  new(shardArray[macKey, *LookupRecord]),
 		byMAC:   new(shardArray[macKey, []*LookupRecord]),
-		gw:      map[uint32]*LookupRecord{},
+		gw:      map[uint64]*LookupRecord{},
 		l2only:  map[VSID]int{},
 		rds:     map[GUID]*rdTable{},
 		vsids:   map[VSID]*vsidInfo{},
@@ -66,13 +66,15 @@ func emptyTable() *Table {
 
 // LookupCA returns the Static or Dynamic record of ca in vsid.
 func (t *Table) LookupCA(vsid VSID, ca netip.Addr) (*LookupRecord, bool) {
-	return t.byCA.get(makeCAKey(vsid, ca))
+	k := makeCAKey(vsid, ca)
+	return t.byCA.getAt(k.shard(), k)
 }
 
 // LookupMAC returns a record of mac in vsid (any of them: they share the VM's
 // PA).
 func (t *Table) LookupMAC(vsid VSID, mac packet.MAC) (*LookupRecord, bool) {
-	rs, ok := t.byMAC.get(makeMACKey(uint32(vsid), mac))
+	k := makeMACKey(uint32(vsid), mac)
+	rs, ok := t.byMAC.getAt(k.shard(), k)
 	if !ok {
 		return nil, false
 	}
@@ -81,7 +83,7 @@ func (t *Table) LookupMAC(vsid VSID, mac packet.MAC) (*LookupRecord, bool) {
 
 // GatewayWildcard returns the GatewayWildcard record of vsid for the family.
 func (t *Table) GatewayWildcard(vsid VSID, v6 bool) (*LookupRecord, bool) {
-	vf := uint32(vsid)
+	vf := uint64(vsid)
 	if v6 {
 		vf |= v6Bit
 	}

@@ -100,11 +100,28 @@ func (l *Lab) pid(name string) int {
 	return pid
 }
 
+// PartialError is an Up failure after building started: what was built stays
+// for inspection, and Down removes it.
+type PartialError struct{ Err error }
+
+func (e *PartialError) Error() string { return e.Err.Error() }
+func (e *PartialError) Unwrap() error { return e.Err }
+
 // Up builds the lab: namespaces and links, one wnvd per host, policy through
 // each provider API, VM addresses and routes, and a probe responder per VM.
-// Leftovers of a crashed or partial lab are removed first. On failure the
-// partial lab stays for inspection; Down removes it.
+// Leftovers of a crashed or partial lab are removed first. Failures once
+// building has started are *PartialError.
 func (l *Lab) Up(ctx context.Context) error {
+	if err := l.up(ctx); err != nil {
+		if errors.Is(err, ErrAlreadyUp) || !namespaceExists(l.Topology.Namespace("underlay")) {
+			return err
+		}
+		return &PartialError{Err: err}
+	}
+	return nil
+}
+
+func (l *Lab) up(ctx context.Context) error {
 	t := l.Topology
 	if err := t.Validate(); err != nil {
 		return err
@@ -410,7 +427,11 @@ func tail(path string, n int) string {
 	if err != nil {
 		return "(no log)"
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	text := strings.TrimRight(string(b), "\n")
+	if text == "" {
+		return "(the log is empty)"
+	}
+	lines := strings.Split(text, "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

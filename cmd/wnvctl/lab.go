@@ -52,10 +52,11 @@ func init() {
 				fmt.Printf("lab is already up (state in %s): 'wnvctl lab status' shows it, 'wnvctl lab down' removes it\n", l.StateDir)
 				return nil
 			}
-			if err != nil {
+			var partial *lab.PartialError
+			if errors.As(err, &partial) {
 				return fmt.Errorf("%w\nthe partial lab is left for inspection (logs in %s); 'wnvctl lab down' removes it", err, l.StateDir)
 			}
-			return nil
+			return err
 		},
 	}
 	down := &cobra.Command{

@@ -285,11 +285,7 @@ func (l *Lab) startDaemon(h Host) error {
 }
 
 func (l *Lab) startResponder(v VM) error {
-	name := "probe-" + v.Name
-	if err := l.spawn(name, l.Topology.Namespace(v.Name), l.Wnvctl, "probe", "serve", "--name", v.Name); err != nil {
-		return err
-	}
-	return nil
+	return l.spawn("probe-"+v.Name, l.Topology.Namespace(v.Name), l.Wnvctl, "probe", "serve", "--name", v.Name)
 }
 
 // spawn starts a long-running process inside a namespace with `ip netns exec`

@@ -41,7 +41,7 @@ func NewHandler(b Backend) http.Handler {
 		fresh: func() policy.LookupRecord {
 			return policy.LookupRecord{Rule: policy.TranslationMethodEncap, Type: policy.Static}
 		},
-		add:    (*policy.Store).AddLookupRecord,
+		add:    addLookupRecord,
 		list:   (*policy.Store).LookupRecords,
 		set:    (*policy.Store).SetLookupRecords,
 		remove: (*policy.Store).RemoveLookupRecords,
@@ -339,4 +339,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	// The status is sent; an encoding or write error can only mean the
 	// client went away.
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// addLookupRecord refuses the read-only diagnostics, which the host sets.
+func addLookupRecord(s *policy.Store, r policy.LookupRecord) (policy.LookupRecord, error) {
+	if r.Unusable || r.Unsynchronized {
+		return r, &policy.Error{Kind: policy.ErrInvalid, Msg: "Unusable and Unsynchronized are read-only: leave them out"}
+	}
+	return s.AddLookupRecord(r)
 }

@@ -496,3 +496,16 @@ func TestKindPrefixIsStripped(t *testing.T) {
 		t.Fatalf("DetachPort: %v; want ErrNotFound without the \"not found: \" prefix", err)
 	}
 }
+
+func TestReadOnlyRecordFlagsRejected(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	body := `{"CustomerAddress":"10.0.0.9","VirtualSubnetID":5001,"MACAddress":"02:00:00:00:00:09","ProviderAddress":"198.18.0.9","Unusable":true}`
+	status, msg := e.do(t, "POST", "/v1/lookup-records", body)
+	if status != 400 || !strings.Contains(msg, "read-only") {
+		t.Fatalf("got %d %q, want 400 naming the read-only property", status, msg)
+	}
+	if n := len(e.b.Store().LookupRecords(policy.LookupRecordFilter{})); n != 1 {
+		t.Fatalf("%d records after the rejected request, want the 1 seeded", n)
+	}
+}

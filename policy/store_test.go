@@ -157,8 +157,11 @@ func TestProviderAddressesAndLocalPA(t *testing.T) {
 	if a, _ := tb.LocalPA(true); a != addr("fd00:198::1") {
 		t.Errorf("LocalPA(v6) = %v", a)
 	}
-	if !tb.IsLocalPA(addr("198.18.0.5")) || tb.IsLocalPA(addr("198.18.0.6")) {
+	if !tb.IsLocalPA(addr("198.18.0.9")) || tb.IsLocalPA(addr("198.18.0.6")) {
 		t.Errorf("IsLocalPA wrong")
+	}
+	if tb.IsLocalPA(addr("198.18.0.5")) {
+		t.Errorf("IsLocalPA true for a Duplicate PA, which belongs to another host")
 	}
 	if err := s.SetAddressState(addr("198.18.0.5"), AddressPreferred); err != nil {
 		t.Fatal(err)

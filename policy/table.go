@@ -137,11 +137,12 @@ func (v *vsidInfo) onLinkFor(a netip.Addr) (netip.Prefix, bool) {
 // address: 10.0.0.0/24 -> 10.0.0.1, fd00:0:0:1::/64 -> fd00:0:0:1::1.
 func GatewayAddress(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
 
-// IsLocalPA reports whether a is a provider address of this host, in any
-// AddressState.
+// IsLocalPA reports whether a is a provider address of this host in any
+// AddressState but Duplicate: a duplicate PA belongs to another host, so
+// traffic for it must still be encapsulated there.
 func (t *Table) IsLocalPA(a netip.Addr) bool {
-	_, ok := t.pas[a.Unmap()]
-	return ok
+	p, ok := t.pas[a.Unmap()]
+	return ok && p.AddressState != AddressDuplicate
 }
 
 // LocalPA returns a local PA of the family to send from: Preferred first,

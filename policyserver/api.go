@@ -1,0 +1,209 @@
+package policyserver
+
+import (
+	"context"
+	"iter"
+	"net/netip"
+	"time"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// Wire types of the policy server's HTTP/JSON API. Field names follow the
+// original policy properties so that they read like the provider API's.
+
+// Tenant is a customer. Identity: CustomerID.
+type Tenant struct {
+	CustomerID policy.GUID `json:"CustomerID"`
+	Name       string      `json:"Name"`
+}
+
+// RoutingDomain is one tenant network. Identity: RoutingDomainID.
+type RoutingDomain struct {
+	RoutingDomainID policy.GUID `json:"RoutingDomainID"`
+	CustomerID      policy.GUID `json:"CustomerID"`
+	Name            string      `json:"Name,omitempty"`
+}
+
+// Encapsulation is the wire format of a virtual subnet.
+type Encapsulation string
+
+const (
+	NVGRE Encapsulation = "NVGRE"
+	VXLAN Encapsulation = "VXLAN"
+)
+
+// Subnet is a virtual subnet. Identity: VirtualSubnetID (unique in the
+// datacenter). Gateways defaults to the first host address of each prefix;
+// CustomerID is copied from the routing domain; Encapsulation defaults to
+// NVGRE.
+type Subnet struct {
+	VirtualSubnetID policy.VSID    `json:"VirtualSubnetID"`
+	RoutingDomainID policy.GUID    `json:"RoutingDomainID"`
+	CustomerID      policy.GUID    `json:"CustomerID"`
+	Prefixes        []netip.Prefix `json:"Prefixes"`
+	Gateways        []netip.Addr   `json:"Gateways"`
+	Encapsulation   Encapsulation  `json:"Encapsulation"`
+}
+
+// Host is a hypervisor host, registered by its host agent. Alive is true
+// while the agent keeps the host's liveness lease (TTLSeconds) going with
+// heartbeats; the server fills it on reads. The first of ProviderAddresses is
+// the PA its VMs' lookup records point at.
+type Host struct {
+	Name              string       `json:"Name"`
+	ProviderAddresses []netip.Addr `json:"ProviderAddresses"`
+	TTLSeconds        int64        `json:"TTLSeconds"`
+	Alive             bool         `json:"Alive"`
+	RegisteredAt      time.Time    `json:"RegisteredAt"`
+}
+
+// VM is a virtual machine's network identity. Name, MACAddress,
+// CustomerAddresses, VirtualSubnetID and Host are given; the server fills
+// RoutingDomainID, CustomerID and ProviderAddress (the PA of Host). A
+// migration sets PreviousHost, PreviousProviderAddress and MigratedAt, which
+// the old host uses to forward for a grace period and to send redirects.
+type VM struct {
+	Name                    string       `json:"Name"`
+	MACAddress              packet.MAC   `json:"MACAddress"`
+	CustomerAddresses       []netip.Addr `json:"CustomerAddresses"`
+	VirtualSubnetID         policy.VSID  `json:"VirtualSubnetID"`
+	Host                    string       `json:"Host"`
+	RoutingDomainID         policy.GUID  `json:"RoutingDomainID"`
+	CustomerID              policy.GUID  `json:"CustomerID"`
+	ProviderAddress         netip.Addr   `json:"ProviderAddress"`
+	PreviousHost            string       `json:"PreviousHost,omitempty"`
+	PreviousProviderAddress netip.Addr   `json:"PreviousProviderAddress,omitzero"`
+	MigratedAt              time.Time    `json:"MigratedAt,omitzero"`
+	CreatedAt               time.Time    `json:"CreatedAt"`
+}
+
+// Gateway is a VM that forwards a routing domain's traffic to and from
+// outside addresses. It yields a Static record for its CustomerAddress, a
+// GatewayWildcard record (CA 0.0.0.0 or ::) and a default customer route
+// (0.0.0.0/0 or ::/0) through its CustomerAddress. Server-filled fields are
+// as for VM.
+type Gateway struct {
+	Name            string      `json:"Name"`
+	VirtualSubnetID policy.VSID `json:"VirtualSubnetID"`
+	MACAddress      packet.MAC  `json:"MACAddress"`
+	CustomerAddress netip.Addr  `json:"CustomerAddress"`
+	Host            string      `json:"Host"`
+	RoutingDomainID policy.GUID `json:"RoutingDomainID"`
+	CustomerID      policy.GUID `json:"CustomerID"`
+	ProviderAddress netip.Addr  `json:"ProviderAddress"`
+}
+
+// Migration is the body of POST /v1/vms/{name}/migrate.
+type Migration struct {
+	Host string `json:"Host"`
+}
+
+// VMFilter selects VMs in GET /v1/vms; zero fields match anything.
+type VMFilter struct {
+	Host            string      `json:"host,omitempty"`
+	VirtualSubnetID policy.VSID `json:"vsid,omitempty"`
+	RoutingDomainID policy.GUID `json:"routingDomain,omitzero"`
+}
+
+// Policy is everything a host installs for one routing domain, read at one
+// etcd Revision: install Routes before Records (a record needs the on-link
+// route of its CA). Watching from Revision continues exactly after it.
+type Policy struct {
+	RoutingDomainID policy.GUID            `json:"RoutingDomainID"`
+	Revision        int64                  `json:"Revision"`
+	Subnets         []Subnet               `json:"Subnets"`
+	Records         []policy.LookupRecord  `json:"Records"`
+	Routes          []policy.CustomerRoute `json:"Routes"`
+}
+
+// LookupAnswer is the answer of GET /v1/lookup: the record of a CA in the
+// routing domain of the asked VSID (its own VSID may differ when the CA is
+// in another subnet of that routing domain), with the encapsulation of the
+// record's subnet.
+type LookupAnswer struct {
+	Revision      int64               `json:"Revision"`
+	Record        policy.LookupRecord `json:"Record"`
+	Encapsulation Encapsulation       `json:"Encapsulation"`
+}
+
+// EventType says what an Event is.
+type EventType string
+
+const (
+	// EventPut: an object was created or changed (a migration is a put of
+	// the VM with a new Host).
+	EventPut EventType = "put"
+	// EventDelete: an object was removed; the Prev fields hold it.
+	EventDelete EventType = "delete"
+	// EventProgress carries no change: the stream is alive and has seen
+	// everything up to Revision. It is the first event of every stream.
+	EventProgress EventType = "progress"
+	// EventResync: the asked revision is compacted away. The stream ends;
+	// re-read the Policy and watch again from its Revision.
+	EventResync EventType = "resync"
+)
+
+// Kind is the kind of object an event is about.
+type Kind string
+
+const (
+	KindTenant        Kind = "tenant"
+	KindRoutingDomain Kind = "routingDomain"
+	KindSubnet        Kind = "subnet"
+	KindHost          Kind = "host"
+	KindLiveness      Kind = "liveness" // a host's lease appeared (put) or expired (delete)
+	KindVM            Kind = "vm"
+	KindGateway       Kind = "gateway"
+)
+
+// Event is one line of the NDJSON stream of GET /v1/watch. Records/Routes
+// are the host-side objects derived from the object after the change,
+// PrevRecords/PrevRoutes those of the object before it; a host removes the
+// Prev ones it has and adds the new ones.
+type Event struct {
+	Type            EventType   `json:"Type"`
+	Kind            Kind        `json:"Kind,omitempty"`
+	Revision        int64       `json:"Revision"`
+	Name            string      `json:"Name,omitempty"`
+	RoutingDomainID policy.GUID `json:"RoutingDomainID,omitzero"`
+
+	Tenant            *Tenant        `json:"Tenant,omitempty"`
+	PrevTenant        *Tenant        `json:"PrevTenant,omitempty"`
+	RoutingDomain     *RoutingDomain `json:"RoutingDomain,omitempty"`
+	PrevRoutingDomain *RoutingDomain `json:"PrevRoutingDomain,omitempty"`
+	Subnet            *Subnet        `json:"Subnet,omitempty"`
+	PrevSubnet        *Subnet        `json:"PrevSubnet,omitempty"`
+	Host              *Host          `json:"Host,omitempty"`
+	PrevHost          *Host          `json:"PrevHost,omitempty"`
+	VM                *VM            `json:"VM,omitempty"`
+	PrevVM            *VM            `json:"PrevVM,omitempty"`
+	Gateway           *Gateway       `json:"Gateway,omitempty"`
+	PrevGateway       *Gateway       `json:"PrevGateway,omitempty"`
+
+	Records     []policy.LookupRecord  `json:"Records,omitempty"`
+	PrevRecords []policy.LookupRecord  `json:"PrevRecords,omitempty"`
+	Routes      []policy.CustomerRoute `json:"Routes,omitempty"`
+	PrevRoutes  []policy.CustomerRoute `json:"PrevRoutes,omitempty"`
+}
+
+// HostAPI is what a host agent needs from the policy server; *Client
+// implements it, and tests of the agent can fake it.
+type HostAPI interface {
+	RegisterHost(ctx context.Context, h Host) (Host, error)
+	Heartbeat(ctx context.Context, name string) (Host, error)
+	Policy(ctx context.Context, rd policy.GUID) (Policy, error)
+	Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (LookupAnswer, error)
+	VM(ctx context.Context, name string) (VM, error)
+	VMs(ctx context.Context, f VMFilter) ([]VM, error)
+	Subnet(ctx context.Context, vsid policy.VSID) (Subnet, error)
+	Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[Event, error]
+}
+
+var _ HostAPI = (*Client)(nil)
+
+// errorBody is the JSON of every error response: {"error": "one sentence"}.
+type errorBody struct {
+	Error string `json:"error"`
+}

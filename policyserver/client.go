@@ -1,0 +1,334 @@
+package policyserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wnv/wnv/policy"
+)
+
+// Client calls a policy server over HTTP(S). It is safe for concurrent use.
+type Client struct {
+	base string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the server at baseURL (http://host:port or
+// https://host:port). tlsConfig, when not nil, sets the CA to trust and the
+// client certificate for mutual TLS (see LoadClientTLS).
+func NewClient(baseURL string, tlsConfig *tls.Config) *Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConfig
+	tr.MaxIdleConnsPerHost = 16
+	return &Client{base: strings.TrimRight(baseURL, "/"), hc: &http.Client{Transport: tr}}
+}
+
+// CloseIdleConnections closes kept-alive connections, e.g. before exiting.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// Error is an error answered by the policy server. errors.Is matches
+// policy.ErrInvalid, ErrNotFound or ErrExists by status.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func (e *Error) Is(target error) bool {
+	switch e.Status {
+	case http.StatusBadRequest:
+		return target == policy.ErrInvalid
+	case http.StatusNotFound:
+		return target == policy.ErrNotFound
+	case http.StatusConflict:
+		return target == policy.ErrExists
+	}
+	return false
+}
+
+func (c *Client) request(ctx context.Context, method, path string, query url.Values, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: request could not be encoded: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("policy server at %s did not answer %s %s: %w", c.base, method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		var eb errorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
+			return nil, &Error{Status: resp.StatusCode, Message: fmt.Sprintf("policy server answered %s to %s %s without an error message", resp.Status, method, path)}
+		}
+		return nil, &Error{Status: resp.StatusCode, Message: eb.Error}
+	}
+	return resp, nil
+}
+
+// do sends one request; in, when not nil, is the JSON body, and out, when
+// not nil, receives the JSON answer.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	resp, err := c.request(ctx, method, path, query, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("policy server's answer to %s %s is not the expected JSON: %w", method, path, err)
+	}
+	return nil
+}
+
+func call[T any](c *Client, ctx context.Context, method, path string, query url.Values, in any) (T, error) {
+	var out T
+	err := c.do(ctx, method, path, query, in, &out)
+	return out, err
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+// Tenants.
+
+func (c *Client) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
+	return call[Tenant](c, ctx, http.MethodPost, "/v1/tenants", nil, t)
+}
+func (c *Client) Tenant(ctx context.Context, id policy.GUID) (Tenant, error) {
+	return call[Tenant](c, ctx, http.MethodGet, "/v1/tenants/"+esc(id.String()), nil, nil)
+}
+func (c *Client) Tenants(ctx context.Context) ([]Tenant, error) {
+	return call[[]Tenant](c, ctx, http.MethodGet, "/v1/tenants", nil, nil)
+}
+func (c *Client) DeleteTenant(ctx context.Context, id policy.GUID) error {
+	return c.do(ctx, http.MethodDelete, "/v1/tenants/"+esc(id.String()), nil, nil, nil)
+}
+
+// Routing domains.
+
+func (c *Client) CreateRoutingDomain(ctx context.Context, rd RoutingDomain) (RoutingDomain, error) {
+	return call[RoutingDomain](c, ctx, http.MethodPost, "/v1/routing-domains", nil, rd)
+}
+func (c *Client) RoutingDomain(ctx context.Context, id policy.GUID) (RoutingDomain, error) {
+	return call[RoutingDomain](c, ctx, http.MethodGet, "/v1/routing-domains/"+esc(id.String()), nil, nil)
+}
+func (c *Client) RoutingDomains(ctx context.Context) ([]RoutingDomain, error) {
+	return call[[]RoutingDomain](c, ctx, http.MethodGet, "/v1/routing-domains", nil, nil)
+}
+func (c *Client) DeleteRoutingDomain(ctx context.Context, id policy.GUID) error {
+	return c.do(ctx, http.MethodDelete, "/v1/routing-domains/"+esc(id.String()), nil, nil, nil)
+}
+
+// Subnets.
+
+func (c *Client) CreateSubnet(ctx context.Context, s Subnet) (Subnet, error) {
+	return call[Subnet](c, ctx, http.MethodPost, "/v1/subnets", nil, s)
+}
+func (c *Client) Subnet(ctx context.Context, vsid policy.VSID) (Subnet, error) {
+	return call[Subnet](c, ctx, http.MethodGet, "/v1/subnets/"+strconv.FormatUint(uint64(vsid), 10), nil, nil)
+}
+
+// Subnets lists the subnets of rd, or all of them for the zero GUID.
+func (c *Client) Subnets(ctx context.Context, rd policy.GUID) ([]Subnet, error) {
+	q := url.Values{}
+	if !rd.IsZero() {
+		q.Set("routingDomain", rd.String())
+	}
+	return call[[]Subnet](c, ctx, http.MethodGet, "/v1/subnets", q, nil)
+}
+func (c *Client) DeleteSubnet(ctx context.Context, vsid policy.VSID) error {
+	return c.do(ctx, http.MethodDelete, "/v1/subnets/"+strconv.FormatUint(uint64(vsid), 10), nil, nil, nil)
+}
+
+// Hosts.
+
+// RegisterHost creates or updates h and starts its liveness lease of
+// h.TTLSeconds (default 10); keep it with Heartbeat well within the TTL.
+func (c *Client) RegisterHost(ctx context.Context, h Host) (Host, error) {
+	return call[Host](c, ctx, http.MethodPost, "/v1/hosts", nil, h)
+}
+
+// Heartbeat renews the host's liveness lease, starting a new one if it had
+// expired.
+func (c *Client) Heartbeat(ctx context.Context, name string) (Host, error) {
+	return call[Host](c, ctx, http.MethodPost, "/v1/hosts/"+esc(name)+"/heartbeat", nil, nil)
+}
+func (c *Client) Host(ctx context.Context, name string) (Host, error) {
+	return call[Host](c, ctx, http.MethodGet, "/v1/hosts/"+esc(name), nil, nil)
+}
+func (c *Client) Hosts(ctx context.Context) ([]Host, error) {
+	return call[[]Host](c, ctx, http.MethodGet, "/v1/hosts", nil, nil)
+}
+func (c *Client) DeleteHost(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/hosts/"+esc(name), nil, nil, nil)
+}
+
+// VMs.
+
+func (c *Client) CreateVM(ctx context.Context, vm VM) (VM, error) {
+	return call[VM](c, ctx, http.MethodPost, "/v1/vms", nil, vm)
+}
+func (c *Client) VM(ctx context.Context, name string) (VM, error) {
+	return call[VM](c, ctx, http.MethodGet, "/v1/vms/"+esc(name), nil, nil)
+}
+func (c *Client) VMs(ctx context.Context, f VMFilter) ([]VM, error) {
+	q := url.Values{}
+	if f.Host != "" {
+		q.Set("host", f.Host)
+	}
+	if f.VirtualSubnetID != 0 {
+		q.Set("vsid", strconv.FormatUint(uint64(f.VirtualSubnetID), 10))
+	}
+	if !f.RoutingDomainID.IsZero() {
+		q.Set("routingDomain", f.RoutingDomainID.String())
+	}
+	return call[[]VM](c, ctx, http.MethodGet, "/v1/vms", q, nil)
+}
+func (c *Client) DeleteVM(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/vms/"+esc(name), nil, nil, nil)
+}
+
+// MigrateVM moves the VM to host and returns it with its new
+// ProviderAddress, PreviousHost and MigratedAt.
+func (c *Client) MigrateVM(ctx context.Context, name, host string) (VM, error) {
+	return call[VM](c, ctx, http.MethodPost, "/v1/vms/"+esc(name)+"/migrate", nil, Migration{Host: host})
+}
+
+// Gateways.
+
+func (c *Client) CreateGateway(ctx context.Context, g Gateway) (Gateway, error) {
+	return call[Gateway](c, ctx, http.MethodPost, "/v1/gateways", nil, g)
+}
+func (c *Client) Gateway(ctx context.Context, name string) (Gateway, error) {
+	return call[Gateway](c, ctx, http.MethodGet, "/v1/gateways/"+esc(name), nil, nil)
+}
+func (c *Client) Gateways(ctx context.Context) ([]Gateway, error) {
+	return call[[]Gateway](c, ctx, http.MethodGet, "/v1/gateways", nil, nil)
+}
+func (c *Client) DeleteGateway(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/gateways/"+esc(name), nil, nil, nil)
+}
+
+// Host-facing reads.
+
+// Policy returns all records and routes of one routing domain at one
+// revision.
+func (c *Client) Policy(ctx context.Context, rd policy.GUID) (Policy, error) {
+	return call[Policy](c, ctx, http.MethodGet, "/v1/policy", url.Values{"routingDomain": {rd.String()}}, nil)
+}
+
+// Lookup returns the record of ca in the routing domain of vsid; it answers
+// an error matching policy.ErrNotFound when there is none.
+func (c *Client) Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (LookupAnswer, error) {
+	q := url.Values{"vsid": {strconv.FormatUint(uint64(vsid), 10)}, "ca": {ca.String()}}
+	return call[LookupAnswer](c, ctx, http.MethodGet, "/v1/lookup", q, nil)
+}
+
+// watchRetry is the pause before reconnecting a broken watch stream.
+const watchRetry = 200 * time.Millisecond
+
+// Watch streams the changes after revision rev (0: from now) of the given
+// routing domains (all when none). The stream reconnects by itself after a
+// broken connection, resuming after the last revision seen, and yields the
+// connection error with a zero Event so the caller can log it; an answer
+// that is an error (4xx/5xx) ends the stream with that error. An
+// EventResync ends it too: re-read the policy and watch again from its
+// revision. It ends when ctx is done or the caller stops iterating.
+func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		for ctx.Err() == nil {
+			q := url.Values{"rev": {strconv.FormatInt(rev, 10)}}
+			for _, rd := range rds {
+				q.Add("routingDomain", rd.String())
+			}
+			resp, err := c.request(ctx, http.MethodGet, "/v1/watch", q, nil)
+			var se *Error
+			if errors.As(err, &se) {
+				yield(Event{}, err)
+				return
+			}
+			if err == nil {
+				var ended bool
+				rev, ended, err = c.readStream(resp.Body, rev, yield)
+				resp.Body.Close()
+				if ended {
+					return
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				err = fmt.Errorf("policy server at %s closed the watch stream", c.base)
+			}
+			if !yield(Event{}, err) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(watchRetry):
+			}
+		}
+	}
+}
+
+// readStream yields the events of one watch response and returns the last
+// revision seen completely; ended is true when the caller stopped or a
+// resync came. One etcd revision may carry several events (a host's new PA
+// rewrites its VMs in one Txn), so a revision counts as complete only once a
+// later one or a progress event arrives, and a resumed stream repeats the
+// events of a revision cut short: apply events as levels, not edges.
+func (c *Client) readStream(body io.Reader, done int64, yield func(Event, error) bool) (int64, bool, error) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	last := done
+	for sc.Scan() {
+		var ev Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return done, false, fmt.Errorf("policy server at %s sent a watch line that is not an event: %w", c.base, err)
+		}
+		switch {
+		case ev.Type == EventProgress:
+			done, last = max(done, ev.Revision), max(last, ev.Revision)
+		case ev.Type != EventResync && ev.Revision > last:
+			done, last = last, ev.Revision
+		}
+		if !yield(ev, nil) || ev.Type == EventResync {
+			return done, true, nil
+		}
+	}
+	return done, false, sc.Err()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
@@ -49,6 +50,32 @@ func (l *Lab) provision(ctx context.Context) error {
 		}
 	}
 	l.printf("ports attached: %d VMs", len(t.VMs))
+	return l.waitPAs(ctx)
+}
+
+// waitPAs waits until every host's PA has passed duplicate address detection:
+// until then the address is not on the underlay and nothing reaches the host.
+func (l *Lab) waitPAs(ctx context.Context) error {
+	for _, h := range l.Topology.Hosts {
+		for {
+			pas, err := l.Client(h.Name).ProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: h.PA.Addr()})
+			if err != nil {
+				return fmt.Errorf("%s: provider address %v: %w", h.Name, h.PA.Addr(), err)
+			}
+			if len(pas) == 1 && pas[0].AddressState == policy.AddressPreferred {
+				break
+			}
+			if len(pas) == 1 && pas[0].AddressState == policy.AddressDuplicate {
+				return fmt.Errorf("%s: provider address %v is a duplicate: another host on the underlay has it", h.Name, h.PA.Addr())
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: provider address %v did not pass duplicate address detection: %w", h.Name, h.PA.Addr(), ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	l.printf("provider addresses preferred on %d hosts", len(l.Topology.Hosts))
 	return nil
 }
 

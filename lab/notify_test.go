@@ -1,0 +1,207 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+)
+
+// watcher runs an event consumer and keeps the lines it prints.
+type watcher struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	done  chan struct{}
+}
+
+func startWatcher(t *testing.T, env []string, argv ...string) *watcher {
+	t.Helper()
+	w := &watcher{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
+	w.cmd.Env = append(os.Environ(), env...)
+	w.cmd.Stderr = testWriter{t}
+	out, err := w.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(w.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			w.mu.Lock()
+			w.lines = append(w.lines, sc.Text())
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { w.stop() })
+	return w
+}
+
+func (w *watcher) stop() []string {
+	if w.cmd.Process != nil {
+		w.cmd.Process.Kill()
+	}
+	<-w.done
+	w.cmd.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.lines...)
+}
+
+func count(lines []string, want string) int {
+	n := 0
+	for _, l := range lines {
+		if l == want {
+			n++
+		}
+	}
+	return n
+}
+
+// buildWnvwatch compiles the C sample consumer against the C library.
+func buildWnvwatch(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("needs gcc: builds the C sample consumer")
+	}
+	dir := t.TempDir()
+	out, err := exec.Command("make", "-C", "../capi", "BUILD="+dir, filepath.Join(dir, "wnvwatch")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("building wnvwatch: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "wnvwatch")
+}
+
+// TestNotificationsInTheLab checks the notification API against a running
+// lab host: policy mismatches seen by the C sample and by wnvctl, provider
+// address DAD states, and customer addresses of attached and detached ports.
+func TestNotificationsInTheLab(t *testing.T) {
+	needRoot(t)
+	wnvwatch := buildWnvwatch(t)
+	l := upLab(t, Default())
+	ctx := context.Background()
+	sock := l.notifySocket("host1")
+	host1 := l.Client("host1")
+
+	t.Run("PolicyMismatchOncePerDedupWindow", func(t *testing.T) {
+		c := startWatcher(t, []string{"WNV_NOTIFY_SOCKET=" + sock}, wnvwatch)
+		g := startWatcher(t, nil, bins.wnvctl, "notify", "watch", "--notify-socket", sock, "--type", "policy-mismatch")
+		time.Sleep(500 * time.Millisecond) // both consumers connect before the first event
+		blue2, _ := l.Topology.VM("blue2")
+		for _, ca := range blue2.CAs() {
+			if _, err := host1.RemoveLookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: ca, VirtualSubnetID: 5001}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		blue1, _ := l.Topology.VM("blue1")
+		for _, dst := range blue1.CAs() {
+			// Four packets within one dedup window (1 s): one event each way.
+			if _, got, err := l.ProbeUDP(ctx, "blue2", dst, netip.Addr{}, 4, 100*time.Millisecond); err != nil || got {
+				t.Fatalf("probe blue2 -> %s: answered %v, err %v; want no answer without the record", dst, got, err)
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+		cLines, gLines := c.stop(), g.stop()
+		for _, want := range []string{
+			"policy-mismatch vsid=5001 ca=10.0.0.11 pa=198.18.0.2 families=2/2",
+			"policy-mismatch vsid=5001 ca=fd00:0:0:1::11 pa=198.18.0.2 families=23/2",
+		} {
+			if n := count(cLines, want); n != 1 {
+				t.Errorf("C sample printed %q %d times, want once; it printed:\n%s", want, n, strings.Join(cLines, "\n"))
+			}
+			if n := count(gLines, want); n != 1 {
+				t.Errorf("wnvctl notify watch printed %q %d times, want once; it printed:\n%s", want, n, strings.Join(gLines, "\n"))
+			}
+		}
+	})
+
+	h, err := notify.Open(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	evctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := make(chan notify.ObjectChange, 64)
+	go func() {
+		for ev, err := range h.Events(evctx, notify.ObjectChangeType) {
+			if err == nil && ev.ObjectChange != nil {
+				events <- *ev.ObjectChange
+			}
+		}
+	}()
+	next := func(what string) notify.ObjectChange {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no object-change event for %s within 10 s", what)
+			return notify.ObjectChange{}
+		}
+	}
+
+	t.Run("ProviderAddressDAD", func(t *testing.T) {
+		for _, c := range []struct {
+			pa    string
+			final notify.DADState
+		}{
+			{"198.18.0.101", notify.DADState(policy.AddressPreferred)},
+			{"198.18.0.2", notify.DADState(policy.AddressDuplicate)}, // host2's PA
+		} {
+			pa := netip.MustParseAddr(c.pa)
+			if _, err := host1.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa, PrefixLength: 15}); err != nil {
+				t.Fatal(err)
+			}
+			var states []string
+			for _, st := range []notify.DADState{notify.DADState(policy.AddressTentative), c.final} {
+				ev := next("PA " + c.pa)
+				if ev.ProviderAddress == nil || ev.ProviderAddress.PA != pa || ev.ProviderAddress.AddressState != st {
+					t.Fatalf("PA %s: got %+v (%v), want state %v", c.pa, ev.ProviderAddress, states, st)
+				}
+				states = append(states, fmt.Sprint(ev.ProviderAddress.AddressState))
+			}
+			if _, err := host1.RemoveProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: pa}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// blue1 still reaches blue2 at 198.18.0.2: the duplicate never became local.
+		if _, got, err := l.ProbeUDP(ctx, "blue1", netip.MustParseAddr("10.0.1.10"), netip.Addr{}, 5, 500*time.Millisecond); err != nil || !got {
+			t.Fatalf("blue1 -> blue3 after the DAD checks: answered %v, err %v", got, err)
+		}
+	})
+
+	t.Run("CustomerAddressAddedAndDeleted", func(t *testing.T) {
+		mac := packet.MAC{2, 0, 0, 0, 0x50, 9}
+		ca := netip.MustParseAddr("10.0.0.99")
+		if _, err := host1.AttachPort(ctx, provider.PortSpec{Name: "extra9", MACAddress: mac, VirtualSubnetID: 5001, CustomerAddresses: []netip.Addr{ca}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := host1.DetachPort(ctx, "extra9"); err != nil {
+			t.Fatal(err)
+		}
+		for _, reason := range []notify.CAReason{notify.CustomerAddressAdded, notify.CustomerAddressDeleted} {
+			ev := next(reason.String())
+			c := ev.CustomerAddress
+			if c == nil || c.NotificationReason != reason || c.CA != ca || c.MACAddress != mac || c.VirtualSubnetID != 5001 || c.PA != netip.MustParseAddr("198.18.0.1") {
+				t.Fatalf("got %+v, want %v of 10.0.0.99 (VSID 5001, PA 198.18.0.1)", c, reason)
+			}
+		}
+	})
+}
+

@@ -204,4 +204,3 @@ func TestNotificationsInTheLab(t *testing.T) {
 		}
 	})
 }
-

@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/packet"
@@ -203,4 +206,58 @@ func TestNotificationsInTheLab(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSIGTERMRemovesWhatTheDaemonCreated stops host1's wnvd cleanly and checks
+// that its VM interfaces, its PA on the underlay and its sockets are gone.
+func TestSIGTERMRemovesWhatTheDaemonCreated(t *testing.T) {
+	needRoot(t)
+	l := upLab(t, Default())
+	pid := l.pid("host1")
+	if pid == 0 {
+		t.Fatal("no pid for host1's wnvd")
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("wnvd did not exit within 10 s of SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, vm := range []string{"blue1", "red1"} {
+		h, err := handleAt(l.Topology.Namespace(vm))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.LinkByName("eth0"); err == nil {
+			t.Errorf("%s still has eth0 after its host's wnvd stopped", vm)
+		}
+		h.Close()
+	}
+	h, err := handleAt(l.Topology.Namespace("host1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ul, err := h.LinkByName("ul0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := h.AddrList(ul, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if a.IP.String() == "198.18.0.1" {
+			t.Errorf("PA 198.18.0.1 still on ul0 after wnvd stopped")
+		}
+	}
+	for _, s := range []string{l.socket("host1"), l.notifySocket("host1")} {
+		if _, err := os.Stat(s); err == nil {
+			t.Errorf("socket %s left behind", s)
+		}
+	}
 }

@@ -14,8 +14,15 @@ import (
 // reconciler moves it towards the PAs in policy.
 type paSet struct {
 	m     map[netip.Addr]*paRun
-	socks atomic.Pointer[map[netip.Addr]*dataplane.GRESocket] // for the workers
-	mu    sync.Mutex                                          // guards socks updates from DAD goroutines
+	socks atomic.Pointer[map[netip.Addr]*paSockets] // for the workers
+	mu    sync.Mutex                                // guards socks updates from DAD goroutines
+}
+
+// paSockets are the underlay sockets of one PA: raw GRE for NVGRE and UDP
+// 4789 for VXLAN (nil if the port could not be bound).
+type paSockets struct {
+	gre   *dataplane.GRESocket
+	vxlan *dataplane.VXLANSocket
 }
 
 // paRun is one PA being brought up or in use.
@@ -27,14 +34,14 @@ type paRun struct {
 
 func (s *paSet) init() {
 	s.m = map[netip.Addr]*paRun{}
-	s.socks.Store(&map[netip.Addr]*dataplane.GRESocket{})
+	s.socks.Store(&map[netip.Addr]*paSockets{})
 }
 
-func (s *paSet) setSocket(a netip.Addr, sock *dataplane.GRESocket) {
+func (s *paSet) setSocket(a netip.Addr, sock *paSockets) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := *s.socks.Load()
-	n := make(map[netip.Addr]*dataplane.GRESocket, len(old)+1)
+	n := make(map[netip.Addr]*paSockets, len(old)+1)
 	for k, v := range old {
 		n[k] = v
 	}
@@ -96,7 +103,7 @@ func (h *Host) stopPA(a netip.Addr) {
 
 // runPA brings one PA up: duplicate address detection (an ARP probe before an
 // IPv4 address is configured; the kernel's DAD for IPv6), then a GRE socket
-// and its worker. It reports each DAD state to policy and the notification
+// and a VXLAN socket with their workers. It reports each DAD state to policy and the notification
 // hub, and undoes everything when ctx ends.
 func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 	a := p.Addr()
@@ -145,20 +152,37 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 		}
 		added = true
 	}
-	sock, err := dataplane.ListenGRE(a)
+	gre, err := dataplane.ListenGRE(a)
 	if err != nil {
 		log.Error("opening GRE socket", "err", err)
 		<-ctx.Done()
 		return
 	}
-	h.pas.setSocket(a, sock)
-	done := make(chan struct{})
+	socks := &paSockets{gre: gre}
+	// Without VXLAN (port 4789 taken, e.g. by a kernel vxlan device bound to
+	// the wildcard address) NVGRE still works.
+	if socks.vxlan, err = dataplane.ListenVXLAN(a); err != nil {
+		log.Error("opening VXLAN socket: VXLAN subnets cannot use this PA", "err", err)
+	}
+	h.pas.setSocket(a, socks)
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer close(done)
-		h.underlayWorker(sock)
+		defer wg.Done()
+		h.underlayWorker(gre, h.sw.FromUnderlay)
 	}()
+	if socks.vxlan != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.underlayWorker(socks.vxlan, h.sw.FromVXLAN)
+		}()
+	}
 	<-ctx.Done()
 	h.pas.setSocket(a, nil)
-	sock.Close()
-	<-done
+	gre.Close()
+	if socks.vxlan != nil {
+		socks.vxlan.Close()
+	}
+	wg.Wait()
 }

@@ -41,7 +41,7 @@ func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 	}
 	mtu := spec.MTU
 	if mtu == 0 {
-		mtu = h.underlayMTU - vswitch.EncapOverhead(false)
+		mtu = h.underlayMTU - vswitch.Overhead(h.store.Table().Encapsulation(spec.VirtualSubnetID), false)
 		spec.MTU = mtu
 	}
 	tap, err := dataplane.OpenTAP(dataplane.TAPConfig{Name: spec.TAP, Netns: spec.Netns, IfName: spec.IfName, MAC: spec.MACAddress, MTU: mtu})

@@ -39,7 +39,7 @@ func (h *Host) SendRedirect(peer netip.Addr, vsid policy.VSID, ca, pa, newPA net
 	}
 	buf := make([]byte, 128)
 	msg := vswitch.BuildRedirect(buf, vsid, ca, pa, newPA)
-	_, err := sock.WriteBatch([]dataplane.Packet{{Buf: msg, N: len(msg), Src: pa, Dst: peer}})
+	_, err := sock.gre.WriteBatch([]dataplane.Packet{{Buf: msg, N: len(msg), Src: pa, Dst: peer}})
 	return err
 }
 

@@ -2,10 +2,12 @@ package host
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"time"
 
 	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/vswitch"
 )
 
@@ -22,10 +24,15 @@ const (
 // destination, so each TAP and socket gets one WriteBatch per batch. Its
 // slices are reused: steady-state forwarding does not allocate.
 type output struct {
-	under []dataplane.Packet
+	under []underPacket
 	toTAP []tapWrite
 	group [][]byte
 	pkts  []dataplane.Packet
+}
+
+type underPacket struct {
+	dataplane.Packet
+	encap policy.Encapsulation
 }
 
 type tapWrite struct {
@@ -36,7 +43,7 @@ type tapWrite struct {
 func (o *output) add(r vswitch.Result) {
 	switch r.Action {
 	case vswitch.ToUnderlay:
-		o.under = append(o.under, dataplane.Packet{Buf: r.Data, N: len(r.Data), Src: r.Src, Dst: r.Dst})
+		o.under = append(o.under, underPacket{dataplane.Packet{Buf: r.Data, N: len(r.Data), Src: r.Src, Dst: r.Dst}, r.Encap})
 	case vswitch.ToPort:
 		o.toTAP = append(o.toTAP, tapWrite{r.Port, r.Data})
 	}
@@ -46,19 +53,24 @@ func (o *output) flush(h *Host) {
 	if len(o.under) > 0 {
 		socks := *h.pas.socks.Load()
 		for len(o.under) > 0 {
-			src := o.under[0].Src
+			src, encap := o.under[0].Src, o.under[0].encap
 			o.pkts = o.pkts[:0]
 			rest := o.under[:0]
 			for _, p := range o.under {
-				if p.Src == src {
-					o.pkts = append(o.pkts, p)
+				if p.Src == src && p.encap == encap {
+					o.pkts = append(o.pkts, p.Packet)
 				} else {
 					rest = append(rest, p)
 				}
 			}
 			o.under = rest
-			if s := socks[src]; s != nil {
-				_, _ = s.WriteBatch(o.pkts) // refused writes are counted by the socket
+			s := socks[src]
+			switch {
+			case s == nil:
+			case encap == policy.EncapVXLAN && s.vxlan != nil:
+				_, _ = s.vxlan.WriteBatch(o.pkts) // refused writes are counted by the socket
+			case encap == policy.EncapNVGRE:
+				_, _ = s.gre.WriteBatch(o.pkts)
 			}
 		}
 	}
@@ -119,9 +131,15 @@ func (h *Host) portWorker(p *port) {
 	}
 }
 
-// underlayWorker validates and delivers what arrives on one PA's socket until
-// the socket is closed.
-func (h *Host) underlayWorker(s *dataplane.GRESocket) {
+// underlaySocket is a PA's GRE or VXLAN socket.
+type underlaySocket interface {
+	ReadBatch([]dataplane.Packet) (int, error)
+	LocalAddr() netip.Addr
+}
+
+// underlayWorker validates and delivers what arrives on one PA socket, with
+// the switch entry of its encapsulation, until the socket is closed.
+func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, payload []byte) vswitch.Result) {
 	pkts := make([]dataplane.Packet, batchSize)
 	for i := range pkts {
 		pkts[i].Buf = make([]byte, maxFrame)
@@ -130,7 +148,7 @@ func (h *Host) underlayWorker(s *dataplane.GRESocket) {
 	for {
 		n, err := s.ReadBatch(pkts)
 		for i := 0; i < n; i++ {
-			r := h.sw.FromUnderlay(pkts[i].Src, pkts[i].Dst, pkts[i].Buf[:pkts[i].N])
+			r := from(pkts[i].Src, pkts[i].Dst, pkts[i].Buf[:pkts[i].N])
 			if r.Action == vswitch.Redirect {
 				h.applyRedirect(r.Redirect)
 				continue

@@ -28,6 +28,8 @@ type Table struct {
 	vsids map[VSID]*vsidInfo
 	ncr   int
 
+	subnets map[VSID]Encapsulation // virtual subnets not on the default NVGRE; see virtualsubnet.go
+
 	pas     map[netip.Addr]*ProviderAddress
 	localPA [2]*ProviderAddress // best usable PA for IPv4, IPv6
 	proutes map[prKey]*ProviderRoute

@@ -73,6 +73,8 @@ func NewHandler(b Backend) http.Handler {
 		remove: (*policy.Store).RemoveProviderRoutes,
 	}.register(h)
 
+	registerVirtualSubnets(h)
+
 	h.route("/v1/global", map[string]http.HandlerFunc{
 		http.MethodGet: h.getGlobal,
 		http.MethodPut: h.putGlobal,

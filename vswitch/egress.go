@@ -166,8 +166,10 @@ func (s *Switch) forward(p *PortConfig, pt *PortTable, t *policy.Table, buf []by
 	if !ok {
 		return s.drop(ReasonNoLocalPA)
 	}
-	if len(frame)+EncapOverhead(v6)-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
-		mtu := s.cfg.UnderlayMTU - EncapOverhead(v6)
+	encap := t.Encapsulation(dstVSID)
+	over := Overhead(encap, v6)
+	if len(frame)+over-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
+		mtu := s.cfg.UnderlayMTU - over
 		if src.Is6() {
 			return s.tooBig6(p, t, frame, mtu, scratch)
 		}
@@ -175,10 +177,18 @@ func (s *Switch) forward(p *PortConfig, pt *PortTable, t *policy.Table, buf []by
 			return s.tooBig4(p, t, frame, mtu, scratch)
 		}
 	}
-	start := off - packet.NVGREHeaderLen
-	packet.PutNVGRE(buf[start:off], uint32(dstVSID), flowID(src, dst, proto, sport, dport))
+	var start int
+	if encap == policy.EncapVXLAN {
+		// The UDP socket adds the UDP header; VXLAN has no entropy field of
+		// its own (the source port would carry it; see dataplane.VXLANSocket).
+		start = off - packet.VXLANHeaderLen
+		packet.PutVXLAN(buf[start:off], uint32(dstVSID))
+	} else {
+		start = off - packet.NVGREHeaderLen
+		packet.PutNVGRE(buf[start:off], uint32(dstVSID), flowID(src, dst, proto, sport, dport))
+	}
 	s.Counters.VSID(dstVSID).Encapsulated.Add(1)
-	return Result{Action: ToUnderlay, Src: srcPA, Dst: rec.ProviderAddress, Data: buf[start : off+len(frame)]}
+	return Result{Action: ToUnderlay, Src: srcPA, Dst: rec.ProviderAddress, Encap: encap, Data: buf[start : off+len(frame)]}
 }
 
 func (s *Switch) countTx(port, n int) {

@@ -24,6 +24,23 @@ func (s *Switch) FromUnderlay(src, dst netip.Addr, payload []byte) Result {
 	return r
 }
 
+// FromVXLAN is FromUnderlay for a VXLAN packet: payload is the UDP payload,
+// starting at the VXLAN header, and the VNI is the VSID. Validation is the
+// same as for NVGRE; either encapsulation is accepted for any VSID, so a
+// subnet can change encapsulation without a flag day between hosts.
+func (s *Switch) FromVXLAN(src, dst netip.Addr, payload []byte) Result {
+	v, err := packet.ParseVXLAN(payload)
+	if err != nil {
+		return s.drop(ReasonMalformedVXLAN)
+	}
+	vsid := policy.VSID(v.VNI())
+	r := s.ingress(src, dst, vsid, v.Payload())
+	if r.Action == Drop {
+		s.Counters.VSID(vsid).Drops.Add(1)
+	}
+	return r
+}
+
 func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, frame []byte) Result {
 	t := s.policy.Load()
 	if t == nil {

@@ -25,6 +25,7 @@ const (
 	ReasonTooBig
 	ReasonToGateway
 	ReasonMalformedGRE
+	ReasonMalformedVXLAN
 	ReasonUnknownVSID
 	ReasonPolicyMismatch
 	ReasonNotForLocalPA
@@ -54,6 +55,7 @@ var reasonNames = [numReasons]string{
 	ReasonTooBig:               "too-big",
 	ReasonToGateway:            "to-gateway",
 	ReasonMalformedGRE:         "malformed-gre",
+	ReasonMalformedVXLAN:       "malformed-vxlan",
 	ReasonUnknownVSID:          "unknown-vsid",
 	ReasonPolicyMismatch:       "policy-mismatch",
 	ReasonNotForLocalPA:        "not-for-local-pa",

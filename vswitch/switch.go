@@ -1,6 +1,6 @@
 // Package vswitch is the pure switching pipeline of a wnv host: frames from VM
-// ports and NVGRE packets from the underlay go in, verdicts and bytes come
-// out. It does no I/O and allocates nothing per packet; policy and ports are
+// ports and NVGRE or VXLAN packets from the underlay go in, verdicts and bytes
+// come out. It does no I/O and allocates nothing per packet; policy and ports are
 // immutable snapshots swapped atomically by the shell.
 package vswitch
 
@@ -35,8 +35,9 @@ const (
 	Drop Action = iota
 	// ToPort: write Result.Data to the VM port Result.Port.
 	ToPort
-	// ToUnderlay: send Result.Data (GRE header + inner frame) from provider
-	// address Result.Src to Result.Dst.
+	// ToUnderlay: send Result.Data (the GRE or VXLAN header, per
+	// Result.Encap, and the inner frame) from provider address Result.Src to
+	// Result.Dst.
 	ToUnderlay
 	// Redirect: a valid redirect arrived; the caller moves the lookup record
 	// of Result.Redirect.CA to Result.Redirect.NewPA and raises the
@@ -58,6 +59,7 @@ type Result struct {
 	Reason   Reason
 	Port     int
 	Src, Dst netip.Addr
+	Encap    policy.Encapsulation
 	Data     []byte
 	Redirect RedirectInfo
 }
@@ -100,13 +102,18 @@ func (s *Switch) Policy() *policy.Table { return s.policy.Load() }
 // Ports is the installed port snapshot.
 func (s *Switch) Ports() *PortTable { return s.ports.Load() }
 
-// EncapOverhead is the bytes NVGRE adds in front of an inner frame for an
-// outer IPv4 (42) or IPv6 (62) header, counting the inner Ethernet header.
-func EncapOverhead(v6 bool) int {
+// Overhead is the bytes encapsulation e adds in front of an inner frame for
+// an outer IPv4 or IPv6 header, counting the inner Ethernet header: NVGRE 42
+// or 62, VXLAN 50 or 70. A port's MTU is the underlay MTU minus this.
+func Overhead(e policy.Encapsulation, v6 bool) int {
+	n := packet.IPv4HeaderLen + packet.EthernetHeaderLen
 	if v6 {
-		return packet.IPv6HeaderLen + packet.NVGREHeaderLen + packet.EthernetHeaderLen
+		n = packet.IPv6HeaderLen + packet.EthernetHeaderLen
 	}
-	return packet.IPv4HeaderLen + packet.NVGREHeaderLen + packet.EthernetHeaderLen
+	if e == policy.EncapVXLAN {
+		return n + packet.UDPHeaderLen + packet.VXLANHeaderLen
+	}
+	return n + packet.NVGREHeaderLen
 }
 
 func (s *Switch) drop(r Reason) Result {

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wnv/wnv/policy"
+)
+
+func init() {
+	vs := &cobra.Command{Use: "virtual-subnet", Short: "Manage per-subnet settings: the encapsulation (NVGRE by default, or VXLAN)"}
+	vs.SetFlagErrorFunc(flagError)
+	vs.AddCommand(virtualSubnetNew(), virtualSubnetGet(), virtualSubnetSet(), virtualSubnetRemove())
+	rootCmd.AddCommand(vs)
+}
+
+type encapValue struct{ p *policy.Encapsulation }
+
+func (v encapValue) String() string { return v.p.String() }
+func (v encapValue) Type() string   { return "encapsulation" }
+func (v encapValue) Set(s string) error {
+	e, err := policy.ParseEncapsulation(s)
+	if err != nil {
+		return ruleError("use NVGRE or VXLAN")
+	}
+	*v.p = e
+	return nil
+}
+
+// virtualSubnetFlags binds a virtual subnet's properties to flags.
+type virtualSubnetFlags struct{ v policy.VirtualSubnet }
+
+func (f *virtualSubnetFlags) vsid(cmd *cobra.Command) {
+	cmd.Flags().Var(vsidValue{&f.v.VirtualSubnetID}, "VirtualSubnetID", "virtual subnet ID, 4096..16777214")
+}
+
+func (f *virtualSubnetFlags) encap(cmd *cobra.Command, usage string) {
+	cmd.Flags().Var(encapValue{&f.v.Encapsulation}, "Encapsulation", usage)
+}
+
+func (f *virtualSubnetFlags) filter(cmd *cobra.Command) policy.VirtualSubnetFilter {
+	var flt policy.VirtualSubnetFilter
+	if changed(cmd, "VirtualSubnetID") {
+		flt.VirtualSubnetID = f.v.VirtualSubnetID
+	}
+	return flt
+}
+
+func virtualSubnetNew() *cobra.Command {
+	f := &virtualSubnetFlags{}
+	cmd := &cobra.Command{
+		Use:     "new",
+		Short:   "Create a virtual subnet's settings",
+		Example: "  wnvctl virtual-subnet new --VirtualSubnetID 5001 --Encapsulation VXLAN",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			v, err := c.AddVirtualSubnet(ctx, f.v)
+			if err != nil {
+				return err
+			}
+			return outputVirtualSubnets(cmd, v, []policy.VirtualSubnet{v})
+		},
+	}
+	f.vsid(cmd)
+	f.encap(cmd, "NVGRE (the default) or VXLAN (UDP 4789, VNI = VirtualSubnetID)")
+	cmd.MarkFlagRequired("VirtualSubnetID")
+	return cmd
+}
+
+func virtualSubnetGet() *cobra.Command {
+	f := &virtualSubnetFlags{}
+	cmd := &cobra.Command{
+		Use:   "get",
+		Short: "List virtual subnets' settings, all or one",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			vs, err := c.VirtualSubnets(ctx, f.filter(cmd))
+			if err != nil {
+				return err
+			}
+			return outputVirtualSubnets(cmd, vs, vs)
+		},
+	}
+	f.vsid(cmd)
+	return cmd
+}
+
+func virtualSubnetSet() *cobra.Command {
+	f := &virtualSubnetFlags{}
+	cmd := &cobra.Command{
+		Use:     "set",
+		Short:   "Change the encapsulation of a virtual subnet",
+		Example: "  wnvctl virtual-subnet set --VirtualSubnetID 5001 --Encapsulation NVGRE",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			flt := f.filter(cmd)
+			if flt == (policy.VirtualSubnetFilter{}) {
+				return errors.New("no virtual subnet chosen: give --VirtualSubnetID")
+			}
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			vs, err := c.SetVirtualSubnets(ctx, flt, policy.VirtualSubnetChange{Encapsulation: &f.v.Encapsulation})
+			if err != nil {
+				return err
+			}
+			return outputVirtualSubnets(cmd, vs, vs)
+		},
+	}
+	f.vsid(cmd)
+	f.encap(cmd, "the new encapsulation: NVGRE or VXLAN")
+	cmd.MarkFlagRequired("Encapsulation")
+	return cmd
+}
+
+func virtualSubnetRemove() *cobra.Command {
+	f := &virtualSubnetFlags{}
+	cmd := &cobra.Command{
+		Use:   "remove",
+		Short: "Remove a virtual subnet's settings (all when none is given); its traffic goes back to NVGRE",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			vs, err := c.RemoveVirtualSubnets(ctx, f.filter(cmd))
+			if err != nil {
+				return err
+			}
+			return outputVirtualSubnets(cmd, vs, vs)
+		},
+	}
+	f.vsid(cmd)
+	return cmd
+}
+
+func outputVirtualSubnets(cmd *cobra.Command, v any, vs []policy.VirtualSubnet) error {
+	t := outTable{header: []string{"VirtualSubnetID", "Encapsulation"}}
+	for _, s := range vs {
+		t.add(numCell(s.VirtualSubnetID), s.Encapsulation.String())
+	}
+	return printResult(cmd, v, t)
+}

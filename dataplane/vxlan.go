@@ -1,0 +1,263 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wnv/wnv/packet"
+)
+
+// VXLANSocket is a UDP socket bound to port 4789 of one provider address.
+// Packets carry the VXLAN header and the inner frame; the kernel adds UDP and
+// IP. ReadBatch and WriteBatch are safe for concurrent use.
+//
+// The UDP source port of what we send is 4789, the bound port: RFC 7348
+// recommends a per-flow source port for ECMP entropy, which would need one
+// socket per port or a raw socket; receivers (the Linux vxlan driver
+// included) accept any source port.
+type VXLANSocket struct {
+	f       *os.File
+	rc      syscall.RawConn
+	pa      netip.Addr
+	batches sync.Pool // *udpBatch
+
+	dropped, truncated atomic.Uint64
+	closed             atomic.Bool
+}
+
+// vxlanPortBE is 4789 as a sockaddr's port field holds it: in network byte
+// order.
+var vxlanPortBE = func() uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], packet.VXLANPort)
+	return *(*uint16)(unsafe.Pointer(&b))
+}()
+
+// udpBatch carries one ReadBatch or WriteBatch call through RawConn.
+type udpBatch struct {
+	s          *VXLANSocket
+	v          mmsgVec
+	want       int
+	next, done int
+	err        error
+	recvFn     func(uintptr) bool
+	sendFn     func(uintptr) bool
+}
+
+// ListenVXLAN opens a UDP socket on pa port 4789. The address must already
+// be configured and, for IPv6, past DAD.
+func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) {
+	if !pa.IsValid() || pa.IsUnspecified() || pa.IsMulticast() || pa.Is4In6() || pa.Zone() != "" {
+		return nil, fmt.Errorf("provider address %s cannot carry VXLAN: use a unicast IPv4 or global IPv6 address without a zone", pa)
+	}
+	family := unix.AF_INET
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: pa.As4(), Port: packet.VXLANPort}
+	if pa.Is6() {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Addr: pa.As16(), Port: packet.VXLANPort}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("open VXLAN socket for %s: %w", pa, err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind VXLAN socket to provider address %s port %d: %w", pa, packet.VXLANPort, err)
+	}
+	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], socketBuffer) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], socketBuffer)
+		}
+	}
+	s := &VXLANSocket{f: os.NewFile(uintptr(fd), "vxlan:"+pa.String()), pa: pa}
+	s.batches.New = func() any {
+		b := &udpBatch{s: s}
+		b.recvFn, b.sendFn = b.recvReady, b.sendReady
+		b.v.grow(defaultBatch)
+		return b
+	}
+	if s.rc, err = s.f.SyscallConn(); err != nil {
+		s.f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// LocalAddr is the provider address the socket is bound to.
+func (s *VXLANSocket) LocalAddr() netip.Addr { return s.pa }
+
+// Stats returns the socket's drop counters.
+func (s *VXLANSocket) Stats() Stats {
+	return Stats{Dropped: s.dropped.Load(), Truncated: s.truncated.Load()}
+}
+
+// Close closes the socket and wakes a ReadBatch blocked on it.
+func (s *VXLANSocket) Close() error {
+	s.closed.Store(true)
+	return s.f.Close()
+}
+
+func (s *VXLANSocket) batch(n int) *udpBatch {
+	b := s.batches.Get().(*udpBatch)
+	b.v.grow(n)
+	b.want, b.next, b.done, b.err = 0, 0, 0, nil
+	return b
+}
+
+// ReadBatch blocks until at least one datagram has arrived, then returns up
+// to len(pkts) of them with one recvmmsg: Buf[:N] is the VXLAN header and
+// inner frame, Src the sender's PA, Dst the bound PA. Datagrams larger than
+// their buffer are dropped and counted in Stats().Truncated; ReadBatch may
+// swap entries of pkts to keep the first n valid.
+func (s *VXLANSocket) ReadBatch(pkts []Packet) (int, error) {
+	if len(pkts) == 0 {
+		return 0, nil
+	}
+	b := s.batch(len(pkts))
+	defer s.batches.Put(b)
+	for {
+		v := &b.v
+		for i := range pkts {
+			m := &v.msgs[i].Hdr
+			*m = unix.Msghdr{}
+			v.iovs[i].Base = unsafe.SliceData(pkts[i].Buf)
+			v.iovs[i].SetLen(len(pkts[i].Buf))
+			m.Iov = &v.iovs[i]
+			m.SetIovlen(1)
+			m.Name = (*byte)(unsafe.Pointer(&v.names[i]))
+			m.Namelen = unix.SizeofSockaddrInet6
+		}
+		b.want, b.done, b.err = len(pkts), 0, nil
+		err := s.rc.Read(b.recvFn)
+		if err == nil {
+			err = b.err
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read VXLAN on %s: %w", s.pa, closedErr(&s.closed, err))
+		}
+		if n := b.unpack(pkts); n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (b *udpBatch) recvReady(fd uintptr) bool {
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[0])), uintptr(b.want), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			b.done = int(n)
+			return true
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			b.err = e
+			return true
+		}
+	}
+}
+
+func (b *udpBatch) unpack(pkts []Packet) int {
+	v, s := &b.v, b.s
+	valid := 0
+	for i := 0; i < b.done; i++ {
+		mh := &v.msgs[i]
+		if mh.Hdr.Flags&unix.MSG_TRUNC != 0 {
+			s.truncated.Add(1)
+			continue
+		}
+		p := &pkts[i]
+		p.N = int(mh.Len)
+		p.Src = sockaddrAddr(&v.names[i])
+		p.Dst = s.pa
+		if valid != i {
+			pkts[valid], pkts[i] = pkts[i], pkts[valid]
+		}
+		valid++
+	}
+	return valid
+}
+
+// sockaddrAddr reads the address of a sockaddr_in or sockaddr_in6.
+func sockaddrAddr(n *unix.RawSockaddrInet6) netip.Addr {
+	if n.Family == unix.AF_INET {
+		return netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(n)).Addr)
+	}
+	return netip.AddrFrom16(n.Addr)
+}
+
+// WriteBatch sends each Buf[:N] to port 4789 of Dst with sendmmsg. Packets
+// the kernel refuses or whose Dst is not of the socket's family are counted
+// in Stats().Dropped and skipped. It returns the packets sent; the error is
+// nil unless the socket itself failed.
+func (s *VXLANSocket) WriteBatch(pkts []Packet) (int, error) {
+	b := s.batch(len(pkts))
+	defer s.batches.Put(b)
+	v := &b.v
+	v4 := s.pa.Is4()
+	for i := range pkts {
+		p := &pkts[i]
+		if p.Dst.Is4() != v4 || !p.Dst.IsValid() || p.N < 0 || p.N > len(p.Buf) {
+			s.dropped.Add(1)
+			continue
+		}
+		k := b.want
+		m := &v.msgs[k].Hdr
+		*m = unix.Msghdr{}
+		v.iovs[k].Base = unsafe.SliceData(p.Buf)
+		v.iovs[k].SetLen(p.N)
+		m.Iov = &v.iovs[k]
+		m.SetIovlen(1)
+		name := &v.names[k]
+		m.Name = (*byte)(unsafe.Pointer(name))
+		if v4 {
+			*(*unix.RawSockaddrInet4)(unsafe.Pointer(name)) = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: vxlanPortBE, Addr: p.Dst.As4()}
+			m.Namelen = unix.SizeofSockaddrInet4
+		} else {
+			*name = unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: vxlanPortBE, Addr: p.Dst.As16()}
+			m.Namelen = unix.SizeofSockaddrInet6
+		}
+		b.want++
+	}
+	if b.want == 0 {
+		return 0, nil
+	}
+	err := s.rc.Write(b.sendFn)
+	if err == nil {
+		err = b.err
+	}
+	if err != nil {
+		return b.done, fmt.Errorf("write VXLAN from %s: %w", s.pa, closedErr(&s.closed, err))
+	}
+	return b.done, nil
+}
+
+func (b *udpBatch) sendReady(fd uintptr) bool {
+	for b.next < b.want {
+		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[b.next])), uintptr(b.want-b.next), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			b.next += int(n)
+			b.done += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		case unix.EBADF, unix.ENOTSOCK:
+			b.err = e
+			return true
+		default:
+			b.s.dropped.Add(1)
+			b.next++
+		}
+	}
+	return true
+}

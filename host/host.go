@@ -151,5 +151,14 @@ func (h *Host) Counters() provider.Counters {
 		}
 	}
 	sort.Slice(c.Ports, func(i, j int) bool { return c.Ports[i].Name < c.Ports[j].Name })
+	if h.hub != nil {
+		st := h.hub.Stats()
+		for t := notify.NotificationType(0); t < notify.NotificationTypeMax; t++ {
+			ts := st.Types[t]
+			c.Notifications = append(c.Notifications, provider.NotificationCounters{Type: t.String(), Raised: ts.Raised,
+				RateLimited: ts.RateLimited, Merged: ts.Merged, Delivered: ts.Delivered, Dropped: ts.Dropped})
+		}
+		c.NotificationHandles = st.OpenHandles
+	}
 	return c
 }

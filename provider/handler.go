@@ -301,6 +301,9 @@ func (h *handler) counters(w http.ResponseWriter, r *http.Request) {
 	if c.Drops == nil {
 		c.Drops = []DropCount{}
 	}
+	if c.Notifications == nil {
+		c.Notifications = []NotificationCounters{}
+	}
 	writeJSON(w, http.StatusOK, c)
 }
 

@@ -376,9 +376,11 @@ func TestNextHopAndCounters(t *testing.T) {
 	}
 
 	c := provider.Counters{
-		Ports: []provider.NamedPortCounters{{Name: "vm1", PortCounters: provider.PortCounters{RxFrames: 3, RxBytes: 300, TxFrames: 2, TxBytes: 200, Drops: 1}}},
-		VSIDs: []provider.VSIDCounters{{VirtualSubnetID: 5001, TxFrames: 2, RxFrames: 3, Encapsulated: 2, Decapsulated: 1, Drops: 1}},
-		Drops: []provider.DropCount{{Reason: "no-lookup-record", Count: 1}},
+		Ports:               []provider.NamedPortCounters{{Name: "vm1", PortCounters: provider.PortCounters{RxFrames: 3, RxBytes: 300, TxFrames: 2, TxBytes: 200, Drops: 1}}},
+		VSIDs:               []provider.VSIDCounters{{VirtualSubnetID: 5001, TxFrames: 2, RxFrames: 3, Encapsulated: 2, Decapsulated: 1, Drops: 1}},
+		Drops:               []provider.DropCount{{Reason: "no-lookup-record", Count: 1}},
+		Notifications:       []provider.NotificationCounters{{Type: "WnvPolicyMismatchType", Raised: 4, RateLimited: 90, Delivered: 4}},
+		NotificationHandles: 2,
 	}
 	e.b.SetCounters(c)
 	got, err := e.c.Counters(e.ctx)

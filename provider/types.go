@@ -63,11 +63,27 @@ type DropCount struct {
 	Count  uint64 `json:"Count"`
 }
 
-// Counters is a host-wide snapshot of the switch's counters.
+// NotificationCounters count one notification type's events over all
+// handles of the notification API: raised by the host, suppressed by the
+// per-key rate limit, merged into a pending one, delivered, and dropped from a
+// full queue (which tells that consumer to resync).
+type NotificationCounters struct {
+	Type        string `json:"Type"`
+	Raised      uint64 `json:"Raised"`
+	RateLimited uint64 `json:"RateLimited"`
+	Merged      uint64 `json:"Merged"`
+	Delivered   uint64 `json:"Delivered"`
+	Dropped     uint64 `json:"Dropped"`
+}
+
+// Counters is a host-wide snapshot of the switch's counters and the
+// notification API's.
 type Counters struct {
-	Ports []NamedPortCounters `json:"Ports"`
-	VSIDs []VSIDCounters      `json:"VSIDs"`
-	Drops []DropCount         `json:"Drops"`
+	Ports               []NamedPortCounters    `json:"Ports"`
+	VSIDs               []VSIDCounters         `json:"VSIDs"`
+	Drops               []DropCount            `json:"Drops"`
+	Notifications       []NotificationCounters `json:"Notifications"`
+	NotificationHandles int                    `json:"NotificationHandles"`
 }
 
 // NextHopQuery is the input of Select-NextHop.

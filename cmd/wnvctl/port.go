@@ -170,7 +170,11 @@ func countersCmd() *cobra.Command {
 			for _, d := range cs.Drops {
 				drops.add(d.Reason, numCell(d.Count))
 			}
-			return printResult(cmd, cs, ports, vsids, drops)
+			notes := outTable{header: []string{"Notification", "Raised", "RateLimited", "Merged", "Delivered", "Dropped"}}
+			for _, n := range cs.Notifications {
+				notes.add(n.Type, numCell(n.Raised), numCell(n.RateLimited), numCell(n.Merged), numCell(n.Delivered), numCell(n.Dropped))
+			}
+			return printResult(cmd, cs, ports, vsids, drops, notes)
 		},
 	}
 }

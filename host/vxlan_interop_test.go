@@ -1,0 +1,300 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/wnv/wnv/lab/probe"
+	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+)
+
+// The helper process: `go test` re-runs its own binary in a host namespace
+// with these variables set, and TestHelperHost runs a host there (sockets
+// and TAPs act in the namespace of the thread that opens them, so a host
+// cannot share a process with the test's other namespaces).
+const (
+	envUnderlay = "WNV_TEST_HOST_UNDERLAY"
+	envSocket   = "WNV_TEST_HOST_SOCKET"
+)
+
+// TestHelperHost runs a host with its provider API until its stdin closes.
+func TestHelperHost(t *testing.T) {
+	underlay := os.Getenv(envUnderlay)
+	if underlay == "" {
+		t.Skip("helper process for the namespace tests")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	hub := notify.NewHub(notify.Config{})
+	h, err := New(Config{Name: "helper", Underlay: underlay, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}, hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- h.Run(ctx) }()
+	go func() { errc <- provider.Serve(ctx, os.Getenv(envSocket), provider.NewHandler(h)) }()
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+}
+
+func suffix() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// netnsAdd creates a named namespace with loopback up, removed at cleanup.
+func netnsAdd(t *testing.T, name string) {
+	t.Helper()
+	run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	run(t, "ip", "-n", name, "link", "set", "lo", "up")
+}
+
+// inNetns runs fn on a locked OS thread inside the named namespace; the
+// thread exits with the goroutine.
+func inNetns(name string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		ns, err := netns.GetFromName(name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer ns.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// startHost runs the helper host in namespace ns on underlay and returns a
+// provider API client for it.
+func startHost(t *testing.T, ns, underlay string) *provider.Client {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "wnvd.sock")
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperHost$", "-test.v")
+	cmd.Env = append(os.Environ(), envUnderlay+"="+underlay, envSocket+"="+sock)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("host log:\n%s", log.String())
+		}
+	})
+	c := provider.NewClient(sock)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := c.Global(context.Background()); err == nil {
+			return c
+		} else if time.Now().After(deadline) {
+			t.Fatalf("helper host did not answer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// probeBothWays serves probes in each namespace and checks that each side
+// gets answers from the other.
+func probeBothWays(t *testing.T, a, b string, aCA, bCA netip.Addr) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, ns := range []string{a, b} {
+		ready := make(chan error, 1)
+		go inNetns(ns, func() error {
+			// Serve listens before it blocks; give it a moment, then report.
+			go func() { time.Sleep(100 * time.Millisecond); ready <- nil }()
+			return probe.Serve(ctx, ns, probe.Port, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		})
+		<-ready
+	}
+	for _, c := range []struct {
+		from, to string
+		dst      netip.Addr
+	}{{a, b, bCA}, {b, a, aCA}} {
+		var replies []probe.Reply
+		err := inNetns(c.from, func() error {
+			var err error
+			replies, err = probe.UDP(ctx, netip.AddrPortFrom(c.dst, probe.Port), probe.UDPOptions{Count: 5, Timeout: 500 * time.Millisecond})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("probe %s -> %s: %v", c.from, c.dst, err)
+		}
+		if len(replies) < 4 || replies[0].Responder != c.to {
+			t.Errorf("probe %s -> %s (%s): %d of 5 answered %+v, want answers from %s", c.from, c.to, c.dst, len(replies), replies, c.to)
+		}
+	}
+}
+
+// TestVXLANInteropWithKernel: a VM behind our host and a namespace behind a
+// Linux vxlan device with a static FDB entry reach each other both ways.
+func TestVXLANInteropWithKernel(t *testing.T) {
+	needRoot(t)
+	s := suffix()
+	hostNS, vmNS, kernNS := "wvxh"+s, "wvxv"+s, "wvxk"+s
+	for _, ns := range []string{hostNS, vmNS, kernNS} {
+		netnsAdd(t, ns)
+	}
+	u1, u2 := "wvu1"+s, "wvu2"+s
+	run(t, "ip", "link", "add", u1, "netns", hostNS, "type", "veth", "peer", "name", u2, "netns", kernNS)
+	run(t, "ip", "-n", hostNS, "link", "set", u1, "up")
+	pa1, pa2 := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
+	ca1, ca2 := netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.0.11")
+	vmMAC := packet.MAC{0x02, 0, 0, 0, 0x51, 0x01}
+	kernMAC := packet.MAC{0x02, 0, 0, 0, 0x51, 0x02}
+
+	// The kernel side: PA2 on the underlay, vx0 (VNI 5001) holding CA2, a
+	// static FDB entry and neighbour for the VM (no flooding, no learning).
+	k := func(args ...string) { run(t, append([]string{"ip", "-n", kernNS}, args...)...) }
+	k("addr", "add", pa2.String()+"/24", "dev", u2)
+	k("link", "set", u2, "up")
+	k("link", "add", "vx0", "type", "vxlan", "id", "5001", "dstport", "4789", "local", pa2.String(), "nolearning", "dev", u2)
+	k("link", "set", "vx0", "address", kernMAC.String(), "mtu", "1450", "up")
+	k("addr", "add", ca2.String()+"/24", "dev", "vx0")
+	// A veth hands the inner checksum over unfinished (CHECKSUM_PARTIAL)
+	// where a real NIC would fill it in; have vx0 finish it in software.
+	if err := inNetns(kernNS, func() error { return txChecksumOff("vx0") }); err != nil {
+		t.Fatal(err)
+	}
+	k("neigh", "add", ca1.String(), "lladdr", vmMAC.String(), "dev", "vx0", "nud", "permanent")
+	run(t, "bridge", "-n", kernNS, "fdb", "append", vmMAC.String(), "dev", "vx0", "dst", pa1.String())
+
+	// Our side: policy through the provider API, the VM's port in vmNS.
+	c := startHost(t, hostNS, u1)
+	ctx := context.Background()
+	rd := policy.MustParseGUID("{11111111-2222-3333-4444-000000000005}")
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(c.AddVirtualSubnet(ctx, policy.VirtualSubnet{VirtualSubnetID: 5001, Encapsulation: policy.EncapVXLAN}))
+	must(c.AddCustomerRoute(ctx, policy.CustomerRoute{RoutingDomainID: rd, VirtualSubnetID: 5001, DestinationPrefix: netip.MustParsePrefix("10.0.0.0/24")}))
+	for _, r := range []struct {
+		ca, pa netip.Addr
+		mac    packet.MAC
+	}{{ca1, pa1, vmMAC}, {ca2, pa2, kernMAC}} {
+		must(c.AddLookupRecord(ctx, policy.LookupRecord{CustomerAddress: r.ca, VirtualSubnetID: 5001, MACAddress: r.mac, ProviderAddress: r.pa, Rule: policy.TranslationMethodEncap}))
+	}
+	must(c.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa1, PrefixLength: 24}))
+	must(c.AttachPort(ctx, provider.PortSpec{Name: "vm1", TAP: "wvt" + s, Netns: vmNS, IfName: "eth0", MACAddress: vmMAC,
+		VirtualSubnetID: 5001, CustomerAddresses: []netip.Addr{ca1}}))
+	run(t, "ip", "-n", vmNS, "addr", "add", ca1.String()+"/24", "dev", "eth0")
+	waitPreferred(t, c, pa1)
+
+	probeBothWays(t, vmNS, kernNS, ca1, ca2)
+
+	cs, err := c.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t.Failed() {
+		t.Logf("host counters: %+v", cs)
+	}
+	for _, v := range cs.VSIDs {
+		if v.VirtualSubnetID == 5001 && (v.Encapsulated == 0 || v.Decapsulated == 0) {
+			t.Errorf("VSID 5001 counters %+v: want frames both encapsulated and decapsulated", v)
+		}
+	}
+	if p, err := c.Port(ctx, "vm1"); err != nil || p.MTU != 1450 {
+		t.Errorf("vm1 MTU %d (%v), want 1450: the default leaves room for VXLAN", p.MTU, err)
+	}
+}
+
+// txChecksumOff is `ethtool -K ifname tx off`.
+func txChecksumOff(ifname string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	val := struct{ cmd, data uint32 }{cmd: unix.ETHTOOL_STXCSUM}
+	var ifr struct {
+		name [unix.IFNAMSIZ]byte
+		data unsafe.Pointer
+		_    [16]byte
+	}
+	copy(ifr.name[:], ifname)
+	ifr.data = unsafe.Pointer(&val)
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
+		return fmt.Errorf("turn off tx checksumming on %s: %w", ifname, e)
+	}
+	return nil
+}
+
+// waitPreferred waits for the PA to pass DAD, after which its sockets open.
+func waitPreferred(t *testing.T, c *provider.Client, pa netip.Addr) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		pas, err := c.ProviderAddresses(context.Background(), policy.ProviderAddressFilter{ProviderAddress: pa})
+		if err == nil && len(pas) == 1 && pas[0].AddressState == policy.AddressPreferred {
+			time.Sleep(100 * time.Millisecond) // sockets open right after the state is recorded
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("provider address %s did not become Preferred", pa)
+}

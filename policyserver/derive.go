@@ -1,0 +1,115 @@
+package policyserver
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+
+	"github.com/wnv/wnv/policy"
+)
+
+// The host-side policy derived from the server's objects: exactly the lookup
+// records and customer routes a host agent installs through the provider
+// API. Pure functions of their arguments.
+
+// RecordsFor returns the Static, Encap lookup record of each CA of vm,
+// pointing at the PA of the VM's host.
+func RecordsFor(vm *VM) []policy.LookupRecord {
+	out := make([]policy.LookupRecord, len(vm.CustomerAddresses))
+	for i, ca := range vm.CustomerAddresses {
+		out[i] = policy.LookupRecord{
+			CustomerAddress: ca,
+			VirtualSubnetID: vm.VirtualSubnetID,
+			MACAddress:      vm.MACAddress,
+			ProviderAddress: vm.ProviderAddress,
+			Rule:            policy.TranslationMethodEncap,
+			Type:            policy.Static,
+			CustomerID:      vm.CustomerID,
+			VMName:          vm.Name,
+		}
+	}
+	return out
+}
+
+// GatewayRecords returns a gateway's Static record for its CA and its
+// GatewayWildcard record (CA 0.0.0.0 or :: of the same family).
+func GatewayRecords(g *Gateway) []policy.LookupRecord {
+	r := policy.LookupRecord{
+		CustomerAddress: g.CustomerAddress,
+		VirtualSubnetID: g.VirtualSubnetID,
+		MACAddress:      g.MACAddress,
+		ProviderAddress: g.ProviderAddress,
+		Rule:            policy.TranslationMethodEncap,
+		Type:            policy.Static,
+		CustomerID:      g.CustomerID,
+		VMName:          g.Name,
+	}
+	w := r
+	w.Type = policy.GatewayWildcard
+	w.CustomerAddress = unspecified(g.CustomerAddress)
+	return []policy.LookupRecord{r, w}
+}
+
+func unspecified(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
+// RoutesFor returns the on-link customer route of each prefix of s.
+func RoutesFor(s *Subnet) []policy.CustomerRoute {
+	out := make([]policy.CustomerRoute, len(s.Prefixes))
+	for i, p := range s.Prefixes {
+		out[i] = policy.CustomerRoute{
+			RoutingDomainID:   s.RoutingDomainID,
+			VirtualSubnetID:   s.VirtualSubnetID,
+			DestinationPrefix: p,
+			NextHop:           unspecified(p.Addr()),
+			CustomerID:        s.CustomerID,
+		}
+	}
+	return out
+}
+
+// GatewayRoutes returns the default route (0.0.0.0/0 or ::/0) through g.
+func GatewayRoutes(g *Gateway) []policy.CustomerRoute {
+	return []policy.CustomerRoute{{
+		RoutingDomainID:   g.RoutingDomainID,
+		VirtualSubnetID:   g.VirtualSubnetID,
+		DestinationPrefix: netip.PrefixFrom(unspecified(g.CustomerAddress), 0),
+		NextHop:           g.CustomerAddress,
+		CustomerID:        g.CustomerID,
+	}}
+}
+
+// PolicyFor assembles the policy of routing domain rd read at revision rev
+// from its subnets, the Static records of its CAs (RecordsFor of its VMs and
+// the first of GatewayRecords of its gateways, as the server keeps them) and
+// its gateways, which add their wildcard records and default routes. Routes
+// are ordered by VSID and prefix, records by VSID, CA and type.
+func PolicyFor(rd policy.GUID, rev int64, subnets []Subnet, records []policy.LookupRecord, gateways []Gateway) Policy {
+	p := Policy{RoutingDomainID: rd, Revision: rev, Subnets: subnets,
+		Records: []policy.LookupRecord{}, Routes: []policy.CustomerRoute{}}
+	if p.Subnets == nil {
+		p.Subnets = []Subnet{}
+	}
+	for i := range subnets {
+		p.Routes = append(p.Routes, RoutesFor(&subnets[i])...)
+	}
+	p.Records = append(p.Records, records...)
+	for i := range gateways {
+		p.Routes = append(p.Routes, GatewayRoutes(&gateways[i])...)
+		p.Records = append(p.Records, GatewayRecords(&gateways[i])[1])
+	}
+	slices.SortFunc(p.Routes, func(a, b policy.CustomerRoute) int {
+		return cmp.Or(cmp.Compare(a.VirtualSubnetID, b.VirtualSubnetID),
+			a.DestinationPrefix.Addr().Compare(b.DestinationPrefix.Addr()),
+			cmp.Compare(a.DestinationPrefix.Bits(), b.DestinationPrefix.Bits()))
+	})
+	slices.SortFunc(p.Records, func(a, b policy.LookupRecord) int {
+		return cmp.Or(cmp.Compare(a.VirtualSubnetID, b.VirtualSubnetID),
+			a.CustomerAddress.Compare(b.CustomerAddress), cmp.Compare(a.Type, b.Type))
+	})
+	return p
+}

@@ -1,0 +1,166 @@
+package policyserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// EmbedConfig describes one embedded etcd member.
+type EmbedConfig struct {
+	DataDir   string
+	Name      string // member name; default "wnv"
+	ClientURL string // default http://127.0.0.1:2379
+	PeerURL   string // default http://127.0.0.1:2380
+	// InitialCluster lists every member as name=peerURL,...; empty for a
+	// single-node cluster.
+	InitialCluster string
+	// UnsafeNoFsync trades durability for speed (benchmarks only).
+	UnsafeNoFsync bool
+}
+
+// StartEmbedded starts an etcd member and waits until it serves clients.
+func StartEmbedded(ctx context.Context, c EmbedConfig) (*embed.Etcd, error) {
+	cfg := embed.NewConfig()
+	cfg.Dir = c.DataDir
+	cfg.Name = cmpOr(c.Name, "wnv")
+	cu, err := url.Parse(cmpOr(c.ClientURL, "http://127.0.0.1:2379"))
+	if err != nil {
+		return nil, fmt.Errorf("etcd client URL %q is malformed: use http://127.0.0.1:2379", c.ClientURL)
+	}
+	pu, err := url.Parse(cmpOr(c.PeerURL, "http://127.0.0.1:2380"))
+	if err != nil {
+		return nil, fmt.Errorf("etcd peer URL %q is malformed: use http://127.0.0.1:2380", c.PeerURL)
+	}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cmpOr(c.InitialCluster, cfg.Name+"="+pu.String())
+	cfg.InitialClusterToken = "wnv"
+	cfg.LogLevel = "error"
+	cfg.UnsafeNoFsync = c.UnsafeNoFsync
+	cfg.WatchProgressNotifyInterval = progressEvery
+	// Watchers can resume from any revision of the last hour.
+	cfg.AutoCompactionMode, cfg.AutoCompactionRetention = embed.CompactorModePeriodic, "1h"
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd in %s did not start: %w", c.DataDir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s failed: %w", c.DataDir, err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	}
+}
+
+// Connect returns an etcd client for endpoints; tlsConfig may be nil.
+func Connect(endpoints []string, tlsConfig *tls.Config) (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		TLS:                  tlsConfig,
+		Logger:               nopZap(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
+	}
+	return cli, nil
+}
+
+// Serve runs the API on ln until ctx ends, then shuts down gracefully
+// (watch streams are cut at once). tlsConfig, when not nil, makes it HTTPS.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *tls.Config) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	errc := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
+		return e
+	}
+	return err
+}
+
+// ServerTLS loads the server certificate; with clientCAFile set, clients
+// must present a certificate signed by that CA (mutual TLS).
+func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert %s / --tls-key %s could not be loaded: %w", certFile, keyFile, err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pool, err := loadPool(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca %s: %w", clientCAFile, err)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// ClientTLS trusts caFile (the system roots when empty) and, with
+// certFile/keyFile, presents a client certificate.
+func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := loadPool(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA file %s: %w", caFile, err)
+		}
+		cfg.RootCAs = pool
+	}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate %s / key %s could not be loaded: %w", certFile, keyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+func loadPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	return pool, nil
+}
+
+// nopZap silences the etcd client's own logging; its errors reach callers.
+func nopZap() *zap.Logger { return zap.NewNop() }

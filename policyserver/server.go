@@ -1,0 +1,419 @@
+package policyserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// NewHandler serves the HTTP/JSON API of docs/policy-server.md from st.
+func NewHandler(st *Store, log *slog.Logger) http.Handler {
+	h := &handler{st: st, log: log}
+	mux := http.NewServeMux()
+	create := func(path string, f func(context.Context, *http.Request) (any, error)) {
+		mux.HandleFunc("POST "+path, h.answer(f))
+	}
+	get := func(path string, f func(context.Context, *http.Request) (any, error)) {
+		mux.HandleFunc("GET "+path, h.answer(f))
+	}
+	del := func(path string, f func(context.Context, *http.Request) error) {
+		mux.HandleFunc("DELETE "+path, func(w http.ResponseWriter, r *http.Request) {
+			if err := f(r.Context(), r); err != nil {
+				h.fail(w, r, err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+
+	create("/v1/tenants", body(st.CreateTenant))
+	get("/v1/tenants", list(st.Tenants))
+	get("/v1/tenants/{id}", byGUID(st.Tenant))
+	del("/v1/tenants/{id}", delGUID(st.DeleteTenant))
+
+	create("/v1/routing-domains", body(st.CreateRoutingDomain))
+	get("/v1/routing-domains", list(st.RoutingDomains))
+	get("/v1/routing-domains/{id}", byGUID(st.RoutingDomain))
+	del("/v1/routing-domains/{id}", delGUID(st.DeleteRoutingDomain))
+
+	create("/v1/subnets", body(st.CreateSubnet))
+	get("/v1/subnets", func(ctx context.Context, r *http.Request) (any, error) {
+		var q struct {
+			RoutingDomainID policy.GUID `json:"routingDomain"`
+		}
+		if err := decodeQuery(r, &q); err != nil {
+			return nil, err
+		}
+		return nonNil(st.Subnets(ctx, q.RoutingDomainID))
+	})
+	get("/v1/subnets/{vsid}", func(ctx context.Context, r *http.Request) (any, error) {
+		v, err := pathVSID(r)
+		if err != nil {
+			return nil, err
+		}
+		return st.Subnet(ctx, v)
+	})
+	del("/v1/subnets/{vsid}", func(ctx context.Context, r *http.Request) error {
+		v, err := pathVSID(r)
+		if err != nil {
+			return err
+		}
+		return st.DeleteSubnet(ctx, v)
+	})
+
+	create("/v1/hosts", body(st.RegisterHost))
+	create("/v1/hosts/{name}/heartbeat", byName(st.Heartbeat))
+	get("/v1/hosts", list(st.Hosts))
+	get("/v1/hosts/{name}", byName(st.Host))
+	del("/v1/hosts/{name}", delName(st.DeleteHost))
+
+	create("/v1/vms", body(st.CreateVM))
+	get("/v1/vms", func(ctx context.Context, r *http.Request) (any, error) {
+		var f VMFilter
+		if err := decodeQuery(r, &f); err != nil {
+			return nil, err
+		}
+		return nonNil(st.VMs(ctx, f))
+	})
+	get("/v1/vms/{name}", byName(st.VM))
+	del("/v1/vms/{name}", delName(st.DeleteVM))
+	create("/v1/vms/{name}/migrate", func(ctx context.Context, r *http.Request) (any, error) {
+		var m Migration
+		if err := decodeBody(r.Body, &m); err != nil {
+			return nil, err
+		}
+		return st.MigrateVM(ctx, r.PathValue("name"), m.Host)
+	})
+
+	create("/v1/gateways", body(st.CreateGateway))
+	get("/v1/gateways", list(st.Gateways))
+	get("/v1/gateways/{name}", byName(st.Gateway))
+	del("/v1/gateways/{name}", delName(st.DeleteGateway))
+
+	get("/v1/policy", func(ctx context.Context, r *http.Request) (any, error) {
+		var q struct {
+			RoutingDomainID policy.GUID `json:"routingDomain"`
+		}
+		if err := decodeQuery(r, &q); err != nil {
+			return nil, err
+		}
+		if q.RoutingDomainID.IsZero() {
+			return nil, invalidf("routingDomain is missing: %s", guidUse)
+		}
+		return st.Policy(ctx, q.RoutingDomainID)
+	})
+	get("/v1/lookup", func(ctx context.Context, r *http.Request) (any, error) {
+		var q struct {
+			VSID policy.VSID `json:"vsid"`
+			CA   netip.Addr  `json:"ca"`
+		}
+		if err := decodeQuery(r, &q); err != nil {
+			return nil, err
+		}
+		if err := checkVSID(q.VSID); err != nil {
+			return nil, err
+		}
+		if !q.CA.IsValid() {
+			return nil, invalidf("ca is missing: use an IPv4 or IPv6 address such as 10.0.0.5")
+		}
+		return st.Lookup(ctx, q.VSID, q.CA)
+	})
+	mux.HandleFunc("GET /v1/watch", h.watch)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("%s %s is not an API route: see docs/policy-server.md", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type handler struct {
+	st  *Store
+	log *slog.Logger
+}
+
+func (h *handler) answer(f func(context.Context, *http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := f(r.Context(), r)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		status := http.StatusOK
+		if r.Method == http.MethodPost && !strings.HasSuffix(r.URL.Path, "/heartbeat") && !strings.HasSuffix(r.URL.Path, "/migrate") {
+			status = http.StatusCreated
+		}
+		writeJSON(w, status, v)
+	}
+}
+
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	if status >= 500 {
+		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, status, err)
+}
+
+func body[T any](f func(context.Context, T) (T, error)) func(context.Context, *http.Request) (any, error) {
+	return func(ctx context.Context, r *http.Request) (any, error) {
+		var v T
+		if err := decodeBody(r.Body, &v); err != nil {
+			return nil, err
+		}
+		return f(ctx, v)
+	}
+}
+
+func list[T any](f func(context.Context) ([]T, error)) func(context.Context, *http.Request) (any, error) {
+	return func(ctx context.Context, _ *http.Request) (any, error) { return nonNil(f(ctx)) }
+}
+
+func nonNil[T any](v []T, err error) (any, error) {
+	if v == nil {
+		v = []T{}
+	}
+	return v, err
+}
+
+func byName[T any](f func(context.Context, string) (T, error)) func(context.Context, *http.Request) (any, error) {
+	return func(ctx context.Context, r *http.Request) (any, error) { return f(ctx, r.PathValue("name")) }
+}
+
+func delName(f func(context.Context, string) error) func(context.Context, *http.Request) error {
+	return func(ctx context.Context, r *http.Request) error { return f(ctx, r.PathValue("name")) }
+}
+
+func pathGUID(r *http.Request) (policy.GUID, error) {
+	g, err := policy.ParseGUID(r.PathValue("id"))
+	if err != nil {
+		return g, invalidf("path GUID %q is malformed: %s", r.PathValue("id"), guidUse)
+	}
+	return g, nil
+}
+
+func byGUID[T any](f func(context.Context, policy.GUID) (T, error)) func(context.Context, *http.Request) (any, error) {
+	return func(ctx context.Context, r *http.Request) (any, error) {
+		g, err := pathGUID(r)
+		if err != nil {
+			return nil, err
+		}
+		return f(ctx, g)
+	}
+}
+
+func delGUID(f func(context.Context, policy.GUID) error) func(context.Context, *http.Request) error {
+	return func(ctx context.Context, r *http.Request) error {
+		g, err := pathGUID(r)
+		if err != nil {
+			return err
+		}
+		return f(ctx, g)
+	}
+}
+
+func pathVSID(r *http.Request) (policy.VSID, error) {
+	n, err := strconv.ParseUint(r.PathValue("vsid"), 10, 32)
+	if err != nil {
+		return 0, invalidf("path VirtualSubnetID %q is malformed: use %d..%d", r.PathValue("vsid"), policy.MinVSID, policy.MaxVSID)
+	}
+	return policy.VSID(n), nil
+}
+
+func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
+	var q struct {
+		Rev int64 `json:"rev"`
+	}
+	qs := r.URL.Query()
+	rdTexts := qs["routingDomain"]
+	delete(qs, "routingDomain")
+	r.URL.RawQuery = qs.Encode()
+	if err := decodeQuery(r, &q); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	rds := make([]policy.GUID, len(rdTexts))
+	for i, t := range rdTexts {
+		g, err := policy.ParseGUID(t)
+		if err != nil {
+			h.fail(w, r, invalidf("routingDomain %q is malformed: %s", t, guidUse))
+			return
+		}
+		rds[i] = g
+	}
+	rc := http.NewResponseController(w)
+	started := false
+	var buf bytes.Buffer
+	err := h.st.Watch(r.Context(), q.Rev, rds, func(ev *Event) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		buf.Reset()
+		if err := json.NewEncoder(&buf).Encode(ev); err != nil {
+			return err
+		}
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	switch {
+	case !started && err != nil:
+		h.fail(w, r, err)
+	case err != nil && !errors.Is(err, ErrCompacted) && r.Context().Err() == nil:
+		h.log.Info("watch stream ended", "err", err)
+	}
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, policy.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, policy.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, policy.ErrExists):
+		return http.StatusConflict
+	case errors.Is(err, context.Canceled):
+		return 499
+	}
+	return http.StatusServiceUnavailable
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, errorBody{Error: strings.ReplaceAll(err.Error(), "\n", " ")})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// The status is sent; a write error can only mean the client went away.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Request decoding: one property at a time, so that a malformed value is
+// reported with its name and the rule for it.
+
+var rules = map[reflect.Type]string{
+	reflect.TypeFor[netip.Addr]():     "use an IPv4 or IPv6 address such as 10.0.0.5",
+	reflect.TypeFor[[]netip.Addr]():   `use a list of addresses such as ["10.0.0.5"]`,
+	reflect.TypeFor[[]netip.Prefix](): `use a list of prefixes such as ["10.0.0.0/24", "fd00:0:0:1::/64"]`,
+	reflect.TypeFor[packet.MAC]():     "use 00:15:5d:01:02:03",
+	reflect.TypeFor[policy.VSID]():    fmt.Sprintf("use %d..%d", policy.MinVSID, policy.MaxVSID),
+	reflect.TypeFor[policy.GUID]():    guidUse,
+	reflect.TypeFor[int64]():          "use a whole number",
+	reflect.TypeFor[string]():         "use a string",
+}
+
+func ruleFor(t reflect.Type, cause error) string {
+	if r, ok := rules[t]; ok {
+		return r
+	}
+	return cause.Error()
+}
+
+// maxBody bounds a request body; objects are a few hundred bytes.
+const maxBody = 1 << 20
+
+// decodeBody decodes one JSON object into the struct dst points to.
+// Unknown properties and trailing data are errors.
+func decodeBody(r io.Reader, dst any) error {
+	data, err := io.ReadAll(io.LimitReader(r, maxBody+1))
+	if err != nil {
+		return invalidf("request body could not be read: %v", err)
+	}
+	if len(data) > maxBody {
+		return invalidf("request body is larger than %d bytes: send one object", maxBody)
+	}
+	var obj map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		return invalidf("request body is not a JSON object: send one object such as {\"Name\": \"vm1\"}")
+	}
+	if dec.More() {
+		return invalidf("request body has data after the JSON object: send one object")
+	}
+	given := make([]string, 0, len(obj))
+	for k := range obj {
+		given = append(given, k)
+	}
+	return setFields(dst, func(name string) (json.RawMessage, bool) { r, ok := obj[name]; return r, ok }, given, false)
+}
+
+// decodeQuery decodes the query string into the struct dst points to,
+// using its json tags as parameter names.
+func decodeQuery(r *http.Request, dst any) error {
+	q := r.URL.Query()
+	names := make([]string, 0, len(q))
+	for k := range q {
+		names = append(names, k)
+	}
+	return setFields(dst, func(name string) (json.RawMessage, bool) {
+		v, ok := q[name]
+		if !ok || len(v) == 0 {
+			return nil, false
+		}
+		b, _ := json.Marshal(v[len(v)-1])
+		return b, true
+	}, names, true)
+}
+
+// setFields sets each field of the struct dst points to from get, by its
+// json name; given are the names the request used. Query values arrive as
+// JSON strings, so numbers are also tried unquoted there.
+func setFields(dst any, get func(string) (json.RawMessage, bool), given []string, query bool) error {
+	what := "field"
+	if query {
+		what = "query parameter"
+	}
+	v := reflect.ValueOf(dst).Elem()
+	t := v.Type()
+	var known []string
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known = append(known, name)
+	}
+	slices.Sort(given)
+	for _, g := range given {
+		if !slices.Contains(known, g) {
+			return invalidf("unknown %s %q: use %s", what, g, strings.Join(known, ", "))
+		}
+	}
+	for i, name := range known {
+		raw, ok := get(name)
+		if !ok {
+			continue
+		}
+		f := v.Field(i)
+		fresh := reflect.New(f.Type())
+		if err := json.Unmarshal(raw, fresh.Interface()); err != nil {
+			var s string
+			if !query || json.Unmarshal(raw, &s) != nil || json.Unmarshal([]byte(s), fresh.Interface()) != nil {
+				return invalidf("%s %s is malformed: %s", name, clip(string(raw)), ruleFor(f.Type(), err))
+			}
+		}
+		f.Set(fresh.Elem())
+	}
+	return nil
+}
+
+// clip keeps a quoted value short and on one line.
+func clip(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 64 {
+		return s[:61] + "..."
+	}
+	return s
+}

@@ -1,0 +1,310 @@
+package policyserver
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// Stateless rules of each object, which also normalize it (defaults,
+// unmapped addresses, sorted lists). Rules that depend on other objects are
+// checked in the etcd transactions of store.go.
+
+func invalidf(format string, a ...any) error {
+	return &policy.Error{Kind: policy.ErrInvalid, Msg: fmt.Sprintf(format, a...)}
+}
+
+func notFoundf(format string, a ...any) error {
+	return &policy.Error{Kind: policy.ErrNotFound, Msg: fmt.Sprintf(format, a...)}
+}
+
+func existsf(format string, a ...any) error {
+	return &policy.Error{Kind: policy.ErrExists, Msg: fmt.Sprintf(format, a...)}
+}
+
+const guidUse = "use a GUID such as {11111111-2222-3333-4444-000000000000}"
+
+// DefaultTTL is a host's liveness lease when it registers without one.
+const DefaultTTL = 10
+
+// checkName accepts names that are safe in etcd keys and URL paths.
+func checkName(field, s string) error {
+	ok := len(s) >= 1 && len(s) <= 63
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		ok = alnum || i > 0 && (c == '.' || c == '_' || c == '-')
+	}
+	if !ok {
+		if s == "" {
+			return invalidf("%s is missing: use 1..63 letters, digits, '.', '_' or '-', starting with a letter or digit", field)
+		}
+		return invalidf("%s %q is malformed: use 1..63 letters, digits, '.', '_' or '-', starting with a letter or digit", field, s)
+	}
+	return nil
+}
+
+func checkLabel(field, s string) error {
+	if len(s) > 256 || strings.ContainsAny(s, "\n\r\x00") {
+		return invalidf("%s %q is malformed: use at most 256 characters on one line", field, s)
+	}
+	return nil
+}
+
+func checkGUID(field string, g policy.GUID) error {
+	if g.IsZero() {
+		return invalidf("%s is missing: %s", field, guidUse)
+	}
+	return nil
+}
+
+func checkVSID(v policy.VSID) error {
+	if v == 0 {
+		return invalidf("VirtualSubnetID is missing: use %d..%d", policy.MinVSID, policy.MaxVSID)
+	}
+	if v > 0xFFFFFF {
+		return invalidf("VirtualSubnetID %d is out of range: use %d..%d", v, policy.MinVSID, policy.MaxVSID)
+	}
+	if v < policy.MinVSID || v > policy.MaxVSID {
+		return invalidf("VirtualSubnetID %d is reserved: use %d..%d", v, policy.MinVSID, policy.MaxVSID)
+	}
+	return nil
+}
+
+func checkMAC(m packet.MAC) error {
+	if m.IsZero() {
+		return invalidf("MACAddress is missing: use the VM's unicast MAC such as 00:15:5d:01:02:03")
+	}
+	if m.IsMulticast() {
+		return invalidf("MACAddress %s is multicast: use a unicast MAC", m)
+	}
+	return nil
+}
+
+// checkUnicast unmaps a and requires a unicast address without a zone.
+func checkUnicast(field string, a netip.Addr) (netip.Addr, error) {
+	if !a.IsValid() {
+		return a, invalidf("%s is missing: use an IPv4 or IPv6 unicast address", field)
+	}
+	if a.Zone() != "" {
+		return a, invalidf("%s %s has a zone: use an address without %%zone", field, a)
+	}
+	a = a.Unmap()
+	if a.IsUnspecified() || a.IsMulticast() || a == netip.IPv4Unspecified().Prev() {
+		return a, invalidf("%s %s is not unicast: use a unicast address", field, a)
+	}
+	return a, nil
+}
+
+func checkTenant(t *Tenant) error {
+	if err := checkGUID("CustomerID", t.CustomerID); err != nil {
+		return err
+	}
+	return checkLabel("Name", t.Name)
+}
+
+func checkRoutingDomain(rd *RoutingDomain) error {
+	if err := checkGUID("RoutingDomainID", rd.RoutingDomainID); err != nil {
+		return err
+	}
+	if err := checkGUID("CustomerID", rd.CustomerID); err != nil {
+		return err
+	}
+	return checkLabel("Name", rd.Name)
+}
+
+// firstHost is the first host address of p (the conventional .1).
+func firstHost(p netip.Prefix) netip.Addr { return p.Addr().Next() }
+
+// lastAddr is the last address of p (the IPv4 broadcast address).
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Addr().As16()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	for i := bits; i < 128; i++ {
+		a[i/8] |= 1 << (7 - i%8)
+	}
+	l := netip.AddrFrom16(a)
+	if p.Addr().Is4() {
+		l = l.Unmap()
+	}
+	return l
+}
+
+func checkSubnet(s *Subnet) error {
+	if err := checkVSID(s.VirtualSubnetID); err != nil {
+		return err
+	}
+	if err := checkGUID("RoutingDomainID", s.RoutingDomainID); err != nil {
+		return err
+	}
+	if len(s.Prefixes) == 0 {
+		return invalidf("Prefixes is empty: give at least one IPv4 or IPv6 prefix such as 10.0.0.0/24")
+	}
+	for i, p := range s.Prefixes {
+		if !p.IsValid() {
+			return invalidf("Prefixes %s is malformed: use a prefix such as 10.0.0.0/24 or fd00::/64", p)
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-(p.Addr().BitLen()-p.Addr().Unmap().BitLen()))
+		if p.Addr().Zone() != "" {
+			return invalidf("Prefixes %s has a zone: use a prefix without %%zone", p)
+		}
+		if m := p.Masked(); m != p {
+			return invalidf("Prefixes %s has host bits set: use %s", p, m)
+		}
+		if p.Addr().BitLen()-p.Bits() < 2 {
+			return invalidf("Prefixes %s is too small: leave room for a gateway and VMs (IPv4 /30 or shorter, IPv6 /126 or shorter)", p)
+		}
+		for _, q := range s.Prefixes[:i] {
+			if q.Overlaps(p) {
+				return invalidf("Prefixes %s overlaps %s: give disjoint prefixes", p, q)
+			}
+		}
+		s.Prefixes[i] = p
+	}
+	if len(s.Gateways) == 0 {
+		for _, p := range s.Prefixes {
+			s.Gateways = append(s.Gateways, firstHost(p))
+		}
+	}
+	for i, g := range s.Gateways {
+		g, err := checkUnicast("Gateways", g)
+		if err != nil {
+			return err
+		}
+		p, ok := prefixOf(s.Prefixes, g)
+		if !ok {
+			return invalidf("Gateways %s is outside the subnet's prefixes %s: use an address inside them", g, prefixList(s.Prefixes))
+		}
+		if g == p.Addr() || g.Is4() && g == lastAddr(p) {
+			return invalidf("Gateways %s is the network or broadcast address of %s: use a host address", g, p)
+		}
+		s.Gateways[i] = g
+	}
+	switch strings.ToUpper(string(s.Encapsulation)) {
+	case "", string(NVGRE):
+		s.Encapsulation = NVGRE
+	case string(VXLAN):
+		s.Encapsulation = VXLAN
+	default:
+		return invalidf("Encapsulation %q is not supported: use NVGRE or VXLAN", s.Encapsulation)
+	}
+	return nil
+}
+
+func prefixOf(ps []netip.Prefix, a netip.Addr) (netip.Prefix, bool) {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+func prefixList(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// checkCA is the rule of a CA against its subnet: inside a prefix, not the
+// network, broadcast or a gateway address.
+func checkCA(ca netip.Addr, s *Subnet) error {
+	p, ok := prefixOf(s.Prefixes, ca)
+	if !ok {
+		return invalidf("CustomerAddresses %s is outside the prefixes of VirtualSubnetID %d (%s): use an address inside them",
+			ca, s.VirtualSubnetID, prefixList(s.Prefixes))
+	}
+	if ca == p.Addr() || ca.Is4() && ca == lastAddr(p) {
+		return invalidf("CustomerAddresses %s is the network or broadcast address of %s: use a host address", ca, p)
+	}
+	if slices.Contains(s.Gateways, ca) {
+		return invalidf("CustomerAddresses %s is the gateway address of VirtualSubnetID %d: use another host address", ca, s.VirtualSubnetID)
+	}
+	return nil
+}
+
+func checkHost(h *Host) error {
+	if err := checkName("Name", h.Name); err != nil {
+		return err
+	}
+	if len(h.ProviderAddresses) == 0 {
+		return invalidf("ProviderAddresses is empty: give the host's PAs such as 198.18.0.2")
+	}
+	for i, a := range h.ProviderAddresses {
+		a, err := checkUnicast("ProviderAddresses", a)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(h.ProviderAddresses[:i], a) {
+			return invalidf("ProviderAddresses %s is listed twice: give each PA once", a)
+		}
+		h.ProviderAddresses[i] = a
+	}
+	if h.TTLSeconds == 0 {
+		h.TTLSeconds = DefaultTTL
+	}
+	if h.TTLSeconds < 1 || h.TTLSeconds > 3600 {
+		return invalidf("TTLSeconds %d is out of range: use 1..3600", h.TTLSeconds)
+	}
+	return nil
+}
+
+func checkCAs(cas []netip.Addr) error {
+	if len(cas) == 0 {
+		return invalidf("CustomerAddresses is empty: give at least one IPv4 or IPv6 address")
+	}
+	for i, a := range cas {
+		a, err := checkUnicast("CustomerAddresses", a)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(cas[:i], a) {
+			return invalidf("CustomerAddresses %s is listed twice: give each CA once", a)
+		}
+		cas[i] = a
+	}
+	return nil
+}
+
+func checkVM(vm *VM) error {
+	if err := checkName("Name", vm.Name); err != nil {
+		return err
+	}
+	if err := checkMAC(vm.MACAddress); err != nil {
+		return err
+	}
+	if err := checkCAs(vm.CustomerAddresses); err != nil {
+		return err
+	}
+	if err := checkVSID(vm.VirtualSubnetID); err != nil {
+		return err
+	}
+	return checkName("Host", vm.Host)
+}
+
+func checkGateway(g *Gateway) error {
+	if err := checkName("Name", g.Name); err != nil {
+		return err
+	}
+	if err := checkVSID(g.VirtualSubnetID); err != nil {
+		return err
+	}
+	if err := checkMAC(g.MACAddress); err != nil {
+		return err
+	}
+	ca, err := checkUnicast("CustomerAddress", g.CustomerAddress)
+	if err != nil {
+		return err
+	}
+	g.CustomerAddress = ca
+	return checkName("Host", g.Host)
+}

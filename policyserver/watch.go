@@ -1,0 +1,220 @@
+package policyserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/wnv/wnv/policy"
+)
+
+// progressEvery is how often an idle watch stream gets a progress event, a
+// keepalive that also tells the client how far it has seen.
+const progressEvery = 10 * time.Second
+
+// ErrCompacted is returned by Watch after it sent the resync event.
+var ErrCompacted = errors.New("watch revision is compacted: re-read the policy")
+
+// Watch sends to emit the changes after revision rev (0: from now) that
+// concern the routing domains rds (all when empty), starting with a progress
+// event. It returns when ctx ends, emit fails, or after a resync event when
+// rev is compacted.
+func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit func(*Event) error) error {
+	if rev < 0 {
+		return invalidf("rev %d is negative: use 0 (from now) or a revision read from the policy", rev)
+	}
+	if rev == 0 {
+		resp, err := s.cli.Get(ctx, Prefix+"idx/vsid/", clientv3.WithLimit(1), clientv3.WithKeysOnly())
+		if err != nil {
+			return etcdError(err)
+		}
+		rev = resp.Header.Revision
+	}
+	if err := emit(&Event{Type: EventProgress, Revision: rev}); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := s.cli.Watch(ctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	seen := rev
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if err := emit(&Event{Type: EventProgress, Revision: seen}); err != nil {
+				return err
+			}
+		case wr, ok := <-wch:
+			if !ok {
+				return ctx.Err()
+			}
+			if wr.CompactRevision != 0 {
+				if err := emit(&Event{Type: EventResync, Revision: wr.CompactRevision}); err != nil {
+					return err
+				}
+				return ErrCompacted
+			}
+			if err := wr.Err(); err != nil {
+				return etcdError(err)
+			}
+			if wr.IsProgressNotify() {
+				seen = max(seen, wr.Header.Revision)
+				if err := emit(&Event{Type: EventProgress, Revision: seen}); err != nil {
+					return err
+				}
+				continue
+			}
+			for _, e := range wr.Events {
+				ev, err := eventOf(e)
+				if err != nil {
+					return err
+				}
+				if ev == nil || !concerns(ev, rds) {
+					continue
+				}
+				if err := emit(ev); err != nil {
+					return err
+				}
+			}
+			if n := len(wr.Events); n > 0 {
+				seen = wr.Events[n-1].Kv.ModRevision
+			}
+		}
+	}
+}
+
+// concerns reports whether ev is for a watcher of rds.
+func concerns(ev *Event, rds []policy.GUID) bool {
+	if len(rds) == 0 {
+		return true
+	}
+	switch ev.Kind {
+	case KindHost, KindLiveness:
+		return true
+	case KindTenant:
+		return false
+	}
+	return slices.Contains(rds, ev.RoutingDomainID)
+}
+
+// eventOf turns an etcd event into an Event with its derived policy, or nil
+// for keys watchers don't see (indexes, records, memberships).
+func eventOf(e *clientv3.Event) (*Event, error) {
+	rest, _ := strings.CutPrefix(string(e.Kv.Key), Prefix)
+	kind, name, _ := strings.Cut(rest, "/")
+	ev := &Event{Type: EventPut, Revision: e.Kv.ModRevision}
+	if e.Type == mvccpb.DELETE {
+		ev.Type = EventDelete
+	}
+	cur, prev := e.Kv.Value, []byte(nil)
+	if ev.Type == EventDelete {
+		cur = nil
+	}
+	if e.PrevKv != nil {
+		prev = e.PrevKv.Value
+	}
+	var err error
+	switch kind {
+	case "tenants":
+		ev.Kind, ev.Name = KindTenant, name
+		ev.Tenant, ev.PrevTenant, err = both[Tenant](cur, prev)
+	case "rds":
+		ev.Kind, ev.Name = KindRoutingDomain, name
+		ev.RoutingDomain, ev.PrevRoutingDomain, err = both[RoutingDomain](cur, prev)
+		if err == nil {
+			ev.RoutingDomainID = cmpOrPtr(ev.RoutingDomain, ev.PrevRoutingDomain).RoutingDomainID
+		}
+	case "subnets":
+		ev.Kind = KindSubnet
+		ev.Subnet, ev.PrevSubnet, err = both[Subnet](cur, prev)
+		if err == nil {
+			s := cmpOrPtr(ev.Subnet, ev.PrevSubnet)
+			ev.Name, ev.RoutingDomainID = fmt.Sprint(s.VirtualSubnetID), s.RoutingDomainID
+			if ev.Subnet != nil {
+				ev.Routes = RoutesFor(ev.Subnet)
+			}
+			if ev.PrevSubnet != nil {
+				ev.PrevRoutes = RoutesFor(ev.PrevSubnet)
+			}
+		}
+	case "hosts":
+		ev.Kind, ev.Name = KindHost, name
+		ev.Host, ev.PrevHost, err = both[Host](cur, prev)
+	case "alive":
+		ev.Kind, ev.Name = KindLiveness, name
+	case "vms":
+		ev.Kind, ev.Name = KindVM, name
+		ev.VM, ev.PrevVM, err = both[VM](cur, prev)
+		if err == nil {
+			ev.RoutingDomainID = cmpOrPtr(ev.VM, ev.PrevVM).RoutingDomainID
+			if ev.VM != nil {
+				ev.Records = RecordsFor(ev.VM)
+			}
+			if ev.PrevVM != nil {
+				ev.PrevRecords = RecordsFor(ev.PrevVM)
+			}
+		}
+	case "gateways":
+		ev.Kind, ev.Name = KindGateway, name
+		ev.Gateway, ev.PrevGateway, err = both[Gateway](cur, prev)
+		if err == nil {
+			ev.RoutingDomainID = cmpOrPtr(ev.Gateway, ev.PrevGateway).RoutingDomainID
+			if ev.Gateway != nil {
+				ev.Records, ev.Routes = GatewayRecords(ev.Gateway), GatewayRoutes(ev.Gateway)
+			}
+			if ev.PrevGateway != nil {
+				ev.PrevRecords, ev.PrevRoutes = GatewayRecords(ev.PrevGateway), GatewayRoutes(ev.PrevGateway)
+			}
+		}
+	default:
+		return nil, nil
+	}
+	if errors.Is(err, errNoValue) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("watch: %s %s is not valid JSON (%v): the etcd data is damaged", kind, name, err)
+	}
+	return ev, nil
+}
+
+// errNoValue: a delete whose previous value is compacted away; there is
+// nothing to tell the watcher beyond what a resync gives.
+var errNoValue = errors.New("neither the value nor the previous value is known")
+
+func both[T any](cur, prev []byte) (*T, *T, error) {
+	var c, p *T
+	if cur != nil {
+		c = new(T)
+		if err := json.Unmarshal(cur, c); err != nil {
+			return nil, nil, err
+		}
+	}
+	if prev != nil {
+		p = new(T)
+		if err := json.Unmarshal(prev, p); err != nil {
+			return nil, nil, err
+		}
+	}
+	if c == nil && p == nil {
+		return nil, nil, errNoValue
+	}
+	return c, p, nil
+}
+
+func cmpOrPtr[T any](a, b *T) *T {
+	if a != nil {
+		return a
+	}
+	return b
+}

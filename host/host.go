@@ -77,6 +77,13 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	h.store.Subscribe(func(t *policy.Table) {
 		h.sw.SetPolicy(t)
 		h.kick()
+		if hub != nil {
+			// A CA seen behind a new PA (Set, a fetched record, a redirect).
+			for _, m := range t.Moves() {
+				r := m.Record
+				hub.CustomerAddressChange(r.MACAddress, r.CustomerAddress, uint32(r.VirtualSubnetID), r.ProviderAddress, uint32(notify.CustomerAddressMoved))
+			}
+		}
 	})
 	return h, nil
 }

@@ -4,17 +4,16 @@ import (
 	"net/netip"
 
 	"github.com/wnv/wnv/dataplane"
-	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/vswitch"
 )
 
 // applyRedirect moves the lookup record a redirect names to its new PA, so
 // this host's switch sends there at once, and raises the redirect and
-// customer-address-moved notifications.
+// customer-address-moved notifications (the latter from the store's moves).
 func (h *Host) applyRedirect(r vswitch.RedirectInfo) {
 	newPA := r.NewPA
-	recs, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: r.CA, VirtualSubnetID: r.VSID, ProviderAddress: r.PA},
+	_, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: r.CA, VirtualSubnetID: r.VSID, ProviderAddress: r.PA},
 		policy.LookupRecordChange{ProviderAddress: &newPA})
 	if err != nil {
 		h.log.Warn("applying redirect", "vsid", r.VSID, "ca", r.CA, "pa", r.PA, "newPA", r.NewPA, "err", err)
@@ -25,9 +24,6 @@ func (h *Host) applyRedirect(r vswitch.RedirectInfo) {
 		return
 	}
 	h.hub.Redirect(uint32(r.VSID), r.CA, r.PA, r.NewPA)
-	for _, rec := range recs {
-		h.hub.CustomerAddressChange(rec.MACAddress, rec.CustomerAddress, uint32(rec.VirtualSubnetID), newPA, uint32(notify.CustomerAddressMoved))
-	}
 }
 
 // SendRedirect tells the host at peer that CA of vsid moved from this host's

@@ -16,10 +16,12 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
+	"github.com/wnv/wnv/vswitch"
 )
 
 // watcher runs an event consumer and keeps the lines it prints.
@@ -141,10 +143,15 @@ func TestNotificationsInTheLab(t *testing.T) {
 	evctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := make(chan notify.ObjectChange, 64)
+	redirects := make(chan notify.Redirect, 8)
 	go func() {
-		for ev, err := range h.Events(evctx, notify.ObjectChangeType) {
-			if err == nil && ev.ObjectChange != nil {
+		for ev, err := range h.Events(evctx, notify.ObjectChangeType, notify.RedirectType) {
+			switch {
+			case err != nil:
+			case ev.ObjectChange != nil:
 				events <- *ev.ObjectChange
+			case ev.Redirect != nil:
+				redirects <- *ev.Redirect
 			}
 		}
 	}()
@@ -204,6 +211,45 @@ func TestNotificationsInTheLab(t *testing.T) {
 			if c == nil || c.NotificationReason != reason || c.CA != ca || c.MACAddress != mac || c.VirtualSubnetID != 5001 || c.PA != netip.MustParseAddr("198.18.0.1") {
 				t.Fatalf("got %+v, want %v of 10.0.0.99 (VSID 5001, PA 198.18.0.1)", c, reason)
 			}
+		}
+	})
+
+	t.Run("RedirectFromTheOldHost", func(t *testing.T) {
+		blue2, _ := l.Topology.VM("blue2")
+		pa2, pa3 := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
+		rec := policy.LookupRecord{CustomerAddress: blue2.V4, VirtualSubnetID: 5001, MACAddress: blue2.MAC, ProviderAddress: pa2, Rule: policy.TranslationMethodEncap}
+		if _, err := host1.AddLookupRecord(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		// host2 says blue2's CA moved to host3: sent from host2's PA, as the old host would.
+		err := InNamespace(l.Topology.Namespace("host2"), func() error {
+			s, err := dataplane.ListenGRE(pa2)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			msg := vswitch.BuildRedirect(make([]byte, 128), 5001, blue2.V4, pa2, pa3)
+			_, err = s.WriteBatch([]dataplane.Packet{{Buf: msg, N: len(msg), Src: pa2, Dst: netip.MustParseAddr("198.18.0.1")}})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-redirects:
+			if r.VirtualSubnetID != 5001 || r.CA != blue2.V4 || r.PA != pa2 || r.NewPA != pa3 {
+				t.Fatalf("redirect event %+v, want 10.0.0.11 of VSID 5001 moved 198.18.0.2 -> 198.18.0.3", r)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no redirect event within 5 s")
+		}
+		ev := next("the CA moved by the redirect")
+		if c := ev.CustomerAddress; c == nil || c.NotificationReason != notify.CustomerAddressMoved || c.CA != blue2.V4 || c.PA != pa3 {
+			t.Fatalf("got %+v, want customer address 10.0.0.11 moved to 198.18.0.3", c)
+		}
+		recs, err := host1.LookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: blue2.V4, VirtualSubnetID: 5001})
+		if err != nil || len(recs) != 1 || recs[0].ProviderAddress != pa3 {
+			t.Fatalf("host1's record of 10.0.0.11 after the redirect: %+v, %v; want PA 198.18.0.3", recs, err)
 		}
 	})
 }

@@ -501,6 +501,7 @@ func (s *Store) Apply(b Batch) error {
 				return at("PutLookupRecords", i, err)
 			}
 			if p, ok := x.findRecord(&r); ok {
+				x.moved(p, &r)
 				x.removeRecord(p)
 			}
 			if _, err := x.addRecord(r); err != nil {

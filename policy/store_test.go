@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/wnv/wnv/packet"
 )
 
 func TestLookupIndexes(t *testing.T) {
@@ -440,5 +442,32 @@ func TestZeroTableIsEmpty(t *testing.T) {
 	}
 	if o := tb.Objects(); len(o.LookupRecords)+len(o.CustomerRoutes) != 0 {
 		t.Errorf("zero Table lists objects: %+v", o)
+	}
+}
+
+func TestMovesListRecordsWhosePAChanged(t *testing.T) {
+	s := NewStore()
+	ok(s.AddCustomerRoute(CustomerRoute{RoutingDomainID: MustParseGUID("{11111111-2222-3333-4444-000000000001}"), VirtualSubnetID: 5001, DestinationPrefix: netip.MustParsePrefix("10.0.0.0/24")}))
+	rec := LookupRecord{CustomerAddress: addr("10.0.0.11"), VirtualSubnetID: 5001, MACAddress: packet.MAC{2, 0, 0, 0, 0, 0x11}, ProviderAddress: addr("198.18.0.2"), Rule: TranslationMethodEncap}
+	ok(s.AddLookupRecord(rec))
+	if m := s.Table().Moves(); len(m) != 0 {
+		t.Fatalf("an add is not a move: %+v", m)
+	}
+	pa := addr("198.18.0.3")
+	ok(s.SetLookupRecords(LookupRecordFilter{CustomerAddress: rec.CustomerAddress}, LookupRecordChange{ProviderAddress: &pa}))
+	if m := s.Table().Moves(); len(m) != 1 || m[0].OldPA != addr("198.18.0.2") || m[0].Record.ProviderAddress != pa {
+		t.Fatalf("Set moved the record to 198.18.0.3: Moves = %+v", m)
+	}
+	vm := "web"
+	ok(s.SetLookupRecords(LookupRecordFilter{CustomerAddress: rec.CustomerAddress}, LookupRecordChange{VMName: &vm}))
+	if m := s.Table().Moves(); len(m) != 0 {
+		t.Fatalf("a label change is not a move: %+v", m)
+	}
+	rec.ProviderAddress = addr("198.18.0.4")
+	if err := s.Apply(Batch{PutLookupRecords: []LookupRecord{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Table().Moves(); len(m) != 1 || m[0].OldPA != pa {
+		t.Fatalf("Put moved the record from 198.18.0.3: Moves = %+v", m)
 	}
 }

@@ -33,7 +33,21 @@ type Table struct {
 	pas     map[netip.Addr]*ProviderAddress
 	localPA [2]*ProviderAddress // best usable PA for IPv4, IPv6
 	proutes map[prKey]*ProviderRoute
+
+	moves []RecordMove // records whose PA the change that made this Table moved
 }
+
+// RecordMove is a lookup record whose ProviderAddress changed: its CA is now
+// behind another host.
+type RecordMove struct {
+	Record LookupRecord
+	OldPA  netip.Addr
+}
+
+// Moves lists the records whose ProviderAddress the change that produced
+// this Table changed (by Set, or by a Put that replaced a record), so
+// subscribers can raise customer-address-moved events without diffing tables.
+func (t *Table) Moves() []RecordMove { return t.moves }
 
 // vsidInfo is what customer routes say about one virtual subnet.
 type vsidInfo struct {

@@ -32,9 +32,11 @@ type tx struct {
 }
 
 func newTx(old *Table) *tx {
+	t := *old
+	t.moves = nil
 	return &tx{
 		old:    old,
-		t:      *old,
+		t:      t,
 		byCA:   newCOW(old.byCA),
 		byZero: newCOW(old.byZero),
 		byMAC:  newCOW(old.byMAC),
@@ -244,6 +246,7 @@ func (x *tx) setRecord(p *LookupRecord, c *LookupRecordChange) (*LookupRecord, e
 	if err := checkLookupRecord(&n); err != nil {
 		return nil, err
 	}
+	x.moved(p, &n)
 	np := x.alloc(&n)
 	if zeroCA(p.Type) {
 		zk := zeroKey(p)
@@ -498,4 +501,11 @@ func (x *tx) setProviderRouteMetric(p *ProviderRoute, metric uint32) *ProviderRo
 	x.t.proutes[providerRouteKey(p)] = &n
 	x.changed = true
 	return &n
+}
+
+// moved notes a record whose PA changes from old to n.
+func (x *tx) moved(old, n *LookupRecord) {
+	if old.ProviderAddress != n.ProviderAddress {
+		x.t.moves = append(x.t.moves, RecordMove{Record: *n, OldPA: old.ProviderAddress})
+	}
 }

@@ -1,12 +1,15 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -34,6 +37,8 @@ type TAP struct {
 	batches sync.Pool // *tapBatch
 	dropped atomic.Uint64
 	closed  atomic.Bool
+
+	reattached bool
 }
 
 // tapBatch carries one ReadBatch or WriteBatch call through RawConn, whose
@@ -66,10 +71,19 @@ type Stats struct {
 	Truncated uint64 // received GRE packets larger than the caller's buffer (a TAP read cuts a frame short instead)
 }
 
-// OpenTAP creates a TAP interface (IFF_TAP|IFF_NO_PI) in the caller's
-// namespace, optionally moves it into cfg.Netns, renames it to cfg.IfName,
-// sets cfg.MAC and cfg.MTU, and brings it up. The interface lives as long as
-// the TAP is open.
+// tapFlags are the TUNSETIFF flags of every VM port: a multi-queue TAP
+// without packet information, so that another host (the destination of a
+// live migration) or a restarted wnvd can attach a queue of its own.
+const tapFlags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_MULTI_QUEUE
+
+// OpenTAP opens a queue of a VM port. If the interface does not exist yet it
+// creates a persistent multi-queue TAP in the caller's namespace, moves it
+// into cfg.Netns, renames it to cfg.IfName, sets cfg.MAC and cfg.MTU and
+// brings it up. If it already exists where it would end up (after a crash of
+// wnvd, or on the destination host of a migration), it attaches a queue to it
+// and leaves its state alone: its MAC must equal cfg.MAC (when set), and
+// Reattached reports true. The interface outlives the queue unless Close
+// deletes it.
 func OpenTAP(cfg TAPConfig) (*TAP, error) {
 	for _, n := range []struct{ field, v string }{{"Name", cfg.Name}, {"IfName", cfg.IfName}} {
 		if len(n.v) >= unix.IFNAMSIZ {
@@ -79,40 +93,158 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 	if cfg.MTU != 0 && (cfg.MTU < 68 || cfg.MTU > 65535) {
 		return nil, fmt.Errorf("TAP MTU %d is out of range: use 68..65535, or 0 for the default", cfg.MTU)
 	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	final := cfg.Name
+	if cfg.IfName != "" {
+		final = cfg.IfName
 	}
-	ifr, err := unix.NewIfreq(cfg.Name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("TAP Name %q: %w", cfg.Name, err)
+	if final != "" {
+		mac, found, err := existingLink(cfg.Netns, final)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			return reopenTAP(cfg, final, mac)
+		}
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
+	fd, name, err := tunSetIff(cfg.Name)
+	if err != nil {
 		return nil, fmt.Errorf("create TAP %q: %w", cfg.Name, err)
 	}
-	name := ifr.Name()
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("make TAP %s persistent: %w", name, err)
+	}
+	t, err := newTAP(fd, name, cfg.Netns)
+	if err != nil {
+		return nil, err
+	}
+	if err := configureTAP(name, cfg); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if final != "" {
+		t.name = final
+	}
+	return t, nil
+}
+
+// reopenTAP attaches a queue to the existing interface name in cfg.Netns.
+// The kernel binds a TAP file to the namespace it was opened in, so the open
+// and TUNSETIFF happen on an OS thread switched into cfg.Netns; the queue
+// then works from any namespace.
+func reopenTAP(cfg TAPConfig, name string, mac packet.MAC) (*TAP, error) {
+	if !cfg.MAC.IsZero() && mac != cfg.MAC {
+		return nil, fmt.Errorf("interface %s in netns %q already exists with MAC %s: the port's MAC is %s; remove the interface or use its MAC", name, cfg.Netns, mac, cfg.MAC)
+	}
+	var fd int
+	err := inNetns(cfg.Netns, func() error {
+		var err error
+		fd, _, err = tunSetIff(name)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attach a queue to the existing TAP %s in netns %q (it must be a multi-queue TAP): %w", name, cfg.Netns, err)
+	}
+	t, err := newTAP(fd, name, cfg.Netns)
+	if err != nil {
+		return nil, err
+	}
+	t.reattached = true
+	return t, nil
+}
+
+// tunSetIff opens /dev/net/tun and attaches it to the TAP name (creating it
+// if there is none, letting the kernel pick tapN for an empty name).
+func tunSetIff(name string) (int, string, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, "", fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return -1, "", fmt.Errorf("TAP name %q: %w", name, err)
+	}
+	ifr.SetUint16(tapFlags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return -1, "", err
+	}
+	return fd, ifr.Name(), nil
+}
+
+func newTAP(fd int, name, ns string) (*TAP, error) {
 	// A non-blocking fd makes os.NewFile register it with the runtime poller.
-	t := &TAP{f: os.NewFile(uintptr(fd), "tap:"+name), name: name, netns: cfg.Netns}
+	t := &TAP{f: os.NewFile(uintptr(fd), "tap:"+name), name: name, netns: ns}
 	t.batches.New = func() any {
 		b := &tapBatch{t: t}
 		b.readFn, b.writeFn = b.readReady, b.writeReady
 		return b
 	}
+	var err error
 	if t.rc, err = t.f.SyscallConn(); err != nil {
 		t.f.Close()
 		return nil, err
 	}
-	if err := configureTAP(name, cfg); err != nil {
-		t.f.Close()
-		return nil, err
-	}
-	if cfg.IfName != "" {
-		t.name = cfg.IfName
-	}
 	return t, nil
+}
+
+// existingLink reports whether interface name exists in the named namespace
+// (the caller's when ns is empty), and its MAC.
+func existingLink(ns, name string) (packet.MAC, bool, error) {
+	var mac packet.MAC
+	h := &netlink.Handle{}
+	if ns != "" {
+		nsh, err := netns.GetFromName(ns)
+		if err != nil {
+			return mac, false, fmt.Errorf("TAP Netns %q: %w", ns, err)
+		}
+		defer nsh.Close()
+		if h, err = netlink.NewHandleAt(nsh); err != nil {
+			return mac, false, fmt.Errorf("TAP Netns %q: %w", ns, err)
+		}
+		defer h.Close()
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return mac, false, nil
+		}
+		return mac, false, fmt.Errorf("look for interface %s in netns %q: %w", name, ns, err)
+	}
+	copy(mac[:], l.Attrs().HardwareAddr)
+	return mac, true, nil
+}
+
+// inNetns runs fn on a locked OS thread switched into the named namespace
+// (in place when ns is empty). If the thread cannot be switched back it stays
+// locked, so the runtime retires it instead of reusing it elsewhere.
+func inNetns(ns string, fn func() error) error {
+	if ns == "" {
+		return fn()
+	}
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		return fmt.Errorf("TAP Netns %q: %w", ns, err)
+	}
+	defer target.Close()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter netns %q: %w", ns, err)
+	}
+	err = fn()
+	if netns.Set(orig) == nil {
+		runtime.UnlockOSThread()
+	}
+	return err
 }
 
 // configureTAP moves, renames, addresses and raises the interface in one
@@ -237,9 +369,35 @@ func (b *tapBatch) writeReady(fd uintptr) bool {
 	return true
 }
 
-// Close closes the port, which deletes the interface wherever it lives, and
-// wakes a ReadBatch blocked on it.
+// Reattached reports whether OpenTAP attached to an interface that already
+// existed instead of creating it.
+func (t *TAP) Reattached() bool { return t.reattached }
+
+// Close deletes the interface wherever it lives (once no other queue, e.g.
+// another host's, holds it) and closes this queue, waking a ReadBatch
+// blocked on it.
 func (t *TAP) Close() error {
+	t.closed.Store(true)
+	var err error
+	if cerr := t.rc.Control(func(fd uintptr) {
+		err = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, 0)
+	}); cerr != nil {
+		err = cerr
+	}
+	if cerr := t.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close TAP %s: %w", t.name, err)
+	}
+	return nil
+}
+
+// CloseQueue closes only this queue and leaves the interface, with its
+// addresses and state, for another queue to attach to (the destination host
+// of a migration, or wnvd after a restart). It wakes a ReadBatch blocked on
+// it.
+func (t *TAP) CloseQueue() error {
 	t.closed.Store(true)
 	return t.f.Close()
 }

@@ -130,6 +130,9 @@ func (s *Switch) forward(p *PortConfig, pt *PortTable, t *policy.Table, buf []by
 	rec, dstVSID, routed, reason := resolve(t, p.VSID, dst)
 	if reason == ReasonNoLookupRecord {
 		s.mismatch(dstVSID, dst, netip.Addr{})
+		if s.hold.Load() {
+			return holdFor(dstVSID, dst)
+		}
 	}
 	if reason != ReasonNone {
 		return s.drop(reason)
@@ -243,6 +246,9 @@ func (s *Switch) arp(p *PortConfig, t *policy.Table, eth packet.Ethernet, scratc
 	if reason != ReasonNone {
 		if reason == ReasonNoLookupRecord {
 			s.mismatch(p.VSID, target, netip.Addr{})
+			if s.hold.Load() {
+				return holdFor(p.VSID, target)
+			}
 		}
 		return s.drop(ReasonARPUnknownTarget)
 	}
@@ -272,6 +278,9 @@ func (s *Switch) neighborSolicit(p *PortConfig, t *policy.Table, src netip.Addr,
 	if reason != ReasonNone {
 		if reason == ReasonNoLookupRecord {
 			s.mismatch(p.VSID, target, netip.Addr{})
+			if s.hold.Load() {
+				return holdFor(p.VSID, target)
+			}
 		}
 		return s.drop(ReasonNDUnknownTarget)
 	}

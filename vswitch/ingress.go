@@ -73,6 +73,9 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, frame []byte
 	default:
 		return s.drop(ReasonUnsupportedEtherType)
 	}
+	if r, ok := s.forwardMoved(srcPA, dstPA, vsid, eth.Dst(), dstCA); ok {
+		return r
+	}
 	pt := s.ports.Load()
 	if !pt.HasVSID(vsid) {
 		s.mismatch(vsid, srcCA, srcPA)

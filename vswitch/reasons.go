@@ -31,6 +31,8 @@ const (
 	ReasonNotForLocalPA
 	ReasonBadRedirect
 	ReasonStaleRedirect
+	ReasonMissTimeout
+	ReasonHoldOverflow
 	numReasons
 )
 
@@ -61,6 +63,8 @@ var reasonNames = [numReasons]string{
 	ReasonNotForLocalPA:        "not-for-local-pa",
 	ReasonBadRedirect:          "bad-redirect",
 	ReasonStaleRedirect:        "stale-redirect",
+	ReasonMissTimeout:          "miss-timeout",
+	ReasonHoldOverflow:         "hold-overflow",
 }
 
 func (r Reason) String() string {

@@ -43,6 +43,14 @@ const (
 	// of Result.Redirect.CA to Result.Redirect.NewPA and raises the
 	// notification.
 	Redirect
+	// Hold: no lookup record yet for Result.Miss (only with SetHoldMisses);
+	// the caller parks a copy of the frame until policy arrives and feeds it
+	// again with FromPortHeld. A policy mismatch was raised.
+	Hold
+	// Forward: the packet is for a VM that migrated away; send Result.Data
+	// unchanged from Result.Src (the original sender's PA) to Result.Dst
+	// (the VM's new PA), and redirect the sender (Result.Redirect).
+	Forward
 )
 
 // RedirectInfo is a redirect the switch accepted: CA of VSID moved from PA to
@@ -62,6 +70,7 @@ type Result struct {
 	Encap    policy.Encapsulation
 	Data     []byte
 	Redirect RedirectInfo
+	Miss     Miss
 }
 
 // Config holds the switch's fixed parameters.
@@ -77,6 +86,8 @@ type Switch struct {
 	cfg      Config
 	policy   atomic.Pointer[policy.Table]
 	ports    atomic.Pointer[PortTable]
+	moved    atomic.Pointer[MovedTable]
+	hold     atomic.Bool
 	Counters *Counters
 }
 

@@ -48,6 +48,9 @@ func StartEmbedded(ctx context.Context, c EmbedConfig) (*embed.Etcd, error) {
 	cfg.InitialCluster = cmpOr(c.InitialCluster, cfg.Name+"="+pu.String())
 	cfg.InitialClusterToken = "wnv"
 	cfg.LogLevel = "error"
+	// etcd reports its own shutdown as errors; its failures reach us through
+	// StartEtcd and Err().
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.UnsafeNoFsync = c.UnsafeNoFsync
 	cfg.WatchProgressNotifyInterval = progressEvery
 	// Watchers can resume from any revision of the last hour.

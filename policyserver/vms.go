@@ -281,7 +281,10 @@ func (s *Store) moveVM(ctx context.Context, name, host string, migrate bool) (VM
 			return vm, nil
 		}
 		owner := member("vm", name)
-		ops := []clientv3.Op{clientv3.OpDelete(hostMembers(vm.Host) + owner)}
+		var ops []clientv3.Op
+		if to != vm.Host {
+			ops = append(ops, clientv3.OpDelete(hostMembers(vm.Host)+owner))
+		}
 		if migrate {
 			vm.PreviousHost, vm.PreviousProviderAddress, vm.MigratedAt = vm.Host, vm.ProviderAddress, s.now().UTC()
 		}

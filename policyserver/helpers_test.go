@@ -1,0 +1,106 @@
+package policyserver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// freeURL returns an http://127.0.0.1:port URL on a port free right now.
+func freeURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+// startEtcd starts a single-node embedded etcd in a temp dir and returns a
+// client of it.
+func startEtcd(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cu := freeURL(t)
+	e, err := StartEmbedded(context.Background(), EmbedConfig{DataDir: t.TempDir(), ClientURL: cu, PeerURL: freeURL(t), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cli, err := Connect([]string{cu}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// serve runs an API server on cli and returns a client of it.
+func serve(t *testing.T, cli *clientv3.Client) *Client {
+	t.Helper()
+	srv := httptest.NewServer(NewHandler(NewStore(cli), quiet))
+	t.Cleanup(srv.Close)
+	c := NewClient(srv.URL, nil)
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+var (
+	tenantA = policy.MustParseGUID("{aaaaaaaa-0000-0000-0000-000000000001}")
+	rdBlue  = policy.MustParseGUID("{11111111-2222-3333-4444-000000000001}")
+	rdRed   = policy.MustParseGUID("{11111111-2222-3333-4444-000000000002}")
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mac(i int) packet.MAC { return packet.MAC{0x00, 0x15, 0x5d, 0, byte(i >> 8), byte(i)} }
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// provision creates a tenant, two routing domains (blue: 5001 10.0.0.0/24
+// + fd00:0:0:1::/64, 5002 10.0.1.0/24; red: 6001 10.0.0.0/24) and hosts
+// host1..host3 with PAs 198.18.0.1..3.
+func provision(t *testing.T, c *Client) {
+	t.Helper()
+	ctx := ctxT(t)
+	must(t)(c.CreateTenant(ctx, Tenant{CustomerID: tenantA, Name: "contoso"}))
+	must(t)(c.CreateRoutingDomain(ctx, RoutingDomain{RoutingDomainID: rdBlue, CustomerID: tenantA, Name: "blue"}))
+	must(t)(c.CreateRoutingDomain(ctx, RoutingDomain{RoutingDomainID: rdRed, CustomerID: tenantA, Name: "red"}))
+	must(t)(c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 5001, RoutingDomainID: rdBlue,
+		Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00:0:0:1::/64")}}))
+	must(t)(c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 5002, RoutingDomainID: rdBlue,
+		Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}, Encapsulation: "vxlan"}))
+	must(t)(c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 6001, RoutingDomainID: rdRed,
+		Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}))
+	for i := 1; i <= 3; i++ {
+		must(t)(c.RegisterHost(ctx, Host{Name: fmt.Sprintf("host%d", i),
+			ProviderAddresses: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, byte(i)})}, TTLSeconds: 30}))
+	}
+}
+
+// must fails the test on a non-nil error of a (value, error) call.
+func must(t *testing.T) func(any, error) {
+	return func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

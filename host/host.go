@@ -43,6 +43,8 @@ type Host struct {
 
 	pas      paSet
 	reconcil chan struct{}
+	held     atomic.Pointer[holder] // set by HoldMisses
+	mig      migrations
 	ctx      context.Context
 	wg       sync.WaitGroup
 }
@@ -111,6 +113,7 @@ func (h *Host) Run(ctx context.Context) error {
 	}
 	h.mu.Unlock()
 	h.wg.Wait()
+	h.mig.closeRaw()
 	return nil
 }
 

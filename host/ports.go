@@ -63,33 +63,54 @@ func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 		h.portWorker(p)
 	}()
 	h.caEvents(p, notify.CustomerAddressAdded)
-	h.log.Info("port attached", "name", spec.Name, "tap", spec.TAP, "netns", spec.Netns, "vsid", spec.VirtualSubnetID, "mac", spec.MACAddress)
+	h.log.Info("port attached", "name", spec.Name, "tap", spec.TAP, "netns", spec.Netns, "vsid", spec.VirtualSubnetID, "mac", spec.MACAddress, "reattached", tap.Reattached())
 	return h.portInfo(p), nil
 }
 
 // DetachPort stops and removes a port and deletes its TAP.
 func (h *Host) DetachPort(name string) error {
+	return h.detachPort(name, false)
+}
+
+// DetachPortKeepInterface stops and removes a port but leaves its TAP
+// interface, with its state, for another host (a live migration's
+// destination) or a later attach to take over. For a grace period, packets
+// still arriving for the VM are forwarded to wherever policy maps it next.
+func (h *Host) DetachPortKeepInterface(name string) error {
+	return h.detachPort(name, true)
+}
+
+func (h *Host) detachPort(name string, keep bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.ports[name]; !ok {
 		return kindErr(policy.ErrNotFound, "port %q is not attached", name)
 	}
-	h.detachLocked(name)
+	h.detachPortLocked(name, keep)
 	return nil
 }
 
-func (h *Host) detachLocked(name string) {
+func (h *Host) detachLocked(name string) { h.detachPortLocked(name, false) }
+
+func (h *Host) detachPortLocked(name string, keep bool) {
 	p := h.ports[name]
 	delete(h.ports, name)
 	if err := h.publishPortsLocked(); err != nil {
 		h.log.Error("port table rebuild after detach", "err", err)
 	}
-	if err := p.tap.Close(); err != nil {
+	closeTAP := p.tap.Close
+	if keep {
+		closeTAP = p.tap.CloseQueue
+	}
+	if err := closeTAP(); err != nil {
 		h.log.Warn("closing TAP", "port", name, "err", err)
 	}
 	<-p.done
 	h.caEvents(p, notify.CustomerAddressDeleted)
-	h.log.Info("port detached", "name", name)
+	if keep {
+		h.depart(portSpecKey{vsid: p.spec.VirtualSubnetID, mac: p.spec.MACAddress, cas: p.spec.CustomerAddresses})
+	}
+	h.log.Info("port detached", "name", name, "keepInterface", keep)
 }
 
 // Ports lists the attached ports with their counters.

@@ -118,7 +118,12 @@ func (h *Host) portWorker(p *port) {
 	for {
 		n, err := p.tap.ReadBatch(reads, sizes)
 		for i := 0; i < n; i++ {
-			out.add(h.sw.FromPort(p.index, bufs[i], vswitch.Headroom, sizes[i], scratch[i]))
+			r := h.sw.FromPort(p.index, bufs[i], vswitch.Headroom, sizes[i], scratch[i])
+			if r.Action == vswitch.Hold {
+				h.park(p.index, r.Miss, reads[i][:sizes[i]])
+				continue
+			}
+			out.add(r)
 		}
 		out.flush(h)
 		if err != nil {
@@ -144,13 +149,21 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 	for i := range pkts {
 		pkts[i].Buf = make([]byte, maxFrame)
 	}
+	encap := policy.EncapNVGRE
+	if _, ok := s.(*dataplane.VXLANSocket); ok {
+		encap = policy.EncapVXLAN
+	}
 	var out output
 	for {
 		n, err := s.ReadBatch(pkts)
 		for i := 0; i < n; i++ {
 			r := from(pkts[i].Src, pkts[i].Dst, pkts[i].Buf[:pkts[i].N])
-			if r.Action == vswitch.Redirect {
+			switch r.Action {
+			case vswitch.Redirect:
 				h.applyRedirect(r.Redirect)
+				continue
+			case vswitch.Forward:
+				h.forwardMoved(r, pkts[i].Buf[:pkts[i].N], encap)
 				continue
 			}
 			out.add(r)

@@ -219,6 +219,12 @@ func (c *Client) DetachPort(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), nil, nil, nil)
 }
 
+// DetachPortKeepInterface detaches the named port but leaves its interface,
+// with its state, for another host or a later attach to take over.
+func (c *Client) DetachPortKeepInterface(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), url.Values{"keepInterface": {"true"}}, nil, nil)
+}
+
 // Ports lists the attached ports by name.
 func (c *Client) Ports(ctx context.Context) ([]Port, error) {
 	var out []Port

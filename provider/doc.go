@@ -10,7 +10,7 @@
 //	/v1/provider-routes     POST, GET, PATCH (Metric only), DELETE
 //	/v1/global              GET, PUT
 //	/v1/ports               POST attach, GET list
-//	/v1/ports/{name}        GET, DELETE detach
+//	/v1/ports/{name}        GET, DELETE detach (?keepInterface=true leaves the TAP)
 //	/v1/next-hop            GET (Select-NextHop)
 //	/v1/counters            GET
 //

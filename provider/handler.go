@@ -264,8 +264,29 @@ func (h *handler) getPort(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, fmt.Errorf("port %q is not attached: list ports with GET /v1/ports", name))
 }
 
+// InterfaceKeeper is a Backend that can detach a port and leave its
+// interface for another host or a later attach (a live migration's source):
+// DELETE /v1/ports/{name}?keepInterface=true.
+type InterfaceKeeper interface {
+	DetachPortKeepInterface(name string) error
+}
+
 func (h *handler) detachPort(w http.ResponseWriter, r *http.Request) {
-	if err := h.b.DetachPort(r.PathValue("name")); err != nil {
+	detach := h.b.DetachPort
+	switch keep := r.URL.Query().Get("keepInterface"); keep {
+	case "", "false":
+	case "true":
+		k, ok := h.b.(InterfaceKeeper)
+		if !ok {
+			writeError(w, http.StatusBadRequest, errors.New("keepInterface=true is not supported by this wnvd: detach without it"))
+			return
+		}
+		detach = k.DetachPortKeepInterface
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("keepInterface %q is invalid: use true or false", keep))
+		return
+	}
+	if err := detach(r.PathValue("name")); err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}

@@ -50,6 +50,7 @@ func portAttach() *cobra.Command {
 
 func portDetach() *cobra.Command {
 	var name string
+	var keep bool
 	cmd := &cobra.Command{
 		Use:   "detach",
 		Short: "Detach a VM port",
@@ -57,10 +58,14 @@ func portDetach() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel := providerClient(cmd)
 			defer cancel()
+			if keep {
+				return c.DetachPortKeepInterface(ctx, name)
+			}
 			return c.DetachPort(ctx, name)
 		},
 	}
 	cmd.Flags().StringVar(&name, "Name", "", "name of the port")
+	cmd.Flags().BoolVar(&keep, "keep-interface", false, "leave the VM's TAP interface (e.g. for a live migration's destination to attach)")
 	cmd.MarkFlagRequired("Name")
 	return cmd
 }

@@ -1,0 +1,207 @@
+package host
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/vswitch"
+)
+
+// HoldConfig bounds the per-destination queue where frames to a destination
+// without a lookup record wait while the host agent fetches it.
+type HoldConfig struct {
+	PerDestination int           // frames kept per destination (default 8)
+	Destinations   int           // destinations kept at once (default 1024)
+	Timeout        time.Duration // a frame older than this is dropped as miss-timeout (default 500ms)
+}
+
+func (c HoldConfig) withDefaults() HoldConfig {
+	if c.PerDestination <= 0 {
+		c.PerDestination = 8
+	}
+	if c.Destinations <= 0 {
+		c.Destinations = 1024
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 500 * time.Millisecond
+	}
+	return c
+}
+
+// heldFrame is a copy of a frame a VM sent, at vswitch.Headroom in buf so it
+// can be switched again in place.
+type heldFrame struct {
+	port int
+	at   time.Time
+	buf  []byte
+	n    int
+}
+
+// holdQueue is the pure, bounded queue of held frames, by destination. Time
+// is passed in; it is not safe for concurrent use.
+type holdQueue struct {
+	cfg   HoldConfig
+	dests map[vswitch.Miss][]heldFrame
+}
+
+func newHoldQueue(cfg HoldConfig) *holdQueue {
+	cfg = cfg.withDefaults()
+	return &holdQueue{cfg: cfg, dests: make(map[vswitch.Miss][]heldFrame)}
+}
+
+// park queues f for m; it reports false (the caller drops the frame as
+// hold-overflow) when m's queue or the destination table is full.
+func (q *holdQueue) park(m vswitch.Miss, f heldFrame) bool {
+	fs, ok := q.dests[m]
+	if !ok && len(q.dests) >= q.cfg.Destinations {
+		return false
+	}
+	if len(fs) >= q.cfg.PerDestination {
+		return false
+	}
+	q.dests[m] = append(fs, f)
+	return true
+}
+
+// expire removes the frames held longer than the timeout and returns how
+// many it removed.
+func (q *holdQueue) expire(now time.Time) int {
+	n := 0
+	for m, fs := range q.dests {
+		keep := fs[:0]
+		for _, f := range fs {
+			if now.Sub(f.at) < q.cfg.Timeout {
+				keep = append(keep, f)
+			} else {
+				n++
+			}
+		}
+		if len(keep) == 0 {
+			delete(q.dests, m)
+		} else {
+			q.dests[m] = keep
+		}
+	}
+	return n
+}
+
+// takeAll empties the queue and returns its frames, each destination's in
+// the order they were parked.
+func (q *holdQueue) takeAll() map[vswitch.Miss][]heldFrame {
+	all := q.dests
+	q.dests = make(map[vswitch.Miss][]heldFrame)
+	return all
+}
+
+// len is the number of frames held.
+func (q *holdQueue) len() int {
+	n := 0
+	for _, fs := range q.dests {
+		n += len(fs)
+	}
+	return n
+}
+
+// holder is the host's shell around holdQueue: workers park frames, and a
+// goroutine re-injects them on every policy change and expires old ones.
+type holder struct {
+	mu   sync.Mutex
+	q    *holdQueue
+	kick chan struct{}
+}
+
+// HoldMisses makes frames to destinations without a lookup record wait in a
+// bounded per-destination queue instead of being dropped, while the policy
+// mismatch they raised is served (by the host agent, through the provider
+// API); they are switched again on every policy change, and dropped as
+// miss-timeout after cfg.Timeout. Call it once, before traffic flows; it
+// stops holding when ctx ends.
+func (h *Host) HoldMisses(ctx context.Context, cfg HoldConfig) {
+	hd := &holder{q: newHoldQueue(cfg), kick: make(chan struct{}, 1)}
+	h.held.Store(hd)
+	h.store.Subscribe(func(*policy.Table) {
+		select {
+		case hd.kick <- struct{}{}:
+		default:
+		}
+	})
+	h.sw.SetHoldMisses(true)
+	go func() {
+		defer h.sw.SetHoldMisses(false)
+		tick := time.NewTicker(hd.q.cfg.Timeout / 5)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hd.kick:
+				h.reinject(hd)
+			case now := <-tick.C:
+				hd.mu.Lock()
+				n := hd.q.expire(now)
+				hd.mu.Unlock()
+				for range n {
+					h.sw.Counters.Drop(vswitch.ReasonMissTimeout)
+				}
+			}
+		}
+	}()
+}
+
+// park keeps a copy of frame, which the switch held for m.
+func (h *Host) park(port int, m vswitch.Miss, frame []byte) {
+	hd := h.held.Load()
+	if hd == nil {
+		h.sw.Counters.Drop(vswitch.ReasonNoLookupRecord)
+		return
+	}
+	buf := make([]byte, vswitch.Headroom+len(frame))
+	copy(buf[vswitch.Headroom:], frame)
+	hd.mu.Lock()
+	ok := hd.q.park(m, heldFrame{port: port, at: time.Now(), buf: buf, n: len(frame)})
+	hd.mu.Unlock()
+	if !ok {
+		h.sw.Counters.Drop(vswitch.ReasonHoldOverflow)
+	}
+}
+
+// reinject switches every held frame again with the current policy; those
+// still without a record go back in the queue with their original time.
+func (h *Host) reinject(hd *holder) {
+	hd.mu.Lock()
+	all := hd.q.takeAll()
+	hd.mu.Unlock()
+	if len(all) == 0 {
+		return
+	}
+	scratch := make([]byte, scratchSize)
+	var out output
+	var again []struct {
+		m vswitch.Miss
+		f heldFrame
+	}
+	for _, fs := range all {
+		for _, f := range fs {
+			r := h.sw.FromPortHeld(f.port, f.buf, vswitch.Headroom, f.n, scratch)
+			if r.Action == vswitch.Hold {
+				again = append(again, struct {
+					m vswitch.Miss
+					f heldFrame
+				}{r.Miss, f})
+				continue
+			}
+			out.add(r)
+			// A reply built in scratch must go out before scratch is reused.
+			out.flush(h)
+		}
+	}
+	hd.mu.Lock()
+	for _, a := range again {
+		if !hd.q.park(a.m, a.f) {
+			h.sw.Counters.Drop(vswitch.ReasonHoldOverflow)
+		}
+	}
+	hd.mu.Unlock()
+}

@@ -1,0 +1,203 @@
+package host
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/vswitch"
+)
+
+const (
+	// DefaultMigrationGrace is how long a host forwards packets for a VM
+	// that migrated away.
+	DefaultMigrationGrace = 5 * time.Second
+	// redirectInterval is the least time between two redirects for one CA
+	// to one sender.
+	redirectInterval = 100 * time.Millisecond
+)
+
+// migrations tracks the VMs that left this host (ports detached with their
+// interface kept) during their grace period, and forwards what still
+// arrives for them.
+type migrations struct {
+	once  sync.Once
+	mu    sync.Mutex
+	gone  map[goneKey]*goneVM
+	sent  map[redirectKey]time.Time
+	raw   int // IPPROTO_RAW socket for IPv4, opened on first use; 0 when not open
+	grace atomic.Int64
+
+	Forwarded, ForwardFailed, Redirects atomic.Uint64
+}
+
+type goneKey struct {
+	vsid policy.VSID
+	mac  packet.MAC
+}
+
+type goneVM struct {
+	cas   []netip.Addr
+	until time.Time
+}
+
+type redirectKey struct {
+	sender netip.Addr
+	vsid   policy.VSID
+	ca     netip.Addr
+}
+
+// SetMigrationGrace sets how long packets for a VM that migrated away are
+// forwarded to its new PA (DefaultMigrationGrace when never set).
+func (h *Host) SetMigrationGrace(d time.Duration) { h.mig.grace.Store(int64(d)) }
+
+func (m *migrations) graceOrDefault() time.Duration {
+	if g := time.Duration(m.grace.Load()); g > 0 {
+		return g
+	}
+	return DefaultMigrationGrace
+}
+
+// depart starts the grace period of a port detached with its interface kept:
+// as soon as policy maps the VM's CAs to another host's PA (by watch, or
+// already), packets still arriving here for it are forwarded there.
+func (h *Host) depart(spec portSpecKey) {
+	m := &h.mig
+	m.once.Do(func() {
+		h.store.Subscribe(func(*policy.Table) { h.publishMoved() })
+	})
+	grace := m.graceOrDefault()
+	k := goneKey{spec.vsid, spec.mac}
+	m.mu.Lock()
+	if m.gone == nil {
+		m.gone = map[goneKey]*goneVM{}
+		m.sent = map[redirectKey]time.Time{}
+	}
+	g := &goneVM{cas: spec.cas, until: time.Now().Add(grace)}
+	m.gone[k] = g
+	m.mu.Unlock()
+	time.AfterFunc(grace, func() {
+		m.mu.Lock()
+		if m.gone[k] == g {
+			delete(m.gone, k)
+		}
+		for rk, at := range m.sent {
+			if time.Since(at) > redirectInterval {
+				delete(m.sent, rk)
+			}
+		}
+		m.mu.Unlock()
+		h.publishMoved()
+	})
+	h.publishMoved()
+}
+
+type portSpecKey struct {
+	vsid policy.VSID
+	mac  packet.MAC
+	cas  []netip.Addr
+}
+
+// publishMoved gives the switch the departed VMs whose records now point at
+// another host.
+func (h *Host) publishMoved() {
+	t := h.store.Table()
+	m := &h.mig
+	m.mu.Lock()
+	var moved []vswitch.Moved
+	for k, g := range m.gone {
+		for _, ca := range g.cas {
+			rec, ok := t.LookupCA(k.vsid, ca)
+			if ok && rec.MACAddress == k.mac && !t.IsLocalPA(rec.ProviderAddress) {
+				moved = append(moved, vswitch.Moved{VSID: k.vsid, MAC: k.mac, NewPA: rec.ProviderAddress})
+				break
+			}
+		}
+	}
+	m.mu.Unlock()
+	h.sw.SetMoved(vswitch.NewMovedTable(moved))
+}
+
+// forwardMoved sends payload (a GRE or VXLAN payload as received) on to the
+// moved VM's new PA with the original sender's PA as outer source, so the
+// new host validates it against the sender's record, and redirects the
+// sender. IPv4 only: an IPv6 packet is only redirected (see docs/migration.md).
+func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encapsulation) {
+	m := &h.mig
+	if r.Src.Is4() && r.Dst.Is4() {
+		if err := m.sendRaw4(r.Src, r.Dst, payload, encap); err != nil {
+			m.ForwardFailed.Add(1)
+			h.log.Debug("forwarding to a moved VM", "dst", r.Dst, "err", err)
+		} else {
+			m.Forwarded.Add(1)
+		}
+	} else {
+		m.ForwardFailed.Add(1)
+	}
+	rd := r.Redirect
+	k := redirectKey{r.Src, rd.VSID, rd.CA}
+	now := time.Now()
+	m.mu.Lock()
+	last, seen := m.sent[k]
+	due := !seen || now.Sub(last) >= redirectInterval
+	if due {
+		m.sent[k] = now
+	}
+	m.mu.Unlock()
+	if !due {
+		return
+	}
+	if err := h.SendRedirect(r.Src, rd.VSID, rd.CA, rd.PA, rd.NewPA); err != nil {
+		h.log.Warn("sending redirect", "to", r.Src, "vsid", rd.VSID, "ca", rd.CA, "newPA", rd.NewPA, "err", err)
+		return
+	}
+	m.Redirects.Add(1)
+	h.log.Info("redirect sent", "to", r.Src, "vsid", rd.VSID, "ca", rd.CA, "pa", rd.PA, "newPA", rd.NewPA)
+}
+
+// sendRaw4 sends an IPv4 packet built here from src to dst: protocol 47 with
+// payload, or UDP to port 4789 for VXLAN. Linux lets an IPPROTO_RAW socket
+// (IP_HDRINCL) send from an address the host does not own.
+func (m *migrations) sendRaw4(src, dst netip.Addr, payload []byte, encap policy.Encapsulation) error {
+	m.mu.Lock()
+	if m.raw == 0 {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		if err != nil {
+			m.mu.Unlock()
+			return fmt.Errorf("open raw IPv4 socket: %w", err)
+		}
+		m.raw = fd
+	}
+	fd := m.raw
+	m.mu.Unlock()
+	hdr := packet.IPv4HeaderLen
+	proto := uint8(unix.IPPROTO_GRE)
+	if encap == policy.EncapVXLAN {
+		hdr += packet.UDPHeaderLen
+		proto = unix.IPPROTO_UDP
+	}
+	buf := make([]byte, hdr+len(payload))
+	packet.PutIPv4(buf, src, dst, proto, 64, hdr-packet.IPv4HeaderLen+len(payload), 0, false)
+	if encap == policy.EncapVXLAN {
+		// The source port carries flow entropy; any fixed one keeps the flow.
+		packet.PutUDP(buf[packet.IPv4HeaderLen:], 49152, 4789, len(payload))
+	}
+	copy(buf[hdr:], payload)
+	return unix.Sendto(fd, buf, 0, &unix.SockaddrInet4{Addr: dst.As4()})
+}
+
+// closeRaw closes the raw socket, if open.
+func (m *migrations) closeRaw() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.raw != 0 {
+		unix.Close(m.raw)
+		m.raw = 0
+	}
+}

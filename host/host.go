@@ -43,7 +43,8 @@ type Host struct {
 
 	pas      paSet
 	reconcil chan struct{}
-	held     atomic.Pointer[holder] // set by HoldMisses
+	held     atomic.Pointer[holder]     // set by HoldMisses
+	ckpt     atomic.Pointer[Checkpoint] // set by KeepCheckpoint
 	mig      migrations
 	ctx      context.Context
 	wg       sync.WaitGroup

@@ -161,6 +161,7 @@ func (h *Host) publishPortsLocked() error {
 	}
 	h.taps.Store(&taps)
 	h.sw.SetPorts(pt)
+	h.checkpointChanged()
 	return nil
 }
 

@@ -1,0 +1,192 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+)
+
+// checkpointBucket holds one JSON value per key of checkpointState.
+var checkpointBucket = []byte("wnv-host-checkpoint")
+
+// checkpointState is a host's desired state: what it restores before it
+// talks to anyone after a restart.
+type checkpointState struct {
+	Objects        policy.Objects         `json:"Objects"`
+	VirtualSubnets []policy.VirtualSubnet `json:"VirtualSubnets"`
+	Ports          []provider.PortSpec    `json:"Ports"`
+	SavedAt        time.Time              `json:"SavedAt"`
+}
+
+// Checkpoint is a host's bbolt checkpoint file.
+type Checkpoint struct {
+	db   *bolt.DB
+	kick chan struct{}
+}
+
+// OpenCheckpoint opens (creating it and its directory if needed) the
+// checkpoint file at path. Only one wnvd may hold it.
+func OpenCheckpoint(path string) (*Checkpoint, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("checkpoint %s is held by another process: give each wnvd its own --checkpoint", path)
+		}
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return &Checkpoint{db: db, kick: make(chan struct{}, 1)}, nil
+}
+
+// Close closes the file.
+func (c *Checkpoint) Close() error { return c.db.Close() }
+
+func (c *Checkpoint) load() (checkpointState, bool, error) {
+	var st checkpointState
+	found := false
+	err := c.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(checkpointBucket)
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte("state"))
+		if v == nil {
+			return nil
+		}
+		found = true
+		return json.Unmarshal(v, &st)
+	})
+	if err != nil {
+		return st, false, fmt.Errorf("checkpoint %s is unreadable: %w", c.db.Path(), err)
+	}
+	return st, found, nil
+}
+
+func (c *Checkpoint) save(st checkpointState) error {
+	v, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return c.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(checkpointBucket)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("state"), v)
+	})
+}
+
+// Restore loads the checkpoint into the host: the policy (provider
+// addresses, routes, lookup records, virtual subnets, global), then the
+// ports, which re-attach to their VMs' persistent TAPs. It contacts no one,
+// so a host whose policy server is away forwards on its last policy at once.
+// It returns how many records and ports it restored; a port that cannot be
+// attached (its VM is gone) is logged and skipped.
+func (h *Host) Restore(c *Checkpoint) (records, ports int, err error) {
+	st, found, err := c.load()
+	if err != nil || !found {
+		return 0, 0, err
+	}
+	if err := h.store.Load(st.Objects); err != nil {
+		return 0, 0, fmt.Errorf("checkpoint %s: policy: %w", c.db.Path(), err)
+	}
+	for _, v := range st.VirtualSubnets {
+		if _, err := h.store.AddVirtualSubnet(v); err != nil {
+			h.log.Warn("checkpoint: virtual subnet not restored", "vsid", v.VirtualSubnetID, "err", err)
+		}
+	}
+	for _, spec := range st.Ports {
+		if _, err := h.AttachPort(spec); err != nil {
+			h.log.Warn("checkpoint: port not restored", "name", spec.Name, "err", err)
+			continue
+		}
+		ports++
+	}
+	h.log.Info("checkpoint restored", "path", c.db.Path(), "savedAt", st.SavedAt, "records", len(st.Objects.LookupRecords), "ports", ports)
+	return len(st.Objects.LookupRecords), ports, nil
+}
+
+// KeepCheckpoint saves the host's desired state to c after every change of
+// policy or ports, at most once per debounce interval, until ctx ends. It
+// does not save the teardown that follows the end of ctx (ports detached,
+// PAs removed): the checkpoint keeps the last running state.
+func (h *Host) KeepCheckpoint(ctx context.Context, c *Checkpoint, debounce time.Duration) {
+	h.ckpt.Store(c)
+	h.store.Subscribe(func(*policy.Table) { c.changed() })
+	var last []byte
+	save := func() {
+		st := h.checkpointState()
+		key, _ := json.Marshal(struct {
+			O policy.Objects
+			V []policy.VirtualSubnet
+			P []provider.PortSpec
+		}{st.Objects, st.VirtualSubnets, st.Ports})
+		if string(key) == string(last) {
+			return
+		}
+		st.SavedAt = time.Now()
+		if err := c.save(st); err != nil {
+			h.log.Error("saving checkpoint", "path", c.db.Path(), "err", err)
+			return
+		}
+		last = key
+	}
+	save()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(debounce):
+		}
+		save()
+	}
+}
+
+func (c *Checkpoint) changed() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// checkpointChanged tells the checkpoint, if any, that ports changed.
+func (h *Host) checkpointChanged() {
+	if c := h.ckpt.Load(); c != nil {
+		c.changed()
+	}
+}
+
+// checkpointState is the desired state now. Provider addresses are saved
+// without their DAD state, which the host measures again.
+func (h *Host) checkpointState() checkpointState {
+	o := h.store.Objects()
+	for i := range o.ProviderAddresses {
+		o.ProviderAddresses[i].AddressState = policy.AddressInvalid
+	}
+	h.mu.Lock()
+	ports := make([]provider.PortSpec, 0, len(h.ports))
+	for _, p := range h.ports {
+		ports = append(ports, p.spec)
+	}
+	h.mu.Unlock()
+	slices.SortFunc(ports, func(a, b provider.PortSpec) int { return strings.Compare(a.Name, b.Name) })
+	return checkpointState{Objects: o, VirtualSubnets: h.store.VirtualSubnets(policy.VirtualSubnetFilter{}), Ports: ports}
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wnv/wnv/policyserver"
+)
+
+// Commands that talk to the policy server (vm, tenant, routing-domain,
+// subnet, host) share these flags, set on each group.
+var (
+	flagServer                         string
+	flagTLSCA, flagTLSCert, flagTLSKey string
+)
+
+// policyServerGroup returns a command group with the policy server flags.
+func policyServerGroup(use, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short}
+	cmd.SetFlagErrorFunc(flagError)
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&flagServer, "server", envOr("WNV_SERVER", "http://127.0.0.1:8440"), "policy server URL (env WNV_SERVER)")
+	pf.StringVar(&flagTLSCA, "tls-ca", os.Getenv("WNV_TLS_CA"), "CA to trust for an https --server (env WNV_TLS_CA)")
+	pf.StringVar(&flagTLSCert, "tls-cert", os.Getenv("WNV_TLS_CERT"), "client certificate for mutual TLS (env WNV_TLS_CERT)")
+	pf.StringVar(&flagTLSKey, "tls-key", os.Getenv("WNV_TLS_KEY"), "client key for mutual TLS (env WNV_TLS_KEY)")
+	for _, s := range subs {
+		s.SetFlagErrorFunc(flagError)
+	}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// serverClient returns a policy server client and a context bounded by
+// requestTimeout.
+func serverClient(cmd *cobra.Command) (*policyserver.Client, context.Context, context.CancelFunc, error) {
+	var cfg *tls.Config
+	if flagTLSCA != "" || flagTLSCert != "" || flagTLSKey != "" {
+		var err error
+		if cfg, err = policyserver.ClientTLS(flagTLSCA, flagTLSCert, flagTLSKey); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
+	return policyserver.NewClient(flagServer, cfg), ctx, cancel, nil
+}

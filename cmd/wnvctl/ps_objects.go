@@ -1,0 +1,332 @@
+package main
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyserver"
+)
+
+// Provisioning through the policy server: tenants, routing domains, virtual
+// subnets and hosts, enough to place VMs.
+
+func init() {
+	rootCmd.AddCommand(
+		policyServerGroup("tenant", "Manage tenants (customers) on the policy server", tenantCreate(), tenantGet(), tenantDelete()),
+		policyServerGroup("routing-domain", "Manage routing domains on the policy server", rdCreate(), rdGet(), rdDelete()),
+		policyServerGroup("subnet", "Manage virtual subnets on the policy server", subnetCreate(), subnetGet(), subnetDelete()),
+		policyServerGroup("host", "Register, list and delete hosts on the policy server", hostRegister(), hostGet(), hostDelete()),
+	)
+}
+
+// serverRun wraps a command body that needs a policy server client.
+func serverRun(f func(cmd *cobra.Command, c *policyserver.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, ctx, cancel, err := serverClient(cmd)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		cmd.SetContext(ctx)
+		return f(cmd, c, args)
+	}
+}
+
+func guidArg(what, s string) (policy.GUID, error) {
+	g, err := policy.ParseGUID(s)
+	if err != nil {
+		return g, ruleError(what + " " + strconv.Quote(s) + " is malformed: use a GUID such as {11111111-2222-3333-4444-000000000000}")
+	}
+	return g, nil
+}
+
+func tenantCreate() *cobra.Command {
+	var t policyserver.Tenant
+	cmd := &cobra.Command{
+		Use: "create", Short: "Create a tenant", Args: cobra.NoArgs,
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+			t, err := c.CreateTenant(cmd.Context(), t)
+			if err != nil {
+				return err
+			}
+			return outputTenants(cmd, t, []policyserver.Tenant{t})
+		}),
+	}
+	cmd.Flags().Var(guidValue{&t.CustomerID}, "id", "CustomerID (GUID)")
+	cmd.Flags().StringVar(&t.Name, "name", "", "tenant name")
+	cmd.MarkFlagRequired("id")
+	return cmd
+}
+
+func tenantGet() *cobra.Command {
+	return &cobra.Command{
+		Use: "get [CUSTOMERID]", Short: "Show one tenant or list them", Args: cobra.MaximumNArgs(1),
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			if len(args) == 1 {
+				id, err := guidArg("CustomerID", args[0])
+				if err != nil {
+					return err
+				}
+				t, err := c.Tenant(cmd.Context(), id)
+				if err != nil {
+					return err
+				}
+				return outputTenants(cmd, t, []policyserver.Tenant{t})
+			}
+			ts, err := c.Tenants(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return outputTenants(cmd, ts, ts)
+		}),
+	}
+}
+
+func tenantDelete() *cobra.Command {
+	return &cobra.Command{
+		Use: "delete CUSTOMERID", Short: "Delete a tenant without routing domains", Args: cobra.ExactArgs(1),
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			id, err := guidArg("CustomerID", args[0])
+			if err != nil {
+				return err
+			}
+			return c.DeleteTenant(cmd.Context(), id)
+		}),
+	}
+}
+
+func outputTenants(cmd *cobra.Command, v any, ts []policyserver.Tenant) error {
+	t := outTable{header: []string{"CUSTOMERID", "NAME"}}
+	for _, x := range ts {
+		t.add(guidCell(x.CustomerID), strCell(x.Name))
+	}
+	return printResult(cmd, v, t)
+}
+
+func rdCreate() *cobra.Command {
+	var rd policyserver.RoutingDomain
+	cmd := &cobra.Command{
+		Use: "create", Short: "Create a routing domain of a tenant", Args: cobra.NoArgs,
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+			rd, err := c.CreateRoutingDomain(cmd.Context(), rd)
+			if err != nil {
+				return err
+			}
+			return outputRDs(cmd, rd, []policyserver.RoutingDomain{rd})
+		}),
+	}
+	cmd.Flags().Var(guidValue{&rd.RoutingDomainID}, "id", "RoutingDomainID (GUID)")
+	cmd.Flags().Var(guidValue{&rd.CustomerID}, "tenant", "CustomerID of the owning tenant")
+	cmd.Flags().StringVar(&rd.Name, "name", "", "routing domain name")
+	cmd.MarkFlagRequired("id")
+	cmd.MarkFlagRequired("tenant")
+	return cmd
+}
+
+func rdGet() *cobra.Command {
+	return &cobra.Command{
+		Use: "get [RDID]", Short: "Show one routing domain or list them", Args: cobra.MaximumNArgs(1),
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			if len(args) == 1 {
+				id, err := guidArg("RoutingDomainID", args[0])
+				if err != nil {
+					return err
+				}
+				rd, err := c.RoutingDomain(cmd.Context(), id)
+				if err != nil {
+					return err
+				}
+				return outputRDs(cmd, rd, []policyserver.RoutingDomain{rd})
+			}
+			rds, err := c.RoutingDomains(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return outputRDs(cmd, rds, rds)
+		}),
+	}
+}
+
+func rdDelete() *cobra.Command {
+	return &cobra.Command{
+		Use: "delete RDID", Short: "Delete a routing domain without subnets", Args: cobra.ExactArgs(1),
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			id, err := guidArg("RoutingDomainID", args[0])
+			if err != nil {
+				return err
+			}
+			return c.DeleteRoutingDomain(cmd.Context(), id)
+		}),
+	}
+}
+
+func outputRDs(cmd *cobra.Command, v any, rds []policyserver.RoutingDomain) error {
+	t := outTable{header: []string{"ROUTINGDOMAINID", "CUSTOMERID", "NAME"}}
+	for _, x := range rds {
+		t.add(guidCell(x.RoutingDomainID), guidCell(x.CustomerID), strCell(x.Name))
+	}
+	return printResult(cmd, v, t)
+}
+
+// prefixesValue is a repeatable prefix flag.
+type prefixesValue struct{ p *[]netip.Prefix }
+
+func (v prefixesValue) String() string {
+	s := make([]string, len(*v.p))
+	for i, p := range *v.p {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+func (v prefixesValue) Type() string { return "prefixes" }
+func (v prefixesValue) Set(s string) error {
+	for f := range strings.SplitSeq(s, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(f))
+		if err != nil {
+			return ruleError("use prefixes such as 10.0.0.0/24 or fd00:0:0:1::/64, repeat the flag for more")
+		}
+		*v.p = append(*v.p, p)
+	}
+	return nil
+}
+
+func subnetCreate() *cobra.Command {
+	var s policyserver.Subnet
+	var encap string
+	cmd := &cobra.Command{
+		Use:     "create",
+		Short:   "Create a virtual subnet in a routing domain",
+		Example: "  wnvctl subnet create --vsid 5001 --routing-domain {11111111-2222-3333-4444-000000000000} --prefix 10.0.0.0/24 --prefix fd00:0:0:1::/64",
+		Args:    cobra.NoArgs,
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+			s.Encapsulation = policyserver.Encapsulation(encap)
+			s, err := c.CreateSubnet(cmd.Context(), s)
+			if err != nil {
+				return err
+			}
+			return outputSubnets(cmd, s, []policyserver.Subnet{s})
+		}),
+	}
+	fs := cmd.Flags()
+	fs.Var(vsidValue{&s.VirtualSubnetID}, "vsid", "VirtualSubnetID, 4096..16777214")
+	fs.Var(guidValue{&s.RoutingDomainID}, "routing-domain", "RoutingDomainID the subnet belongs to")
+	fs.Var(prefixesValue{&s.Prefixes}, "prefix", "an IPv4 or IPv6 prefix of the subnet (repeatable)")
+	fs.Var(addrsValue{&s.Gateways}, "gateway", "gateway address (default: the first host address of each prefix)")
+	fs.StringVar(&encap, "encap", "NVGRE", "encapsulation: NVGRE or VXLAN")
+	for _, f := range []string{"vsid", "routing-domain", "prefix"} {
+		cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func subnetGet() *cobra.Command {
+	var rd policy.GUID
+	cmd := &cobra.Command{
+		Use: "get [VSID]", Short: "Show one virtual subnet or list them", Args: cobra.MaximumNArgs(1),
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			if len(args) == 1 {
+				var v policy.VSID
+				if err := (vsidValue{&v}).Set(args[0]); err != nil {
+					return ruleError("VirtualSubnetID " + strconv.Quote(args[0]) + " is malformed: " + err.Error())
+				}
+				s, err := c.Subnet(cmd.Context(), v)
+				if err != nil {
+					return err
+				}
+				return outputSubnets(cmd, s, []policyserver.Subnet{s})
+			}
+			ss, err := c.Subnets(cmd.Context(), rd)
+			if err != nil {
+				return err
+			}
+			return outputSubnets(cmd, ss, ss)
+		}),
+	}
+	cmd.Flags().Var(guidValue{&rd}, "routing-domain", "only subnets of this routing domain")
+	return cmd
+}
+
+func subnetDelete() *cobra.Command {
+	return &cobra.Command{
+		Use: "delete VSID", Short: "Delete a virtual subnet without VMs or gateways", Args: cobra.ExactArgs(1),
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			var v policy.VSID
+			if err := (vsidValue{&v}).Set(args[0]); err != nil {
+				return ruleError("VirtualSubnetID " + strconv.Quote(args[0]) + " is malformed: " + err.Error())
+			}
+			return c.DeleteSubnet(cmd.Context(), v)
+		}),
+	}
+}
+
+func outputSubnets(cmd *cobra.Command, v any, ss []policyserver.Subnet) error {
+	t := outTable{header: []string{"VSID", "ROUTINGDOMAINID", "PREFIXES", "GATEWAYS", "ENCAP"}}
+	for _, s := range ss {
+		t.add(numCell(s.VirtualSubnetID), guidCell(s.RoutingDomainID), strCell(prefixesValue{&s.Prefixes}.String()),
+			strCell(addrsValue{&s.Gateways}.String()), string(s.Encapsulation))
+	}
+	return printResult(cmd, v, t)
+}
+
+func hostRegister() *cobra.Command {
+	var h policyserver.Host
+	cmd := &cobra.Command{
+		Use:   "register",
+		Short: "Register a host and its PAs (the host agent does this itself; for tests and provisioning)",
+		Args:  cobra.NoArgs,
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+			h, err := c.RegisterHost(cmd.Context(), h)
+			if err != nil {
+				return err
+			}
+			return outputHosts(cmd, h, []policyserver.Host{h})
+		}),
+	}
+	cmd.Flags().StringVar(&h.Name, "name", "", "host name")
+	cmd.Flags().Var(addrsValue{&h.ProviderAddresses}, "pa", "a provider address of the host (repeatable; the first is used for its VMs)")
+	cmd.Flags().Int64Var(&h.TTLSeconds, "ttl", policyserver.DefaultTTL, "liveness lease in seconds, renewed by heartbeats")
+	cmd.MarkFlagRequired("name")
+	cmd.MarkFlagRequired("pa")
+	return cmd
+}
+
+func hostGet() *cobra.Command {
+	return &cobra.Command{
+		Use: "get [NAME]", Short: "Show one host or list them, with liveness", Args: cobra.MaximumNArgs(1),
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			if len(args) == 1 {
+				h, err := c.Host(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return outputHosts(cmd, h, []policyserver.Host{h})
+			}
+			hs, err := c.Hosts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return outputHosts(cmd, hs, hs)
+		}),
+	}
+}
+
+func hostDelete() *cobra.Command {
+	return &cobra.Command{
+		Use: "delete NAME", Short: "Delete a host without VMs or gateways", Args: cobra.ExactArgs(1),
+		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			return c.DeleteHost(cmd.Context(), args[0])
+		}),
+	}
+}
+
+func outputHosts(cmd *cobra.Command, v any, hs []policyserver.Host) error {
+	t := outTable{header: []string{"NAME", "PROVIDER ADDRESSES", "ALIVE", "TTL"}}
+	for _, h := range hs {
+		t.add(h.Name, strCell(addrsValue{&h.ProviderAddresses}.String()), strconv.FormatBool(h.Alive), strconv.FormatInt(h.TTLSeconds, 10))
+	}
+	return printResult(cmd, v, t)
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wnv/wnv/policyserver"
+)
+
+func init() {
+	rootCmd.AddCommand(policyServerGroup("vm", "Create, list, delete and live-migrate VMs through the policy server",
+		vmCreate(), vmGet(), vmDelete(), vmMigrate()))
+}
+
+func vmCreate() *cobra.Command {
+	var vm policyserver.VM
+	cmd := &cobra.Command{
+		Use:     "create",
+		Short:   "Create a VM on a host: its lookup records reach every host of its routing domain",
+		Example: "  wnvctl vm create --name blue1 --vsid 5001 --mac 00:15:5d:00:00:01 --ca 10.0.0.5 --ca fd00:0:0:1::5 --host host1",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel, err := serverClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			vm, err := c.CreateVM(ctx, vm)
+			if err != nil {
+				return err
+			}
+			return outputVMs(cmd, vm, []policyserver.VM{vm})
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&vm.Name, "name", "", "VM name")
+	fs.Var(vsidValue{&vm.VirtualSubnetID}, "vsid", "virtual subnet, 4096..16777214")
+	fs.Var(macValue{&vm.MACAddress}, "mac", "the VM's MAC address")
+	fs.Var(addrsValue{&vm.CustomerAddresses}, "ca", "a customer address of the VM (repeatable)")
+	fs.StringVar(&vm.Host, "host", "", "host the VM runs on")
+	for _, f := range []string{"name", "vsid", "mac", "ca", "host"} {
+		cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func vmGet() *cobra.Command {
+	var f policyserver.VMFilter
+	cmd := &cobra.Command{
+		Use:   "get [NAME]",
+		Short: "Show one VM, or list VMs (optionally of one host, subnet or routing domain)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, cancel, err := serverClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			if len(args) == 1 {
+				vm, err := c.VM(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return outputVMs(cmd, vm, []policyserver.VM{vm})
+			}
+			vms, err := c.VMs(ctx, f)
+			if err != nil {
+				return err
+			}
+			return outputVMs(cmd, vms, vms)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.Host, "host", "", "only VMs on this host")
+	fs.Var(vsidValue{&f.VirtualSubnetID}, "vsid", "only VMs of this virtual subnet")
+	fs.Var(guidValue{&f.RoutingDomainID}, "routing-domain", "only VMs of this routing domain")
+	return cmd
+}
+
+func vmDelete() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a VM: its lookup records leave every host",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, cancel, err := serverClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			return c.DeleteVM(ctx, args[0])
+		},
+	}
+}
+
+func vmMigrate() *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:     "migrate NAME --to HOST",
+		Short:   "Live-migrate a VM: its lookup records move to the new host's PA",
+		Example: "  wnvctl vm migrate blue2 --to host3",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, cancel, err := serverClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			vm, err := c.MigrateVM(ctx, args[0], to)
+			if err != nil {
+				return err
+			}
+			return outputVMs(cmd, vm, []policyserver.VM{vm})
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "destination host")
+	cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func outputVMs(cmd *cobra.Command, v any, vms []policyserver.VM) error {
+	t := outTable{header: []string{"NAME", "VSID", "MAC", "CUSTOMER ADDRESSES", "HOST", "PA", "PREVIOUS HOST", "MIGRATED"}}
+	for _, vm := range vms {
+		cas := make([]string, len(vm.CustomerAddresses))
+		for i, a := range vm.CustomerAddresses {
+			cas[i] = a.String()
+		}
+		migrated := "-"
+		if !vm.MigratedAt.IsZero() {
+			migrated = vm.MigratedAt.Format("2006-01-02T15:04:05.000Z")
+		}
+		t.add(vm.Name, numCell(vm.VirtualSubnetID), macCell(vm.MACAddress), strCell(strings.Join(cas, ",")), vm.Host,
+			addrCell(vm.ProviderAddress), strCell(vm.PreviousHost), migrated)
+	}
+	return printResult(cmd, v, t)
+}

@@ -59,10 +59,12 @@ func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) {
 		return nil, fmt.Errorf("provider address %s cannot carry VXLAN: use a unicast IPv4 or global IPv6 address without a zone", pa)
 	}
 	family := unix.AF_INET
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: pa.As4(), Port: packet.VXLANPort}
+	var sa unix.Sockaddr
 	if pa.Is6() {
 		family = unix.AF_INET6
 		sa = &unix.SockaddrInet6{Addr: pa.As16(), Port: packet.VXLANPort}
+	} else {
+		sa = &unix.SockaddrInet4{Addr: pa.As4(), Port: packet.VXLANPort}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {

@@ -204,9 +204,10 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 	}
 
 	b.SetCounters(provider.Counters{
-		Ports: []provider.NamedPortCounters{{Name: "vm2", PortCounters: provider.PortCounters{RxFrames: 4, RxBytes: 400, TxFrames: 3, TxBytes: 300, Drops: 1}}},
-		VSIDs: []provider.VSIDCounters{{VirtualSubnetID: 5001, TxFrames: 3, RxFrames: 4, Encapsulated: 2, Decapsulated: 2, Drops: 1}},
-		Drops: []provider.DropCount{{Reason: "no-lookup-record", Count: 1}},
+		Ports:         []provider.NamedPortCounters{{Name: "vm2", PortCounters: provider.PortCounters{RxFrames: 4, RxBytes: 400, TxFrames: 3, TxBytes: 300, Drops: 1}}},
+		VSIDs:         []provider.VSIDCounters{{VirtualSubnetID: 5001, TxFrames: 3, RxFrames: 4, Encapsulated: 2, Decapsulated: 2, Drops: 1}},
+		Drops:         []provider.DropCount{{Reason: "no-lookup-record", Count: 1}},
+		Notifications: []provider.NotificationCounters{{Type: "WnvPolicyMismatchType", Raised: 2, RateLimited: 7, Merged: 1, Delivered: 2}},
 	})
 	out = ok(t, sock, "counters")
 	want = "" +
@@ -217,7 +218,10 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 		"5001             3         4         2             2             1\n" +
 		"\n" +
 		"DropReason        Count\n" +
-		"no-lookup-record  1\n"
+		"no-lookup-record  1\n" +
+		"\n" +
+		"Notification           Raised  RateLimited  Merged  Delivered  Dropped\n" +
+		"WnvPolicyMismatchType  2       7            1       2          0\n"
 	if out != want {
 		t.Fatalf("counters printed\n%s\nwant\n%s", out, want)
 	}

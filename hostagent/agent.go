@@ -1,0 +1,232 @@
+// Package hostagent is the host agent of `wnvd host --policy-server URL`: it
+// keeps one host's policy and VM ports in line with the policy server. It
+// talks to the host only through the provider API client and the
+// notification API client, as an orchestrator's agent would: it registers
+// the host and its provider addresses and heartbeats; lists and watches the
+// routing domains of its local VMs and installs their lookup records and
+// customer routes, reconciled by level; attaches the ports of the VMs the
+// server places on the host and detaches those that leave (keeping the
+// interface of a VM that migrated away); and answers policy mismatch and
+// redirect notifications with GET /v1/lookup. It never clears policy because
+// the server is unreachable: the host forwards on its last policy meanwhile.
+package hostagent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/provider"
+)
+
+// Config is what the agent runs with.
+type Config struct {
+	// Host is the host's name at the policy server.
+	Host string
+	// ProviderAddresses are the host's PAs with their prefix length: the
+	// agent adds those the host lacks and registers them (the first is the
+	// PA its VMs' records point at). Empty: register the host's current PAs.
+	ProviderAddresses []netip.Prefix
+	// TTL is the host's liveness lease (default 10s); heartbeats go every TTL/3.
+	TTL time.Duration
+	// VMNetnsPrefix and VMIfName name a VM's interface: VM "blue1" gets the
+	// port Name "blue1", its TAP in netns VMNetnsPrefix+"blue1" named VMIfName.
+	// Ports in such a namespace are the agent's; it leaves other ports alone.
+	VMNetnsPrefix string
+	VMIfName      string
+	// MTU of the VMs' interfaces; 0 lets the host derive it from the underlay.
+	MTU int
+	// RetryMin and RetryMax bound the backoff after a failed call (defaults
+	// 100ms and 5s).
+	RetryMin, RetryMax time.Duration
+	Log                *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.TTL <= 0 {
+		c.TTL = 10 * time.Second
+	}
+	if c.VMIfName == "" {
+		c.VMIfName = "eth0"
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return c
+}
+
+// Agent is one host's agent. Create it with New and Run it.
+type Agent struct {
+	cfg    Config
+	server policyserver.HostAPI
+	host   *provider.Client
+	notify string
+	log    *slog.Logger
+}
+
+// New returns an agent for the host reached at the provider API client host
+// and the notification API socket notifySocket, syncing with server.
+func New(cfg Config, server policyserver.HostAPI, host *provider.Client, notifySocket string) *Agent {
+	cfg = cfg.withDefaults()
+	return &Agent{cfg: cfg, server: server, host: host, notify: notifySocket, log: cfg.Log.With("agent", cfg.Host)}
+}
+
+// Run keeps the host in sync until ctx ends. Errors reaching the policy
+// server are retried with backoff and never undo installed policy.
+func (a *Agent) Run(ctx context.Context) error {
+	pas, err := a.ensurePAs(ctx)
+	if err != nil {
+		return err
+	}
+	if err := a.register(ctx, pas); err != nil {
+		return err
+	}
+	go a.heartbeat(ctx, pas)
+	s := newSyncer(a)
+	go a.notifications(ctx, s)
+	s.run(ctx)
+	return nil
+}
+
+// ensurePAs adds the configured PAs the host lacks and returns the PAs to
+// register.
+func (a *Agent) ensurePAs(ctx context.Context) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, p := range a.cfg.ProviderAddresses {
+		out = append(out, p.Addr())
+		err := retry(ctx, a, "add provider address", func() error {
+			_, err := a.host.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: p.Addr(), PrefixLength: uint8(p.Bits())})
+			if errors.Is(err, policy.ErrExists) {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	var cur []policy.ProviderAddress
+	err := retry(ctx, a, "list provider addresses", func() (err error) {
+		cur, err = a.host.ProviderAddresses(ctx, policy.ProviderAddressFilter{})
+		return err
+	})
+	for _, p := range cur {
+		out = append(out, p.ProviderAddress)
+	}
+	return out, err
+}
+
+func (a *Agent) register(ctx context.Context, pas []netip.Addr) error {
+	h := policyserver.Host{Name: a.cfg.Host, ProviderAddresses: pas, TTLSeconds: int64(a.cfg.TTL / time.Second)}
+	return retry(ctx, a, "register host", func() error {
+		_, err := a.server.RegisterHost(ctx, h)
+		if err == nil {
+			a.log.Info("host registered", "pas", pas)
+		}
+		return err
+	})
+}
+
+func (a *Agent) heartbeat(ctx context.Context, pas []netip.Addr) {
+	t := time.NewTicker(max(a.cfg.TTL/3, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := a.server.Heartbeat(ctx, a.cfg.Host)
+		if errors.Is(err, policy.ErrNotFound) {
+			err = a.register(ctx, pas)
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Debug("heartbeat", "err", err)
+		}
+	}
+}
+
+// retry calls fn until it succeeds, fails with a request error (4xx, which
+// a retry will not fix), or ctx ends, backing off between attempts.
+func retry(ctx context.Context, a *Agent, what string, fn func() error) error {
+	wait := a.cfg.RetryMin
+	for {
+		err := fn()
+		if err == nil || errors.Is(err, policy.ErrInvalid) || errors.Is(err, policy.ErrNotFound) || errors.Is(err, policy.ErrExists) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.log.Debug("retrying", "what", what, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, a.cfg.RetryMax)
+	}
+}
+
+// notifications feeds policy mismatch and redirect events to s until ctx
+// ends, reopening the handle if the host restarts its API.
+func (a *Agent) notifications(ctx context.Context, s *syncer) {
+	for ctx.Err() == nil {
+		h, err := notify.Open(a.notify)
+		if err != nil {
+			a.log.Debug("opening the notification API", "err", err)
+			sleep(ctx, a.cfg.RetryMin)
+			continue
+		}
+		for ev, err := range h.Events(ctx, notify.PolicyMismatchType, notify.RedirectType) {
+			var of *notify.OverflowError
+			switch {
+			case errors.As(err, &of):
+				s.request(fetch{resync: true})
+			case err != nil:
+				a.log.Debug("notification API", "err", err)
+			case ev.PolicyMismatch != nil:
+				s.request(fetch{vsid: policy.VSID(ev.PolicyMismatch.VirtualSubnetID), ca: ev.PolicyMismatch.CA})
+			case ev.Redirect != nil:
+				s.request(fetch{vsid: policy.VSID(ev.Redirect.VirtualSubnetID), ca: ev.Redirect.CA})
+			}
+			if err != nil && of == nil {
+				break
+			}
+		}
+		h.Close()
+		sleep(ctx, a.cfg.RetryMin)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// portSpec is the port of a VM placed on this host.
+func (a *Agent) portSpec(vm policyserver.VM) provider.PortSpec {
+	return provider.PortSpec{Name: vm.Name, Netns: a.cfg.VMNetnsPrefix + vm.Name, IfName: a.cfg.VMIfName,
+		MACAddress: vm.MACAddress, VirtualSubnetID: vm.VirtualSubnetID, CustomerAddresses: vm.CustomerAddresses, MTU: a.cfg.MTU}
+}
+
+// managed reports whether port p is a VM port of this agent's convention.
+func (a *Agent) managed(p provider.Port) bool {
+	return p.Netns == a.cfg.VMNetnsPrefix+p.Name && p.IfName == a.cfg.VMIfName
+}

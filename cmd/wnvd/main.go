@@ -44,6 +44,7 @@ func hostCmd() *cobra.Command {
 		notifySocket string
 		metricsAddr  string
 		logLevel     string
+		ag           agentFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "host",
@@ -63,7 +64,7 @@ func hostCmd() *cobra.Command {
 			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("host", cfg.Name)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return runHost(ctx, cfg, socket, notifySocket, metricsAddr)
+			return runHost(ctx, cfg, socket, notifySocket, metricsAddr, ag)
 		},
 	}
 	f := cmd.Flags()
@@ -73,12 +74,17 @@ func hostCmd() *cobra.Command {
 	f.StringVar(&notifySocket, "notify-socket", notify.SocketPath(), "notification API Unix socket")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this TCP address (off when empty)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	ag.register(f)
 	return cmd
 }
 
-func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metricsAddr string) error {
+func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metricsAddr string, ag agentFlags) error {
 	hub := notify.NewHub(notify.Config{})
 	h, err := host.New(cfg, hub)
+	if err != nil {
+		return err
+	}
+	agent, err := ag.start(ctx, cfg, h, socket, notifySocket)
 	if err != nil {
 		return err
 	}
@@ -92,6 +98,9 @@ func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metrics
 	g.Go(func() error { return h.Run(ctx) })
 	g.Go(func() error { return provider.Serve(ctx, socket, provider.NewHandler(h)) })
 	g.Go(func() error { return notify.Serve(ctx, notifySocket, hub) })
+	if agent != nil {
+		g.Go(func() error { return agent(ctx) })
+	}
 	if metrics != nil {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(host.NewCollector(h))

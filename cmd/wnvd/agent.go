@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/wnv/wnv/host"
+	"github.com/wnv/wnv/hostagent"
+	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/provider"
+)
+
+// agentFlags are the `wnvd host` flags of the host agent, the fail-static
+// checkpoint and the migration grace period.
+type agentFlags struct {
+	server                    string
+	caFile, certFile, keyFile string
+	checkpoint                string
+	pas                       []string
+	netnsPrefix, ifName       string
+	grace, holdTimeout        time.Duration
+}
+
+func (a *agentFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&a.server, "policy-server", "", "run the host agent against this policy server (http(s)://host:port); off when empty")
+	f.StringVar(&a.caFile, "policy-ca", "", "CA certificate to trust for an https policy server")
+	f.StringVar(&a.certFile, "policy-cert", "", "client certificate for mutual TLS with the policy server")
+	f.StringVar(&a.keyFile, "policy-key", "", "client key for mutual TLS with the policy server")
+	f.StringVar(&a.checkpoint, "checkpoint", "", "bbolt file of the host's last policy and ports, restored at start (default /var/lib/wnv/<name>.db with --policy-server; \"none\" disables)")
+	f.StringSliceVar(&a.pas, "pa", nil, "provider address with prefix length (e.g. 198.18.0.2/15) the agent installs and registers (repeatable; default: the host's current ones)")
+	f.StringVar(&a.netnsPrefix, "vm-netns-prefix", "wnv-", "a VM's TAP lives in the netns <prefix><VM name>")
+	f.StringVar(&a.ifName, "vm-ifname", "eth0", "name of a VM's TAP inside its netns")
+	f.DurationVar(&a.grace, "migration-grace", host.DefaultMigrationGrace, "how long packets for a VM that migrated away are forwarded to its new host")
+	f.DurationVar(&a.holdTimeout, "hold-timeout", 500*time.Millisecond, "how long a packet to a destination without policy waits for the agent's fetch")
+}
+
+// start restores the checkpoint (before anything talks to the network) and
+// returns the agent's run function, or nil without --policy-server.
+func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, socket, notifySocket string) (func(context.Context) error, error) {
+	ckptPath := a.checkpoint
+	if ckptPath == "" && a.server != "" {
+		ckptPath = filepath.Join("/var/lib/wnv", cfg.Name+".db")
+	}
+	h.SetMigrationGrace(a.grace)
+	var ckpt *host.Checkpoint
+	if ckptPath != "" && ckptPath != "none" {
+		var err error
+		if ckpt, err = host.OpenCheckpoint(ckptPath); err != nil {
+			return nil, fmt.Errorf("--checkpoint: %w", err)
+		}
+		if _, _, err := h.Restore(ckpt); err != nil {
+			ckpt.Close()
+			return nil, fmt.Errorf("--checkpoint: %w", err)
+		}
+		go func() {
+			h.KeepCheckpoint(ctx, ckpt, 100*time.Millisecond)
+			ckpt.Close()
+		}()
+	}
+	if a.server == "" {
+		return nil, nil
+	}
+	var pas []netip.Prefix
+	for _, s := range a.pas {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("--pa %q is not an address with a prefix length: use e.g. 198.18.0.2/15", s)
+		}
+		pas = append(pas, p)
+	}
+	var tlsCfg *tls.Config
+	if a.caFile != "" || a.certFile != "" {
+		var err error
+		if tlsCfg, err = policyserver.ClientTLS(a.caFile, a.certFile, a.keyFile); err != nil {
+			return nil, fmt.Errorf("--policy-ca/--policy-cert/--policy-key: %w", err)
+		}
+	}
+	h.HoldMisses(ctx, host.HoldConfig{Timeout: a.holdTimeout})
+	ag := hostagent.New(hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, VMNetnsPrefix: a.netnsPrefix, VMIfName: a.ifName, Log: cfg.Log},
+		policyserver.NewClient(a.server, tlsCfg), provider.NewClient(socket), notifySocket)
+	return ag.Run, nil
+}

@@ -114,11 +114,12 @@ func (h *Host) portWorker(p *port) {
 	}
 	sizes := make([]int, batchSize)
 	scratch := newBuffers(batchSize, scratchSize)
+	flows := vswitch.NewFlows()
 	var out output
 	for {
 		n, err := p.tap.ReadBatch(reads, sizes)
 		for i := 0; i < n; i++ {
-			r := h.sw.FromPort(p.index, bufs[i], vswitch.Headroom, sizes[i], scratch[i])
+			r := h.sw.FromPortFlows(flows, p.index, bufs[i], vswitch.Headroom, sizes[i], scratch[i])
 			if r.Action == vswitch.Hold {
 				h.park(p.index, r.Miss, reads[i][:sizes[i]])
 				continue

@@ -12,6 +12,14 @@ import (
 // Replies the switch generates (ARP, ND, ICMP errors) are built in scratch,
 // which needs room for a full frame plus 576 bytes.
 func (s *Switch) FromPort(port int, buf []byte, off, n int, scratch []byte) Result {
+	return s.FromPortFlows(nil, port, buf, off, n, scratch)
+}
+
+// FromPortFlows is FromPort for a worker with its own decision cache f.
+func (s *Switch) FromPortFlows(f *Flows, port int, buf []byte, off, n int, scratch []byte) Result {
+	if f != nil {
+		f.sync(s.gen.Load())
+	}
 	frame := buf[off : off+n]
 	pt := s.ports.Load()
 	p, ok := pt.Port(port)
@@ -21,7 +29,7 @@ func (s *Switch) FromPort(port int, buf []byte, off, n int, scratch []byte) Resu
 	pc := s.Counters.Port(port)
 	pc.RxFrames.Add(1)
 	pc.RxBytes.Add(uint64(n))
-	r := s.egress(p, pt, buf, off, frame, scratch)
+	r := s.egressFlows(f, p, pt, buf, off, frame, scratch)
 	if r.Action == Drop {
 		pc.Drops.Add(1)
 		s.Counters.VSID(p.VSID).Drops.Add(1)
@@ -30,6 +38,10 @@ func (s *Switch) FromPort(port int, buf []byte, off, n int, scratch []byte) Resu
 }
 
 func (s *Switch) egress(p *PortConfig, pt *PortTable, buf []byte, off int, frame, scratch []byte) Result {
+	return s.egressFlows(nil, p, pt, buf, off, frame, scratch)
+}
+
+func (s *Switch) egressFlows(f *Flows, p *PortConfig, pt *PortTable, buf []byte, off int, frame, scratch []byte) Result {
 	eth, err := packet.ParseEthernet(frame)
 	if err != nil || eth.HasVLAN() {
 		return s.drop(ReasonMalformed)
@@ -57,7 +69,7 @@ func (s *Switch) egress(p *PortConfig, pt *PortTable, buf []byte, off int, frame
 			return s.drop(ReasonMulticast)
 		}
 		sport, dport := packet.FlowPorts(ip.Protocol(), ip.Payload())
-		return s.forward(p, pt, t, buf, off, frame, scratch, ip.Src(), dst, ip.Protocol(), sport, dport, ip.TTL(), ip.DF(), eth.HeaderLen()+ip.TotalLen())
+		return s.forward(f, p, pt, t, buf, off, frame, scratch, ip.Src(), dst, ip.Protocol(), sport, dport, ip.TTL(), ip.DF(), eth.HeaderLen()+ip.TotalLen())
 	case packet.EtherTypeIPv6:
 		ip, err := packet.ParseIPv6(eth.Payload())
 		if err != nil {
@@ -78,7 +90,7 @@ func (s *Switch) egress(p *PortConfig, pt *PortTable, buf []byte, off int, frame
 			return s.drop(ReasonSpoofedCA)
 		}
 		sport, dport := packet.FlowPorts(ip.NextHeader(), ip.Payload())
-		return s.forward(p, pt, t, buf, off, frame, scratch, src, dst, ip.NextHeader(), sport, dport, ip.HopLimit(), true, eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen())
+		return s.forward(f, p, pt, t, buf, off, frame, scratch, src, dst, ip.NextHeader(), sport, dport, ip.HopLimit(), true, eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen())
 	default:
 		return s.drop(ReasonUnsupportedEtherType)
 	}
@@ -120,28 +132,22 @@ func resolve(t *policy.Table, vsid policy.VSID, a netip.Addr) (rec *policy.Looku
 	return nil, dstVSID, true, ReasonNoLookupRecord
 }
 
-// forward switches an IP packet from port p: resolve the destination, rewrite
-// MACs and TTL when routed, then deliver locally or encapsulate.
-func (s *Switch) forward(p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame, scratch []byte,
+// forward switches an IP packet from port p: resolve the destination (or
+// take the decision from f), rewrite MACs and TTL when routed, then deliver
+// locally or encapsulate.
+func (s *Switch) forward(f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame, scratch []byte,
 	src, dst netip.Addr, proto uint8, sport, dport uint16, ttl uint8, df bool, length int) Result {
-	if gw, ok := t.OnLinkPrefix(p.VSID, dst); ok && policy.GatewayAddress(gw) == dst {
-		return s.drop(ReasonToGateway)
-	}
-	rec, dstVSID, routed, reason := resolve(t, p.VSID, dst)
-	if reason == ReasonNoLookupRecord {
-		s.mismatch(dstVSID, dst, netip.Addr{})
-		if s.hold.Load() {
-			return holdFor(dstVSID, dst)
+	d, ok := f.lookup(p.Index, dst)
+	if !ok {
+		var dd decision
+		if r, ok := s.decide(p, pt, t, dst, &dd); !ok {
+			return r
 		}
-	}
-	if reason != ReasonNone {
-		return s.drop(reason)
-	}
-	if rec.Rule != policy.TranslationMethodEncap {
-		return s.drop(ReasonRuleUnsupported)
+		f.insert(p.Index, dst, &dd)
+		d = &dd
 	}
 	eth := packet.Ethernet(frame)
-	if routed {
+	if d.routed {
 		if ttl <= 1 {
 			return s.drop(ReasonTTLExceeded)
 		}
@@ -152,25 +158,20 @@ func (s *Switch) forward(p *PortConfig, pt *PortTable, t *policy.Table, buf []by
 		}
 		eth.SetSrc(GatewayMAC)
 	}
-	eth.SetDst(rec.MACAddress)
+	eth.SetDst(d.mac)
 	frame = frame[:length]
 
-	if t.IsLocalPA(rec.ProviderAddress) {
-		lp, ok := pt.ByMAC(dstVSID, rec.MACAddress)
-		if !ok {
-			return s.drop(ReasonNoLocalPort)
-		}
-		s.Counters.VSID(dstVSID).Local.Add(1)
-		s.countTx(lp.Index, len(frame))
-		return Result{Action: ToPort, Port: lp.Index, Data: frame}
+	if d.local >= 0 {
+		d.vc.Local.Add(1)
+		s.countTx(int(d.local), len(frame))
+		return Result{Action: ToPort, Port: int(d.local), Data: frame}
 	}
-	v6 := rec.ProviderAddress.Is6()
-	srcPA, ok := t.LocalPA(v6)
+	dstPA := d.pa()
+	srcPA, ok := t.LocalPA(dstPA.Is6())
 	if !ok {
 		return s.drop(ReasonNoLocalPA)
 	}
-	encap := t.Encapsulation(dstVSID)
-	over := Overhead(encap, v6)
+	over := Overhead(d.encap, dstPA.Is6())
 	if len(frame)+over-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
 		mtu := s.cfg.UnderlayMTU - over
 		if src.Is6() {
@@ -181,17 +182,52 @@ func (s *Switch) forward(p *PortConfig, pt *PortTable, t *policy.Table, buf []by
 		}
 	}
 	var start int
-	if encap == policy.EncapVXLAN {
+	if d.encap == policy.EncapVXLAN {
 		// The UDP socket adds the UDP header; VXLAN has no entropy field of
 		// its own (the source port would carry it; see dataplane.VXLANSocket).
 		start = off - packet.VXLANHeaderLen
-		packet.PutVXLAN(buf[start:off], uint32(dstVSID))
+		packet.PutVXLAN(buf[start:off], uint32(d.dstVSID))
 	} else {
 		start = off - packet.NVGREHeaderLen
-		packet.PutNVGRE(buf[start:off], uint32(dstVSID), flowID(src, dst, proto, sport, dport))
+		packet.PutNVGRE(buf[start:off], uint32(d.dstVSID), flowID(src, dst, proto, sport, dport))
 	}
-	s.Counters.VSID(dstVSID).Encapsulated.Add(1)
-	return Result{Action: ToUnderlay, Src: srcPA, Dst: rec.ProviderAddress, Encap: encap, Data: buf[start : off+len(frame)]}
+	d.vc.Encapsulated.Add(1)
+	return Result{Action: ToUnderlay, Src: srcPA, Dst: dstPA, Encap: d.encap, Data: buf[start : off+len(frame)]}
+}
+
+// decide works out from policy where packets from port p to dst go. It
+// returns ok = false with the verdict (a drop or a hold) if they go nowhere.
+func (s *Switch) decide(p *PortConfig, pt *PortTable, t *policy.Table, dst netip.Addr, d *decision) (Result, bool) {
+	if gw, ok := t.OnLinkPrefix(p.VSID, dst); ok && policy.GatewayAddress(gw) == dst {
+		return s.drop(ReasonToGateway), false
+	}
+	rec, dstVSID, routed, reason := resolve(t, p.VSID, dst)
+	if reason == ReasonNoLookupRecord {
+		s.mismatch(dstVSID, dst, netip.Addr{})
+		if s.hold.Load() {
+			return holdFor(dstVSID, dst), false
+		}
+	}
+	if reason != ReasonNone {
+		return s.drop(reason), false
+	}
+	if rec.Rule != policy.TranslationMethodEncap {
+		return s.drop(ReasonRuleUnsupported), false
+	}
+	*d = decision{dstVSID: dstVSID, local: -1, mac: rec.MACAddress, routed: routed, dstPA: rec.ProviderAddress.As16(), vc: s.Counters.VSID(dstVSID)}
+	if t.IsLocalPA(rec.ProviderAddress) {
+		lp, ok := pt.ByMAC(dstVSID, rec.MACAddress)
+		if !ok {
+			return s.drop(ReasonNoLocalPort), false
+		}
+		d.local = int32(lp.Index)
+		return Result{}, true
+	}
+	if _, ok := t.LocalPA(rec.ProviderAddress.Is6()); !ok {
+		return s.drop(ReasonNoLocalPA), false
+	}
+	d.encap = t.Encapsulation(dstVSID)
+	return Result{}, true
 }
 
 func (s *Switch) countTx(port, n int) {

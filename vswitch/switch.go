@@ -5,6 +5,7 @@
 package vswitch
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
 
@@ -88,6 +89,7 @@ type Switch struct {
 	ports    atomic.Pointer[PortTable]
 	moved    atomic.Pointer[MovedTable]
 	hold     atomic.Bool
+	gen      atomic.Uint64 // bumped after every policy or port change; empties Flows
 	Counters *Counters
 }
 
@@ -102,10 +104,16 @@ func New(cfg Config) *Switch {
 }
 
 // SetPolicy installs a policy snapshot; frames processed after it returns use it.
-func (s *Switch) SetPolicy(t *policy.Table) { s.policy.Store(t) }
+func (s *Switch) SetPolicy(t *policy.Table) {
+	s.policy.Store(t)
+	s.gen.Add(1)
+}
 
 // SetPorts installs a port snapshot.
-func (s *Switch) SetPorts(p *PortTable) { s.ports.Store(p) }
+func (s *Switch) SetPorts(p *PortTable) {
+	s.ports.Store(p)
+	s.gen.Add(1)
+}
 
 // Policy is the installed policy snapshot.
 func (s *Switch) Policy() *policy.Table { return s.policy.Load() }
@@ -138,18 +146,13 @@ func (s *Switch) mismatch(vsid policy.VSID, ca, pa netip.Addr) {
 	}
 }
 
-// flowID spreads flows over ECMP paths: a hash of the inner addresses,
-// protocol and ports folded to 8 bits.
+// flowID spreads flows over ECMP paths: a multiplicative hash of the inner
+// addresses, protocol and ports folded to 8 bits.
 func flowID(src, dst netip.Addr, proto uint8, sport, dport uint16) uint8 {
-	const prime = 16777619
-	h := uint32(2166136261)
-	s16, d16 := src.As16(), dst.As16()
-	for i := range 16 {
-		h = (h ^ uint32(s16[i])) * prime
-		h = (h ^ uint32(d16[i])) * prime
-	}
-	h = (h ^ uint32(proto)) * prime
-	h = (h ^ uint32(sport)) * prime
-	h = (h ^ uint32(dport)) * prime
-	return uint8(h ^ h>>8 ^ h>>16 ^ h>>24)
+	s, d := src.As16(), dst.As16()
+	h := binary.LittleEndian.Uint64(s[:8]) ^ binary.LittleEndian.Uint64(d[:8])*0x9e3779b97f4a7c15
+	h = (h ^ binary.LittleEndian.Uint64(s[8:])) * 0xbf58476d1ce4e5b9
+	h = (h ^ binary.LittleEndian.Uint64(d[8:])) * 0x94d049bb133111eb
+	h = (h ^ uint64(proto)<<32 ^ uint64(sport)<<16 ^ uint64(dport)) * 0x9e3779b97f4a7c15
+	return uint8(h >> 56)
 }

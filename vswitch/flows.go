@@ -1,0 +1,96 @@
+package vswitch
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// Flows is one worker's cache of forwarding decisions, keyed by (port,
+// destination CA): what policy says about a destination (lookup record,
+// routing, local or remote PA, encapsulation) is worked out once and reused
+// by the next packets of the flow, so the fast path does one small,
+// cache-resident lookup instead of several map lookups in a policy of
+// millions of records. Per-packet checks (source MAC and CA, TTL, MTU) still
+// run on every packet. Any change of policy or ports empties the cache.
+//
+// A Flows belongs to one worker: it is not safe for concurrent use. It holds
+// 4096 decisions in 256 KiB.
+type Flows struct {
+	gen  uint64
+	sets [flowSets][flowWays]flowEntry
+}
+
+const (
+	flowSetBits = 10
+	flowSets    = 1 << flowSetBits
+	flowWays    = 4
+)
+
+// decision is the part of forwarding that depends only on policy, ports and
+// the destination. It and its key fit one 64-byte cache line.
+type decision struct {
+	dstVSID policy.VSID
+	local   int32      // local port index, or -1 to encapsulate
+	mac     packet.MAC // the destination's, from its lookup record
+	routed  bool
+	encap   policy.Encapsulation
+	dstPA   [16]byte // IPv4 as IPv4-mapped; see pa
+	vc      *VSIDCounters
+}
+
+// pa is the destination's provider address.
+func (d *decision) pa() netip.Addr { return netip.AddrFrom16(d.dstPA).Unmap() }
+
+type flowEntry struct {
+	port int32
+	dst  [16]byte
+	used bool
+	d    decision
+}
+
+// NewFlows returns an empty cache for one worker.
+func NewFlows() *Flows { return &Flows{} }
+
+// sync empties f if policy or ports changed since it was filled.
+func (f *Flows) sync(gen uint64) {
+	if f.gen != gen {
+		clear(f.sets[:])
+		f.gen = gen
+	}
+}
+
+// flowSet hashes the key with a multiply whose top bits depend on every
+// input bit.
+func flowSet(port int, a [16]byte) int {
+	h := binary.LittleEndian.Uint64(a[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(a[8:]) ^ uint64(port)
+	h *= 0xbf58476d1ce4e5b9
+	return int(h >> (64 - flowSetBits))
+}
+
+func (f *Flows) lookup(port int, dst netip.Addr) (*decision, bool) {
+	if f == nil {
+		return nil, false
+	}
+	a := dst.As16()
+	set := &f.sets[flowSet(port, a)]
+	for i := range set {
+		if e := &set[i]; e.dst == a && e.port == int32(port) && e.used {
+			return &e.d, true
+		}
+	}
+	return nil, false
+}
+
+// insert puts d first in its set, pushing out the least recently inserted.
+func (f *Flows) insert(port int, dst netip.Addr, d *decision) {
+	if f == nil {
+		return
+	}
+	a := dst.As16()
+	set := &f.sets[flowSet(port, a)]
+	copy(set[1:], set[:flowWays-1])
+	set[0] = flowEntry{port: int32(port), dst: a, used: true, d: *d}
+}

@@ -1,0 +1,108 @@
+package vswitch
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+func TestFlowsFollowPolicyAndPortChanges(t *testing.T) {
+	sw, ev := host1(t)
+	f := NewFlows()
+	send := func(dst string) Result {
+		buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", dst, 20, true)
+		return sw.FromPortFlows(f, 0, buf, Headroom, n, scratch())
+	}
+	for range 2 {
+		if r := send("10.0.0.11"); r.Action != ToUnderlay || r.Dst != pa2 || r.Encap != policy.EncapNVGRE {
+			t.Fatalf("got %v %v to %s, want NVGRE to %s", r.Action, r.Reason, r.Dst, pa2)
+		}
+	}
+	// The record moves to host3 and the subnet to VXLAN: the cached decision
+	// must not outlive the policy it came from.
+	st := labStore(t, pa1)
+	newPA := pa3
+	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.11"), VirtualSubnetID: 5001},
+		policy.LookupRecordChange{ProviderAddress: &newPA}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AddVirtualSubnet(policy.VirtualSubnet{VirtualSubnetID: 5001, Encapsulation: policy.EncapVXLAN}); err != nil {
+		t.Fatal(err)
+	}
+	sw.SetPolicy(st.Table())
+	if r := send("10.0.0.11"); r.Action != ToUnderlay || r.Dst != pa3 || r.Encap != policy.EncapVXLAN {
+		t.Fatalf("after the move: %v %v to %s by %v, want VXLAN to %s", r.Action, r.Reason, r.Dst, r.Encap, pa3)
+	}
+	// blue2 attaches here: local delivery once the ports change.
+	newPA = pa1
+	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.11"), VirtualSubnetID: 5001},
+		policy.LookupRecordChange{ProviderAddress: &newPA}); err != nil {
+		t.Fatal(err)
+	}
+	sw.SetPolicy(st.Table())
+	if r := send("10.0.0.11"); r.Action != Drop || r.Reason != ReasonNoLocalPort {
+		t.Fatalf("record local, no port: %v %v, want drop no-local-port", r.Action, r.Reason)
+	}
+	sw.SetPorts(must(NewPortTable([]PortConfig{
+		{Index: 0, Name: "blue1", MAC: macBlue1, VSID: 5001, CAs: addrs("10.0.0.10")},
+		{Index: 3, Name: "blue2", MAC: macBlue2, VSID: 5001, CAs: addrs("10.0.0.11")},
+	})))
+	if r := send("10.0.0.11"); r.Action != ToPort || r.Port != 3 {
+		t.Fatalf("after attach: %v %v port %d, want port 3", r.Action, r.Reason, r.Port)
+	}
+	// Misses are not cached: every packet raises its mismatch.
+	ev.events = nil
+	for range 3 {
+		send("10.0.0.99")
+	}
+	if len(ev.events) != 3 {
+		t.Fatalf("%d mismatch events for 3 packets to an unknown CA, want 3", len(ev.events))
+	}
+}
+
+func TestFlowsStillCheckEveryPacket(t *testing.T) {
+	sw, _ := host1(t)
+	f := NewFlows()
+	buf, n := udpFrame(GatewayMAC, macBlue1, "10.0.0.10", "10.0.1.10", 20, true)
+	if r := sw.FromPortFlows(f, 0, buf, Headroom, n, scratch()); r.Action != ToUnderlay {
+		t.Fatalf("routed: %v %v", r.Action, r.Reason)
+	}
+	// Same flow, TTL 1: routing decrements it, so the cached route must
+	// still drop the packet.
+	buf, n = udpFrame(GatewayMAC, macBlue1, "10.0.0.10", "10.0.1.10", 20, true)
+	ip := packet.IPv4(buf[Headroom+packet.EthernetHeaderLen:])
+	for ip.TTL() > 1 {
+		ip.DecTTL()
+	}
+	if r := sw.FromPortFlows(f, 0, buf, Headroom, n, scratch()); r.Action != Drop || r.Reason != ReasonTTLExceeded {
+		t.Fatalf("TTL 1 on a cached route: %v %v, want ttl-exceeded", r.Action, r.Reason)
+	}
+	// A spoofed source on a cached flow is still dropped.
+	buf, n = udpFrame(GatewayMAC, macBlue1, "10.0.0.99", "10.0.1.10", 20, true)
+	if r := sw.FromPortFlows(f, 0, buf, Headroom, n, scratch()); r.Action != Drop || r.Reason != ReasonSpoofedCA {
+		t.Fatalf("spoofed: %v %v", r.Action, r.Reason)
+	}
+}
+
+func TestFlowsCollisionsEvictOldest(t *testing.T) {
+	f := NewFlows()
+	// 2*flowWays destinations: the cache answers for at least the last
+	// flowWays inserted, whatever sets they hash to.
+	var dsts []netip.Addr
+	for i := range 2 * flowWays {
+		dst := netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})
+		dsts = append(dsts, dst)
+		f.insert(0, dst, &decision{dstVSID: policy.VSID(5000 + i)})
+	}
+	for i, dst := range dsts[flowWays:] {
+		d, ok := f.lookup(0, dst)
+		if !ok || d.dstVSID != policy.VSID(5000+flowWays+i) {
+			t.Errorf("%s: %v %v", dst, d, ok)
+		}
+	}
+	if _, ok := f.lookup(1, dsts[len(dsts)-1]); ok {
+		t.Error("another port's flow answered")
+	}
+}

@@ -262,9 +262,9 @@ const watchRetry = 200 * time.Millisecond
 
 // Watch streams the changes after revision rev (0: from now) of the given
 // routing domains (all when none). The stream reconnects by itself after a
-// broken connection, resuming after the last revision seen, and yields the
-// connection error with a zero Event so the caller can log it; an answer
-// that is an error (4xx/5xx) ends the stream with that error. An
+// broken connection or a 5xx answer (etcd away), resuming after the last
+// revision seen, and yields that error with a zero Event so the caller can
+// log it; a 4xx answer ends the stream with its error. An
 // EventResync ends it too: re-read the policy and watch again from its
 // revision. It ends when ctx is done or the caller stops iterating.
 func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[Event, error] {
@@ -276,7 +276,7 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 			}
 			resp, err := c.request(ctx, http.MethodGet, "/v1/watch", q, nil)
 			var se *Error
-			if errors.As(err, &se) {
+			if errors.As(err, &se) && se.Status < 500 {
 				yield(Event{}, err)
 				return
 			}

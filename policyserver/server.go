@@ -254,18 +254,13 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	}
 	rc := http.NewResponseController(w)
 	started := false
-	var buf bytes.Buffer
-	err := h.st.Watch(r.Context(), q.Rev, rds, func(ev *Event) error {
+	err := h.st.Watch(r.Context(), q.Rev, rds, func(_ *Event, line []byte) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		buf.Reset()
-		if err := json.NewEncoder(&buf).Encode(ev); err != nil {
-			return err
-		}
-		if _, err := w.Write(buf.Bytes()); err != nil {
+		if _, err := w.Write(line); err != nil {
 			return err
 		}
 		return rc.Flush()

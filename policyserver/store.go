@@ -50,8 +50,9 @@ func memberName(key, prefix string) string { return strings.TrimPrefix(key, pref
 // number of Stores (replicas) may share one etcd cluster: every write is one
 // Txn comparing the revisions of what it read.
 type Store struct {
-	cli *clientv3.Client
-	now func() time.Time
+	cli    *clientv3.Client
+	now    func() time.Time
+	events eventCache
 }
 
 // NewStore returns a Store writing through cli.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -111,7 +112,7 @@ func (s *Store) CreateVM(ctx context.Context, vm VM) (VM, error) {
 	if err := checkVM(&vm); err != nil {
 		return vm, err
 	}
-	vm.PreviousHost, vm.PreviousProviderAddress, vm.MigratedAt = "", netip.Addr{}, vm.MigratedAt.UTC()
+	vm.PreviousHost, vm.PreviousProviderAddress, vm.MigratedAt = "", netip.Addr{}, time.Time{}
 	return retry(ctx, "creating the VM", func() (VM, error) {
 		r, _, err := s.reads(ctx, vmKey(vm.Name))
 		if err != nil {
@@ -130,7 +131,6 @@ func (s *Store) CreateVM(ctx context.Context, vm VM) (VM, error) {
 			}
 		}
 		vm.RoutingDomainID, vm.CustomerID, vm.ProviderAddress = p.subnet.RoutingDomainID, p.subnet.CustomerID, p.pa
-		vm.MigratedAt = vm.MigratedAt.UTC()
 		vm.CreatedAt = s.now().UTC()
 		owner := member("vm", vm.Name)
 		cmps, err := s.claim(ctx, vm.RoutingDomainID, vm.CustomerAddresses, vm.MACAddress, owner)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -24,9 +25,9 @@ var ErrCompacted = errors.New("watch revision is compacted: re-read the policy")
 
 // Watch sends to emit the changes after revision rev (0: from now) that
 // concern the routing domains rds (all when empty), starting with a progress
-// event. It returns when ctx ends, emit fails, or after a resync event when
-// rev is compacted.
-func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit func(*Event) error) error {
+// event, each with its JSON line. It returns when ctx ends, emit fails, or
+// after a resync event when rev is compacted.
+func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit func(ev *Event, line []byte) error) error {
 	if rev < 0 {
 		return invalidf("rev %d is negative: use 0 (from now) or a revision read from the policy", rev)
 	}
@@ -37,7 +38,7 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 		}
 		rev = resp.Header.Revision
 	}
-	if err := emit(&Event{Type: EventProgress, Revision: rev}); err != nil {
+	if err := emit(lined(&Event{Type: EventProgress, Revision: rev})); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -51,7 +52,7 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if err := emit(&Event{Type: EventProgress, Revision: seen}); err != nil {
+			if err := emit(lined(&Event{Type: EventProgress, Revision: seen})); err != nil {
 				return err
 			}
 		case wr, ok := <-wch:
@@ -59,7 +60,7 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 				return ctx.Err()
 			}
 			if wr.CompactRevision != 0 {
-				if err := emit(&Event{Type: EventResync, Revision: wr.CompactRevision}); err != nil {
+				if err := emit(lined(&Event{Type: EventResync, Revision: wr.CompactRevision})); err != nil {
 					return err
 				}
 				return ErrCompacted
@@ -69,20 +70,20 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 			}
 			if wr.IsProgressNotify() {
 				seen = max(seen, wr.Header.Revision)
-				if err := emit(&Event{Type: EventProgress, Revision: seen}); err != nil {
+				if err := emit(lined(&Event{Type: EventProgress, Revision: seen})); err != nil {
 					return err
 				}
 				continue
 			}
 			for _, e := range wr.Events {
-				ev, err := eventOf(e)
+				ce, err := s.events.get(e)
 				if err != nil {
 					return err
 				}
-				if ev == nil || !concerns(ev, rds) {
+				if ce == nil || !concerns(ce.ev, rds) {
 					continue
 				}
-				if err := emit(ev); err != nil {
+				if err := emit(ce.ev, ce.line); err != nil {
 					return err
 				}
 			}
@@ -91,6 +92,60 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 			}
 		}
 	}
+}
+
+func lined(ev *Event) (*Event, []byte) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		panic(err) // wire types with text marshalers that cannot fail
+	}
+	return ev, append(b, '\n')
+}
+
+// eventCache shares the decoded and encoded form of recent etcd events
+// between the watch streams of one server, so that an event fanned out to a
+// thousand watchers is decoded and encoded once rather than per watcher.
+type eventCache struct {
+	mu sync.Mutex
+	m  map[eventKey]*cachedEvent
+}
+
+type eventKey struct {
+	rev int64
+	key string
+}
+
+type cachedEvent struct {
+	ev   *Event
+	line []byte
+}
+
+// cacheSize bounds the cache; it starts over when full (watchers far behind
+// just decode again).
+const cacheSize = 1 << 14
+
+// get returns the event of e, nil for keys watchers don't see.
+func (c *eventCache) get(e *clientv3.Event) (*cachedEvent, error) {
+	k := eventKey{e.Kv.ModRevision, string(e.Kv.Key)}
+	c.mu.Lock()
+	ce, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return ce, nil
+	}
+	ev, err := eventOf(e)
+	if err != nil || ev == nil {
+		return nil, err
+	}
+	ce = &cachedEvent{}
+	ce.ev, ce.line = lined(ev)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= cacheSize {
+		c.m = make(map[eventKey]*cachedEvent, 1024)
+	}
+	c.m[k] = ce
+	c.mu.Unlock()
+	return ce, nil
 }
 
 // concerns reports whether ev is for a watcher of rds.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
 )
@@ -99,6 +101,14 @@ func (h *Host) Restore(c *Checkpoint) (records, ports int, err error) {
 	st, found, err := c.load()
 	if err != nil || !found {
 		return 0, 0, err
+	}
+	// A wnvd killed with -9 left its PAs on the underlay; the host configures
+	// them again after DAD, which fails on an address already there.
+	for _, pa := range st.Objects.ProviderAddresses {
+		p := netip.PrefixFrom(pa.ProviderAddress, int(pa.PrefixLength))
+		if dataplane.RemoveAddress(h.cfg.Underlay, p) == nil {
+			h.log.Info("checkpoint: removed a provider address left by a previous wnvd", "pa", p)
+		}
 	}
 	if err := h.store.Load(st.Objects); err != nil {
 		return 0, 0, fmt.Errorf("checkpoint %s: policy: %w", c.db.Path(), err)

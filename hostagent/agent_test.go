@@ -1,0 +1,131 @@
+package hostagent_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+)
+
+// twoHosts starts h1 and h2 with agents, VM a on h1 and b on h2 (b echoes),
+// and returns a prober from a to b once traffic flows.
+func twoHosts(t *testing.T, ctx context.Context) (*testbed, *prober) {
+	tb := newTestbed(t)
+	tb.addHost("h1")
+	tb.addHost("h2")
+	tb.addVMNamespace("a")
+	tb.addVMNamespace("b")
+	tb.startHost("h1", "198.18.0.1/15")
+	tb.startHost("h2", "198.18.0.2/15")
+	tb.blueNetwork(ctx)
+	tb.waitHosts(ctx, "h1", "h2")
+	tb.createVM(ctx, "a", "h1", 0x0a, "10.0.0.10")
+	tb.createVM(ctx, "b", "h2", 0x0b, "10.0.0.11")
+	tb.configureVM("a", netip.MustParsePrefix("10.0.0.10/24"))
+	tb.configureVM("b", netip.MustParsePrefix("10.0.0.11/24"))
+	tb.echo("b")
+	p := tb.prober("a", netip.MustParseAddr("10.0.0.11"))
+	seq := uint64(0)
+	tb.eventually("a reaches b", 15*time.Second, func() error {
+		seq++
+		if !p.roundTrip(seq, 200*time.Millisecond) {
+			return fmt.Errorf("no echo for probe %d", seq)
+		}
+		return nil
+	})
+	return tb, p
+}
+
+func drops(t *testing.T, ctx context.Context, c *provider.Client, reason string) uint64 {
+	t.Helper()
+	cs, err := c.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range cs.Drops {
+		if d.Reason == reason {
+			return d.Count
+		}
+	}
+	return 0
+}
+
+func TestAgentInstallsByWatchAndFetchesAMissingRecordWithoutLosingTheFirstPacket(t *testing.T) {
+	ctx := t.Context()
+	tb, p := twoHosts(t, ctx)
+	h1 := tb.provider("h1")
+	recs, err := h1.LookupRecords(ctx, policy.LookupRecordFilter{})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("h1 has records %v (%v); want a's and b's from the watch", recs, err)
+	}
+
+	// Lose b's record on h1: the next packet waits while the agent fetches it.
+	if _, err := h1.RemoveLookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.11")}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if !p.roundTrip(1000, 2*time.Second) {
+		t.Fatal("the first packet to a destination without a record was lost")
+	}
+	t.Logf("first packet echoed %s after being held for an on-demand fetch", time.Since(start).Round(time.Millisecond))
+	if n := drops(t, ctx, h1, "miss-timeout"); n != 0 {
+		t.Errorf("miss-timeout drops = %d, want 0", n)
+	}
+	cs, _ := h1.Counters(ctx)
+	for _, n := range cs.Notifications {
+		if n.Type == "PolicyMismatch" && n.Raised == 0 {
+			t.Error("no policy mismatch was raised for the missing record")
+		}
+	}
+}
+
+func TestFailStaticAndCheckpointRestoreAfterKill9WhileTheServerIsDown(t *testing.T) {
+	ctx := t.Context()
+	tb, p := twoHosts(t, ctx)
+	time.Sleep(300 * time.Millisecond) // let the debounced checkpoints settle
+
+	tb.kill("policy", syscall.SIGKILL)
+	for seq := uint64(100); seq < 120; seq++ {
+		if !p.roundTrip(seq, time.Second) {
+			t.Fatalf("probe %d lost with the policy server down: the hosts did not fail static", seq)
+		}
+	}
+
+	tb.kill("h2", syscall.SIGKILL)
+	restart := time.Now()
+	tb.startHost("h2", "198.18.0.2/15")
+	seq := uint64(200)
+	tb.eventually("a reaches b after kill -9 of h2's wnvd, server down", 15*time.Second, func() error {
+		seq++
+		if !p.roundTrip(seq, 200*time.Millisecond) {
+			return fmt.Errorf("no echo for probe %d", seq)
+		}
+		return nil
+	})
+	t.Logf("b reachable %s after h2's wnvd restarted from its checkpoint alone", time.Since(restart).Round(time.Millisecond))
+
+	// The server comes back: a VM created now becomes reachable.
+	tb.startServer()
+	tb.addVMNamespace("c")
+	tb.eventually("create VM c", 20*time.Second, func() error {
+		_, err := tb.server.VM(ctx, "a")
+		return err
+	})
+	tb.createVM(ctx, "c", "h1", 0x0c, "10.0.0.12")
+	tb.configureVM("c", netip.MustParsePrefix("10.0.0.12/24"))
+	tb.echo("c")
+	pc := tb.prober("b", netip.MustParseAddr("10.0.0.12"))
+	seq = 0
+	tb.eventually("b reaches the new VM c", 15*time.Second, func() error {
+		seq++
+		if !pc.roundTrip(seq, 200*time.Millisecond) {
+			return fmt.Errorf("no echo for probe %d", seq)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,404 @@
+package hostagent_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/wnv/wnv/lab"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/provider"
+)
+
+var wnvd struct {
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	var dir string
+	if os.Geteuid() == 0 {
+		dir, _ = os.MkdirTemp("", "wnvagent-bin-")
+		wnvd.path = filepath.Join(dir, "wnvd")
+		if out, err := exec.Command("go", "build", "-o", wnvd.path, "../cmd/wnvd").CombinedOutput(); err != nil {
+			wnvd.err = fmt.Errorf("go build ../cmd/wnvd: %v\n%s", err, out)
+		}
+	}
+	code := m.Run()
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+const serverAddr = "198.18.0.254"
+
+// testbed is an underlay bridge namespace with the policy server on it, and
+// host namespaces plugged into the bridge, all under a unique prefix.
+type testbed struct {
+	t      *testing.T
+	prefix string
+	dir    string
+	mu     sync.Mutex
+	procs  map[string]*exec.Cmd
+	server *policyserver.Client
+}
+
+func newTestbed(t *testing.T) *testbed {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+	if wnvd.err != nil {
+		t.Fatal(wnvd.err)
+	}
+	b := make([]byte, 3)
+	rand.Read(b)
+	tb := &testbed{t: t, prefix: "wa" + hex.EncodeToString(b) + "-", dir: t.TempDir(), procs: map[string]*exec.Cmd{}}
+	t.Cleanup(tb.cleanup)
+	h := tb.namespace("u")
+	defer h.Close()
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+	must(t, h.LinkAdd(br))
+	must(t, h.LinkSetUp(br))
+	must(t, h.AddrAdd(br, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP(serverAddr), Mask: net.CIDRMask(15, 32)}}))
+	tb.startServer()
+	tb.server = tb.client()
+	return tb
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (tb *testbed) ns(name string) string { return tb.prefix + name }
+
+// namespace creates a named namespace with loopback up.
+func (tb *testbed) namespace(name string) *netlink.Handle {
+	tb.t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	must(tb.t, err)
+	defer orig.Close()
+	n, err := netns.NewNamed(tb.ns(name))
+	must(tb.t, err)
+	defer n.Close()
+	must(tb.t, netns.Set(orig))
+	h, err := netlink.NewHandleAt(n)
+	must(tb.t, err)
+	lo, err := h.LinkByName("lo")
+	must(tb.t, err)
+	must(tb.t, h.LinkSetUp(lo))
+	return h
+}
+
+// addHost creates the namespace of a host plugged into the bridge as ul0.
+func (tb *testbed) addHost(name string) {
+	tb.t.Helper()
+	h := tb.namespace(name)
+	defer h.Close()
+	uh, err := netlink.NewHandleAt(tb.nsHandle("u"))
+	must(tb.t, err)
+	defer uh.Close()
+	br, err := uh.LinkByName("br0")
+	must(tb.t, err)
+	hn := tb.nsHandle(name)
+	defer hn.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, MasterIndex: br.Attrs().Index}, PeerName: "ul0", PeerNamespace: netlink.NsFd(int(hn))}
+	must(tb.t, uh.LinkAdd(veth))
+	v, err := uh.LinkByName(name)
+	must(tb.t, err)
+	must(tb.t, uh.LinkSetUp(v))
+	ul, err := h.LinkByName("ul0")
+	must(tb.t, err)
+	must(tb.t, h.LinkSetUp(ul))
+}
+
+func (tb *testbed) nsHandle(name string) netns.NsHandle {
+	tb.t.Helper()
+	n, err := netns.GetFromName(tb.ns(name))
+	must(tb.t, err)
+	return n
+}
+
+// addVMNamespace creates the namespace a VM's TAP moves into.
+func (tb *testbed) addVMNamespace(vm string) {
+	tb.namespace("v-" + vm).Close()
+}
+
+func (tb *testbed) spawn(name, ns string, args ...string) {
+	tb.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(tb.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	must(tb.t, err)
+	defer logf.Close()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", tb.ns(ns), wnvd.path}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	must(tb.t, cmd.Start())
+	tb.mu.Lock()
+	tb.procs[name] = cmd
+	tb.mu.Unlock()
+	go cmd.Wait()
+}
+
+// kill stops a process: SIGKILL (a crash) or SIGTERM (a clean stop).
+func (tb *testbed) kill(name string, sig syscall.Signal) {
+	tb.mu.Lock()
+	cmd := tb.procs[name]
+	delete(tb.procs, name)
+	tb.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	for i := 0; i < 100 && cmd.ProcessState == nil; i++ {
+		if cmd.Process.Signal(syscall.Signal(0)) != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (tb *testbed) startServer() {
+	tb.spawn("policy", "u", "policy", "--data-dir", filepath.Join(tb.dir, "etcd"), "--listen", serverAddr+":8440")
+}
+
+func (tb *testbed) hostArgs(name string, pa string) []string {
+	return []string{"host", "--name", name, "--underlay", "ul0", "--socket", tb.socket(name), "--notify-socket", filepath.Join(tb.dir, name+".notify"),
+		"--policy-server", "http://" + serverAddr + ":8440", "--pa", pa, "--checkpoint", filepath.Join(tb.dir, name+".db"),
+		"--vm-netns-prefix", tb.prefix + "v-", "--log-level", "debug"}
+}
+
+// startHost runs wnvd host with the agent in the host's namespace.
+func (tb *testbed) startHost(name, pa string) {
+	tb.spawn(name, name, tb.hostArgs(name, pa)...)
+}
+
+func (tb *testbed) socket(host string) string { return filepath.Join(tb.dir, host+".sock") }
+
+func (tb *testbed) provider(host string) *provider.Client { return provider.NewClient(tb.socket(host)) }
+
+// client returns a policy server client whose connections are made inside
+// the underlay namespace (the server is not reachable from the test's own).
+func (tb *testbed) client() *policyserver.Client {
+	tr := http.DefaultTransport.(*http.Transport)
+	saved := tr.DialContext
+	ns := tb.ns("u")
+	tr.DialContext = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		err = lab.InNamespace(ns, func() error {
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	c := policyserver.NewClient("http://"+serverAddr+":8440", nil)
+	tr.DialContext = saved
+	return c
+}
+
+func (tb *testbed) cleanup() {
+	tb.mu.Lock()
+	names := make([]string, 0, len(tb.procs))
+	for n := range tb.procs {
+		names = append(names, n)
+	}
+	tb.mu.Unlock()
+	for _, n := range names {
+		tb.kill(n, syscall.SIGTERM)
+	}
+	if tb.t.Failed() {
+		for _, n := range names {
+			if b, err := os.ReadFile(filepath.Join(tb.dir, n+".log")); err == nil {
+				tb.t.Logf("--- %s.log (last 4000 bytes)\n%s", n, tail(b, 4000))
+			}
+		}
+	}
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tb.prefix) {
+			netns.DeleteNamed(e.Name())
+		}
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// eventually retries fn until it succeeds or the timeout passes.
+func (tb *testbed) eventually(what string, timeout time.Duration, fn func() error) {
+	tb.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// configureVM gives the VM's eth0 its CA once the host has created it.
+func (tb *testbed) configureVM(vm string, ca netip.Prefix) {
+	tb.t.Helper()
+	n := tb.nsHandle("v-" + vm)
+	defer n.Close()
+	h, err := netlink.NewHandleAt(n)
+	must(tb.t, err)
+	defer h.Close()
+	tb.eventually("eth0 of "+vm, 10*time.Second, func() error {
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if l.Attrs().Flags&net.FlagUp == 0 {
+			return errors.New("eth0 is down")
+		}
+		return h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: ca.Addr().AsSlice(), Mask: net.CIDRMask(ca.Bits(), 32)}})
+	})
+}
+
+// echo answers UDP datagrams on port 7 inside the VM's namespace until the
+// test ends.
+func (tb *testbed) echo(vm string) {
+	tb.t.Helper()
+	var c *net.UDPConn
+	must(tb.t, lab.InNamespace(tb.ns("v-"+vm), func() (err error) {
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 7})
+		return err
+	}))
+	tb.t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			c.WriteToUDP(buf[:n], from)
+		}
+	}()
+}
+
+// prober sends numbered UDP datagrams from a VM and collects the echoes.
+type prober struct {
+	c    *net.UDPConn
+	mu   sync.Mutex
+	seen map[uint64]time.Time
+}
+
+func (tb *testbed) prober(vm string, to netip.Addr) *prober {
+	tb.t.Helper()
+	var c *net.UDPConn
+	must(tb.t, lab.InNamespace(tb.ns("v-"+vm), func() (err error) {
+		c, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: to.AsSlice(), Port: 7})
+		return err
+	}))
+	tb.t.Cleanup(func() { c.Close() })
+	p := &prober{c: c, seen: map[uint64]time.Time{}}
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if n >= 8 {
+				p.mu.Lock()
+				p.seen[binary.BigEndian.Uint64(buf)] = time.Now()
+				p.mu.Unlock()
+			}
+		}
+	}()
+	return p
+}
+
+func (p *prober) send(seq uint64) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seq)
+	p.c.Write(b[:])
+}
+
+func (p *prober) got(seq uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.seen[seq]
+	return ok
+}
+
+// roundTrip sends one datagram and waits up to timeout for its echo.
+func (p *prober) roundTrip(seq uint64, timeout time.Duration) bool {
+	p.send(seq)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p.got(seq) {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+// blueNetwork creates a tenant, routing domain and subnet 10.0.0.0/24 (VSID 5001).
+func (tb *testbed) blueNetwork(ctx context.Context) {
+	tb.t.Helper()
+	cid := policy.MustParseGUID("{aaaaaaaa-0000-0000-0000-000000000001}")
+	rd := policy.MustParseGUID("{11111111-2222-3333-4444-000000000001}")
+	tb.eventually("policy server up", 20*time.Second, func() error {
+		_, err := tb.server.CreateTenant(ctx, policyserver.Tenant{CustomerID: cid, Name: "blue"})
+		if errors.Is(err, policy.ErrExists) {
+			return nil
+		}
+		return err
+	})
+	_, err := tb.server.CreateRoutingDomain(ctx, policyserver.RoutingDomain{RoutingDomainID: rd, CustomerID: cid, Name: "blue"})
+	must(tb.t, err)
+	_, err = tb.server.CreateSubnet(ctx, policyserver.Subnet{VirtualSubnetID: 5001, RoutingDomainID: rd, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}})
+	must(tb.t, err)
+}
+
+// waitHosts waits until the hosts are registered.
+func (tb *testbed) waitHosts(ctx context.Context, names ...string) {
+	tb.t.Helper()
+	for _, n := range names {
+		tb.eventually("host "+n+" registered", 15*time.Second, func() error {
+			_, err := tb.server.Host(ctx, n)
+			return err
+		})
+	}
+}
+
+func (tb *testbed) createVM(ctx context.Context, name, host string, mac byte, ca string) {
+	tb.t.Helper()
+	_, err := tb.server.CreateVM(ctx, policyserver.VM{Name: name, MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, mac}, CustomerAddresses: []netip.Addr{netip.MustParseAddr(ca)}, VirtualSubnetID: 5001, Host: host})
+	must(tb.t, err)
+}

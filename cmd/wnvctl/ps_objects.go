@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -24,15 +25,14 @@ func init() {
 }
 
 // serverRun wraps a command body that needs a policy server client.
-func serverRun(f func(cmd *cobra.Command, c *policyserver.Client, args []string) error) func(*cobra.Command, []string) error {
+func serverRun(f func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		c, ctx, cancel, err := serverClient(cmd)
 		if err != nil {
 			return err
 		}
 		defer cancel()
-		cmd.SetContext(ctx)
-		return f(cmd, c, args)
+		return f(ctx, cmd, c, args)
 	}
 }
 
@@ -48,8 +48,8 @@ func tenantCreate() *cobra.Command {
 	var t policyserver.Tenant
 	cmd := &cobra.Command{
 		Use: "create", Short: "Create a tenant", Args: cobra.NoArgs,
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, _ []string) error {
-			t, err := c.CreateTenant(cmd.Context(), t)
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+			t, err := c.CreateTenant(ctx, t)
 			if err != nil {
 				return err
 			}
@@ -65,19 +65,19 @@ func tenantCreate() *cobra.Command {
 func tenantGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [CUSTOMERID]", Short: "Show one tenant or list them", Args: cobra.MaximumNArgs(1),
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
 			if len(args) == 1 {
 				id, err := guidArg("CustomerID", args[0])
 				if err != nil {
 					return err
 				}
-				t, err := c.Tenant(cmd.Context(), id)
+				t, err := c.Tenant(ctx, id)
 				if err != nil {
 					return err
 				}
 				return outputTenants(cmd, t, []policyserver.Tenant{t})
 			}
-			ts, err := c.Tenants(cmd.Context())
+			ts, err := c.Tenants(ctx)
 			if err != nil {
 				return err
 			}
@@ -89,12 +89,12 @@ func tenantGet() *cobra.Command {
 func tenantDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete CUSTOMERID", Short: "Delete a tenant without routing domains", Args: cobra.ExactArgs(1),
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
 			id, err := guidArg("CustomerID", args[0])
 			if err != nil {
 				return err
 			}
-			return c.DeleteTenant(cmd.Context(), id)
+			return c.DeleteTenant(ctx, id)
 		}),
 	}
 }
@@ -111,8 +111,8 @@ func rdCreate() *cobra.Command {
 	var rd policyserver.RoutingDomain
 	cmd := &cobra.Command{
 		Use: "create", Short: "Create a routing domain of a tenant", Args: cobra.NoArgs,
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, _ []string) error {
-			rd, err := c.CreateRoutingDomain(cmd.Context(), rd)
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+			rd, err := c.CreateRoutingDomain(ctx, rd)
 			if err != nil {
 				return err
 			}
@@ -130,19 +130,19 @@ func rdCreate() *cobra.Command {
 func rdGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [RDID]", Short: "Show one routing domain or list them", Args: cobra.MaximumNArgs(1),
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
 			if len(args) == 1 {
 				id, err := guidArg("RoutingDomainID", args[0])
 				if err != nil {
 					return err
 				}
-				rd, err := c.RoutingDomain(cmd.Context(), id)
+				rd, err := c.RoutingDomain(ctx, id)
 				if err != nil {
 					return err
 				}
 				return outputRDs(cmd, rd, []policyserver.RoutingDomain{rd})
 			}
-			rds, err := c.RoutingDomains(cmd.Context())
+			rds, err := c.RoutingDomains(ctx)
 			if err != nil {
 				return err
 			}
@@ -154,12 +154,12 @@ func rdGet() *cobra.Command {
 func rdDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete RDID", Short: "Delete a routing domain without subnets", Args: cobra.ExactArgs(1),
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
 			id, err := guidArg("RoutingDomainID", args[0])
 			if err != nil {
 				return err
 			}
-			return c.DeleteRoutingDomain(cmd.Context(), id)
+			return c.DeleteRoutingDomain(ctx, id)
 		}),
 	}
 }
@@ -202,9 +202,9 @@ func subnetCreate() *cobra.Command {
 		Short:   "Create a virtual subnet in a routing domain",
 		Example: "  wnvctl subnet create --vsid 5001 --routing-domain {11111111-2222-3333-4444-000000000000} --prefix 10.0.0.0/24 --prefix fd00:0:0:1::/64",
 		Args:    cobra.NoArgs,
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
 			s.Encapsulation = policyserver.Encapsulation(encap)
-			s, err := c.CreateSubnet(cmd.Context(), s)
+			s, err := c.CreateSubnet(ctx, s)
 			if err != nil {
 				return err
 			}
@@ -227,19 +227,19 @@ func subnetGet() *cobra.Command {
 	var rd policy.GUID
 	cmd := &cobra.Command{
 		Use: "get [VSID]", Short: "Show one virtual subnet or list them", Args: cobra.MaximumNArgs(1),
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
 			if len(args) == 1 {
 				var v policy.VSID
 				if err := (vsidValue{&v}).Set(args[0]); err != nil {
 					return ruleError("VirtualSubnetID " + strconv.Quote(args[0]) + " is malformed: " + err.Error())
 				}
-				s, err := c.Subnet(cmd.Context(), v)
+				s, err := c.Subnet(ctx, v)
 				if err != nil {
 					return err
 				}
 				return outputSubnets(cmd, s, []policyserver.Subnet{s})
 			}
-			ss, err := c.Subnets(cmd.Context(), rd)
+			ss, err := c.Subnets(ctx, rd)
 			if err != nil {
 				return err
 			}
@@ -253,12 +253,12 @@ func subnetGet() *cobra.Command {
 func subnetDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete VSID", Short: "Delete a virtual subnet without VMs or gateways", Args: cobra.ExactArgs(1),
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
 			var v policy.VSID
 			if err := (vsidValue{&v}).Set(args[0]); err != nil {
 				return ruleError("VirtualSubnetID " + strconv.Quote(args[0]) + " is malformed: " + err.Error())
 			}
-			return c.DeleteSubnet(cmd.Context(), v)
+			return c.DeleteSubnet(ctx, v)
 		}),
 	}
 }
@@ -278,8 +278,8 @@ func hostRegister() *cobra.Command {
 		Use:   "register",
 		Short: "Register a host and its PAs (the host agent does this itself; for tests and provisioning)",
 		Args:  cobra.NoArgs,
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, _ []string) error {
-			h, err := c.RegisterHost(cmd.Context(), h)
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+			h, err := c.RegisterHost(ctx, h)
 			if err != nil {
 				return err
 			}
@@ -297,15 +297,15 @@ func hostRegister() *cobra.Command {
 func hostGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [NAME]", Short: "Show one host or list them, with liveness", Args: cobra.MaximumNArgs(1),
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
 			if len(args) == 1 {
-				h, err := c.Host(cmd.Context(), args[0])
+				h, err := c.Host(ctx, args[0])
 				if err != nil {
 					return err
 				}
 				return outputHosts(cmd, h, []policyserver.Host{h})
 			}
-			hs, err := c.Hosts(cmd.Context())
+			hs, err := c.Hosts(ctx)
 			if err != nil {
 				return err
 			}
@@ -317,8 +317,8 @@ func hostGet() *cobra.Command {
 func hostDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete NAME", Short: "Delete a host without VMs or gateways", Args: cobra.ExactArgs(1),
-		RunE: serverRun(func(cmd *cobra.Command, c *policyserver.Client, args []string) error {
-			return c.DeleteHost(cmd.Context(), args[0])
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			return c.DeleteHost(ctx, args[0])
 		}),
 	}
 }

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/wnv/wnv/policyserver"
+)
+
+// startPolicyServer runs an embedded etcd and a policy server for the test.
+func startPolicyServer(t *testing.T) string {
+	t.Helper()
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return "http://" + ln.Addr().String()
+	}
+	cu := free()
+	e, err := policyserver.StartEmbedded(context.Background(), policyserver.EmbedConfig{DataDir: t.TempDir(), ClientURL: cu, PeerURL: free(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cli, err := policyserver.Connect([]string{cu}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	srv := httptest.NewServer(policyserver.NewHandler(policyserver.NewStore(cli), slog.New(slog.NewTextHandler(io.Discard, nil))))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// psctl runs one wnvctl command line against the policy server.
+func psctl(t *testing.T, server string, args ...string) (string, error) {
+	t.Helper()
+	resetFlags(rootCmd)
+	var out bytes.Buffer
+	rootCmd.SetOut(&out)
+	rootCmd.SetErr(&out)
+	rootCmd.SetArgs(append(args, "--server", server))
+	err := rootCmd.Execute()
+	return out.String(), err
+}
+
+func TestVMCommands(t *testing.T) {
+	s := startPolicyServer(t)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := psctl(t, s, args...)
+		if err != nil {
+			t.Fatalf("wnvctl %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+	const tenant, rd = "{aaaaaaaa-0000-0000-0000-000000000001}", "{11111111-2222-3333-4444-000000000000}"
+	run("tenant", "create", "--id", tenant, "--name", "contoso")
+	run("routing-domain", "create", "--id", rd, "--tenant", tenant)
+	out := run("subnet", "create", "--vsid", "5001", "--routing-domain", rd, "--prefix", "10.0.0.0/24", "--prefix", "fd00:0:0:1::/64", "--encap", "VXLAN")
+	if !strings.Contains(out, "10.0.0.1,fd00:0:0:1::1  VXLAN") {
+		t.Fatalf("subnet create printed:\n%s", out)
+	}
+	run("host", "register", "--name", "host2", "--pa", "198.18.0.2")
+	run("host", "register", "--name", "host3", "--pa", "198.18.0.3")
+	run("vm", "create", "--name", "blue2", "--vsid", "5001", "--mac", "00:15:5d:00:00:02", "--ca", "10.0.0.6", "--ca", "fd00:0:0:1::6", "--host", "host2")
+	out = run("vm", "migrate", "blue2", "--to", "host3")
+	if !strings.Contains(out, "host3  198.18.0.3  host2") {
+		t.Fatalf("vm migrate printed:\n%s", out)
+	}
+	var vms []policyserver.VM
+	if err := json.Unmarshal([]byte(run("vm", "get", "--host", "host3", "-o", "json")), &vms); err != nil || len(vms) != 1 || len(vms[0].CustomerAddresses) != 2 {
+		t.Fatalf("vm get -o json: %+v %v", vms, err)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"vm", "create", "--name", "x", "--vsid", "5001", "--mac", "00:15:5d:00:00:09", "--ca", "10.0.1.6", "--host", "host2"},
+			"CustomerAddresses 10.0.1.6 is outside the prefixes of VirtualSubnetID 5001 (10.0.0.0/24, fd00:0:0:1::/64): use an address inside them"},
+		{[]string{"vm", "create", "--name", "x", "--vsid", "5001", "--mac", "00:15:5d:00:00:02", "--ca", "10.0.0.9", "--host", "host2"},
+			"MACAddress 00:15:5d:00:00:02 is already used by VM blue2 in routing domain {11111111-2222-3333-4444-000000000000}: give each VM its own MAC"},
+		{[]string{"vm", "migrate", "blue2", "--to", "host3"}, "Host host3 is the VM's own host: migrate VM blue2 to another host"},
+		{[]string{"vm", "migrate", "blue2", "--to", "host9"}, "Host host9 is not a registered host: register it (its host agent does) first"},
+		{[]string{"vm", "create", "--name", "x", "--vsid", "5001", "--mac", "zz", "--ca", "10.0.0.9", "--host", "host2"},
+			`--mac "zz" is malformed: use 00:15:5d:01:02:03 or 00-15-5D-01-02-03`},
+	} {
+		_, err := psctl(t, s, tc.args...)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("wnvctl %s:\n got %v\nwant %s", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+	run("vm", "delete", "blue2")
+	if _, err := psctl(t, s, "vm", "get", "blue2"); err == nil || err.Error() != "VM blue2 does not exist" {
+		t.Fatalf("vm get after delete: %v", err)
+	}
+}

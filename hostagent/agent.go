@@ -41,6 +41,10 @@ type Config struct {
 	VMIfName      string
 	// MTU of the VMs' interfaces; 0 lets the host derive it from the underlay.
 	MTU int
+	// MigrationGrace is how long the agent keeps the policy of a VM's
+	// routing domain after the VM migrated away, for the host's forwarding
+	// (default 5s; match the host's).
+	MigrationGrace time.Duration
 	// RetryMin and RetryMax bound the backoff after a failed call (defaults
 	// 100ms and 5s).
 	RetryMin, RetryMax time.Duration
@@ -50,6 +54,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.TTL <= 0 {
 		c.TTL = 10 * time.Second
+	}
+	if c.MigrationGrace <= 0 {
+		c.MigrationGrace = 5 * time.Second
 	}
 	if c.VMIfName == "" {
 		c.VMIfName = "eth0"

@@ -74,10 +74,14 @@ type syncer struct {
 	rds    map[policy.GUID]*rdModel
 	extra  map[recKey]policy.LookupRecord // fetched on demand, until the watch says more
 	dirty  bool                           // the last reconcile failed: try again
+	// linger keeps the routing domain of a VM that migrated away until its
+	// grace period ends, so the host keeps the record that its forwarding
+	// to the new PA follows.
+	linger map[policy.GUID]time.Time
 }
 
 func newSyncer(a *Agent) *syncer {
-	return &syncer{a: a, fetches: make(chan fetch, 256)}
+	return &syncer{a: a, fetches: make(chan fetch, 256), linger: map[policy.GUID]time.Time{}}
 }
 
 // request queues a fetch; when the queue is full the request is dropped (the
@@ -259,22 +263,61 @@ func (s *syncer) relist(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rds := map[policy.GUID]*rdModel{}
+	local := map[string]policyserver.VM{}
+	want := map[policy.GUID]bool{}
 	for _, vm := range vms {
-		if _, ok := rds[vm.RoutingDomainID]; ok {
-			continue
+		local[vm.Name] = vm
+		want[vm.RoutingDomainID] = true
+	}
+	if err := s.departures(ctx, local); err != nil {
+		return err
+	}
+	now := time.Now()
+	for rd, until := range s.linger {
+		if now.Before(until) {
+			want[rd] = true
+		} else {
+			delete(s.linger, rd)
 		}
-		p, err := a.server.Policy(ctx, vm.RoutingDomainID)
+	}
+	rds := map[policy.GUID]*rdModel{}
+	for rd := range want {
+		p, err := a.server.Policy(ctx, rd)
 		if err != nil {
 			return err
 		}
-		rds[vm.RoutingDomainID] = newRDModel(p)
+		rds[rd] = newRDModel(p)
 	}
-	s.local = map[string]policyserver.VM{}
-	for _, vm := range vms {
-		s.local[vm.Name] = vm
-	}
+	s.local = local
 	s.rds, s.extra, s.listed = rds, map[recKey]policy.LookupRecord{}, true
+	return nil
+}
+
+// departures starts the grace period of the routing domain of each VM that
+// still has a port here but is placed on another host now, and schedules a
+// re-list for its end.
+func (s *syncer) departures(ctx context.Context, local map[string]policyserver.VM) error {
+	a := s.a
+	ports, err := a.host.Ports(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if _, ok := local[p.Name]; ok || !a.managed(p) {
+			continue
+		}
+		vm, err := a.server.VM(ctx, p.Name)
+		if errors.Is(err, policy.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if _, ok := s.linger[vm.RoutingDomainID]; !ok {
+			s.linger[vm.RoutingDomainID] = time.Now().Add(a.cfg.MigrationGrace)
+			time.AfterFunc(a.cfg.MigrationGrace, func() { s.request(fetch{resync: true}) })
+		}
+	}
 	return nil
 }
 

@@ -82,7 +82,7 @@ func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, s
 		}
 	}
 	h.HoldMisses(ctx, host.HoldConfig{Timeout: a.holdTimeout})
-	ag := hostagent.New(hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, VMNetnsPrefix: a.netnsPrefix, VMIfName: a.ifName, Log: cfg.Log},
+	ag := hostagent.New(hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, VMNetnsPrefix: a.netnsPrefix, VMIfName: a.ifName, MigrationGrace: a.grace, Log: cfg.Log},
 		policyserver.NewClient(a.server, tlsCfg), provider.NewClient(socket), notifySocket)
 	return ag.Run, nil
 }

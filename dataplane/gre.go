@@ -12,12 +12,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Packet is one underlay packet: Buf[:N] holds the GRE header and the inner
-// frame; Src and Dst are the outer provider addresses.
+// Packet is one underlay packet: Buf[:N] holds the GRE or VXLAN header and
+// the inner frame; Src and Dst are the outer provider addresses. On a VXLAN
+// socket, Segment > 0 means Buf[:N] is several datagrams of Segment bytes
+// back to back (the last may be shorter), sent with one UDP GSO send or
+// received as one UDP GRO read; the GRE socket ignores it and never sets it.
 type Packet struct {
 	Buf      []byte
 	N        int
 	Src, Dst netip.Addr
+	Segment  int
 }
 
 const (

@@ -24,6 +24,10 @@ type TAPConfig struct {
 	IfName string     // name to give the port where it ends up; empty keeps Name
 	MAC    packet.MAC // zero keeps the kernel's random MAC
 	MTU    int        // 0 keeps the kernel default
+	// Offload turns on IFF_VNET_HDR with checksum and TSO offload: every
+	// frame read or written carries a virtio-net header in front (see
+	// WriteOffload), and the VM may hand over 64 KiB TCP super-frames.
+	Offload bool
 }
 
 // TAP is a VM port: frames written to it are received by the interface, and
@@ -39,6 +43,7 @@ type TAP struct {
 	closed  atomic.Bool
 
 	reattached bool
+	offload    bool
 }
 
 // tapBatch carries one ReadBatch or WriteBatch call through RawConn, whose
@@ -106,7 +111,7 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 			return reopenTAP(cfg, final, mac)
 		}
 	}
-	fd, name, err := tunSetIff(cfg.Name)
+	fd, name, err := tunSetIff(cfg.Name, cfg.Offload)
 	if err != nil {
 		return nil, fmt.Errorf("create TAP %q: %w", cfg.Name, err)
 	}
@@ -118,6 +123,7 @@ func OpenTAP(cfg TAPConfig) (*TAP, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.offload = cfg.Offload
 	if err := configureTAP(name, cfg); err != nil {
 		t.Close()
 		return nil, err
@@ -139,7 +145,7 @@ func reopenTAP(cfg TAPConfig, name string, mac packet.MAC) (*TAP, error) {
 	var fd int
 	err := inNetns(cfg.Netns, func() error {
 		var err error
-		fd, _, err = tunSetIff(name)
+		fd, _, err = tunSetIff(name, cfg.Offload)
 		return err
 	})
 	if err != nil {
@@ -150,12 +156,13 @@ func reopenTAP(cfg TAPConfig, name string, mac packet.MAC) (*TAP, error) {
 		return nil, err
 	}
 	t.reattached = true
+	t.offload = cfg.Offload
 	return t, nil
 }
 
 // tunSetIff opens /dev/net/tun and attaches it to the TAP name (creating it
 // if there is none, letting the kernel pick tapN for an empty name).
-func tunSetIff(name string) (int, string, error) {
+func tunSetIff(name string, offload bool) (int, string, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, "", fmt.Errorf("open /dev/net/tun: %w", err)
@@ -165,10 +172,20 @@ func tunSetIff(name string) (int, string, error) {
 		unix.Close(fd)
 		return -1, "", fmt.Errorf("TAP name %q: %w", name, err)
 	}
-	ifr.SetUint16(tapFlags)
+	flags := uint16(tapFlags)
+	if offload {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		return -1, "", err
+	}
+	if offload {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloads); err != nil {
+			unix.Close(fd)
+			return -1, "", fmt.Errorf("TUNSETOFFLOAD: %w", err)
+		}
 	}
 	return fd, ifr.Name(), nil
 }

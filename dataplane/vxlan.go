@@ -33,6 +33,18 @@ type VXLANSocket struct {
 	closed             atomic.Bool
 }
 
+// udpOOBLen holds one cmsg with a UDP_SEGMENT (uint16) or UDP_GRO (int)
+// value.
+const udpOOBLen = 24
+
+// MaxGSOSegments is the most datagrams one UDP GSO send may carry (the
+// kernel's UDP_MAX_SEGMENTS is 64 on older kernels), and MaxGSOBytes the most
+// bytes (one UDP datagram).
+const (
+	MaxGSOSegments = 64
+	MaxGSOBytes    = 65507
+)
+
 // vxlanPortBE is 4789 as a sockaddr's port field holds it: in network byte
 // order.
 var vxlanPortBE = func() uint16 {
@@ -45,6 +57,7 @@ var vxlanPortBE = func() uint16 {
 type udpBatch struct {
 	s          *VXLANSocket
 	v          mmsgVec
+	oob        [][udpOOBLen]byte // per message: UDP_SEGMENT or UDP_GRO
 	want       int
 	next, done int
 	err        error
@@ -79,6 +92,11 @@ func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) {
 			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], socketBuffer)
 		}
 	}
+	// Coalesced reads (UDP GRO): a peer's GSO send arrives whole.
+	if err := unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("enable UDP GRO on the VXLAN socket of %s: %w", pa, err)
+	}
 	s := &VXLANSocket{f: os.NewFile(uintptr(fd), "vxlan:"+pa.String()), pa: pa}
 	s.batches.New = func() any {
 		b := &udpBatch{s: s}
@@ -110,15 +128,19 @@ func (s *VXLANSocket) Close() error {
 func (s *VXLANSocket) batch(n int) *udpBatch {
 	b := s.batches.Get().(*udpBatch)
 	b.v.grow(n)
+	if len(b.oob) < len(b.v.msgs) {
+		b.oob = make([][udpOOBLen]byte, len(b.v.msgs))
+	}
 	b.want, b.next, b.done, b.err = 0, 0, 0, nil
 	return b
 }
 
 // ReadBatch blocks until at least one datagram has arrived, then returns up
 // to len(pkts) of them with one recvmmsg: Buf[:N] is the VXLAN header and
-// inner frame, Src the sender's PA, Dst the bound PA. Datagrams larger than
-// their buffer are dropped and counted in Stats().Truncated; ReadBatch may
-// swap entries of pkts to keep the first n valid.
+// inner frame, Src the sender's PA, Dst the bound PA. A coalesced read (see
+// Packet.Segment) needs buffers of 64 KiB. Datagrams larger than their
+// buffer are dropped and counted in Stats().Truncated; ReadBatch may swap
+// entries of pkts to keep the first n valid.
 func (s *VXLANSocket) ReadBatch(pkts []Packet) (int, error) {
 	if len(pkts) == 0 {
 		return 0, nil
@@ -136,6 +158,8 @@ func (s *VXLANSocket) ReadBatch(pkts []Packet) (int, error) {
 			m.SetIovlen(1)
 			m.Name = (*byte)(unsafe.Pointer(&v.names[i]))
 			m.Namelen = unix.SizeofSockaddrInet6
+			m.Control = &b.oob[i][0]
+			m.SetControllen(udpOOBLen)
 		}
 		b.want, b.done, b.err = len(pkts), 0, nil
 		err := s.rc.Read(b.recvFn)
@@ -181,12 +205,31 @@ func (b *udpBatch) unpack(pkts []Packet) int {
 		p.N = int(mh.Len)
 		p.Src = sockaddrAddr(&v.names[i])
 		p.Dst = s.pa
+		p.Segment = groSize(b.oob[i][:mh.Hdr.Controllen])
+		if p.Segment >= p.N {
+			p.Segment = 0
+		}
 		if valid != i {
 			pkts[valid], pkts[i] = pkts[i], pkts[valid]
 		}
 		valid++
 	}
 	return valid
+}
+
+// groSize returns the segment size of a UDP_GRO cmsg, or 0.
+func groSize(oob []byte) int {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && int(h.Len) >= unix.CmsgLen(4) {
+			return int(*(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])))
+		}
+		oob = oob[unix.CmsgSpace(int(h.Len)-unix.CmsgLen(0)):]
+	}
+	return 0
 }
 
 // sockaddrAddr reads the address of a sockaddr_in or sockaddr_in6.
@@ -197,8 +240,9 @@ func sockaddrAddr(n *unix.RawSockaddrInet6) netip.Addr {
 	return netip.AddrFrom16(n.Addr)
 }
 
-// WriteBatch sends each Buf[:N] to port 4789 of Dst with sendmmsg. Packets
-// the kernel refuses or whose Dst is not of the socket's family are counted
+// WriteBatch sends each Buf[:N] to port 4789 of Dst with sendmmsg, as
+// several datagrams with UDP GSO when Segment > 0 (at most MaxGSOSegments
+// and MaxGSOBytes). Packets the kernel refuses or whose Dst is not of the socket's family are counted
 // in Stats().Dropped and skipped. It returns the packets sent; the error is
 // nil unless the socket itself failed.
 func (s *VXLANSocket) WriteBatch(pkts []Packet) (int, error) {
@@ -221,6 +265,11 @@ func (s *VXLANSocket) WriteBatch(pkts []Packet) (int, error) {
 		m.SetIovlen(1)
 		name := &v.names[k]
 		m.Name = (*byte)(unsafe.Pointer(name))
+		if p.Segment > 0 && p.N > p.Segment {
+			putSegmentCmsg(b.oob[k][:], uint16(p.Segment))
+			m.Control = &b.oob[k][0]
+			m.SetControllen(unix.CmsgSpace(2))
+		}
 		if v4 {
 			*(*unix.RawSockaddrInet4)(unsafe.Pointer(name)) = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: vxlanPortBE, Addr: p.Dst.As4()}
 			m.Namelen = unix.SizeofSockaddrInet4
@@ -241,6 +290,15 @@ func (s *VXLANSocket) WriteBatch(pkts []Packet) (int, error) {
 		return b.done, fmt.Errorf("write VXLAN from %s: %w", s.pa, closedErr(&s.closed, err))
 	}
 	return b.done, nil
+}
+
+// putSegmentCmsg writes a UDP_SEGMENT cmsg for datagrams of size bytes.
+func putSegmentCmsg(oob []byte, size uint16) {
+	clear(oob[:unix.CmsgSpace(2)])
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = size
 }
 
 func (b *udpBatch) sendReady(fd uintptr) bool {

@@ -1,0 +1,75 @@
+package dataplane
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+)
+
+// TestVXLANSocketGSOAndGRO sends single datagrams and a UDP GSO batch over
+// loopback and reads them back, coalesced or not.
+func TestVXLANSocketGSOAndGRO(t *testing.T) {
+	needRoot(t)
+	ns := newNamedNS(t, "wnvdpx"+suffix())
+	inNS(t, ns, func() error {
+		a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+		sa, err := ListenVXLAN(a)
+		if err != nil {
+			return err
+		}
+		defer sa.Close()
+		sb, err := ListenVXLAN(b)
+		if err != nil {
+			return err
+		}
+		defer sb.Close()
+
+		msg := []byte("\x08\x00\x00\x00\x00\x13\x89\x00inner frame")
+		if n, err := sa.WriteBatch([]Packet{{Buf: msg, N: len(msg), Dst: b}, {Buf: msg, N: len(msg), Dst: b}}); n != 2 || err != nil {
+			t.Fatalf("WriteBatch: %d %v", n, err)
+		}
+		pkts := make([]Packet, 4)
+		for i := range pkts {
+			pkts[i].Buf = make([]byte, 64<<10)
+		}
+		got := 0
+		for got < 2 {
+			n, err := sb.ReadBatch(pkts)
+			if err != nil {
+				return err
+			}
+			for _, p := range pkts[:n] {
+				if p.Src != a || p.Dst != b || !bytes.Equal(p.Buf[:p.N], msg) || p.Segment != 0 {
+					t.Fatalf("got %q from %s to %s segment %d", p.Buf[:p.N], p.Src, p.Dst, p.Segment)
+				}
+			}
+			got += n
+		}
+
+		// Five datagrams of 1000 bytes and one of 300 in one GSO send.
+		big := make([]byte, 5*1000+300)
+		for i := range big {
+			big[i] = byte(i / 1000)
+		}
+		if n, err := sa.WriteBatch([]Packet{{Buf: big, N: len(big), Dst: b, Segment: 1000}}); n != 1 || err != nil {
+			t.Fatalf("GSO WriteBatch: %d %v (stats %+v)", n, err, sa.Stats())
+		}
+		var recv []byte
+		for len(recv) < len(big) {
+			n, err := sb.ReadBatch(pkts)
+			if err != nil {
+				return err
+			}
+			for _, p := range pkts[:n] {
+				if p.Segment != 0 && p.Segment != 1000 {
+					t.Fatalf("coalesced read with segment size %d, want 1000", p.Segment)
+				}
+				recv = append(recv, p.Buf[:p.N]...)
+			}
+		}
+		if !bytes.Equal(recv, big) {
+			t.Fatal("the GSO datagrams came back different")
+		}
+		return nil
+	})
+}

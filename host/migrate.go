@@ -33,8 +33,6 @@ type migrations struct {
 	sent  map[redirectKey]time.Time
 	raw   int // IPPROTO_RAW socket for IPv4, opened on first use; 0 when not open
 	grace atomic.Int64
-
-	Forwarded, ForwardFailed, Redirects atomic.Uint64
 }
 
 type goneKey struct {
@@ -128,17 +126,17 @@ func (h *Host) publishMoved() {
 // moved VM's new PA with the original sender's PA as outer source, so the
 // new host validates it against the sender's record, and redirects the
 // sender. IPv4 only: an IPv6 packet is only redirected (see docs/migration.md).
+// A packet that cannot be forwarded counts as a no-local-port drop.
 func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encapsulation) {
 	m := &h.mig
-	if r.Src.Is4() && r.Dst.Is4() {
+	switch {
+	case !r.Src.Is4() || !r.Dst.Is4():
+		h.sw.Counters.Drop(vswitch.ReasonNoLocalPort)
+	default:
 		if err := m.sendRaw4(r.Src, r.Dst, payload, encap); err != nil {
-			m.ForwardFailed.Add(1)
+			h.sw.Counters.Drop(vswitch.ReasonNoLocalPort)
 			h.log.Debug("forwarding to a moved VM", "dst", r.Dst, "err", err)
-		} else {
-			m.Forwarded.Add(1)
 		}
-	} else {
-		m.ForwardFailed.Add(1)
 	}
 	rd := r.Redirect
 	k := redirectKey{r.Src, rd.VSID, rd.CA}
@@ -157,7 +155,6 @@ func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encap
 		h.log.Warn("sending redirect", "to", r.Src, "vsid", rd.VSID, "ca", rd.CA, "newPA", rd.NewPA, "err", err)
 		return
 	}
-	m.Redirects.Add(1)
 	h.log.Info("redirect sent", "to", r.Src, "vsid", rd.VSID, "ca", rd.CA, "pa", rd.PA, "newPA", rd.NewPA)
 }
 

@@ -44,7 +44,7 @@ func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 		mtu = h.underlayMTU - vswitch.Overhead(h.store.Table().Encapsulation(spec.VirtualSubnetID), false)
 		spec.MTU = mtu
 	}
-	tap, err := dataplane.OpenTAP(dataplane.TAPConfig{Name: spec.TAP, Netns: spec.Netns, IfName: spec.IfName, MAC: spec.MACAddress, MTU: mtu})
+	tap, err := dataplane.OpenTAP(dataplane.TAPConfig{Name: spec.TAP, Netns: spec.Netns, IfName: spec.IfName, MAC: spec.MACAddress, MTU: mtu, Offload: true})
 	if err != nil {
 		return provider.Port{}, fmt.Errorf("attach port %q: %w", spec.Name, err)
 	}

@@ -5,8 +5,11 @@ import (
 	"net/netip"
 	"os"
 	"time"
+	"unsafe"
 
 	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/offload"
+	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/vswitch"
 )
@@ -15,19 +18,32 @@ const (
 	batchSize = 64
 	// maxFrame bounds a frame from a VM or the underlay (jumbo frames fit).
 	maxFrame = 9216
+	// maxSuper bounds a TCP super-frame from an offload TAP (TSO) or a
+	// coalesced VXLAN read (UDP GRO): an IP packet of 64 KiB and its
+	// Ethernet and encapsulation headers.
+	maxSuper = 65535 + 64
+	// superBatch is the batch size of workers with maxSuper buffers.
+	superBatch = 16
+	// segmentsSize holds the segments of one super-frame, each with its own
+	// headers (SegmentTCP refuses what does not fit).
+	segmentsSize = 2 * maxSuper
 	// scratchSize holds the largest reply the switch builds: an ICMP error
 	// quoting up to 1280 bytes behind its headers.
 	scratchSize = 2048
 )
 
 // output collects one batch's verdicts and writes them out grouped by
-// destination, so each TAP and socket gets one WriteBatch per batch. Its
-// slices are reused: steady-state forwarding does not allocate.
+// destination, so each TAP and socket gets one WriteBatch per batch; runs of
+// TCP segments of one flow to an offload TAP are coalesced into one
+// super-frame. Its slices are reused: steady-state forwarding does not
+// allocate.
 type output struct {
-	under []underPacket
-	toTAP []tapWrite
-	group [][]byte
-	pkts  []dataplane.Packet
+	under  []underPacket
+	toTAP  []tapWrite
+	group  [][]byte
+	frames []dataplane.OffloadFrame
+	tails  [][]byte
+	pkts   []dataplane.Packet
 }
 
 type underPacket struct {
@@ -37,7 +53,7 @@ type underPacket struct {
 
 type tapWrite struct {
 	port int
-	data []byte
+	f    dataplane.OffloadFrame
 }
 
 func (o *output) add(r vswitch.Result) {
@@ -45,8 +61,14 @@ func (o *output) add(r vswitch.Result) {
 	case vswitch.ToUnderlay:
 		o.under = append(o.under, underPacket{dataplane.Packet{Buf: r.Data, N: len(r.Data), Src: r.Src, Dst: r.Dst}, r.Encap})
 	case vswitch.ToPort:
-		o.toTAP = append(o.toTAP, tapWrite{r.Port, r.Data})
+		o.toTAP = append(o.toTAP, tapWrite{r.Port, dataplane.OffloadFrame{Head: r.Data}})
 	}
+}
+
+// addSuper queues a TCP super-frame, with its virtio-net header, for a local
+// port.
+func (o *output) addSuper(port int, hdr offload.VirtioNetHdr, frame []byte) {
+	o.toTAP = append(o.toTAP, tapWrite{port, dataplane.OffloadFrame{Hdr: hdr, Head: frame}})
 }
 
 func (o *output) flush(h *Host) {
@@ -64,37 +86,124 @@ func (o *output) flush(h *Host) {
 				}
 			}
 			o.under = rest
-			s := socks[src]
-			switch {
-			case s == nil:
-			case encap == policy.EncapVXLAN && s.vxlan != nil:
-				_, _ = s.vxlan.WriteBatch(o.pkts) // refused writes are counted by the socket
-			case encap == policy.EncapNVGRE:
-				_, _ = s.gre.WriteBatch(o.pkts)
-			}
+			o.send(socks[src], encap)
 		}
 	}
 	if len(o.toTAP) > 0 {
 		taps := *h.taps.Load()
 		for len(o.toTAP) > 0 {
 			port := o.toTAP[0].port
-			o.group = o.group[:0]
+			o.frames = o.frames[:0]
 			rest := o.toTAP[:0]
 			for _, w := range o.toTAP {
 				if w.port == port {
-					o.group = append(o.group, w.data)
+					o.frames = append(o.frames, w.f)
 				} else {
 					rest = append(rest, w)
 				}
 			}
 			o.toTAP = rest
-			if port < len(taps) && taps[port] != nil {
-				_, _ = taps[port].WriteBatch(o.group) // refused writes are counted by the TAP
+			if port >= len(taps) || taps[port] == nil {
+				continue
+			}
+			// Refused writes are counted by the TAP.
+			if tap := taps[port]; tap.Offload() {
+				_, _ = tap.WriteOffload(o.coalesce(o.frames))
+			} else {
+				o.group = o.group[:0]
+				for _, f := range o.frames {
+					if !f.Hdr.IsGSO() {
+						o.group = append(o.group, f.Head)
+					}
+				}
+				_, _ = tap.WriteBatch(o.group)
 			}
 		}
 	}
 	clear(o.pkts)
 	clear(o.group)
+	clear(o.frames)
+	clear(o.tails)
+	o.tails = o.tails[:0]
+}
+
+// send writes o.pkts from one PA's socket of the encapsulation.
+func (o *output) send(s *paSockets, encap policy.Encapsulation) {
+	switch {
+	case s == nil:
+	case encap == policy.EncapVXLAN && s.vxlan != nil:
+		_, _ = s.vxlan.WriteBatch(o.pkts) // refused writes are counted by the socket
+	case encap == policy.EncapNVGRE:
+		_, _ = s.gre.WriteBatch(o.pkts)
+	}
+}
+
+// coalesce merges, in place, each run of plain frames that are consecutive
+// TCP segments of one flow into one super-frame whose Tail holds the
+// payloads of the segments after the first (GRO), so the VM's kernel
+// receives one packet per run.
+func (o *output) coalesce(frames []dataplane.OffloadFrame) []dataplane.OffloadFrame {
+	out := frames[:0]
+	for i := 0; i < len(frames); {
+		f := frames[i]
+		i++
+		if f.Hdr != (offload.VirtioNetHdr{}) {
+			out = append(out, f)
+			continue
+		}
+		first, ok := offload.ParseSegment(f.Head)
+		if !ok {
+			out = append(out, f)
+			continue
+		}
+		prev, run, start := first, first.PayloadLen(), len(o.tails)
+		for i < len(frames) && frames[i].Hdr == (offload.VirtioNetHdr{}) {
+			s, ok := offload.ParseSegment(frames[i].Head)
+			if !ok || !offload.Follows(&first, &prev, &s, run) {
+				break
+			}
+			o.tails = append(o.tails, s.Payload())
+			prev, run = s, run+s.PayloadLen()
+			i++
+		}
+		if len(o.tails) > start {
+			f.Hdr = offload.Coalesce(&first, run-first.PayloadLen(), prev.IsPSH())
+			f.Head = first.Frame[:first.HeaderLen()+first.PayloadLen()]
+			f.Tail = o.tails[start:len(o.tails):len(o.tails)]
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// sendSegmented cuts the encapsulated TCP super-frame of r into wire-sized
+// packets and sends them from r.Src: VXLAN as UDP GSO batches, NVGRE as one
+// sendmmsg.
+func (o *output) sendSegmented(h *Host, r vswitch.Result, hdr offload.VirtioNetHdr, segs []byte) {
+	encapLen := packet.NVGREHeaderLen
+	if r.Encap == policy.EncapVXLAN {
+		encapLen = packet.VXLANHeaderLen
+	}
+	size, total, err := offload.SegmentTCP(segs, r.Data, encapLen, hdr)
+	if err != nil {
+		h.sw.Counters.Drop(vswitch.ReasonMalformed)
+		return
+	}
+	o.pkts = o.pkts[:0]
+	step := size
+	if r.Encap == policy.EncapVXLAN {
+		step = size * min(dataplane.MaxGSOSegments, dataplane.MaxGSOBytes/size)
+	}
+	for off := 0; off < total; off += step {
+		end := min(off+step, total)
+		p := dataplane.Packet{Buf: segs[off:end], N: end - off, Src: r.Src, Dst: r.Dst}
+		if r.Encap == policy.EncapVXLAN {
+			p.Segment = size
+		}
+		o.pkts = append(o.pkts, p)
+	}
+	o.send((*h.pas.socks.Load())[r.Src], r.Encap)
+	clear(o.pkts)
 }
 
 func newBuffers(n, size int) [][]byte {
@@ -105,26 +214,56 @@ func newBuffers(n, size int) [][]byte {
 	return bufs
 }
 
-// portWorker switches the frames a VM sends until its TAP is closed.
+// portWorker switches the frames a VM sends until its TAP is closed. On an
+// offload TAP each frame comes behind a virtio-net header: partial checksums
+// are completed, and a TCP super-frame is switched once, then cut into
+// segments.
 func (h *Host) portWorker(p *port) {
-	bufs := newBuffers(batchSize, vswitch.Headroom+maxFrame)
-	reads := make([][]byte, batchSize)
-	for i := range bufs {
-		reads[i] = bufs[i][vswitch.Headroom:]
+	vnet, size, batch := 0, maxFrame, batchSize
+	var segs []byte
+	if p.tap.Offload() {
+		vnet, size, batch = offload.VirtioNetHdrLen, maxSuper, superBatch
+		segs = make([]byte, segmentsSize)
 	}
-	sizes := make([]int, batchSize)
-	scratch := newBuffers(batchSize, scratchSize)
+	bufs := newBuffers(batch, vswitch.Headroom+size)
+	reads := make([][]byte, batch)
+	for i := range bufs {
+		reads[i] = bufs[i][vswitch.Headroom-vnet:]
+	}
+	sizes := make([]int, batch)
+	scratch := newBuffers(batch, scratchSize)
 	flows := vswitch.NewFlows()
 	var out output
 	for {
 		n, err := p.tap.ReadBatch(reads, sizes)
 		for i := 0; i < n; i++ {
-			r := h.sw.FromPortFlows(flows, p.index, bufs[i], vswitch.Headroom, sizes[i], scratch[i])
-			if r.Action == vswitch.Hold {
-				h.park(p.index, r.Miss, reads[i][:sizes[i]])
-				continue
+			m := sizes[i] - vnet
+			frame := bufs[i][vswitch.Headroom : vswitch.Headroom+max(m, 0)]
+			var hdr offload.VirtioNetHdr
+			segLen := 0
+			if vnet > 0 {
+				var ok bool
+				if hdr, segLen, ok = h.offloaded(reads[i][:sizes[i]], frame); !ok {
+					continue
+				}
 			}
-			out.add(r)
+			r := h.sw.FromPortFlows(flows, p.index, bufs[i], vswitch.Headroom, len(frame), segLen, scratch[i])
+			switch {
+			case r.Action == vswitch.Hold:
+				// A super-frame is never a flow's first packet: TCP resends it.
+				if !hdr.IsGSO() {
+					h.park(p.index, r.Miss, frame)
+				}
+			case !hdr.IsGSO():
+				out.add(r)
+			case r.Action == vswitch.ToUnderlay:
+				out.flush(h) // keep the flow's earlier packets ahead
+				out.sendSegmented(h, r, hdr, segs)
+			case r.Action == vswitch.ToPort && unsafe.SliceData(r.Data) == unsafe.SliceData(frame):
+				out.addSuper(r.Port, hdr, r.Data)
+			default:
+				out.add(r) // a reply the switch built, or a drop
+			}
 		}
 		out.flush(h)
 		if err != nil {
@@ -137,6 +276,30 @@ func (h *Host) portWorker(p *port) {
 	}
 }
 
+// offloaded reads the virtio-net header in front of frame. It completes a
+// partial checksum in place, and for a TCP super-frame returns the size of
+// the largest segment it will be cut into. ok is false for a frame to drop.
+func (h *Host) offloaded(read, frame []byte) (hdr offload.VirtioNetHdr, segLen int, ok bool) {
+	hdr, err := offload.ParseVirtioNetHdr(read)
+	if err != nil || len(frame) == 0 {
+		h.sw.Counters.Drop(vswitch.ReasonMalformed)
+		return hdr, 0, false
+	}
+	if hdr.IsGSO() {
+		s, ok := offload.ParseSegment(frame)
+		if !ok || hdr.GSOSize == 0 {
+			h.sw.Counters.Drop(vswitch.ReasonMalformed)
+			return hdr, 0, false
+		}
+		return hdr, s.HeaderLen() + int(hdr.GSOSize), true
+	}
+	if err := offload.CompleteChecksum(frame, hdr); err != nil {
+		h.sw.Counters.Drop(vswitch.ReasonMalformed)
+		return hdr, 0, false
+	}
+	return offload.VirtioNetHdr{}, 0, true
+}
+
 // underlaySocket is a PA's GRE or VXLAN socket.
 type underlaySocket interface {
 	ReadBatch([]dataplane.Packet) (int, error)
@@ -146,28 +309,37 @@ type underlaySocket interface {
 // underlayWorker validates and delivers what arrives on one PA socket, with
 // the switch entry of its encapsulation, until the socket is closed.
 func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, payload []byte) vswitch.Result) {
-	pkts := make([]dataplane.Packet, batchSize)
-	for i := range pkts {
-		pkts[i].Buf = make([]byte, maxFrame)
-	}
-	encap := policy.EncapNVGRE
+	encap, batch, size := policy.EncapNVGRE, batchSize, maxFrame
 	if _, ok := s.(*dataplane.VXLANSocket); ok {
-		encap = policy.EncapVXLAN
+		// UDP GRO reads carry up to 64 KiB of datagrams.
+		encap, batch, size = policy.EncapVXLAN, superBatch, maxSuper
+	}
+	pkts := make([]dataplane.Packet, batch)
+	for i := range pkts {
+		pkts[i].Buf = make([]byte, size)
 	}
 	var out output
 	for {
 		n, err := s.ReadBatch(pkts)
 		for i := 0; i < n; i++ {
-			r := from(pkts[i].Src, pkts[i].Dst, pkts[i].Buf[:pkts[i].N])
-			switch r.Action {
-			case vswitch.Redirect:
-				h.applyRedirect(r.Redirect)
-				continue
-			case vswitch.Forward:
-				h.forwardMoved(r, pkts[i].Buf[:pkts[i].N], encap)
-				continue
+			p := &pkts[i]
+			step := p.N
+			if p.Segment > 0 {
+				step = p.Segment
 			}
-			out.add(r)
+			for off := 0; off < p.N; off += step {
+				payload := p.Buf[off:min(off+step, p.N)]
+				r := from(p.Src, p.Dst, payload)
+				switch r.Action {
+				case vswitch.Redirect:
+					h.applyRedirect(r.Redirect)
+					continue
+				case vswitch.Forward:
+					h.forwardMoved(r, payload, encap)
+					continue
+				}
+				out.add(r)
+			}
 		}
 		out.flush(h)
 		if err != nil {

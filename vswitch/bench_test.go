@@ -86,7 +86,7 @@ func benchEgress(b *testing.B, size int, f *Flows) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		k := i & (flows - 1)
-		if r := big.FromPortFlows(f, 0, bufs[k], Headroom, lens[k], sc); r.Action != ToUnderlay {
+		if r := big.FromPortFlows(f, 0, bufs[k], Headroom, lens[k], 0, sc); r.Action != ToUnderlay {
 			b.Fatalf("%v %v", r.Action, r.Reason)
 		}
 	}

@@ -12,11 +12,15 @@ import (
 // Replies the switch generates (ARP, ND, ICMP errors) are built in scratch,
 // which needs room for a full frame plus 576 bytes.
 func (s *Switch) FromPort(port int, buf []byte, off, n int, scratch []byte) Result {
-	return s.FromPortFlows(nil, port, buf, off, n, scratch)
+	return s.FromPortFlows(nil, port, buf, off, n, 0, scratch)
 }
 
-// FromPortFlows is FromPort for a worker with its own decision cache f.
-func (s *Switch) FromPortFlows(f *Flows, port int, buf []byte, off, n int, scratch []byte) Result {
+// FromPortFlows is FromPort for a worker with its own decision cache f. A
+// TCP super-frame that the caller will cut into segments after the switch
+// (TSO) passes segLen, the size of the largest of those frames, for the MTU
+// check; otherwise segLen is 0. The switch makes one decision for the whole
+// super-frame.
+func (s *Switch) FromPortFlows(f *Flows, port int, buf []byte, off, n, segLen int, scratch []byte) Result {
 	if f != nil {
 		f.sync(s.gen.Load())
 	}
@@ -29,7 +33,7 @@ func (s *Switch) FromPortFlows(f *Flows, port int, buf []byte, off, n int, scrat
 	pc := s.Counters.Port(port)
 	pc.RxFrames.Add(1)
 	pc.RxBytes.Add(uint64(n))
-	r := s.egressFlows(f, p, pt, buf, off, frame, scratch)
+	r := s.egressFlows(f, p, pt, buf, off, frame, segLen, scratch)
 	if r.Action == Drop {
 		pc.Drops.Add(1)
 		s.Counters.VSID(p.VSID).Drops.Add(1)
@@ -38,10 +42,10 @@ func (s *Switch) FromPortFlows(f *Flows, port int, buf []byte, off, n int, scrat
 }
 
 func (s *Switch) egress(p *PortConfig, pt *PortTable, buf []byte, off int, frame, scratch []byte) Result {
-	return s.egressFlows(nil, p, pt, buf, off, frame, scratch)
+	return s.egressFlows(nil, p, pt, buf, off, frame, 0, scratch)
 }
 
-func (s *Switch) egressFlows(f *Flows, p *PortConfig, pt *PortTable, buf []byte, off int, frame, scratch []byte) Result {
+func (s *Switch) egressFlows(f *Flows, p *PortConfig, pt *PortTable, buf []byte, off int, frame []byte, segLen int, scratch []byte) Result {
 	eth, err := packet.ParseEthernet(frame)
 	if err != nil || eth.HasVLAN() {
 		return s.drop(ReasonMalformed)
@@ -69,7 +73,7 @@ func (s *Switch) egressFlows(f *Flows, p *PortConfig, pt *PortTable, buf []byte,
 			return s.drop(ReasonMulticast)
 		}
 		sport, dport := packet.FlowPorts(ip.Protocol(), ip.Payload())
-		return s.forward(f, p, pt, t, buf, off, frame, scratch, ip.Src(), dst, ip.Protocol(), sport, dport, ip.TTL(), ip.DF(), eth.HeaderLen()+ip.TotalLen())
+		return s.forward(f, p, pt, t, buf, off, frame, segLen, scratch, ip.Src(), dst, ip.Protocol(), sport, dport, ip.TTL(), ip.DF(), eth.HeaderLen()+ip.TotalLen())
 	case packet.EtherTypeIPv6:
 		ip, err := packet.ParseIPv6(eth.Payload())
 		if err != nil {
@@ -90,7 +94,7 @@ func (s *Switch) egressFlows(f *Flows, p *PortConfig, pt *PortTable, buf []byte,
 			return s.drop(ReasonSpoofedCA)
 		}
 		sport, dport := packet.FlowPorts(ip.NextHeader(), ip.Payload())
-		return s.forward(f, p, pt, t, buf, off, frame, scratch, src, dst, ip.NextHeader(), sport, dport, ip.HopLimit(), true, eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen())
+		return s.forward(f, p, pt, t, buf, off, frame, segLen, scratch, src, dst, ip.NextHeader(), sport, dport, ip.HopLimit(), true, eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen())
 	default:
 		return s.drop(ReasonUnsupportedEtherType)
 	}
@@ -135,7 +139,7 @@ func resolve(t *policy.Table, vsid policy.VSID, a netip.Addr) (rec *policy.Looku
 // forward switches an IP packet from port p: resolve the destination (or
 // take the decision from f), rewrite MACs and TTL when routed, then deliver
 // locally or encapsulate.
-func (s *Switch) forward(f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame, scratch []byte,
+func (s *Switch) forward(f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame []byte, segLen int, scratch []byte,
 	src, dst netip.Addr, proto uint8, sport, dport uint16, ttl uint8, df bool, length int) Result {
 	d, ok := f.lookup(p.Index, dst)
 	if !ok {
@@ -172,7 +176,11 @@ func (s *Switch) forward(f *Flows, p *PortConfig, pt *PortTable, t *policy.Table
 		return s.drop(ReasonNoLocalPA)
 	}
 	over := Overhead(d.encap, dstPA.Is6())
-	if len(frame)+over-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
+	wire := len(frame)
+	if segLen > 0 {
+		wire = segLen
+	}
+	if wire+over-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
 		mtu := s.cfg.UnderlayMTU - over
 		if src.Is6() {
 			return s.tooBig6(p, t, frame, mtu, scratch)

@@ -50,14 +50,16 @@ func memberName(key, prefix string) string { return strings.TrimPrefix(key, pref
 // number of Stores (replicas) may share one etcd cluster: every write is one
 // Txn comparing the revisions of what it read.
 type Store struct {
-	cli    *clientv3.Client
-	now    func() time.Time
-	events eventCache
+	cli *clientv3.Client
+	now func() time.Time
+	hub hub
 }
 
 // NewStore returns a Store writing through cli.
 func NewStore(cli *clientv3.Client) *Store {
-	return &Store{cli: cli, now: time.Now}
+	s := &Store{cli: cli, now: time.Now}
+	s.hub.s = s
+	return s
 }
 
 // maxAttempts bounds the retries of a write whose compare failed because

@@ -41,6 +41,14 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 	if err := emit(lined(&Event{Type: EventProgress, Revision: rev})); err != nil {
 		return err
 	}
+	sub, err := s.hub.subscribe(ctx, rev)
+	if err != nil {
+		return err
+	}
+	if sub != nil {
+		defer s.hub.unsubscribe(sub)
+		return sub.run(ctx, rev, rds, emit)
+	}
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := s.cli.Watch(ctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
@@ -76,14 +84,14 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 				continue
 			}
 			for _, e := range wr.Events {
-				ce, err := s.events.get(e)
+				ev, err := eventOf(e)
 				if err != nil {
 					return err
 				}
-				if ce == nil || !concerns(ce.ev, rds) {
+				if ev == nil || !concerns(ev, rds) {
 					continue
 				}
-				if err := emit(ce.ev, ce.line); err != nil {
+				if err := emit(lined(ev)); err != nil {
 					return err
 				}
 			}
@@ -102,17 +110,20 @@ func lined(ev *Event) (*Event, []byte) {
 	return ev, append(b, '\n')
 }
 
-// eventCache shares the decoded and encoded form of recent etcd events
-// between the watch streams of one server, so that an event fanned out to a
-// thousand watchers is decoded and encoded once rather than per watcher.
-type eventCache struct {
-	mu sync.Mutex
-	m  map[eventKey]*cachedEvent
-}
-
-type eventKey struct {
-	rev int64
-	key string
+// hub is one etcd watch per server shared by the watch streams that ask
+// for revisions it has seen: a thousand watching hosts cost etcd one watcher,
+// and each event is decoded and encoded once. It keeps the events after
+// revision from in a bounded ring, so a stream resuming after a reconnect
+// replays from memory; a stream asking for an older revision gets its own
+// etcd watch. It starts with the first stream and stops, closing every
+// stream (whose clients reconnect), when its etcd watch fails.
+type hub struct {
+	s       *Store
+	mu      sync.Mutex
+	running bool
+	from    int64
+	ring    []*cachedEvent
+	subs    map[*subscriber]struct{}
 }
 
 type cachedEvent struct {
@@ -120,32 +131,137 @@ type cachedEvent struct {
 	line []byte
 }
 
-// cacheSize bounds the cache; it starts over when full (watchers far behind
-// just decode again).
-const cacheSize = 1 << 14
+// hubRing bounds the events the hub keeps for resuming streams.
+const hubRing = 1 << 16
 
-// get returns the event of e, nil for keys watchers don't see.
-func (c *eventCache) get(e *clientv3.Event) (*cachedEvent, error) {
-	k := eventKey{e.Kv.ModRevision, string(e.Kv.Key)}
-	c.mu.Lock()
-	ce, ok := c.m[k]
-	c.mu.Unlock()
-	if ok {
-		return ce, nil
+// subscriber is one stream fed by the hub.
+type subscriber struct {
+	backlog []*cachedEvent
+	ch      chan []*cachedEvent // closed by the hub: too slow, or the hub stopped
+}
+
+// subscribe returns a subscriber fed from after rev, or nil when rev is
+// older than what the hub holds.
+func (h *hub) subscribe(ctx context.Context, rev int64) (*subscriber, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.running {
+		resp, err := h.s.cli.Get(ctx, Prefix+"idx/vsid/", clientv3.WithLimit(1), clientv3.WithKeysOnly())
+		if err != nil {
+			return nil, etcdError(err)
+		}
+		h.running, h.from, h.ring, h.subs = true, resp.Header.Revision, nil, map[*subscriber]struct{}{}
+		go h.run(h.from)
 	}
-	ev, err := eventOf(e)
-	if err != nil || ev == nil {
-		return nil, err
+	if rev < h.from {
+		return nil, nil
 	}
-	ce = &cachedEvent{}
-	ce.ev, ce.line = lined(ev)
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= cacheSize {
-		c.m = make(map[eventKey]*cachedEvent, 1024)
+	sub := &subscriber{ch: make(chan []*cachedEvent, 1024)}
+	for _, ce := range h.ring {
+		if ce.ev.Revision > rev {
+			sub.backlog = append(sub.backlog, ce)
+		}
 	}
-	c.m[k] = ce
-	c.mu.Unlock()
-	return ce, nil
+	h.subs[sub] = struct{}{}
+	return sub, nil
+}
+
+func (h *hub) unsubscribe(sub *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs, sub)
+}
+
+// run is the hub's etcd watch from after rev.
+func (h *hub) run(rev int64) {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
+	defer cancel()
+	for wr := range h.s.cli.Watch(ctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV()) {
+		if wr.CompactRevision != 0 || wr.Err() != nil {
+			break
+		}
+		var batch []*cachedEvent
+		for _, e := range wr.Events {
+			// A damaged value is skipped here; a stream's own watch reports it.
+			if ev, err := eventOf(e); err == nil && ev != nil {
+				ce := &cachedEvent{}
+				ce.ev, ce.line = lined(ev)
+				batch = append(batch, ce)
+			}
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		h.mu.Lock()
+		h.ring = append(h.ring, batch...)
+		if len(h.ring) > hubRing {
+			drop := len(h.ring) - hubRing/2
+			h.from = h.ring[drop-1].ev.Revision
+			h.ring = append([]*cachedEvent(nil), h.ring[drop:]...)
+		}
+		for sub := range h.subs {
+			select {
+			case sub.ch <- batch:
+			default:
+				h.drop(sub)
+			}
+		}
+		h.mu.Unlock()
+	}
+	h.mu.Lock()
+	for sub := range h.subs {
+		h.drop(sub)
+	}
+	h.running = false
+	h.mu.Unlock()
+}
+
+// drop ends a subscriber's stream; its client resumes from its revision.
+func (h *hub) drop(sub *subscriber) {
+	close(sub.ch)
+	delete(h.subs, sub)
+}
+
+// errHubClosed ends a stream the hub dropped; the client reconnects.
+var errHubClosed = errors.New("watch stream fell behind or etcd's watch failed: reconnect from the last revision")
+
+// run feeds one stream from the hub.
+func (sub *subscriber) run(ctx context.Context, rev int64, rds []policy.GUID, emit func(*Event, []byte) error) error {
+	seen := rev
+	send := func(batch []*cachedEvent) error {
+		for _, ce := range batch {
+			if concerns(ce.ev, rds) {
+				if err := emit(ce.ev, ce.line); err != nil {
+					return err
+				}
+			}
+			seen = ce.ev.Revision
+		}
+		return nil
+	}
+	if err := send(sub.backlog); err != nil {
+		return err
+	}
+	sub.backlog = nil
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if err := emit(lined(&Event{Type: EventProgress, Revision: seen})); err != nil {
+				return err
+			}
+		case batch, ok := <-sub.ch:
+			if !ok {
+				return errHubClosed
+			}
+			if err := send(batch); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // concerns reports whether ev is for a watcher of rds.

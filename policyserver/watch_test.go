@@ -313,3 +313,39 @@ func writePEM(t *testing.T, file, typ string, der []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatchSharedReplay: streams served by the server's shared watch get
+// live events, and a stream resuming from a revision the server holds
+// replays exactly what followed it.
+func TestWatchSharedReplay(t *testing.T) {
+	cli := startEtcd(t)
+	c := serve(t, cli)
+	provision(t, c)
+	ctx := ctxT(t)
+	live := watch(t, c, 0, rdBlue)
+	if ev := <-live; ev.Type != EventProgress {
+		t.Fatalf("first event %+v", ev)
+	}
+	var revs []int64
+	for i := range 5 {
+		vm := must2(c.CreateVM(ctx, VM{Name: fmt.Sprintf("vm%d", i), MACAddress: mac(i + 1), VirtualSubnetID: 5001, Host: "host1",
+			CustomerAddresses: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + i)})}}))(t)
+		ev := next(t, live)
+		if ev.VM == nil || ev.VM.Name != vm.Name {
+			t.Fatalf("live event %d: %+v", i, ev)
+		}
+		revs = append(revs, ev.Revision)
+	}
+	resumed := watch(t, c, revs[1], rdBlue)
+	for i := 2; i < 5; i++ {
+		if ev := next(t, resumed); ev.Revision != revs[i] || ev.VM.Name != fmt.Sprintf("vm%d", i) {
+			t.Fatalf("replayed event: %+v, want vm%d at %d", ev, i, revs[i])
+		}
+	}
+	must(t)(c.MigrateVM(ctx, "vm0", "host2"))
+	for _, ch := range []<-chan Event{live, resumed} {
+		if ev := next(t, ch); ev.VM == nil || ev.VM.Host != "host2" {
+			t.Fatalf("migration event: %+v", ev)
+		}
+	}
+}

@@ -206,8 +206,14 @@ func TestTAPCloseUnblocksRead(t *testing.T) {
 	h.LinkSetDown(link)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := tap.ReadBatch([][]byte{make([]byte, 2048)}, make([]int, 1))
-		errc <- err
+		// Frames the kernel queued while the port was up (IPv6 DAD, MLD) are
+		// read first; then the read blocks until Close.
+		for {
+			if _, err := tap.ReadBatch([][]byte{make([]byte, 2048)}, make([]int, 1)); err != nil {
+				errc <- err
+				return
+			}
+		}
 	}()
 	time.Sleep(50 * time.Millisecond)
 	tap.Close()

@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"github.com/wnv/wnv/policyserver"
 	"github.com/wnv/wnv/provider"
 )
 
@@ -37,6 +39,9 @@ type Lab struct {
 	Wnvd, Wnvctl string
 	// Out receives one progress line per step; nil discards them.
 	Out io.Writer
+
+	mu     sync.Mutex
+	server *policyserver.Client
 }
 
 // state is what a completed Up leaves in StateDir/state.json, so that status,
@@ -75,7 +80,18 @@ func (l *Lab) Load() bool {
 	return true
 }
 
-// IsUp reports whether a completed lab exists and all its daemons run.
+// saveState records the topology for status, exec and down in other
+// processes.
+func (l *Lab) saveState() error {
+	b, _ := json.MarshalIndent(state{Topology: l.Topology}, "", "  ")
+	if err := os.WriteFile(l.statePath(), b, 0o644); err != nil {
+		return fmt.Errorf("write lab state: %w", err)
+	}
+	return nil
+}
+
+// IsUp reports whether a completed lab exists and all its daemons run (the
+// policy server is not required: the lab keeps working without it).
 func (l *Lab) IsUp() bool {
 	if _, err := os.Stat(l.statePath()); err != nil {
 		return false
@@ -107,8 +123,10 @@ type PartialError struct{ Err error }
 func (e *PartialError) Error() string { return e.Err.Error() }
 func (e *PartialError) Unwrap() error { return e.Err }
 
-// Up builds the lab: namespaces and links, one wnvd per host, policy through
-// each provider API, VM addresses and routes, and a probe responder per VM.
+// Up builds the lab: namespaces and links, the policy server, one wnvd per
+// host (with its agent), the tenants, subnets and VMs at the policy server
+// (Static: policy through each provider API instead), VM addresses and
+// routes, and a probe responder per VM.
 // Leftovers of a crashed or partial lab are removed first. Failures once
 // building has started are *PartialError.
 func (l *Lab) Up(ctx context.Context) error {
@@ -121,7 +139,7 @@ func (l *Lab) Up(ctx context.Context) error {
 	return nil
 }
 
-func (l *Lab) up(ctx context.Context) error {
+func (l *Lab) up(ctx context.Context) (err error) {
 	t := l.Topology
 	if err := t.Validate(); err != nil {
 		return err
@@ -141,6 +159,15 @@ func (l *Lab) up(ctx context.Context) error {
 	if err := l.buildNetwork(); err != nil {
 		return err
 	}
+	if !t.Static {
+		if err := l.startServer(); err != nil {
+			return err
+		}
+		if err := l.waitServer(ctx); err != nil {
+			return err
+		}
+		l.printf("policy server up at %s (embedded etcd in %s)", t.ServerURL(), l.etcdDir())
+	}
 	for _, h := range t.Hosts {
 		if err := l.startDaemon(h); err != nil {
 			return err
@@ -152,7 +179,12 @@ func (l *Lab) up(ctx context.Context) error {
 		}
 	}
 	l.printf("daemons up: %d hosts", len(t.Hosts))
-	if err := l.provision(ctx); err != nil {
+	if t.Static {
+		err = l.provision(ctx)
+	} else {
+		err = l.provisionServer(ctx)
+	}
+	if err != nil {
 		return err
 	}
 	for _, v := range t.VMs {
@@ -163,9 +195,8 @@ func (l *Lab) up(ctx context.Context) error {
 			return err
 		}
 	}
-	b, _ := json.MarshalIndent(state{Topology: t}, "", "  ")
-	if err := os.WriteFile(l.statePath(), b, 0o644); err != nil {
-		return fmt.Errorf("write lab state: %w", err)
+	if err := l.saveState(); err != nil {
+		return err
 	}
 	l.printf("lab is up: %d hosts, %d VMs (state in %s)", len(t.Hosts), len(t.VMs), l.StateDir)
 	return nil
@@ -202,6 +233,11 @@ func (l *Lab) buildNetwork() error {
 	}
 	// The bridge only switches frames between hosts; it needs no IPv6 of its own.
 	setSysctl(uns, "net.ipv6.conf.br0.disable_ipv6", "1")
+	if !t.Static {
+		if err := l.addServerAddress(uh, br); err != nil {
+			return err
+		}
+	}
 	for _, h := range t.Hosts {
 		ns := t.Namespace(h.Name)
 		hh, err := createNamespace(ns)
@@ -215,25 +251,34 @@ func (l *Lab) buildNetwork() error {
 		}
 	}
 	for _, v := range t.VMs {
-		ns := t.Namespace(v.Name)
-		h, err := createNamespace(ns)
-		if err != nil {
+		if err := l.createVMNamespace(v); err != nil {
 			return err
-		}
-		h.Close()
-		// eth0 arrives later from the daemon and inherits these defaults:
-		// addresses usable at once, no router solicitations.
-		for _, kv := range [][2]string{
-			{"net.ipv6.conf.default.accept_dad", "0"},
-			{"net.ipv6.conf.default.accept_ra", "0"},
-			{"net.ipv6.conf.default.router_solicitations", "0"},
-		} {
-			if err := setSysctl(ns, kv[0], kv[1]); err != nil {
-				return err
-			}
 		}
 	}
 	l.printf("network built: %sunderlay (br0), %d host and %d VM namespaces", t.Prefix, len(t.Hosts), len(t.VMs))
+	return nil
+}
+
+// createVMNamespace creates a VM's namespace; its eth0 comes later from the
+// host.
+func (l *Lab) createVMNamespace(v VM) error {
+	ns := l.Topology.Namespace(v.Name)
+	h, err := createNamespace(ns)
+	if err != nil {
+		return err
+	}
+	h.Close()
+	// eth0 inherits these defaults: addresses usable at once, no router
+	// solicitations.
+	for _, kv := range [][2]string{
+		{"net.ipv6.conf.default.accept_dad", "0"},
+		{"net.ipv6.conf.default.accept_ra", "0"},
+		{"net.ipv6.conf.default.router_solicitations", "0"},
+	} {
+		if err := setSysctl(ns, kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -271,17 +316,28 @@ func (l *Lab) plugHost(uh, hh *netlink.Handle, br *netlink.Bridge, h Host, ns st
 }
 
 // startDaemon runs `wnvd host` in the host's namespace, detached into its own
-// session, logging to <host>.log.
+// session, logging to <host>.log. Unless Static, its agent registers the PA
+// at the policy server and attaches the VMs placed on the host, and a
+// checkpoint in the state directory keeps its policy across a crash.
 func (l *Lab) startDaemon(h Host) error {
 	if err := os.MkdirAll(filepath.Dir(l.socket(h.Name)), 0o755); err != nil {
 		return err
 	}
-	return l.spawn(h.Name, l.Topology.Namespace(h.Name), l.Wnvd, "host",
+	args := []string{"host",
 		"--name", h.Name,
 		"--underlay", "ul0",
 		"--socket", l.socket(h.Name),
 		"--notify-socket", l.notifySocket(h.Name),
-		"--metrics-addr", "127.0.0.1:9100")
+		"--metrics-addr", "127.0.0.1:9100"}
+	if !l.Topology.Static {
+		args = append(args,
+			"--policy-server", l.Topology.ServerURL(),
+			"--pa", h.PA.String(),
+			"--checkpoint", l.checkpoint(h.Name),
+			"--vm-netns-prefix", l.Topology.Prefix,
+			"--vm-ifname", "eth0")
+	}
+	return l.spawn(h.Name, l.Topology.Namespace(h.Name), l.Wnvd, args...)
 }
 
 func (l *Lab) startResponder(v VM) error {
@@ -340,7 +396,7 @@ func (l *Lab) configureVM(v VM) error {
 		return err
 	}
 	defer h.Close()
-	eth, err := waitLink(h, "eth0", 5*time.Second)
+	eth, err := waitLink(h, "eth0", 15*time.Second)
 	if err != nil {
 		return fmt.Errorf("VM %s: %w (the daemon creates it on port attach; see %s)", v.Name, err, l.logPath(v.Host))
 	}
@@ -406,6 +462,10 @@ func (l *Lab) Exec(name string, argv []string, stdin io.Reader, stdout, stderr i
 	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	if !l.Topology.Static {
+		// wnvctl vm|subnet|... in the underlay or a host find the lab's server.
+		cmd.Env = append(os.Environ(), "WNV_SERVER="+l.Topology.ServerURL())
+	}
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

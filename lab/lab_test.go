@@ -80,6 +80,9 @@ func newTestLab(t *testing.T, topo Topology) *Lab {
 			for _, h := range topo.Hosts {
 				t.Logf("log of %s:\n%s", h.Name, tail(l.logPath(h.Name), 30))
 			}
+			if !topo.Static {
+				t.Logf("log of the policy server:\n%s", tail(l.logPath(serverName), 30))
+			}
 		}
 		if err := l.Down(); err != nil {
 			t.Errorf("Down: %v", err)
@@ -158,6 +161,14 @@ func TestUnderlayConnectsHostsAndDownRemovesEverything(t *testing.T) {
 	}
 }
 
+// staticDefault is the default topology provisioned per host, for tests that
+// edit a host's policy directly.
+func staticDefault() Topology {
+	t := Default()
+	t.Static = true
+	return t
+}
+
 // upLab brings a lab up or fails the test with the daemons' logs.
 func upLab(t *testing.T, topo Topology) *Lab {
 	t.Helper()
@@ -193,7 +204,7 @@ func requireMatrix(t *testing.T, l *Lab) {
 
 func TestDefaultLab(t *testing.T) {
 	needRoot(t)
-	l := upLab(t, Default())
+	l := upLab(t, staticDefault())
 	ctx := context.Background()
 
 	t.Run("UpTwiceSaysAlreadyUp", func(t *testing.T) {

@@ -98,7 +98,7 @@ func buildWnvwatch(t *testing.T) string {
 func TestNotificationsInTheLab(t *testing.T) {
 	needRoot(t)
 	wnvwatch := buildWnvwatch(t)
-	l := upLab(t, Default())
+	l := upLab(t, staticDefault())
 	ctx := context.Background()
 	sock := l.notifySocket("host1")
 	host1 := l.Client("host1")
@@ -258,7 +258,7 @@ func TestNotificationsInTheLab(t *testing.T) {
 // that its VM interfaces, its PA on the underlay and its sockets are gone.
 func TestSIGTERMRemovesWhatTheDaemonCreated(t *testing.T) {
 	needRoot(t)
-	l := upLab(t, Default())
+	l := upLab(t, staticDefault())
 	pid := l.pid("host1")
 	if pid == 0 {
 		t.Fatal("no pid for host1's wnvd")

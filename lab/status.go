@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyserver"
 )
 
 // Status is a snapshot of the lab for `wnvctl lab status`.
@@ -13,6 +14,8 @@ type Status struct {
 	Up         bool              `json:"Up"`
 	StateDir   string            `json:"StateDir"`
 	Namespaces []NamespaceStatus `json:"Namespaces"`
+	// PolicyServer is nil for a Static lab.
+	PolicyServer *ServerStatus `json:"PolicyServer,omitempty"`
 	Hosts      []HostStatus      `json:"Hosts"`
 	VMs        []VMStatus        `json:"VMs"`
 }
@@ -35,11 +38,26 @@ type HostStatus struct {
 	PAs []netip.Addr `json:"PAs"`
 }
 
+// ServerStatus is the policy server process and what it answers.
+type ServerStatus struct {
+	URL   string `json:"URL"`
+	PID   int    `json:"PID"`
+	Alive bool   `json:"Alive"`
+	// Error says why the server did not answer; empty when it did.
+	Error string `json:"Error,omitempty"`
+	// HostsAlive are the hosts whose agents keep their liveness lease.
+	HostsAlive []string `json:"HostsAlive"`
+	VMs        int      `json:"VMs"`
+}
+
 // VMStatus is one VM and whether its probe responder runs.
 type VMStatus struct {
 	VM
 	Namespace      string `json:"Namespace"`
 	ResponderAlive bool   `json:"ResponderAlive"`
+	// ServerHost is where the policy server places the VM (it differs from
+	// Host after a migration made outside the lab); empty when unknown.
+	ServerHost string `json:"ServerHost,omitempty"`
 }
 
 // Status reports the namespaces, daemons, PAs and VMs of the lab.
@@ -69,8 +87,45 @@ func (l *Lab) Status(ctx context.Context) Status {
 		}
 		s.Hosts = append(s.Hosts, hs)
 	}
+	placed := map[string]string{}
+	if !t.Static {
+		s.PolicyServer, placed = l.serverStatus(ctx)
+	}
 	for _, v := range t.VMs {
-		s.VMs = append(s.VMs, VMStatus{VM: v, Namespace: t.Namespace(v.Name), ResponderAlive: l.alive("probe-" + v.Name)})
+		s.VMs = append(s.VMs, VMStatus{VM: v, Namespace: t.Namespace(v.Name), ResponderAlive: l.alive("probe-" + v.Name), ServerHost: placed[v.Name]})
 	}
 	return s
+}
+
+// serverStatus asks the policy server for its hosts and VMs; it also returns
+// each VM's host there.
+func (l *Lab) serverStatus(ctx context.Context) (*ServerStatus, map[string]string) {
+	ss := &ServerStatus{URL: l.Topology.ServerURL(), PID: l.pid(serverName), Alive: l.alive(serverName), HostsAlive: []string{}}
+	placed := map[string]string{}
+	if !ss.Alive {
+		ss.Error = "not running"
+		return ss, placed
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	hosts, err := l.Server().Hosts(ctx)
+	if err != nil {
+		ss.Error = err.Error()
+		return ss, placed
+	}
+	for _, h := range hosts {
+		if h.Alive {
+			ss.HostsAlive = append(ss.HostsAlive, h.Name)
+		}
+	}
+	vms, err := l.Server().VMs(ctx, policyserver.VMFilter{})
+	if err != nil {
+		ss.Error = err.Error()
+		return ss, placed
+	}
+	ss.VMs = len(vms)
+	for _, v := range vms {
+		placed[v.Name] = v.Host
+	}
+	return ss, placed
 }

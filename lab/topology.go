@@ -21,9 +21,17 @@ type Topology struct {
 	Prefix string
 	// UnderlayMTU is the MTU of every host's underlay link.
 	UnderlayMTU int
-	Tenants     []Tenant
-	Hosts       []Host
-	VMs         []VM
+	// Static provisions policy on every host through its provider API, as
+	// an admin script would, and runs no policy server or host agents. Tests
+	// that edit a host's records directly need it: an agent would reconcile
+	// their edits away.
+	Static bool
+	// PolicyServer is the policy server's address on the underlay bridge
+	// (with the underlay's prefix length) unless Static.
+	PolicyServer netip.Prefix
+	Tenants      []Tenant
+	Hosts        []Host
+	VMs          []VM
 }
 
 // Tenant is one customer network: a routing domain and its virtual subnets.
@@ -82,9 +90,10 @@ func Default() Topology {
 		},
 	}
 	return Topology{
-		Prefix:      "wnv-",
-		UnderlayMTU: 1500,
-		Tenants:     []Tenant{blue, red},
+		Prefix:       "wnv-",
+		UnderlayMTU:  1500,
+		PolicyServer: pfx("198.18.0.254/15"),
+		Tenants:      []Tenant{blue, red},
 		Hosts: []Host{
 			{Name: "host1", PA: pfx("198.18.0.1/15")},
 			{Name: "host2", PA: pfx("198.18.0.2/15")},
@@ -121,6 +130,9 @@ func (t Topology) Validate() error {
 	if t.UnderlayMTU < 1280+62 {
 		return fmt.Errorf("topology UnderlayMTU %d is too small: use at least 1342 so VMs keep an IPv6 MTU of 1280", t.UnderlayMTU)
 	}
+	if !t.Static && (!t.PolicyServer.IsValid() || t.PolicyServer.Addr() == t.PolicyServer.Masked().Addr()) {
+		return fmt.Errorf("topology PolicyServer %v is not a host address with a prefix length: use e.g. 198.18.0.254/15, or set Static", t.PolicyServer)
+	}
 	names := map[string]bool{"underlay": true}
 	for _, h := range t.Hosts {
 		if names[h.Name] {
@@ -129,6 +141,9 @@ func (t Topology) Validate() error {
 		names[h.Name] = true
 		if !h.PA.IsValid() || h.PA.Addr() == h.PA.Masked().Addr() {
 			return fmt.Errorf("host %s PA %v is not a host address with a prefix length: use e.g. 198.18.0.1/15", h.Name, h.PA)
+		}
+		if !t.Static && h.PA.Addr() == t.PolicyServer.Addr() {
+			return fmt.Errorf("host %s PA %v is the policy server's address: give the server another one", h.Name, h.PA.Addr())
 		}
 		if len(h.Name) > 10 {
 			return fmt.Errorf("host name %q is longer than 10 characters: it names the underlay veth", h.Name)

@@ -58,6 +58,8 @@ func TestValidateNamesTheBrokenField(t *testing.T) {
 		{"CA outside subnet", func(t *Topology) { t.VMs[0].V4 = netip.MustParseAddr("10.9.9.9") }, "10.9.9.9"},
 		{"duplicate name", func(t *Topology) { t.VMs[1].Name = "blue1" }, `"blue1" is used twice`},
 		{"PA without host part", func(t *Topology) { t.Hosts[0].PA = netip.MustParsePrefix("198.18.0.0/15") }, "198.18.0.0/15"},
+		{"no policy server address", func(t *Topology) { t.PolicyServer = netip.Prefix{} }, "PolicyServer"},
+		{"PA of the policy server", func(t *Topology) { t.Hosts[1].PA = netip.MustParsePrefix("198.18.0.254/15") }, "policy server's address"},
 	}
 	for _, c := range cases {
 		topo := Default()
@@ -257,10 +259,11 @@ func TestTransferPairsCrossHostsSameSubnetAndRouted(t *testing.T) {
 }
 
 // ipv6Topology is a two-host lab whose PAs are IPv6, with both tenants and a
-// routed Blue subnet.
+// routed Blue subnet, provisioned statically.
 func ipv6Topology(prefix string) Topology {
 	t := Default()
 	t.Prefix = prefix
+	t.Static = true
 	t.Hosts = []Host{
 		{Name: "host1", PA: netip.MustParsePrefix("2001:db8::1/64")},
 		{Name: "host2", PA: netip.MustParsePrefix("2001:db8::2/64")},

@@ -1,0 +1,305 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyserver"
+)
+
+// ServerPort is the policy server's HTTP port on the underlay.
+const ServerPort = 8440
+
+// serverName names the policy server's pid and log files.
+const serverName = "policy"
+
+// ServerURL is the policy server's base URL, reachable from the underlay
+// namespace and the host namespaces.
+func (t Topology) ServerURL() string {
+	return "http://" + netip.AddrPortFrom(t.PolicyServer.Addr(), ServerPort).String()
+}
+
+func (l *Lab) etcdDir() string             { return filepath.Join(l.StateDir, "etcd") }
+func (l *Lab) checkpoint(host string) string { return filepath.Join(l.StateDir, host+".db") }
+
+// dialMu serialises the moment newServerClient swaps the dialer of
+// http.DefaultTransport, which policyserver.NewClient clones: the client has
+// no other way to open its connections inside the underlay namespace.
+var dialMu sync.Mutex
+
+func newServerClient(ns, url string) *policyserver.Client {
+	dialMu.Lock()
+	defer dialMu.Unlock()
+	tr := http.DefaultTransport.(*http.Transport)
+	saved := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		err = InNamespace(ns, func() error {
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	c := policyserver.NewClient(url, nil)
+	tr.DialContext = saved
+	return c
+}
+
+// Server returns a client of the lab's policy server whose connections are
+// opened in the underlay namespace, so it works from the root namespace.
+func (l *Lab) Server() *policyserver.Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.server == nil {
+		l.server = newServerClient(l.Topology.Namespace("underlay"), l.Topology.ServerURL())
+	}
+	return l.server
+}
+
+// addServerAddress puts the policy server's address on the underlay bridge.
+func (l *Lab) addServerAddress(uh *netlink.Handle, br netlink.Link) error {
+	if err := addAddr(uh, br, l.Topology.PolicyServer); err != nil {
+		return fmt.Errorf("policy server address on br0: %w", err)
+	}
+	return nil
+}
+
+// startServer runs `wnvd policy` with an embedded etcd in the underlay
+// namespace. etcd keeps its default client and peer ports: they are on the
+// underlay namespace's own loopback, so labs never collide.
+func (l *Lab) startServer() error {
+	return l.spawn(serverName, l.Topology.Namespace("underlay"), l.Wnvd, "policy",
+		"--data-dir", l.etcdDir(),
+		"--listen", netip.AddrPortFrom(l.Topology.PolicyServer.Addr(), ServerPort).String())
+}
+
+// waitServer waits until the policy server answers.
+func (l *Lab) waitServer(ctx context.Context) error {
+	c := l.Server()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := c.Tenants(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !l.alive(serverName) {
+			return fmt.Errorf("wnvd policy exited during start-up; its log %s ends:\n%s", l.logPath(serverName), tail(l.logPath(serverName), 15))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the policy server did not answer at %s within 30s: %v; see %s", l.Topology.ServerURL(), err, l.logPath(serverName))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// StopServer stops the policy server and its embedded etcd (SIGTERM, then
+// SIGKILL); hosts keep forwarding on their last policy.
+func (l *Lab) StopServer() {
+	stopProcess(l.pid(serverName), 5*time.Second)
+	os.Remove(l.pidPath(serverName))
+}
+
+// StartServer starts the policy server again on its etcd data and waits
+// until it answers.
+func (l *Lab) StartServer(ctx context.Context) error {
+	if l.alive(serverName) {
+		return nil
+	}
+	if err := l.startServer(); err != nil {
+		return err
+	}
+	return l.waitServer(ctx)
+}
+
+// KillHost stops a host's wnvd with sig: SIGKILL is a crash (its VMs' TAPs
+// and its checkpoint stay), SIGTERM a clean stop.
+func (l *Lab) KillHost(host string, sig syscall.Signal) error {
+	pid := l.pid(host)
+	if pid == 0 {
+		return fmt.Errorf("host %s has no wnvd pid file in %s", host, l.StateDir)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signal wnvd of %s (pid %d): %w", host, pid, err)
+	}
+	for range 200 {
+		if !processAlive(pid) {
+			return nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return fmt.Errorf("wnvd of %s (pid %d) still runs 5 s after %v", host, pid, sig)
+}
+
+// StartHost starts a host's wnvd again (after KillHost) and waits for its
+// provider API. With an agent, it restores its checkpoint first.
+func (l *Lab) StartHost(ctx context.Context, host string) error {
+	h, ok := l.Topology.host(host)
+	if !ok {
+		return fmt.Errorf("host %q is not in the topology", host)
+	}
+	if l.alive(host) {
+		return fmt.Errorf("wnvd of %s still runs: stop it first", host)
+	}
+	if err := l.startDaemon(h); err != nil {
+		return err
+	}
+	return l.waitDaemon(ctx, host)
+}
+
+// provisionServer creates the tenants, routing domains and subnets at the
+// policy server, waits for every host's agent to register, and creates the
+// VMs there; each host's agent then attaches its VMs' ports.
+func (l *Lab) provisionServer(ctx context.Context) error {
+	t := l.Topology
+	c := l.Server()
+	for _, tn := range t.Tenants {
+		cid, rd := policy.MustParseGUID(tn.CustomerID), policy.MustParseGUID(tn.RoutingDomainID)
+		if _, err := c.CreateTenant(ctx, policyserver.Tenant{CustomerID: cid, Name: tn.Name}); err != nil {
+			return fmt.Errorf("policy server: create tenant %s: %w", tn.Name, err)
+		}
+		if _, err := c.CreateRoutingDomain(ctx, policyserver.RoutingDomain{RoutingDomainID: rd, CustomerID: cid, Name: tn.Name}); err != nil {
+			return fmt.Errorf("policy server: create routing domain of %s: %w", tn.Name, err)
+		}
+		for _, sn := range tn.Subnets {
+			s := policyserver.Subnet{VirtualSubnetID: sn.VSID, RoutingDomainID: rd, Prefixes: []netip.Prefix{sn.V4, sn.V6}}
+			if _, err := c.CreateSubnet(ctx, s); err != nil {
+				return fmt.Errorf("policy server: create subnet %d: %w", sn.VSID, err)
+			}
+		}
+	}
+	if err := l.waitRegistered(ctx); err != nil {
+		return err
+	}
+	for _, v := range t.VMs {
+		if err := l.createVM(ctx, v); err != nil {
+			return err
+		}
+	}
+	l.printf("policy server provisioned: %d tenants, %d VMs placed on %d hosts", len(t.Tenants), len(t.VMs), len(t.Hosts))
+	return l.waitPAs(ctx)
+}
+
+func (l *Lab) createVM(ctx context.Context, v VM) error {
+	_, err := l.Server().CreateVM(ctx, policyserver.VM{Name: v.Name, MACAddress: v.MAC, CustomerAddresses: v.CAs(),
+		VirtualSubnetID: v.VSID, Host: v.Host})
+	if err != nil {
+		return fmt.Errorf("policy server: create VM %s on %s: %w", v.Name, v.Host, err)
+	}
+	return nil
+}
+
+// waitRegistered waits until every host's agent has registered its host.
+func (l *Lab) waitRegistered(ctx context.Context) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for _, h := range l.Topology.Hosts {
+		for {
+			sh, err := l.Server().Host(ctx, h.Name)
+			if err == nil && sh.Alive {
+				break
+			}
+			if err != nil && !errors.Is(err, policy.ErrNotFound) {
+				return fmt.Errorf("policy server: host %s: %w", h.Name, err)
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the agent of %s did not register at the policy server within 20s; see %s", h.Name, l.logPath(h.Name))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// AddVM creates a VM after the lab is up: its namespace, the VM at the policy
+// server (the host's agent attaches the port), its addresses and routes, and
+// its probe responder. The lab's saved topology includes it afterwards.
+func (l *Lab) AddVM(ctx context.Context, v VM) error {
+	if l.Topology.Static {
+		return errors.New("AddVM needs the policy server: this lab is Static")
+	}
+	t := l.Topology
+	t.VMs = append(append([]VM(nil), t.VMs...), v)
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	if err := l.createVMNamespace(v); err != nil {
+		return err
+	}
+	if err := l.createVM(ctx, v); err != nil {
+		return err
+	}
+	l.Topology = t
+	if err := l.configureVM(v); err != nil {
+		return err
+	}
+	if err := l.startResponder(v); err != nil {
+		return err
+	}
+	return l.saveState()
+}
+
+// Migrate live-migrates a VM to another host through the policy server and
+// waits until the destination host has its port; the lab's saved topology
+// follows the VM.
+func (l *Lab) Migrate(ctx context.Context, vm, to string) error {
+	if l.Topology.Static {
+		return errors.New("migration needs the policy server: this lab is Static")
+	}
+	if _, ok := l.Topology.host(to); !ok {
+		return fmt.Errorf("host %q is not in the topology", to)
+	}
+	i := l.vmIndex(vm)
+	if i < 0 {
+		return fmt.Errorf("VM %q is not in the topology", vm)
+	}
+	if _, err := l.Server().MigrateVM(ctx, vm, to); err != nil {
+		return fmt.Errorf("migrate %s to %s: %w", vm, to, err)
+	}
+	vms := append([]VM(nil), l.Topology.VMs...)
+	vms[i].Host = to
+	l.Topology.VMs = vms
+	if err := l.waitPort(ctx, to, vm, 10*time.Second); err != nil {
+		return err
+	}
+	return l.saveState()
+}
+
+func (l *Lab) vmIndex(name string) int {
+	for i, v := range l.Topology.VMs {
+		if v.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// waitPort waits until host's provider API lists the port of vm.
+func (l *Lab) waitPort(ctx context.Context, host, vm string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ports, err := l.Client(host).Ports(ctx)
+		if err == nil {
+			for _, p := range ports {
+				if p.Name == vm {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s has no port for %s %v after the migration (last error: %v); see %s", host, vm, timeout, err, l.logPath(host))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

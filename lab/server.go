@@ -31,7 +31,7 @@ func (t Topology) ServerURL() string {
 	return "http://" + netip.AddrPortFrom(t.PolicyServer.Addr(), ServerPort).String()
 }
 
-func (l *Lab) etcdDir() string             { return filepath.Join(l.StateDir, "etcd") }
+func (l *Lab) etcdDir() string               { return filepath.Join(l.StateDir, "etcd") }
 func (l *Lab) checkpoint(host string) string { return filepath.Join(l.StateDir, host+".db") }
 
 // dialMu serialises the moment newServerClient swaps the dialer of

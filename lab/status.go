@@ -16,8 +16,8 @@ type Status struct {
 	Namespaces []NamespaceStatus `json:"Namespaces"`
 	// PolicyServer is nil for a Static lab.
 	PolicyServer *ServerStatus `json:"PolicyServer,omitempty"`
-	Hosts      []HostStatus      `json:"Hosts"`
-	VMs        []VMStatus        `json:"VMs"`
+	Hosts        []HostStatus  `json:"Hosts"`
+	VMs          []VMStatus    `json:"VMs"`
 }
 
 // NamespaceStatus says whether one of the lab's namespaces exists.

@@ -200,7 +200,7 @@ func (b *greBatch) prepareRecv(pkts []Packet) {
 
 func (b *greBatch) recvReady(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[0])), uintptr(b.want), unix.MSG_DONTWAIT, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[0])), uintptr(b.want), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			b.done = int(n)
@@ -303,7 +303,7 @@ func (s *GRESocket) WriteBatch(pkts []Packet) (int, error) {
 
 func (b *greBatch) sendReady(fd uintptr) bool {
 	for b.next < b.want {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[b.next])), uintptr(b.want-b.next), unix.MSG_DONTWAIT, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[b.next])), uintptr(b.want-b.next), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			b.next += int(n)

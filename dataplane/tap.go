@@ -332,7 +332,7 @@ func (t *TAP) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 
 func (b *tapBatch) readReady(fd uintptr) bool {
 	for b.n < len(b.bufs) {
-		n, err := unix.Read(int(fd), b.bufs[b.n])
+		n, err := rawRead(fd, b.bufs[b.n])
 		switch err {
 		case nil:
 			b.sizes[b.n] = n
@@ -367,7 +367,7 @@ func (t *TAP) WriteBatch(bufs [][]byte) (int, error) {
 
 func (b *tapBatch) writeReady(fd uintptr) bool {
 	for b.i < len(b.bufs) {
-		_, err := unix.Write(int(fd), b.bufs[b.i])
+		_, err := rawWrite(fd, b.bufs[b.i])
 		switch err {
 		case nil:
 			b.n++

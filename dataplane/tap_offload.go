@@ -79,7 +79,7 @@ func (b *offloadBatch) writeReady(fd uintptr) bool {
 		for _, p := range f.Tail {
 			b.iovs = appendIovec(b.iovs, p)
 		}
-		_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&b.iovs[0])), uintptr(len(b.iovs)))
+		_, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&b.iovs[0])), uintptr(len(b.iovs)))
 		switch e {
 		case 0:
 			b.n++

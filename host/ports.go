@@ -2,7 +2,9 @@ package host
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/notify"
@@ -11,12 +13,14 @@ import (
 	"github.com/wnv/wnv/vswitch"
 )
 
-// port is an attached VM port and its reader.
+// port is an attached VM port and its readers: one per queue of its
+// multi-queue TAP, so the VM's flows spread over the cores.
 type port struct {
-	spec  provider.PortSpec
-	index int
-	tap   *dataplane.TAP
-	done  chan struct{}
+	spec   provider.PortSpec
+	index  int
+	tap    *dataplane.TAP   // the first queue; frames to the VM are written here
+	queues []*dataplane.TAP // the other queues
+	done   chan struct{}    // closed when every reader has stopped
 }
 
 // AttachPort creates the port's TAP (moving it into spec.Netns if set),
@@ -56,15 +60,39 @@ func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 		return provider.Port{}, &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
 	}
 	h.sw.Counters.ResetPort(p.index)
-	h.wg.Add(1)
+	p.queues = h.openQueues(tap, spec)
+	var readers sync.WaitGroup
+	for _, q := range append([]*dataplane.TAP{tap}, p.queues...) {
+		readers.Add(1)
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			defer readers.Done()
+			h.portWorker(p, q)
+		}()
+	}
 	go func() {
-		defer h.wg.Done()
-		defer close(p.done)
-		h.portWorker(p)
+		readers.Wait()
+		close(p.done)
 	}()
 	h.caEvents(p, notify.CustomerAddressAdded)
 	h.log.Info("port attached", "name", spec.Name, "tap", spec.TAP, "netns", spec.Netns, "vsid", spec.VirtualSubnetID, "mac", spec.MACAddress, "reattached", tap.Reattached())
 	return h.portInfo(p), nil
+}
+
+// openQueues attaches one more queue to the port's TAP per core beyond the
+// first. A port without them still works, on one core.
+func (h *Host) openQueues(tap *dataplane.TAP, spec provider.PortSpec) []*dataplane.TAP {
+	var qs []*dataplane.TAP
+	for range runtime.GOMAXPROCS(0) - 1 {
+		q, err := dataplane.OpenTAP(dataplane.TAPConfig{Name: tap.Name(), Netns: tap.Netns(), MAC: spec.MACAddress, Offload: tap.Offload()})
+		if err != nil {
+			h.log.Warn("opening another TAP queue: the port uses fewer cores", "port", spec.Name, "err", err)
+			break
+		}
+		qs = append(qs, q)
+	}
+	return qs
 }
 
 // DetachPort stops and removes a port and deletes its TAP.
@@ -97,6 +125,11 @@ func (h *Host) detachPortLocked(name string, keep bool) {
 	delete(h.ports, name)
 	if err := h.publishPortsLocked(); err != nil {
 		h.log.Error("port table rebuild after detach", "err", err)
+	}
+	for _, q := range p.queues {
+		if err := q.CloseQueue(); err != nil {
+			h.log.Warn("closing TAP queue", "port", name, "err", err)
+		}
 	}
 	closeTAP := p.tap.Close
 	if keep {

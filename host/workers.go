@@ -214,14 +214,15 @@ func newBuffers(n, size int) [][]byte {
 	return bufs
 }
 
-// portWorker switches the frames a VM sends until its TAP is closed. On an
+// portWorker switches the frames a VM sends on one queue of its TAP until
+// the queue is closed. On an
 // offload TAP each frame comes behind a virtio-net header: partial checksums
 // are completed, and a TCP super-frame is switched once, then cut into
 // segments.
-func (h *Host) portWorker(p *port) {
+func (h *Host) portWorker(p *port, tap *dataplane.TAP) {
 	vnet, size, batch := 0, maxFrame, batchSize
 	var segs []byte
-	if p.tap.Offload() {
+	if tap.Offload() {
 		vnet, size, batch = offload.VirtioNetHdrLen, maxSuper, superBatch
 		segs = make([]byte, segmentsSize)
 	}
@@ -235,7 +236,7 @@ func (h *Host) portWorker(p *port) {
 	flows := vswitch.NewFlows()
 	var out output
 	for {
-		n, err := p.tap.ReadBatch(reads, sizes)
+		n, err := tap.ReadBatch(reads, sizes)
 		for i := 0; i < n; i++ {
 			m := sizes[i] - vnet
 			frame := bufs[i][vswitch.Headroom : vswitch.Headroom+max(m, 0)]

@@ -139,9 +139,10 @@ func (o *output) send(s *paSockets, encap policy.Encapsulation) {
 }
 
 // coalesce merges, in place, each run of plain frames that are consecutive
-// TCP segments of one flow into one super-frame whose Tail holds the
-// payloads of the segments after the first (GRO), so the VM's kernel
-// receives one packet per run.
+// TCP segments of one flow, with good checksums, into one super-frame whose
+// Tail holds the payloads of the segments after the first (GRO), so the
+// VM's kernel receives one packet per run. A segment with a bad checksum is
+// written on its own for the VM to drop.
 func (o *output) coalesce(frames []dataplane.OffloadFrame) []dataplane.OffloadFrame {
 	out := frames[:0]
 	for i := 0; i < len(frames); {
@@ -152,14 +153,14 @@ func (o *output) coalesce(frames []dataplane.OffloadFrame) []dataplane.OffloadFr
 			continue
 		}
 		first, ok := offload.ParseSegment(f.Head)
-		if !ok {
+		if !ok || !first.ChecksumValid() {
 			out = append(out, f)
 			continue
 		}
 		prev, run, start := first, first.PayloadLen(), len(o.tails)
 		for i < len(frames) && frames[i].Hdr == (offload.VirtioNetHdr{}) {
 			s, ok := offload.ParseSegment(frames[i].Head)
-			if !ok || !offload.Follows(&first, &prev, &s, run) {
+			if !ok || !offload.Follows(&first, &prev, &s, run) || !s.ChecksumValid() {
 				break
 			}
 			o.tails = append(o.tails, s.Payload())

@@ -163,6 +163,15 @@ func Coalesce(first *Segment, more int, psh bool) VirtioNetHdr {
 		CsumStart: uint16(first.l4), CsumOffset: 16}
 }
 
+// ChecksumValid verifies the segment's TCP checksum. Coalescing merges only
+// verified segments, as a NIC's GRO does: the VM's kernel trusts the partial
+// checksum of a super-frame and checks nothing itself.
+func (s *Segment) ChecksumValid() bool {
+	src, dst := s.addrs()
+	tcp := s.tcp()
+	return packet.Checksum(tcp, packet.PseudoHeaderSum(src, dst, packet.ProtoTCP, len(tcp))) == 0
+}
+
 // IsPSH reports whether the segment has PSH set.
 func (s *Segment) IsPSH() bool { return s.flags()&tcpPSH != 0 }
 

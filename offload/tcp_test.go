@@ -159,6 +159,16 @@ func TestCoalesceUndoesSegment(t *testing.T) {
 			}
 			segs = append(segs, s)
 		}
+		for i := range segs {
+			if !segs[i].ChecksumValid() {
+				t.Fatalf("%s: segment %d has a bad checksum", fam[0], i)
+			}
+		}
+		segs[1].Frame[len(segs[1].Frame)-1]++
+		if segs[1].ChecksumValid() {
+			t.Fatalf("%s: a corrupted segment passes its checksum", fam[0])
+		}
+		segs[1].Frame[len(segs[1].Frame)-1]--
 		run := segs[0].PayloadLen()
 		for i := 1; i < len(segs); i++ {
 			if !Follows(&segs[0], &segs[i-1], &segs[i], run) {

@@ -1,0 +1,124 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+)
+
+// TestTCPBetweenHosts streams TCP between VMs on two hosts, over VXLAN and
+// over NVGRE. The VMs' TAPs have TSO on, so the bytes cross as super-frames
+// that the sender cuts into segments and the receiver coalesces again; the
+// receiver checks every byte.
+func TestTCPBetweenHosts(t *testing.T) {
+	needRoot(t)
+	for _, encap := range []policy.Encapsulation{policy.EncapVXLAN, policy.EncapNVGRE} {
+		t.Run(encap.String(), func(t *testing.T) { tcpBetweenHosts(t, encap) })
+	}
+}
+
+func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation) {
+	s := suffix()
+	hosts, vms := [2]string{"wtoa" + s, "wtob" + s}, [2]string{"wtva" + s, "wtvb" + s}
+	for _, ns := range append(hosts[:], vms[:]...) {
+		netnsAdd(t, ns)
+	}
+	under := [2]string{"wtu0" + s, "wtu1" + s}
+	run(t, "ip", "link", "add", under[0], "netns", hosts[0], "type", "veth", "peer", "name", under[1], "netns", hosts[1])
+	pa := [2]netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")}
+	ca := [2]netip.Addr{netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.0.11")}
+	mac := [2]packet.MAC{{2, 0, 0, 0, 0x52, 1}, {2, 0, 0, 0, 0x52, 2}}
+	rd := policy.MustParseGUID("{11111111-2222-3333-4444-000000000006}")
+	ctx := context.Background()
+	var clients [2]*provider.Client
+	for i := range 2 {
+		run(t, "ip", "-n", hosts[i], "link", "set", under[i], "up")
+		c := startHost(t, hosts[i], under[i])
+		clients[i] = c
+		check := func(_ any, err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if encap == policy.EncapVXLAN {
+			check(c.AddVirtualSubnet(ctx, policy.VirtualSubnet{VirtualSubnetID: 5001, Encapsulation: encap}))
+		}
+		check(c.AddCustomerRoute(ctx, policy.CustomerRoute{RoutingDomainID: rd, VirtualSubnetID: 5001, DestinationPrefix: netip.MustParsePrefix("10.0.0.0/24")}))
+		for j := range 2 {
+			check(c.AddLookupRecord(ctx, policy.LookupRecord{CustomerAddress: ca[j], VirtualSubnetID: 5001, MACAddress: mac[j], ProviderAddress: pa[j], Rule: policy.TranslationMethodEncap}))
+		}
+		check(c.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa[i], PrefixLength: 24}))
+		check(c.AttachPort(ctx, provider.PortSpec{Name: "vm", TAP: "wtt" + s + string(rune('a'+i)), Netns: vms[i], IfName: "eth0", MACAddress: mac[i],
+			VirtualSubnetID: 5001, CustomerAddresses: []netip.Addr{ca[i]}}))
+		run(t, "ip", "-n", vms[i], "addr", "add", ca[i].String()+"/24", "dev", "eth0")
+	}
+	for i := range 2 {
+		waitPreferred(t, clients[i], pa[i])
+	}
+
+	data := make([]byte, 16<<20)
+	for i := range data {
+		data[i] = byte(i*131 + i>>12)
+	}
+	want := sha256.Sum256(data)
+	var ln net.Listener
+	if err := inNetns(vms[1], func() (err error) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(ca[1].String(), "7009"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan [32]byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- [32]byte{}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		h := sha256.New()
+		io.Copy(h, c)
+		got <- [32]byte(h.Sum(nil))
+	}()
+	if err := inNetns(vms[0], func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ca[1].String(), "7009"), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		_, err = io.Copy(c, bytes.NewReader(data))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-got:
+		if h != want {
+			t.Fatal("the receiver got different bytes")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the receiver did not finish")
+	}
+	// The sender's port saw super-frames: fewer frames than 16 MiB of
+	// 1400-byte segments.
+	p, err := clients[0].Port(ctx, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Counters.RxFrames > uint64(len(data)/1400/2) {
+		t.Errorf("sender port read %d frames for %d bytes: no TSO super-frames", p.Counters.RxFrames, len(data))
+	}
+}

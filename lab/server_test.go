@@ -1,0 +1,148 @@
+package lab
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wnv/wnv/lab/probe"
+	"github.com/wnv/wnv/policy"
+)
+
+// reachable probes from one VM to addr until the expected VM answers or
+// about timeout passes.
+func reachable(t *testing.T, l *Lab, from string, addr netip.Addr, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		rep, ok, err := l.ProbeUDP(context.Background(), from, addr, netip.Addr{}, 1, 250*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok && rep.Responder == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s -> %v: answered=%v by %q, want %s within %v", from, addr, ok, rep.Responder, want, timeout)
+		}
+	}
+}
+
+// stream runs a 1 kHz probe stream from one VM to addr for d.
+func stream(t *testing.T, l *Lab, from string, addr netip.Addr, d time.Duration) probe.StreamResult {
+	t.Helper()
+	var r probe.StreamResult
+	err := InNamespace(l.Topology.Namespace(from), func() (err error) {
+		r, err = probe.Stream(context.Background(), netip.AddrPortFrom(addr, probe.Port), probe.StreamOptions{Duration: d})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestPolicyServerLab runs the default lab with its policy server and host
+// agents through the scenarios, one after the other on one lab: the
+// matrix, a live migration under a 1 kHz stream, the policy server and etcd
+// away while VMs talk, and kill -9 of a host's wnvd while the server is away.
+func TestPolicyServerLab(t *testing.T) {
+	needRoot(t)
+	l := upLab(t, Default())
+	ctx := context.Background()
+	blue1, _ := l.Topology.VM("blue1")
+	blue3, _ := l.Topology.VM("blue3")
+
+	t.Run("StatusShowsTheServer", func(t *testing.T) {
+		st := l.Status(ctx)
+		ps := st.PolicyServer
+		if !st.Up || ps == nil || !ps.Alive || ps.Error != "" || ps.VMs != 5 || len(ps.HostsAlive) != 3 {
+			t.Fatalf("status = up %v, policy server %+v; want up, the server alive with 5 VMs and 3 live hosts", st.Up, ps)
+		}
+		for _, v := range st.VMs {
+			if v.ServerHost != v.Host {
+				t.Errorf("VM %s: the server places it on %q, the lab on %q", v.Name, v.ServerHost, v.Host)
+			}
+		}
+	})
+
+	t.Run("Matrix", func(t *testing.T) { requireMatrix(t, l) })
+
+	t.Run("LiveMigrationUnderA1kHzStream", func(t *testing.T) {
+		r, err := l.MigrateUnderStream(ctx, StreamMigration{VM: "blue2", To: "host3", Sender: "blue1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("blue2 host2 -> host3: port up after %v, %d sent, %d lost, blackout %v, answered from %s then %s, notifications %v",
+			r.Took.Round(100*time.Microsecond), r.Sent, r.Lost, r.Blackout.Round(100*time.Microsecond), r.AnsweredBefore, r.AnsweredAfter, r.Notifications)
+		if r.AnsweredBefore != "host2" {
+			t.Errorf("the first answers came from %s, want host2", r.AnsweredBefore)
+		}
+		for _, p := range r.Problems(time.Second) {
+			t.Error(p)
+		}
+		// A second of outage at 1 kHz: anything beyond it is not a live migration.
+		if r.Lost > 1000 || r.Sent < 1500 {
+			t.Errorf("%d of %d probes lost, want at most 1000 of about 2000", r.Lost, r.Sent)
+		}
+		if n := r.Notifications["host3"]["ca-added"]; n != 2 {
+			t.Errorf("host3 raised %d customer-address-added notifications, want 2 (blue2's CAs)", n)
+		}
+		recs, err := l.Client("host1").LookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.11"), VirtualSubnetID: 5001})
+		if err != nil || len(recs) != 1 || recs[0].ProviderAddress != netip.MustParseAddr("198.18.0.3") {
+			t.Errorf("host1's record of blue2: %+v, %v; want PA 198.18.0.3", recs, err)
+		}
+		ports, err := l.Client("host2").Ports(ctx)
+		if err != nil || len(ports) != 0 {
+			t.Errorf("host2 ports after blue2 left: %+v, %v; want none", ports, err)
+		}
+		if v, _ := l.Topology.VM("blue2"); v.Host != "host3" {
+			t.Errorf("the lab places blue2 on %s after the migration, want host3", v.Host)
+		}
+	})
+
+	blue4 := vm("blue4", "Blue", "host2", 5001, "02:00:00:00:50:04", "10.0.0.12", "fd00:0:0:1::12")
+
+	t.Run("ServerAwayWhileVMsTalk", func(t *testing.T) {
+		l.StopServer()
+		if l.alive(serverName) {
+			t.Fatal("the policy server still runs after StopServer")
+		}
+		// Established traffic goes on: blue1 -> blue3 is routed across hosts.
+		r := stream(t, l, "blue1", blue3.V4, time.Second)
+		t.Logf("blue1 -> blue3 with the policy server down: %d sent, %d lost, blackout %v", len(r.Echoes), r.Lost(), r.Blackout().Len())
+		if r.Lost() > len(r.Echoes)/20 || !slices.Equal(r.Responders(), []string{"blue3"}) {
+			t.Errorf("with the policy server down, blue1 -> blue3 lost %d of %d (answered by %v), want under 5%% from blue3", r.Lost(), len(r.Echoes), r.Responders())
+		}
+		if err := l.StartServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.AddVM(ctx, blue4); err != nil {
+			t.Fatal(err)
+		}
+		reachable(t, l, "blue1", blue4.V4, "blue4", 10*time.Second)
+		reachable(t, l, "blue4", blue3.V6, "blue3", 5*time.Second)
+	})
+
+	t.Run("KillDashNineWhileServerAway", func(t *testing.T) {
+		l.StopServer()
+		if err := l.KillHost("host2", syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.StartHost(ctx, "host2"); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		// host2 has only its checkpoint: blue4 talks to both other hosts again.
+		reachable(t, l, "blue1", blue4.V4, "blue4", 10*time.Second)
+		t.Logf("blue4 on host2 answered again %v after wnvd restarted from its checkpoint", time.Since(start).Round(time.Millisecond))
+		reachable(t, l, "blue4", blue3.V4, "blue3", 5*time.Second)
+		reachable(t, l, "blue4", blue1.V6, "blue1", 5*time.Second)
+		if l.alive(serverName) {
+			t.Error("the policy server came back during the test")
+		}
+	})
+}

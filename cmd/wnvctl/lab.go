@@ -18,18 +18,23 @@ import (
 )
 
 var (
-	flagLabWnvd  string
-	flagLabState string
-	flagLabKeep  bool
+	flagLabWnvd       string
+	flagLabState      string
+	flagLabKeep       bool
+	flagLabTo         string
+	flagLabStreamFrom string
 )
 
 var labCmd = &cobra.Command{
 	Use:   "lab",
 	Short: "Run a multi-host wnv lab in network namespaces on this machine",
-	Long: `The lab builds the default topology in network namespaces: wnv-underlay (bridge br0),
-wnv-host1..3 (each running 'wnvd host' with PA 198.18.0.1..3), and the VMs wnv-blue1..3,
-wnv-red1, wnv-red2 (eth0 is a port of their host's switch, with a probe responder on port 7007).
-It needs root and iproute2. See docs/lab.md for the topology.`,
+	Long: `The lab builds the default topology in network namespaces: wnv-underlay (bridge br0,
+with the policy server 'wnvd policy' at 198.18.0.254:8440 and its embedded etcd),
+wnv-host1..3 (each running 'wnvd host' with its agent and PA 198.18.0.1..3), and the VMs
+wnv-blue1..3, wnv-red1, wnv-red2 (created at the policy server; eth0 is a port of their
+host's switch, with a probe responder on port 7007). It needs root and iproute2.
+'lab exec' sets WNV_SERVER, so 'wnvctl lab exec underlay -- wnvctl vm get' reaches the
+lab's policy server. See docs/lab.md for the topology.`,
 }
 
 func init() {
@@ -125,7 +130,35 @@ func init() {
 		},
 	}
 	demo.Flags().BoolVar(&flagLabKeep, "keep", false, "leave the lab running after the demo")
-	labCmd.AddCommand(up, down, status, execCmd, demo)
+	migrate := &cobra.Command{
+		Use:   "migrate VM --to HOST [--stream-from VM]",
+		Short: "Live-migrate a lab VM through the policy server under a 1 kHz probe stream, and show loss, blackout and notifications",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			l, err := newLab(true)
+			if err != nil {
+				return err
+			}
+			if !l.IsUp() {
+				return fmt.Errorf("the lab is not up in %s: run 'wnvctl lab up' first", l.StateDir)
+			}
+			ctx, cancel := labContext()
+			defer cancel()
+			r, err := l.MigrateUnderStream(ctx, lab.StreamMigration{VM: args[0], To: flagLabTo, Sender: flagLabStreamFrom})
+			if err != nil {
+				return err
+			}
+			lab.PrintMigration(os.Stdout, r)
+			if p := r.Problems(lab.DemoMaxBlackout); len(p) > 0 {
+				return fmt.Errorf("live migration of %s: %s", r.VM, strings.Join(p, "; "))
+			}
+			return nil
+		},
+	}
+	migrate.Flags().StringVar(&flagLabTo, "to", "", "destination host (required)")
+	migrate.Flags().StringVar(&flagLabStreamFrom, "stream-from", "blue1", "VM that sends the probe stream")
+	migrate.MarkFlagRequired("to")
+	labCmd.AddCommand(up, down, status, execCmd, demo, migrate)
 	rootCmd.AddCommand(labCmd)
 }
 
@@ -171,6 +204,15 @@ func printStatus(s lab.Status) {
 		state = "up"
 	}
 	fmt.Printf("lab is %s (state in %s)\n\n", state, s.StateDir)
+	if ps := s.PolicyServer; ps != nil {
+		answer := fmt.Sprintf("answers: %d VMs, live hosts %s", ps.VMs, labOrDash(strings.Join(ps.HostsAlive, ",")))
+		if ps.Error != "" {
+			answer = "does not answer: " + ps.Error
+		}
+		fmt.Printf("policy server %s (wnvd policy pid %d, alive %v) %s\n\n", ps.URL, ps.PID, ps.Alive, answer)
+	} else {
+		fmt.Print("static lab: no policy server, policy provisioned per host\n\n")
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tEXISTS")
 	for _, n := range s.Namespaces {
@@ -188,9 +230,9 @@ func printStatus(s lab.Status) {
 	}
 	tw.Flush()
 	fmt.Println()
-	fmt.Fprintln(tw, "VM\tHOST\tTENANT\tVSID\tMAC\tIPV4 CA\tIPV6 CA\tRESPONDER")
+	fmt.Fprintln(tw, "VM\tHOST\tHOST AT SERVER\tTENANT\tVSID\tMAC\tIPV4 CA\tIPV6 CA\tRESPONDER")
 	for _, v := range s.VMs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%v\t%v\t%v\n", v.Name, v.Host, v.Tenant, v.VSID, v.MAC, v.V4, v.V6, v.ResponderAlive)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%v\t%v\t%v\n", v.Name, v.Host, labOrDash(v.ServerHost), v.Tenant, v.VSID, v.MAC, v.V4, v.V6, v.ResponderAlive)
 	}
 	tw.Flush()
 }

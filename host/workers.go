@@ -235,6 +235,7 @@ func (h *Host) portWorker(p *port, tap *dataplane.TAP) {
 	sizes := make([]int, batch)
 	scratch := newBuffers(batch, scratchSize)
 	flows := vswitch.NewFlows()
+	r := new(vswitch.Result)
 	var out output
 	for {
 		n, err := tap.ReadBatch(reads, sizes)
@@ -249,7 +250,7 @@ func (h *Host) portWorker(p *port, tap *dataplane.TAP) {
 					continue
 				}
 			}
-			r := h.sw.FromPortFlows(flows, p.index, bufs[i], vswitch.Headroom, len(frame), segLen, scratch[i])
+			h.sw.FromPortFlows(r, flows, p.index, bufs[i], vswitch.Headroom, len(frame), segLen, scratch[i])
 			switch {
 			case r.Action == vswitch.Hold:
 				// A super-frame is never a flow's first packet: TCP resends it.
@@ -257,14 +258,14 @@ func (h *Host) portWorker(p *port, tap *dataplane.TAP) {
 					h.park(p.index, r.Miss, frame)
 				}
 			case !hdr.IsGSO():
-				out.add(r)
+				out.add(*r)
 			case r.Action == vswitch.ToUnderlay:
 				out.flush(h) // keep the flow's earlier packets ahead
-				out.sendSegmented(h, r, hdr, segs)
+				out.sendSegmented(h, *r, hdr, segs)
 			case r.Action == vswitch.ToPort && unsafe.SliceData(r.Data) == unsafe.SliceData(frame):
 				out.addSuper(r.Port, hdr, r.Data)
 			default:
-				out.add(r) // a reply the switch built, or a drop
+				out.add(*r) // a reply the switch built, or a drop
 			}
 		}
 		out.flush(h)

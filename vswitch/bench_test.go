@@ -81,12 +81,13 @@ func benchEgress(b *testing.B, size int, f *Flows) {
 		bufs[i], lens[i] = append([]byte(nil), buf[:Headroom+n]...), n
 	}
 	sc := scratch()
+	var r Result
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		k := i & (flows - 1)
-		if r := big.FromPortFlows(f, 0, bufs[k], Headroom, lens[k], 0, sc); r.Action != ToUnderlay {
+		if big.FromPortFlows(&r, f, 0, bufs[k], Headroom, lens[k], 0, sc); r.Action != ToUnderlay {
 			b.Fatalf("%v %v", r.Action, r.Reason)
 		}
 	}

@@ -12,15 +12,20 @@ import (
 // Replies the switch generates (ARP, ND, ICMP errors) are built in scratch,
 // which needs room for a full frame plus 576 bytes.
 func (s *Switch) FromPort(port int, buf []byte, off, n int, scratch []byte) Result {
-	return s.FromPortFlows(nil, port, buf, off, n, 0, scratch)
+	var r Result
+	s.FromPortFlows(&r, nil, port, buf, off, n, 0, scratch)
+	return r
 }
 
-// FromPortFlows is FromPort for a worker with its own decision cache f. A
-// TCP super-frame that the caller will cut into segments after the switch
-// (TSO) passes segLen, the size of the largest of those frames, for the MTU
-// check; otherwise segLen is 0. The switch makes one decision for the whole
+// FromPortFlows is FromPort for a worker with its own decision cache f,
+// writing the verdict into r (a Result is large enough that copying it
+// through the pipeline's levels cost a quarter of the fast path). A TCP
+// super-frame that the caller will cut into segments after the switch (TSO)
+// passes segLen, the size of the largest of those frames, for the MTU check;
+// otherwise segLen is 0. The switch makes one decision for the whole
 // super-frame.
-func (s *Switch) FromPortFlows(f *Flows, port int, buf []byte, off, n, segLen int, scratch []byte) Result {
+func (s *Switch) FromPortFlows(r *Result, f *Flows, port int, buf []byte, off, n, segLen int, scratch []byte) {
+	*r = Result{}
 	if f != nil {
 		f.sync(s.gen.Load())
 	}
@@ -28,75 +33,90 @@ func (s *Switch) FromPortFlows(f *Flows, port int, buf []byte, off, n, segLen in
 	pt := s.ports.Load()
 	p, ok := pt.Port(port)
 	if !ok {
-		return s.drop(ReasonUnknownPort)
+		*r = s.drop(ReasonUnknownPort)
+		return
 	}
 	pc := s.Counters.Port(port)
 	pc.RxFrames.Add(1)
 	pc.RxBytes.Add(uint64(n))
-	r := s.egressFlows(f, p, pt, buf, off, frame, segLen, scratch)
+	s.egressFlows(r, f, p, pt, buf, off, frame, segLen, scratch)
 	if r.Action == Drop {
 		pc.Drops.Add(1)
 		s.Counters.VSID(p.VSID).Drops.Add(1)
 	}
-	return r
 }
 
 func (s *Switch) egress(p *PortConfig, pt *PortTable, buf []byte, off int, frame, scratch []byte) Result {
-	return s.egressFlows(nil, p, pt, buf, off, frame, 0, scratch)
+	var r Result
+	s.egressFlows(&r, nil, p, pt, buf, off, frame, 0, scratch)
+	return r
 }
 
-func (s *Switch) egressFlows(f *Flows, p *PortConfig, pt *PortTable, buf []byte, off int, frame []byte, segLen int, scratch []byte) Result {
+func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, buf []byte, off int, frame []byte, segLen int, scratch []byte) {
 	eth, err := packet.ParseEthernet(frame)
 	if err != nil || eth.HasVLAN() {
-		return s.drop(ReasonMalformed)
+		*r = s.drop(ReasonMalformed)
+		return
 	}
 	if eth.Src() != p.MAC {
-		return s.drop(ReasonSpoofedMAC)
+		*r = s.drop(ReasonSpoofedMAC)
+		return
 	}
 	t := s.policy.Load()
 	if t == nil {
-		return s.drop(ReasonNoRoute)
+		*r = s.drop(ReasonNoRoute)
+		return
 	}
 	switch eth.Type() {
 	case packet.EtherTypeARP:
-		return s.arp(p, t, eth, scratch)
+		*r = s.arp(p, t, eth, scratch)
+		return
 	case packet.EtherTypeIPv4:
 		ip, err := packet.ParseIPv4(eth.Payload())
 		if err != nil {
-			return s.drop(ReasonMalformed)
+			*r = s.drop(ReasonMalformed)
+			return
 		}
 		if !p.owns(ip.Src()) {
-			return s.drop(ReasonSpoofedCA)
+			*r = s.drop(ReasonSpoofedCA)
+			return
 		}
 		dst := ip.Dst()
-		if eth.Dst().IsMulticast() || !dst.IsGlobalUnicast() {
-			return s.drop(ReasonMulticast)
+		// A multicast or broadcast dst is caught by decide, once per flow.
+		if eth.Dst().IsMulticast() {
+			*r = s.drop(ReasonMulticast)
+			return
 		}
 		sport, dport := packet.FlowPorts(ip.Protocol(), ip.Payload())
-		return s.forward(f, p, pt, t, buf, off, frame, segLen, scratch, ip.Src(), dst, ip.Protocol(), sport, dport, ip.TTL(), ip.DF(), eth.HeaderLen()+ip.TotalLen())
+		s.forward(r, f, p, pt, t, buf, off, frame, segLen, scratch, ip.Src(), dst, ip.Protocol(), sport, dport, ip.TTL(), ip.DF(), eth.HeaderLen()+ip.TotalLen())
 	case packet.EtherTypeIPv6:
 		ip, err := packet.ParseIPv6(eth.Payload())
 		if err != nil {
-			return s.drop(ReasonMalformed)
+			*r = s.drop(ReasonMalformed)
+			return
 		}
 		src, dst := ip.Src(), ip.Dst()
 		if ip.NextHeader() == packet.ProtoICMPv6 {
 			if m, err := packet.ParseICMPv6(ip.Payload(), src, dst); err == nil && m.Type() == packet.ICMPv6NeighborSolicitation {
-				return s.neighborSolicit(p, t, src, m, scratch)
+				*r = s.neighborSolicit(p, t, src, m, scratch)
+				return
 			}
 		}
 		// Multicast first: a VM's MLD reports and router solicitations come
 		// from its link-local address, which is not spoofing.
 		if eth.Dst().IsMulticast() || !dst.IsGlobalUnicast() {
-			return s.drop(ReasonMulticast)
+			*r = s.drop(ReasonMulticast)
+			return
 		}
 		if !p.owns(src) {
-			return s.drop(ReasonSpoofedCA)
+			*r = s.drop(ReasonSpoofedCA)
+			return
 		}
 		sport, dport := packet.FlowPorts(ip.NextHeader(), ip.Payload())
-		return s.forward(f, p, pt, t, buf, off, frame, segLen, scratch, src, dst, ip.NextHeader(), sport, dport, ip.HopLimit(), true, eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen())
+		s.forward(r, f, p, pt, t, buf, off, frame, segLen, scratch, src, dst, ip.NextHeader(), sport, dport, ip.HopLimit(), true, eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen())
 	default:
-		return s.drop(ReasonUnsupportedEtherType)
+		*r = s.drop(ReasonUnsupportedEtherType)
+		return
 	}
 }
 
@@ -139,13 +159,14 @@ func resolve(t *policy.Table, vsid policy.VSID, a netip.Addr) (rec *policy.Looku
 // forward switches an IP packet from port p: resolve the destination (or
 // take the decision from f), rewrite MACs and TTL when routed, then deliver
 // locally or encapsulate.
-func (s *Switch) forward(f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame []byte, segLen int, scratch []byte,
-	src, dst netip.Addr, proto uint8, sport, dport uint16, ttl uint8, df bool, length int) Result {
+func (s *Switch) forward(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame []byte, segLen int, scratch []byte,
+	src, dst netip.Addr, proto uint8, sport, dport uint16, ttl uint8, df bool, length int) {
 	d, ok := f.lookup(p.Index, dst)
 	if !ok {
 		var dd decision
-		if r, ok := s.decide(p, pt, t, dst, &dd); !ok {
-			return r
+		if v, ok := s.decide(p, pt, t, dst, &dd); !ok {
+			*r = v
+			return
 		}
 		f.insert(p.Index, dst, &dd)
 		d = &dd
@@ -153,7 +174,8 @@ func (s *Switch) forward(f *Flows, p *PortConfig, pt *PortTable, t *policy.Table
 	eth := packet.Ethernet(frame)
 	if d.routed {
 		if ttl <= 1 {
-			return s.drop(ReasonTTLExceeded)
+			*r = s.drop(ReasonTTLExceeded)
+			return
 		}
 		if src.Is4() {
 			packet.IPv4(eth.Payload()).DecTTL()
@@ -168,12 +190,14 @@ func (s *Switch) forward(f *Flows, p *PortConfig, pt *PortTable, t *policy.Table
 	if d.local >= 0 {
 		d.vc.Local.Add(1)
 		s.countTx(int(d.local), len(frame))
-		return Result{Action: ToPort, Port: int(d.local), Data: frame}
+		r.Action, r.Port, r.Data = ToPort, int(d.local), frame
+		return
 	}
 	dstPA := d.pa()
 	srcPA, ok := t.LocalPA(dstPA.Is6())
 	if !ok {
-		return s.drop(ReasonNoLocalPA)
+		*r = s.drop(ReasonNoLocalPA)
+		return
 	}
 	over := Overhead(d.encap, dstPA.Is6())
 	wire := len(frame)
@@ -183,10 +207,12 @@ func (s *Switch) forward(f *Flows, p *PortConfig, pt *PortTable, t *policy.Table
 	if wire+over-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
 		mtu := s.cfg.UnderlayMTU - over
 		if src.Is6() {
-			return s.tooBig6(p, t, frame, mtu, scratch)
+			*r = s.tooBig6(p, t, frame, mtu, scratch)
+			return
 		}
 		if df {
-			return s.tooBig4(p, t, frame, mtu, scratch)
+			*r = s.tooBig4(p, t, frame, mtu, scratch)
+			return
 		}
 	}
 	var start int
@@ -200,12 +226,15 @@ func (s *Switch) forward(f *Flows, p *PortConfig, pt *PortTable, t *policy.Table
 		packet.PutNVGRE(buf[start:off], uint32(d.dstVSID), flowID(src, dst, proto, sport, dport))
 	}
 	d.vc.Encapsulated.Add(1)
-	return Result{Action: ToUnderlay, Src: srcPA, Dst: dstPA, Encap: d.encap, Data: buf[start : off+len(frame)]}
+	r.Action, r.Src, r.Dst, r.Encap, r.Data = ToUnderlay, srcPA, dstPA, d.encap, buf[start:off+len(frame)]
 }
 
 // decide works out from policy where packets from port p to dst go. It
 // returns ok = false with the verdict (a drop or a hold) if they go nowhere.
 func (s *Switch) decide(p *PortConfig, pt *PortTable, t *policy.Table, dst netip.Addr, d *decision) (Result, bool) {
+	if !dst.IsGlobalUnicast() {
+		return s.drop(ReasonMulticast), false
+	}
 	if gw, ok := t.OnLinkPrefix(p.VSID, dst); ok && policy.GatewayAddress(gw) == dst {
 		return s.drop(ReasonToGateway), false
 	}

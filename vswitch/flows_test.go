@@ -13,7 +13,9 @@ func TestFlowsFollowPolicyAndPortChanges(t *testing.T) {
 	f := NewFlows()
 	send := func(dst string) Result {
 		buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", dst, 20, true)
-		return sw.FromPortFlows(f, 0, buf, Headroom, n, 0, scratch())
+		var r Result
+		sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
+		return r
 	}
 	for range 2 {
 		if r := send("10.0.0.11"); r.Action != ToUnderlay || r.Dst != pa2 || r.Encap != policy.EncapNVGRE {
@@ -66,7 +68,8 @@ func TestFlowsStillCheckEveryPacket(t *testing.T) {
 	sw, _ := host1(t)
 	f := NewFlows()
 	buf, n := udpFrame(GatewayMAC, macBlue1, "10.0.0.10", "10.0.1.10", 20, true)
-	if r := sw.FromPortFlows(f, 0, buf, Headroom, n, 0, scratch()); r.Action != ToUnderlay {
+	var r Result
+	if sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch()); r.Action != ToUnderlay {
 		t.Fatalf("routed: %v %v", r.Action, r.Reason)
 	}
 	// Same flow, TTL 1: routing decrements it, so the cached route must
@@ -76,12 +79,12 @@ func TestFlowsStillCheckEveryPacket(t *testing.T) {
 	for ip.TTL() > 1 {
 		ip.DecTTL()
 	}
-	if r := sw.FromPortFlows(f, 0, buf, Headroom, n, 0, scratch()); r.Action != Drop || r.Reason != ReasonTTLExceeded {
+	if sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch()); r.Action != Drop || r.Reason != ReasonTTLExceeded {
 		t.Fatalf("TTL 1 on a cached route: %v %v, want ttl-exceeded", r.Action, r.Reason)
 	}
 	// A spoofed source on a cached flow is still dropped.
 	buf, n = udpFrame(GatewayMAC, macBlue1, "10.0.0.99", "10.0.1.10", 20, true)
-	if r := sw.FromPortFlows(f, 0, buf, Headroom, n, 0, scratch()); r.Action != Drop || r.Reason != ReasonSpoofedCA {
+	if sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch()); r.Action != Drop || r.Reason != ReasonSpoofedCA {
 		t.Fatalf("spoofed: %v %v", r.Action, r.Reason)
 	}
 }

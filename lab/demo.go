@@ -316,8 +316,9 @@ func PrintFrames(w io.Writer, frames []Frame, max int) {
 const DemoBytes = 4 << 20
 
 // Demo brings the lab up if needed, then checks the reachability matrix,
-// moves data over TCP, and prints each host's counters and a sample of the
-// NVGRE frames captured on the underlay bridge. It fails if any expectation
+// moves data over TCP, prints a sample of the NVGRE frames captured on the
+// underlay bridge, live-migrates blue2 under a 1 kHz probe stream (unless
+// Static), and prints each host's counters. It fails if any expectation
 // fails; unless keep, it tears the lab down at the end.
 func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 	if l.IsUp() {

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"net/netip"
+	"os"
 	"slices"
 	"syscall"
 	"testing"
@@ -143,6 +144,30 @@ func TestPolicyServerLab(t *testing.T) {
 		reachable(t, l, "blue4", blue1.V6, "blue1", 5*time.Second)
 		if l.alive(serverName) {
 			t.Error("the policy server came back during the test")
+		}
+	})
+
+	t.Run("DownAfterTheServerCrashed", func(t *testing.T) {
+		if err := l.StartServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pid := l.pid(serverName)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Down(); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"underlay", "host1", "host2", "host3"} {
+			if p := pidsInNamespace(l.Topology.Namespace(n)); len(p) > 0 {
+				t.Errorf("processes left in %s: %v", n, p)
+			}
+		}
+		if left := namespacesWithPrefix(l.Topology.Prefix); len(left) > 0 {
+			t.Errorf("namespaces left: %v", left)
+		}
+		if _, err := os.Stat(l.etcdDir()); !os.IsNotExist(err) {
+			t.Errorf("etcd data %s left after Down", l.etcdDir())
 		}
 	})
 }

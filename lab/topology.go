@@ -1,8 +1,10 @@
 // Package lab builds a multi-host wnv test network out of Linux network
-// namespaces on one machine: an underlay bridge, one namespace per host running
-// `wnvd host`, and one namespace per VM whose eth0 is a TAP port of its host's
-// switch. It provisions policy through each host's provider API, the way an
-// admin script would, and checks reachability with the probe tool.
+// namespaces on one machine: an underlay bridge with the policy server on it,
+// one namespace per host running `wnvd host` with its agent, and one namespace
+// per VM whose eth0 is a TAP port of its host's switch. VMs are created at the
+// policy server (or, in the Static mode, policy is provisioned through each
+// host's provider API); the probe tool checks reachability and measures live
+// migrations.
 package lab
 
 import (

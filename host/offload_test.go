@@ -66,14 +66,31 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation) {
 		waitPreferred(t, clients[i], pa[i])
 	}
 
-	data := make([]byte, 16<<20)
+	data := tcpTransfer(t, vms[0], vms[1], ca[1], 16<<20)
+	// The sender's port saw super-frames: fewer frames than 16 MiB of
+	// 1400-byte segments.
+	p, err := clients[0].Port(ctx, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Counters.RxFrames > uint64(len(data)/1400/2) {
+		t.Errorf("sender port read %d frames for %d bytes: no TSO super-frames", p.Counters.RxFrames, len(data))
+	}
+}
+
+// tcpTransfer streams size bytes of a pattern over TCP from namespace from
+// to addr in namespace to, checks that every byte arrived, and returns the
+// data.
+func tcpTransfer(t *testing.T, from, to string, addr netip.Addr, size int) []byte {
+	t.Helper()
+	data := make([]byte, size)
 	for i := range data {
 		data[i] = byte(i*131 + i>>12)
 	}
 	want := sha256.Sum256(data)
 	var ln net.Listener
-	if err := inNetns(vms[1], func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(ca[1].String(), "7009"))
+	if err := inNetns(to, func() (err error) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(addr.String(), "7009"))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -92,8 +109,8 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation) {
 		io.Copy(h, c)
 		got <- [32]byte(h.Sum(nil))
 	}()
-	if err := inNetns(vms[0], func() error {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(ca[1].String(), "7009"), 10*time.Second)
+	if err := inNetns(from, func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(addr.String(), "7009"), 10*time.Second)
 		if err != nil {
 			return err
 		}
@@ -102,23 +119,15 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation) {
 		_, err = io.Copy(c, bytes.NewReader(data))
 		return err
 	}); err != nil {
-		t.Fatal(err)
+		t.Fatalf("TCP %s -> %s: %v", from, addr, err)
 	}
 	select {
 	case h := <-got:
 		if h != want {
-			t.Fatal("the receiver got different bytes")
+			t.Fatalf("TCP %s -> %s: the receiver got different bytes", from, addr)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("the receiver did not finish")
+		t.Fatalf("TCP %s -> %s: the receiver did not finish", from, addr)
 	}
-	// The sender's port saw super-frames: fewer frames than 16 MiB of
-	// 1400-byte segments.
-	p, err := clients[0].Port(ctx, "vm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Counters.RxFrames > uint64(len(data)/1400/2) {
-		t.Errorf("sender port read %d frames for %d bytes: no TSO super-frames", p.Counters.RxFrames, len(data))
-	}
+	return data
 }

@@ -245,6 +245,10 @@ func TestVXLANInteropWithKernel(t *testing.T) {
 	waitPreferred(t, c, pa1)
 
 	probeBothWays(t, vmNS, kernNS, ca1, ca2)
+	// TCP both ways: our TSO segments must pass the kernel's checksum
+	// checks, and the kernel's segments our coalescing.
+	tcpTransfer(t, vmNS, kernNS, ca2, 4<<20)
+	tcpTransfer(t, kernNS, vmNS, ca1, 4<<20)
 
 	cs, err := c.Counters(ctx)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -204,19 +203,7 @@ func (tb *testbed) provider(host string) *provider.Client { return provider.NewC
 // client returns a policy server client whose connections are made inside
 // the underlay namespace (the server is not reachable from the test's own).
 func (tb *testbed) client() *policyserver.Client {
-	tr := http.DefaultTransport.(*http.Transport)
-	saved := tr.DialContext
-	ns := tb.ns("u")
-	tr.DialContext = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-		err = lab.InNamespace(ns, func() error {
-			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
-	c := policyserver.NewClient("http://"+serverAddr+":8440", nil)
-	tr.DialContext = saved
-	return c
+	return policyserver.NewClientDialer("http://"+serverAddr+":8440", nil, lab.NamespaceDialer(tb.ns("u")))
 }
 
 func (tb *testbed) cleanup() {

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -34,26 +31,8 @@ func (t Topology) ServerURL() string {
 func (l *Lab) etcdDir() string               { return filepath.Join(l.StateDir, "etcd") }
 func (l *Lab) checkpoint(host string) string { return filepath.Join(l.StateDir, host+".db") }
 
-// dialMu serialises the moment newServerClient swaps the dialer of
-// http.DefaultTransport, which policyserver.NewClient clones: the client has
-// no other way to open its connections inside the underlay namespace.
-var dialMu sync.Mutex
-
 func newServerClient(ns, url string) *policyserver.Client {
-	dialMu.Lock()
-	defer dialMu.Unlock()
-	tr := http.DefaultTransport.(*http.Transport)
-	saved := tr.DialContext
-	tr.DialContext = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-		err = InNamespace(ns, func() error {
-			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
-	c := policyserver.NewClient(url, nil)
-	tr.DialContext = saved
-	return c
+	return policyserver.NewClientDialer(url, nil, NamespaceDialer(ns))
 }
 
 // Server returns a client of the lab's policy server whose connections are

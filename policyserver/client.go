@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -30,8 +31,17 @@ type Client struct {
 // https://host:port). tlsConfig, when not nil, sets the CA to trust and the
 // client certificate for mutual TLS (see LoadClientTLS).
 func NewClient(baseURL string, tlsConfig *tls.Config) *Client {
+	return NewClientDialer(baseURL, tlsConfig, nil)
+}
+
+// NewClientDialer is NewClient with the function that opens connections,
+// e.g. one that dials inside another network namespace; nil dials as usual.
+func NewClientDialer(baseURL string, tlsConfig *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConfig
+	if dial != nil {
+		tr.DialContext = dial
+	}
 	tr.MaxIdleConnsPerHost = 16
 	return &Client{base: strings.TrimRight(baseURL, "/"), hc: &http.Client{Transport: tr}}
 }

@@ -1,25 +1,29 @@
 // Package dataplane is the I/O edge between the pure switch and the kernel:
-// VM ports as TAP devices, the NVGRE underlay as raw IP protocol 47 sockets
-// bound to the host's provider addresses (PAs), and PA management with
-// duplicate address detection.
+// VM ports as TAP devices, the underlay as raw IP protocol 47 sockets (NVGRE)
+// and UDP port 4789 sockets (VXLAN) bound to the host's provider addresses
+// (PAs), and PA management with duplicate address detection.
 //
-// Everything moves in batches. A TAP or GRE socket is registered with Go's
-// runtime poller, so a ReadBatch that has nothing to read parks its goroutine
-// instead of an OS thread, and Close wakes it with an error wrapping
-// os.ErrClosed. ReadBatch and WriteBatch are safe for concurrent use without
-// locks: each call takes its syscall vectors from a pool in the object, so
-// steady-state calls do not allocate. (The GRE socket drives recvmmsg and
-// sendmmsg itself rather than through golang.org/x/net's PacketConn batches,
-// which allocate a net.Addr for every received message.) Frames the kernel
-// refuses on
-// write (interface down, no buffer space, no route, too big) are counted in
-// Stats and skipped rather than returned as errors, so a bad port or peer
-// cannot wedge a worker.
+// Everything moves in batches. A TAP or underlay socket is registered with
+// Go's runtime poller, so a ReadBatch that has nothing to read parks its
+// goroutine instead of an OS thread, and Close wakes it with an error
+// wrapping os.ErrClosed. ReadBatch and WriteBatch are safe for concurrent use
+// without locks: each call takes its syscall vectors from a pool in the
+// object, so steady-state calls do not allocate. (The sockets drive recvmmsg
+// and sendmmsg themselves rather than through golang.org/x/net's PacketConn
+// batches, which allocate a net.Addr for every received message.) The
+// syscalls themselves go through RawSyscall: the fds are non-blocking, and
+// the runtime's sysmon would otherwise hand a worker's P to another thread
+// whenever a large send spends more than 20 us in the kernel. Frames the
+// kernel refuses on write (interface down, no buffer space, no route, too
+// big) are counted in Stats and skipped rather than returned as errors, so a
+// bad port or peer cannot wedge a worker.
 //
-// The shape leaves room for what comes later: TAPConfig can grow offload and
-// queue options (IFF_VNET_HDR with TUNSETOFFLOAD, IFF_MULTI_QUEUE opens one TAP
-// per queue), and the GRE socket's own mmsghdr vectors have the per-message
-// control space that UDP GSO/GRO for VXLAN will need.
+// Offloads: a TAP opened with Offload has IFF_VNET_HDR and TUNSETOFFLOAD
+// (checksum, TSO4, TSO6), so the VM hands over 64 KiB TCP super-frames behind
+// a virtio-net header and WriteOffload gives it coalesced ones back (package
+// offload does the segmenting and coalescing). The VXLAN socket sends UDP GSO
+// batches (UDP_SEGMENT) and reads with UDP_GRO (Packet.Segment). A raw GRE
+// socket has no GSO: NVGRE moves one segment per message.
 //
 // All functions act in the network namespace of the calling thread, except
 // that OpenTAP can move the new interface into a named namespace.

@@ -109,3 +109,24 @@ func TestFlowsCollisionsEvictOldest(t *testing.T) {
 		t.Error("another port's flow answered")
 	}
 }
+
+// A TSO super-frame is checked against the MTU by the size of the segments
+// it will be cut into, not its own.
+func TestSuperFrameMTUBySegment(t *testing.T) {
+	sw, _ := host1(t)
+	var r Result
+	buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 8000, true)
+	sw.FromPortFlows(&r, NewFlows(), 0, buf, Headroom, n, 1458+packet.EthernetHeaderLen, scratch())
+	if r.Action != ToUnderlay || len(r.Data) != n+packet.NVGREHeaderLen {
+		t.Fatalf("super-frame with 1458-byte segments: %v %v, want the whole frame encapsulated", r.Action, r.Reason)
+	}
+	buf, n = udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 8000, true)
+	sw.FromPortFlows(&r, NewFlows(), 0, buf, Headroom, n, 1459+packet.EthernetHeaderLen, scratch())
+	if r.Action != ToPort {
+		t.Fatalf("super-frame with 1459-byte segments: %v %v, want ICMP fragmentation needed", r.Action, r.Reason)
+	}
+	ip := must(packet.ParseIPv4(packet.Ethernet(r.Data).Payload()))
+	if m := must(packet.ParseICMPv4(ip.Payload())); m.NextHopMTU() != 1458 {
+		t.Fatalf("next-hop MTU %d, want 1458", m.NextHopMTU())
+	}
+}

@@ -31,6 +31,7 @@ type VXLANSocket struct {
 
 	dropped, truncated atomic.Uint64
 	closed             atomic.Bool
+	noGSO              atomic.Bool // the kernel refused a GSO send: send datagrams one by one
 }
 
 // udpOOBLen holds one cmsg with a UDP_SEGMENT (uint16) or UDP_GRO (int)
@@ -92,11 +93,9 @@ func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) {
 			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], socketBuffer)
 		}
 	}
-	// Coalesced reads (UDP GRO): a peer's GSO send arrives whole.
-	if err := unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("enable UDP GRO on the VXLAN socket of %s: %w", pa, err)
-	}
+	// Coalesced reads (UDP GRO): a peer's GSO send arrives whole. Kernels
+	// before 5.0 lack it and deliver datagrams one by one.
+	_ = unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1)
 	s := &VXLANSocket{f: os.NewFile(uintptr(fd), "vxlan:"+pa.String()), pa: pa}
 	s.batches.New = func() any {
 		b := &udpBatch{s: s}
@@ -242,13 +241,22 @@ func sockaddrAddr(n *unix.RawSockaddrInet6) netip.Addr {
 
 // WriteBatch sends each Buf[:N] to port 4789 of Dst with sendmmsg, as
 // several datagrams with UDP GSO when Segment > 0 (at most MaxGSOSegments
-// and MaxGSOBytes). Packets the kernel refuses or whose Dst is not of the socket's family are counted
+// and MaxGSOBytes). If the kernel refuses GSO (an underlay device without
+// checksum offload), that batch is dropped and later ones go out one
+// datagram per message. Packets the kernel refuses or whose Dst is not of the socket's family are counted
 // in Stats().Dropped and skipped. It returns the packets sent; the error is
 // nil unless the socket itself failed.
 func (s *VXLANSocket) WriteBatch(pkts []Packet) (int, error) {
-	b := s.batch(len(pkts))
+	gso := !s.noGSO.Load()
+	msgs := len(pkts)
+	if !gso {
+		msgs = 0
+		for i := range pkts {
+			msgs += max(1, datagrams(&pkts[i]))
+		}
+	}
+	b := s.batch(msgs)
 	defer s.batches.Put(b)
-	v := &b.v
 	v4 := s.pa.Is4()
 	for i := range pkts {
 		p := &pkts[i]
@@ -256,28 +264,16 @@ func (s *VXLANSocket) WriteBatch(pkts []Packet) (int, error) {
 			s.dropped.Add(1)
 			continue
 		}
-		k := b.want
-		m := &v.msgs[k].Hdr
-		*m = unix.Msghdr{}
-		v.iovs[k].Base = unsafe.SliceData(p.Buf)
-		v.iovs[k].SetLen(p.N)
-		m.Iov = &v.iovs[k]
-		m.SetIovlen(1)
-		name := &v.names[k]
-		m.Name = (*byte)(unsafe.Pointer(name))
-		if p.Segment > 0 && p.N > p.Segment {
-			putSegmentCmsg(b.oob[k][:], uint16(p.Segment))
-			m.Control = &b.oob[k][0]
-			m.SetControllen(unix.CmsgSpace(2))
+		switch {
+		case p.Segment <= 0 || p.N <= p.Segment:
+			b.add(p.Buf[:p.N], p.Dst, 0)
+		case gso:
+			b.add(p.Buf[:p.N], p.Dst, p.Segment)
+		default:
+			for off := 0; off < p.N; off += p.Segment {
+				b.add(p.Buf[off:min(off+p.Segment, p.N)], p.Dst, 0)
+			}
 		}
-		if v4 {
-			*(*unix.RawSockaddrInet4)(unsafe.Pointer(name)) = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: vxlanPortBE, Addr: p.Dst.As4()}
-			m.Namelen = unix.SizeofSockaddrInet4
-		} else {
-			*name = unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: vxlanPortBE, Addr: p.Dst.As16()}
-			m.Namelen = unix.SizeofSockaddrInet6
-		}
-		b.want++
 	}
 	if b.want == 0 {
 		return 0, nil
@@ -290,6 +286,41 @@ func (s *VXLANSocket) WriteBatch(pkts []Packet) (int, error) {
 		return b.done, fmt.Errorf("write VXLAN from %s: %w", s.pa, closedErr(&s.closed, err))
 	}
 	return b.done, nil
+}
+
+// datagrams is how many datagrams p carries.
+func datagrams(p *Packet) int {
+	if p.Segment <= 0 {
+		return 1
+	}
+	return (p.N + p.Segment - 1) / p.Segment
+}
+
+// add appends a message sending data to port 4789 of dst, as datagrams of
+// segment bytes with UDP GSO when segment > 0.
+func (b *udpBatch) add(data []byte, dst netip.Addr, segment int) {
+	v, k := &b.v, b.want
+	m := &v.msgs[k].Hdr
+	*m = unix.Msghdr{}
+	v.iovs[k].Base = unsafe.SliceData(data)
+	v.iovs[k].SetLen(len(data))
+	m.Iov = &v.iovs[k]
+	m.SetIovlen(1)
+	name := &v.names[k]
+	m.Name = (*byte)(unsafe.Pointer(name))
+	if segment > 0 {
+		putSegmentCmsg(b.oob[k][:], uint16(segment))
+		m.Control = &b.oob[k][0]
+		m.SetControllen(unix.CmsgSpace(2))
+	}
+	if dst.Is4() {
+		*(*unix.RawSockaddrInet4)(unsafe.Pointer(name)) = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: vxlanPortBE, Addr: dst.As4()}
+		m.Namelen = unix.SizeofSockaddrInet4
+	} else {
+		*name = unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: vxlanPortBE, Addr: dst.As16()}
+		m.Namelen = unix.SizeofSockaddrInet6
+	}
+	b.want++
 }
 
 // putSegmentCmsg writes a UDP_SEGMENT cmsg for datagrams of size bytes.
@@ -315,6 +346,11 @@ func (b *udpBatch) sendReady(fd uintptr) bool {
 			b.err = e
 			return true
 		default:
+			// sendmmsg reports an error only for the first message it could
+			// not send: drop that one and carry on with the rest.
+			if (e == unix.EIO || e == unix.EINVAL) && b.v.msgs[b.next].Hdr.Controllen > 0 {
+				b.s.noGSO.Store(true)
+			}
 			b.s.dropped.Add(1)
 			b.next++
 		}

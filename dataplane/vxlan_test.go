@@ -73,3 +73,49 @@ func TestVXLANSocketGSOAndGRO(t *testing.T) {
 		return nil
 	})
 }
+
+// Without GSO (as after the kernel refused it) a GSO packet goes out as one
+// message per datagram.
+func TestVXLANSocketWithoutGSO(t *testing.T) {
+	needRoot(t)
+	ns := newNamedNS(t, "wnvdpy"+suffix())
+	inNS(t, ns, func() error {
+		a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+		sa, err := ListenVXLAN(a)
+		if err != nil {
+			return err
+		}
+		defer sa.Close()
+		sb, err := ListenVXLAN(b)
+		if err != nil {
+			return err
+		}
+		defer sb.Close()
+		sa.noGSO.Store(true)
+		big := make([]byte, 3*1000+10)
+		if n, err := sa.WriteBatch([]Packet{{Buf: big, N: len(big), Dst: b, Segment: 1000}}); n != 4 || err != nil {
+			t.Fatalf("WriteBatch without GSO: %d messages, %v; want 4", n, err)
+		}
+		pkts := make([]Packet, 8)
+		for i := range pkts {
+			pkts[i].Buf = make([]byte, 64<<10)
+		}
+		var sizes []int
+		for len(sizes) < 4 {
+			n, err := sb.ReadBatch(pkts)
+			if err != nil {
+				return err
+			}
+			for _, p := range pkts[:n] {
+				if p.Segment != 0 {
+					t.Fatalf("datagrams sent one by one were read coalesced (segment %d)", p.Segment)
+				}
+				sizes = append(sizes, p.N)
+			}
+		}
+		if sizes[0] != 1000 || sizes[3] != 10 {
+			t.Fatalf("datagram sizes %v, want 1000, 1000, 1000, 10", sizes)
+		}
+		return nil
+	})
+}

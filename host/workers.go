@@ -269,6 +269,7 @@ func (h *Host) portWorker(p *port, tap *dataplane.TAP) {
 			}
 		}
 		out.flush(h)
+		flows.Flush()
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return

@@ -17,8 +17,9 @@ func (s *Switch) FromPort(port int, buf []byte, off, n int, scratch []byte) Resu
 	return r
 }
 
-// FromPortFlows is FromPort for a worker with its own decision cache f,
-// writing the verdict into r (a Result is large enough that copying it
+// FromPortFlows is FromPort for a worker with its own decision cache f
+// (whose counts reach Counters when the worker calls f.Flush), writing the
+// verdict into r (a Result is large enough that copying it
 // through the pipeline's levels cost a quarter of the fast path). A TCP
 // super-frame that the caller will cut into segments after the switch (TSO)
 // passes segLen, the size of the largest of those frames, for the MTU check;
@@ -37,8 +38,12 @@ func (s *Switch) FromPortFlows(r *Result, f *Flows, port int, buf []byte, off, n
 		return
 	}
 	pc := s.Counters.Port(port)
-	pc.RxFrames.Add(1)
-	pc.RxBytes.Add(uint64(n))
+	if f != nil {
+		f.countRx(pc, n)
+	} else {
+		pc.RxFrames.Add(1)
+		pc.RxBytes.Add(uint64(n))
+	}
 	s.egressFlows(r, f, p, pt, buf, off, frame, segLen, scratch)
 	if r.Action == Drop {
 		pc.Drops.Add(1)
@@ -225,7 +230,11 @@ func (s *Switch) forward(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *p
 		start = off - packet.NVGREHeaderLen
 		packet.PutNVGRE(buf[start:off], uint32(d.dstVSID), flowID(src, dst, proto, sport, dport))
 	}
-	d.vc.Encapsulated.Add(1)
+	if f != nil {
+		f.countEncap(d.vc)
+	} else {
+		d.vc.Encapsulated.Add(1)
+	}
 	r.Action, r.Src, r.Dst, r.Encap, r.Data = ToUnderlay, srcPA, dstPA, d.encap, buf[start:off+len(frame)]
 }
 

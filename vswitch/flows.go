@@ -17,10 +17,19 @@ import (
 // run on every packet. Any change of policy or ports empties the cache.
 //
 // A Flows belongs to one worker: it is not safe for concurrent use. It holds
-// 4096 decisions in 256 KiB.
+// 4096 decisions in 256 KiB. It also keeps the counts of the packets it
+// switched (frames and bytes received, frames encapsulated) until Flush adds
+// them to the switch's Counters, which the worker does after every batch.
 type Flows struct {
 	gen  uint64
 	sets [flowSets][flowWays]flowEntry
+
+	// Fast-path counts not yet added to the switch's Counters: an atomic
+	// add per counter per packet cost as much as the lookup.
+	pc                *PortCounters
+	rxFrames, rxBytes uint64
+	vc                *VSIDCounters
+	encapsulated      uint64
 }
 
 const (
@@ -93,4 +102,42 @@ func (f *Flows) insert(port int, dst netip.Addr, d *decision) {
 	set := &f.sets[flowSet(port, a)]
 	copy(set[1:], set[:flowWays-1])
 	set[0] = flowEntry{port: int32(port), dst: a, used: true, d: *d}
+}
+
+func (f *Flows) countRx(pc *PortCounters, n int) {
+	if f.pc != pc {
+		f.flushRx()
+		f.pc = pc
+	}
+	f.rxFrames++
+	f.rxBytes += uint64(n)
+}
+
+func (f *Flows) countEncap(vc *VSIDCounters) {
+	if f.vc != vc {
+		f.flushEncap()
+		f.vc = vc
+	}
+	f.encapsulated++
+}
+
+func (f *Flows) flushRx() {
+	if f.rxFrames > 0 {
+		f.pc.RxFrames.Add(f.rxFrames)
+		f.pc.RxBytes.Add(f.rxBytes)
+		f.rxFrames, f.rxBytes = 0, 0
+	}
+}
+
+func (f *Flows) flushEncap() {
+	if f.encapsulated > 0 {
+		f.vc.Encapsulated.Add(f.encapsulated)
+		f.encapsulated = 0
+	}
+}
+
+// Flush adds the counts f accumulated to the switch's Counters.
+func (f *Flows) Flush() {
+	f.flushRx()
+	f.flushEncap()
 }

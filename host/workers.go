@@ -253,8 +253,11 @@ func (h *Host) portWorker(p *port, tap *dataplane.TAP) {
 			h.sw.FromPortFlows(r, flows, p.index, bufs[i], vswitch.Headroom, len(frame), segLen, scratch[i])
 			switch {
 			case r.Action == vswitch.Hold:
-				// A super-frame is never a flow's first packet: TCP resends it.
-				if !hdr.IsGSO() {
+				// A super-frame is never a flow's first packet: drop it (TCP
+				// resends) rather than park 64 KiB.
+				if hdr.IsGSO() {
+					h.sw.Counters.Drop(r.Reason)
+				} else {
 					h.park(p.index, r.Miss, frame)
 				}
 			case !hdr.IsGSO():

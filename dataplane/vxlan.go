@@ -15,14 +15,15 @@ import (
 	"github.com/wnv/wnv/packet"
 )
 
-// VXLANSocket is a UDP socket bound to port 4789 of one provider address.
-// Packets carry the VXLAN header and the inner frame; the kernel adds UDP and
-// IP. ReadBatch and WriteBatch are safe for concurrent use.
+// VXLANSocket is a UDP socket of one provider address: bound to port 4789
+// to receive (ListenVXLAN) or to an ephemeral port to send from
+// (SendVXLAN). Packets carry the VXLAN header and the inner frame; the kernel
+// adds UDP and IP. ReadBatch and WriteBatch are safe for concurrent use.
 //
-// The UDP source port of what we send is 4789, the bound port: RFC 7348
-// recommends a per-flow source port for ECMP entropy, which would need one
-// socket per port or a raw socket; receivers (the Linux vxlan driver
-// included) accept any source port.
+// RFC 7348 asks for a per-flow UDP source port, for ECMP entropy: a host
+// keeps a few sending sockets, each on its own ephemeral port, and picks one
+// by a hash of the inner flow. The same spread lets a receiver with several
+// listening sockets (SO_REUSEPORT) share the flows among its cores.
 type VXLANSocket struct {
 	f       *os.File
 	rc      syscall.RawConn
@@ -67,8 +68,16 @@ type udpBatch struct {
 }
 
 // ListenVXLAN opens a UDP socket on pa port 4789. The address must already
-// be configured and, for IPv6, past DAD.
-func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) {
+// be configured and, for IPv6, past DAD. Several may listen on one PA
+// (SO_REUSEPORT): the kernel spreads datagrams over them by addresses and
+// ports.
+func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) { return openVXLAN(pa, packet.VXLANPort) }
+
+// SendVXLAN opens a UDP socket on pa and an ephemeral port, to send VXLAN
+// from; nothing reads what arrives on it.
+func SendVXLAN(pa netip.Addr) (*VXLANSocket, error) { return openVXLAN(pa, 0) }
+
+func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
 	if !pa.IsValid() || pa.IsUnspecified() || pa.IsMulticast() || pa.Is4In6() || pa.Zone() != "" {
 		return nil, fmt.Errorf("provider address %s cannot carry VXLAN: use a unicast IPv4 or global IPv6 address without a zone", pa)
 	}
@@ -76,17 +85,23 @@ func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) {
 	var sa unix.Sockaddr
 	if pa.Is6() {
 		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Addr: pa.As16(), Port: packet.VXLANPort}
+		sa = &unix.SockaddrInet6{Addr: pa.As16(), Port: port}
 	} else {
-		sa = &unix.SockaddrInet4{Addr: pa.As4(), Port: packet.VXLANPort}
+		sa = &unix.SockaddrInet4{Addr: pa.As4(), Port: port}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return nil, fmt.Errorf("open VXLAN socket for %s: %w", pa, err)
 	}
+	if port != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("VXLAN socket for %s: SO_REUSEPORT: %w", pa, err)
+		}
+	}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("bind VXLAN socket to provider address %s port %d: %w", pa, packet.VXLANPort, err)
+		return nil, fmt.Errorf("bind VXLAN socket to provider address %s port %d: %w", pa, port, err)
 	}
 	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
 		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], socketBuffer) != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // TestVXLANSocketGSOAndGRO sends single datagrams and a UDP GSO batch over
@@ -115,6 +116,52 @@ func TestVXLANSocketWithoutGSO(t *testing.T) {
 		}
 		if sizes[0] != 1000 || sizes[3] != 10 {
 			t.Fatalf("datagram sizes %v, want 1000, 1000, 1000, 10", sizes)
+		}
+		return nil
+	})
+}
+
+// Several sockets listen on one PA's port 4789, and a sending socket on an
+// ephemeral port reaches them.
+func TestVXLANListenGroupAndSender(t *testing.T) {
+	needRoot(t)
+	ns := newNamedNS(t, "wnvdpz"+suffix())
+	inNS(t, ns, func() error {
+		a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+		var group []*VXLANSocket
+		for range 2 {
+			s, err := ListenVXLAN(b)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			group = append(group, s)
+		}
+		send, err := SendVXLAN(a)
+		if err != nil {
+			return err
+		}
+		defer send.Close()
+		msg := []byte("\x08\x00\x00\x00\x00\x13\x89\x00frame")
+		if n, err := send.WriteBatch([]Packet{{Buf: msg, N: len(msg), Dst: b}}); n != 1 || err != nil {
+			t.Fatalf("WriteBatch: %d %v", n, err)
+		}
+		got := make(chan Packet, 2)
+		for _, s := range group {
+			go func() {
+				pkts := []Packet{{Buf: make([]byte, 2048)}}
+				if n, err := s.ReadBatch(pkts); err == nil && n == 1 {
+					got <- pkts[0]
+				}
+			}()
+		}
+		select {
+		case p := <-got:
+			if p.Src != a || string(p.Buf[:p.N]) != string(msg) {
+				t.Fatalf("got %q from %s", p.Buf[:p.N], p.Src)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no listener of the group got the datagram")
 		}
 		return nil
 	})

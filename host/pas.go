@@ -2,7 +2,9 @@ package host
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -18,11 +20,57 @@ type paSet struct {
 	mu    sync.Mutex                                // guards socks updates from DAD goroutines
 }
 
-// paSockets are the underlay sockets of one PA: raw GRE for NVGRE and UDP
-// 4789 for VXLAN (nil if the port could not be bound).
+// paSockets are the underlay sockets of one PA: raw GRE for NVGRE; for
+// VXLAN, sockets on UDP 4789 with a reader each, one per core (none if the
+// port could not be bound), and sockets on ephemeral ports to send from, one
+// picked per flow.
 type paSockets struct {
-	gre   *dataplane.GRESocket
-	vxlan *dataplane.VXLANSocket
+	gre       *dataplane.GRESocket
+	vxlan     []*dataplane.VXLANSocket
+	vxlanSend []*dataplane.VXLANSocket
+}
+
+// vxlanSenders is how many source ports a PA's VXLAN traffic spreads over.
+const vxlanSenders = 8
+
+// vxlanFor is the socket that sends VXLAN packets of a flow, or nil.
+func (s *paSockets) vxlanFor(flow uint8) *dataplane.VXLANSocket {
+	if len(s.vxlanSend) > 0 {
+		return s.vxlanSend[int(flow)%len(s.vxlanSend)]
+	}
+	if len(s.vxlan) > 0 {
+		return s.vxlan[0]
+	}
+	return nil
+}
+
+// sameVXLAN reports whether flows a and b leave by the same socket.
+func (s *paSockets) sameVXLAN(a, b uint8) bool { return s == nil || s.vxlanFor(a) == s.vxlanFor(b) }
+
+// openVXLAN opens the VXLAN sockets of PA a; any it cannot open it logs and
+// goes without: without listeners (port 4789 taken, e.g. by a kernel vxlan
+// device bound to the wildcard address) NVGRE still works.
+func (h *Host) openVXLAN(a netip.Addr, log *slog.Logger) (listen, send []*dataplane.VXLANSocket) {
+	for range runtime.GOMAXPROCS(0) {
+		s, err := dataplane.ListenVXLAN(a)
+		if err != nil {
+			log.Error("opening VXLAN socket: VXLAN subnets cannot use this PA", "err", err)
+			break
+		}
+		listen = append(listen, s)
+	}
+	if len(listen) == 0 {
+		return nil, nil
+	}
+	for range vxlanSenders {
+		s, err := dataplane.SendVXLAN(a)
+		if err != nil {
+			log.Warn("opening a VXLAN sending socket: fewer source ports", "err", err)
+			break
+		}
+		send = append(send, s)
+	}
+	return listen, send
 }
 
 // paRun is one PA being brought up or in use.
@@ -159,11 +207,7 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 		return
 	}
 	socks := &paSockets{gre: gre}
-	// Without VXLAN (port 4789 taken, e.g. by a kernel vxlan device bound to
-	// the wildcard address) NVGRE still works.
-	if socks.vxlan, err = dataplane.ListenVXLAN(a); err != nil {
-		log.Error("opening VXLAN socket: VXLAN subnets cannot use this PA", "err", err)
-	}
+	socks.vxlan, socks.vxlanSend = h.openVXLAN(a, log)
 	h.pas.setSocket(a, socks)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -171,18 +215,18 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 		defer wg.Done()
 		h.underlayWorker(gre, h.sw.FromUnderlay)
 	}()
-	if socks.vxlan != nil {
+	for _, vs := range socks.vxlan {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.underlayWorker(socks.vxlan, h.sw.FromVXLAN)
+			h.underlayWorker(vs, h.sw.FromVXLAN)
 		}()
 	}
 	<-ctx.Done()
 	h.pas.setSocket(a, nil)
 	gre.Close()
-	if socks.vxlan != nil {
-		socks.vxlan.Close()
+	for _, vs := range append(socks.vxlan, socks.vxlanSend...) {
+		vs.Close()
 	}
 	wg.Wait()
 }

@@ -49,6 +49,7 @@ type output struct {
 type underPacket struct {
 	dataplane.Packet
 	encap policy.Encapsulation
+	flow  uint8
 }
 
 type tapWrite struct {
@@ -59,7 +60,7 @@ type tapWrite struct {
 func (o *output) add(r vswitch.Result) {
 	switch r.Action {
 	case vswitch.ToUnderlay:
-		o.under = append(o.under, underPacket{dataplane.Packet{Buf: r.Data, N: len(r.Data), Src: r.Src, Dst: r.Dst}, r.Encap})
+		o.under = append(o.under, underPacket{dataplane.Packet{Buf: r.Data, N: len(r.Data), Src: r.Src, Dst: r.Dst}, r.Encap, r.FlowID})
 	case vswitch.ToPort:
 		o.toTAP = append(o.toTAP, tapWrite{r.Port, dataplane.OffloadFrame{Head: r.Data}})
 	}
@@ -75,18 +76,19 @@ func (o *output) flush(h *Host) {
 	if len(o.under) > 0 {
 		socks := *h.pas.socks.Load()
 		for len(o.under) > 0 {
-			src, encap := o.under[0].Src, o.under[0].encap
+			src, encap, flow := o.under[0].Src, o.under[0].encap, o.under[0].flow
+			s := socks[src]
 			o.pkts = o.pkts[:0]
 			rest := o.under[:0]
 			for _, p := range o.under {
-				if p.Src == src && p.encap == encap {
+				if p.Src == src && p.encap == encap && (encap != policy.EncapVXLAN || s.sameVXLAN(p.flow, flow)) {
 					o.pkts = append(o.pkts, p.Packet)
 				} else {
 					rest = append(rest, p)
 				}
 			}
 			o.under = rest
-			o.send(socks[src], encap)
+			o.send(s, encap, flow)
 		}
 	}
 	if len(o.toTAP) > 0 {
@@ -127,14 +129,17 @@ func (o *output) flush(h *Host) {
 	o.tails = o.tails[:0]
 }
 
-// send writes o.pkts from one PA's socket of the encapsulation.
-func (o *output) send(s *paSockets, encap policy.Encapsulation) {
-	switch {
-	case s == nil:
-	case encap == policy.EncapVXLAN && s.vxlan != nil:
-		_, _ = s.vxlan.WriteBatch(o.pkts) // refused writes are counted by the socket
-	case encap == policy.EncapNVGRE:
+// send writes o.pkts from one PA's socket of the encapsulation (for VXLAN,
+// the flow's).
+func (o *output) send(s *paSockets, encap policy.Encapsulation, flow uint8) {
+	if s == nil {
+		return
+	}
+	// Refused writes are counted by the socket.
+	if encap == policy.EncapNVGRE {
 		_, _ = s.gre.WriteBatch(o.pkts)
+	} else if vs := s.vxlanFor(flow); vs != nil {
+		_, _ = vs.WriteBatch(o.pkts)
 	}
 }
 
@@ -203,7 +208,7 @@ func (o *output) sendSegmented(h *Host, r vswitch.Result, hdr offload.VirtioNetH
 		}
 		o.pkts = append(o.pkts, p)
 	}
-	o.send((*h.pas.socks.Load())[r.Src], r.Encap)
+	o.send((*h.pas.socks.Load())[r.Src], r.Encap, r.FlowID)
 	clear(o.pkts)
 }
 

@@ -221,21 +221,22 @@ func (s *Switch) forward(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *p
 		}
 	}
 	var start int
+	flow := flowID(src, dst, proto, sport, dport)
 	if d.encap == policy.EncapVXLAN {
-		// The UDP socket adds the UDP header; VXLAN has no entropy field of
-		// its own (the source port would carry it; see dataplane.VXLANSocket).
+		// The UDP socket adds the UDP header; the caller picks its source
+		// port by FlowID.
 		start = off - packet.VXLANHeaderLen
 		packet.PutVXLAN(buf[start:off], uint32(d.dstVSID))
 	} else {
 		start = off - packet.NVGREHeaderLen
-		packet.PutNVGRE(buf[start:off], uint32(d.dstVSID), flowID(src, dst, proto, sport, dport))
+		packet.PutNVGRE(buf[start:off], uint32(d.dstVSID), flow)
 	}
 	if f != nil {
 		f.countEncap(d.vc)
 	} else {
 		d.vc.Encapsulated.Add(1)
 	}
-	r.Action, r.Src, r.Dst, r.Encap, r.Data = ToUnderlay, srcPA, dstPA, d.encap, buf[start:off+len(frame)]
+	r.Action, r.Src, r.Dst, r.Encap, r.FlowID, r.Data = ToUnderlay, srcPA, dstPA, d.encap, flow, buf[start:off+len(frame)]
 }
 
 // decide works out from policy where packets from port p to dst go. It

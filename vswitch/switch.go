@@ -69,6 +69,9 @@ type Result struct {
 	Port     int
 	Src, Dst netip.Addr
 	Encap    policy.Encapsulation
+	// FlowID is the ECMP entropy of an encapsulated packet's inner flow: the
+	// NVGRE FlowID, and what picks a VXLAN packet's UDP source port.
+	FlowID   uint8
 	Data     []byte
 	Redirect RedirectInfo
 	Miss     Miss

@@ -331,6 +331,7 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 		pkts[i].Buf = make([]byte, size)
 	}
 	var out output
+	var results []vswitch.Result
 	for {
 		n, err := s.ReadBatch(pkts)
 		for i := 0; i < n; i++ {
@@ -338,10 +339,16 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 			step := p.N
 			if p.Segment > 0 {
 				step = p.Segment
+				results = h.sw.FromVXLANSegments(p.Src, p.Dst, p.Buf[:p.N], step, results[:0])
 			}
-			for off := 0; off < p.N; off += step {
+			for k, off := 0, 0; off < p.N; k, off = k+1, off+step {
 				payload := p.Buf[off:min(off+step, p.N)]
-				r := from(p.Src, p.Dst, payload)
+				var r vswitch.Result
+				if p.Segment > 0 {
+					r = results[k]
+				} else {
+					r = from(p.Src, p.Dst, payload)
+				}
 				switch r.Action {
 				case vswitch.Redirect:
 					h.applyRedirect(r.Redirect)
@@ -361,5 +368,6 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 			h.log.Warn("reading underlay", "pa", s.LocalAddr(), "err", err)
 			time.Sleep(10 * time.Millisecond)
 		}
+		clear(results)
 	}
 }

@@ -119,3 +119,43 @@ func TestOverhead(t *testing.T) {
 		}
 	}
 }
+
+// FromVXLANSegments gives every datagram of a coalesced read the verdict
+// FromVXLAN gives it alone, and counts the same.
+func TestVXLANSegmentsMatchOneByOne(t *testing.T) {
+	const size = 100
+	var buf []byte
+	add := func(d []byte) {
+		seg := make([]byte, size)
+		copy(seg, d)
+		buf = append(buf, seg[:len(d)]...)
+		buf = append(buf, make([]byte, size-len(d))...)
+	}
+	blue2 := vxlanFrom(5001, macBlue1, macBlue2, "10.0.0.11", "10.0.0.10")
+	add(blue2)
+	add(blue2)
+	add(vxlanFrom(5001, macBlue1, macRed2, "10.0.0.11", "10.0.0.10")) // wrong MAC: a mismatch
+	add(blue2)
+	add(vxlanFrom(5001, macBlue1, macBlue2, "10.0.0.12", "10.0.0.10")) // unknown CA
+	last := vxlanFrom(5001, macBlue1, macBlue2, "10.0.0.11", "10.0.0.10")
+	buf = append(buf, last...) // shorter than size
+	swAll, _ := vxlanHost1(t)
+	got := swAll.FromVXLANSegments(pa2, pa1, buf, size, nil)
+	swOne, _ := vxlanHost1(t)
+	var n int
+	for off := 0; off < len(buf); off += size {
+		want := swOne.FromVXLAN(pa2, pa1, buf[off:min(off+size, len(buf))])
+		r := got[n]
+		if r.Action != want.Action || r.Reason != want.Reason || r.Port != want.Port || string(r.Data) != string(want.Data) {
+			t.Errorf("datagram %d: %v %v port %d, alone %v %v port %d", n, r.Action, r.Reason, r.Port, want.Action, want.Reason, want.Port)
+		}
+		n++
+	}
+	if len(got) != n || n != 6 {
+		t.Fatalf("%d results for %d datagrams", len(got), n)
+	}
+	a, b := swAll.Counters.VSID(5001), swOne.Counters.VSID(5001)
+	if a.Decapsulated.Load() != b.Decapsulated.Load() || a.Drops.Load() != b.Drops.Load() || swAll.Counters.Port(0).TxFrames.Load() != swOne.Counters.Port(0).TxFrames.Load() {
+		t.Errorf("counters differ: decap %d/%d drops %d/%d", a.Decapsulated.Load(), b.Decapsulated.Load(), a.Drops.Load(), b.Drops.Load())
+	}
+}

@@ -1,24 +1,164 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
 )
 
 func init() {
-	cr := &cobra.Command{Use: "customer-route", Short: "Manage customer routes (CA-space routing per routing domain)"}
-	cr.SetFlagErrorFunc(flagError)
-	cr.AddCommand(customerRouteNew(), customerRouteGet(), customerRouteSet(), customerRouteRemove())
+	customerRoutes := routeVerbs[policy.CustomerRoute, policy.CustomerRouteFilter]{
+		kind:  "customer",
+		flags: func() routeFlags[policy.CustomerRoute, policy.CustomerRouteFilter] { return &customerRouteFlags{} },
+		example: "  wnvctl customer-route new --RoutingDomainID {11111111-2222-3333-4444-000000000000} \\\n" +
+			"    --VirtualSubnetID 5001 --DestinationPrefix 10.0.0.0/24",
+		required: []string{"RoutingDomainID", "VirtualSubnetID", "DestinationPrefix"},
+		chosenBy: "--RoutingDomainID, --VirtualSubnetID, --DestinationPrefix, --NextHop",
+		add:      (*provider.Client).AddCustomerRoute,
+		list:     (*provider.Client).CustomerRoutes,
+		set:      (*provider.Client).SetCustomerRoutes,
+		remove:   (*provider.Client).RemoveCustomerRoutes,
+		table:    customerRouteTable,
+	}
+	providerRoutes := routeVerbs[policy.ProviderRoute, policy.ProviderRouteFilter]{
+		kind:     "provider",
+		flags:    func() routeFlags[policy.ProviderRoute, policy.ProviderRouteFilter] { return &providerRouteFlags{} },
+		example:  "  wnvctl provider-route new --InterfaceIndex 2 --DestinationPrefix 198.19.0.0/16 --NextHop 198.18.0.1",
+		required: []string{"DestinationPrefix"},
+		chosenBy: "--InterfaceIndex, --DestinationPrefix, --NextHop",
+		add:      (*provider.Client).AddProviderRoute,
+		list:     (*provider.Client).ProviderRoutes,
+		set:      (*provider.Client).SetProviderRoutes,
+		remove:   (*provider.Client).RemoveProviderRoutes,
+		table:    providerRouteTable,
+	}
+	rootCmd.AddCommand(
+		customerRoutes.group("Manage customer routes (CA-space routing per routing domain)"),
+		providerRoutes.group("Manage provider routes (PA-space routing)"))
+}
 
-	pr := &cobra.Command{Use: "provider-route", Short: "Manage provider routes (PA-space routing)"}
-	pr.SetFlagErrorFunc(flagError)
-	pr.AddCommand(providerRouteNew(), providerRouteGet(), providerRouteSet(), providerRouteRemove())
+// routeFlags binds one kind of route's properties to flags.
+type routeFlags[R any, F comparable] interface {
+	// identity binds the properties that choose routes, which every verb takes.
+	identity(cmd *cobra.Command)
+	// filter selects by the identity flags given, and by --CustomerID with
+	// withCustomer; an absent flag matches anything.
+	filter(cmd *cobra.Command, withCustomer bool) F
+	route() *R
+	metric() *uint32
+	customerID() *policy.GUID
+}
 
-	rootCmd.AddCommand(cr, pr)
+// routeVerbs builds the new, get, set and remove commands of one kind of
+// route: customer and provider routes differ only in their identity flags,
+// the provider API calls and the table.
+type routeVerbs[R any, F comparable] struct {
+	kind     string // "customer" or "provider"
+	flags    func() routeFlags[R, F]
+	example  string   // of new
+	required []string // flags new requires
+	chosenBy string   // the identity flags, for set's error
+	add      func(*provider.Client, context.Context, R) (R, error)
+	list     func(*provider.Client, context.Context, F) ([]R, error)
+	set      func(*provider.Client, context.Context, F, uint32) ([]R, error)
+	remove   func(*provider.Client, context.Context, F) ([]R, error)
+	table    func([]R) outTable
+}
+
+func (v routeVerbs[R, F]) group(short string) *cobra.Command {
+	g := &cobra.Command{Use: v.kind + "-route", Short: short}
+	g.SetFlagErrorFunc(flagError)
+	g.AddCommand(v.newCmd(), v.getCmd(), v.setCmd(), v.removeCmd())
+	return g
+}
+
+func (v routeVerbs[R, F]) newCmd() *cobra.Command {
+	f := v.flags()
+	cmd := &cobra.Command{
+		Use:     "new",
+		Short:   "Create a " + v.kind + " route",
+		Example: v.example,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			r, err := v.add(c, ctx, *f.route())
+			if err != nil {
+				return err
+			}
+			return printResult(cmd, r, v.table([]R{r}))
+		},
+	}
+	f.identity(cmd)
+	cmd.Flags().Uint32Var(f.metric(), "Metric", 0, "metric; the lowest wins among equal prefixes")
+	cmd.Flags().Var(guidValue{f.customerID()}, "CustomerID", "GUID of the tenant that owns the route")
+	for _, name := range v.required {
+		cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
+
+func (v routeVerbs[R, F]) getCmd() *cobra.Command {
+	return v.filtered("get", "List "+v.kind+" routes, all or those matching the given properties", v.list)
+}
+
+func (v routeVerbs[R, F]) removeCmd() *cobra.Command {
+	return v.filtered("remove", "Remove the "+v.kind+" routes matching the given properties (all when none is given)", v.remove)
+}
+
+// filtered builds a verb that passes the filter its flags give to call
+// and prints what call returns.
+func (v routeVerbs[R, F]) filtered(use, short string, call func(*provider.Client, context.Context, F) ([]R, error)) *cobra.Command {
+	f := v.flags()
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			rs, err := call(c, ctx, f.filter(cmd, true))
+			if err != nil {
+				return err
+			}
+			return printResult(cmd, rs, v.table(rs))
+		},
+	}
+	f.identity(cmd)
+	cmd.Flags().Var(guidValue{f.customerID()}, "CustomerID", "only routes of this tenant")
+	return cmd
+}
+
+func (v routeVerbs[R, F]) setCmd() *cobra.Command {
+	f := v.flags()
+	cmd := &cobra.Command{
+		Use:   "set",
+		Short: "Set the Metric of the " + v.kind + " routes chosen by their identity properties",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var none F
+			flt := f.filter(cmd, false)
+			if flt == none {
+				return errors.New("no route chosen: give at least one of " + v.chosenBy)
+			}
+			c, ctx, cancel := providerClient(cmd)
+			defer cancel()
+			rs, err := v.set(c, ctx, flt, *f.metric())
+			if err != nil {
+				return err
+			}
+			return printResult(cmd, rs, v.table(rs))
+		},
+	}
+	f.identity(cmd)
+	cmd.Flags().Uint32Var(f.metric(), "Metric", 0, "the new metric")
+	cmd.MarkFlagRequired("Metric")
+	return cmd
 }
 
 // customerRouteFlags binds a customer route's properties to flags.
@@ -52,108 +192,17 @@ func (f *customerRouteFlags) filter(cmd *cobra.Command, withCustomer bool) polic
 	return flt
 }
 
-func customerRouteNew() *cobra.Command {
-	f := &customerRouteFlags{}
-	cmd := &cobra.Command{
-		Use:   "new",
-		Short: "Create a customer route",
-		Example: "  wnvctl customer-route new --RoutingDomainID {11111111-2222-3333-4444-000000000000} \\\n" +
-			"    --VirtualSubnetID 5001 --DestinationPrefix 10.0.0.0/24",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
-			defer cancel()
-			r, err := c.AddCustomerRoute(ctx, f.r)
-			if err != nil {
-				return err
-			}
-			return outputCustomerRoutes(cmd, r, []policy.CustomerRoute{r})
-		},
-	}
-	f.identity(cmd)
-	cmd.Flags().Uint32Var(&f.r.Metric, "Metric", 0, "metric; the lowest wins among equal prefixes")
-	cmd.Flags().Var(guidValue{&f.r.CustomerID}, "CustomerID", "GUID of the tenant that owns the route")
-	for _, name := range []string{"RoutingDomainID", "VirtualSubnetID", "DestinationPrefix"} {
-		cmd.MarkFlagRequired(name)
-	}
-	return cmd
-}
+func (f *customerRouteFlags) route() *policy.CustomerRoute { return &f.r }
+func (f *customerRouteFlags) metric() *uint32              { return &f.r.Metric }
+func (f *customerRouteFlags) customerID() *policy.GUID     { return &f.r.CustomerID }
 
-func customerRouteGet() *cobra.Command {
-	f := &customerRouteFlags{}
-	cmd := &cobra.Command{
-		Use:   "get",
-		Short: "List customer routes, all or those matching the given properties",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
-			defer cancel()
-			rs, err := c.CustomerRoutes(ctx, f.filter(cmd, true))
-			if err != nil {
-				return err
-			}
-			return outputCustomerRoutes(cmd, rs, rs)
-		},
-	}
-	f.identity(cmd)
-	cmd.Flags().Var(guidValue{&f.r.CustomerID}, "CustomerID", "only routes of this tenant")
-	return cmd
-}
-
-func customerRouteSet() *cobra.Command {
-	f := &customerRouteFlags{}
-	cmd := &cobra.Command{
-		Use:   "set",
-		Short: "Set the Metric of the customer routes chosen by their identity properties",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			flt := f.filter(cmd, false)
-			if flt == (policy.CustomerRouteFilter{}) {
-				return errors.New("no route chosen: give at least one of --RoutingDomainID, --VirtualSubnetID, --DestinationPrefix, --NextHop")
-			}
-			c, ctx, cancel := providerClient(cmd)
-			defer cancel()
-			rs, err := c.SetCustomerRoutes(ctx, flt, f.r.Metric)
-			if err != nil {
-				return err
-			}
-			return outputCustomerRoutes(cmd, rs, rs)
-		},
-	}
-	f.identity(cmd)
-	cmd.Flags().Uint32Var(&f.r.Metric, "Metric", 0, "the new metric")
-	cmd.MarkFlagRequired("Metric")
-	return cmd
-}
-
-func customerRouteRemove() *cobra.Command {
-	f := &customerRouteFlags{}
-	cmd := &cobra.Command{
-		Use:   "remove",
-		Short: "Remove the customer routes matching the given properties (all when none is given)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
-			defer cancel()
-			rs, err := c.RemoveCustomerRoutes(ctx, f.filter(cmd, true))
-			if err != nil {
-				return err
-			}
-			return outputCustomerRoutes(cmd, rs, rs)
-		},
-	}
-	f.identity(cmd)
-	cmd.Flags().Var(guidValue{&f.r.CustomerID}, "CustomerID", "only routes of this tenant")
-	return cmd
-}
-
-func outputCustomerRoutes(cmd *cobra.Command, v any, rs []policy.CustomerRoute) error {
+func customerRouteTable(rs []policy.CustomerRoute) outTable {
 	t := outTable{header: []string{"RoutingDomainID", "VirtualSubnetID", "DestinationPrefix", "NextHop", "Metric", "CustomerID"}}
 	for _, r := range rs {
 		t.add(guidCell(r.RoutingDomainID), numCell(r.VirtualSubnetID), prefixCell(r.DestinationPrefix),
 			addrCell(r.NextHop), numCell(r.Metric), guidCell(r.CustomerID))
 	}
-	return printResult(cmd, v, t)
+	return t
 }
 
 // providerRouteFlags binds a provider route's properties to flags.
@@ -183,103 +232,15 @@ func (f *providerRouteFlags) filter(cmd *cobra.Command, withCustomer bool) polic
 	return flt
 }
 
-func providerRouteNew() *cobra.Command {
-	f := &providerRouteFlags{}
-	cmd := &cobra.Command{
-		Use:     "new",
-		Short:   "Create a provider route",
-		Example: "  wnvctl provider-route new --InterfaceIndex 2 --DestinationPrefix 198.19.0.0/16 --NextHop 198.18.0.1",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
-			defer cancel()
-			r, err := c.AddProviderRoute(ctx, f.r)
-			if err != nil {
-				return err
-			}
-			return outputProviderRoutes(cmd, r, []policy.ProviderRoute{r})
-		},
-	}
-	f.identity(cmd)
-	cmd.Flags().Uint32Var(&f.r.Metric, "Metric", 0, "metric; the lowest wins among equal prefixes")
-	cmd.Flags().Var(guidValue{&f.r.CustomerID}, "CustomerID", "GUID of the tenant that owns the route")
-	cmd.MarkFlagRequired("DestinationPrefix")
-	return cmd
-}
+func (f *providerRouteFlags) route() *policy.ProviderRoute { return &f.r }
+func (f *providerRouteFlags) metric() *uint32              { return &f.r.Metric }
+func (f *providerRouteFlags) customerID() *policy.GUID     { return &f.r.CustomerID }
 
-func providerRouteGet() *cobra.Command {
-	f := &providerRouteFlags{}
-	cmd := &cobra.Command{
-		Use:   "get",
-		Short: "List provider routes, all or those matching the given properties",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
-			defer cancel()
-			rs, err := c.ProviderRoutes(ctx, f.filter(cmd, true))
-			if err != nil {
-				return err
-			}
-			return outputProviderRoutes(cmd, rs, rs)
-		},
-	}
-	f.identity(cmd)
-	cmd.Flags().Var(guidValue{&f.r.CustomerID}, "CustomerID", "only routes of this tenant")
-	return cmd
-}
-
-func providerRouteSet() *cobra.Command {
-	f := &providerRouteFlags{}
-	cmd := &cobra.Command{
-		Use:   "set",
-		Short: "Set the Metric of the provider routes chosen by their identity properties",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			flt := f.filter(cmd, false)
-			if flt == (policy.ProviderRouteFilter{}) {
-				return errors.New("no route chosen: give at least one of --InterfaceIndex, --DestinationPrefix, --NextHop")
-			}
-			c, ctx, cancel := providerClient(cmd)
-			defer cancel()
-			rs, err := c.SetProviderRoutes(ctx, flt, f.r.Metric)
-			if err != nil {
-				return err
-			}
-			return outputProviderRoutes(cmd, rs, rs)
-		},
-	}
-	f.identity(cmd)
-	cmd.Flags().Uint32Var(&f.r.Metric, "Metric", 0, "the new metric")
-	cmd.MarkFlagRequired("Metric")
-	return cmd
-}
-
-func providerRouteRemove() *cobra.Command {
-	f := &providerRouteFlags{}
-	cmd := &cobra.Command{
-		Use:   "remove",
-		Short: "Remove the provider routes matching the given properties (all when none is given)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
-			defer cancel()
-			rs, err := c.RemoveProviderRoutes(ctx, f.filter(cmd, true))
-			if err != nil {
-				return err
-			}
-			return outputProviderRoutes(cmd, rs, rs)
-		},
-	}
-	f.identity(cmd)
-	cmd.Flags().Var(guidValue{&f.r.CustomerID}, "CustomerID", "only routes of this tenant")
-	return cmd
-}
-
-func outputProviderRoutes(cmd *cobra.Command, v any, rs []policy.ProviderRoute) error {
+func providerRouteTable(rs []policy.ProviderRoute) outTable {
 	t := outTable{header: []string{"InterfaceIndex", "DestinationPrefix", "NextHop", "Metric", "CustomerID"}}
 	for _, r := range rs {
 		t.add(strconv.Itoa(r.InterfaceIndex), prefixCell(r.DestinationPrefix), addrCell(r.NextHop),
 			numCell(r.Metric), guidCell(r.CustomerID))
 	}
-	return printResult(cmd, v, t)
+	return t
 }

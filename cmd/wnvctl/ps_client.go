@@ -53,3 +53,15 @@ func serverClient(cmd *cobra.Command) (*policyserver.Client, context.Context, co
 	ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
 	return policyserver.NewClient(flagServer, cfg), ctx, cancel, nil
 }
+
+// serverRun wraps a command body that needs a policy server client.
+func serverRun(f func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, ctx, cancel, err := serverClient(cmd)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		return f(ctx, cmd, c, args)
+	}
+}

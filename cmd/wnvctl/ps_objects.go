@@ -24,18 +24,6 @@ func init() {
 	)
 }
 
-// serverRun wraps a command body that needs a policy server client.
-func serverRun(f func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error {
-		c, ctx, cancel, err := serverClient(cmd)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		return f(ctx, cmd, c, args)
-	}
-}
-
 func guidArg(what, s string) (policy.GUID, error) {
 	g, err := policy.ParseGUID(s)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,18 +21,13 @@ func vmCreate() *cobra.Command {
 		Short:   "Create a VM on a host: its lookup records reach every host of its routing domain",
 		Example: "  wnvctl vm create --name blue1 --vsid 5001 --mac 00:15:5d:00:00:01 --ca 10.0.0.5 --ca fd00:0:0:1::5 --host host1",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel, err := serverClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
 			vm, err := c.CreateVM(ctx, vm)
 			if err != nil {
 				return err
 			}
 			return outputVMs(cmd, vm, []policyserver.VM{vm})
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&vm.Name, "name", "", "VM name")
@@ -51,12 +47,7 @@ func vmGet() *cobra.Command {
 		Use:   "get [NAME]",
 		Short: "Show one VM, or list VMs (optionally of one host, subnet or routing domain)",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, cancel, err := serverClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
 			if len(args) == 1 {
 				vm, err := c.VM(ctx, args[0])
 				if err != nil {
@@ -69,7 +60,7 @@ func vmGet() *cobra.Command {
 				return err
 			}
 			return outputVMs(cmd, vms, vms)
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.Host, "host", "", "only VMs on this host")
@@ -83,14 +74,9 @@ func vmDelete() *cobra.Command {
 		Use:   "delete NAME",
 		Short: "Delete a VM: its lookup records leave every host",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, cancel, err := serverClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
+		RunE: serverRun(func(ctx context.Context, _ *cobra.Command, c *policyserver.Client, args []string) error {
 			return c.DeleteVM(ctx, args[0])
-		},
+		}),
 	}
 }
 
@@ -101,18 +87,13 @@ func vmMigrate() *cobra.Command {
 		Short:   "Live-migrate a VM: its lookup records move to the new host's PA",
 		Example: "  wnvctl vm migrate blue2 --to host3",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, cancel, err := serverClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cancel()
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
 			vm, err := c.MigrateVM(ctx, args[0], to)
 			if err != nil {
 				return err
 			}
 			return outputVMs(cmd, vm, []policyserver.VM{vm})
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&to, "to", "", "destination host")
 	cmd.MarkFlagRequired("to")

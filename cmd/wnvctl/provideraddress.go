@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
 )
 
 func init() {
@@ -92,33 +94,22 @@ func providerAddressNew() *cobra.Command {
 }
 
 func providerAddressGet() *cobra.Command {
-	f := &providerAddressFlags{}
-	cmd := &cobra.Command{
-		Use:   "get",
-		Short: "List provider addresses, all or those matching the given properties",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.resolve(); err != nil {
-				return err
-			}
-			c, ctx, cancel := providerClient(cmd)
-			defer cancel()
-			as, err := c.ProviderAddresses(ctx, f.filter(cmd))
-			if err != nil {
-				return err
-			}
-			return outputProviderAddresses(cmd, as, as)
-		},
-	}
-	f.bind(cmd)
-	return cmd
+	return providerAddressFiltered("get", "List provider addresses, all or those matching the given properties",
+		(*provider.Client).ProviderAddresses)
 }
 
 func providerAddressRemove() *cobra.Command {
+	return providerAddressFiltered("remove", "Remove the provider addresses matching the given properties (all when none is given)",
+		(*provider.Client).RemoveProviderAddresses)
+}
+
+// providerAddressFiltered builds a verb that passes the filter its flags give
+// to call and prints what call returns.
+func providerAddressFiltered(use, short string, call func(*provider.Client, context.Context, policy.ProviderAddressFilter) ([]policy.ProviderAddress, error)) *cobra.Command {
 	f := &providerAddressFlags{}
 	cmd := &cobra.Command{
-		Use:   "remove",
-		Short: "Remove the provider addresses matching the given properties (all when none is given)",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.resolve(); err != nil {
@@ -126,7 +117,7 @@ func providerAddressRemove() *cobra.Command {
 			}
 			c, ctx, cancel := providerClient(cmd)
 			defer cancel()
-			as, err := c.RemoveProviderAddresses(ctx, f.filter(cmd))
+			as, err := call(c, ctx, f.filter(cmd))
 			if err != nil {
 				return err
 			}

@@ -32,11 +32,10 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 		return invalidf("rev %d is negative: use 0 (from now) or a revision read from the policy", rev)
 	}
 	if rev == 0 {
-		resp, err := s.cli.Get(ctx, Prefix+"idx/vsid/", clientv3.WithLimit(1), clientv3.WithKeysOnly())
-		if err != nil {
-			return etcdError(err)
+		var err error
+		if rev, err = s.revision(ctx); err != nil {
+			return err
 		}
-		rev = resp.Header.Revision
 	}
 	if err := emit(lined(&Event{Type: EventProgress, Revision: rev})); err != nil {
 		return err
@@ -102,6 +101,15 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 	}
 }
 
+// revision is etcd's current revision, read with the smallest request.
+func (s *Store) revision(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, Prefix+"idx/vsid/", clientv3.WithLimit(1), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, etcdError(err)
+	}
+	return resp.Header.Revision, nil
+}
+
 func lined(ev *Event) (*Event, []byte) {
 	b, err := json.Marshal(ev)
 	if err != nil {
@@ -146,11 +154,11 @@ func (h *hub) subscribe(ctx context.Context, rev int64) (*subscriber, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.running {
-		resp, err := h.s.cli.Get(ctx, Prefix+"idx/vsid/", clientv3.WithLimit(1), clientv3.WithKeysOnly())
+		rev, err := h.s.revision(ctx)
 		if err != nil {
-			return nil, etcdError(err)
+			return nil, err
 		}
-		h.running, h.from, h.ring, h.subs = true, resp.Header.Revision, nil, map[*subscriber]struct{}{}
+		h.running, h.from, h.ring, h.subs = true, rev, nil, map[*subscriber]struct{}{}
 		go h.run(h.from)
 	}
 	if rev < h.from {
@@ -311,12 +319,7 @@ func eventOf(e *clientv3.Event) (*Event, error) {
 		if err == nil {
 			s := cmpOrPtr(ev.Subnet, ev.PrevSubnet)
 			ev.Name, ev.RoutingDomainID = fmt.Sprint(s.VirtualSubnetID), s.RoutingDomainID
-			if ev.Subnet != nil {
-				ev.Routes = RoutesFor(ev.Subnet)
-			}
-			if ev.PrevSubnet != nil {
-				ev.PrevRoutes = RoutesFor(ev.PrevSubnet)
-			}
+			ev.Routes, ev.PrevRoutes = derive(ev.Subnet, ev.PrevSubnet, RoutesFor)
 		}
 	case "hosts":
 		ev.Kind, ev.Name = KindHost, name
@@ -328,24 +331,15 @@ func eventOf(e *clientv3.Event) (*Event, error) {
 		ev.VM, ev.PrevVM, err = both[VM](cur, prev)
 		if err == nil {
 			ev.RoutingDomainID = cmpOrPtr(ev.VM, ev.PrevVM).RoutingDomainID
-			if ev.VM != nil {
-				ev.Records = RecordsFor(ev.VM)
-			}
-			if ev.PrevVM != nil {
-				ev.PrevRecords = RecordsFor(ev.PrevVM)
-			}
+			ev.Records, ev.PrevRecords = derive(ev.VM, ev.PrevVM, RecordsFor)
 		}
 	case "gateways":
 		ev.Kind, ev.Name = KindGateway, name
 		ev.Gateway, ev.PrevGateway, err = both[Gateway](cur, prev)
 		if err == nil {
 			ev.RoutingDomainID = cmpOrPtr(ev.Gateway, ev.PrevGateway).RoutingDomainID
-			if ev.Gateway != nil {
-				ev.Records, ev.Routes = GatewayRecords(ev.Gateway), GatewayRoutes(ev.Gateway)
-			}
-			if ev.PrevGateway != nil {
-				ev.PrevRecords, ev.PrevRoutes = GatewayRecords(ev.PrevGateway), GatewayRoutes(ev.PrevGateway)
-			}
+			ev.Records, ev.PrevRecords = derive(ev.Gateway, ev.PrevGateway, GatewayRecords)
+			ev.Routes, ev.PrevRoutes = derive(ev.Gateway, ev.PrevGateway, GatewayRoutes)
 		}
 	default:
 		return nil, nil
@@ -381,6 +375,17 @@ func both[T any](cur, prev []byte) (*T, *T, error) {
 		return nil, nil, errNoValue
 	}
 	return c, p, nil
+}
+
+// derive applies f to the current and the previous object, each when known.
+func derive[T, D any](cur, prev *T, f func(*T) D) (c, p D) {
+	if cur != nil {
+		c = f(cur)
+	}
+	if prev != nil {
+		p = f(prev)
+	}
+	return c, p
 }
 
 func cmpOrPtr[T any](a, b *T) *T {

@@ -54,26 +54,14 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	switch {
 	case e.PolicyMismatch != nil:
 		m := e.PolicyMismatch
-		return json.Marshal(struct {
-			Type            NotificationType
-			VirtualSubnetId uint32
-			CAFamily        uint16
-			CA              netip.Addr
-			PAFamily        uint16
-			PA              netip.Addr
-		}{e.Type, m.VirtualSubnetID, Family(m.CA), m.CA, Family(m.PA), m.PA})
+		return json.Marshal(addressPair(e.Type, m.VirtualSubnetID, m.CA, m.PA))
 	case e.Redirect != nil:
 		r := e.Redirect
 		return json.Marshal(struct {
-			Type            NotificationType
-			VirtualSubnetId uint32
-			CAFamily        uint16
-			CA              netip.Addr
-			PAFamily        uint16
-			PA              netip.Addr
-			NewPAFamily     uint16
-			NewPA           netip.Addr
-		}{e.Type, r.VirtualSubnetID, Family(r.CA), r.CA, Family(r.PA), r.PA, Family(r.NewPA), r.NewPA})
+			addressPairJSON
+			NewPAFamily uint16
+			NewPA       netip.Addr
+		}{addressPair(e.Type, r.VirtualSubnetID, r.CA, r.PA), Family(r.NewPA), r.NewPA})
 	case e.ObjectChange != nil && e.ObjectChange.ProviderAddress != nil:
 		p := e.ObjectChange.ProviderAddress
 		return json.Marshal(struct {
@@ -98,4 +86,19 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		}{e.Type, CustomerAddressType, c.MACAddress.String(), Family(c.CA), c.CA, c.VirtualSubnetID, Family(c.PA), c.PA, c.NotificationReason})
 	}
 	return json.Marshal(struct{ Type NotificationType }{e.Type})
+}
+
+// addressPairJSON is the flat JSON of a policy mismatch; a redirect adds the
+// new PA to it.
+type addressPairJSON struct {
+	Type            NotificationType
+	VirtualSubnetId uint32
+	CAFamily        uint16
+	CA              netip.Addr
+	PAFamily        uint16
+	PA              netip.Addr
+}
+
+func addressPair(t NotificationType, vsid uint32, ca, pa netip.Addr) addressPairJSON {
+	return addressPairJSON{t, vsid, Family(ca), ca, Family(pa), pa}
 }

@@ -305,6 +305,14 @@ func TestEventTextAndJSON(t *testing.T) {
 	if err != nil || string(j) != `{"Type":"policy-mismatch","VirtualSubnetId":5001,"CAFamily":2,"CA":"10.0.0.11","PAFamily":2,"PA":"198.18.0.2"}` {
 		t.Fatalf("JSON = %s, %v", j, err)
 	}
+	ev = Event{Type: RedirectType, Redirect: &Redirect{5001, ca1, pa1, netip.MustParseAddr("198.18.0.3")}}
+	if s := ev.String(); s != "redirect vsid=5001 ca=10.0.0.11 pa=198.18.0.2 newpa=198.18.0.3" {
+		t.Fatalf("String() = %q", s)
+	}
+	j, _ = json.Marshal(ev)
+	if string(j) != `{"Type":"redirect","VirtualSubnetId":5001,"CAFamily":2,"CA":"10.0.0.11","PAFamily":2,"PA":"198.18.0.2","NewPAFamily":2,"NewPA":"198.18.0.3"}` {
+		t.Fatalf("JSON = %s", j)
+	}
 	ev = Event{Type: ObjectChangeType, ObjectChange: &ObjectChange{ObjectType: CustomerAddressType,
 		CustomerAddress: &CustomerAddressChange{packet.MAC{0, 0x15, 0x5d, 1, 2, 3}, netip.MustParseAddr("fd00::11"), 5001, netip.Addr{}, CustomerAddressAdded}}}
 	if s := ev.String(); s != "customer-address added mac=00:15:5d:01:02:03 ca=fd00::11 vsid=5001 pa=-" {

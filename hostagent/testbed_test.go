@@ -254,6 +254,17 @@ func (tb *testbed) eventually(what string, timeout time.Duration, fn func() erro
 	}
 }
 
+// waitEcho waits until a probe from p is echoed.
+func (tb *testbed) waitEcho(what string, p *prober) {
+	tb.t.Helper()
+	tb.eventually(what, 15*time.Second, func() error {
+		if !p.roundTrip(200 * time.Millisecond) {
+			return errors.New("no echo within 200ms")
+		}
+		return nil
+	})
+}
+
 // configureVM gives the VM's eth0 its CA once the host has created it.
 func (tb *testbed) configureVM(vm string, ca netip.Prefix) {
 	tb.t.Helper()
@@ -301,6 +312,7 @@ type prober struct {
 	c    *net.UDPConn
 	mu   sync.Mutex
 	seen map[uint64]time.Time
+	last uint64 // the last sequence number roundTrip used
 }
 
 func (tb *testbed) prober(vm string, to netip.Addr) *prober {
@@ -342,8 +354,13 @@ func (p *prober) got(seq uint64) bool {
 	return ok
 }
 
-// roundTrip sends one datagram and waits up to timeout for its echo.
-func (p *prober) roundTrip(seq uint64, timeout time.Duration) bool {
+// roundTrip sends one datagram with a sequence number not used before, so
+// that an old echo cannot answer it, and waits up to timeout for its echo.
+func (p *prober) roundTrip(timeout time.Duration) bool {
+	p.mu.Lock()
+	p.last++
+	seq := p.last
+	p.mu.Unlock()
 	p.send(seq)
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {

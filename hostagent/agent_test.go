@@ -11,28 +11,6 @@ import (
 	"github.com/wnv/wnv/provider"
 )
 
-// twoHosts starts h1 and h2 with agents, VM a on h1 and b on h2 (b echoes),
-// and returns a prober from a to b once traffic flows.
-func twoHosts(t *testing.T, ctx context.Context) (*testbed, *prober) {
-	tb := newTestbed(t)
-	tb.addHost("h1")
-	tb.addHost("h2")
-	tb.addVMNamespace("a")
-	tb.addVMNamespace("b")
-	tb.startHost("h1", "198.18.0.1/15")
-	tb.startHost("h2", "198.18.0.2/15")
-	tb.blueNetwork(ctx)
-	tb.waitHosts(ctx, "h1", "h2")
-	tb.createVM(ctx, "a", "h1", 0x0a, "10.0.0.10")
-	tb.createVM(ctx, "b", "h2", 0x0b, "10.0.0.11")
-	tb.configureVM("a", netip.MustParsePrefix("10.0.0.10/24"))
-	tb.configureVM("b", netip.MustParsePrefix("10.0.0.11/24"))
-	tb.echo("b")
-	p := tb.prober("a", netip.MustParseAddr("10.0.0.11"))
-	tb.waitEcho("a reaches b", p)
-	return tb, p
-}
-
 func drops(t *testing.T, ctx context.Context, c *provider.Client, reason string) uint64 {
 	t.Helper()
 	cs, err := c.Counters(ctx)
@@ -49,7 +27,7 @@ func drops(t *testing.T, ctx context.Context, c *provider.Client, reason string)
 
 func TestAgentInstallsByWatchAndFetchesAMissingRecordWithoutLosingTheFirstPacket(t *testing.T) {
 	ctx := t.Context()
-	tb, p := twoHosts(t, ctx)
+	tb, p := hostsAB(t, ctx, 2, false)
 	h1 := tb.provider("h1")
 	recs, err := h1.LookupRecords(ctx, policy.LookupRecordFilter{})
 	if err != nil || len(recs) != 2 {
@@ -75,7 +53,7 @@ func TestAgentInstallsByWatchAndFetchesAMissingRecordWithoutLosingTheFirstPacket
 
 func TestFailStaticAndCheckpointRestoreAfterKill9WhileTheServerIsDown(t *testing.T) {
 	ctx := t.Context()
-	tb, p := twoHosts(t, ctx)
+	tb, p := hostsAB(t, ctx, 2, false)
 	time.Sleep(300 * time.Millisecond) // let the debounced checkpoints settle
 
 	tb.kill("policy", syscall.SIGKILL)

@@ -406,3 +406,63 @@ func (tb *testbed) createVM(ctx context.Context, name, host string, mac byte, ca
 	_, err := tb.server.CreateVM(ctx, policyserver.VM{Name: name, MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, mac}, CustomerAddresses: []netip.Addr{netip.MustParseAddr(ca)}, VirtualSubnetID: 5001, Host: host})
 	must(tb.t, err)
 }
+
+// hostsAB starts hosts h1..hN with agents (PA 198.18.0.i), VM a on h1 and b
+// on h2 (b echoes), and returns a prober from a to b once traffic flows.
+// With staticSender, h1 runs without an agent and is provisioned by hand, so
+// it learns nothing by watch: only the old host's forwarding and redirect
+// can move its traffic.
+func hostsAB(t *testing.T, ctx context.Context, n int, staticSender bool) (*testbed, *prober) {
+	tb := newTestbed(t)
+	var hosts []string
+	for i := 1; i <= n; i++ {
+		hosts = append(hosts, fmt.Sprintf("h%d", i))
+		tb.addHost(hosts[i-1])
+	}
+	tb.addVMNamespace("a")
+	tb.addVMNamespace("b")
+	if staticSender {
+		tb.spawn("h1", "h1", "host", "--name", "h1", "--underlay", "ul0", "--socket", tb.socket("h1"), "--notify-socket", filepath.Join(tb.dir, "h1.notify"))
+	} else {
+		tb.startHost("h1", "198.18.0.1/15")
+	}
+	for i := 2; i <= n; i++ {
+		tb.startHost(hosts[i-1], fmt.Sprintf("198.18.0.%d/15", i))
+	}
+	tb.blueNetwork(ctx)
+	if staticSender {
+		_, err := tb.server.RegisterHost(ctx, policyserver.Host{Name: "h1", ProviderAddresses: []netip.Addr{pa1}, TTLSeconds: 3600})
+		must(t, err)
+	}
+	tb.waitHosts(ctx, hosts...)
+	tb.createVM(ctx, "a", "h1", 0x0a, "10.0.0.10")
+	tb.createVM(ctx, "b", "h2", 0x0b, "10.0.0.11")
+	if staticSender {
+		h1 := tb.provider("h1")
+		tb.eventually("h1 answers", 10*time.Second, func() error {
+			_, err := h1.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa1, PrefixLength: 15})
+			return err
+		})
+		_, err := h1.AddCustomerRoute(ctx, policy.CustomerRoute{RoutingDomainID: policy.MustParseGUID("{11111111-2222-3333-4444-000000000001}"),
+			VirtualSubnetID: 5001, DestinationPrefix: netip.MustParsePrefix("10.0.0.0/24")})
+		must(t, err)
+		for _, r := range []struct {
+			ca  string
+			mac byte
+			pa  netip.Addr
+		}{{"10.0.0.10", 0x0a, pa1}, {"10.0.0.11", 0x0b, pa2}} {
+			_, err := h1.AddLookupRecord(ctx, policy.LookupRecord{CustomerAddress: netip.MustParseAddr(r.ca), VirtualSubnetID: 5001,
+				MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, r.mac}, ProviderAddress: r.pa, Rule: policy.TranslationMethodEncap})
+			must(t, err)
+		}
+		_, err = h1.AttachPort(ctx, provider.PortSpec{Name: "a", Netns: tb.ns("v-a"), IfName: "eth0", MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, 0x0a},
+			VirtualSubnetID: 5001, CustomerAddresses: []netip.Addr{netip.MustParseAddr("10.0.0.10")}})
+		must(t, err)
+	}
+	tb.configureVM("a", netip.MustParsePrefix("10.0.0.10/24"))
+	tb.configureVM("b", netip.MustParsePrefix("10.0.0.11/24"))
+	tb.echo("b")
+	p := tb.prober("a", netip.MustParseAddr("10.0.0.11"))
+	tb.waitEcho("a reaches b", p)
+	return tb, p
+}

@@ -8,6 +8,7 @@
 //	/v1/customer-routes     POST, GET, PATCH (Metric only), DELETE
 //	/v1/provider-addresses  POST, GET, DELETE
 //	/v1/provider-routes     POST, GET, PATCH (Metric only), DELETE
+//	/v1/virtual-subnets     POST, GET, PATCH (Encapsulation only), DELETE
 //	/v1/global              GET, PUT
 //	/v1/ports               POST attach, GET list
 //	/v1/ports/{name}        GET, DELETE detach (?keepInterface=true leaves the TAP)

@@ -1,5 +1,6 @@
 // Command wnvd is the wnv daemon. `wnvd host` runs one host's switch with its
-// provider API and notification API.
+// provider API, notification API and, with --policy-server, its host agent;
+// `wnvd policy` runs the policy server.
 package main
 
 import (
@@ -37,6 +38,15 @@ func main() {
 	}
 }
 
+// newLogger logs text to stderr from the --log-level given.
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q is not a level: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
 func hostCmd() *cobra.Command {
 	var (
 		cfg          host.Config
@@ -51,9 +61,9 @@ func hostCmd() *cobra.Command {
 		Short: "Run the switch of one host: VM ports, underlay, provider and notification APIs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q is not a level: use debug, info, warn or error", logLevel)
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
 			}
 			if cfg.Underlay == "" {
 				return errors.New("--underlay is required: name the interface that carries the provider network")
@@ -61,7 +71,7 @@ func hostCmd() *cobra.Command {
 			if cfg.Name == "" {
 				cfg.Name, _ = os.Hostname()
 			}
-			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("host", cfg.Name)
+			cfg.Log = log.With("host", cfg.Name)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return runHost(ctx, cfg, socket, notifySocket, metricsAddr, ag)

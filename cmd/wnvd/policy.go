@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -40,9 +39,9 @@ func policyCmd() *cobra.Command {
 Several policy servers may serve one etcd cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q is not a level: use debug, info, warn or error", f.logLevel)
+			log, err := newLogger(f.logLevel)
+			if err != nil {
+				return err
 			}
 			if (f.dataDir == "") == (len(f.endpoints) == 0) {
 				return errors.New("give exactly one of --data-dir (embedded etcd) and --etcd-endpoints (external cluster)")
@@ -53,7 +52,6 @@ Several policy servers may serve one etcd cluster.`,
 			if f.clientCA != "" && f.tlsCert == "" {
 				return errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS runs over HTTPS")
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return runPolicy(ctx, f, log)

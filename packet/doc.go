@@ -1,6 +1,7 @@
 // Package packet holds the zero-allocation wire codecs of the data path:
 // Ethernet (with one 802.1Q tag), ARP, IPv4, IPv6, ICMPv4, ICMPv6 neighbour
-// discovery, UDP, NVGRE (RFC 7637) and VXLAN (RFC 7348).
+// discovery and errors, UDP, NVGRE (RFC 7637), VXLAN (RFC 7348), and wnv's
+// own redirect message (redirect.go).
 //
 // A parsed header is a view: a byte slice type over the caller's buffer whose
 // accessors read the wire format in place. Parse functions validate just

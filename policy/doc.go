@@ -1,8 +1,9 @@
 // Package policy holds the network virtualization policy of one host: the
 // five object kinds of the original WMI classes (lookup records, customer
-// routes, provider addresses, provider routes, the global setting), their
-// validation, and immutable Table snapshots indexed for the switch's fast
-// path.
+// routes, provider addresses, provider routes, the global setting), plus each
+// virtual subnet's encapsulation (VirtualSubnet: NVGRE unless it says VXLAN),
+// their validation, and immutable Table snapshots indexed for the switch's
+// fast path.
 //
 // A Store is the single writer. Each write runs as an all-or-nothing
 // transaction against the current Table and, if it succeeds, publishes a new

@@ -196,7 +196,7 @@ func lookupRecordRemove() *cobra.Command {
 	return cmd
 }
 
-// outputLookupRecords prints v as JSON, or rs as a outTable.
+// outputLookupRecords prints v as JSON, or rs as a table.
 func outputLookupRecords(cmd *cobra.Command, v any, rs []policy.LookupRecord) error {
 	t := outTable{header: []string{"CustomerAddress", "VirtualSubnetID", "MACAddress", "ProviderAddress", "Rule", "Type", "CustomerID", "VMName", "Flags"}}
 	for _, r := range rs {

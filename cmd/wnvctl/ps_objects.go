@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -24,10 +25,11 @@ func init() {
 	)
 }
 
+// guidArg parses a GUID argument; what names it in the error.
 func guidArg(what, s string) (policy.GUID, error) {
 	g, err := policy.ParseGUID(s)
 	if err != nil {
-		return g, ruleError(what + " " + strconv.Quote(s) + " is malformed: use a GUID such as {11111111-2222-3333-4444-000000000000}")
+		return g, fmt.Errorf("%s %q is malformed: use a GUID such as {11111111-2222-3333-4444-000000000000}", what, s)
 	}
 	return g, nil
 }

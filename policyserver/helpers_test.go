@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http/httptest"
 	"net/netip"
@@ -17,10 +18,14 @@ import (
 	"github.com/wnv/wnv/policy"
 )
 
-// freeURL returns an http://127.0.0.1:port URL on a port free right now.
+// freeURL returns an http:// URL on a port free right now, on a random
+// address of 127.0.0.0/8: the port is released before etcd binds it, and a
+// private loopback address keeps other tests' sockets (which use 127.0.0.1)
+// from taking it meanwhile.
 func freeURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ip := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -321,11 +321,14 @@ type underlaySocket interface {
 // underlayWorker validates and delivers what arrives on one PA socket, with
 // the switch entry of its encapsulation, until the socket is closed.
 func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, payload []byte) vswitch.Result) {
-	encap, batch, size := policy.EncapNVGRE, batchSize, maxFrame
+	// GRE reads carry what the kernel's GRO on the underlay merged, up to
+	// 64 KiB; UDP GRO reads up to 64 KiB of datagrams.
+	encap, batch, size := policy.EncapNVGRE, batchSize, maxSuper
 	if _, ok := s.(*dataplane.VXLANSocket); ok {
-		// UDP GRO reads carry up to 64 KiB of datagrams.
-		encap, batch, size = policy.EncapVXLAN, superBatch, maxSuper
+		encap, batch = policy.EncapVXLAN, superBatch
 	}
+	// wire is the longest inner frame one underlay packet carries.
+	wire := h.underlayMTU - vswitch.Overhead(encap, s.LocalAddr().Is6()) + packet.EthernetHeaderLen
 	pkts := make([]dataplane.Packet, batch)
 	for i := range pkts {
 		pkts[i].Buf = make([]byte, size)
@@ -356,6 +359,11 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 				case vswitch.Forward:
 					h.forwardMoved(r, payload, encap)
 					continue
+				case vswitch.ToPort:
+					if hdr, ok := offload.KernelCoalesced(r.Data, wire); ok {
+						out.addSuper(r.Port, hdr, r.Data)
+						continue
+					}
 				}
 				out.add(r)
 			}

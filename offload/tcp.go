@@ -255,3 +255,36 @@ func SegmentTCP(dst, pkt []byte, prefix int, h VirtioNetHdr) (size, total int, e
 	}
 	return size, total, nil
 }
+
+// KernelCoalesced recognises a TCP super-frame the kernel's GRO built on the
+// underlay: an inner frame longer than wire, the most one underlay packet
+// can carry, whose TCP checksum field holds only the pseudo-header sum, as
+// the kernel leaves it after merging segments it verified. It returns the
+// virtio-net header for writing the frame to a TAP as is: the checksum to
+// complete and the segment size, the largest that fits the wire (the kernel
+// does not tell the size of the segments it merged). A frame that fits the
+// wire, or carries a full checksum, is not one.
+func KernelCoalesced(frame []byte, wire int) (VirtioNetHdr, bool) {
+	if len(frame) <= wire {
+		return VirtioNetHdr{}, false
+	}
+	s, ok := ParseSegment(frame)
+	if !ok || s.end != len(frame) {
+		return VirtioNetHdr{}, false
+	}
+	src, dst := s.addrs()
+	tcp := s.tcp()
+	if binary.BigEndian.Uint16(tcp[16:18]) != ^packet.Checksum(nil, packet.PseudoHeaderSum(src, dst, packet.ProtoTCP, len(tcp))) {
+		return VirtioNetHdr{}, false
+	}
+	mss := wire - s.pay
+	if mss <= 0 {
+		return VirtioNetHdr{}, false
+	}
+	gso := uint8(GSOTCPv4)
+	if s.v6 {
+		gso = GSOTCPv6
+	}
+	return VirtioNetHdr{Flags: NeedsCsum, GSOType: gso, HdrLen: uint16(s.pay), GSOSize: uint16(mss),
+		CsumStart: uint16(s.l4), CsumOffset: 16}, true
+}

@@ -274,3 +274,50 @@ func FuzzSegmentTCP(f *testing.F) {
 		}
 	})
 }
+
+func TestKernelCoalesced(t *testing.T) {
+	const wire = 1500 - 20 - 8 // inner frame behind IPv4 and NVGRE
+	for _, fam := range [][2]string{{"10.0.0.10", "10.0.0.11"}, {"fd00::10", "fd00::11"}} {
+		// A super-frame as the kernel's GRO leaves it: lengths of the whole,
+		// TCP checksum holding the pseudo-header sum.
+		frame, vm := superFrame(t, fam[0], fam[1], 20000, 1000)
+		h, ok := KernelCoalesced(frame, wire)
+		if !ok {
+			t.Fatalf("%s: a GRO super-frame is not recognised", fam[0])
+		}
+		want := vm
+		want.GSOSize = uint16(wire - int(vm.HdrLen))
+		if h != want {
+			t.Errorf("%s: header %+v, want %+v", fam[0], h, want)
+		}
+		// The VM's kernel may cut it again: every segment fits the wire.
+		dst := make([]byte, 64<<10)
+		size, total, err := SegmentTCP(dst, frame, 0, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size != wire {
+			t.Errorf("%s: segments of %d bytes, want %d", fam[0], size, wire)
+		}
+		for off := 0; off < total; off += size {
+			checkSegment(t, dst[off:min(off+size, total)])
+		}
+
+		if _, ok := KernelCoalesced(frame[:len(frame)-1], wire); ok {
+			t.Errorf("%s: a frame with bytes missing from its IP packet is recognised", fam[0])
+		}
+		if _, ok := KernelCoalesced(append(frame[:len(frame):len(frame)], 0), wire); ok {
+			t.Errorf("%s: a frame with trailing bytes is recognised", fam[0])
+		}
+		small, _ := superFrame(t, fam[0], fam[1], 1000, 1000)
+		if _, ok := KernelCoalesced(small, wire); ok {
+			t.Errorf("%s: a frame that fits the wire is recognised", fam[0])
+		}
+		if err := CompleteChecksum(frame, vm); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := KernelCoalesced(frame, wire); ok {
+			t.Errorf("%s: a frame with a full checksum is recognised", fam[0])
+		}
+	}
+}

@@ -52,7 +52,11 @@ func main() {
 	flag.StringVar(&o.wnvd, "wnvd", "", "path of the wnvd binary (required)")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each measurement")
 	flag.StringVar(&o.only, "only", "", "comma-separated setups to run: kernel, vxlan, nvgre (default all)")
+	flag.IntVar(&o.mtu, "mtu", 1500, "MTU of the underlay veths (9000 for jumbo frames); VM MTUs leave room for the encapsulation")
 	flag.Parse()
+	if o.mtu < 1280 || o.mtu > 9000 {
+		exitOn(fmt.Errorf("--mtu %d is out of range: use 1280..9000", o.mtu))
+	}
 	if o.wnvd == "" {
 		exitOn(errors.New("--wnvd is required: build it with go build -o <path> ./cmd/wnvd"))
 	}
@@ -74,6 +78,7 @@ func exitOn(err error) {
 type options struct {
 	wnvd, self, only string
 	duration         time.Duration
+	mtu              int
 }
 
 // figures are one setup's measurements; zero means not measured.
@@ -171,8 +176,8 @@ func (b *bed) base() error {
 	}
 	return each([][]string{
 		{"link", "add", b.underlay(0), "netns", b.host(0), "type", "veth", "peer", "name", b.underlay(1), "netns", b.host(1)},
-		{"-n", b.host(0), "link", "set", b.underlay(0), "up"},
-		{"-n", b.host(1), "link", "set", b.underlay(1), "up"},
+		{"-n", b.host(0), "link", "set", b.underlay(0), "mtu", strconv.Itoa(b.o.mtu), "up"},
+		{"-n", b.host(1), "link", "set", b.underlay(1), "mtu", strconv.Itoa(b.o.mtu), "up"},
 	})
 }
 
@@ -180,6 +185,9 @@ func (b *bed) base() error {
 // in a bridge, static FDB entries, and an all-zero entry to flood ARP to the
 // peer.
 func (b *bed) kernel() error {
+	// The vxlan device's own default: the underlay MTU less 50 bytes of
+	// outer headers, as wnvd gives its VXLAN ports.
+	vmMTU := strconv.Itoa(b.o.mtu - 50)
 	for i := range 2 {
 		h, peer := b.host(i), 1-i
 		if err := each([][]string{
@@ -188,9 +196,9 @@ func (b *bed) kernel() error {
 			{"-n", h, "link", "add", "br0", "type", "bridge"},
 			{"-n", h, "link", "add", "vm", "type", "veth", "peer", "name", "eth0", "netns", b.vm(i)},
 			{"-n", h, "link", "set", "vx0", "master", "br0", "up"},
-			{"-n", h, "link", "set", "vm", "master", "br0", "mtu", "1450", "up"},
+			{"-n", h, "link", "set", "vm", "master", "br0", "mtu", vmMTU, "up"},
 			{"-n", h, "link", "set", "br0", "up"},
-			{"-n", b.vm(i), "link", "set", "eth0", "address", mac[i].String(), "mtu", "1450", "up"},
+			{"-n", b.vm(i), "link", "set", "eth0", "address", mac[i].String(), "mtu", vmMTU, "up"},
 			{"-n", b.vm(i), "addr", "add", ca[i].String() + "/24", "dev", "eth0"},
 		}); err != nil {
 			return err
@@ -490,5 +498,5 @@ func print(rs []figures, o options) {
 			r.pps/1e3, ratio(r.pps, b.pps), r.rr, ratio(r.rr, b.rr), cpu)
 	}
 	w.Flush()
-	fmt.Printf("each figure over %v; ratios are to (a) measured in the same run\n", o.duration)
+	fmt.Printf("each figure over %v; underlay MTU %d; ratios are to (a) measured in the same run\n", o.duration, o.mtu)
 }

@@ -21,8 +21,11 @@ import (
 // switched (frames and bytes received, frames encapsulated) until Flush adds
 // them to the switch's Counters, which the worker does after every batch.
 type Flows struct {
-	gen  uint64
+	// sets comes first: a Flows is a large allocation, so page-aligned, and
+	// each 64-byte entry then sits in one cache line instead of straddling
+	// two.
 	sets [flowSets][flowWays]flowEntry
+	gen  uint64
 
 	// Fast-path counts not yet added to the switch's Counters: an atomic
 	// add per counter per packet cost as much as the lookup.

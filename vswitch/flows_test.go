@@ -3,6 +3,7 @@ package vswitch
 import (
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
@@ -149,5 +150,14 @@ func TestFlowsCountsReachCountersOnFlush(t *testing.T) {
 	f.Flush()
 	if pc.RxFrames.Load() != 3 || vc.Encapsulated.Load() != 3 {
 		t.Fatal("a second Flush counted again")
+	}
+}
+
+func TestFlowEntryFillsOneCacheLine(t *testing.T) {
+	if n := unsafe.Sizeof(flowEntry{}); n != 64 {
+		t.Errorf("flowEntry is %d bytes, want 64: one cache line per decision", n)
+	}
+	if off := unsafe.Offsetof(Flows{}.sets); off != 0 {
+		t.Errorf("Flows.sets at offset %d, want 0: entries would straddle cache lines", off)
 	}
 }

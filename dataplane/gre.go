@@ -3,10 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -35,13 +32,8 @@ const (
 // GRESocket is a raw IP protocol 47 socket bound to one provider address.
 // ReadBatch and WriteBatch are safe for concurrent use.
 type GRESocket struct {
-	f       *os.File
-	rc      syscall.RawConn
-	pa      netip.Addr
+	underlaySocket
 	batches sync.Pool // *greBatch
-
-	dropped, truncated atomic.Uint64
-	closed             atomic.Bool
 }
 
 // greBatch carries one ReadBatch or WriteBatch call through RawConn, whose
@@ -88,19 +80,10 @@ func (s *GRESocket) batch(n int) *greBatch {
 // ListenGRE opens a raw GRE socket bound to pa, IPv4 or IPv6. The address
 // must already be configured and, for IPv6, past DAD.
 func ListenGRE(pa netip.Addr) (*GRESocket, error) {
-	if !pa.IsValid() || pa.IsUnspecified() || pa.IsMulticast() || pa.Is4In6() || pa.Zone() != "" {
-		return nil, fmt.Errorf("provider address %s cannot carry GRE: use a unicast IPv4 or global IPv6 address without a zone", pa)
+	if err := checkPA(pa, "GRE"); err != nil {
+		return nil, err
 	}
-	var (
-		family = unix.AF_INET
-		sa     unix.Sockaddr
-	)
-	if pa.Is4() {
-		sa = &unix.SockaddrInet4{Addr: pa.As4()}
-	} else {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Addr: pa.As16()}
-	}
+	family, sa := paSockaddr(pa, 0)
 	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_GRE)
 	if err != nil {
 		return nil, fmt.Errorf("open GRE socket for %s: %w", pa, err)
@@ -109,39 +92,18 @@ func ListenGRE(pa netip.Addr) (*GRESocket, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind GRE socket to provider address %s: %w", pa, err)
 	}
-	// Deep buffers absorb bursts between batches; FORCE needs CAP_NET_ADMIN,
-	// so fall back to the sysctl-capped size without it.
-	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], socketBuffer) != nil {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], socketBuffer)
-		}
+	setBuffers(fd)
+	s := &GRESocket{}
+	if err := s.init(fd, "gre:"+pa.String(), pa); err != nil {
+		return nil, err
 	}
-	s := &GRESocket{f: os.NewFile(uintptr(fd), "gre:"+pa.String()), pa: pa}
 	s.batches.New = func() any {
 		b := &greBatch{s: s}
 		b.recvFn, b.sendFn = b.recvReady, b.sendReady
 		b.v.grow(defaultBatch)
 		return b
 	}
-	if s.rc, err = s.f.SyscallConn(); err != nil {
-		s.f.Close()
-		return nil, err
-	}
 	return s, nil
-}
-
-// LocalAddr is the provider address the socket is bound to.
-func (s *GRESocket) LocalAddr() netip.Addr { return s.pa }
-
-// Stats returns the socket's drop counters.
-func (s *GRESocket) Stats() Stats {
-	return Stats{Dropped: s.dropped.Load(), Truncated: s.truncated.Load()}
-}
-
-// Close closes the socket and wakes a ReadBatch blocked on it.
-func (s *GRESocket) Close() error {
-	s.closed.Store(true)
-	return s.f.Close()
 }
 
 // ReadBatch blocks until at least one packet has arrived, then returns up to

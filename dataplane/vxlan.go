@@ -4,10 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -25,14 +23,9 @@ import (
 // by a hash of the inner flow. The same spread lets a receiver with several
 // listening sockets (SO_REUSEPORT) share the flows among its cores.
 type VXLANSocket struct {
-	f       *os.File
-	rc      syscall.RawConn
-	pa      netip.Addr
-	batches sync.Pool // *udpBatch
-
-	dropped, truncated atomic.Uint64
-	closed             atomic.Bool
-	noGSO              atomic.Bool // the kernel refused a GSO send: send datagrams one by one
+	underlaySocket
+	batches sync.Pool   // *udpBatch
+	noGSO   atomic.Bool // the kernel refused a GSO send: send datagrams one by one
 }
 
 // udpOOBLen holds one cmsg with a UDP_SEGMENT (uint16) or UDP_GRO (int)
@@ -78,17 +71,10 @@ func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) { return openVXLAN(pa, pac
 func SendVXLAN(pa netip.Addr) (*VXLANSocket, error) { return openVXLAN(pa, 0) }
 
 func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
-	if !pa.IsValid() || pa.IsUnspecified() || pa.IsMulticast() || pa.Is4In6() || pa.Zone() != "" {
-		return nil, fmt.Errorf("provider address %s cannot carry VXLAN: use a unicast IPv4 or global IPv6 address without a zone", pa)
+	if err := checkPA(pa, "VXLAN"); err != nil {
+		return nil, err
 	}
-	family := unix.AF_INET
-	var sa unix.Sockaddr
-	if pa.Is6() {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Addr: pa.As16(), Port: port}
-	} else {
-		sa = &unix.SockaddrInet4{Addr: pa.As4(), Port: port}
-	}
+	family, sa := paSockaddr(pa, port)
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return nil, fmt.Errorf("open VXLAN socket for %s: %w", pa, err)
@@ -103,40 +89,21 @@ func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind VXLAN socket to provider address %s port %d: %w", pa, port, err)
 	}
-	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], socketBuffer) != nil {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], socketBuffer)
-		}
-	}
+	setBuffers(fd)
 	// Coalesced reads (UDP GRO): a peer's GSO send arrives whole. Kernels
 	// before 5.0 lack it and deliver datagrams one by one.
 	_ = unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1)
-	s := &VXLANSocket{f: os.NewFile(uintptr(fd), "vxlan:"+pa.String()), pa: pa}
+	s := &VXLANSocket{}
+	if err := s.init(fd, "vxlan:"+pa.String(), pa); err != nil {
+		return nil, err
+	}
 	s.batches.New = func() any {
 		b := &udpBatch{s: s}
 		b.recvFn, b.sendFn = b.recvReady, b.sendReady
 		b.v.grow(defaultBatch)
 		return b
 	}
-	if s.rc, err = s.f.SyscallConn(); err != nil {
-		s.f.Close()
-		return nil, err
-	}
 	return s, nil
-}
-
-// LocalAddr is the provider address the socket is bound to.
-func (s *VXLANSocket) LocalAddr() netip.Addr { return s.pa }
-
-// Stats returns the socket's drop counters.
-func (s *VXLANSocket) Stats() Stats {
-	return Stats{Dropped: s.dropped.Load(), Truncated: s.truncated.Load()}
-}
-
-// Close closes the socket and wakes a ReadBatch blocked on it.
-func (s *VXLANSocket) Close() error {
-	s.closed.Store(true)
-	return s.f.Close()
 }
 
 func (s *VXLANSocket) batch(n int) *udpBatch {

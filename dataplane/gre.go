@@ -36,44 +36,12 @@ type GRESocket struct {
 	batches sync.Pool // *greBatch
 }
 
-// greBatch carries one ReadBatch or WriteBatch call through RawConn, whose
-// callback may run several times before the batch is done. Calls take one
-// from the socket's pool, so concurrent calls do not share vectors and steady
-// state does not allocate.
-type greBatch struct {
-	s          *GRESocket
-	v          mmsgVec
-	want       int // messages in the vector
-	next, done int // send progress; messages done
-	err        error
-	recvFn     func(uintptr) bool // bound once so batches do not allocate closures
-	sendFn     func(uintptr) bool
-}
-
-// mmsgVec is a recvmmsg/sendmmsg vector. Names have room for either family.
-// IPv4 receives scatter the fixed IP header into hdr so the payload lands at
-// the start of the caller's buffer without a copy.
-type mmsgVec struct {
-	msgs  []unix.Mmsghdr
-	iovs  []unix.Iovec
-	names []unix.RawSockaddrInet6
-	hdr   [][ipv4HeaderLen]byte
-}
-
-func (v *mmsgVec) grow(n int) {
-	if n <= len(v.msgs) {
-		return
-	}
-	v.msgs = make([]unix.Mmsghdr, n)
-	v.iovs = make([]unix.Iovec, 2*n)
-	v.names = make([]unix.RawSockaddrInet6, n)
-	v.hdr = make([][ipv4HeaderLen]byte, n)
-}
+// greBatch is a GRE socket's mmsgBatch.
+type greBatch struct{ mmsgBatch }
 
 func (s *GRESocket) batch(n int) *greBatch {
 	b := s.batches.Get().(*greBatch)
-	b.v.grow(n)
-	b.want, b.next, b.done, b.err = 0, 0, 0, nil
+	b.reset(n)
 	return b
 }
 
@@ -98,9 +66,8 @@ func ListenGRE(pa netip.Addr) (*GRESocket, error) {
 		return nil, err
 	}
 	s.batches.New = func() any {
-		b := &greBatch{s: s}
-		b.recvFn, b.sendFn = b.recvReady, b.sendReady
-		b.v.grow(defaultBatch)
+		b := &greBatch{}
+		b.init(&s.underlaySocket, nil)
 		return b
 	}
 	return s, nil
@@ -120,13 +87,8 @@ func (s *GRESocket) ReadBatch(pkts []Packet) (int, error) {
 	defer s.batches.Put(b)
 	for {
 		b.prepareRecv(pkts)
-		b.want, b.done, b.err = len(pkts), 0, nil
-		err := s.rc.Read(b.recvFn)
-		if err == nil {
-			err = b.err
-		}
-		if err != nil {
-			return 0, fmt.Errorf("read GRE on %s: %w", s.pa, closedErr(&s.closed, err))
+		if err := b.recv(len(pkts)); err != nil {
+			return 0, fmt.Errorf("read GRE on %s: %w", s.pa, err)
 		}
 		if n := b.unpack(pkts); n > 0 {
 			return n, nil
@@ -156,23 +118,6 @@ func (b *greBatch) prepareRecv(pkts []Packet) {
 			m.SetIovlen(1)
 			m.Name = (*byte)(unsafe.Pointer(&v.names[i]))
 			m.Namelen = unix.SizeofSockaddrInet6
-		}
-	}
-}
-
-func (b *greBatch) recvReady(fd uintptr) bool {
-	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[0])), uintptr(b.want), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			b.done = int(n)
-			return true
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		default:
-			b.err = e
-			return true
 		}
 	}
 }
@@ -253,35 +198,8 @@ func (s *GRESocket) WriteBatch(pkts []Packet) (int, error) {
 	if b.want == 0 {
 		return 0, nil
 	}
-	err := s.rc.Write(b.sendFn)
-	if err == nil {
-		err = b.err
-	}
-	if err != nil {
-		return b.done, fmt.Errorf("write GRE from %s: %w", s.pa, closedErr(&s.closed, err))
+	if err := b.send(); err != nil {
+		return b.done, fmt.Errorf("write GRE from %s: %w", s.pa, err)
 	}
 	return b.done, nil
-}
-
-func (b *greBatch) sendReady(fd uintptr) bool {
-	for b.next < b.want {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[b.next])), uintptr(b.want-b.next), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			b.next += int(n)
-			b.done += int(n)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		case unix.EBADF, unix.ENOTSOCK:
-			b.err = e
-			return true
-		default:
-			// sendmmsg reports an error only for the first message it could
-			// not send: drop that one and carry on with the rest.
-			b.s.dropped.Add(1)
-			b.next++
-		}
-	}
-	return true
 }

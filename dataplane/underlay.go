@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -72,4 +73,123 @@ func (s *underlaySocket) Stats() Stats {
 func (s *underlaySocket) Close() error {
 	s.closed.Store(true)
 	return s.f.Close()
+}
+
+// mmsgVec is a recvmmsg/sendmmsg vector. Names have room for either family.
+// IPv4 receives scatter the fixed IP header into hdr so the payload lands at
+// the start of the caller's buffer without a copy.
+type mmsgVec struct {
+	msgs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6
+	hdr   [][ipv4HeaderLen]byte
+}
+
+func (v *mmsgVec) grow(n int) {
+	if n <= len(v.msgs) {
+		return
+	}
+	v.msgs = make([]unix.Mmsghdr, n)
+	v.iovs = make([]unix.Iovec, 2*n)
+	v.names = make([]unix.RawSockaddrInet6, n)
+	v.hdr = make([][ipv4HeaderLen]byte, n)
+}
+
+// mmsgBatch carries one ReadBatch or WriteBatch call through RawConn, whose
+// callback may run several times before the batch is done. Calls take one
+// from the socket's pool, so concurrent calls do not share vectors and steady
+// state does not allocate.
+type mmsgBatch struct {
+	s          *underlaySocket
+	v          mmsgVec
+	want       int // messages in the vector
+	next, done int // send progress; messages done
+	err        error
+	gsoOff     *atomic.Bool       // set when the kernel refuses a GSO send; nil on GRE
+	recvFn     func(uintptr) bool // bound once so batches do not allocate closures
+	sendFn     func(uintptr) bool
+}
+
+func (b *mmsgBatch) init(s *underlaySocket, gsoOff *atomic.Bool) {
+	b.s, b.gsoOff = s, gsoOff
+	b.recvFn, b.sendFn = b.recvReady, b.sendReady
+	b.v.grow(defaultBatch)
+}
+
+// reset readies a pooled batch for a call of up to n messages.
+func (b *mmsgBatch) reset(n int) {
+	b.v.grow(n)
+	b.want, b.next, b.done, b.err = 0, 0, 0, nil
+}
+
+// recv waits until the socket is readable and receives into the first want
+// messages of the vector with one recvmmsg.
+func (b *mmsgBatch) recv(want int) error {
+	b.want, b.done, b.err = want, 0, nil
+	err := b.s.rc.Read(b.recvFn)
+	if err == nil {
+		err = b.err
+	}
+	if err != nil {
+		return closedErr(&b.s.closed, err)
+	}
+	return nil
+}
+
+// send sends the b.want messages of the vector with sendmmsg, waiting while
+// the socket's buffer is full.
+func (b *mmsgBatch) send() error {
+	err := b.s.rc.Write(b.sendFn)
+	if err == nil {
+		err = b.err
+	}
+	if err != nil {
+		return closedErr(&b.s.closed, err)
+	}
+	return nil
+}
+
+func (b *mmsgBatch) recvReady(fd uintptr) bool {
+	for {
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[0])), uintptr(b.want), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			b.done = int(n)
+			return true
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			b.err = e
+			return true
+		}
+	}
+}
+
+func (b *mmsgBatch) sendReady(fd uintptr) bool {
+	for b.next < b.want {
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[b.next])), uintptr(b.want-b.next), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			b.next += int(n)
+			b.done += int(n)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		case unix.EBADF, unix.ENOTSOCK:
+			b.err = e
+			return true
+		default:
+			// sendmmsg reports an error only for the first message it could
+			// not send: drop that one and carry on with the rest. A
+			// message with control data is a UDP GSO send (VXLAN only);
+			// EIO or EINVAL for it means the underlay cannot segment.
+			if b.gsoOff != nil && (e == unix.EIO || e == unix.EINVAL) && b.v.msgs[b.next].Hdr.Controllen > 0 {
+				b.gsoOff.Store(true)
+			}
+			b.s.dropped.Add(1)
+			b.next++
+		}
+	}
+	return true
 }

@@ -48,16 +48,10 @@ var vxlanPortBE = func() uint16 {
 	return *(*uint16)(unsafe.Pointer(&b))
 }()
 
-// udpBatch carries one ReadBatch or WriteBatch call through RawConn.
+// udpBatch is a VXLAN socket's mmsgBatch, with room for a cmsg per message.
 type udpBatch struct {
-	s          *VXLANSocket
-	v          mmsgVec
-	oob        [][udpOOBLen]byte // per message: UDP_SEGMENT or UDP_GRO
-	want       int
-	next, done int
-	err        error
-	recvFn     func(uintptr) bool
-	sendFn     func(uintptr) bool
+	mmsgBatch
+	oob [][udpOOBLen]byte // per message: UDP_SEGMENT or UDP_GRO
 }
 
 // ListenVXLAN opens a UDP socket on pa port 4789. The address must already
@@ -98,9 +92,8 @@ func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
 		return nil, err
 	}
 	s.batches.New = func() any {
-		b := &udpBatch{s: s}
-		b.recvFn, b.sendFn = b.recvReady, b.sendReady
-		b.v.grow(defaultBatch)
+		b := &udpBatch{}
+		b.init(&s.underlaySocket, &s.noGSO)
 		return b
 	}
 	return s, nil
@@ -108,11 +101,10 @@ func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
 
 func (s *VXLANSocket) batch(n int) *udpBatch {
 	b := s.batches.Get().(*udpBatch)
-	b.v.grow(n)
+	b.reset(n)
 	if len(b.oob) < len(b.v.msgs) {
 		b.oob = make([][udpOOBLen]byte, len(b.v.msgs))
 	}
-	b.want, b.next, b.done, b.err = 0, 0, 0, nil
 	return b
 }
 
@@ -142,33 +134,11 @@ func (s *VXLANSocket) ReadBatch(pkts []Packet) (int, error) {
 			m.Control = &b.oob[i][0]
 			m.SetControllen(udpOOBLen)
 		}
-		b.want, b.done, b.err = len(pkts), 0, nil
-		err := s.rc.Read(b.recvFn)
-		if err == nil {
-			err = b.err
-		}
-		if err != nil {
-			return 0, fmt.Errorf("read VXLAN on %s: %w", s.pa, closedErr(&s.closed, err))
+		if err := b.recv(len(pkts)); err != nil {
+			return 0, fmt.Errorf("read VXLAN on %s: %w", s.pa, err)
 		}
 		if n := b.unpack(pkts); n > 0 {
 			return n, nil
-		}
-	}
-}
-
-func (b *udpBatch) recvReady(fd uintptr) bool {
-	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[0])), uintptr(b.want), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			b.done = int(n)
-			return true
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		default:
-			b.err = e
-			return true
 		}
 	}
 }
@@ -260,12 +230,8 @@ func (s *VXLANSocket) WriteBatch(pkts []Packet) (int, error) {
 	if b.want == 0 {
 		return 0, nil
 	}
-	err := s.rc.Write(b.sendFn)
-	if err == nil {
-		err = b.err
-	}
-	if err != nil {
-		return b.done, fmt.Errorf("write VXLAN from %s: %w", s.pa, closedErr(&s.closed, err))
+	if err := b.send(); err != nil {
+		return b.done, fmt.Errorf("write VXLAN from %s: %w", s.pa, err)
 	}
 	return b.done, nil
 }
@@ -312,30 +278,4 @@ func putSegmentCmsg(oob []byte, size uint16) {
 	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 	h.SetLen(unix.CmsgLen(2))
 	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = size
-}
-
-func (b *udpBatch) sendReady(fd uintptr) bool {
-	for b.next < b.want {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.v.msgs[b.next])), uintptr(b.want-b.next), unix.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case 0:
-			b.next += int(n)
-			b.done += int(n)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		case unix.EBADF, unix.ENOTSOCK:
-			b.err = e
-			return true
-		default:
-			// sendmmsg reports an error only for the first message it could
-			// not send: drop that one and carry on with the rest.
-			if (e == unix.EIO || e == unix.EINVAL) && b.v.msgs[b.next].Hdr.Controllen > 0 {
-				b.s.noGSO.Store(true)
-			}
-			b.s.dropped.Add(1)
-			b.next++
-		}
-	}
-	return true
 }

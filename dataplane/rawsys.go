@@ -30,3 +30,12 @@ func rawWrite(fd uintptr, p []byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// rawWritev is writev(2) without the runtime's syscall bookkeeping.
+func rawWritev(fd uintptr, iovs []unix.Iovec) error {
+	_, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(iovs))), uintptr(len(iovs)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}

@@ -46,14 +46,51 @@ type TAP struct {
 	offload    bool
 }
 
-// tapBatch carries one ReadBatch or WriteBatch call through RawConn, whose
-// callback may run several times before the batch is done.
+// tapCall is the progress of one TAP call through RawConn, whose callback
+// may run several times before the call is done.
+type tapCall struct {
+	t    *TAP
+	i, n int // next buffer, buffers done
+	err  error
+}
+
+// result is the call's outcome once RawConn returned rcErr.
+func (c *tapCall) result(op string, rcErr error) (int, error) {
+	if rcErr == nil {
+		rcErr = c.err
+	}
+	if rcErr != nil {
+		return c.n, fmt.Errorf("%s TAP %s: %w", op, c.t.name, closedErr(&c.t.closed, rcErr))
+	}
+	return c.n, nil
+}
+
+// wrote accounts for the write of buffer i that failed with err (nil if it
+// went through): frames the kernel refuses are dropped and counted. stop
+// says the write callback must return ret now.
+func (c *tapCall) wrote(err error) (ret, stop bool) {
+	switch err {
+	case nil:
+		c.n++
+		c.i++
+	case unix.EINTR:
+	case unix.EAGAIN:
+		return false, true
+	case unix.EBADF, unix.EBADFD:
+		c.err = err
+		return true, true
+	default:
+		c.t.dropped.Add(1)
+		c.i++
+	}
+	return false, false
+}
+
+// tapBatch carries one ReadBatch or WriteBatch call.
 type tapBatch struct {
-	t       *TAP
+	tapCall
 	bufs    [][]byte
 	sizes   []int
-	i, n    int // next buffer, buffers done
-	err     error
 	readFn  func(uintptr) bool // bound once so batches do not allocate closures
 	writeFn func(uintptr) bool
 }
@@ -194,7 +231,7 @@ func newTAP(fd int, name, ns string) (*TAP, error) {
 	// A non-blocking fd makes os.NewFile register it with the runtime poller.
 	t := &TAP{f: os.NewFile(uintptr(fd), "tap:"+name), name: name, netns: ns}
 	t.batches.New = func() any {
-		b := &tapBatch{t: t}
+		b := &tapBatch{tapCall: tapCall{t: t}}
 		b.readFn, b.writeFn = b.readReady, b.writeReady
 		return b
 	}
@@ -320,14 +357,7 @@ func (t *TAP) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	}
 	b := t.batch(bufs, sizes[:len(bufs)])
 	defer t.release(b)
-	err := t.rc.Read(b.readFn)
-	if err == nil {
-		err = b.err
-	}
-	if err != nil {
-		return b.n, fmt.Errorf("read TAP %s: %w", t.name, closedErr(&t.closed, err))
-	}
-	return b.n, nil
+	return b.result("read", t.rc.Read(b.readFn))
 }
 
 func (b *tapBatch) readReady(fd uintptr) bool {
@@ -355,32 +385,14 @@ func (b *tapBatch) readReady(fd uintptr) bool {
 func (t *TAP) WriteBatch(bufs [][]byte) (int, error) {
 	b := t.batch(bufs, nil)
 	defer t.release(b)
-	err := t.rc.Write(b.writeFn)
-	if err == nil {
-		err = b.err
-	}
-	if err != nil {
-		return b.n, fmt.Errorf("write TAP %s: %w", t.name, closedErr(&t.closed, err))
-	}
-	return b.n, nil
+	return b.result("write", t.rc.Write(b.writeFn))
 }
 
 func (b *tapBatch) writeReady(fd uintptr) bool {
 	for b.i < len(b.bufs) {
 		_, err := rawWrite(fd, b.bufs[b.i])
-		switch err {
-		case nil:
-			b.n++
-			b.i++
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		case unix.EBADF, unix.EBADFD:
-			b.err = err
-			return true
-		default:
-			b.t.dropped.Add(1)
-			b.i++
+		if ret, stop := b.wrote(err); stop {
+			return ret
 		}
 	}
 	return true

@@ -29,10 +29,8 @@ type OffloadFrame struct {
 
 // offloadBatch carries one WriteOffload call through RawConn.
 type offloadBatch struct {
-	t       *TAP
+	tapCall
 	frames  []OffloadFrame
-	i, n    int
-	err     error
 	hdr     [offload.VirtioNetHdrLen]byte
 	iovs    []unix.Iovec
 	writeFn func(uintptr) bool
@@ -59,14 +57,7 @@ func (t *TAP) WriteOffload(frames []OffloadFrame) (int, error) {
 		clear(b.iovs)
 		offloadBatches.Put(b)
 	}()
-	err := t.rc.Write(b.writeFn)
-	if err == nil {
-		err = b.err
-	}
-	if err != nil {
-		return b.n, fmt.Errorf("write TAP %s: %w", t.name, closedErr(&t.closed, err))
-	}
-	return b.n, nil
+	return b.result("write", t.rc.Write(b.writeFn))
 }
 
 func (b *offloadBatch) writeReady(fd uintptr) bool {
@@ -79,20 +70,8 @@ func (b *offloadBatch) writeReady(fd uintptr) bool {
 		for _, p := range f.Tail {
 			b.iovs = appendIovec(b.iovs, p)
 		}
-		_, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&b.iovs[0])), uintptr(len(b.iovs)))
-		switch e {
-		case 0:
-			b.n++
-			b.i++
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		case unix.EBADF, unix.EBADFD:
-			b.err = e
-			return true
-		default:
-			b.t.dropped.Add(1)
-			b.i++
+		if ret, stop := b.wrote(rawWritev(fd, b.iovs)); stop {
+			return ret
 		}
 	}
 	return true

@@ -3,10 +3,8 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -182,21 +180,8 @@ func TestGREWriteCountsRefusedPackets(t *testing.T) {
 func TestGRECloseUnblocksRead(t *testing.T) {
 	l := newLab(t)
 	_, sb := listenPair(t, l, netip.MustParsePrefix("198.18.0.1/24"), netip.MustParsePrefix("198.18.0.2/24"))
-	errc := make(chan error, 1)
-	go func() {
-		_, err := sb.ReadBatch(packets(4, 2048))
-		errc <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
-	sb.Close()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, os.ErrClosed) {
-			t.Fatalf("ReadBatch after Close returned %v, want os.ErrClosed", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("ReadBatch still blocked 2s after Close")
-	}
+	pkts := packets(4, 2048)
+	wantCloseUnblocks(t, func() error { _, err := sb.ReadBatch(pkts); return err }, sb.Close)
 }
 
 func TestGREBatchesDoNotAllocate(t *testing.T) {

@@ -3,11 +3,13 @@ package dataplane
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -18,6 +20,31 @@ func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces")
+	}
+}
+
+// wantCloseUnblocks calls read in another goroutine until it fails, lets it
+// block, and checks that closing wakes it with os.ErrClosed.
+func wantCloseUnblocks(t *testing.T, read func() error, close func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			if err := read(); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("ReadBatch after Close returned %v, want os.ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ReadBatch still blocked 2s after Close")
 	}
 }
 

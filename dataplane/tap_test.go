@@ -3,10 +3,8 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -204,27 +202,10 @@ func TestTAPCloseUnblocksRead(t *testing.T) {
 	h := nsHandle(t, ns)
 	link, _ := h.LinkByName(tap.Name())
 	h.LinkSetDown(link)
-	errc := make(chan error, 1)
-	go func() {
-		// Frames the kernel queued while the port was up (IPv6 DAD, MLD) are
-		// read first; then the read blocks until Close.
-		for {
-			if _, err := tap.ReadBatch([][]byte{make([]byte, 2048)}, make([]int, 1)); err != nil {
-				errc <- err
-				return
-			}
-		}
-	}()
-	time.Sleep(50 * time.Millisecond)
-	tap.Close()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, os.ErrClosed) {
-			t.Fatalf("ReadBatch after Close returned %v, want os.ErrClosed", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("ReadBatch still blocked 2s after Close")
-	}
+	// Frames the kernel queued while the port was up (IPv6 DAD, MLD) are
+	// read first; then the read blocks until Close.
+	bufs, sizes := [][]byte{make([]byte, 2048)}, make([]int, 1)
+	wantCloseUnblocks(t, func() error { _, err := tap.ReadBatch(bufs, sizes); return err }, tap.Close)
 }
 
 func TestTAPBatchesDoNotAllocate(t *testing.T) {

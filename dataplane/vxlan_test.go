@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// TestVXLANSocketGSOAndGRO sends single datagrams and a UDP GSO batch over
-// loopback and reads them back, coalesced or not.
-func TestVXLANSocketGSOAndGRO(t *testing.T) {
+// vxlanLoopback runs fn in a fresh namespace with VXLAN sockets listening on
+// a = 127.0.0.1 and b = 127.0.0.2.
+func vxlanLoopback(t *testing.T, fn func(a, b netip.Addr, sa, sb *VXLANSocket) error) {
+	t.Helper()
 	needRoot(t)
 	ns := newNamedNS(t, "wnvdpx"+suffix())
 	inNS(t, ns, func() error {
@@ -24,15 +25,20 @@ func TestVXLANSocketGSOAndGRO(t *testing.T) {
 			return err
 		}
 		defer sb.Close()
+		return fn(a, b, sa, sb)
+	})
+}
+
+// TestVXLANSocketGSOAndGRO sends single datagrams and a UDP GSO batch over
+// loopback and reads them back, coalesced or not.
+func TestVXLANSocketGSOAndGRO(t *testing.T) {
+	vxlanLoopback(t, func(a, b netip.Addr, sa, sb *VXLANSocket) error {
 
 		msg := []byte("\x08\x00\x00\x00\x00\x13\x89\x00inner frame")
 		if n, err := sa.WriteBatch([]Packet{{Buf: msg, N: len(msg), Dst: b}, {Buf: msg, N: len(msg), Dst: b}}); n != 2 || err != nil {
 			t.Fatalf("WriteBatch: %d %v", n, err)
 		}
-		pkts := make([]Packet, 4)
-		for i := range pkts {
-			pkts[i].Buf = make([]byte, 64<<10)
-		}
+		pkts := packets(4, 64<<10)
 		got := 0
 		for got < 2 {
 			n, err := sb.ReadBatch(pkts)
@@ -78,29 +84,13 @@ func TestVXLANSocketGSOAndGRO(t *testing.T) {
 // Without GSO (as after the kernel refused it) a GSO packet goes out as one
 // message per datagram.
 func TestVXLANSocketWithoutGSO(t *testing.T) {
-	needRoot(t)
-	ns := newNamedNS(t, "wnvdpy"+suffix())
-	inNS(t, ns, func() error {
-		a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
-		sa, err := ListenVXLAN(a)
-		if err != nil {
-			return err
-		}
-		defer sa.Close()
-		sb, err := ListenVXLAN(b)
-		if err != nil {
-			return err
-		}
-		defer sb.Close()
+	vxlanLoopback(t, func(a, b netip.Addr, sa, sb *VXLANSocket) error {
 		sa.noGSO.Store(true)
 		big := make([]byte, 3*1000+10)
 		if n, err := sa.WriteBatch([]Packet{{Buf: big, N: len(big), Dst: b, Segment: 1000}}); n != 4 || err != nil {
 			t.Fatalf("WriteBatch without GSO: %d messages, %v; want 4", n, err)
 		}
-		pkts := make([]Packet, 8)
-		for i := range pkts {
-			pkts[i].Buf = make([]byte, 64<<10)
-		}
+		pkts := packets(8, 64<<10)
 		var sizes []int
 		for len(sizes) < 4 {
 			n, err := sb.ReadBatch(pkts)

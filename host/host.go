@@ -57,11 +57,11 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	}
 	idx, err := dataplane.LinkIndex(cfg.Underlay)
 	if err != nil {
-		return nil, fmt.Errorf("underlay interface %q: %w", cfg.Underlay, err)
+		return nil, fmt.Errorf("underlay %w", err)
 	}
 	mtu, err := dataplane.LinkMTU(cfg.Underlay)
 	if err != nil {
-		return nil, fmt.Errorf("underlay interface %q: %w", cfg.Underlay, err)
+		return nil, fmt.Errorf("underlay %w", err)
 	}
 	h := &Host{
 		cfg:           cfg,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/policy"
@@ -45,7 +46,7 @@ func OpenCheckpoint(path string) (*Checkpoint, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("checkpoint %s is held by another process: give each wnvd its own --checkpoint", path)
 		}
 		return nil, fmt.Errorf("checkpoint %s: %w", path, err)

@@ -21,12 +21,11 @@ import (
 // placement is what a VM or gateway is placed against: its subnet and host
 // as read, with their keys' state for the Txn compares.
 type placement struct {
-	subnet    Subnet
-	subnetKV  *kv
-	host      Host
-	hostKV    *kv
-	pa        netip.Addr
-	ownerKind string
+	subnet   Subnet
+	subnetKV *kv
+	host     Host
+	hostKV   *kv
+	pa       netip.Addr
 }
 
 func (s *Store) place(ctx context.Context, vsid policy.VSID, host string) (placement, error) {

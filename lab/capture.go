@@ -23,7 +23,10 @@ type Frame struct {
 	InnerDstMAC        packet.MAC
 	InnerType          uint16     // EtherType of the inner frame
 	InnerSrc, InnerDst netip.Addr // CAs; invalid when the inner frame is not IP
-	Len                int        // bytes on the wire, outer Ethernet included
+	InnerProto         uint8      // IP protocol of the inner packet
+	InnerSrcPort       uint16     // TCP/UDP ports of the inner packet, else 0
+	InnerDstPort       uint16
+	Len                int // bytes on the wire, outer Ethernet included
 }
 
 func (f Frame) String() string {
@@ -77,11 +80,13 @@ func DecodeUnderlay(b []byte) (f Frame, ok bool, err error) {
 	switch f.InnerType {
 	case packet.EtherTypeIPv4:
 		if ip, err := packet.ParseIPv4(in.Payload()); err == nil {
-			f.InnerSrc, f.InnerDst = ip.Src(), ip.Dst()
+			f.InnerSrc, f.InnerDst, f.InnerProto = ip.Src(), ip.Dst(), ip.Protocol()
+			f.InnerSrcPort, f.InnerDstPort = packet.FlowPorts(ip.Protocol(), ip.Payload())
 		}
 	case packet.EtherTypeIPv6:
 		if ip, err := packet.ParseIPv6(in.Payload()); err == nil {
-			f.InnerSrc, f.InnerDst = ip.Src(), ip.Dst()
+			f.InnerSrc, f.InnerDst, f.InnerProto = ip.Src(), ip.Dst(), ip.NextHeader()
+			f.InnerSrcPort, f.InnerDstPort = packet.FlowPorts(ip.NextHeader(), ip.Payload())
 		}
 	}
 	return f, true, nil

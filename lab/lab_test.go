@@ -248,10 +248,23 @@ func TestDefaultLab(t *testing.T) {
 			t.Errorf("malformed GRE on the underlay: %v", malformed)
 		}
 		var there, back int
+		// FlowID is per-flow entropy: every frame of one inner 5-tuple
+		// carries the same one, so ECMP keeps a flow on one path.
+		type flowKey struct {
+			src, dst     netip.Addr
+			proto        uint8
+			sport, dport uint16
+		}
+		flowIDs := map[flowKey]map[uint8]bool{}
 		for _, f := range frames {
-			if f.VSID != 5001 || f.Key != f.VSID<<8|uint32(f.FlowID) || f.Protocol != packet.EtherTypeTEB {
+			if f.VSID != 5001 || f.Protocol != packet.EtherTypeTEB {
 				continue
 			}
+			k := flowKey{f.InnerSrc, f.InnerDst, f.InnerProto, f.InnerSrcPort, f.InnerDstPort}
+			if flowIDs[k] == nil {
+				flowIDs[k] = map[uint8]bool{}
+			}
+			flowIDs[k][f.FlowID] = true
 			switch {
 			case f.InnerSrc.String() == "10.0.0.10" && f.InnerDst == blue2:
 				there++
@@ -267,7 +280,12 @@ func TestDefaultLab(t *testing.T) {
 		}
 		// The TCP stream alone is ~180 full-size frames one way.
 		if there < 100 || back < 2 {
-			t.Errorf("captured %d blue1->blue2 and %d blue2->blue1 NVGRE frames with key VSID<<8|FlowID, want >=100 and >=2 (of %d frames)", there, back, len(frames))
+			t.Errorf("captured %d blue1->blue2 and %d blue2->blue1 NVGRE frames with VSID 5001 in the key, want >=100 and >=2 (of %d frames)", there, back, len(frames))
+		}
+		for k, ids := range flowIDs {
+			if len(ids) != 1 {
+				t.Errorf("flow %+v was sent with %d different FlowIDs, want one per flow", k, len(ids))
+			}
 		}
 		if bad := l.Topology.CheckFrames(frames, malformed); len(bad) > 0 {
 			t.Errorf("capture problems: %v", bad)

@@ -136,22 +136,28 @@ func (h *Host) NextHop(q provider.NextHopQuery) (provider.NextHop, error) {
 	return provider.NextHop(r), nil
 }
 
-// Counters snapshots the switch's counters with port names.
-func (h *Host) Counters() provider.Counters {
-	ports, vsids, reasons := h.sw.Counters.Snapshot()
+// namedPorts gives the counters of the attached ports their names; counters
+// of a port index no longer attached are left out.
+func (h *Host) namedPorts(ports []vswitch.PortSnapshot) []provider.NamedPortCounters {
 	names := map[int]string{}
 	for _, p := range h.sw.Ports().Ports() {
 		names[p.Index] = p.Name
 	}
-	var c provider.Counters
+	var out []provider.NamedPortCounters
 	for _, p := range ports {
-		name, ok := names[p.Index]
-		if !ok {
-			continue
+		if name, ok := names[p.Index]; ok {
+			out = append(out, provider.NamedPortCounters{Name: name, PortCounters: provider.PortCounters{
+				RxFrames: p.RxFrames, RxBytes: p.RxBytes, TxFrames: p.TxFrames, TxBytes: p.TxBytes, Drops: p.Drops}})
 		}
-		c.Ports = append(c.Ports, provider.NamedPortCounters{Name: name, PortCounters: provider.PortCounters{
-			RxFrames: p.RxFrames, RxBytes: p.RxBytes, TxFrames: p.TxFrames, TxBytes: p.TxBytes, Drops: p.Drops}})
 	}
+	return out
+}
+
+// Counters snapshots the switch's counters with port names.
+func (h *Host) Counters() provider.Counters {
+	ports, vsids, reasons := h.sw.Counters.Snapshot()
+	var c provider.Counters
+	c.Ports = h.namedPorts(ports)
 	for _, v := range vsids {
 		c.VSIDs = append(c.VSIDs, provider.VSIDCounters{VirtualSubnetID: v.VSID, Encapsulated: v.Encapsulated,
 			Decapsulated: v.Decapsulated, TxFrames: v.Decapsulated + v.Local + v.Replies, RxFrames: v.Encapsulated + v.Local, Drops: v.Drops})

@@ -45,15 +45,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	snap := c.h.Counters()
-	for _, p := range snap.Ports {
+	ports, vsids, reasons := c.h.sw.Counters.Snapshot()
+	for _, p := range c.h.namedPorts(ports) {
 		counter(c.portFrames, p.RxFrames, p.Name, "rx")
 		counter(c.portFrames, p.TxFrames, p.Name, "tx")
 		counter(c.portBytes, p.RxBytes, p.Name, "rx")
 		counter(c.portBytes, p.TxBytes, p.Name, "tx")
 		counter(c.portDrops, p.Drops, p.Name)
 	}
-	_, vsids, reasons := c.h.sw.Counters.Snapshot()
 	for _, v := range vsids {
 		id := strconv.FormatUint(uint64(v.VSID), 10)
 		counter(c.vsidPackets, v.Encapsulated, id, "encapsulated")

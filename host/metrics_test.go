@@ -1,0 +1,62 @@
+package host
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wnv/wnv/notify"
+)
+
+// TestMetricsExposeDropsAndNotifications scrapes the collector after the
+// switch dropped a malformed underlay packet and the hub raised an event.
+func TestMetricsExposeDropsAndNotifications(t *testing.T) {
+	hub := notify.NewHub(notify.Config{})
+	h, err := New(Config{Name: "h1", Underlay: "lo"}, hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Switch().FromUnderlay(netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1"), []byte{0x20, 0x00, 0x08, 0x00})
+	hub.PolicyMismatch(5001, netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("198.18.0.2"))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(h))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(name string, labels map[string]string) (float64, bool) {
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+		metrics:
+			for _, m := range f.GetMetric() {
+				got := map[string]string{}
+				for _, l := range m.GetLabel() {
+					got[l.GetName()] = l.GetValue()
+				}
+				for k, v := range labels {
+					if got[k] != v {
+						continue metrics
+					}
+				}
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue(), true
+				}
+				return m.GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	if v, ok := value("wnv_drops_total", map[string]string{"reason": "malformed-gre", "host": "h1"}); !ok || v != 1 {
+		t.Errorf("wnv_drops_total{reason=malformed-gre} = %v (found %v), want 1", v, ok)
+	}
+	if v, ok := value("wnv_notifications_total", map[string]string{"type": notify.PolicyMismatchType.String(), "outcome": "raised"}); !ok || v != 1 {
+		t.Errorf("raised policy mismatches = %v (found %v), want 1", v, ok)
+	}
+	if _, ok := value("wnv_notification_handles", nil); !ok {
+		t.Error("wnv_notification_handles missing")
+	}
+}

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Error kinds, distinguishable with errors.Is. The provider API maps them to
@@ -36,4 +37,33 @@ func notFoundf(format string, a ...any) error {
 
 func existsf(format string, a ...any) error {
 	return &Error{Kind: ErrExists, Msg: fmt.Sprintf(format, a...)}
+}
+
+// HTTPStatus is the status the HTTP APIs (provider API, policy server) answer
+// an error of a kind with: 400 for ErrInvalid, 404 for ErrNotFound, 409 for
+// ErrExists; 0 for an error of no kind.
+func HTTPStatus(err error) int {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrExists):
+		return http.StatusConflict
+	}
+	return 0
+}
+
+// KindOfStatus is the error kind an API status stands for (the inverse of
+// HTTPStatus), or nil.
+func KindOfStatus(status int) error {
+	switch status {
+	case http.StatusBadRequest:
+		return ErrInvalid
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusConflict:
+		return ErrExists
+	}
+	return nil
 }

@@ -59,15 +59,8 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 
 func (e *Error) Is(target error) bool {
-	switch e.Status {
-	case http.StatusBadRequest:
-		return target == policy.ErrInvalid
-	case http.StatusNotFound:
-		return target == policy.ErrNotFound
-	case http.StatusConflict:
-		return target == policy.ErrExists
-	}
-	return false
+	k := policy.KindOfStatus(e.Status)
+	return k != nil && target == k
 }
 
 func (c *Client) request(ctx context.Context, method, path string, query url.Values, in any) (*http.Response, error) {

@@ -274,14 +274,10 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 }
 
 func statusOf(err error) int {
-	switch {
-	case errors.Is(err, policy.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, policy.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, policy.ErrExists):
-		return http.StatusConflict
-	case errors.Is(err, context.Canceled):
+	if st := policy.HTTPStatus(err); st != 0 {
+		return st
+	}
+	if errors.Is(err, context.Canceled) {
 		return 499
 	}
 	return http.StatusServiceUnavailable

@@ -45,15 +45,8 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 
 func (e *Error) Is(target error) bool {
-	switch e.Status {
-	case http.StatusBadRequest:
-		return target == policy.ErrInvalid
-	case http.StatusNotFound:
-		return target == policy.ErrNotFound
-	case http.StatusConflict:
-		return target == policy.ErrExists
-	}
-	return false
+	k := policy.KindOfStatus(e.Status)
+	return k != nil && target == k
 }
 
 // do sends one request; in, when not nil, is the JSON body, and out, when not

@@ -330,13 +330,11 @@ func (h *handler) counters(w http.ResponseWriter, r *http.Request) {
 
 func statusOf(err error) int {
 	var br badRequest
-	switch {
-	case errors.As(err, &br), errors.Is(err, policy.ErrInvalid):
+	if errors.As(err, &br) {
 		return http.StatusBadRequest
-	case errors.Is(err, policy.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, policy.ErrExists):
-		return http.StatusConflict
+	}
+	if st := policy.HTTPStatus(err); st != 0 {
+		return st
 	}
 	return http.StatusInternalServerError
 }

@@ -78,6 +78,9 @@ func FuzzParseIPv4(f *testing.F) {
 			fixIPv4Checksum(b)
 		}
 		p, err := ParseIPv4(b)
+		if err == ErrIPv4Checksum && Checksum(b[:int(b[0]&0x0f)*4], 0) == 0 {
+			t.Fatalf("rejected a good checksum %x", b)
+		}
 		if err != nil {
 			return
 		}

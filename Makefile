@@ -44,11 +44,13 @@ fuzz:
 ctest:
 	@if [ -f capi/Makefile ]; then $(MAKE) -C capi test; fi
 
-# iproute2 for the lab, gcc and make for the C client; installed only when missing.
+# iproute2 for the lab, ethtool for the GRE GSO test, gcc and make for the C
+# client; installed only when missing.
 deps:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "Go is not installed: get Go 1.26 or newer from https://go.dev/dl"; exit 1; }
 	@missing=""; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v ethtool >/dev/null 2>&1 || missing="$$missing ethtool"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	command -v make >/dev/null 2>&1 || missing="$$missing make"; \
 	if [ -n "$$missing" ]; then \

@@ -23,7 +23,11 @@ import (
 type Config struct {
 	Name     string
 	Underlay string // the underlay interface the PAs live on
-	Log      *slog.Logger
+	// GREGSO names the TAP through which NVGRE super-frames go to the
+	// kernel as one GSO packet (see dataplane.GREGSO); empty cuts them into
+	// segments in userspace and sends those on the raw GRE socket.
+	GREGSO string
+	Log    *slog.Logger
 }
 
 // Host is one running host. Create it with New, then Run it.
@@ -36,6 +40,7 @@ type Host struct {
 
 	underlayIndex int
 	underlayMTU   int
+	gso           *dataplane.GREGSO // nil: NVGRE super-frames are segmented here
 
 	mu    sync.Mutex // serialises port attach/detach
 	ports map[string]*port
@@ -72,6 +77,11 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		underlayMTU:   mtu,
 		ports:         map[string]*port{},
 		reconcil:      make(chan struct{}, 1),
+	}
+	if cfg.GREGSO != "" {
+		if h.gso, err = dataplane.OpenGREGSO(cfg.GREGSO, cfg.Underlay); err != nil {
+			h.log.Warn("NVGRE super-frames will be segmented in userspace", "err", err)
+		}
 	}
 	h.pas.init()
 	h.taps.Store(&[]*dataplane.TAP{})
@@ -115,6 +125,11 @@ func (h *Host) Run(ctx context.Context) error {
 	h.mu.Unlock()
 	h.wg.Wait()
 	h.mig.closeRaw()
+	if h.gso != nil {
+		if err := h.gso.Close(); err != nil {
+			h.log.Warn("closing the GRE GSO TAP", "err", err)
+		}
+	}
 	return nil
 }
 
@@ -176,6 +191,10 @@ func (h *Host) Counters() provider.Counters {
 				RateLimited: ts.RateLimited, Merged: ts.Merged, Delivered: ts.Delivered, Dropped: ts.Dropped})
 		}
 		c.NotificationHandles = st.OpenHandles
+	}
+	if h.gso != nil {
+		st := provider.GREGSOCounters(h.gso.Stats())
+		c.GREGSO = &st
 	}
 	return c
 }

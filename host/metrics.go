@@ -17,6 +17,7 @@ type Collector struct {
 	vsidPackets, vsidDrops           *prometheus.Desc
 	drops                            *prometheus.Desc
 	events, handles                  *prometheus.Desc
+	greGSO                           *prometheus.Desc
 }
 
 // NewCollector describes the host's metrics.
@@ -32,11 +33,12 @@ func NewCollector(h *Host) *Collector {
 		drops:       prometheus.NewDesc("wnv_drops_total", "Frames the switch dropped, by reason.", []string{"reason"}, host),
 		events:      prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
 		handles:     prometheus.NewDesc("wnv_notification_handles", "Open notification API handles.", nil, host),
+		greGSO:      prometheus.NewDesc("wnv_gre_gso_packets_total", "NVGRE super-frames handed to the kernel as one GSO packet, by outcome.", []string{"outcome"}, host),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.events, c.handles} {
+	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.events, c.handles, c.greGSO} {
 		ch <- d
 	}
 }
@@ -63,6 +65,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for r, n := range reasons {
 		counter(c.drops, n, r.String())
+	}
+	if c.h.gso != nil {
+		st := c.h.gso.Stats()
+		counter(c.greGSO, st.Redirected, "redirected")
+		counter(c.greGSO, st.Dropped, "dropped")
+		counter(c.greGSO, st.Refused, "refused")
 	}
 	if c.h.hub == nil {
 		return

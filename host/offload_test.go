@@ -17,16 +17,25 @@ import (
 
 // TestTCPBetweenHosts streams TCP between VMs on two hosts, over VXLAN and
 // over NVGRE. The VMs' TAPs have TSO on, so the bytes cross as super-frames
-// that the sender cuts into segments and the receiver coalesces again; the
+// that the sender cuts into segments (or, for NVGRE through the GRE GSO
+// TAP, hands to the kernel whole) and the receiver coalesces again; the
 // receiver checks every byte.
 func TestTCPBetweenHosts(t *testing.T) {
 	needRoot(t)
-	for _, encap := range []policy.Encapsulation{policy.EncapVXLAN, policy.EncapNVGRE} {
-		t.Run(encap.String(), func(t *testing.T) { tcpBetweenHosts(t, encap) })
+	for _, tc := range []struct {
+		name  string
+		encap policy.Encapsulation
+		gso   string
+	}{
+		{"VXLAN", policy.EncapVXLAN, ""},
+		{"NVGRE", policy.EncapNVGRE, ""},
+		{"NVGRE GSO", policy.EncapNVGRE, "wnvgso"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tcpBetweenHosts(t, tc.encap, tc.gso) })
 	}
 }
 
-func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation) {
+func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation, gso string) {
 	s := suffix()
 	hosts, vms := [2]string{"wtoa" + s, "wtob" + s}, [2]string{"wtva" + s, "wtvb" + s}
 	for _, ns := range append(hosts[:], vms[:]...) {
@@ -42,7 +51,7 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation) {
 	var clients [2]*provider.Client
 	for i := range 2 {
 		run(t, "ip", "-n", hosts[i], "link", "set", under[i], "up")
-		c := startHost(t, hosts[i], under[i])
+		c := startHostGSO(t, hosts[i], under[i], gso)
 		clients[i] = c
 		check := func(_ any, err error) {
 			t.Helper()
@@ -75,6 +84,16 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation) {
 	}
 	if p.Counters.RxFrames > uint64(len(data)/1400/2) {
 		t.Errorf("sender port read %d frames for %d bytes: no TSO super-frames", p.Counters.RxFrames, len(data))
+	}
+	cs, err := clients[0].Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch g := cs.GREGSO; {
+	case gso == "" && g != nil:
+		t.Errorf("counters show GRE GSO %+v on a host without it", *g)
+	case gso != "" && (g == nil || g.Redirected == 0 || g.Dropped != 0 || g.Refused != 0):
+		t.Errorf("GRE GSO counters = %+v: want super-frames redirected, none dropped or refused", g)
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 const (
 	envUnderlay = "WNV_TEST_HOST_UNDERLAY"
 	envSocket   = "WNV_TEST_HOST_SOCKET"
+	envGREGSO   = "WNV_TEST_HOST_GRE_GSO"
 )
 
 // TestHelperHost runs a host with its provider API until its stdin closes.
@@ -48,7 +49,7 @@ func TestHelperHost(t *testing.T) {
 		cancel()
 	}()
 	hub := notify.NewHub(notify.Config{})
-	h, err := New(Config{Name: "helper", Underlay: underlay, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}, hub)
+	h, err := New(Config{Name: "helper", Underlay: underlay, GREGSO: os.Getenv(envGREGSO), Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}, hub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,9 +116,16 @@ func inNetns(name string, fn func() error) error {
 // provider API client for it.
 func startHost(t *testing.T, ns, underlay string) *provider.Client {
 	t.Helper()
+	return startHostGSO(t, ns, underlay, "")
+}
+
+// startHostGSO is startHost with NVGRE super-frames sent through the GRE
+// GSO TAP gso (none when empty).
+func startHostGSO(t *testing.T, ns, underlay, gso string) *provider.Client {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "wnvd.sock")
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperHost$", "-test.v")
-	cmd.Env = append(os.Environ(), envUnderlay+"="+underlay, envSocket+"="+sock)
+	cmd.Env = append(os.Environ(), envUnderlay+"="+underlay, envSocket+"="+sock, envGREGSO+"="+gso)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -184,8 +184,12 @@ func (o *output) coalesce(frames []dataplane.OffloadFrame) []dataplane.OffloadFr
 
 // sendSegmented cuts the encapsulated TCP super-frame of r into wire-sized
 // packets and sends them from r.Src: VXLAN as UDP GSO batches, NVGRE as one
-// sendmmsg.
+// GSO packet for the kernel to cut (or, without that, as one sendmmsg).
 func (o *output) sendSegmented(h *Host, r vswitch.Result, hdr offload.VirtioNetHdr, segs []byte) {
+	if r.Encap == policy.EncapNVGRE && h.gso != nil &&
+		h.gso.Send(dataplane.GSOPacket{Src: r.Src, Dst: r.Dst, Hdr: hdr, Data: r.Data}) == nil {
+		return
+	}
 	encapLen := packet.NVGREHeaderLen
 	if r.Encap == policy.EncapVXLAN {
 		encapLen = packet.VXLANHeaderLen

@@ -84,6 +84,16 @@ type Counters struct {
 	Drops               []DropCount            `json:"Drops"`
 	Notifications       []NotificationCounters `json:"Notifications"`
 	NotificationHandles int                    `json:"NotificationHandles"`
+	// GREGSO is absent when NVGRE super-frames are segmented in wnvd.
+	GREGSO *GREGSOCounters `json:"GREGSO,omitempty"`
+}
+
+// GREGSOCounters count the NVGRE super-frames handed to the kernel as one
+// GSO packet each.
+type GREGSOCounters struct {
+	Redirected uint64 `json:"Redirected"` // sent to the underlay
+	Dropped    uint64 `json:"Dropped"`    // the TC program could not re-encapsulate or redirect them
+	Refused    uint64 `json:"Refused"`    // the kernel refused the TAP write
 }
 
 // NextHopQuery is the input of Select-NextHop.

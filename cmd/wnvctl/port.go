@@ -179,7 +179,13 @@ func countersCmd() *cobra.Command {
 			for _, n := range cs.Notifications {
 				notes.add(n.Type, numCell(n.Raised), numCell(n.RateLimited), numCell(n.Merged), numCell(n.Delivered), numCell(n.Dropped))
 			}
-			return printResult(cmd, cs, ports, vsids, drops, notes)
+			tables := []outTable{ports, vsids, drops, notes}
+			if g := cs.GREGSO; g != nil {
+				gso := outTable{header: []string{"GREGSO", "Redirected", "Dropped", "Refused"}}
+				gso.add("super-frames", numCell(g.Redirected), numCell(g.Dropped), numCell(g.Refused))
+				tables = append(tables, gso)
+			}
+			return printResult(cmd, cs, tables...)
 		},
 	}
 }

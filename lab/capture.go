@@ -162,7 +162,8 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 func (c *Capture) run() {
 	defer c.wg.Done()
-	buf := make([]byte, 65536)
+	// A GSO super-frame crosses a veth whole: an IP packet of up to 64 KiB.
+	buf := make([]byte, 65535+packet.EthernetHeaderLen)
 	for {
 		select {
 		case <-c.done:

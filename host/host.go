@@ -192,6 +192,7 @@ func (h *Host) Counters() provider.Counters {
 		}
 		c.NotificationHandles = st.OpenHandles
 	}
+	c.Migration = h.mig.counters()
 	if h.gso != nil {
 		st := provider.GREGSOCounters(h.gso.Stats())
 		c.GREGSO = &st

@@ -17,7 +17,7 @@ type Collector struct {
 	vsidPackets, vsidDrops           *prometheus.Desc
 	drops                            *prometheus.Desc
 	events, handles                  *prometheus.Desc
-	greGSO                           *prometheus.Desc
+	greGSO, migration                *prometheus.Desc
 }
 
 // NewCollector describes the host's metrics.
@@ -33,12 +33,13 @@ func NewCollector(h *Host) *Collector {
 		drops:       prometheus.NewDesc("wnv_drops_total", "Frames the switch dropped, by reason.", []string{"reason"}, host),
 		events:      prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
 		handles:     prometheus.NewDesc("wnv_notification_handles", "Open notification API handles.", nil, host),
+		migration:   prometheus.NewDesc("wnv_migration_total", "Live-migration work of this host: packets forwarded to a VM's new PA, redirects sent and applied.", []string{"event"}, host),
 		greGSO:      prometheus.NewDesc("wnv_gre_gso_packets_total", "NVGRE super-frames handed to the kernel as one GSO packet, by outcome.", []string{"outcome"}, host),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.events, c.handles, c.greGSO} {
+	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.events, c.handles, c.greGSO, c.migration} {
 		ch <- d
 	}
 }
@@ -66,6 +67,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for r, n := range reasons {
 		counter(c.drops, n, r.String())
 	}
+	mig := c.h.mig.counters()
+	counter(c.migration, mig.Forwarded, "forwarded")
+	counter(c.migration, mig.RedirectsSent, "redirect_sent")
+	counter(c.migration, mig.RedirectsApplied, "redirect_applied")
 	if c.h.gso != nil {
 		st := c.h.gso.Stats()
 		counter(c.greGSO, st.Redirected, "redirected")

@@ -19,6 +19,7 @@ func TestMetricsExposeDropsAndNotifications(t *testing.T) {
 	}
 	h.Switch().FromUnderlay(netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1"), []byte{0x20, 0x00, 0x08, 0x00})
 	hub.PolicyMismatch(5001, netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("198.18.0.2"))
+	h.mig.redirectsSent.Add(3)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(h))
@@ -55,6 +56,9 @@ func TestMetricsExposeDropsAndNotifications(t *testing.T) {
 	}
 	if v, ok := value("wnv_notifications_total", map[string]string{"type": notify.PolicyMismatchType.String(), "outcome": "raised"}); !ok || v != 1 {
 		t.Errorf("raised policy mismatches = %v (found %v), want 1", v, ok)
+	}
+	if v, ok := value("wnv_migration_total", map[string]string{"event": "redirect_sent"}); !ok || v != 3 {
+		t.Errorf("wnv_migration_total{event=redirect_sent} = %v (found %v), want 3", v, ok)
 	}
 	if _, ok := value("wnv_notification_handles", nil); !ok {
 		t.Error("wnv_notification_handles missing")

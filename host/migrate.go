@@ -11,6 +11,7 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
 	"github.com/wnv/wnv/vswitch"
 )
 
@@ -33,6 +34,8 @@ type migrations struct {
 	sent  map[redirectKey]time.Time
 	raw   int // IPPROTO_RAW socket for IPv4, opened on first use; 0 when not open
 	grace atomic.Int64
+
+	forwarded, redirectsSent, redirectsApplied atomic.Uint64
 }
 
 type goneKey struct {
@@ -136,6 +139,8 @@ func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encap
 		if err := m.sendRaw4(r.Src, r.Dst, payload, encap); err != nil {
 			h.sw.Counters.Drop(vswitch.ReasonNoLocalPort)
 			h.log.Debug("forwarding to a moved VM", "dst", r.Dst, "err", err)
+		} else {
+			m.forwarded.Add(1)
 		}
 	}
 	rd := r.Redirect
@@ -155,6 +160,7 @@ func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encap
 		h.log.Warn("sending redirect", "to", r.Src, "vsid", rd.VSID, "ca", rd.CA, "newPA", rd.NewPA, "err", err)
 		return
 	}
+	m.redirectsSent.Add(1)
 	h.log.Info("redirect sent", "to", r.Src, "vsid", rd.VSID, "ca", rd.CA, "pa", rd.PA, "newPA", rd.NewPA)
 }
 
@@ -187,6 +193,10 @@ func (m *migrations) sendRaw4(src, dst netip.Addr, payload []byte, encap policy.
 	}
 	copy(buf[hdr:], payload)
 	return unix.Sendto(fd, buf, 0, &unix.SockaddrInet4{Addr: dst.As4()})
+}
+
+func (m *migrations) counters() provider.MigrationCounters {
+	return provider.MigrationCounters{Forwarded: m.forwarded.Load(), RedirectsSent: m.redirectsSent.Load(), RedirectsApplied: m.redirectsApplied.Load()}
 }
 
 // closeRaw closes the raw socket, if open.

@@ -19,6 +19,7 @@ func (h *Host) applyRedirect(r vswitch.RedirectInfo) {
 		h.log.Warn("applying redirect", "vsid", r.VSID, "ca", r.CA, "pa", r.PA, "newPA", r.NewPA, "err", err)
 		return
 	}
+	h.mig.redirectsApplied.Add(1)
 	h.log.Info("redirect applied", "vsid", r.VSID, "ca", r.CA, "pa", r.PA, "newPA", r.NewPA)
 	if h.hub == nil {
 		return

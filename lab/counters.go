@@ -21,6 +21,9 @@ func PrintCounters(w io.Writer, c provider.Counters) {
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\n", v.VirtualSubnetID, v.TxFrames, v.RxFrames, v.Encapsulated, v.Decapsulated, v.Drops)
 	}
 	tw.Flush()
+	if m := c.Migration; m != (provider.MigrationCounters{}) {
+		fmt.Fprintf(w, "migration: %d packets forwarded to a moved VM, %d redirects sent, %d applied\n", m.Forwarded, m.RedirectsSent, m.RedirectsApplied)
+	}
 	if len(c.Drops) == 0 {
 		fmt.Fprintln(w, "drops: none")
 		return

@@ -251,6 +251,10 @@ func TestNotificationsInTheLab(t *testing.T) {
 		if err != nil || len(recs) != 1 || recs[0].ProviderAddress != pa3 {
 			t.Fatalf("host1's record of 10.0.0.11 after the redirect: %+v, %v; want PA 198.18.0.3", recs, err)
 		}
+		cs, err := host1.Counters(ctx)
+		if err != nil || cs.Migration.RedirectsApplied != 1 {
+			t.Errorf("host1's migration counters %+v, %v; want 1 redirect applied", cs.Migration, err)
+		}
 	})
 }
 

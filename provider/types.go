@@ -84,8 +84,16 @@ type Counters struct {
 	Drops               []DropCount            `json:"Drops"`
 	Notifications       []NotificationCounters `json:"Notifications"`
 	NotificationHandles int                    `json:"NotificationHandles"`
+	Migration           MigrationCounters      `json:"Migration"`
 	// GREGSO is absent when NVGRE super-frames are segmented in wnvd.
 	GREGSO *GREGSOCounters `json:"GREGSO,omitempty"`
+}
+
+// MigrationCounters count this host's part in live migrations.
+type MigrationCounters struct {
+	Forwarded        uint64 `json:"Forwarded"`        // packets for a VM that left, sent on to its new PA
+	RedirectsSent    uint64 `json:"RedirectsSent"`    // redirect messages sent to hosts still sending to the old PA
+	RedirectsApplied uint64 `json:"RedirectsApplied"` // redirect messages received that moved a lookup record
 }
 
 // GREGSOCounters count the NVGRE super-frames handed to the kernel as one

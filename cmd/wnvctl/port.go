@@ -179,7 +179,9 @@ func countersCmd() *cobra.Command {
 			for _, n := range cs.Notifications {
 				notes.add(n.Type, numCell(n.Raised), numCell(n.RateLimited), numCell(n.Merged), numCell(n.Delivered), numCell(n.Dropped))
 			}
-			tables := []outTable{ports, vsids, drops, notes}
+			mig := outTable{header: []string{"Migration", "Forwarded", "RedirectsSent", "RedirectsApplied"}}
+			mig.add("packets", numCell(cs.Migration.Forwarded), numCell(cs.Migration.RedirectsSent), numCell(cs.Migration.RedirectsApplied))
+			tables := []outTable{ports, vsids, drops, notes, mig}
 			if g := cs.GREGSO; g != nil {
 				gso := outTable{header: []string{"GREGSO", "Redirected", "Dropped", "Refused"}}
 				gso.add("super-frames", numCell(g.Redirected), numCell(g.Dropped), numCell(g.Refused))

@@ -230,7 +230,7 @@ func TestListsAreArraysNotNull(t *testing.T) {
 			t.Errorf("GET %s = %d %q; want 200 []", path, status, body)
 		}
 	}
-	if status, body := e.do(t, "GET", "/v1/counters", ""); status != 200 || strings.TrimSpace(body) != `{"Ports":[],"VSIDs":[],"Drops":[],"Notifications":[],"NotificationHandles":0}` {
+	if status, body := e.do(t, "GET", "/v1/counters", ""); status != 200 || strings.TrimSpace(body) != `{"Ports":[],"VSIDs":[],"Drops":[],"Notifications":[],"NotificationHandles":0,"Migration":{"Forwarded":0,"RedirectsSent":0,"RedirectsApplied":0}}` {
 		t.Errorf("GET /v1/counters = %d %q", status, body)
 	}
 }

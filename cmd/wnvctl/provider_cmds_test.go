@@ -208,6 +208,8 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 		VSIDs:         []provider.VSIDCounters{{VirtualSubnetID: 5001, TxFrames: 3, RxFrames: 4, Encapsulated: 2, Decapsulated: 2, Drops: 1}},
 		Drops:         []provider.DropCount{{Reason: "no-lookup-record", Count: 1}},
 		Notifications: []provider.NotificationCounters{{Type: "WnvPolicyMismatchType", Raised: 2, RateLimited: 7, Merged: 1, Delivered: 2}},
+		Migration:     provider.MigrationCounters{Forwarded: 12, RedirectsSent: 2, RedirectsApplied: 1},
+		GREGSO:        &provider.GREGSOCounters{Redirected: 900, Dropped: 1},
 	})
 	out = ok(t, sock, "counters")
 	want = "" +
@@ -221,7 +223,13 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 		"no-lookup-record  1\n" +
 		"\n" +
 		"Notification           Raised  RateLimited  Merged  Delivered  Dropped\n" +
-		"WnvPolicyMismatchType  2       7            1       2          0\n"
+		"WnvPolicyMismatchType  2       7            1       2          0\n" +
+		"\n" +
+		"Migration  Forwarded  RedirectsSent  RedirectsApplied\n" +
+		"packets    12         2              1\n" +
+		"\n" +
+		"GREGSO        Redirected  Dropped  Refused\n" +
+		"super-frames  900         1        0\n"
 	if out != want {
 		t.Fatalf("counters printed\n%s\nwant\n%s", out, want)
 	}

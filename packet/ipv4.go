@@ -37,11 +37,15 @@ func ParseIPv4(b []byte) (IPv4, error) {
 		return nil, ErrIPv4TotalLen
 	}
 	// The checksum of a header without options, as nearly every packet's
-	// is, is summed here in five 32-bit words, which cannot carry out of
-	// 64 bits: ParseIPv4 takes half the time it did calling Checksum.
+	// is, is verified here from five 32-bit words, which cannot carry out
+	// of 64 bits. The ones' complement sum is the same in either byte
+	// order (RFC 1071), and it is all ones when the header's integer sum
+	// is a non-zero multiple of 0xffff. This halves ParseIPv4's time
+	// against calling Checksum.
 	if hl == IPv4HeaderLen {
-		be := binary.BigEndian
-		if fold(uint64(be.Uint32(b[0:]))+uint64(be.Uint32(b[4:]))+uint64(be.Uint32(b[8:]))+uint64(be.Uint32(b[12:]))+uint64(be.Uint32(b[16:]))) != 0xffff {
+		le := binary.LittleEndian
+		s := uint64(le.Uint32(b[0:])) + uint64(le.Uint32(b[4:])) + uint64(le.Uint32(b[8:])) + uint64(le.Uint32(b[12:])) + uint64(le.Uint32(b[16:]))
+		if s == 0 || s%0xffff != 0 {
 			return nil, ErrIPv4Checksum
 		}
 	} else if Checksum(b[:hl], 0) != 0 {

@@ -1,6 +1,7 @@
 package vswitch
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/wnv/wnv/packet"
@@ -26,7 +27,8 @@ func (s *Switch) FromPort(port int, buf []byte, off, n int, scratch []byte) Resu
 // otherwise segLen is 0. The switch makes one decision for the whole
 // super-frame.
 func (s *Switch) FromPortFlows(r *Result, f *Flows, port int, buf []byte, off, n, segLen int, scratch []byte) {
-	*r = Result{}
+	// Every path below sets every field of *r (see clearExtras), so it is
+	// not zeroed first.
 	if f != nil {
 		f.sync(s.gen.Load())
 	}
@@ -86,14 +88,22 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
-		dst := ip.Dst()
 		// A multicast or broadcast dst is caught by decide, once per flow.
 		if eth.Dst().IsMulticast() {
 			*r = s.drop(ReasonMulticast)
 			return
 		}
+		key := newFlowKey(p.Index, ip[16:20])
+		d := f.lookup(key)
+		if d == nil {
+			var dd decision
+			if d = s.decide(r, f, p, pt, t, key, ip.Dst(), &dd); d == nil {
+				return
+			}
+		}
 		sport, dport := packet.FlowPorts(ip.Protocol(), ip.Payload())
-		s.forward(r, f, p, pt, t, buf, off, frame, segLen, scratch, ip.Src(), dst, ip.Protocol(), sport, dport, ip.TTL(), ip.DF(), eth.HeaderLen()+ip.TotalLen())
+		flow := flowID4(binary.BigEndian.Uint64(ip[12:20]), ip.Protocol(), sport, dport)
+		s.deliver(r, f, p, t, d, buf, off, frame[:eth.HeaderLen()+ip.TotalLen()], segLen, scratch, flow)
 	case packet.EtherTypeIPv6:
 		ip, err := packet.ParseIPv6(eth.Payload())
 		if err != nil {
@@ -117,8 +127,16 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
+		key := newFlowKey(p.Index, ip[24:40])
+		d := f.lookup(key)
+		if d == nil {
+			var dd decision
+			if d = s.decide(r, f, p, pt, t, key, dst, &dd); d == nil {
+				return
+			}
+		}
 		sport, dport := packet.FlowPorts(ip.NextHeader(), ip.Payload())
-		s.forward(r, f, p, pt, t, buf, off, frame, segLen, scratch, src, dst, ip.NextHeader(), sport, dport, ip.HopLimit(), true, eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen())
+		s.deliver(r, f, p, t, d, buf, off, frame[:eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen()], segLen, scratch, flowID(src, dst, ip.NextHeader(), sport, dport))
 	default:
 		*r = s.drop(ReasonUnsupportedEtherType)
 		return
@@ -161,41 +179,37 @@ func resolve(t *policy.Table, vsid policy.VSID, a netip.Addr) (rec *policy.Looku
 	return nil, dstVSID, true, ReasonNoLookupRecord
 }
 
-// forward switches an IP packet from port p: resolve the destination (or
-// take the decision from f), rewrite MACs and TTL when routed, then deliver
-// locally or encapsulate.
-func (s *Switch) forward(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame []byte, segLen int, scratch []byte,
-	src, dst netip.Addr, proto uint8, sport, dport uint16, ttl uint8, df bool, length int) {
-	d, ok := f.lookup(p.Index, dst)
-	if !ok {
-		var dd decision
-		if v, ok := s.decide(p, pt, t, dst, &dd); !ok {
-			*r = v
-			return
-		}
-		f.insert(p.Index, dst, &dd)
-		d = &dd
-	}
+// deliver sends on an IP packet from port p as its flow's decision d says:
+// rewrite MACs and TTL when routed, then deliver locally or encapsulate with
+// FlowID flow. frame ends where the IP packet does.
+func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d *decision, buf []byte, off int, frame []byte, segLen int, scratch []byte, flow uint8) {
 	eth := packet.Ethernet(frame)
+	v6 := eth.Type() == packet.EtherTypeIPv6
 	if d.routed {
-		if ttl <= 1 {
-			*r = s.drop(ReasonTTLExceeded)
-			return
-		}
-		if src.Is4() {
-			packet.IPv4(eth.Payload()).DecTTL()
+		if v6 {
+			ip := packet.IPv6(eth.Payload())
+			if ip.HopLimit() <= 1 {
+				*r = s.drop(ReasonTTLExceeded)
+				return
+			}
+			ip.DecHopLimit()
 		} else {
-			packet.IPv6(eth.Payload()).DecHopLimit()
+			ip := packet.IPv4(eth.Payload())
+			if ip.TTL() <= 1 {
+				*r = s.drop(ReasonTTLExceeded)
+				return
+			}
+			ip.DecTTL()
 		}
 		eth.SetSrc(GatewayMAC)
 	}
 	eth.SetDst(d.mac)
-	frame = frame[:length]
 
 	if d.local >= 0 {
 		d.vc.Local.Add(1)
 		s.countTx(int(d.local), len(frame))
-		r.Action, r.Port, r.Data = ToPort, int(d.local), frame
+		r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data = ToPort, ReasonNone, int(d.local), netip.Addr{}, netip.Addr{}, 0, 0, frame
+		r.clearExtras()
 		return
 	}
 	dstPA := d.pa()
@@ -211,17 +225,16 @@ func (s *Switch) forward(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *p
 	}
 	if wire+over-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
 		mtu := s.cfg.UnderlayMTU - over
-		if src.Is6() {
+		if v6 {
 			*r = s.tooBig6(p, t, frame, mtu, scratch)
 			return
 		}
-		if df {
+		if packet.IPv4(eth.Payload()).DF() {
 			*r = s.tooBig4(p, t, frame, mtu, scratch)
 			return
 		}
 	}
 	var start int
-	flow := flowID(src, dst, proto, sport, dport)
 	if d.encap == policy.EncapVXLAN {
 		// The UDP socket adds the UDP header; the caller picks its source
 		// port by FlowID.
@@ -236,45 +249,68 @@ func (s *Switch) forward(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *p
 	} else {
 		d.vc.Encapsulated.Add(1)
 	}
-	r.Action, r.Src, r.Dst, r.Encap, r.FlowID, r.Data = ToUnderlay, srcPA, dstPA, d.encap, flow, buf[start:off+len(frame)]
+	r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data = ToUnderlay, ReasonNone, 0, srcPA, dstPA, d.encap, flow, buf[start:off+len(frame)]
+	r.clearExtras()
 }
 
-// decide works out from policy where packets from port p to dst go. It
-// returns ok = false with the verdict (a drop or a hold) if they go nowhere.
-func (s *Switch) decide(p *PortConfig, pt *PortTable, t *policy.Table, dst netip.Addr, d *decision) (Result, bool) {
+// clearExtras zeroes Redirect and Miss, which only verdicts of other actions
+// set, for a verdict written field by field: storing all of a Result
+// (zeroing it, or copying a literal) was a fifth of the cached path. An
+// invalid netip.Addr is always the zero one.
+func (r *Result) clearExtras() {
+	if rd := &r.Redirect; rd.VSID != 0 || rd.CA.IsValid() || rd.PA.IsValid() || rd.NewPA.IsValid() {
+		r.Redirect = RedirectInfo{}
+	}
+	if r.Miss.VSID != 0 || r.Miss.CA.IsValid() {
+		r.Miss = Miss{}
+	}
+}
+
+// decide works out from policy where packets from port p to dst go, into d
+// and into f under key, and returns d. It returns nil with the verdict (a
+// drop or a hold) in r if they go nowhere.
+func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, key flowKey, dst netip.Addr, d *decision) *decision {
 	if !dst.IsGlobalUnicast() {
-		return s.drop(ReasonMulticast), false
+		*r = s.drop(ReasonMulticast)
+		return nil
 	}
 	if gw, ok := t.OnLinkPrefix(p.VSID, dst); ok && policy.GatewayAddress(gw) == dst {
-		return s.drop(ReasonToGateway), false
+		*r = s.drop(ReasonToGateway)
+		return nil
 	}
 	rec, dstVSID, routed, reason := resolve(t, p.VSID, dst)
 	if reason == ReasonNoLookupRecord {
 		s.mismatch(dstVSID, dst, netip.Addr{})
 		if s.hold.Load() {
-			return holdFor(dstVSID, dst), false
+			*r = holdFor(dstVSID, dst)
+			return nil
 		}
 	}
 	if reason != ReasonNone {
-		return s.drop(reason), false
+		*r = s.drop(reason)
+		return nil
 	}
 	if rec.Rule != policy.TranslationMethodEncap {
-		return s.drop(ReasonRuleUnsupported), false
+		*r = s.drop(ReasonRuleUnsupported)
+		return nil
 	}
 	*d = decision{dstVSID: dstVSID, local: -1, mac: rec.MACAddress, routed: routed, dstPA: rec.ProviderAddress.As16(), vc: s.Counters.VSID(dstVSID)}
 	if t.IsLocalPA(rec.ProviderAddress) {
 		lp, ok := pt.ByMAC(dstVSID, rec.MACAddress)
 		if !ok {
-			return s.drop(ReasonNoLocalPort), false
+			*r = s.drop(ReasonNoLocalPort)
+			return nil
 		}
 		d.local = int32(lp.Index)
-		return Result{}, true
+	} else {
+		if _, ok := t.LocalPA(rec.ProviderAddress.Is6()); !ok {
+			*r = s.drop(ReasonNoLocalPA)
+			return nil
+		}
+		d.encap = t.Encapsulation(dstVSID)
 	}
-	if _, ok := t.LocalPA(rec.ProviderAddress.Is6()); !ok {
-		return s.drop(ReasonNoLocalPA), false
-	}
-	d.encap = t.Encapsulation(dstVSID)
-	return Result{}, true
+	f.insert(key, d)
+	return d
 }
 
 func (s *Switch) countTx(port, n int) {

@@ -53,14 +53,44 @@ type decision struct {
 	vc      *VSIDCounters
 }
 
-// pa is the destination's provider address.
-func (d *decision) pa() netip.Addr { return netip.AddrFrom16(d.dstPA).Unmap() }
+// pa is the destination's provider address, told IPv4 by its prefix
+// without the copy and conversion of netip.AddrFrom16.
+func (d *decision) pa() netip.Addr {
+	if [12]byte(d.dstPA[:12]) == v4InV6Prefix {
+		return netip.AddrFrom4([4]byte(d.dstPA[12:]))
+	}
+	return netip.AddrFrom16(d.dstPA)
+}
+
+var v4InV6Prefix = [12]byte{10: 0xff, 11: 0xff}
+
+// flowKey is a destination as a port's packets carry it: the address bytes
+// straight from the IP header (IPv4 in a alone), and in tag the port and
+// the family, so that an IPv6 packet to ::ffff:a.b.c.d never takes the
+// decision made for IPv4 a.b.c.d. Tag 0 marks an empty entry.
+type flowKey struct {
+	a, b uint64
+	tag  uint64
+}
+
+// newFlowKey keys the 4- or 16-byte destination address dst of port's
+// packets.
+func newFlowKey(port int, dst []byte) flowKey {
+	if len(dst) == 4 {
+		return flowKey{a: uint64(binary.LittleEndian.Uint32(dst)), tag: uint64(port)<<2 | 1}
+	}
+	return flowKey{a: binary.LittleEndian.Uint64(dst[:8]), b: binary.LittleEndian.Uint64(dst[8:16]), tag: uint64(port)<<2 | 3}
+}
+
+// set hashes k to the index of its set, with a multiply whose top bits
+// depend on every input bit.
+func (k flowKey) set() int {
+	return int((k.a ^ k.b*0x9e3779b97f4a7c15 ^ k.tag) * 0xbf58476d1ce4e5b9 >> (64 - flowSetBits))
+}
 
 type flowEntry struct {
-	port int32
-	dst  [16]byte
-	used bool
-	d    decision
+	key flowKey
+	d   decision
 }
 
 // NewFlows returns an empty cache for one worker.
@@ -74,37 +104,28 @@ func (f *Flows) sync(gen uint64) {
 	}
 }
 
-// flowSet hashes the key with a multiply whose top bits depend on every
-// input bit.
-func flowSet(port int, a [16]byte) int {
-	h := binary.LittleEndian.Uint64(a[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(a[8:]) ^ uint64(port)
-	h *= 0xbf58476d1ce4e5b9
-	return int(h >> (64 - flowSetBits))
-}
-
-func (f *Flows) lookup(port int, dst netip.Addr) (*decision, bool) {
+// lookup returns the decision cached for k, or nil.
+func (f *Flows) lookup(k flowKey) *decision {
 	if f == nil {
-		return nil, false
+		return nil
 	}
-	a := dst.As16()
-	set := &f.sets[flowSet(port, a)]
+	set := &f.sets[k.set()]
 	for i := range set {
-		if e := &set[i]; e.dst == a && e.port == int32(port) && e.used {
-			return &e.d, true
+		if set[i].key == k {
+			return &set[i].d
 		}
 	}
-	return nil, false
+	return nil
 }
 
 // insert puts d first in its set, pushing out the least recently inserted.
-func (f *Flows) insert(port int, dst netip.Addr, d *decision) {
+func (f *Flows) insert(k flowKey, d *decision) {
 	if f == nil {
 		return
 	}
-	a := dst.As16()
-	set := &f.sets[flowSet(port, a)]
+	set := &f.sets[k.set()]
 	copy(set[1:], set[:flowWays-1])
-	set[0] = flowEntry{port: int32(port), dst: a, used: true, d: *d}
+	set[0] = flowEntry{key: k, d: *d}
 }
 
 func (f *Flows) countRx(pc *PortCounters, n int) {

@@ -98,16 +98,19 @@ func TestFlowsCollisionsEvictOldest(t *testing.T) {
 	for i := range 2 * flowWays {
 		dst := netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})
 		dsts = append(dsts, dst)
-		f.insert(0, dst, &decision{dstVSID: policy.VSID(5000 + i)})
+		f.insert(newFlowKey(0, dst.AsSlice()), &decision{dstVSID: policy.VSID(5000 + i)})
 	}
 	for i, dst := range dsts[flowWays:] {
-		d, ok := f.lookup(0, dst)
-		if !ok || d.dstVSID != policy.VSID(5000+flowWays+i) {
-			t.Errorf("%s: %v %v", dst, d, ok)
+		if d := f.lookup(newFlowKey(0, dst.AsSlice())); d == nil || d.dstVSID != policy.VSID(5000+flowWays+i) {
+			t.Errorf("%s: %v", dst, d)
 		}
 	}
-	if _, ok := f.lookup(1, dsts[len(dsts)-1]); ok {
+	last := dsts[len(dsts)-1]
+	if f.lookup(newFlowKey(1, last.AsSlice())) != nil {
 		t.Error("another port's flow answered")
+	}
+	if mapped := netip.AddrFrom16(last.As16()); f.lookup(newFlowKey(0, mapped.AsSlice())) != nil {
+		t.Errorf("IPv6 %s took the decision for IPv4 %s", mapped, last)
 	}
 }
 

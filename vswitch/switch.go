@@ -152,15 +152,22 @@ func (s *Switch) mismatch(vsid policy.VSID, ca, pa netip.Addr) {
 // flowID spreads flows over ECMP paths: a multiplicative hash of the inner
 // addresses, protocol and ports folded to 8 bits.
 func flowID(src, dst netip.Addr, proto uint8, sport, dport uint16) uint8 {
-	ports := uint64(proto)<<32 ^ uint64(sport)<<16 ^ uint64(dport)
 	if src.Is4() {
 		s, d := src.As4(), dst.As4()
-		h := (uint64(binary.BigEndian.Uint32(s[:]))<<32 | uint64(binary.BigEndian.Uint32(d[:]))) * 0x9e3779b97f4a7c15
-		return uint8((h ^ ports) * 0xbf58476d1ce4e5b9 >> 56)
+		return flowID4(uint64(binary.BigEndian.Uint32(s[:]))<<32|uint64(binary.BigEndian.Uint32(d[:])), proto, sport, dport)
 	}
+	ports := uint64(proto)<<32 ^ uint64(sport)<<16 ^ uint64(dport)
 	s, d := src.As16(), dst.As16()
 	h := binary.LittleEndian.Uint64(s[:8]) ^ binary.LittleEndian.Uint64(d[:8])*0x9e3779b97f4a7c15
 	h = (h ^ binary.LittleEndian.Uint64(s[8:])) * 0xbf58476d1ce4e5b9
 	h = (h ^ binary.LittleEndian.Uint64(d[8:])) * 0x94d049bb133111eb
 	return uint8((h ^ ports) * 0x9e3779b97f4a7c15 >> 56)
+}
+
+// flowID4 is flowID of IPv4 source and destination addresses read as one
+// big-endian word, as they sit in the header.
+func flowID4(addrs uint64, proto uint8, sport, dport uint16) uint8 {
+	ports := uint64(proto)<<32 ^ uint64(sport)<<16 ^ uint64(dport)
+	h := addrs * 0x9e3779b97f4a7c15
+	return uint8((h ^ ports) * 0xbf58476d1ce4e5b9 >> 56)
 }

@@ -32,7 +32,7 @@ type migrations struct {
 	mu    sync.Mutex
 	gone  map[goneKey]*goneVM
 	sent  map[redirectKey]time.Time
-	raw   int // IPPROTO_RAW socket for IPv4, opened on first use; 0 when not open
+	raw   [2]int // IPPROTO_RAW sockets for IPv4 and IPv6, opened on first use; 0 when not open
 	grace atomic.Int64
 
 	forwarded, redirectsSent, redirectsApplied atomic.Uint64
@@ -128,15 +128,15 @@ func (h *Host) publishMoved() {
 // forwardMoved sends payload (a GRE or VXLAN payload as received) on to the
 // moved VM's new PA with the original sender's PA as outer source, so the
 // new host validates it against the sender's record, and redirects the
-// sender. IPv4 only: an IPv6 packet is only redirected (see docs/migration.md).
-// A packet that cannot be forwarded counts as a no-local-port drop.
+// sender. A packet that cannot be forwarded (the sender's and the new PA's
+// families differ, or the send fails) counts as a no-local-port drop.
 func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encapsulation) {
 	m := &h.mig
 	switch {
-	case !r.Src.Is4() || !r.Dst.Is4():
+	case r.Src.Is4() != r.Dst.Is4():
 		h.sw.Counters.Drop(vswitch.ReasonNoLocalPort)
 	default:
-		if err := m.sendRaw4(r.Src, r.Dst, payload, encap); err != nil {
+		if err := m.sendRaw(r.Src, r.Dst, payload, encap); err != nil {
 			h.sw.Counters.Drop(vswitch.ReasonNoLocalPort)
 			h.log.Debug("forwarding to a moved VM", "dst", r.Dst, "err", err)
 		} else {
@@ -164,47 +164,75 @@ func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encap
 	h.log.Info("redirect sent", "to", r.Src, "vsid", rd.VSID, "ca", rd.CA, "pa", rd.PA, "newPA", rd.NewPA)
 }
 
-// sendRaw4 sends an IPv4 packet built here from src to dst: protocol 47 with
-// payload, or UDP to port 4789 for VXLAN. Linux lets an IPPROTO_RAW socket
-// (IP_HDRINCL) send from an address the host does not own.
-func (m *migrations) sendRaw4(src, dst netip.Addr, payload []byte, encap policy.Encapsulation) error {
-	m.mu.Lock()
-	if m.raw == 0 {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
-		if err != nil {
-			m.mu.Unlock()
-			return fmt.Errorf("open raw IPv4 socket: %w", err)
-		}
-		m.raw = fd
+// sendRaw sends an IP packet built here from src to dst (one family):
+// protocol 47 with payload, or UDP to port 4789 for VXLAN. Linux lets an
+// IPPROTO_RAW socket (which implies IP_HDRINCL, and IPV6_HDRINCL for IPv6)
+// send from an address the host does not own.
+func (m *migrations) sendRaw(src, dst netip.Addr, payload []byte, encap policy.Encapsulation) error {
+	v6 := dst.Is6()
+	fd, err := m.rawSocket(v6)
+	if err != nil {
+		return err
 	}
-	fd := m.raw
-	m.mu.Unlock()
-	hdr := packet.IPv4HeaderLen
-	proto := uint8(unix.IPPROTO_GRE)
+	ipLen, proto := packet.IPv4HeaderLen, uint8(unix.IPPROTO_GRE)
+	if v6 {
+		ipLen = packet.IPv6HeaderLen
+	}
+	hdr := ipLen
 	if encap == policy.EncapVXLAN {
 		hdr += packet.UDPHeaderLen
 		proto = unix.IPPROTO_UDP
 	}
 	buf := make([]byte, hdr+len(payload))
-	packet.PutIPv4(buf, src, dst, proto, 64, hdr-packet.IPv4HeaderLen+len(payload), 0, false)
-	if encap == policy.EncapVXLAN {
-		// The source port carries flow entropy; any fixed one keeps the flow.
-		packet.PutUDP(buf[packet.IPv4HeaderLen:], 49152, 4789, len(payload))
+	if v6 {
+		packet.PutIPv6(buf, src, dst, proto, 64, hdr-ipLen+len(payload))
+	} else {
+		packet.PutIPv4(buf, src, dst, proto, 64, hdr-ipLen+len(payload), 0, false)
 	}
 	copy(buf[hdr:], payload)
+	if encap == policy.EncapVXLAN {
+		// The source port carries flow entropy; any fixed one keeps the flow.
+		packet.PutUDP(buf[ipLen:], 49152, packet.VXLANPort, len(payload))
+		if v6 { // IPv6 receivers drop a zero UDP checksum
+			packet.SetUDPChecksum(packet.UDP(buf[ipLen:]), src, dst)
+		}
+	}
+	if v6 {
+		return unix.Sendto(fd, buf, 0, &unix.SockaddrInet6{Addr: dst.As16()})
+	}
 	return unix.Sendto(fd, buf, 0, &unix.SockaddrInet4{Addr: dst.As4()})
+}
+
+// rawSocket returns the family's IPPROTO_RAW socket, opened on first use.
+func (m *migrations) rawSocket(v6 bool) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fam, name := 0, "IPv4"
+	if v6 {
+		fam, name = 1, "IPv6"
+	}
+	if m.raw[fam] == 0 {
+		fd, err := unix.Socket([2]int{unix.AF_INET, unix.AF_INET6}[fam], unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		if err != nil {
+			return 0, fmt.Errorf("open raw %s socket: %w", name, err)
+		}
+		m.raw[fam] = fd
+	}
+	return m.raw[fam], nil
 }
 
 func (m *migrations) counters() provider.MigrationCounters {
 	return provider.MigrationCounters{Forwarded: m.forwarded.Load(), RedirectsSent: m.redirectsSent.Load(), RedirectsApplied: m.redirectsApplied.Load()}
 }
 
-// closeRaw closes the raw socket, if open.
+// closeRaw closes the raw sockets that are open.
 func (m *migrations) closeRaw() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.raw != 0 {
-		unix.Close(m.raw)
-		m.raw = 0
+	for i, fd := range m.raw {
+		if fd != 0 {
+			unix.Close(fd)
+			m.raw[i] = 0
+		}
 	}
 }

@@ -100,6 +100,21 @@ func TestVMCommands(t *testing.T) {
 			t.Errorf("wnvctl %s:\n got %v\nwant %s", strings.Join(tc.args, " "), err, tc.want)
 		}
 	}
+	out = run("gateway", "create", "--name", "gw1", "--vsid", "5001", "--mac", "00:15:5d:00:00:fe", "--ca", "10.0.0.254", "--host", "host2")
+	if !strings.Contains(out, "gw1   5001  00:15:5d:00:00:fe  10.0.0.254  host2  198.18.0.2  "+rd) {
+		t.Fatalf("gateway create printed:\n%s", out)
+	}
+	var gws []policyserver.Gateway
+	if err := json.Unmarshal([]byte(run("gateway", "get", "-o", "json")), &gws); err != nil || len(gws) != 1 || gws[0].Name != "gw1" {
+		t.Fatalf("gateway get -o json: %+v %v", gws, err)
+	}
+	if _, err := psctl(t, s, "gateway", "create", "--name", "gw2", "--vsid", "5001", "--mac", "00:15:5d:00:00:fd", "--ca", "10.9.0.1", "--host", "host2"); err == nil || !strings.Contains(err.Error(), "10.9.0.1") {
+		t.Errorf("gateway with a CA outside its subnet: %v, want an error naming the CA", err)
+	}
+	run("gateway", "delete", "gw1")
+	if _, err := psctl(t, s, "gateway", "get", "gw1"); err == nil || !strings.Contains(err.Error(), "gw1") {
+		t.Fatalf("gateway get after delete: %v", err)
+	}
 	run("vm", "delete", "blue2")
 	if _, err := psctl(t, s, "vm", "get", "blue2"); err == nil || err.Error() != "VM blue2 does not exist" {
 		t.Fatalf("vm get after delete: %v", err)

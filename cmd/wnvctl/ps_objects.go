@@ -22,6 +22,7 @@ func init() {
 		policyServerGroup("routing-domain", "Manage routing domains on the policy server", rdCreate(), rdGet(), rdDelete()),
 		policyServerGroup("subnet", "Manage virtual subnets on the policy server", subnetCreate(), subnetGet(), subnetDelete()),
 		policyServerGroup("host", "Register, list and delete hosts on the policy server", hostRegister(), hostGet(), hostDelete()),
+		policyServerGroup("gateway", "Manage gateways on the policy server: the way out of a virtual subnet to any outside address", gatewayCreate(), gatewayGet(), gatewayDelete()),
 	)
 }
 
@@ -317,6 +318,70 @@ func outputHosts(cmd *cobra.Command, v any, hs []policyserver.Host) error {
 	t := outTable{header: []string{"NAME", "PROVIDER ADDRESSES", "ALIVE", "TTL"}}
 	for _, h := range hs {
 		t.add(h.Name, strCell(addrsValue{&h.ProviderAddresses}.String()), strconv.FormatBool(h.Alive), strconv.FormatInt(h.TTLSeconds, 10))
+	}
+	return printResult(cmd, v, t)
+}
+
+func gatewayCreate() *cobra.Command {
+	var g policyserver.Gateway
+	cmd := &cobra.Command{
+		Use:     "create",
+		Short:   "Create a gateway: a GatewayWildcard record and a default route of its routing domain point at it",
+		Example: "  wnvctl gateway create --name gw1 --vsid 5001 --mac 00:15:5d:00:00:fe --ca 10.0.0.254 --host host1",
+		Args:    cobra.NoArgs,
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+			g, err := c.CreateGateway(ctx, g)
+			if err != nil {
+				return err
+			}
+			return outputGateways(cmd, g, []policyserver.Gateway{g})
+		}),
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&g.Name, "name", "", "gateway name")
+	fs.Var(vsidValue{&g.VirtualSubnetID}, "vsid", "virtual subnet the gateway sits in, 4096..16777214")
+	fs.Var(macValue{&g.MACAddress}, "mac", "the gateway's MAC address")
+	fs.Var(addrValue{&g.CustomerAddress}, "ca", "the gateway's customer address, next hop of the default route")
+	fs.StringVar(&g.Host, "host", "", "host the gateway runs on")
+	for _, f := range []string{"name", "vsid", "mac", "ca", "host"} {
+		cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func gatewayGet() *cobra.Command {
+	return &cobra.Command{
+		Use: "get [NAME]", Short: "Show one gateway or list them", Args: cobra.MaximumNArgs(1),
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			if len(args) == 1 {
+				g, err := c.Gateway(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return outputGateways(cmd, g, []policyserver.Gateway{g})
+			}
+			gs, err := c.Gateways(ctx)
+			if err != nil {
+				return err
+			}
+			return outputGateways(cmd, gs, gs)
+		}),
+	}
+}
+
+func gatewayDelete() *cobra.Command {
+	return &cobra.Command{
+		Use: "delete NAME", Short: "Delete a gateway and its record and default route", Args: cobra.ExactArgs(1),
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+			return c.DeleteGateway(ctx, args[0])
+		}),
+	}
+}
+
+func outputGateways(cmd *cobra.Command, v any, gs []policyserver.Gateway) error {
+	t := outTable{header: []string{"NAME", "VSID", "MAC", "CA", "HOST", "PA", "ROUTINGDOMAINID"}}
+	for _, g := range gs {
+		t.add(g.Name, numCell(g.VirtualSubnetID), g.MACAddress.String(), addrCell(g.CustomerAddress), g.Host, addrCell(g.ProviderAddress), guidCell(g.RoutingDomainID))
 	}
 	return printResult(cmd, v, t)
 }

@@ -26,6 +26,7 @@ type VXLANSocket struct {
 	underlaySocket
 	batches sync.Pool   // *udpBatch
 	noGSO   atomic.Bool // the kernel refused a GSO send: send datagrams one by one
+	port    uint16      // the local UDP port
 }
 
 // udpOOBLen holds one cmsg with a UDP_SEGMENT (uint16) or UDP_GRO (int)
@@ -64,6 +65,10 @@ func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) { return openVXLAN(pa, pac
 // from; nothing reads what arrives on it.
 func SendVXLAN(pa netip.Addr) (*VXLANSocket, error) { return openVXLAN(pa, 0) }
 
+// Port is the socket's local UDP port: 4789, or the ephemeral one a
+// SendVXLAN socket sends from.
+func (s *VXLANSocket) Port() uint16 { return s.port }
+
 func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
 	if err := checkPA(pa, "VXLAN"); err != nil {
 		return nil, err
@@ -83,11 +88,22 @@ func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind VXLAN socket to provider address %s port %d: %w", pa, port, err)
 	}
+	bound, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("VXLAN socket for %s: getsockname: %w", pa, err)
+	}
 	setBuffers(fd)
 	// Coalesced reads (UDP GRO): a peer's GSO send arrives whole. Kernels
 	// before 5.0 lack it and deliver datagrams one by one.
 	_ = unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1)
 	s := &VXLANSocket{}
+	switch sa := bound.(type) {
+	case *unix.SockaddrInet4:
+		s.port = uint16(sa.Port)
+	case *unix.SockaddrInet6:
+		s.port = uint16(sa.Port)
+	}
 	if err := s.init(fd, "vxlan:"+pa.String(), pa); err != nil {
 		return nil, err
 	}

@@ -23,10 +23,10 @@ import (
 type Config struct {
 	Name     string
 	Underlay string // the underlay interface the PAs live on
-	// GREGSO names the TAP through which NVGRE super-frames go to the
-	// kernel as one GSO packet (see dataplane.GREGSO); empty cuts them into
-	// segments in userspace and sends those on the raw GRE socket.
-	GREGSO string
+	// GSOTAP names the TAP through which TCP super-frames go to the kernel
+	// as one tunnel GSO packet (see dataplane.TunnelGSO); empty cuts them
+	// into segments in userspace and sends those on the PA's sockets.
+	GSOTAP string
 	Log    *slog.Logger
 }
 
@@ -40,7 +40,7 @@ type Host struct {
 
 	underlayIndex int
 	underlayMTU   int
-	gso           *dataplane.GREGSO // nil: NVGRE super-frames are segmented here
+	gso           *dataplane.TunnelGSO // nil: super-frames are segmented here
 
 	mu    sync.Mutex // serialises port attach/detach
 	ports map[string]*port
@@ -78,9 +78,9 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		ports:         map[string]*port{},
 		reconcil:      make(chan struct{}, 1),
 	}
-	if cfg.GREGSO != "" {
-		if h.gso, err = dataplane.OpenGREGSO(cfg.GREGSO, cfg.Underlay); err != nil {
-			h.log.Warn("NVGRE super-frames will be segmented in userspace", "err", err)
+	if cfg.GSOTAP != "" {
+		if h.gso, err = dataplane.OpenTunnelGSO(cfg.GSOTAP, cfg.Underlay); err != nil {
+			h.log.Warn("TCP super-frames will be segmented in userspace", "err", err)
 		}
 	}
 	h.pas.init()
@@ -127,7 +127,7 @@ func (h *Host) Run(ctx context.Context) error {
 	h.mig.closeRaw()
 	if h.gso != nil {
 		if err := h.gso.Close(); err != nil {
-			h.log.Warn("closing the GRE GSO TAP", "err", err)
+			h.log.Warn("closing the GSO TAP", "err", err)
 		}
 	}
 	return nil
@@ -194,8 +194,8 @@ func (h *Host) Counters() provider.Counters {
 	}
 	c.Migration = h.mig.counters()
 	if h.gso != nil {
-		st := provider.GREGSOCounters(h.gso.Stats())
-		c.GREGSO = &st
+		st := provider.GSOCounters(h.gso.Stats())
+		c.GSO = &st
 	}
 	return c
 }

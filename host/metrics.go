@@ -17,7 +17,7 @@ type Collector struct {
 	vsidPackets, vsidDrops           *prometheus.Desc
 	drops                            *prometheus.Desc
 	events, handles                  *prometheus.Desc
-	greGSO, migration                *prometheus.Desc
+	gso, migration                   *prometheus.Desc
 }
 
 // NewCollector describes the host's metrics.
@@ -34,12 +34,12 @@ func NewCollector(h *Host) *Collector {
 		events:      prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
 		handles:     prometheus.NewDesc("wnv_notification_handles", "Open notification API handles.", nil, host),
 		migration:   prometheus.NewDesc("wnv_migration_total", "Live-migration work of this host: packets forwarded to a VM's new PA, redirects sent and applied.", []string{"event"}, host),
-		greGSO:      prometheus.NewDesc("wnv_gre_gso_packets_total", "NVGRE super-frames handed to the kernel as one GSO packet, by outcome.", []string{"outcome"}, host),
+		gso:         prometheus.NewDesc("wnv_gso_packets_total", "Encapsulated TCP super-frames handed to the kernel as one tunnel GSO packet, by outcome.", []string{"outcome"}, host),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.events, c.handles, c.greGSO, c.migration} {
+	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.events, c.handles, c.gso, c.migration} {
 		ch <- d
 	}
 }
@@ -73,9 +73,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.migration, mig.RedirectsApplied, "redirect_applied")
 	if c.h.gso != nil {
 		st := c.h.gso.Stats()
-		counter(c.greGSO, st.Redirected, "redirected")
-		counter(c.greGSO, st.Dropped, "dropped")
-		counter(c.greGSO, st.Refused, "refused")
+		counter(c.gso, st.Redirected, "redirected")
+		counter(c.gso, st.Dropped, "dropped")
+		counter(c.gso, st.Refused, "refused")
 	}
 	if c.h.hub == nil {
 		return

@@ -17,8 +17,8 @@ import (
 
 // TestTCPBetweenHosts streams TCP between VMs on two hosts, over VXLAN and
 // over NVGRE. The VMs' TAPs have TSO on, so the bytes cross as super-frames
-// that the sender cuts into segments (or, for NVGRE through the GRE GSO
-// TAP, hands to the kernel whole) and the receiver coalesces again; the
+// that the sender cuts into segments (or, through the GSO TAP, hands to
+// the kernel whole) and the receiver coalesces again; the
 // receiver checks every byte.
 func TestTCPBetweenHosts(t *testing.T) {
 	needRoot(t)
@@ -29,6 +29,7 @@ func TestTCPBetweenHosts(t *testing.T) {
 	}{
 		{"VXLAN", policy.EncapVXLAN, ""},
 		{"NVGRE", policy.EncapNVGRE, ""},
+		{"VXLAN GSO", policy.EncapVXLAN, "wnvgso"},
 		{"NVGRE GSO", policy.EncapNVGRE, "wnvgso"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tcpBetweenHosts(t, tc.encap, tc.gso) })
@@ -89,11 +90,11 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation, gso string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	switch g := cs.GREGSO; {
+	switch g := cs.GSO; {
 	case gso == "" && g != nil:
-		t.Errorf("counters show GRE GSO %+v on a host without it", *g)
+		t.Errorf("counters show tunnel GSO %+v on a host without it", *g)
 	case gso != "" && (g == nil || g.Redirected == 0 || g.Dropped != 0 || g.Refused != 0):
-		t.Errorf("GRE GSO counters = %+v: want super-frames redirected, none dropped or refused", g)
+		t.Errorf("tunnel GSO counters = %+v: want super-frames redirected, none dropped or refused", g)
 	}
 }
 

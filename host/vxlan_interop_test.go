@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ import (
 const (
 	envUnderlay = "WNV_TEST_HOST_UNDERLAY"
 	envSocket   = "WNV_TEST_HOST_SOCKET"
-	envGREGSO   = "WNV_TEST_HOST_GRE_GSO"
+	envGSOTAP   = "WNV_TEST_HOST_GSO_TAP"
 )
 
 // TestHelperHost runs a host with its provider API until its stdin closes.
@@ -49,7 +50,7 @@ func TestHelperHost(t *testing.T) {
 		cancel()
 	}()
 	hub := notify.NewHub(notify.Config{})
-	h, err := New(Config{Name: "helper", Underlay: underlay, GREGSO: os.Getenv(envGREGSO), Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}, hub)
+	h, err := New(Config{Name: "helper", Underlay: underlay, GSOTAP: os.Getenv(envGSOTAP), Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}, hub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func startHostGSO(t *testing.T, ns, underlay, gso string) *provider.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "wnvd.sock")
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperHost$", "-test.v")
-	cmd.Env = append(os.Environ(), envUnderlay+"="+underlay, envSocket+"="+sock, envGREGSO+"="+gso)
+	cmd.Env = append(os.Environ(), envUnderlay+"="+underlay, envSocket+"="+sock, envGSOTAP+"="+gso)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +200,14 @@ func probeBothWays(t *testing.T, a, b string, aCA, bCA netip.Addr) {
 // Linux vxlan device with a static FDB entry reach each other both ways.
 func TestVXLANInteropWithKernel(t *testing.T) {
 	needRoot(t)
+	// Super-frames leave cut into segments, or whole through the GSO TAP
+	// for the kernel to cut (or, over the veth, for vx0 to take whole).
+	for _, gso := range []string{"", "wnvgso"} {
+		t.Run("GSO TAP "+strconv.Quote(gso), func(t *testing.T) { vxlanInterop(t, gso) })
+	}
+}
+
+func vxlanInterop(t *testing.T, gso string) {
 	s := suffix()
 	hostNS, vmNS, kernNS := "wvxh"+s, "wvxv"+s, "wvxk"+s
 	for _, ns := range []string{hostNS, vmNS, kernNS} {
@@ -229,7 +238,7 @@ func TestVXLANInteropWithKernel(t *testing.T) {
 	run(t, "bridge", "-n", kernNS, "fdb", "append", vmMAC.String(), "dev", "vx0", "dst", pa1.String())
 
 	// Our side: policy through the provider API, the VM's port in vmNS.
-	c := startHost(t, hostNS, u1)
+	c := startHostGSO(t, hostNS, u1, gso)
 	ctx := context.Background()
 	rd := policy.MustParseGUID("{11111111-2222-3333-4444-000000000005}")
 	must := func(_ any, err error) {
@@ -261,6 +270,9 @@ func TestVXLANInteropWithKernel(t *testing.T) {
 	cs, err := c.Counters(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if gso != "" && (cs.GSO == nil || cs.GSO.Redirected == 0) {
+		t.Errorf("GSO counters %+v: no super-frame went to the kernel whole", cs.GSO)
 	}
 	if t.Failed() {
 		t.Logf("host counters: %+v", cs)

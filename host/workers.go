@@ -182,13 +182,22 @@ func (o *output) coalesce(frames []dataplane.OffloadFrame) []dataplane.OffloadFr
 	return out
 }
 
-// sendSegmented cuts the encapsulated TCP super-frame of r into wire-sized
-// packets and sends them from r.Src: VXLAN as UDP GSO batches, NVGRE as one
-// GSO packet for the kernel to cut (or, without that, as one sendmmsg).
+// sendSegmented sends the encapsulated TCP super-frame of r from r.Src: as
+// one tunnel GSO packet for the kernel to cut where it can, else cut here
+// into wire-sized packets, sent as UDP GSO batches (VXLAN) or one sendmmsg
+// (NVGRE).
 func (o *output) sendSegmented(h *Host, r vswitch.Result, hdr offload.VirtioNetHdr, segs []byte) {
-	if r.Encap == policy.EncapNVGRE && h.gso != nil &&
-		h.gso.Send(dataplane.GSOPacket{Src: r.Src, Dst: r.Dst, Hdr: hdr, Data: r.Data}) == nil {
-		return
+	socks := (*h.pas.socks.Load())[r.Src]
+	if h.gso != nil && socks != nil {
+		p := dataplane.GSOPacket{Src: r.Src, Dst: r.Dst, Hdr: hdr, Data: r.Data}
+		if r.Encap == policy.EncapVXLAN {
+			if vs := socks.vxlanFor(r.FlowID); vs != nil {
+				p.VXLANPort = vs.Port()
+			}
+		}
+		if (r.Encap == policy.EncapNVGRE || p.VXLANPort != 0) && h.gso.Send(p) == nil {
+			return
+		}
 	}
 	encapLen := packet.NVGREHeaderLen
 	if r.Encap == policy.EncapVXLAN {
@@ -212,7 +221,7 @@ func (o *output) sendSegmented(h *Host, r vswitch.Result, hdr offload.VirtioNetH
 		}
 		o.pkts = append(o.pkts, p)
 	}
-	o.send((*h.pas.socks.Load())[r.Src], r.Encap, r.FlowID)
+	o.send(socks, r.Encap, r.FlowID)
 	clear(o.pkts)
 }
 

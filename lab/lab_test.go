@@ -280,7 +280,7 @@ func TestDefaultLab(t *testing.T) {
 			}
 		}
 		// The TCP stream alone is 256 KiB one way, as wire-sized packets
-		// or, from the GRE GSO TAP, as super-frames the veth carries whole.
+		// or, from the GSO TAP, as super-frames the veth carries whole.
 		if thereBytes < 256<<10 || back < 2 {
 			t.Errorf("captured %d blue1->blue2 NVGRE frames of %d bytes and %d blue2->blue1 frames with VSID 5001 in the key, want >=256 KiB and >=2 frames (of %d frames)", there, thereBytes, back, len(frames))
 		}

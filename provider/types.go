@@ -85,8 +85,8 @@ type Counters struct {
 	Notifications       []NotificationCounters `json:"Notifications"`
 	NotificationHandles int                    `json:"NotificationHandles"`
 	Migration           MigrationCounters      `json:"Migration"`
-	// GREGSO is absent when NVGRE super-frames are segmented in wnvd.
-	GREGSO *GREGSOCounters `json:"GREGSO,omitempty"`
+	// GSO is absent when TCP super-frames are segmented in wnvd.
+	GSO *GSOCounters `json:"GSO,omitempty"`
 }
 
 // MigrationCounters count this host's part in live migrations.
@@ -96,9 +96,9 @@ type MigrationCounters struct {
 	RedirectsApplied uint64 `json:"RedirectsApplied"` // redirect messages received that moved a lookup record
 }
 
-// GREGSOCounters count the NVGRE super-frames handed to the kernel as one
-// GSO packet each.
-type GREGSOCounters struct {
+// GSOCounters count the encapsulated TCP super-frames handed to the kernel
+// as one tunnel GSO packet each.
+type GSOCounters struct {
 	Redirected uint64 `json:"Redirected"` // sent to the underlay
 	Dropped    uint64 `json:"Dropped"`    // the TC program could not re-encapsulate or redirect them
 	Refused    uint64 `json:"Refused"`    // the kernel refused the TAP write

@@ -182,8 +182,8 @@ func countersCmd() *cobra.Command {
 			mig := outTable{header: []string{"Migration", "Forwarded", "RedirectsSent", "RedirectsApplied"}}
 			mig.add("packets", numCell(cs.Migration.Forwarded), numCell(cs.Migration.RedirectsSent), numCell(cs.Migration.RedirectsApplied))
 			tables := []outTable{ports, vsids, drops, notes, mig}
-			if g := cs.GREGSO; g != nil {
-				gso := outTable{header: []string{"GREGSO", "Redirected", "Dropped", "Refused"}}
+			if g := cs.GSO; g != nil {
+				gso := outTable{header: []string{"TunnelGSO", "Redirected", "Dropped", "Refused"}}
 				gso.add("super-frames", numCell(g.Redirected), numCell(g.Dropped), numCell(g.Refused))
 				tables = append(tables, gso)
 			}

@@ -209,7 +209,7 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 		Drops:         []provider.DropCount{{Reason: "no-lookup-record", Count: 1}},
 		Notifications: []provider.NotificationCounters{{Type: "WnvPolicyMismatchType", Raised: 2, RateLimited: 7, Merged: 1, Delivered: 2}},
 		Migration:     provider.MigrationCounters{Forwarded: 12, RedirectsSent: 2, RedirectsApplied: 1},
-		GREGSO:        &provider.GREGSOCounters{Redirected: 900, Dropped: 1},
+		GSO:           &provider.GSOCounters{Redirected: 900, Dropped: 1},
 	})
 	out = ok(t, sock, "counters")
 	want = "" +
@@ -228,7 +228,7 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 		"Migration  Forwarded  RedirectsSent  RedirectsApplied\n" +
 		"packets    12         2              1\n" +
 		"\n" +
-		"GREGSO        Redirected  Dropped  Refused\n" +
+		"TunnelGSO     Redirected  Dropped  Refused\n" +
 		"super-frames  900         1        0\n"
 	if out != want {
 		t.Fatalf("counters printed\n%s\nwant\n%s", out, want)

@@ -80,7 +80,7 @@ func hostCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.Name, "name", "", "host name in logs and metrics (default: the system host name)")
 	f.StringVar(&cfg.Underlay, "underlay", "", "underlay interface that carries the provider addresses (required)")
-	f.StringVar(&cfg.GREGSO, "gre-gso-tap", "wnvgso", "TAP through which NVGRE super-frames go to the kernel as one GSO packet (needs eBPF; empty segments them in wnvd)")
+	f.StringVar(&cfg.GSOTAP, "gso-tap", "wnvgso", "TAP through which TCP super-frames go to the kernel as one tunnel GSO packet (needs eBPF; empty segments them in wnvd)")
 	f.StringVar(&socket, "socket", "/run/wnv/wnvd.sock", "provider API Unix socket")
 	f.StringVar(&notifySocket, "notify-socket", notify.SocketPath(), "notification API Unix socket")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this TCP address (off when empty)")

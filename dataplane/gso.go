@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -16,22 +15,23 @@ import (
 	"github.com/wnv/wnv/packet"
 )
 
-// GREGSO sends an NVGRE-encapsulated TCP super-frame as one GSO packet
-// instead of a sendmmsg of wire-sized segments. A raw GRE socket has no GSO,
-// so each of a 64 KiB super-frame's ~45 segments would cross the kernel's IP
-// output alone; the kernel can segment GRE itself (SKB_GSO_GRE), but only a
-// packet that carries the tunnel's GSO state, which no socket can set.
+// TunnelGSO sends an encapsulated TCP super-frame as one GSO packet. A raw
+// GRE socket has no GSO, so each of a 64 KiB super-frame's ~45 segments
+// would cross the kernel's IP output alone; a VXLAN socket has UDP GSO, but
+// only for datagrams wnvd has already cut and checksummed. The kernel can
+// segment a tunnel packet itself (SKB_GSO_GRE, SKB_GSO_UDP_TUNNEL), but only
+// one that carries the tunnel's GSO state, which no socket can set.
 //
-// So the super-frame, outer IP and GRE headers included, is written to a TAP
-// of its own with a virtio-net TSO header, and a TC program at the TAP's
-// ingress gives it the tunnel GSO state (bpf_skb_adjust_room with the
-// GRE-encapsulation flags, whose room is the outer headers wnvd already
-// wrote) and redirects it to the underlay interface through the kernel's
-// neighbour table (bpf_redirect_neigh). The underlay's driver, or the
-// kernel's software GSO in front of it, cuts it into wire packets with their
-// checksums; a veth hands the whole packet to the next namespace, as it does
-// for the kernel's own tunnels.
-type GREGSO struct {
+// So the super-frame, outer headers included, is written to a TAP of its own
+// with a virtio-net TSO header, and a TC program at the TAP's ingress gives
+// it the tunnel GSO state (bpf_skb_adjust_room with the encapsulation flags,
+// whose room is the outer headers wnvd already wrote) and redirects it to
+// the underlay interface through the kernel's neighbour table
+// (bpf_redirect_neigh). The underlay's driver, or the kernel's software GSO
+// in front of it, cuts it into wire packets with their checksums; a veth
+// hands the whole packet to the next namespace, as it does for the kernel's
+// own tunnels, where a raw GRE or UDP socket reads it whole.
+type TunnelGSO struct {
 	tap      *TAP
 	prog     *ebpf.Program
 	link     tclink.Link
@@ -46,33 +46,33 @@ const (
 	gsoCounters
 )
 
-// OpenGREGSO creates the TAP name (in the caller's namespace) with its TC
+// OpenTunnelGSO creates the TAP name (in the caller's namespace) with its TC
 // program, which redirects what is written to it to the underlay interface.
-func OpenGREGSO(name, underlay string) (*GREGSO, error) {
+func OpenTunnelGSO(name, underlay string) (*TunnelGSO, error) {
 	idx, err := LinkIndex(underlay)
 	if err != nil {
-		return nil, fmt.Errorf("GRE GSO: underlay %w", err)
+		return nil, fmt.Errorf("tunnel GSO: underlay %w", err)
 	}
 	counters, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: gsoCounters})
 	if err != nil {
-		return nil, fmt.Errorf("GRE GSO: create the counters map: %w", err)
+		return nil, fmt.Errorf("tunnel GSO: create the counters map: %w", err)
 	}
-	g := &GREGSO{counters: counters}
+	g := &TunnelGSO{counters: counters}
 	g.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "wnv_gre_gso",
+		Name:         "wnv_tunnel_gso",
 		Type:         ebpf.SchedCLS,
 		License:      "GPL", // bpf_redirect_neigh is GPL-only
-		Instructions: greGSOProgram(idx, counters.FD()),
+		Instructions: gsoProgram(idx, counters.FD()),
 	})
 	if err != nil {
 		g.Close()
-		return nil, fmt.Errorf("GRE GSO: load the TC program: %w", err)
+		return nil, fmt.Errorf("tunnel GSO: load the TC program: %w", err)
 	}
 	// The TAP carries nothing the kernel should answer or route: no IPv6
 	// link-local address or router solicitations on it.
 	if g.tap, err = OpenTAP(TAPConfig{Name: name, Offload: true}); err != nil {
 		g.Close()
-		return nil, fmt.Errorf("GRE GSO: %w", err)
+		return nil, fmt.Errorf("tunnel GSO: %w", err)
 	}
 	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0)
 	tapIdx, err := LinkIndex(name)
@@ -81,11 +81,11 @@ func OpenGREGSO(name, underlay string) (*GREGSO, error) {
 	}
 	if err != nil {
 		g.Close()
-		return nil, fmt.Errorf("GRE GSO: %w", err)
+		return nil, fmt.Errorf("tunnel GSO: %w", err)
 	}
 	if g.link, err = tclink.AttachTCX(tclink.TCXOptions{Interface: tapIdx, Program: g.prog, Attach: ebpf.AttachTCXIngress}); err != nil {
 		g.Close()
-		return nil, fmt.Errorf("GRE GSO: attach the TC program to %s: %w", name, err)
+		return nil, fmt.Errorf("tunnel GSO: attach the TC program to %s: %w", name, err)
 	}
 	return g, nil
 }
@@ -97,34 +97,36 @@ const (
 	adjRoomEncapIPv4  = 1 << 1
 	adjRoomEncapIPv6  = 1 << 2
 	adjRoomEncapGRE   = 1 << 3
+	adjRoomEncapUDP   = 1 << 4
 	adjRoomEncapL2Eth = 1 << 6
 	adjRoomL2Shift    = 56
 	tcActShot         = 2
 )
 
-// greGSOProgram is the TC program: it takes the outer IP and GRE headers and
-// the inner Ethernet header off the frame and puts them back as
-// encapsulation room (which is what sets the tunnel GSO state), then
-// redirects the packet to the underlay's egress, resolving the next hop's
-// MAC. The segment size wnvd set is kept (FIXED_GSO): it already accounts
-// for the encapsulation.
-func greGSOProgram(underlay, counters int) asm.Instructions {
+// gsoProgram is the TC program: it takes the outer IP header, the GRE or
+// UDP and VXLAN header and the inner Ethernet header off the frame and puts
+// them back as encapsulation room (which is what sets the tunnel GSO state),
+// then redirects the packet to the underlay's egress, resolving the next
+// hop's MAC. The segment size wnvd set is kept (FIXED_GSO): it already
+// accounts for the encapsulation.
+func gsoProgram(underlay, counters int) asm.Instructions {
 	const (
-		stack  = -64 // room for the largest header block, IPv6's 62 bytes
-		hdrs4  = 20 + packet.NVGREHeaderLen + packet.EthernetHeaderLen
-		hdrs6  = 40 + packet.NVGREHeaderLen + packet.EthernetHeaderLen
-		encap  = adjRoomFixedGSO | adjRoomEncapGRE | adjRoomEncapL2Eth | packet.EthernetHeaderLen<<adjRoomL2Shift
 		eth    = packet.EthernetHeaderLen
+		tunnel = packet.EthernetHeaderLen // inner Ethernet, plus the GRE or UDP+VXLAN header
+		maxHdr = 40 + packet.UDPHeaderLen + packet.VXLANHeaderLen + packet.EthernetHeaderLen
+		stack  = -72 // room for maxHdr
+		key    = stack - 4
+		encap  = adjRoomFixedGSO | adjRoomEncapL2Eth | packet.EthernetHeaderLen<<adjRoomL2Shift
 		ctx    = asm.R6
 		hdrLen = asm.R8
 		flags  = asm.R9
 	)
-	count := func(key int32, label string) asm.Instructions {
+	count := func(index int32, label string) asm.Instructions {
 		return asm.Instructions{
-			asm.StoreImm(asm.RFP, -68, int64(key), asm.Word).WithSymbol(label),
+			asm.StoreImm(asm.RFP, key, int64(index), asm.Word).WithSymbol(label),
 			asm.LoadMapPtr(asm.R1, counters),
 			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -68),
+			asm.Add.Imm(asm.R2, key),
 			asm.FnMapLookupElem.Call(),
 			asm.JEq.Imm(asm.R0, 0, label+"_done"),
 			asm.Mov.Imm(asm.R1, 1),
@@ -137,17 +139,27 @@ func greGSOProgram(underlay, counters int) asm.Instructions {
 		asm.Mov.Imm(asm.R2, eth),
 		asm.Mov.Reg(asm.R3, asm.RFP),
 		asm.Add.Imm(asm.R3, stack),
-		asm.Mov.Imm(asm.R4, hdrs6),
+		asm.Mov.Imm(asm.R4, maxHdr),
 		asm.FnSkbLoadBytes.Call(),
 		asm.JNE.Imm(asm.R0, 0, "drop"),
+		// The IP version gives the outer header's length and where its
+		// protocol is.
 		asm.LoadMem(asm.R7, asm.RFP, stack, asm.Byte),
 		asm.RSh.Imm(asm.R7, 4),
-		asm.Mov.Imm(hdrLen, hdrs4),
+		asm.Mov.Imm(hdrLen, 20),
 		asm.LoadImm(flags, encap|adjRoomEncapIPv4, asm.DWord),
-		asm.JEq.Imm(asm.R7, 4, "adjust"),
-		asm.Mov.Imm(hdrLen, hdrs6),
+		asm.LoadMem(asm.R1, asm.RFP, stack+9, asm.Byte),
+		asm.JEq.Imm(asm.R7, 4, "proto"),
+		asm.Mov.Imm(hdrLen, 40),
 		asm.LoadImm(flags, encap|adjRoomEncapIPv6, asm.DWord),
+		asm.LoadMem(asm.R1, asm.RFP, stack+6, asm.Byte),
 		asm.JNE.Imm(asm.R7, 6, "drop"),
+		asm.Add.Imm(hdrLen, tunnel+packet.NVGREHeaderLen).WithSymbol("proto"),
+		asm.Or.Imm(flags, adjRoomEncapGRE),
+		asm.JEq.Imm(asm.R1, packet.ProtoGRE, "adjust"),
+		asm.Add.Imm(hdrLen, packet.UDPHeaderLen+packet.VXLANHeaderLen-packet.NVGREHeaderLen),
+		asm.Xor.Imm(flags, adjRoomEncapGRE|adjRoomEncapUDP),
+		asm.JNE.Imm(asm.R1, packet.ProtoUDP, "drop"),
 
 		asm.Mov.Reg(asm.R1, ctx).WithSymbol("adjust"),
 		asm.Mov.Imm(asm.R2, 0),
@@ -187,12 +199,14 @@ func greGSOProgram(underlay, counters int) asm.Instructions {
 	)
 }
 
-// GSOPacket is one NVGRE super-frame for Send.
+// GSOPacket is one encapsulated super-frame for Send.
 type GSOPacket struct {
 	Src, Dst netip.Addr // outer addresses: a local PA and the destination's
+	// VXLANPort is the UDP source port of a VXLAN packet; 0 for NVGRE.
+	VXLANPort uint16
 	// Hdr is the VM's TSO header, its offsets relative to the inner frame.
 	Hdr offload.VirtioNetHdr
-	// Data is the GRE header and the inner frame.
+	// Data is the GRE or VXLAN header and the inner frame.
 	Data []byte
 }
 
@@ -200,18 +214,24 @@ type GSOPacket struct {
 type gsoBatch struct {
 	frames [1]OffloadFrame
 	tails  [1][]byte
-	hdr    [packet.EthernetHeaderLen + 40]byte
+	hdr    [packet.EthernetHeaderLen + packet.IPv6HeaderLen + packet.UDPHeaderLen]byte
 }
 
 var gsoBatches = sync.Pool{New: func() any { return new(gsoBatch) }}
 
-// errGSOTooLong: an IPv4 or IPv6 length field cannot describe the packet.
-var errGSOTooLong = errors.New("GRE GSO: the packet is longer than 65535 bytes")
+var (
+	// errGSOTooLong: an IPv4 or IPv6 length field cannot describe the packet.
+	errGSOTooLong = errors.New("tunnel GSO: the packet is longer than 65535 bytes")
+	// errGSOVXLAN6: the kernel's UDP tunnel GSO leaves the outer checksum
+	// zero, which IPv6 receivers drop.
+	errGSOVXLAN6 = errors.New("tunnel GSO: VXLAN over IPv6 needs outer UDP checksums")
+)
 
 // Send writes p as one GSO packet. It returns an error, and sends nothing,
-// for a packet too long for one IP header (segment it instead); packets
-// the kernel refuses are counted in Stats().Dropped.
-func (g *GREGSO) Send(p GSOPacket) error {
+// for a packet it cannot describe (too long for one IP header, or VXLAN
+// over IPv6): segment that one instead. Packets the kernel refuses are
+// counted in Stats().Refused.
+func (g *TunnelGSO) Send(p GSOPacket) error {
 	b := gsoBatches.Get().(*gsoBatch)
 	defer func() {
 		b.tails[0], b.frames[0] = nil, OffloadFrame{}
@@ -228,43 +248,35 @@ func (g *GREGSO) Send(p GSOPacket) error {
 }
 
 // gsoHeaders writes into b the Ethernet header (to mac, which only has to
-// be unicast) and the outer IP header in front of p.Data, and returns their
-// length and the virtio-net header of the whole packet: p.Hdr with its
-// offsets moved behind the outer headers.
+// be unicast), the outer IP header and, for VXLAN, the UDP header in front
+// of p.Data, and returns their length and the virtio-net header of the
+// whole packet: p.Hdr with its offsets moved behind the outer headers.
 func gsoHeaders(b []byte, mac packet.MAC, p GSOPacket) (int, offload.VirtioNetHdr, error) {
-	ipLen := 20
+	et, ipLen, proto, l4 := uint16(packet.EtherTypeIPv4), packet.IPv4HeaderLen, uint8(packet.ProtoGRE), 0
 	if p.Dst.Is6() {
-		ipLen = 40
+		et, ipLen = packet.EtherTypeIPv6, packet.IPv6HeaderLen
 	}
-	n := packet.EthernetHeaderLen + ipLen
-	if ipLen+len(p.Data) > 0xffff {
+	if p.VXLANPort != 0 {
+		if p.Dst.Is6() {
+			return 0, offload.VirtioNetHdr{}, errGSOVXLAN6
+		}
+		proto, l4 = packet.ProtoUDP, packet.UDPHeaderLen
+	}
+	if ipLen+l4+len(p.Data) > 0xffff {
 		return 0, offload.VirtioNetHdr{}, errGSOTooLong
 	}
-	copy(b[0:6], mac[:])
-	copy(b[6:12], mac[:])
-	ip := b[packet.EthernetHeaderLen:n]
+	n := packet.PutEthernet(b, mac, mac, et)
 	if p.Dst.Is6() {
-		binary.BigEndian.PutUint16(b[12:14], packet.EtherTypeIPv6)
-		clear(ip)
-		ip[0] = 0x60
-		binary.BigEndian.PutUint16(ip[4:6], uint16(len(p.Data)))
-		ip[6], ip[7] = packet.ProtoGRE, 64
-		src, dst := p.Src.As16(), p.Dst.As16()
-		copy(ip[8:24], src[:])
-		copy(ip[24:40], dst[:])
+		n += packet.PutIPv6(b[n:], p.Src, p.Dst, proto, 64, l4+len(p.Data))
 	} else {
-		binary.BigEndian.PutUint16(b[12:14], packet.EtherTypeIPv4)
-		ip[0], ip[1] = 0x45, 0
-		binary.BigEndian.PutUint16(ip[2:4], uint16(ipLen+len(p.Data)))
-		binary.BigEndian.PutUint32(ip[4:8], 0x4000) // ID 0, DF: the VM's MTU leaves room for the headers
-		ip[8], ip[9] = 64, packet.ProtoGRE
-		ip[10], ip[11] = 0, 0
-		src, dst := p.Src.As4(), p.Dst.As4()
-		copy(ip[12:16], src[:])
-		copy(ip[16:20], dst[:])
-		binary.BigEndian.PutUint16(ip[10:12], packet.Checksum(ip, 0))
+		// DF: the VM's MTU leaves room for the headers.
+		n += packet.PutIPv4(b[n:], p.Src, p.Dst, proto, 64, l4+len(p.Data), 0, true)
+	}
+	if l4 != 0 {
+		n += packet.PutUDP(b[n:], p.VXLANPort, packet.VXLANPort, len(p.Data))
 	}
 	h := p.Hdr
+	// The tunnel header (GRE's and VXLAN's are both 8 bytes) sits in Data.
 	off := uint16(n + packet.NVGREHeaderLen)
 	h.HdrLen += off
 	h.CsumStart += off
@@ -279,7 +291,7 @@ type GSOStats struct {
 }
 
 // Stats sums the TC program's per-CPU counters.
-func (g *GREGSO) Stats() GSOStats {
+func (g *TunnelGSO) Stats() GSOStats {
 	s := GSOStats{Refused: g.tap.Stats().Dropped}
 	for k, dst := range []*uint64{gsoRedirected: &s.Redirected, gsoDropped: &s.Dropped} {
 		var per []uint64
@@ -293,7 +305,7 @@ func (g *GREGSO) Stats() GSOStats {
 }
 
 // Close detaches the program and deletes the TAP.
-func (g *GREGSO) Close() error {
+func (g *TunnelGSO) Close() error {
 	var errs []error
 	if g.link != nil {
 		errs = append(errs, g.link.Close())

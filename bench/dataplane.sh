@@ -3,7 +3,8 @@
 # bridge, (b) wnvd with VXLAN and (c) wnvd with NVGRE, each between two hosts
 # built in network namespaces, in one run, and prints each figure with its
 # ratio to (a). Usage: sudo bench/dataplane.sh [--duration 5s] [--only kernel,vxlan,nvgre]
-# [--mtu 9000] (underlay MTU; default 1500)
+# [--mtu 9000] (underlay MTU; default 1500) [--gso-tap=] (empty: wnvd segments
+# TCP super-frames itself instead of handing them to the kernel whole)
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -53,6 +53,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each measurement")
 	flag.StringVar(&o.only, "only", "", "comma-separated setups to run: kernel, vxlan, nvgre (default all)")
 	flag.IntVar(&o.mtu, "mtu", 1500, "MTU of the underlay veths (9000 for jumbo frames); VM MTUs leave room for the encapsulation")
+	flag.StringVar(&o.gsoTAP, "gso-tap", "wnvgso", "wnvd's --gso-tap; empty makes wnvd segment TCP super-frames itself")
 	flag.Parse()
 	if o.mtu < 1280 || o.mtu > 9000 {
 		exitOn(fmt.Errorf("--mtu %d is out of range: use 1280..9000", o.mtu))
@@ -77,6 +78,7 @@ func exitOn(err error) {
 
 type options struct {
 	wnvd, self, only string
+	gsoTAP           string
 	duration         time.Duration
 	mtu              int
 }
@@ -219,7 +221,7 @@ func (b *bed) wnvd(encap policy.Encapsulation) error {
 	for i := range 2 {
 		sock := filepath.Join(b.dir, fmt.Sprintf("h%d.sock", i))
 		cmd := exec.Command("ip", "netns", "exec", b.host(i), b.o.wnvd, "host", "--name", fmt.Sprintf("h%d", i),
-			"--underlay", b.underlay(i), "--socket", sock, "--notify-socket", filepath.Join(b.dir, fmt.Sprintf("h%d.notify", i)), "--log-level", "warn")
+			"--underlay", b.underlay(i), "--socket", sock, "--notify-socket", filepath.Join(b.dir, fmt.Sprintf("h%d.notify", i)), "--log-level", "warn", "--gso-tap="+b.o.gsoTAP)
 		logf, err := os.Create(filepath.Join(b.dir, fmt.Sprintf("h%d.log", i)))
 		if err != nil {
 			return err

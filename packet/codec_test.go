@@ -293,6 +293,32 @@ func TestChecksum(t *testing.T) {
 	}
 }
 
+// IPv4HeaderChecksumOK agrees with Checksum on random headers, on the same
+// headers with their checksum set, and on all-ones words.
+func TestIPv4HeaderChecksumOK(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 100000 {
+		b := make([]byte, IPv4HeaderLen)
+		for j := range b {
+			b[j] = byte(r.Uint32())
+			if i%7 == 0 {
+				b[j] |= 0xf0
+			}
+		}
+		if i%2 == 0 {
+			b[10], b[11] = 0, 0
+			binary.BigEndian.PutUint16(b[10:12], Checksum(b, 0))
+		}
+		if got, want := IPv4HeaderChecksumOK(b), Checksum(b, 0) == 0; got != want {
+			t.Fatalf("% x: %v, want %v", b, got, want)
+		}
+	}
+	ones := bytes.Repeat([]byte{0xff}, IPv4HeaderLen)
+	if !IPv4HeaderChecksumOK(ones) || IPv4HeaderChecksumOK(make([]byte, IPv4HeaderLen)) {
+		t.Fatal("all-ones header must verify and an all-zero one must not, as with Checksum")
+	}
+}
+
 func TestUDP(t *testing.T) {
 	b := make([]byte, 40)
 	if n := PutUDP(b, 50000, VXLANPort, 10); n != UDPHeaderLen {

@@ -36,22 +36,26 @@ func ParseIPv4(b []byte) (IPv4, error) {
 	if tl < hl || tl > len(b) {
 		return nil, ErrIPv4TotalLen
 	}
-	// The checksum of a header without options, as nearly every packet's
-	// is, is verified here from five 32-bit words, which cannot carry out
-	// of 64 bits. The ones' complement sum is the same in either byte
-	// order (RFC 1071), and it is all ones when the header's integer sum
-	// is a non-zero multiple of 0xffff. This halves ParseIPv4's time
-	// against calling Checksum.
 	if hl == IPv4HeaderLen {
-		le := binary.LittleEndian
-		s := uint64(le.Uint32(b[0:])) + uint64(le.Uint32(b[4:])) + uint64(le.Uint32(b[8:])) + uint64(le.Uint32(b[12:])) + uint64(le.Uint32(b[16:]))
-		if s == 0 || s%0xffff != 0 {
+		if !IPv4HeaderChecksumOK(b) {
 			return nil, ErrIPv4Checksum
 		}
 	} else if Checksum(b[:hl], 0) != 0 {
 		return nil, ErrIPv4Checksum
 	}
 	return IPv4(b[:tl]), nil
+}
+
+// IPv4HeaderChecksumOK reports whether the 20-byte IPv4 header without
+// options that b starts with has a correct checksum. It is short enough to
+// inline, for ParseIPv4 and for fast paths that check a header's shape
+// themselves: five 32-bit words add up without carrying out of 64 bits, and
+// their ones' complement sum, the same in either byte order (RFC 1071), is
+// all ones when the integer sum is a non-zero multiple of 0xffff.
+func IPv4HeaderChecksumOK(b []byte) bool {
+	le := binary.LittleEndian
+	s := uint64(le.Uint32(b[0:])) + uint64(le.Uint32(b[4:])) + uint64(le.Uint32(b[8:])) + uint64(le.Uint32(b[12:])) + uint64(le.Uint32(b[16:]))
+	return s != 0 && s%0xffff == 0
 }
 
 func (p IPv4) Src() netip.Addr { return netip.AddrFrom4([4]byte(p[12:16])) }

@@ -46,11 +46,73 @@ func (s *Switch) FromPortFlows(r *Result, f *Flows, port int, buf []byte, off, n
 		pc.RxFrames.Add(1)
 		pc.RxBytes.Add(uint64(n))
 	}
-	s.egressFlows(r, f, p, pt, buf, off, frame, segLen, scratch)
+	if f == nil || !s.egressCached(r, f, p, buf, off, frame, segLen) {
+		s.egressFlows(r, f, p, pt, buf, off, frame, segLen, scratch)
+	}
 	if r.Action == Drop {
 		pc.Drops.Add(1)
 		s.Counters.VSID(p.VSID).Drops.Add(1)
 	}
+}
+
+// egressCached switches the kind of frame nearly every one is: untagged
+// IPv4 without options, from the port's MAC and one of its CAs, to a unicast
+// destination f has a decision for, leaving without a drop or an ICMP error.
+// It checks what egressFlows and deliver check and makes their verdict, in
+// one function without the calls and generality that make them 20-30%
+// slower; TestCachedPathMatchesGeneralPath keeps the two in step. For any
+// other frame it returns false, having changed nothing, and they take it.
+func (s *Switch) egressCached(r *Result, f *Flows, p *PortConfig, buf []byte, off int, frame []byte, segLen int) bool {
+	const ipOff = packet.EthernetHeaderLen
+	if len(frame) < ipOff+packet.IPv4HeaderLen || binary.BigEndian.Uint16(frame[12:14]) != packet.EtherTypeIPv4 || frame[ipOff] != 0x45 {
+		return false
+	}
+	eth := packet.Ethernet(frame)
+	ip := packet.IPv4(frame[ipOff:])
+	tl := ip.TotalLen()
+	if tl < packet.IPv4HeaderLen || tl > len(ip) || !packet.IPv4HeaderChecksumOK(ip) || eth.Src() != p.MAC || eth.Dst().IsMulticast() {
+		return false
+	}
+	t := s.policy.Load()
+	d := f.lookup(newFlowKey(p.Index, ip[16:20]))
+	if t == nil || d == nil || !p.owns(ip.Src()) || d.routed && ip.TTL() <= 1 {
+		return false
+	}
+	ip, frame = ip[:tl], frame[:ipOff+tl]
+	var srcPA, dstPA netip.Addr
+	if d.local < 0 {
+		dstPA = d.pa()
+		var ok bool
+		if srcPA, ok = t.LocalPA(dstPA.Is6()); !ok {
+			return false
+		}
+		wire := len(frame)
+		if segLen > 0 {
+			wire = segLen
+		}
+		if wire+Overhead(d.encap, dstPA.Is6())-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
+			return false
+		}
+	}
+	if d.routed {
+		ip.DecTTL()
+		eth.SetSrc(GatewayMAC)
+	}
+	eth.SetDst(d.mac)
+	if d.local >= 0 {
+		d.vc.Local.Add(1)
+		s.countTx(int(d.local), len(frame))
+		r.set(ToPort, int(d.local), netip.Addr{}, netip.Addr{}, 0, 0, frame)
+		r.clearExtras()
+		return true
+	}
+	sport, dport := packet.FlowPorts(ip.Protocol(), ip[packet.IPv4HeaderLen:])
+	flow := flowID4(binary.BigEndian.Uint64(ip[12:20]), ip.Protocol(), sport, dport)
+	f.countEncap(d.vc)
+	encapsulate(buf[off-encapHeaderLen:off], d, flow)
+	r.set(ToUnderlay, 0, srcPA, dstPA, d.encap, flow, buf[off-encapHeaderLen:off+len(frame)])
+	r.clearExtras()
+	return true
 }
 
 func (s *Switch) egress(p *PortConfig, pt *PortTable, buf []byte, off int, frame, scratch []byte) Result {
@@ -208,7 +270,7 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 	if d.local >= 0 {
 		d.vc.Local.Add(1)
 		s.countTx(int(d.local), len(frame))
-		r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data = ToPort, ReasonNone, int(d.local), netip.Addr{}, netip.Addr{}, 0, 0, frame
+		r.set(ToPort, int(d.local), netip.Addr{}, netip.Addr{}, 0, 0, frame)
 		r.clearExtras()
 		return
 	}
@@ -234,29 +296,43 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 			return
 		}
 	}
-	var start int
-	if d.encap == policy.EncapVXLAN {
-		// The UDP socket adds the UDP header; the caller picks its source
-		// port by FlowID.
-		start = off - packet.VXLANHeaderLen
-		packet.PutVXLAN(buf[start:off], uint32(d.dstVSID))
-	} else {
-		start = off - packet.NVGREHeaderLen
-		packet.PutNVGRE(buf[start:off], uint32(d.dstVSID), flow)
-	}
 	if f != nil {
 		f.countEncap(d.vc)
 	} else {
 		d.vc.Encapsulated.Add(1)
 	}
-	r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data = ToUnderlay, ReasonNone, 0, srcPA, dstPA, d.encap, flow, buf[start:off+len(frame)]
+	encapsulate(buf[off-encapHeaderLen:off], d, flow)
+	r.set(ToUnderlay, 0, srcPA, dstPA, d.encap, flow, buf[off-encapHeaderLen:off+len(frame)])
 	r.clearExtras()
 }
 
+// encapsulate writes the header of d's encapsulation, NVGRE or VXLAN, into
+// hdr, the encapHeaderLen bytes in front of the inner frame.
+func encapsulate(hdr []byte, d *decision, flow uint8) {
+	if d.encap == policy.EncapVXLAN {
+		// The UDP socket adds the UDP header; the caller picks its source
+		// port by FlowID.
+		packet.PutVXLAN(hdr, uint32(d.dstVSID))
+	} else {
+		packet.PutNVGRE(hdr, uint32(d.dstVSID), flow)
+	}
+}
+
+// encapHeaderLen is the length of both the NVGRE and the VXLAN header; the
+// line after it does not compile if they differ.
+const encapHeaderLen = packet.NVGREHeaderLen
+
+var _ = [1]struct{}{}[packet.VXLANHeaderLen-encapHeaderLen]
+
+// set writes a verdict without a drop reason into r field by field, all but
+// Redirect and Miss (see clearExtras): storing all of a Result, zeroing it
+// or copying a literal, was a fifth of the cached path.
+func (r *Result) set(a Action, port int, src, dst netip.Addr, e policy.Encapsulation, flow uint8, data []byte) {
+	r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data = a, ReasonNone, port, src, dst, e, flow, data
+}
+
 // clearExtras zeroes Redirect and Miss, which only verdicts of other actions
-// set, for a verdict written field by field: storing all of a Result
-// (zeroing it, or copying a literal) was a fifth of the cached path. An
-// invalid netip.Addr is always the zero one.
+// set, checking first: an invalid netip.Addr is always the zero one.
 func (r *Result) clearExtras() {
 	if rd := &r.Redirect; rd.VSID != 0 || rd.CA.IsValid() || rd.PA.IsValid() || rd.NewPA.IsValid() {
 		r.Redirect = RedirectInfo{}

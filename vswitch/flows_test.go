@@ -1,7 +1,10 @@
 package vswitch
 
 import (
+	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"reflect"
 	"testing"
 	"unsafe"
 
@@ -162,5 +165,164 @@ func TestFlowEntryFillsOneCacheLine(t *testing.T) {
 	}
 	if off := unsafe.Offsetof(Flows{}.sets); off != 0 {
 		t.Errorf("Flows.sets at offset %d, want 0: entries would straddle cache lines", off)
+	}
+}
+
+// cachedVsGeneral is host1 with 5002 on VXLAN and two VMs of its own, blue4
+// in 5001 on port 2 and blue5 in 5002 on port 3, so that blue1's flows cover
+// every verdict egressCached makes: NVGRE and VXLAN, routed or not, local
+// delivery routed or not.
+func cachedVsGeneral(t *testing.T) *Switch {
+	st := labStore(t, pa1)
+	must(st.AddVirtualSubnet(policy.VirtualSubnet{VirtualSubnetID: 5002, Encapsulation: policy.EncapVXLAN}))
+	macBlue4, macBlue5 := packet.MAC{2, 0, 0, 0, 0x50, 4}, packet.MAC{2, 0, 0, 0, 0x50, 5}
+	for _, r := range []policy.LookupRecord{
+		{CustomerAddress: netip.MustParseAddr("10.0.0.20"), VirtualSubnetID: 5001, MACAddress: macBlue4, ProviderAddress: pa1, Rule: policy.TranslationMethodEncap},
+		{CustomerAddress: netip.MustParseAddr("10.0.1.20"), VirtualSubnetID: 5002, MACAddress: macBlue5, ProviderAddress: pa1, Rule: policy.TranslationMethodEncap},
+	} {
+		must(st.AddLookupRecord(r))
+	}
+	sw := New(Config{UnderlayMTU: 1500, Events: &recorder{}})
+	sw.SetPolicy(st.Table())
+	sw.SetPorts(must(NewPortTable([]PortConfig{
+		{Index: 0, Name: "blue1", MAC: macBlue1, VSID: 5001, CAs: addrs("10.0.0.10", "fd00:0:0:1::10")},
+		{Index: 2, Name: "blue4", MAC: macBlue4, VSID: 5001, CAs: addrs("10.0.0.20")},
+		{Index: 3, Name: "blue5", MAC: macBlue5, VSID: 5002, CAs: addrs("10.0.1.20")},
+	})))
+	return sw
+}
+
+// A frame takes the same verdict, leaves the same bytes and counts the same
+// whether egressCached switches it from a warm cache or the general path
+// does without one; egressCached takes every frame of a cached flow that
+// leaves without a drop or an ICMP error.
+func TestCachedPathMatchesGeneralPath(t *testing.T) {
+	ipOf := func(b []byte) packet.IPv4 { return packet.IPv4(b[packet.EthernetHeaderLen:]) }
+	reChecksum := func(b []byte) {
+		h := ipOf(b)[:ipOf(b).HeaderLen()]
+		h[10], h[11] = 0, 0
+		binary.BigEndian.PutUint16(h[10:12], packet.Checksum(h, 0))
+	}
+	setTTL := func(b []byte, ttl uint8) {
+		ipOf(b)[8] = ttl
+		reChecksum(b)
+	}
+	const (
+		leaves  = iota // egressCached takes it
+		ttl1           // it does unless routing drops it
+		tooBig         // it does when the destination is local
+		general        // it never does
+	)
+	variants := []struct {
+		name   string
+		size   int // UDP payload
+		df     bool
+		segLen int
+		change func(b []byte) []byte // of the frame, which it may grow
+		kind   int
+	}{
+		{name: "plain", size: 100, df: true},
+		{name: "TTL 2", size: 100, df: true, change: func(b []byte) []byte { setTTL(b, 2); return b }},
+		{name: "TTL 1", size: 100, df: true, change: func(b []byte) []byte { setTTL(b, 1); return b }, kind: ttl1},
+		{name: "largest", size: 1500 - 28 - 50, df: true},
+		{name: "too big, DF", size: 1500 - 28 - 41, df: true, kind: tooBig},
+		{name: "too big, no DF", size: 1500 - 28 - 41, kind: tooBig},
+		{name: "super-frame", size: 4000, df: true, segLen: 1400},
+		{name: "super-frame too big", size: 4000, df: true, segLen: 1500, kind: tooBig},
+		{name: "link padding", size: 10, df: true, change: func(b []byte) []byte { return append(b, 0, 0, 0, 0) }},
+		{name: "bad checksum", size: 100, df: true, change: func(b []byte) []byte { b[packet.EthernetHeaderLen+10]++; return b }, kind: general},
+		{name: "total length past the frame", size: 100, df: true, kind: general, change: func(b []byte) []byte {
+			binary.BigEndian.PutUint16(ipOf(b)[2:], uint16(len(b)))
+			reChecksum(b)
+			return b
+		}},
+		{name: "total length below the header", size: 100, df: true, kind: general, change: func(b []byte) []byte {
+			binary.BigEndian.PutUint16(ipOf(b)[2:], 19)
+			reChecksum(b)
+			return b
+		}},
+		{name: "options", size: 100, df: true, kind: general, change: func(b []byte) []byte {
+			// End of Option List, padded to 4 bytes before UDP: the first
+			// 20 bytes alone still have a correct checksum.
+			n := len(b)
+			b = append(b, 0, 0, 0, 0)
+			copy(b[packet.EthernetHeaderLen+24:], b[packet.EthernetHeaderLen+20:n])
+			clear(b[packet.EthernetHeaderLen+20 : packet.EthernetHeaderLen+24])
+			ip := ipOf(b)
+			ip[0] = 0x46
+			binary.BigEndian.PutUint16(ip[2:], binary.BigEndian.Uint16(ip[2:])+4)
+			reChecksum(b)
+			return b
+		}},
+		{name: "spoofed CA", size: 100, df: true, kind: general, change: func(b []byte) []byte {
+			copy(ipOf(b)[12:], []byte{10, 0, 0, 99})
+			reChecksum(b)
+			return b
+		}},
+		{name: "spoofed MAC", size: 100, df: true, change: func(b []byte) []byte { b[11]++; return b }, kind: general},
+		{name: "multicast MAC", size: 100, df: true, change: func(b []byte) []byte { copy(b, packet.Broadcast[:]); return b }, kind: general},
+		{name: "VLAN", size: 100, df: true, change: func(b []byte) []byte { return append(b[:12:12], append([]byte{0x81, 0, 0, 7}, b[12:]...)...) }, kind: general},
+		{name: "short", size: 100, df: true, change: func(b []byte) []byte { return b[:packet.EthernetHeaderLen+19] }, kind: general},
+	}
+	dsts := []struct {
+		dst           string
+		mac           packet.MAC
+		routed, local bool
+		known         bool
+	}{
+		{"10.0.0.11", macBlue2, false, false, true},  // NVGRE
+		{"10.0.1.10", GatewayMAC, true, false, true}, // routed, VXLAN
+		{"10.0.0.20", macBlue2, false, true, true},   // local
+		{"10.0.1.20", GatewayMAC, true, true, true},  // routed, local
+		{"10.0.0.77", macBlue2, false, false, false}, // no record
+	}
+	// frame is variant v of a frame from blue1 to dst, at Headroom.
+	frame := func(dst string, mac packet.MAC, v int) ([]byte, int) {
+		buf, n := udpFrame(mac, macBlue1, "10.0.0.10", dst, variants[v].size, variants[v].df)
+		if c := variants[v].change; c != nil {
+			f := c(append([]byte(nil), buf[Headroom:Headroom+n]...))
+			n = copy(buf[Headroom:], f)
+		}
+		return buf, n
+	}
+	// warm is a switch whose cache has seen a plain frame to dst.
+	warm := func(dst string, mac packet.MAC) (*Switch, *Flows) {
+		sw, f := cachedVsGeneral(t), NewFlows()
+		var r Result
+		buf, n := frame(dst, mac, 0)
+		sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
+		f.Flush()
+		return sw, f
+	}
+	for _, d := range dsts {
+		for v, vv := range variants {
+			want := d.known && (vv.kind == leaves || vv.kind == ttl1 && !d.routed || vv.kind == tooBig && d.local)
+			probe, pf := warm(d.dst, d.mac)
+			p, _ := probe.Ports().Port(0)
+			buf, n := frame(d.dst, d.mac, v)
+			var r Result
+			if took := probe.egressCached(&r, pf, p, buf, Headroom, buf[Headroom:Headroom+n], vv.segLen); took != want {
+				t.Errorf("%s, %s: egressCached took it: %v", d.dst, vv.name, took)
+			}
+
+			cached, f := warm(d.dst, d.mac)
+			gen, _ := warm(d.dst, d.mac)
+			bufC, n := frame(d.dst, d.mac, v)
+			bufG := append([]byte(nil), bufC...)
+			var rc, rg Result
+			cached.FromPortFlows(&rc, f, 0, bufC, Headroom, n, vv.segLen, scratch())
+			f.Flush()
+			gen.FromPortFlows(&rg, nil, 0, bufG, Headroom, n, vv.segLen, scratch())
+			dc, dg := rc.Data, rg.Data
+			rc.Data, rg.Data = nil, nil
+			if !reflect.DeepEqual(rc, rg) || string(dc) != string(dg) || string(bufC) != string(bufG) {
+				t.Errorf("%s, %s: cached %+v % x, general %+v % x", d.dst, vv.name, rc, dc, rg, dg)
+			}
+			pc, vc, rsc := cached.Counters.Snapshot()
+			pg, vg, rsg := gen.Counters.Snapshot()
+			if fmt.Sprint(pc, vc, rsc) != fmt.Sprint(pg, vg, rsg) {
+				t.Errorf("%s, %s: cached counted %v %v %v, general %v %v %v", d.dst, vv.name, pc, vc, rsc, pg, vg, rsg)
+			}
+		}
 	}
 }

@@ -210,7 +210,14 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 // routed reports whether the destination is in another subnet or reached
 // through a next hop.
 func resolve(t *policy.Table, vsid policy.VSID, a netip.Addr) (rec *policy.LookupRecord, dstVSID policy.VSID, routed bool, reason Reason) {
-	if _, ok := t.OnLinkPrefix(vsid, a); ok {
+	_, onLink := t.OnLinkPrefix(vsid, a)
+	return resolveOnLink(t, vsid, a, onLink)
+}
+
+// resolveOnLink is resolve for a caller that has looked up whether a is in
+// one of vsid's on-link prefixes already.
+func resolveOnLink(t *policy.Table, vsid policy.VSID, a netip.Addr, onLink bool) (rec *policy.LookupRecord, dstVSID policy.VSID, routed bool, reason Reason) {
+	if onLink {
 		if rec, ok := t.LookupCA(vsid, a); ok {
 			return rec, vsid, false, ReasonNone
 		}
@@ -350,11 +357,12 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 		*r = s.drop(ReasonMulticast)
 		return nil
 	}
-	if gw, ok := t.OnLinkPrefix(p.VSID, dst); ok && policy.GatewayAddress(gw) == dst {
+	gw, onLink := t.OnLinkPrefix(p.VSID, dst)
+	if onLink && policy.GatewayAddress(gw) == dst {
 		*r = s.drop(ReasonToGateway)
 		return nil
 	}
-	rec, dstVSID, routed, reason := resolve(t, p.VSID, dst)
+	rec, dstVSID, routed, reason := resolveOnLink(t, p.VSID, dst, onLink)
 	if reason == ReasonNoLookupRecord {
 		s.mismatch(dstVSID, dst, netip.Addr{})
 		if s.hold.Load() {
@@ -406,10 +414,11 @@ func (s *Switch) reply(p *PortConfig, data []byte) Result {
 // from a VM in vsid: the virtual gateway for the subnet's gateway address,
 // else the MAC of the lookup record, within the VM's routing domain.
 func answerFor(t *policy.Table, vsid policy.VSID, a netip.Addr) (mac packet.MAC, gateway bool, reason Reason) {
-	if pfx, ok := t.OnLinkPrefix(vsid, a); ok && policy.GatewayAddress(pfx) == a {
+	pfx, onLink := t.OnLinkPrefix(vsid, a)
+	if onLink && policy.GatewayAddress(pfx) == a {
 		return GatewayMAC, true, ReasonNone
 	}
-	rec, _, _, reason := resolve(t, vsid, a)
+	rec, _, _, reason := resolveOnLink(t, vsid, a, onLink)
 	if reason != ReasonNone {
 		return mac, false, reason
 	}

@@ -100,18 +100,11 @@ func (s *Switch) egressCached(r *Result, f *Flows, p *PortConfig, buf []byte, of
 	}
 	eth.SetDst(d.mac)
 	if d.local >= 0 {
-		d.vc.Local.Add(1)
-		s.countTx(int(d.local), len(frame))
-		r.set(ToPort, int(d.local), netip.Addr{}, netip.Addr{}, 0, 0, frame)
-		r.clearExtras()
+		s.toLocal(r, d, frame)
 		return true
 	}
 	sport, dport := packet.FlowPorts(ip.Protocol(), ip[packet.IPv4HeaderLen:])
-	flow := flowID4(binary.BigEndian.Uint64(ip[12:20]), ip.Protocol(), sport, dport)
-	f.countEncap(d.vc)
-	encapsulate(buf[off-encapHeaderLen:off], d, flow)
-	r.set(ToUnderlay, 0, srcPA, dstPA, d.encap, flow, buf[off-encapHeaderLen:off+len(frame)])
-	r.clearExtras()
+	toUnderlay(r, f, d, buf, off, len(frame), srcPA, dstPA, flowID4(binary.BigEndian.Uint64(ip[12:20]), ip.Protocol(), sport, dport))
 	return true
 }
 
@@ -275,10 +268,7 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 	eth.SetDst(d.mac)
 
 	if d.local >= 0 {
-		d.vc.Local.Add(1)
-		s.countTx(int(d.local), len(frame))
-		r.set(ToPort, int(d.local), netip.Addr{}, netip.Addr{}, 0, 0, frame)
-		r.clearExtras()
+		s.toLocal(r, d, frame)
 		return
 	}
 	dstPA := d.pa()
@@ -303,13 +293,27 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 			return
 		}
 	}
+	toUnderlay(r, f, d, buf, off, len(frame), srcPA, dstPA, flow)
+}
+
+// toLocal makes the verdict for frame, bound for d's local port.
+func (s *Switch) toLocal(r *Result, d *decision, frame []byte) {
+	d.vc.Local.Add(1)
+	s.countTx(int(d.local), len(frame))
+	r.set(ToPort, int(d.local), netip.Addr{}, netip.Addr{}, 0, 0, frame)
+	r.clearExtras()
+}
+
+// toUnderlay encapsulates the n-byte frame at buf[off:] as d says and makes
+// the verdict for sending it from srcPA to dstPA.
+func toUnderlay(r *Result, f *Flows, d *decision, buf []byte, off, n int, srcPA, dstPA netip.Addr, flow uint8) {
 	if f != nil {
 		f.countEncap(d.vc)
 	} else {
 		d.vc.Encapsulated.Add(1)
 	}
 	encapsulate(buf[off-encapHeaderLen:off], d, flow)
-	r.set(ToUnderlay, 0, srcPA, dstPA, d.encap, flow, buf[off-encapHeaderLen:off+len(frame)])
+	r.set(ToUnderlay, 0, srcPA, dstPA, d.encap, flow, buf[off-encapHeaderLen:off+n])
 	r.clearExtras()
 }
 

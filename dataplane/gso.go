@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -225,12 +226,14 @@ var (
 	// errGSOVXLAN6: the kernel's UDP tunnel GSO leaves the outer checksum
 	// zero, which IPv6 receivers drop.
 	errGSOVXLAN6 = errors.New("tunnel GSO: VXLAN over IPv6 needs outer UDP checksums")
+	// errGSORefused: the kernel refused the TAP write.
+	errGSORefused = errors.New("tunnel GSO: the TAP refused the packet")
 )
 
 // Send writes p as one GSO packet. It returns an error, and sends nothing,
 // for a packet it cannot describe (too long for one IP header, or VXLAN
-// over IPv6): segment that one instead. Packets the kernel refuses are
-// counted in Stats().Refused.
+// over IPv6) or the TAP refused (counted in Stats().Refused, e.g. while
+// someone has set it down): segment that one instead.
 func (g *TunnelGSO) Send(p GSOPacket) error {
 	b := gsoBatches.Get().(*gsoBatch)
 	defer func() {
@@ -243,8 +246,10 @@ func (g *TunnelGSO) Send(p GSOPacket) error {
 	}
 	b.tails[0] = p.Data
 	b.frames[0] = OffloadFrame{Hdr: hdr, Head: b.hdr[:n], Tail: b.tails[:]}
-	_, err = g.tap.WriteOffload(b.frames[:])
-	return err
+	if n, err := g.tap.WriteOffload(b.frames[:]); err != nil || n == 0 {
+		return cmp.Or(err, errGSORefused)
+	}
+	return nil
 }
 
 // gsoHeaders writes into b the Ethernet header (to mac, which only has to

@@ -183,6 +183,18 @@ func TestTunnelGSO(t *testing.T) {
 			if st := g.Stats(); st.Redirected != 2 || st.Dropped != 0 || st.Refused != 0 {
 				t.Errorf("Stats = %+v, want 2 redirected", st)
 			}
+
+			// A TAP set down refuses the write: Send says so, for the caller
+			// to segment the packet itself, and counts it.
+			if out, err := exec.Command("ip", "-n", l.nsA, "link", "set", "wnvgso", "down").CombinedOutput(); err != nil {
+				t.Fatalf("ip link set down: %v: %s", err, out)
+			}
+			if err := g.Send(GSOPacket{Src: pa.Addr(), Dst: pb.Addr(), VXLANPort: port, Hdr: hdr, Data: data}); err != errGSORefused {
+				t.Errorf("Send on a TAP that is down: %v, want %v", err, errGSORefused)
+			}
+			if st := g.Stats(); st.Refused != 1 {
+				t.Errorf("Stats = %+v, want 1 refused", st)
+			}
 		})
 	}
 }

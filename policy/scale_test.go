@@ -109,7 +109,7 @@ func TestLookupsDoNotAllocate(t *testing.T) {
 		tb.OnLinkPrefix(5001, ca)
 		tb.IsLocalPA(ca)
 		tb.LocalPA(false)
-		tb.HasL2Only(5001)
+		tb.L2Only(5001).Records(m)
 	})
 	if allocs != 0 {
 		t.Errorf("lookups allocate %v times per run, want 0", allocs)

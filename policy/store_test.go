@@ -41,8 +41,8 @@ func TestLookupIndexes(t *testing.T) {
 	if _, found := tb.GatewayWildcard(5002, true); found {
 		t.Errorf("GatewayWildcard(5002, v6) found an IPv4-only gateway")
 	}
-	if !tb.HasL2Only(5001) || tb.HasL2Only(5002) {
-		t.Errorf("HasL2Only: 5001=%v 5002=%v, want true false", tb.HasL2Only(5001), tb.HasL2Only(5002))
+	if tb.L2Only(5001) == nil || tb.L2Only(5002) != nil {
+		t.Errorf("L2Only: 5001=%v 5002=%v, want a subnet and nil", tb.L2Only(5001), tb.L2Only(5002))
 	}
 	if rd, found := tb.RoutingDomain(5002); !found || rd != rd1 {
 		t.Errorf("RoutingDomain(5002) = %v, %v", rd, found)
@@ -70,7 +70,7 @@ func TestLookupIndexes(t *testing.T) {
 		t.Errorf("after removing the CA record, LookupMAC = %v, %v; want the L2Only record", r, found)
 	}
 	ok(s.RemoveLookupRecords(LookupRecordFilter{MACAddress: mac("00:15:5d:00:00:05")}))
-	if _, found := s.Table().LookupMAC(5001, mac("00:15:5d:00:00:05")); found || s.Table().HasL2Only(5001) {
+	if _, found := s.Table().LookupMAC(5001, mac("00:15:5d:00:00:05")); found || s.Table().L2Only(5001) != nil {
 		t.Errorf("MAC still known after removing all its records")
 	}
 	ok(s.RemoveLookupRecords(LookupRecordFilter{VirtualSubnetID: 5002, CustomerAddress: addr("0.0.0.0")}))

@@ -21,7 +21,7 @@ type Table struct {
 	byZero *shardArray[macKey, *LookupRecord]
 	byMAC  *shardArray[macKey, []*LookupRecord]
 	gw     map[uint64]*LookupRecord // VSID|v6Bit -> GatewayWildcard record
-	l2only map[VSID]int             // number of L2Only records per VSID
+	l2only map[VSID]*L2Subnet       // see l2only.go
 	nrec   int
 
 	rds   map[GUID]*rdTable
@@ -72,7 +72,7 @@ func emptyTable() *Table {
 		byZero:  new(shardArray[macKey, *LookupRecord]),
 		byMAC:   new(shardArray[macKey, []*LookupRecord]),
 		gw:      map[uint64]*LookupRecord{},
-		l2only:  map[VSID]int{},
+		l2only:  map[VSID]*L2Subnet{},
 		rds:     map[GUID]*rdTable{},
 		vsids:   map[VSID]*vsidInfo{},
 		pas:     map[netip.Addr]*ProviderAddress{},
@@ -106,10 +106,6 @@ func (t *Table) GatewayWildcard(vsid VSID, v6 bool) (*LookupRecord, bool) {
 	r, ok := t.gw[vf]
 	return r, ok
 }
-
-// HasL2Only reports whether vsid has L2Only records, i.e. whether ARP and ND
-// for unknown targets are flooded in it.
-func (t *Table) HasL2Only(vsid VSID) bool { return t.l2only[vsid] > 0 }
 
 // RoutingDomain returns the routing domain of vsid, known from its customer
 // routes.

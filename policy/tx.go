@@ -5,6 +5,8 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+
+	"github.com/wnv/wnv/packet"
 )
 
 // tx is one all-or-nothing change: a writable view of a Table that copies
@@ -19,7 +21,9 @@ type tx struct {
 	byZero cowShards[macKey, *LookupRecord]
 	byMAC  cowShards[macKey, []*LookupRecord]
 
-	gwOwned, l2Owned, vsidsOwned, pasOwned, proutesOwned bool
+	gwOwned, vsidsOwned, pasOwned, proutesOwned bool
+
+	l2Work map[VSID]map[packet.MAC][]*LookupRecord // L2Only records of the VSIDs touched
 
 	rdWork   map[GUID]map[crKey]*CustomerRoute // routing domains touched
 	unlinked map[VSID]bool                     // VSIDs that lost an on-link prefix
@@ -56,7 +60,8 @@ func (x *tx) clearRecords() {
 	e := emptyTable()
 	x.byCA, x.byZero, x.byMAC = newCOW(e.byCA), newCOW(e.byZero), newCOW(e.byMAC)
 	x.t.gw, x.t.l2only, x.t.nrec = e.gw, e.l2only, 0
-	x.gwOwned, x.l2Owned, x.changed = true, true, true
+	x.l2Work = nil
+	x.gwOwned, x.changed = true, true
 }
 
 // expect sizes the tx for n new lookup records.
@@ -89,6 +94,7 @@ func (x *tx) commit() (*Table, error) {
 	if x.pasOwned {
 		t.pickLocalPAs()
 	}
+	x.commitL2(&t)
 	t.version = x.old.version + 1
 	return &t, nil
 }
@@ -190,8 +196,7 @@ func (x *tx) addRecord(r LookupRecord) (*LookupRecord, error) {
 			x.ownGW()
 			x.t.gw[zk.vf] = p
 		case L2Only:
-			x.ownL2()
-			x.t.l2only[r.VirtualSubnetID]++
+			x.l2Replace(nil, p)
 		}
 	} else {
 		k := makeCAKey(r.VirtualSubnetID, r.CustomerAddress)
@@ -226,10 +231,7 @@ func (x *tx) removeRecord(p *LookupRecord) {
 				delete(x.t.gw, zk.vf)
 			}
 		case L2Only:
-			x.ownL2()
-			if x.t.l2only[p.VirtualSubnetID]--; x.t.l2only[p.VirtualSubnetID] <= 0 {
-				delete(x.t.l2only, p.VirtualSubnetID)
-			}
+			x.l2Replace(p, nil)
 		}
 	} else {
 		x.byCA.del(makeCAKey(p.VirtualSubnetID, p.CustomerAddress))
@@ -251,9 +253,12 @@ func (x *tx) setRecord(p *LookupRecord, c *LookupRecordChange) (*LookupRecord, e
 	if zeroCA(p.Type) {
 		zk := zeroKey(p)
 		x.byZero.set(zk, np)
-		if p.Type == GatewayWildcard {
+		switch p.Type {
+		case GatewayWildcard:
 			x.ownGW()
 			x.t.gw[zk.vf] = np
+		case L2Only:
+			x.l2Replace(p, np)
 		}
 	} else {
 		x.byCA.set(makeCAKey(p.VirtualSubnetID, p.CustomerAddress), np)
@@ -301,13 +306,6 @@ func (x *tx) ownGW() {
 	if !x.gwOwned {
 		x.t.gw = maps.Clone(x.old.gw)
 		x.gwOwned = true
-	}
-}
-
-func (x *tx) ownL2() {
-	if !x.l2Owned {
-		x.t.l2only = maps.Clone(x.old.l2only)
-		x.l2Owned = true
 	}
 }
 

@@ -28,7 +28,7 @@ func NewCollector(h *Host) *Collector {
 		portFrames:  prometheus.NewDesc("wnv_port_frames_total", "Frames on a VM port; direction rx is from the VM.", []string{"port", "direction"}, host),
 		portBytes:   prometheus.NewDesc("wnv_port_bytes_total", "Bytes on a VM port; direction rx is from the VM.", []string{"port", "direction"}, host),
 		portDrops:   prometheus.NewDesc("wnv_port_drops_total", "Frames from or to a VM port that the switch dropped.", []string{"port"}, host),
-		vsidPackets: prometheus.NewDesc("wnv_vsid_packets_total", "Packets of a virtual subnet by path: encapsulated, decapsulated, local, reply.", []string{"vsid", "path"}, host),
+		vsidPackets: prometheus.NewDesc("wnv_vsid_packets_total", "Packets of a virtual subnet by path: encapsulated, decapsulated, local, reply, flooded (copies flooding made in a subnet with L2Only records).", []string{"vsid", "path"}, host),
 		vsidDrops:   prometheus.NewDesc("wnv_vsid_drops_total", "Packets of a virtual subnet that the switch dropped.", []string{"vsid"}, host),
 		drops:       prometheus.NewDesc("wnv_drops_total", "Frames the switch dropped, by reason.", []string{"reason"}, host),
 		events:      prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
@@ -62,6 +62,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.vsidPackets, v.Decapsulated, id, "decapsulated")
 		counter(c.vsidPackets, v.Local, id, "local")
 		counter(c.vsidPackets, v.Replies, id, "reply")
+		counter(c.vsidPackets, v.Flooded, id, "flooded")
 		counter(c.vsidDrops, v.Drops, id)
 	}
 	for r, n := range reasons {

@@ -163,8 +163,8 @@ func startHostGSO(t *testing.T, ns, underlay, gso string) *provider.Client {
 }
 
 // probeBothWays serves probes in each namespace and checks that each side
-// gets answers from the other.
-func probeBothWays(t *testing.T, a, b string, aCA, bCA netip.Addr) {
+// gets answers from the other, at each pair of CAs (a's, b's) in turn.
+func probeBothWays(t *testing.T, a, b string, cas ...[2]netip.Addr) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -177,21 +177,23 @@ func probeBothWays(t *testing.T, a, b string, aCA, bCA netip.Addr) {
 		})
 		<-ready
 	}
-	for _, c := range []struct {
-		from, to string
-		dst      netip.Addr
-	}{{a, b, bCA}, {b, a, aCA}} {
-		var replies []probe.Reply
-		err := inNetns(c.from, func() error {
-			var err error
-			replies, err = probe.UDP(ctx, netip.AddrPortFrom(c.dst, probe.Port), probe.UDPOptions{Count: 5, Timeout: 500 * time.Millisecond})
-			return err
-		})
-		if err != nil {
-			t.Fatalf("probe %s -> %s: %v", c.from, c.dst, err)
-		}
-		if len(replies) < 4 || replies[0].Responder != c.to {
-			t.Errorf("probe %s -> %s (%s): %d of 5 answered %+v, want answers from %s", c.from, c.to, c.dst, len(replies), replies, c.to)
+	for _, ca := range cas {
+		for _, c := range []struct {
+			from, to string
+			dst      netip.Addr
+		}{{a, b, ca[1]}, {b, a, ca[0]}} {
+			var replies []probe.Reply
+			err := inNetns(c.from, func() error {
+				var err error
+				replies, err = probe.UDP(ctx, netip.AddrPortFrom(c.dst, probe.Port), probe.UDPOptions{Count: 5, Timeout: 500 * time.Millisecond})
+				return err
+			})
+			if err != nil {
+				t.Fatalf("probe %s -> %s: %v", c.from, c.dst, err)
+			}
+			if len(replies) < 4 || replies[0].Responder != c.to {
+				t.Errorf("probe %s -> %s (%s): %d of 5 answered %+v, want answers from %s", c.from, c.to, c.dst, len(replies), replies, c.to)
+			}
 		}
 	}
 }
@@ -261,7 +263,7 @@ func vxlanInterop(t *testing.T, gso string) {
 	run(t, "ip", "-n", vmNS, "addr", "add", ca1.String()+"/24", "dev", "eth0")
 	waitPreferred(t, c, pa1)
 
-	probeBothWays(t, vmNS, kernNS, ca1, ca2)
+	probeBothWays(t, vmNS, kernNS, [2]netip.Addr{ca1, ca2})
 	// TCP both ways: our TSO segments must pass the kernel's checksum
 	// checks, and the kernel's segments our coalescing.
 	tcpTransfer(t, vmNS, kernNS, ca2, 4<<20)

@@ -63,6 +63,19 @@ func (o *output) add(r vswitch.Result) {
 		o.under = append(o.under, underPacket{dataplane.Packet{Buf: r.Data, N: len(r.Data), Src: r.Src, Dst: r.Dst}, r.Encap, r.FlowID})
 	case vswitch.ToPort:
 		o.toTAP = append(o.toTAP, tapWrite{r.Port, dataplane.OffloadFrame{Head: r.Data}})
+	case vswitch.Flood:
+		// Every copy shares r.Data: flush groups the underlay copies by
+		// source PA like any others, so they go out in the same batched
+		// writes, and nothing writes into a buffer it sends.
+		for _, p := range r.Copies.Paths {
+			o.under = append(o.under, underPacket{dataplane.Packet{Buf: r.Data, N: len(r.Data), Src: p.Src, Dst: p.Dst}, r.Encap, r.FlowID})
+		}
+		inner := r.Data[vswitch.EncapHeaderLen:]
+		for _, port := range r.Copies.Ports {
+			if port != r.Copies.Except {
+				o.toTAP = append(o.toTAP, tapWrite{port, dataplane.OffloadFrame{Head: inner}})
+			}
+		}
 	}
 }
 

@@ -14,9 +14,13 @@ type PortCounters struct {
 	RxFrames, RxBytes, TxFrames, TxBytes, Drops atomic.Uint64
 }
 
-// VSIDCounters count one virtual subnet's traffic on this host.
+// VSIDCounters count one virtual subnet's traffic on this host. Flooded
+// counts the copies flooding makes in a subnet with L2Only records: one per
+// remote PA and local port a VM's frame goes to, one per local port a frame
+// from the underlay goes to; they are not in Encapsulated, Decapsulated or
+// Local.
 type VSIDCounters struct {
-	Encapsulated, Decapsulated, Local, Replies, Drops atomic.Uint64
+	Encapsulated, Decapsulated, Local, Replies, Flooded, Drops atomic.Uint64
 }
 
 // Counters are the switch's statistics. Updates are atomic adds on counters
@@ -101,8 +105,8 @@ func (c *Counters) Dropped(r Reason) uint64 { return c.reasons[r].Load() }
 
 // VSIDSnapshot is a copy of one VSID's counters.
 type VSIDSnapshot struct {
-	VSID                                              policy.VSID
-	Encapsulated, Decapsulated, Local, Replies, Drops uint64
+	VSID                                                       policy.VSID
+	Encapsulated, Decapsulated, Local, Replies, Flooded, Drops uint64
 }
 
 // PortSnapshot is a copy of one port's counters.
@@ -120,7 +124,7 @@ func (c *Counters) Snapshot() (ports []PortSnapshot, vsids []VSIDSnapshot, reaso
 		ports = append(ports, PortSnapshot{i, p.RxFrames.Load(), p.RxBytes.Load(), p.TxFrames.Load(), p.TxBytes.Load(), p.Drops.Load()})
 	}
 	for v, vc := range *c.vsids.Load() {
-		vsids = append(vsids, VSIDSnapshot{v, vc.Encapsulated.Load(), vc.Decapsulated.Load(), vc.Local.Load(), vc.Replies.Load(), vc.Drops.Load()})
+		vsids = append(vsids, VSIDSnapshot{v, vc.Encapsulated.Load(), vc.Decapsulated.Load(), vc.Local.Load(), vc.Replies.Load(), vc.Flooded.Load(), vc.Drops.Load()})
 	}
 	sort.Slice(vsids, func(i, j int) bool { return vsids[i].VSID < vsids[j].VSID })
 	reasons = make(map[Reason]uint64, numReasons)

@@ -131,7 +131,7 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 	}
 	switch eth.Type() {
 	case packet.EtherTypeARP:
-		*r = s.arp(p, t, eth, scratch)
+		s.arp(r, p, pt, t, buf, off, frame, eth, scratch)
 		return
 	case packet.EtherTypeIPv4:
 		ip, err := packet.ParseIPv4(eth.Payload())
@@ -139,20 +139,22 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonMalformed)
 			return
 		}
-		if !p.owns(ip.Src()) {
+		if !p.owns(ip.Src()) && !learnsCAs(t, p) {
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
 		// A multicast or broadcast dst is caught by decide, once per flow.
 		if eth.Dst().IsMulticast() {
-			*r = s.drop(ReasonMulticast)
+			if !s.l2(r, p, pt, t, buf, off, frame, false) {
+				*r = s.drop(ReasonMulticast)
+			}
 			return
 		}
 		key := newFlowKey(p.Index, ip[16:20])
 		d := f.lookup(key)
 		if d == nil {
 			var dd decision
-			if d = s.decide(r, f, p, pt, t, key, ip.Dst(), &dd); d == nil {
+			if d = s.decide(r, f, p, pt, t, key, ip.Dst(), eth.Dst(), &dd); d == nil {
 				return
 			}
 		}
@@ -168,17 +170,18 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 		src, dst := ip.Src(), ip.Dst()
 		if ip.NextHeader() == packet.ProtoICMPv6 {
 			if m, err := packet.ParseICMPv6(ip.Payload(), src, dst); err == nil && m.Type() == packet.ICMPv6NeighborSolicitation {
-				*r = s.neighborSolicit(p, t, src, m, scratch)
+				s.neighborSolicit(r, p, pt, t, buf, off, frame, src, m, scratch)
 				return
 			}
 		}
 		// Multicast first: a VM's MLD reports and router solicitations come
-		// from its link-local address, which is not spoofing.
-		if eth.Dst().IsMulticast() || !dst.IsGlobalUnicast() {
+		// from its link-local address, which is not spoofing. Link-local
+		// unicast goes by MAC in a subnet with L2Only records (see decide).
+		if eth.Dst().IsMulticast() || !dst.IsGlobalUnicast() && (!dst.IsLinkLocalUnicast() || t.L2Only(p.VSID) == nil) {
 			*r = s.drop(ReasonMulticast)
 			return
 		}
-		if !p.owns(src) {
+		if !p.owns(src) && !learnsCAs(t, p) {
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
@@ -186,15 +189,16 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 		d := f.lookup(key)
 		if d == nil {
 			var dd decision
-			if d = s.decide(r, f, p, pt, t, key, dst, &dd); d == nil {
+			if d = s.decide(r, f, p, pt, t, key, dst, eth.Dst(), &dd); d == nil {
 				return
 			}
 		}
 		sport, dport := packet.FlowPorts(ip.NextHeader(), ip.Payload())
 		s.deliver(r, f, p, t, d, buf, off, frame[:eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen()], segLen, scratch, flowID(src, dst, ip.NextHeader(), sport, dport))
 	default:
-		*r = s.drop(ReasonUnsupportedEtherType)
-		return
+		if !s.l2(r, p, pt, t, buf, off, frame, false) {
+			*r = s.drop(ReasonUnsupportedEtherType)
+		}
 	}
 }
 
@@ -312,38 +316,39 @@ func toUnderlay(r *Result, f *Flows, d *decision, buf []byte, off, n int, srcPA,
 	} else {
 		d.vc.Encapsulated.Add(1)
 	}
-	encapsulate(buf[off-encapHeaderLen:off], d, flow)
-	r.set(ToUnderlay, 0, srcPA, dstPA, d.encap, flow, buf[off-encapHeaderLen:off+n])
+	encapsulate(buf[off-EncapHeaderLen:off], d.encap, d.dstVSID, flow)
+	r.set(ToUnderlay, 0, srcPA, dstPA, d.encap, flow, buf[off-EncapHeaderLen:off+n])
 	r.clearExtras()
 }
 
-// encapsulate writes the header of d's encapsulation, NVGRE or VXLAN, into
-// hdr, the encapHeaderLen bytes in front of the inner frame.
-func encapsulate(hdr []byte, d *decision, flow uint8) {
-	if d.encap == policy.EncapVXLAN {
+// encapsulate writes the header of encapsulation e, NVGRE or VXLAN, for
+// vsid into hdr, the EncapHeaderLen bytes in front of the inner frame.
+func encapsulate(hdr []byte, e policy.Encapsulation, vsid policy.VSID, flow uint8) {
+	if e == policy.EncapVXLAN {
 		// The UDP socket adds the UDP header; the caller picks its source
 		// port by FlowID.
-		packet.PutVXLAN(hdr, uint32(d.dstVSID))
+		packet.PutVXLAN(hdr, uint32(vsid))
 	} else {
-		packet.PutNVGRE(hdr, uint32(d.dstVSID), flow)
+		packet.PutNVGRE(hdr, uint32(vsid), flow)
 	}
 }
 
-// encapHeaderLen is the length of both the NVGRE and the VXLAN header; the
+// EncapHeaderLen is the length of both the NVGRE and the VXLAN header; the
 // line after it does not compile if they differ.
-const encapHeaderLen = packet.NVGREHeaderLen
+const EncapHeaderLen = packet.NVGREHeaderLen
 
-var _ = [1]struct{}{}[packet.VXLANHeaderLen-encapHeaderLen]
+var _ = [1]struct{}{}[packet.VXLANHeaderLen-EncapHeaderLen]
 
 // set writes a verdict without a drop reason into r field by field, all but
-// Redirect and Miss (see clearExtras): storing all of a Result, zeroing it
-// or copying a literal, was a fifth of the cached path.
+// Redirect, Miss and Copies (see clearExtras): storing all of a Result,
+// zeroing it or copying a literal, was a fifth of the cached path.
 func (r *Result) set(a Action, port int, src, dst netip.Addr, e policy.Encapsulation, flow uint8, data []byte) {
 	r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data = a, ReasonNone, port, src, dst, e, flow, data
 }
 
-// clearExtras zeroes Redirect and Miss, which only verdicts of other actions
-// set, checking first: an invalid netip.Addr is always the zero one.
+// clearExtras zeroes Redirect, Miss and Copies, which only verdicts of
+// other actions set, checking first: an invalid netip.Addr is always the
+// zero one.
 func (r *Result) clearExtras() {
 	if rd := &r.Redirect; rd.VSID != 0 || rd.CA.IsValid() || rd.PA.IsValid() || rd.NewPA.IsValid() {
 		r.Redirect = RedirectInfo{}
@@ -351,22 +356,37 @@ func (r *Result) clearExtras() {
 	if r.Miss.VSID != 0 || r.Miss.CA.IsValid() {
 		r.Miss = Miss{}
 	}
+	if r.Copies.Paths != nil || r.Copies.Ports != nil {
+		r.Copies = Copies{}
+	}
 }
 
 // decide works out from policy where packets from port p to dst go, into d
 // and into f under key, and returns d. It returns nil with the verdict (a
-// drop or a hold) in r if they go nowhere.
-func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, key flowKey, dst netip.Addr, d *decision) *decision {
-	if !dst.IsGlobalUnicast() {
-		*r = s.drop(ReasonMulticast)
-		return nil
+// drop or a hold) in r if they go nowhere. In a subnet with L2Only records,
+// a dst policy cannot resolve goes by dstMAC (see l2Dest).
+func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, key flowKey, dst netip.Addr, dstMAC packet.MAC, d *decision) *decision {
+	var rec *policy.LookupRecord
+	dstVSID, routed, reason := p.VSID, false, ReasonMulticast
+	if dst.IsGlobalUnicast() {
+		gw, onLink := t.OnLinkPrefix(p.VSID, dst)
+		if onLink && policy.GatewayAddress(gw) == dst {
+			*r = s.drop(ReasonToGateway)
+			return nil
+		}
+		rec, dstVSID, routed, reason = resolveOnLink(t, p.VSID, dst, onLink)
 	}
-	gw, onLink := t.OnLinkPrefix(p.VSID, dst)
-	if onLink && policy.GatewayAddress(gw) == dst {
-		*r = s.drop(ReasonToGateway)
-		return nil
+	if reason != ReasonNone {
+		if rec, ok := l2Dest(t, p.VSID, dstMAC); ok {
+			// Not cached: this decision follows the MAC, the cache's key is
+			// the CA.
+			if reason = s.target(d, rec, p.VSID, false, pt, t); reason != ReasonNone {
+				*r = s.drop(reason)
+				return nil
+			}
+			return d
+		}
 	}
-	rec, dstVSID, routed, reason := resolveOnLink(t, p.VSID, dst, onLink)
 	if reason == ReasonNoLookupRecord {
 		s.mismatch(dstVSID, dst, netip.Addr{})
 		if s.hold.Load() {
@@ -374,31 +394,38 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 			return nil
 		}
 	}
+	if reason == ReasonNone {
+		reason = s.target(d, rec, dstVSID, routed, pt, t)
+	}
 	if reason != ReasonNone {
 		*r = s.drop(reason)
 		return nil
 	}
+	f.insert(key, d)
+	return d
+}
+
+// target makes in d the decision to send to the VM of rec in dstVSID: to
+// its local port if rec's PA is this host's, else encapsulated to that PA.
+// It returns the drop reason if that cannot be done.
+func (s *Switch) target(d *decision, rec *policy.LookupRecord, dstVSID policy.VSID, routed bool, pt *PortTable, t *policy.Table) Reason {
 	if rec.Rule != policy.TranslationMethodEncap {
-		*r = s.drop(ReasonRuleUnsupported)
-		return nil
+		return ReasonRuleUnsupported
 	}
 	*d = decision{dstVSID: dstVSID, local: -1, mac: rec.MACAddress, routed: routed, dstPA: rec.ProviderAddress.As16(), vc: s.Counters.VSID(dstVSID)}
 	if t.IsLocalPA(rec.ProviderAddress) {
 		lp, ok := pt.ByMAC(dstVSID, rec.MACAddress)
 		if !ok {
-			*r = s.drop(ReasonNoLocalPort)
-			return nil
+			return ReasonNoLocalPort
 		}
 		d.local = int32(lp.Index)
 	} else {
 		if _, ok := t.LocalPA(rec.ProviderAddress.Is6()); !ok {
-			*r = s.drop(ReasonNoLocalPA)
-			return nil
+			return ReasonNoLocalPA
 		}
 		d.encap = t.Encapsulation(dstVSID)
 	}
-	f.insert(key, d)
-	return d
+	return ReasonNone
 }
 
 func (s *Switch) countTx(port, n int) {
@@ -429,68 +456,96 @@ func answerFor(t *policy.Table, vsid policy.VSID, a netip.Addr) (mac packet.MAC,
 	return rec.MACAddress, false, ReasonNone
 }
 
-// arp answers an ARP request from policy; nothing is flooded.
-func (s *Switch) arp(p *PortConfig, t *policy.Table, eth packet.Ethernet, scratch []byte) Result {
+// arp answers an ARP request from policy. Only in a subnet with L2Only
+// records, a request policy cannot answer is flooded and a reply goes to
+// the VM that asked (see l2).
+func (s *Switch) arp(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame []byte, eth packet.Ethernet, scratch []byte) {
 	a, err := packet.ParseARP(eth.Payload())
 	if err != nil {
-		return s.drop(ReasonMalformed)
+		*r = s.drop(ReasonMalformed)
+		return
 	}
 	if a.SenderMAC() != p.MAC {
-		return s.drop(ReasonSpoofedMAC)
-	}
-	if a.Op() != packet.ARPRequest {
-		return s.drop(ReasonARPNotRequest)
+		*r = s.drop(ReasonSpoofedMAC)
+		return
 	}
 	spa := a.SenderIP()
-	if !p.owns(spa) {
+	ownsSPA := p.owns(spa) || learnsCAs(t, p)
+	if a.Op() != packet.ARPRequest {
+		if !ownsSPA || !s.l2(r, p, pt, t, buf, off, frame, false) {
+			*r = s.drop(ReasonARPNotRequest)
+		}
+		return
+	}
+	if !ownsSPA {
 		// ARP probes (sender 0.0.0.0) are how a VM checks its own address: silence means unique.
 		if spa.IsUnspecified() {
-			return s.drop(ReasonARPUnknownTarget)
+			*r = s.drop(ReasonARPUnknownTarget)
+			return
 		}
-		return s.drop(ReasonSpoofedCA)
+		*r = s.drop(ReasonSpoofedCA)
+		return
 	}
 	target := a.TargetIP()
 	mac, _, reason := answerFor(t, p.VSID, target)
 	if reason != ReasonNone {
+		if s.l2(r, p, pt, t, buf, off, frame, false) {
+			return
+		}
 		if reason == ReasonNoLookupRecord {
 			s.mismatch(p.VSID, target, netip.Addr{})
 			if s.hold.Load() {
-				return holdFor(p.VSID, target)
+				*r = holdFor(p.VSID, target)
+				return
 			}
 		}
-		return s.drop(ReasonARPUnknownTarget)
+		*r = s.drop(ReasonARPUnknownTarget)
+		return
 	}
 	n := packet.PutEthernet(scratch, p.MAC, mac, packet.EtherTypeARP)
 	n += packet.PutARP(scratch[n:], packet.ARPReply, mac, target, p.MAC, spa)
-	return s.reply(p, scratch[:n])
+	*r = s.reply(p, scratch[:n])
 }
 
 // neighborSolicit answers an IPv6 NS from policy. The VM may solicit from its
 // link-local address, which is not one of its CAs, so the source is checked
-// against the port's MAC through the source link-layer option instead.
-func (s *Switch) neighborSolicit(p *PortConfig, t *policy.Table, src netip.Addr, m packet.ICMPv6, scratch []byte) Result {
+// against the port's MAC through the source link-layer option instead. In a
+// subnet with L2Only records, an NS policy cannot answer, for duplicate
+// address detection or a link-local target too, goes on by MAC (see l2).
+func (s *Switch) neighborSolicit(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, buf []byte, off int, frame []byte, src netip.Addr, m packet.ICMPv6, scratch []byte) {
 	if lla, ok := m.NDSourceLinkAddr(); ok && lla != p.MAC {
-		return s.drop(ReasonSpoofedMAC)
+		*r = s.drop(ReasonSpoofedMAC)
+		return
 	}
-	if !src.IsLinkLocalUnicast() && !p.owns(src) {
+	if !src.IsLinkLocalUnicast() && !p.owns(src) && !learnsCAs(t, p) {
 		if src.IsUnspecified() {
-			return s.drop(ReasonNDUnknownTarget)
+			*r = s.drop(ReasonNDUnknownTarget)
+			return
 		}
-		return s.drop(ReasonSpoofedCA)
+		*r = s.drop(ReasonSpoofedCA)
+		return
 	}
 	target := m.NDTarget()
-	if target.IsLinkLocalUnicast() {
-		return s.drop(ReasonNDUnknownTarget)
+	if target.IsLinkLocalUnicast() || src.IsUnspecified() {
+		if !s.l2(r, p, pt, t, buf, off, frame, true) {
+			*r = s.drop(ReasonNDUnknownTarget)
+		}
+		return
 	}
 	mac, gateway, reason := answerFor(t, p.VSID, target)
 	if reason != ReasonNone {
+		if s.l2(r, p, pt, t, buf, off, frame, true) {
+			return
+		}
 		if reason == ReasonNoLookupRecord {
 			s.mismatch(p.VSID, target, netip.Addr{})
 			if s.hold.Load() {
-				return holdFor(p.VSID, target)
+				*r = holdFor(p.VSID, target)
+				return
 			}
 		}
-		return s.drop(ReasonNDUnknownTarget)
+		*r = s.drop(ReasonNDUnknownTarget)
+		return
 	}
 	flags := uint8(packet.NAFlagSolicited | packet.NAFlagOverride)
 	if gateway {
@@ -500,7 +555,7 @@ func (s *Switch) neighborSolicit(p *PortConfig, t *policy.Table, src netip.Addr,
 	n := packet.PutEthernet(scratch, p.MAC, mac, packet.EtherTypeIPv6)
 	n += packet.PutIPv6(scratch[n:], target, src, packet.ProtoICMPv6, 255, naLen)
 	n += packet.PutNeighborAdvert(scratch[n:], target, src, target, mac, flags)
-	return s.reply(p, scratch[:n])
+	*r = s.reply(p, scratch[:n])
 }
 
 // tooBig4 sends ICMP fragmentation-needed back to the VM so its path MTU

@@ -10,14 +10,15 @@ import (
 // FromUnderlay validates and decapsulates one NVGRE packet that arrived from
 // provider address src for local provider address dst; payload starts at the
 // GRE header. Only a packet whose inner source matches a lookup record of its
-// VSID at the sending PA, addressed to a local port of that VSID, is delivered.
+// VSID at the sending PA, addressed to a local port of that VSID, is delivered
+// (in a subnet with L2Only records, also by MAC: see l2Ingress).
 func (s *Switch) FromUnderlay(src, dst netip.Addr, payload []byte) Result {
 	g, err := packet.ParseNVGRE(payload)
 	if err != nil {
 		return s.drop(ReasonMalformedGRE)
 	}
 	vsid := policy.VSID(g.VSID())
-	r := s.ingress(src, dst, vsid, g.Payload())
+	r := s.ingress(src, dst, vsid, payload)
 	if r.Action == Drop {
 		s.Counters.VSID(vsid).Drops.Add(1)
 	}
@@ -34,14 +35,17 @@ func (s *Switch) FromVXLAN(src, dst netip.Addr, payload []byte) Result {
 		return s.drop(ReasonMalformedVXLAN)
 	}
 	vsid := policy.VSID(v.VNI())
-	r := s.ingress(src, dst, vsid, v.Payload())
+	r := s.ingress(src, dst, vsid, payload)
 	if r.Action == Drop {
 		s.Counters.VSID(vsid).Drops.Add(1)
 	}
 	return r
 }
 
-func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, frame []byte) Result {
+// ingress validates and delivers the inner frame of pkt, an NVGRE or VXLAN
+// header and the frame.
+func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) Result {
+	frame := pkt[EncapHeaderLen:]
 	t := s.policy.Load()
 	if t == nil {
 		return s.drop(ReasonUnknownVSID)
@@ -71,7 +75,22 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, frame []byte
 		}
 		srcCA, dstCA, length = ip.Src(), ip.Dst(), eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen()
 	default:
-		return s.drop(ReasonUnsupportedEtherType)
+		// In a subnet with L2Only records, ARP and other non-IP frames go by
+		// MAC from any VM with a lookup record at srcPA, L2Only or not, so a
+		// Static VM's requests for a learned CA arrive too.
+		if t.L2Only(vsid) == nil {
+			return s.drop(ReasonUnsupportedEtherType)
+		}
+		pt := s.ports.Load()
+		if !pt.HasVSID(vsid) {
+			s.mismatch(vsid, netip.Addr{}, srcPA)
+			return s.drop(ReasonUnknownVSID)
+		}
+		if rec, ok := t.LookupMAC(vsid, eth.Src()); !ok || rec.ProviderAddress != srcPA {
+			s.mismatch(vsid, netip.Addr{}, srcPA)
+			return s.drop(ReasonPolicyMismatch)
+		}
+		return s.l2Ingress(pt, vsid, pkt, eth, len(frame))
 	}
 	if r, ok := s.forwardMoved(srcPA, dstPA, vsid, eth.Dst(), dstCA); ok {
 		return r
@@ -82,11 +101,17 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, frame []byte
 		return s.drop(ReasonUnknownVSID)
 	}
 	if !sourceValid(t, vsid, eth.Src(), srcCA, srcPA) {
+		if l2Source(t, vsid, eth.Src(), srcPA) {
+			return s.l2Ingress(pt, vsid, pkt, eth, length)
+		}
 		s.mismatch(vsid, srcCA, srcPA)
 		return s.drop(ReasonPolicyMismatch)
 	}
 	p, ok := pt.ByMAC(vsid, eth.Dst())
 	if !ok || !p.owns(dstCA) {
+		if t.L2Only(vsid) != nil {
+			return s.l2Ingress(pt, vsid, pkt, eth, length)
+		}
 		return s.drop(ReasonNoLocalPort)
 	}
 	s.Counters.VSID(vsid).Decapsulated.Add(1)

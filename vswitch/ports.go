@@ -28,13 +28,13 @@ type vsidMAC struct {
 type PortTable struct {
 	byIndex []*PortConfig
 	byMAC   map[vsidMAC]int
-	vsids   map[policy.VSID]int // number of local ports per VSID
+	byVSID  map[policy.VSID][]int // indexes of the local ports of each VSID, in order
 }
 
 // NewPortTable indexes ports. Indexes must be unique and non-negative; a MAC
 // may appear once per VSID.
 func NewPortTable(ports []PortConfig) (*PortTable, error) {
-	t := &PortTable{byMAC: make(map[vsidMAC]int, len(ports)), vsids: make(map[policy.VSID]int)}
+	t := &PortTable{byMAC: make(map[vsidMAC]int, len(ports)), byVSID: make(map[policy.VSID][]int)}
 	for i := range ports {
 		p := ports[i]
 		if p.Index < 0 {
@@ -53,7 +53,11 @@ func NewPortTable(ports []PortConfig) (*PortTable, error) {
 		p.CAs = slices.Clone(p.CAs)
 		t.byIndex[p.Index] = &p
 		t.byMAC[k] = p.Index
-		t.vsids[p.VSID]++
+	}
+	for _, p := range t.byIndex {
+		if p != nil {
+			t.byVSID[p.VSID] = append(t.byVSID[p.VSID], p.Index)
+		}
 	}
 	return t, nil
 }
@@ -79,7 +83,16 @@ func (t *PortTable) ByMAC(vsid policy.VSID, mac packet.MAC) (*PortConfig, bool) 
 }
 
 // HasVSID reports whether any local port belongs to vsid.
-func (t *PortTable) HasVSID(vsid policy.VSID) bool { return t != nil && t.vsids[vsid] > 0 }
+func (t *PortTable) HasVSID(vsid policy.VSID) bool { return len(t.InVSID(vsid)) > 0 }
+
+// InVSID lists the indexes of vsid's local ports in order; the slice is
+// the table's, not to be modified.
+func (t *PortTable) InVSID(vsid policy.VSID) []int {
+	if t == nil {
+		return nil
+	}
+	return t.byVSID[vsid]
+}
 
 // Ports lists the ports in index order.
 func (t *PortTable) Ports() []PortConfig {

@@ -52,7 +52,23 @@ const (
 	// unchanged from Result.Src (the original sender's PA) to Result.Dst
 	// (the VM's new PA), and redirect the sender (Result.Redirect).
 	Forward
+	// Flood: a broadcast, or an ARP or ND request policy cannot answer, in a
+	// virtual subnet with L2Only records. Data is an encapsulation header
+	// (per Encap) followed by the inner frame; Result.Copies says where
+	// copies go.
+	Flood
 )
+
+// Copies are the destinations of a Flood verdict, lists shared with the
+// policy and port snapshots: read them, never modify them.
+type Copies struct {
+	// Paths each get Data, from Src to Dst.
+	Paths []policy.Path
+	// Ports, all but Except (the sender, or -1), get the inner frame
+	// Data[EncapHeaderLen:].
+	Ports  []int
+	Except int
+}
 
 // RedirectInfo is a redirect the switch accepted: CA of VSID moved from PA to
 // NewPA.
@@ -75,6 +91,7 @@ type Result struct {
 	Data     []byte
 	Redirect RedirectInfo
 	Miss     Miss
+	Copies   Copies
 }
 
 // Config holds the switch's fixed parameters.

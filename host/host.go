@@ -175,7 +175,7 @@ func (h *Host) Counters() provider.Counters {
 	c.Ports = h.namedPorts(ports)
 	for _, v := range vsids {
 		c.VSIDs = append(c.VSIDs, provider.VSIDCounters{VirtualSubnetID: v.VSID, Encapsulated: v.Encapsulated,
-			Decapsulated: v.Decapsulated, TxFrames: v.Decapsulated + v.Local + v.Replies, RxFrames: v.Encapsulated + v.Local, Drops: v.Drops})
+			Decapsulated: v.Decapsulated, Flooded: v.Flooded, TxFrames: v.Decapsulated + v.Local + v.Replies, RxFrames: v.Encapsulated + v.Local, Drops: v.Drops})
 	}
 	for _, r := range vswitch.Reasons() {
 		if n := reasons[r]; n > 0 {

@@ -77,4 +77,19 @@ func l2OnlyBetweenHosts(t *testing.T, encap policy.Encapsulation) {
 			}
 		}
 	}
+	for i, c := range clients {
+		cs, err := c.Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flooded uint64
+		for _, v := range cs.VSIDs {
+			if v.VirtualSubnetID == 9001 {
+				flooded = v.Flooded
+			}
+		}
+		if flooded == 0 {
+			t.Errorf("host %d counted no flooded copies for VSID 9001: %+v", i, cs.VSIDs)
+		}
+	}
 }

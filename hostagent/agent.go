@@ -206,8 +206,11 @@ func (a *Agent) notifications(ctx context.Context, s *syncer) {
 				s.request(fetch{resync: true})
 			case err != nil:
 				a.log.Debug("notification API", "err", err)
-			case ev.PolicyMismatch != nil:
+			case ev.PolicyMismatch != nil && ev.PolicyMismatch.CA.IsValid():
 				s.request(fetch{vsid: policy.VSID(ev.PolicyMismatch.VirtualSubnetID), ca: ev.PolicyMismatch.CA})
+			case ev.PolicyMismatch != nil:
+				// A non-IP frame of an L2Only subnet from an unknown MAC names
+				// no CA to look up; the watch brings that subnet's records.
 			case ev.Redirect != nil:
 				s.request(fetch{vsid: policy.VSID(ev.Redirect.VirtualSubnetID), ca: ev.Redirect.CA})
 			}

@@ -54,6 +54,7 @@ type VSIDCounters struct {
 	RxFrames        uint64      `json:"RxFrames"`
 	Encapsulated    uint64      `json:"Encapsulated"`
 	Decapsulated    uint64      `json:"Decapsulated"`
+	Flooded         uint64      `json:"Flooded"` // copies of broadcasts and unanswered ARP/ND in L2Only subnets
 	Drops           uint64      `json:"Drops"`
 }
 

@@ -167,9 +167,9 @@ func countersCmd() *cobra.Command {
 			for _, p := range cs.Ports {
 				ports.add(p.Name, numCell(p.RxFrames), numCell(p.RxBytes), numCell(p.TxFrames), numCell(p.TxBytes), numCell(p.Drops))
 			}
-			vsids := outTable{header: []string{"VirtualSubnetID", "TxFrames", "RxFrames", "Encapsulated", "Decapsulated", "Drops"}}
+			vsids := outTable{header: []string{"VirtualSubnetID", "TxFrames", "RxFrames", "Encapsulated", "Decapsulated", "Flooded", "Drops"}}
 			for _, v := range cs.VSIDs {
-				vsids.add(numCell(v.VirtualSubnetID), numCell(v.TxFrames), numCell(v.RxFrames), numCell(v.Encapsulated), numCell(v.Decapsulated), numCell(v.Drops))
+				vsids.add(numCell(v.VirtualSubnetID), numCell(v.TxFrames), numCell(v.RxFrames), numCell(v.Encapsulated), numCell(v.Decapsulated), numCell(v.Flooded), numCell(v.Drops))
 			}
 			drops := outTable{header: []string{"DropReason", "Count"}}
 			for _, d := range cs.Drops {

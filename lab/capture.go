@@ -108,6 +108,9 @@ type Capture struct {
 // maxFrames bounds what a capture keeps; a demo's bulk transfers exceed it.
 const maxFrames = 50000
 
+// captureBuffer is the capture socket's receive buffer.
+const captureBuffer = 32 << 20
+
 // StartCapture opens the capture on ifname inside namespace ns.
 func StartCapture(ns, ifname string) (*Capture, error) {
 	c := &Capture{fd: -1, done: make(chan struct{})}
@@ -127,6 +130,12 @@ func StartCapture(ns, ifname string) (*Capture, error) {
 		mr := unix.PacketMreq{Ifindex: int32(idx), Type: unix.PACKET_MR_PROMISC}
 		if err := unix.SetsockoptPacketMreq(c.fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mr); err != nil {
 			return fmt.Errorf("promiscuous mode on %s: %w", ifname, err)
+		}
+		// Super-frames cross a veth whole, up to 64 KiB each: the default
+		// buffer holds only a few, and a burst of them would be lost to
+		// the capture (not to the traffic).
+		if unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, captureBuffer) != nil {
+			_ = unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, captureBuffer)
 		}
 		tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
 		return unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)

@@ -25,13 +25,8 @@ func TestL2OnlySubnetBetweenHosts(t *testing.T) {
 }
 
 func l2OnlyBetweenHosts(t *testing.T, encap policy.Encapsulation) {
-	s := suffix()
-	hosts, vms := [2]string{"wloa" + s, "wlob" + s}, [2]string{"wlva" + s, "wlvb" + s}
-	for _, ns := range append(hosts[:], vms[:]...) {
-		netnsAdd(t, ns)
-	}
-	under := [2]string{"wlu0" + s, "wlu1" + s}
-	run(t, "ip", "link", "add", under[0], "netns", hosts[0], "type", "veth", "peer", "name", under[1], "netns", hosts[1])
+	b := newTwoHosts(t, "lo")
+	hosts, vms, under := b.hosts, b.vms, b.under
 	pa := [2]netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")}
 	ca4 := [2]netip.Addr{netip.MustParseAddr("10.9.0.10"), netip.MustParseAddr("10.9.0.11")}
 	ca6 := [2]netip.Addr{netip.MustParseAddr("fd00:9::10"), netip.MustParseAddr("fd00:9::11")}
@@ -40,7 +35,6 @@ func l2OnlyBetweenHosts(t *testing.T, encap policy.Encapsulation) {
 	ctx := context.Background()
 	var clients [2]*provider.Client
 	for i := range 2 {
-		run(t, "ip", "-n", hosts[i], "link", "set", under[i], "up")
 		c := startHost(t, hosts[i], under[i])
 		clients[i] = c
 		check := func(_ any, err error) {
@@ -59,7 +53,7 @@ func l2OnlyBetweenHosts(t *testing.T, encap policy.Encapsulation) {
 			}
 		}
 		check(c.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa[i], PrefixLength: 24}))
-		check(c.AttachPort(ctx, provider.PortSpec{Name: "vm", TAP: "wlt" + s + string(rune('a'+i)), Netns: vms[i], IfName: "eth0", MACAddress: mac[i],
+		check(c.AttachPort(ctx, provider.PortSpec{Name: "vm", TAP: b.taps[i], Netns: vms[i], IfName: "eth0", MACAddress: mac[i],
 			VirtualSubnetID: 9001, CustomerAddresses: portCAs[i]}))
 		run(t, "ip", "-n", vms[i], "addr", "add", ca4[i].String()+"/24", "dev", "eth0")
 		run(t, "ip", "-n", vms[i], "addr", "add", ca6[i].String()+"/64", "dev", "eth0", "nodad")

@@ -37,13 +37,8 @@ func TestTCPBetweenHosts(t *testing.T) {
 }
 
 func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation, gso string) {
-	s := suffix()
-	hosts, vms := [2]string{"wtoa" + s, "wtob" + s}, [2]string{"wtva" + s, "wtvb" + s}
-	for _, ns := range append(hosts[:], vms[:]...) {
-		netnsAdd(t, ns)
-	}
-	under := [2]string{"wtu0" + s, "wtu1" + s}
-	run(t, "ip", "link", "add", under[0], "netns", hosts[0], "type", "veth", "peer", "name", under[1], "netns", hosts[1])
+	b := newTwoHosts(t, "to")
+	hosts, vms, under := b.hosts, b.vms, b.under
 	pa := [2]netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")}
 	ca := [2]netip.Addr{netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.0.11")}
 	mac := [2]packet.MAC{{2, 0, 0, 0, 0x52, 1}, {2, 0, 0, 0, 0x52, 2}}
@@ -51,7 +46,6 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation, gso string) {
 	ctx := context.Background()
 	var clients [2]*provider.Client
 	for i := range 2 {
-		run(t, "ip", "-n", hosts[i], "link", "set", under[i], "up")
 		c := startHostGSO(t, hosts[i], under[i], gso)
 		clients[i] = c
 		check := func(_ any, err error) {
@@ -68,7 +62,7 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation, gso string) {
 			check(c.AddLookupRecord(ctx, policy.LookupRecord{CustomerAddress: ca[j], VirtualSubnetID: 5001, MACAddress: mac[j], ProviderAddress: pa[j], Rule: policy.TranslationMethodEncap}))
 		}
 		check(c.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa[i], PrefixLength: 24}))
-		check(c.AttachPort(ctx, provider.PortSpec{Name: "vm", TAP: "wtt" + s + string(rune('a'+i)), Netns: vms[i], IfName: "eth0", MACAddress: mac[i],
+		check(c.AttachPort(ctx, provider.PortSpec{Name: "vm", TAP: b.taps[i], Netns: vms[i], IfName: "eth0", MACAddress: mac[i],
 			VirtualSubnetID: 5001, CustomerAddresses: []netip.Addr{ca[i]}}))
 		run(t, "ip", "-n", vms[i], "addr", "add", ca[i].String()+"/24", "dev", "eth0")
 	}

@@ -71,6 +71,29 @@ func needRoot(t *testing.T) {
 	}
 }
 
+// twoHosts is two host namespaces joined by a veth underlay (under[i] in
+// hosts[i], up), a VM namespace for each, and taps, a TAP name for each VM.
+type twoHosts struct {
+	hosts, vms, under, taps [2]string
+}
+
+// newTwoHosts creates them, with names starting with tag (two letters),
+// removed at cleanup.
+func newTwoHosts(t *testing.T, tag string) twoHosts {
+	t.Helper()
+	s := suffix()
+	b := twoHosts{hosts: [2]string{"w" + tag + "a" + s, "w" + tag + "b" + s}, vms: [2]string{"w" + tag + "va" + s, "w" + tag + "vb" + s},
+		under: [2]string{"w" + tag + "u0" + s, "w" + tag + "u1" + s}, taps: [2]string{"w" + tag + "ta" + s, "w" + tag + "tb" + s}}
+	for _, ns := range append(b.hosts[:], b.vms[:]...) {
+		netnsAdd(t, ns)
+	}
+	run(t, "ip", "link", "add", b.under[0], "netns", b.hosts[0], "type", "veth", "peer", "name", b.under[1], "netns", b.hosts[1])
+	for i := range 2 {
+		run(t, "ip", "-n", b.hosts[i], "link", "set", b.under[i], "up")
+	}
+	return b
+}
+
 func suffix() string {
 	b := make([]byte, 3)
 	rand.Read(b)

@@ -267,6 +267,15 @@ func TestSIGTERMRemovesWhatTheDaemonCreated(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("no pid for host1's wnvd")
 	}
+	before, err := handleAt(l.Topology.Namespace("host1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = before.LinkByName("wnvgso")
+	before.Close()
+	if err != nil {
+		t.Fatalf("host1's wnvd runs without its GSO TAP wnvgso: %v", err)
+	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -292,6 +301,9 @@ func TestSIGTERMRemovesWhatTheDaemonCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
+	if _, err := h.LinkByName("wnvgso"); err == nil {
+		t.Error("the GSO TAP wnvgso is still in host1's namespace after wnvd stopped")
+	}
 	ul, err := h.LinkByName("ul0")
 	if err != nil {
 		t.Fatal(err)

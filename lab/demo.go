@@ -363,6 +363,7 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 
 	frames, malformed := capt.Stop()
 	fmt.Fprintf(w, "\n== NVGRE on the underlay (%sunderlay br0): %d frames captured, busiest flows ==\n", t.Prefix, len(frames))
+	fmt.Fprintln(w, "(TCP super-frames cross the veth underlay whole, up to 64 KiB a frame; a NIC would cut them into wire packets)")
 	PrintFrames(w, frames, 12)
 	if bad := t.CheckFrames(frames, malformed); len(bad) > 0 {
 		for _, b := range bad {

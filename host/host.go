@@ -125,12 +125,19 @@ func (h *Host) Run(ctx context.Context) error {
 	h.mu.Unlock()
 	h.wg.Wait()
 	h.mig.closeRaw()
+	h.Close()
+	return nil
+}
+
+// Close removes what New created (the GSO TAP), for a host that is not
+// going to Run; Run does it when it ends.
+func (h *Host) Close() {
 	if h.gso != nil {
 		if err := h.gso.Close(); err != nil {
 			h.log.Warn("closing the GSO TAP", "err", err)
 		}
+		h.gso = nil
 	}
-	return nil
 }
 
 // Store is the host's policy (provider.Backend).

@@ -97,11 +97,13 @@ func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metrics
 	}
 	agent, err := ag.start(ctx, cfg, h, socket, notifySocket)
 	if err != nil {
+		h.Close()
 		return err
 	}
 	var metrics net.Listener
 	if metricsAddr != "" {
 		if metrics, err = net.Listen("tcp", metricsAddr); err != nil {
+			h.Close()
 			return fmt.Errorf("--metrics-addr %s: %w", metricsAddr, err)
 		}
 	}

@@ -9,7 +9,7 @@ BIN   := bin
 # coordinator's own deadline in Go 1.26 (go.dev/issue/75804) and fails spuriously.
 FUZZTIME ?= 20000x
 
-.PHONY: all build demo test deps clean fmt vet gotest fuzz ctest
+.PHONY: all build demo test deps guest generate clean fmt vet gotest fuzz ctest
 
 all: build
 
@@ -44,8 +44,10 @@ fuzz:
 ctest:
 	@if [ -f capi/Makefile ]; then $(MAKE) -C capi test; fi
 
-# iproute2 for the lab, ethtool for the GRE GSO test, gcc and make for the C
-# client; installed only when missing.
+# iproute2 for the lab, ethtool for the GSO tests, gcc and make for the C
+# client, clang, llvm and libbpf-dev to rebuild the eBPF fast path
+# (make generate), QEMU and cpio for the lab's real VM guest;
+# installed only when missing. Then the guest image is built (make guest).
 deps:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "Go is not installed: get Go 1.26 or newer from https://go.dev/dl"; exit 1; }
 	@missing=""; \
@@ -53,11 +55,27 @@ deps:
 	command -v ethtool >/dev/null 2>&1 || missing="$$missing ethtool"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	command -v make >/dev/null 2>&1 || missing="$$missing make"; \
+	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
+	command -v llvm-strip >/dev/null 2>&1 || missing="$$missing llvm"; \
+	[ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
+	command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$$missing qemu-system-x86"; \
+	command -v cpio >/dev/null 2>&1 || missing="$$missing cpio"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@$(MAKE) --no-print-directory guest
+
+# The lab's QEMU guest: Debian's cloud kernel and busybox, extracted into a
+# cache directory (rebuilt only when missing or its recipe changed).
+guest:
+	@if [ -x lab/guest/build.sh ]; then GO=$(GO) lab/guest/build.sh; fi
+
+# Rebuilds the eBPF objects from their C source with clang (bpf2go); the
+# generated files are committed, so a build needs no clang.
+generate:
+	$(GO) generate ./fastpath/...
 
 clean:
 	rm -rf $(BIN)

@@ -71,7 +71,7 @@ func OpenTunnelGSO(name, underlay string) (*TunnelGSO, error) {
 	}
 	// The TAP carries nothing the kernel should answer or route: no IPv6
 	// link-local address or router solicitations on it.
-	if g.tap, err = OpenTAP(TAPConfig{Name: name, Offload: true}); err != nil {
+	if g.tap, err = OpenTAP(name, true); err != nil {
 		g.Close()
 		return nil, fmt.Errorf("tunnel GSO: %w", err)
 	}

@@ -1,11 +1,13 @@
 package dataplane
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/wnv/wnv/packet"
 )
@@ -92,4 +94,43 @@ func LinkMTU(ifname string) (int, error) {
 		return 0, err
 	}
 	return l.Attrs().MTU, nil
+}
+
+// WatchLinks signals on the returned channel whenever an interface is added
+// or changes in the caller's network namespace, until ctx ends. Signals
+// coalesce: one pending signal stands for any number of changes.
+func WatchLinks(ctx context.Context) (<-chan struct{}, error) {
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		return nil, fmt.Errorf("subscribe to link updates: %w", err)
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer func() {
+			// The subscription closes updates once it sees done; drain it so
+			// its goroutine never blocks on a send.
+			close(done)
+			for range updates {
+			}
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				if u.Header.Type != unix.RTM_NEWLINK {
+					continue
+				}
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
 }

@@ -10,13 +10,13 @@ import (
 	"github.com/wnv/wnv/offload"
 )
 
-// tunOffloads are what an offload TAP lets the VM leave to us: checksums and
-// TCP segmentation over IPv4 and IPv6 (TUN_F_TSO_ECN is left out, so no ECN
-// super-frames).
+// tunOffloads are what an offload TAP lets its writer leave to the kernel:
+// checksums and TCP segmentation over IPv4 and IPv6 (TUN_F_TSO_ECN is left
+// out, so no ECN super-frames).
 const tunOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
 
-// Offload reports whether frames of this TAP carry a virtio-net header.
-func (t *TAP) Offload() bool { return t.offload }
+// Offload reports whether frames carry a virtio-net header.
+func (t *frameFile) Offload() bool { return t.offload }
 
 // OffloadFrame is one frame for WriteOffload: the virtio-net header, the
 // frame (Head) and, for a coalesced super-frame, the payloads of the segments
@@ -29,7 +29,7 @@ type OffloadFrame struct {
 
 // offloadBatch carries one WriteOffload call through RawConn.
 type offloadBatch struct {
-	tapCall
+	frameCall
 	frames  []OffloadFrame
 	hdr     [offload.VirtioNetHdrLen]byte
 	iovs    []unix.Iovec
@@ -42,13 +42,13 @@ var offloadBatches = sync.Pool{New: func() any {
 	return b
 }}
 
-// WriteOffload hands each frame, with its header, to an offload TAP as if
-// received on it, one writev per frame so coalesced payloads are not copied.
-// Frames the kernel refuses are counted in Stats().Dropped and skipped. It
-// returns the frames written; the error is nil unless the TAP itself failed.
-func (t *TAP) WriteOffload(frames []OffloadFrame) (int, error) {
+// WriteOffload sends each frame with its virtio-net header, one writev per
+// frame so coalesced payloads are not copied. Frames the kernel refuses are
+// counted in Stats().Dropped and skipped. It returns the frames written; the
+// error is nil unless the descriptor itself failed.
+func (t *frameFile) WriteOffload(frames []OffloadFrame) (int, error) {
 	if !t.offload {
-		return 0, fmt.Errorf("write TAP %s: it was opened without Offload", t.name)
+		return 0, fmt.Errorf("write %s %s: it was opened without offload", t.kind, t.name)
 	}
 	b := offloadBatches.Get().(*offloadBatch)
 	b.t, b.frames, b.i, b.n, b.err = t, frames, 0, 0, nil

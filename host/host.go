@@ -44,7 +44,7 @@ type Host struct {
 
 	mu    sync.Mutex // serialises port attach/detach
 	ports map[string]*port
-	taps  atomic.Pointer[[]*dataplane.TAP] // by port index, for the workers
+	socks atomic.Pointer[[]*dataplane.Port] // by port index, for the workers
 
 	pas      paSet
 	reconcil chan struct{}
@@ -84,7 +84,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		}
 	}
 	h.pas.init()
-	h.taps.Store(&[]*dataplane.TAP{})
+	h.socks.Store(&[]*dataplane.Port{})
 	h.sw = vswitch.New(vswitch.Config{UnderlayMTU: mtu, Events: hub})
 	h.sw.SetPolicy(h.store.Table())
 	h.store.Subscribe(func(t *policy.Table) {

@@ -53,7 +53,8 @@ func l2OnlyBetweenHosts(t *testing.T, encap policy.Encapsulation) {
 			}
 		}
 		check(c.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa[i], PrefixLength: 24}))
-		check(c.AttachPort(ctx, provider.PortSpec{Name: "vm", TAP: b.taps[i], Netns: vms[i], IfName: "eth0", MACAddress: mac[i],
+		vmNIC(t, b.hosts[i], b.taps[i], vms[i], mac[i])
+		check(c.AttachPort(ctx, provider.PortSpec{Name: "vm", Interface: b.taps[i], MACAddress: mac[i],
 			VirtualSubnetID: 9001, CustomerAddresses: portCAs[i]}))
 		run(t, "ip", "-n", vms[i], "addr", "add", ca4[i].String()+"/24", "dev", "eth0")
 		run(t, "ip", "-n", vms[i], "addr", "add", ca6[i].String()+"/64", "dev", "eth0", "nodad")

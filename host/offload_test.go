@@ -62,7 +62,8 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation, gso string) {
 			check(c.AddLookupRecord(ctx, policy.LookupRecord{CustomerAddress: ca[j], VirtualSubnetID: 5001, MACAddress: mac[j], ProviderAddress: pa[j], Rule: policy.TranslationMethodEncap}))
 		}
 		check(c.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa[i], PrefixLength: 24}))
-		check(c.AttachPort(ctx, provider.PortSpec{Name: "vm", TAP: b.taps[i], Netns: vms[i], IfName: "eth0", MACAddress: mac[i],
+		vmNIC(t, b.hosts[i], b.taps[i], vms[i], mac[i])
+		check(c.AttachPort(ctx, provider.PortSpec{Name: "vm", Interface: b.taps[i], MACAddress: mac[i],
 			VirtualSubnetID: 5001, CustomerAddresses: []netip.Addr{ca[i]}}))
 		run(t, "ip", "-n", vms[i], "addr", "add", ca[i].String()+"/24", "dev", "eth0")
 	}

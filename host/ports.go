@@ -1,10 +1,9 @@
 package host
 
 import (
+	"errors"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
 
 	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/notify"
@@ -13,18 +12,17 @@ import (
 	"github.com/wnv/wnv/vswitch"
 )
 
-// port is an attached VM port and its readers: one per queue of its
-// multi-queue TAP, so the VM's flows spread over the cores.
+// port is an attached VM port: an existing interface and the slow path's
+// socket on it.
 type port struct {
-	spec   provider.PortSpec
-	index  int
-	tap    *dataplane.TAP   // the first queue; frames to the VM are written here
-	queues []*dataplane.TAP // the other queues
-	done   chan struct{}    // closed when every reader has stopped
+	spec  provider.PortSpec
+	index int
+	sock  *dataplane.Port
+	done  chan struct{} // closed when the reader has stopped
 }
 
-// AttachPort creates the port's TAP (moving it into spec.Netns if set),
-// installs it in the switch and starts its reader.
+// AttachPort opens the slow path's socket on the port's existing interface,
+// installs the port in the switch and starts its reader.
 func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 	spec, err := spec.Normalized()
 	if err != nil {
@@ -39,111 +37,76 @@ func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 		if p.spec.VirtualSubnetID == spec.VirtualSubnetID && p.spec.MACAddress == spec.MACAddress {
 			return provider.Port{}, kindErr(policy.ErrExists, "MACAddress %s is already used by port %q in VirtualSubnetID %d", spec.MACAddress, p.spec.Name, spec.VirtualSubnetID)
 		}
-		if p.spec.TAP == spec.TAP {
-			return provider.Port{}, kindErr(policy.ErrExists, "TAP %q is already used by port %q", spec.TAP, p.spec.Name)
+		if p.spec.Interface == spec.Interface {
+			return provider.Port{}, kindErr(policy.ErrExists, "Interface %q is already used by port %q", spec.Interface, p.spec.Name)
 		}
 	}
-	mtu := spec.MTU
-	if mtu == 0 {
-		mtu = h.underlayMTU - vswitch.Overhead(h.store.Table().Encapsulation(spec.VirtualSubnetID), false)
-		spec.MTU = mtu
-	}
-	tap, err := dataplane.OpenTAP(dataplane.TAPConfig{Name: spec.TAP, Netns: spec.Netns, IfName: spec.IfName, MAC: spec.MACAddress, MTU: mtu, Offload: true})
+	sock, err := dataplane.OpenPort(dataplane.PortConfig{Interface: spec.Interface})
 	if err != nil {
+		var nf *dataplane.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return provider.Port{}, &policy.Error{Kind: policy.ErrNotFound, Msg: err.Error()}
+		}
 		return provider.Port{}, fmt.Errorf("attach port %q: %w", spec.Name, err)
 	}
-	p := &port{spec: spec, index: h.freeIndexLocked(), tap: tap, done: make(chan struct{})}
+	p := &port{spec: spec, index: h.freeIndexLocked(), sock: sock, done: make(chan struct{})}
 	h.ports[spec.Name] = p
 	if err := h.publishPortsLocked(); err != nil {
 		delete(h.ports, spec.Name)
-		tap.Close()
+		sock.Close()
 		return provider.Port{}, &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
 	}
 	h.sw.Counters.ResetPort(p.index)
-	p.queues = h.openQueues(tap, spec)
-	var readers sync.WaitGroup
-	for _, q := range append([]*dataplane.TAP{tap}, p.queues...) {
-		readers.Add(1)
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			defer readers.Done()
-			h.portWorker(p, q)
-		}()
-	}
+	h.wg.Add(1)
 	go func() {
-		readers.Wait()
-		close(p.done)
+		defer h.wg.Done()
+		defer close(p.done)
+		h.portWorker(p)
 	}()
 	h.caEvents(p, notify.CustomerAddressAdded)
-	h.log.Info("port attached", "name", spec.Name, "tap", spec.TAP, "netns", spec.Netns, "vsid", spec.VirtualSubnetID, "mac", spec.MACAddress, "reattached", tap.Reattached())
+	h.log.Info("port attached", "name", spec.Name, "interface", spec.Interface, "vsid", spec.VirtualSubnetID, "mac", spec.MACAddress)
 	return h.portInfo(p), nil
 }
 
-// openQueues attaches one more queue to the port's TAP per core beyond the
-// first. A port without them still works, on one core.
-func (h *Host) openQueues(tap *dataplane.TAP, spec provider.PortSpec) []*dataplane.TAP {
-	var qs []*dataplane.TAP
-	for range runtime.GOMAXPROCS(0) - 1 {
-		q, err := dataplane.OpenTAP(dataplane.TAPConfig{Name: tap.Name(), Netns: tap.Netns(), MAC: spec.MACAddress, Offload: tap.Offload()})
-		if err != nil {
-			h.log.Warn("opening another TAP queue: the port uses fewer cores", "port", spec.Name, "err", err)
-			break
-		}
-		qs = append(qs, q)
-	}
-	return qs
-}
-
-// DetachPort stops and removes a port and deletes its TAP.
+// DetachPort stops and removes a port; its interface stays as it is.
 func (h *Host) DetachPort(name string) error {
 	return h.detachPort(name, false)
 }
 
-// DetachPortKeepInterface stops and removes a port but leaves its TAP
-// interface, with its state, for another host (a live migration's
-// destination) or a later attach to take over. For a grace period, packets
-// still arriving for the VM are forwarded to wherever policy maps it next.
-func (h *Host) DetachPortKeepInterface(name string) error {
+// DetachMigratedPort detaches the port of a VM that live-migrated to another
+// host. For a grace period, packets still arriving for the VM are forwarded
+// to wherever policy maps it next.
+func (h *Host) DetachMigratedPort(name string) error {
 	return h.detachPort(name, true)
 }
 
-func (h *Host) detachPort(name string, keep bool) error {
+func (h *Host) detachPort(name string, migrated bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.ports[name]; !ok {
 		return kindErr(policy.ErrNotFound, "port %q is not attached", name)
 	}
-	h.detachPortLocked(name, keep)
+	h.detachPortLocked(name, migrated)
 	return nil
 }
 
 func (h *Host) detachLocked(name string) { h.detachPortLocked(name, false) }
 
-func (h *Host) detachPortLocked(name string, keep bool) {
+func (h *Host) detachPortLocked(name string, migrated bool) {
 	p := h.ports[name]
 	delete(h.ports, name)
 	if err := h.publishPortsLocked(); err != nil {
 		h.log.Error("port table rebuild after detach", "err", err)
 	}
-	for _, q := range p.queues {
-		if err := q.CloseQueue(); err != nil {
-			h.log.Warn("closing TAP queue", "port", name, "err", err)
-		}
-	}
-	closeTAP := p.tap.Close
-	if keep {
-		closeTAP = p.tap.CloseQueue
-	}
-	if err := closeTAP(); err != nil {
-		h.log.Warn("closing TAP", "port", name, "err", err)
+	if err := p.sock.Close(); err != nil {
+		h.log.Warn("closing port", "port", name, "err", err)
 	}
 	<-p.done
 	h.caEvents(p, notify.CustomerAddressDeleted)
-	if keep {
+	if migrated {
 		h.depart(portSpecKey{vsid: p.spec.VirtualSubnetID, mac: p.spec.MACAddress, cas: p.spec.CustomerAddresses})
 	}
-	h.log.Info("port detached", "name", name, "keepInterface", keep)
+	h.log.Info("port detached", "name", name, "migrated", migrated)
 }
 
 // Ports lists the attached ports with their counters.
@@ -160,8 +123,13 @@ func (h *Host) Ports() []provider.Port {
 
 func (h *Host) portInfo(p *port) provider.Port {
 	c := h.sw.Counters.Port(p.index)
-	return provider.Port{PortSpec: p.spec, Index: p.index, Counters: provider.PortCounters{
-		RxFrames: c.RxFrames.Load(), RxBytes: c.RxBytes.Load(), TxFrames: c.TxFrames.Load(), TxBytes: c.TxBytes.Load(), Drops: c.Drops.Load()}}
+	info := provider.Port{PortSpec: p.spec, Index: p.index, Ifindex: p.sock.Ifindex()}
+	if mtu, err := dataplane.LinkMTU(p.spec.Interface); err == nil {
+		info.MTU = mtu
+	}
+	info.Counters = provider.PortCounters{
+		RxFrames: c.RxFrames.Load(), RxBytes: c.RxBytes.Load(), TxFrames: c.TxFrames.Load(), TxBytes: c.TxBytes.Load(), Drops: c.Drops.Load()}
+	return info
 }
 
 func (h *Host) freeIndexLocked() int {
@@ -185,14 +153,14 @@ func (h *Host) publishPortsLocked() error {
 	if err != nil {
 		return err
 	}
-	taps := make([]*dataplane.TAP, 0, len(h.ports))
+	socks := make([]*dataplane.Port, 0, len(h.ports))
 	for _, p := range h.ports {
-		if p.index >= len(taps) {
-			taps = append(taps, make([]*dataplane.TAP, p.index+1-len(taps))...)
+		if p.index >= len(socks) {
+			socks = append(socks, make([]*dataplane.Port, p.index+1-len(socks))...)
 		}
-		taps[p.index] = p.tap
+		socks[p.index] = p.sock
 	}
-	h.taps.Store(&taps)
+	h.socks.Store(&socks)
 	h.sw.SetPorts(pt)
 	h.checkpointChanged()
 	return nil

@@ -94,6 +94,15 @@ func newTwoHosts(t *testing.T, tag string) twoHosts {
 	return b
 }
 
+// vmNIC creates a VM's NIC as a container runtime would: a veth pair whose
+// end eth0 (with the VM's MAC, up) is in vmNS and whose other end, ifname,
+// is in hostNS for wnvd to attach as the port.
+func vmNIC(t *testing.T, hostNS, ifname, vmNS string, mac packet.MAC) {
+	t.Helper()
+	run(t, "ip", "link", "add", ifname, "netns", hostNS, "mtu", "1450", "type", "veth", "peer", "name", "eth0", "netns", vmNS, "mtu", "1450", "address", mac.String())
+	run(t, "ip", "-n", vmNS, "link", "set", "eth0", "up")
+}
+
 func suffix() string {
 	b := make([]byte, 3)
 	rand.Read(b)
@@ -281,7 +290,8 @@ func vxlanInterop(t *testing.T, gso string) {
 		must(c.AddLookupRecord(ctx, policy.LookupRecord{CustomerAddress: r.ca, VirtualSubnetID: 5001, MACAddress: r.mac, ProviderAddress: r.pa, Rule: policy.TranslationMethodEncap}))
 	}
 	must(c.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa1, PrefixLength: 24}))
-	must(c.AttachPort(ctx, provider.PortSpec{Name: "vm1", TAP: "wvt" + s, Netns: vmNS, IfName: "eth0", MACAddress: vmMAC,
+	vmNIC(t, hostNS, "wvt"+s, vmNS, vmMAC)
+	must(c.AttachPort(ctx, provider.PortSpec{Name: "vm1", Interface: "wvt" + s, MACAddress: vmMAC,
 		VirtualSubnetID: 5001, CustomerAddresses: []netip.Addr{ca1}}))
 	run(t, "ip", "-n", vmNS, "addr", "add", ca1.String()+"/24", "dev", "eth0")
 	waitPreferred(t, c, pa1)

@@ -40,7 +40,6 @@ const (
 type output struct {
 	under  []underPacket
 	toTAP  []tapWrite
-	group  [][]byte
 	frames []dataplane.OffloadFrame
 	tails  [][]byte
 	pkts   []dataplane.Packet
@@ -105,7 +104,7 @@ func (o *output) flush(h *Host) {
 		}
 	}
 	if len(o.toTAP) > 0 {
-		taps := *h.taps.Load()
+		socks := *h.socks.Load()
 		for len(o.toTAP) > 0 {
 			port := o.toTAP[0].port
 			o.frames = o.frames[:0]
@@ -118,25 +117,14 @@ func (o *output) flush(h *Host) {
 				}
 			}
 			o.toTAP = rest
-			if port >= len(taps) || taps[port] == nil {
+			if port >= len(socks) || socks[port] == nil {
 				continue
 			}
-			// Refused writes are counted by the TAP.
-			if tap := taps[port]; tap.Offload() {
-				_, _ = tap.WriteOffload(o.coalesce(o.frames))
-			} else {
-				o.group = o.group[:0]
-				for _, f := range o.frames {
-					if !f.Hdr.IsGSO() {
-						o.group = append(o.group, f.Head)
-					}
-				}
-				_, _ = tap.WriteBatch(o.group)
-			}
+			// Refused writes are counted by the port.
+			_, _ = socks[port].WriteOffload(o.coalesce(o.frames))
 		}
 	}
 	clear(o.pkts)
-	clear(o.group)
 	clear(o.frames)
 	clear(o.tails)
 	o.tails = o.tails[:0]
@@ -246,18 +234,13 @@ func newBuffers(n, size int) [][]byte {
 	return bufs
 }
 
-// portWorker switches the frames a VM sends on one queue of its TAP until
-// the queue is closed. On an
-// offload TAP each frame comes behind a virtio-net header: partial checksums
-// are completed, and a TCP super-frame is switched once, then cut into
-// segments.
-func (h *Host) portWorker(p *port, tap *dataplane.TAP) {
-	vnet, size, batch := 0, maxFrame, batchSize
-	var segs []byte
-	if tap.Offload() {
-		vnet, size, batch = offload.VirtioNetHdrLen, maxSuper, superBatch
-		segs = make([]byte, segmentsSize)
-	}
+// portWorker switches the frames a VM sends on its port until the port's
+// socket is closed. Each frame comes behind a virtio-net header: partial
+// checksums are completed, and a TCP super-frame is switched once, then cut
+// into segments.
+func (h *Host) portWorker(p *port) {
+	vnet, size, batch := offload.VirtioNetHdrLen, maxSuper, superBatch
+	segs := make([]byte, segmentsSize)
 	bufs := newBuffers(batch, vswitch.Headroom+size)
 	reads := make([][]byte, batch)
 	for i := range bufs {
@@ -269,17 +252,13 @@ func (h *Host) portWorker(p *port, tap *dataplane.TAP) {
 	r := new(vswitch.Result)
 	var out output
 	for {
-		n, err := tap.ReadBatch(reads, sizes)
+		n, err := p.sock.ReadBatch(reads, sizes)
 		for i := 0; i < n; i++ {
 			m := sizes[i] - vnet
 			frame := bufs[i][vswitch.Headroom : vswitch.Headroom+max(m, 0)]
-			var hdr offload.VirtioNetHdr
-			segLen := 0
-			if vnet > 0 {
-				var ok bool
-				if hdr, segLen, ok = h.offloaded(reads[i][:sizes[i]], frame); !ok {
-					continue
-				}
+			hdr, segLen, ok := h.offloaded(reads[i][:sizes[i]], frame)
+			if !ok {
+				continue
 			}
 			h.sw.FromPortFlows(r, flows, p.index, bufs[i], vswitch.Headroom, len(frame), segLen, scratch[i])
 			switch {

@@ -34,13 +34,11 @@ type Config struct {
 	ProviderAddresses []netip.Prefix
 	// TTL is the host's liveness lease (default 10s); heartbeats go every TTL/3.
 	TTL time.Duration
-	// VMNetnsPrefix and VMIfName name a VM's interface: VM "blue1" gets the
-	// port Name "blue1", its TAP in netns VMNetnsPrefix+"blue1" named VMIfName.
-	// Ports in such a namespace are the agent's; it leaves other ports alone.
-	VMNetnsPrefix string
-	VMIfName      string
-	// MTU of the VMs' interfaces; 0 lets the host derive it from the underlay.
-	MTU int
+	// Interfaces signals that a network interface appeared in wnvd's
+	// namespace: a VM placed on this host whose interface (its hypervisor's
+	// TAP) did not exist yet is attached then. Optional; without it the
+	// agent tries again every second.
+	Interfaces <-chan struct{}
 	// MigrationGrace is how long the agent keeps the policy of a VM's
 	// routing domain after the VM migrated away, for the host's forwarding
 	// (default 5s; match the host's).
@@ -57,9 +55,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MigrationGrace <= 0 {
 		c.MigrationGrace = 5 * time.Second
-	}
-	if c.VMIfName == "" {
-		c.VMIfName = "eth0"
 	}
 	if c.RetryMin <= 0 {
 		c.RetryMin = 100 * time.Millisecond
@@ -230,13 +225,19 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// portSpec is the port of a VM placed on this host.
+// managedBy marks the ports the agent attaches; it leaves others alone.
+const managedBy = "policy-server"
+
+// portSpec is the port of a VM placed on this host: the interface its
+// hypervisor created, named at the policy server (default: the VM's name).
 func (a *Agent) portSpec(vm policyserver.VM) provider.PortSpec {
-	return provider.PortSpec{Name: vm.Name, Netns: a.cfg.VMNetnsPrefix + vm.Name, IfName: a.cfg.VMIfName,
-		MACAddress: vm.MACAddress, VirtualSubnetID: vm.VirtualSubnetID, CustomerAddresses: vm.CustomerAddresses, MTU: a.cfg.MTU}
+	ifname := vm.Interface
+	if ifname == "" {
+		ifname = vm.Name
+	}
+	return provider.PortSpec{Name: vm.Name, Interface: ifname, MACAddress: vm.MACAddress, VirtualSubnetID: vm.VirtualSubnetID,
+		CustomerAddresses: vm.CustomerAddresses, ManagedBy: managedBy}
 }
 
-// managed reports whether port p is a VM port of this agent's convention.
-func (a *Agent) managed(p provider.Port) bool {
-	return p.Netns == a.cfg.VMNetnsPrefix+p.Name && p.IfName == a.cfg.VMIfName
-}
+// managed reports whether port p is one the agent attached.
+func (a *Agent) managed(p provider.Port) bool { return p.ManagedBy == managedBy }

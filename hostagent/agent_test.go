@@ -71,7 +71,7 @@ func TestFailStaticAndCheckpointRestoreAfterKill9WhileTheServerIsDown(t *testing
 
 	// The server comes back: a VM created now becomes reachable.
 	tb.startServer()
-	tb.addVMNamespace("c")
+	tb.addVM("c", "h1", 0x0c)
 	tb.eventually("create VM c", 20*time.Second, func() error {
 		_, err := tb.server.VM(ctx, "a")
 		return err

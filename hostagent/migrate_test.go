@@ -82,6 +82,7 @@ func TestLiveMigrationUnderA1kHzProbeStream(t *testing.T) {
 		if _, err := tb.server.MigrateVM(ctx, "b", "h3"); err != nil {
 			t.Error(err)
 		}
+		tb.moveVM("b", "h2", "h3")
 	})
 	t.Logf("migration of b from h2 to h3 under a 1 kHz stream from a on h1: %d sent, %d lost, blackout %s", sent, lost, blackout.Round(100*time.Microsecond))
 	if pa := recordPA(t, ctx, tb.provider("h1"), "10.0.0.11"); pa != pa3 {
@@ -105,6 +106,7 @@ func TestOldHostForwardsAndRedirectsASenderThatMissedTheMove(t *testing.T) {
 		if _, err := tb.server.MigrateVM(ctx, "b", "h3"); err != nil {
 			t.Error(err)
 		}
+		tb.moveVM("b", "h2", "h3")
 	})
 	t.Logf("migration with a sender that only learns by redirect: %d sent, %d lost, blackout %s", sent, lost, blackout.Round(100*time.Microsecond))
 	if pa := recordPA(t, ctx, h1, "10.0.0.11"); pa != pa3 {

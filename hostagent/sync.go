@@ -74,6 +74,8 @@ type syncer struct {
 	rds    map[policy.GUID]*rdModel
 	extra  map[recKey]policy.LookupRecord // fetched on demand, until the watch says more
 	dirty  bool                           // the last reconcile failed: try again
+	// waiting are the VMs placed here whose interface does not exist yet.
+	waiting map[string]bool
 	// linger keeps the routing domain of a VM that migrated away until its
 	// grace period ends, so the host keeps the record that its forwarding
 	// to the new PA follows.
@@ -159,7 +161,12 @@ func (s *syncer) round(ctx context.Context, events <-chan watchItem, retryTick <
 		case <-ctx.Done():
 			return
 		case <-retryTick:
-			if s.dirty {
+			if s.dirty || len(s.waiting) > 0 {
+				s.reconcile(ctx)
+			}
+			continue
+		case <-a.cfg.Interfaces:
+			if len(s.waiting) > 0 {
 				s.reconcile(ctx)
 			}
 			continue
@@ -363,6 +370,8 @@ func (s *syncer) reconcilePorts(ctx context.Context) []error {
 		return []error{err}
 	}
 	var errs []error
+	waiting := map[string]bool{}
+	defer func() { s.waiting = waiting }()
 	have := map[string]provider.Port{}
 	for _, p := range cur {
 		have[p.Name] = p
@@ -378,7 +387,7 @@ func (s *syncer) reconcilePorts(ctx context.Context) []error {
 		_, err := a.server.VM(ctx, p.Name)
 		switch {
 		case err == nil:
-			err = a.host.DetachPortKeepInterface(ctx, p.Name)
+			err = a.host.DetachMigratedPort(ctx, p.Name)
 		case errors.Is(err, policy.ErrNotFound):
 			err = a.host.DetachPort(ctx, p.Name)
 		}
@@ -394,6 +403,15 @@ func (s *syncer) reconcilePorts(ctx context.Context) []error {
 			continue
 		}
 		if _, err := a.host.AttachPort(ctx, a.portSpec(vm)); err != nil {
+			if errors.Is(err, policy.ErrNotFound) {
+				// Its hypervisor has not created the interface yet: attach
+				// it when it appears.
+				if !s.waiting[name] {
+					a.log.Info("waiting for the VM's interface", "vm", name, "err", err)
+				}
+				waiting[name] = true
+				continue
+			}
 			errs = append(errs, err)
 			continue
 		}
@@ -404,7 +422,7 @@ func (s *syncer) reconcilePorts(ctx context.Context) []error {
 
 // samePort compares what the agent sets of a port.
 func samePort(have, want provider.PortSpec) bool {
-	if have.MACAddress != want.MACAddress || have.VirtualSubnetID != want.VirtualSubnetID || len(have.CustomerAddresses) != len(want.CustomerAddresses) {
+	if have.Interface != want.Interface || have.MACAddress != want.MACAddress || have.VirtualSubnetID != want.VirtualSubnetID || len(have.CustomerAddresses) != len(want.CustomerAddresses) {
 		return false
 	}
 	for i := range have.CustomerAddresses {

@@ -143,9 +143,39 @@ func (tb *testbed) nsHandle(name string) netns.NsHandle {
 	return n
 }
 
-// addVMNamespace creates the namespace a VM's TAP moves into.
-func (tb *testbed) addVMNamespace(vm string) {
-	tb.namespace("v-" + vm).Close()
+// addVM creates VM vm's namespace and its NIC, as a container runtime would:
+// a veth pair with eth0 in the VM's namespace and the host end, named vm, in
+// host's namespace, for the agent to attach when the VM is placed there.
+func (tb *testbed) addVM(vm, host string, mac byte) {
+	tb.t.Helper()
+	vh := tb.namespace("v-" + vm)
+	defer vh.Close()
+	hn, vn := tb.nsHandle(host), tb.nsHandle("v-"+vm)
+	defer hn.Close()
+	defer vn.Close()
+	h, err := netlink.NewHandleAt(hn)
+	must(tb.t, err)
+	defer h.Close()
+	must(tb.t, h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: vm, MTU: 1400}, PeerName: "eth0", PeerMTU: 1400,
+		PeerHardwareAddr: net.HardwareAddr{0x02, 0x15, 0x5d, 0, 0, mac}, PeerNamespace: netlink.NsFd(int(vn))}))
+	eth, err := vh.LinkByName("eth0")
+	must(tb.t, err)
+	must(tb.t, vh.LinkSetUp(eth))
+}
+
+// moveVM moves the host end of vm's NIC from host from to host to, as the
+// destination hypervisor of a live migration creates the VM's interface.
+func (tb *testbed) moveVM(vm, from, to string) {
+	tb.t.Helper()
+	fn, tn := tb.nsHandle(from), tb.nsHandle(to)
+	defer fn.Close()
+	defer tn.Close()
+	h, err := netlink.NewHandleAt(fn)
+	must(tb.t, err)
+	defer h.Close()
+	l, err := h.LinkByName(vm)
+	must(tb.t, err)
+	must(tb.t, h.LinkSetNsFd(l, int(tn)))
 }
 
 func (tb *testbed) spawn(name, ns string, args ...string) {
@@ -188,7 +218,7 @@ func (tb *testbed) startServer() {
 func (tb *testbed) hostArgs(name string, pa string) []string {
 	return []string{"host", "--name", name, "--underlay", "ul0", "--socket", tb.socket(name), "--notify-socket", filepath.Join(tb.dir, name+".notify"),
 		"--policy-server", "http://" + serverAddr + ":8440", "--pa", pa, "--checkpoint", filepath.Join(tb.dir, name+".db"),
-		"--vm-netns-prefix", tb.prefix + "v-", "--log-level", "debug"}
+		"--log-level", "debug"}
 }
 
 // startHost runs wnvd host with the agent in the host's namespace.
@@ -265,7 +295,7 @@ func (tb *testbed) waitEcho(what string, p *prober) {
 	})
 }
 
-// configureVM gives the VM's eth0 its CA once the host has created it.
+// configureVM gives the VM's eth0 its CA.
 func (tb *testbed) configureVM(vm string, ca netip.Prefix) {
 	tb.t.Helper()
 	n := tb.nsHandle("v-" + vm)
@@ -419,8 +449,8 @@ func hostsAB(t *testing.T, ctx context.Context, n int, staticSender bool) (*test
 		hosts = append(hosts, fmt.Sprintf("h%d", i))
 		tb.addHost(hosts[i-1])
 	}
-	tb.addVMNamespace("a")
-	tb.addVMNamespace("b")
+	tb.addVM("a", "h1", 0x0a)
+	tb.addVM("b", "h2", 0x0b)
 	if staticSender {
 		tb.spawn("h1", "h1", "host", "--name", "h1", "--underlay", "ul0", "--socket", tb.socket("h1"), "--notify-socket", filepath.Join(tb.dir, "h1.notify"))
 	} else {
@@ -455,7 +485,7 @@ func hostsAB(t *testing.T, ctx context.Context, n int, staticSender bool) (*test
 				MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, r.mac}, ProviderAddress: r.pa, Rule: policy.TranslationMethodEncap})
 			must(t, err)
 		}
-		_, err = h1.AttachPort(ctx, provider.PortSpec{Name: "a", Netns: tb.ns("v-a"), IfName: "eth0", MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, 0x0a},
+		_, err = h1.AttachPort(ctx, provider.PortSpec{Name: "a", Interface: "a", MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, 0x0a},
 			VirtualSubnetID: 5001, CustomerAddresses: []netip.Addr{netip.MustParseAddr("10.0.0.10")}})
 		must(t, err)
 	}

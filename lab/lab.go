@@ -259,10 +259,13 @@ func (l *Lab) buildNetwork() error {
 	return nil
 }
 
-// createVMNamespace creates a VM's namespace; its eth0 comes later from the
-// host.
+// createVMNamespace creates a VM's namespace and its NIC the way a
+// hypervisor or container runtime would: a veth pair whose VM end is eth0 in
+// the VM's namespace (with the VM's MAC and MTU) and whose host end, named
+// after the VM, sits in its host's namespace for wnvd to attach as the port.
 func (l *Lab) createVMNamespace(v VM) error {
-	ns := l.Topology.Namespace(v.Name)
+	t := l.Topology
+	ns := t.Namespace(v.Name)
 	h, err := createNamespace(ns)
 	if err != nil {
 		return err
@@ -279,7 +282,62 @@ func (l *Lab) createVMNamespace(v VM) error {
 			return err
 		}
 	}
-	return nil
+	return l.plugVM(v, v.Host)
+}
+
+// plugVM creates the VM's veth pair with its host end in host's namespace.
+func (l *Lab) plugVM(v VM, host string) error {
+	t := l.Topology
+	vmNS, hostNS := t.Namespace(v.Name), t.Namespace(host)
+	hh, err := handleAt(hostNS)
+	if err != nil {
+		return err
+	}
+	defer hh.Close()
+	vns, err := netns.GetFromName(vmNS)
+	if err != nil {
+		return fmt.Errorf("open network namespace %s: %w", vmNS, err)
+	}
+	defer vns.Close()
+	mtu := t.PortMTU(v)
+	veth := &netlink.Veth{
+		LinkAttrs:        netlink.LinkAttrs{Name: v.Name, MTU: mtu},
+		PeerName:         "eth0",
+		PeerMTU:          uint32(mtu),
+		PeerHardwareAddr: v.MAC[:],
+		PeerNamespace:    netlink.NsFd(int(vns)),
+	}
+	if err := hh.LinkAdd(veth); err != nil {
+		return fmt.Errorf("VM %s: create veth %s/%s <-> %s/eth0: %w", v.Name, hostNS, v.Name, vmNS, err)
+	}
+	// The host end belongs to wnvd's port: the host's own IPv6 stack stays
+	// off it.
+	return setSysctl(hostNS, "net.ipv6.conf."+v.Name+".disable_ipv6", "1")
+}
+
+// moveVMInterface moves the host end of vm's veth from host from to host
+// to, as the destination hypervisor of a live migration creates the VM's
+// interface under the same name; wnvd there attaches it when it appears.
+func (l *Lab) moveVMInterface(v VM, from, to string) error {
+	t := l.Topology
+	fh, err := handleAt(t.Namespace(from))
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	link, err := fh.LinkByName(v.Name)
+	if err != nil {
+		return fmt.Errorf("VM %s: its interface on %s: %w", v.Name, from, err)
+	}
+	dst, err := netns.GetFromName(t.Namespace(to))
+	if err != nil {
+		return fmt.Errorf("open network namespace %s: %w", t.Namespace(to), err)
+	}
+	defer dst.Close()
+	if err := fh.LinkSetNsFd(link, int(dst)); err != nil {
+		return fmt.Errorf("VM %s: move its interface from %s to %s: %w", v.Name, from, to, err)
+	}
+	return setSysctl(t.Namespace(to), "net.ipv6.conf."+v.Name+".disable_ipv6", "1")
 }
 
 func (l *Lab) plugHost(uh, hh *netlink.Handle, br *netlink.Bridge, h Host, ns string) error {
@@ -333,9 +391,7 @@ func (l *Lab) startDaemon(h Host) error {
 		args = append(args,
 			"--policy-server", l.Topology.ServerURL(),
 			"--pa", h.PA.String(),
-			"--checkpoint", l.checkpoint(h.Name),
-			"--vm-netns-prefix", l.Topology.Prefix,
-			"--vm-ifname", "eth0")
+			"--checkpoint", l.checkpoint(h.Name))
 	}
 	return l.spawn(h.Name, l.Topology.Namespace(h.Name), l.Wnvd, args...)
 }
@@ -386,8 +442,8 @@ func (l *Lab) waitDaemon(ctx context.Context, host string) error {
 	}
 }
 
-// configureVM gives the VM's eth0 (created and moved in by the daemon) its
-// CAs and default routes via the subnet gateways.
+// configureVM brings up the VM's eth0 with its CAs and default routes via
+// the subnet gateways.
 func (l *Lab) configureVM(v VM) error {
 	t := l.Topology
 	ns := t.Namespace(v.Name)
@@ -396,14 +452,9 @@ func (l *Lab) configureVM(v VM) error {
 		return err
 	}
 	defer h.Close()
-	eth, err := waitLink(h, "eth0", 15*time.Second)
+	eth, err := h.LinkByName("eth0")
 	if err != nil {
-		return fmt.Errorf("VM %s: %w (the daemon creates it on port attach; see %s)", v.Name, err, l.logPath(v.Host))
-	}
-	if eth.Attrs().MTU != t.PortMTU(v) {
-		if err := h.LinkSetMTU(eth, t.PortMTU(v)); err != nil {
-			return fmt.Errorf("VM %s: set MTU %d: %w", v.Name, t.PortMTU(v), err)
-		}
+		return fmt.Errorf("VM %s: eth0: %w", v.Name, err)
 	}
 	if err := h.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("VM %s: bring up eth0: %w", v.Name, err)

@@ -37,13 +37,10 @@ func (l *Lab) provision(ctx context.Context) error {
 	for _, v := range t.VMs {
 		spec := provider.PortSpec{
 			Name:              v.Name,
-			TAP:               "tap-" + v.Name,
-			Netns:             t.Namespace(v.Name),
-			IfName:            "eth0",
+			Interface:         v.Name,
 			MACAddress:        v.MAC,
 			VirtualSubnetID:   v.VSID,
 			CustomerAddresses: v.CAs(),
-			MTU:               t.PortMTU(v),
 		}
 		if _, err := l.Client(v.Host).AttachPort(ctx, spec); err != nil {
 			return fmt.Errorf("%s: attach port %s: %w", v.Host, v.Name, err)

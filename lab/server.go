@@ -172,7 +172,7 @@ func (l *Lab) provisionServer(ctx context.Context) error {
 }
 
 func (l *Lab) createVM(ctx context.Context, v VM) error {
-	_, err := l.Server().CreateVM(ctx, policyserver.VM{Name: v.Name, MACAddress: v.MAC, CustomerAddresses: v.CAs(),
+	_, err := l.Server().CreateVM(ctx, policyserver.VM{Name: v.Name, Interface: v.Name, MACAddress: v.MAC, CustomerAddresses: v.CAs(),
 		VirtualSubnetID: v.VSID, Host: v.Host})
 	if err != nil {
 		return fmt.Errorf("policy server: create VM %s on %s: %w", v.Name, v.Host, err)
@@ -243,8 +243,12 @@ func (l *Lab) Migrate(ctx context.Context, vm, to string) error {
 	if i < 0 {
 		return fmt.Errorf("VM %q is not in the topology", vm)
 	}
+	v := l.Topology.VMs[i]
 	if _, err := l.Server().MigrateVM(ctx, vm, to); err != nil {
 		return fmt.Errorf("migrate %s to %s: %w", vm, to, err)
+	}
+	if err := l.moveVMInterface(v, v.Host, to); err != nil {
+		return err
 	}
 	vms := append([]VM(nil), l.Topology.VMs...)
 	vms[i].Host = to

@@ -65,7 +65,11 @@ type Host struct {
 // migration sets PreviousHost, PreviousProviderAddress and MigratedAt, which
 // the old host uses to forward for a grace period and to send redirects.
 type VM struct {
-	Name                    string       `json:"Name"`
+	Name string `json:"Name"`
+	// Interface is the VM's network interface on its host: the TAP its
+	// hypervisor creates (the same name on every host it migrates to), or
+	// the host end of a container's veth. Empty: the VM's name.
+	Interface               string       `json:"Interface,omitempty"`
 	MACAddress              packet.MAC   `json:"MACAddress"`
 	CustomerAddresses       []netip.Addr `json:"CustomerAddresses"`
 	VirtualSubnetID         policy.VSID  `json:"VirtualSubnetID"`

@@ -233,6 +233,14 @@ func TestRulesWriteNothing(t *testing.T) {
 			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.Name = "a/b" }))
 			return err
 		}, 400, `Name "a/b" is malformed: use 1..63 letters, digits, '.', '_' or '-', starting with a letter or digit`},
+		{"interface name with a slash", func() error {
+			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.Interface = "vnet/1" }))
+			return err
+		}, 400, `Interface "vnet/1" is not an interface name: use 1..15 bytes without '/', ':' or spaces`},
+		{"name too long to stand for the interface", func() error {
+			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.Name = "a-vm-with-a-long-name" }))
+			return err
+		}, 400, `Interface is missing and Name "a-vm-with-a-long-name" is longer than an interface name (15 bytes): name the VM's interface`},
 		{"multicast MAC", func() error {
 			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.MACAddress[0] = 1 }))
 			return err
@@ -320,7 +328,7 @@ func TestMalformedRequests(t *testing.T) {
 		want               string
 	}{
 		{"POST", "/v1/vms", `{"Name":"a","MACAddress":"zz"}`, 400, `MACAddress "zz" is malformed: use 00:15:5d:01:02:03`},
-		{"POST", "/v1/vms", `{"Name":"a","Colour":"blue"}`, 400, `unknown field "Colour": use Name, MACAddress, CustomerAddresses, VirtualSubnetID, Host, RoutingDomainID, CustomerID, ProviderAddress, PreviousHost, PreviousProviderAddress, MigratedAt, CreatedAt`},
+		{"POST", "/v1/vms", `{"Name":"a","Colour":"blue"}`, 400, `unknown field "Colour": use Name, Interface, MACAddress, CustomerAddresses, VirtualSubnetID, Host, RoutingDomainID, CustomerID, ProviderAddress, PreviousHost, PreviousProviderAddress, MigratedAt, CreatedAt`},
 		{"POST", "/v1/subnets", `{"VirtualSubnetID":5001,"Prefixes":["10.0.0.0/33"]}`, 400, `Prefixes ["10.0.0.0/33"] is malformed: use a list of prefixes such as ["10.0.0.0/24", "fd00:0:0:1::/64"]`},
 		{"POST", "/v1/tenants", `[]`, 400, `request body is not a JSON object: send one object such as {"Name": "vm1"}`},
 		{"GET", "/v1/lookup?vsid=abc&ca=10.0.0.1", "", 400, `vsid "abc" is malformed: use 4096..16777214`},

@@ -279,6 +279,9 @@ func checkVM(vm *VM) error {
 	if err := checkName("Name", vm.Name); err != nil {
 		return err
 	}
+	if err := checkInterface(vm); err != nil {
+		return err
+	}
 	if err := checkMAC(vm.MACAddress); err != nil {
 		return err
 	}
@@ -290,6 +293,24 @@ func checkVM(vm *VM) error {
 	}
 	return checkName("Host", vm.Host)
 }
+
+// checkInterface applies the kernel's interface name rules to the VM's
+// interface, or to its name where that stands for the interface.
+func checkInterface(vm *VM) error {
+	if vm.Interface == "" {
+		if len(vm.Name) > maxIfName {
+			return invalidf("Interface is missing and Name %q is longer than an interface name (%d bytes): name the VM's interface", vm.Name, maxIfName)
+		}
+		return nil
+	}
+	if len(vm.Interface) > maxIfName || vm.Interface == "." || vm.Interface == ".." || strings.ContainsAny(vm.Interface, "/: \t\n") {
+		return invalidf("Interface %q is not an interface name: use 1..%d bytes without '/', ':' or spaces", vm.Interface, maxIfName)
+	}
+	return nil
+}
+
+// maxIfName is the longest interface name Linux takes (IFNAMSIZ - 1).
+const maxIfName = 15
 
 func checkGateway(g *Gateway) error {
 	if err := checkName("Name", g.Name); err != nil {

@@ -207,15 +207,16 @@ func (c *Client) AttachPort(ctx context.Context, spec PortSpec) (Port, error) {
 	return out, err
 }
 
-// DetachPort detaches the named port.
+// DetachPort detaches the named port; its interface stays as it is.
 func (c *Client) DetachPort(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), nil, nil, nil)
 }
 
-// DetachPortKeepInterface detaches the named port but leaves its interface,
-// with its state, for another host or a later attach to take over.
-func (c *Client) DetachPortKeepInterface(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), url.Values{"keepInterface": {"true"}}, nil, nil)
+// DetachMigratedPort detaches the port of a VM that live-migrated to another
+// host; for a grace period wnvd forwards packets still arriving for it to
+// its new PA.
+func (c *Client) DetachMigratedPort(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(name), url.Values{"migrated": {"true"}}, nil, nil)
 }
 
 // Ports lists the attached ports by name.

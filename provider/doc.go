@@ -11,7 +11,7 @@
 //	/v1/virtual-subnets     POST, GET, PATCH (Encapsulation only), DELETE
 //	/v1/global              GET, PUT
 //	/v1/ports               POST attach, GET list
-//	/v1/ports/{name}        GET, DELETE detach (?keepInterface=true leaves the TAP)
+//	/v1/ports/{name}        GET, DELETE detach (?migrated=true: the VM moved away; forward its late packets)
 //	/v1/next-hop            GET (Select-NextHop)
 //	/v1/counters            GET
 //

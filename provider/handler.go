@@ -264,26 +264,27 @@ func (h *handler) getPort(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, fmt.Errorf("port %q is not attached: list ports with GET /v1/ports", name))
 }
 
-// InterfaceKeeper is a Backend that can detach a port and leave its
-// interface for another host or a later attach (a live migration's source):
-// DELETE /v1/ports/{name}?keepInterface=true.
-type InterfaceKeeper interface {
-	DetachPortKeepInterface(name string) error
+// MigratedDetacher is a Backend that can detach the port of a VM that
+// live-migrated to another host (DELETE /v1/ports/{name}?migrated=true):
+// for a grace period it forwards packets still arriving for the VM to the
+// VM's new PA.
+type MigratedDetacher interface {
+	DetachMigratedPort(name string) error
 }
 
 func (h *handler) detachPort(w http.ResponseWriter, r *http.Request) {
 	detach := h.b.DetachPort
-	switch keep := r.URL.Query().Get("keepInterface"); keep {
+	switch m := r.URL.Query().Get("migrated"); m {
 	case "", "false":
 	case "true":
-		k, ok := h.b.(InterfaceKeeper)
+		k, ok := h.b.(MigratedDetacher)
 		if !ok {
-			writeError(w, http.StatusBadRequest, errors.New("keepInterface=true is not supported by this wnvd: detach without it"))
+			writeError(w, http.StatusBadRequest, errors.New("migrated=true is not supported by this wnvd: detach without it"))
 			return
 		}
-		detach = k.DetachPortKeepInterface
+		detach = k.DetachMigratedPort
 	default:
-		writeError(w, http.StatusBadRequest, fmt.Errorf("keepInterface %q is invalid: use true or false", keep))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("migrated %q is invalid: use true or false", m))
 		return
 	}
 	if err := detach(r.PathValue("name")); err != nil {

@@ -292,8 +292,9 @@ func TestBadInput(t *testing.T) {
 		{"port multicast MAC", "POST", "/v1/ports", `{"Name":"vm1","MACAddress":"01:00:5e:00:00:01"}`, 400, "MACAddress 01:00:5e:00:00:01 is invalid"},
 		{"port reserved VSID", "POST", "/v1/ports", `{"Name":"vm1","MACAddress":"00:15:5d:01:02:03","VirtualSubnetID":16777215}`, 400, "VirtualSubnetID 16777215 is reserved"},
 		{"port bad CA", "POST", "/v1/ports", `{"Name":"vm1","MACAddress":"00:15:5d:01:02:03","CustomerAddresses":["10.0.0.1","x"]}`, 400, `CustomerAddresses ["10.0.0.1","x"] is malformed: use a list of IPv4 or IPv6 addresses`},
-		{"port MTU", "POST", "/v1/ports", `{"Name":"vm1","MACAddress":"00:15:5d:01:02:03","MTU":100}`, 400, "MTU 100 is out of range: use 576..65535"},
-		{"port IfName without Netns", "POST", "/v1/ports", `{"Name":"vm1","MACAddress":"00:15:5d:01:02:03","IfName":"eth0"}`, 400, `IfName "eth0" needs Netns`},
+		{"port Interface too long", "POST", "/v1/ports", `{"Name":"vm1","Interface":"a-very-long-ifname","MACAddress":"00:15:5d:01:02:03"}`, 400, `Interface "a-very-long-ifname"`},
+		{"port Interface with slash", "POST", "/v1/ports", `{"Name":"vm1","Interface":"a/b","MACAddress":"00:15:5d:01:02:03"}`, 400, `Interface "a/b"`},
+		{"port of the removed TAP API", "POST", "/v1/ports", `{"Name":"vm1","MACAddress":"00:15:5d:01:02:03","Netns":"ns1"}`, 400, `unknown field "Netns"`},
 		{"detach unknown port", "DELETE", "/v1/ports/vm9", "", 404, `port "vm9" is not attached`},
 		{"get unknown port", "GET", "/v1/ports/vm9", "", 404, `port "vm9" is not attached`},
 	}
@@ -325,27 +326,27 @@ func TestBadInput(t *testing.T) {
 
 func TestPorts(t *testing.T) {
 	e := newEnv(t)
-	spec := provider.PortSpec{Name: "vm1", Netns: "ns1", IfName: "eth0", MACAddress: mac1, VirtualSubnetID: 5001,
-		CustomerAddresses: []netip.Addr{ca1}, MTU: 1458}
+	spec := provider.PortSpec{Name: "vm1", MACAddress: mac1, VirtualSubnetID: 5001,
+		CustomerAddresses: []netip.Addr{ca1}, ManagedBy: "policy-server"}
 	p, err := e.c.AttachPort(e.ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.TAP != "vm1" || p.Index != 1 || p.Netns != "ns1" || p.CustomerAddresses[0] != ca1 {
-		t.Fatalf("AttachPort = %+v; want TAP defaulted to Name, Index 1", p)
+	if p.Interface != "vm1" || p.Index != 1 || p.ManagedBy != "policy-server" || p.CustomerAddresses[0] != ca1 {
+		t.Fatalf("AttachPort = %+v; want Interface defaulted to Name, Index 1", p)
 	}
 	_, err = e.c.AttachPort(e.ctx, spec)
 	if !errors.Is(err, policy.ErrExists) || err.Error() != `port "vm1" is already attached: detach it first or pick another Name` {
 		t.Fatalf("second AttachPort: %v; want ErrExists with the backend's message", err)
 	}
-	if _, err := e.c.AttachPort(e.ctx, provider.PortSpec{Name: "vm0", TAP: "tap0", MACAddress: mac2}); err != nil {
+	if _, err := e.c.AttachPort(e.ctx, provider.PortSpec{Name: "vm0", Interface: "tap0", MACAddress: mac2}); err != nil {
 		t.Fatal(err)
 	}
 	ps, err := e.c.Ports(e.ctx)
-	if err != nil || len(ps) != 2 || ps[0].Name != "vm0" || ps[1].Name != "vm1" || ps[0].TAP != "tap0" {
+	if err != nil || len(ps) != 2 || ps[0].Name != "vm0" || ps[1].Name != "vm1" || ps[0].Interface != "tap0" {
 		t.Fatalf("Ports = %+v, %v; want vm0, vm1 by name", ps, err)
 	}
-	if got, err := e.c.Port(e.ctx, "vm1"); err != nil || got.MTU != 1458 {
+	if got, err := e.c.Port(e.ctx, "vm1"); err != nil || got.Name != "vm1" || got.VirtualSubnetID != 5001 {
 		t.Fatalf("Port(vm1) = %+v, %v", got, err)
 	}
 	if err := e.c.DetachPort(e.ctx, "vm1"); err != nil {

@@ -9,25 +9,29 @@ import (
 	"github.com/wnv/wnv/policy"
 )
 
-// PortSpec asks wnvd to attach a VM port: a TAP device (created if missing)
-// whose frames belong to VirtualSubnetID. With Netns set, the TAP is moved
-// into that network namespace and renamed IfName there, which is how the lab
-// stands in for a VM.
+// PortSpec asks wnvd to attach a VM port: an interface that already exists
+// in wnvd's network namespace (the TAP a hypervisor created for the VM, or
+// the host end of a container's veth pair), whose frames belong to
+// VirtualSubnetID. wnvd never creates, deletes or reconfigures it (beyond
+// bringing it up).
 type PortSpec struct {
 	Name              string       `json:"Name"`
-	TAP               string       `json:"TAP,omitempty"`
-	Netns             string       `json:"Netns,omitempty"`
-	IfName            string       `json:"IfName,omitempty"`
+	Interface         string       `json:"Interface,omitempty"`
 	MACAddress        packet.MAC   `json:"MACAddress"`
 	VirtualSubnetID   policy.VSID  `json:"VirtualSubnetID"`
 	CustomerAddresses []netip.Addr `json:"CustomerAddresses"`
-	MTU               int          `json:"MTU,omitempty"`
+	// ManagedBy names who attached the port ("policy-server" for the host
+	// agent); each manager leaves the ports of others alone.
+	ManagedBy string `json:"ManagedBy,omitempty"`
 }
 
-// Port is an attached port as wnvd reports it.
+// Port is an attached port as wnvd reports it: the interface's index and MTU
+// as the kernel has them.
 type Port struct {
 	PortSpec
 	Index    int          `json:"Index"`
+	Ifindex  int          `json:"Ifindex"`
+	MTU      int          `json:"MTU"`
 	Counters PortCounters `json:"Counters"`
 }
 
@@ -123,33 +127,17 @@ type NextHop struct {
 	VirtualSubnetID   policy.VSID `json:"VirtualSubnetID"`
 }
 
-// Port MTU bounds: 576 is the smallest IPv4 datagram every host must accept;
-// 65535 is the largest IP packet.
-const (
-	MinMTU = 576
-	MaxMTU = 65535
-)
-
-// Normalized returns s with defaults applied (TAP = Name), or an error naming
-// the first field that breaks a rule.
+// Normalized returns s with defaults applied (Interface = Name), or an error
+// naming the first field that breaks a rule.
 func (s PortSpec) Normalized() (PortSpec, error) {
 	if err := checkIfName("Name", s.Name, true); err != nil {
 		return s, err
 	}
-	if s.TAP == "" {
-		s.TAP = s.Name
+	if s.Interface == "" {
+		s.Interface = s.Name
 	}
-	if err := checkIfName("TAP", s.TAP, true); err != nil {
+	if err := checkIfName("Interface", s.Interface, true); err != nil {
 		return s, err
-	}
-	if err := checkIfName("IfName", s.IfName, false); err != nil {
-		return s, err
-	}
-	if s.IfName != "" && s.Netns == "" {
-		return s, fmt.Errorf("IfName %q needs Netns: name the namespace the TAP moves into", s.IfName)
-	}
-	if strings.ContainsAny(s.Netns, "/ \t\n") {
-		return s, fmt.Errorf("Netns %q is invalid: use a namespace name as in 'ip netns', without '/' or spaces", s.Netns)
 	}
 	if s.MACAddress.IsZero() || s.MACAddress.IsMulticast() {
 		return s, fmt.Errorf("MACAddress %s is invalid: use the VM's unicast MAC such as 00:15:5d:01:02:03", s.MACAddress)
@@ -168,9 +156,6 @@ func (s PortSpec) Normalized() (PortSpec, error) {
 			return s, fmt.Errorf("CustomerAddresses lists %s twice: list each address once", a)
 		}
 		seen[a] = true
-	}
-	if s.MTU != 0 && (s.MTU < MinMTU || s.MTU > MaxMTU) {
-		return s, fmt.Errorf("MTU %d is out of range: use %d..%d, or 0 for the default", s.MTU, MinMTU, MaxMTU)
 	}
 	return s, nil
 }

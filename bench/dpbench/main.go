@@ -252,7 +252,17 @@ func (b *bed) wnvd(encap policy.Encapsulation) error {
 		if _, err := c.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: pa[i], PrefixLength: 24}); err != nil {
 			return err
 		}
-		if _, err := c.AttachPort(ctx, provider.PortSpec{Name: "vm", TAP: fmt.Sprintf("wbt%s%d", b.id, i), Netns: b.vm(i), IfName: "eth0",
+		// The VM's NIC is a veth pair, as a container runtime makes it:
+		// eth0 in the VM, the host end attached as the port.
+		port := fmt.Sprintf("wbt%s%d", b.id, i)
+		vmMTU := strconv.Itoa(b.o.mtu - 50)
+		if err := each([][]string{
+			{"link", "add", port, "netns", b.host(i), "mtu", vmMTU, "type", "veth", "peer", "name", "eth0", "netns", b.vm(i), "mtu", vmMTU, "address", mac[i].String()},
+			{"-n", b.vm(i), "link", "set", "eth0", "up"},
+		}); err != nil {
+			return err
+		}
+		if _, err := c.AttachPort(ctx, provider.PortSpec{Name: "vm", Interface: port,
 			MACAddress: mac[i], VirtualSubnetID: vsid, CustomerAddresses: []netip.Addr{ca[i]}}); err != nil {
 			return err
 		}

@@ -20,8 +20,8 @@ func portAttach() *cobra.Command {
 	var s provider.PortSpec
 	cmd := &cobra.Command{
 		Use:   "attach",
-		Short: "Attach a VM port: a TAP device whose frames belong to a virtual subnet",
-		Example: "  wnvctl port attach --Name vm1 --Netns vm1 --IfName eth0 --MACAddress 00:15:5d:01:02:03 \\\n" +
+		Short: "Attach a VM port: an existing interface (a hypervisor's TAP, a veth's host end) whose frames belong to a virtual subnet",
+		Example: "  wnvctl port attach --Name vm1 --Interface vnet0 --MACAddress 00:15:5d:01:02:03 \\\n" +
 			"    --VirtualSubnetID 5001 --CustomerAddress 10.0.0.5",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -36,13 +36,10 @@ func portAttach() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&s.Name, "Name", "", "port name, 1..15 characters")
-	fs.StringVar(&s.TAP, "TAP", "", "TAP device name (default: --Name)")
-	fs.StringVar(&s.Netns, "Netns", "", "network namespace (ip netns) to move the TAP into")
-	fs.StringVar(&s.IfName, "IfName", "", "the TAP's name inside --Netns")
+	fs.StringVar(&s.Interface, "Interface", "", "the existing interface in wnvd's network namespace (default: --Name)")
 	fs.Var(macValue{&s.MACAddress}, "MACAddress", "the VM's MAC address")
 	fs.Var(vsidValue{&s.VirtualSubnetID}, "VirtualSubnetID", "virtual subnet of the port, 4096..16777214 (0: not virtualized)")
 	fs.Var(addrsValue{&s.CustomerAddresses}, "CustomerAddress", "a customer address of the VM (repeatable)")
-	fs.IntVar(&s.MTU, "MTU", 0, "MTU of the VM's interface (default: wnvd's, which leaves room for encapsulation)")
 	cmd.MarkFlagRequired("Name")
 	cmd.MarkFlagRequired("MACAddress")
 	return cmd
@@ -50,7 +47,7 @@ func portAttach() *cobra.Command {
 
 func portDetach() *cobra.Command {
 	var name string
-	var keep bool
+	var migrated bool
 	cmd := &cobra.Command{
 		Use:   "detach",
 		Short: "Detach a VM port",
@@ -58,14 +55,14 @@ func portDetach() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel := providerClient(cmd)
 			defer cancel()
-			if keep {
-				return c.DetachPortKeepInterface(ctx, name)
+			if migrated {
+				return c.DetachMigratedPort(ctx, name)
 			}
 			return c.DetachPort(ctx, name)
 		},
 	}
 	cmd.Flags().StringVar(&name, "Name", "", "name of the port")
-	cmd.Flags().BoolVar(&keep, "keep-interface", false, "leave the VM's TAP interface (e.g. for a live migration's destination to attach)")
+	cmd.Flags().BoolVar(&migrated, "migrated", false, "the VM live-migrated to another host: forward its late packets to its new PA for the grace period")
 	cmd.MarkFlagRequired("Name")
 	return cmd
 }
@@ -98,7 +95,7 @@ func portGet() *cobra.Command {
 }
 
 func outputPorts(cmd *cobra.Command, v any, ps []provider.Port) error {
-	t := outTable{header: []string{"Name", "Index", "TAP", "Netns", "IfName", "MACAddress", "VirtualSubnetID", "CustomerAddresses", "MTU", "RxFrames", "TxFrames", "Drops"}}
+	t := outTable{header: []string{"Name", "Index", "Interface", "Ifindex", "MACAddress", "VirtualSubnetID", "CustomerAddresses", "MTU", "RxFrames", "TxFrames", "Drops"}}
 	for _, p := range ps {
 		cas := make([]string, len(p.CustomerAddresses))
 		for i, a := range p.CustomerAddresses {
@@ -108,7 +105,7 @@ func outputPorts(cmd *cobra.Command, v any, ps []provider.Port) error {
 		if p.MTU != 0 {
 			mtu = strconv.Itoa(p.MTU)
 		}
-		t.add(p.Name, strconv.Itoa(p.Index), strCell(p.TAP), strCell(p.Netns), strCell(p.IfName), macCell(p.MACAddress),
+		t.add(p.Name, strconv.Itoa(p.Index), strCell(p.Interface), strconv.Itoa(p.Ifindex), macCell(p.MACAddress),
 			numCell(p.VirtualSubnetID), strCell(strings.Join(cas, ",")), mtu,
 			numCell(p.Counters.RxFrames), numCell(p.Counters.TxFrames), numCell(p.Counters.Drops))
 	}

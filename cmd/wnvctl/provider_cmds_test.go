@@ -166,18 +166,18 @@ func TestRouteAddressGlobalCommands(t *testing.T) {
 
 func TestPortNextHopCounterCommands(t *testing.T) {
 	b, sock := setup(t)
-	out := ok(t, sock, "port", "attach", "--Name", "vm1", "--Netns", "ns1", "--IfName", "eth0", "--MACAddress", "00:15:5d:01:02:03",
-		"--VirtualSubnetID", "5001", "--CustomerAddress", "10.0.0.5", "--CustomerAddress", "fd00::5,10.0.0.6", "--MTU", "1458")
+	out := ok(t, sock, "port", "attach", "--Name", "vm1", "--Interface", "vnet3", "--MACAddress", "00:15:5d:01:02:03",
+		"--VirtualSubnetID", "5001", "--CustomerAddress", "10.0.0.5", "--CustomerAddress", "fd00::5,10.0.0.6")
 	want := "" +
-		"Name  Index  TAP  Netns  IfName  MACAddress         VirtualSubnetID  CustomerAddresses          MTU   RxFrames  TxFrames  Drops\n" +
-		"vm1   1      vm1  ns1    eth0    00:15:5d:01:02:03  5001             10.0.0.5,fd00::5,10.0.0.6  1458  0         0         0\n"
+		"Name  Index  Interface  Ifindex  MACAddress         VirtualSubnetID  CustomerAddresses          MTU  RxFrames  TxFrames  Drops\n" +
+		"vm1   1      vnet3      0        00:15:5d:01:02:03  5001             10.0.0.5,fd00::5,10.0.0.6  -    0         0         0\n"
 	if out != want {
 		t.Fatalf("port attach printed\n%s\nwant\n%s", out, want)
 	}
 	ok(t, sock, "port", "attach", "--Name", "vm2", "--MACAddress", "00:15:5d:01:02:04")
 	out = ok(t, sock, "-o", "json", "port", "get", "--Name", "vm2")
 	var p provider.Port
-	if err := json.Unmarshal([]byte(out), &p); err != nil || p.Name != "vm2" || p.TAP != "vm2" || len(p.CustomerAddresses) != 0 {
+	if err := json.Unmarshal([]byte(out), &p); err != nil || p.Name != "vm2" || p.Interface != "vm2" || len(p.CustomerAddresses) != 0 {
 		t.Fatalf("port get --Name vm2 -o json = %s (%v)", out, err)
 	}
 	if out := ok(t, sock, "port", "get"); strings.Count(out, "\n") != 3 {
@@ -280,7 +280,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"global", "set", "--UseExternalRouter=2"}, `--UseExternalRouter "2" is malformed: use true or false`},
 		{[]string{"port", "attach", "--Name", "vm1", "--MACAddress", "00:15:5d:01:02:03", "--CustomerAddress", "10.0.0.5,nope"},
 			`--CustomerAddress "10.0.0.5,nope" is malformed: use IPv4 or IPv6 addresses such as 10.0.0.5, repeat the flag for more`},
-		{[]string{"port", "attach", "--Name", "vm1", "--MACAddress", "00:15:5d:01:02:03", "--MTU", "70000"}, "MTU 70000 is out of range: use 576..65535, or 0 for the default"},
+		{[]string{"port", "attach", "--Name", "vm1", "--MACAddress", "00:15:5d:01:02:03", "--Interface", "vnet/0"}, `Interface "vnet/0" is invalid: use 1..15 characters, no '/', ':' or spaces`},
 		{[]string{"port", "attach", "--Name", "vm/1", "--MACAddress", "00:15:5d:01:02:03"}, `Name "vm/1" is invalid: use 1..15 characters, no '/', ':' or spaces`},
 		{[]string{"next-hop", "--SourceCustomerAddress", "10.0.0.5", "--DestinationCustomerAddress", "10.0.0.6", "--SourceVirtualSubnetID", "1"},
 			"SourceVirtualSubnetID 1 is reserved: use 4096..16777214"},

@@ -72,9 +72,9 @@ func TestVMCommands(t *testing.T) {
 	}
 	run("host", "register", "--name", "host2", "--pa", "198.18.0.2")
 	run("host", "register", "--name", "host3", "--pa", "198.18.0.3")
-	run("vm", "create", "--name", "blue2", "--vsid", "5001", "--mac", "00:15:5d:00:00:02", "--ca", "10.0.0.6", "--ca", "fd00:0:0:1::6", "--host", "host2")
+	run("vm", "create", "--name", "blue2", "--vsid", "5001", "--mac", "00:15:5d:00:00:02", "--ca", "10.0.0.6", "--ca", "fd00:0:0:1::6", "--host", "host2", "--interface", "vnet7")
 	out = run("vm", "migrate", "blue2", "--to", "host3")
-	if !strings.Contains(out, "host3  198.18.0.3  host2") {
+	if !strings.Contains(out, "host3  vnet7      198.18.0.3  host2") {
 		t.Fatalf("vm migrate printed:\n%s", out)
 	}
 	var vms []policyserver.VM

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"strings"
 
@@ -19,7 +20,7 @@ func vmCreate() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "create",
 		Short:   "Create a VM on a host: its lookup records reach every host of its routing domain",
-		Example: "  wnvctl vm create --name blue1 --vsid 5001 --mac 00:15:5d:00:00:01 --ca 10.0.0.5 --ca fd00:0:0:1::5 --host host1",
+		Example: "  wnvctl vm create --name blue1 --vsid 5001 --mac 00:15:5d:00:00:01 --ca 10.0.0.5 --ca fd00:0:0:1::5 --host host1 --interface vnet7",
 		Args:    cobra.NoArgs,
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
 			vm, err := c.CreateVM(ctx, vm)
@@ -35,6 +36,7 @@ func vmCreate() *cobra.Command {
 	fs.Var(macValue{&vm.MACAddress}, "mac", "the VM's MAC address")
 	fs.Var(addrsValue{&vm.CustomerAddresses}, "ca", "a customer address of the VM (repeatable)")
 	fs.StringVar(&vm.Host, "host", "", "host the VM runs on")
+	fs.StringVar(&vm.Interface, "interface", "", "the VM's interface on its host: the TAP its hypervisor creates, or a veth's host end (default: --name)")
 	for _, f := range []string{"name", "vsid", "mac", "ca", "host"} {
 		cmd.MarkFlagRequired(f)
 	}
@@ -101,7 +103,7 @@ func vmMigrate() *cobra.Command {
 }
 
 func outputVMs(cmd *cobra.Command, v any, vms []policyserver.VM) error {
-	t := outTable{header: []string{"NAME", "VSID", "MAC", "CUSTOMER ADDRESSES", "HOST", "PA", "PREVIOUS HOST", "MIGRATED"}}
+	t := outTable{header: []string{"NAME", "VSID", "MAC", "CUSTOMER ADDRESSES", "HOST", "INTERFACE", "PA", "PREVIOUS HOST", "MIGRATED"}}
 	for _, vm := range vms {
 		cas := make([]string, len(vm.CustomerAddresses))
 		for i, a := range vm.CustomerAddresses {
@@ -112,7 +114,7 @@ func outputVMs(cmd *cobra.Command, v any, vms []policyserver.VM) error {
 			migrated = vm.MigratedAt.Format("2006-01-02T15:04:05.000Z")
 		}
 		t.add(vm.Name, numCell(vm.VirtualSubnetID), macCell(vm.MACAddress), strCell(strings.Join(cas, ",")), vm.Host,
-			addrCell(vm.ProviderAddress), strCell(vm.PreviousHost), migrated)
+			strCell(cmp.Or(vm.Interface, vm.Name)), addrCell(vm.ProviderAddress), strCell(vm.PreviousHost), migrated)
 	}
 	return printResult(cmd, v, t)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/host"
 	"github.com/wnv/wnv/hostagent"
 	"github.com/wnv/wnv/policyserver"
@@ -23,7 +24,6 @@ type agentFlags struct {
 	caFile, certFile, keyFile string
 	checkpoint                string
 	pas                       []string
-	netnsPrefix, ifName       string
 	grace, holdTimeout        time.Duration
 }
 
@@ -34,8 +34,6 @@ func (a *agentFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&a.keyFile, "policy-key", "", "client key for mutual TLS with the policy server")
 	f.StringVar(&a.checkpoint, "checkpoint", "", "bbolt file of the host's last policy and ports, restored at start (default /var/lib/wnv/<name>.db with --policy-server; \"none\" disables)")
 	f.StringSliceVar(&a.pas, "pa", nil, "provider address with prefix length (e.g. 198.18.0.2/15) the agent installs and registers (repeatable; default: the host's current ones)")
-	f.StringVar(&a.netnsPrefix, "vm-netns-prefix", "wnv-", "a VM's TAP lives in the netns <prefix><VM name>")
-	f.StringVar(&a.ifName, "vm-ifname", "eth0", "name of a VM's TAP inside its netns")
 	f.DurationVar(&a.grace, "migration-grace", host.DefaultMigrationGrace, "how long packets for a VM that migrated away are forwarded to its new host")
 	f.DurationVar(&a.holdTimeout, "hold-timeout", 500*time.Millisecond, "how long a packet to a destination without policy waits for the agent's fetch")
 }
@@ -82,7 +80,11 @@ func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, s
 		}
 	}
 	h.HoldMisses(ctx, host.HoldConfig{Timeout: a.holdTimeout})
-	ag := hostagent.New(hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, VMNetnsPrefix: a.netnsPrefix, VMIfName: a.ifName, MigrationGrace: a.grace, Log: cfg.Log},
+	links, err := dataplane.WatchLinks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch network interfaces for VM ports: %w", err)
+	}
+	ag := hostagent.New(hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, Interfaces: links, MigrationGrace: a.grace, Log: cfg.Log},
 		policyserver.NewClient(a.server, tlsCfg), provider.NewClient(socket), notifySocket)
 	return ag.Run, nil
 }

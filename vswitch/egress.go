@@ -343,7 +343,7 @@ var _ = [1]struct{}{}[packet.VXLANHeaderLen-EncapHeaderLen]
 // Redirect, Miss and Copies (see clearExtras): storing all of a Result,
 // zeroing it or copying a literal, was a fifth of the cached path.
 func (r *Result) set(a Action, port int, src, dst netip.Addr, e policy.Encapsulation, flow uint8, data []byte) {
-	r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data = a, ReasonNone, port, src, dst, e, flow, data
+	r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data, r.Validated = a, ReasonNone, port, src, dst, e, flow, data, false
 }
 
 // clearExtras zeroes Redirect, Miss and Copies, which only verdicts of
@@ -402,6 +402,7 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 		return nil
 	}
 	f.insert(key, d)
+	s.recordDecision(f, p.Index, dst, d, t)
 	return d
 }
 

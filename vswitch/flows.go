@@ -33,6 +33,9 @@ type Flows struct {
 	rxFrames, rxBytes uint64
 	vc                *VSIDCounters
 	encapsulated      uint64
+
+	record  bool       // keep new decisions for Decided
+	decided []Decision // since the last Decided
 }
 
 const (

@@ -116,7 +116,7 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 	}
 	s.Counters.VSID(vsid).Decapsulated.Add(1)
 	s.countTx(p.Index, length)
-	return Result{Action: ToPort, Port: p.Index, Data: frame[:length]}
+	return Result{Action: ToPort, Port: p.Index, Data: frame[:length], Validated: true}
 }
 
 // sourceValid checks the inner source of a packet received in vsid from PA

@@ -33,6 +33,9 @@ const (
 	ReasonStaleRedirect
 	ReasonMissTimeout
 	ReasonHoldOverflow
+	// ReasonSlowPathDown: the kernel fast path dropped a frame that needed
+	// the slow path while wnvd was not running.
+	ReasonSlowPathDown
 	numReasons
 )
 
@@ -65,6 +68,7 @@ var reasonNames = [numReasons]string{
 	ReasonStaleRedirect:        "stale-redirect",
 	ReasonMissTimeout:          "miss-timeout",
 	ReasonHoldOverflow:         "hold-overflow",
+	ReasonSlowPathDown:         "slow-path-down",
 }
 
 func (r Reason) String() string {

@@ -92,6 +92,10 @@ type Result struct {
 	Redirect RedirectInfo
 	Miss     Miss
 	Copies   Copies
+	// Validated marks a ToPort verdict for a packet from the underlay that
+	// passed every check for its (outer source PA, VSID, inner addresses):
+	// the caller may install it in a fast path as an IngressDecision.
+	Validated bool
 }
 
 // Config holds the switch's fixed parameters.

@@ -1,0 +1,76 @@
+package vswitch
+
+import (
+	"net/netip"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// Decision is a forwarding decision the switch made for the packets of a
+// port to one destination CA, exported for a kernel fast path to execute
+// until the generation changes (any change of policy or ports). Per-packet
+// checks (source MAC and CA, TTL, length) stay the executor's.
+type Decision struct {
+	Port int        // the source port's index
+	Dst  netip.Addr // the destination CA
+	Gen  uint64     // the switch's generation the decision was made in
+	// Local is the index of the destination's local port, or -1 to
+	// encapsulate towards DstPA.
+	Local  int
+	MAC    packet.MAC // the destination VM's MAC
+	Routed bool       // between subnets: source MAC becomes GatewayMAC, TTL/hop limit - 1
+	Encap  policy.Encapsulation
+	VSID   policy.VSID // the destination's virtual subnet
+	SrcPA  netip.Addr  // this host's PA of DstPA's family
+	DstPA  netip.Addr
+	// MaxLen is the longest frame that fits the underlay once encapsulated;
+	// a longer one needs the slow path's ICMP error.
+	MaxLen int
+}
+
+// IngressDecision is a delivery the switch validated for a packet from the
+// underlay: the same outer source PA, VSID and inner addresses go to the
+// same local port until the generation changes.
+type IngressDecision struct {
+	VSID           policy.VSID
+	SrcPA          netip.Addr
+	SrcCA, DstCA   netip.Addr
+	SrcMAC, DstMAC packet.MAC
+	Port           int
+	Gen            uint64
+}
+
+// RecordDecisions makes f keep every decision it caches until Decided takes
+// them, for a fast path to install.
+func (f *Flows) RecordDecisions() { f.record = true }
+
+// Decided returns the decisions cached since the last call, in a slice
+// reused by the next call.
+func (f *Flows) Decided() []Decision {
+	d := f.decided
+	f.decided = f.decided[:0]
+	return d
+}
+
+// recordDecision notes d, just cached for key's port and dst.
+func (s *Switch) recordDecision(f *Flows, port int, dst netip.Addr, d *decision, t *policy.Table) {
+	if f == nil || !f.record {
+		return
+	}
+	e := Decision{Port: port, Dst: dst, Gen: f.gen, Local: int(d.local), MAC: d.mac, Routed: d.routed, VSID: d.dstVSID}
+	if d.local < 0 {
+		e.DstPA = d.pa()
+		pa, ok := t.LocalPA(e.DstPA.Is6())
+		if !ok {
+			return
+		}
+		e.Encap, e.SrcPA = d.encap, pa
+		e.MaxLen = s.cfg.UnderlayMTU - Overhead(d.encap, e.DstPA.Is6()) + packet.EthernetHeaderLen
+	}
+	f.decided = append(f.decided, e)
+}
+
+// Generation is the switch's generation: it changes after every change of
+// policy or ports, which makes every decision of an older one stale.
+func (s *Switch) Generation() uint64 { return s.gen.Load() }

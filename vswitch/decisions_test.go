@@ -1,0 +1,80 @@
+package vswitch
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/wnv/wnv/policy"
+)
+
+func TestFlowsRecordTheDecisionsTheyCache(t *testing.T) {
+	sw, _ := host1(t)
+	f := NewFlows()
+	f.RecordDecisions()
+	var r Result
+	send := func(dstMAC [6]byte, dst string) {
+		t.Helper()
+		buf, n := udpFrame(dstMAC, macBlue1, "10.0.0.10", dst, 20, true)
+		sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
+	}
+	send(macBlue2, "10.0.0.11")
+	send(macBlue2, "10.0.0.11") // the same destination: decided once
+	send(GatewayMAC, "10.0.1.10")
+	send(macBlue2, "10.0.0.99") // no record: no decision
+	got := f.Decided()
+	want := []Decision{
+		{Port: 0, Dst: netip.MustParseAddr("10.0.0.11"), Gen: sw.Generation(), Local: -1, MAC: macBlue2, Encap: policy.EncapNVGRE,
+			VSID: 5001, SrcPA: pa1, DstPA: pa2, MaxLen: 1500 - 42 + 14},
+		{Port: 0, Dst: netip.MustParseAddr("10.0.1.10"), Gen: sw.Generation(), Local: -1, MAC: macBlue3, Routed: true, Encap: policy.EncapNVGRE,
+			VSID: 5002, SrcPA: pa1, DstPA: pa3, MaxLen: 1500 - 42 + 14},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("decided %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("decision %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if d := f.Decided(); len(d) != 0 {
+		t.Errorf("Decided again without new packets: %+v", d)
+	}
+	// A policy change makes a new generation; the next decision carries it.
+	old := sw.Generation()
+	sw.SetPolicy(labStore(t, pa1).Table())
+	send(macBlue2, "10.0.0.11")
+	if d := f.Decided(); len(d) != 1 || d[0].Gen == old || d[0].Gen != sw.Generation() {
+		t.Errorf("after a policy change decided %+v, want one of generation %d (not %d)", d, sw.Generation(), old)
+	}
+}
+
+func TestFlowsWithoutRecordingKeepNothing(t *testing.T) {
+	sw, _ := host1(t)
+	f := NewFlows()
+	var r Result
+	buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 20, true)
+	sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
+	if d := f.Decided(); len(d) != 0 {
+		t.Errorf("decided %+v without RecordDecisions", d)
+	}
+}
+
+func TestIngressMarksOnlyValidatedDeliveries(t *testing.T) {
+	sw, _ := host1(t)
+	ok := sw.FromUnderlay(pa2, pa1, encapFrom(5001, macBlue1, macBlue2, "10.0.0.11", "10.0.0.10"))
+	if ok.Action != ToPort || !ok.Validated {
+		t.Errorf("a valid packet: %v Validated=%v, want ToPort and Validated", ok.Action, ok.Validated)
+	}
+	bad := sw.FromUnderlay(pa3, pa1, encapFrom(5001, macBlue1, macBlue2, "10.0.0.11", "10.0.0.10"))
+	if bad.Action != Drop || bad.Validated {
+		t.Errorf("a packet from the wrong PA: %v Validated=%v, want a drop", bad.Action, bad.Validated)
+	}
+	// An egress verdict written into a Result that held a validated one
+	// clears the mark.
+	r := ok
+	buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 20, true)
+	sw.FromPortFlows(&r, NewFlows(), 0, buf, Headroom, n, 0, scratch())
+	if r.Validated {
+		t.Error("an egress verdict kept Validated")
+	}
+}

@@ -1,0 +1,796 @@
+// SPDX-License-Identifier: GPL-2.0
+//go:build ignore
+
+/*
+ * wnv's kernel fast path: two tcx ingress programs that execute the
+ * forwarding decisions the Go switch installs in the maps below.
+ *
+ * wnv_port runs on every VM port (a TAP or the host end of a veth) and
+ * switches what the VM sends: local delivery or NVGRE/VXLAN encapsulation.
+ * wnv_underlay runs on the underlay interface and decapsulates what a
+ * decision says belongs to a local port. Anything else goes to the slow
+ * path (the Go switch in wnvd), which decides it and installs a decision.
+ *
+ * Frames are read with bpf_skb_load_bytes and written with
+ * bpf_skb_store_bytes: headers need not sit in the linear part of the skb
+ * (TSO super-frames from a VM often have them split).
+ */
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "datapath.h"
+
+char LICENSE[] SEC("license") = "GPL"; /* bpf_redirect_neigh is GPL-only */
+
+/* Newer than Debian 12's linux/bpf.h (Linux 6.3 and 6.18). */
+#define ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
+#define ADJ_ROOM_DECAP_L3_IPV6 (1ULL << 8)
+#define ADJ_ROOM_DECAP_L4_GRE (1ULL << 9)
+#define ADJ_ROOM_DECAP_L4_UDP (1ULL << 10)
+
+#define GRE_KEY_PRESENT 0x2000
+#define ETH_P_TEB_ 0x6558
+#define VXLAN_PORT 4789
+#define VXLAN_FLAG_I 0x08
+#define OUTER_TTL 64
+#define EINVAL_ 22
+
+/* Maps, pinned by name under wnvd's pin directory so that they (and the
+ * decisions in them) outlive wnvd. */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PORTS);
+	__type(key, __u32); /* ifindex */
+	__type(value, struct port);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PORT_CAS);
+	__type(key, struct addr_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_port_cas SEC(".maps");
+
+/* Decisions are LRU: bounded, and an evicted one is re-decided by the slow
+ * path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_EGRESS);
+	__type(key, struct addr_key);
+	__type(value, struct egress);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_egress SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_INGRESS);
+	__type(key, struct ingress_key);
+	__type(value, struct ingress);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_ingress SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LOCAL_PAS);
+	__type(key, struct pa_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_local_pas SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PORTS);
+	__type(key, __u32); /* port index */
+	__type(value, struct port_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_port_stats SEC(".maps");
+
+/* Updated, never created, by the programs: a remote sender cannot grow it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_VSIDS);
+	__type(key, __u32);
+	__type(value, struct vsid_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_vsid_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NUM_REASON_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_reasons SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NUM_PATHS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_path_stats SEC(".maps");
+
+/* Headers written in front of the inner frame. */
+
+struct gre_hdr {
+	__be16 flags;
+	__be16 protocol;
+	__be32 key;
+};
+
+struct vxlan_hdr {
+	__be32 flags;
+	__be32 vni;
+};
+
+struct nvgre4 {
+	struct iphdr ip;
+	struct gre_hdr gre;
+	struct ethhdr eth;
+} __attribute__((packed));
+
+struct nvgre6 {
+	struct ipv6hdr ip;
+	struct gre_hdr gre;
+	struct ethhdr eth;
+} __attribute__((packed));
+
+struct vxlan4 {
+	struct iphdr ip;
+	struct udphdr udp;
+	struct vxlan_hdr vx;
+	struct ethhdr eth;
+} __attribute__((packed));
+
+static const __u8 gateway_mac[ETH_ALEN] = {0x02, 0x57, 0x4e, 0x56, 0x00, 0x01};
+
+/* Counters. */
+
+static __always_inline void count_path(__u32 path)
+{
+	__u64 *v = bpf_map_lookup_elem(&wnv_path_stats, &path);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void count_reason(__u32 reason)
+{
+	__u64 *v = bpf_map_lookup_elem(&wnv_reasons, &reason);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline struct port_stats *port_stats(const struct port *p)
+{
+	__u32 index = p->index;
+	return bpf_map_lookup_elem(&wnv_port_stats, &index);
+}
+
+static __always_inline struct vsid_stats *vsid_stats(__u32 vsid)
+{
+	return bpf_map_lookup_elem(&wnv_vsid_stats, &vsid);
+}
+
+/* count_drop counts a drop of reason for port p (if known) and vsid. */
+static __always_inline void count_drop(const struct port *p, __u32 vsid, __u32 reason)
+{
+	count_reason(reason);
+	if (p) {
+		struct port_stats *ps = port_stats(p);
+		if (ps)
+			ps->drops += 1;
+	}
+	struct vsid_stats *vs = vsid_stats(vsid);
+	if (vs)
+		vs->drops += 1;
+}
+
+/* Small helpers. */
+
+static __always_inline struct config *get_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&wnv_config, &zero);
+}
+
+static __always_inline int slow_path_alive(const struct config *cfg)
+{
+	return cfg->slow_deadline_ns >= bpf_ktime_get_ns();
+}
+
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) |
+		(a[5] ^ b[5])) == 0;
+}
+
+static __always_inline void copy16(__u8 *dst, const __u8 *src)
+{
+	__builtin_memcpy(dst, src, 16);
+}
+
+static __always_inline void copy4(__u8 *dst, const void *src)
+{
+	__builtin_memcpy(dst, src, 4);
+}
+
+/* ipv4_csum returns the header checksum of ip, whose own checksum field
+ * must be zero; of a received header, 0 when it is valid. */
+static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < (int)sizeof(*ip) / 2; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* ---------------------------------------------------------------------
+ * Ports
+ */
+
+/*
+ * to_slow_path hands a frame from a VM to wnvd ("mark and re-inject").
+ * wnvd reads a port with an AF_PACKET socket whose filter accepts only
+ * skb->mark == SLOW_MARK. Packet taps run before tc ingress in
+ * __netif_receive_skb_core, so the tap saw this frame unmarked and
+ * ignored it: mark it and redirect it to the ingress of the same device,
+ * where it is received again (through the backlog, same netns, so the mark
+ * survives), the tap takes a copy, and wnv_port drops it: the host's own
+ * stack must never see a VM's frames.
+ */
+static __always_inline int to_slow_path(struct __sk_buff *skb, const struct config *cfg,
+					const struct port *p)
+{
+	if (!slow_path_alive(cfg)) {
+		count_drop(p, p ? p->vsid : 0, REASON_SLOW_PATH_DOWN);
+		return TC_ACT_SHOT;
+	}
+	skb->mark = SLOW_MARK;
+	count_path(PATH_PORT_SLOW);
+	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+}
+
+/* What from_port learns of a frame's IP header. */
+struct ip_info {
+	__u8 family;
+	__u8 ttl;     /* or hop limit */
+	__be16 ttl_w; /* IPv4: the 16-bit word holding TTL and protocol */
+	__u32 hdr_len;
+	__u32 l4_hdr_len; /* of a GSO frame: TCP or UDP header */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+/* parse_ipv4 accepts a header without options that is not a fragment, with
+ * a valid length and checksum. */
+static __always_inline int parse_ipv4(struct __sk_buff *skb, struct ip_info *ii, __u8 *proto)
+{
+	struct iphdr ip;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+		return -1;
+	__u32 tot = bpf_ntohs(ip.tot_len);
+	if (ip.version != 4 || ip.ihl != 5 || (ip.frag_off & bpf_htons(0x3fff)) ||
+	    tot < sizeof(ip) || tot > skb->len - ETH_HLEN || ipv4_csum(&ip) != 0)
+		return -1;
+	ii->family = FAMILY_V4;
+	ii->ttl = ip.ttl;
+	ii->ttl_w = ((const __be16 *)&ip)[4];
+	ii->hdr_len = sizeof(ip);
+	copy4(ii->src, &ip.saddr);
+	copy4(ii->dst, &ip.daddr);
+	*proto = ip.protocol;
+	return 0;
+}
+
+/* parse_ipv6 reads the fixed header; multicast destinations are the slow
+ * path's (neighbour discovery, MLD). */
+static __always_inline int parse_ipv6(struct __sk_buff *skb, struct ip_info *ii, __u8 *proto)
+{
+	struct ipv6hdr ip;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+		return -1;
+	if (ip.version != 6 || bpf_ntohs(ip.payload_len) + sizeof(ip) > skb->len - ETH_HLEN ||
+	    ip.daddr.in6_u.u6_addr8[0] == 0xff)
+		return -1;
+	ii->family = FAMILY_V6;
+	ii->ttl = ip.hop_limit;
+	ii->hdr_len = sizeof(ip);
+	copy16(ii->src, ip.saddr.in6_u.u6_addr8);
+	copy16(ii->dst, ip.daddr.in6_u.u6_addr8);
+	*proto = ip.nexthdr;
+	return 0;
+}
+
+/* l4_hdr_len is the length of a GSO frame's TCP or UDP header, which every
+ * segment repeats; -1 for any other protocol. */
+static __always_inline int l4_hdr_len(struct __sk_buff *skb, __u32 off, __u8 proto)
+{
+	if (proto == IPPROTO_UDP)
+		return sizeof(struct udphdr);
+	if (proto != IPPROTO_TCP)
+		return -1;
+	__u8 doff;
+	if (bpf_skb_load_bytes(skb, off + 12, &doff, 1))
+		return -1;
+	return (doff >> 4) * 4;
+}
+
+/* fits says whether the frame, once encapsulated, fits the underlay MTU:
+ * for a GSO frame, each segment the kernel or the NIC will cut from it. */
+static __always_inline int fits(struct __sk_buff *skb, const struct egress *d,
+				const struct ip_info *ii)
+{
+	__u32 len = skb->len;
+	if (skb->gso_size)
+		len = ETH_HLEN + ii->hdr_len + ii->l4_hdr_len + skb->gso_size;
+	return len <= d->max_len;
+}
+
+/* rewrite_inner makes the rewrites a decision asks for on the frame whose
+ * IP header starts at l3: the destination MAC, and for a routed frame the
+ * gateway's MAC as source and the TTL or hop limit one less. */
+static __always_inline int rewrite_inner(struct __sk_buff *skb, __u32 l2, const struct egress *d,
+					 const struct ip_info *ii)
+{
+	__u32 l3 = l2 + ETH_HLEN;
+	if (bpf_skb_store_bytes(skb, l2, d->dst_mac, ETH_ALEN, 0))
+		return -1;
+	if (!d->routed)
+		return 0;
+	if (bpf_skb_store_bytes(skb, l2 + ETH_ALEN, gateway_mac, ETH_ALEN, 0))
+		return -1;
+	__u8 ttl = ii->ttl - 1;
+	if (ii->family == FAMILY_V6)
+		return bpf_skb_store_bytes(skb, l3 + offsetof(struct ipv6hdr, hop_limit), &ttl, 1, 0);
+	__be16 new_w = ii->ttl_w;
+	((__u8 *)&new_w)[0] = ttl;
+	if (bpf_l3_csum_replace(skb, l3 + offsetof(struct iphdr, check), ii->ttl_w, new_w, 2))
+		return -1;
+	return bpf_skb_store_bytes(skb, l3 + offsetof(struct iphdr, ttl), &ttl, 1, 0);
+}
+
+/* The header structs are packed: their parts are built apart and copied in. */
+static __always_inline struct iphdr outer_ipv4(const struct egress *d, __u8 proto, __u32 len)
+{
+	struct iphdr ip = {
+		.version = 4,
+		.ihl = 5,
+		.tot_len = bpf_htons(len),
+		.frag_off = bpf_htons(0x4000), /* DF: the decision checked the MTU */
+		.ttl = OUTER_TTL,
+		.protocol = proto,
+	};
+	copy4((__u8 *)&ip.saddr, d->src_pa);
+	copy4((__u8 *)&ip.daddr, d->dst_pa);
+	ip.check = ipv4_csum(&ip);
+	return ip;
+}
+
+static __always_inline struct gre_hdr nvgre(const struct egress *d, __u32 hash)
+{
+	struct gre_hdr g = {
+		.flags = bpf_htons(GRE_KEY_PRESENT),
+		.protocol = bpf_htons(ETH_P_TEB_),
+		.key = bpf_htonl(d->vsid << 8 | (hash & 0xff)), /* VSID and FlowID */
+	};
+	return g;
+}
+
+/*
+ * encapsulate puts the outer IP header, the GRE or UDP and VXLAN header
+ * and the inner Ethernet header between the frame's Ethernet header and
+ * its IP header, and sends the result out of the underlay.
+ *
+ * bpf_skb_adjust_room at BPF_ADJ_ROOM_MAC opens the room right behind the
+ * Ethernet header. The ENCAP flags are what make this work for a TCP
+ * super-frame (a GSO skb from a VM's TSO): they set skb->encapsulation,
+ * the inner header offsets (ENCAP_L2(14) says the room ends with a 14-byte
+ * inner Ethernet header, ENCAP_L2_ETH that the inner protocol is TEB) and
+ * SKB_GSO_GRE or SKB_GSO_UDP_TUNNEL, so the NIC or the kernel's GSO cuts
+ * it into tunnel packets with correct outer headers. FIXED_GSO keeps the
+ * VM's segment size: fits() checked the segments already fit.
+ * The room's old Ethernet header is left in front: bpf_redirect_neigh
+ * replaces it after its route and neighbour lookup of the outer
+ * destination (skb->protocol follows the outer family, set by the flags).
+ */
+static __always_inline int encapsulate(struct __sk_buff *skb, const struct egress *d,
+				       const struct ethhdr *eth, const struct ip_info *ii)
+{
+	__u32 hash = bpf_get_hash_recalc(skb); /* of the inner flow */
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+	struct ethhdr inner = *eth;
+	__u32 room;
+	__be16 outer_proto;
+
+	if (d->outer_family == FAMILY_V6) {
+		room = sizeof(struct nvgre6);
+		flags |= BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 | BPF_F_ADJ_ROOM_ENCAP_L4_GRE;
+		outer_proto = bpf_htons(ETH_P_IPV6);
+	} else if (d->encap == ENCAP_VXLAN) {
+		room = sizeof(struct vxlan4);
+		flags |= BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+		outer_proto = bpf_htons(ETH_P_IP);
+	} else {
+		room = sizeof(struct nvgre4);
+		flags |= BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_GRE;
+		outer_proto = bpf_htons(ETH_P_IP);
+	}
+	/* Before anything is written: a failure leaves the frame as it was. */
+	if (bpf_skb_adjust_room(skb, room, BPF_ADJ_ROOM_MAC, flags))
+		return -1;
+
+	/* From here on, a failure has changed the frame: the caller drops it. */
+	__u32 len = skb->len - ETH_HLEN; /* outer IP packet */
+	int err;
+	if (d->outer_family == FAMILY_V6) {
+		struct nvgre6 h = {};
+		h.ip.version = 6;
+		/* The flow label lets the underlay's ECMP spread the flows. */
+		h.ip.flow_lbl[0] = (hash >> 16) & 0x0f;
+		h.ip.flow_lbl[1] = hash >> 8;
+		h.ip.flow_lbl[2] = hash;
+		h.ip.payload_len = bpf_htons(len - sizeof(h.ip));
+		h.ip.nexthdr = IPPROTO_GRE;
+		h.ip.hop_limit = OUTER_TTL;
+		copy16(h.ip.saddr.in6_u.u6_addr8, d->src_pa);
+		copy16(h.ip.daddr.in6_u.u6_addr8, d->dst_pa);
+		h.gre = nvgre(d, hash);
+		h.eth = inner;
+		err = bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0);
+	} else if (d->encap == ENCAP_VXLAN) {
+		struct vxlan4 h = {};
+		/* Source port from the flow hash, in 49152-65535, for ECMP; no
+		 * UDP checksum (allowed over IPv4, RFC 7348). */
+		h.udp.source = bpf_htons(0xc000 | (hash & 0x3fff));
+		h.udp.dest = bpf_htons(VXLAN_PORT);
+		h.udp.len = bpf_htons(len - sizeof(h.ip));
+		h.vx.flags = bpf_htonl(VXLAN_FLAG_I << 24);
+		h.vx.vni = bpf_htonl(d->vsid << 8);
+		h.eth = inner;
+		h.ip = outer_ipv4(d, IPPROTO_UDP, len);
+		err = bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0);
+	} else {
+		struct nvgre4 h = {};
+		h.gre = nvgre(d, hash);
+		h.eth = inner;
+		h.ip = outer_ipv4(d, IPPROTO_GRE, len);
+		err = bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0);
+	}
+	if (err || rewrite_inner(skb, room, d, ii) ||
+	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_proto), &outer_proto, 2, 0))
+		return -2;
+	return 0;
+}
+
+static __always_inline int from_port(struct __sk_buff *skb, const struct config *cfg,
+				     const struct port *p)
+{
+	struct ethhdr eth;
+	struct ip_info ii = {};
+	__u8 proto;
+	__u32 len = skb->len;
+
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
+		return to_slow_path(skb, cfg, p);
+	if (eth.h_proto == bpf_htons(ETH_P_8021Q) || eth.h_proto == bpf_htons(ETH_P_8021AD))
+		return to_slow_path(skb, cfg, p);
+	if (!mac_eq(eth.h_source, p->mac)) {
+		count_drop(p, p->vsid, REASON_SPOOFED_MAC);
+		return TC_ACT_SHOT;
+	}
+	if (eth.h_dest[0] & 1) /* multicast, broadcast: flooding is the slow path's */
+		return to_slow_path(skb, cfg, p);
+	if (eth.h_proto == bpf_htons(ETH_P_IP)) {
+		if (parse_ipv4(skb, &ii, &proto))
+			return to_slow_path(skb, cfg, p);
+	} else if (eth.h_proto == bpf_htons(ETH_P_IPV6)) {
+		if (parse_ipv6(skb, &ii, &proto))
+			return to_slow_path(skb, cfg, p);
+	} else {
+		return to_slow_path(skb, cfg, p); /* ARP and the rest */
+	}
+
+	/* The source CA: DHCP, link-local and spoofed sources are the slow
+	 * path's to judge. */
+	if (!(p->flags & PORT_L2_ONLY)) {
+		struct addr_key ck = {.ifindex = skb->ifindex, .family = ii.family};
+		copy16(ck.addr, ii.src);
+		if (!bpf_map_lookup_elem(&wnv_port_cas, &ck))
+			return to_slow_path(skb, cfg, p);
+	}
+
+	struct addr_key ek = {.ifindex = skb->ifindex, .family = ii.family};
+	copy16(ek.addr, ii.dst);
+	struct egress *d = bpf_map_lookup_elem(&wnv_egress, &ek);
+	if (!d || d->gen != cfg->gen)
+		return to_slow_path(skb, cfg, p);
+	if (d->routed && ii.ttl <= 1) /* the slow path sends the ICMP error */
+		return to_slow_path(skb, cfg, p);
+
+	if (d->kind == KIND_LOCAL) {
+		__u32 out = d->out_ifindex;
+		struct port *dp = bpf_map_lookup_elem(&wnv_ports, &out);
+		if (!dp) /* not (or no longer) a port */
+			return to_slow_path(skb, cfg, p);
+		if (rewrite_inner(skb, 0, d, &ii)) {
+			count_path(PATH_ERRORS);
+			return TC_ACT_SHOT;
+		}
+		struct port_stats *ps = port_stats(dp);
+		if (ps) {
+			ps->tx_frames += 1;
+			ps->tx_bytes += len;
+		}
+		struct vsid_stats *vs = vsid_stats(d->vsid);
+		if (vs)
+			vs->local += 1;
+	} else if (d->kind == KIND_ENCAP) {
+		/* VXLAN over IPv6 needs a UDP checksum over the whole packet,
+		 * which the slow path computes. */
+		if (d->encap == ENCAP_VXLAN && d->outer_family == FAMILY_V6)
+			return to_slow_path(skb, cfg, p);
+		if (skb->gso_size) {
+			int l4 = l4_hdr_len(skb, ETH_HLEN + ii.hdr_len, proto);
+			if (l4 < 0)
+				return to_slow_path(skb, cfg, p);
+			ii.l4_hdr_len = l4;
+		}
+		if (!fits(skb, d, &ii)) /* the slow path answers "too big" */
+			return to_slow_path(skb, cfg, p);
+		int err = encapsulate(skb, d, &eth, &ii);
+		if (err == -1)
+			return to_slow_path(skb, cfg, p);
+		if (err) {
+			count_path(PATH_ERRORS);
+			return TC_ACT_SHOT;
+		}
+		struct vsid_stats *vs = vsid_stats(d->vsid);
+		if (vs)
+			vs->encapsulated += 1;
+	} else {
+		return to_slow_path(skb, cfg, p);
+	}
+
+	struct port_stats *ps = port_stats(p);
+	if (ps) {
+		ps->rx_frames += 1;
+		ps->rx_bytes += len;
+	}
+	count_path(PATH_PORT_FAST);
+	if (d->kind == KIND_LOCAL)
+		return bpf_redirect(d->out_ifindex, 0);
+	return bpf_redirect_neigh(d->out_ifindex, NULL, 0, 0);
+}
+
+SEC("tcx/ingress")
+int wnv_port(struct __sk_buff *skb)
+{
+	/* Second pass of a frame handed to the slow path: the packet socket
+	 * has its copy. */
+	if (skb->mark == SLOW_MARK)
+		return TC_ACT_SHOT;
+	struct config *cfg = get_config();
+	if (!cfg)
+		return TC_ACT_SHOT;
+	__u32 ifindex = skb->ifindex;
+	struct port *p = bpf_map_lookup_elem(&wnv_ports, &ifindex);
+	if (!p || (cfg->flags & CFG_FAST_PATH_OFF))
+		return to_slow_path(skb, cfg, p);
+	return from_port(skb, cfg, p);
+}
+
+/* ---------------------------------------------------------------------
+ * Underlay
+ */
+
+/* underlay_slow_path leaves a tunnel packet to the kernel's stack, which
+ * hands it to wnvd's raw GRE or UDP 4789 socket, unless wnvd is down. */
+static __always_inline int underlay_slow_path(const struct config *cfg, __u32 vsid)
+{
+	if (!slow_path_alive(cfg)) {
+		count_drop(NULL, vsid, REASON_SLOW_PATH_DOWN);
+		return TC_ACT_SHOT;
+	}
+	count_path(PATH_UNDERLAY_SLOW);
+	return TC_ACT_OK;
+}
+
+/* What from_underlay learns of the outer headers. */
+struct tunnel {
+	__u32 l4;	/* offset of the GRE or UDP header */
+	__u32 hdr_len;	/* outer IP and tunnel headers */
+	__u8 proto;	/* IPPROTO_GRE or IPPROTO_UDP */
+	__u8 pa_family;
+	__u8 src_pa[16];
+};
+
+/* parse_outer accepts an IPv4 (no options, no fragment) or IPv6 packet
+ * carrying GRE or UDP directly, to a local PA. */
+static __always_inline int parse_outer(struct __sk_buff *skb, __be16 proto, struct tunnel *t)
+{
+	struct pa_key pk = {};
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return -1;
+		if (ip.version != 4 || ip.ihl != 5 || (ip.frag_off & bpf_htons(0x3fff)))
+			return -1;
+		t->proto = ip.protocol;
+		t->pa_family = FAMILY_V4;
+		t->l4 = ETH_HLEN + sizeof(ip);
+		copy4(t->src_pa, &ip.saddr);
+		copy4(pk.addr, &ip.daddr);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return -1;
+		if (ip.version != 6)
+			return -1;
+		t->proto = ip.nexthdr;
+		t->pa_family = FAMILY_V6;
+		t->l4 = ETH_HLEN + sizeof(ip);
+		copy16(t->src_pa, ip.saddr.in6_u.u6_addr8);
+		copy16(pk.addr, ip.daddr.in6_u.u6_addr8);
+	} else {
+		return -1;
+	}
+	if (t->proto != IPPROTO_GRE && t->proto != IPPROTO_UDP)
+		return -1;
+	pk.family = t->pa_family;
+	if (!bpf_map_lookup_elem(&wnv_local_pas, &pk))
+		return -1;
+	return 0;
+}
+
+/* parse_tunnel returns the VSID of an NVGRE or VXLAN header, or -1 (a
+ * malformed header is the slow path's to count). */
+static __always_inline __s64 parse_tunnel(struct __sk_buff *skb, struct tunnel *t)
+{
+	if (t->proto == IPPROTO_GRE) {
+		struct gre_hdr g;
+		if (bpf_skb_load_bytes(skb, t->l4, &g, sizeof(g)))
+			return -1;
+		if (g.flags != bpf_htons(GRE_KEY_PRESENT) || g.protocol != bpf_htons(ETH_P_TEB_))
+			return -1;
+		t->hdr_len = t->l4 - ETH_HLEN + sizeof(g);
+		return bpf_ntohl(g.key) >> 8;
+	}
+	struct {
+		struct udphdr udp;
+		struct vxlan_hdr vx;
+	} h;
+	if (bpf_skb_load_bytes(skb, t->l4, &h, sizeof(h)))
+		return -1;
+	if (h.udp.dest != bpf_htons(VXLAN_PORT) || !(bpf_ntohl(h.vx.flags) >> 24 & VXLAN_FLAG_I))
+		return -1;
+	t->hdr_len = t->l4 - ETH_HLEN + sizeof(h);
+	return bpf_ntohl(h.vx.vni) >> 8;
+}
+
+/*
+ * decapsulate removes the outer IP header, the tunnel header and the inner
+ * Ethernet header (bpf_skb_adjust_room shrinking at BPF_ADJ_ROOM_MAC) and
+ * writes the inner Ethernet header over the outer one that is left.
+ * DECAP_L3 sets skb->protocol to the inner family. DECAP_L4 (Linux 6.18)
+ * also clears the tunnel GSO state of a GRO'd packet, which a TAP could not
+ * describe to the hypervisor; a kernel without it refuses the flag
+ * (EINVAL, the packet untouched): then a non-GSO packet is decapsulated
+ * without it, and a GSO one goes to the slow path.
+ */
+static __always_inline int decapsulate(struct __sk_buff *skb, const struct tunnel *t,
+				       const struct ethhdr *inner)
+{
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO;
+	flags |= inner->h_proto == bpf_htons(ETH_P_IPV6) ? ADJ_ROOM_DECAP_L3_IPV6 : ADJ_ROOM_DECAP_L3_IPV4;
+	__u64 l4 = t->proto == IPPROTO_GRE ? ADJ_ROOM_DECAP_L4_GRE : ADJ_ROOM_DECAP_L4_UDP;
+	int len = -(int)(t->hdr_len + ETH_HLEN);
+
+	long err = bpf_skb_adjust_room(skb, len, BPF_ADJ_ROOM_MAC, flags | l4);
+	if (err == -EINVAL_ && !skb->gso_size)
+		err = bpf_skb_adjust_room(skb, len, BPF_ADJ_ROOM_MAC, flags);
+	if (err)
+		return -1;
+	if (bpf_skb_store_bytes(skb, 0, inner, sizeof(*inner), 0))
+		return -2;
+	return 0;
+}
+
+static __always_inline int from_underlay(struct __sk_buff *skb, const struct config *cfg)
+{
+	struct ethhdr eth;
+	struct tunnel t = {};
+
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) || parse_outer(skb, eth.h_proto, &t))
+		return TC_ACT_OK; /* not ours */
+	__s64 v = parse_tunnel(skb, &t);
+	if (v < 0)
+		return TC_ACT_OK;
+	__u32 vsid = v;
+
+	struct ethhdr inner;
+	__u32 off = ETH_HLEN + t.hdr_len;
+	if (bpf_skb_load_bytes(skb, off, &inner, sizeof(inner)) || (inner.h_dest[0] & 1))
+		return underlay_slow_path(cfg, vsid);
+
+	struct ingress_key k = {.vsid = vsid, .pa_family = t.pa_family};
+	copy16(k.src_pa, t.src_pa);
+	__builtin_memcpy(k.src_mac, inner.h_source, ETH_ALEN);
+	__builtin_memcpy(k.dst_mac, inner.h_dest, ETH_ALEN);
+	off += ETH_HLEN;
+	if (inner.h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || ip.version != 4)
+			return underlay_slow_path(cfg, vsid);
+		k.family = FAMILY_V4;
+		copy4(k.src_ca, &ip.saddr);
+		copy4(k.dst_ca, &ip.daddr);
+	} else if (inner.h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip;
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || ip.version != 6)
+			return underlay_slow_path(cfg, vsid);
+		k.family = FAMILY_V6;
+		copy16(k.src_ca, ip.saddr.in6_u.u6_addr8);
+		copy16(k.dst_ca, ip.daddr.in6_u.u6_addr8);
+	} else {
+		return underlay_slow_path(cfg, vsid); /* VLAN, ARP, redirects */
+	}
+
+	struct ingress *d = bpf_map_lookup_elem(&wnv_ingress, &k);
+	if (!d || d->gen != cfg->gen)
+		return underlay_slow_path(cfg, vsid);
+	__u32 ifindex = d->ifindex;
+	struct port *p = bpf_map_lookup_elem(&wnv_ports, &ifindex);
+	if (!p)
+		return underlay_slow_path(cfg, vsid);
+
+	int err = decapsulate(skb, &t, &inner);
+	if (err == -1)
+		return underlay_slow_path(cfg, vsid);
+	if (err) {
+		count_path(PATH_ERRORS);
+		return TC_ACT_SHOT;
+	}
+	struct port_stats *ps = port_stats(p);
+	if (ps) {
+		ps->tx_frames += 1;
+		ps->tx_bytes += skb->len;
+	}
+	struct vsid_stats *vs = vsid_stats(vsid);
+	if (vs)
+		vs->decapsulated += 1;
+	count_path(PATH_UNDERLAY_FAST);
+	return bpf_redirect(ifindex, 0);
+}
+
+SEC("tcx/ingress")
+int wnv_underlay(struct __sk_buff *skb)
+{
+	struct config *cfg = get_config();
+	if (!cfg || (cfg->flags & CFG_FAST_PATH_OFF))
+		return TC_ACT_OK;
+	return from_underlay(skb, cfg);
+}

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Shared between datapath.c and the Go package (bpf2go generates the Go
+ * types from these structs' BTF; layout_test.go checks the sizes). Every
+ * struct used as a map key has its padding spelled out, so that C and Go
+ * both zero it and equal keys hash equally.
+ *
+ * Addresses are 16 bytes with a family next to them: an IPv4 address sits
+ * in the first 4 bytes, the other 12 are zero.
+ */
+#ifndef WNV_DATAPATH_H
+#define WNV_DATAPATH_H
+
+#include <linux/types.h>
+
+/* skb->mark of a frame handed to the slow path ("WNVS"); see to_slow_path. */
+#define SLOW_MARK 0x574e5653
+
+#define MAX_PORTS 4096	      /* port indexes, and ports attached */
+#define MAX_VSIDS 4096	      /* VSID counter entries (only Go creates them) */
+#define MAX_PORT_CAS 65536
+#define MAX_EGRESS 65536
+#define MAX_INGRESS 65536
+#define MAX_LOCAL_PAS 64
+#define NUM_REASON_SLOTS 64
+
+/* Drop reasons, numbered as vswitch.Reason. */
+#define REASON_MALFORMED 1
+#define REASON_SPOOFED_MAC 3
+#define REASON_SLOW_PATH_DOWN 28
+
+#define FAMILY_V4 4
+#define FAMILY_V6 6
+
+/* config.flags */
+#define CFG_FAST_PATH_OFF 1
+
+struct config {
+	__u64 gen;		/* decisions of another generation are misses */
+	__u64 slow_deadline_ns; /* CLOCK_MONOTONIC; the slow path is down after it */
+	__u32 flags;
+	__u32 underlay_ifindex;
+};
+
+/* port.flags */
+#define PORT_L2_ONLY 1
+
+struct port {
+	__u32 index; /* the Go switch's port index: counters */
+	__u32 vsid;
+	__u8 mac[6];
+	__u8 flags;
+	__u8 pad;
+};
+
+/* Key of port_cas (a CA a port may send from) and of egress (a port's
+ * destination). */
+struct addr_key {
+	__u32 ifindex;
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+/* Key of local_pas. */
+struct pa_key {
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+/* egress.kind */
+#define KIND_LOCAL 1
+#define KIND_ENCAP 2
+
+/* egress.encap: policy.Encapsulation's numbers. */
+#define ENCAP_NVGRE 0
+#define ENCAP_VXLAN 1
+
+struct egress {
+	__u64 gen;
+	__u32 out_ifindex; /* the local port's, or the underlay's */
+	__u32 vsid;	   /* the destination's VSID */
+	__u32 max_len;	   /* largest inner frame (Ethernet header included) that fits */
+	__u8 kind;
+	__u8 routed;
+	__u8 encap;
+	__u8 outer_family;
+	__u8 dst_mac[6];
+	__u8 pad[2];
+	__u8 src_pa[16];
+	__u8 dst_pa[16];
+};
+
+struct ingress_key {
+	__u32 vsid;
+	__u8 family;	/* of the inner CAs */
+	__u8 pa_family; /* of the outer source PA */
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+	__u8 pad[2];
+	__u8 src_pa[16];
+	__u8 src_ca[16];
+	__u8 dst_ca[16];
+};
+
+struct ingress {
+	__u64 gen;
+	__u32 ifindex;
+	__u32 pad;
+};
+
+struct port_stats {
+	__u64 rx_frames; /* from the VM, forwarded by the fast path */
+	__u64 rx_bytes;
+	__u64 tx_frames; /* to the VM, by the fast path */
+	__u64 tx_bytes;
+	__u64 drops;
+};
+
+struct vsid_stats {
+	__u64 encapsulated;
+	__u64 decapsulated;
+	__u64 local;
+	__u64 drops;
+};
+
+/* Index of path_stats. */
+#define PATH_PORT_FAST 0
+#define PATH_UNDERLAY_FAST 1
+#define PATH_PORT_SLOW 2
+#define PATH_UNDERLAY_SLOW 3
+#define PATH_ERRORS 4 /* dropped: a helper failed after the frame was changed */
+#define NUM_PATHS 8
+
+#endif

@@ -1,0 +1,504 @@
+package fastpath
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+)
+
+// Port is what the port program knows of a port.
+type Port struct {
+	Index  int    // the Go switch's port index, for counters; < MaxPorts
+	VSID   uint32 // the port's virtual subnet
+	MAC    packet.MAC
+	CAs    []netip.Addr // the addresses it may send from
+	L2Only bool         // any source CA: the port's CAs are learned (L2Only records)
+}
+
+// Egress is a decision for the frames from port Ifindex to CA Dst: deliver
+// them to the local port OutIfindex, or encapsulate them and send them out
+// of the underlay OutIfindex.
+type Egress struct {
+	Ifindex int
+	Dst     netip.Addr // IPv4 as a 4-byte address: its family is the packet's
+	Gen     uint64     // the generation it was decided in
+	Local   bool
+	// OutIfindex is the local port's interface, or the underlay's.
+	OutIfindex int
+	DstMAC     packet.MAC // the destination's: the new destination MAC
+	// Routed: source MAC := vswitch.GatewayMAC and TTL (hop limit) − 1; a
+	// frame with TTL 1 goes to the slow path for the ICMP error.
+	Routed bool
+	Encap  policy.Encapsulation
+	VSID   uint32     // the destination's: NVGRE key or VXLAN VNI, and counters
+	SrcPA  netip.Addr // outer source, a local PA
+	DstPA  netip.Addr
+	// MaxLen is the longest inner frame, Ethernet header included, whose
+	// encapsulation fits the underlay MTU (see MaxLen); a longer one goes
+	// to the slow path, which answers "fragmentation needed" or "packet
+	// too big". For a GSO frame each segment is checked.
+	MaxLen int
+}
+
+// EgressKey names an egress decision.
+type EgressKey struct {
+	Ifindex int
+	Dst     netip.Addr
+}
+
+// Key returns e's key.
+func (e *Egress) Key() EgressKey { return EgressKey{e.Ifindex, e.Dst} }
+
+// Ingress is a decision for NVGRE or VXLAN packets of VSID from SrcPA
+// whose inner frame goes from (SrcMAC, SrcCA) to (DstMAC, DstCA): deliver
+// it to the port at Ifindex. What the Go switch validates on arrival is in
+// the key.
+type Ingress struct {
+	VSID   uint32
+	SrcPA  netip.Addr
+	SrcCA  netip.Addr
+	SrcMAC packet.MAC
+	DstCA  netip.Addr // of SrcCA's family
+	DstMAC packet.MAC
+	Gen    uint64
+	// Ifindex is the local port's interface.
+	Ifindex int
+}
+
+// IngressKey names an ingress decision.
+type IngressKey struct {
+	VSID   uint32
+	SrcPA  netip.Addr
+	SrcCA  netip.Addr
+	SrcMAC packet.MAC
+	DstCA  netip.Addr
+	DstMAC packet.MAC
+}
+
+// Key returns in's key.
+func (in *Ingress) Key() IngressKey {
+	return IngressKey{in.VSID, in.SrcPA, in.SrcCA, in.SrcMAC, in.DstCA, in.DstMAC}
+}
+
+// Encapsulation overheads in bytes (outer IP header and tunnel header; the
+// inner Ethernet header is part of the frame).
+const (
+	overheadNVGRE4 = 20 + 8
+	overheadVXLAN4 = 20 + 8 + 8
+	overheadNVGRE6 = 40 + 8
+	overheadVXLAN6 = 40 + 8 + 8
+)
+
+// MaxLen is Egress.MaxLen for an underlay of MTU mtu: the longest inner
+// frame whose encapsulation in e over IPv6 (outer6) or IPv4 fits.
+func MaxLen(mtu int, e policy.Encapsulation, outer6 bool) int {
+	over := overheadNVGRE4
+	switch {
+	case outer6 && e == policy.EncapVXLAN:
+		over = overheadVXLAN6
+	case outer6:
+		over = overheadNVGRE6
+	case e == policy.EncapVXLAN:
+		over = overheadVXLAN4
+	}
+	return mtu - over
+}
+
+// family and addr16 are how the maps hold an address: its family (4 or
+// 6) and 16 bytes, IPv4 in the first 4.
+func family(a netip.Addr) uint8 {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+func addr16(a netip.Addr) (b [16]byte) {
+	if a.Is4() {
+		v := a.As4()
+		copy(b[:], v[:])
+		return b
+	}
+	return a.As16()
+}
+
+func addrFrom(fam uint8, b [16]byte) netip.Addr {
+	if fam == 4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(b)
+}
+
+func unicastMAC(m packet.MAC) bool { return !m.IsZero() && !m.IsMulticast() }
+
+const maxVSID = 1<<24 - 1
+
+func egressKey(k EgressKey) (datapathAddrKey, error) {
+	if k.Ifindex <= 0 || !k.Dst.IsValid() {
+		return datapathAddrKey{}, fmt.Errorf("fast path: egress key (ifindex %d, destination %v) needs a positive ifindex and a valid address", k.Ifindex, k.Dst)
+	}
+	return datapathAddrKey{Ifindex: uint32(k.Ifindex), Family: family(k.Dst), Addr: addr16(k.Dst)}, nil
+}
+
+func (e *Egress) marshal() (datapathAddrKey, datapathEgress, error) {
+	k, err := egressKey(e.Key())
+	if err != nil {
+		return k, datapathEgress{}, err
+	}
+	v := datapathEgress{Gen: e.Gen, OutIfindex: uint32(e.OutIfindex), Vsid: e.VSID, DstMac: e.DstMAC, Encap: uint8(e.Encap)}
+	if e.Routed {
+		v.Routed = 1
+	}
+	switch {
+	case e.OutIfindex <= 0:
+		err = fmt.Errorf("fast path: egress to %v from interface %d: out ifindex %d is not positive", e.Dst, e.Ifindex, e.OutIfindex)
+	case !unicastMAC(e.DstMAC):
+		err = fmt.Errorf("fast path: egress to %v from interface %d: destination MAC %v is not unicast", e.Dst, e.Ifindex, e.DstMAC)
+	case e.VSID > maxVSID:
+		err = fmt.Errorf("fast path: egress to %v from interface %d: VSID %d is longer than 24 bits", e.Dst, e.Ifindex, e.VSID)
+	case e.Local:
+		v.Kind = 1
+	case !e.SrcPA.IsValid() || !e.DstPA.IsValid() || e.SrcPA.Is4() != e.DstPA.Is4():
+		err = fmt.Errorf("fast path: egress to %v from interface %d: PAs %v and %v must be valid and of one family", e.Dst, e.Ifindex, e.SrcPA, e.DstPA)
+	case e.Encap != policy.EncapNVGRE && e.Encap != policy.EncapVXLAN:
+		err = fmt.Errorf("fast path: egress to %v from interface %d: encapsulation %d is neither NVGRE nor VXLAN", e.Dst, e.Ifindex, e.Encap)
+	case e.MaxLen <= 0:
+		err = fmt.Errorf("fast path: egress to %v from interface %d: max length %d is not positive", e.Dst, e.Ifindex, e.MaxLen)
+	default:
+		v.Kind = 2
+		v.OuterFamily = family(e.DstPA)
+		v.SrcPa, v.DstPa = addr16(e.SrcPA), addr16(e.DstPA)
+		v.MaxLen = uint32(e.MaxLen)
+	}
+	return k, v, err
+}
+
+func unmarshalEgress(k datapathAddrKey, v datapathEgress) Egress {
+	e := Egress{
+		Ifindex: int(k.Ifindex), Dst: addrFrom(k.Family, k.Addr), Gen: v.Gen, Local: v.Kind == 1,
+		OutIfindex: int(v.OutIfindex), DstMAC: v.DstMac, Routed: v.Routed != 0, VSID: v.Vsid,
+	}
+	if !e.Local {
+		e.Encap = policy.Encapsulation(v.Encap)
+		e.SrcPA, e.DstPA = addrFrom(v.OuterFamily, v.SrcPa), addrFrom(v.OuterFamily, v.DstPa)
+		e.MaxLen = int(v.MaxLen)
+	}
+	return e
+}
+
+func ingressKey(k IngressKey) (datapathIngressKey, error) {
+	switch {
+	case k.VSID > maxVSID:
+		return datapathIngressKey{}, fmt.Errorf("fast path: ingress key: VSID %d is longer than 24 bits", k.VSID)
+	case !k.SrcPA.IsValid():
+		return datapathIngressKey{}, fmt.Errorf("fast path: ingress key for VSID %d: source PA is not valid", k.VSID)
+	case !k.SrcCA.IsValid() || !k.DstCA.IsValid() || k.SrcCA.Is4() != k.DstCA.Is4():
+		return datapathIngressKey{}, fmt.Errorf("fast path: ingress key for VSID %d: CAs %v and %v must be valid and of one family", k.VSID, k.SrcCA, k.DstCA)
+	}
+	return datapathIngressKey{
+		Vsid: k.VSID, Family: family(k.SrcCA), PaFamily: family(k.SrcPA), SrcMac: k.SrcMAC, DstMac: k.DstMAC,
+		SrcPa: addr16(k.SrcPA), SrcCa: addr16(k.SrcCA), DstCa: addr16(k.DstCA),
+	}, nil
+}
+
+// InstallEgress installs decisions, replacing those with the same keys.
+// Nothing is installed if one of them is invalid.
+func (d *Datapath) InstallEgress(es []Egress) error {
+	keys := make([]datapathAddrKey, len(es))
+	vals := make([]datapathEgress, len(es))
+	for i := range es {
+		var err error
+		if keys[i], vals[i], err = es[i].marshal(); err != nil {
+			return err
+		}
+	}
+	return batchPut(d.objs.WnvEgress, keys, vals)
+}
+
+// InstallIngress installs decisions, replacing those with the same keys.
+// Nothing is installed if one of them is invalid.
+func (d *Datapath) InstallIngress(ins []Ingress) error {
+	keys := make([]datapathIngressKey, len(ins))
+	vals := make([]datapathIngress, len(ins))
+	for i := range ins {
+		k, err := ingressKey(ins[i].Key())
+		if err != nil {
+			return err
+		}
+		if ins[i].Ifindex <= 0 {
+			return fmt.Errorf("fast path: ingress decision for VSID %d to %v: ifindex %d is not positive", ins[i].VSID, ins[i].DstCA, ins[i].Ifindex)
+		}
+		keys[i], vals[i] = k, datapathIngress{Gen: ins[i].Gen, Ifindex: uint32(ins[i].Ifindex)}
+	}
+	return batchPut(d.objs.WnvIngress, keys, vals)
+}
+
+// batchPut writes keys and values in one batch where the kernel has batch
+// updates, else one by one.
+func batchPut[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := m.BatchUpdate(keys, vals, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		err = nil
+		for i := range keys {
+			if err = m.Put(&keys[i], &vals[i]); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("fast path: install %d decisions in %s: %w", len(keys), m, err)
+	}
+	return nil
+}
+
+// Egresses lists the installed egress decisions, of every generation.
+func (d *Datapath) Egresses() ([]Egress, error) {
+	var (
+		k   datapathAddrKey
+		v   datapathEgress
+		out []Egress
+	)
+	it := d.objs.WnvEgress.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, unmarshalEgress(k, v))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("fast path: list the egress decisions: %w", err)
+	}
+	return out, nil
+}
+
+// Ingresses lists the installed ingress decisions, of every generation.
+func (d *Datapath) Ingresses() ([]Ingress, error) {
+	var (
+		k   datapathIngressKey
+		v   datapathIngress
+		out []Ingress
+	)
+	it := d.objs.WnvIngress.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, Ingress{
+			VSID: k.Vsid, SrcPA: addrFrom(k.PaFamily, k.SrcPa), SrcCA: addrFrom(k.Family, k.SrcCa), SrcMAC: k.SrcMac,
+			DstCA: addrFrom(k.Family, k.DstCa), DstMAC: k.DstMac, Gen: v.Gen, Ifindex: int(v.Ifindex),
+		})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("fast path: list the ingress decisions: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteEgress removes decisions; missing ones are no error.
+func (d *Datapath) DeleteEgress(keys ...EgressKey) error {
+	for _, k := range keys {
+		mk, err := egressKey(k)
+		if err != nil {
+			return err
+		}
+		if err := d.objs.WnvEgress.Delete(&mk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("fast path: delete the egress decision for %v from interface %d: %w", k.Dst, k.Ifindex, err)
+		}
+	}
+	return nil
+}
+
+// DeleteIngress removes decisions; missing ones are no error.
+func (d *Datapath) DeleteIngress(keys ...IngressKey) error {
+	for _, k := range keys {
+		mk, err := ingressKey(k)
+		if err != nil {
+			return err
+		}
+		if err := d.objs.WnvIngress.Delete(&mk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("fast path: delete the ingress decision for VSID %d to %v: %w", k.VSID, k.DstCA, err)
+		}
+	}
+	return nil
+}
+
+// AttachPort makes ifindex a port and attaches the port program to it, or
+// replaces the program an earlier wnvd attached. Changing an attached
+// port's VSID, MAC or L2Only bumps the generation.
+func (d *Datapath) AttachPort(ifindex int, p Port) error {
+	if err := d.setPort(ifindex, p); err != nil {
+		return err
+	}
+	return d.attach(d.objs.WnvPort, kindPort, ifindex)
+}
+
+// setPort writes the port's entries in the maps.
+func (d *Datapath) setPort(ifindex int, p Port) error {
+	v := datapathPort{Index: uint32(p.Index), Vsid: p.VSID, Mac: p.MAC}
+	if p.L2Only {
+		v.Flags = portL2Only
+	}
+	switch {
+	case ifindex <= 0:
+		return fmt.Errorf("fast path: port ifindex %d is not positive", ifindex)
+	case p.Index < 0 || p.Index >= MaxPorts:
+		return fmt.Errorf("fast path: port %d: index %d is not in [0, %d)", ifindex, p.Index, MaxPorts)
+	case p.VSID > maxVSID:
+		return fmt.Errorf("fast path: port %d: VSID %d is longer than 24 bits", ifindex, p.VSID)
+	case !unicastMAC(p.MAC):
+		return fmt.Errorf("fast path: port %d: MAC %v is not unicast", ifindex, p.MAC)
+	}
+	cas := make(map[datapathAddrKey]bool, len(p.CAs))
+	for _, ca := range p.CAs {
+		if !ca.IsValid() {
+			return fmt.Errorf("fast path: port %d: a CA is not a valid address", ifindex)
+		}
+		cas[datapathAddrKey{Ifindex: uint32(ifindex), Family: family(ca), Addr: addr16(ca)}] = true
+	}
+
+	d.mu.Lock()
+	var old datapathPort
+	changed := d.objs.WnvPorts.Lookup(uint32(ifindex), &old) == nil && old != v
+	err := d.objs.WnvPorts.Put(uint32(ifindex), &v)
+	if err == nil {
+		err = d.syncCAs(uint32(ifindex), cas)
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("fast path: port %d: %w", ifindex, err)
+	}
+	if changed {
+		if _, err := d.BumpGeneration(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncCAs makes want the CAs of port ifindex.
+func (d *Datapath) syncCAs(ifindex uint32, want map[datapathAddrKey]bool) error {
+	var (
+		k     datapathAddrKey
+		v     uint8
+		stale []datapathAddrKey
+	)
+	it := d.objs.WnvPortCas.Iterate()
+	for it.Next(&k, &v) {
+		if k.Ifindex == ifindex && !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for i := range stale {
+		if err := d.objs.WnvPortCas.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	one := uint8(1)
+	for k := range want {
+		if err := d.objs.WnvPortCas.Put(&k, &one); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DetachPort detaches the port program from ifindex, forgets the port and
+// bumps the generation, so no decision delivers to it or from it.
+func (d *Datapath) DetachPort(ifindex int) error {
+	err := unpinLink(d.linkPath(kindPort, ifindex))
+	d.mu.Lock()
+	if e := d.objs.WnvPorts.Delete(uint32(ifindex)); e != nil && !errors.Is(e, ebpf.ErrKeyNotExist) {
+		err = errors.Join(err, e)
+	}
+	err = errors.Join(err, d.syncCAs(uint32(ifindex), nil))
+	d.mu.Unlock()
+	_, e := d.BumpGeneration()
+	if err = errors.Join(err, e); err != nil {
+		return fmt.Errorf("fast path: detach port %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// Ports lists the ports by ifindex, as installed (by an earlier wnvd, too).
+func (d *Datapath) Ports() (map[int]Port, error) {
+	ports := map[int]Port{}
+	var (
+		ifindex uint32
+		v       datapathPort
+	)
+	it := d.objs.WnvPorts.Iterate()
+	for it.Next(&ifindex, &v) {
+		ports[int(ifindex)] = Port{Index: int(v.Index), VSID: v.Vsid, MAC: v.Mac, L2Only: v.Flags&portL2Only != 0}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("fast path: list the ports: %w", err)
+	}
+	var (
+		k datapathAddrKey
+		b uint8
+	)
+	ci := d.objs.WnvPortCas.Iterate()
+	for ci.Next(&k, &b) {
+		if p, ok := ports[int(k.Ifindex)]; ok {
+			p.CAs = append(p.CAs, addrFrom(k.Family, k.Addr))
+			ports[int(k.Ifindex)] = p
+		}
+	}
+	if err := ci.Err(); err != nil {
+		return nil, fmt.Errorf("fast path: list the ports' CAs: %w", err)
+	}
+	for i, p := range ports {
+		slices.SortFunc(p.CAs, netip.Addr.Compare)
+		ports[i] = p
+	}
+	return ports, nil
+}
+
+// SetLocalPAs makes pas the provider addresses the underlay program
+// decapsulates for.
+func (d *Datapath) SetLocalPAs(pas []netip.Addr) error {
+	want := map[datapathPaKey]bool{}
+	for _, a := range pas {
+		if !a.IsValid() {
+			return errors.New("fast path: a local PA is not a valid address")
+		}
+		want[datapathPaKey{Family: family(a), Addr: addr16(a)}] = true
+	}
+	if len(want) > 64 {
+		return fmt.Errorf("fast path: %d local PAs are more than 64", len(want))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var (
+		k     datapathPaKey
+		v     uint8
+		stale []datapathPaKey
+	)
+	it := d.objs.WnvLocalPas.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("fast path: list the local PAs: %w", err)
+	}
+	for i := range stale {
+		if err := d.objs.WnvLocalPas.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("fast path: remove a local PA: %w", err)
+		}
+	}
+	one := uint8(1)
+	for k := range want {
+		if err := d.objs.WnvLocalPas.Put(&k, &one); err != nil {
+			return fmt.Errorf("fast path: add local PA %v: %w", addrFrom(k.Family, k.Addr), err)
+		}
+	}
+	return nil
+}

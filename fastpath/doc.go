@@ -1,0 +1,35 @@
+// Package fastpath is wnv's kernel fast path: two TC (tcx) eBPF programs
+// that forward what the Go switch (package vswitch) has decided, without
+// copying packets to userspace. The Go switch stays the one place where
+// policy is decided; this package only executes its decisions.
+//
+// wnv_port runs at the tcx ingress of every VM port (a TAP or the host end
+// of a veth), where the frames a VM sends arrive. For an untagged unicast
+// IPv4 or IPv6 frame from the port's MAC and one of its CAs, to a
+// destination with a current egress decision, it rewrites the frame
+// (destination MAC; when routed, the gateway's MAC and TTL−1) and delivers
+// it to a local port or encapsulates it (NVGRE or VXLAN, with the tunnel
+// GSO state, so a VM's TSO super-frames stay whole) and sends it to the
+// underlay through the kernel's route and neighbour tables. A frame from
+// another MAC is dropped (spoofed-mac); everything else goes to the slow
+// path: the program marks it with SlowMark and redirects it to the ingress
+// of the same port, where wnvd's packet socket (filtered on SlowMark) reads
+// it and the program drops the marked copy, so the host's stack never sees
+// a VM's frame.
+//
+// wnv_underlay runs at the tcx ingress of the underlay interface. An NVGRE
+// or VXLAN packet to a local PA whose (VSID, source PA, inner MACs and CAs)
+// has a current ingress decision is decapsulated and delivered to the
+// decision's port; any other tunnel packet to a local PA is left to the
+// host's stack, which hands it to wnvd's GRE and UDP sockets; any other
+// packet passes untouched.
+//
+// Decisions carry a generation: one that is not the current one
+// (SetGeneration, BumpGeneration) is a miss, so one write invalidates all
+// of them when policy or ports change. If wnvd has not called
+// SlowPathAlive recently, what would go to the slow path is dropped and
+// counted as slow-path-down.
+//
+// Maps and links are pinned under Config.PinDir: forwarding goes on while
+// wnvd is down or restarting (fail static), and Open adopts what it finds.
+package fastpath

@@ -1,0 +1,71 @@
+package fastpath
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/wnv/wnv/vswitch"
+)
+
+// TestLayout checks that the Go types have the sizes of the C structs in
+// the committed object's BTF, and that the maps hold what the Go side
+// reads and writes.
+func TestLayout(t *testing.T) {
+	spec, err := loadDatapath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]any{
+		"config": datapathConfig{}, "port": datapathPort{}, "addr_key": datapathAddrKey{}, "pa_key": datapathPaKey{},
+		"egress": datapathEgress{}, "ingress_key": datapathIngressKey{}, "ingress": datapathIngress{},
+		"port_stats": datapathPortStats{}, "vsid_stats": datapathVsidStats{},
+	} {
+		var s *btf.Struct
+		if err := spec.Types.TypeByName(name, &s); err != nil {
+			t.Errorf("struct %s: %v", name, err)
+			continue
+		}
+		if got := binary.Size(v); got != int(s.Size) {
+			t.Errorf("struct %s: Go size %d, C size %d", name, got, s.Size)
+		}
+	}
+	for name, kv := range map[string][2]int{
+		datapathMapWnvPorts:   {4, binary.Size(datapathPort{})},
+		datapathMapWnvPortCas: {binary.Size(datapathAddrKey{}), 1},
+		datapathMapWnvEgress:  {binary.Size(datapathAddrKey{}), binary.Size(datapathEgress{})},
+		datapathMapWnvIngress: {binary.Size(datapathIngressKey{}), binary.Size(datapathIngress{})},
+		datapathMapWnvReasons: {4, 8},
+	} {
+		m := spec.Maps[name]
+		if int(m.KeySize) != kv[0] || int(m.ValueSize) != kv[1] {
+			t.Errorf("map %s: key %d value %d bytes, want %d, %d", name, m.KeySize, m.ValueSize, kv[0], kv[1])
+		}
+	}
+	if m := spec.Maps[datapathMapWnvPortStats]; m.MaxEntries != MaxPorts {
+		t.Errorf("port counters hold %d ports, want %d", m.MaxEntries, MaxPorts)
+	}
+	if m := spec.Maps[datapathMapWnvReasons]; m.MaxEntries != NumReasonSlots {
+		t.Errorf("reason counters hold %d, want %d", m.MaxEntries, NumReasonSlots)
+	}
+}
+
+// TestReasons keeps the reason numbers in step with vswitch's.
+func TestReasons(t *testing.T) {
+	for _, c := range []struct {
+		got  int
+		want vswitch.Reason
+	}{
+		{ReasonMalformed, vswitch.ReasonMalformed},
+		{ReasonSpoofedMAC, vswitch.ReasonSpoofedMAC},
+		{ReasonSlowPathDown, vswitch.ReasonHoldOverflow + 1},
+	} {
+		if c.got != int(c.want) {
+			t.Errorf("reason %d, vswitch's %v is %d", c.got, c.want, c.want)
+		}
+	}
+	if ReasonSlowPathDown >= NumReasonSlots {
+		t.Errorf("slow-path-down (%d) has no counter", ReasonSlowPathDown)
+	}
+}

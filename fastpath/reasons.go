@@ -1,0 +1,15 @@
+package fastpath
+
+// Drop reasons the programs count, numbered as vswitch.Reason, so that
+// the counts of both paths add up per reason.
+const (
+	ReasonMalformed  = 1 // vswitch.ReasonMalformed
+	ReasonSpoofedMAC = 3 // vswitch.ReasonSpoofedMAC
+	// ReasonSlowPathDown ("slow-path-down"): a frame for the slow path
+	// while wnvd is not running. It is to be added to vswitch/reasons.go
+	// as the next number after vswitch.ReasonHoldOverflow.
+	ReasonSlowPathDown = 28
+
+	// NumReasonSlots is the size of Counters.Reasons.
+	NumReasonSlots = 64
+)

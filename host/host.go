@@ -8,9 +8,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/notify"
@@ -27,7 +30,26 @@ type Config struct {
 	// as one tunnel GSO packet (see dataplane.TunnelGSO); empty cuts them
 	// into segments in userspace and sends those on the PA's sockets.
 	GSOTAP string
-	Log    *slog.Logger
+	// PinDir is where the kernel fast path's programs and maps are pinned
+	// (on a bpf filesystem); they outlive wnvd.
+	PinDir string
+	// SlowPathOnly switches every frame in wnvd (--fast-path=off): the
+	// kernel programs then only hand frames to it.
+	SlowPathOnly bool
+	Log          *slog.Logger
+}
+
+// DefaultPinDir is where a host pins its fast path unless told otherwise:
+// per host name and network namespace, so hosts of a lab on one machine
+// keep theirs apart, and a restarted wnvd finds its own.
+func DefaultPinDir(name string) string {
+	var ino uint64
+	if st, err := os.Stat("/proc/self/ns/net"); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			ino = sys.Ino
+		}
+	}
+	return fmt.Sprintf("/sys/fs/bpf/wnv/%s-%d", name, ino)
 }
 
 // Host is one running host. Create it with New, then Run it.
@@ -41,6 +63,7 @@ type Host struct {
 	underlayIndex int
 	underlayMTU   int
 	gso           *dataplane.TunnelGSO // nil: super-frames are segmented here
+	k             *kernel
 
 	mu    sync.Mutex // serialises port attach/detach
 	ports map[string]*port
@@ -68,7 +91,15 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("underlay %w", err)
 	}
+	if cfg.PinDir == "" {
+		cfg.PinDir = DefaultPinDir(cfg.Name)
+	}
+	k, err := openKernel(cfg, idx)
+	if err != nil {
+		return nil, fmt.Errorf("kernel fast path: %w", err)
+	}
 	h := &Host{
+		k:             k,
 		cfg:           cfg,
 		store:         policy.NewStore(),
 		hub:           hub,
@@ -84,11 +115,17 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		}
 	}
 	h.pas.init()
+	h.pas.changed = func(pas []netip.Addr) {
+		if err := h.k.setLocalPAs(pas); err != nil {
+			h.log.Error("fast path: local PAs", "err", err)
+		}
+	}
 	h.socks.Store(&[]*dataplane.Port{})
 	h.sw = vswitch.New(vswitch.Config{UnderlayMTU: mtu, Events: hub})
 	h.sw.SetPolicy(h.store.Table())
 	h.store.Subscribe(func(t *policy.Table) {
 		h.sw.SetPolicy(t)
+		h.syncKernel()
 		h.kick()
 		if hub != nil {
 			// A CA seen behind a new PA (Set, a fetched record, a redirect).
@@ -99,6 +136,14 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		}
 	})
 	return h, nil
+}
+
+// syncKernel makes the switch's generation the kernel's, after every change
+// of policy or ports: from then on no decision made before is executed.
+func (h *Host) syncKernel() {
+	if err := h.k.sync(h.sw); err != nil {
+		h.log.Error("fast path: generation", "err", err)
+	}
 }
 
 func (h *Host) kick() {
@@ -112,7 +157,11 @@ func (h *Host) kick() {
 // every TAP, socket and address the host created.
 func (h *Host) Run(ctx context.Context) error {
 	h.ctx = ctx
-	h.wg.Add(1)
+	h.wg.Add(2)
+	go func() {
+		defer h.wg.Done()
+		h.k.heartbeat(ctx)
+	}()
 	go func() {
 		defer h.wg.Done()
 		h.reconcilePAs(ctx)
@@ -129,9 +178,15 @@ func (h *Host) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close removes what New created (the GSO TAP), for a host that is not
-// going to Run; Run does it when it ends.
+// Close removes what New created (the GSO TAP, the kernel fast path), for a
+// host that is not going to Run; Run does it when it ends.
 func (h *Host) Close() {
+	if h.k != nil {
+		if err := h.k.close(true, h.cfg.PinDir); err != nil {
+			h.log.Warn("closing the kernel fast path", "err", err)
+		}
+		h.k = nil
+	}
 	if h.gso != nil {
 		if err := h.gso.Close(); err != nil {
 			h.log.Warn("closing the GSO TAP", "err", err)
@@ -161,10 +216,7 @@ func (h *Host) NextHop(q provider.NextHopQuery) (provider.NextHop, error) {
 // namedPorts gives the counters of the attached ports their names; counters
 // of a port index no longer attached are left out.
 func (h *Host) namedPorts(ports []vswitch.PortSnapshot) []provider.NamedPortCounters {
-	names := map[int]string{}
-	for _, p := range h.sw.Ports().Ports() {
-		names[p.Index] = p.Name
-	}
+	names := h.portNames()
 	var out []provider.NamedPortCounters
 	for _, p := range ports {
 		if name, ok := names[p.Index]; ok {
@@ -175,7 +227,16 @@ func (h *Host) namedPorts(ports []vswitch.PortSnapshot) []provider.NamedPortCoun
 	return out
 }
 
-// Counters snapshots the switch's counters with port names.
+// portNames names the attached ports by index.
+func (h *Host) portNames() map[int]string {
+	names := map[int]string{}
+	for _, p := range h.sw.Ports().Ports() {
+		names[p.Index] = p.Name
+	}
+	return names
+}
+
+// Counters snapshots the counters of both paths with port names.
 func (h *Host) Counters() provider.Counters {
 	ports, vsids, reasons := h.sw.Counters.Snapshot()
 	var c provider.Counters
@@ -203,6 +264,9 @@ func (h *Host) Counters() provider.Counters {
 	if h.gso != nil {
 		st := provider.GSOCounters(h.gso.Stats())
 		c.GSO = &st
+	}
+	if err := h.k.counters(&c, h.portNames()); err != nil {
+		h.log.Warn("fast path counters", "err", err)
 	}
 	return c
 }

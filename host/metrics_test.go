@@ -2,6 +2,7 @@ package host
 
 import (
 	"net/netip"
+	"os"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,11 +13,15 @@ import (
 // TestMetricsExposeDropsAndNotifications scrapes the collector after the
 // switch dropped a malformed underlay packet and the hub raised an event.
 func TestMetricsExposeDropsAndNotifications(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a host loads the kernel fast path")
+	}
 	hub := notify.NewHub(notify.Config{})
 	h, err := New(Config{Name: "h1", Underlay: "lo"}, hub)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.Close)
 	h.Switch().FromUnderlay(netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1"), []byte{0x20, 0x00, 0x08, 0x00})
 	hub.PolicyMismatch(5001, netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("198.18.0.2"))
 	h.mig.redirectsSent.Add(3)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -84,6 +85,20 @@ func tcpBetweenHosts(t *testing.T, encap policy.Encapsulation, gso string) {
 	cs, err := clients[0].Counters(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	checkPaths(t, cs, gso)
+}
+
+// checkPaths checks which path carried a flow's super-frames: the kernel
+// fast path, or (with WNV_FAST_PATH=off) the slow path, through the GSO TAP
+// gso where there is one.
+func checkPaths(t *testing.T, cs provider.Counters, gso string) {
+	t.Helper()
+	if os.Getenv("WNV_FAST_PATH") != "off" {
+		if cs.Paths == nil || cs.Paths.KernelFromPorts == 0 || cs.Paths.KernelFromUnderlay == 0 {
+			t.Errorf("path counters %+v: the kernel fast path carried nothing", cs.Paths)
+		}
+		return
 	}
 	switch g := cs.GSO; {
 	case gso == "" && g != nil:

@@ -18,6 +18,8 @@ type paSet struct {
 	m     map[netip.Addr]*paRun
 	socks atomic.Pointer[map[netip.Addr]*paSockets] // for the workers
 	mu    sync.Mutex                                // guards socks updates from DAD goroutines
+	// changed, if set, learns the PAs with sockets after every change.
+	changed func(pas []netip.Addr)
 }
 
 // paSockets are the underlay sockets of one PA: raw GRE for NVGRE; for
@@ -99,6 +101,13 @@ func (s *paSet) setSocket(a netip.Addr, sock *paSockets) {
 		n[a] = sock
 	}
 	s.socks.Store(&n)
+	if s.changed != nil {
+		pas := make([]netip.Addr, 0, len(n))
+		for a := range n {
+			pas = append(pas, a)
+		}
+		s.changed(pas)
+	}
 }
 
 // reconcilePAs runs until ctx ends: whenever policy changes it starts the PAs

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/fastpath"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
@@ -41,7 +42,7 @@ func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 			return provider.Port{}, kindErr(policy.ErrExists, "Interface %q is already used by port %q", spec.Interface, p.spec.Name)
 		}
 	}
-	sock, err := dataplane.OpenPort(dataplane.PortConfig{Interface: spec.Interface})
+	sock, err := dataplane.OpenPort(dataplane.PortConfig{Interface: spec.Interface, Mark: fastpath.SlowMark})
 	if err != nil {
 		var nf *dataplane.LinkNotFoundError
 		if errors.As(err, &nf) {
@@ -55,6 +56,15 @@ func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
 		delete(h.ports, spec.Name)
 		sock.Close()
 		return provider.Port{}, &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
+	}
+	// The port program keeps the VM's frames from the host's own stack and
+	// hands what it does not forward to the socket.
+	if err := h.k.attachPort(sock.Ifindex(), spec, p.index); err != nil {
+		delete(h.ports, spec.Name)
+		h.publishPortsLocked()
+		h.k.dp.DetachPort(sock.Ifindex())
+		sock.Close()
+		return provider.Port{}, fmt.Errorf("attach port %q: %w", spec.Name, err)
 	}
 	h.sw.Counters.ResetPort(p.index)
 	h.wg.Add(1)
@@ -98,6 +108,10 @@ func (h *Host) detachPortLocked(name string, migrated bool) {
 	if err := h.publishPortsLocked(); err != nil {
 		h.log.Error("port table rebuild after detach", "err", err)
 	}
+	if err := h.k.dp.DetachPort(p.sock.Ifindex()); err != nil {
+		h.log.Warn("detaching the port program", "port", name, "err", err)
+	}
+	h.syncKernel()
 	if err := p.sock.Close(); err != nil {
 		h.log.Warn("closing port", "port", name, "err", err)
 	}
@@ -162,6 +176,7 @@ func (h *Host) publishPortsLocked() error {
 	}
 	h.socks.Store(&socks)
 	h.sw.SetPorts(pt)
+	h.syncKernel()
 	h.checkpointChanged()
 	return nil
 }

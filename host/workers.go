@@ -249,8 +249,12 @@ func (h *Host) portWorker(p *port) {
 	sizes := make([]int, batch)
 	scratch := newBuffers(batch, scratchSize)
 	flows := vswitch.NewFlows()
+	if !h.cfg.SlowPathOnly {
+		flows.RecordDecisions()
+	}
 	r := new(vswitch.Result)
 	var out output
+	var in installer
 	for {
 		n, err := p.sock.ReadBatch(reads, sizes)
 		for i := 0; i < n; i++ {
@@ -283,6 +287,12 @@ func (h *Host) portWorker(p *port) {
 		}
 		out.flush(h)
 		flows.Flush()
+		if ds := flows.Decided(); len(ds) > 0 {
+			in.addEgress(h.k, ds, *h.socks.Load())
+			if ierr := in.flush(h.k); ierr != nil {
+				h.log.Debug("fast path: installing decisions", "err", ierr)
+			}
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return
@@ -339,11 +349,15 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 		pkts[i].Buf = make([]byte, size)
 	}
 	var out output
+	var in installer
 	var results []vswitch.Result
 	for {
 		n, err := s.ReadBatch(pkts)
 		for i := 0; i < n; i++ {
 			p := &pkts[i]
+			// Read before the switch loads its policy: a decision is never
+			// labelled newer than the policy it was made from.
+			gen := h.sw.Generation()
 			step := p.N
 			if p.Segment > 0 {
 				step = p.Segment
@@ -365,6 +379,9 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 					h.forwardMoved(r, payload, encap)
 					continue
 				case vswitch.ToPort:
+					if r.Validated && !h.cfg.SlowPathOnly {
+						in.addIngress(h.k, gen, p.Src, payload, &r, *h.socks.Load())
+					}
 					if hdr, ok := offload.KernelCoalesced(r.Data, wire); ok {
 						out.addSuper(r.Port, hdr, r.Data)
 						continue
@@ -374,6 +391,9 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 			}
 		}
 		out.flush(h)
+		if ierr := in.flush(h.k); ierr != nil {
+			h.log.Debug("fast path: installing decisions", "err", ierr)
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return

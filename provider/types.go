@@ -92,6 +92,19 @@ type Counters struct {
 	Migration           MigrationCounters      `json:"Migration"`
 	// GSO is absent when TCP super-frames are segmented in wnvd.
 	GSO *GSOCounters `json:"GSO,omitempty"`
+	// Paths says how many frames each path carried (absent without the
+	// kernel fast path).
+	Paths *PathCounters `json:"Paths,omitempty"`
+}
+
+// PathCounters count frames by the path that carried them: forwarded by the
+// kernel fast path, or handed by it to wnvd's switch (the slow path). Port
+// and VSID counters include both.
+type PathCounters struct {
+	KernelFromPorts    uint64 `json:"KernelFromPorts"`
+	KernelFromUnderlay uint64 `json:"KernelFromUnderlay"`
+	SlowFromPorts      uint64 `json:"SlowFromPorts"`
+	SlowFromUnderlay   uint64 `json:"SlowFromUnderlay"`
 }
 
 // MigrationCounters count this host's part in live migrations.

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,7 @@ func hostCmd() *cobra.Command {
 		socket       string
 		notifySocket string
 		metricsAddr  string
+		fastPath     string
 		logLevel     string
 		ag           agentFlags
 	)
@@ -72,6 +74,13 @@ func hostCmd() *cobra.Command {
 				cfg.Name, _ = os.Hostname()
 			}
 			cfg.Log = log.With("host", cfg.Name)
+			switch fastPath {
+			case "on":
+			case "off":
+				cfg.SlowPathOnly = true
+			default:
+				return fmt.Errorf("--fast-path %q is invalid: use on or off", fastPath)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return runHost(ctx, cfg, socket, notifySocket, metricsAddr, ag)
@@ -85,6 +94,8 @@ func hostCmd() *cobra.Command {
 	f.StringVar(&notifySocket, "notify-socket", notify.SocketPath(), "notification API Unix socket")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this TCP address (off when empty)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.PinDir, "pin-dir", "", "bpf filesystem directory of the kernel fast path (default /sys/fs/bpf/wnv/<name>-<netns inode>)")
+	f.StringVar(&fastPath, "fast-path", cmp.Or(os.Getenv("WNV_FAST_PATH"), "off"), "on: decided flows are forwarded in the kernel (eBPF); off: every frame goes through wnvd's switch (default $WNV_FAST_PATH, else off until a slow-path receiver completes the partial inner checksums a veth underlay carries)")
 	ag.register(f)
 	return cmd
 }

@@ -1,0 +1,239 @@
+package host
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/fastpath"
+	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
+	"github.com/wnv/wnv/vswitch"
+)
+
+// kernel is the host's side of the kernel fast path: it installs what the
+// switch decided, keeps the kernel's generation in step with the switch's
+// (so no decision outlives the policy or ports it was made from), tells
+// the programs the slow path is alive, and reads their counters.
+type kernel struct {
+	dp *fastpath.Datapath
+	// base maps the switch's generation, which starts again with every
+	// wnvd, to the kernel's, which outlives it and which the datapath also
+	// bumps itself (when a port goes): kernel = base + switch. Both only
+	// grow, so a decision of an older switch generation never maps to the
+	// current kernel one.
+	base     atomic.Uint64
+	mu       sync.Mutex // serialises sync
+	underlay int
+}
+
+// slowPathLease is how long the programs keep handing frames to the slow
+// path after wnvd's last heartbeat; after it they drop them as
+// slow-path-down (wnvd is gone).
+const slowPathLease = time.Second
+
+func openKernel(cfg Config, underlay int) (*kernel, error) {
+	dp, err := fastpath.Open(fastpath.Config{PinDir: cfg.PinDir, UnderlayIfindex: underlay, FastPath: !cfg.SlowPathOnly})
+	if err != nil {
+		return nil, err
+	}
+	k := &kernel{dp: dp, underlay: underlay}
+	k.base.Store(dp.Generation() + 1)
+	if err := dp.SlowPathAlive(time.Now().Add(slowPathLease)); err != nil {
+		dp.Close()
+		return nil, err
+	}
+	return k, nil
+}
+
+// sync makes the switch's current generation the kernel's: every decision
+// made before is stale from now on.
+func (k *kernel) sync(sw *vswitch.Switch) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	gen := k.base.Load() + sw.Generation()
+	if cur := k.dp.Generation(); gen <= cur {
+		k.base.Add(cur + 1 - gen)
+		gen = cur + 1
+	}
+	return k.dp.SetGeneration(gen)
+}
+
+// heartbeat renews the slow path's lease until ctx ends.
+func (k *kernel) heartbeat(ctx context.Context) {
+	t := time.NewTicker(slowPathLease / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = k.dp.SlowPathAlive(time.Now().Add(slowPathLease))
+		}
+	}
+}
+
+// installer turns one worker's decisions into kernel entries; its slices
+// are reused batch after batch.
+type installer struct {
+	egress  []fastpath.Egress
+	ingress []fastpath.Ingress
+}
+
+// egressOf queues the decisions of a batch; ports are the ports' sockets
+// by index, for their interfaces.
+func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*dataplane.Port) {
+	for _, d := range ds {
+		if d.Port >= len(ports) || ports[d.Port] == nil {
+			continue
+		}
+		e := fastpath.Egress{Ifindex: ports[d.Port].Ifindex(), Dst: d.Dst.Unmap(), Gen: k.base.Load() + d.Gen, DstMAC: d.MAC, Routed: d.Routed,
+			VSID: uint32(d.VSID)}
+		if d.Local >= 0 {
+			if d.Local >= len(ports) || ports[d.Local] == nil {
+				continue
+			}
+			e.Local, e.OutIfindex = true, ports[d.Local].Ifindex()
+		} else {
+			e.OutIfindex, e.Encap, e.SrcPA, e.DstPA, e.MaxLen = k.underlay, d.Encap, d.SrcPA, d.DstPA, d.MaxLen
+		}
+		in.egress = append(in.egress, e)
+	}
+}
+
+// addIngress queues the delivery the switch validated for payload (a GRE
+// or VXLAN header and the inner frame) from srcPA, made in generation gen.
+func (in *installer) addIngress(k *kernel, gen uint64, srcPA netip.Addr, payload []byte, r *vswitch.Result, ports []*dataplane.Port) {
+	if r.Port >= len(ports) || ports[r.Port] == nil || len(payload) < vswitch.EncapHeaderLen {
+		return
+	}
+	// NVGRE's key and VXLAN's VNI both carry the VSID in bytes 4..6.
+	vsid := binary.BigEndian.Uint32(payload[4:8]) >> 8
+	eth, err := packet.ParseEthernet(r.Data)
+	if err != nil {
+		return
+	}
+	var src, dst netip.Addr
+	switch eth.Type() {
+	case packet.EtherTypeIPv4:
+		ip, err := packet.ParseIPv4(eth.Payload())
+		if err != nil {
+			return
+		}
+		src, dst = ip.Src(), ip.Dst()
+	case packet.EtherTypeIPv6:
+		ip, err := packet.ParseIPv6(eth.Payload())
+		if err != nil {
+			return
+		}
+		src, dst = ip.Src(), ip.Dst()
+	default:
+		return
+	}
+	in.ingress = append(in.ingress, fastpath.Ingress{VSID: vsid, SrcPA: srcPA.Unmap(), SrcCA: src, SrcMAC: eth.Src(), DstCA: dst, DstMAC: eth.Dst(),
+		Gen: k.base.Load() + gen, Ifindex: ports[r.Port].Ifindex()})
+}
+
+// flush installs what was queued. A decision the kernel refuses only
+// leaves its flow on the slow path.
+func (in *installer) flush(k *kernel) error {
+	var err error
+	if len(in.egress) > 0 {
+		err = k.dp.InstallEgress(in.egress)
+		in.egress = in.egress[:0]
+	}
+	if len(in.ingress) > 0 {
+		if e := k.dp.InstallIngress(in.ingress); err == nil {
+			err = e
+		}
+		in.ingress = in.ingress[:0]
+	}
+	return err
+}
+
+// attachPort installs the port program on the port's interface.
+func (k *kernel) attachPort(ifindex int, spec provider.PortSpec, index int) error {
+	if err := k.dp.EnsureVSID(uint32(spec.VirtualSubnetID)); err != nil {
+		return err
+	}
+	return k.dp.AttachPort(ifindex, fastpath.Port{Index: index, VSID: uint32(spec.VirtualSubnetID), MAC: spec.MACAddress, CAs: spec.CustomerAddresses})
+}
+
+// setLocalPAs tells the underlay program which PAs are this host's.
+func (k *kernel) setLocalPAs(pas []netip.Addr) error { return k.dp.SetLocalPAs(pas) }
+
+// close leaves the kernel's state pinned (forwarding goes on) unless
+// cleanup, which removes it all.
+func (k *kernel) close(cleanup bool, pinDir string) error {
+	if err := k.dp.SlowPathAlive(time.Time{}); err != nil {
+		return err
+	}
+	err := k.dp.Close()
+	if cleanup {
+		if e := fastpath.Cleanup(pinDir); e != nil {
+			return fmt.Errorf("remove the fast path: %w", e)
+		}
+	}
+	return err
+}
+
+// counters adds the kernel's counts to c: per port (by index) and VSID,
+// per drop reason, and which path carried how many frames.
+func (k *kernel) counters(c *provider.Counters, names map[int]string) error {
+	kc, err := k.dp.Counters()
+	if err != nil {
+		return err
+	}
+	for i := range c.Ports {
+		for idx, pc := range kc.Ports {
+			if names[idx] == c.Ports[i].Name {
+				p := &c.Ports[i].PortCounters
+				p.RxFrames += pc.RxFrames
+				p.RxBytes += pc.RxBytes
+				p.TxFrames += pc.TxFrames
+				p.TxBytes += pc.TxBytes
+				p.Drops += pc.Drops
+			}
+		}
+	}
+	for i := range c.VSIDs {
+		v := &c.VSIDs[i]
+		if kv, ok := kc.VSIDs[uint32(v.VirtualSubnetID)]; ok {
+			v.Encapsulated += kv.Encapsulated
+			v.Decapsulated += kv.Decapsulated
+			v.TxFrames += kv.Decapsulated + kv.Local
+			v.RxFrames += kv.Encapsulated + kv.Local
+			v.Drops += kv.Drops
+			delete(kc.VSIDs, uint32(v.VirtualSubnetID))
+		}
+	}
+	for vsid, kv := range kc.VSIDs {
+		if kv != (fastpath.VSIDCounters{}) {
+			c.VSIDs = append(c.VSIDs, provider.VSIDCounters{VirtualSubnetID: policy.VSID(vsid), Encapsulated: kv.Encapsulated, Decapsulated: kv.Decapsulated,
+				TxFrames: kv.Decapsulated + kv.Local, RxFrames: kv.Encapsulated + kv.Local, Drops: kv.Drops})
+		}
+	}
+	for _, r := range vswitch.Reasons() {
+		if n := kc.Reasons[r]; n > 0 {
+			found := false
+			for i := range c.Drops {
+				if c.Drops[i].Reason == r.String() {
+					c.Drops[i].Count += n
+					found = true
+				}
+			}
+			if !found {
+				c.Drops = append(c.Drops, provider.DropCount{Reason: r.String(), Count: n})
+			}
+		}
+	}
+	c.Paths = &provider.PathCounters{KernelFromPorts: kc.Path.PortFast, KernelFromUnderlay: kc.Path.UnderlayFast,
+		SlowFromPorts: kc.Path.PortSlow, SlowFromUnderlay: kc.Path.UnderlaySlow}
+	return nil
+}

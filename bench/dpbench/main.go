@@ -1,10 +1,12 @@
 // Command dpbench measures VM-to-VM traffic between two hosts built in
 // network namespaces, side by side in one run: (a) the Linux kernel's vxlan
-// device and a bridge, the baseline, (b) wnvd with VXLAN and (c) wnvd with
-// NVGRE. It prints TCP throughput (1 and 4 streams, iperf3), the rate of
-// 64-byte UDP frames (iperf3), request/response round trips per second (its
-// own UDP ping-pong) and wnvd's CPU seconds per gigabit, each with its ratio
-// to the baseline. bench/dataplane.sh builds and runs it.
+// device and a bridge, the baseline, (b) wnvd with VXLAN, (c) wnvd with
+// NVGRE and (d) Open vSwitch's userspace datapath with VXLAN (ovs.go), and a
+// bare veth pair between the two VMs as the machine's limit (veth.go). It
+// prints TCP throughput (1 and 4 streams, iperf3), the rate of 64-byte UDP
+// frames (iperf3), request/response round trips per second (its own UDP
+// ping-pong) and wnvd's CPU seconds per gigabit, each with its ratio to the
+// baseline. bench/dataplane.sh builds and runs it.
 package main
 
 import (
@@ -51,7 +53,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.wnvd, "wnvd", "", "path of the wnvd binary (required)")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each measurement")
-	flag.StringVar(&o.only, "only", "", "comma-separated setups to run: kernel, vxlan, nvgre (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated setups to run: kernel, vxlan, nvgre, ovs, veth (default all)")
 	flag.IntVar(&o.mtu, "mtu", 1500, "MTU of the underlay veths (9000 for jumbo frames); VM MTUs leave room for the encapsulation")
 	flag.StringVar(&o.gsoTAP, "gso-tap", "wnvgso", "wnvd's --gso-tap; empty makes wnvd segment TCP super-frames itself")
 	flag.Parse()
@@ -90,6 +92,8 @@ type figures struct {
 	pps        float64 // 64-byte frames received per second
 	rr         float64 // round trips per second
 	cpuPerGbit float64 // wnvd CPU seconds per Gbit in the 1-stream test
+	note       string  // printed under the table
+	skipped    bool    // not measured; note says why
 }
 
 func runAll(ctx context.Context, o options) error {
@@ -100,6 +104,8 @@ func runAll(ctx context.Context, o options) error {
 		{"kernel", "(a) kernel vxlan + bridge", (*bed).kernel},
 		{"vxlan", "(b) wnvd VXLAN", func(b *bed) error { return b.wnvd(policy.EncapVXLAN) }},
 		{"nvgre", "(c) wnvd NVGRE", func(b *bed) error { return b.wnvd(policy.EncapNVGRE) }},
+		{"ovs", "(d) OVS userspace + VXLAN", (*bed).ovs},
+		{"veth", "limit: bare veth pair", (*bed).veth},
 	}
 	var results []figures
 	for i, s := range setups {
@@ -118,9 +124,15 @@ func runAll(ctx context.Context, o options) error {
 			}
 			return b.measure(ctx, s.name)
 		}()
+		if err != nil && b.skippable && ctx.Err() == nil {
+			fmt.Fprintf(os.Stderr, "%s: not measured: %v\n", s.name, err)
+			results = append(results, figures{name: s.name, note: "not measured: " + err.Error(), skipped: true})
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
+		f.note = b.note
 		results = append(results, f)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -143,6 +155,11 @@ type bed struct {
 	nss     []string
 	procs   []*exec.Cmd
 	wnvds   []*exec.Cmd
+
+	// Set by the setup: a note printed under the table, and whether a
+	// failure only skips the setup (OVS): runAll says why and goes on.
+	note      string
+	skippable bool
 }
 
 func (b *bed) ns(role string) string { return "wnvb" + b.id + role }
@@ -497,6 +514,9 @@ func print(rs []figures, o options) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(w, "setup\tTCP 1 stream Gbit/s\tTCP 4 streams Gbit/s\t64-byte UDP kpps\tround trips/s\twnvd CPU s/Gbit\n")
 	for _, r := range rs {
+		if r.skipped {
+			continue
+		}
 		var b figures
 		if base != nil {
 			b = *base
@@ -510,5 +530,10 @@ func print(rs []figures, o options) {
 			r.pps/1e3, ratio(r.pps, b.pps), r.rr, ratio(r.rr, b.rr), cpu)
 	}
 	w.Flush()
+	for _, r := range rs {
+		if r.note != "" {
+			fmt.Printf("%s: %s\n", r.name, r.note)
+		}
+	}
 	fmt.Printf("each figure over %v; underlay MTU %d; ratios are to (a) measured in the same run\n", o.duration, o.mtu)
 }

@@ -8,8 +8,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
-
-	"github.com/wnv/wnv/packet"
 )
 
 // Port is the slow path's view of a VM port: an existing interface in wnvd's
@@ -124,27 +122,4 @@ func (p *Port) Close() error {
 		return fmt.Errorf("close port %s: %w", p.name, err)
 	}
 	return nil
-}
-
-// LinkInfo is what the host reports of a port's interface.
-type LinkInfo struct {
-	Index int
-	MTU   int
-	MAC   packet.MAC
-}
-
-// PortLink describes the interface name, or returns *LinkNotFoundError.
-func PortLink(name string) (LinkInfo, error) {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return LinkInfo{}, &LinkNotFoundError{name}
-		}
-		return LinkInfo{}, err
-	}
-	a := l.Attrs()
-	var mac packet.MAC
-	copy(mac[:], a.HardwareAddr)
-	return LinkInfo{Index: a.Index, MTU: a.MTU, MAC: mac}, nil
 }

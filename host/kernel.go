@@ -86,7 +86,7 @@ type installer struct {
 	ingress []fastpath.Ingress
 }
 
-// egressOf queues the decisions of a batch; ports are the ports' sockets
+// addEgress queues the decisions of a batch; ports are the ports' sockets
 // by index, for their interfaces.
 func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*dataplane.Port) {
 	for _, d := range ds {
@@ -190,16 +190,19 @@ func (k *kernel) counters(c *provider.Counters, names map[int]string) error {
 	if err != nil {
 		return err
 	}
+	byName := make(map[string]int, len(names))
+	for idx, name := range names {
+		byName[name] = idx
+	}
 	for i := range c.Ports {
-		for idx, pc := range kc.Ports {
-			if names[idx] == c.Ports[i].Name {
-				p := &c.Ports[i].PortCounters
-				p.RxFrames += pc.RxFrames
-				p.RxBytes += pc.RxBytes
-				p.TxFrames += pc.TxFrames
-				p.TxBytes += pc.TxBytes
-				p.Drops += pc.Drops
-			}
+		idx, ok := byName[c.Ports[i].Name]
+		if pc, found := kc.Ports[idx]; ok && found {
+			p := &c.Ports[i].PortCounters
+			p.RxFrames += pc.RxFrames
+			p.RxBytes += pc.RxBytes
+			p.TxFrames += pc.TxFrames
+			p.TxBytes += pc.TxBytes
+			p.Drops += pc.Drops
 		}
 	}
 	for i := range c.VSIDs {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyserver"
@@ -256,7 +257,41 @@ func (l *Lab) Migrate(ctx context.Context, vm, to string) error {
 	if err := l.waitPort(ctx, to, vm, 10*time.Second); err != nil {
 		return err
 	}
+	if err := l.forgetUnresolved(v); err != nil {
+		return err
+	}
 	return l.saveState()
+}
+
+// forgetUnresolved deletes the address resolutions a VM began while its link
+// was down. A hypervisor keeps a migrating guest's link up; moving a veth's
+// host end drops its carrier, and Linux would retry what it asked then only
+// after a whole retransmit interval (1 s), which is the lab's artefact, not the
+// migration's. With them gone the guest's next packet resolves at once through
+// its new port.
+func (l *Lab) forgetUnresolved(v VM) error {
+	h, err := handleAt(l.Topology.Namespace(v.Name))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("VM %s: eth0: %w", v.Name, err)
+	}
+	neighs, err := h.NeighList(link.Attrs().Index, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("VM %s: list neighbours: %w", v.Name, err)
+	}
+	for _, n := range neighs {
+		if n.State&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) == 0 {
+			continue
+		}
+		if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("VM %s: delete unresolved neighbour %v: %w", v.Name, n.IP, err)
+		}
+	}
+	return nil
 }
 
 func (l *Lab) vmIndex(name string) int {

@@ -386,6 +386,10 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 						out.addSuper(r.Port, hdr, r.Data)
 						continue
 					}
+					if hdr, ok := offload.PartialChecksum(r.Data); ok {
+						out.addSuper(r.Port, hdr, r.Data)
+						continue
+					}
 				}
 				out.add(r)
 			}

@@ -42,39 +42,49 @@ type Segment struct {
 // options and fragments, and IPv6 extension headers: coalescing and
 // segmentation handle only the plain shape every TSO stack sends.
 func ParseSegment(frame []byte) (Segment, bool) {
-	if len(frame) < packet.EthernetHeaderLen {
+	v6, l4, end, ok := parseIP(frame, packet.ProtoTCP)
+	if !ok || end < l4+tcpMinHeaderLen {
 		return Segment{}, false
 	}
-	s := Segment{Frame: frame}
-	l3 := packet.EthernetHeaderLen
-	switch binary.BigEndian.Uint16(frame[12:14]) {
-	case packet.EtherTypeIPv4:
-		ip := frame[l3:]
-		if len(ip) < packet.IPv4HeaderLen || ip[0] != 0x45 || ip[9] != packet.ProtoTCP ||
-			binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
-			return Segment{}, false
-		}
-		s.l4 = l3 + packet.IPv4HeaderLen
-		s.end = l3 + int(binary.BigEndian.Uint16(ip[2:4]))
-	case packet.EtherTypeIPv6:
-		ip := frame[l3:]
-		if len(ip) < packet.IPv6HeaderLen || ip[0]>>4 != 6 || ip[6] != packet.ProtoTCP {
-			return Segment{}, false
-		}
-		s.v6 = true
-		s.l4 = l3 + packet.IPv6HeaderLen
-		s.end = s.l4 + int(binary.BigEndian.Uint16(ip[4:6]))
-	default:
-		return Segment{}, false
-	}
-	if s.end > len(frame) || s.end < s.l4+tcpMinHeaderLen {
-		return Segment{}, false
-	}
+	s := Segment{Frame: frame, v6: v6, l4: l4, end: end}
 	s.pay = s.l4 + int(frame[s.l4+12]>>4)*4
 	if s.pay < s.l4+tcpMinHeaderLen || s.pay > s.end {
 		return Segment{}, false
 	}
 	return s, true
+}
+
+// parseIP reads frame as Ethernet and an unfragmented IPv4 packet without
+// options or an IPv6 packet without extension headers, carrying proto. It
+// returns the offsets of the L4 header and of the end of the IP packet.
+func parseIP(frame []byte, proto uint8) (v6 bool, l4, end int, ok bool) {
+	if len(frame) < packet.EthernetHeaderLen {
+		return false, 0, 0, false
+	}
+	l3 := packet.EthernetHeaderLen
+	ip := frame[l3:]
+	switch binary.BigEndian.Uint16(frame[12:14]) {
+	case packet.EtherTypeIPv4:
+		if len(ip) < packet.IPv4HeaderLen || ip[0] != 0x45 || ip[9] != proto ||
+			binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
+			return false, 0, 0, false
+		}
+		l4 = l3 + packet.IPv4HeaderLen
+		end = l3 + int(binary.BigEndian.Uint16(ip[2:4]))
+	case packet.EtherTypeIPv6:
+		if len(ip) < packet.IPv6HeaderLen || ip[0]>>4 != 6 || ip[6] != proto {
+			return false, 0, 0, false
+		}
+		v6 = true
+		l4 = l3 + packet.IPv6HeaderLen
+		end = l4 + int(binary.BigEndian.Uint16(ip[4:6]))
+	default:
+		return false, 0, 0, false
+	}
+	if end > len(frame) || end < l4 {
+		return false, 0, 0, false
+	}
+	return v6, l4, end, true
 }
 
 func (s *Segment) tcp() []byte     { return s.Frame[s.l4:s.end] }
@@ -84,9 +94,10 @@ func (s *Segment) PayloadLen() int { return s.end - s.pay }
 func (s *Segment) Payload() []byte { return s.Frame[s.pay:s.end] }
 func (s *Segment) HeaderLen() int  { return s.pay }
 func (s *Segment) ip() []byte      { return s.Frame[packet.EthernetHeaderLen:s.l4] }
-func (s *Segment) addrs() (a, b netip.Addr) {
-	ip := s.ip()
-	if s.v6 {
+func (s *Segment) addrs() (a, b netip.Addr) { return ipAddrs(s.ip(), s.v6) }
+
+func ipAddrs(ip []byte, v6 bool) (src, dst netip.Addr) {
+	if v6 {
 		return netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
 	}
 	return netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))

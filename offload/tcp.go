@@ -87,13 +87,13 @@ func parseIP(frame []byte, proto uint8) (v6 bool, l4, end int, ok bool) {
 	return v6, l4, end, true
 }
 
-func (s *Segment) tcp() []byte     { return s.Frame[s.l4:s.end] }
-func (s *Segment) seq() uint32     { return binary.BigEndian.Uint32(s.Frame[s.l4+4:]) }
-func (s *Segment) flags() uint8    { return s.Frame[s.l4+13] }
-func (s *Segment) PayloadLen() int { return s.end - s.pay }
-func (s *Segment) Payload() []byte { return s.Frame[s.pay:s.end] }
-func (s *Segment) HeaderLen() int  { return s.pay }
-func (s *Segment) ip() []byte      { return s.Frame[packet.EthernetHeaderLen:s.l4] }
+func (s *Segment) tcp() []byte              { return s.Frame[s.l4:s.end] }
+func (s *Segment) seq() uint32              { return binary.BigEndian.Uint32(s.Frame[s.l4+4:]) }
+func (s *Segment) flags() uint8             { return s.Frame[s.l4+13] }
+func (s *Segment) PayloadLen() int          { return s.end - s.pay }
+func (s *Segment) Payload() []byte          { return s.Frame[s.pay:s.end] }
+func (s *Segment) HeaderLen() int           { return s.pay }
+func (s *Segment) ip() []byte               { return s.Frame[packet.EthernetHeaderLen:s.l4] }
 func (s *Segment) addrs() (a, b netip.Addr) { return ipAddrs(s.ip(), s.v6) }
 
 func ipAddrs(ip []byte, v6 bool) (src, dst netip.Addr) {

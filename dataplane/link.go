@@ -64,6 +64,32 @@ func RemoveAddress(ifname string, p netip.Prefix) error {
 	return nil
 }
 
+// Addresses lists the usable addresses configured on the interface, with
+// their prefix lengths; tentative and DAD-failed IPv6 addresses are left out.
+func Addresses(ifname string) ([]netip.Prefix, error) {
+	l, err := link(ifname)
+	if err != nil {
+		return nil, err
+	}
+	as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list the addresses of %s: %w", ifname, err)
+	}
+	var out []netip.Prefix
+	for _, a := range as {
+		if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		bits, _ := a.Mask.Size()
+		out = append(out, netip.PrefixFrom(ip.Unmap(), bits))
+	}
+	return out, nil
+}
+
 // LinkIndex returns the interface's index.
 func LinkIndex(ifname string) (int, error) {
 	l, err := link(ifname)

@@ -94,7 +94,7 @@ func (c *Checkpoint) save(st checkpointState) error {
 
 // Restore loads the checkpoint into the host: the policy (provider
 // addresses, routes, lookup records, virtual subnets, global), then the
-// ports, which re-attach to their VMs' persistent TAPs. It contacts no one,
+// ports, which re-attach to their VMs' interfaces. It contacts no one,
 // so a host whose policy server is away forwards on its last policy at once.
 // It returns how many records and ports it restored; a port that cannot be
 // attached (its VM is gone) is logged and skipped.
@@ -103,14 +103,19 @@ func (h *Host) Restore(c *Checkpoint) (records, ports int, err error) {
 	if err != nil || !found {
 		return 0, 0, err
 	}
-	// A wnvd killed with -9 left its PAs on the underlay; the host configures
-	// them again after DAD, which fails on an address already there.
+	// A stopped wnvd left its PAs on the underlay. Those the kernel still
+	// decapsulates for are adopted as they are; any other the host
+	// configures again after DAD, which fails on an address already there.
 	for _, pa := range st.Objects.ProviderAddresses {
 		p := netip.PrefixFrom(pa.ProviderAddress, int(pa.PrefixLength))
+		if h.k.adopted[pa.ProviderAddress] {
+			continue
+		}
 		if dataplane.RemoveAddress(h.cfg.Underlay, p) == nil {
 			h.log.Info("checkpoint: removed a provider address left by a previous wnvd", "pa", p)
 		}
 	}
+	h.restored = true
 	if err := h.store.Load(st.Objects); err != nil {
 		return 0, 0, fmt.Errorf("checkpoint %s: policy: %w", c.db.Path(), err)
 	}

@@ -6,16 +6,22 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/fastpath"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
@@ -44,12 +50,21 @@ type Config struct {
 // keep theirs apart, and a restarted wnvd finds its own.
 func DefaultPinDir(name string) string {
 	var ino uint64
-	if st, err := os.Stat("/proc/self/ns/net"); err == nil {
+	if st, err := os.Stat("/proc/thread-self/ns/net"); err == nil {
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			ino = sys.Ino
 		}
 	}
 	return fmt.Sprintf("/sys/fs/bpf/wnv/%s-%d", name, ino)
+}
+
+// privateSys reports whether dir is under /sys while this process has a
+// mount namespace of its own, as under `ip netns exec`, which mounts a fresh
+// /sys: a bpf filesystem there goes when the process does.
+func privateSys(dir string) bool {
+	self, err1 := os.Readlink("/proc/self/ns/mnt")
+	pid1, err2 := os.Readlink("/proc/1/ns/mnt")
+	return err1 == nil && err2 == nil && self != pid1 && strings.HasPrefix(filepath.Clean(dir)+"/", "/sys/")
 }
 
 // Host is one running host. Create it with New, then Run it.
@@ -71,6 +86,8 @@ type Host struct {
 
 	pas      paSet
 	reconcil chan struct{}
+	// restored says Restore loaded a checkpoint.
+	restored bool
 	held     atomic.Pointer[holder]     // set by HoldMisses
 	ckpt     atomic.Pointer[Checkpoint] // set by KeepCheckpoint
 	mig      migrations
@@ -98,6 +115,10 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel fast path: %w", err)
 	}
+	if privateSys(cfg.PinDir) {
+		cfg.Log.Warn("the fast path is pinned under a /sys private to this process (ip netns exec mounts one): forwarding stops when wnvd does; "+
+			"give --pin-dir a bpf filesystem mounted outside /sys in the host's mount namespace for fail static", "pin-dir", cfg.PinDir)
+	}
 	h := &Host{
 		k:             k,
 		cfg:           cfg,
@@ -116,6 +137,9 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	}
 	h.pas.init()
 	h.pas.changed = func(pas []netip.Addr) {
+		if h.stopping() {
+			return // fail static: the kernel goes on decapsulating for them
+		}
 		if err := h.k.setLocalPAs(pas); err != nil {
 			h.log.Error("fast path: local PAs", "err", err)
 		}
@@ -138,6 +162,10 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	return h, nil
 }
 
+// stopping reports whether Run is ending, which leaves PAs and the kernel's
+// state as they are.
+func (h *Host) stopping() bool { return h.ctx != nil && h.ctx.Err() != nil }
+
 // syncKernel makes the switch's generation the kernel's, after every change
 // of policy or ports: from then on no decision made before is executed.
 func (h *Host) syncKernel() {
@@ -153,23 +181,38 @@ func (h *Host) kick() {
 	}
 }
 
-// Run forwards traffic and keeps PAs configured until ctx ends, then removes
-// every TAP, socket and address the host created.
+// Run forwards traffic and keeps PAs configured until ctx ends. Then it
+// stops reading ports and PAs but leaves the kernel forwarding what was
+// decided, with every port program, PA and decision in place (fail static):
+// a restarted wnvd adopts them, and Cleanup removes them.
 func (h *Host) Run(ctx context.Context) error {
 	h.ctx = ctx
-	h.wg.Add(2)
-	go func() {
-		defer h.wg.Done()
-		h.k.heartbeat(ctx)
-	}()
+	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		h.reconcilePAs(ctx)
 	}()
+	h.awaitAdoptedPAs(ctx)
+	// Keep what the kernel forwards unless a checkpoint restored the policy
+	// that supersedes it.
+	if err := h.k.goLive(h.sw, h.k.dp.Adopted() && !h.restored); err != nil {
+		h.log.Error("fast path: start taking frames", "err", err)
+	}
+	if h.restored {
+		h.forgetStaleKernelPorts()
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.k.heartbeat(ctx)
+	}()
 	<-ctx.Done()
 	h.mu.Lock()
-	for name := range h.ports {
-		h.detachLocked(name)
+	for _, p := range h.ports {
+		if err := p.sock.Close(); err != nil {
+			h.log.Warn("closing port", "port", p.spec.Name, "err", err)
+		}
+		<-p.done
 	}
 	h.mu.Unlock()
 	h.wg.Wait()
@@ -178,11 +221,63 @@ func (h *Host) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close removes what New created (the GSO TAP, the kernel fast path), for a
-// host that is not going to Run; Run does it when it ends.
+// awaitAdoptedPAs waits, briefly, until the PAs adopted from an earlier wnvd
+// have their sockets, so the slow path can take the kernel's frames as soon
+// as it goes live.
+func (h *Host) awaitAdoptedPAs(ctx context.Context) {
+	var want []netip.Addr
+	for _, pa := range h.store.ProviderAddresses(policy.ProviderAddressFilter{}) {
+		if h.k.adopted[pa.ProviderAddress] {
+			want = append(want, pa.ProviderAddress)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		socks := *h.pas.socks.Load()
+		missing := false
+		for _, a := range want {
+			if socks[a] == nil {
+				missing = true
+			}
+		}
+		if !missing {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// forgetStaleKernelPorts detaches the port programs an earlier wnvd left on
+// interfaces that are no port of the restored state.
+func (h *Host) forgetStaleKernelPorts() {
+	kports, err := h.k.dp.Ports()
+	if err != nil {
+		h.log.Warn("fast path: reconcile ports", "err", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ours := map[int]bool{}
+	for _, p := range h.ports {
+		ours[p.sock.Ifindex()] = true
+	}
+	for ifindex := range kports {
+		if !ours[ifindex] {
+			if err := h.k.dp.DetachPort(ifindex); err != nil {
+				h.log.Warn("fast path: detach a port left by an earlier wnvd", "ifindex", ifindex, "err", err)
+				continue
+			}
+			h.log.Info("fast path: detached a port left by an earlier wnvd that the checkpoint does not have", "ifindex", ifindex)
+		}
+	}
+}
+
+// Close releases what New opened (the GSO TAP, the kernel fast path's file
+// descriptors), for a host that is not going to Run; Run does it when it
+// ends. The kernel's state stays: Cleanup removes it.
 func (h *Host) Close() {
 	if h.k != nil {
-		if err := h.k.close(true, h.cfg.PinDir); err != nil {
+		if err := h.k.close(); err != nil {
 			h.log.Warn("closing the kernel fast path", "err", err)
 		}
 		h.k = nil
@@ -193,6 +288,56 @@ func (h *Host) Close() {
 		}
 		h.gso = nil
 	}
+}
+
+// Cleanup removes what wnvd host left on the machine after it stopped (a
+// SIGTERM or a kill -9 leaves forwarding in place): the kernel fast path
+// pinned under cfg.PinDir (default DefaultPinDir(cfg.Name)) with its port
+// programs, and the provider addresses it decapsulated for, from the
+// underlay. It must not run while a wnvd uses the same pins. It returns
+// what it removed, for people.
+func Cleanup(cfg Config) ([]string, error) {
+	if cfg.PinDir == "" {
+		cfg.PinDir = DefaultPinDir(cfg.Name)
+	}
+	var removed []string
+	if _, err := os.Stat(cfg.PinDir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("fast path pins %s: %w", cfg.PinDir, err)
+	}
+	dp, err := fastpath.Open(fastpath.Config{PinDir: cfg.PinDir})
+	if err != nil {
+		return nil, err
+	}
+	pas, err := dp.LocalPAs()
+	dp.Close()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	if cfg.Underlay != "" && len(pas) > 0 {
+		have, err := dataplane.Addresses(cfg.Underlay)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, p := range have {
+			if slices.Contains(pas, p.Addr()) {
+				if err := dataplane.RemoveAddress(cfg.Underlay, p); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				removed = append(removed, fmt.Sprintf("provider address %s on %s", p, cfg.Underlay))
+			}
+		}
+	}
+	if err := fastpath.Cleanup(cfg.PinDir); err != nil {
+		errs = append(errs, err)
+	} else {
+		removed = append(removed, "fast path pinned at "+cfg.PinDir)
+	}
+	return removed, errors.Join(errs...)
 }
 
 // Store is the host's policy (provider.Backend).

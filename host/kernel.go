@@ -3,7 +3,7 @@ package host
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
+	"errors"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -28,9 +28,16 @@ type kernel struct {
 	// bumps itself (when a port goes): kernel = base + switch. Both only
 	// grow, so a decision of an older switch generation never maps to the
 	// current kernel one.
-	base     atomic.Uint64
-	mu       sync.Mutex // serialises sync
+	base atomic.Uint64
+	// live is false until the slow path is ready to take frames (Run):
+	// until then the kernel keeps the generation it had, so what an earlier
+	// wnvd installed goes on forwarding while this one restores its state.
+	live     atomic.Bool
+	mu       sync.Mutex // serialises sync and goLive
 	underlay int
+	// adopted are the PAs an earlier wnvd left decapsulating: this one
+	// takes them over as they are, without DAD or a gap.
+	adopted map[netip.Addr]bool
 }
 
 // slowPathLease is how long the programs keep handing frames to the slow
@@ -43,26 +50,57 @@ func openKernel(cfg Config, underlay int) (*kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &kernel{dp: dp, underlay: underlay}
+	k := &kernel{dp: dp, underlay: underlay, adopted: map[netip.Addr]bool{}}
 	k.base.Store(dp.Generation() + 1)
-	if err := dp.SlowPathAlive(time.Now().Add(slowPathLease)); err != nil {
-		dp.Close()
-		return nil, err
+	if dp.Adopted() {
+		pas, err := dp.LocalPAs()
+		if err != nil {
+			dp.Close()
+			return nil, err
+		}
+		for _, a := range pas {
+			k.adopted[a] = true
+		}
 	}
 	return k, nil
 }
 
 // sync makes the switch's current generation the kernel's: every decision
-// made before is stale from now on.
+// made before is stale from now on. Before goLive it does nothing.
 func (k *kernel) sync(sw *vswitch.Switch) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if !k.live.Load() {
+		return nil
+	}
+	return k.syncLocked(sw)
+}
+
+func (k *kernel) syncLocked(sw *vswitch.Switch) error {
 	gen := k.base.Load() + sw.Generation()
 	if cur := k.dp.Generation(); gen <= cur {
 		k.base.Add(cur + 1 - gen)
 		gen = cur + 1
 	}
 	return k.dp.SetGeneration(gen)
+}
+
+// goLive is called once the slow path reads its ports and PAs: from now on
+// the programs hand it frames, and the kernel's generation follows the
+// switch's. With keep, the decisions found in the kernel stay current (this
+// wnvd restored no policy that could supersede them, so the next change of
+// policy invalidates them); otherwise they are stale at once and the slow
+// path decides every flow afresh.
+func (k *kernel) goLive(sw *vswitch.Switch, keep bool) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.live.Store(true)
+	if cur, g := k.dp.Generation(), sw.Generation(); keep && cur >= g {
+		k.base.Store(cur - g)
+	} else if err := k.syncLocked(sw); err != nil {
+		return err
+	}
+	return k.dp.SlowPathAlive(time.Now().Add(slowPathLease))
 }
 
 // heartbeat renews the slow path's lease until ctx ends.
@@ -168,19 +206,12 @@ func (k *kernel) attachPort(ifindex int, spec provider.PortSpec, index int) erro
 // setLocalPAs tells the underlay program which PAs are this host's.
 func (k *kernel) setLocalPAs(pas []netip.Addr) error { return k.dp.SetLocalPAs(pas) }
 
-// close leaves the kernel's state pinned (forwarding goes on) unless
-// cleanup, which removes it all.
-func (k *kernel) close(cleanup bool, pinDir string) error {
-	if err := k.dp.SlowPathAlive(time.Time{}); err != nil {
-		return err
-	}
-	err := k.dp.Close()
-	if cleanup {
-		if e := fastpath.Cleanup(pinDir); e != nil {
-			return fmt.Errorf("remove the fast path: %w", e)
-		}
-	}
-	return err
+// close tells the programs the slow path is gone (what they would hand it
+// they drop and count from now on) and releases the file descriptors;
+// programs, maps and decisions stay pinned, and forwarding goes on.
+func (k *kernel) close() error {
+	err := k.dp.SlowPathAlive(time.Time{})
+	return errors.Join(err, k.dp.Close())
 }
 
 // counters adds the kernel's counts to c: per port (by index) and VSID,

@@ -21,7 +21,12 @@ func TestMetricsExposeDropsAndNotifications(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(h.Close)
+	t.Cleanup(func() {
+		h.Close()
+		if _, err := Cleanup(Config{Name: "h1", Underlay: "lo"}); err != nil {
+			t.Error(err)
+		}
+	})
 	h.Switch().FromUnderlay(netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1"), []byte{0x20, 0x00, 0x08, 0x00})
 	hub.PolicyMismatch(5001, netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("198.18.0.2"))
 	h.mig.redirectsSent.Add(3)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -158,10 +159,17 @@ func (h *Host) stopPA(a netip.Addr) {
 	<-run.done
 }
 
-// runPA brings one PA up: duplicate address detection (an ARP probe before an
-// IPv4 address is configured; the kernel's DAD for IPv6), then a GRE socket
-// and a VXLAN socket with their workers. It reports each DAD state to policy and the notification
-// hub, and undoes everything when ctx ends.
+// configured reports whether p is on the underlay already.
+func (h *Host) configured(p netip.Prefix) bool {
+	have, err := dataplane.Addresses(h.cfg.Underlay)
+	return err == nil && slices.Contains(have, p)
+}
+
+// runPA brings one PA up, or adopts it from an earlier wnvd: duplicate
+// address detection (an ARP probe before an IPv4 address is configured; the
+// kernel's DAD for IPv6), then a GRE socket and a VXLAN socket with their
+// workers. It reports each DAD state to policy and the notification hub,
+// and undoes everything when ctx ends, except when the host is stopping.
 func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 	a := p.Addr()
 	log := h.log.With("pa", a)
@@ -178,24 +186,34 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 	}
 	added := false
 	defer func() {
-		if added {
+		// Fail static: a stopping wnvd leaves its PAs configured.
+		if added && !h.stopping() {
 			if err := dataplane.RemoveAddress(h.cfg.Underlay, p); err != nil {
 				log.Warn("removing provider address", "err", err)
 			}
 		}
 	}()
-	if a.Is6() {
+	// An earlier wnvd's PA, still in use by the kernel, is taken over as
+	// it is: no DAD, no gap.
+	adopt := h.k.adopted[a] && h.configured(p)
+	switch {
+	case adopt:
+		added = true
+		report(a, policy.AddressPreferred)
+	case a.Is6():
 		if err := dataplane.AddAddress(h.cfg.Underlay, p); err != nil {
 			log.Error("configuring provider address", "err", err)
 			return
 		}
 		added = true
 	}
-	if err := dataplane.DetectDuplicate(ctx, h.cfg.Underlay, p, report); err != nil {
-		if ctx.Err() == nil {
-			log.Error("duplicate address detection", "err", err)
+	if !adopt {
+		if err := dataplane.DetectDuplicate(ctx, h.cfg.Underlay, p, report); err != nil {
+			if ctx.Err() == nil {
+				log.Error("duplicate address detection", "err", err)
+			}
+			return
 		}
-		return
 	}
 	if final != policy.AddressPreferred && final != policy.AddressDeprecated {
 		log.Warn("provider address not usable", "state", final.String())

@@ -63,6 +63,9 @@ func TestHelperHost(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if _, err := Cleanup(Config{Name: "helper", Underlay: underlay}); err != nil {
+		t.Error(err)
+	}
 }
 
 func needRoot(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"github.com/vishvananda/netns"
 
 	"github.com/wnv/wnv/lab"
@@ -59,6 +60,7 @@ type testbed struct {
 	dir    string
 	mu     sync.Mutex
 	procs  map[string]*exec.Cmd
+	hosts  []string
 	server *policyserver.Client
 }
 
@@ -74,6 +76,10 @@ func newTestbed(t *testing.T) *testbed {
 	rand.Read(b)
 	tb := &testbed{t: t, prefix: "wa" + hex.EncodeToString(b) + "-", dir: t.TempDir(), procs: map[string]*exec.Cmd{}}
 	t.Cleanup(tb.cleanup)
+	// The daemons pin their fast paths on a bpf filesystem of this test's
+	// own that outlives them (ip netns exec gives each a private /sys).
+	must(t, os.Mkdir(tb.bpf(), 0o700))
+	must(t, unix.Mount("bpf", tb.bpf(), "bpf", 0, "mode=0700"))
 	h := tb.namespace("u")
 	defer h.Close()
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
@@ -117,6 +123,7 @@ func (tb *testbed) namespace(name string) *netlink.Handle {
 // addHost creates the namespace of a host plugged into the bridge as ul0.
 func (tb *testbed) addHost(name string) {
 	tb.t.Helper()
+	tb.hosts = append(tb.hosts, name)
 	h := tb.namespace(name)
 	defer h.Close()
 	uh, err := netlink.NewHandleAt(tb.nsHandle("u"))
@@ -218,8 +225,12 @@ func (tb *testbed) startServer() {
 func (tb *testbed) hostArgs(name string, pa string) []string {
 	return []string{"host", "--name", name, "--underlay", "ul0", "--socket", tb.socket(name), "--notify-socket", filepath.Join(tb.dir, name+".notify"),
 		"--policy-server", "http://" + serverAddr + ":8440", "--pa", pa, "--checkpoint", filepath.Join(tb.dir, name+".db"),
-		"--log-level", "debug"}
+		"--log-level", "debug", "--pin-dir", tb.pinDir(name)}
 }
+
+func (tb *testbed) bpf() string { return filepath.Join(tb.dir, "bpf") }
+
+func (tb *testbed) pinDir(host string) string { return filepath.Join(tb.bpf(), host) }
 
 // startHost runs wnvd host with the agent in the host's namespace.
 func (tb *testbed) startHost(name, pa string) {
@@ -252,6 +263,16 @@ func (tb *testbed) cleanup() {
 				tb.t.Logf("--- %s.log (last 4000 bytes)\n%s", n, tail(b, 4000))
 			}
 		}
+	}
+	// A stopped wnvd leaves its fast path pinned (fail static): remove it.
+	for _, h := range tb.hosts {
+		out, err := exec.Command("ip", "netns", "exec", tb.ns(h), wnvd.path, "host", "cleanup", "--name", h, "--underlay", "ul0", "--pin-dir", tb.pinDir(h)).CombinedOutput()
+		if err != nil {
+			tb.t.Errorf("wnvd host cleanup on %s: %v\n%s", h, err, out)
+		}
+	}
+	if err := unix.Unmount(tb.bpf(), unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		tb.t.Errorf("unmount %s: %v", tb.bpf(), err)
 	}
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
@@ -452,7 +473,8 @@ func hostsAB(t *testing.T, ctx context.Context, n int, staticSender bool) (*test
 	tb.addVM("a", "h1", 0x0a)
 	tb.addVM("b", "h2", 0x0b)
 	if staticSender {
-		tb.spawn("h1", "h1", "host", "--name", "h1", "--underlay", "ul0", "--socket", tb.socket("h1"), "--notify-socket", filepath.Join(tb.dir, "h1.notify"))
+		tb.spawn("h1", "h1", "host", "--name", "h1", "--underlay", "ul0", "--socket", tb.socket("h1"), "--notify-socket", filepath.Join(tb.dir, "h1.notify"),
+			"--pin-dir", tb.pinDir("h1"))
 	} else {
 		tb.startHost("h1", "198.18.0.1/15")
 	}

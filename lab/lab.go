@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netns"
 	"github.com/wnv/wnv/policyserver"
 	"github.com/wnv/wnv/provider"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultStateDir holds the default lab's pid files, logs, sockets and state.
@@ -155,6 +156,9 @@ func (l *Lab) up(ctx context.Context) (err error) {
 	}
 	if err := os.MkdirAll(l.StateDir, 0o755); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
+	}
+	if err := l.mountBPF(); err != nil {
+		return err
 	}
 	if err := l.buildNetwork(); err != nil {
 		return err
@@ -386,7 +390,8 @@ func (l *Lab) startDaemon(h Host) error {
 		"--underlay", "ul0",
 		"--socket", l.socket(h.Name),
 		"--notify-socket", l.notifySocket(h.Name),
-		"--metrics-addr", "127.0.0.1:9100"}
+		"--metrics-addr", "127.0.0.1:9100",
+		"--pin-dir", l.pinDir(h.Name)}
 	if !l.Topology.Static {
 		args = append(args,
 			"--policy-server", l.Topology.ServerURL(),
@@ -481,6 +486,33 @@ func (l *Lab) configureVM(v VM) error {
 	return nil
 }
 
+// pinDir is where a host's wnvd pins its kernel fast path.
+func (l *Lab) pinDir(host string) string { return filepath.Join(l.StateDir, "bpf", host) }
+
+// mountBPF mounts the lab's own bpf filesystem in the state directory.
+// `ip netns exec` gives each daemon a private /sys, so pins under
+// /sys/fs/bpf would die with the daemon; a mount made here, in the lab's
+// mount namespace, is seen by every daemon and outlives them, as fail
+// static needs.
+func (l *Lab) mountBPF() error {
+	dir := filepath.Join(l.StateDir, "bpf")
+	if isBPFFS(dir) {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount a bpf filesystem at %s for the daemons' fast paths: %w", dir, err)
+	}
+	return nil
+}
+
+func isBPFFS(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && uint32(st.Type) == unix.BPF_FS_MAGIC
+}
+
 // Down removes everything a lab with this prefix and state directory may have
 // left: processes from pid files, processes still inside the namespaces, the
 // namespaces and the state directory. It works after a crash or partial Up.
@@ -490,6 +522,22 @@ func (l *Lab) Down() error {
 		stopProcess(l.pid(strings.TrimSuffix(filepath.Base(p), ".pid")), 3*time.Second)
 	}
 	var errs []error
+	// A stopped wnvd leaves its forwarding in place (fail static): remove it.
+	for _, h := range l.Topology.Hosts {
+		ns := l.Topology.Namespace(h.Name)
+		if !namespaceExists(ns) || l.Wnvd == "" {
+			continue
+		}
+		out, err := exec.Command("ip", "netns", "exec", ns, l.Wnvd, "host", "cleanup", "--name", h.Name, "--underlay", "ul0", "--pin-dir", l.pinDir(h.Name)).CombinedOutput()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("wnvd host cleanup on %s: %v: %s", h.Name, err, strings.TrimSpace(string(out))))
+		}
+	}
+	if bpf := filepath.Join(l.StateDir, "bpf"); isBPFFS(bpf) {
+		if err := unix.Unmount(bpf, unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount the lab's bpf filesystem %s: %w", bpf, err))
+		}
+	}
 	for _, ns := range namespacesWithPrefix(l.Topology.Prefix) {
 		if err := deleteNamespace(ns); err != nil {
 			errs = append(errs, err)

@@ -2,7 +2,9 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -266,9 +268,11 @@ func TestNotificationsInTheLab(t *testing.T) {
 	})
 }
 
-// TestSIGTERMRemovesWhatTheDaemonCreated stops host1's wnvd cleanly and checks
-// that its VM interfaces, its PA on the underlay and its sockets are gone.
-func TestSIGTERMRemovesWhatTheDaemonCreated(t *testing.T) {
+// TestSIGTERMLeavesForwardingAndCleanupRemovesIt stops host1's wnvd cleanly:
+// its sockets and GSO TAP go, its PA and kernel fast path stay (fail static),
+// the VMs' interfaces are untouched, and `wnvd host cleanup` then removes
+// the PA and the pins.
+func TestSIGTERMLeavesForwardingAndCleanupRemovesIt(t *testing.T) {
 	needRoot(t)
 	l := upLab(t, staticDefault())
 	pid := l.pid("host1")
@@ -318,18 +322,37 @@ func TestSIGTERMRemovesWhatTheDaemonCreated(t *testing.T) {
 	if _, err := h.LinkByName("wnvgso"); err == nil {
 		t.Error("the GSO TAP wnvgso is still in host1's namespace after wnvd stopped")
 	}
-	ul, err := h.LinkByName("ul0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addrs, err := h.AddrList(ul, netlink.FAMILY_ALL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		if a.IP.String() == "198.18.0.1" {
-			t.Errorf("PA 198.18.0.1 still on ul0 after wnvd stopped")
+	pa := func() bool {
+		ul, err := h.LinkByName("ul0")
+		if err != nil {
+			t.Fatal(err)
 		}
+		addrs, err := h.AddrList(ul, netlink.FAMILY_ALL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			if a.IP.String() == "198.18.0.1" {
+				return true
+			}
+		}
+		return false
+	}
+	if !pa() {
+		t.Error("PA 198.18.0.1 is gone from ul0 after wnvd stopped: forwarding did not stay in place")
+	}
+	if _, err := os.Stat(l.pinDir("host1")); err != nil {
+		t.Errorf("host1's fast path is not pinned after wnvd stopped: %v", err)
+	}
+	var out bytes.Buffer
+	if code, err := l.Exec("host1", []string{l.Wnvd, "host", "cleanup", "--name", "host1", "--underlay", "ul0", "--pin-dir", l.pinDir("host1")}, nil, &out, &out); err != nil || code != 0 {
+		t.Fatalf("wnvd host cleanup: exit %d, %v: %s", code, err, out.String())
+	}
+	if pa() {
+		t.Error("PA 198.18.0.1 still on ul0 after wnvd host cleanup")
+	}
+	if _, err := os.Stat(l.pinDir("host1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("host1's fast path is still pinned after wnvd host cleanup (%v)", err)
 	}
 	for _, s := range []string{l.socket("host1"), l.notifySocket("host1")} {
 		if _, err := os.Stat(s); err == nil {

@@ -95,8 +95,39 @@ func hostCmd() *cobra.Command {
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this TCP address (off when empty)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.PinDir, "pin-dir", "", "bpf filesystem directory of the kernel fast path (default /sys/fs/bpf/wnv/<name>-<netns inode>)")
-	f.StringVar(&fastPath, "fast-path", cmp.Or(os.Getenv("WNV_FAST_PATH"), "off"), "on: decided flows are forwarded in the kernel (eBPF); off: every frame goes through wnvd's switch (default $WNV_FAST_PATH, else off until a slow-path receiver completes the partial inner checksums a veth underlay carries)")
+	f.StringVar(&fastPath, "fast-path", cmp.Or(os.Getenv("WNV_FAST_PATH"), "on"), "on: decided flows are forwarded in the kernel (eBPF); off: every frame goes through wnvd's switch (default $WNV_FAST_PATH, else on)")
 	ag.register(f)
+	cmd.AddCommand(hostCleanupCmd())
+	return cmd
+}
+
+// hostCleanupCmd removes what a stopped `wnvd host` left forwarding.
+func hostCleanupCmd() *cobra.Command {
+	var cfg host.Config
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove what a stopped wnvd host left in place: its kernel fast path (port programs, decisions) and its provider addresses",
+		Long: "wnvd host leaves forwarding in place when it stops (SIGTERM or a crash), so a restarted wnvd adopts it without loss.\n" +
+			"cleanup removes it for good: stop wnvd host first, then run it with the same --name (and --pin-dir, if given) in the same network namespace.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.Name == "" {
+				cfg.Name, _ = os.Hostname()
+			}
+			removed, err := host.Cleanup(cfg)
+			for _, r := range removed {
+				fmt.Fprintln(cmd.OutOrStdout(), "removed", r)
+			}
+			if err == nil && len(removed) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "nothing to remove: no fast path pinned at", cmp.Or(cfg.PinDir, host.DefaultPinDir(cfg.Name)))
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Name, "name", "", "the stopped host's --name (default: the system host name)")
+	f.StringVar(&cfg.Underlay, "underlay", "", "underlay interface to remove the provider addresses from (they stay when empty)")
+	f.StringVar(&cfg.PinDir, "pin-dir", "", "the stopped host's --pin-dir (default /sys/fs/bpf/wnv/<name>-<netns inode>)")
 	return cmd
 }
 

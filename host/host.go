@@ -388,7 +388,7 @@ func (h *Host) Counters() provider.Counters {
 	c.Ports = h.namedPorts(ports)
 	for _, v := range vsids {
 		c.VSIDs = append(c.VSIDs, provider.VSIDCounters{VirtualSubnetID: v.VSID, Encapsulated: v.Encapsulated,
-			Decapsulated: v.Decapsulated, Flooded: v.Flooded, TxFrames: v.Decapsulated + v.Local + v.Replies, RxFrames: v.Encapsulated + v.Local, Drops: v.Drops})
+			Decapsulated: v.Decapsulated, Local: v.Local, Replies: v.Replies, Flooded: v.Flooded, TxFrames: v.Decapsulated + v.Local + v.Replies, RxFrames: v.Encapsulated + v.Local, Drops: v.Drops})
 	}
 	for _, r := range vswitch.Reasons() {
 		if n := reasons[r]; n > 0 {

@@ -241,6 +241,7 @@ func (k *kernel) counters(c *provider.Counters, names map[int]string) error {
 		if kv, ok := kc.VSIDs[uint32(v.VirtualSubnetID)]; ok {
 			v.Encapsulated += kv.Encapsulated
 			v.Decapsulated += kv.Decapsulated
+			v.Local += kv.Local
 			v.TxFrames += kv.Decapsulated + kv.Local
 			v.RxFrames += kv.Encapsulated + kv.Local
 			v.Drops += kv.Drops
@@ -249,7 +250,7 @@ func (k *kernel) counters(c *provider.Counters, names map[int]string) error {
 	}
 	for vsid, kv := range kc.VSIDs {
 		if kv != (fastpath.VSIDCounters{}) {
-			c.VSIDs = append(c.VSIDs, provider.VSIDCounters{VirtualSubnetID: policy.VSID(vsid), Encapsulated: kv.Encapsulated, Decapsulated: kv.Decapsulated,
+			c.VSIDs = append(c.VSIDs, provider.VSIDCounters{VirtualSubnetID: policy.VSID(vsid), Encapsulated: kv.Encapsulated, Decapsulated: kv.Decapsulated, Local: kv.Local,
 				TxFrames: kv.Decapsulated + kv.Local, RxFrames: kv.Encapsulated + kv.Local, Drops: kv.Drops})
 		}
 	}

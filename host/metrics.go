@@ -4,18 +4,17 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/wnv/wnv/notify"
 )
 
-// Collector exposes the switch's and the notification hub's counters to
-// Prometheus. It reads them at scrape time, so the fast path pays nothing.
+// Collector exposes the host's counters to Prometheus: both paths merged,
+// as the provider API shows them, and how much each path carried. It reads
+// them at scrape time, so forwarding pays nothing.
 type Collector struct {
 	h *Host
 
 	portFrames, portBytes, portDrops *prometheus.Desc
 	vsidPackets, vsidDrops           *prometheus.Desc
-	drops                            *prometheus.Desc
+	drops, paths                     *prometheus.Desc
 	events, handles                  *prometheus.Desc
 	gso, migration                   *prometheus.Desc
 }
@@ -25,12 +24,13 @@ func NewCollector(h *Host) *Collector {
 	host := prometheus.Labels{"host": h.cfg.Name}
 	return &Collector{
 		h:           h,
-		portFrames:  prometheus.NewDesc("wnv_port_frames_total", "Frames on a VM port; direction rx is from the VM.", []string{"port", "direction"}, host),
-		portBytes:   prometheus.NewDesc("wnv_port_bytes_total", "Bytes on a VM port; direction rx is from the VM.", []string{"port", "direction"}, host),
-		portDrops:   prometheus.NewDesc("wnv_port_drops_total", "Frames from or to a VM port that the switch dropped.", []string{"port"}, host),
-		vsidPackets: prometheus.NewDesc("wnv_vsid_packets_total", "Packets of a virtual subnet by path: encapsulated, decapsulated, local, reply, flooded (copies flooding made in a subnet with L2Only records).", []string{"vsid", "path"}, host),
-		vsidDrops:   prometheus.NewDesc("wnv_vsid_drops_total", "Packets of a virtual subnet that the switch dropped.", []string{"vsid"}, host),
-		drops:       prometheus.NewDesc("wnv_drops_total", "Frames the switch dropped, by reason.", []string{"reason"}, host),
+		portFrames:  prometheus.NewDesc("wnv_port_frames_total", "Frames on a VM port, both paths; direction rx is from the VM.", []string{"port", "direction"}, host),
+		portBytes:   prometheus.NewDesc("wnv_port_bytes_total", "Bytes on a VM port, both paths; direction rx is from the VM.", []string{"port", "direction"}, host),
+		portDrops:   prometheus.NewDesc("wnv_port_drops_total", "Frames from or to a VM port that either path dropped.", []string{"port"}, host),
+		vsidPackets: prometheus.NewDesc("wnv_vsid_packets_total", "Packets of a virtual subnet, both paths, by what became of them: encapsulated, decapsulated, local, reply, flooded (copies flooding made in a subnet with L2Only records).", []string{"vsid", "path"}, host),
+		vsidDrops:   prometheus.NewDesc("wnv_vsid_drops_total", "Packets of a virtual subnet that either path dropped.", []string{"vsid"}, host),
+		drops:       prometheus.NewDesc("wnv_drops_total", "Frames either path dropped, by reason.", []string{"reason"}, host),
+		paths:       prometheus.NewDesc("wnv_path_frames_total", "Frames by the path that carried them (kernel: the eBPF fast path; slow: wnvd's switch) and where they came from (port or underlay).", []string{"path", "from"}, host),
 		events:      prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
 		handles:     prometheus.NewDesc("wnv_notification_handles", "Open notification API handles.", nil, host),
 		migration:   prometheus.NewDesc("wnv_migration_total", "Live-migration work of this host: packets forwarded to a VM's new PA, redirects sent and applied.", []string{"event"}, host),
@@ -39,7 +39,7 @@ func NewCollector(h *Host) *Collector {
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.events, c.handles, c.gso, c.migration} {
+	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration} {
 		ch <- d
 	}
 }
@@ -48,16 +48,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	ports, vsids, reasons := c.h.sw.Counters.Snapshot()
-	for _, p := range c.h.namedPorts(ports) {
+	cs := c.h.Counters()
+	for _, p := range cs.Ports {
 		counter(c.portFrames, p.RxFrames, p.Name, "rx")
 		counter(c.portFrames, p.TxFrames, p.Name, "tx")
 		counter(c.portBytes, p.RxBytes, p.Name, "rx")
 		counter(c.portBytes, p.TxBytes, p.Name, "tx")
 		counter(c.portDrops, p.Drops, p.Name)
 	}
-	for _, v := range vsids {
-		id := strconv.FormatUint(uint64(v.VSID), 10)
+	for _, v := range cs.VSIDs {
+		id := strconv.FormatUint(uint64(v.VirtualSubnetID), 10)
 		counter(c.vsidPackets, v.Encapsulated, id, "encapsulated")
 		counter(c.vsidPackets, v.Decapsulated, id, "decapsulated")
 		counter(c.vsidPackets, v.Local, id, "local")
@@ -65,31 +65,31 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.vsidPackets, v.Flooded, id, "flooded")
 		counter(c.vsidDrops, v.Drops, id)
 	}
-	for r, n := range reasons {
-		counter(c.drops, n, r.String())
+	for _, d := range cs.Drops {
+		counter(c.drops, d.Count, d.Reason)
 	}
-	mig := c.h.mig.counters()
-	counter(c.migration, mig.Forwarded, "forwarded")
-	counter(c.migration, mig.RedirectsSent, "redirect_sent")
-	counter(c.migration, mig.RedirectsApplied, "redirect_applied")
-	if c.h.gso != nil {
-		st := c.h.gso.Stats()
-		counter(c.gso, st.Redirected, "redirected")
-		counter(c.gso, st.Dropped, "dropped")
-		counter(c.gso, st.Refused, "refused")
+	if p := cs.Paths; p != nil {
+		counter(c.paths, p.KernelFromPorts, "kernel", "port")
+		counter(c.paths, p.KernelFromUnderlay, "kernel", "underlay")
+		counter(c.paths, p.SlowFromPorts, "slow", "port")
+		counter(c.paths, p.SlowFromUnderlay, "slow", "underlay")
 	}
-	if c.h.hub == nil {
-		return
+	counter(c.migration, cs.Migration.Forwarded, "forwarded")
+	counter(c.migration, cs.Migration.RedirectsSent, "redirect_sent")
+	counter(c.migration, cs.Migration.RedirectsApplied, "redirect_applied")
+	if g := cs.GSO; g != nil {
+		counter(c.gso, g.Redirected, "redirected")
+		counter(c.gso, g.Dropped, "dropped")
+		counter(c.gso, g.Refused, "refused")
 	}
-	st := c.h.hub.Stats()
-	for t := notify.NotificationType(0); t < notify.NotificationTypeMax; t++ {
-		ts := st.Types[t]
-		name := t.String()
-		counter(c.events, ts.Raised, name, "raised")
-		counter(c.events, ts.RateLimited, name, "rate_limited")
-		counter(c.events, ts.Merged, name, "merged")
-		counter(c.events, ts.Delivered, name, "delivered")
-		counter(c.events, ts.Dropped, name, "dropped")
+	for _, n := range cs.Notifications {
+		counter(c.events, n.Raised, n.Type, "raised")
+		counter(c.events, n.RateLimited, n.Type, "rate_limited")
+		counter(c.events, n.Merged, n.Type, "merged")
+		counter(c.events, n.Delivered, n.Type, "delivered")
+		counter(c.events, n.Dropped, n.Type, "dropped")
 	}
-	ch <- prometheus.MustNewConstMetric(c.handles, prometheus.GaugeValue, float64(st.OpenHandles))
+	if c.h.hub != nil {
+		ch <- prometheus.MustNewConstMetric(c.handles, prometheus.GaugeValue, float64(cs.NotificationHandles))
+	}
 }

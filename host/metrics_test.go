@@ -70,6 +70,13 @@ func TestMetricsExposeDropsAndNotifications(t *testing.T) {
 	if v, ok := value("wnv_migration_total", map[string]string{"event": "redirect_sent"}); !ok || v != 3 {
 		t.Errorf("wnv_migration_total{event=redirect_sent} = %v (found %v), want 3", v, ok)
 	}
+	for _, path := range []string{"kernel", "slow"} {
+		for _, from := range []string{"port", "underlay"} {
+			if _, ok := value("wnv_path_frames_total", map[string]string{"path": path, "from": from}); !ok {
+				t.Errorf("wnv_path_frames_total{path=%s,from=%s} missing", path, from)
+			}
+		}
+	}
 	if _, ok := value("wnv_notification_handles", nil); !ok {
 		t.Error("wnv_notification_handles missing")
 	}

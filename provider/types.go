@@ -58,6 +58,8 @@ type VSIDCounters struct {
 	RxFrames        uint64      `json:"RxFrames"`
 	Encapsulated    uint64      `json:"Encapsulated"`
 	Decapsulated    uint64      `json:"Decapsulated"`
+	Local           uint64      `json:"Local"`   // delivered from a port to another port of this host
+	Replies         uint64      `json:"Replies"` // ARP/ND and ICMP answers the switch built
 	Flooded         uint64      `json:"Flooded"` // copies of broadcasts and unanswered ARP/ND in L2Only subnets
 	Drops           uint64      `json:"Drops"`
 }

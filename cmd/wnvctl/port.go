@@ -151,7 +151,7 @@ func nextHopCmd() *cobra.Command {
 func countersCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "counters",
-		Short: "Show the switch's counters per port, per virtual subnet and per drop reason",
+		Short: "Show the host's counters per port, per virtual subnet and per drop reason (kernel fast path and wnvd merged), and how many frames each path carried",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel := providerClient(cmd)
@@ -164,9 +164,10 @@ func countersCmd() *cobra.Command {
 			for _, p := range cs.Ports {
 				ports.add(p.Name, numCell(p.RxFrames), numCell(p.RxBytes), numCell(p.TxFrames), numCell(p.TxBytes), numCell(p.Drops))
 			}
-			vsids := outTable{header: []string{"VirtualSubnetID", "TxFrames", "RxFrames", "Encapsulated", "Decapsulated", "Flooded", "Drops"}}
+			vsids := outTable{header: []string{"VirtualSubnetID", "TxFrames", "RxFrames", "Encapsulated", "Decapsulated", "Local", "Replies", "Flooded", "Drops"}}
 			for _, v := range cs.VSIDs {
-				vsids.add(numCell(v.VirtualSubnetID), numCell(v.TxFrames), numCell(v.RxFrames), numCell(v.Encapsulated), numCell(v.Decapsulated), numCell(v.Flooded), numCell(v.Drops))
+				vsids.add(numCell(v.VirtualSubnetID), numCell(v.TxFrames), numCell(v.RxFrames), numCell(v.Encapsulated), numCell(v.Decapsulated),
+					numCell(v.Local), numCell(v.Replies), numCell(v.Flooded), numCell(v.Drops))
 			}
 			drops := outTable{header: []string{"DropReason", "Count"}}
 			for _, d := range cs.Drops {
@@ -179,6 +180,12 @@ func countersCmd() *cobra.Command {
 			mig := outTable{header: []string{"Migration", "Forwarded", "RedirectsSent", "RedirectsApplied"}}
 			mig.add("packets", numCell(cs.Migration.Forwarded), numCell(cs.Migration.RedirectsSent), numCell(cs.Migration.RedirectsApplied))
 			tables := []outTable{ports, vsids, drops, notes, mig}
+			if p := cs.Paths; p != nil {
+				paths := outTable{header: []string{"Path", "FromPorts", "FromUnderlay"}}
+				paths.add("kernel", numCell(p.KernelFromPorts), numCell(p.KernelFromUnderlay))
+				paths.add("slow", numCell(p.SlowFromPorts), numCell(p.SlowFromUnderlay))
+				tables = append(tables, paths)
+			}
 			if g := cs.GSO; g != nil {
 				gso := outTable{header: []string{"TunnelGSO", "Redirected", "Dropped", "Refused"}}
 				gso.add("super-frames", numCell(g.Redirected), numCell(g.Dropped), numCell(g.Refused))

@@ -205,19 +205,20 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 
 	b.SetCounters(provider.Counters{
 		Ports:         []provider.NamedPortCounters{{Name: "vm2", PortCounters: provider.PortCounters{RxFrames: 4, RxBytes: 400, TxFrames: 3, TxBytes: 300, Drops: 1}}},
-		VSIDs:         []provider.VSIDCounters{{VirtualSubnetID: 5001, TxFrames: 3, RxFrames: 4, Encapsulated: 2, Decapsulated: 2, Flooded: 5, Drops: 1}},
+		VSIDs:         []provider.VSIDCounters{{VirtualSubnetID: 5001, TxFrames: 3, RxFrames: 4, Encapsulated: 2, Decapsulated: 2, Local: 6, Replies: 8, Flooded: 5, Drops: 1}},
 		Drops:         []provider.DropCount{{Reason: "no-lookup-record", Count: 1}},
 		Notifications: []provider.NotificationCounters{{Type: "WnvPolicyMismatchType", Raised: 2, RateLimited: 7, Merged: 1, Delivered: 2}},
 		Migration:     provider.MigrationCounters{Forwarded: 12, RedirectsSent: 2, RedirectsApplied: 1},
 		GSO:           &provider.GSOCounters{Redirected: 900, Dropped: 1},
+		Paths:         &provider.PathCounters{KernelFromPorts: 1000, KernelFromUnderlay: 990, SlowFromPorts: 10, SlowFromUnderlay: 9},
 	})
 	out = ok(t, sock, "counters")
 	want = "" +
 		"Port  RxFrames  RxBytes  TxFrames  TxBytes  Drops\n" +
 		"vm2   4         400      3         300      1\n" +
 		"\n" +
-		"VirtualSubnetID  TxFrames  RxFrames  Encapsulated  Decapsulated  Flooded  Drops\n" +
-		"5001             3         4         2             2             5        1\n" +
+		"VirtualSubnetID  TxFrames  RxFrames  Encapsulated  Decapsulated  Local  Replies  Flooded  Drops\n" +
+		"5001             3         4         2             2             6      8        5        1\n" +
 		"\n" +
 		"DropReason        Count\n" +
 		"no-lookup-record  1\n" +
@@ -227,6 +228,10 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 		"\n" +
 		"Migration  Forwarded  RedirectsSent  RedirectsApplied\n" +
 		"packets    12         2              1\n" +
+		"\n" +
+		"Path    FromPorts  FromUnderlay\n" +
+		"kernel  1000       990\n" +
+		"slow    10         9\n" +
 		"\n" +
 		"TunnelGSO     Redirected  Dropped  Refused\n" +
 		"super-frames  900         1        0\n"

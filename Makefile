@@ -29,8 +29,11 @@ fmt:
 vet:
 	$(GO) vet ./...
 
+# The namespace tests run twice: with the kernel fast path (the default) and
+# with every frame through wnvd's switch, so each path checks the other.
 gotest:
 	$(GO) test -count=1 -timeout 20m ./...
+	WNV_FAST_PATH=off $(GO) test -count=1 -timeout 20m ./host/ ./hostagent/ ./lab/
 
 # Every fuzz target runs briefly; its committed seeds run in gotest already.
 fuzz:

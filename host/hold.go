@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -182,7 +183,7 @@ func (h *Host) reinject(hd *holder) {
 		m vswitch.Miss
 		f heldFrame
 	}
-	for _, fs := range all {
+	for m, fs := range all {
 		for _, f := range fs {
 			r := h.sw.FromPortHeld(f.port, f.buf, vswitch.Headroom, f.n, scratch)
 			if r.Action == vswitch.Hold {
@@ -191,6 +192,9 @@ func (h *Host) reinject(hd *holder) {
 					f heldFrame
 				}{r.Miss, f})
 				continue
+			}
+			if h.hub != nil {
+				h.hub.Resolved(uint32(m.VSID), m.CA, netip.Addr{})
 			}
 			out.add(r)
 			// A reply built in scratch must go out before scratch is reused.

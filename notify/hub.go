@@ -98,6 +98,14 @@ func (h *Hub) PolicyMismatch(vsid uint32, ca, pa netip.Addr) {
 	h.publish(PolicyMismatchType, rec[:], k)
 }
 
+// Resolved reports that policy for (vsid, ca, pa) arrived after a mismatch:
+// should the policy go again, the next mismatch is news, not a repeat, and
+// is raised at once instead of being held back by the dedup window (a
+// packet waiting for it would wait in vain).
+func (h *Hub) Resolved(vsid uint32, ca, pa netip.Addr) {
+	h.keys.forget(h.keys.key(vsid, ca, pa))
+}
+
 // Redirect reports a received redirect: ca of vsid moved from pa to newPA.
 func (h *Hub) Redirect(vsid uint32, ca, pa, newPA netip.Addr) {
 	h.raised[RedirectType].Add(1)

@@ -100,6 +100,29 @@ func TestRateLimitOnePerKeyPerWindow(t *testing.T) {
 	}
 }
 
+// A mismatch after its policy arrived and went again is news: Resolved lets
+// it through inside the window, and only that key.
+func TestResolvedKeyFiresAgainAtOnce(t *testing.T) {
+	h, _ := newTestHub(16)
+	s := h.Subscribe()
+	h.PolicyMismatch(5001, ca1, netip.Addr{})
+	h.PolicyMismatch(5001, ca2, netip.Addr{})
+	if got := drainMismatches(t, s); len(got) != 2 {
+		t.Fatalf("got %d events, want 2", len(got))
+	}
+	h.Resolved(5001, ca1, netip.Addr{})
+	h.PolicyMismatch(5001, ca1, netip.Addr{})
+	h.PolicyMismatch(5001, ca2, netip.Addr{})
+	got := drainMismatches(t, s)
+	if len(got) != 1 || got[0].CA != ca1 {
+		t.Fatalf("after resolving %v: events %v, want one for it alone", ca1, got)
+	}
+	h.PolicyMismatch(5001, ca1, netip.Addr{})
+	if got := drainMismatches(t, s); len(got) != 0 {
+		t.Fatalf("a repeat after the new event was not limited: %v", got)
+	}
+}
+
 func TestMergeIdenticalPendingMismatch(t *testing.T) {
 	h, clk := newTestHub(16)
 	s := h.Subscribe()

@@ -102,6 +102,16 @@ func (t *keyTable) admit(k uint64, now int64) bool {
 	return true
 }
 
+// forget drops key k, so its next event is admitted at once.
+func (t *keyTable) forget(k uint64) {
+	b := &t.buckets[k&t.mask]
+	for i := range b.ways {
+		if w := &b.ways[i]; w.key.Load() == k {
+			w.key.CompareAndSwap(k, 0)
+		}
+	}
+}
+
 func (t *keyTable) suppressed() uint64 {
 	var n uint64
 	for i := range t.buckets {

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/wnv/wnv/lab"
 	"github.com/wnv/wnv/policy"

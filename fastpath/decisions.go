@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
@@ -329,17 +330,28 @@ func (d *Datapath) DeleteIngress(keys ...IngressKey) error {
 // replaces the program an earlier wnvd attached. Changing an attached
 // port's VSID, MAC or L2Only bumps the generation.
 func (d *Datapath) AttachPort(ifindex int, p Port) error {
-	if err := d.setPort(ifindex, p); err != nil {
+	if err := d.setPort(ifindex, p, peerElsewhere(ifindex)); err != nil {
 		return err
 	}
 	return d.attach(d.objs.WnvPort, kindPort, ifindex)
 }
 
-// setPort writes the port's entries in the maps.
-func (d *Datapath) setPort(ifindex int, p Port) error {
+// peerElsewhere says whether ifindex is a veth whose peer is in another
+// network namespace: the programs deliver to it with bpf_redirect_peer,
+// which drops a frame for a peer in the same namespace.
+func peerElsewhere(ifindex int) bool {
+	l, err := netlink.LinkByIndex(ifindex)
+	return err == nil && l.Type() == "veth" && l.Attrs().NetNsID >= 0
+}
+
+// setPort writes the port's entries in the maps; peer sets PORT_PEER.
+func (d *Datapath) setPort(ifindex int, p Port, peer bool) error {
 	v := datapathPort{Index: uint32(p.Index), Vsid: p.VSID, Mac: p.MAC}
 	if p.L2Only {
-		v.Flags = portL2Only
+		v.Flags |= portL2Only
+	}
+	if peer {
+		v.Flags |= portPeer
 	}
 	switch {
 	case ifindex <= 0:

@@ -52,6 +52,7 @@ type Datapath struct {
 const (
 	cfgFastPathOff = 1
 	portL2Only     = 1
+	portPeer       = 2
 )
 
 const bpffsRoot = "/sys/fs/bpf"

@@ -134,6 +134,43 @@ const (
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// openTAP creates TAP name with virtio-net headers in the calling
+// thread's namespace and returns its file descriptor and ifindex.
+func openTAP(name string) (int, int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	var l netlink.Link
+	if err == nil {
+		l, err = netlink.LinkByName(name)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, fmt.Errorf("TAP %s: %w", name, err)
+	}
+	return fd, l.Attrs().Index, nil
+}
+
+// pseudoSum is the folded, uncomplemented UDP pseudo-header sum of IPv4
+// src and dst for a UDP length: the checksum field of a partial checksum.
+func pseudoSum(src, dst netip.Addr, length int) uint16 {
+	s, d := src.As4(), dst.As4()
+	sum := uint32(packet.ProtoUDP) + uint32(length)
+	for _, b := range [][4]byte{s, d} {
+		sum += uint32(binary.BigEndian.Uint16(b[0:])) + uint32(binary.BigEndian.Uint16(b[2:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return uint16(sum)
+}
+
 // awaitFrame reads fd until a frame for which match is true arrives, or
 // fails after 5 seconds.
 func awaitFrame(t *testing.T, fd int, what string, match func([]byte) bool) []byte {
@@ -354,6 +391,50 @@ func TestNamespaces(t *testing.T) {
 		}
 		if got := string(awaitUDP(t, atA, "VM A")); got != "from a remote host" {
 			t.Errorf("VM A received %q", got)
+		}
+	})
+
+	// A GSO tunnel packet (a remote host's super-frame that crossed a veth
+	// underlay whole, or one GRO built) is decapsulated whole for a port
+	// whose peer is in another namespace, also where the kernel cannot
+	// clear its tunnel GSO state (no DECAP_L4): VM A's stack segments it.
+	// A TAP as a second underlay receives what the test writes as it is.
+	t.Run("GSO decapsulated", func(t *testing.T) {
+		var tapFD, tap int
+		l.in(host, func() (err error) {
+			if tapFD, tap, err = openTAP("wfptap"); err != nil {
+				return err
+			}
+			return d.AttachUnderlay(tap)
+		})
+		defer unix.Close(tapFD)
+		l.ip("-n", host, "link", "set", "wfptap", "up")
+		const seg, segs = 1000, 3
+		inner := udpFrame(macA, macB, caB4, caA4, 64, bytes.Repeat([]byte("gso-decap."), seg*segs/10))
+		udp := packet.UDP(inner[34:])
+		binary.BigEndian.PutUint16(udp[2:4], 7778)
+		binary.BigEndian.PutUint16(udp[6:8], pseudoSum(caB4, caA4, len(udp))) // a partial checksum
+		pkt := tunnelPacket(paRemote4, paLocal4, false, vsidA, inner)
+		csumStart := len(pkt) - len(udp)
+		// struct virtio_net_hdr: NEEDS_CSUM, GSO_UDP_L4, hdr_len, gso_size, csum_start, csum_offset.
+		vnet := make([]byte, 10)
+		vnet[0], vnet[1] = 1, 5
+		binary.LittleEndian.PutUint16(vnet[2:], uint16(csumStart+packet.UDPHeaderLen))
+		binary.LittleEndian.PutUint16(vnet[4:], seg)
+		binary.LittleEndian.PutUint16(vnet[6:], uint16(csumStart))
+		binary.LittleEndian.PutUint16(vnet[8:], 6)
+		before := counters(t, d)
+		if _, err := unix.Write(tapFD, append(vnet, pkt...)); err != nil {
+			t.Fatalf("writing a UDP GSO packet to a TAP: %v", err)
+		}
+		for i := range segs {
+			if got := awaitUDP(t, atA, "VM A"); len(got) != seg || !bytes.HasPrefix(got, []byte("gso-decap.")) {
+				t.Fatalf("datagram %d: VM A received %d bytes %q…, want a %d-byte segment", i, len(got), got[:min(len(got), 20)], seg)
+			}
+		}
+		after := counters(t, d)
+		if after.Path.UnderlayFast-before.Path.UnderlayFast != 1 || after.Path.UnderlaySlow != before.Path.UnderlaySlow {
+			t.Errorf("path counters %+v, then %+v: want the super-frame decapsulated by the fast path", before.Path, after.Path)
 		}
 	})
 

@@ -31,7 +31,7 @@ func newFixture(t *testing.T) *Datapath {
 		{ifA, Port{Index: indexA, VSID: vsidA, MAC: macA, CAs: []netip.Addr{caA4, caA6}}},
 		{ifB, Port{Index: indexB, VSID: vsidA, MAC: macB, CAs: []netip.Addr{caB4, caB6}}},
 	} {
-		if err := d.setPort(p.ifindex, p.port); err != nil {
+		if err := d.setPort(p.ifindex, p.port, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -321,11 +321,11 @@ func TestSlowPath(t *testing.T) {
 		}
 	})
 	t.Run("L2Only port skips the CA check", func(t *testing.T) {
-		if err := d.setPort(ifA, Port{Index: indexA, VSID: vsidA, MAC: macA, L2Only: true}); err != nil {
+		if err := d.setPort(ifA, Port{Index: indexA, VSID: vsidA, MAC: macA, L2Only: true}, false); err != nil {
 			t.Fatal(err)
 		}
 		defer func() {
-			d.setPort(ifA, Port{Index: indexA, VSID: vsidA, MAC: macA, CAs: []netip.Addr{caA4, caA6}})
+			d.setPort(ifA, Port{Index: indexA, VSID: vsidA, MAC: macA, CAs: []netip.Addr{caA4, caA6}}, false)
 			d.SetGeneration(gen)
 		}()
 		// Changing a port's flags invalidates the decisions.

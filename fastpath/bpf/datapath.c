@@ -247,6 +247,21 @@ static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
 	return (__u16)~sum;
 }
 
+/*
+ * deliver sends a frame to local port p at ifindex. A veth whose peer is
+ * in another namespace (a container's, or a VM's made of one) gets it with
+ * bpf_redirect_peer: straight into the peer's ingress in this softirq,
+ * instead of through the host end's transmit and a backlog queue.
+ * bpf_redirect_peer drops what it cannot deliver, so the flag is set only
+ * where it can (PORT_PEER, from the port's link when it was attached).
+ */
+static __always_inline int deliver(const struct port *p, __u32 ifindex)
+{
+	if (p->flags & PORT_PEER)
+		return bpf_redirect_peer(ifindex, 0);
+	return bpf_redirect(ifindex, 0);
+}
+
 /* ---------------------------------------------------------------------
  * Ports
  */
@@ -531,9 +546,10 @@ static __always_inline int from_port(struct __sk_buff *skb, const struct config 
 	if (d->routed && ii.ttl <= 1) /* the slow path sends the ICMP error */
 		return to_slow_path(skb, cfg, p);
 
+	struct port *dp = NULL; /* the local port a KIND_LOCAL decision delivers to */
 	if (d->kind == KIND_LOCAL) {
 		__u32 out = d->out_ifindex;
-		struct port *dp = bpf_map_lookup_elem(&wnv_ports, &out);
+		dp = bpf_map_lookup_elem(&wnv_ports, &out);
 		if (!dp) /* not (or no longer) a port */
 			return to_slow_path(skb, cfg, p);
 		if (rewrite_inner(skb, 0, d, &ii)) {
@@ -581,8 +597,8 @@ static __always_inline int from_port(struct __sk_buff *skb, const struct config 
 		ps->rx_bytes += len;
 	}
 	count_path(PATH_PORT_FAST);
-	if (d->kind == KIND_LOCAL)
-		return bpf_redirect(d->out_ifindex, 0);
+	if (dp)
+		return deliver(dp, d->out_ifindex);
 	return bpf_redirect_neigh(d->out_ifindex, NULL, 0, 0);
 }
 
@@ -694,15 +710,22 @@ static __always_inline __s64 parse_tunnel(struct __sk_buff *skb, struct tunnel *
 /*
  * decapsulate removes the outer IP header, the tunnel header and the inner
  * Ethernet header (bpf_skb_adjust_room shrinking at BPF_ADJ_ROOM_MAC) and
- * writes the inner Ethernet header over the outer one that is left.
- * DECAP_L3 sets skb->protocol to the inner family. DECAP_L4 (Linux 6.18)
- * also clears the tunnel GSO state of a GRO'd packet, which a TAP could not
- * describe to the hypervisor; a kernel without it refuses the flag
- * (EINVAL, the packet untouched): then a non-GSO packet is decapsulated
- * without it, and a GSO one goes to the slow path.
+ * writes the inner Ethernet header over the outer one that is left, for
+ * port p. DECAP_L3 sets skb->protocol to the inner family.
+ *
+ * A GSO packet (a tunnel super-frame that crossed a veth underlay whole,
+ * or a GRO'd one) keeps its segment size (FIXED_GSO), and its tunnel GSO
+ * state: DECAP_L4 (bpf-next, not in Linux 6.18) clears it, and a kernel
+ * without it refuses the flag (EINVAL, the packet untouched). Then a
+ * non-GSO packet is decapsulated without the flag; so is a GSO one for a
+ * PORT_PEER port, whose peer's stack receives the super-frame whole and
+ * reads nothing of the tunnel state the shrink left behind (the inner
+ * header offsets it keeps still point at the inner headers); a TAP would
+ * have to describe that state to the hypervisor, which tun refuses, so a
+ * GSO packet for any other port goes to the slow path.
  */
 static __always_inline int decapsulate(struct __sk_buff *skb, const struct tunnel *t,
-				       const struct ethhdr *inner)
+				       const struct ethhdr *inner, const struct port *p)
 {
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO;
 	flags |= inner->h_proto == bpf_htons(ETH_P_IPV6) ? ADJ_ROOM_DECAP_L3_IPV6 : ADJ_ROOM_DECAP_L3_IPV4;
@@ -710,7 +733,7 @@ static __always_inline int decapsulate(struct __sk_buff *skb, const struct tunne
 	int len = -(int)(t->hdr_len + ETH_HLEN);
 
 	long err = bpf_skb_adjust_room(skb, len, BPF_ADJ_ROOM_MAC, flags | l4);
-	if (err == -EINVAL_ && !skb->gso_size)
+	if (err == -EINVAL_ && (!skb->gso_size || (p->flags & PORT_PEER)))
 		err = bpf_skb_adjust_room(skb, len, BPF_ADJ_ROOM_MAC, flags);
 	if (err)
 		return -1;
@@ -767,7 +790,7 @@ static __always_inline int from_underlay(struct __sk_buff *skb, const struct con
 	if (!p)
 		return underlay_slow_path(cfg, vsid);
 
-	int err = decapsulate(skb, &t, &inner);
+	int err = decapsulate(skb, &t, &inner, p);
 	if (err == -1)
 		return underlay_slow_path(cfg, vsid);
 	if (err) {
@@ -783,7 +806,7 @@ static __always_inline int from_underlay(struct __sk_buff *skb, const struct con
 	if (vs)
 		vs->decapsulated += 1;
 	count_path(PATH_UNDERLAY_FAST);
-	return bpf_redirect(ifindex, 0);
+	return deliver(p, ifindex);
 }
 
 SEC("tcx/ingress")

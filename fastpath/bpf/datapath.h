@@ -44,6 +44,7 @@ struct config {
 
 /* port.flags */
 #define PORT_L2_ONLY 1
+#define PORT_PEER 2 /* a veth whose peer is in another namespace (see deliver) */
 
 struct port {
 	__u32 index; /* the Go switch's port index: counters */

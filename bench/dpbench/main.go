@@ -56,6 +56,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated setups to run: kernel, vxlan, nvgre, ovs, veth (default all)")
 	flag.IntVar(&o.mtu, "mtu", 1500, "MTU of the underlay veths (9000 for jumbo frames); VM MTUs leave room for the encapsulation")
 	flag.StringVar(&o.gsoTAP, "gso-tap", "wnvgso", "wnvd's --gso-tap; empty makes wnvd segment TCP super-frames itself")
+	flag.StringVar(&o.fastPath, "fast-path", "on", "wnvd's --fast-path: on forwards decided flows in the kernel, off switches every frame in wnvd")
 	flag.Parse()
 	if o.mtu < 1280 || o.mtu > 9000 {
 		exitOn(fmt.Errorf("--mtu %d is out of range: use 1280..9000", o.mtu))
@@ -80,7 +81,7 @@ func exitOn(err error) {
 
 type options struct {
 	wnvd, self, only string
-	gsoTAP           string
+	gsoTAP, fastPath string
 	duration         time.Duration
 	mtu              int
 }
@@ -92,6 +93,7 @@ type figures struct {
 	pps        float64 // 64-byte frames received per second
 	rr         float64 // round trips per second
 	cpuPerGbit float64 // wnvd CPU seconds per Gbit in the 1-stream test
+	kernelPath float64 // share of the frames wnvd's kernel fast path carried; < 0: not wnvd
 	note       string  // printed under the table
 	skipped    bool    // not measured; note says why
 }
@@ -155,6 +157,7 @@ type bed struct {
 	nss     []string
 	procs   []*exec.Cmd
 	wnvds   []*exec.Cmd
+	clients []*provider.Client // the wnvds' provider APIs
 
 	// Set by the setup: a note printed under the table, and whether a
 	// failure only skips the setup (OVS): runAll says why and goes on.
@@ -238,7 +241,7 @@ func (b *bed) wnvd(encap policy.Encapsulation) error {
 	for i := range 2 {
 		sock := filepath.Join(b.dir, fmt.Sprintf("h%d.sock", i))
 		cmd := exec.Command("ip", "netns", "exec", b.host(i), b.o.wnvd, "host", "--name", fmt.Sprintf("h%d", i),
-			"--underlay", b.underlay(i), "--socket", sock, "--notify-socket", filepath.Join(b.dir, fmt.Sprintf("h%d.notify", i)), "--log-level", "warn", "--gso-tap="+b.o.gsoTAP)
+			"--underlay", b.underlay(i), "--socket", sock, "--notify-socket", filepath.Join(b.dir, fmt.Sprintf("h%d.notify", i)), "--log-level", "warn", "--gso-tap="+b.o.gsoTAP, "--fast-path="+b.o.fastPath)
 		logf, err := os.Create(filepath.Join(b.dir, fmt.Sprintf("h%d.log", i)))
 		if err != nil {
 			return err
@@ -250,7 +253,8 @@ func (b *bed) wnvd(encap policy.Encapsulation) error {
 		b.procs = append(b.procs, cmd)
 		b.wnvds = append(b.wnvds, cmd)
 		c := provider.NewClient(sock)
-		if err := waitFor(10*time.Second, func() error { _, err := c.Global(ctx); return err }); err != nil {
+		b.clients = append(b.clients, c)
+		if err := waitFor(ctx, 10*time.Second, func() error { _, err := c.Global(ctx); return err }); err != nil {
 			return fmt.Errorf("wnvd on %s did not start (log %s): %w", b.host(i), logf.Name(), err)
 		}
 		if encap != policy.EncapNVGRE {
@@ -286,7 +290,7 @@ func (b *bed) wnvd(encap policy.Encapsulation) error {
 		if err := ip("-n", b.vm(i), "addr", "add", ca[i].String()+"/24", "dev", "eth0"); err != nil {
 			return err
 		}
-		if err := waitFor(10*time.Second, func() error {
+		if err := waitFor(ctx, 10*time.Second, func() error {
 			pas, err := c.ProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: pa[i]})
 			if err == nil && (len(pas) != 1 || pas[0].AddressState != policy.AddressPreferred) {
 				err = errors.New("provider address not Preferred yet")
@@ -299,14 +303,22 @@ func (b *bed) wnvd(encap policy.Encapsulation) error {
 	return nil
 }
 
-func waitFor(d time.Duration, f func() error) error {
+// waitFor retries f until it succeeds, for at most d, or until ctx ends
+// (an interrupt): then it returns ctx's error.
+func waitFor(ctx context.Context, d time.Duration, f func() error) error {
 	deadline := time.Now().Add(d)
 	for {
 		err := f()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -338,8 +350,10 @@ func (b *bed) inVM(i int, args ...string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-func (b *bed) runVM(i int, args ...string) ([]byte, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", b.vm(i)}, args...)...).Output()
+// runVM runs a command in VM i's namespace to its end, or kills it when ctx
+// ends.
+func (b *bed) runVM(ctx context.Context, i int, args ...string) ([]byte, error) {
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", b.vm(i)}, args...)...).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -359,8 +373,8 @@ func (b *bed) measure(ctx context.Context, name string) (figures, error) {
 		return f, err
 	}
 	// Reachability first: ARP, and both servers listening.
-	if err := waitFor(10*time.Second, func() error {
-		_, err := b.runVM(0, b.o.self, "rr-client", ca[1].String(), "200ms")
+	if err := waitFor(ctx, 10*time.Second, func() error {
+		_, err := b.runVM(ctx, 0, b.o.self, "rr-client", ca[1].String(), "200ms")
 		return err
 	}); err != nil {
 		return f, fmt.Errorf("VM 1 is not reachable from VM 0: %w", err)
@@ -368,9 +382,9 @@ func (b *bed) measure(ctx context.Context, name string) (figures, error) {
 	iperf := func(args ...string) (iperfResult, error) {
 		var r iperfResult
 		var out []byte
-		err := waitFor(5*time.Second, func() error {
+		err := waitFor(ctx, 5*time.Second, func() error {
 			var err error
-			out, err = b.runVM(0, append([]string{"iperf3", "-J", "-c", ca[1].String(), "-t", secs}, args...)...)
+			out, err = b.runVM(ctx, 0, append([]string{"iperf3", "-J", "-c", ca[1].String(), "-t", secs}, args...)...)
 			return err
 		})
 		if err != nil {
@@ -404,14 +418,41 @@ func (b *bed) measure(ctx context.Context, name string) (figures, error) {
 	}
 	f.pps = float64(r.End.Sum.Packets-r.End.Sum.LostPackets) / r.End.Sum.Seconds
 	fmt.Fprintf(os.Stderr, "%s: round trips\n", name)
-	out, err := b.runVM(0, b.o.self, "rr-client", ca[1].String(), b.o.duration.String())
+	out, err := b.runVM(ctx, 0, b.o.self, "rr-client", ca[1].String(), b.o.duration.String())
 	if err != nil {
 		return f, err
 	}
 	if f.rr, err = strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err != nil {
 		return f, fmt.Errorf("rr-client printed %q", out)
 	}
+	if f.kernelPath, err = b.kernelPathShare(ctx); err != nil {
+		return f, err
+	}
 	return f, ctx.Err()
+}
+
+// kernelPathShare is the share of the frames, on both hosts since they
+// started, that wnvd's kernel fast path forwarded rather than handed to
+// its switch; -1 for a setup without wnvd.
+func (b *bed) kernelPathShare(ctx context.Context) (float64, error) {
+	if len(b.clients) == 0 {
+		return -1, nil
+	}
+	var kernel, all uint64
+	for _, c := range b.clients {
+		cs, err := c.Counters(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("reading wnvd's counters: %w", err)
+		}
+		if p := cs.Paths; p != nil {
+			kernel += p.KernelFromPorts + p.KernelFromUnderlay
+			all += p.KernelFromPorts + p.KernelFromUnderlay + p.SlowFromPorts + p.SlowFromUnderlay
+		}
+	}
+	if all == 0 {
+		return 0, nil // the fast path counted nothing (--fast-path=off)
+	}
+	return float64(kernel) / float64(all), nil
 }
 
 type iperfResult struct {
@@ -512,7 +553,7 @@ func print(rs []figures, o options) {
 		return fmt.Sprintf(" (%.2fx)", v/b)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintf(w, "setup\tTCP 1 stream Gbit/s\tTCP 4 streams Gbit/s\t64-byte UDP kpps\tround trips/s\twnvd CPU s/Gbit\n")
+	fmt.Fprintf(w, "setup\tTCP 1 stream Gbit/s\tTCP 4 streams Gbit/s\t64-byte UDP kpps\tround trips/s\twnvd CPU s/Gbit\tkernel path\n")
 	for _, r := range rs {
 		if r.skipped {
 			continue
@@ -525,9 +566,13 @@ func print(rs []figures, o options) {
 		if r.cpuPerGbit > 0 {
 			cpu = fmt.Sprintf("%.2f", r.cpuPerGbit)
 		}
-		fmt.Fprintf(w, "%s\t%.2f%s\t%.2f%s\t%.0f%s\t%.0f%s\t%s\n", r.name,
+		path := "-"
+		if r.kernelPath >= 0 {
+			path = fmt.Sprintf("%.2f%%", 100*r.kernelPath)
+		}
+		fmt.Fprintf(w, "%s\t%.2f%s\t%.2f%s\t%.0f%s\t%.0f%s\t%s\t%s\n", r.name,
 			r.tcp1, ratio(r.tcp1, b.tcp1), r.tcp4, ratio(r.tcp4, b.tcp4),
-			r.pps/1e3, ratio(r.pps, b.pps), r.rr, ratio(r.rr, b.rr), cpu)
+			r.pps/1e3, ratio(r.pps, b.pps), r.rr, ratio(r.rr, b.rr), cpu, path)
 	}
 	w.Flush()
 	for _, r := range rs {
@@ -535,5 +580,6 @@ func print(rs []figures, o options) {
 			fmt.Printf("%s: %s\n", r.name, r.note)
 		}
 	}
-	fmt.Printf("each figure over %v; underlay MTU %d; ratios are to (a) measured in the same run\n", o.duration, o.mtu)
+	fmt.Printf("each figure over %v; underlay MTU %d; ratios are to (a) measured in the same run; "+
+		"kernel path: the share of wnvd's frames its kernel fast path forwarded (the rest went through its switch)\n", o.duration, o.mtu)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -130,7 +131,7 @@ func (b *bed) startOVS(i int) (*ovsd, error) {
 		"--unixctl="+o.path("ovsdb-server.ctl"), "--pidfile="+o.path("ovsdb-server.pid")); err != nil {
 		return nil, err
 	}
-	if err := waitFor(10*time.Second, func() error { return o.vsctl("--no-wait", "show") }); err != nil {
+	if err := waitFor(context.Background(), 10*time.Second, func() error { return o.vsctl("--no-wait", "show") }); err != nil {
 		return nil, fmt.Errorf("ovsdb-server in %s did not start: %w%s", o.ns, err, logTail(o.path("ovsdb-server.log")))
 	}
 	if err := o.vsctl("--no-wait", "init", "--", "set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true"); err != nil {
@@ -139,7 +140,7 @@ func (b *bed) startOVS(i int) (*ovsd, error) {
 	if err := b.ovsDaemon(o, "ovs-vswitchd", o.db(), "--unixctl="+o.ctl(), "--pidfile="+o.path("ovs-vswitchd.pid")); err != nil {
 		return nil, err
 	}
-	if err := waitFor(10*time.Second, func() error {
+	if err := waitFor(context.Background(), 10*time.Second, func() error {
 		return exec.Command("ovs-appctl", "-t", o.ctl(), "version").Run()
 	}); err != nil {
 		return nil, fmt.Errorf("ovs-vswitchd in %s did not start: %w%s", o.ns, err, logTail(o.log()))

@@ -54,14 +54,14 @@ func (f *Flows) Decided() []Decision {
 }
 
 // recordDecision notes d, just cached for key's port and dst.
-func (s *Switch) recordDecision(f *Flows, port int, dst netip.Addr, d *decision, t *policy.Table) {
+func (s *Switch) recordDecision(f *Flows, p *PortConfig, dst netip.Addr, d *decision, t *policy.Table) {
 	if f == nil || !f.record {
 		return
 	}
-	e := Decision{Port: port, Dst: dst, Gen: f.gen, Local: int(d.local), MAC: d.mac, Routed: d.routed, VSID: d.dstVSID}
+	e := Decision{Port: p.Index, Dst: dst, Gen: f.gen, Local: int(d.local), MAC: d.mac, Routed: d.routed, VSID: d.dstVSID}
 	if d.local < 0 {
 		e.DstPA = d.pa()
-		pa, ok := t.LocalPA(e.DstPA.Is6())
+		pa, ok := portSourcePA(t, p, e.DstPA)
 		if !ok {
 			return
 		}
@@ -69,6 +69,23 @@ func (s *Switch) recordDecision(f *Flows, port int, dst netip.Addr, d *decision,
 		e.MaxLen = s.cfg.UnderlayMTU - Overhead(d.encap, e.DstPA.Is6()) + packet.EthernetHeaderLen
 	}
 	f.decided = append(f.decided, e)
+}
+
+// portSourcePA is the source PA of every packet from port p to dstPA, for a
+// decision that does not know which of the port's CAs sends; ok is false
+// when its CAs leave from different PAs (the slow path picks per packet).
+func portSourcePA(t *policy.Table, p *PortConfig, dstPA netip.Addr) (pa netip.Addr, ok bool) {
+	if len(p.CAs) == 0 {
+		return t.LocalPA(dstPA.Is6())
+	}
+	for i, ca := range p.CAs {
+		a, found := sourcePA(t, p.VSID, ca, dstPA)
+		if !found || i > 0 && a != pa {
+			return netip.Addr{}, false
+		}
+		pa = a
+	}
+	return pa, true
 }
 
 // Generation is the switch's generation: it changes after every change of

@@ -78,3 +78,46 @@ func TestIngressMarksOnlyValidatedDeliveries(t *testing.T) {
 		t.Error("an egress verdict kept Validated")
 	}
 }
+
+// A host with two PAs sends a VM's packets from the PA of the VM's own
+// record, which the receiver checks the inner source against: in the
+// general path, the cached path and the decision a fast path installs.
+func TestSourcePAIsTheSendersRecords(t *testing.T) {
+	sw, _ := host1(t)
+	other := netip.MustParseAddr("198.18.0.9")
+	st := labStore(t, pa1)
+	if _, err := st.AddProviderAddress(policy.ProviderAddress{ProviderAddress: other, PrefixLength: 15, AddressState: policy.AddressPreferred}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.10"), VirtualSubnetID: 5001},
+		policy.LookupRecordChange{ProviderAddress: &other}); err != nil {
+		t.Fatal(err)
+	}
+	sw.SetPolicy(st.Table())
+	f := NewFlows()
+	f.RecordDecisions()
+	for i := range 2 { // decided, then from the cache
+		var r Result
+		buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 20, true)
+		sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
+		if r.Action != ToUnderlay || r.Src != other || r.Dst != pa2 {
+			t.Fatalf("packet %d: %v %v %s->%s, want from %s (blue1's record) to %s", i, r.Action, r.Reason, r.Src, r.Dst, other, pa2)
+		}
+	}
+	// blue1's IPv6 CA still maps to pa1: its port's CAs leave from two PAs,
+	// so no decision for the kernel, which cannot tell them apart.
+	if d := f.Decided(); len(d) != 0 {
+		t.Errorf("decided %+v for a port whose CAs leave from different PAs, want none", d)
+	}
+	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("fd00:0:0:1::10"), VirtualSubnetID: 5001},
+		policy.LookupRecordChange{ProviderAddress: &other}); err != nil {
+		t.Fatal(err)
+	}
+	sw.SetPolicy(st.Table())
+	var r Result
+	buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 20, true)
+	sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
+	if d := f.Decided(); len(d) != 1 || d[0].SrcPA != other {
+		t.Errorf("decided %+v, want one from %s", d, other)
+	}
+}

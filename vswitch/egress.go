@@ -83,7 +83,7 @@ func (s *Switch) egressCached(r *Result, f *Flows, p *PortConfig, buf []byte, of
 	if d.local < 0 {
 		dstPA = d.pa()
 		var ok bool
-		if srcPA, ok = t.LocalPA(dstPA.Is6()); !ok {
+		if srcPA, ok = sourcePA(t, p.VSID, ip.Src(), dstPA); !ok {
 			return false
 		}
 		wire := len(frame)
@@ -276,7 +276,13 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 		return
 	}
 	dstPA := d.pa()
-	srcPA, ok := t.LocalPA(dstPA.Is6())
+	var src netip.Addr
+	if v6 {
+		src = packet.IPv6(eth.Payload()).Src()
+	} else {
+		src = packet.IPv4(eth.Payload()).Src()
+	}
+	srcPA, ok := sourcePA(t, p.VSID, src, dstPA)
 	if !ok {
 		*r = s.drop(ReasonNoLocalPA)
 		return
@@ -298,6 +304,17 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 		}
 	}
 	toUnderlay(r, f, d, buf, off, len(frame), srcPA, dstPA, flow)
+}
+
+// sourcePA is the outer source of a packet from CA src of a port in vsid to
+// dstPA: the PA of src's own lookup record when it is this host's and of
+// dstPA's family, since the receiver checks the inner source CA against the
+// outer source PA; else this host's PA of that family.
+func sourcePA(t *policy.Table, vsid policy.VSID, src, dstPA netip.Addr) (netip.Addr, bool) {
+	if rec, ok := t.LookupCA(vsid, src); ok && rec.ProviderAddress.Is6() == dstPA.Is6() && t.IsLocalPA(rec.ProviderAddress) {
+		return rec.ProviderAddress, true
+	}
+	return t.LocalPA(dstPA.Is6())
 }
 
 // toLocal makes the verdict for frame, bound for d's local port.
@@ -402,7 +419,7 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 		return nil
 	}
 	f.insert(key, d)
-	s.recordDecision(f, p.Index, dst, d, t)
+	s.recordDecision(f, p, dst, d, t)
 	return d
 }
 

@@ -56,6 +56,9 @@ func OpenPort(cfg PortConfig) (*Port, error) {
 	if t := l.Type(); t != "tuntap" && t != "veth" && t != "tun" {
 		return nil, fmt.Errorf("interface %s is a %s: a port must be a TAP or the host end of a veth pair", cfg.Interface, t)
 	}
+	if tt, ok := l.(*netlink.Tuntap); ok && tt.Mode == netlink.TUNTAP_MODE_TUN {
+		return nil, fmt.Errorf("interface %s is a TUN device, which carries IP packets without Ethernet headers: a port must be a TAP (mode tap) or the host end of a veth pair", cfg.Interface)
+	}
 	if l.Attrs().Flags&unix.IFF_UP == 0 {
 		if err := netlink.LinkSetUp(l); err != nil {
 			return nil, fmt.Errorf("bring up interface %s: %w", cfg.Interface, err)

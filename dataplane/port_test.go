@@ -330,6 +330,13 @@ func TestOpenPortNamesWhatIsWrong(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "TAP or the host end of a veth") {
 			t.Errorf("OpenPort of a bridge = %v, want a refusal naming what a port may be", err)
 		}
+		if err := netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "wptu" + s}, Mode: netlink.TUNTAP_MODE_TUN, Flags: netlink.TUNTAP_NO_PI}); err != nil {
+			return err
+		}
+		_, err = OpenPort(PortConfig{Interface: "wptu" + s})
+		if err == nil || !strings.Contains(err.Error(), "is a TUN device") {
+			t.Errorf("OpenPort of a TUN device = %v, want a refusal: it carries no Ethernet frames", err)
+		}
 		return nil
 	})
 }

@@ -225,6 +225,12 @@ func TestRecordSetMovesARunningFlowAndDetachStopsIt(t *testing.T) {
 		t.Errorf("after lookup-record set, %d packets of the stream went to the old PA %v and %d to the new one %v: want none and some", toOld, pa[1], toNew, pa[2])
 	}
 
+	// The port's counters (port get) count both paths, as counters does.
+	enc := encapsulated()
+	ports, err := clients[0].Ports(ctx)
+	if err != nil || len(ports) != 1 || ports[0].Counters.RxFrames < enc {
+		t.Errorf("port a: %+v, %v; want RxFrames at least the %d packets host A encapsulated", ports, err, enc)
+	}
 	detached := time.Now()
 	if err := clients[1].DetachPort(ctx, "vm"); err != nil {
 		t.Fatal(err)

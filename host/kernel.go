@@ -214,6 +214,15 @@ func (k *kernel) close() error {
 	return errors.Join(err, k.dp.Close())
 }
 
+// addPortCounters adds a port's kernel counts to its switch counts.
+func addPortCounters(c *provider.PortCounters, k fastpath.PortCounters) {
+	c.RxFrames += k.RxFrames
+	c.RxBytes += k.RxBytes
+	c.TxFrames += k.TxFrames
+	c.TxBytes += k.TxBytes
+	c.Drops += k.Drops
+}
+
 // counters adds the kernel's counts to c: per port (by index) and VSID,
 // per drop reason, and which path carried how many frames.
 func (k *kernel) counters(c *provider.Counters, names map[int]string) error {
@@ -228,12 +237,7 @@ func (k *kernel) counters(c *provider.Counters, names map[int]string) error {
 	for i := range c.Ports {
 		idx, ok := byName[c.Ports[i].Name]
 		if pc, found := kc.Ports[idx]; ok && found {
-			p := &c.Ports[i].PortCounters
-			p.RxFrames += pc.RxFrames
-			p.RxBytes += pc.RxBytes
-			p.TxFrames += pc.TxFrames
-			p.TxBytes += pc.TxBytes
-			p.Drops += pc.Drops
+			addPortCounters(&c.Ports[i].PortCounters, pc)
 		}
 	}
 	for i := range c.VSIDs {

@@ -123,13 +123,21 @@ func (h *Host) detachPortLocked(name string, migrated bool) {
 	h.log.Info("port detached", "name", name, "migrated", migrated)
 }
 
-// Ports lists the attached ports with their counters.
+// Ports lists the attached ports with their counters, both paths merged.
 func (h *Host) Ports() []provider.Port {
+	kc, err := h.k.dp.Counters()
+	if err != nil {
+		h.log.Warn("fast path counters", "err", err)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]provider.Port, 0, len(h.ports))
 	for _, p := range h.ports {
-		out = append(out, h.portInfo(p))
+		info := h.portInfo(p)
+		if pc, ok := kc.Ports[p.index]; ok {
+			addPortCounters(&info.Counters, pc)
+		}
+		out = append(out, info)
 	}
 	slices.SortFunc(out, func(a, b provider.Port) int { return a.Index - b.Index })
 	return out

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -145,10 +146,16 @@ type NextHop struct {
 // Normalized returns s with defaults applied (Interface = Name), or an error
 // naming the first field that breaks a rule.
 func (s PortSpec) Normalized() (PortSpec, error) {
-	if err := checkIfName("Name", s.Name, true); err != nil {
-		return s, err
+	if s.Name == "" {
+		return s, errors.New("Name is missing: use 1..63 characters, no '/', ':' or spaces")
+	}
+	if len(s.Name) > 63 || strings.ContainsAny(s.Name, "/: \t\n") || s.Name == "." || s.Name == ".." {
+		return s, fmt.Errorf("Name %q is invalid: use 1..63 characters, no '/', ':' or spaces", s.Name)
 	}
 	if s.Interface == "" {
+		if len(s.Name) > 15 {
+			return s, fmt.Errorf("Interface is missing and Name %q is longer than an interface name (15 characters): name the port's interface", s.Name)
+		}
 		s.Interface = s.Name
 	}
 	if err := checkIfName("Interface", s.Interface, true); err != nil {

@@ -35,7 +35,7 @@ func portAttach() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&s.Name, "Name", "", "port name, 1..15 characters")
+	fs.StringVar(&s.Name, "Name", "", "port name, 1..63 characters")
 	fs.StringVar(&s.Interface, "Interface", "", "the existing interface in wnvd's network namespace (default: --Name)")
 	fs.Var(macValue{&s.MACAddress}, "MACAddress", "the VM's MAC address")
 	fs.Var(vsidValue{&s.VirtualSubnetID}, "VirtualSubnetID", "virtual subnet of the port, 4096..16777214 (0: not virtualized)")

@@ -286,7 +286,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"port", "attach", "--Name", "vm1", "--MACAddress", "00:15:5d:01:02:03", "--CustomerAddress", "10.0.0.5,nope"},
 			`--CustomerAddress "10.0.0.5,nope" is malformed: use IPv4 or IPv6 addresses such as 10.0.0.5, repeat the flag for more`},
 		{[]string{"port", "attach", "--Name", "vm1", "--MACAddress", "00:15:5d:01:02:03", "--Interface", "vnet/0"}, `Interface "vnet/0" is invalid: use 1..15 characters, no '/', ':' or spaces`},
-		{[]string{"port", "attach", "--Name", "vm/1", "--MACAddress", "00:15:5d:01:02:03"}, `Name "vm/1" is invalid: use 1..15 characters, no '/', ':' or spaces`},
+		{[]string{"port", "attach", "--Name", "vm/1", "--MACAddress", "00:15:5d:01:02:03"}, `Name "vm/1" is invalid: use 1..63 characters, no '/', ':' or spaces`},
 		{[]string{"next-hop", "--SourceCustomerAddress", "10.0.0.5", "--DestinationCustomerAddress", "10.0.0.6", "--SourceVirtualSubnetID", "1"},
 			"SourceVirtualSubnetID 1 is reserved: use 4096..16777214"},
 		{[]string{"-o", "yaml", "global", "get"}, `--output "yaml" is not supported: use table or json`},

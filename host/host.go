@@ -206,6 +206,22 @@ func (h *Host) Run(ctx context.Context) error {
 		defer h.wg.Done()
 		h.k.heartbeat(ctx)
 	}()
+	if links, err := dataplane.WatchLinks(ctx); err != nil {
+		h.log.Warn("ports will not follow interfaces created again", "err", err)
+	} else {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-links:
+					h.relinkPorts()
+				}
+			}
+		}()
+	}
 	<-ctx.Done()
 	h.mu.Lock()
 	for _, p := range h.ports {

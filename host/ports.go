@@ -123,6 +123,28 @@ func (h *Host) detachPortLocked(name string, migrated bool) {
 	h.log.Info("port detached", "name", name, "migrated", migrated)
 }
 
+// relinkPorts moves each port whose interface was deleted and created again
+// (a restarted VM or container) to the new interface: the socket and the
+// port program stay with the old one, which is gone.
+func (h *Host) relinkPorts() {
+	h.mu.Lock()
+	var again []provider.PortSpec
+	for name, p := range h.ports {
+		if idx, err := dataplane.LinkIndex(p.spec.Interface); err == nil && idx != p.sock.Ifindex() {
+			again = append(again, p.spec)
+			h.detachPortLocked(name, false)
+		}
+	}
+	h.mu.Unlock()
+	for _, spec := range again {
+		if _, err := h.AttachPort(spec); err != nil {
+			h.log.Warn("port not attached to its interface created again", "name", spec.Name, "interface", spec.Interface, "err", err)
+			continue
+		}
+		h.log.Info("port follows its interface, created again", "name", spec.Name, "interface", spec.Interface)
+	}
+}
+
 // Ports lists the attached ports with their counters, both paths merged.
 func (h *Host) Ports() []provider.Port {
 	kc, err := h.k.dp.Counters()

@@ -3,10 +3,12 @@
 # bridge, (b) wnvd with VXLAN, (c) wnvd with NVGRE and (d) Open vSwitch's
 # userspace datapath with VXLAN, each between two hosts built in network
 # namespaces, and a bare veth pair between the two VMs as the machine's limit,
-# in one run, and prints each figure with its ratio to (a).
-# Usage: sudo bench/dataplane.sh [--duration 5s] [--only kernel,vxlan,nvgre,ovs,veth]
+# in one run, and prints each figure (the median of --rounds rounds over all
+# setups) with its ratio to (a).
+# Usage: sudo bench/dataplane.sh [--duration 5s] [--rounds 3] [--only kernel,vxlan,nvgre,ovs,veth]
 # [--mtu 9000] (underlay MTU; default 1500) [--gso-tap=] (empty: wnvd segments
 # TCP super-frames itself instead of handing them to the kernel whole)
+# [--fast-path=off] (wnvd switches every frame itself)
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then

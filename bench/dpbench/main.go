@@ -5,8 +5,10 @@
 // bare veth pair between the two VMs as the machine's limit (veth.go). It
 // prints TCP throughput (1 and 4 streams, iperf3), the rate of 64-byte UDP
 // frames (iperf3), request/response round trips per second (its own UDP
-// ping-pong) and wnvd's CPU seconds per gigabit, each with its ratio to the
-// baseline. bench/dataplane.sh builds and runs it.
+// ping-pong), wnvd's CPU seconds per gigabit and the share of wnvd's frames
+// its kernel fast path carried, each figure the median of several rounds
+// over all setups, with its ratio to the baseline. bench/dataplane.sh builds
+// and runs it.
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,6 +56,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.wnvd, "wnvd", "", "path of the wnvd binary (required)")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each measurement")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of measurements of every setup; each figure is the median of its rounds")
 	flag.StringVar(&o.only, "only", "", "comma-separated setups to run: kernel, vxlan, nvgre, ovs, veth (default all)")
 	flag.IntVar(&o.mtu, "mtu", 1500, "MTU of the underlay veths (9000 for jumbo frames); VM MTUs leave room for the encapsulation")
 	flag.StringVar(&o.gsoTAP, "gso-tap", "wnvgso", "wnvd's --gso-tap; empty makes wnvd segment TCP super-frames itself")
@@ -60,6 +64,9 @@ func main() {
 	flag.Parse()
 	if o.mtu < 1280 || o.mtu > 9000 {
 		exitOn(fmt.Errorf("--mtu %d is out of range: use 1280..9000", o.mtu))
+	}
+	if o.rounds < 1 {
+		exitOn(fmt.Errorf("--rounds %d is out of range: use 1 or more", o.rounds))
 	}
 	if o.wnvd == "" {
 		exitOn(errors.New("--wnvd is required: build it with go build -o <path> ./cmd/wnvd"))
@@ -83,7 +90,7 @@ type options struct {
 	wnvd, self, only string
 	gsoTAP, fastPath string
 	duration         time.Duration
-	mtu              int
+	mtu, rounds      int
 }
 
 // figures are one setup's measurements; zero means not measured.
@@ -109,39 +116,75 @@ func runAll(ctx context.Context, o options) error {
 		{"ovs", "(d) OVS userspace + VXLAN", (*bed).ovs},
 		{"veth", "limit: bare veth pair", (*bed).veth},
 	}
+	// Each round measures every setup once, in order, and a figure is the
+	// median of its rounds: load that comes and goes on a shared machine
+	// then weighs on every setup alike.
+	rounds := make([][]figures, len(setups))
+	skipped := map[int]figures{}
+	for r := range o.rounds {
+		for i, s := range setups {
+			if o.only != "" && !strings.Contains(","+o.only+",", ","+s.key+",") {
+				continue
+			}
+			if _, ok := skipped[i]; ok {
+				continue
+			}
+			b := &bed{o: o, id: fmt.Sprintf("%d%d", os.Getpid()%10000, i), dir: must(os.MkdirTemp("", "dpbench"))}
+			label := fmt.Sprintf("%s, round %d/%d", s.name, r+1, o.rounds)
+			fmt.Fprintf(os.Stderr, "%s: building\n", label)
+			f, err := func() (figures, error) {
+				defer b.close()
+				if err := b.base(); err != nil {
+					return figures{}, err
+				}
+				if err := s.build(b); err != nil {
+					return figures{}, err
+				}
+				return b.measure(ctx, label)
+			}()
+			if err != nil && b.skippable && ctx.Err() == nil {
+				fmt.Fprintf(os.Stderr, "%s: not measured: %v\n", s.name, err)
+				skipped[i] = figures{name: s.name, note: "not measured: " + err.Error(), skipped: true}
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", label, err)
+			}
+			f.name, f.note = s.name, b.note
+			rounds[i] = append(rounds[i], f)
+		}
+	}
 	var results []figures
-	for i, s := range setups {
-		if o.only != "" && !strings.Contains(","+o.only+",", ","+s.key+",") {
-			continue
-		}
-		b := &bed{o: o, id: fmt.Sprintf("%d%d", os.Getpid()%10000, i), dir: must(os.MkdirTemp("", "dpbench"))}
-		fmt.Fprintf(os.Stderr, "%s: building\n", s.name)
-		f, err := func() (figures, error) {
-			defer b.close()
-			if err := b.base(); err != nil {
-				return figures{}, err
-			}
-			if err := s.build(b); err != nil {
-				return figures{}, err
-			}
-			return b.measure(ctx, s.name)
-		}()
-		if err != nil && b.skippable && ctx.Err() == nil {
-			fmt.Fprintf(os.Stderr, "%s: not measured: %v\n", s.name, err)
-			results = append(results, figures{name: s.name, note: "not measured: " + err.Error(), skipped: true})
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		f.note = b.note
-		results = append(results, f)
-		if ctx.Err() != nil {
-			return ctx.Err()
+	for i := range setups {
+		if f, ok := skipped[i]; ok {
+			results = append(results, f)
+		} else if len(rounds[i]) > 0 {
+			results = append(results, median(rounds[i]))
 		}
 	}
 	print(results, o)
 	return nil
+}
+
+// median is a setup's figures, each the median of its rounds'.
+func median(fs []figures) figures {
+	m := fs[0]
+	for _, field := range []func(*figures) *float64{
+		func(f *figures) *float64 { return &f.tcp1 }, func(f *figures) *float64 { return &f.tcp4 },
+		func(f *figures) *float64 { return &f.pps }, func(f *figures) *float64 { return &f.rr },
+		func(f *figures) *float64 { return &f.cpuPerGbit }, func(f *figures) *float64 { return &f.kernelPath },
+	} {
+		vs := make([]float64, len(fs))
+		for i := range fs {
+			vs[i] = *field(&fs[i])
+		}
+		slices.Sort(vs)
+		*field(&m) = vs[len(vs)/2]
+		if len(vs)%2 == 0 {
+			*field(&m) = (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+		}
+	}
+	return m
 }
 
 func must[T any](v T, err error) T {
@@ -580,6 +623,6 @@ func print(rs []figures, o options) {
 			fmt.Printf("%s: %s\n", r.name, r.note)
 		}
 	}
-	fmt.Printf("each figure over %v; underlay MTU %d; ratios are to (a) measured in the same run; "+
-		"kernel path: the share of wnvd's frames its kernel fast path forwarded (the rest went through its switch)\n", o.duration, o.mtu)
+	fmt.Printf("each figure is the median of %d rounds of %v; underlay MTU %d; ratios are to (a) measured in the same rounds; "+
+		"kernel path: the share of wnvd's frames its kernel fast path forwarded (the rest went through its switch)\n", o.rounds, o.duration, o.mtu)
 }

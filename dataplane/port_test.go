@@ -370,3 +370,34 @@ func TestTAPPersistsForARestartedDaemon(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestRemoveTAPDeletesOnlyATAPLeftBehind(t *testing.T) {
+	needRoot(t)
+	s := suffix()
+	ns := newNamedNS(t, "wptr"+s)
+	h := nsHandle(t, ns)
+	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "wptb" + s}}); err != nil {
+		t.Fatal(err)
+	}
+	var tap *TAP
+	inNS(t, ns, func() (err error) { tap, err = OpenTAP("wptg"+s, true); return })
+	tap.closeFile() // a killed daemon: the persistent TAP stays
+	inNS(t, ns, func() error {
+		if ok, err := RemoveTAP("wptg" + s); !ok || err != nil {
+			t.Errorf("RemoveTAP of the TAP left behind = %v, %v; want it removed", ok, err)
+		}
+		if ok, err := RemoveTAP("wptg" + s); ok || err != nil {
+			t.Errorf("RemoveTAP of a TAP already gone = %v, %v; want nothing to do", ok, err)
+		}
+		if ok, err := RemoveTAP("wptb" + s); ok || err == nil || !strings.Contains(err.Error(), "left alone") {
+			t.Errorf("RemoveTAP of a bridge = %v, %v; want it left alone with an error", ok, err)
+		}
+		return nil
+	})
+	if _, err := h.LinkByName("wptg" + s); err == nil {
+		t.Error("the TAP still exists after RemoveTAP")
+	}
+	if _, err := h.LinkByName("wptb" + s); err != nil {
+		t.Errorf("the bridge is gone after RemoveTAP refused it: %v", err)
+	}
+}

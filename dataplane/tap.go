@@ -65,6 +65,27 @@ func OpenTAP(name string, offload bool) (*TAP, error) {
 	return t, nil
 }
 
+// RemoveTAP deletes the persistent TAP name a killed wnvd left; removed is
+// false when there is none. An interface of that name that is not a TAP is
+// left alone, with an error.
+func RemoveTAP(name string) (removed bool, err error) {
+	l, err := netlink.LinkByName(name)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for TAP %s: %w", name, err)
+	}
+	if l.Type() != "tuntap" {
+		return false, fmt.Errorf("interface %s is a %s, not the TAP wnvd creates: left alone", name, l.Type())
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return false, fmt.Errorf("delete TAP %s: %w", name, err)
+	}
+	return true, nil
+}
+
 // tunSetIff opens /dev/net/tun and attaches it to the TAP name, creating it
 // if there is none.
 func tunSetIff(name string, offload bool) (int, error) {

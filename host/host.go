@@ -309,30 +309,38 @@ func (h *Host) Close() {
 // Cleanup removes what wnvd host left on the machine after it stopped (a
 // SIGTERM or a kill -9 leaves forwarding in place): the kernel fast path
 // pinned under cfg.PinDir (default DefaultPinDir(cfg.Name)) with its port
-// programs, and the provider addresses it decapsulated for, from the
-// underlay. It must not run while a wnvd uses the same pins. It returns
+// programs, the provider addresses it decapsulated for, from the underlay,
+// and the GSO TAP cfg.GSOTAP a kill -9 leaves. It must not run while a wnvd uses the same pins. It returns
 // what it removed, for people.
 func Cleanup(cfg Config) ([]string, error) {
 	if cfg.PinDir == "" {
 		cfg.PinDir = DefaultPinDir(cfg.Name)
 	}
 	var removed []string
+	var errs []error
+	if cfg.GSOTAP != "" {
+		ok, err := dataplane.RemoveTAP(cfg.GSOTAP)
+		if err != nil {
+			errs = append(errs, err)
+		} else if ok {
+			removed = append(removed, "GSO TAP "+cfg.GSOTAP)
+		}
+	}
 	if _, err := os.Stat(cfg.PinDir); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
+			return removed, errors.Join(errs...)
 		}
-		return nil, fmt.Errorf("fast path pins %s: %w", cfg.PinDir, err)
+		return removed, errors.Join(append(errs, fmt.Errorf("fast path pins %s: %w", cfg.PinDir, err))...)
 	}
 	dp, err := fastpath.Open(fastpath.Config{PinDir: cfg.PinDir})
 	if err != nil {
-		return nil, err
+		return removed, errors.Join(append(errs, err)...)
 	}
 	pas, err := dp.LocalPAs()
 	dp.Close()
 	if err != nil {
-		return nil, err
+		return removed, errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	if cfg.Underlay != "" && len(pas) > 0 {
 		have, err := dataplane.Addresses(cfg.Underlay)
 		if err != nil {

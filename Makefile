@@ -9,7 +9,7 @@ BIN   := bin
 # coordinator's own deadline in Go 1.26 (go.dev/issue/75804) and fails spuriously.
 FUZZTIME ?= 20000x
 
-.PHONY: all build demo test deps guest generate clean fmt vet gotest fuzz ctest
+.PHONY: all build demo test deps guest generate gencheck clean fmt vet gotest fuzz ctest
 
 all: build
 
@@ -20,7 +20,7 @@ build:
 demo: deps build
 	./$(BIN)/wnvctl lab demo
 
-test: deps build fmt vet gotest fuzz ctest
+test: deps build fmt vet gencheck gotest fuzz ctest
 
 fmt:
 	@out=$$($(GOFMT) -l $$(find . -name '*.go' -not -path './.git/*')); \
@@ -79,6 +79,18 @@ guest:
 # generated files are committed, so a build needs no clang.
 generate:
 	$(GO) generate ./fastpath/...
+
+# The committed eBPF objects must be what their C source builds to: checked
+# in a scratch copy whenever clang is here (make deps installs it).
+gencheck:
+	@if command -v clang >/dev/null 2>&1 && command -v llvm-strip >/dev/null 2>&1; then \
+		tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		cp go.mod go.sum "$$tmp"/ && cp -r fastpath "$$tmp"/ && \
+		(cd "$$tmp" && $(GO) generate ./fastpath/... >/dev/null) && \
+		for f in datapath_bpfel.go datapath_bpfel.o; do \
+			cmp -s fastpath/$$f "$$tmp"/fastpath/$$f || { echo "fastpath/$$f is not what fastpath/bpf builds to: run make generate and commit it"; exit 1; }; \
+		done; \
+	fi
 
 clean:
 	rm -rf $(BIN)

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"os"
 	"time"
-	"unsafe"
 
 	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/offload"
@@ -279,7 +278,7 @@ func (h *Host) portWorker(p *port) {
 			case r.Action == vswitch.ToUnderlay:
 				out.flush(h) // keep the flow's earlier packets ahead
 				out.sendSegmented(h, *r, hdr, segs)
-			case r.Action == vswitch.ToPort && unsafe.SliceData(r.Data) == unsafe.SliceData(frame):
+			case r.Action == vswitch.ToPort && !r.Reply:
 				out.addSuper(r.Port, hdr, r.Data)
 			default:
 				out.add(*r) // a reply the switch built, or a drop

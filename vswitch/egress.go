@@ -360,7 +360,7 @@ var _ = [1]struct{}{}[packet.VXLANHeaderLen-EncapHeaderLen]
 // Redirect, Miss and Copies (see clearExtras): storing all of a Result,
 // zeroing it or copying a literal, was a fifth of the cached path.
 func (r *Result) set(a Action, port int, src, dst netip.Addr, e policy.Encapsulation, flow uint8, data []byte) {
-	r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data, r.Validated = a, ReasonNone, port, src, dst, e, flow, data, false
+	r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data, r.Validated, r.Reply = a, ReasonNone, port, src, dst, e, flow, data, false, false
 }
 
 // clearExtras zeroes Redirect, Miss and Copies, which only verdicts of
@@ -456,7 +456,7 @@ func (s *Switch) countTx(port, n int) {
 func (s *Switch) reply(p *PortConfig, data []byte) Result {
 	s.Counters.VSID(p.VSID).Replies.Add(1)
 	s.countTx(p.Index, len(data))
-	return Result{Action: ToPort, Port: p.Index, Data: data}
+	return Result{Action: ToPort, Port: p.Index, Data: data, Reply: true}
 }
 
 // answerFor returns the MAC the switch answers ARP/ND with for target a, seen

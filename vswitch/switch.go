@@ -96,6 +96,9 @@ type Result struct {
 	// passed every check for its (outer source PA, VSID, inner addresses):
 	// the caller may install it in a fast path as an IngressDecision.
 	Validated bool
+	// Reply marks a ToPort verdict whose Data the switch built (an ARP or
+	// ND answer, an ICMP error) rather than the frame it was given.
+	Reply bool
 }
 
 // Config holds the switch's fixed parameters.

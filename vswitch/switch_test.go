@@ -152,8 +152,8 @@ func TestARPAnsweredFromPolicy(t *testing.T) {
 		n := packet.PutEthernet(buf[Headroom:], packet.Broadcast, p.MAC, packet.EtherTypeARP)
 		n += packet.PutARP(buf[Headroom+n:], packet.ARPRequest, p.MAC, p.CAs[0], packet.MAC{}, netip.MustParseAddr(c.target))
 		r := sw.FromPort(c.port, buf, Headroom, n, scratch())
-		if r.Action != ToPort || r.Port != c.port {
-			t.Fatalf("ARP %s from %s: action %v reason %v, want a reply to the port", c.target, p.Name, r.Action, r.Reason)
+		if r.Action != ToPort || r.Port != c.port || !r.Reply {
+			t.Fatalf("ARP %s from %s: action %v reason %v reply %v, want a reply to the port", c.target, p.Name, r.Action, r.Reason, r.Reply)
 		}
 		eth := must(packet.ParseEthernet(r.Data))
 		a := must(packet.ParseARP(eth.Payload()))
@@ -307,8 +307,8 @@ func TestLocalDeliveryWithoutEncap(t *testing.T) {
 	sw.SetPolicy(st.Table())
 	buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 10, true)
 	r := sw.FromPort(0, buf, Headroom, n, scratch())
-	if r.Action != ToPort || r.Port != 3 || len(r.Data) != n {
-		t.Fatalf("got %v %v port %d, want local delivery to port 3", r.Action, r.Reason, r.Port)
+	if r.Action != ToPort || r.Port != 3 || len(r.Data) != n || r.Reply {
+		t.Fatalf("got %v %v port %d reply %v, want local delivery of the frame to port 3", r.Action, r.Reason, r.Port, r.Reply)
 	}
 }
 

@@ -14,10 +14,12 @@ import (
 )
 
 // StreamOptions tunes Stream: one probe every Interval (default 1 ms, a
-// 1 kHz stream) for Duration, then Linger (default 200 ms) for late answers.
+// 1 kHz stream) for Duration, or until Stop is closed if that comes first,
+// then Linger (default 200 ms) for late answers.
 type StreamOptions struct {
 	Interval time.Duration
 	Duration time.Duration
+	Stop     <-chan struct{}
 	Linger   time.Duration
 	Source   netip.Addr
 }
@@ -98,7 +100,15 @@ func Stream(ctx context.Context, to netip.AddrPort, opts StreamOptions) (StreamR
 	}()
 	msg := make([]byte, 0, 64)
 	start := time.Now()
-	for seq := 0; seq < n && ctx.Err() == nil; seq++ {
+	stopped := func() bool {
+		select {
+		case <-opts.Stop:
+			return true
+		default:
+			return false
+		}
+	}
+	for seq := 0; seq < n && ctx.Err() == nil && !stopped(); seq++ {
 		if wait := time.Until(start.Add(time.Duration(seq) * opts.Interval)); wait > 0 {
 			time.Sleep(wait)
 		}

@@ -60,10 +60,17 @@ func (m ICMPv4) EchoSeq() uint16 { return binary.BigEndian.Uint16(m[6:8]) }
 // ICMP-in-IPv4 packet within 576 bytes and b. It fills the checksum and
 // returns the bytes written: 8 plus the quote.
 func PutICMPv4DestUnreachable(b []byte, code uint8, nextHopMTU uint16, invoking []byte) int {
+	return PutICMPv4Error(b, ICMPv4DestUnreachable, code, uint32(nextHopMTU), invoking)
+}
+
+// PutICMPv4Error writes an ICMP error of type typ and code with the 32-bit
+// field after the checksum set to param, quoting like
+// PutICMPv4DestUnreachable.
+func PutICMPv4Error(b []byte, typ, code uint8, param uint32, invoking []byte) int {
 	_ = b[ICMPv4HeaderLen-1]
-	b[0], b[1] = ICMPv4DestUnreachable, code
-	b[2], b[3], b[4], b[5] = 0, 0, 0, 0
-	binary.BigEndian.PutUint16(b[6:8], nextHopMTU)
+	b[0], b[1] = typ, code
+	b[2], b[3] = 0, 0
+	binary.BigEndian.PutUint32(b[4:8], param)
 	n := copy(b[ICMPv4HeaderLen:], invoking[:min(len(invoking), icmpv4MaxQuote)])
 	n += ICMPv4HeaderLen
 	binary.BigEndian.PutUint16(b[2:4], Checksum(b[:n], 0))

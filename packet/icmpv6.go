@@ -151,16 +151,19 @@ func PutNeighborAdvert(b []byte, src, dst, target netip.Addr, mac MAC, flags uin
 // quoting as much of the invoking packet as keeps the whole IPv6 packet
 // within 1280 bytes and b; it fills the checksum and returns 8 plus the quote.
 func PutICMPv6PacketTooBig(b []byte, src, dst netip.Addr, mtu uint32, invoking []byte) int {
-	return putICMPv6Error(b, src, dst, ICMPv6PacketTooBig, 0, mtu, invoking)
+	return PutICMPv6Error(b, src, dst, ICMPv6PacketTooBig, 0, mtu, invoking)
 }
 
 // PutICMPv6DestUnreachable writes a destination-unreachable message with
 // code, quoting like PutICMPv6PacketTooBig.
 func PutICMPv6DestUnreachable(b []byte, src, dst netip.Addr, code uint8, invoking []byte) int {
-	return putICMPv6Error(b, src, dst, ICMPv6DestUnreachable, code, 0, invoking)
+	return PutICMPv6Error(b, src, dst, ICMPv6DestUnreachable, code, 0, invoking)
 }
 
-func putICMPv6Error(b []byte, src, dst netip.Addr, typ, code uint8, param uint32, invoking []byte) int {
+// PutICMPv6Error writes an ICMPv6 error of type typ and code with the
+// 32-bit field after the checksum set to param, quoting like
+// PutICMPv6PacketTooBig.
+func PutICMPv6Error(b []byte, src, dst netip.Addr, typ, code uint8, param uint32, invoking []byte) int {
 	_ = b[ICMPv6HeaderLen-1]
 	b[0], b[1], b[2], b[3] = typ, code, 0, 0
 	binary.BigEndian.PutUint32(b[4:8], param)

@@ -255,14 +255,14 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 		if v6 {
 			ip := packet.IPv6(eth.Payload())
 			if ip.HopLimit() <= 1 {
-				*r = s.drop(ReasonTTLExceeded)
+				*r = s.icmpError6(p, t, frame, scratch, ReasonTTLExceeded, packet.ICMPv6TimeExceeded, 0, 0)
 				return
 			}
 			ip.DecHopLimit()
 		} else {
 			ip := packet.IPv4(eth.Payload())
 			if ip.TTL() <= 1 {
-				*r = s.drop(ReasonTTLExceeded)
+				*r = s.icmpError4(p, t, frame, scratch, ReasonTTLExceeded, packet.ICMPv4TimeExceeded, 0, 0)
 				return
 			}
 			ip.DecTTL()
@@ -295,11 +295,11 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 	if wire+over-packet.EthernetHeaderLen > s.cfg.UnderlayMTU {
 		mtu := s.cfg.UnderlayMTU - over
 		if v6 {
-			*r = s.tooBig6(p, t, frame, mtu, scratch)
+			*r = s.icmpError6(p, t, frame, scratch, ReasonTooBig, packet.ICMPv6PacketTooBig, 0, uint32(mtu))
 			return
 		}
 		if packet.IPv4(eth.Payload()).DF() {
-			*r = s.tooBig4(p, t, frame, mtu, scratch)
+			*r = s.icmpError4(p, t, frame, scratch, ReasonTooBig, packet.ICMPv4DestUnreachable, packet.ICMPv4CodeFragNeeded, uint32(mtu))
 			return
 		}
 	}
@@ -576,29 +576,32 @@ func (s *Switch) neighborSolicit(r *Result, p *PortConfig, pt *PortTable, t *pol
 	*r = s.reply(p, scratch[:n])
 }
 
-// tooBig4 sends ICMP fragmentation-needed back to the VM so its path MTU
-// discovery learns the MTU left after encapsulation.
-func (s *Switch) tooBig4(p *PortConfig, t *policy.Table, frame []byte, mtu int, scratch []byte) Result {
+// icmpError4 answers the IPv4 packet in frame from port p with an ICMP
+// error from the virtual gateway of its subnet, and counts the packet
+// dropped for reason: fragmentation needed, so the VM's path MTU discovery
+// learns the overlay's MTU, or TTL exceeded where a routed packet's TTL
+// runs out, as a router answers it (traceroute relies on it).
+func (s *Switch) icmpError4(p *PortConfig, t *policy.Table, frame, scratch []byte, reason Reason, typ, code uint8, param uint32) Result {
 	ip := packet.IPv4(packet.Ethernet(frame).Payload())
 	gw := s.gatewayFor(t, p.VSID, ip.Src())
-	s.Counters.Drop(ReasonTooBig)
+	s.Counters.Drop(reason)
 	n := packet.PutEthernet(scratch, p.MAC, GatewayMAC, packet.EtherTypeIPv4)
 	hdr := n
 	n += packet.IPv4HeaderLen
-	n += packet.PutICMPv4DestUnreachable(scratch[n:], packet.ICMPv4CodeFragNeeded, uint16(mtu), ip)
+	n += packet.PutICMPv4Error(scratch[n:], typ, code, param, ip)
 	packet.PutIPv4(scratch[hdr:], gw, ip.Src(), packet.ProtoICMP, 64, n-hdr-packet.IPv4HeaderLen, 0, false)
 	return s.reply(p, scratch[:n])
 }
 
-// tooBig6 sends ICMPv6 Packet Too Big back to the VM.
-func (s *Switch) tooBig6(p *PortConfig, t *policy.Table, frame []byte, mtu int, scratch []byte) Result {
+// icmpError6 is icmpError4 for IPv6: Packet Too Big, or hop limit exceeded.
+func (s *Switch) icmpError6(p *PortConfig, t *policy.Table, frame, scratch []byte, reason Reason, typ, code uint8, param uint32) Result {
 	ip := packet.IPv6(packet.Ethernet(frame).Payload())
 	gw := s.gatewayFor(t, p.VSID, ip.Src())
-	s.Counters.Drop(ReasonTooBig)
+	s.Counters.Drop(reason)
 	n := packet.PutEthernet(scratch, p.MAC, GatewayMAC, packet.EtherTypeIPv6)
 	hdr := n
 	n += packet.IPv6HeaderLen
-	n += packet.PutICMPv6PacketTooBig(scratch[n:], gw, ip.Src(), uint32(mtu), ip)
+	n += packet.PutICMPv6Error(scratch[n:], gw, ip.Src(), typ, code, param, ip)
 	packet.PutIPv6(scratch[hdr:], gw, ip.Src(), packet.ProtoICMPv6, 255, n-hdr-packet.IPv6HeaderLen)
 	return s.reply(p, scratch[:n])
 }

@@ -77,14 +77,21 @@ func TestFlowsStillCheckEveryPacket(t *testing.T) {
 		t.Fatalf("routed: %v %v", r.Action, r.Reason)
 	}
 	// Same flow, TTL 1: routing decrements it, so the cached route must
-	// still drop the packet.
+	// still stop the packet, answered by the gateway with time exceeded.
 	buf, n = udpFrame(GatewayMAC, macBlue1, "10.0.0.10", "10.0.1.10", 20, true)
 	ip := packet.IPv4(buf[Headroom+packet.EthernetHeaderLen:])
 	for ip.TTL() > 1 {
 		ip.DecTTL()
 	}
-	if sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch()); r.Action != Drop || r.Reason != ReasonTTLExceeded {
-		t.Fatalf("TTL 1 on a cached route: %v %v, want ttl-exceeded", r.Action, r.Reason)
+	drops := sw.Counters.Dropped(ReasonTTLExceeded)
+	if sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch()); r.Action != ToPort || !r.Reply || sw.Counters.Dropped(ReasonTTLExceeded) != drops+1 {
+		t.Fatalf("TTL 1 on a cached route: %v %v reply %v, want an ICMP answer and a ttl-exceeded drop", r.Action, r.Reason, r.Reply)
+	}
+	eth := must(packet.ParseEthernet(r.Data))
+	rip := must(packet.ParseIPv4(eth.Payload()))
+	m := must(packet.ParseICMPv4(rip.Payload()))
+	if m.Type() != packet.ICMPv4TimeExceeded || m.Code() != 0 || rip.Src() != netip.MustParseAddr("10.0.0.1") || rip.Dst() != netip.MustParseAddr("10.0.0.10") || eth.Dst() != macBlue1 {
+		t.Errorf("TTL 1 answer: ICMP %d/%d from %s to %s (MAC %s), want time exceeded from the gateway 10.0.0.1 to 10.0.0.10", m.Type(), m.Code(), rip.Src(), rip.Dst(), eth.Dst())
 	}
 	// A spoofed source on a cached flow is still dropped.
 	buf, n = udpFrame(GatewayMAC, macBlue1, "10.0.0.99", "10.0.1.10", 20, true)

@@ -274,6 +274,24 @@ func TestRoutedAcrossSubnets(t *testing.T) {
 	}
 }
 
+// A routed IPv6 packet with hop limit 1 is answered by the gateway with
+// ICMPv6 time exceeded, quoting it, and counted dropped.
+func TestRoutedHopLimitOneAnswered(t *testing.T) {
+	sw, _ := host1(t)
+	buf, n := udpFrame(GatewayMAC, macBlue1, "fd00:0:0:1::10", "fd00:0:0:2::10", 50, true)
+	buf[Headroom+packet.EthernetHeaderLen+7] = 1 // the hop limit
+	r := sw.FromPort(0, buf, Headroom, n, scratch())
+	if r.Action != ToPort || !r.Reply || sw.Counters.Dropped(ReasonTTLExceeded) != 1 {
+		t.Fatalf("got %v %v reply %v, want an ICMPv6 answer and a ttl-exceeded drop", r.Action, r.Reason, r.Reply)
+	}
+	eth := must(packet.ParseEthernet(r.Data))
+	ip := must(packet.ParseIPv6(eth.Payload()))
+	m := must(packet.ParseICMPv6(ip.Payload(), ip.Src(), ip.Dst()))
+	if m.Type() != packet.ICMPv6TimeExceeded || ip.Src() != netip.MustParseAddr("fd00:0:0:1::1") || ip.Dst() != netip.MustParseAddr("fd00:0:0:1::10") {
+		t.Errorf("answer: ICMPv6 type %d from %s to %s, want time exceeded from the gateway fd00:0:0:1::1", m.Type(), ip.Src(), ip.Dst())
+	}
+}
+
 func TestOtherRoutingDomainUnreachable(t *testing.T) {
 	sw, _ := host1(t)
 	// red1 has no route to 10.0.1.0/24, which exists only in Blue's routing domain.

@@ -22,7 +22,11 @@
 // has a current ingress decision is decapsulated and delivered to the
 // decision's port; any other tunnel packet to a local PA is left to the
 // host's stack, which hands it to wnvd's GRE and UDP sockets; any other
-// packet passes untouched.
+// packet passes untouched. A GSO tunnel packet (a super-frame that crossed
+// a veth underlay whole) stays whole; where the kernel cannot clear its
+// tunnel GSO state, only a veth port whose peer is in another namespace
+// takes it, and a TAP's goes to the slow path. Both programs deliver to
+// such a veth port with bpf_redirect_peer, straight into the peer.
 //
 // Decisions carry a generation: one that is not the current one
 // (SetGeneration, BumpGeneration) is a miss, so one write invalidates all

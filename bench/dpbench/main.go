@@ -151,6 +151,7 @@ func runAll(ctx context.Context, o options) error {
 				return fmt.Errorf("%s: %w", label, err)
 			}
 			f.name, f.note = s.name, b.note
+			fmt.Fprintf(os.Stderr, "%s: TCP %.2f and %.2f Gbit/s, UDP %.0f kpps, %.0f round trips/s\n", label, f.tcp1, f.tcp4, f.pps/1e3, f.rr)
 			rounds[i] = append(rounds[i], f)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -36,6 +37,8 @@ type checkpointState struct {
 type Checkpoint struct {
 	db   *bolt.DB
 	kick chan struct{}
+	mu   sync.Mutex // serialises saves
+	last []byte     // what was saved last, to skip saving it again
 }
 
 // OpenCheckpoint opens (creating it and its directory if needed) the
@@ -136,43 +139,29 @@ func (h *Host) Restore(c *Checkpoint) (records, ports int, err error) {
 }
 
 // KeepCheckpoint saves the host's desired state to c after every change of
-// policy or ports, at most once per debounce interval, until ctx ends. It
-// does not save the teardown that follows the end of ctx (ports detached,
-// PAs removed): the checkpoint keeps the last running state.
+// policy, at most once per debounce interval, until ctx ends; a change of
+// ports is saved at once, before the API call that made it returns, so a
+// port acknowledged is a port restored after a crash. It does not save the
+// teardown that follows the end of ctx: the checkpoint keeps the last
+// running state.
 func (h *Host) KeepCheckpoint(ctx context.Context, c *Checkpoint, debounce time.Duration) {
 	h.ckpt.Store(c)
 	h.store.Subscribe(func(*policy.Table) { c.changed() })
-	var last []byte
-	save := func() {
-		st := h.checkpointState()
-		key, _ := json.Marshal(struct {
-			O policy.Objects
-			V []policy.VirtualSubnet
-			P []provider.PortSpec
-		}{st.Objects, st.VirtualSubnets, st.Ports})
-		if string(key) == string(last) {
-			return
-		}
-		st.SavedAt = time.Now()
-		if err := c.save(st); err != nil {
-			h.log.Error("saving checkpoint", "path", c.db.Path(), "err", err)
-			return
-		}
-		last = key
-	}
-	save()
+	h.saveCheckpoint()
 	for {
 		select {
 		case <-ctx.Done():
+			h.ckpt.Store(nil)
 			return
 		case <-c.kick:
 		}
 		select {
 		case <-ctx.Done():
+			h.ckpt.Store(nil)
 			return
 		case <-time.After(debounce):
 		}
-		save()
+		h.saveCheckpoint()
 	}
 }
 
@@ -183,11 +172,30 @@ func (c *Checkpoint) changed() {
 	}
 }
 
-// checkpointChanged tells the checkpoint, if any, that ports changed.
-func (h *Host) checkpointChanged() {
-	if c := h.ckpt.Load(); c != nil {
-		c.changed()
+// saveCheckpoint saves the desired state now, if there is a checkpoint and
+// the state differs from the last one saved.
+func (h *Host) saveCheckpoint() {
+	c := h.ckpt.Load()
+	if c == nil {
+		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := h.checkpointState()
+	key, _ := json.Marshal(struct {
+		O policy.Objects
+		V []policy.VirtualSubnet
+		P []provider.PortSpec
+	}{st.Objects, st.VirtualSubnets, st.Ports})
+	if string(key) == string(c.last) {
+		return
+	}
+	st.SavedAt = time.Now()
+	if err := c.save(st); err != nil {
+		h.log.Error("saving checkpoint", "path", c.db.Path(), "err", err)
+		return
+	}
+	c.last = key
 }
 
 // checkpointState is the desired state now. Provider addresses are saved

@@ -23,8 +23,17 @@ type port struct {
 }
 
 // AttachPort opens the slow path's socket on the port's existing interface,
-// installs the port in the switch and starts its reader.
+// installs the port in the switch and starts its reader; the checkpoint, if
+// any, has the port before AttachPort returns.
 func (h *Host) AttachPort(spec provider.PortSpec) (provider.Port, error) {
+	p, err := h.attachPort(spec)
+	if err == nil {
+		h.saveCheckpoint()
+	}
+	return p, err
+}
+
+func (h *Host) attachPort(spec provider.PortSpec) (provider.Port, error) {
 	spec, err := spec.Normalized()
 	if err != nil {
 		return provider.Port{}, &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
@@ -92,11 +101,13 @@ func (h *Host) DetachMigratedPort(name string) error {
 
 func (h *Host) detachPort(name string, migrated bool) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if _, ok := h.ports[name]; !ok {
+		h.mu.Unlock()
 		return kindErr(policy.ErrNotFound, "port %q is not attached", name)
 	}
 	h.detachPortLocked(name, migrated)
+	h.mu.Unlock()
+	h.saveCheckpoint()
 	return nil
 }
 
@@ -207,7 +218,6 @@ func (h *Host) publishPortsLocked() error {
 	h.socks.Store(&socks)
 	h.sw.SetPorts(pt)
 	h.syncKernel()
-	h.checkpointChanged()
 	return nil
 }
 

@@ -173,14 +173,26 @@ func (c *Capture) run() {
 	defer c.wg.Done()
 	// A GSO super-frame crosses a veth whole: an IP packet of up to 64 KiB.
 	buf := make([]byte, 65535+packet.EthernetHeaderLen)
+	stopping := false
 	for {
-		select {
-		case <-c.done:
-			return
-		default:
+		flags := 0
+		if !stopping {
+			select {
+			case <-c.done:
+				// Frames already queued were on the wire before Stop: read
+				// them too, without waiting for more.
+				stopping = true
+			default:
+			}
 		}
-		n, _, err := unix.Recvfrom(c.fd, buf, 0)
+		if stopping {
+			flags = unix.MSG_DONTWAIT
+		}
+		n, _, err := unix.Recvfrom(c.fd, buf, flags)
 		if err != nil {
+			if stopping {
+				return
+			}
 			continue // timeout: check for Stop
 		}
 		f, ok, err := DecodeUnderlay(buf[:n])

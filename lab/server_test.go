@@ -27,6 +27,11 @@ func reachable(t *testing.T, l *Lab, from string, addr netip.Addr, want string, 
 			return
 		}
 		if time.Now().After(deadline) {
+			// Later subtests take the lab down: show the logs now.
+			for _, h := range l.Topology.Hosts {
+				t.Logf("log of %s:\n%s", h.Name, tail(l.logPath(h.Name), 40))
+			}
+			t.Logf("log of the policy server:\n%s", tail(l.logPath(serverName), 20))
 			t.Fatalf("%s -> %v: answered=%v by %q, want %s within %v", from, addr, ok, rep.Responder, want, timeout)
 		}
 	}
@@ -116,7 +121,14 @@ func TestPolicyServerLab(t *testing.T) {
 		r := stream(t, l, "blue1", blue3.V4, time.Second)
 		t.Logf("blue1 -> blue3 with the policy server down: %d sent, %d lost, blackout %v", len(r.Echoes), r.Lost(), r.Blackout().Len())
 		if r.Lost() > len(r.Echoes)/20 || !slices.Equal(r.Responders(), []string{"blue3"}) {
-			t.Errorf("with the policy server down, blue1 -> blue3 lost %d of %d (answered by %v), want under 5%% from blue3", r.Lost(), len(r.Echoes), r.Responders())
+			gap := r.Blackout()
+			t.Errorf("with the policy server down, blue1 -> blue3 lost %d of %d (answered by %v, longest gap %v at %v into the stream), want under 5%% from blue3",
+				r.Lost(), len(r.Echoes), r.Responders(), gap.Len(), gap.From.Sub(r.Echoes[0].Sent))
+			for _, h := range l.Topology.Hosts {
+				if cs, err := l.Client(h.Name).Counters(ctx); err == nil {
+					t.Logf("%s: drops %+v, paths %+v", h.Name, cs.Drops, cs.Paths)
+				}
+			}
 		}
 		if err := l.StartServer(ctx); err != nil {
 			t.Fatal(err)

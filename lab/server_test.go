@@ -42,7 +42,9 @@ func stream(t *testing.T, l *Lab, from string, addr netip.Addr, d time.Duration)
 	t.Helper()
 	var r probe.StreamResult
 	err := InNamespace(l.Topology.Namespace(from), func() (err error) {
-		r, err = probe.Stream(context.Background(), netip.AddrPortFrom(addr, probe.Port), probe.StreamOptions{Duration: d})
+		// A late answer is not a lost one: on a loaded machine the VMs'
+		// processes may wait for a CPU long after the network delivered.
+		r, err = probe.Stream(context.Background(), netip.AddrPortFrom(addr, probe.Port), probe.StreamOptions{Duration: d, Linger: 2 * time.Second})
 		return err
 	})
 	if err != nil {

@@ -1,17 +1,21 @@
 // Package probe is the lab's traffic tool: a responder that answers UDP echoes
 // and sinks TCP streams with its own name, so a client learns not only that an
-// address answered but which VM did. It works for IPv4 and IPv6 alike.
+// address answered but which VM did. A TCP stream's bytes are pseudo-random
+// and the responder confirms their SHA-256, so every byte is checked. It works
+// for IPv4 and IPv6 alike.
 package probe
 
 import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -79,12 +83,13 @@ func serveTCP(ctx context.Context, ln net.Listener, name string, log *slog.Logge
 		}
 		go func() {
 			defer c.Close()
-			n, err := io.Copy(io.Discard, c)
+			h := sha256.New()
+			n, err := io.Copy(h, c)
 			if err != nil {
 				log.Warn("tcp probe stream failed", "from", c.RemoteAddr(), "bytes", n, "err", err)
 				return
 			}
-			fmt.Fprintf(c, "%s %s %d\n", magic, name, n)
+			fmt.Fprintf(c, "%s %s %d %x\n", magic, name, n, h.Sum(nil))
 			log.Info("tcp probe stream", "from", c.RemoteAddr(), "bytes", n)
 		}()
 	}
@@ -96,6 +101,13 @@ type Reply struct {
 	Responder string
 	From      netip.AddrPort
 	RTT       time.Duration
+}
+
+// Answer is the outcome of probing one address: its reply, or nil when
+// nothing answered. The guest's wnv-probe prints it for the lab.
+type Answer struct {
+	Addr  netip.Addr
+	Reply *Reply
 }
 
 // UDPOptions tunes UDP: Count probes, each waiting up to Timeout for its
@@ -180,8 +192,9 @@ func (t Transfer) Mbps() float64 {
 	return float64(t.Bytes) * 8 / t.Elapsed.Seconds() / 1e6
 }
 
-// TCP streams n bytes to the responder at to and returns who received them;
-// it fails unless the responder confirms all n bytes within timeout.
+// TCP streams n pseudo-random bytes to the responder at to and returns who
+// received them; it fails unless the responder confirms all n bytes, with
+// their SHA-256, within timeout.
 func TCP(ctx context.Context, to netip.AddrPort, n int64, source netip.Addr, timeout time.Duration) (Transfer, error) {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -200,9 +213,14 @@ func TCP(ctx context.Context, to netip.AddrPort, n int64, source netip.Addr, tim
 	defer c.Close()
 	dl, _ := ctx.Deadline()
 	c.SetDeadline(dl)
+	var seed [32]byte
+	rand.Read(seed[:])
+	src, h := mrand.NewChaCha8(seed), sha256.New()
 	chunk := make([]byte, 64<<10)
 	for left := n; left > 0; {
 		m := min(left, int64(len(chunk)))
+		src.Read(chunk[:m])
+		h.Write(chunk[:m])
 		w, err := c.Write(chunk[:m])
 		left -= int64(w)
 		if err != nil {
@@ -218,12 +236,15 @@ func TCP(ctx context.Context, to netip.AddrPort, n int64, source netip.Addr, tim
 	}
 	elapsed := time.Since(start)
 	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != magic {
+	if len(f) != 4 || f[0] != magic {
 		return Transfer{}, fmt.Errorf("tcp probe to %v: malformed confirmation %q", to, line)
 	}
 	got, err := strconv.ParseInt(f[2], 10, 64)
 	if err != nil || got != n {
 		return Transfer{}, fmt.Errorf("tcp probe to %v: responder %s confirmed %s of %d bytes", to, f[1], f[2], n)
+	}
+	if want := hex.EncodeToString(h.Sum(nil)); f[3] != want {
+		return Transfer{}, fmt.Errorf("tcp probe to %v: responder %s received other bytes than were sent (SHA-256 %s, want %s)", to, f[1], f[3], want)
 	}
 	return Transfer{Responder: f[1], Bytes: n, Elapsed: elapsed}, nil
 }

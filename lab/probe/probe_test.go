@@ -2,11 +2,14 @@ package probe
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -128,6 +131,32 @@ func TestTCPMovesEveryByteToTheNamedResponder(t *testing.T) {
 		if tr.Responder != "blue3" || tr.Bytes != n || tr.Mbps() <= 0 {
 			t.Errorf("%v: transfer = %+v, want blue3 with %d bytes", to, tr, n)
 		}
+	}
+}
+
+func TestTCPFailsWhenTheBytesDiffer(t *testing.T) {
+	// A sink that counts right but received other bytes, as a stream
+	// corrupted on the way would.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n, _ := io.Copy(io.Discard, c)
+			fmt.Fprintf(c, "%s liar %d %x\n", magic, n, sha256.Sum256(make([]byte, n)))
+			c.Close()
+		}
+	}()
+	to := ln.Addr().(*net.TCPAddr).AddrPort()
+	_, err = TCP(context.Background(), to, 100000, netip.Addr{}, 10*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "other bytes") {
+		t.Fatalf("TCP to a sink whose SHA-256 differs = %v, want an error saying it received other bytes", err)
 	}
 }
 

@@ -79,3 +79,34 @@ func TestStreamWithoutAnswersIsOneBlackout(t *testing.T) {
 		t.Errorf("blackout %v, want the whole stream (~100 ms)", b)
 	}
 }
+
+func TestStreamEndsWhenStopped(t *testing.T) {
+	// A responder that stops the stream once it has answered 20 probes.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	stop := make(chan struct{})
+	go func() {
+		buf := make([]byte, 2048)
+		for n := 1; ; n++ {
+			m, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte(strings.TrimRight(string(buf[:m]), "\n")+" r\n"), from)
+			if n == 20 {
+				close(stop)
+			}
+		}
+	}()
+	to := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	r, err := Stream(context.Background(), to, StreamOptions{Duration: time.Minute, Stop: stop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.Echoes); n < 20 || n >= 60000 {
+		t.Fatalf("sent %d probes, want the stream cut short by Stop after 20 answers", n)
+	}
+}

@@ -37,9 +37,19 @@ const (
 	consoleMax  = 4 << 20
 )
 
-func newConsole(c net.Conn, logPath string, exited <-chan struct{}) *console {
+// newConsole starts reading the guest's output. When reattaching, the
+// output the previous client logged is kept as if it had been read now: it
+// holds the guest's ready line.
+func newConsole(c net.Conn, logPath string, reattach bool, exited <-chan struct{}) *console {
 	k := &console{c: c, exited: exited, changed: make(chan struct{})}
-	logf, _ := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	mode := os.O_TRUNC
+	if reattach {
+		mode = os.O_APPEND
+		if b, err := os.ReadFile(logPath); err == nil {
+			k.buf = b[max(len(b)-consoleKeep, 0):]
+		}
+	}
+	logf, _ := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|mode, 0o644)
 	go k.read(logf)
 	return k
 }
@@ -180,8 +190,8 @@ func lastLines(s string, n int) string {
 const maxCommand = 2800
 
 // Run runs cmd with the guest's sh on the serial console (after WaitReady)
-// and returns what it printed, stdout and stderr together. It fails if the
-// command exits non-zero; the output is returned then too.
+// and returns what it printed, stdout and stderr together. It fails with an
+// *ExitError if the command exits non-zero; the output is returned then too.
 func (v *VM) Run(ctx context.Context, cmd string) (string, error) {
 	if len(cmd) > maxCommand {
 		return "", fmt.Errorf("VM %s: command of %d bytes is too long for the console: keep it under %d", v.cfg.Name, len(cmd), maxCommand)
@@ -231,9 +241,20 @@ func (v *VM) Run(ctx context.Context, cmd string) (string, error) {
 		return "", fmt.Errorf("VM %s: run %q: %w%s", v.cfg.Name, cmd, err, errSuffix(v.whyNot()))
 	}
 	if status != 0 {
-		return out, fmt.Errorf("VM %s: %q exited with status %d: %s", v.cfg.Name, cmd, status, lastLine(out))
+		return out, &ExitError{VM: v.cfg.Name, Cmd: cmd, Status: status, Output: out}
 	}
 	return out, nil
+}
+
+// ExitError is Run's error for a command that exited with a non-zero status.
+type ExitError struct {
+	VM, Cmd string
+	Status  int
+	Output  string
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("VM %s: %q exited with status %d: %s", e.VM, e.Cmd, e.Status, lastLine(e.Output))
 }
 
 func errSuffix(err error) string {

@@ -7,13 +7,16 @@
 // The package boots a guest, waits until its network and probe responder are
 // up, runs shell commands on its serial console, live-migrates it to a second
 // QEMU (which may run in another namespace: the migration stream is a
-// filesystem unix socket) and stops it. Without /dev/kvm QEMU emulates the CPU
-// (TCG); the guest is small enough to boot in a few seconds anyway.
+// filesystem unix socket) and stops it. A Detached QEMU outlives the process
+// that started it, and Attach reaches it again from its run directory. Without
+// /dev/kvm QEMU emulates the CPU (TCG); the guest is small enough to boot in a
+// few seconds anyway.
 package qemu
 
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +26,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +34,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/wnv/wnv/packet"
 )
@@ -106,6 +111,11 @@ type Config struct {
 	Incoming bool
 	// Memory is the guest's RAM in MiB (default 128).
 	Memory int
+	// Detached lets QEMU outlive the calling process, as the lab's VMs
+	// outlive `wnvctl lab up`; otherwise QEMU is killed when the caller
+	// exits. Either way Stop ends it, and Attach reaches it from another
+	// process.
+	Detached bool
 }
 
 // VM is one running QEMU.
@@ -113,14 +123,20 @@ type VM struct {
 	cfg    Config
 	dir    string
 	ownDir bool
-	cmd    *exec.Cmd
+	pid    int
+	cmd    *exec.Cmd     // nil for a QEMU found by Attach
 	exited chan struct{} // closed when QEMU has exited
 	qmp    *qmp
 	con    *console
 	files  []string // what Start created in dir, removed by Stop
 
-	runMu    sync.Mutex // one console command at a time
-	migrated bool       // an incoming VM a migration has arrived at
+	runMu sync.Mutex // one console command at a time
+
+	// A QEMU found by Attach is signalled and watched through a pidfd, so a
+	// pid reused after QEMU exited is never signalled by mistake.
+	pidMu   sync.Mutex
+	pidfd   int           // -1 when there is none (any more)
+	closing chan struct{} // closed by Close: the pidfd watcher stops
 
 	stopOnce sync.Once
 	stopErr  error
@@ -129,11 +145,14 @@ type VM struct {
 // Name is the guest's name.
 func (v *VM) Name() string { return v.cfg.Name }
 
+// Config is the configuration the VM was started with (defaults applied).
+func (v *VM) Config() Config { return v.cfg }
+
 // Dir is the VM's run directory.
 func (v *VM) Dir() string { return v.dir }
 
 // Pid is QEMU's process id.
-func (v *VM) Pid() int { return v.cmd.Process.Pid }
+func (v *VM) Pid() int { return v.pid }
 
 // MAC is the guest NIC's address.
 func (v *VM) MAC() packet.MAC { return v.cfg.MAC }
@@ -220,7 +239,10 @@ const (
 	pidFile     = "qemu.pid"
 	logFile     = "qemu.log"
 	consoleLog  = "console.log"
+	configFile  = "config.json"
 )
+
+var runFiles = []string{qmpSock, consoleSock, migrateSock, pidFile, logFile, consoleLog, configFile}
 
 // Start starts QEMU for cfg and returns once it runs (the guest is booting;
 // see WaitReady) or, for an Incoming VM, waits for a migration.
@@ -246,7 +268,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		defer cancel()
 	}
 
-	v := &VM{cfg: cfg, dir: cfg.Dir, exited: make(chan struct{})}
+	v := &VM{cfg: cfg, dir: cfg.Dir, exited: make(chan struct{}), pidfd: -1, closing: make(chan struct{})}
 	if v.dir == "" {
 		d, err := os.MkdirTemp("", "wnv-qemu-"+cfg.Name+"-")
 		if err != nil {
@@ -261,9 +283,16 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		v.removeFiles()
 		return nil, fmt.Errorf("start VM %s: run directory %s is too long for unix sockets: use a shorter Dir", cfg.Name, v.dir)
 	}
-	for _, f := range []string{qmpSock, consoleSock, migrateSock, pidFile, logFile, consoleLog} {
+	for _, f := range runFiles {
 		os.Remove(v.path(f)) // leftovers of an earlier run would confuse the waits below
 		v.files = append(v.files, v.path(f))
+	}
+	// Attach reads the configuration back, to talk to the guest and to
+	// start a migration's destination like it.
+	b, _ := json.Marshal(cfg)
+	if err := os.WriteFile(v.path(configFile), b, 0o644); err != nil {
+		v.removeFiles()
+		return nil, fmt.Errorf("start VM %s: %w", cfg.Name, err)
 	}
 
 	args := []string{
@@ -274,7 +303,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		"-initrd", filepath.Join(cfg.Image, Initramfs),
 		"-append", cfg.cmdline(),
 		"-netdev", fmt.Sprintf("tap,id=n0,ifname=%s,script=no,downscript=no,vhost=off", cfg.TAP),
-		"-device", fmt.Sprintf("virtio-net-pci,netdev=n0,mac=%s", cfg.MAC),
+		"-device", fmt.Sprintf("virtio-net-pci,netdev=n0,mac=%s,guest_announce=off", cfg.MAC),
 		"-chardev", fmt.Sprintf("socket,id=con0,path=%s,server=on,wait=off", v.path(consoleSock)),
 		"-serial", "chardev:con0",
 		"-qmp", fmt.Sprintf("unix:%s,server=on,wait=off", v.path(qmpSock)),
@@ -298,9 +327,13 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	}
 	v.cmd = exec.Command(bin, args...)
 	v.cmd.Stdout, v.cmd.Stderr = logf, logf
-	// Its own session, so a terminal's ^C reaches only us; killed with us, so
-	// a crashed test or tool leaves no QEMU behind (Stop is the normal way).
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	// Its own session, so a terminal's ^C reaches only us; unless Detached,
+	// killed with us, so a crashed test or tool leaves no QEMU behind (Stop
+	// is the normal way).
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if !cfg.Detached {
+		v.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	// The parent-death signal fires when the forking *thread* exits, and Go
 	// retires a thread whenever a goroutine exits while locked to it (as
 	// namespace helpers do on errors). So QEMU is forked from a goroutine
@@ -322,12 +355,79 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		v.removeFiles()
 		return nil, fmt.Errorf("start VM %s: %w", cfg.Name, err)
 	}
+	v.pid = v.cmd.Process.Pid
 
 	if err := v.attach(ctx); err != nil {
 		v.Stop()
 		return nil, fmt.Errorf("start VM %s: %w", cfg.Name, err)
 	}
 	return v, nil
+}
+
+// Attach connects to a QEMU that Start started (usually Detached, from
+// another process) with run directory dir: its QMP and its console. Stop
+// ends it as if this process had started it.
+func Attach(ctx context.Context, dir string) (*VM, error) {
+	b, err := os.ReadFile(filepath.Join(dir, configFile))
+	if err != nil {
+		return nil, fmt.Errorf("no QEMU VM in %s: %w", dir, err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("QEMU VM in %s: %s is corrupt: %w", dir, configFile, err)
+	}
+	v := &VM{cfg: cfg, dir: dir, exited: make(chan struct{}), pidfd: -1, closing: make(chan struct{})}
+	for _, f := range runFiles {
+		v.files = append(v.files, v.path(f))
+	}
+	pb, err := os.ReadFile(v.path(pidFile))
+	pid, perr := strconv.Atoi(strings.TrimSpace(string(pb)))
+	if err != nil || perr != nil || pid <= 0 {
+		return nil, fmt.Errorf("VM %s: QEMU is not running (no pid in %s)", cfg.Name, v.path(pidFile))
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("VM %s: QEMU (pid %d) is not running", cfg.Name, pid)
+	}
+	// Its command line names this directory's pid file: the pid is this QEMU.
+	if cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); !strings.Contains(string(cl), v.path(pidFile)) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("VM %s: pid %d is not its QEMU any more", cfg.Name, pid)
+	}
+	v.pid, v.pidfd = pid, fd
+	go v.watch(fd)
+	if err := v.connect(ctx, true); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("attach to VM %s: %w", cfg.Name, err)
+	}
+	return v, nil
+}
+
+// watch closes v.exited when the process behind the pidfd exits (a pidfd
+// polls readable then), unless Close stops it first.
+func (v *VM) watch(fd int) {
+	defer func() {
+		v.pidMu.Lock()
+		unix.Close(fd)
+		v.pidfd = -1
+		v.pidMu.Unlock()
+	}()
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(p, 100)
+		if n > 0 {
+			close(v.exited)
+			return
+		}
+		if err != nil && err != unix.EINTR {
+			return
+		}
+		select {
+		case <-v.closing:
+			return
+		default:
+		}
+	}
 }
 
 // accelArgs picks KVM when the machine has it and TCG otherwise. Both ends of
@@ -345,19 +445,10 @@ func (v *VM) path(f string) string { return filepath.Join(v.dir, f) }
 // attach connects QMP and the console once QEMU has created their sockets,
 // brings the TAP up and lets a non-incoming guest run.
 func (v *VM) attach(ctx context.Context) error {
-	q, err := v.waitQMP(ctx)
-	if err != nil {
+	if err := v.connect(ctx, false); err != nil {
 		return err
 	}
-	v.qmp = q
-	// QEMU creates every chardev before the QMP socket accepts.
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", v.path(consoleSock))
-	if err != nil {
-		return fmt.Errorf("console: %w", err)
-	}
-	v.con = newConsole(c, v.path(consoleLog), v.exited)
-	if err := setLinkUp(v.cfg.Netns, v.cfg.TAP); err != nil {
+	if err := setLink(v.cfg.Netns, v.cfg.TAP, true); err != nil {
 		return err
 	}
 	if !v.cfg.Incoming {
@@ -365,6 +456,24 @@ func (v *VM) attach(ctx context.Context) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// connect connects QMP, retrying until QEMU has created its socket, and the
+// console; QEMU creates every chardev before the QMP socket accepts. The
+// console log is appended to when reattaching.
+func (v *VM) connect(ctx context.Context, reattach bool) error {
+	q, err := v.waitQMP(ctx)
+	if err != nil {
+		return err
+	}
+	v.qmp = q
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", v.path(consoleSock))
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	v.con = newConsole(c, v.path(consoleLog), reattach, v.exited)
 	return nil
 }
 
@@ -390,8 +499,11 @@ func (v *VM) waitQMP(ctx context.Context) (*qmp, error) {
 // exitError describes QEMU's exit with the end of its log.
 func (v *VM) exitError() error {
 	msg := strings.TrimSpace(tail(v.path(logFile), 5))
-	if msg == "" {
+	if msg == "" && v.cmd != nil {
 		msg = v.cmd.ProcessState.String()
+	}
+	if msg == "" {
+		msg = "its log is empty"
 	}
 	return fmt.Errorf("QEMU exited: %s", msg)
 }
@@ -405,8 +517,8 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// setLinkUp brings up the TAP QEMU created, inside ns.
-func setLinkUp(ns, name string) error {
+// setLink brings the TAP QEMU created, inside ns, up or down.
+func setLink(ns, name string, up bool) error {
 	h := &netlink.Handle{}
 	if ns != "" {
 		nsh, err := netns.GetFromName(ns)
@@ -420,11 +532,13 @@ func setLinkUp(ns, name string) error {
 		defer h.Close()
 	}
 	l, err := h.LinkByName(name)
-	if err == nil {
+	if err == nil && up {
 		err = h.LinkSetUp(l)
+	} else if err == nil {
+		err = h.LinkSetDown(l)
 	}
 	if err != nil {
-		return fmt.Errorf("bring up TAP %s: %w", name, err)
+		return fmt.Errorf("set TAP %s up=%v: %w", name, up, err)
 	}
 	return nil
 }
@@ -460,23 +574,50 @@ func (v *VM) stop() error {
 	select {
 	case <-v.exited:
 	default:
-		if kerr := v.cmd.Process.Kill(); kerr != nil && !errors.Is(kerr, os.ErrProcessDone) {
-			err = fmt.Errorf("stop VM %s: kill QEMU (pid %d): %w", v.cfg.Name, v.cmd.Process.Pid, kerr)
+		if kerr := v.kill(); kerr != nil && !errors.Is(kerr, os.ErrProcessDone) && !errors.Is(kerr, unix.ESRCH) {
+			err = fmt.Errorf("stop VM %s: kill QEMU (pid %d): %w", v.cfg.Name, v.pid, kerr)
 		}
 		select {
 		case <-v.exited:
 		case <-time.After(10 * time.Second):
-			err = fmt.Errorf("stop VM %s: QEMU (pid %d) did not exit after SIGKILL", v.cfg.Name, v.cmd.Process.Pid)
+			err = fmt.Errorf("stop VM %s: QEMU (pid %d) did not exit after SIGKILL", v.cfg.Name, v.pid)
 		}
 	}
+	v.closeConns()
+	v.removeFiles()
+	return err
+}
+
+func (v *VM) kill() error {
+	if v.cmd != nil {
+		return v.cmd.Process.Kill()
+	}
+	v.pidMu.Lock()
+	defer v.pidMu.Unlock()
+	if v.pidfd < 0 {
+		return os.ErrProcessDone
+	}
+	return unix.PidfdSendSignal(v.pidfd, unix.SIGKILL, nil, 0)
+}
+
+// Close disconnects from QEMU and leaves it running, as a Detached VM goes on
+// without the process that started it; Attach reaches it again.
+func (v *VM) Close() {
+	v.closeConns()
+	select {
+	case <-v.closing:
+	default:
+		close(v.closing)
+	}
+}
+
+func (v *VM) closeConns() {
 	if v.qmp != nil {
 		v.qmp.Close()
 	}
 	if v.con != nil {
 		v.con.Close()
 	}
-	v.removeFiles()
-	return err
 }
 
 func (v *VM) removeFiles() {

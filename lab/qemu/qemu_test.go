@@ -100,13 +100,32 @@ func TestGuestServesProbesAndLiveMigrates(t *testing.T) {
 		Gateways: []netip.Addr{gw4, gw6},
 		Dir:      shortDir(t),
 	}
+	cfg.Detached = true
 	start := time.Now()
-	src := startVM(t, ctx, cfg)
+	first := startVM(t, ctx, cfg)
 	hostSide(t, nsA)
-	if err := src.WaitReady(ctx); err != nil {
+	if err := first.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("boot: %v from Start to %s (TCG: %v)", time.Since(start).Round(time.Millisecond), ReadyLine, !kvm())
+	// The rest of the test drives the guest through a second handle, as
+	// another process would: a Detached QEMU outlives its starter's handle.
+	first.Close()
+	src, err := Attach(ctx, cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := src.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	if src.Pid() != first.Pid() || src.Config().MAC != guestMC || src.Config().TAP != testTAP {
+		t.Fatalf("Attach found pid %d config %+v, want pid %d with the started config", src.Pid(), src.Config(), first.Pid())
+	}
+	if err := src.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	// Probes, both families, answered by name.
 	for _, a := range []netip.Addr{guest4, guest6} {
@@ -166,12 +185,29 @@ func TestGuestServesProbesAndLiveMigrates(t *testing.T) {
 	dcfg.Netns, dcfg.Dir, dcfg.Incoming = nsB, shortDir(t), true
 	dst := startVM(t, ctx, dcfg)
 	hostSide(t, nsB)
-	st, err := src.Migrate(ctx, dst)
+	if _, err := dst.Migrate(ctx, src, nil); err == nil {
+		t.Fatal("a migration to a VM that is not waiting for one succeeded")
+	}
+	switchovers := 0
+	st, err := src.Migrate(ctx, dst, func(ctx context.Context) error {
+		switchovers++
+		// The guest is paused on the source, not yet running on the destination.
+		if s, err := src.status(ctx); err != nil || s == "running" {
+			return fmt.Errorf("source status %q (%v) at the switchover, want it paused", s, err)
+		}
+		if s, err := dst.status(ctx); err != nil || s != "inmigrate" {
+			return fmt.Errorf("destination status %q (%v) at the switchover, want inmigrate", s, err)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("migration: %v wall clock; QEMU: total %v, setup %v, downtime %v, %d MiB sent",
-		st.Elapsed.Round(time.Millisecond), st.Total, st.Setup, st.Downtime, st.Transferred>>20)
+	if switchovers != 1 {
+		t.Errorf("the switchover ran %d times, want once", switchovers)
+	}
+	t.Logf("migration: %v wall clock; QEMU: total %v, setup %v, downtime %v (switchover %v), %d MiB sent",
+		st.Elapsed.Round(time.Millisecond), st.Total, st.Setup, st.Downtime, st.Switchover.Round(time.Microsecond), st.Transferred>>20)
 	select {
 	case <-src.Exited():
 	default:

@@ -11,14 +11,18 @@ import (
 )
 
 // qmp is a minimal QEMU Machine Protocol client: one command at a time over
-// the unix socket, events skipped. QMP is line-delimited JSON, which is all
-// the lab needs (migrate, query-migrate, query-status, cont, quit).
+// the unix socket, and waiting for an event. QMP is line-delimited JSON, which
+// is all the lab needs (migrate, query-migrate, query-status, cont, quit).
 type qmp struct {
-	mu sync.Mutex
-	c  net.Conn
-	r  *bufio.Reader
-	id int
+	mu     sync.Mutex
+	c      net.Conn
+	r      *bufio.Reader
+	id     int
+	events []qmpMsg // read while waiting for a command's answer, oldest first
 }
+
+// maxEvents bounds the events kept for waitEvent.
+const maxEvents = 64
 
 type qmpMsg struct {
 	QMP    json.RawMessage `json:"QMP"`
@@ -27,8 +31,9 @@ type qmpMsg struct {
 		Class string `json:"class"`
 		Desc  string `json:"desc"`
 	} `json:"error"`
-	Event string `json:"event"`
-	ID    *int   `json:"id"`
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+	ID    *int            `json:"id"`
 }
 
 // dialQMP connects, reads the greeting and leaves capabilities negotiation
@@ -71,9 +76,14 @@ func (q *qmp) read(m *qmpMsg) error {
 
 // withDeadline bounds fn by ctx: its deadline (or 30 s) and its cancellation.
 func (q *qmp) withDeadline(ctx context.Context, fn func() error) error {
+	return q.within(ctx, 30*time.Second, fn)
+}
+
+// within bounds fn by ctx: its deadline (or limit) and its cancellation.
+func (q *qmp) within(ctx context.Context, limit time.Duration, fn func() error) error {
 	dl, ok := ctx.Deadline()
 	if !ok {
-		dl = time.Now().Add(30 * time.Second)
+		dl = time.Now().Add(limit)
 	}
 	q.c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { q.c.SetDeadline(time.Unix(1, 0)) })
@@ -109,7 +119,11 @@ func (q *qmp) do(ctx context.Context, cmd string, args any) (json.RawMessage, er
 			if err := q.read(&m); err != nil {
 				return err
 			}
-			if m.Event != "" || m.ID == nil || *m.ID != id {
+			if m.Event != "" {
+				q.keep(m)
+				continue
+			}
+			if m.ID == nil || *m.ID != id {
 				continue
 			}
 			if m.Error != nil {
@@ -123,6 +137,44 @@ func (q *qmp) do(ctx context.Context, cmd string, args any) (json.RawMessage, er
 		return nil, fmt.Errorf("QMP %s: %w", cmd, err)
 	}
 	return ret, nil
+}
+
+func (q *qmp) keep(m qmpMsg) {
+	if len(q.events) == maxEvents {
+		q.events = q.events[1:]
+	}
+	q.events = append(q.events, m)
+}
+
+// waitEvent returns the data of the next event called name, waiting up to
+// ctx's deadline or 10 minutes. Events read before are considered first.
+func (q *qmp) waitEvent(ctx context.Context, name string) (json.RawMessage, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, m := range q.events {
+		if m.Event == name {
+			q.events = q.events[i+1:]
+			return m.Data, nil
+		}
+	}
+	q.events = q.events[:0]
+	var data json.RawMessage
+	err := q.within(ctx, 10*time.Minute, func() error {
+		for {
+			var m qmpMsg
+			if err := q.read(&m); err != nil {
+				return err
+			}
+			if m.Event == name {
+				data = m.Data
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("QMP: waiting for event %s: %w", name, err)
+	}
+	return data, nil
 }
 
 func (q *qmp) Close() error { return q.c.Close() }

@@ -49,17 +49,41 @@ func TestForwardKeepsTheSendersSource(t *testing.T) {
 
 				payload := append([]byte{0x08, 0, 0, 0, 0, 0x13, 0x89, 0}, bytes.Repeat([]byte{0xab}, 200)...)
 				sender := netip.MustParseAddr(fam.sender)
+				pkts := []dataplane.Packet{{Buf: make([]byte, 2048)}}
+				type read struct {
+					n   int
+					err error
+				}
+				got := make(chan read, 1)
+				go func() {
+					n, err := sock.ReadBatch(pkts)
+					got <- read{n, err}
+				}()
+				// The first send can go before the new namespace's veth has a
+				// carrier or answered neighbour discovery: send until one arrives.
 				var m migrations
 				defer m.closeRaw()
-				if err := inNetns(oldNS, func() error { return m.sendRaw(sender, dst, payload, encap) }); err != nil {
-					t.Fatal(err)
+				tick := time.NewTicker(100 * time.Millisecond)
+				defer tick.Stop()
+				deadline := time.After(10 * time.Second)
+				var r read
+			wait:
+				for {
+					if err := inNetns(oldNS, func() error { return m.sendRaw(sender, dst, payload, encap) }); err != nil {
+						t.Fatal(err)
+					}
+					select {
+					case r = <-got:
+						break wait
+					case <-tick.C:
+					case <-deadline:
+						sock.Close()
+						r = <-got
+						break wait
+					}
 				}
-				timer := time.AfterFunc(5*time.Second, func() { sock.Close() })
-				defer timer.Stop()
-				pkts := []dataplane.Packet{{Buf: make([]byte, 2048)}}
-				n, err := sock.ReadBatch(pkts)
-				if err != nil || n != 1 {
-					t.Fatalf("nothing received at the new PA: %d, %v", n, err)
+				if r.err != nil || r.n != 1 {
+					t.Fatalf("nothing received at the new PA: %d, %v", r.n, r.err)
 				}
 				if p := pkts[0]; p.Src != sender || !bytes.Equal(p.Buf[:p.N], payload) {
 					t.Errorf("received %d bytes from %s, want the %d bytes forwarded from %s", p.N, p.Src, len(payload), sender)

@@ -3,6 +3,7 @@ package lab
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -34,26 +35,50 @@ func (c Check) OK() bool { return c.Self || c.Got == c.Expect }
 // ProbeUDP sends one UDP probe at a time from VM from to addr, up to attempts
 // times, and returns the first reply.
 func (l *Lab) ProbeUDP(ctx context.Context, from string, addr netip.Addr, source netip.Addr, attempts int, timeout time.Duration) (probe.Reply, bool, error) {
-	var rep probe.Reply
-	var got bool
-	err := InNamespace(l.Topology.Namespace(from), func() error {
-		for range attempts {
-			rs, err := probe.UDP(ctx, netip.AddrPortFrom(addr, probe.Port), probe.UDPOptions{Count: 1, Timeout: timeout, Source: source})
-			if err != nil {
-				return err
-			}
-			if len(rs) > 0 {
-				rep, got = rs[0], true
-				return nil
-			}
-		}
-		return nil
-	})
-	return rep, got, err
+	as, err := l.probeAll(ctx, from, []netip.Addr{addr}, source, attempts, timeout)
+	if err != nil || as[0].Reply == nil {
+		return probe.Reply{}, false, err
+	}
+	return *as[0].Reply, true, nil
 }
 
-// ProbeTCP streams n bytes from VM from to the responder at addr.
+// probeAll probes every address from VM from at once, each with up to
+// attempts probes until one is answered. A QEMU VM probes with its guest's
+// wnv-probe, one console command for all.
+func (l *Lab) probeAll(ctx context.Context, from string, addrs []netip.Addr, source netip.Addr, attempts int, timeout time.Duration) ([]probe.Answer, error) {
+	if v, ok := l.Topology.VM(from); ok && v.QEMU {
+		return l.guestProbeUDP(ctx, from, addrs, source, attempts, timeout)
+	}
+	answers := make([]probe.Answer, len(addrs))
+	errs := make([]error, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		answers[i].Addr = a
+		wg.Go(func() {
+			errs[i] = InNamespace(l.Topology.Namespace(from), func() error {
+				for range attempts {
+					rs, err := probe.UDP(ctx, netip.AddrPortFrom(a, probe.Port), probe.UDPOptions{Count: 1, Timeout: timeout, Source: source})
+					if err != nil {
+						return err
+					}
+					if len(rs) > 0 {
+						answers[i].Reply = &rs[0]
+						return nil
+					}
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	return answers, errors.Join(errs...)
+}
+
+// ProbeTCP streams n checked bytes from VM from to the responder at addr.
 func (l *Lab) ProbeTCP(ctx context.Context, from string, addr netip.Addr, n int64) (probe.Transfer, error) {
+	if v, ok := l.Topology.VM(from); ok && v.QEMU {
+		return l.guestProbeTCP(ctx, from, addr, n)
+	}
 	var tr probe.Transfer
 	err := InNamespace(l.Topology.Namespace(from), func() error {
 		var err error
@@ -67,6 +92,7 @@ func (l *Lab) ProbeTCP(ctx context.Context, from string, addr netip.Addr, n int6
 func (l *Lab) Matrix(ctx context.Context) ([]Check, error) {
 	t := l.Topology
 	var checks []Check
+	bySource := map[string][]int{}
 	for _, src := range t.VMs {
 		for _, dst := range t.VMs {
 			if src.Name == dst.Name {
@@ -74,32 +100,38 @@ func (l *Lab) Matrix(ctx context.Context) ([]Check, error) {
 			}
 			for _, a := range dst.CAs() {
 				exp, self := t.Expect(src, a)
+				if !self {
+					bySource[src.Name] = append(bySource[src.Name], len(checks))
+				}
 				checks = append(checks, Check{From: src.Name, To: dst.Name, Addr: a, Kind: t.kind(src, dst, self), Expect: exp, Self: self})
 			}
 		}
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(checks))
-	for i := range checks {
-		c := &checks[i]
-		if c.Self {
-			continue
-		}
+	var mu sync.Mutex
+	var errs []error
+	for src, idx := range bySource {
 		wg.Go(func() {
-			rep, ok, err := l.ProbeUDP(ctx, c.From, c.Addr, netip.Addr{}, 3, 700*time.Millisecond)
-			if ok {
-				c.Got, c.RTT = rep.Responder, rep.RTT
+			addrs := make([]netip.Addr, len(idx))
+			for j, i := range idx {
+				addrs[j] = checks[i].Addr
 			}
-			errs[i] = err
+			answers, err := l.probeAll(ctx, src, addrs, netip.Addr{}, 3, 700*time.Millisecond)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			for j, i := range idx {
+				if r := answers[j].Reply; r != nil {
+					checks[i].Got, checks[i].RTT = r.Responder, r.RTT
+				}
+			}
 		})
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return checks, err
-		}
-	}
-	return checks, nil
+	return checks, errors.Join(errs...)
 }
 
 func (t Topology) kind(src, dst VM, self bool) string {
@@ -178,9 +210,14 @@ type Transfer struct {
 func (x Transfer) OK() bool { return x.Err == nil && x.Result.Responder == x.To }
 
 // transferPairs picks, per tenant, a same-subnet pair and a routed pair on
-// different hosts, so bulk data crosses the underlay both ways of forwarding.
+// different hosts, so bulk data crosses the underlay both ways of forwarding,
+// and for a QEMU VM a pair to it and one from it with every VM of its tenant
+// on another host.
 func (t Topology) transferPairs() [][2]VM {
 	var pairs [][2]VM
+	has := func(a, b VM) bool {
+		return slices.ContainsFunc(pairs, func(p [2]VM) bool { return p[0].Name == a.Name && p[1].Name == b.Name })
+	}
 	for _, tn := range t.Tenants {
 		var same, routed bool
 		for _, a := range t.VMs {
@@ -199,10 +236,24 @@ func (t Topology) transferPairs() [][2]VM {
 			}
 		}
 	}
+	for _, q := range t.QEMUVMs() {
+		for _, v := range t.VMs {
+			if v.Tenant != q.Tenant || v.Host == q.Host {
+				continue
+			}
+			if !has(v, q) {
+				pairs = append(pairs, [2]VM{v, q})
+			}
+			if !has(q, v) {
+				pairs = append(pairs, [2]VM{q, v})
+			}
+		}
+	}
 	return pairs
 }
 
-// Transfers moves n bytes over TCP for every transfer pair, IPv4 and IPv6.
+// Transfers moves n checked bytes over TCP for every transfer pair, IPv4 and
+// IPv6.
 func (l *Lab) Transfers(ctx context.Context, n int64) []Transfer {
 	var xs []Transfer
 	for _, p := range l.Topology.transferPairs() {
@@ -317,9 +368,9 @@ const DemoBytes = 4 << 20
 
 // Demo brings the lab up if needed, then checks the reachability matrix,
 // moves data over TCP, prints a sample of the NVGRE frames captured on the
-// underlay bridge, live-migrates blue2 under a 1 kHz probe stream (unless
-// Static), and prints each host's counters. It fails if any expectation
-// fails; unless keep, it tears the lab down at the end.
+// underlay bridge, live-migrates blue2 and the first QEMU VM under a 1 kHz
+// probe stream (unless Static), and prints each host's counters. It fails if
+// any expectation fails; unless keep, it tears the lab down at the end.
 func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 	if l.IsUp() {
 		fmt.Fprintf(w, "lab already up in %s: reusing it\n", l.StateDir)
@@ -373,7 +424,13 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 	}
 
 	if !t.Static {
-		failures = append(failures, l.demoMigration(ctx, w)...)
+		migrate := []string{"blue2"}
+		if q := t.QEMUVMs(); len(q) > 0 && q[0].Name != "blue2" {
+			migrate = append(migrate, q[0].Name)
+		}
+		for _, vm := range migrate {
+			failures = append(failures, l.demoMigration(ctx, w, vm)...)
+		}
 	}
 
 	for _, h := range t.Hosts {
@@ -401,26 +458,66 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 	return nil
 }
 
-// DemoMaxBlackout is the blackout above which the demo's migration fails: a
-// generous bound (the target is 50 ms) for a loaded machine.
+// DemoMaxBlackout is the blackout above which the demo's migration of a
+// namespace VM fails: a generous bound (the target is 50 ms) for a loaded
+// machine.
 const DemoMaxBlackout = time.Second
 
-// demoMigration live-migrates blue2 to host3 (back to host2 if it is there
-// already) under a 1 kHz probe stream from blue1, prints what it measured,
-// checks the matrix again and returns the failed expectations.
-func (l *Lab) demoMigration(ctx context.Context, w io.Writer) []string {
-	m := StreamMigration{VM: "blue2", To: "host3", Sender: "blue1"}
-	if v, ok := l.Topology.VM(m.VM); ok && v.Host == m.To {
-		m.To = "host2"
+// GuestMaxBlackout is the bound for a QEMU guest: QEMU's pause, the
+// destination QEMU taking over and an emulated CPU's warm-up all stretch
+// with the machine's load (a few hundred ms on an idle machine).
+const GuestMaxBlackout = 3 * time.Second
+
+// MaxBlackout is the bound the demo holds a migration of v to.
+func MaxBlackout(v VM) time.Duration {
+	if v.QEMU {
+		return GuestMaxBlackout
 	}
-	fmt.Fprintf(w, "\n== Live migration of %s to %s under a 1 kHz UDP probe stream from %s ==\n", m.VM, m.To, m.Sender)
+	return DemoMaxBlackout
+}
+
+// MigrationPlan is the demo's and the bench's migration of vm: to the first
+// host that is neither its own nor the sender's, under a stream from the
+// first namespace VM of its tenant on another host, so that the answers
+// cross the underlay before and after.
+func (t Topology) MigrationPlan(vm string) (StreamMigration, error) {
+	v, ok := t.VM(vm)
+	if !ok {
+		return StreamMigration{}, fmt.Errorf("VM %q is not in the topology", vm)
+	}
+	i := slices.IndexFunc(t.VMs, func(s VM) bool { return s.Tenant == v.Tenant && s.Host != v.Host && !s.QEMU })
+	if i < 0 {
+		return StreamMigration{}, fmt.Errorf("no namespace VM of tenant %s on another host than %s can stream to %s", v.Tenant, v.Host, vm)
+	}
+	s := t.VMs[i]
+	j := slices.IndexFunc(t.Hosts, func(h Host) bool { return h.Name != v.Host && h.Name != s.Host })
+	if j < 0 {
+		return StreamMigration{}, fmt.Errorf("no host to migrate %s to: it needs one besides %s and %s", vm, v.Host, s.Host)
+	}
+	return StreamMigration{VM: vm, To: t.Hosts[j].Name, Sender: s.Name}, nil
+}
+
+// demoMigration live-migrates vm as MigrationPlan says under a 1 kHz probe
+// stream, prints what it measured, checks the matrix again and returns the
+// failed expectations.
+func (l *Lab) demoMigration(ctx context.Context, w io.Writer, vm string) []string {
+	m, err := l.Topology.MigrationPlan(vm)
+	if err != nil {
+		return []string{fmt.Sprintf("live migration of %s: %v", vm, err)}
+	}
+	v, _ := l.Topology.VM(vm)
+	what := m.VM
+	if v.QEMU {
+		what = "QEMU guest " + m.VM + " with QEMU's live migration"
+	}
+	fmt.Fprintf(w, "\n== Live migration of %s to %s under a 1 kHz UDP probe stream from %s ==\n", what, m.To, m.Sender)
 	r, err := l.MigrateUnderStream(ctx, m)
 	if err != nil {
 		return []string{fmt.Sprintf("live migration of %s: %v", m.VM, err)}
 	}
 	PrintMigration(w, r)
 	var failures []string
-	for _, p := range r.Problems(DemoMaxBlackout) {
+	for _, p := range r.Problems(MaxBlackout(v)) {
 		fmt.Fprintln(w, "FAIL:", p)
 		failures = append(failures, "live migration: "+p)
 	}

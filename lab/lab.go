@@ -18,6 +18,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"github.com/wnv/wnv/lab/qemu"
 	"github.com/wnv/wnv/policyserver"
 	"github.com/wnv/wnv/provider"
 	"golang.org/x/sys/unix"
@@ -43,6 +44,7 @@ type Lab struct {
 
 	mu     sync.Mutex
 	server *policyserver.Client
+	guests map[string]*qemu.VM // by qemuName: the QEMUs this process has handles of
 }
 
 // state is what a completed Up leaves in StateDir/state.json, so that status,
@@ -91,14 +93,20 @@ func (l *Lab) saveState() error {
 	return nil
 }
 
-// IsUp reports whether a completed lab exists and all its daemons run (the
-// policy server is not required: the lab keeps working without it).
+// IsUp reports whether a completed lab exists and all its daemons and QEMU
+// guests run (the policy server is not required: the lab keeps working
+// without it).
 func (l *Lab) IsUp() bool {
 	if _, err := os.Stat(l.statePath()); err != nil {
 		return false
 	}
 	for _, h := range l.Topology.Hosts {
 		if !l.alive(h.Name) {
+			return false
+		}
+	}
+	for _, v := range l.Topology.QEMUVMs() {
+		if !l.guestAlive(v) {
 			return false
 		}
 	}
@@ -124,10 +132,10 @@ type PartialError struct{ Err error }
 func (e *PartialError) Error() string { return e.Err.Error() }
 func (e *PartialError) Unwrap() error { return e.Err }
 
-// Up builds the lab: namespaces and links, the policy server, one wnvd per
-// host (with its agent), the tenants, subnets and VMs at the policy server
-// (Static: policy through each provider API instead), VM addresses and
-// routes, and a probe responder per VM.
+// Up builds the lab: namespaces and links, the QEMU guests, the policy
+// server, one wnvd per host (with its agent), the tenants, subnets and VMs at
+// the policy server (Static: policy through each provider API instead), VM
+// addresses and routes, and a probe responder per namespace VM.
 // Leftovers of a crashed or partial lab are removed first. Failures once
 // building has started are *PartialError.
 func (l *Lab) Up(ctx context.Context) error {
@@ -163,6 +171,13 @@ func (l *Lab) up(ctx context.Context) (err error) {
 	if err := l.buildNetwork(); err != nil {
 		return err
 	}
+	// The guests boot while the daemons start; their TAPs wait for the
+	// agents.
+	for _, v := range t.QEMUVMs() {
+		if _, err := l.startGuest(ctx, v, v.Host, false); err != nil {
+			return err
+		}
+	}
 	if !t.Static {
 		if err := l.startServer(); err != nil {
 			return err
@@ -192,10 +207,7 @@ func (l *Lab) up(ctx context.Context) (err error) {
 		return err
 	}
 	for _, v := range t.VMs {
-		if err := l.configureVM(v); err != nil {
-			return err
-		}
-		if err := l.startResponder(v); err != nil {
+		if err := l.startVM(ctx, v); err != nil {
 			return err
 		}
 	}
@@ -206,6 +218,23 @@ func (l *Lab) up(ctx context.Context) (err error) {
 	return nil
 }
 
+// startVM brings up a VM placed at the policy server: a namespace VM's
+// addresses, routes and responder; a QEMU VM's guest, whose init does all
+// that itself, once it is ready.
+func (l *Lab) startVM(ctx context.Context, v VM) error {
+	if v.QEMU {
+		if err := l.waitGuest(ctx, v.Name); err != nil {
+			return err
+		}
+		l.printf("QEMU guest %s ready on %s", v.Name, v.Host)
+		return nil
+	}
+	if err := l.configureVM(v); err != nil {
+		return err
+	}
+	return l.startResponder(v)
+}
+
 func (l *Lab) checkBinaries() error {
 	for _, p := range []struct{ flag, path string }{{"wnvd", l.Wnvd}, {"wnvctl", l.Wnvctl}} {
 		if st, err := os.Stat(p.path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
@@ -214,6 +243,11 @@ func (l *Lab) checkBinaries() error {
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return fmt.Errorf("the ip command (iproute2) is not installed: run 'make deps' or apt-get install iproute2")
+	}
+	if q := l.Topology.QEMUVMs(); len(q) > 0 {
+		if err := qemu.Available(); err != nil {
+			return fmt.Errorf("VM %s is to run in QEMU, but %w", q[0].Name, err)
+		}
 	}
 	return nil
 }
@@ -254,12 +288,17 @@ func (l *Lab) buildNetwork() error {
 			return err
 		}
 	}
+	n := 0
 	for _, v := range t.VMs {
+		if v.QEMU {
+			continue
+		}
 		if err := l.createVMNamespace(v); err != nil {
 			return err
 		}
+		n++
 	}
-	l.printf("network built: %sunderlay (br0), %d host and %d VM namespaces", t.Prefix, len(t.Hosts), len(t.VMs))
+	l.printf("network built: %sunderlay (br0), %d host and %d VM namespaces", t.Prefix, len(t.Hosts), n)
 	return nil
 }
 
@@ -514,9 +553,11 @@ func isBPFFS(path string) bool {
 }
 
 // Down removes everything a lab with this prefix and state directory may have
-// left: processes from pid files, processes still inside the namespaces, the
-// namespaces and the state directory. It works after a crash or partial Up.
+// left: QEMU guests, processes from pid files, processes still inside the
+// namespaces, the namespaces and the state directory. It works after a crash
+// or partial Up.
 func (l *Lab) Down() error {
+	l.stopGuests()
 	pids, _ := filepath.Glob(filepath.Join(l.StateDir, "*.pid"))
 	for _, p := range pids {
 		stopProcess(l.pid(strings.TrimSuffix(filepath.Base(p), ".pid")), 3*time.Second)
@@ -550,10 +591,14 @@ func (l *Lab) Down() error {
 }
 
 // Exec runs argv inside the namespace of a host, VM or "underlay" with the
-// given stdio and returns its exit code.
+// given stdio and returns its exit code; for a QEMU VM it runs in the guest,
+// on its console, without stdin and with stderr on stdout.
 func (l *Lab) Exec(name string, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	if len(argv) == 0 {
 		return 2, fmt.Errorf("no command given: use lab exec NAME -- CMD [ARGS...]")
+	}
+	if v, ok := l.Topology.VM(name); ok && v.QEMU {
+		return l.execOnGuest(name, argv, stdout)
 	}
 	ns := l.Topology.Namespace(name)
 	if !namespaceExists(ns) {

@@ -83,6 +83,11 @@ func newTestLab(t *testing.T, topo Topology) *Lab {
 			if !topo.Static {
 				t.Logf("log of the policy server:\n%s", tail(l.logPath(serverName), 30))
 			}
+			dirs, _ := filepath.Glob(filepath.Join(l.StateDir, "qemu-*", "qemu.log"))
+			for _, d := range dirs {
+				d = filepath.Dir(d)
+				t.Logf("QEMU log and console of %s:\n%s\n%s", filepath.Base(d), tail(filepath.Join(d, "qemu.log"), 10), tail(filepath.Join(d, "console.log"), 30))
+			}
 		}
 		if err := l.Down(); err != nil {
 			t.Errorf("Down: %v", err)
@@ -173,7 +178,7 @@ func staticDefault() Topology {
 func upLab(t *testing.T, topo Topology) *Lab {
 	t.Helper()
 	l := newTestLab(t, topo)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := l.Up(ctx); err != nil {
 		t.Fatalf("Up: %v", err)

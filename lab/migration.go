@@ -13,12 +13,16 @@ import (
 	"time"
 
 	"github.com/wnv/wnv/lab/probe"
+	"github.com/wnv/wnv/lab/qemu"
 	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/provider"
 )
 
 // StreamMigration is a live migration measured under a probe stream: Sender
-// sends a 1 kHz UDP stream to VM's IPv4 CA, and Lead after the first probe
-// the VM migrates to host To; the stream goes on for Length in all.
+// (a namespace VM) sends a 1 kHz UDP stream to VM's IPv4 CA, and Lead after
+// the first probe the VM migrates to host To; the stream goes on for Length
+// in all, and after the migration at least as long as MaxBlackout allows (a
+// QEMU migration takes a while).
 type StreamMigration struct {
 	VM, To, Sender string
 	Lead, Length   time.Duration
@@ -34,6 +38,9 @@ type MigrationResult struct {
 	Blackout, BlackoutStart time.Duration
 	// Took is from the migration call until the destination host had the port.
 	Took time.Duration
+	// Paused and Resumed are when a QEMU guest paused for the switchover and
+	// ran again on the destination, relative to the migration call.
+	Paused, Resumed time.Duration
 	// AnsweredBefore and AnsweredAfter are the hosts whose PA was the outer
 	// source of the VM's first and last answers seen on the underlay.
 	AnsweredBefore, AnsweredAfter string
@@ -43,6 +50,12 @@ type MigrationResult struct {
 	Notifications map[string]map[string]int
 	// Reachable reports whether the VM answered a probe after the stream.
 	Reachable bool
+	// Guest is QEMU's account of a QEMU VM's migration; nil for a namespace
+	// VM.
+	Guest *qemu.Stats
+	// Paths counts, per host, the frames each path carried during the
+	// stream; nil for a host without the kernel fast path.
+	Paths map[string]*provider.PathCounters
 }
 
 // NotificationKinds are the MigrationResult.Notifications keys, in print order.
@@ -114,13 +127,17 @@ func (nc *notificationCounter) stop() map[string]map[string]int {
 
 // MigrateUnderStream runs m and measures it: probes lost, the blackout, which
 // host answered before and after (from the underlay), the notifications
-// each host raised, and whether the VM answers afterwards.
+// each host raised, the paths that carried the frames, and whether the VM
+// answers afterwards.
 func (l *Lab) MigrateUnderStream(ctx context.Context, m StreamMigration) (MigrationResult, error) {
 	t := l.Topology
 	vm, ok := t.VM(m.VM)
 	sender, sok := t.VM(m.Sender)
 	if !ok || !sok {
 		return MigrationResult{}, fmt.Errorf("VMs %q and %q must both be in the topology", m.VM, m.Sender)
+	}
+	if sender.QEMU {
+		return MigrationResult{}, fmt.Errorf("the stream's sender %s is a QEMU guest: send from a namespace VM, whose 1 kHz schedule an emulated CPU cannot disturb", sender.Name)
 	}
 	if m.Lead <= 0 {
 		m.Lead = 500 * time.Millisecond
@@ -142,29 +159,37 @@ func (l *Lab) MigrateUnderStream(ctx context.Context, m StreamMigration) (Migrat
 		nc.stop()
 		return res, err
 	}
-	// Let the notification requests reach the hosts before anything happens.
-	time.Sleep(100 * time.Millisecond)
+	pathsBefore := l.paths(ctx)
 	type streamed struct {
 		r   probe.StreamResult
 		err error
 	}
 	done := make(chan streamed, 1)
+	stop := make(chan struct{})
+	start := time.Now()
 	go func() {
 		var s streamed
 		s.err = InNamespace(t.Namespace(sender.Name), func() error {
 			var err error
-			s.r, err = probe.Stream(ctx, netip.AddrPortFrom(vm.V4, probe.Port), probe.StreamOptions{Duration: m.Length})
+			// Stop ends it; the duration only bounds a migration that hangs.
+			s.r, err = probe.Stream(ctx, netip.AddrPortFrom(vm.V4, probe.Port), probe.StreamOptions{Duration: m.Length + 5*time.Minute, Stop: stop})
 			return err
 		})
 		done <- s
 	}()
 	time.Sleep(m.Lead)
 	called := time.Now()
-	merr := l.Migrate(ctx, vm.Name, m.To)
+	guest, merr := l.migrate(ctx, vm.Name, m.To)
 	res.Took = time.Since(called)
+	if res.Guest = guest; guest != nil {
+		res.Paused, res.Resumed = guest.Paused.Sub(called), guest.Resumed.Sub(called)
+	}
+	if merr == nil {
+		time.Sleep(max(time.Until(start.Add(m.Length)), MaxBlackout(vm)))
+	}
+	close(stop)
 	s := <-done
 	frames, _ := capt.Stop()
-	time.Sleep(100 * time.Millisecond) // the last notifications in flight
 	res.Notifications = nc.stop()
 	if merr != nil {
 		return res, merr
@@ -172,6 +197,7 @@ func (l *Lab) MigrateUnderStream(ctx context.Context, m StreamMigration) (Migrat
 	if s.err != nil {
 		return res, fmt.Errorf("probe stream from %s: %w", sender.Name, s.err)
 	}
+	res.Paths = pathDelta(pathsBefore, l.paths(ctx))
 	res.Sent, res.Lost = len(s.r.Echoes), s.r.Lost()
 	gap := s.r.Blackout()
 	res.Blackout, res.BlackoutStart = gap.Len(), gap.From.Sub(called)
@@ -183,6 +209,40 @@ func (l *Lab) MigrateUnderStream(ctx context.Context, m StreamMigration) (Migrat
 	}
 	res.Reachable = ok && rep.Responder == vm.Name
 	return res, nil
+}
+
+// paths reads every host's path counters; a host without the kernel fast
+// path has a nil entry, one that does not answer none.
+func (l *Lab) paths(ctx context.Context) map[string]*provider.PathCounters {
+	ps := map[string]*provider.PathCounters{}
+	for _, h := range l.Topology.Hosts {
+		if c, err := l.Client(h.Name).Counters(ctx); err == nil {
+			ps[h.Name] = c.Paths
+		}
+	}
+	return ps
+}
+
+// pathDelta is what each path carried between two readings.
+func pathDelta(before, after map[string]*provider.PathCounters) map[string]*provider.PathCounters {
+	d := map[string]*provider.PathCounters{}
+	for h, a := range after {
+		b, ok := before[h]
+		if !ok {
+			continue
+		}
+		if a == nil || b == nil {
+			d[h] = nil
+			continue
+		}
+		d[h] = &provider.PathCounters{
+			KernelFromPorts:    a.KernelFromPorts - b.KernelFromPorts,
+			KernelFromUnderlay: a.KernelFromUnderlay - b.KernelFromUnderlay,
+			SlowFromPorts:      a.SlowFromPorts - b.SlowFromPorts,
+			SlowFromUnderlay:   a.SlowFromUnderlay - b.SlowFromUnderlay,
+		}
+	}
+	return d
 }
 
 // answeringHosts names the hosts whose PA sent the first and the last of
@@ -228,6 +288,12 @@ func (r MigrationResult) Problems(maxBlackout time.Duration) []string {
 // PrintMigration writes a MigrationResult for people.
 func PrintMigration(w io.Writer, r MigrationResult) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+	if g := r.Guest; g != nil {
+		fmt.Fprintf(w, "QEMU live migration of %s from %s to %s (-incoming on %s, migrate on %s): %d MiB of RAM, %s in all (QEMU's count)\n",
+			r.VM, r.From, r.To, r.To, r.From, g.Transferred>>20, ms(g.Total))
+		fmt.Fprintf(w, "guest paused %s after the migration call for %s (QEMU's downtime), %s of it to move the VM at the policy server; running on %s %s after the call\n",
+			ms(r.Paused), ms(g.Downtime), ms(g.Switchover), r.To, ms(r.Resumed))
+	}
 	fmt.Fprintf(w, "migrated %s from %s to %s: the destination had the port %s after the call\n", r.VM, r.From, r.To, ms(r.Took))
 	fmt.Fprintf(w, "probe stream %s -> %s (%v) at 1 kHz: %d sent, %d lost (%.2f%%)\n", r.Sender, r.VM, r.Addr, r.Sent, r.Lost, 100*float64(r.Lost)/float64(max(r.Sent, 1)))
 	fmt.Fprintf(w, "blackout: %s (longest gap between answers, starting %s after the migration call)\n", ms(r.Blackout), ms(r.BlackoutStart))
@@ -238,6 +304,9 @@ func PrintMigration(w io.Writer, r MigrationResult) {
 		reach = "NO"
 	}
 	fmt.Fprintf(w, "%s reachable afterwards: %s\n\n", r.VM, reach)
+	fmt.Fprintln(w, "frames each path carried during the stream, per host:")
+	PrintPaths(w, r.Paths)
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "notifications raised during the stream, per host:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\t"+strings.ToUpper(strings.Join(NotificationKinds, "\t")))

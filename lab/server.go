@@ -7,14 +7,18 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/wnv/wnv/lab/qemu"
+	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/provider"
 )
 
 // ServerPort is the policy server's HTTP port on the underlay.
@@ -202,9 +206,10 @@ func (l *Lab) waitRegistered(ctx context.Context) error {
 	return nil
 }
 
-// AddVM creates a VM after the lab is up: its namespace, the VM at the policy
-// server (the host's agent attaches the port), its addresses and routes, and
-// its probe responder. The lab's saved topology includes it afterwards.
+// AddVM creates a VM after the lab is up: its namespace (or its QEMU guest),
+// the VM at the policy server (the host's agent attaches the port), its
+// addresses and routes, and its probe responder. The lab's saved topology
+// includes it afterwards.
 func (l *Lab) AddVM(ctx context.Context, v VM) error {
 	if l.Topology.Static {
 		return errors.New("AddVM needs the policy server: this lab is Static")
@@ -214,17 +219,21 @@ func (l *Lab) AddVM(ctx context.Context, v VM) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	if err := l.createVMNamespace(v); err != nil {
+	if v.QEMU {
+		if err := l.checkBinaries(); err != nil {
+			return err
+		}
+		if _, err := l.startGuest(ctx, v, v.Host, false); err != nil {
+			return err
+		}
+	} else if err := l.createVMNamespace(v); err != nil {
 		return err
 	}
 	if err := l.createVM(ctx, v); err != nil {
 		return err
 	}
 	l.Topology = t
-	if err := l.configureVM(v); err != nil {
-		return err
-	}
-	if err := l.startResponder(v); err != nil {
+	if err := l.startVM(ctx, v); err != nil {
 		return err
 	}
 	return l.saveState()
@@ -232,35 +241,59 @@ func (l *Lab) AddVM(ctx context.Context, v VM) error {
 
 // Migrate live-migrates a VM to another host through the policy server and
 // waits until the destination host has its port; the lab's saved topology
-// follows the VM.
+// follows the VM. A QEMU VM migrates with QEMU's own live migration.
 func (l *Lab) Migrate(ctx context.Context, vm, to string) error {
+	_, err := l.migrate(ctx, vm, to)
+	return err
+}
+
+// migrate is Migrate; for a QEMU VM it also returns QEMU's figures.
+func (l *Lab) migrate(ctx context.Context, vm, to string) (*qemu.Stats, error) {
 	if l.Topology.Static {
-		return errors.New("migration needs the policy server: this lab is Static")
+		return nil, errors.New("migration needs the policy server: this lab is Static")
 	}
 	if _, ok := l.Topology.host(to); !ok {
-		return fmt.Errorf("host %q is not in the topology", to)
+		return nil, fmt.Errorf("host %q is not in the topology", to)
 	}
 	i := l.vmIndex(vm)
 	if i < 0 {
-		return fmt.Errorf("VM %q is not in the topology", vm)
+		return nil, fmt.Errorf("VM %q is not in the topology", vm)
 	}
 	v := l.Topology.VMs[i]
-	if _, err := l.Server().MigrateVM(ctx, vm, to); err != nil {
-		return fmt.Errorf("migrate %s to %s: %w", vm, to, err)
+	if v.Host == to {
+		return nil, fmt.Errorf("VM %s is on %s already", vm, to)
 	}
-	if err := l.moveVMInterface(v, v.Host, to); err != nil {
-		return err
+	w, err := l.watchPort(to, v)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	var st *qemu.Stats
+	if v.QEMU {
+		var err error
+		if st, err = l.migrateGuest(ctx, v, to); err != nil {
+			return nil, err
+		}
+	} else {
+		if _, err := l.Server().MigrateVM(ctx, vm, to); err != nil {
+			return nil, fmt.Errorf("migrate %s to %s: %w", vm, to, err)
+		}
+		if err := l.moveVMInterface(v, v.Host, to); err != nil {
+			return nil, err
+		}
 	}
 	vms := append([]VM(nil), l.Topology.VMs...)
 	vms[i].Host = to
 	l.Topology.VMs = vms
-	if err := l.waitPort(ctx, to, vm, 10*time.Second); err != nil {
-		return err
+	if err := w.wait(ctx, l, 10*time.Second); err != nil {
+		return st, err
 	}
-	if err := l.forgetUnresolved(v); err != nil {
-		return err
+	if !v.QEMU {
+		if err := l.forgetUnresolved(v); err != nil {
+			return st, err
+		}
 	}
-	return l.saveState()
+	return st, l.saveState()
 }
 
 // forgetUnresolved deletes the address resolutions a VM began while its link
@@ -303,21 +336,50 @@ func (l *Lab) vmIndex(name string) int {
 	return -1
 }
 
-// waitPort waits until host's provider API lists the port of vm.
-func (l *Lab) waitPort(ctx context.Context, host, vm string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ports, err := l.Client(host).Ports(ctx)
-		if err == nil {
-			for _, p := range ports {
-				if p.Name == vm {
-					return nil
-				}
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s has no port for %s %v after the migration (last error: %v); see %s", host, vm, timeout, err, l.logPath(host))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+// portWatch learns when a host attaches a VM's port: the host raises
+// customer-address-added for the VM's CAs on its notification API as it
+// does. Opened before the VM moves, it misses nothing, and it does not poll
+// the provider API, whose port listing reads every fast-path counter: at the
+// pace a blackout needs, that load alone made migrations slower.
+type portWatch struct {
+	host string
+	vm   VM
+	h    *notify.Handle
 }
+
+func (l *Lab) watchPort(host string, v VM) (*portWatch, error) {
+	h, err := notify.Open(l.notifySocket(host))
+	if err != nil {
+		return nil, fmt.Errorf("open the notification API of %s: %w", host, err)
+	}
+	return &portWatch{host: host, vm: v, h: h}, nil
+}
+
+// wait waits until the host has attached the port, or timeout passes.
+func (w *portWatch) wait(ctx context.Context, l *Lab, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for ev, err := range w.h.Events(ctx, notify.ObjectChangeType) {
+		var over *notify.OverflowError
+		if errors.As(err, &over) {
+			// Events were dropped: the attachment may be among them.
+			if ports, err := l.Client(w.host).Ports(ctx); err == nil && slices.ContainsFunc(ports, func(p provider.Port) bool { return p.Name == w.vm.Name }) {
+				return nil
+			}
+			continue
+		}
+		if err != nil {
+			break
+		}
+		if ev.ObjectChange == nil {
+			continue
+		}
+		ca := ev.ObjectChange.CustomerAddress
+		if ca != nil && ca.NotificationReason == notify.CustomerAddressAdded && ca.MACAddress == w.vm.MAC && slices.Contains(w.vm.CAs(), ca.CA) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s did not attach the port of %s within %v after the migration; see %s", w.host, w.vm.Name, timeout, l.logPath(w.host))
+}
+
+func (w *portWatch) close() { w.h.Close() }

@@ -50,11 +50,15 @@ type ServerStatus struct {
 	VMs        int      `json:"VMs"`
 }
 
-// VMStatus is one VM and whether its probe responder runs.
+// VMStatus is one VM and whether its probe responder runs (for a QEMU VM:
+// whether its QEMU runs, the guest's responder with it).
 type VMStatus struct {
 	VM
-	Namespace      string `json:"Namespace"`
+	// Namespace is a namespace VM's; a QEMU VM has none.
+	Namespace      string `json:"Namespace,omitempty"`
 	ResponderAlive bool   `json:"ResponderAlive"`
+	// QEMUPID is a QEMU VM's QEMU process on its host.
+	QEMUPID int `json:"QEMUPID,omitempty"`
 	// ServerHost is where the policy server places the VM (it differs from
 	// Host after a migration made outside the lab); empty when unknown.
 	ServerHost string `json:"ServerHost,omitempty"`
@@ -69,7 +73,9 @@ func (l *Lab) Status(ctx context.Context) Status {
 		names = append(names, h.Name)
 	}
 	for _, v := range t.VMs {
-		names = append(names, v.Name)
+		if !v.QEMU {
+			names = append(names, v.Name)
+		}
 	}
 	for _, n := range names {
 		s.Namespaces = append(s.Namespaces, NamespaceStatus{Name: t.Namespace(n), Exists: namespaceExists(t.Namespace(n))})
@@ -92,7 +98,13 @@ func (l *Lab) Status(ctx context.Context) Status {
 		s.PolicyServer, placed = l.serverStatus(ctx)
 	}
 	for _, v := range t.VMs {
-		s.VMs = append(s.VMs, VMStatus{VM: v, Namespace: t.Namespace(v.Name), ResponderAlive: l.alive("probe-" + v.Name), ServerHost: placed[v.Name]})
+		vs := VMStatus{VM: v, ServerHost: placed[v.Name]}
+		if v.QEMU {
+			vs.ResponderAlive, vs.QEMUPID = l.guestAlive(v), l.pid(qemuName(v.Name, v.Host))
+		} else {
+			vs.Namespace, vs.ResponderAlive = t.Namespace(v.Name), l.alive("probe-"+v.Name)
+		}
+		s.VMs = append(s.VMs, vs)
 	}
 	return s
 }

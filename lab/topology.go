@@ -1,15 +1,17 @@
 // Package lab builds a multi-host wnv test network out of Linux network
 // namespaces on one machine: an underlay bridge with the policy server on it,
-// one namespace per host running `wnvd host` with its agent, and one namespace
-// per VM whose eth0 is a TAP port of its host's switch. VMs are created at the
-// policy server (or, in the Static mode, policy is provisioned through each
-// host's provider API); the probe tool checks reachability and measures live
-// migrations.
+// one namespace per host running `wnvd host` with its agent, and per VM either
+// a namespace whose eth0 is a veth to its host's switch or a real QEMU guest
+// whose TAP is the port. VMs are created at the policy server (or, in the
+// Static mode, policy is provisioned through each host's provider API); the
+// probe tool checks reachability and measures live migrations.
 package lab
 
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
@@ -58,7 +60,8 @@ type Host struct {
 	PA   netip.Prefix // address and underlay prefix length
 }
 
-// VM is a namespace whose eth0 is a port on its host's switch.
+// VM is a namespace whose eth0 is a port on its host's switch or, with QEMU,
+// a real guest whose virtio NIC's TAP is that port.
 type VM struct {
 	Name   string
 	Tenant string
@@ -66,6 +69,7 @@ type VM struct {
 	VSID   policy.VSID
 	MAC    packet.MAC
 	V4, V6 netip.Addr
+	QEMU   bool `json:",omitempty"`
 }
 
 // CAs returns the VM's customer addresses, IPv4 first.
@@ -171,6 +175,35 @@ func (t Topology) Validate() error {
 		}
 	}
 	return nil
+}
+
+// WithQEMU returns the topology with the named VMs run as QEMU guests.
+func (t Topology) WithQEMU(names ...string) (Topology, error) {
+	vms := append([]VM(nil), t.VMs...)
+	for _, n := range names {
+		i := slices.IndexFunc(vms, func(v VM) bool { return v.Name == n })
+		if i < 0 {
+			all := make([]string, len(vms))
+			for j, v := range vms {
+				all[j] = v.Name
+			}
+			return t, fmt.Errorf("%q is not a VM of the lab: use one of %s", n, strings.Join(all, ", "))
+		}
+		vms[i].QEMU = true
+	}
+	t.VMs = vms
+	return t, nil
+}
+
+// QEMUVMs are the VMs that run as QEMU guests.
+func (t Topology) QEMUVMs() []VM {
+	var vs []VM
+	for _, v := range t.VMs {
+		if v.QEMU {
+			vs = append(vs, v)
+		}
+	}
+	return vs
 }
 
 func (t Topology) host(name string) (Host, bool) {

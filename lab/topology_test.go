@@ -258,6 +258,73 @@ func TestTransferPairsCrossHostsSameSubnetAndRouted(t *testing.T) {
 	}
 }
 
+func TestTransferPairsGoToAndFromAQEMUVM(t *testing.T) {
+	topo, err := Default().WithQEMU("blue3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range topo.transferPairs() {
+		got = append(got, p[0].Name+">"+p[1].Name)
+	}
+	if want := "blue1>blue2 blue1>blue3 red1>red2 blue3>blue1 blue2>blue3 blue3>blue2"; strings.Join(got, " ") != want {
+		t.Errorf("transfer pairs %v, want %s", got, want)
+	}
+}
+
+func TestWithQEMUMarksVMsAndNamesUnknownOnes(t *testing.T) {
+	topo, err := Default().WithQEMU("blue3", "red1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, v := range topo.QEMUVMs() {
+		names = append(names, v.Name)
+	}
+	if strings.Join(names, ",") != "red1,blue3" {
+		t.Errorf("QEMU VMs %v, want red1 and blue3", names)
+	}
+	if len(Default().QEMUVMs()) != 0 {
+		t.Error("WithQEMU changed the default topology")
+	}
+	if _, err := Default().WithQEMU("blue9"); err == nil || !strings.Contains(err.Error(), `"blue9" is not a VM of the lab: use one of blue1, red1`) {
+		t.Errorf("WithQEMU(blue9) = %v, want an error naming the VMs", err)
+	}
+}
+
+func TestMigrationPlanCrossesTheUnderlayBeforeAndAfter(t *testing.T) {
+	topo, _ := Default().WithQEMU("blue1")
+	for _, c := range []struct {
+		vm, host string
+		want     StreamMigration
+	}{
+		{"blue2", "host2", StreamMigration{VM: "blue2", To: "host1", Sender: "blue3"}},
+		{"blue2", "host3", StreamMigration{VM: "blue2", To: "host2", Sender: "blue1"}},
+		{"red2", "host3", StreamMigration{VM: "red2", To: "host2", Sender: "red1"}},
+	} {
+		tp := topo
+		if c.vm == "blue2" && c.host == "host3" {
+			tp = Default() // blue1 a namespace VM again
+		}
+		tp.VMs = append([]VM(nil), tp.VMs...)
+		for i := range tp.VMs {
+			if tp.VMs[i].Name == c.vm {
+				tp.VMs[i].Host = c.host
+			}
+		}
+		got, err := tp.MigrationPlan(c.vm)
+		if err != nil || got != c.want {
+			t.Errorf("MigrationPlan(%s on %s) = %+v, %v; want %+v", c.vm, c.host, got, err, c.want)
+		}
+	}
+	// Blue's only namespace VM on another host than blue3 is blue2: with it
+	// a QEMU guest too, nobody can stream.
+	tp, _ := Default().WithQEMU("blue1", "blue2")
+	if _, err := tp.MigrationPlan("blue3"); err == nil {
+		t.Error("MigrationPlan found a sender among QEMU VMs")
+	}
+}
+
 // ipv6Topology is a two-host lab whose PAs are IPv6, with both tenants and a
 // routed Blue subnet, provisioned statically.
 func ipv6Topology(prefix string) Topology {

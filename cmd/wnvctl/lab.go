@@ -23,6 +23,7 @@ var (
 	flagLabKeep       bool
 	flagLabTo         string
 	flagLabStreamFrom string
+	flagLabQEMU       []string
 )
 
 var labCmd = &cobra.Command{
@@ -34,7 +35,9 @@ wnv-host1..3 (each running 'wnvd host' with its agent and PA 198.18.0.1..3), and
 wnv-blue1..3, wnv-red1, wnv-red2 (created at the policy server; eth0 is a port of their
 host's switch, with a probe responder on port 7007). It needs root and iproute2.
 'lab exec' sets WNV_SERVER, so 'wnvctl lab exec underlay -- wnvctl vm get' reaches the
-lab's policy server. See docs/lab.md for the topology.`,
+lab's policy server. 'lab up --qemu blue3' runs blue3 as a real QEMU guest (Debian's
+cloud kernel and busybox, built by 'make guest'), whose TAP is its port; 'lab demo'
+does so by default. See docs/lab.md for the topology.`,
 }
 
 func init() {
@@ -53,6 +56,8 @@ func init() {
 			ctx, cancel := labContext()
 			defer cancel()
 			err = l.Up(ctx)
+			// The QEMU guests run on without this process.
+			l.Close()
 			if errors.Is(err, lab.ErrAlreadyUp) {
 				fmt.Printf("lab is already up (state in %s): 'wnvctl lab status' shows it, 'wnvctl lab down' removes it\n", l.StateDir)
 				return nil
@@ -126,10 +131,14 @@ func init() {
 			}
 			ctx, cancel := labContext()
 			defer cancel()
-			return l.Demo(ctx, os.Stdout, flagLabKeep)
+			err = l.Demo(ctx, os.Stdout, flagLabKeep)
+			l.Close()
+			return err
 		},
 	}
 	demo.Flags().BoolVar(&flagLabKeep, "keep", false, "leave the lab running after the demo")
+	up.Flags().StringSliceVar(&flagLabQEMU, "qemu", nil, "VMs to run as QEMU guests instead of namespaces (e.g. blue3)")
+	demo.Flags().StringSliceVar(&flagLabQEMU, "qemu", []string{"blue3"}, "VMs to run as QEMU guests instead of namespaces (--qemu= for none)")
 	migrate := &cobra.Command{
 		Use:   "migrate VM --to HOST [--stream-from VM]",
 		Short: "Live-migrate a lab VM through the policy server under a 1 kHz probe stream, and show loss, blackout and notifications",
@@ -145,11 +154,13 @@ func init() {
 			ctx, cancel := labContext()
 			defer cancel()
 			r, err := l.MigrateUnderStream(ctx, lab.StreamMigration{VM: args[0], To: flagLabTo, Sender: flagLabStreamFrom})
+			l.Close()
 			if err != nil {
 				return err
 			}
 			lab.PrintMigration(os.Stdout, r)
-			if p := r.Problems(lab.DemoMaxBlackout); len(p) > 0 {
+			v, _ := l.Topology.VM(r.VM)
+			if p := r.Problems(lab.MaxBlackout(v)); len(p) > 0 {
 				return fmt.Errorf("live migration of %s: %s", r.VM, strings.Join(p, "; "))
 			}
 			return nil
@@ -181,7 +192,11 @@ func newLab(load bool) (*lab.Lab, error) {
 			}
 		}
 	}
-	l := &lab.Lab{Topology: lab.Default(), StateDir: flagLabState, Wnvd: wnvd, Wnvctl: self, Out: os.Stdout}
+	topo, err := lab.Default().WithQEMU(flagLabQEMU...)
+	if err != nil {
+		return nil, fmt.Errorf("--qemu: %w", err)
+	}
+	l := &lab.Lab{Topology: topo, StateDir: flagLabState, Wnvd: wnvd, Wnvctl: self, Out: os.Stdout}
 	if load {
 		l.Load()
 	}
@@ -230,9 +245,13 @@ func printStatus(s lab.Status) {
 	}
 	tw.Flush()
 	fmt.Println()
-	fmt.Fprintln(tw, "VM\tHOST\tHOST AT SERVER\tTENANT\tVSID\tMAC\tIPV4 CA\tIPV6 CA\tRESPONDER")
+	fmt.Fprintln(tw, "VM\tKIND\tHOST\tHOST AT SERVER\tTENANT\tVSID\tMAC\tIPV4 CA\tIPV6 CA\tRESPONDER")
 	for _, v := range s.VMs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%v\t%v\t%v\n", v.Name, v.Host, labOrDash(v.ServerHost), v.Tenant, v.VSID, v.MAC, v.V4, v.V6, v.ResponderAlive)
+		kind := "namespace"
+		if v.QEMU {
+			kind = fmt.Sprintf("qemu (pid %d)", v.QEMUPID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%v\t%v\t%v\n", v.Name, kind, v.Host, labOrDash(v.ServerHost), v.Tenant, v.VSID, v.MAC, v.V4, v.V6, v.ResponderAlive)
 	}
 	tw.Flush()
 }

@@ -6,9 +6,8 @@ const (
 	ReasonMalformed  = 1 // vswitch.ReasonMalformed
 	ReasonSpoofedMAC = 3 // vswitch.ReasonSpoofedMAC
 	// ReasonSlowPathDown ("slow-path-down"): a frame for the slow path
-	// while wnvd is not running. It is to be added to vswitch/reasons.go
-	// as the next number after vswitch.ReasonHoldOverflow.
-	ReasonSlowPathDown = 28
+	// while wnvd is not running.
+	ReasonSlowPathDown = 28 // vswitch.ReasonSlowPathDown
 
 	// NumReasonSlots is the size of Counters.Reasons.
 	NumReasonSlots = 64

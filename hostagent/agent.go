@@ -20,7 +20,7 @@ import (
 
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/policyapi"
 	"github.com/wnv/wnv/provider"
 )
 
@@ -71,7 +71,7 @@ func (c Config) withDefaults() Config {
 // Agent is one host's agent. Create it with New and Run it.
 type Agent struct {
 	cfg    Config
-	server policyserver.HostAPI
+	server policyapi.HostAPI
 	host   *provider.Client
 	notify string
 	log    *slog.Logger
@@ -79,7 +79,7 @@ type Agent struct {
 
 // New returns an agent for the host reached at the provider API client host
 // and the notification API socket notifySocket, syncing with server.
-func New(cfg Config, server policyserver.HostAPI, host *provider.Client, notifySocket string) *Agent {
+func New(cfg Config, server policyapi.HostAPI, host *provider.Client, notifySocket string) *Agent {
 	cfg = cfg.withDefaults()
 	return &Agent{cfg: cfg, server: server, host: host, notify: notifySocket, log: cfg.Log.With("agent", cfg.Host)}
 }
@@ -133,7 +133,7 @@ func (a *Agent) ensurePAs(ctx context.Context) ([]netip.Addr, error) {
 }
 
 func (a *Agent) register(ctx context.Context, pas []netip.Addr) error {
-	h := policyserver.Host{Name: a.cfg.Host, ProviderAddresses: pas, TTLSeconds: int64(a.cfg.TTL / time.Second)}
+	h := policyapi.Host{Name: a.cfg.Host, ProviderAddresses: pas, TTLSeconds: int64(a.cfg.TTL / time.Second)}
 	return retry(ctx, a, "register host", func() error {
 		_, err := a.server.RegisterHost(ctx, h)
 		if err == nil {
@@ -230,7 +230,7 @@ const managedBy = "policy-server"
 
 // portSpec is the port of a VM placed on this host: the interface its
 // hypervisor created, named at the policy server (default: the VM's name).
-func (a *Agent) portSpec(vm policyserver.VM) provider.PortSpec {
+func (a *Agent) portSpec(vm policyapi.VM) provider.PortSpec {
 	ifname := vm.Interface
 	if ifname == "" {
 		ifname = vm.Name

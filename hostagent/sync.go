@@ -8,7 +8,7 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/policyapi"
 	"github.com/wnv/wnv/provider"
 )
 
@@ -46,11 +46,11 @@ func routeKeyOf(r policy.CustomerRoute) routeKey {
 type rdModel struct {
 	records map[recKey]policy.LookupRecord
 	routes  map[routeKey]policy.CustomerRoute
-	subnets map[policy.VSID]policyserver.Subnet
+	subnets map[policy.VSID]policyapi.Subnet
 }
 
-func newRDModel(p policyserver.Policy) *rdModel {
-	m := &rdModel{records: map[recKey]policy.LookupRecord{}, routes: map[routeKey]policy.CustomerRoute{}, subnets: map[policy.VSID]policyserver.Subnet{}}
+func newRDModel(p policyapi.Policy) *rdModel {
+	m := &rdModel{records: map[recKey]policy.LookupRecord{}, routes: map[routeKey]policy.CustomerRoute{}, subnets: map[policy.VSID]policyapi.Subnet{}}
 	for _, r := range p.Records {
 		m.records[keyOf(r)] = r
 	}
@@ -70,7 +70,7 @@ type syncer struct {
 	fetches chan fetch
 
 	listed bool
-	local  map[string]policyserver.VM // VMs placed on this host
+	local  map[string]policyapi.VM // VMs placed on this host
 	rds    map[policy.GUID]*rdModel
 	extra  map[recKey]policy.LookupRecord // fetched on demand, until the watch says more
 	dirty  bool                           // the last reconcile failed: try again
@@ -96,7 +96,7 @@ func (s *syncer) request(f fetch) {
 }
 
 type watchItem struct {
-	ev  policyserver.Event
+	ev  policyapi.Event
 	err error
 }
 
@@ -146,7 +146,7 @@ func (s *syncer) round(ctx context.Context, events <-chan watchItem, retryTick <
 				a.log.Debug("watch", "err", it.err)
 				continue
 			}
-			started = it.ev.Type == policyserver.EventProgress
+			started = it.ev.Type == policyapi.EventProgress
 		case <-s.fetches:
 			// The server is not answering yet; the mismatch comes again.
 		}
@@ -208,9 +208,9 @@ func (s *syncer) round(ctx context.Context, events <-chan watchItem, retryTick <
 }
 
 // needsRelist reports whether ev places a VM on this host or takes one away.
-func (s *syncer) needsRelist(ev policyserver.Event) bool {
+func (s *syncer) needsRelist(ev policyapi.Event) bool {
 	me := s.a.cfg.Host
-	return ev.Kind == policyserver.KindVM && ((ev.VM != nil && ev.VM.Host == me) || (ev.PrevVM != nil && ev.PrevVM.Host == me))
+	return ev.Kind == policyapi.KindVM && ((ev.VM != nil && ev.VM.Host == me) || (ev.PrevVM != nil && ev.PrevVM.Host == me))
 }
 
 // apply updates the model with one watch event; it reports true when the
@@ -222,10 +222,10 @@ func (s *syncer) apply(it watchItem) bool {
 	}
 	ev := it.ev
 	switch ev.Type {
-	case policyserver.EventResync:
+	case policyapi.EventResync:
 		s.a.log.Info("watch asks for a resync")
 		return true
-	case policyserver.EventProgress:
+	case policyapi.EventProgress:
 		return false
 	}
 	m := s.rds[ev.RoutingDomainID]
@@ -233,7 +233,7 @@ func (s *syncer) apply(it watchItem) bool {
 		return false
 	}
 	switch ev.Kind {
-	case policyserver.KindVM, policyserver.KindGateway, policyserver.KindSubnet:
+	case policyapi.KindVM, policyapi.KindGateway, policyapi.KindSubnet:
 		for _, r := range ev.PrevRecords {
 			delete(m.records, keyOf(r))
 			delete(s.extra, keyOf(r))
@@ -241,7 +241,7 @@ func (s *syncer) apply(it watchItem) bool {
 		for _, r := range ev.PrevRoutes {
 			delete(m.routes, routeKeyOf(r))
 		}
-		if ev.Type == policyserver.EventPut {
+		if ev.Type == policyapi.EventPut {
 			for _, r := range ev.Records {
 				m.records[keyOf(r)] = r
 				delete(s.extra, keyOf(r))
@@ -250,11 +250,11 @@ func (s *syncer) apply(it watchItem) bool {
 				m.routes[routeKeyOf(r)] = r
 			}
 		}
-		if ev.Kind == policyserver.KindSubnet {
+		if ev.Kind == policyapi.KindSubnet {
 			if ev.PrevSubnet != nil {
 				delete(m.subnets, ev.PrevSubnet.VirtualSubnetID)
 			}
-			if ev.Subnet != nil && ev.Type == policyserver.EventPut {
+			if ev.Subnet != nil && ev.Type == policyapi.EventPut {
 				m.subnets[ev.Subnet.VirtualSubnetID] = *ev.Subnet
 			}
 		}
@@ -266,11 +266,11 @@ func (s *syncer) apply(it watchItem) bool {
 // domains, and makes the ports match.
 func (s *syncer) relist(ctx context.Context) error {
 	a := s.a
-	vms, err := a.server.VMs(ctx, policyserver.VMFilter{Host: a.cfg.Host})
+	vms, err := a.server.VMs(ctx, policyapi.VMFilter{Host: a.cfg.Host})
 	if err != nil {
 		return err
 	}
-	local := map[string]policyserver.VM{}
+	local := map[string]policyapi.VM{}
 	want := map[policy.GUID]bool{}
 	for _, vm := range vms {
 		local[vm.Name] = vm
@@ -303,7 +303,7 @@ func (s *syncer) relist(ctx context.Context) error {
 // departures starts the grace period of the routing domain of each VM that
 // still has a port here but is placed on another host now, and schedules a
 // re-list for its end.
-func (s *syncer) departures(ctx context.Context, local map[string]policyserver.VM) error {
+func (s *syncer) departures(ctx context.Context, local map[string]policyapi.VM) error {
 	a := s.a
 	ports, err := a.host.Ports(ctx)
 	if err != nil {
@@ -447,7 +447,7 @@ func (s *syncer) reconcileSubnets(ctx context.Context) []error {
 	for _, m := range s.rds {
 		for vsid, sub := range m.subnets {
 			want := policy.EncapNVGRE
-			if sub.Encapsulation == policyserver.VXLAN {
+			if sub.Encapsulation == policyapi.VXLAN {
 				want = policy.EncapVXLAN
 			}
 			enc, ok := have[vsid]

@@ -25,7 +25,8 @@ import (
 
 	"github.com/wnv/wnv/lab"
 	"github.com/wnv/wnv/policy"
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/policyclient"
 	"github.com/wnv/wnv/provider"
 )
 
@@ -61,7 +62,7 @@ type testbed struct {
 	mu     sync.Mutex
 	procs  map[string]*exec.Cmd
 	hosts  []string
-	server *policyserver.Client
+	server *policyclient.Client
 }
 
 func newTestbed(t *testing.T) *testbed {
@@ -243,8 +244,8 @@ func (tb *testbed) provider(host string) *provider.Client { return provider.NewC
 
 // client returns a policy server client whose connections are made inside
 // the underlay namespace (the server is not reachable from the test's own).
-func (tb *testbed) client() *policyserver.Client {
-	return policyserver.NewClientDialer("http://"+serverAddr+":8440", nil, lab.NamespaceDialer(tb.ns("u")))
+func (tb *testbed) client() *policyclient.Client {
+	return policyclient.NewDialer("http://"+serverAddr+":8440", nil, lab.NamespaceDialer(tb.ns("u")))
 }
 
 func (tb *testbed) cleanup() {
@@ -429,15 +430,15 @@ func (tb *testbed) blueNetwork(ctx context.Context) {
 	cid := policy.MustParseGUID("{aaaaaaaa-0000-0000-0000-000000000001}")
 	rd := policy.MustParseGUID("{11111111-2222-3333-4444-000000000001}")
 	tb.eventually("policy server up", 20*time.Second, func() error {
-		_, err := tb.server.CreateTenant(ctx, policyserver.Tenant{CustomerID: cid, Name: "blue"})
+		_, err := tb.server.CreateTenant(ctx, policyapi.Tenant{CustomerID: cid, Name: "blue"})
 		if errors.Is(err, policy.ErrExists) {
 			return nil
 		}
 		return err
 	})
-	_, err := tb.server.CreateRoutingDomain(ctx, policyserver.RoutingDomain{RoutingDomainID: rd, CustomerID: cid, Name: "blue"})
+	_, err := tb.server.CreateRoutingDomain(ctx, policyapi.RoutingDomain{RoutingDomainID: rd, CustomerID: cid, Name: "blue"})
 	must(tb.t, err)
-	_, err = tb.server.CreateSubnet(ctx, policyserver.Subnet{VirtualSubnetID: 5001, RoutingDomainID: rd, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}})
+	_, err = tb.server.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 5001, RoutingDomainID: rd, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}})
 	must(tb.t, err)
 }
 
@@ -454,7 +455,7 @@ func (tb *testbed) waitHosts(ctx context.Context, names ...string) {
 
 func (tb *testbed) createVM(ctx context.Context, name, host string, mac byte, ca string) {
 	tb.t.Helper()
-	_, err := tb.server.CreateVM(ctx, policyserver.VM{Name: name, MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, mac}, CustomerAddresses: []netip.Addr{netip.MustParseAddr(ca)}, VirtualSubnetID: 5001, Host: host})
+	_, err := tb.server.CreateVM(ctx, policyapi.VM{Name: name, MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, mac}, CustomerAddresses: []netip.Addr{netip.MustParseAddr(ca)}, VirtualSubnetID: 5001, Host: host})
 	must(tb.t, err)
 }
 
@@ -483,7 +484,7 @@ func hostsAB(t *testing.T, ctx context.Context, n int, staticSender bool) (*test
 	}
 	tb.blueNetwork(ctx)
 	if staticSender {
-		_, err := tb.server.RegisterHost(ctx, policyserver.Host{Name: "h1", ProviderAddresses: []netip.Addr{pa1}, TTLSeconds: 3600})
+		_, err := tb.server.RegisterHost(ctx, policyapi.Host{Name: "h1", ProviderAddresses: []netip.Addr{pa1}, TTLSeconds: 3600})
 		must(t, err)
 	}
 	tb.waitHosts(ctx, hosts...)

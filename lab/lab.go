@@ -19,7 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"github.com/wnv/wnv/lab/qemu"
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/policyclient"
 	"github.com/wnv/wnv/provider"
 	"golang.org/x/sys/unix"
 )
@@ -43,7 +43,7 @@ type Lab struct {
 	Out io.Writer
 
 	mu     sync.Mutex
-	server *policyserver.Client
+	server *policyclient.Client
 	guests map[string]*qemu.VM // by qemuName: the QEMUs this process has handles of
 }
 

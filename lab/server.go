@@ -17,7 +17,8 @@ import (
 	"github.com/wnv/wnv/lab/qemu"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/policyclient"
 	"github.com/wnv/wnv/provider"
 )
 
@@ -36,13 +37,13 @@ func (t Topology) ServerURL() string {
 func (l *Lab) etcdDir() string               { return filepath.Join(l.StateDir, "etcd") }
 func (l *Lab) checkpoint(host string) string { return filepath.Join(l.StateDir, host+".db") }
 
-func newServerClient(ns, url string) *policyserver.Client {
-	return policyserver.NewClientDialer(url, nil, NamespaceDialer(ns))
+func newServerClient(ns, url string) *policyclient.Client {
+	return policyclient.NewDialer(url, nil, NamespaceDialer(ns))
 }
 
 // Server returns a client of the lab's policy server whose connections are
 // opened in the underlay namespace, so it works from the root namespace.
-func (l *Lab) Server() *policyserver.Client {
+func (l *Lab) Server() *policyclient.Client {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.server == nil {
@@ -151,14 +152,14 @@ func (l *Lab) provisionServer(ctx context.Context) error {
 	c := l.Server()
 	for _, tn := range t.Tenants {
 		cid, rd := policy.MustParseGUID(tn.CustomerID), policy.MustParseGUID(tn.RoutingDomainID)
-		if _, err := c.CreateTenant(ctx, policyserver.Tenant{CustomerID: cid, Name: tn.Name}); err != nil {
+		if _, err := c.CreateTenant(ctx, policyapi.Tenant{CustomerID: cid, Name: tn.Name}); err != nil {
 			return fmt.Errorf("policy server: create tenant %s: %w", tn.Name, err)
 		}
-		if _, err := c.CreateRoutingDomain(ctx, policyserver.RoutingDomain{RoutingDomainID: rd, CustomerID: cid, Name: tn.Name}); err != nil {
+		if _, err := c.CreateRoutingDomain(ctx, policyapi.RoutingDomain{RoutingDomainID: rd, CustomerID: cid, Name: tn.Name}); err != nil {
 			return fmt.Errorf("policy server: create routing domain of %s: %w", tn.Name, err)
 		}
 		for _, sn := range tn.Subnets {
-			s := policyserver.Subnet{VirtualSubnetID: sn.VSID, RoutingDomainID: rd, Prefixes: []netip.Prefix{sn.V4, sn.V6}}
+			s := policyapi.Subnet{VirtualSubnetID: sn.VSID, RoutingDomainID: rd, Prefixes: []netip.Prefix{sn.V4, sn.V6}}
 			if _, err := c.CreateSubnet(ctx, s); err != nil {
 				return fmt.Errorf("policy server: create subnet %d: %w", sn.VSID, err)
 			}
@@ -177,7 +178,7 @@ func (l *Lab) provisionServer(ctx context.Context) error {
 }
 
 func (l *Lab) createVM(ctx context.Context, v VM) error {
-	_, err := l.Server().CreateVM(ctx, policyserver.VM{Name: v.Name, Interface: v.Name, MACAddress: v.MAC, CustomerAddresses: v.CAs(),
+	_, err := l.Server().CreateVM(ctx, policyapi.VM{Name: v.Name, Interface: v.Name, MACAddress: v.MAC, CustomerAddresses: v.CAs(),
 		VirtualSubnetID: v.VSID, Host: v.Host})
 	if err != nil {
 		return fmt.Errorf("policy server: create VM %s on %s: %w", v.Name, v.Host, err)

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/wnv/wnv/policy"
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/policyapi"
 )
 
 // Status is a snapshot of the lab for `wnvctl lab status`.
@@ -130,7 +130,7 @@ func (l *Lab) serverStatus(ctx context.Context) (*ServerStatus, map[string]strin
 			ss.HostsAlive = append(ss.HostsAlive, h.Name)
 		}
 	}
-	vms, err := l.Server().VMs(ctx, policyserver.VMFilter{})
+	vms, err := l.Server().VMs(ctx, policyapi.VMFilter{})
 	if err != nil {
 		ss.Error = err.Error()
 		return ss, placed

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
 )
 
 // The host-side policy derived from the server's objects: exactly the lookup
@@ -14,7 +15,7 @@ import (
 
 // RecordsFor returns the Static, Encap lookup record of each CA of vm,
 // pointing at the PA of the VM's host.
-func RecordsFor(vm *VM) []policy.LookupRecord {
+func RecordsFor(vm *policyapi.VM) []policy.LookupRecord {
 	out := make([]policy.LookupRecord, len(vm.CustomerAddresses))
 	for i, ca := range vm.CustomerAddresses {
 		out[i] = policy.LookupRecord{
@@ -33,7 +34,7 @@ func RecordsFor(vm *VM) []policy.LookupRecord {
 
 // GatewayRecords returns a gateway's Static record for its CA and its
 // GatewayWildcard record (CA 0.0.0.0 or :: of the same family).
-func GatewayRecords(g *Gateway) []policy.LookupRecord {
+func GatewayRecords(g *policyapi.Gateway) []policy.LookupRecord {
 	r := policy.LookupRecord{
 		CustomerAddress: g.CustomerAddress,
 		VirtualSubnetID: g.VirtualSubnetID,
@@ -58,7 +59,7 @@ func unspecified(a netip.Addr) netip.Addr {
 }
 
 // RoutesFor returns the on-link customer route of each prefix of s.
-func RoutesFor(s *Subnet) []policy.CustomerRoute {
+func RoutesFor(s *policyapi.Subnet) []policy.CustomerRoute {
 	out := make([]policy.CustomerRoute, len(s.Prefixes))
 	for i, p := range s.Prefixes {
 		out[i] = policy.CustomerRoute{
@@ -73,7 +74,7 @@ func RoutesFor(s *Subnet) []policy.CustomerRoute {
 }
 
 // GatewayRoutes returns the default route (0.0.0.0/0 or ::/0) through g.
-func GatewayRoutes(g *Gateway) []policy.CustomerRoute {
+func GatewayRoutes(g *policyapi.Gateway) []policy.CustomerRoute {
 	return []policy.CustomerRoute{{
 		RoutingDomainID:   g.RoutingDomainID,
 		VirtualSubnetID:   g.VirtualSubnetID,
@@ -88,11 +89,11 @@ func GatewayRoutes(g *Gateway) []policy.CustomerRoute {
 // the first of GatewayRecords of its gateways, as the server keeps them) and
 // its gateways, which add their wildcard records and default routes. Routes
 // are ordered by VSID and prefix, records by VSID, CA and type.
-func PolicyFor(rd policy.GUID, rev int64, subnets []Subnet, records []policy.LookupRecord, gateways []Gateway) Policy {
-	p := Policy{RoutingDomainID: rd, Revision: rev, Subnets: subnets,
+func PolicyFor(rd policy.GUID, rev int64, subnets []policyapi.Subnet, records []policy.LookupRecord, gateways []policyapi.Gateway) policyapi.Policy {
+	p := policyapi.Policy{RoutingDomainID: rd, Revision: rev, Subnets: subnets,
 		Records: []policy.LookupRecord{}, Routes: []policy.CustomerRoute{}}
 	if p.Subnets == nil {
-		p.Subnets = []Subnet{}
+		p.Subnets = []policyapi.Subnet{}
 	}
 	for i := range subnets {
 		p.Routes = append(p.Routes, RoutesFor(&subnets[i])...)

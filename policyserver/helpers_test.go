@@ -16,6 +16,8 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/policyclient"
 )
 
 // freeURL returns an http:// URL on a port free right now, on a random
@@ -54,11 +56,11 @@ func startEtcd(t *testing.T) *clientv3.Client {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // serve runs an API server on cli and returns a client of it.
-func serve(t *testing.T, cli *clientv3.Client) *Client {
+func serve(t *testing.T, cli *clientv3.Client) *policyclient.Client {
 	t.Helper()
 	srv := httptest.NewServer(NewHandler(NewStore(cli), quiet))
 	t.Cleanup(srv.Close)
-	c := NewClient(srv.URL, nil)
+	c := policyclient.New(srv.URL, nil)
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }
@@ -82,20 +84,20 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 // provision creates a tenant, two routing domains (blue: 5001 10.0.0.0/24
 // + fd00:0:0:1::/64, 5002 10.0.1.0/24; red: 6001 10.0.0.0/24) and hosts
 // host1..host3 with PAs 198.18.0.1..3.
-func provision(t *testing.T, c *Client) {
+func provision(t *testing.T, c *policyclient.Client) {
 	t.Helper()
 	ctx := ctxT(t)
-	must(t)(c.CreateTenant(ctx, Tenant{CustomerID: tenantA, Name: "contoso"}))
-	must(t)(c.CreateRoutingDomain(ctx, RoutingDomain{RoutingDomainID: rdBlue, CustomerID: tenantA, Name: "blue"}))
-	must(t)(c.CreateRoutingDomain(ctx, RoutingDomain{RoutingDomainID: rdRed, CustomerID: tenantA, Name: "red"}))
-	must(t)(c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 5001, RoutingDomainID: rdBlue,
+	must(t)(c.CreateTenant(ctx, policyapi.Tenant{CustomerID: tenantA, Name: "contoso"}))
+	must(t)(c.CreateRoutingDomain(ctx, policyapi.RoutingDomain{RoutingDomainID: rdBlue, CustomerID: tenantA, Name: "blue"}))
+	must(t)(c.CreateRoutingDomain(ctx, policyapi.RoutingDomain{RoutingDomainID: rdRed, CustomerID: tenantA, Name: "red"}))
+	must(t)(c.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 5001, RoutingDomainID: rdBlue,
 		Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00:0:0:1::/64")}}))
-	must(t)(c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 5002, RoutingDomainID: rdBlue,
+	must(t)(c.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 5002, RoutingDomainID: rdBlue,
 		Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.1.0/24")}, Encapsulation: "vxlan"}))
-	must(t)(c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 6001, RoutingDomainID: rdRed,
+	must(t)(c.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 6001, RoutingDomainID: rdRed,
 		Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}))
 	for i := 1; i <= 3; i++ {
-		must(t)(c.RegisterHost(ctx, Host{Name: fmt.Sprintf("host%d", i),
+		must(t)(c.RegisterHost(ctx, policyapi.Host{Name: fmt.Sprintf("host%d", i),
 			ProviderAddresses: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, byte(i)})}, TTLSeconds: 30}))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/wnv/wnv/policyapi"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -16,11 +17,11 @@ import (
 // RegisterHost creates or updates h, claims its PAs and starts its liveness
 // lease. If the host's first PA changed, the records of its VMs and
 // gateways move to the new one.
-func (s *Store) RegisterHost(ctx context.Context, h Host) (Host, error) {
+func (s *Store) RegisterHost(ctx context.Context, h policyapi.Host) (policyapi.Host, error) {
 	if err := checkHost(&h); err != nil {
 		return h, err
 	}
-	h, err := retry(ctx, "registering the host", func() (Host, error) {
+	h, err := retry(ctx, "registering the host", func() (policyapi.Host, error) {
 		keys := []string{hostKey(h.Name)}
 		for _, pa := range h.ProviderAddresses {
 			keys = append(keys, paIdxKey(pa))
@@ -40,7 +41,7 @@ func (s *Store) RegisterHost(ctx context.Context, h Host) (Host, error) {
 		}
 		h.RegisteredAt = s.now().UTC()
 		if r[0] != nil {
-			old, err := decode[Host](r[0])
+			old, err := decode[policyapi.Host](r[0])
 			if err != nil {
 				return h, err
 			}
@@ -67,7 +68,7 @@ func (s *Store) RegisterHost(ctx context.Context, h Host) (Host, error) {
 }
 
 // startLease attaches a fresh lease of the host's TTL to its liveness key.
-func (s *Store) startLease(ctx context.Context, h Host) error {
+func (s *Store) startLease(ctx context.Context, h policyapi.Host) error {
 	lease, err := s.cli.Grant(ctx, h.TTLSeconds)
 	if err != nil {
 		return etcdError(err)
@@ -80,15 +81,15 @@ func (s *Store) startLease(ctx context.Context, h Host) error {
 }
 
 // Heartbeat renews the host's lease, or starts a new one if it expired.
-func (s *Store) Heartbeat(ctx context.Context, name string) (Host, error) {
+func (s *Store) Heartbeat(ctx context.Context, name string) (policyapi.Host, error) {
 	r, _, err := s.reads(ctx, hostKey(name), aliveKey(name))
 	if err != nil {
-		return Host{}, err
+		return policyapi.Host{}, err
 	}
 	if r[0] == nil {
-		return Host{}, notFoundf("host %s is not registered: register it first", name)
+		return policyapi.Host{}, notFoundf("host %s is not registered: register it first", name)
 	}
-	h, err := decode[Host](r[0])
+	h, err := decode[policyapi.Host](r[0])
 	if err != nil {
 		return h, err
 	}
@@ -105,20 +106,20 @@ func (s *Store) Heartbeat(ctx context.Context, name string) (Host, error) {
 	return h, s.startLease(ctx, h)
 }
 
-func (s *Store) Host(ctx context.Context, name string) (Host, error) {
+func (s *Store) Host(ctx context.Context, name string) (policyapi.Host, error) {
 	r, _, err := s.reads(ctx, hostKey(name), aliveKey(name))
 	if err != nil {
-		return Host{}, err
+		return policyapi.Host{}, err
 	}
 	if r[0] == nil {
-		return Host{}, notFoundf("host %s is not registered", name)
+		return policyapi.Host{}, notFoundf("host %s is not registered", name)
 	}
-	h, err := decode[Host](r[0])
+	h, err := decode[policyapi.Host](r[0])
 	h.Alive = r[1] != nil
 	return h, err
 }
 
-func (s *Store) Hosts(ctx context.Context) ([]Host, error) {
+func (s *Store) Hosts(ctx context.Context) ([]policyapi.Host, error) {
 	kvs, rev, err := s.rangeOf(ctx, Prefix+"hosts/", 0)
 	if err != nil {
 		return nil, err
@@ -127,7 +128,7 @@ func (s *Store) Hosts(ctx context.Context) ([]Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	hs, err := listOf[Host](kvs)
+	hs, err := listOf[policyapi.Host](kvs)
 	for i := range hs {
 		hs[i].Alive = slices.ContainsFunc(alive, func(k *kv) bool { return k.key == aliveKey(hs[i].Name) })
 	}
@@ -144,7 +145,7 @@ func (s *Store) DeleteHost(ctx context.Context, name string) error {
 		if r[0] == nil {
 			return struct{}{}, notFoundf("host %s is not registered", name)
 		}
-		h, err := decode[Host](r[0])
+		h, err := decode[policyapi.Host](r[0])
 		if err != nil {
 			return struct{}{}, err
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
 )
 
 // NewHandler serves the HTTP/JSON API of docs/policy-server.md from st.
@@ -82,7 +83,7 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 
 	create("/v1/vms", body(st.CreateVM))
 	get("/v1/vms", func(ctx context.Context, r *http.Request) (any, error) {
-		var f VMFilter
+		var f policyapi.VMFilter
 		if err := decodeQuery(r, &f); err != nil {
 			return nil, err
 		}
@@ -91,7 +92,7 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 	get("/v1/vms/{name}", byName(st.VM))
 	del("/v1/vms/{name}", delName(st.DeleteVM))
 	create("/v1/vms/{name}/migrate", func(ctx context.Context, r *http.Request) (any, error) {
-		var m Migration
+		var m policyapi.Migration
 		if err := decodeBody(r.Body, &m); err != nil {
 			return nil, err
 		}
@@ -254,7 +255,7 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	}
 	rc := http.NewResponseController(w)
 	started := false
-	err := h.st.Watch(r.Context(), q.Rev, rds, func(_ *Event, line []byte) error {
+	err := h.st.Watch(r.Context(), q.Rev, rds, func(_ *policyapi.Event, line []byte) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
@@ -284,7 +285,7 @@ func statusOf(err error) int {
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, errorBody{Error: strings.ReplaceAll(err.Error(), "\n", " ")})
+	writeJSON(w, status, policyapi.ErrorBody{Error: strings.ReplaceAll(err.Error(), "\n", " ")})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -16,6 +16,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/policyclient"
 )
 
 // snapshot is every key and value under the server's prefix.
@@ -40,7 +42,7 @@ func TestVMLifecycle(t *testing.T) {
 	provision(t, c)
 	ctx := ctxT(t)
 
-	vm, err := c.CreateVM(ctx, VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1",
+	vm, err := c.CreateVM(ctx, policyapi.VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1",
 		CustomerAddresses: []netip.Addr{addr("10.0.0.5"), addr("fd00:0:0:1::5")}})
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +55,7 @@ func TestVMLifecycle(t *testing.T) {
 		t.Fatalf("VM(blue1) = %+v, %v", got, err)
 	}
 	sn, err := c.Subnet(ctx, 5002)
-	if err != nil || sn.Encapsulation != VXLAN || !slices.Equal(sn.Gateways, []netip.Addr{addr("10.0.1.1")}) {
+	if err != nil || sn.Encapsulation != policyapi.VXLAN || !slices.Equal(sn.Gateways, []netip.Addr{addr("10.0.1.1")}) {
 		t.Fatalf("Subnet(5002) = %+v, %v", sn, err)
 	}
 
@@ -78,7 +80,7 @@ func TestVMLifecycle(t *testing.T) {
 	}
 
 	ans, err := c.Lookup(ctx, 5002, addr("10.0.0.5")) // routed: asked from the other subnet
-	if err != nil || ans.Record.ProviderAddress != addr("198.18.0.1") || ans.Record.VirtualSubnetID != 5001 || ans.Encapsulation != NVGRE {
+	if err != nil || ans.Record.ProviderAddress != addr("198.18.0.1") || ans.Record.VirtualSubnetID != 5001 || ans.Encapsulation != policyapi.NVGRE {
 		t.Fatalf("Lookup = %+v, %v", ans, err)
 	}
 	if _, err := c.Lookup(ctx, 6001, addr("10.0.0.5")); !errors.Is(err, policy.ErrNotFound) {
@@ -97,17 +99,17 @@ func TestVMLifecycle(t *testing.T) {
 	if ans.Record.ProviderAddress != addr("198.18.0.2") {
 		t.Fatalf("record after migration points at %s", ans.Record.ProviderAddress)
 	}
-	on2, err := c.VMs(ctx, VMFilter{Host: "host2"})
+	on2, err := c.VMs(ctx, policyapi.VMFilter{Host: "host2"})
 	if err != nil || len(on2) != 1 {
 		t.Fatalf("VMs on host2 = %v, %v", on2, err)
 	}
-	on1, _ := c.VMs(ctx, VMFilter{Host: "host1"})
+	on1, _ := c.VMs(ctx, policyapi.VMFilter{Host: "host1"})
 	if len(on1) != 0 {
 		t.Fatalf("VMs on host1 after migration = %v", on1)
 	}
 
 	// A new PA for host2 moves its VMs' records.
-	must(t)(c.RegisterHost(ctx, Host{Name: "host2", ProviderAddresses: []netip.Addr{addr("198.18.1.2")}}))
+	must(t)(c.RegisterHost(ctx, policyapi.Host{Name: "host2", ProviderAddresses: []netip.Addr{addr("198.18.1.2")}}))
 	ans, _ = c.Lookup(ctx, 5001, addr("10.0.0.5"))
 	if ans.Record.ProviderAddress != addr("198.18.1.2") {
 		t.Fatalf("record after the host's PA changed points at %s", ans.Record.ProviderAddress)
@@ -117,7 +119,7 @@ func TestVMLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once deleted, its CA and MAC are free again.
-	must(t)(c.CreateVM(ctx, VM{Name: "blue9", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host3",
+	must(t)(c.CreateVM(ctx, policyapi.VM{Name: "blue9", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host3",
 		CustomerAddresses: []netip.Addr{addr("10.0.0.5")}}))
 }
 
@@ -126,9 +128,9 @@ func TestGateway(t *testing.T) {
 	c := serve(t, cli)
 	provision(t, c)
 	ctx := ctxT(t)
-	must(t)(c.CreateVM(ctx, VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1",
+	must(t)(c.CreateVM(ctx, policyapi.VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1",
 		CustomerAddresses: []netip.Addr{addr("10.0.0.5")}}))
-	g, err := c.CreateGateway(ctx, Gateway{Name: "gw1", VirtualSubnetID: 5002, MACAddress: mac(99), CustomerAddress: addr("10.0.1.254"), Host: "host3"})
+	g, err := c.CreateGateway(ctx, policyapi.Gateway{Name: "gw1", VirtualSubnetID: 5002, MACAddress: mac(99), CustomerAddress: addr("10.0.1.254"), Host: "host3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +161,7 @@ func TestGateway(t *testing.T) {
 		t.Fatalf("default routes: %+v", def)
 	}
 	// The gateway's CA and MAC are taken in its routing domain.
-	if _, err := c.CreateVM(ctx, VM{Name: "x", MACAddress: mac(99), VirtualSubnetID: 5001, Host: "host1",
+	if _, err := c.CreateVM(ctx, policyapi.VM{Name: "x", MACAddress: mac(99), VirtualSubnetID: 5001, Host: "host1",
 		CustomerAddresses: []netip.Addr{addr("10.0.0.9")}}); !errors.Is(err, policy.ErrExists) {
 		t.Fatalf("VM with the gateway's MAC: %v", err)
 	}
@@ -181,13 +183,13 @@ func TestRulesWriteNothing(t *testing.T) {
 	c := serve(t, cli)
 	provision(t, c)
 	ctx := ctxT(t)
-	must(t)(c.CreateVM(ctx, VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1",
+	must(t)(c.CreateVM(ctx, policyapi.VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1",
 		CustomerAddresses: []netip.Addr{addr("10.0.0.5")}}))
-	must(t)(c.CreateVM(ctx, VM{Name: "blue2", MACAddress: mac(2), VirtualSubnetID: 5002, Host: "host2",
+	must(t)(c.CreateVM(ctx, policyapi.VM{Name: "blue2", MACAddress: mac(2), VirtualSubnetID: 5002, Host: "host2",
 		CustomerAddresses: []netip.Addr{addr("10.0.1.5")}}))
 
-	vm := func(f func(*VM)) VM {
-		v := VM{Name: "new", MACAddress: mac(50), VirtualSubnetID: 5001, Host: "host1", CustomerAddresses: []netip.Addr{addr("10.0.0.50")}}
+	vm := func(f func(*policyapi.VM)) policyapi.VM {
+		v := policyapi.VM{Name: "new", MACAddress: mac(50), VirtualSubnetID: 5001, Host: "host1", CustomerAddresses: []netip.Addr{addr("10.0.0.50")}}
 		f(&v)
 		return v
 	}
@@ -198,51 +200,51 @@ func TestRulesWriteNothing(t *testing.T) {
 		want   string
 	}{
 		{"CA outside subnet", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.CustomerAddresses = []netip.Addr{addr("10.0.9.5")} }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.CustomerAddresses = []netip.Addr{addr("10.0.9.5")} }))
 			return err
 		}, 400, "CustomerAddresses 10.0.9.5 is outside the prefixes of VirtualSubnetID 5001 (10.0.0.0/24, fd00:0:0:1::/64): use an address inside them"},
 		{"CA is the gateway", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.CustomerAddresses = []netip.Addr{addr("10.0.0.1")} }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.CustomerAddresses = []netip.Addr{addr("10.0.0.1")} }))
 			return err
 		}, 400, "CustomerAddresses 10.0.0.1 is the gateway address of VirtualSubnetID 5001: use another host address"},
 		{"CA used in routing domain", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.CustomerAddresses = []netip.Addr{addr("10.0.0.5")} }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.CustomerAddresses = []netip.Addr{addr("10.0.0.5")} }))
 			return err
 		}, 409, "CustomerAddresses 10.0.0.5 is already used by blue1 in routing domain {11111111-2222-3333-4444-000000000001}: use a free address"},
 		{"MAC used in routing domain (other subnet)", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.MACAddress = mac(2) }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.MACAddress = mac(2) }))
 			return err
 		}, 409, "MACAddress 00:15:5d:00:00:02 is already used by VM blue2 in routing domain {11111111-2222-3333-4444-000000000001}: give each VM its own MAC"},
 		{"unknown host", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.Host = "host9" }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.Host = "host9" }))
 			return err
 		}, 404, "Host host9 is not a registered host: register it (its host agent does) first"},
 		{"unknown subnet", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.VirtualSubnetID = 7777 }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.VirtualSubnetID = 7777 }))
 			return err
 		}, 404, "VirtualSubnetID 7777 is not a known subnet: create the subnet first"},
 		{"reserved VSID", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.VirtualSubnetID = 4095 }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.VirtualSubnetID = 4095 }))
 			return err
 		}, 400, "VirtualSubnetID 4095 is reserved: use 4096..16777214"},
 		{"duplicate VM name", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.Name = "blue1" }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.Name = "blue1" }))
 			return err
 		}, 409, "VM blue1 already exists: use another name"},
 		{"malformed name", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.Name = "a/b" }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.Name = "a/b" }))
 			return err
 		}, 400, `Name "a/b" is malformed: use 1..63 letters, digits, '.', '_' or '-', starting with a letter or digit`},
 		{"interface name with a slash", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.Interface = "vnet/1" }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.Interface = "vnet/1" }))
 			return err
 		}, 400, `Interface "vnet/1" is not an interface name: use 1..15 bytes without '/', ':' or spaces`},
 		{"name too long to stand for the interface", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.Name = "a-vm-with-a-long-name" }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.Name = "a-vm-with-a-long-name" }))
 			return err
 		}, 400, `Interface is missing and Name "a-vm-with-a-long-name" is longer than an interface name (15 bytes): name the VM's interface`},
 		{"multicast MAC", func() error {
-			_, err := c.CreateVM(ctx, vm(func(v *VM) { v.MACAddress[0] = 1 }))
+			_, err := c.CreateVM(ctx, vm(func(v *policyapi.VM) { v.MACAddress[0] = 1 }))
 			return err
 		}, 400, "MACAddress 01:15:5d:00:00:32 is multicast: use a unicast MAC"},
 		{"migration to own host", func() error { _, err := c.MigrateVM(ctx, "blue1", "host1"); return err },
@@ -252,31 +254,31 @@ func TestRulesWriteNothing(t *testing.T) {
 		{"migration of unknown VM", func() error { _, err := c.MigrateVM(ctx, "nope", "host2"); return err },
 			404, "VM nope does not exist"},
 		{"duplicate VSID", func() error {
-			_, err := c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 6001, RoutingDomainID: rdBlue, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}})
+			_, err := c.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 6001, RoutingDomainID: rdBlue, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}})
 			return err
 		}, 409, "VirtualSubnetID 6001 already exists in routing domain {11111111-2222-3333-4444-000000000002}: use another VSID"},
 		{"overlapping prefix in routing domain", func() error {
-			_, err := c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 5003, RoutingDomainID: rdBlue, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.128/25")}})
+			_, err := c.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 5003, RoutingDomainID: rdBlue, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.128/25")}})
 			return err
 		}, 409, "Prefixes 10.0.0.128/25 overlaps 10.0.0.0/24 of VirtualSubnetID 5001 in the same routing domain: give a disjoint prefix"},
 		{"prefix with host bits", func() error {
-			_, err := c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 5003, RoutingDomainID: rdBlue, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.5.1/24")}})
+			_, err := c.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 5003, RoutingDomainID: rdBlue, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.5.1/24")}})
 			return err
 		}, 400, "Prefixes 10.0.5.1/24 has host bits set: use 10.0.5.0/24"},
 		{"unknown routing domain", func() error {
-			_, err := c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 5003, RoutingDomainID: policy.MustParseGUID("{99999999-2222-3333-4444-000000000001}"), Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.5.0/24")}})
+			_, err := c.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 5003, RoutingDomainID: policy.MustParseGUID("{99999999-2222-3333-4444-000000000001}"), Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.5.0/24")}})
 			return err
 		}, 404, "RoutingDomainID {99999999-2222-3333-4444-000000000001} is not a known routing domain: create it first"},
 		{"bad encapsulation", func() error {
-			_, err := c.CreateSubnet(ctx, Subnet{VirtualSubnetID: 5003, RoutingDomainID: rdBlue, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.5.0/24")}, Encapsulation: "GENEVE"})
+			_, err := c.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 5003, RoutingDomainID: rdBlue, Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.5.0/24")}, Encapsulation: "GENEVE"})
 			return err
 		}, 400, `Encapsulation "GENEVE" is not supported: use NVGRE or VXLAN`},
 		{"unknown tenant", func() error {
-			_, err := c.CreateRoutingDomain(ctx, RoutingDomain{RoutingDomainID: policy.MustParseGUID("{11111111-2222-3333-4444-000000000009}"), CustomerID: policy.MustParseGUID("{bbbbbbbb-0000-0000-0000-000000000001}")})
+			_, err := c.CreateRoutingDomain(ctx, policyapi.RoutingDomain{RoutingDomainID: policy.MustParseGUID("{11111111-2222-3333-4444-000000000009}"), CustomerID: policy.MustParseGUID("{bbbbbbbb-0000-0000-0000-000000000001}")})
 			return err
 		}, 404, "CustomerID {bbbbbbbb-0000-0000-0000-000000000001} is not a known tenant: create the tenant first"},
 		{"PA of another host", func() error {
-			_, err := c.RegisterHost(ctx, Host{Name: "host4", ProviderAddresses: []netip.Addr{addr("198.18.0.1")}})
+			_, err := c.RegisterHost(ctx, policyapi.Host{Name: "host4", ProviderAddresses: []netip.Addr{addr("198.18.0.1")}})
 			return err
 		}, 409, "ProviderAddresses 198.18.0.1 is already assigned to host host1: a PA belongs to one host"},
 		{"delete subnet with VMs", func() error { return c.DeleteSubnet(ctx, 5001) },
@@ -292,7 +294,7 @@ func TestRulesWriteNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, cli)
 			err := tc.call()
-			var se *Error
+			var se *policyclient.Error
 			if !errors.As(err, &se) {
 				t.Fatalf("got %v, want a server error", err)
 			}
@@ -342,8 +344,8 @@ func TestMalformedRequests(t *testing.T) {
 		if tc.body != "" {
 			body = json.RawMessage(tc.body)
 		}
-		err := c.do(ctx, tc.method, p, vals, body, nil)
-		var se *Error
+		err := c.Do(ctx, tc.method, p, vals, body, nil)
+		var se *policyclient.Error
 		if !errors.As(err, &se) || se.Status != tc.status || se.Message != tc.want {
 			t.Errorf("%s %s %s:\n got %v\nwant %d %s", tc.method, tc.path, tc.body, err, tc.status, tc.want)
 		}
@@ -354,7 +356,7 @@ func TestHostLiveness(t *testing.T) {
 	cli := startEtcd(t)
 	c := serve(t, cli)
 	ctx := ctxT(t)
-	h, err := c.RegisterHost(ctx, Host{Name: "h1", ProviderAddresses: []netip.Addr{addr("198.18.0.7")}, TTLSeconds: 1})
+	h, err := c.RegisterHost(ctx, policyapi.Host{Name: "h1", ProviderAddresses: []netip.Addr{addr("198.18.0.7")}, TTLSeconds: 1})
 	if err != nil || !h.Alive {
 		t.Fatalf("register: %+v %v", h, err)
 	}
@@ -396,9 +398,9 @@ func TestReplicasRaceOnCA(t *testing.T) {
 	for round := range 20 {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
-		for i, c := range []*Client{a, b} {
+		for i, c := range []*policyclient.Client{a, b} {
 			wg.Go(func() {
-				_, errs[i] = c.CreateVM(ctx, VM{Name: "r" + string(rune('a'+round)) + string(rune('0'+i)), MACAddress: mac(100*round + i + 10),
+				_, errs[i] = c.CreateVM(ctx, policyapi.VM{Name: "r" + string(rune('a'+round)) + string(rune('0'+i)), MACAddress: mac(100*round + i + 10),
 					VirtualSubnetID: 5001, Host: "host1", CustomerAddresses: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + round)})}})
 			})
 		}
@@ -427,7 +429,7 @@ func TestReplicasRaceOnCA(t *testing.T) {
 func TestNotFoundRoute(t *testing.T) {
 	cli := startEtcd(t)
 	c := serve(t, cli)
-	err := c.do(ctxT(t), http.MethodGet, "/v2/x", nil, nil, nil)
+	err := c.Do(ctxT(t), http.MethodGet, "/v2/x", nil, nil, nil)
 	if !errors.Is(err, policy.ErrNotFound) {
 		t.Fatalf("unknown route: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
 )
 
 // Prefix is the root of every key the server writes.
@@ -196,7 +197,7 @@ func emptyPrefix(prefix string) clientv3.Cmp {
 
 // Tenants.
 
-func (s *Store) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
+func (s *Store) CreateTenant(ctx context.Context, t policyapi.Tenant) (policyapi.Tenant, error) {
 	if err := checkTenant(&t); err != nil {
 		return t, err
 	}
@@ -207,23 +208,23 @@ func (s *Store) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 	return t, err
 }
 
-func (s *Store) Tenant(ctx context.Context, id policy.GUID) (Tenant, error) {
+func (s *Store) Tenant(ctx context.Context, id policy.GUID) (policyapi.Tenant, error) {
 	r, _, err := s.reads(ctx, tenantKey(id))
 	if err != nil {
-		return Tenant{}, err
+		return policyapi.Tenant{}, err
 	}
 	if r[0] == nil {
-		return Tenant{}, notFoundf("tenant %s does not exist: create it first", id)
+		return policyapi.Tenant{}, notFoundf("tenant %s does not exist: create it first", id)
 	}
-	return decode[Tenant](r[0])
+	return decode[policyapi.Tenant](r[0])
 }
 
-func (s *Store) Tenants(ctx context.Context) ([]Tenant, error) {
+func (s *Store) Tenants(ctx context.Context) ([]policyapi.Tenant, error) {
 	kvs, _, err := s.rangeOf(ctx, Prefix+"tenants/", 0)
 	if err != nil {
 		return nil, err
 	}
-	return listOf[Tenant](kvs)
+	return listOf[policyapi.Tenant](kvs)
 }
 
 func (s *Store) DeleteTenant(ctx context.Context, id policy.GUID) error {
@@ -266,11 +267,11 @@ func (s *Store) firstMember(ctx context.Context, prefix string) (string, error) 
 
 // Routing domains.
 
-func (s *Store) CreateRoutingDomain(ctx context.Context, rd RoutingDomain) (RoutingDomain, error) {
+func (s *Store) CreateRoutingDomain(ctx context.Context, rd policyapi.RoutingDomain) (policyapi.RoutingDomain, error) {
 	if err := checkRoutingDomain(&rd); err != nil {
 		return rd, err
 	}
-	return retry(ctx, "creating the routing domain", func() (RoutingDomain, error) {
+	return retry(ctx, "creating the routing domain", func() (policyapi.RoutingDomain, error) {
 		r, _, err := s.reads(ctx, tenantKey(rd.CustomerID), rdKey(rd.RoutingDomainID))
 		if err != nil {
 			return rd, err
@@ -288,23 +289,23 @@ func (s *Store) CreateRoutingDomain(ctx context.Context, rd RoutingDomain) (Rout
 	})
 }
 
-func (s *Store) RoutingDomain(ctx context.Context, id policy.GUID) (RoutingDomain, error) {
+func (s *Store) RoutingDomain(ctx context.Context, id policy.GUID) (policyapi.RoutingDomain, error) {
 	r, _, err := s.reads(ctx, rdKey(id))
 	if err != nil {
-		return RoutingDomain{}, err
+		return policyapi.RoutingDomain{}, err
 	}
 	if r[0] == nil {
-		return RoutingDomain{}, notFoundf("routing domain %s does not exist: create it first", id)
+		return policyapi.RoutingDomain{}, notFoundf("routing domain %s does not exist: create it first", id)
 	}
-	return decode[RoutingDomain](r[0])
+	return decode[policyapi.RoutingDomain](r[0])
 }
 
-func (s *Store) RoutingDomains(ctx context.Context) ([]RoutingDomain, error) {
+func (s *Store) RoutingDomains(ctx context.Context) ([]policyapi.RoutingDomain, error) {
 	kvs, _, err := s.rangeOf(ctx, Prefix+"rds/", 0)
 	if err != nil {
 		return nil, err
 	}
-	return listOf[RoutingDomain](kvs)
+	return listOf[policyapi.RoutingDomain](kvs)
 }
 
 func (s *Store) DeleteRoutingDomain(ctx context.Context, id policy.GUID) error {
@@ -316,7 +317,7 @@ func (s *Store) DeleteRoutingDomain(ctx context.Context, id policy.GUID) error {
 		if r[0] == nil {
 			return struct{}{}, notFoundf("routing domain %s does not exist", id)
 		}
-		rd, err := decode[RoutingDomain](r[0])
+		rd, err := decode[policyapi.RoutingDomain](r[0])
 		if err != nil {
 			return struct{}{}, err
 		}
@@ -333,11 +334,11 @@ func (s *Store) DeleteRoutingDomain(ctx context.Context, id policy.GUID) error {
 
 // Subnets.
 
-func (s *Store) CreateSubnet(ctx context.Context, sn Subnet) (Subnet, error) {
+func (s *Store) CreateSubnet(ctx context.Context, sn policyapi.Subnet) (policyapi.Subnet, error) {
 	if err := checkSubnet(&sn); err != nil {
 		return sn, err
 	}
-	return retry(ctx, "creating the subnet", func() (Subnet, error) {
+	return retry(ctx, "creating the subnet", func() (policyapi.Subnet, error) {
 		r, rev, err := s.reads(ctx, rdKey(sn.RoutingDomainID), vsidIdxKey(sn.VirtualSubnetID))
 		if err != nil {
 			return sn, err
@@ -348,7 +349,7 @@ func (s *Store) CreateSubnet(ctx context.Context, sn Subnet) (Subnet, error) {
 		if r[1] != nil {
 			return sn, existsf("VirtualSubnetID %d already exists in routing domain %s: use another VSID", sn.VirtualSubnetID, r[1].value)
 		}
-		rd, err := decode[RoutingDomain](r[0])
+		rd, err := decode[policyapi.RoutingDomain](r[0])
 		if err != nil {
 			return sn, err
 		}
@@ -358,7 +359,7 @@ func (s *Store) CreateSubnet(ctx context.Context, sn Subnet) (Subnet, error) {
 			return sn, err
 		}
 		for _, o := range others {
-			other, err := decode[Subnet](o)
+			other, err := decode[policyapi.Subnet](o)
 			if err != nil {
 				return sn, err
 			}
@@ -382,38 +383,38 @@ func (s *Store) CreateSubnet(ctx context.Context, sn Subnet) (Subnet, error) {
 }
 
 // subnet reads the subnet of vsid with its key's state.
-func (s *Store) subnet(ctx context.Context, vsid policy.VSID) (Subnet, *kv, error) {
+func (s *Store) subnet(ctx context.Context, vsid policy.VSID) (policyapi.Subnet, *kv, error) {
 	r, rev, err := s.reads(ctx, vsidIdxKey(vsid))
 	if err != nil {
-		return Subnet{}, nil, err
+		return policyapi.Subnet{}, nil, err
 	}
 	if r[0] == nil {
-		return Subnet{}, nil, notFoundf("VirtualSubnetID %d is not a known subnet: create the subnet first", vsid)
+		return policyapi.Subnet{}, nil, notFoundf("VirtualSubnetID %d is not a known subnet: create the subnet first", vsid)
 	}
 	rd, err := policy.ParseGUID(string(r[0].value))
 	if err != nil {
-		return Subnet{}, nil, fmt.Errorf("index of VirtualSubnetID %d is damaged: %w", vsid, err)
+		return policyapi.Subnet{}, nil, fmt.Errorf("index of VirtualSubnetID %d is damaged: %w", vsid, err)
 	}
 	kvs, _, err := s.rangeOf(ctx, subnetKey(rd, vsid), rev)
 	if err != nil {
-		return Subnet{}, nil, err
+		return policyapi.Subnet{}, nil, err
 	}
 	if len(kvs) != 1 {
-		return Subnet{}, nil, errRetry
+		return policyapi.Subnet{}, nil, errRetry
 	}
-	sn, err := decode[Subnet](kvs[0])
+	sn, err := decode[policyapi.Subnet](kvs[0])
 	return sn, kvs[0], err
 }
 
-func (s *Store) Subnet(ctx context.Context, vsid policy.VSID) (Subnet, error) {
-	return retry(ctx, "reading the subnet", func() (Subnet, error) {
+func (s *Store) Subnet(ctx context.Context, vsid policy.VSID) (policyapi.Subnet, error) {
+	return retry(ctx, "reading the subnet", func() (policyapi.Subnet, error) {
 		sn, _, err := s.subnet(ctx, vsid)
 		return sn, err
 	})
 }
 
 // Subnets lists the subnets of rd, or all of them for the zero GUID.
-func (s *Store) Subnets(ctx context.Context, rd policy.GUID) ([]Subnet, error) {
+func (s *Store) Subnets(ctx context.Context, rd policy.GUID) ([]policyapi.Subnet, error) {
 	p := Prefix + "subnets/"
 	if !rd.IsZero() {
 		p = subnetsKey(rd)
@@ -422,7 +423,7 @@ func (s *Store) Subnets(ctx context.Context, rd policy.GUID) ([]Subnet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return listOf[Subnet](kvs)
+	return listOf[policyapi.Subnet](kvs)
 }
 
 func (s *Store) DeleteSubnet(ctx context.Context, vsid policy.VSID) error {

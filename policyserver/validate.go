@@ -8,6 +8,7 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
 )
 
 // Stateless rules of each object, which also normalize it (defaults,
@@ -27,9 +28,6 @@ func existsf(format string, a ...any) error {
 }
 
 const guidUse = "use a GUID such as {11111111-2222-3333-4444-000000000000}"
-
-// DefaultTTL is a host's liveness lease when it registers without one.
-const DefaultTTL = 10
 
 // checkName accepts names that are safe in etcd keys and URL paths.
 func checkName(field, s string) error {
@@ -100,14 +98,14 @@ func checkUnicast(field string, a netip.Addr) (netip.Addr, error) {
 	return a, nil
 }
 
-func checkTenant(t *Tenant) error {
+func checkTenant(t *policyapi.Tenant) error {
 	if err := checkGUID("CustomerID", t.CustomerID); err != nil {
 		return err
 	}
 	return checkLabel("Name", t.Name)
 }
 
-func checkRoutingDomain(rd *RoutingDomain) error {
+func checkRoutingDomain(rd *policyapi.RoutingDomain) error {
 	if err := checkGUID("RoutingDomainID", rd.RoutingDomainID); err != nil {
 		return err
 	}
@@ -137,7 +135,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return l
 }
 
-func checkSubnet(s *Subnet) error {
+func checkSubnet(s *policyapi.Subnet) error {
 	if err := checkVSID(s.VirtualSubnetID); err != nil {
 		return err
 	}
@@ -188,10 +186,10 @@ func checkSubnet(s *Subnet) error {
 		s.Gateways[i] = g
 	}
 	switch strings.ToUpper(string(s.Encapsulation)) {
-	case "", string(NVGRE):
-		s.Encapsulation = NVGRE
-	case string(VXLAN):
-		s.Encapsulation = VXLAN
+	case "", string(policyapi.NVGRE):
+		s.Encapsulation = policyapi.NVGRE
+	case string(policyapi.VXLAN):
+		s.Encapsulation = policyapi.VXLAN
 	default:
 		return invalidf("Encapsulation %q is not supported: use NVGRE or VXLAN", s.Encapsulation)
 	}
@@ -217,7 +215,7 @@ func prefixList(ps []netip.Prefix) string {
 
 // checkCA is the rule of a CA against its subnet: inside a prefix, not the
 // network, broadcast or a gateway address.
-func checkCA(ca netip.Addr, s *Subnet) error {
+func checkCA(ca netip.Addr, s *policyapi.Subnet) error {
 	p, ok := prefixOf(s.Prefixes, ca)
 	if !ok {
 		return invalidf("CustomerAddresses %s is outside the prefixes of VirtualSubnetID %d (%s): use an address inside them",
@@ -232,7 +230,7 @@ func checkCA(ca netip.Addr, s *Subnet) error {
 	return nil
 }
 
-func checkHost(h *Host) error {
+func checkHost(h *policyapi.Host) error {
 	if err := checkName("Name", h.Name); err != nil {
 		return err
 	}
@@ -250,7 +248,7 @@ func checkHost(h *Host) error {
 		h.ProviderAddresses[i] = a
 	}
 	if h.TTLSeconds == 0 {
-		h.TTLSeconds = DefaultTTL
+		h.TTLSeconds = policyapi.DefaultTTL
 	}
 	if h.TTLSeconds < 1 || h.TTLSeconds > 3600 {
 		return invalidf("TTLSeconds %d is out of range: use 1..3600", h.TTLSeconds)
@@ -275,7 +273,7 @@ func checkCAs(cas []netip.Addr) error {
 	return nil
 }
 
-func checkVM(vm *VM) error {
+func checkVM(vm *policyapi.VM) error {
 	if err := checkName("Name", vm.Name); err != nil {
 		return err
 	}
@@ -296,7 +294,7 @@ func checkVM(vm *VM) error {
 
 // checkInterface applies the kernel's interface name rules to the VM's
 // interface, or to its name where that stands for the interface.
-func checkInterface(vm *VM) error {
+func checkInterface(vm *policyapi.VM) error {
 	if vm.Interface == "" {
 		if len(vm.Name) > maxIfName {
 			return invalidf("Interface is missing and Name %q is longer than an interface name (%d bytes): name the VM's interface", vm.Name, maxIfName)
@@ -312,7 +310,7 @@ func checkInterface(vm *VM) error {
 // maxIfName is the longest interface name Linux takes (IFNAMSIZ - 1).
 const maxIfName = 15
 
-func checkGateway(g *Gateway) error {
+func checkGateway(g *policyapi.Gateway) error {
 	if err := checkName("Name", g.Name); err != nil {
 		return err
 	}

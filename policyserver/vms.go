@@ -11,6 +11,7 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
 )
 
 // VMs and gateways. Creating one claims, in the same Txn, the index keys of
@@ -21,9 +22,9 @@ import (
 // placement is what a VM or gateway is placed against: its subnet and host
 // as read, with their keys' state for the Txn compares.
 type placement struct {
-	subnet   Subnet
+	subnet   policyapi.Subnet
 	subnetKV *kv
-	host     Host
+	host     policyapi.Host
 	hostKV   *kv
 	pa       netip.Addr
 }
@@ -41,7 +42,7 @@ func (s *Store) place(ctx context.Context, vsid policy.VSID, host string) (place
 	if r[0] == nil {
 		return p, notFoundf("Host %s is not a registered host: register it (its host agent does) first", host)
 	}
-	h, err := decode[Host](r[0])
+	h, err := decode[policyapi.Host](r[0])
 	if err != nil {
 		return p, err
 	}
@@ -107,12 +108,12 @@ func unplaceOps(rd policy.GUID, cas []netip.Addr, mac packet.MAC, host string, v
 	return ops
 }
 
-func (s *Store) CreateVM(ctx context.Context, vm VM) (VM, error) {
+func (s *Store) CreateVM(ctx context.Context, vm policyapi.VM) (policyapi.VM, error) {
 	if err := checkVM(&vm); err != nil {
 		return vm, err
 	}
 	vm.PreviousHost, vm.PreviousProviderAddress, vm.MigratedAt = "", netip.Addr{}, time.Time{}
-	return retry(ctx, "creating the VM", func() (VM, error) {
+	return retry(ctx, "creating the VM", func() (policyapi.VM, error) {
 		r, _, err := s.reads(ctx, vmKey(vm.Name))
 		if err != nil {
 			return vm, err
@@ -146,25 +147,25 @@ func (s *Store) CreateVM(ctx context.Context, vm VM) (VM, error) {
 	})
 }
 
-func (s *Store) vm(ctx context.Context, name string) (VM, *kv, error) {
+func (s *Store) vm(ctx context.Context, name string) (policyapi.VM, *kv, error) {
 	r, _, err := s.reads(ctx, vmKey(name))
 	if err != nil {
-		return VM{}, nil, err
+		return policyapi.VM{}, nil, err
 	}
 	if r[0] == nil {
-		return VM{}, nil, notFoundf("VM %s does not exist", name)
+		return policyapi.VM{}, nil, notFoundf("VM %s does not exist", name)
 	}
-	vm, err := decode[VM](r[0])
+	vm, err := decode[policyapi.VM](r[0])
 	return vm, r[0], err
 }
 
-func (s *Store) VM(ctx context.Context, name string) (VM, error) {
+func (s *Store) VM(ctx context.Context, name string) (policyapi.VM, error) {
 	vm, _, err := s.vm(ctx, name)
 	return vm, err
 }
 
 // VMs lists the VMs matching f, by name.
-func (s *Store) VMs(ctx context.Context, f VMFilter) ([]VM, error) {
+func (s *Store) VMs(ctx context.Context, f policyapi.VMFilter) ([]policyapi.VM, error) {
 	var kvs []*kv
 	if f.Host == "" && f.VirtualSubnetID == 0 {
 		all, _, err := s.rangeOf(ctx, Prefix+"vms/", 0)
@@ -193,12 +194,12 @@ func (s *Store) VMs(ctx context.Context, f VMFilter) ([]VM, error) {
 			kvs = append(kvs, got...)
 		}
 	}
-	out := make([]VM, 0, len(kvs))
+	out := make([]policyapi.VM, 0, len(kvs))
 	for _, k := range kvs {
 		if k == nil {
 			continue
 		}
-		vm, err := decode[VM](k)
+		vm, err := decode[policyapi.VM](k)
 		if err != nil {
 			return nil, err
 		}
@@ -245,17 +246,17 @@ func (s *Store) DeleteVM(ctx context.Context, name string) error {
 
 // MigrateVM moves the VM to host: its records point at the new host's PA
 // and it remembers the host it left.
-func (s *Store) MigrateVM(ctx context.Context, name, host string) (VM, error) {
+func (s *Store) MigrateVM(ctx context.Context, name, host string) (policyapi.VM, error) {
 	if err := checkName("Host", host); err != nil {
-		return VM{}, err
+		return policyapi.VM{}, err
 	}
 	return s.moveVM(ctx, name, host, true)
 }
 
 // moveVM places the VM on host ("" = its own host, refreshing its PA).
 // Without migrate, a VM already on the host's first PA is left alone.
-func (s *Store) moveVM(ctx context.Context, name, host string, migrate bool) (VM, error) {
-	return retry(ctx, "moving the VM", func() (VM, error) {
+func (s *Store) moveVM(ctx context.Context, name, host string, migrate bool) (policyapi.VM, error) {
+	return retry(ctx, "moving the VM", func() (policyapi.VM, error) {
 		vm, k, err := s.vm(ctx, name)
 		if err != nil {
 			return vm, err
@@ -271,7 +272,7 @@ func (s *Store) moveVM(ctx context.Context, name, host string, migrate bool) (VM
 		if r[0] == nil {
 			return vm, notFoundf("Host %s is not a registered host: register it (its host agent does) first", to)
 		}
-		h, err := decode[Host](r[0])
+		h, err := decode[policyapi.Host](r[0])
 		if err != nil {
 			return vm, err
 		}
@@ -304,11 +305,11 @@ func cmpOr(a, b string) string {
 
 // Gateways.
 
-func (s *Store) CreateGateway(ctx context.Context, g Gateway) (Gateway, error) {
+func (s *Store) CreateGateway(ctx context.Context, g policyapi.Gateway) (policyapi.Gateway, error) {
 	if err := checkGateway(&g); err != nil {
 		return g, err
 	}
-	return retry(ctx, "creating the gateway", func() (Gateway, error) {
+	return retry(ctx, "creating the gateway", func() (policyapi.Gateway, error) {
 		r, _, err := s.reads(ctx, gatewayKey(g.Name))
 		if err != nil {
 			return g, err
@@ -339,29 +340,29 @@ func (s *Store) CreateGateway(ctx context.Context, g Gateway) (Gateway, error) {
 	})
 }
 
-func (s *Store) gateway(ctx context.Context, name string) (Gateway, *kv, error) {
+func (s *Store) gateway(ctx context.Context, name string) (policyapi.Gateway, *kv, error) {
 	r, _, err := s.reads(ctx, gatewayKey(name))
 	if err != nil {
-		return Gateway{}, nil, err
+		return policyapi.Gateway{}, nil, err
 	}
 	if r[0] == nil {
-		return Gateway{}, nil, notFoundf("gateway %s does not exist", name)
+		return policyapi.Gateway{}, nil, notFoundf("gateway %s does not exist", name)
 	}
-	g, err := decode[Gateway](r[0])
+	g, err := decode[policyapi.Gateway](r[0])
 	return g, r[0], err
 }
 
-func (s *Store) Gateway(ctx context.Context, name string) (Gateway, error) {
+func (s *Store) Gateway(ctx context.Context, name string) (policyapi.Gateway, error) {
 	g, _, err := s.gateway(ctx, name)
 	return g, err
 }
 
-func (s *Store) Gateways(ctx context.Context) ([]Gateway, error) {
+func (s *Store) Gateways(ctx context.Context) ([]policyapi.Gateway, error) {
 	kvs, _, err := s.rangeOf(ctx, Prefix+"gateways/", 0)
 	if err != nil {
 		return nil, err
 	}
-	return listOf[Gateway](kvs)
+	return listOf[policyapi.Gateway](kvs)
 }
 
 func (s *Store) DeleteGateway(ctx context.Context, name string) error {
@@ -379,8 +380,8 @@ func (s *Store) DeleteGateway(ctx context.Context, name string) error {
 }
 
 // moveGateway refreshes the gateway's PA from its host's first PA.
-func (s *Store) moveGateway(ctx context.Context, name string) (Gateway, error) {
-	return retry(ctx, "moving the gateway", func() (Gateway, error) {
+func (s *Store) moveGateway(ctx context.Context, name string) (policyapi.Gateway, error) {
+	return retry(ctx, "moving the gateway", func() (policyapi.Gateway, error) {
 		g, k, err := s.gateway(ctx, name)
 		if err != nil {
 			return g, err
@@ -389,7 +390,7 @@ func (s *Store) moveGateway(ctx context.Context, name string) (Gateway, error) {
 		if err != nil || r[0] == nil {
 			return g, err
 		}
-		h, err := decode[Host](r[0])
+		h, err := decode[policyapi.Host](r[0])
 		if err != nil || h.ProviderAddresses[0] == g.ProviderAddress {
 			return g, err
 		}
@@ -406,7 +407,7 @@ func (s *Store) moveGateway(ctx context.Context, name string) (Gateway, error) {
 
 // Policy reads the subnets, records and gateways of rd in one Txn, so at
 // one revision.
-func (s *Store) Policy(ctx context.Context, rd policy.GUID) (Policy, error) {
+func (s *Store) Policy(ctx context.Context, rd policy.GUID) (policyapi.Policy, error) {
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(rdKey(rd)),
 		clientv3.OpGet(subnetsKey(rd), clientv3.WithPrefix()),
@@ -414,11 +415,11 @@ func (s *Store) Policy(ctx context.Context, rd policy.GUID) (Policy, error) {
 		clientv3.OpGet(Prefix+"gateways/", clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
-		return Policy{}, etcdError(err)
+		return policyapi.Policy{}, etcdError(err)
 	}
 	rs := resp.Responses
 	if len(rs[0].GetResponseRange().Kvs) == 0 {
-		return Policy{}, notFoundf("routing domain %s does not exist", rd)
+		return policyapi.Policy{}, notFoundf("routing domain %s does not exist", rd)
 	}
 	conv := func(i int) []*kv {
 		src := rs[i].GetResponseRange().Kvs
@@ -428,54 +429,54 @@ func (s *Store) Policy(ctx context.Context, rd policy.GUID) (Policy, error) {
 		}
 		return out
 	}
-	subnets, err := listOf[Subnet](conv(1))
+	subnets, err := listOf[policyapi.Subnet](conv(1))
 	if err != nil {
-		return Policy{}, err
+		return policyapi.Policy{}, err
 	}
 	recs, err := listOf[policy.LookupRecord](conv(2))
 	if err != nil {
-		return Policy{}, err
+		return policyapi.Policy{}, err
 	}
-	gws, err := listOf[Gateway](conv(3))
+	gws, err := listOf[policyapi.Gateway](conv(3))
 	if err != nil {
-		return Policy{}, err
+		return policyapi.Policy{}, err
 	}
-	gws = slices.DeleteFunc(gws, func(g Gateway) bool { return g.RoutingDomainID != rd })
+	gws = slices.DeleteFunc(gws, func(g policyapi.Gateway) bool { return g.RoutingDomainID != rd })
 	return PolicyFor(rd, resp.Header.Revision, subnets, recs, gws), nil
 }
 
 // Lookup answers the record of ca in the routing domain of vsid.
-func (s *Store) Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (LookupAnswer, error) {
+func (s *Store) Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (policyapi.LookupAnswer, error) {
 	ca = ca.Unmap()
 	r, _, err := s.reads(ctx, vsidIdxKey(vsid))
 	if err != nil {
-		return LookupAnswer{}, err
+		return policyapi.LookupAnswer{}, err
 	}
 	if r[0] == nil {
-		return LookupAnswer{}, notFoundf("VirtualSubnetID %d is not a known subnet", vsid)
+		return policyapi.LookupAnswer{}, notFoundf("VirtualSubnetID %d is not a known subnet", vsid)
 	}
 	rd, err := policy.ParseGUID(string(r[0].value))
 	if err != nil {
-		return LookupAnswer{}, err
+		return policyapi.LookupAnswer{}, err
 	}
 	r, rev, err := s.reads(ctx, recKey(rd, ca))
 	if err != nil {
-		return LookupAnswer{}, err
+		return policyapi.LookupAnswer{}, err
 	}
 	if r[0] == nil {
-		return LookupAnswer{}, notFoundf("CustomerAddress %s has no lookup record in the routing domain of VirtualSubnetID %d", ca, vsid)
+		return policyapi.LookupAnswer{}, notFoundf("CustomerAddress %s has no lookup record in the routing domain of VirtualSubnetID %d", ca, vsid)
 	}
 	rec, err := decode[policy.LookupRecord](r[0])
 	if err != nil {
-		return LookupAnswer{}, err
+		return policyapi.LookupAnswer{}, err
 	}
-	ans := LookupAnswer{Revision: rev, Record: rec, Encapsulation: NVGRE}
+	ans := policyapi.LookupAnswer{Revision: rev, Record: rec, Encapsulation: policyapi.NVGRE}
 	sr, err := s.readsAt(ctx, rev, subnetKey(rd, rec.VirtualSubnetID))
 	if err != nil {
 		return ans, err
 	}
 	if sr[0] != nil {
-		sn, err := decode[Subnet](sr[0])
+		sn, err := decode[policyapi.Subnet](sr[0])
 		if err != nil {
 			return ans, err
 		}

@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
 )
 
 // progressEvery is how often an idle watch stream gets a progress event, a
@@ -27,7 +28,7 @@ var ErrCompacted = errors.New("watch revision is compacted: re-read the policy")
 // concern the routing domains rds (all when empty), starting with a progress
 // event, each with its JSON line. It returns when ctx ends, emit fails, or
 // after a resync event when rev is compacted.
-func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit func(ev *Event, line []byte) error) error {
+func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit func(ev *policyapi.Event, line []byte) error) error {
 	if rev < 0 {
 		return invalidf("rev %d is negative: use 0 (from now) or a revision read from the policy", rev)
 	}
@@ -37,7 +38,7 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 			return err
 		}
 	}
-	if err := emit(lined(&Event{Type: EventProgress, Revision: rev})); err != nil {
+	if err := emit(lined(&policyapi.Event{Type: policyapi.EventProgress, Revision: rev})); err != nil {
 		return err
 	}
 	sub, err := s.hub.subscribe(ctx, rev)
@@ -59,7 +60,7 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if err := emit(lined(&Event{Type: EventProgress, Revision: seen})); err != nil {
+			if err := emit(lined(&policyapi.Event{Type: policyapi.EventProgress, Revision: seen})); err != nil {
 				return err
 			}
 		case wr, ok := <-wch:
@@ -67,7 +68,7 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 				return ctx.Err()
 			}
 			if wr.CompactRevision != 0 {
-				if err := emit(lined(&Event{Type: EventResync, Revision: wr.CompactRevision})); err != nil {
+				if err := emit(lined(&policyapi.Event{Type: policyapi.EventResync, Revision: wr.CompactRevision})); err != nil {
 					return err
 				}
 				return ErrCompacted
@@ -77,7 +78,7 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 			}
 			if wr.IsProgressNotify() {
 				seen = max(seen, wr.Header.Revision)
-				if err := emit(lined(&Event{Type: EventProgress, Revision: seen})); err != nil {
+				if err := emit(lined(&policyapi.Event{Type: policyapi.EventProgress, Revision: seen})); err != nil {
 					return err
 				}
 				continue
@@ -110,7 +111,7 @@ func (s *Store) revision(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-func lined(ev *Event) (*Event, []byte) {
+func lined(ev *policyapi.Event) (*policyapi.Event, []byte) {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		panic(err) // wire types with text marshalers that cannot fail
@@ -135,7 +136,7 @@ type hub struct {
 }
 
 type cachedEvent struct {
-	ev   *Event
+	ev   *policyapi.Event
 	line []byte
 }
 
@@ -234,7 +235,7 @@ func (h *hub) drop(sub *subscriber) {
 var errHubClosed = errors.New("watch stream fell behind or etcd's watch failed: reconnect from the last revision")
 
 // run feeds one stream from the hub.
-func (sub *subscriber) run(ctx context.Context, rev int64, rds []policy.GUID, emit func(*Event, []byte) error) error {
+func (sub *subscriber) run(ctx context.Context, rev int64, rds []policy.GUID, emit func(*policyapi.Event, []byte) error) error {
 	seen := rev
 	send := func(batch []*cachedEvent) error {
 		for _, ce := range batch {
@@ -258,7 +259,7 @@ func (sub *subscriber) run(ctx context.Context, rev int64, rds []policy.GUID, em
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if err := emit(lined(&Event{Type: EventProgress, Revision: seen})); err != nil {
+			if err := emit(lined(&policyapi.Event{Type: policyapi.EventProgress, Revision: seen})); err != nil {
 				return err
 			}
 		case batch, ok := <-sub.ch:
@@ -273,14 +274,14 @@ func (sub *subscriber) run(ctx context.Context, rev int64, rds []policy.GUID, em
 }
 
 // concerns reports whether ev is for a watcher of rds.
-func concerns(ev *Event, rds []policy.GUID) bool {
+func concerns(ev *policyapi.Event, rds []policy.GUID) bool {
 	if len(rds) == 0 {
 		return true
 	}
 	switch ev.Kind {
-	case KindHost, KindLiveness:
+	case policyapi.KindHost, policyapi.KindLiveness:
 		return true
-	case KindTenant:
+	case policyapi.KindTenant:
 		return false
 	}
 	return slices.Contains(rds, ev.RoutingDomainID)
@@ -288,15 +289,15 @@ func concerns(ev *Event, rds []policy.GUID) bool {
 
 // eventOf turns an etcd event into an Event with its derived policy, or nil
 // for keys watchers don't see (indexes, records, memberships).
-func eventOf(e *clientv3.Event) (*Event, error) {
+func eventOf(e *clientv3.Event) (*policyapi.Event, error) {
 	rest, _ := strings.CutPrefix(string(e.Kv.Key), Prefix)
 	kind, name, _ := strings.Cut(rest, "/")
-	ev := &Event{Type: EventPut, Revision: e.Kv.ModRevision}
+	ev := &policyapi.Event{Type: policyapi.EventPut, Revision: e.Kv.ModRevision}
 	if e.Type == mvccpb.DELETE {
-		ev.Type = EventDelete
+		ev.Type = policyapi.EventDelete
 	}
 	cur, prev := e.Kv.Value, []byte(nil)
-	if ev.Type == EventDelete {
+	if ev.Type == policyapi.EventDelete {
 		cur = nil
 	}
 	if e.PrevKv != nil {
@@ -305,37 +306,37 @@ func eventOf(e *clientv3.Event) (*Event, error) {
 	var err error
 	switch kind {
 	case "tenants":
-		ev.Kind, ev.Name = KindTenant, name
-		ev.Tenant, ev.PrevTenant, err = both[Tenant](cur, prev)
+		ev.Kind, ev.Name = policyapi.KindTenant, name
+		ev.Tenant, ev.PrevTenant, err = both[policyapi.Tenant](cur, prev)
 	case "rds":
-		ev.Kind, ev.Name = KindRoutingDomain, name
-		ev.RoutingDomain, ev.PrevRoutingDomain, err = both[RoutingDomain](cur, prev)
+		ev.Kind, ev.Name = policyapi.KindRoutingDomain, name
+		ev.RoutingDomain, ev.PrevRoutingDomain, err = both[policyapi.RoutingDomain](cur, prev)
 		if err == nil {
 			ev.RoutingDomainID = cmpOrPtr(ev.RoutingDomain, ev.PrevRoutingDomain).RoutingDomainID
 		}
 	case "subnets":
-		ev.Kind = KindSubnet
-		ev.Subnet, ev.PrevSubnet, err = both[Subnet](cur, prev)
+		ev.Kind = policyapi.KindSubnet
+		ev.Subnet, ev.PrevSubnet, err = both[policyapi.Subnet](cur, prev)
 		if err == nil {
 			s := cmpOrPtr(ev.Subnet, ev.PrevSubnet)
 			ev.Name, ev.RoutingDomainID = fmt.Sprint(s.VirtualSubnetID), s.RoutingDomainID
 			ev.Routes, ev.PrevRoutes = derive(ev.Subnet, ev.PrevSubnet, RoutesFor)
 		}
 	case "hosts":
-		ev.Kind, ev.Name = KindHost, name
-		ev.Host, ev.PrevHost, err = both[Host](cur, prev)
+		ev.Kind, ev.Name = policyapi.KindHost, name
+		ev.Host, ev.PrevHost, err = both[policyapi.Host](cur, prev)
 	case "alive":
-		ev.Kind, ev.Name = KindLiveness, name
+		ev.Kind, ev.Name = policyapi.KindLiveness, name
 	case "vms":
-		ev.Kind, ev.Name = KindVM, name
-		ev.VM, ev.PrevVM, err = both[VM](cur, prev)
+		ev.Kind, ev.Name = policyapi.KindVM, name
+		ev.VM, ev.PrevVM, err = both[policyapi.VM](cur, prev)
 		if err == nil {
 			ev.RoutingDomainID = cmpOrPtr(ev.VM, ev.PrevVM).RoutingDomainID
 			ev.Records, ev.PrevRecords = derive(ev.VM, ev.PrevVM, RecordsFor)
 		}
 	case "gateways":
-		ev.Kind, ev.Name = KindGateway, name
-		ev.Gateway, ev.PrevGateway, err = both[Gateway](cur, prev)
+		ev.Kind, ev.Name = policyapi.KindGateway, name
+		ev.Gateway, ev.PrevGateway, err = both[policyapi.Gateway](cur, prev)
 		if err == nil {
 			ev.RoutingDomainID = cmpOrPtr(ev.Gateway, ev.PrevGateway).RoutingDomainID
 			ev.Records, ev.PrevRecords = derive(ev.Gateway, ev.PrevGateway, GatewayRecords)

@@ -24,16 +24,19 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 
+	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/policyclient"
 )
 
 // next returns the next non-progress event, failing after a timeout.
-func next(t *testing.T, ch <-chan Event) Event {
+func next(t *testing.T, ch <-chan policyapi.Event) policyapi.Event {
 	t.Helper()
 	for {
 		select {
 		case ev := <-ch:
-			if ev.Type != EventProgress {
+			if ev.Type != policyapi.EventProgress {
 				return ev
 			}
 		case <-time.After(20 * time.Second):
@@ -43,10 +46,10 @@ func next(t *testing.T, ch <-chan Event) Event {
 }
 
 // watch runs c.Watch in the background and returns its events.
-func watch(t *testing.T, c *Client, rev int64, rds ...policy.GUID) <-chan Event {
+func watch(t *testing.T, c *policyclient.Client, rev int64, rds ...policy.GUID) <-chan policyapi.Event {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ch := make(chan Event, 1024)
+	ch := make(chan policyapi.Event, 1024)
 	go func() {
 		for ev, err := range c.Watch(ctx, rev, rds...) {
 			if err == nil {
@@ -67,42 +70,42 @@ func TestWatchResumeAndFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Changes made before anyone watches are delivered from p.Revision.
-	must(t)(c.CreateVM(ctx, VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1", CustomerAddresses: []netip.Addr{addr("10.0.0.5")}}))
-	must(t)(c.CreateVM(ctx, VM{Name: "red1", MACAddress: mac(1), VirtualSubnetID: 6001, Host: "host1", CustomerAddresses: []netip.Addr{addr("10.0.0.5")}}))
+	must(t)(c.CreateVM(ctx, policyapi.VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1", CustomerAddresses: []netip.Addr{addr("10.0.0.5")}}))
+	must(t)(c.CreateVM(ctx, policyapi.VM{Name: "red1", MACAddress: mac(1), VirtualSubnetID: 6001, Host: "host1", CustomerAddresses: []netip.Addr{addr("10.0.0.5")}}))
 	must(t)(c.MigrateVM(ctx, "blue1", "host3"))
 
 	ch := watch(t, c, p.Revision, rdBlue)
 	ev := next(t, ch)
-	if ev.Type != EventPut || ev.Kind != KindVM || ev.VM.Name != "blue1" || ev.PrevVM != nil || len(ev.Records) != 1 {
+	if ev.Type != policyapi.EventPut || ev.Kind != policyapi.KindVM || ev.VM.Name != "blue1" || ev.PrevVM != nil || len(ev.Records) != 1 {
 		t.Fatalf("first event: %+v", ev)
 	}
 	created := ev.Revision
 	ev = next(t, ch) // red1 is filtered out
-	if ev.Kind != KindVM || ev.VM.Host != "host3" || ev.PrevVM.Host != "host1" ||
+	if ev.Kind != policyapi.KindVM || ev.VM.Host != "host3" || ev.PrevVM.Host != "host1" ||
 		ev.Records[0].ProviderAddress != addr("198.18.0.3") || ev.PrevRecords[0].ProviderAddress != addr("198.18.0.1") {
 		t.Fatalf("migration event: %+v", ev)
 	}
 	must(t)(nil, c.DeleteVM(ctx, "blue1"))
 	ev = next(t, ch)
-	if ev.Type != EventDelete || ev.PrevVM == nil || ev.VM != nil || len(ev.PrevRecords) != 1 {
+	if ev.Type != policyapi.EventDelete || ev.PrevVM == nil || ev.VM != nil || len(ev.PrevRecords) != 1 {
 		t.Fatalf("delete event: %+v", ev)
 	}
 	// Resuming from the creation revision replays exactly what followed it.
 	ch2 := watch(t, c, created)
-	if ev := next(t, ch2); ev.Kind != KindVM || ev.Name != "red1" {
+	if ev := next(t, ch2); ev.Kind != policyapi.KindVM || ev.Name != "red1" {
 		t.Fatalf("resumed stream starts with %+v", ev)
 	}
-	if ev := next(t, ch2); ev.Kind != KindVM || ev.Name != "blue1" || ev.Type != EventPut {
+	if ev := next(t, ch2); ev.Kind != policyapi.KindVM || ev.Name != "blue1" || ev.Type != policyapi.EventPut {
 		t.Fatalf("resumed stream then has %+v", ev)
 	}
 	// Host events reach filtered watchers too.
-	must(t)(c.RegisterHost(ctx, Host{Name: "host9", ProviderAddresses: []netip.Addr{addr("198.18.0.9")}}))
+	must(t)(c.RegisterHost(ctx, policyapi.Host{Name: "host9", ProviderAddresses: []netip.Addr{addr("198.18.0.9")}}))
 	for {
 		ev := next(t, ch)
-		if ev.Kind == KindHost && ev.Host.Name == "host9" {
+		if ev.Kind == policyapi.KindHost && ev.Host.Name == "host9" {
 			break
 		}
-		if ev.Kind != KindLiveness {
+		if ev.Kind != policyapi.KindLiveness {
 			t.Fatalf("unexpected event %+v", ev)
 		}
 	}
@@ -113,20 +116,20 @@ func TestWatchCompacted(t *testing.T) {
 	c := serve(t, cli)
 	provision(t, c)
 	ctx := ctxT(t)
-	must(t)(c.CreateVM(ctx, VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1", CustomerAddresses: []netip.Addr{addr("10.0.0.5")}}))
+	must(t)(c.CreateVM(ctx, policyapi.VM{Name: "blue1", MACAddress: mac(1), VirtualSubnetID: 5001, Host: "host1", CustomerAddresses: []netip.Addr{addr("10.0.0.5")}}))
 	must(t)(c.MigrateVM(ctx, "blue1", "host2"))
 	p := must2(c.Policy(ctx, rdBlue))(t)
 	if _, err := cli.Compact(ctx, p.Revision); err != nil {
 		t.Fatal(err)
 	}
-	var got []Event
+	var got []policyapi.Event
 	for ev, err := range c.Watch(ctx, 2, rdBlue) {
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, ev)
 	}
-	if n := len(got); n == 0 || got[n-1].Type != EventResync || got[n-1].Revision != p.Revision {
+	if n := len(got); n == 0 || got[n-1].Type != policyapi.EventResync || got[n-1].Revision != p.Revision {
 		t.Fatalf("events of a compacted watch: %+v", got)
 	}
 }
@@ -185,7 +188,7 @@ func TestThreeMemberCluster(t *testing.T) {
 	provision(t, a)
 	ctx := ctxT(t)
 	for i := range 20 {
-		must(t)(a.CreateVM(ctx, VM{Name: fmt.Sprintf("vm%d", i), MACAddress: mac(i + 1), VirtualSubnetID: 5001, Host: "host1",
+		must(t)(a.CreateVM(ctx, policyapi.VM{Name: fmt.Sprintf("vm%d", i), MACAddress: mac(i + 1), VirtualSubnetID: 5001, Host: "host1",
 			CustomerAddresses: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + i)})}}))
 	}
 	p := must2(b.Policy(ctx, rdBlue))(t)
@@ -216,11 +219,11 @@ func TestThreeMemberCluster(t *testing.T) {
 	}
 	for i := range 20 {
 		ev := next(t, ch)
-		if ev.Kind != KindVM || ev.VM.Name != fmt.Sprintf("vm%d", i) || ev.VM.Host != "host2" {
+		if ev.Kind != policyapi.KindVM || ev.VM.Name != fmt.Sprintf("vm%d", i) || ev.VM.Host != "host2" {
 			t.Fatalf("watch event %d after stopping member %d: %+v", i, stopped, ev)
 		}
 	}
-	for _, c := range []*Client{a, b} {
+	for _, c := range []*policyclient.Client{a, b} {
 		p := must2(c.Policy(ctx, rdBlue))(t)
 		if len(p.Records) != 20 {
 			t.Fatalf("%d records after stopping a member, want 20", len(p.Records))
@@ -231,7 +234,7 @@ func TestThreeMemberCluster(t *testing.T) {
 			}
 		}
 	}
-	must(t)(a.CreateVM(ctx, VM{Name: "late", MACAddress: mac(500), VirtualSubnetID: 5001, Host: "host3", CustomerAddresses: []netip.Addr{addr("10.0.0.200")}}))
+	must(t)(a.CreateVM(ctx, policyapi.VM{Name: "late", MACAddress: mac(500), VirtualSubnetID: 5001, Host: "host3", CustomerAddresses: []netip.Addr{addr("10.0.0.200")}}))
 }
 
 // TestTLS serves the API over HTTPS, first server-authenticated, then with
@@ -250,7 +253,7 @@ func TestTLS(t *testing.T) {
 		if mutual {
 			clientCA = f("ca.pem")
 		}
-		scfg, err := ServerTLS(f("server.pem"), f("server-key.pem"), clientCA)
+		scfg, err := pki.ServerTLS(f("server.pem"), f("server-key.pem"), clientCA)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,23 +263,23 @@ func TestTLS(t *testing.T) {
 		srv.StartTLS()
 		ctx := ctxT(t)
 
-		anon := NewClient(srv.URL, must2(ClientTLS(f("ca.pem"), "", ""))(t))
+		anon := policyclient.New(srv.URL, must2(pki.ClientTLS(f("ca.pem"), "", ""))(t))
 		_, err = anon.Tenants(ctx)
 		if mutual == (err == nil) {
 			t.Fatalf("mutual=%v: client without a certificate got err %v", mutual, err)
 		}
-		withCert := NewClient(srv.URL, must2(ClientTLS(f("ca.pem"), f("client.pem"), f("client-key.pem")))(t))
+		withCert := policyclient.New(srv.URL, must2(pki.ClientTLS(f("ca.pem"), f("client.pem"), f("client-key.pem")))(t))
 		if _, err := withCert.Tenants(ctx); err != nil {
 			t.Fatalf("mutual=%v: client with a certificate: %v", mutual, err)
 		}
-		untrusting := NewClient(srv.URL, &tls.Config{})
+		untrusting := policyclient.New(srv.URL, &tls.Config{})
 		if _, err := untrusting.Tenants(ctx); err == nil {
 			t.Fatalf("mutual=%v: a client not trusting the CA connected", mutual)
 		}
 		// Watch streams work over TLS too.
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		for ev, err := range withCert.Watch(wctx, 0) {
-			if err != nil || ev.Type != EventProgress {
+			if err != nil || ev.Type != policyapi.EventProgress {
 				t.Fatalf("first watch event over TLS: %+v %v", ev, err)
 			}
 			break
@@ -323,12 +326,12 @@ func TestWatchSharedReplay(t *testing.T) {
 	provision(t, c)
 	ctx := ctxT(t)
 	live := watch(t, c, 0, rdBlue)
-	if ev := <-live; ev.Type != EventProgress {
+	if ev := <-live; ev.Type != policyapi.EventProgress {
 		t.Fatalf("first event %+v", ev)
 	}
 	var revs []int64
 	for i := range 5 {
-		vm := must2(c.CreateVM(ctx, VM{Name: fmt.Sprintf("vm%d", i), MACAddress: mac(i + 1), VirtualSubnetID: 5001, Host: "host1",
+		vm := must2(c.CreateVM(ctx, policyapi.VM{Name: fmt.Sprintf("vm%d", i), MACAddress: mac(i + 1), VirtualSubnetID: 5001, Host: "host1",
 			CustomerAddresses: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + i)})}}))(t)
 		ev := next(t, live)
 		if ev.VM == nil || ev.VM.Name != vm.Name {
@@ -343,7 +346,7 @@ func TestWatchSharedReplay(t *testing.T) {
 		}
 	}
 	must(t)(c.MigrateVM(ctx, "vm0", "host2"))
-	for _, ch := range []<-chan Event{live, resumed} {
+	for _, ch := range []<-chan policyapi.Event{live, resumed} {
 		if ev := next(t, ch); ev.VM == nil || ev.VM.Host != "host2" {
 			t.Fatalf("migration event: %+v", ev)
 		}

@@ -36,6 +36,8 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/policyclient"
 	"github.com/wnv/wnv/policyserver"
 )
 
@@ -183,7 +185,7 @@ func run() error {
 	}
 	base := strings.TrimSpace(line)
 	ctx := context.Background()
-	admin := policyserver.NewClient(base, nil)
+	admin := policyclient.New(base, nil)
 	results := [][2]string{}
 	add := func(k, v string) { results = append(results, [2]string{k, v}); fmt.Printf("%-44s %s\n", k, v) }
 
@@ -217,17 +219,17 @@ func run() error {
 		for i, r := range interested[h] {
 			rds[i] = rdID(r)
 		}
-		c := policyserver.NewClient(base, nil)
+		c := policyclient.New(base, nil)
 		go func() {
 			for ev, err := range c.Watch(wctx, p.Revision, rds...) {
 				if err != nil {
 					connErrs.Add(1)
 					continue
 				}
-				if ev.Type == policyserver.EventProgress && ev.Revision == p.Revision {
+				if ev.Type == policyapi.EventProgress && ev.Revision == p.Revision {
 					ready.Add(1)
 				}
-				if ev.Kind == policyserver.KindVM && ev.Type == policyserver.EventPut {
+				if ev.Kind == policyapi.KindVM && ev.Type == policyapi.EventPut {
 					if m, ok := migs.Load(ev.Name); ok {
 						m.(*migration).arrived(ev.VM.Host)
 					}
@@ -361,9 +363,9 @@ func serverMem(base string) mem {
 
 // populate creates one tenant, the routing domains with one subnet each,
 // the hosts and the VMs, with -workers concurrent calls.
-func populate(ctx context.Context, c *policyserver.Client) error {
+func populate(ctx context.Context, c *policyclient.Client) error {
 	tenant := policy.MustParseGUID("{aaaaaaaa-0000-0000-0000-000000000001}")
-	if _, err := c.CreateTenant(ctx, policyserver.Tenant{CustomerID: tenant, Name: "bench"}); err != nil {
+	if _, err := c.CreateTenant(ctx, policyapi.Tenant{CustomerID: tenant, Name: "bench"}); err != nil {
 		return err
 	}
 	perRD := (*flagVMs + *flagRDs - 1) / *flagRDs
@@ -392,16 +394,16 @@ func populate(ctx context.Context, c *policyserver.Client) error {
 		return nil
 	}
 	err := phase(*flagRDs, func(r int) error {
-		if _, err := c.CreateRoutingDomain(ctx, policyserver.RoutingDomain{RoutingDomainID: rdID(r), CustomerID: tenant}); err != nil {
+		if _, err := c.CreateRoutingDomain(ctx, policyapi.RoutingDomain{RoutingDomainID: rdID(r), CustomerID: tenant}); err != nil {
 			return err
 		}
-		_, err := c.CreateSubnet(ctx, policyserver.Subnet{VirtualSubnetID: policy.VSID(5000 + r), RoutingDomainID: rdID(r),
+		_, err := c.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: policy.VSID(5000 + r), RoutingDomainID: rdID(r),
 			Prefixes: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, 0}), bits)}})
 		return err
 	})
 	if err == nil {
 		err = phase(*flagHosts, func(h int) error {
-			_, err := c.RegisterHost(ctx, policyserver.Host{Name: hostName(h), TTLSeconds: 3600,
+			_, err := c.RegisterHost(ctx, policyapi.Host{Name: hostName(h), TTLSeconds: 3600,
 				ProviderAddresses: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, byte(h >> 8), byte(h)}).Next()}})
 			return err
 		})
@@ -410,7 +412,7 @@ func populate(ctx context.Context, c *policyserver.Client) error {
 		err = phase(*flagVMs, func(j int) error {
 			r := j % *flagRDs
 			hs := hostsOf(r)
-			_, err := c.CreateVM(ctx, policyserver.VM{Name: fmt.Sprintf("vm%06d", j), VirtualSubnetID: policy.VSID(5000 + r),
+			_, err := c.CreateVM(ctx, policyapi.VM{Name: fmt.Sprintf("vm%06d", j), VirtualSubnetID: policy.VSID(5000 + r),
 				MACAddress: packet.MAC{0x00, 0x15, 0x5d, byte(j >> 16), byte(j >> 8), byte(j)}, Host: hostName(hs[(j / *flagRDs)%len(hs)]),
 				CustomerAddresses: []netip.Addr{vmCA(j)}})
 			return err
@@ -422,8 +424,8 @@ func populate(ctx context.Context, c *policyserver.Client) error {
 // agentMemory fetches whole routing domains until it holds -records
 // records, installs them in a policy.Store as a host agent does, and
 // returns how much heap the store holds.
-func agentMemory(ctx context.Context, c *policyserver.Client) (int, uint64, error) {
-	var pols []policyserver.Policy
+func agentMemory(ctx context.Context, c *policyclient.Client) (int, uint64, error) {
+	var pols []policyapi.Policy
 	n := 0
 	for r := 0; r < *flagRDs && n < *flagRecords; r++ {
 		p, err := c.Policy(ctx, rdID(r))

@@ -6,8 +6,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/pki"
+	"github.com/wnv/wnv/policyclient"
 )
 
 // Commands that talk to the policy server (vm, tenant, routing-domain,
@@ -42,20 +42,20 @@ func envOr(name, def string) string {
 
 // serverClient returns a policy server client and a context bounded by
 // requestTimeout.
-func serverClient(cmd *cobra.Command) (*policyserver.Client, context.Context, context.CancelFunc, error) {
+func serverClient(cmd *cobra.Command) (*policyclient.Client, context.Context, context.CancelFunc, error) {
 	var cfg *tls.Config
 	if flagTLSCA != "" || flagTLSCert != "" || flagTLSKey != "" {
 		var err error
-		if cfg, err = policyserver.ClientTLS(flagTLSCA, flagTLSCert, flagTLSKey); err != nil {
+		if cfg, err = pki.ClientTLS(flagTLSCA, flagTLSCert, flagTLSKey); err != nil {
 			return nil, nil, nil, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
-	return policyserver.NewClient(flagServer, cfg), ctx, cancel, nil
+	return policyclient.New(flagServer, cfg), ctx, cancel, nil
 }
 
 // serverRun wraps a command body that needs a policy server client.
-func serverRun(f func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error) func(*cobra.Command, []string) error {
+func serverRun(f func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		c, ctx, cancel, err := serverClient(cmd)
 		if err != nil {

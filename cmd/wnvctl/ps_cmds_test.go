@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wnv/wnv/policyapi"
 	"github.com/wnv/wnv/policyserver"
 )
 
@@ -77,7 +78,7 @@ func TestVMCommands(t *testing.T) {
 	if !strings.Contains(out, "host3  vnet7      198.18.0.3  host2") {
 		t.Fatalf("vm migrate printed:\n%s", out)
 	}
-	var vms []policyserver.VM
+	var vms []policyapi.VM
 	if err := json.Unmarshal([]byte(run("vm", "get", "--host", "host3", "-o", "json")), &vms); err != nil || len(vms) != 1 || len(vms[0].CustomerAddresses) != 2 {
 		t.Fatalf("vm get -o json: %+v %v", vms, err)
 	}
@@ -104,7 +105,7 @@ func TestVMCommands(t *testing.T) {
 	if !strings.Contains(out, "gw1   5001  00:15:5d:00:00:fe  10.0.0.254  host2  198.18.0.2  "+rd) {
 		t.Fatalf("gateway create printed:\n%s", out)
 	}
-	var gws []policyserver.Gateway
+	var gws []policyapi.Gateway
 	if err := json.Unmarshal([]byte(run("gateway", "get", "-o", "json")), &gws); err != nil || len(gws) != 1 || gws[0].Name != "gw1" {
 		t.Fatalf("gateway get -o json: %+v %v", gws, err)
 	}

@@ -10,7 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wnv/wnv/policy"
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/policyclient"
 )
 
 // Provisioning through the policy server: tenants, routing domains, virtual
@@ -36,15 +37,15 @@ func guidArg(what, s string) (policy.GUID, error) {
 }
 
 func tenantCreate() *cobra.Command {
-	var t policyserver.Tenant
+	var t policyapi.Tenant
 	cmd := &cobra.Command{
 		Use: "create", Short: "Create a tenant", Args: cobra.NoArgs,
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			t, err := c.CreateTenant(ctx, t)
 			if err != nil {
 				return err
 			}
-			return outputTenants(cmd, t, []policyserver.Tenant{t})
+			return outputTenants(cmd, t, []policyapi.Tenant{t})
 		}),
 	}
 	cmd.Flags().Var(guidValue{&t.CustomerID}, "id", "CustomerID (GUID)")
@@ -56,7 +57,7 @@ func tenantCreate() *cobra.Command {
 func tenantGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [CUSTOMERID]", Short: "Show one tenant or list them", Args: cobra.MaximumNArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				id, err := guidArg("CustomerID", args[0])
 				if err != nil {
@@ -66,7 +67,7 @@ func tenantGet() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return outputTenants(cmd, t, []policyserver.Tenant{t})
+				return outputTenants(cmd, t, []policyapi.Tenant{t})
 			}
 			ts, err := c.Tenants(ctx)
 			if err != nil {
@@ -80,7 +81,7 @@ func tenantGet() *cobra.Command {
 func tenantDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete CUSTOMERID", Short: "Delete a tenant without routing domains", Args: cobra.ExactArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			id, err := guidArg("CustomerID", args[0])
 			if err != nil {
 				return err
@@ -90,7 +91,7 @@ func tenantDelete() *cobra.Command {
 	}
 }
 
-func outputTenants(cmd *cobra.Command, v any, ts []policyserver.Tenant) error {
+func outputTenants(cmd *cobra.Command, v any, ts []policyapi.Tenant) error {
 	t := outTable{header: []string{"CUSTOMERID", "NAME"}}
 	for _, x := range ts {
 		t.add(guidCell(x.CustomerID), strCell(x.Name))
@@ -99,15 +100,15 @@ func outputTenants(cmd *cobra.Command, v any, ts []policyserver.Tenant) error {
 }
 
 func rdCreate() *cobra.Command {
-	var rd policyserver.RoutingDomain
+	var rd policyapi.RoutingDomain
 	cmd := &cobra.Command{
 		Use: "create", Short: "Create a routing domain of a tenant", Args: cobra.NoArgs,
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			rd, err := c.CreateRoutingDomain(ctx, rd)
 			if err != nil {
 				return err
 			}
-			return outputRDs(cmd, rd, []policyserver.RoutingDomain{rd})
+			return outputRDs(cmd, rd, []policyapi.RoutingDomain{rd})
 		}),
 	}
 	cmd.Flags().Var(guidValue{&rd.RoutingDomainID}, "id", "RoutingDomainID (GUID)")
@@ -121,7 +122,7 @@ func rdCreate() *cobra.Command {
 func rdGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [RDID]", Short: "Show one routing domain or list them", Args: cobra.MaximumNArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				id, err := guidArg("RoutingDomainID", args[0])
 				if err != nil {
@@ -131,7 +132,7 @@ func rdGet() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return outputRDs(cmd, rd, []policyserver.RoutingDomain{rd})
+				return outputRDs(cmd, rd, []policyapi.RoutingDomain{rd})
 			}
 			rds, err := c.RoutingDomains(ctx)
 			if err != nil {
@@ -145,7 +146,7 @@ func rdGet() *cobra.Command {
 func rdDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete RDID", Short: "Delete a routing domain without subnets", Args: cobra.ExactArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			id, err := guidArg("RoutingDomainID", args[0])
 			if err != nil {
 				return err
@@ -155,7 +156,7 @@ func rdDelete() *cobra.Command {
 	}
 }
 
-func outputRDs(cmd *cobra.Command, v any, rds []policyserver.RoutingDomain) error {
+func outputRDs(cmd *cobra.Command, v any, rds []policyapi.RoutingDomain) error {
 	t := outTable{header: []string{"ROUTINGDOMAINID", "CUSTOMERID", "NAME"}}
 	for _, x := range rds {
 		t.add(guidCell(x.RoutingDomainID), guidCell(x.CustomerID), strCell(x.Name))
@@ -186,20 +187,20 @@ func (v prefixesValue) Set(s string) error {
 }
 
 func subnetCreate() *cobra.Command {
-	var s policyserver.Subnet
+	var s policyapi.Subnet
 	var encap string
 	cmd := &cobra.Command{
 		Use:     "create",
 		Short:   "Create a virtual subnet in a routing domain",
 		Example: "  wnvctl subnet create --vsid 5001 --routing-domain {11111111-2222-3333-4444-000000000000} --prefix 10.0.0.0/24 --prefix fd00:0:0:1::/64",
 		Args:    cobra.NoArgs,
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
-			s.Encapsulation = policyserver.Encapsulation(encap)
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
+			s.Encapsulation = policyapi.Encapsulation(encap)
 			s, err := c.CreateSubnet(ctx, s)
 			if err != nil {
 				return err
 			}
-			return outputSubnets(cmd, s, []policyserver.Subnet{s})
+			return outputSubnets(cmd, s, []policyapi.Subnet{s})
 		}),
 	}
 	fs := cmd.Flags()
@@ -218,7 +219,7 @@ func subnetGet() *cobra.Command {
 	var rd policy.GUID
 	cmd := &cobra.Command{
 		Use: "get [VSID]", Short: "Show one virtual subnet or list them", Args: cobra.MaximumNArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				var v policy.VSID
 				if err := (vsidValue{&v}).Set(args[0]); err != nil {
@@ -228,7 +229,7 @@ func subnetGet() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return outputSubnets(cmd, s, []policyserver.Subnet{s})
+				return outputSubnets(cmd, s, []policyapi.Subnet{s})
 			}
 			ss, err := c.Subnets(ctx, rd)
 			if err != nil {
@@ -244,7 +245,7 @@ func subnetGet() *cobra.Command {
 func subnetDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete VSID", Short: "Delete a virtual subnet without VMs or gateways", Args: cobra.ExactArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			var v policy.VSID
 			if err := (vsidValue{&v}).Set(args[0]); err != nil {
 				return ruleError("VirtualSubnetID " + strconv.Quote(args[0]) + " is malformed: " + err.Error())
@@ -254,7 +255,7 @@ func subnetDelete() *cobra.Command {
 	}
 }
 
-func outputSubnets(cmd *cobra.Command, v any, ss []policyserver.Subnet) error {
+func outputSubnets(cmd *cobra.Command, v any, ss []policyapi.Subnet) error {
 	t := outTable{header: []string{"VSID", "ROUTINGDOMAINID", "PREFIXES", "GATEWAYS", "ENCAP"}}
 	for _, s := range ss {
 		t.add(numCell(s.VirtualSubnetID), guidCell(s.RoutingDomainID), strCell(prefixesValue{&s.Prefixes}.String()),
@@ -264,22 +265,22 @@ func outputSubnets(cmd *cobra.Command, v any, ss []policyserver.Subnet) error {
 }
 
 func hostRegister() *cobra.Command {
-	var h policyserver.Host
+	var h policyapi.Host
 	cmd := &cobra.Command{
 		Use:   "register",
 		Short: "Register a host and its PAs (the host agent does this itself; for tests and provisioning)",
 		Args:  cobra.NoArgs,
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			h, err := c.RegisterHost(ctx, h)
 			if err != nil {
 				return err
 			}
-			return outputHosts(cmd, h, []policyserver.Host{h})
+			return outputHosts(cmd, h, []policyapi.Host{h})
 		}),
 	}
 	cmd.Flags().StringVar(&h.Name, "name", "", "host name")
 	cmd.Flags().Var(addrsValue{&h.ProviderAddresses}, "pa", "a provider address of the host (repeatable; the first is used for its VMs)")
-	cmd.Flags().Int64Var(&h.TTLSeconds, "ttl", policyserver.DefaultTTL, "liveness lease in seconds, renewed by heartbeats")
+	cmd.Flags().Int64Var(&h.TTLSeconds, "ttl", policyapi.DefaultTTL, "liveness lease in seconds, renewed by heartbeats")
 	cmd.MarkFlagRequired("name")
 	cmd.MarkFlagRequired("pa")
 	return cmd
@@ -288,13 +289,13 @@ func hostRegister() *cobra.Command {
 func hostGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [NAME]", Short: "Show one host or list them, with liveness", Args: cobra.MaximumNArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				h, err := c.Host(ctx, args[0])
 				if err != nil {
 					return err
 				}
-				return outputHosts(cmd, h, []policyserver.Host{h})
+				return outputHosts(cmd, h, []policyapi.Host{h})
 			}
 			hs, err := c.Hosts(ctx)
 			if err != nil {
@@ -308,13 +309,13 @@ func hostGet() *cobra.Command {
 func hostDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete NAME", Short: "Delete a host without VMs or gateways", Args: cobra.ExactArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			return c.DeleteHost(ctx, args[0])
 		}),
 	}
 }
 
-func outputHosts(cmd *cobra.Command, v any, hs []policyserver.Host) error {
+func outputHosts(cmd *cobra.Command, v any, hs []policyapi.Host) error {
 	t := outTable{header: []string{"NAME", "PROVIDER ADDRESSES", "ALIVE", "TTL"}}
 	for _, h := range hs {
 		t.add(h.Name, strCell(addrsValue{&h.ProviderAddresses}.String()), strconv.FormatBool(h.Alive), strconv.FormatInt(h.TTLSeconds, 10))
@@ -323,18 +324,18 @@ func outputHosts(cmd *cobra.Command, v any, hs []policyserver.Host) error {
 }
 
 func gatewayCreate() *cobra.Command {
-	var g policyserver.Gateway
+	var g policyapi.Gateway
 	cmd := &cobra.Command{
 		Use:     "create",
 		Short:   "Create a gateway: a GatewayWildcard record and a default route of its routing domain point at it",
 		Example: "  wnvctl gateway create --name gw1 --vsid 5001 --mac 00:15:5d:00:00:fe --ca 10.0.0.254 --host host1",
 		Args:    cobra.NoArgs,
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			g, err := c.CreateGateway(ctx, g)
 			if err != nil {
 				return err
 			}
-			return outputGateways(cmd, g, []policyserver.Gateway{g})
+			return outputGateways(cmd, g, []policyapi.Gateway{g})
 		}),
 	}
 	fs := cmd.Flags()
@@ -352,13 +353,13 @@ func gatewayCreate() *cobra.Command {
 func gatewayGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [NAME]", Short: "Show one gateway or list them", Args: cobra.MaximumNArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				g, err := c.Gateway(ctx, args[0])
 				if err != nil {
 					return err
 				}
-				return outputGateways(cmd, g, []policyserver.Gateway{g})
+				return outputGateways(cmd, g, []policyapi.Gateway{g})
 			}
 			gs, err := c.Gateways(ctx)
 			if err != nil {
@@ -372,13 +373,13 @@ func gatewayGet() *cobra.Command {
 func gatewayDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete NAME", Short: "Delete a gateway and its record and default route", Args: cobra.ExactArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			return c.DeleteGateway(ctx, args[0])
 		}),
 	}
 }
 
-func outputGateways(cmd *cobra.Command, v any, gs []policyserver.Gateway) error {
+func outputGateways(cmd *cobra.Command, v any, gs []policyapi.Gateway) error {
 	t := outTable{header: []string{"NAME", "VSID", "MAC", "CA", "HOST", "PA", "ROUTINGDOMAINID"}}
 	for _, g := range gs {
 		t.add(g.Name, numCell(g.VirtualSubnetID), g.MACAddress.String(), addrCell(g.CustomerAddress), g.Host, addrCell(g.ProviderAddress), guidCell(g.RoutingDomainID))

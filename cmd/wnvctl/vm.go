@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/policyclient"
 )
 
 func init() {
@@ -16,18 +16,18 @@ func init() {
 }
 
 func vmCreate() *cobra.Command {
-	var vm policyserver.VM
+	var vm policyapi.VM
 	cmd := &cobra.Command{
 		Use:     "create",
 		Short:   "Create a VM on a host: its lookup records reach every host of its routing domain",
 		Example: "  wnvctl vm create --name blue1 --vsid 5001 --mac 00:15:5d:00:00:01 --ca 10.0.0.5 --ca fd00:0:0:1::5 --host host1 --interface vnet7",
 		Args:    cobra.NoArgs,
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, _ []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			vm, err := c.CreateVM(ctx, vm)
 			if err != nil {
 				return err
 			}
-			return outputVMs(cmd, vm, []policyserver.VM{vm})
+			return outputVMs(cmd, vm, []policyapi.VM{vm})
 		}),
 	}
 	fs := cmd.Flags()
@@ -44,18 +44,18 @@ func vmCreate() *cobra.Command {
 }
 
 func vmGet() *cobra.Command {
-	var f policyserver.VMFilter
+	var f policyapi.VMFilter
 	cmd := &cobra.Command{
 		Use:   "get [NAME]",
 		Short: "Show one VM, or list VMs (optionally of one host, subnet or routing domain)",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				vm, err := c.VM(ctx, args[0])
 				if err != nil {
 					return err
 				}
-				return outputVMs(cmd, vm, []policyserver.VM{vm})
+				return outputVMs(cmd, vm, []policyapi.VM{vm})
 			}
 			vms, err := c.VMs(ctx, f)
 			if err != nil {
@@ -76,7 +76,7 @@ func vmDelete() *cobra.Command {
 		Use:   "delete NAME",
 		Short: "Delete a VM: its lookup records leave every host",
 		Args:  cobra.ExactArgs(1),
-		RunE: serverRun(func(ctx context.Context, _ *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, _ *cobra.Command, c *policyclient.Client, args []string) error {
 			return c.DeleteVM(ctx, args[0])
 		}),
 	}
@@ -89,12 +89,12 @@ func vmMigrate() *cobra.Command {
 		Short:   "Live-migrate a VM: its lookup records move to the new host's PA",
 		Example: "  wnvctl vm migrate blue2 --to host3",
 		Args:    cobra.ExactArgs(1),
-		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyserver.Client, args []string) error {
+		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			vm, err := c.MigrateVM(ctx, args[0], to)
 			if err != nil {
 				return err
 			}
-			return outputVMs(cmd, vm, []policyserver.VM{vm})
+			return outputVMs(cmd, vm, []policyapi.VM{vm})
 		}),
 	}
 	cmd.Flags().StringVar(&to, "to", "", "destination host")
@@ -102,7 +102,7 @@ func vmMigrate() *cobra.Command {
 	return cmd
 }
 
-func outputVMs(cmd *cobra.Command, v any, vms []policyserver.VM) error {
+func outputVMs(cmd *cobra.Command, v any, vms []policyapi.VM) error {
 	t := outTable{header: []string{"NAME", "VSID", "MAC", "CUSTOMER ADDRESSES", "HOST", "INTERFACE", "PA", "PREVIOUS HOST", "MIGRATED"}}
 	for _, vm := range vms {
 		cas := make([]string, len(vm.CustomerAddresses))

@@ -13,7 +13,8 @@ import (
 	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/host"
 	"github.com/wnv/wnv/hostagent"
-	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/pki"
+	"github.com/wnv/wnv/policyclient"
 	"github.com/wnv/wnv/provider"
 )
 
@@ -75,7 +76,7 @@ func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, s
 	var tlsCfg *tls.Config
 	if a.caFile != "" || a.certFile != "" {
 		var err error
-		if tlsCfg, err = policyserver.ClientTLS(a.caFile, a.certFile, a.keyFile); err != nil {
+		if tlsCfg, err = pki.ClientTLS(a.caFile, a.certFile, a.keyFile); err != nil {
 			return nil, fmt.Errorf("--policy-ca/--policy-cert/--policy-key: %w", err)
 		}
 	}
@@ -85,6 +86,6 @@ func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, s
 		return nil, fmt.Errorf("watch network interfaces for VM ports: %w", err)
 	}
 	ag := hostagent.New(hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, Interfaces: links, MigrationGrace: a.grace, Log: cfg.Log},
-		policyserver.NewClient(a.server, tlsCfg), provider.NewClient(socket), notifySocket)
+		policyclient.New(a.server, tlsCfg), provider.NewClient(socket), notifySocket)
 	return ag.Run, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policyserver"
 )
 
@@ -79,7 +80,7 @@ func runPolicy(ctx context.Context, f policyFlags, log *slog.Logger) error {
 	var serverTLS, etcdTLS *tls.Config
 	var err error
 	if f.tlsCert != "" {
-		if serverTLS, err = policyserver.ServerTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
+		if serverTLS, err = pki.ServerTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
 			return err
 		}
 	}
@@ -94,7 +95,7 @@ func runPolicy(ctx context.Context, f policyFlags, log *slog.Logger) error {
 		endpoints = []string{f.etcdClientURL}
 		log.Info("embedded etcd running", "data-dir", f.dataDir, "client", f.etcdClientURL, "peer", f.etcdPeerURL)
 	} else if f.etcdCA != "" || f.etcdCert != "" {
-		if etcdTLS, err = policyserver.ClientTLS(f.etcdCA, f.etcdCert, f.etcdKey); err != nil {
+		if etcdTLS, err = pki.ClientTLS(f.etcdCA, f.etcdCert, f.etcdKey); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,4 @@
-package policyserver
+package policyapi
 
 import (
 	"context"
@@ -192,8 +192,8 @@ type Event struct {
 	PrevRoutes  []policy.CustomerRoute `json:"PrevRoutes,omitempty"`
 }
 
-// HostAPI is what a host agent needs from the policy server; *Client
-// implements it, and tests of the agent can fake it.
+// HostAPI is what a host agent needs from the policy server;
+// policyclient.Client implements it, and tests of the agent can fake it.
 type HostAPI interface {
 	RegisterHost(ctx context.Context, h Host) (Host, error)
 	Heartbeat(ctx context.Context, name string) (Host, error)
@@ -205,9 +205,10 @@ type HostAPI interface {
 	Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[Event, error]
 }
 
-var _ HostAPI = (*Client)(nil)
-
-// errorBody is the JSON of every error response: {"error": "one sentence"}.
-type errorBody struct {
+// ErrorBody is the JSON of every error response: {"error": "one sentence"}.
+type ErrorBody struct {
 	Error string `json:"error"`
 }
+
+// DefaultTTL is a host's liveness lease when it registers without one.
+const DefaultTTL = 10

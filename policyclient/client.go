@@ -1,4 +1,4 @@
-package policyserver
+package policyclient
 
 import (
 	"bufio"
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
 )
 
 // Client calls a policy server over HTTP(S). It is safe for concurrent use.
@@ -29,14 +30,14 @@ type Client struct {
 
 // NewClient returns a client for the server at baseURL (http://host:port or
 // https://host:port). tlsConfig, when not nil, sets the CA to trust and the
-// client certificate for mutual TLS (see LoadClientTLS).
-func NewClient(baseURL string, tlsConfig *tls.Config) *Client {
-	return NewClientDialer(baseURL, tlsConfig, nil)
+// client certificate for mutual TLS (see pki.ClientTLS).
+func New(baseURL string, tlsConfig *tls.Config) *Client {
+	return NewDialer(baseURL, tlsConfig, nil)
 }
 
-// NewClientDialer is NewClient with the function that opens connections,
+// NewDialer is New with the function that opens connections,
 // e.g. one that dials inside another network namespace; nil dials as usual.
-func NewClientDialer(baseURL string, tlsConfig *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Client {
+func NewDialer(baseURL string, tlsConfig *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConfig
 	if dial != nil {
@@ -90,7 +91,7 @@ func (c *Client) request(ctx context.Context, method, path string, query url.Val
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		var eb errorBody
+		var eb policyapi.ErrorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
 			return nil, &Error{Status: resp.StatusCode, Message: fmt.Sprintf("policy server answered %s to %s %s without an error message", resp.Status, method, path)}
 		}
@@ -99,9 +100,10 @@ func (c *Client) request(ctx context.Context, method, path string, query url.Val
 	return resp, nil
 }
 
-// do sends one request; in, when not nil, is the JSON body, and out, when
-// not nil, receives the JSON answer.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+// Do sends one request to path; in, when not nil, is the JSON body, and
+// out, when not nil, receives the JSON answer. The typed methods use it;
+// tests and tools use it for requests the methods do not cover.
+func (c *Client) Do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	resp, err := c.request(ctx, method, path, query, in)
 	if err != nil {
 		return err
@@ -119,7 +121,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 
 func call[T any](c *Client, ctx context.Context, method, path string, query url.Values, in any) (T, error) {
 	var out T
-	err := c.do(ctx, method, path, query, in, &out)
+	err := c.Do(ctx, method, path, query, in, &out)
 	return out, err
 }
 
@@ -127,87 +129,87 @@ func esc(s string) string { return url.PathEscape(s) }
 
 // Tenants.
 
-func (c *Client) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
-	return call[Tenant](c, ctx, http.MethodPost, "/v1/tenants", nil, t)
+func (c *Client) CreateTenant(ctx context.Context, t policyapi.Tenant) (policyapi.Tenant, error) {
+	return call[policyapi.Tenant](c, ctx, http.MethodPost, "/v1/tenants", nil, t)
 }
-func (c *Client) Tenant(ctx context.Context, id policy.GUID) (Tenant, error) {
-	return call[Tenant](c, ctx, http.MethodGet, "/v1/tenants/"+esc(id.String()), nil, nil)
+func (c *Client) Tenant(ctx context.Context, id policy.GUID) (policyapi.Tenant, error) {
+	return call[policyapi.Tenant](c, ctx, http.MethodGet, "/v1/tenants/"+esc(id.String()), nil, nil)
 }
-func (c *Client) Tenants(ctx context.Context) ([]Tenant, error) {
-	return call[[]Tenant](c, ctx, http.MethodGet, "/v1/tenants", nil, nil)
+func (c *Client) Tenants(ctx context.Context) ([]policyapi.Tenant, error) {
+	return call[[]policyapi.Tenant](c, ctx, http.MethodGet, "/v1/tenants", nil, nil)
 }
 func (c *Client) DeleteTenant(ctx context.Context, id policy.GUID) error {
-	return c.do(ctx, http.MethodDelete, "/v1/tenants/"+esc(id.String()), nil, nil, nil)
+	return c.Do(ctx, http.MethodDelete, "/v1/tenants/"+esc(id.String()), nil, nil, nil)
 }
 
 // Routing domains.
 
-func (c *Client) CreateRoutingDomain(ctx context.Context, rd RoutingDomain) (RoutingDomain, error) {
-	return call[RoutingDomain](c, ctx, http.MethodPost, "/v1/routing-domains", nil, rd)
+func (c *Client) CreateRoutingDomain(ctx context.Context, rd policyapi.RoutingDomain) (policyapi.RoutingDomain, error) {
+	return call[policyapi.RoutingDomain](c, ctx, http.MethodPost, "/v1/routing-domains", nil, rd)
 }
-func (c *Client) RoutingDomain(ctx context.Context, id policy.GUID) (RoutingDomain, error) {
-	return call[RoutingDomain](c, ctx, http.MethodGet, "/v1/routing-domains/"+esc(id.String()), nil, nil)
+func (c *Client) RoutingDomain(ctx context.Context, id policy.GUID) (policyapi.RoutingDomain, error) {
+	return call[policyapi.RoutingDomain](c, ctx, http.MethodGet, "/v1/routing-domains/"+esc(id.String()), nil, nil)
 }
-func (c *Client) RoutingDomains(ctx context.Context) ([]RoutingDomain, error) {
-	return call[[]RoutingDomain](c, ctx, http.MethodGet, "/v1/routing-domains", nil, nil)
+func (c *Client) RoutingDomains(ctx context.Context) ([]policyapi.RoutingDomain, error) {
+	return call[[]policyapi.RoutingDomain](c, ctx, http.MethodGet, "/v1/routing-domains", nil, nil)
 }
 func (c *Client) DeleteRoutingDomain(ctx context.Context, id policy.GUID) error {
-	return c.do(ctx, http.MethodDelete, "/v1/routing-domains/"+esc(id.String()), nil, nil, nil)
+	return c.Do(ctx, http.MethodDelete, "/v1/routing-domains/"+esc(id.String()), nil, nil, nil)
 }
 
 // Subnets.
 
-func (c *Client) CreateSubnet(ctx context.Context, s Subnet) (Subnet, error) {
-	return call[Subnet](c, ctx, http.MethodPost, "/v1/subnets", nil, s)
+func (c *Client) CreateSubnet(ctx context.Context, s policyapi.Subnet) (policyapi.Subnet, error) {
+	return call[policyapi.Subnet](c, ctx, http.MethodPost, "/v1/subnets", nil, s)
 }
-func (c *Client) Subnet(ctx context.Context, vsid policy.VSID) (Subnet, error) {
-	return call[Subnet](c, ctx, http.MethodGet, "/v1/subnets/"+strconv.FormatUint(uint64(vsid), 10), nil, nil)
+func (c *Client) Subnet(ctx context.Context, vsid policy.VSID) (policyapi.Subnet, error) {
+	return call[policyapi.Subnet](c, ctx, http.MethodGet, "/v1/subnets/"+strconv.FormatUint(uint64(vsid), 10), nil, nil)
 }
 
 // Subnets lists the subnets of rd, or all of them for the zero GUID.
-func (c *Client) Subnets(ctx context.Context, rd policy.GUID) ([]Subnet, error) {
+func (c *Client) Subnets(ctx context.Context, rd policy.GUID) ([]policyapi.Subnet, error) {
 	q := url.Values{}
 	if !rd.IsZero() {
 		q.Set("routingDomain", rd.String())
 	}
-	return call[[]Subnet](c, ctx, http.MethodGet, "/v1/subnets", q, nil)
+	return call[[]policyapi.Subnet](c, ctx, http.MethodGet, "/v1/subnets", q, nil)
 }
 func (c *Client) DeleteSubnet(ctx context.Context, vsid policy.VSID) error {
-	return c.do(ctx, http.MethodDelete, "/v1/subnets/"+strconv.FormatUint(uint64(vsid), 10), nil, nil, nil)
+	return c.Do(ctx, http.MethodDelete, "/v1/subnets/"+strconv.FormatUint(uint64(vsid), 10), nil, nil, nil)
 }
 
 // Hosts.
 
 // RegisterHost creates or updates h and starts its liveness lease of
 // h.TTLSeconds (default 10); keep it with Heartbeat well within the TTL.
-func (c *Client) RegisterHost(ctx context.Context, h Host) (Host, error) {
-	return call[Host](c, ctx, http.MethodPost, "/v1/hosts", nil, h)
+func (c *Client) RegisterHost(ctx context.Context, h policyapi.Host) (policyapi.Host, error) {
+	return call[policyapi.Host](c, ctx, http.MethodPost, "/v1/hosts", nil, h)
 }
 
 // Heartbeat renews the host's liveness lease, starting a new one if it had
 // expired.
-func (c *Client) Heartbeat(ctx context.Context, name string) (Host, error) {
-	return call[Host](c, ctx, http.MethodPost, "/v1/hosts/"+esc(name)+"/heartbeat", nil, nil)
+func (c *Client) Heartbeat(ctx context.Context, name string) (policyapi.Host, error) {
+	return call[policyapi.Host](c, ctx, http.MethodPost, "/v1/hosts/"+esc(name)+"/heartbeat", nil, nil)
 }
-func (c *Client) Host(ctx context.Context, name string) (Host, error) {
-	return call[Host](c, ctx, http.MethodGet, "/v1/hosts/"+esc(name), nil, nil)
+func (c *Client) Host(ctx context.Context, name string) (policyapi.Host, error) {
+	return call[policyapi.Host](c, ctx, http.MethodGet, "/v1/hosts/"+esc(name), nil, nil)
 }
-func (c *Client) Hosts(ctx context.Context) ([]Host, error) {
-	return call[[]Host](c, ctx, http.MethodGet, "/v1/hosts", nil, nil)
+func (c *Client) Hosts(ctx context.Context) ([]policyapi.Host, error) {
+	return call[[]policyapi.Host](c, ctx, http.MethodGet, "/v1/hosts", nil, nil)
 }
 func (c *Client) DeleteHost(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/hosts/"+esc(name), nil, nil, nil)
+	return c.Do(ctx, http.MethodDelete, "/v1/hosts/"+esc(name), nil, nil, nil)
 }
 
 // VMs.
 
-func (c *Client) CreateVM(ctx context.Context, vm VM) (VM, error) {
-	return call[VM](c, ctx, http.MethodPost, "/v1/vms", nil, vm)
+func (c *Client) CreateVM(ctx context.Context, vm policyapi.VM) (policyapi.VM, error) {
+	return call[policyapi.VM](c, ctx, http.MethodPost, "/v1/vms", nil, vm)
 }
-func (c *Client) VM(ctx context.Context, name string) (VM, error) {
-	return call[VM](c, ctx, http.MethodGet, "/v1/vms/"+esc(name), nil, nil)
+func (c *Client) VM(ctx context.Context, name string) (policyapi.VM, error) {
+	return call[policyapi.VM](c, ctx, http.MethodGet, "/v1/vms/"+esc(name), nil, nil)
 }
-func (c *Client) VMs(ctx context.Context, f VMFilter) ([]VM, error) {
+func (c *Client) VMs(ctx context.Context, f policyapi.VMFilter) ([]policyapi.VM, error) {
 	q := url.Values{}
 	if f.Host != "" {
 		q.Set("host", f.Host)
@@ -218,46 +220,46 @@ func (c *Client) VMs(ctx context.Context, f VMFilter) ([]VM, error) {
 	if !f.RoutingDomainID.IsZero() {
 		q.Set("routingDomain", f.RoutingDomainID.String())
 	}
-	return call[[]VM](c, ctx, http.MethodGet, "/v1/vms", q, nil)
+	return call[[]policyapi.VM](c, ctx, http.MethodGet, "/v1/vms", q, nil)
 }
 func (c *Client) DeleteVM(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/vms/"+esc(name), nil, nil, nil)
+	return c.Do(ctx, http.MethodDelete, "/v1/vms/"+esc(name), nil, nil, nil)
 }
 
 // MigrateVM moves the VM to host and returns it with its new
 // ProviderAddress, PreviousHost and MigratedAt.
-func (c *Client) MigrateVM(ctx context.Context, name, host string) (VM, error) {
-	return call[VM](c, ctx, http.MethodPost, "/v1/vms/"+esc(name)+"/migrate", nil, Migration{Host: host})
+func (c *Client) MigrateVM(ctx context.Context, name, host string) (policyapi.VM, error) {
+	return call[policyapi.VM](c, ctx, http.MethodPost, "/v1/vms/"+esc(name)+"/migrate", nil, policyapi.Migration{Host: host})
 }
 
 // Gateways.
 
-func (c *Client) CreateGateway(ctx context.Context, g Gateway) (Gateway, error) {
-	return call[Gateway](c, ctx, http.MethodPost, "/v1/gateways", nil, g)
+func (c *Client) CreateGateway(ctx context.Context, g policyapi.Gateway) (policyapi.Gateway, error) {
+	return call[policyapi.Gateway](c, ctx, http.MethodPost, "/v1/gateways", nil, g)
 }
-func (c *Client) Gateway(ctx context.Context, name string) (Gateway, error) {
-	return call[Gateway](c, ctx, http.MethodGet, "/v1/gateways/"+esc(name), nil, nil)
+func (c *Client) Gateway(ctx context.Context, name string) (policyapi.Gateway, error) {
+	return call[policyapi.Gateway](c, ctx, http.MethodGet, "/v1/gateways/"+esc(name), nil, nil)
 }
-func (c *Client) Gateways(ctx context.Context) ([]Gateway, error) {
-	return call[[]Gateway](c, ctx, http.MethodGet, "/v1/gateways", nil, nil)
+func (c *Client) Gateways(ctx context.Context) ([]policyapi.Gateway, error) {
+	return call[[]policyapi.Gateway](c, ctx, http.MethodGet, "/v1/gateways", nil, nil)
 }
 func (c *Client) DeleteGateway(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/gateways/"+esc(name), nil, nil, nil)
+	return c.Do(ctx, http.MethodDelete, "/v1/gateways/"+esc(name), nil, nil, nil)
 }
 
 // Host-facing reads.
 
 // Policy returns all records and routes of one routing domain at one
 // revision.
-func (c *Client) Policy(ctx context.Context, rd policy.GUID) (Policy, error) {
-	return call[Policy](c, ctx, http.MethodGet, "/v1/policy", url.Values{"routingDomain": {rd.String()}}, nil)
+func (c *Client) Policy(ctx context.Context, rd policy.GUID) (policyapi.Policy, error) {
+	return call[policyapi.Policy](c, ctx, http.MethodGet, "/v1/policy", url.Values{"routingDomain": {rd.String()}}, nil)
 }
 
 // Lookup returns the record of ca in the routing domain of vsid; it answers
 // an error matching policy.ErrNotFound when there is none.
-func (c *Client) Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (LookupAnswer, error) {
+func (c *Client) Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (policyapi.LookupAnswer, error) {
 	q := url.Values{"vsid": {strconv.FormatUint(uint64(vsid), 10)}, "ca": {ca.String()}}
-	return call[LookupAnswer](c, ctx, http.MethodGet, "/v1/lookup", q, nil)
+	return call[policyapi.LookupAnswer](c, ctx, http.MethodGet, "/v1/lookup", q, nil)
 }
 
 // watchRetry is the pause before reconnecting a broken watch stream.
@@ -270,8 +272,8 @@ const watchRetry = 200 * time.Millisecond
 // log it; a 4xx answer ends the stream with its error. An
 // EventResync ends it too: re-read the policy and watch again from its
 // revision. It ends when ctx is done or the caller stops iterating.
-func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[Event, error] {
-	return func(yield func(Event, error) bool) {
+func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[policyapi.Event, error] {
+	return func(yield func(policyapi.Event, error) bool) {
 		for ctx.Err() == nil {
 			q := url.Values{"rev": {strconv.FormatInt(rev, 10)}}
 			for _, rd := range rds {
@@ -280,7 +282,7 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 			resp, err := c.request(ctx, http.MethodGet, "/v1/watch", q, nil)
 			var se *Error
 			if errors.As(err, &se) && se.Status < 500 {
-				yield(Event{}, err)
+				yield(policyapi.Event{}, err)
 				return
 			}
 			if err == nil {
@@ -297,7 +299,7 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 			if err == nil {
 				err = fmt.Errorf("policy server at %s closed the watch stream", c.base)
 			}
-			if !yield(Event{}, err) {
+			if !yield(policyapi.Event{}, err) {
 				return
 			}
 			select {
@@ -314,22 +316,22 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 // rewrites its VMs in one Txn), so a revision counts as complete only once a
 // later one or a progress event arrives, and a resumed stream repeats the
 // events of a revision cut short: apply events as levels, not edges.
-func (c *Client) readStream(body io.Reader, done int64, yield func(Event, error) bool) (int64, bool, error) {
+func (c *Client) readStream(body io.Reader, done int64, yield func(policyapi.Event, error) bool) (int64, bool, error) {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
 	last := done
 	for sc.Scan() {
-		var ev Event
+		var ev policyapi.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return done, false, fmt.Errorf("policy server at %s sent a watch line that is not an event: %w", c.base, err)
 		}
 		switch {
-		case ev.Type == EventProgress:
+		case ev.Type == policyapi.EventProgress:
 			done, last = max(done, ev.Revision), max(last, ev.Revision)
-		case ev.Type != EventResync && ev.Revision > last:
+		case ev.Type != policyapi.EventResync && ev.Revision > last:
 			done, last = last, ev.Revision
 		}
-		if !yield(ev, nil) || ev.Type == EventResync {
+		if !yield(ev, nil) || ev.Type == policyapi.EventResync {
 			return done, true, nil
 		}
 	}

@@ -51,6 +51,9 @@ func ParseMAC(s string) (MAC, error) {
 
 func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 
+// Syntax says what a well-formed value looks like, for the APIs' errors.
+func (MAC) Syntax() string { return "use 00:15:5d:01:02:03" }
+
 func (m *MAC) UnmarshalText(b []byte) error {
 	v, err := ParseMAC(string(b))
 	if err != nil {

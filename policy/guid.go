@@ -68,6 +68,9 @@ func (g GUID) appendTo(b []byte) []byte {
 // MarshalText gives the braced lower-case form.
 func (g GUID) MarshalText() ([]byte, error) { return g.appendTo(make([]byte, 0, 38)), nil }
 
+// Syntax says what a well-formed value looks like, for the APIs' errors.
+func (GUID) Syntax() string { return "use a GUID such as {11111111-2222-3333-4444-000000000000}" }
+
 // UnmarshalText accepts what ParseGUID accepts; an empty string is the zero
 // GUID, so an omitted CustomerID stays unset.
 func (g *GUID) UnmarshalText(b []byte) error {

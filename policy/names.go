@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -58,4 +59,15 @@ func parseName(lower string, names []string) int {
 		}
 	}
 	return -1
+}
+
+// Syntax says what a well-formed value looks like, for the APIs' errors.
+func (VSID) Syntax() string { return fmt.Sprintf("use %d..%d", MinVSID, MaxVSID) }
+
+// Syntax says what a well-formed value looks like, for the APIs' errors.
+func (Rule) Syntax() string { return "use 0 (Nat), 1 (Encap) or 2 (None)" }
+
+// Syntax says what a well-formed value looks like, for the APIs' errors.
+func (RecordType) Syntax() string {
+	return "use 0 (Static), 1 (Dynamic), 2 (GatewayWildcard) or 3 (L2Only)"
 }

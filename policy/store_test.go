@@ -471,16 +471,3 @@ func TestMovesListRecordsWhosePAChanged(t *testing.T) {
 		t.Fatalf("Put moved the record from 198.18.0.3: Moves = %+v", m)
 	}
 }
-
-func TestHTTPStatusRoundTrip(t *testing.T) {
-	for _, kind := range []error{ErrInvalid, ErrNotFound, ErrExists} {
-		err := &Error{Kind: kind, Msg: "x"}
-		st := HTTPStatus(err)
-		if st == 0 || KindOfStatus(st) != kind {
-			t.Errorf("%v: status %d maps back to %v", kind, st, KindOfStatus(st))
-		}
-	}
-	if HTTPStatus(errors.New("plain")) != 0 || KindOfStatus(500) != nil {
-		t.Error("an error of no kind must map to no status and 500 to no kind")
-	}
-}

@@ -205,10 +205,5 @@ type HostAPI interface {
 	Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[Event, error]
 }
 
-// ErrorBody is the JSON of every error response: {"error": "one sentence"}.
-type ErrorBody struct {
-	Error string `json:"error"`
-}
-
 // DefaultTTL is a host's liveness lease when it registers without one.
 const DefaultTTL = 10

@@ -2,7 +2,6 @@ package policyclient
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -18,25 +17,27 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
 )
 
 // Client calls a policy server over HTTP(S). It is safe for concurrent use.
+// Its errors are *jsonapi.Error, which errors.Is matches to policy.ErrInvalid,
+// ErrNotFound, ErrExists or ErrUnavailable by status.
 type Client struct {
-	base string
-	hc   *http.Client
+	api jsonapi.Client
 }
 
-// NewClient returns a client for the server at baseURL (http://host:port or
+// New returns a client for the server at baseURL (http://host:port or
 // https://host:port). tlsConfig, when not nil, sets the CA to trust and the
 // client certificate for mutual TLS (see pki.ClientTLS).
 func New(baseURL string, tlsConfig *tls.Config) *Client {
 	return NewDialer(baseURL, tlsConfig, nil)
 }
 
-// NewDialer is New with the function that opens connections,
-// e.g. one that dials inside another network namespace; nil dials as usual.
+// NewDialer is New with the function that opens connections, e.g. one that
+// dials inside another network namespace; nil dials as usual.
 func NewDialer(baseURL string, tlsConfig *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConfig
@@ -44,79 +45,18 @@ func NewDialer(baseURL string, tlsConfig *tls.Config, dial func(ctx context.Cont
 		tr.DialContext = dial
 	}
 	tr.MaxIdleConnsPerHost = 16
-	return &Client{base: strings.TrimRight(baseURL, "/"), hc: &http.Client{Transport: tr}}
+	base := strings.TrimRight(baseURL, "/")
+	return &Client{api: jsonapi.Client{Base: base, Server: "policy server at " + base, HTTP: &http.Client{Transport: tr}}}
 }
 
 // CloseIdleConnections closes kept-alive connections, e.g. before exiting.
-func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
-
-// Error is an error answered by the policy server. errors.Is matches
-// policy.ErrInvalid, ErrNotFound or ErrExists by status.
-type Error struct {
-	Status  int
-	Message string
-}
-
-func (e *Error) Error() string { return e.Message }
-
-func (e *Error) Is(target error) bool {
-	k := policy.KindOfStatus(e.Status)
-	return k != nil && target == k
-}
-
-func (c *Client) request(ctx context.Context, method, path string, query url.Values, in any) (*http.Response, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: request could not be encoded: %w", method, path, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	u := c.base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("policy server at %s did not answer %s %s: %w", c.base, method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		var eb policyapi.ErrorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-			return nil, &Error{Status: resp.StatusCode, Message: fmt.Sprintf("policy server answered %s to %s %s without an error message", resp.Status, method, path)}
-		}
-		return nil, &Error{Status: resp.StatusCode, Message: eb.Error}
-	}
-	return resp, nil
-}
+func (c *Client) CloseIdleConnections() { c.api.HTTP.CloseIdleConnections() }
 
 // Do sends one request to path; in, when not nil, is the JSON body, and
 // out, when not nil, receives the JSON answer. The typed methods use it;
 // tests and tools use it for requests the methods do not cover.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, in, out any) error {
-	resp, err := c.request(ctx, method, path, query, in)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if out == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		return err
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("policy server's answer to %s %s is not the expected JSON: %w", method, path, err)
-	}
-	return nil
+	return c.api.Do(ctx, method, path, query, in, out)
 }
 
 func call[T any](c *Client, ctx context.Context, method, path string, query url.Values, in any) (T, error) {
@@ -279,8 +219,8 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 			for _, rd := range rds {
 				q.Add("routingDomain", rd.String())
 			}
-			resp, err := c.request(ctx, http.MethodGet, "/v1/watch", q, nil)
-			var se *Error
+			resp, err := c.api.Request(ctx, http.MethodGet, "/v1/watch", q, nil)
+			var se *jsonapi.Error
 			if errors.As(err, &se) && se.Status < 500 {
 				yield(policyapi.Event{}, err)
 				return
@@ -297,7 +237,7 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 				return
 			}
 			if err == nil {
-				err = fmt.Errorf("policy server at %s closed the watch stream", c.base)
+				err = fmt.Errorf("policy server at %s closed the watch stream", c.api.Base)
 			}
 			if !yield(policyapi.Event{}, err) {
 				return
@@ -323,7 +263,7 @@ func (c *Client) readStream(body io.Reader, done int64, yield func(policyapi.Eve
 	for sc.Scan() {
 		var ev policyapi.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return done, false, fmt.Errorf("policy server at %s sent a watch line that is not an event: %w", c.base, err)
+			return done, false, fmt.Errorf("policy server at %s sent a watch line that is not an event: %w", c.api.Base, err)
 		}
 		switch {
 		case ev.Type == policyapi.EventProgress:

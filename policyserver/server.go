@@ -1,21 +1,15 @@
 package policyserver
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
 )
@@ -55,7 +49,7 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 		var q struct {
 			RoutingDomainID policy.GUID `json:"routingDomain"`
 		}
-		if err := decodeQuery(r, &q); err != nil {
+		if err := jsonapi.DecodeQuery(r.URL.Query(), &q); err != nil {
 			return nil, err
 		}
 		return nonNil(st.Subnets(ctx, q.RoutingDomainID))
@@ -84,7 +78,7 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 	create("/v1/vms", body(st.CreateVM))
 	get("/v1/vms", func(ctx context.Context, r *http.Request) (any, error) {
 		var f policyapi.VMFilter
-		if err := decodeQuery(r, &f); err != nil {
+		if err := jsonapi.DecodeQuery(r.URL.Query(), &f); err != nil {
 			return nil, err
 		}
 		return nonNil(st.VMs(ctx, f))
@@ -93,7 +87,7 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 	del("/v1/vms/{name}", delName(st.DeleteVM))
 	create("/v1/vms/{name}/migrate", func(ctx context.Context, r *http.Request) (any, error) {
 		var m policyapi.Migration
-		if err := decodeBody(r.Body, &m); err != nil {
+		if err := jsonapi.DecodeBody(r.Body, &m); err != nil {
 			return nil, err
 		}
 		return st.MigrateVM(ctx, r.PathValue("name"), m.Host)
@@ -108,7 +102,7 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 		var q struct {
 			RoutingDomainID policy.GUID `json:"routingDomain"`
 		}
-		if err := decodeQuery(r, &q); err != nil {
+		if err := jsonapi.DecodeQuery(r.URL.Query(), &q); err != nil {
 			return nil, err
 		}
 		if q.RoutingDomainID.IsZero() {
@@ -121,7 +115,7 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 			VSID policy.VSID `json:"vsid"`
 			CA   netip.Addr  `json:"ca"`
 		}
-		if err := decodeQuery(r, &q); err != nil {
+		if err := jsonapi.DecodeQuery(r.URL.Query(), &q); err != nil {
 			return nil, err
 		}
 		if err := checkVSID(q.VSID); err != nil {
@@ -134,7 +128,7 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 	})
 	mux.HandleFunc("GET /v1/watch", h.watch)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("%s %s is not an API route: see docs/policy-server.md", r.Method, r.URL.Path))
+		jsonapi.WriteError(w, notFoundf("%s %s is not an API route: see docs/policy-server.md", r.Method, r.URL.Path))
 	})
 	return mux
 }
@@ -155,22 +149,21 @@ func (h *handler) answer(f func(context.Context, *http.Request) (any, error)) ht
 		if r.Method == http.MethodPost && !strings.HasSuffix(r.URL.Path, "/heartbeat") && !strings.HasSuffix(r.URL.Path, "/migrate") {
 			status = http.StatusCreated
 		}
-		writeJSON(w, status, v)
+		jsonapi.WriteJSON(w, status, v)
 	}
 }
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status := statusOf(err)
-	if status >= 500 {
+	if jsonapi.Status(err) >= 500 {
 		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeError(w, status, err)
+	jsonapi.WriteError(w, err)
 }
 
 func body[T any](f func(context.Context, T) (T, error)) func(context.Context, *http.Request) (any, error) {
 	return func(ctx context.Context, r *http.Request) (any, error) {
 		var v T
-		if err := decodeBody(r.Body, &v); err != nil {
+		if err := jsonapi.DecodeBody(r.Body, &v); err != nil {
 			return nil, err
 		}
 		return f(ctx, v)
@@ -239,8 +232,7 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	qs := r.URL.Query()
 	rdTexts := qs["routingDomain"]
 	delete(qs, "routingDomain")
-	r.URL.RawQuery = qs.Encode()
-	if err := decodeQuery(r, &q); err != nil {
+	if err := jsonapi.DecodeQuery(qs, &q); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -272,140 +264,4 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	case err != nil && !errors.Is(err, ErrCompacted) && r.Context().Err() == nil:
 		h.log.Info("watch stream ended", "err", err)
 	}
-}
-
-func statusOf(err error) int {
-	if st := policy.HTTPStatus(err); st != 0 {
-		return st
-	}
-	if errors.Is(err, context.Canceled) {
-		return 499
-	}
-	return http.StatusServiceUnavailable
-}
-
-func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, policyapi.ErrorBody{Error: strings.ReplaceAll(err.Error(), "\n", " ")})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	// The status is sent; a write error can only mean the client went away.
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// Request decoding: one property at a time, so that a malformed value is
-// reported with its name and the rule for it.
-
-var rules = map[reflect.Type]string{
-	reflect.TypeFor[netip.Addr]():     "use an IPv4 or IPv6 address such as 10.0.0.5",
-	reflect.TypeFor[[]netip.Addr]():   `use a list of addresses such as ["10.0.0.5"]`,
-	reflect.TypeFor[[]netip.Prefix](): `use a list of prefixes such as ["10.0.0.0/24", "fd00:0:0:1::/64"]`,
-	reflect.TypeFor[packet.MAC]():     "use 00:15:5d:01:02:03",
-	reflect.TypeFor[policy.VSID]():    fmt.Sprintf("use %d..%d", policy.MinVSID, policy.MaxVSID),
-	reflect.TypeFor[policy.GUID]():    guidUse,
-	reflect.TypeFor[int64]():          "use a whole number",
-	reflect.TypeFor[string]():         "use a string",
-}
-
-func ruleFor(t reflect.Type, cause error) string {
-	if r, ok := rules[t]; ok {
-		return r
-	}
-	return cause.Error()
-}
-
-// maxBody bounds a request body; objects are a few hundred bytes.
-const maxBody = 1 << 20
-
-// decodeBody decodes one JSON object into the struct dst points to.
-// Unknown properties and trailing data are errors.
-func decodeBody(r io.Reader, dst any) error {
-	data, err := io.ReadAll(io.LimitReader(r, maxBody+1))
-	if err != nil {
-		return invalidf("request body could not be read: %v", err)
-	}
-	if len(data) > maxBody {
-		return invalidf("request body is larger than %d bytes: send one object", maxBody)
-	}
-	var obj map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&obj); err != nil || obj == nil {
-		return invalidf("request body is not a JSON object: send one object such as {\"Name\": \"vm1\"}")
-	}
-	if dec.More() {
-		return invalidf("request body has data after the JSON object: send one object")
-	}
-	given := make([]string, 0, len(obj))
-	for k := range obj {
-		given = append(given, k)
-	}
-	return setFields(dst, func(name string) (json.RawMessage, bool) { r, ok := obj[name]; return r, ok }, given, false)
-}
-
-// decodeQuery decodes the query string into the struct dst points to,
-// using its json tags as parameter names.
-func decodeQuery(r *http.Request, dst any) error {
-	q := r.URL.Query()
-	names := make([]string, 0, len(q))
-	for k := range q {
-		names = append(names, k)
-	}
-	return setFields(dst, func(name string) (json.RawMessage, bool) {
-		v, ok := q[name]
-		if !ok || len(v) == 0 {
-			return nil, false
-		}
-		b, _ := json.Marshal(v[len(v)-1])
-		return b, true
-	}, names, true)
-}
-
-// setFields sets each field of the struct dst points to from get, by its
-// json name; given are the names the request used. Query values arrive as
-// JSON strings, so numbers are also tried unquoted there.
-func setFields(dst any, get func(string) (json.RawMessage, bool), given []string, query bool) error {
-	what := "field"
-	if query {
-		what = "query parameter"
-	}
-	v := reflect.ValueOf(dst).Elem()
-	t := v.Type()
-	var known []string
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		known = append(known, name)
-	}
-	slices.Sort(given)
-	for _, g := range given {
-		if !slices.Contains(known, g) {
-			return invalidf("unknown %s %q: use %s", what, g, strings.Join(known, ", "))
-		}
-	}
-	for i, name := range known {
-		raw, ok := get(name)
-		if !ok {
-			continue
-		}
-		f := v.Field(i)
-		fresh := reflect.New(f.Type())
-		if err := json.Unmarshal(raw, fresh.Interface()); err != nil {
-			var s string
-			if !query || json.Unmarshal(raw, &s) != nil || json.Unmarshal([]byte(s), fresh.Interface()) != nil {
-				return invalidf("%s %s is malformed: %s", name, clip(string(raw)), ruleFor(f.Type(), err))
-			}
-		}
-		f.Set(fresh.Elem())
-	}
-	return nil
-}
-
-// clip keeps a quoted value short and on one line.
-func clip(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 64 {
-		return s[:61] + "..."
-	}
-	return s
 }

@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
 	"github.com/wnv/wnv/policyclient"
@@ -294,7 +295,7 @@ func TestRulesWriteNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, cli)
 			err := tc.call()
-			var se *policyclient.Error
+			var se *jsonapi.Error
 			if !errors.As(err, &se) {
 				t.Fatalf("got %v, want a server error", err)
 			}
@@ -332,9 +333,9 @@ func TestMalformedRequests(t *testing.T) {
 		{"POST", "/v1/vms", `{"Name":"a","MACAddress":"zz"}`, 400, `MACAddress "zz" is malformed: use 00:15:5d:01:02:03`},
 		{"POST", "/v1/vms", `{"Name":"a","Colour":"blue"}`, 400, `unknown field "Colour": use Name, Interface, MACAddress, CustomerAddresses, VirtualSubnetID, Host, RoutingDomainID, CustomerID, ProviderAddress, PreviousHost, PreviousProviderAddress, MigratedAt, CreatedAt`},
 		{"POST", "/v1/subnets", `{"VirtualSubnetID":5001,"Prefixes":["10.0.0.0/33"]}`, 400, `Prefixes ["10.0.0.0/33"] is malformed: use a list of prefixes such as ["10.0.0.0/24", "fd00:0:0:1::/64"]`},
-		{"POST", "/v1/tenants", `[]`, 400, `request body is not a JSON object: send one object such as {"Name": "vm1"}`},
+		{"POST", "/v1/tenants", `[]`, 400, `request body is not a JSON object: got array`},
 		{"GET", "/v1/lookup?vsid=abc&ca=10.0.0.1", "", 400, `vsid "abc" is malformed: use 4096..16777214`},
-		{"GET", "/v1/watch?rev=x", "", 400, `rev "x" is malformed: use a whole number`},
+		{"GET", "/v1/watch?rev=x", "", 400, `rev "x" is malformed: use a whole number up to 9223372036854775807`},
 		{"GET", "/v1/policy", "", 400, "routingDomain is missing: use a GUID such as {11111111-2222-3333-4444-000000000000}"},
 	}
 	for _, tc := range cases {
@@ -345,7 +346,7 @@ func TestMalformedRequests(t *testing.T) {
 			body = json.RawMessage(tc.body)
 		}
 		err := c.Do(ctx, tc.method, p, vals, body, nil)
-		var se *policyclient.Error
+		var se *jsonapi.Error
 		if !errors.As(err, &se) || se.Status != tc.status || se.Message != tc.want {
 			t.Errorf("%s %s %s:\n got %v\nwant %d %s", tc.method, tc.path, tc.body, err, tc.status, tc.want)
 		}

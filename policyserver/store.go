@@ -158,7 +158,7 @@ func etcdError(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("etcd is unavailable: %w", err)
+	return &policy.Error{Kind: policy.ErrUnavailable, Msg: "etcd is unavailable: " + err.Error()}
 }
 
 // rangeOf lists the values under prefix at rev (0: now).

@@ -27,7 +27,7 @@ func existsf(format string, a ...any) error {
 	return &policy.Error{Kind: policy.ErrExists, Msg: fmt.Sprintf(format, a...)}
 }
 
-const guidUse = "use a GUID such as {11111111-2222-3333-4444-000000000000}"
+var guidUse = policy.GUID{}.Syntax()
 
 // checkName accepts names that are safe in etcd keys and URL paths.
 func checkName(field, s string) error {

@@ -1,24 +1,21 @@
 package provider
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 
+	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policy"
 )
 
 // Client calls the provider API of one wnvd over its Unix socket. It is safe
-// for concurrent use.
+// for concurrent use. Its errors are *jsonapi.Error, which errors.Is matches
+// to policy.ErrInvalid, ErrNotFound or ErrExists by status, so callers can
+// treat them like errors of a local policy.Store.
 type Client struct {
-	socket string
-	hc     *http.Client
+	api jsonapi.Client
 }
 
 // NewClient returns a client for the wnvd listening on socketPath. It does
@@ -31,70 +28,11 @@ func NewClient(socketPath string) *Client {
 		},
 		MaxIdleConns: 4,
 	}
-	return &Client{socket: socketPath, hc: &http.Client{Transport: tr}}
+	return &Client{api: jsonapi.Client{Base: "http://wnvd", Server: "wnvd at " + socketPath, HTTP: &http.Client{Transport: tr}}}
 }
 
-// Error is an error answered by wnvd. Message is its one line; errors.Is
-// matches policy.ErrInvalid, ErrNotFound or ErrExists by status, so callers
-// can treat it like an error from a local policy.Store.
-type Error struct {
-	Status  int
-	Message string
-}
-
-func (e *Error) Error() string { return e.Message }
-
-func (e *Error) Is(target error) bool {
-	k := policy.KindOfStatus(e.Status)
-	return k != nil && target == k
-}
-
-// do sends one request; in, when not nil, is the JSON body, and out, when not
-// nil, receives the JSON answer.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("%s %s: request could not be encoded: %w", method, path, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	u := url.URL{Scheme: "http", Host: "wnvd", Path: path, RawQuery: query.Encode()}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return fmt.Errorf("cannot reach wnvd at %s: is it running? (%v)", c.socket, op)
-		}
-		return fmt.Errorf("wnvd at %s did not answer %s %s: %w", c.socket, method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("wnvd's answer to %s %s could not be read: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		var eb errorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-			return &Error{Status: resp.StatusCode, Message: fmt.Sprintf("wnvd answered %s to %s %s without an error message", resp.Status, method, path)}
-		}
-		return &Error{Status: resp.StatusCode, Message: eb.Error}
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("wnvd's answer to %s %s is not the expected JSON: %w", method, path, err)
-	}
-	return nil
+	return c.api.Do(ctx, method, path, query, in, out)
 }
 
 func add[T any](c *Client, ctx context.Context, path string, obj T) (T, error) {
@@ -105,7 +43,7 @@ func add[T any](c *Client, ctx context.Context, path string, obj T) (T, error) {
 
 func list[T any](c *Client, ctx context.Context, method, path string, filter, change any) ([]T, error) {
 	var out []T
-	err := c.do(ctx, method, path, encodeQuery(filter), change, &out)
+	err := c.do(ctx, method, path, jsonapi.EncodeQuery(filter), change, &out)
 	return out, err
 }
 
@@ -236,7 +174,7 @@ func (c *Client) Port(ctx context.Context, name string) (Port, error) {
 // NextHop answers Select-NextHop for q.
 func (c *Client) NextHop(ctx context.Context, q NextHopQuery) (NextHop, error) {
 	var out NextHop
-	err := c.do(ctx, http.MethodGet, "/v1/next-hop", encodeQuery(q), nil, &out)
+	err := c.do(ctx, http.MethodGet, "/v1/next-hop", jsonapi.EncodeQuery(q), nil, &out)
 	return out, err
 }
 

@@ -1,13 +1,13 @@
 package provider
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policy"
 )
 
@@ -23,12 +23,6 @@ type Backend interface {
 	NextHop(NextHopQuery) (NextHop, error)
 	Counters() Counters
 }
-
-// badRequest marks errors in the request itself (decoding, validation done
-// here rather than in the store).
-type badRequest struct{ error }
-
-func (e badRequest) Unwrap() error { return e.error }
 
 // NewHandler returns the provider API's HTTP handler over b.
 func NewHandler(b Backend) http.Handler {
@@ -90,7 +84,7 @@ func NewHandler(b Backend) http.Handler {
 	h.route("/v1/next-hop", map[string]http.HandlerFunc{http.MethodGet: h.nextHop})
 	h.route("/v1/counters", map[string]http.HandlerFunc{http.MethodGet: h.counters})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("path %s is not part of the provider API: use one of %s", r.URL.Path, strings.Join(h.paths, ", ")))
+		jsonapi.WriteError(w, &policy.Error{Kind: policy.ErrNotFound, Msg: fmt.Sprintf("path %s is not part of the provider API: use one of %s", r.URL.Path, strings.Join(h.paths, ", "))})
 	})
 	return h.mux
 }
@@ -113,7 +107,7 @@ func (h *handler) route(path string, methods map[string]http.HandlerFunc) {
 	allow := strings.Join(allowed, ", ")
 	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed on %s: use %s", r.Method, path, allow))
+		jsonapi.WriteJSON(w, http.StatusMethodNotAllowed, jsonapi.ErrorBody{Error: fmt.Sprintf("method %s is not allowed on %s: use %s", r.Method, path, allow)})
 	})
 	h.paths = append(h.paths, path)
 }
@@ -127,7 +121,7 @@ type MetricChange struct {
 func metricSetter[T, F any](set func(*policy.Store, F, uint32) ([]T, error)) func(*policy.Store, F, MetricChange) ([]T, error) {
 	return func(s *policy.Store, f F, c MetricChange) ([]T, error) {
 		if c.Metric == nil {
-			return nil, badRequest{errors.New("Metric is missing: a route's Metric is its only settable property")}
+			return nil, jsonapi.Invalid(errors.New("Metric is missing: a route's Metric is its only settable property"))
 		}
 		return set(s, f, *c.Metric)
 	}
@@ -148,29 +142,29 @@ func (c collection[T, F, C]) register(h *handler) {
 	methods := map[string]http.HandlerFunc{
 		http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
 			obj := c.fresh()
-			if err := decodeBody(r.Body, &obj); err != nil {
-				writeError(w, http.StatusBadRequest, err)
+			if err := jsonapi.DecodeBody(r.Body, &obj); err != nil {
+				jsonapi.WriteError(w, err)
 				return
 			}
 			added, err := c.add(h.b.Store(), obj)
 			if err != nil {
-				writeError(w, statusOf(err), err)
+				jsonapi.WriteError(w, err)
 				return
 			}
-			writeJSON(w, http.StatusCreated, added)
+			jsonapi.WriteJSON(w, http.StatusCreated, added)
 		},
 		http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
 			var f F
-			if err := decodeQuery(r.URL.Query(), &f); err != nil {
-				writeError(w, http.StatusBadRequest, err)
+			if err := jsonapi.DecodeQuery(r.URL.Query(), &f); err != nil {
+				jsonapi.WriteError(w, err)
 				return
 			}
 			writeList(w, c.list(h.b.Store(), f), nil)
 		},
 		http.MethodDelete: func(w http.ResponseWriter, r *http.Request) {
 			var f F
-			if err := decodeQuery(r.URL.Query(), &f); err != nil {
-				writeError(w, http.StatusBadRequest, err)
+			if err := jsonapi.DecodeQuery(r.URL.Query(), &f); err != nil {
+				jsonapi.WriteError(w, err)
 				return
 			}
 			removed, err := c.remove(h.b.Store(), f)
@@ -180,13 +174,13 @@ func (c collection[T, F, C]) register(h *handler) {
 	if c.set != nil {
 		methods[http.MethodPatch] = func(w http.ResponseWriter, r *http.Request) {
 			var f F
-			if err := decodeQuery(r.URL.Query(), &f); err != nil {
-				writeError(w, http.StatusBadRequest, err)
+			if err := jsonapi.DecodeQuery(r.URL.Query(), &f); err != nil {
+				jsonapi.WriteError(w, err)
 				return
 			}
 			var change C
-			if err := decodeBody(r.Body, &change); err != nil {
-				writeError(w, http.StatusBadRequest, err)
+			if err := jsonapi.DecodeBody(r.Body, &change); err != nil {
+				jsonapi.WriteError(w, err)
 				return
 			}
 			changed, err := c.set(h.b.Store(), f, change)
@@ -198,17 +192,17 @@ func (c collection[T, F, C]) register(h *handler) {
 
 func writeList[T any](w http.ResponseWriter, list []T, err error) {
 	if err != nil {
-		writeError(w, statusOf(err), err)
+		jsonapi.WriteError(w, err)
 		return
 	}
 	if list == nil {
 		list = []T{}
 	}
-	writeJSON(w, http.StatusOK, list)
+	jsonapi.WriteJSON(w, http.StatusOK, list)
 }
 
 func (h *handler) getGlobal(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.b.Store().Global())
+	jsonapi.WriteJSON(w, http.StatusOK, h.b.Store().Global())
 }
 
 // putGlobal starts from the current setting, so a body naming only some
@@ -216,17 +210,17 @@ func (h *handler) getGlobal(w http.ResponseWriter, r *http.Request) {
 func (h *handler) putGlobal(w http.ResponseWriter, r *http.Request) {
 	s := h.b.Store()
 	g := s.Global()
-	if err := decodeBody(r.Body, &g); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := jsonapi.DecodeBody(r.Body, &g); err != nil {
+		jsonapi.WriteError(w, err)
 		return
 	}
 	s.SetGlobal(g)
-	writeJSON(w, http.StatusOK, s.Global())
+	jsonapi.WriteJSON(w, http.StatusOK, s.Global())
 }
 
 func (h *handler) listPorts(w http.ResponseWriter, r *http.Request) {
 	if len(r.URL.Query()) > 0 {
-		writeError(w, http.StatusBadRequest, errors.New("GET /v1/ports takes no query parameters: use /v1/ports/{name} for one port"))
+		jsonapi.WriteError(w, jsonapi.Invalid(errors.New("GET /v1/ports takes no query parameters: use /v1/ports/{name} for one port")))
 		return
 	}
 	ports := h.b.Ports()
@@ -236,32 +230,32 @@ func (h *handler) listPorts(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) attachPort(w http.ResponseWriter, r *http.Request) {
 	var spec PortSpec
-	if err := decodeBody(r.Body, &spec); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := jsonapi.DecodeBody(r.Body, &spec); err != nil {
+		jsonapi.WriteError(w, err)
 		return
 	}
 	spec, err := spec.Normalized()
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		jsonapi.WriteError(w, jsonapi.Invalid(err))
 		return
 	}
 	p, err := h.b.AttachPort(spec)
 	if err != nil {
-		writeError(w, statusOf(err), err)
+		jsonapi.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, p)
+	jsonapi.WriteJSON(w, http.StatusCreated, p)
 }
 
 func (h *handler) getPort(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	for _, p := range h.b.Ports() {
 		if p.Name == name {
-			writeJSON(w, http.StatusOK, p)
+			jsonapi.WriteJSON(w, http.StatusOK, p)
 			return
 		}
 	}
-	writeError(w, http.StatusNotFound, fmt.Errorf("port %q is not attached: list ports with GET /v1/ports", name))
+	jsonapi.WriteError(w, &policy.Error{Kind: policy.ErrNotFound, Msg: fmt.Sprintf("port %q is not attached: list ports with GET /v1/ports", name)})
 }
 
 // MigratedDetacher is a Backend that can detach the port of a VM that
@@ -279,16 +273,16 @@ func (h *handler) detachPort(w http.ResponseWriter, r *http.Request) {
 	case "true":
 		k, ok := h.b.(MigratedDetacher)
 		if !ok {
-			writeError(w, http.StatusBadRequest, errors.New("migrated=true is not supported by this wnvd: detach without it"))
+			jsonapi.WriteError(w, jsonapi.Invalid(errors.New("migrated=true is not supported by this wnvd: detach without it")))
 			return
 		}
 		detach = k.DetachMigratedPort
 	default:
-		writeError(w, http.StatusBadRequest, fmt.Errorf("migrated %q is invalid: use true or false", m))
+		jsonapi.WriteError(w, jsonapi.Invalid(fmt.Errorf("migrated %q is invalid: use true or false", m)))
 		return
 	}
 	if err := detach(r.PathValue("name")); err != nil {
-		writeError(w, statusOf(err), err)
+		jsonapi.WriteError(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -296,20 +290,20 @@ func (h *handler) detachPort(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) nextHop(w http.ResponseWriter, r *http.Request) {
 	var q NextHopQuery
-	if err := decodeQuery(r.URL.Query(), &q); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	if err := jsonapi.DecodeQuery(r.URL.Query(), &q); err != nil {
+		jsonapi.WriteError(w, err)
 		return
 	}
 	if err := q.Validate(); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		jsonapi.WriteError(w, jsonapi.Invalid(err))
 		return
 	}
 	nh, err := h.b.NextHop(q)
 	if err != nil {
-		writeError(w, statusOf(err), err)
+		jsonapi.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nh)
+	jsonapi.WriteJSON(w, http.StatusOK, nh)
 }
 
 func (h *handler) counters(w http.ResponseWriter, r *http.Request) {
@@ -326,44 +320,7 @@ func (h *handler) counters(w http.ResponseWriter, r *http.Request) {
 	if c.Notifications == nil {
 		c.Notifications = []NotificationCounters{}
 	}
-	writeJSON(w, http.StatusOK, c)
-}
-
-func statusOf(err error) int {
-	var br badRequest
-	if errors.As(err, &br) {
-		return http.StatusBadRequest
-	}
-	if st := policy.HTTPStatus(err); st != 0 {
-		return st
-	}
-	return http.StatusInternalServerError
-}
-
-// errorBody is the JSON of every error response.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-// writeError answers err's message on one line. A backend that classifies
-// with fmt.Errorf("%w: ...", policy.ErrExists) gets the kind's own text
-// ("already exists: ") stripped, since the status already says it.
-func writeError(w http.ResponseWriter, status int, err error) {
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
-	for _, kind := range []error{policy.ErrInvalid, policy.ErrNotFound, policy.ErrExists} {
-		if rest, ok := strings.CutPrefix(msg, kind.Error()+": "); ok && errors.Is(err, kind) {
-			msg = rest
-		}
-	}
-	writeJSON(w, status, errorBody{Error: msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	// The status is sent; an encoding or write error can only mean the
-	// client went away.
-	_ = json.NewEncoder(w).Encode(v)
+	jsonapi.WriteJSON(w, http.StatusOK, c)
 }
 
 // addLookupRecord refuses the read-only diagnostics, which the host sets.

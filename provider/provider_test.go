@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
@@ -398,7 +399,7 @@ func TestNextHopAndCounters(t *testing.T) {
 func TestClientErrors(t *testing.T) {
 	e := newEnv(t)
 	_, err := e.c.AddLookupRecord(e.ctx, policy.LookupRecord{CustomerAddress: ca1, VirtualSubnetID: 4095, MACAddress: mac1, ProviderAddress: pa1})
-	var pe *provider.Error
+	var pe *jsonapi.Error
 	if !errors.As(err, &pe) || pe.Status != 400 || pe.Message != "VirtualSubnetID 4095 is reserved: use 4096..16777214" {
 		t.Fatalf("error = %#v; want the server's one line with status 400", err)
 	}

@@ -1,4 +1,4 @@
-package provider
+package jsonapi
 
 import (
 	"bytes"
@@ -14,33 +14,40 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 )
 
-// The codec decodes request bodies and query strings one property at a time,
-// so that a malformed value is reported with its property name and the rule
-// for it, which encoding/json alone does not do.
+// Bodies and query strings are decoded one property at a time, so that a
+// malformed value is reported with its property name and the rule for it,
+// which encoding/json alone does not do.
 
-// rules says, per property type, what a well-formed value looks like.
-var rules = map[reflect.Type]string{
-	reflect.TypeFor[netip.Addr]():        "use an IPv4 or IPv6 address such as 10.0.0.5",
-	reflect.TypeFor[[]netip.Addr]():      "use a list of IPv4 or IPv6 addresses such as [\"10.0.0.5\"]",
-	reflect.TypeFor[netip.Prefix]():      "use a prefix such as 10.0.0.0/24",
-	reflect.TypeFor[packet.MAC]():        "use 00:15:5d:01:02:03",
-	reflect.TypeFor[policy.VSID]():       fmt.Sprintf("use %d..%d", policy.MinVSID, policy.MaxVSID),
-	reflect.TypeFor[policy.GUID]():       "use a GUID such as {11111111-2222-3333-4444-000000000000}",
-	reflect.TypeFor[policy.Rule]():       "use 0 (Nat), 1 (Encap) or 2 (None)",
-	reflect.TypeFor[policy.RecordType](): "use 0 (Static), 1 (Dynamic), 2 (GatewayWildcard) or 3 (L2Only)",
-	reflect.TypeFor[bool]():              "use true or false",
-	reflect.TypeFor[string]():            "use a string",
+// A Syntaxer says what a well-formed value of its type looks like; the types
+// of the APIs' properties implement it next to their parsers.
+type Syntaxer interface {
+	Syntax() string
 }
 
-func ruleFor(t reflect.Type, cause error) string {
+// stdSyntax covers the standard library's types, which cannot say it
+// themselves.
+var stdSyntax = map[reflect.Type]string{
+	reflect.TypeFor[netip.Addr]():     "use an IPv4 or IPv6 address such as 10.0.0.5",
+	reflect.TypeFor[[]netip.Addr]():   `use a list of IPv4 or IPv6 addresses such as ["10.0.0.5"]`,
+	reflect.TypeFor[netip.Prefix]():   "use a prefix such as 10.0.0.0/24",
+	reflect.TypeFor[[]netip.Prefix](): `use a list of prefixes such as ["10.0.0.0/24", "fd00:0:0:1::/64"]`,
+	reflect.TypeFor[bool]():           "use true or false",
+	reflect.TypeFor[string]():         "use a string",
+}
+
+// SyntaxOf is the rule for a value of type t; cause is the parser's own
+// words, the fallback.
+func SyntaxOf(t reflect.Type, cause error) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if r, ok := rules[t]; ok {
+	if s, ok := reflect.Zero(t).Interface().(Syntaxer); ok {
+		return s.Syntax()
+	}
+	if r, ok := stdSyntax[t]; ok {
 		return r
 	}
 	switch t.Kind() {
@@ -95,30 +102,35 @@ func fieldNames(fs []field) string {
 	return strings.Join(names, ", ")
 }
 
-// maxBody bounds a request body; policy objects are a few hundred bytes.
-const maxBody = 1 << 20
+// MaxBody bounds a request body; policy objects are a few hundred bytes.
+const MaxBody = 1 << 20
 
-// decodeBody decodes the JSON object in r into the struct dst points to.
+func invalidf(format string, a ...any) error {
+	return &policy.Error{Kind: policy.ErrInvalid, Msg: fmt.Sprintf(format, a...)}
+}
+
+// DecodeBody decodes the JSON object in r into the struct dst points to.
 // Properties absent from the JSON keep dst's values, which is how defaults
-// are applied. Unknown properties and trailing data are errors.
-func decodeBody(r io.Reader, dst any) error {
-	data, err := io.ReadAll(io.LimitReader(r, maxBody+1))
+// are applied. Unknown properties and trailing data are errors. Errors are
+// of kind policy.ErrInvalid.
+func DecodeBody(r io.Reader, dst any) error {
+	data, err := io.ReadAll(io.LimitReader(r, MaxBody+1))
 	if err != nil {
-		return fmt.Errorf("request body could not be read: %v", err)
+		return invalidf("request body could not be read: %v", err)
 	}
-	if len(data) > maxBody {
-		return fmt.Errorf("request body is larger than %d bytes: send one object", maxBody)
+	if len(data) > MaxBody {
+		return invalidf("request body is larger than %d bytes: send one object", MaxBody)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return errors.New("request body is empty: send a JSON object")
+		return invalidf("request body is empty: send a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var obj map[string]json.RawMessage
 	if err := dec.Decode(&obj); err != nil || obj == nil {
-		return fmt.Errorf("request body is not a JSON object: %s", describeJSONError(err))
+		return invalidf("request body is not a JSON object: %s", describeJSONError(err))
 	}
 	if dec.More() {
-		return errors.New("request body has data after the JSON object: send one object")
+		return invalidf("request body has data after the JSON object: send one object")
 	}
 	v := reflect.ValueOf(dst).Elem()
 	fs := fieldsOf(v.Type())
@@ -134,7 +146,7 @@ func decodeBody(r io.Reader, dst any) error {
 		fresh := reflect.New(target.Type())
 		fresh.Elem().Set(target)
 		if err := json.Unmarshal(raw, fresh.Interface()); err != nil {
-			return fmt.Errorf("%s %s is malformed: %s", f.name, clip(string(raw)), ruleFor(f.typ, err))
+			return invalidf("%s %s is malformed: %s", f.name, clip(string(raw)), SyntaxOf(f.typ, err))
 		}
 		target.Set(fresh.Elem())
 	}
@@ -167,7 +179,7 @@ func checkKnown[V any](got map[string]V, fs []field, what string) error {
 		return nil
 	}
 	slices.Sort(unknown)
-	return fmt.Errorf("unknown %s %q: use %s", what, unknown[0], fieldNames(fs))
+	return invalidf("unknown %s %q: use %s", what, unknown[0], fieldNames(fs))
 }
 
 // clip shortens a quoted value and keeps it on one line.
@@ -179,9 +191,10 @@ func clip(s string) string {
 	return s
 }
 
-// decodeQuery fills the struct dst points to from query parameters named
+// DecodeQuery fills the struct dst points to from query parameters named
 // after its properties; absent parameters leave the zero value ("any").
-func decodeQuery(q url.Values, dst any) error {
+// Errors are of kind policy.ErrInvalid.
+func DecodeQuery(q url.Values, dst any) error {
 	v := reflect.ValueOf(dst).Elem()
 	fs := fieldsOf(v.Type())
 	if err := checkKnown(q, fs, "query parameter"); err != nil {
@@ -193,10 +206,10 @@ func decodeQuery(q url.Values, dst any) error {
 			continue
 		}
 		if len(vals) != 1 {
-			return fmt.Errorf("query parameter %s is given %d times: give it once", f.name, len(vals))
+			return invalidf("query parameter %s is given %d times: give it once", f.name, len(vals))
 		}
 		if err := parseText(v.FieldByIndex(f.index), vals[0]); err != nil {
-			return fmt.Errorf("%s %q is malformed: %s", f.name, clip(vals[0]), ruleFor(f.typ, err))
+			return invalidf("%s %q is malformed: %s", f.name, clip(vals[0]), SyntaxOf(f.typ, err))
 		}
 	}
 	return nil
@@ -243,9 +256,9 @@ func parseText(v reflect.Value, s string) error {
 	return nil
 }
 
-// encodeQuery is decodeQuery's inverse: every non-zero property of the struct
-// src becomes one query parameter.
-func encodeQuery(src any) url.Values {
+// EncodeQuery is DecodeQuery's inverse: every non-zero property of the
+// struct src becomes one query parameter.
+func EncodeQuery(src any) url.Values {
 	q := url.Values{}
 	v := reflect.ValueOf(src)
 	for _, f := range fieldsOf(v.Type()) {

@@ -1,4 +1,4 @@
-package provider
+package jsonapi
 
 import (
 	"bytes"
@@ -21,42 +21,42 @@ func TestQueryRoundTrip(t *testing.T) {
 		CustomerID:      policy.MustParseGUID("{11111111-2222-3333-4444-000000000000}"),
 		VMName:          "web 1 & co",
 	}
-	q := encodeQuery(lf)
+	q := EncodeQuery(lf)
 	if len(q) != 6 || q.Get("MACAddress") != "00:15:5d:01:02:03" || q.Get("CustomerID") != "{11111111-2222-3333-4444-000000000000}" {
-		t.Fatalf("encodeQuery = %v", q)
+		t.Fatalf("EncodeQuery = %v", q)
 	}
 	wire, err := url.ParseQuery(q.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got policy.LookupRecordFilter
-	if err := decodeQuery(wire, &got); err != nil || got != lf {
-		t.Fatalf("decodeQuery = %+v, %v; want %+v", got, err, lf)
+	if err := DecodeQuery(wire, &got); err != nil || got != lf {
+		t.Fatalf("DecodeQuery = %+v, %v; want %+v", got, err, lf)
 	}
 
-	if q := encodeQuery(policy.ProviderRouteFilter{}); len(q) != 0 {
+	if q := EncodeQuery(policy.ProviderRouteFilter{}); len(q) != 0 {
 		t.Fatalf("empty filter encodes as %v; want no parameters", q)
 	}
 	pf := policy.ProviderRouteFilter{InterfaceIndex: 7, DestinationPrefix: netip.MustParsePrefix("198.18.0.0/15")}
 	var pgot policy.ProviderRouteFilter
-	if err := decodeQuery(encodeQuery(pf), &pgot); err != nil || pgot != pf {
+	if err := DecodeQuery(EncodeQuery(pf), &pgot); err != nil || pgot != pf {
 		t.Fatalf("ProviderRouteFilter round trip = %+v, %v", pgot, err)
 	}
-	if err := decodeQuery(url.Values{"InterfaceIndex": {"x"}}, &pgot); err == nil || err.Error() != `InterfaceIndex "x" is malformed: use a whole number up to 9223372036854775807` {
+	if err := DecodeQuery(url.Values{"InterfaceIndex": {"x"}}, &pgot); err == nil || err.Error() != `InterfaceIndex "x" is malformed: use a whole number up to 9223372036854775807` {
 		t.Fatalf("bad InterfaceIndex: %v", err)
 	}
 }
 
 func TestDecodeBodyKeepsDefaultsAndPointers(t *testing.T) {
 	r := policy.LookupRecord{Rule: policy.TranslationMethodEncap}
-	if err := decodeBody(bytes.NewReader([]byte(`{"VMName":"a","Type":3}`)), &r); err != nil {
+	if err := DecodeBody(bytes.NewReader([]byte(`{"VMName":"a","Type":3}`)), &r); err != nil {
 		t.Fatal(err)
 	}
 	if r.Rule != policy.TranslationMethodEncap || r.Type != policy.L2Only || r.VMName != "a" {
 		t.Fatalf("decoded %+v", r)
 	}
 	var c policy.LookupRecordChange
-	if err := decodeBody(bytes.NewReader([]byte(`{"VMName":"b","Context":null}`)), &c); err != nil {
+	if err := DecodeBody(bytes.NewReader([]byte(`{"VMName":"b","Context":null}`)), &c); err != nil {
 		t.Fatal(err)
 	}
 	if c.VMName == nil || *c.VMName != "b" || c.Context != nil || c.Rule != nil {
@@ -69,7 +69,7 @@ func TestDecodeBodyKeepsDefaultsAndPointers(t *testing.T) {
 func FuzzDecodeLookupRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := policy.LookupRecord{Rule: policy.TranslationMethodEncap}
-		err := decodeBody(bytes.NewReader(body), &r)
+		err := DecodeBody(bytes.NewReader(body), &r)
 		if err != nil {
 			if msg := err.Error(); msg == "" || strings.ContainsAny(msg, "\r\n") {
 				t.Fatalf("error is not one line: %q", msg)
@@ -81,7 +81,7 @@ func FuzzDecodeLookupRecord(f *testing.F) {
 			t.Fatal(err)
 		}
 		var again policy.LookupRecord
-		if err := decodeBody(bytes.NewReader(out), &again); err != nil || again != r {
+		if err := DecodeBody(bytes.NewReader(out), &again); err != nil || again != r {
 			t.Fatalf("round trip of %s = %+v, %v; want %+v", out, again, err, r)
 		}
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/vswitch"
 )
 
 // The fixture: port A at ifindex 1 (the test run's device) and port B at
@@ -180,6 +181,9 @@ func checkEncapsulated(t *testing.T, out []byte, e Egress, inner []byte) {
 		if gre == nil {
 			t.Fatalf("no GRE header: %v", p)
 		}
+		if want := slowPathFlowID(t, inner); uint8(gre.Key) != want {
+			t.Errorf("FlowID %d, want the slow path's %d for the same flow", uint8(gre.Key), want)
+		}
 		if !gre.KeyPresent || gre.ChecksumPresent || gre.SeqPresent || gre.Version != 0 ||
 			gre.Protocol != layers.EthernetTypeTransparentEthernetBridging || gre.Key>>8 != e.VSID {
 			t.Errorf("GRE key present %v checksum %v seq %v version %d protocol %v VSID %d; want key only, TEB, VSID %d",
@@ -193,6 +197,30 @@ func checkEncapsulated(t *testing.T, out []byte, e Egress, inner []byte) {
 	if e.Routed && be16(inner[12:]) == packet.EtherTypeIPv4 && !packet.IPv4HeaderChecksumOK(tunnelPayload[14:34]) {
 		t.Errorf("inner IPv4 header checksum is wrong after the TTL decrement")
 	}
+}
+
+// slowPathFlowID is the FlowID the slow path gives the flow of frame.
+func slowPathFlowID(t *testing.T, frame []byte) uint8 {
+	t.Helper()
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+	var src, dst netip.Addr
+	var proto uint8
+	switch ip := p.NetworkLayer().(type) {
+	case *layers.IPv4:
+		src, dst, proto = netip.AddrFrom4([4]byte(ip.SrcIP.To4())), netip.AddrFrom4([4]byte(ip.DstIP.To4())), uint8(ip.Protocol)
+	case *layers.IPv6:
+		src, dst, proto = netip.AddrFrom16([16]byte(ip.SrcIP)), netip.AddrFrom16([16]byte(ip.DstIP)), uint8(ip.NextHeader)
+	default:
+		t.Fatalf("inner frame has no IP header: %v", p)
+	}
+	var sport, dport uint16
+	switch l4 := p.TransportLayer().(type) {
+	case *layers.UDP:
+		sport, dport = uint16(l4.SrcPort), uint16(l4.DstPort)
+	case *layers.TCP:
+		sport, dport = uint16(l4.SrcPort), uint16(l4.DstPort)
+	}
+	return vswitch.FlowID(src, dst, proto, sport, dport)
 }
 
 func TestLocal(t *testing.T) {

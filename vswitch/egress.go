@@ -194,7 +194,7 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			}
 		}
 		sport, dport := packet.FlowPorts(ip.NextHeader(), ip.Payload())
-		s.deliver(r, f, p, t, d, buf, off, frame[:eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen()], segLen, scratch, flowID(src, dst, ip.NextHeader(), sport, dport))
+		s.deliver(r, f, p, t, d, buf, off, frame[:eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen()], segLen, scratch, FlowID(src, dst, ip.NextHeader(), sport, dport))
 	default:
 		if !s.l2(r, p, pt, t, buf, off, frame, false) {
 			*r = s.drop(ReasonUnsupportedEtherType)

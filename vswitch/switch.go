@@ -173,9 +173,11 @@ func (s *Switch) mismatch(vsid policy.VSID, ca, pa netip.Addr) {
 	}
 }
 
-// flowID spreads flows over ECMP paths: a multiplicative hash of the inner
-// addresses, protocol and ports folded to 8 bits.
-func flowID(src, dst netip.Addr, proto uint8, sport, dport uint16) uint8 {
+// FlowID spreads flows over ECMP paths: a multiplicative hash of the inner
+// addresses, protocol and TCP/UDP ports (0 for other protocols) folded to 8
+// bits. The fast path computes the same (fastpath/bpf/datapath.c flow_id),
+// so a flow keeps its FlowID whichever path encapsulates it.
+func FlowID(src, dst netip.Addr, proto uint8, sport, dport uint16) uint8 {
 	if src.Is4() {
 		s, d := src.As4(), dst.As4()
 		return flowID4(uint64(binary.BigEndian.Uint32(s[:]))<<32|uint64(binary.BigEndian.Uint32(d[:])), proto, sport, dport)
@@ -188,7 +190,7 @@ func flowID(src, dst netip.Addr, proto uint8, sport, dport uint16) uint8 {
 	return uint8((h ^ ports) * 0x9e3779b97f4a7c15 >> 56)
 }
 
-// flowID4 is flowID of IPv4 source and destination addresses read as one
+// flowID4 is FlowID of IPv4 source and destination addresses read as one
 // big-endian word, as they sit in the header.
 func flowID4(addrs uint64, proto uint8, sport, dport uint16) uint8 {
 	ports := uint64(proto)<<32 ^ uint64(sport)<<16 ^ uint64(dport)

@@ -236,7 +236,7 @@ func TestSameSubnetRemoteIsEncapsulated(t *testing.T) {
 		if g.VSID() != 5001 || string(g.Payload()) != string(inner) {
 			t.Fatalf("key %#x, want VSID 5001 and the inner frame unchanged", g.Key())
 		}
-		if want := flowID(netip.MustParseAddr(fam[0]), netip.MustParseAddr(fam[1]), packet.ProtoUDP, 40000, 7007); g.FlowID() != want {
+		if want := FlowID(netip.MustParseAddr(fam[0]), netip.MustParseAddr(fam[1]), packet.ProtoUDP, 40000, 7007); g.FlowID() != want {
 			t.Errorf("FlowID %d, want %d", g.FlowID(), want)
 		}
 		if got := sw.Counters.VSID(5001).Encapsulated.Load(); got != 1 {
@@ -249,7 +249,7 @@ func TestFlowIDDiffersPerFlow(t *testing.T) {
 	a, b := netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.0.11")
 	seen := map[uint8]bool{}
 	for port := range uint16(64) {
-		seen[flowID(a, b, packet.ProtoTCP, 30000+port, 80)] = true
+		seen[FlowID(a, b, packet.ProtoTCP, 30000+port, 80)] = true
 	}
 	if len(seen) < 32 {
 		t.Fatalf("64 flows hashed to %d FlowIDs: no ECMP entropy", len(seen))

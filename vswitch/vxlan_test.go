@@ -32,7 +32,7 @@ func TestEgressPicksEncapsulationOfDestinationSubnet(t *testing.T) {
 		if r.Action != ToUnderlay || r.Encap != policy.EncapVXLAN || r.Src != pa1 || r.Dst != pa2 {
 			t.Fatalf("%s->%s: %v %v %v %s->%s, want VXLAN 198.18.0.1->198.18.0.2", fam[0], fam[1], r.Action, r.Reason, r.Encap, r.Src, r.Dst)
 		}
-		if want := flowID(netip.MustParseAddr(fam[0]), netip.MustParseAddr(fam[1]), packet.ProtoUDP, 40000, 7007); r.FlowID != want {
+		if want := FlowID(netip.MustParseAddr(fam[0]), netip.MustParseAddr(fam[1]), packet.ProtoUDP, 40000, 7007); r.FlowID != want {
 			t.Errorf("FlowID %d, want %d: it picks the UDP source port", r.FlowID, want)
 		}
 		v := must(packet.ParseVXLAN(r.Data))

@@ -404,14 +404,41 @@ static __always_inline struct iphdr outer_ipv4(const struct egress *d, __u8 prot
 	return ip;
 }
 
-static __always_inline struct gre_hdr nvgre(const struct egress *d, __u32 hash)
+static __always_inline struct gre_hdr nvgre(const struct egress *d, __u8 flow)
 {
 	struct gre_hdr g = {
 		.flags = bpf_htons(GRE_KEY_PRESENT),
 		.protocol = bpf_htons(ETH_P_TEB_),
-		.key = bpf_htonl(d->vsid << 8 | (hash & 0xff)), /* VSID and FlowID */
+		.key = bpf_htonl(d->vsid << 8 | flow), /* VSID and FlowID */
 	};
 	return g;
+}
+
+/*
+ * flow_id is the slow path's FlowID of the inner flow (vswitch.flowID, the
+ * same multiplicative hash of addresses, protocol and TCP/UDP ports), so
+ * that a flow keeps one FlowID, and so one ECMP path, whichever path
+ * encapsulates its packets. The kernel's own skb hash is seeded per boot
+ * and cannot be reproduced in Go. The objects are built for bpfel only, so
+ * a plain 64-bit load is the slow path's little-endian read.
+ */
+static __always_inline __u8 flow_id(struct __sk_buff *skb, const struct ip_info *ii, __u8 proto)
+{
+	__u16 ports_be[2] = {};
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP)
+		bpf_skb_load_bytes(skb, ETH_HLEN + ii->hdr_len, ports_be, sizeof(ports_be));
+	__u64 ports = (__u64)proto << 32 ^ (__u64)bpf_ntohs(ports_be[0]) << 16 ^ bpf_ntohs(ports_be[1]);
+	__u64 s[2], d[2];
+	__builtin_memcpy(s, ii->src, 16);
+	__builtin_memcpy(d, ii->dst, 16);
+	if (ii->family == FAMILY_V4) {
+		__u64 addrs = (__u64)bpf_ntohl((__u32)s[0]) << 32 | bpf_ntohl((__u32)d[0]);
+		return (((addrs * 0x9e3779b97f4a7c15ULL) ^ ports) * 0xbf58476d1ce4e5b9ULL) >> 56;
+	}
+	__u64 h = s[0] ^ d[0] * 0x9e3779b97f4a7c15ULL;
+	h = (h ^ s[1]) * 0xbf58476d1ce4e5b9ULL;
+	h = (h ^ d[1]) * 0x94d049bb133111ebULL;
+	return ((h ^ ports) * 0x9e3779b97f4a7c15ULL) >> 56;
 }
 
 /*
@@ -432,9 +459,10 @@ static __always_inline struct gre_hdr nvgre(const struct egress *d, __u32 hash)
  * destination (skb->protocol follows the outer family, set by the flags).
  */
 static __always_inline int encapsulate(struct __sk_buff *skb, const struct egress *d,
-				       const struct ethhdr *eth, const struct ip_info *ii)
+				       const struct ethhdr *eth, const struct ip_info *ii, __u8 proto)
 {
 	__u32 hash = bpf_get_hash_recalc(skb); /* of the inner flow */
+	__u8 flow = flow_id(skb, ii, proto);
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
 		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
 	struct ethhdr inner = *eth;
@@ -473,7 +501,7 @@ static __always_inline int encapsulate(struct __sk_buff *skb, const struct egres
 		h.ip.hop_limit = OUTER_TTL;
 		copy16(h.ip.saddr.in6_u.u6_addr8, d->src_pa);
 		copy16(h.ip.daddr.in6_u.u6_addr8, d->dst_pa);
-		h.gre = nvgre(d, hash);
+		h.gre = nvgre(d, flow);
 		h.eth = inner;
 		err = bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0);
 	} else if (d->encap == ENCAP_VXLAN) {
@@ -490,7 +518,7 @@ static __always_inline int encapsulate(struct __sk_buff *skb, const struct egres
 		err = bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0);
 	} else {
 		struct nvgre4 h = {};
-		h.gre = nvgre(d, hash);
+		h.gre = nvgre(d, flow);
 		h.eth = inner;
 		h.ip = outer_ipv4(d, IPPROTO_GRE, len);
 		err = bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0);
@@ -577,7 +605,7 @@ static __always_inline int from_port(struct __sk_buff *skb, const struct config 
 		}
 		if (!fits(skb, d, &ii)) /* the slow path answers "too big" */
 			return to_slow_path(skb, cfg, p);
-		int err = encapsulate(skb, d, &eth, &ii);
+		int err = encapsulate(skb, d, &eth, &ii, proto);
 		if (err == -1)
 			return to_slow_path(skb, cfg, p);
 		if (err) {

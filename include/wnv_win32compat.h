@@ -76,21 +76,39 @@ typedef const char *LPCSTR;
 typedef wchar_t WCHAR; /* lets L"..." literals through; names are rejected anyway */
 typedef const WCHAR *LPCWSTR;
 
+#ifndef WINAPI
 #define WINAPI /* one calling convention on Linux */
+#endif
 #ifndef TRUE
 #define TRUE 1
 #endif
 #ifndef FALSE
 #define FALSE 0
 #endif
+#ifndef INVALID_HANDLE_VALUE
 #define INVALID_HANDLE_VALUE ((HANDLE)(ULONG_PTR)-1)
+#endif
+#ifndef INFINITE
 #define INFINITE 0xFFFFFFFFu
+#endif
+#ifndef MAXIMUM_WAIT_OBJECTS
 #define MAXIMUM_WAIT_OBJECTS 64
+#endif
+#ifndef WAIT_OBJECT_0
 #define WAIT_OBJECT_0 0u
+#endif
+#ifndef WAIT_TIMEOUT
 #define WAIT_TIMEOUT 258u
+#endif
+#ifndef WAIT_FAILED
 #define WAIT_FAILED 0xFFFFFFFFu
+#endif
+#ifndef STATUS_PENDING
 #define STATUS_PENDING 0x103u
+#endif
+#ifndef ZeroMemory
 #define ZeroMemory(p, n) memset((p), 0, (n))
+#endif
 
 /* Internal is STATUS_PENDING while the request is in flight, then its Win32
  * status; InternalHigh is the bytes transferred. Offset and Pointer are
@@ -110,7 +128,9 @@ typedef struct _OVERLAPPED {
     HANDLE hEvent;
 } OVERLAPPED, *LPOVERLAPPED;
 
+#ifndef HasOverlappedIoCompleted
 #define HasOverlappedIoCompleted(ov) ((ov)->Internal != STATUS_PENDING)
+#endif
 
 typedef struct _SECURITY_ATTRIBUTES {
     DWORD nLength;
@@ -131,10 +151,12 @@ HANDLE WINAPI CreateEventA(LPSECURITY_ATTRIBUTES lpEventAttributes, BOOL bManual
                            LPCSTR lpName);
 HANDLE WINAPI CreateEventW(LPSECURITY_ATTRIBUTES lpEventAttributes, BOOL bManualReset, BOOL bInitialState,
                            LPCWSTR lpName);
+#ifndef CreateEvent
 #ifdef UNICODE
 #define CreateEvent CreateEventW
 #else
 #define CreateEvent CreateEventA
+#endif
 #endif
 BOOL WINAPI SetEvent(HANDLE hEvent);
 BOOL WINAPI ResetEvent(HANDLE hEvent);

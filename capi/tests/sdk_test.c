@@ -168,8 +168,9 @@ int main(void)
 
     /* A zeroed OVERLAPPED: no event, completion signals the WNV handle. */
     for (int t = 0; t < WnvNotificationTypeMax; t++) {
+        OVERLAPPED zeroed = {0};
         InitParam(&param[t], (WNV_NOTIFICATION_TYPE)t);
-        ZeroMemory(&ov[t], sizeof(ov[t]));
+        ov[t] = zeroed;
         status = WnvRequestNotification(wnv, &param[t], &ov[t], NULL);
         CHECK(status == ERROR_IO_PENDING, "overlapped request of type %d: %lu", t, (unsigned long)status);
         CHECK(!HasOverlappedIoCompleted(&ov[t]), "type %d completed early", t);

@@ -180,7 +180,7 @@ typedef uint16_t ADDRESS_FAMILY;
 
 /* Windows reaches s_addr through a macro over S_un; a member keeps Linux's
  * struct in_addr (whose s_addr such a macro would break) intact. */
-typedef struct _WNV_IN_ADDR {
+__extension__ typedef struct _WNV_IN_ADDR {
     __extension__ union {
         union {
             struct {

@@ -120,7 +120,10 @@ int main(void)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     pthread_t stopper;
-    pthread_create(&stopper, NULL, stop_on_signal, events[stop]);
+    if (pthread_create(&stopper, NULL, stop_on_signal, events[stop]) != 0) {
+        fprintf(stderr, "wnvwatch: cannot start the signal thread\n");
+        return 1;
+    }
     pthread_detach(stopper);
 
     HANDLE h = WnvOpen();

@@ -364,7 +364,8 @@ func TestSDKProgramAgainstServer(t *testing.T) {
 }
 
 // wnvapi.h compiles after another layer's Win32 definitions, as C and C++,
-// and the program links against libwnvapi.
+// and the program links against libwnvapi; a layer whose types would change
+// the structures' layout is refused at compile time, saying why.
 func TestHeaderAfterAnotherWin32Layer(t *testing.T) {
 	dir := build(t)
 	for _, prog := range []string{"compat_test", "compat_test_cxx"} {
@@ -373,6 +374,24 @@ func TestHeaderAfterAnotherWin32Layer(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.HasPrefix(string(out), "compat ok") {
 			t.Errorf("%s: %v\n%s", prog, err, out)
+		}
+	}
+
+	const lp64Layer = `#define _WINDEF_
+typedef unsigned char UCHAR, *PUCHAR;
+typedef unsigned short USHORT;
+typedef unsigned long ULONG, *PULONG, DWORD;
+typedef void *HANDLE;
+typedef struct _OVERLAPPED { ULONG Internal, InternalHigh; void *Pointer; HANDLE hEvent; } OVERLAPPED, *LPOVERLAPPED;
+#define WINAPI
+#include <wnvapi.h>
+`
+	for _, cc := range [][]string{{"gcc", "-x", "c"}, {"g++", "-x", "c++"}} {
+		cmd := exec.Command(cc[0], append(cc[1:], "-fsyntax-only", "-I../include", "-")...)
+		cmd.Stdin = strings.NewReader(lp64Layer)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "wnvapi.h needs 8-, 16- and 32-bit UCHAR, USHORT and ULONG") {
+			t.Errorf("%s with a 64-bit ULONG: %v, want the size assertion\n%s", cc[0], err, out)
 		}
 	}
 }

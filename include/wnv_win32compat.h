@@ -1,7 +1,7 @@
 /*
  * wnv_win32compat.h - the Win32 names a program written from Microsoft's
  * documentation of the WNV API uses besides the API itself, for Linux:
- *   - error codes (each under its own #ifndef);
+ *   - error codes;
  *   - base types, WINAPI, OVERLAPPED, and the handle, event and wait calls
  *     that libwnvapi implements: CloseHandle, GetLastError,
  *     GetOverlappedResult, CancelIoEx, CreateEvent(A/W), SetEvent,
@@ -11,10 +11,12 @@
  * wnvapi.h includes it; there is no need to include it directly.
  *
  * Living with another Win32 compatibility layer: include that layer first.
- * If it defines _WINDEF_ or _MINWINDEF_ (as Wine's and MinGW's windef.h do),
- * the base types, OVERLAPPED and the handle calls here are left to it (its
- * OVERLAPPED must have the Windows layout, which wnvapi.h checks). Define
- * WNV_NO_WIN32_COMPAT to leave every name here to the includer.
+ * Every macro here is under its own #ifndef, so the layer's definitions
+ * win. If it defines _WINDEF_ or _MINWINDEF_ (as Wine's and MinGW's
+ * windef.h do), the base types, OVERLAPPED and the handle calls here are
+ * left to it (its types must have Windows' sizes and OVERLAPPED its layout,
+ * which wnvapi.h checks). Define WNV_NO_WIN32_COMPAT to leave every name
+ * here to the includer.
  */
 #ifndef WNV_WIN32COMPAT_H
 #define WNV_WIN32COMPAT_H

@@ -44,12 +44,14 @@ fuzz:
 		done; \
 	done
 
+# The C API's tests: the layout test, and C and C++ programs run against a
+# notification server (capi/capi_test.go builds them with capi/Makefile).
 ctest:
-	@if [ -f capi/Makefile ]; then $(MAKE) -C capi test; fi
+	@if [ -f capi/Makefile ]; then $(GO) test -count=1 ./capi/; fi
 
-# iproute2 for the lab, ethtool for the GSO tests, gcc and make for the C
-# client, clang, llvm and libbpf-dev to rebuild the eBPF fast path
-# (make generate), QEMU and cpio for the lab's real VM guest;
+# iproute2 for the lab, ethtool for the GSO tests, gcc, g++ and make for the
+# C client and its C++ test, clang, llvm and libbpf-dev to rebuild the eBPF
+# fast path (make generate), QEMU and cpio for the lab's real VM guest;
 # installed only when missing. Then the guest image is built (make guest).
 deps:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "Go is not installed: get Go 1.26 or newer from https://go.dev/dl"; exit 1; }
@@ -57,6 +59,7 @@ deps:
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v ethtool >/dev/null 2>&1 || missing="$$missing ethtool"; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	command -v g++ >/dev/null 2>&1 || missing="$$missing g++"; \
 	command -v make >/dev/null 2>&1 || missing="$$missing make"; \
 	command -v clang >/dev/null 2>&1 || missing="$$missing clang"; \
 	command -v llvm-strip >/dev/null 2>&1 || missing="$$missing llvm"; \

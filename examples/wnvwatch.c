@@ -2,7 +2,8 @@
  * wnvwatch - print wnv notifications as they come.
  *
  * One asynchronous request per notification type on one handle, each with an
- * eventfd; poll() the three eventfds, print what completed, post again.
+ * auto-reset event; WaitForMultipleObjects on the three events and a stop
+ * event (set on SIGINT/SIGTERM), print what completed, post again.
  *
  *   cc -I include -o wnvwatch examples/wnvwatch.c capi/build/libwnvapi.a -pthread
  *   WNV_NOTIFY_SOCKET=/run/wnv/notify.sock ./wnvwatch
@@ -10,13 +11,10 @@
 #include "wnvapi.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #define EVENTS_PER_REQUEST 64
 
@@ -24,17 +22,24 @@ static const char *type_names[] = {"policy-mismatch", "redirect", "object-change
 static const char *dad_names[] = {"Invalid", "Tentative", "Duplicate", "Deprecated", "Preferred"};
 static const char *ca_reasons[] = {"added", "deleted", "moved"};
 
-static volatile sig_atomic_t stop;
+/* stop_on_signal waits for SIGINT or SIGTERM (blocked in every thread) and
+ * sets the stop event: a signal handler may not call SetEvent. */
+static void *stop_on_signal(void *stop)
+{
+    sigset_t set;
+    int sig;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigwait(&set, &sig);
+    SetEvent(stop);
+    return NULL;
+}
 
-static void on_signal(int sig) { (void)sig; stop = 1; }
-
-/* fmt_addr renders a WNV address; Windows family values differ from Linux's. */
 static const char *fmt_addr(ADDRESS_FAMILY fam, const WNV_IP_ADDRESS *a, char *buf, size_t n)
 {
-    if (fam == WNV_AF_INET)
-        return inet_ntop(AF_INET, &a->v4, buf, (socklen_t)n);
-    if (fam == WNV_AF_INET6)
-        return inet_ntop(AF_INET6, &a->v6, buf, (socklen_t)n);
+    if (fam == AF_INET || fam == AF_INET6)
+        return inet_ntop(fam, &a->IP, buf, (socklen_t)n);
     snprintf(buf, n, "-");
     return buf;
 }
@@ -45,9 +50,8 @@ static void print_events(WNV_NOTIFICATION_TYPE t, const UCHAR *buf, ULONG bytes)
     if (t == WnvPolicyMismatchType) {
         const WNV_POLICY_MISMATCH_PARAM *e = (const void *)buf;
         for (ULONG i = 0; i < bytes / sizeof *e; i++, e++)
-            printf("policy-mismatch vsid=%u ca=%s pa=%s families=%u/%u\n", e->VirtualSubnetId,
-                   fmt_addr(e->CAFamily, &e->CA, ca, sizeof ca),
-                   fmt_addr(e->PAFamily, &e->PA, pa, sizeof pa), e->CAFamily, e->PAFamily);
+            printf("policy-mismatch vsid=%u ca=%s pa=%s\n", e->VirtualSubnetId,
+                   fmt_addr(e->CAFamily, &e->CA, ca, sizeof ca), fmt_addr(e->PAFamily, &e->PA, pa, sizeof pa));
     } else if (t == WnvRedirectType) {
         const WNV_REDIRECT_PARAM *e = (const void *)buf;
         for (ULONG i = 0; i < bytes / sizeof *e; i++, e++)
@@ -74,18 +78,53 @@ static void print_events(WNV_NOTIFICATION_TYPE t, const UCHAR *buf, ULONG bytes)
     }
 }
 
+/* post requests events of type t into buf, completing on event; 1 on failure. */
+static int post(HANDLE h, WNV_NOTIFICATION_PARAM *p, OVERLAPPED *ov, WNV_NOTIFICATION_TYPE t, UCHAR *buf,
+                ULONG size, HANDLE event)
+{
+    memset(p, 0, sizeof *p);
+    p->Header.MajorVersion = WNV_API_MAJOR_VERSION_1;
+    p->Header.MinorVersion = WNV_API_MINOR_VERSION_0;
+    p->Header.Size = size;
+    p->NotificationType = t;
+    p->Buffer = buf;
+    memset(ov, 0, sizeof *ov);
+    ov->hEvent = event;
+    DWORD err = WnvRequestNotification(h, p, ov, NULL);
+    if (err != ERROR_IO_PENDING) {
+        fprintf(stderr, "wnvwatch: %s request failed with error %u\n", type_names[t], err);
+        return 1;
+    }
+    return 0;
+}
+
 int main(void)
 {
     static UCHAR bufs[WnvNotificationTypeMax][EVENTS_PER_REQUEST * sizeof(WNV_REDIRECT_PARAM)];
     WNV_NOTIFICATION_PARAM params[WnvNotificationTypeMax];
     OVERLAPPED ovs[WnvNotificationTypeMax];
-    struct pollfd fds[WnvNotificationTypeMax];
+    HANDLE events[WnvNotificationTypeMax + 1]; /* one per type, then the stop event */
     ULONGLONG seen_dropped[WnvNotificationTypeMax] = {0};
+    const DWORD stop = WnvNotificationTypeMax;
 
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    for (DWORD i = 0; i <= stop; i++) {
+        if ((events[i] = CreateEvent(NULL, FALSE, FALSE, NULL)) == NULL) {
+            fprintf(stderr, "wnvwatch: CreateEvent failed (error %u)\n", GetLastError());
+            return 1;
+        }
+    }
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    pthread_t stopper;
+    if (pthread_create(&stopper, NULL, stop_on_signal, events[stop]) != 0) {
+        fprintf(stderr, "wnvwatch: cannot start the signal thread\n");
+        return 1;
+    }
+    pthread_detach(stopper);
 
     HANDLE h = WnvOpen();
     if (h == NULL) {
@@ -93,70 +132,37 @@ int main(void)
                 GetLastError());
         return 1;
     }
-    for (int t = 0; t < WnvNotificationTypeMax; t++) {
-        fds[t].fd = eventfd(0, EFD_CLOEXEC);
-        fds[t].events = POLLIN;
-        if (fds[t].fd < 0) {
-            perror("wnvwatch: eventfd");
-            return 1;
-        }
-    }
-
-    int posted[WnvNotificationTypeMax] = {0};
     int rc = 0;
-    while (!stop) {
-        for (int t = 0; t < WnvNotificationTypeMax; t++) {
-            if (posted[t])
-                continue;
-            memset(&params[t], 0, sizeof params[t]);
-            params[t].Header.MajorVersion = WNV_API_MAJOR_VERSION;
-            params[t].Header.MinorVersion = WNV_API_MINOR_VERSION;
-            params[t].Header.Size = sizeof bufs[t];
-            params[t].NotificationType = (WNV_NOTIFICATION_TYPE)t;
-            params[t].Buffer = bufs[t];
-            memset(&ovs[t], 0, sizeof ovs[t]);
-            ovs[t].hEvent = fds[t].fd;
-            ULONG err = WnvRequestNotification(h, &params[t], &ovs[t], NULL);
-            if (err != ERROR_IO_PENDING) {
-                fprintf(stderr, "wnvwatch: %s request failed with error %u\n", type_names[t], err);
-                rc = 1;
-                goto out;
-            }
-            posted[t] = 1;
-        }
-        if (poll(fds, WnvNotificationTypeMax, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            perror("wnvwatch: poll");
+    for (DWORD t = 0; t < WnvNotificationTypeMax && rc == 0; t++)
+        rc = post(h, &params[t], &ovs[t], (WNV_NOTIFICATION_TYPE)t, bufs[t], sizeof bufs[t], events[t]);
+    while (rc == 0) {
+        DWORD w = WaitForMultipleObjects(stop + 1, events, FALSE, INFINITE);
+        if (w == WAIT_OBJECT_0 + stop)
+            break;
+        if (w >= WAIT_OBJECT_0 + stop) {
+            fprintf(stderr, "wnvwatch: WaitForMultipleObjects failed (error %u)\n", GetLastError());
             rc = 1;
             break;
         }
-        for (int t = 0; t < WnvNotificationTypeMax; t++) {
-            if (!(fds[t].revents & POLLIN))
-                continue;
-            uint64_t v;
-            if (read(fds[t].fd, &v, sizeof v) != sizeof v)
-                continue;
-            ULONG bytes = 0;
-            posted[t] = 0;
-            if (!GetOverlappedResult(h, &ovs[t], &bytes, FALSE)) {
-                fprintf(stderr, "wnvwatch: %s request completed with error %u\n", type_names[t], GetLastError());
-                rc = 1;
-                goto out;
-            }
-            ULONGLONG dropped = 0;
-            WnvGetDroppedNotifications(h, (WNV_NOTIFICATION_TYPE)t, &dropped);
-            if (dropped > seen_dropped[t]) {
-                fprintf(stderr, "wnvwatch: %llu %s events were dropped (queue full): resync policy\n",
-                        (unsigned long long)(dropped - seen_dropped[t]), type_names[t]);
-                seen_dropped[t] = dropped;
-            }
-            print_events((WNV_NOTIFICATION_TYPE)t, bufs[t], bytes);
+        DWORD t = w - WAIT_OBJECT_0;
+        ULONG bytes = 0;
+        if (!GetOverlappedResult(h, &ovs[t], &bytes, FALSE)) {
+            fprintf(stderr, "wnvwatch: %s request completed with error %u\n", type_names[t], GetLastError());
+            rc = 1;
+            break;
         }
+        ULONGLONG dropped = 0;
+        WnvGetDroppedNotifications(h, (WNV_NOTIFICATION_TYPE)t, &dropped);
+        if (dropped > seen_dropped[t]) {
+            fprintf(stderr, "wnvwatch: %llu %s events were dropped (queue full): resync policy\n",
+                    dropped - seen_dropped[t], type_names[t]);
+            seen_dropped[t] = dropped;
+        }
+        print_events((WNV_NOTIFICATION_TYPE)t, bufs[t], bytes);
+        rc = post(h, &params[t], &ovs[t], (WNV_NOTIFICATION_TYPE)t, bufs[t], sizeof bufs[t], events[t]);
     }
-out:
     CloseHandle(h); /* completes the outstanding requests with 995 */
-    for (int t = 0; t < WnvNotificationTypeMax; t++)
-        close(fds[t].fd);
+    for (DWORD i = 0; i <= stop; i++)
+        CloseHandle(events[i]);
     return rc;
 }

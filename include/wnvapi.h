@@ -1,67 +1,42 @@
 /*
- * wnvapi.h - the Windows Network Virtualization notification API (version 1.0)
- * for wnv on Linux: the original names, types, values and structure layouts,
- * served by wnvd over a Unix socket and implemented by libwnvapi (-lwnvapi
- * -pthread).
+ * wnvapi.h - the Windows Network Virtualization notification API, version
+ * 1.0, for wnv on Linux: the documented names, types, values and structure
+ * layouts, so a program written from Microsoft's documentation compiles
+ * unchanged (C or C++). Link with -lwnvapi -pthread.
  *
- * Linux shape of the Windows pieces:
- *   - HANDLE is an opaque pointer returned by WnvOpen (NULL on failure) and
- *     released with CloseHandle. WnvOpen connects to $WNV_NOTIFY_SOCKET, else
- *     /run/wnv/notify.sock.
- *   - Asynchronous requests use OVERLAPPED below: set hEvent to an eventfd
- *     (eventfd(0, EFD_CLOEXEC)) or -1. WnvRequestNotification returns
- *     ERROR_IO_PENDING; on completion the library fills the buffer, sets
- *     PendingNotifications, Internal (the status) and InternalHigh (bytes),
- *     then adds 1 to the eventfd, so hEvent can be poll()ed for POLLIN. Read
- *     the eventfd to reset it and call GetOverlappedResult for the result.
- *     The param, its Buffer and the OVERLAPPED must stay valid until then.
- *   - Address families use the Windows values WNV_AF_INET (2) and
- *     WNV_AF_INET6 (23); Linux's AF_INET6 is 10, hence the prefixed names.
- *   - Errors: functions returning ULONG return the code; BOOL functions set
- *     the calling thread's last error, read with GetLastError.
+ * WnvOpen connects to wnvd's notification socket: $WNV_NOTIFY_SOCKET, else
+ * /run/wnv/notify.sock. The Win32 names it needs besides the API (types,
+ * OVERLAPPED, events, waits, CloseHandle, error codes, IN_ADDR...) come from
+ * wnv_win32compat.h, which explains how to combine it with another Win32
+ * compatibility layer.
+ *
+ * Differences from Windows a program may notice:
+ *   - Address families are the platform's AF_INET / AF_INET6 (Linux's
+ *     AF_INET6 is 10, not 23): the library translates them.
+ *   - Events are process-local and unnamed; DWORD and ULONG are 32-bit
+ *     unsigned int, so print them with %u (or cast for %lu).
  */
-#ifndef WNVAPI_H
-#define WNVAPI_H
+#ifndef __WNV_API_INCLUDED_
+#define __WNV_API_INCLUDED_
 
-#include <stdint.h>
-#include <netinet/in.h>
+#include <stddef.h>
+
+#include "wnv_win32compat.h"
 
 #ifdef __cplusplus
-extern "C" {
+#define WNV_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define WNV_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
+/* The layouts below are Windows' only with these; another layer may differ. */
+WNV_STATIC_ASSERT(sizeof(UCHAR) == 1 && sizeof(USHORT) == 2 && sizeof(ULONG) == 4,
+                  "wnvapi.h needs 8-, 16- and 32-bit UCHAR, USHORT and ULONG");
+WNV_STATIC_ASSERT(sizeof(HANDLE) == sizeof(void *) && sizeof(OVERLAPPED) == 4 * sizeof(void *) &&
+                      offsetof(OVERLAPPED, hEvent) == 3 * sizeof(void *),
+                  "wnvapi.h needs Windows' OVERLAPPED: Internal, InternalHigh, Offset/Pointer, HANDLE hEvent");
 
-typedef void *HANDLE;
-typedef uint8_t UCHAR, *PUCHAR;
-typedef uint16_t USHORT;
-typedef uint32_t ULONG, *PULONG;
-typedef uint64_t ULONGLONG;
-typedef uintptr_t ULONG_PTR;
-typedef int BOOL;
-typedef USHORT ADDRESS_FAMILY;
-
-#ifndef TRUE
-#define TRUE 1
-#endif
-#ifndef FALSE
-#define FALSE 0
-#endif
-
-#define WNV_AF_UNSPEC 0  /* no address: e.g. the PA of an outbound miss */
-#define WNV_AF_INET 2
-#define WNV_AF_INET6 23
-
-#define ERROR_SUCCESS 0
-#define ERROR_INVALID_HANDLE 6
-#define ERROR_NOT_ENOUGH_MEMORY 8
-#define ERROR_INVALID_PARAMETER 87
-#define ERROR_OPEN_FAILED 110
-#define ERROR_OPERATION_ABORTED 995
-#define ERROR_IO_INCOMPLETE 996
-#define ERROR_IO_PENDING 997
-#define ERROR_NOT_FOUND 1168
-
-#define WNV_API_MAJOR_VERSION 1
-#define WNV_API_MINOR_VERSION 0
+#define WNV_API_MAJOR_VERSION_1 1
+#define WNV_API_MINOR_VERSION_0 0
 
 typedef enum _WNV_NOTIFICATION_TYPE {
     WnvPolicyMismatchType = 0,
@@ -83,24 +58,14 @@ typedef enum _WNV_CA_NOTIFICATION_TYPE {
     WnvCustomerAddressMax = 3
 } WNV_CA_NOTIFICATION_TYPE, *PWNV_CA_NOTIFICATION_TYPE;
 
-typedef enum _NL_DAD_STATE {
-    NldsInvalid = 0,
-    NldsTentative = 1,
-    NldsDuplicate = 2,
-    NldsDeprecated = 3,
-    NldsPreferred = 4
-} NL_DAD_STATE;
-
-/* An address in network byte order; IPv4 uses the first 4 bytes. */
-typedef union _WNV_IP_ADDRESS {
-    struct in_addr v4;
-    struct in6_addr v6;
-    UCHAR Addr[16];
+/* In network byte order; an IPv4 address uses IP.v4 (the first 4 bytes). */
+typedef struct _WNV_IP_ADDRESS {
+    union {
+        IN_ADDR v4;
+        IN6_ADDR v6;
+        UCHAR Addr[16];
+    } IP;
 } WNV_IP_ADDRESS, *PWNV_IP_ADDRESS;
-
-typedef union _DL_EUI48 {
-    UCHAR Byte[6];
-} DL_EUI48;
 
 typedef struct _WNV_OBJECT_HEADER {
     UCHAR MajorVersion;
@@ -116,7 +81,7 @@ typedef struct _WNV_NOTIFICATION_PARAM {
     PUCHAR Buffer;
 } WNV_NOTIFICATION_PARAM, *PWNV_NOTIFICATION_PARAM;
 
-/* PAFamily is WNV_AF_UNSPEC when no PA is known (an outbound miss). */
+/* PAFamily is AF_UNSPEC (0) when no PA is known (an outbound miss). */
 typedef struct _WNV_POLICY_MISMATCH_PARAM {
     ADDRESS_FAMILY CAFamily;
     ADDRESS_FAMILY PAFamily;
@@ -159,53 +124,39 @@ typedef struct _WNV_OBJECT_CHANGE_PARAM {
     } ObjectParam;
 } WNV_OBJECT_CHANGE_PARAM, *PWNV_OBJECT_CHANGE_PARAM;
 
-/* An asynchronous request (see the top of this file). Zero it, set hEvent. */
-typedef struct _OVERLAPPED {
-    ULONG_PTR Internal;     /* ERROR_IO_PENDING while in flight, then the status */
-    ULONG_PTR InternalHigh; /* bytes transferred */
-    void *Pointer;          /* reserved for the library */
-    int hEvent;             /* eventfd signalled on completion, or -1 */
-} OVERLAPPED, *LPOVERLAPPED;
+#ifndef WNV_KERNEL_MODE
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Opens a handle to the host's notification API; NULL on failure
- * (GetLastError: ERROR_OPEN_FAILED, ERROR_NOT_ENOUGH_MEMORY). */
-HANDLE WnvOpen(void);
+ * (GetLastError: ERROR_OPEN_FAILED, ERROR_NOT_ENOUGH_MEMORY). Close it with
+ * CloseHandle: its requests in flight complete with ERROR_OPERATION_ABORTED
+ * (and their events are set) before CloseHandle returns. */
+HANDLE WINAPI WnvOpen(void);
 
-/* Requests events of param->NotificationType into param->Buffer.
- * ov == NULL: blocks until at least one event exists, then returns its
- * status and sets *bytesTransferred. ov != NULL: returns ERROR_IO_PENDING
- * (or an error at once) and completes as described above; bytesTransferred
- * may be NULL. Returns ERROR_INVALID_PARAMETER for a version other than 1.0,
- * an unknown type, a Buffer smaller than one structure of the type, or a
- * second outstanding request of the same type on the handle, and
- * ERROR_OPERATION_ABORTED when the request is cancelled or the handle closed. */
-ULONG WnvRequestNotification(HANDLE h, PWNV_NOTIFICATION_PARAM param, LPOVERLAPPED ov,
-                             ULONG *bytesTransferred);
+/* Requests events of NotificationParam->NotificationType into its Buffer.
+ * Overlapped NULL: blocks until at least one event exists and returns its
+ * status with *BytesTransferred set. Otherwise returns ERROR_IO_PENDING (or
+ * an error at once); completion is reported as for any overlapped I/O
+ * (hEvent, the handle, GetOverlappedResult, CancelIoEx). Returns
+ * ERROR_INVALID_PARAMETER for a version other than 1.0, an unknown type, a
+ * Buffer smaller than one structure of the type, or a second outstanding
+ * request of the same type on the handle; ERROR_INVALID_HANDLE for a bad
+ * handle or hEvent; ERROR_OPERATION_ABORTED once cancelled or closed. */
+DWORD WINAPI WnvRequestNotification(HANDLE WnvHandle, PWNV_NOTIFICATION_PARAM NotificationParam,
+                                    LPOVERLAPPED Overlapped, PULONG BytesTransferred);
 
-/* Result of an asynchronous request: TRUE with *bytes set on success; FALSE
- * with GetLastError() = the request's error, or ERROR_IO_INCOMPLETE if wait is
- * FALSE and it is still in flight. */
-BOOL GetOverlappedResult(HANDLE h, LPOVERLAPPED ov, ULONG *bytes, BOOL wait);
-
-/* Cancels the request using ov (all of the handle's requests if ov is NULL):
- * it completes with ERROR_OPERATION_ABORTED unless it already completed.
- * FALSE with ERROR_NOT_FOUND if no such request is in flight. */
-BOOL CancelIoEx(HANDLE h, LPOVERLAPPED ov);
-
-/* Closes the handle; its requests in flight complete with
- * ERROR_OPERATION_ABORTED (and their events are signalled) before it returns. */
-BOOL CloseHandle(HANDLE h);
-
-/* The calling thread's last error. */
-ULONG GetLastError(void);
-
-/* wnv extension: how many events of type the server dropped for this handle
+/* wnv extension: how many events of Type the server dropped for this handle
  * because its queue was full, as of the last completion of that type. Any
  * increase means events were lost: resync the full policy. */
-ULONG WnvGetDroppedNotifications(HANDLE h, WNV_NOTIFICATION_TYPE type, ULONGLONG *dropped);
+DWORD WINAPI WnvGetDroppedNotifications(HANDLE WnvHandle, WNV_NOTIFICATION_TYPE Type, ULONGLONG *Dropped);
 
 #ifdef __cplusplus
 }
 #endif
 
-#endif /* WNVAPI_H */
+#endif /* !WNV_KERNEL_MODE */
+
+#endif /* __WNV_API_INCLUDED_ */

@@ -2,12 +2,11 @@
  * libwnvapi: the C client of wnvd's notification socket. The wire protocol
  * is described in docs/notify.md. One reader thread per handle receives
  * completions, fills the caller's buffers and signals their events; callers
- * never read the socket themselves.
+ * never read the socket themselves. Handles, events and waits: win32.c.
  */
-#include "wnvapi.h"
+#include "handles.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,7 +15,6 @@
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/wnv/notify.sock"
-#define HANDLE_MAGIC 0x574e5648u /* "WNVH" */
 
 enum {
     OP_REQUEST = 1,
@@ -28,6 +26,9 @@ enum {
     COMPLETION_FRAME = FRAME_HEADER + 24,
     HELLO_FRAME = FRAME_HEADER + 16,
     MAX_SERVER_FRAME = 16 << 20,
+    /* Address families travel in Windows' values. */
+    WIRE_AF_INET = 2,
+    WIRE_AF_INET6 = 23,
 };
 
 static const ULONG record_size[WnvNotificationTypeMax] = {
@@ -41,31 +42,20 @@ struct slot {
     uint32_t id;
     PWNV_NOTIFICATION_PARAM param;
     LPOVERLAPPED ov;
+    struct object *event; /* ov->hEvent's event, held until completion, or NULL */
 };
 
+/* Guarded by wnv_mu but for the socket, written under wmu. */
 struct wnv_handle {
-    uint32_t magic;
+    struct object obj; /* first: the table holds &obj */
     int fd;
     pthread_t reader;
-    pthread_mutex_t mu;    /* slots, next_id, dropped, OVERLAPPED results */
-    pthread_cond_t cond;   /* broadcast on every completion */
-    pthread_mutex_t wmu;   /* socket writes */
+    pthread_mutex_t wmu;
     uint32_t next_id;
-    int dead;  /* the connection ended: no new requests */
-    int users; /* threads inside GetOverlappedResult; CloseHandle waits for them */
+    int dead; /* the connection ended: no new requests */
     struct slot slots[WnvNotificationTypeMax];
     ULONGLONG dropped[WnvNotificationTypeMax];
 };
-
-static __thread ULONG last_error;
-
-ULONG GetLastError(void) { return last_error; }
-
-static BOOL fail(ULONG code)
-{
-    last_error = code;
-    return FALSE;
-}
 
 static void put16(UCHAR *b, uint16_t v) { b[0] = (UCHAR)v; b[1] = (UCHAR)(v >> 8); }
 static void put32(UCHAR *b, uint32_t v) { put16(b, (uint16_t)v); put16(b + 2, (uint16_t)(v >> 16)); }
@@ -115,19 +105,55 @@ static int write_frame(struct wnv_handle *h, const UCHAR *b, size_t n)
     return rc;
 }
 
-/* complete finishes a slot's request; h->mu is held. */
+/* native_family rewrites a wire address family in place as the platform's
+ * (Linux's AF_INET6 is 10), so callers compare it with AF_INET/AF_INET6. */
+static void native_family(UCHAR *b)
+{
+    ADDRESS_FAMILY fam = get16(b);
+    if (fam == WIRE_AF_INET)
+        fam = AF_INET;
+    else if (fam == WIRE_AF_INET6)
+        fam = AF_INET6;
+    memcpy(b, &fam, sizeof fam);
+}
+
+#define FAMILY(rec, type, field) native_family((rec) + offsetof(type, field))
+
+static void native_families(WNV_NOTIFICATION_TYPE t, UCHAR *rec)
+{
+    switch (t) {
+    case WnvPolicyMismatchType:
+        FAMILY(rec, WNV_POLICY_MISMATCH_PARAM, CAFamily);
+        FAMILY(rec, WNV_POLICY_MISMATCH_PARAM, PAFamily);
+        break;
+    case WnvRedirectType:
+        FAMILY(rec, WNV_REDIRECT_PARAM, CAFamily);
+        FAMILY(rec, WNV_REDIRECT_PARAM, PAFamily);
+        FAMILY(rec, WNV_REDIRECT_PARAM, NewPAFamily);
+        break;
+    default:
+        if (get32(rec) == WnvProviderAddressType) {
+            FAMILY(rec, WNV_OBJECT_CHANGE_PARAM, ObjectParam.ProviderAddressChange.PAFamily);
+        } else {
+            FAMILY(rec, WNV_OBJECT_CHANGE_PARAM, ObjectParam.CustomerAddressChange.CAFamily);
+            FAMILY(rec, WNV_OBJECT_CHANGE_PARAM, ObjectParam.CustomerAddressChange.PAFamily);
+        }
+    }
+}
+
+/* complete finishes a slot's request; wnv_mu is held. */
 static void complete(struct wnv_handle *h, struct slot *s, ULONG status, ULONG bytes)
 {
     LPOVERLAPPED ov = s->ov;
     s->busy = 0;
     ov->InternalHigh = bytes;
     ov->Internal = status;
-    if (ov->hEvent >= 0) {
-        uint64_t one = 1;
-        ssize_t w = write(ov->hEvent, &one, sizeof one);
-        (void)w; /* a full or closed eventfd cannot be reported to anyone */
+    if (s->event != NULL) {
+        wnv_signal(s->event);
+        wnv_put(s->event);
+        s->event = NULL;
     }
-    pthread_cond_broadcast(&h->cond);
+    wnv_signal(&h->obj);
 }
 
 static void *reader_main(void *arg)
@@ -158,9 +184,10 @@ static void *reader_main(void *arg)
         uint32_t type = get32(frame + 12);
         ULONG pending = get32(frame + 16);
         ULONG bytes = get32(frame + 20);
+        UCHAR *recs = frame + COMPLETION_FRAME - 4;
         if (bytes != n - (COMPLETION_FRAME - 4))
             break;
-        pthread_mutex_lock(&h->mu);
+        pthread_mutex_lock(&wnv_mu);
         if (type < WnvNotificationTypeMax && status != ERROR_INVALID_PARAMETER)
             h->dropped[type] = get64(frame + 24);
         for (int t = 0; t < WnvNotificationTypeMax; t++) {
@@ -169,20 +196,22 @@ static void *reader_main(void *arg)
                 continue;
             if (bytes > s->param->Header.Size)
                 bytes = s->param->Header.Size - s->param->Header.Size % record_size[t];
-            memcpy(s->param->Buffer, frame + COMPLETION_FRAME - 4, bytes);
+            for (ULONG off = 0; off + record_size[t] <= bytes; off += record_size[t])
+                native_families((WNV_NOTIFICATION_TYPE)t, recs + off);
+            memcpy(s->param->Buffer, recs, bytes);
             s->param->PendingNotifications = pending;
             complete(h, s, status, status == ERROR_SUCCESS ? bytes : 0);
             break;
         }
-        pthread_mutex_unlock(&h->mu);
+        pthread_mutex_unlock(&wnv_mu);
     }
     free(frame);
-    pthread_mutex_lock(&h->mu);
+    pthread_mutex_lock(&wnv_mu);
     for (int t = 0; t < WnvNotificationTypeMax; t++)
         if (h->slots[t].busy)
             complete(h, &h->slots[t], ERROR_OPERATION_ABORTED, 0);
     h->dead = 1;
-    pthread_mutex_unlock(&h->mu);
+    pthread_mutex_unlock(&wnv_mu);
     return NULL;
 }
 
@@ -204,7 +233,7 @@ static int connect_socket(void)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
         read_full(fd, hello, sizeof hello) < 0 ||
         get32(hello) != HELLO_FRAME - 4 || get16(hello + 4) != OP_HELLO ||
-        hello[12] != WNV_API_MAJOR_VERSION) {
+        hello[12] != WNV_API_MAJOR_VERSION_1) {
         close(fd);
         return -1;
     }
@@ -213,107 +242,140 @@ static int connect_socket(void)
     return fd;
 }
 
-HANDLE WnvOpen(void)
+HANDLE WINAPI WnvOpen(void)
 {
     struct wnv_handle *h = calloc(1, sizeof *h);
     if (h == NULL) {
-        last_error = ERROR_NOT_ENOUGH_MEMORY;
+        wnv_fail(ERROR_NOT_ENOUGH_MEMORY);
         return NULL;
     }
+    h->obj.kind = KIND_WNV;
+    h->obj.manual = TRUE;
     h->fd = connect_socket();
     if (h->fd < 0) {
         free(h);
-        last_error = ERROR_OPEN_FAILED;
+        wnv_fail(ERROR_OPEN_FAILED);
         return NULL;
     }
-    pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->wmu, NULL);
-    pthread_cond_init(&h->cond, NULL);
-    h->magic = HANDLE_MAGIC;
     if (pthread_create(&h->reader, NULL, reader_main, h) != 0) {
         close(h->fd);
+        pthread_mutex_destroy(&h->wmu);
         free(h);
-        last_error = ERROR_NOT_ENOUGH_MEMORY;
+        wnv_fail(ERROR_NOT_ENOUGH_MEMORY);
         return NULL;
     }
-    return h;
+    HANDLE hh = wnv_insert(&h->obj);
+    if (hh == NULL) {
+        wnv_handle_close(&h->obj);
+        wnv_handle_destroy(&h->obj);
+    }
+    return hh;
 }
 
+void wnv_handle_close(struct object *o)
+{
+    struct wnv_handle *h = (struct wnv_handle *)o;
+    shutdown(h->fd, SHUT_RDWR);
+    pthread_join(h->reader, NULL); /* it completes what is in flight with 995 */
+}
+
+void wnv_handle_destroy(struct object *o)
+{
+    struct wnv_handle *h = (struct wnv_handle *)o;
+    close(h->fd);
+    pthread_mutex_destroy(&h->wmu);
+    free(h);
+}
+
+/* handle returns hh's connection with a reference, locking wnv_mu; NULL
+ * (unlocked) if hh is not an open WnvOpen handle. */
 static struct wnv_handle *handle(HANDLE hh)
 {
-    struct wnv_handle *h = hh;
-    return h != NULL && h->magic == HANDLE_MAGIC ? h : NULL;
+    pthread_mutex_lock(&wnv_mu);
+    struct object *o = wnv_get(hh, KIND_WNV);
+    if (o == NULL)
+        pthread_mutex_unlock(&wnv_mu);
+    return (struct wnv_handle *)o;
 }
 
-/* result waits (if asked) for o's completion and returns it like
- * GetOverlappedResult. The caller holds h->mu and has counted itself in
- * h->users; result releases both. */
-static BOOL result(struct wnv_handle *h, LPOVERLAPPED o, ULONG *bytes, BOOL wait)
+/* release drops handle's reference and lock. */
+static void release(struct wnv_handle *h)
 {
-    while (wait && o->Internal == ERROR_IO_PENDING)
-        pthread_cond_wait(&h->cond, &h->mu);
-    ULONG status = (ULONG)o->Internal;
-    ULONG n = (ULONG)o->InternalHigh;
-    h->users--;
-    pthread_cond_broadcast(&h->cond);
-    pthread_mutex_unlock(&h->mu);
-    if (status == ERROR_IO_PENDING)
-        return fail(ERROR_IO_INCOMPLETE);
+    wnv_put(&h->obj);
+    pthread_mutex_unlock(&wnv_mu);
+}
+
+/* result returns o's outcome like GetOverlappedResult, waiting for its
+ * completion if asked; wnv_mu is held. */
+static BOOL result(LPOVERLAPPED o, DWORD *bytes, BOOL wait)
+{
+    while (wait && o->Internal == STATUS_PENDING)
+        wnv_wait(NULL);
+    if (o->Internal == STATUS_PENDING)
+        return wnv_fail(ERROR_IO_INCOMPLETE);
     if (bytes != NULL)
-        *bytes = n;
-    if (status != ERROR_SUCCESS)
-        return fail(status);
+        *bytes = (DWORD)o->InternalHigh;
+    if (o->Internal != ERROR_SUCCESS)
+        return wnv_fail((DWORD)o->Internal);
     return TRUE;
 }
 
-BOOL GetOverlappedResult(HANDLE hh, LPOVERLAPPED ov, ULONG *bytes, BOOL wait)
+BOOL WINAPI GetOverlappedResult(HANDLE hh, LPOVERLAPPED ov, LPDWORD bytes, BOOL wait)
 {
+    if (ov == NULL)
+        return wnv_fail(ERROR_INVALID_PARAMETER);
     struct wnv_handle *h = handle(hh);
     if (h == NULL)
-        return fail(ERROR_INVALID_HANDLE);
-    if (ov == NULL)
-        return fail(ERROR_INVALID_PARAMETER);
-    pthread_mutex_lock(&h->mu);
-    h->users++;
-    return result(h, ov, bytes, wait);
+        return wnv_fail(ERROR_INVALID_HANDLE);
+    BOOL ok = result(ov, bytes, wait);
+    release(h);
+    return ok;
 }
 
-ULONG WnvRequestNotification(HANDLE hh, PWNV_NOTIFICATION_PARAM param, LPOVERLAPPED ov,
-                             ULONG *bytesTransferred)
+DWORD WINAPI WnvRequestNotification(HANDLE hh, PWNV_NOTIFICATION_PARAM param, LPOVERLAPPED ov,
+                                    PULONG bytesTransferred)
 {
-    struct wnv_handle *h = handle(hh);
-    if (h == NULL)
-        return ERROR_INVALID_HANDLE;
     if (param == NULL || param->Buffer == NULL ||
-        param->Header.MajorVersion != WNV_API_MAJOR_VERSION ||
-        param->Header.MinorVersion != WNV_API_MINOR_VERSION ||
+        param->Header.MajorVersion != WNV_API_MAJOR_VERSION_1 ||
+        param->Header.MinorVersion != WNV_API_MINOR_VERSION_0 ||
         (unsigned)param->NotificationType >= WnvNotificationTypeMax ||
         param->Header.Size < record_size[param->NotificationType])
         return ERROR_INVALID_PARAMETER;
+    struct wnv_handle *h = handle(hh);
+    if (h == NULL)
+        return ERROR_INVALID_HANDLE;
 
-    OVERLAPPED sync = {.hEvent = -1};
+    OVERLAPPED sync;
+    memset(&sync, 0, sizeof sync);
     LPOVERLAPPED o = ov != NULL ? ov : &sync;
     struct slot *s = &h->slots[param->NotificationType];
-    pthread_mutex_lock(&h->mu);
-    if (s->busy) {
-        pthread_mutex_unlock(&h->mu);
-        return ERROR_INVALID_PARAMETER;
+    struct object *event = NULL;
+    DWORD err = ERROR_SUCCESS;
+    if (s->busy)
+        err = ERROR_INVALID_PARAMETER;
+    else if (h->dead)
+        err = ERROR_OPERATION_ABORTED;
+    else if (o->hEvent != NULL && (event = wnv_get(o->hEvent, KIND_EVENT)) == NULL)
+        err = ERROR_INVALID_HANDLE;
+    if (err != ERROR_SUCCESS) {
+        release(h);
+        return err;
     }
-    if (h->dead) {
-        pthread_mutex_unlock(&h->mu);
-        return ERROR_OPERATION_ABORTED;
-    }
-    o->Internal = ERROR_IO_PENDING;
+    /* As on Windows, starting I/O resets its event and the file handle. */
+    if (event != NULL)
+        event->signalled = FALSE;
+    h->obj.signalled = FALSE;
+    o->Internal = STATUS_PENDING;
     o->InternalHigh = 0;
     s->busy = 1;
     s->id = ++h->next_id;
     s->param = param;
     s->ov = o;
-    if (ov == NULL)
-        h->users++; /* counted now so CloseHandle cannot free h under us */
+    s->event = event;
     UCHAR f[REQUEST_FRAME] = {0};
     frame_header(f, REQUEST_FRAME - 4, OP_REQUEST, s->id);
-    pthread_mutex_unlock(&h->mu);
+    pthread_mutex_unlock(&wnv_mu);
 
     f[12] = param->Header.MajorVersion;
     f[13] = param->Header.MinorVersion;
@@ -322,69 +384,50 @@ ULONG WnvRequestNotification(HANDLE hh, PWNV_NOTIFICATION_PARAM param, LPOVERLAP
     if (write_frame(h, f, sizeof f) < 0)
         shutdown(h->fd, SHUT_RDWR); /* the reader completes it with 995 */
 
-    if (ov != NULL)
+    pthread_mutex_lock(&wnv_mu);
+    if (ov != NULL) {
+        release(h);
         return ERROR_IO_PENDING;
-    ULONG n = 0;
-    pthread_mutex_lock(&h->mu);
-    BOOL ok = result(h, &sync, &n, TRUE);
+    }
+    DWORD n = 0;
+    if (!result(&sync, &n, TRUE))
+        err = GetLastError();
     if (bytesTransferred != NULL)
         *bytesTransferred = n;
-    return ok ? ERROR_SUCCESS : last_error;
+    release(h);
+    return err;
 }
 
-BOOL CancelIoEx(HANDLE hh, LPOVERLAPPED ov)
+BOOL WINAPI CancelIoEx(HANDLE hh, LPOVERLAPPED ov)
 {
     struct wnv_handle *h = handle(hh);
     if (h == NULL)
-        return fail(ERROR_INVALID_HANDLE);
+        return wnv_fail(ERROR_INVALID_HANDLE);
     uint32_t ids[WnvNotificationTypeMax];
     int n = 0;
-    pthread_mutex_lock(&h->mu);
     for (int t = 0; t < WnvNotificationTypeMax; t++)
         if (h->slots[t].busy && (ov == NULL || h->slots[t].ov == ov))
             ids[n++] = h->slots[t].id;
-    pthread_mutex_unlock(&h->mu);
-    if (n == 0)
-        return fail(ERROR_NOT_FOUND);
+    pthread_mutex_unlock(&wnv_mu);
     for (int i = 0; i < n; i++) {
         UCHAR f[FRAME_HEADER];
         frame_header(f, FRAME_HEADER - 4, OP_CANCEL, ids[i]);
         if (write_frame(h, f, sizeof f) < 0)
             shutdown(h->fd, SHUT_RDWR);
     }
-    return TRUE;
+    pthread_mutex_lock(&wnv_mu);
+    release(h);
+    return n > 0 ? TRUE : wnv_fail(ERROR_NOT_FOUND);
 }
 
-BOOL CloseHandle(HANDLE hh)
+DWORD WINAPI WnvGetDroppedNotifications(HANDLE hh, WNV_NOTIFICATION_TYPE type, ULONGLONG *dropped)
 {
-    struct wnv_handle *h = handle(hh);
-    if (h == NULL)
-        return fail(ERROR_INVALID_HANDLE);
-    shutdown(h->fd, SHUT_RDWR);
-    pthread_join(h->reader, NULL);
-    /* Blocked callers were completed with 995 by the reader: let them leave. */
-    pthread_mutex_lock(&h->mu);
-    while (h->users > 0)
-        pthread_cond_wait(&h->cond, &h->mu);
-    pthread_mutex_unlock(&h->mu);
-    close(h->fd);
-    h->magic = 0;
-    pthread_cond_destroy(&h->cond);
-    pthread_mutex_destroy(&h->wmu);
-    pthread_mutex_destroy(&h->mu);
-    free(h);
-    return TRUE;
-}
-
-ULONG WnvGetDroppedNotifications(HANDLE hh, WNV_NOTIFICATION_TYPE type, ULONGLONG *dropped)
-{
+    if ((unsigned)type >= WnvNotificationTypeMax || dropped == NULL)
+        return ERROR_INVALID_PARAMETER;
     struct wnv_handle *h = handle(hh);
     if (h == NULL)
         return ERROR_INVALID_HANDLE;
-    if ((unsigned)type >= WnvNotificationTypeMax || dropped == NULL)
-        return ERROR_INVALID_PARAMETER;
-    pthread_mutex_lock(&h->mu);
     *dropped = h->dropped[type];
-    pthread_mutex_unlock(&h->mu);
+    release(h);
     return ERROR_SUCCESS;
 }

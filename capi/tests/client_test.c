@@ -5,11 +5,9 @@
 #include "wnvapi.h"
 
 #include <arpa/inet.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,8 +24,8 @@ static UCHAR buf[WnvNotificationTypeMax][16 * sizeof(WNV_REDIRECT_PARAM)];
 static void init(WNV_NOTIFICATION_PARAM *p, WNV_NOTIFICATION_TYPE t, ULONG size)
 {
     memset(p, 0, sizeof *p);
-    p->Header.MajorVersion = WNV_API_MAJOR_VERSION;
-    p->Header.MinorVersion = WNV_API_MINOR_VERSION;
+    p->Header.MajorVersion = WNV_API_MAJOR_VERSION_1;
+    p->Header.MinorVersion = WNV_API_MINOR_VERSION_0;
     p->Header.Size = size;
     p->NotificationType = t;
     p->Buffer = buf[t];
@@ -35,11 +33,14 @@ static void init(WNV_NOTIFICATION_PARAM *p, WNV_NOTIFICATION_TYPE t, ULONG size)
 
 static const char *ntop(ADDRESS_FAMILY fam, const WNV_IP_ADDRESS *a, char *s)
 {
-    if (fam == WNV_AF_INET)
-        return inet_ntop(AF_INET, &a->v4, s, INET6_ADDRSTRLEN);
-    if (fam == WNV_AF_INET6)
-        return inet_ntop(AF_INET6, &a->v6, s, INET6_ADDRSTRLEN);
+    if (fam == AF_INET || fam == AF_INET6)
+        return inet_ntop(fam, &a->IP, s, INET6_ADDRSTRLEN);
     return strcpy(s, "-");
+}
+
+static const char *family(ADDRESS_FAMILY fam)
+{
+    return fam == AF_INET ? "inet" : fam == AF_INET6 ? "inet6" : fam == AF_UNSPEC ? "unspec" : "?";
 }
 
 static void print(WNV_NOTIFICATION_TYPE t, ULONG bytes)
@@ -48,8 +49,8 @@ static void print(WNV_NOTIFICATION_TYPE t, ULONG bytes)
     if (t == WnvPolicyMismatchType) {
         const WNV_POLICY_MISMATCH_PARAM *e = (const void *)buf[t];
         for (; (const UCHAR *)e < buf[t] + bytes; e++)
-            printf("mismatch vsid=%u ca=%s pa=%s fam=%u/%u\n", e->VirtualSubnetId, ntop(e->CAFamily, &e->CA, a),
-                   ntop(e->PAFamily, &e->PA, b), e->CAFamily, e->PAFamily);
+            printf("mismatch vsid=%u ca=%s pa=%s fam=%s/%s\n", e->VirtualSubnetId, ntop(e->CAFamily, &e->CA, a),
+                   ntop(e->PAFamily, &e->PA, b), family(e->CAFamily), family(e->PAFamily));
     } else if (t == WnvRedirectType) {
         const WNV_REDIRECT_PARAM *e = (const void *)buf[t];
         for (; (const UCHAR *)e < buf[t] + bytes; e++)
@@ -126,14 +127,19 @@ int main(void)
         got += bytes / sizeof(WNV_POLICY_MISMATCH_PARAM);
     }
 
-    /* Asynchronous: one request per type, poll the eventfds. */
+    /* Events are process-local: a name is refused. */
+    if (CreateEventA(NULL, FALSE, FALSE, "wnv") != NULL || GetLastError() != ERROR_NOT_SUPPORTED)
+        FAIL("named event: last error %u", GetLastError());
+    printf("named event %u\n", GetLastError());
+
+    /* Asynchronous: one request per type, wait on their auto-reset events. */
     OVERLAPPED ov[WnvNotificationTypeMax];
-    struct pollfd fds[WnvNotificationTypeMax];
+    HANDLE ev[WnvNotificationTypeMax];
     for (int t = 0; t < WnvNotificationTypeMax; t++) {
-        fds[t].fd = eventfd(0, EFD_CLOEXEC);
-        fds[t].events = POLLIN;
+        if ((ev[t] = CreateEventA(NULL, FALSE, FALSE, NULL)) == NULL)
+            FAIL("CreateEvent: %u", GetLastError());
         memset(&ov[t], 0, sizeof ov[t]);
-        ov[t].hEvent = fds[t].fd;
+        ov[t].hEvent = ev[t];
         init(&p[t], (WNV_NOTIFICATION_TYPE)t, sizeof buf[t]);
         if ((err = WnvRequestNotification(h, &p[t], &ov[t], NULL)) != ERROR_IO_PENDING)
             FAIL("async request type %d: %u", t, err);
@@ -147,22 +153,19 @@ int main(void)
     printf("async posted\n");
     int done[WnvNotificationTypeMax] = {0};
     for (int left = WnvNotificationTypeMax; left > 0;) {
-        if (poll(fds, WnvNotificationTypeMax, 5000) <= 0)
-            FAIL("no async completion within 5s");
-        for (int t = 0; t < WnvNotificationTypeMax; t++) {
-            uint64_t v;
-            if (!(fds[t].revents & POLLIN) || read(fds[t].fd, &v, sizeof v) != sizeof v)
-                continue;
-            if (!GetOverlappedResult(h, &ov[t], &bytes, FALSE))
-                FAIL("async type %d: error %u", t, GetLastError());
-            print((WNV_NOTIFICATION_TYPE)t, bytes);
-            if (p[t].PendingNotifications > 0) {
-                if ((err = WnvRequestNotification(h, &p[t], &ov[t], NULL)) != ERROR_IO_PENDING)
-                    FAIL("re-post type %d: %u", t, err);
-            } else if (!done[t]) {
-                done[t] = 1;
-                left--;
-            }
+        DWORD w = WaitForMultipleObjects(WnvNotificationTypeMax, ev, FALSE, 5000);
+        if (w >= WAIT_OBJECT_0 + WnvNotificationTypeMax)
+            FAIL("no async completion within 5s: wait %u, error %u", w, GetLastError());
+        int t = (int)(w - WAIT_OBJECT_0);
+        if (!GetOverlappedResult(h, &ov[t], &bytes, FALSE))
+            FAIL("async type %d: error %u", t, GetLastError());
+        print((WNV_NOTIFICATION_TYPE)t, bytes);
+        if (p[t].PendingNotifications > 0) {
+            if ((err = WnvRequestNotification(h, &p[t], &ov[t], NULL)) != ERROR_IO_PENDING)
+                FAIL("re-post type %d: %u", t, err);
+        } else if (!done[t]) {
+            done[t] = 1;
+            left--;
         }
     }
 
@@ -190,7 +193,6 @@ int main(void)
     /* CancelIoEx completes a request with 995. */
     init(&p[1], WnvRedirectType, sizeof buf[1]);
     memset(&ov[1], 0, sizeof ov[1]);
-    ov[1].hEvent = -1;
     if ((err = WnvRequestNotification(h, &p[1], &ov[1], NULL)) != ERROR_IO_PENDING)
         FAIL("request to cancel: %u", err);
     if (!CancelIoEx(h, &ov[1]))
@@ -202,7 +204,7 @@ int main(void)
     /* CloseHandle completes everything pending with 995, promptly. */
     for (int t = 0; t < WnvNotificationTypeMax; t++) {
         memset(&ov[t], 0, sizeof ov[t]);
-        ov[t].hEvent = fds[t].fd;
+        ov[t].hEvent = ev[t];
         init(&p[t], (WNV_NOTIFICATION_TYPE)t, sizeof buf[t]);
         if ((err = WnvRequestNotification(h, &p[t], &ov[t], NULL)) != ERROR_IO_PENDING)
             FAIL("request before close, type %d: %u", t, err);
@@ -212,10 +214,12 @@ int main(void)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     CloseHandle(h);
     for (int t = 0; t < WnvNotificationTypeMax; t++) {
-        if (poll(&fds[t], 1, 1000) != 1)
-            FAIL("type %d not signalled after CloseHandle", t);
+        if (WaitForSingleObject(ev[t], 0) != WAIT_OBJECT_0)
+            FAIL("type %d not signalled when CloseHandle returned", t);
         if (ov[t].Internal != ERROR_OPERATION_ABORTED)
             FAIL("type %d completed with %lu after CloseHandle", t, (unsigned long)ov[t].Internal);
+        if (!CloseHandle(ev[t]))
+            FAIL("CloseHandle(event): %u", GetLastError());
     }
     double ms = ms_since(&t0);
     if (ms > 100)

@@ -1,6 +1,7 @@
 /* Fills one structure of each kind with fixed values and prints its bytes in
  * hex, one "NAME hex" line each, for the Go test that compares them with the
- * Go encoder (capi/capi_test.go holds the same values). */
+ * Go encoder (capi/capi_test.go holds the same values). Families are set to
+ * the wire's Windows values, which the library translates for its callers. */
 #include "wnvapi.h"
 
 #include <arpa/inet.h>
@@ -16,12 +17,14 @@ static void dump(const char *name, const void *p, size_t n)
     printf("\n");
 }
 
+enum { WIRE_AF_INET = 2, WIRE_AF_INET6 = 23 };
+
 static void addr(ADDRESS_FAMILY *fam, WNV_IP_ADDRESS *a, const char *s)
 {
-    if (inet_pton(AF_INET, s, &a->v4) == 1)
-        *fam = WNV_AF_INET;
-    else if (inet_pton(AF_INET6, s, &a->v6) == 1)
-        *fam = WNV_AF_INET6;
+    if (inet_pton(AF_INET, s, &a->IP.v4) == 1)
+        *fam = WIRE_AF_INET;
+    else if (inet_pton(AF_INET6, s, &a->IP.v6) == 1)
+        *fam = WIRE_AF_INET6;
 }
 
 int main(void)
@@ -57,7 +60,7 @@ int main(void)
     oc.ObjectType = WnvCustomerAddressType;
     WNV_CUSTOMER_ADDRESS_CHANGE_PARAM *ca = &oc.ObjectParam.CustomerAddressChange;
     const UCHAR mac[6] = {0x00, 0x15, 0x5d, 0x01, 0x02, 0x03};
-    memcpy(ca->MACAddress.Byte, mac, 6);
+    memcpy(ca->MACAddress.Byte, mac, sizeof mac);
     addr(&ca->CAFamily, &ca->CA, "10.0.0.12");
     ca->VirtualSubnetId = 5002;
     addr(&ca->PAFamily, &ca->PA, "198.18.0.3");

@@ -1,5 +1,6 @@
 /* Checks every structure of wnvapi.h against the spec's size/offset table
- * (docs/notify.md, spec §5). Fails to compile, or exits 1, on any mismatch. */
+ * (docs/notify.md, spec §5), and the Windows types they and OVERLAPPED are
+ * made of. Fails to compile, or exits 1, on any mismatch. */
 #include "wnvapi.h"
 
 #include <stddef.h>
@@ -25,12 +26,26 @@ static void check(const char *what, size_t got, size_t want)
 int main(void)
 {
     SIZE(ADDRESS_FAMILY, 2);
+    SIZE(IN_ADDR, 4);
+    SIZE(IN6_ADDR, 16);
     SIZE(WNV_IP_ADDRESS, 16);
+    OFF(WNV_IP_ADDRESS, IP.v4, 0);
+    OFF(WNV_IP_ADDRESS, IP.v6, 0);
     SIZE(DL_EUI48, 6);
+    OFF(DL_EUI48, Oui, 0);
+    OFF(DL_EUI48, Ei48, 3);
     SIZE(WNV_NOTIFICATION_TYPE, 4);
     SIZE(WNV_OBJECT_TYPE, 4);
     SIZE(WNV_CA_NOTIFICATION_TYPE, 4);
     SIZE(NL_DAD_STATE, 4);
+
+    SIZE(OVERLAPPED, 32);
+    OFF(OVERLAPPED, Internal, 0);
+    OFF(OVERLAPPED, InternalHigh, 8);
+    OFF(OVERLAPPED, Pointer, 16);
+    OFF(OVERLAPPED, Offset, 16);
+    OFF(OVERLAPPED, OffsetHigh, 20);
+    OFF(OVERLAPPED, hEvent, 24);
 
     SIZE(WNV_OBJECT_HEADER, 8);
     OFF(WNV_OBJECT_HEADER, MajorVersion, 0);

@@ -3,10 +3,7 @@ package policyserver
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -83,33 +80,6 @@ func Connect(endpoints []string, tlsConfig *tls.Config) (*clientv3.Client, error
 		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}
 	return cli, nil
-}
-
-// Serve runs the API on ln until ctx ends, then shuts down gracefully
-// (watch streams are cut at once). tlsConfig, when not nil, makes it HTTPS.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, tlsConfig *tls.Config) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	errc := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			errc <- srv.ServeTLS(ln, "", "")
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
-		return e
-	}
-	return err
 }
 
 // nopZap silences the etcd client's own logging; its errors reach callers.

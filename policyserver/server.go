@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wnv/wnv/bounded"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -254,12 +255,16 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 		rds[i] = g
 	}
 	rc := http.NewResponseController(w)
+	beforeWrite := bounded.Streaming(w, r)
 	started := false
-	err := h.st.Watch(r.Context(), q.Rev, rds, func(_ *policyapi.Event, line []byte) error {
+	err := h.st.Watch(r.Context(), clientOf(r), q.Rev, rds, func(_ *policyapi.Event, line []byte) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
 			started = true
+		}
+		if err := beforeWrite(); err != nil {
+			return err
 		}
 		if _, err := w.Write(line); err != nil {
 			return err
@@ -277,6 +282,9 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 func statusOf(err error) int {
 	if st := policy.HTTPStatus(err); st != 0 {
 		return st
+	}
+	if se := (*statusError)(nil); errors.As(err, &se) {
+		return se.status
 	}
 	if errors.Is(err, context.Canceled) {
 		return 499

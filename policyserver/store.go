@@ -51,14 +51,28 @@ func memberName(key, prefix string) string { return strings.TrimPrefix(key, pref
 // number of Stores (replicas) may share one etcd cluster: every write is one
 // Txn comparing the revisions of what it read.
 type Store struct {
-	cli *clientv3.Client
-	now func() time.Time
-	hub hub
+	// MaxWatchesPerClient caps the watch streams one client (see clientOf)
+	// holds at once; one more is refused with 429. 0: no cap.
+	MaxWatchesPerClient int
+	// MaxReplay is how many revisions back a watch may start: an older one
+	// gets a resync event instead of replaying that much history. 0: no bound.
+	MaxReplay int64
+
+	cli      *clientv3.Client
+	now      func() time.Time
+	hub      hub
+	watchers watchers
 }
+
+// Defaults of the Store's limits.
+const (
+	DefaultMaxWatchesPerClient = 8
+	DefaultMaxReplay           = 100_000
+)
 
 // NewStore returns a Store writing through cli.
 func NewStore(cli *clientv3.Client) *Store {
-	s := &Store{cli: cli, now: time.Now}
+	s := &Store{cli: cli, now: time.Now, MaxWatchesPerClient: DefaultMaxWatchesPerClient, MaxReplay: DefaultMaxReplay}
 	s.hub.s = s
 	return s
 }

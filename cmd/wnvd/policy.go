@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wnv/wnv/bounded"
 	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policyserver"
 )
@@ -113,7 +114,7 @@ func runPolicy(ctx context.Context, f policyFlags, log *slog.Logger) error {
 		scheme = "https"
 	}
 	log.Info("wnvd policy running", "url", scheme+"://"+ln.Addr().String(), "etcd", strings.Join(endpoints, ","), "mutual-tls", f.clientCA != "")
-	err = policyserver.Serve(ctx, ln, policyserver.NewHandler(policyserver.NewStore(cli), log), serverTLS)
+	err = policyserver.Serve(ctx, ln, policyserver.NewHandler(policyserver.NewStore(cli), log), serverTLS, bounded.Default())
 	log.Info("wnvd policy stopped")
 	return err
 }

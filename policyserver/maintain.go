@@ -1,6 +1,7 @@
 package policyserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -55,7 +56,7 @@ type Maintenance struct {
 	Endpoint string // the member whose status is read and which is defragmented
 	Quota    int64  // the member's backend quota; 0 when not known
 	Repair   bool
-	Every    time.Duration
+	Every    time.Duration // default 10 s
 	Log      *slog.Logger
 	Metrics  *Metrics
 
@@ -64,7 +65,7 @@ type Maintenance struct {
 
 // Run checks every m.Every until ctx ends.
 func (m *Maintenance) Run(ctx context.Context) {
-	tick := time.NewTicker(m.Every)
+	tick := time.NewTicker(cmp.Or(m.Every, 10*time.Second))
 	defer tick.Stop()
 	for {
 		if err := m.check(ctx); err != nil && ctx.Err() == nil {

@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -113,7 +112,7 @@ func runPolicy(ctx context.Context, f policyFlags, log *slog.Logger) error {
 		}
 	}
 	endpoints := f.endpoints
-	maint := &policyserver.Maintenance{Every: 10 * time.Second, Log: log, Metrics: policyserver.NewMetrics()}
+	maint := &policyserver.Maintenance{Log: log, Metrics: policyserver.NewMetrics()}
 	if f.dataDir != "" {
 		ec := policyserver.EmbedConfig{DataDir: f.dataDir, Name: f.etcdName, ClientURL: f.etcdClientURL, PeerURL: f.etcdPeerURL,
 			InitialCluster: f.etcdCluster, QuotaBytes: f.etcdQuota}

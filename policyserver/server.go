@@ -162,7 +162,8 @@ func (h *handler) answer(f func(context.Context, *http.Request) (any, error)) ht
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
-	if status >= 500 {
+	// A full store is logged once, by Maintenance, not per refused write.
+	if status >= 500 && status != http.StatusInsufficientStorage {
 		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	writeError(w, status, err)

@@ -157,7 +157,7 @@ func TestConnCaps(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !strings.Contains(err.Error(), "EOF") && !strings.Contains(err.Error(), "reset") {
+		if !strings.Contains(err.Error(), "EOF") && !strings.Contains(err.Error(), "reset") && !strings.Contains(err.Error(), "broken pipe") {
 			t.Fatal(err)
 		}
 	}

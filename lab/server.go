@@ -61,8 +61,8 @@ func (l *Lab) addServerAddress(uh *netlink.Handle, br netlink.Link) error {
 }
 
 // startServer runs `wnvd policy` with an embedded etcd in the underlay
-// namespace. etcd keeps its default client and peer ports: they are on the
-// underlay namespace's own loopback, so labs never collide.
+// namespace. etcd serves only a Unix socket in its data dir, so labs never
+// collide.
 func (l *Lab) startServer() error {
 	return l.spawn(serverName, l.Topology.Namespace("underlay"), l.Wnvd, "policy",
 		"--data-dir", l.etcdDir(),

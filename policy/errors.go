@@ -6,7 +6,7 @@ import (
 )
 
 // Error kinds, distinguishable with errors.Is. The HTTP APIs map them to
-// statuses (internal/jsonapi): 400, 404, 409 and 503. ErrInvalid: bad input or a missing prerequisite
+// statuses (internal/jsonapi). ErrInvalid: bad input or a missing prerequisite
 // (e.g. no on-link route for a CA). ErrExists: an existing object blocks the
 // change (same identity, a CA mapped to another MAC, a VSID in another
 // routing domain, a route that records still depend on).
@@ -16,6 +16,15 @@ var (
 	ErrExists   = errors.New("already exists")
 	// ErrUnavailable: a dependency (etcd) cannot be reached; retry later.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrFull: the store has no space left for the change.
+	ErrFull = errors.New("full")
+	// ErrTooMany: the caller holds too many of something (e.g. watch
+	// streams); retry after releasing one.
+	ErrTooMany = errors.New("too many")
+	// ErrUnauthenticated: the caller presented no valid credential.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrForbidden: the caller's role does not allow the request.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Error is one sentence for a person, of one of the kinds above. The kind is

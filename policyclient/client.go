@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -202,26 +203,45 @@ func (c *Client) Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (p
 	return call[policyapi.LookupAnswer](c, ctx, http.MethodGet, "/v1/lookup", q, nil)
 }
 
-// watchRetry is the pause before reconnecting a broken watch stream.
-const watchRetry = 200 * time.Millisecond
+// Reconnecting a broken watch stream backs off exponentially from
+// watchRetryMin to watchRetryMax with jitter, so that hosts losing one
+// server do not return in step; a stream that stayed up longer than
+// watchRetryMax was healthy and resets the backoff.
+const (
+	watchRetryMin = 100 * time.Millisecond
+	watchRetryMax = 5 * time.Second
+)
+
+// backoff is the pause before reconnect attempt n (from 0) for a random r in
+// [0, 1): half of the exponential step, plus up to the other half.
+func backoff(n int, r float64) time.Duration {
+	d := watchRetryMax
+	if n < 16 {
+		d = min(watchRetryMin<<n, watchRetryMax)
+	}
+	return d/2 + time.Duration(r*float64(d/2))
+}
 
 // Watch streams the changes after revision rev (0: from now) of the given
-// routing domains (all when none). The stream reconnects by itself after a
-// broken connection or a 5xx answer (etcd away), resuming after the last
-// revision seen, and yields that error with a zero Event so the caller can
-// log it; a 4xx answer ends the stream with its error. An
-// EventResync ends it too: re-read the policy and watch again from its
-// revision. It ends when ctx is done or the caller stops iterating.
+// routing domains (all when none). The stream reconnects by itself, with
+// jittered exponential backoff, after a broken connection, a 5xx answer
+// (etcd away) or a 429 (too many streams of this client, until one ends),
+// resuming after the last revision seen, and yields that error with a zero
+// Event so the caller can log it; another 4xx answer ends the stream with
+// its error. An EventResync ends it too: re-read the policy and watch again
+// from its revision. It ends when ctx is done or the caller stops iterating.
 func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[policyapi.Event, error] {
 	return func(yield func(policyapi.Event, error) bool) {
+		failures := 0
 		for ctx.Err() == nil {
 			q := url.Values{"rev": {strconv.FormatInt(rev, 10)}}
 			for _, rd := range rds {
 				q.Add("routingDomain", rd.String())
 			}
+			began := time.Now()
 			resp, err := c.api.Request(ctx, http.MethodGet, "/v1/watch", q, nil)
 			var se *jsonapi.Error
-			if errors.As(err, &se) && se.Status < 500 {
+			if errors.As(err, &se) && se.Status < 500 && se.Status != http.StatusTooManyRequests {
 				yield(policyapi.Event{}, err)
 				return
 			}
@@ -242,10 +262,16 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 			if !yield(policyapi.Event{}, err) {
 				return
 			}
+			if time.Since(began) > watchRetryMax {
+				failures = 0
+			}
+			pause := time.NewTimer(backoff(failures, rand.Float64()))
+			failures++
 			select {
 			case <-ctx.Done():
-			case <-time.After(watchRetry):
+			case <-pause.C:
 			}
+			pause.Stop()
 		}
 	}
 }

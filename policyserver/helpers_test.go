@@ -39,13 +39,13 @@ func freeURL(t *testing.T) string {
 // client of it.
 func startEtcd(t *testing.T) *clientv3.Client {
 	t.Helper()
-	cu := freeURL(t)
-	e, err := StartEmbedded(context.Background(), EmbedConfig{DataDir: t.TempDir(), ClientURL: cu, PeerURL: freeURL(t), UnsafeNoFsync: true})
+	cfg := EmbedConfig{DataDir: t.TempDir(), UnsafeNoFsync: true}
+	e, err := StartEmbedded(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	cli, err := Connect([]string{cu}, nil)
+	cli, err := Connect([]string{cfg.Endpoint()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

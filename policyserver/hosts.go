@@ -2,6 +2,8 @@ package policyserver
 
 import (
 	"context"
+	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -16,7 +18,8 @@ import (
 
 // RegisterHost creates or updates h, claims its PAs and starts its liveness
 // lease. If the host's first PA changed, the records of its VMs and
-// gateways move to the new one.
+// gateways move to the new one in the same transaction, so watchers see the
+// host and all its moves at one revision.
 func (s *Store) RegisterHost(ctx context.Context, h policyapi.Host) (policyapi.Host, error) {
 	if err := checkHost(&h); err != nil {
 		return h, err
@@ -26,7 +29,7 @@ func (s *Store) RegisterHost(ctx context.Context, h policyapi.Host) (policyapi.H
 		for _, pa := range h.ProviderAddresses {
 			keys = append(keys, paIdxKey(pa))
 		}
-		r, _, err := s.reads(ctx, keys...)
+		r, rev, err := s.reads(ctx, keys...)
 		if err != nil {
 			return h, err
 		}
@@ -51,10 +54,17 @@ func (s *Store) RegisterHost(ctx context.Context, h policyapi.Host) (policyapi.H
 				}
 			}
 		}
+		mc, mo, err := s.repointOps(ctx, h, rev)
+		if err != nil {
+			return h, err
+		}
 		stored := h
 		stored.Alive = false
-		ops = append(ops, clientv3.OpPut(keys[0], encode(stored)))
-		_, err = s.commit(ctx, cmps, ops...)
+		ops = append(append(ops, mo...), clientv3.OpPut(keys[0], encode(stored)))
+		_, err = s.commit(ctx, append(cmps, mc...), ops...)
+		if errors.Is(err, rpctypes.ErrTooManyOps) {
+			return h, invalidf("host %s has %d VMs and gateways to move to ProviderAddresses %s, more than etcd takes in one transaction: raise etcd's --max-txn-ops", h.Name, len(mc)-1, h.ProviderAddresses[0])
+		}
 		return h, err
 	})
 	if err != nil {
@@ -64,7 +74,50 @@ func (s *Store) RegisterHost(ctx context.Context, h policyapi.Host) (policyapi.H
 		return h, err
 	}
 	h.Alive = true
-	return h, s.repointHost(ctx, h.Name)
+	return h, nil
+}
+
+// repointOps returns the compares and writes that move the records of every
+// VM and gateway on h, as read at rev, whose ProviderAddress is not h's first
+// PA. Being level-based, it also repairs objects an older server left behind.
+func (s *Store) repointOps(ctx context.Context, h policyapi.Host, rev int64) ([]clientv3.Cmp, []clientv3.Op, error) {
+	prefix := hostMembers(h.Name)
+	ms, _, err := s.rangeOf(ctx, prefix, rev)
+	if err != nil {
+		return nil, nil, err
+	}
+	// No VM or gateway may join or leave the host meanwhile.
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(prefix), "<", rev+1).WithPrefix()}
+	var ops []clientv3.Op
+	pa := h.ProviderAddresses[0]
+	for chunk := range slices.Chunk(ms, 100) {
+		keys := make([]string, len(chunk))
+		for i, m := range chunk {
+			kind, name, _ := strings.Cut(memberName(m.key, prefix), "/")
+			keys[i] = vmKey(name)
+			if kind == "gateway" {
+				keys[i] = gatewayKey(name)
+			}
+		}
+		got, err := s.readsAt(ctx, rev, keys...)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, k := range got {
+			if k == nil {
+				continue
+			}
+			moved, err := repointed(keys[i], k, pa)
+			if err != nil {
+				return nil, nil, err
+			}
+			if moved != nil {
+				cmps = append(cmps, unchanged(keys[i], k))
+				ops = append(ops, moved...)
+			}
+		}
+	}
+	return cmps, ops, nil
 }
 
 // startLease attaches a fresh lease of the host's TTL to its liveness key.
@@ -169,24 +222,21 @@ func (s *Store) DeleteHost(ctx context.Context, name string) error {
 	return err
 }
 
-// repointHost moves the records of every VM and gateway of the host whose
-// ProviderAddress is not the host's first PA. It is level-based, one Txn
-// per object, so an interrupted run is finished by the next registration.
-func (s *Store) repointHost(ctx context.Context, name string) error {
-	kvs, _, err := s.rangeOf(ctx, hostMembers(name), 0)
-	if err != nil {
-		return err
-	}
-	for _, m := range kvs {
-		kind, obj, _ := strings.Cut(memberName(m.key, hostMembers(name)), "/")
-		if kind == "gateway" {
-			_, err = s.moveGateway(ctx, obj)
-		} else {
-			_, err = s.moveVM(ctx, obj, "", false)
+// repointed returns the writes that point the VM or gateway stored at key at
+// pa, or none when it already does.
+func repointed(key string, k *kv, pa netip.Addr) ([]clientv3.Op, error) {
+	if strings.HasPrefix(key, Prefix+"gateways/") {
+		g, err := decode[policyapi.Gateway](k)
+		if err != nil || g.ProviderAddress == pa {
+			return nil, err
 		}
-		if err != nil {
-			return err
-		}
+		g.ProviderAddress = pa
+		return append(recOps(g.RoutingDomainID, GatewayRecords(&g)[:1]), clientv3.OpPut(key, encode(g))), nil
 	}
-	return nil
+	vm, err := decode[policyapi.VM](k)
+	if err != nil || vm.ProviderAddress == pa {
+		return nil, err
+	}
+	vm.ProviderAddress = pa
+	return append(recOps(vm.RoutingDomainID, RecordsFor(&vm)), clientv3.OpPut(key, encode(vm))), nil
 }

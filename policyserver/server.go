@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wnv/wnv/bounded"
 	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -154,7 +155,9 @@ func (h *handler) answer(f func(context.Context, *http.Request) (any, error)) ht
 }
 
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if jsonapi.Status(err) >= 500 {
+	status := jsonapi.Status(err)
+	// A full store is logged once, by Maintenance, not per refused write.
+	if status >= 500 && status != http.StatusInsufficientStorage {
 		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	jsonapi.WriteError(w, err)
@@ -246,12 +249,16 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 		rds[i] = g
 	}
 	rc := http.NewResponseController(w)
+	beforeWrite := bounded.Streaming(w, r)
 	started := false
-	err := h.st.Watch(r.Context(), q.Rev, rds, func(_ *policyapi.Event, line []byte) error {
+	err := h.st.Watch(r.Context(), clientOf(r), q.Rev, rds, func(_ *policyapi.Event, line []byte) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
 			started = true
+		}
+		if err := beforeWrite(); err != nil {
+			return err
 		}
 		if _, err := w.Write(line); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/wnv/wnv/packet"
@@ -51,14 +52,28 @@ func memberName(key, prefix string) string { return strings.TrimPrefix(key, pref
 // number of Stores (replicas) may share one etcd cluster: every write is one
 // Txn comparing the revisions of what it read.
 type Store struct {
-	cli *clientv3.Client
-	now func() time.Time
-	hub hub
+	// MaxWatchesPerClient caps the watch streams one client (see clientOf)
+	// holds at once; one more is refused with 429. 0: no cap.
+	MaxWatchesPerClient int
+	// MaxReplay is how many revisions back a watch may start: an older one
+	// gets a resync event instead of replaying that much history. 0: no bound.
+	MaxReplay int64
+
+	cli      *clientv3.Client
+	now      func() time.Time
+	hub      hub
+	watchers watchers
 }
+
+// Defaults of the Store's limits.
+const (
+	DefaultMaxWatchesPerClient = 8
+	DefaultMaxReplay           = 100_000
+)
 
 // NewStore returns a Store writing through cli.
 func NewStore(cli *clientv3.Client) *Store {
-	s := &Store{cli: cli, now: time.Now}
+	s := &Store{cli: cli, now: time.Now, MaxWatchesPerClient: DefaultMaxWatchesPerClient, MaxReplay: DefaultMaxReplay}
 	s.hub.s = s
 	return s
 }
@@ -157,6 +172,9 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, ops ...clientv3
 func etcdError(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	if errors.Is(err, rpctypes.ErrNoSpace) {
+		return errStoreFull
 	}
 	return &policy.Error{Kind: policy.ErrUnavailable, Msg: "etcd is unavailable: " + err.Error()}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/vswitch"
 )
 
 // Stateless rules of each object, which also normalize it (defaults,
@@ -24,6 +25,11 @@ func notFoundf(format string, a ...any) error {
 }
 
 func existsf(format string, a ...any) error {
+	return &policy.Error{Kind: policy.ErrExists, Msg: fmt.Sprintf(format, a...)}
+}
+
+// conflictf is a 409 for the state of another object, like existsf.
+func conflictf(format string, a ...any) error {
 	return &policy.Error{Kind: policy.ErrExists, Msg: fmt.Sprintf(format, a...)}
 }
 
@@ -80,6 +86,9 @@ func checkMAC(m packet.MAC) error {
 	if m.IsMulticast() {
 		return invalidf("MACAddress %s is multicast: use a unicast MAC", m)
 	}
+	if m == vswitch.GatewayMAC {
+		return invalidf("MACAddress %s is the MAC of the virtual gateway every host answers with: use another unicast MAC", m)
+	}
 	return nil
 }
 
@@ -92,8 +101,23 @@ func checkUnicast(field string, a netip.Addr) (netip.Addr, error) {
 		return a, invalidf("%s %s has a zone: use an address without %%zone", field, a)
 	}
 	a = a.Unmap()
-	if a.IsUnspecified() || a.IsMulticast() || a == netip.IPv4Unspecified().Prev() {
+	if a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		return a, invalidf("%s %s is not unicast: use a unicast address", field, a)
+	}
+	return a, nil
+}
+
+// checkPA requires an address other hosts can send encapsulated packets to:
+// unicast, and neither loopback nor link-local, which name no host.
+func checkPA(a netip.Addr) (netip.Addr, error) {
+	a, err := checkUnicast("ProviderAddresses", a)
+	switch {
+	case err != nil:
+		return a, err
+	case a.IsLoopback():
+		return a, invalidf("ProviderAddresses %s is a loopback address: use an address of the host on the underlay", a)
+	case a.IsLinkLocalUnicast():
+		return a, invalidf("ProviderAddresses %s is link-local: use a routable address of the host on the underlay", a)
 	}
 	return a, nil
 }
@@ -238,7 +262,7 @@ func checkHost(h *policyapi.Host) error {
 		return invalidf("ProviderAddresses is empty: give the host's PAs such as 198.18.0.2")
 	}
 	for i, a := range h.ProviderAddresses {
-		a, err := checkUnicast("ProviderAddresses", a)
+		a, err := checkPA(a)
 		if err != nil {
 			return err
 		}
@@ -293,22 +317,36 @@ func checkVM(vm *policyapi.VM) error {
 }
 
 // checkInterface applies the kernel's interface name rules to the VM's
-// interface, or to its name where that stands for the interface.
+// interface, or to its name where that stands for the interface (the host
+// agent attaches the interface named like the VM by default), and keeps it
+// off the names the host itself uses.
 func checkInterface(vm *policyapi.VM) error {
-	if vm.Interface == "" {
-		if len(vm.Name) > maxIfName {
-			return invalidf("Interface is missing and Name %q is longer than an interface name (%d bytes): name the VM's interface", vm.Name, maxIfName)
+	field, name := "Interface", vm.Interface
+	if name == "" {
+		field, name = "Name", vm.Name
+		if len(name) > maxIfName {
+			return invalidf("Interface is missing and Name %q is longer than an interface name (%d bytes): name the VM's interface", name, maxIfName)
 		}
-		return nil
 	}
-	if len(vm.Interface) > maxIfName || vm.Interface == "." || vm.Interface == ".." || strings.ContainsAny(vm.Interface, "/: \t\n") {
-		return invalidf("Interface %q is not an interface name: use 1..%d bytes without '/', ':' or spaces", vm.Interface, maxIfName)
+	if len(name) > maxIfName || name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
+		return invalidf("Interface %q is not an interface name: use 1..%d bytes without '/', ':' or spaces", name, maxIfName)
+	}
+	if slices.Contains(reservedIfNames, name) || strings.HasPrefix(name, reservedIfPrefix) {
+		return invalidf("%s %q is an interface name the host uses itself (%s, or starting with %q): name the VM's interface otherwise", field, name, strings.Join(reservedIfNames, ", "), reservedIfPrefix)
 	}
 	return nil
 }
 
 // maxIfName is the longest interface name Linux takes (IFNAMSIZ - 1).
 const maxIfName = 15
+
+// reservedIfNames are interface names of the host a VM's port must never
+// take: loopback, the names /proc/sys/net/*/conf keeps for itself, and the
+// underlay links of hosts and of the lab (eth0, ul0).
+var reservedIfNames = []string{"lo", "all", "default", "eth0", "ul0"}
+
+// reservedIfPrefix starts the names of wnvd's own devices.
+const reservedIfPrefix = "wnv"
 
 func checkGateway(g *policyapi.Gateway) error {
 	if err := checkName("Name", g.Name); err != nil {

@@ -87,13 +87,18 @@ func ownerText(owner string) string {
 // placeOps writes the records and membership keys of an object placed on
 // host; the MAC index is written by the caller.
 func placeOps(rd policy.GUID, recs []policy.LookupRecord, host string, vsid policy.VSID, owner string) []clientv3.Op {
-	var ops []clientv3.Op
-	for _, r := range recs {
-		ops = append(ops, clientv3.OpPut(recKey(rd, r.CustomerAddress), encode(r)))
-	}
-	return append(ops,
+	return append(recOps(rd, recs),
 		clientv3.OpPut(hostMembers(host)+owner, ""),
 		clientv3.OpPut(subnetMembers(vsid)+owner, ""))
+}
+
+// recOps writes records, each at the key of its CA.
+func recOps(rd policy.GUID, recs []policy.LookupRecord) []clientv3.Op {
+	ops := make([]clientv3.Op, len(recs))
+	for i, r := range recs {
+		ops[i] = clientv3.OpPut(recKey(rd, r.CustomerAddress), encode(r))
+	}
+	return ops
 }
 
 func unplaceOps(rd policy.GUID, cas []netip.Addr, mac packet.MAC, host string, vsid policy.VSID, owner string) []clientv3.Op {
@@ -244,54 +249,41 @@ func (s *Store) DeleteVM(ctx context.Context, name string) error {
 	return err
 }
 
-// MigrateVM moves the VM to host: its records point at the new host's PA
-// and it remembers the host it left.
+// MigrateVM moves the VM to host, which must be alive: its records point
+// at the new host's PA and it remembers the host it left.
 func (s *Store) MigrateVM(ctx context.Context, name, host string) (policyapi.VM, error) {
 	if err := checkName("Host", host); err != nil {
 		return policyapi.VM{}, err
 	}
-	return s.moveVM(ctx, name, host, true)
-}
-
-// moveVM places the VM on host ("" = its own host, refreshing its PA).
-// Without migrate, a VM already on the host's first PA is left alone.
-func (s *Store) moveVM(ctx context.Context, name, host string, migrate bool) (policyapi.VM, error) {
-	return retry(ctx, "moving the VM", func() (policyapi.VM, error) {
+	return retry(ctx, "migrating the VM", func() (policyapi.VM, error) {
 		vm, k, err := s.vm(ctx, name)
 		if err != nil {
 			return vm, err
 		}
-		to := cmpOr(host, vm.Host)
-		if migrate && to == vm.Host {
-			return vm, invalidf("Host %s is the VM's own host: migrate VM %s to another host", to, name)
+		if host == vm.Host {
+			return vm, invalidf("Host %s is the VM's own host: migrate VM %s to another host", host, name)
 		}
-		r, _, err := s.reads(ctx, hostKey(to))
+		r, _, err := s.reads(ctx, hostKey(host), aliveKey(host))
 		if err != nil {
 			return vm, err
 		}
 		if r[0] == nil {
-			return vm, notFoundf("Host %s is not a registered host: register it (its host agent does) first", to)
+			return vm, notFoundf("Host %s is not a registered host: register it (its host agent does) first", host)
+		}
+		if r[1] == nil {
+			return vm, conflictf("Host %s is not alive (no heartbeat within its TTL): migrate VM %s to a live host", host, name)
 		}
 		h, err := decode[policyapi.Host](r[0])
 		if err != nil {
 			return vm, err
 		}
-		pa := h.ProviderAddresses[0]
-		if !migrate && pa == vm.ProviderAddress {
-			return vm, nil
-		}
 		owner := member("vm", name)
-		var ops []clientv3.Op
-		if to != vm.Host {
-			ops = append(ops, clientv3.OpDelete(hostMembers(vm.Host)+owner))
-		}
-		if migrate {
-			vm.PreviousHost, vm.PreviousProviderAddress, vm.MigratedAt = vm.Host, vm.ProviderAddress, s.now().UTC()
-		}
-		vm.Host, vm.ProviderAddress = to, pa
+		vm.PreviousHost, vm.PreviousProviderAddress, vm.MigratedAt = vm.Host, vm.ProviderAddress, s.now().UTC()
+		ops := []clientv3.Op{clientv3.OpDelete(hostMembers(vm.Host) + owner)}
+		vm.Host, vm.ProviderAddress = host, h.ProviderAddresses[0]
 		ops = append(ops, placeOps(vm.RoutingDomainID, RecordsFor(&vm), vm.Host, vm.VirtualSubnetID, owner)...)
 		ops = append(ops, clientv3.OpPut(vmKey(name), encode(vm)))
-		_, err = s.commit(ctx, []clientv3.Cmp{unchanged(vmKey(name), k), unchanged(hostKey(to), r[0])}, ops...)
+		_, err = s.commit(ctx, []clientv3.Cmp{unchanged(vmKey(name), k), unchanged(hostKey(host), r[0]), unchanged(aliveKey(host), r[1])}, ops...)
 		return vm, err
 	})
 }
@@ -324,13 +316,17 @@ func (s *Store) CreateGateway(ctx context.Context, g policyapi.Gateway) (policya
 		if err := checkCA(g.CustomerAddress, &p.subnet); err != nil {
 			return g, invalidf("CustomerAddress%s", strings.TrimPrefix(err.Error(), "CustomerAddresses"))
 		}
+		gws := subnetMembers(g.VirtualSubnetID) + "gateway/"
+		if other, err := s.firstMember(ctx, gws); err != nil || other != "" {
+			return g, cmpErr(err, existsf("VirtualSubnetID %d already has gateway %s: a subnet has one gateway, delete it first", g.VirtualSubnetID, other))
+		}
 		g.RoutingDomainID, g.CustomerID, g.ProviderAddress = p.subnet.RoutingDomainID, p.subnet.CustomerID, p.pa
 		owner := member("gateway", g.Name)
 		cmps, err := s.claim(ctx, g.RoutingDomainID, []netip.Addr{g.CustomerAddress}, g.MACAddress, owner)
 		if err != nil {
 			return g, err
 		}
-		cmps = append(cmps, unchanged(gatewayKey(g.Name), nil),
+		cmps = append(cmps, unchanged(gatewayKey(g.Name), nil), emptyPrefix(gws),
 			unchanged(subnetKey(g.RoutingDomainID, g.VirtualSubnetID), p.subnetKV), unchanged(hostKey(g.Host), p.hostKV))
 		ops := append(placeOps(g.RoutingDomainID, GatewayRecords(&g)[:1], g.Host, g.VirtualSubnetID, owner),
 			clientv3.OpPut(gatewayKey(g.Name), encode(g)),
@@ -377,30 +373,6 @@ func (s *Store) DeleteGateway(ctx context.Context, name string) error {
 		return struct{}{}, err
 	})
 	return err
-}
-
-// moveGateway refreshes the gateway's PA from its host's first PA.
-func (s *Store) moveGateway(ctx context.Context, name string) (policyapi.Gateway, error) {
-	return retry(ctx, "moving the gateway", func() (policyapi.Gateway, error) {
-		g, k, err := s.gateway(ctx, name)
-		if err != nil {
-			return g, err
-		}
-		r, _, err := s.reads(ctx, hostKey(g.Host))
-		if err != nil || r[0] == nil {
-			return g, err
-		}
-		h, err := decode[policyapi.Host](r[0])
-		if err != nil || h.ProviderAddresses[0] == g.ProviderAddress {
-			return g, err
-		}
-		g.ProviderAddress = h.ProviderAddresses[0]
-		owner := member("gateway", name)
-		ops := append(placeOps(g.RoutingDomainID, GatewayRecords(&g)[:1], g.Host, g.VirtualSubnetID, owner),
-			clientv3.OpPut(gatewayKey(name), encode(g)))
-		_, err = s.commit(ctx, []clientv3.Cmp{unchanged(gatewayKey(name), k), unchanged(hostKey(g.Host), r[0])}, ops...)
-		return g, err
-	})
 }
 
 // Host-facing reads.

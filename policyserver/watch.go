@@ -27,16 +27,30 @@ var ErrCompacted = errors.New("watch revision is compacted: re-read the policy")
 // Watch sends to emit the changes after revision rev (0: from now) that
 // concern the routing domains rds (all when empty), starting with a progress
 // event, each with its JSON line. It returns when ctx ends, emit fails, or
-// after a resync event when rev is compacted.
-func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit func(ev *policyapi.Event, line []byte) error) error {
+// after a resync event when rev is compacted or more than MaxReplay
+// revisions old. A client holding MaxWatchesPerClient streams is refused
+// before anything is sent.
+func (s *Store) Watch(ctx context.Context, client string, rev int64, rds []policy.GUID, emit func(ev *policyapi.Event, line []byte) error) error {
 	if rev < 0 {
 		return invalidf("rev %d is negative: use 0 (from now) or a revision read from the policy", rev)
 	}
+	release, err := s.watchers.take(client, s.MaxWatchesPerClient)
+	if err != nil {
+		return err
+	}
+	defer release()
+	cur, err := s.revision(ctx)
+	if err != nil {
+		return err
+	}
 	if rev == 0 {
-		var err error
-		if rev, err = s.revision(ctx); err != nil {
+		rev = cur
+	}
+	if s.MaxReplay > 0 && cur-rev > s.MaxReplay {
+		if err := emit(lined(&policyapi.Event{Type: policyapi.EventResync, Revision: cur})); err != nil {
 			return err
 		}
+		return ErrCompacted
 	}
 	if err := emit(lined(&policyapi.Event{Type: policyapi.EventProgress, Revision: rev})); err != nil {
 		return err
@@ -100,6 +114,34 @@ func (s *Store) Watch(ctx context.Context, rev int64, rds []policy.GUID, emit fu
 			}
 		}
 	}
+}
+
+// watchers counts the watch streams of each client.
+type watchers struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// take counts a stream of client, or refuses it when the client holds max
+// already; release uncounts it.
+func (w *watchers) take(client string, max int) (release func(), err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if max > 0 && w.n[client] >= max {
+		return nil, &policy.Error{Kind: policy.ErrTooMany,
+			Msg: fmt.Sprintf("client %s already has %d watch streams, the most one client may hold: close one before watching again", client, max)}
+	}
+	if w.n == nil {
+		w.n = map[string]int{}
+	}
+	w.n[client]++
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.n[client]--; w.n[client] == 0 {
+			delete(w.n, client)
+		}
+	}, nil
 }
 
 // revision is etcd's current revision, read with the smallest request.

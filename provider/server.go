@@ -10,13 +10,16 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/wnv/wnv/bounded"
 )
 
 // DefaultSocket is where wnvd serves the provider API.
 const DefaultSocket = "/run/wnv/wnvd.sock"
 
-// Serve serves h on a Unix socket at socketPath until ctx is done, then shuts
-// down gracefully and removes the socket. It creates the socket's directory
+// Serve serves h on a Unix socket at socketPath with the limits of
+// bounded.Default until ctx is done, then shuts down gracefully and removes
+// the socket. It creates the socket's directory
 // (0755) and replaces a stale socket file, but refuses to start if another
 // process is listening there or the path is not a socket. The socket is 0660
 // so that a group can be granted access. A cancelled ctx is a clean exit.
@@ -35,9 +38,12 @@ func Serve(ctx context.Context, socketPath string, h http.Handler) error {
 		}
 	}()
 
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	lim := bounded.Default()
+	// Every peer of a Unix socket has the same (empty) address: cap them in all.
+	lim.MaxConns, lim.MaxConnsPerIP = 256, 0
+	srv := lim.Server(context.Background(), h)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.Serve(lim.Listener(ln)) }()
 	select {
 	case err := <-done:
 		return fmt.Errorf("provider API on %s stopped: %w", socketPath, err)

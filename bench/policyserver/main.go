@@ -34,6 +34,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/wnv/wnv/bounded"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -98,12 +99,18 @@ func serve(dir string) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", policyserver.NewHandler(policyserver.NewStore(cli), slog.New(slog.NewTextHandler(os.Stderr, nil))))
+	st := policyserver.NewStore(cli)
+	st.MaxWatchesPerClient = 0
+	mux.Handle("/", policyserver.NewHandler(st, slog.New(slog.NewTextHandler(os.Stderr, nil))))
 	mux.HandleFunc("/debug/mem", func(w http.ResponseWriter, _ *http.Request) {
 		json.NewEncoder(w).Encode(memNow())
 	})
 	fmt.Println("http://" + ln.Addr().String())
-	return policyserver.Serve(ctx, ln, mux, nil)
+	// Every simulated host connects from 127.0.0.1 with its own connection
+	// and watch stream.
+	lim := bounded.Default()
+	lim.MaxConns, lim.MaxConnsPerIP = 0, 0
+	return policyserver.Serve(ctx, ln, mux, nil, lim)
 }
 
 func freeURL() string {

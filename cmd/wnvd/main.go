@@ -14,13 +14,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/wnv/wnv/bounded"
 	"github.com/wnv/wnv/host"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/provider"
@@ -160,9 +160,10 @@ func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metrics
 	if metrics != nil {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(host.NewCollector(h))
-		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		lim := bounded.Default()
+		srv := lim.Server(ctx, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		g.Go(func() error {
-			if err := srv.Serve(metrics); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(lim.Listener(metrics)); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

@@ -19,6 +19,10 @@ var kindStatus = []struct {
 	{policy.ErrNotFound, http.StatusNotFound},
 	{policy.ErrExists, http.StatusConflict},
 	{policy.ErrUnavailable, http.StatusServiceUnavailable},
+	{policy.ErrFull, http.StatusInsufficientStorage},
+	{policy.ErrTooMany, http.StatusTooManyRequests},
+	{policy.ErrUnauthenticated, http.StatusUnauthorized},
+	{policy.ErrForbidden, http.StatusForbidden},
 }
 
 // Status is the status an API answers err with: its kind's, 499 when the

@@ -12,7 +12,7 @@ import (
 )
 
 func TestStatusRoundTrip(t *testing.T) {
-	for _, kind := range []error{policy.ErrInvalid, policy.ErrNotFound, policy.ErrExists, policy.ErrUnavailable} {
+	for _, kind := range []error{policy.ErrInvalid, policy.ErrNotFound, policy.ErrExists, policy.ErrUnavailable, policy.ErrFull, policy.ErrTooMany, policy.ErrUnauthenticated, policy.ErrForbidden} {
 		err := &policy.Error{Kind: kind, Msg: "x"}
 		st := Status(err)
 		if st < 400 || st == 500 || KindOf(st) != kind {

@@ -15,6 +15,10 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
+	// ErrUnauthenticated: the caller presented no valid credential (401).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrForbidden: the caller's role does not allow the request (403).
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Error is one sentence for a person, of one of the kinds above. The kind is
@@ -50,6 +54,10 @@ func HTTPStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrExists):
 		return http.StatusConflict
+	case errors.Is(err, ErrUnauthenticated):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
 	}
 	return 0
 }
@@ -64,6 +72,10 @@ func KindOfStatus(status int) error {
 		return ErrNotFound
 	case http.StatusConflict:
 		return ErrExists
+	case http.StatusUnauthorized:
+		return ErrUnauthenticated
+	case http.StatusForbidden:
+		return ErrForbidden
 	}
 	return nil
 }

@@ -92,6 +92,13 @@ var access = map[string]rule{
 	"/":                        {what: "use unknown routes", observer: true, tenant: allow, host: allow},
 }
 
+// roleSays is what each role may do, for refusals.
+var roleSays = map[pki.Role]string{
+	pki.Observer: "observers only read",
+	pki.Tenant:   "tenants manage only their own routing domains, subnets, VMs and gateways",
+	pki.Host:     "hosts only register and heartbeat themselves and read the policy of their VMs",
+}
+
 // authz is one authorized request's caller and what it may see, computed
 // on first use.
 type authz struct {
@@ -135,7 +142,7 @@ func authorize(ctx context.Context, st *Store, id pki.Identity, pattern string, 
 		c = rl.host
 	}
 	if c == nil {
-		return nil, z.forbidden(r, rl.what, fmt.Sprintf("role %s may not %s", id.Role, rl.what))
+		return nil, z.forbidden(r, rl.what, roleSays[id.Role])
 	}
 	if err := c(ctx, z, r); err != nil {
 		return nil, err
@@ -146,12 +153,12 @@ func authorize(ctx context.Context, st *Store, id pki.Identity, pattern string, 
 // forbidden is the one-line 403 naming the caller, its role and what was
 // refused.
 func (z *authz) forbidden(r *http.Request, what, why string) error {
-	return &policy.Error{Kind: policy.ErrForbidden, Msg: fmt.Sprintf("%s %q may not %s (%s %s): %s",
-		z.id.Role, z.id.Name, what, r.Method, r.URL.Path, why)}
+	return &policy.Error{Kind: policy.ErrForbidden, Msg: fmt.Sprintf("%q (role %s) may not %s (%s %s): %s",
+		z.id.Name, z.id.Role, what, r.Method, r.URL.Path, why)}
 }
 
 func (z *authz) refuse(format string, a ...any) error {
-	return &policy.Error{Kind: policy.ErrForbidden, Msg: fmt.Sprintf("%s %q: ", z.id.Role, z.id.Name) + fmt.Sprintf(format, a...)}
+	return &policy.Error{Kind: policy.ErrForbidden, Msg: fmt.Sprintf("%q (role %s) refused: ", z.id.Name, z.id.Role) + fmt.Sprintf(format, a...)}
 }
 
 // Tenant scope.

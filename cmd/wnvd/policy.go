@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +29,10 @@ type policyFlags struct {
 	endpoints                  []string
 	etcdClientURL, etcdPeerURL string
 	etcdName, etcdCluster      string
-	tlsCert, tlsKey, clientCA  string
+	tlsCert, tlsKey            string
+	pkiDir                     string
+	serverNames                []string
+	insecurePlainHTTP          bool
 	etcdCA, etcdCert, etcdKey  string
 	logLevel                   string
 }
@@ -37,7 +44,14 @@ func policyCmd() *cobra.Command {
 		Short: "Run the policy server: datacenter policy in etcd, served over HTTP/JSON",
 		Long: `Run the policy server. With --data-dir it starts an embedded etcd member
 (single node by default); with --etcd-endpoints it uses an external cluster.
-Several policy servers may serve one etcd cluster.`,
+Several policy servers may serve one etcd cluster (give each a copy of the
+same --pki-dir).
+
+It serves HTTPS and authenticates every client by its certificate (mutual
+TLS), authorizing by the certificate's role: admin, tenant, host or observer
+(docs/security.md). On first start it creates its CA in --pki-dir and an
+admin credential for the local operator in <pki-dir>/admin (use it with
+wnvctl --credentials <pki-dir>/admin).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(f.logLevel)
@@ -50,8 +64,14 @@ Several policy servers may serve one etcd cluster.`,
 			if (f.tlsCert == "") != (f.tlsKey == "") {
 				return errors.New("--tls-cert and --tls-key go together: give both or neither")
 			}
-			if f.clientCA != "" && f.tlsCert == "" {
-				return errors.New("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS runs over HTTPS")
+			if f.insecurePlainHTTP && f.tlsCert != "" {
+				return errors.New("--insecure-plain-http serves no TLS: drop --tls-cert/--tls-key or it")
+			}
+			if f.pkiDir == "" && !f.insecurePlainHTTP {
+				if f.dataDir == "" {
+					return errors.New("--pki-dir is needed with --etcd-endpoints: the directory of the policy server's CA (copy it to every replica)")
+				}
+				f.pkiDir = filepath.Join(f.dataDir, "pki")
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -66,9 +86,11 @@ Several policy servers may serve one etcd cluster.`,
 	fl.StringVar(&f.etcdPeerURL, "etcd-peer-url", "http://127.0.0.1:2380", "embedded etcd: peer URL")
 	fl.StringVar(&f.etcdName, "etcd-name", "wnv", "embedded etcd: member name")
 	fl.StringVar(&f.etcdCluster, "etcd-initial-cluster", "", "embedded etcd: name=peerURL,... of every member (default: this member alone)")
-	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	fl.StringVar(&f.pkiDir, "pki-dir", "", "the policy server's CA, server certificate and first admin credential (default <data-dir>/pki; created on first start)")
+	fl.StringSliceVar(&f.serverNames, "server-name", nil, "extra DNS name or IP address for the server certificate (repeatable; the --listen address and localhost are always in it)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve this certificate (PEM) instead of one from --pki-dir's CA; clients are still authenticated by that CA")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
-	fl.StringVar(&f.clientCA, "tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
+	fl.BoolVar(&f.insecurePlainHTTP, "insecure-plain-http", false, "INSECURE, for tests only: serve plain HTTP with no authentication; anyone who reaches --listen is an admin")
 	fl.StringVar(&f.etcdCA, "etcd-ca", "", "external etcd: CA to trust")
 	fl.StringVar(&f.etcdCert, "etcd-cert", "", "external etcd: client certificate")
 	fl.StringVar(&f.etcdKey, "etcd-key", "", "external etcd: client key")
@@ -77,11 +99,15 @@ Several policy servers may serve one etcd cluster.`,
 }
 
 func runPolicy(ctx context.Context, f policyFlags, log *slog.Logger) error {
-	var serverTLS, etcdTLS *tls.Config
+	var etcdTLS *tls.Config
 	var err error
-	if f.tlsCert != "" {
-		if serverTLS, err = pki.ServerTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
+	var sp *pki.ServerPKI
+	if !f.insecurePlainHTTP {
+		if sp, err = serverPKI(f); err != nil {
 			return err
+		}
+		if sp.Created {
+			log.Info("created the policy server's CA and the local admin credential", "pki-dir", sp.Dir, "admin", sp.AdminDir())
 		}
 	}
 	endpoints := f.endpoints
@@ -108,12 +134,54 @@ func runPolicy(ctx context.Context, f policyFlags, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", f.listen, err)
 	}
-	scheme := "http"
-	if serverTLS != nil {
-		scheme = "https"
+	st := policyserver.NewStore(cli)
+	if f.insecurePlainHTTP {
+		log.Warn("INSECURE: --insecure-plain-http serves plain HTTP without authentication: anyone who reaches this address is an admin of every tenant; use it for tests only", "url", "http://"+ln.Addr().String())
+		err = policyserver.Serve(ctx, ln, policyserver.NewHandler(st, log), nil)
+		log.Info("wnvd policy stopped")
+		return err
 	}
-	log.Info("wnvd policy running", "url", scheme+"://"+ln.Addr().String(), "etcd", strings.Join(endpoints, ","), "mutual-tls", f.clientCA != "")
-	err = policyserver.Serve(ctx, ln, policyserver.NewHandler(policyserver.NewStore(cli), log), serverTLS)
+	auth, err := policyserver.NewAuth(ctx, st, sp, log)
+	if err != nil {
+		return err
+	}
+	serverTLS := sp.TLSConfig()
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert %s / --tls-key %s could not be loaded: %w", f.tlsCert, f.tlsKey, err)
+		}
+		serverTLS.Certificates = []tls.Certificate{cert}
+	}
+	log.Info("wnvd policy running", "url", "https://"+ln.Addr().String(), "etcd", strings.Join(endpoints, ","), "mutual-tls", true, "pki-dir", sp.Dir)
+	err = policyserver.Serve(ctx, ln, policyserver.NewSecureHandler(st, log, auth), serverTLS)
 	log.Info("wnvd policy stopped")
 	return err
+}
+
+// serverPKI loads (or creates) the CA and issues the server a certificate
+// for its --listen address, host name and --server-name entries.
+func serverPKI(f policyFlags) (*pki.ServerPKI, error) {
+	var dns []string
+	var ips []netip.Addr
+	if host, _, err := net.SplitHostPort(f.listen); err == nil && host != "" {
+		if a, err := netip.ParseAddr(host); err == nil {
+			if !a.IsUnspecified() {
+				ips = append(ips, a)
+			}
+		} else {
+			dns = append(dns, host)
+		}
+	}
+	if h, err := os.Hostname(); err == nil {
+		dns = append(dns, h)
+	}
+	for _, n := range f.serverNames {
+		if a, err := netip.ParseAddr(n); err == nil {
+			ips = append(ips, a)
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	return pki.EnsureServerPKI(f.pkiDir, dns, ips, time.Now())
 }

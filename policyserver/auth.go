@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -153,12 +154,21 @@ func authorize(ctx context.Context, st *Store, id pki.Identity, pattern string, 
 // forbidden is the one-line 403 naming the caller, its role and what was
 // refused.
 func (z *authz) forbidden(r *http.Request, what, why string) error {
-	return &policy.Error{Kind: policy.ErrForbidden, Msg: fmt.Sprintf("%q (role %s) may not %s (%s %s): %s",
-		z.id.Name, z.id.Role, what, r.Method, r.URL.Path, why)}
+	return &policy.Error{Kind: policy.ErrForbidden, Msg: fmt.Sprintf("%s may not %s (%s %s): %s",
+		z.who(), what, r.Method, r.URL.Path, why)}
 }
 
 func (z *authz) refuse(format string, a ...any) error {
-	return &policy.Error{Kind: policy.ErrForbidden, Msg: fmt.Sprintf("%q (role %s) refused: ", z.id.Name, z.id.Role) + fmt.Sprintf(format, a...)}
+	return &policy.Error{Kind: policy.ErrForbidden, Msg: z.who() + " refused: " + fmt.Sprintf(format, a...)}
+}
+
+// who names the caller in refusals: "host1" (role host), or for a tenant
+// "{CustomerID}" (Red, role tenant).
+func (z *authz) who() string {
+	if z.id.DisplayName != "" {
+		return fmt.Sprintf("%q (%s, role %s)", z.id.Name, z.id.DisplayName, z.id.Role)
+	}
+	return fmt.Sprintf("%q (role %s)", z.id.Name, z.id.Role)
 }
 
 // Tenant scope.
@@ -232,15 +242,22 @@ func (z *authz) load(ctx context.Context) error {
 	for _, vm := range vms {
 		z.rds[vm.RoutingDomainID], z.tenants[vm.CustomerID] = true, true
 	}
-	gws, err := z.st.Gateways(ctx)
+	prefix := hostMembers(z.id.Name) + "gateway/"
+	ms, _, err := z.st.rangeOf(ctx, prefix, 0)
 	if err != nil {
 		z.loadErr = err
 		return err
 	}
-	for _, g := range gws {
-		if g.Host == z.id.Name {
-			z.rds[g.RoutingDomainID], z.tenants[g.CustomerID] = true, true
+	for _, m := range ms {
+		g, err := z.st.Gateway(ctx, memberName(m.key, prefix))
+		if errors.Is(err, policy.ErrNotFound) {
+			continue
 		}
+		if err != nil {
+			z.loadErr = err
+			return err
+		}
+		z.rds[g.RoutingDomainID], z.tenants[g.CustomerID] = true, true
 	}
 	return nil
 }
@@ -409,10 +426,15 @@ func (z *authz) visible(ctx context.Context, r *http.Request, v any) (any, error
 		}
 	}
 	one := func(ok bool, what string) (any, error) {
-		if !ok {
-			return nil, z.forbidden(r, "read "+what, "it belongs to another tenant or to no VM of this host")
+		switch {
+		case ok:
+			return v, nil
+		case z.id.Role == pki.Host:
+			// Not found for this host: its agent takes a VM that left its
+			// routing domains for gone, and existence is not confirmed.
+			return nil, notFoundf("%s is not on host %s nor in a routing domain of its VMs or gateways", what, z.id.Name)
 		}
-		return v, nil
+		return nil, z.forbidden(r, "read "+what, "it belongs to another tenant")
 	}
 	switch x := v.(type) {
 	case []policyapi.Tenant:

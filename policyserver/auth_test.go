@@ -242,7 +242,7 @@ func TestHostRole(t *testing.T) {
 	_, err = h1.Lookup(ctx, 6001, addr("10.0.0.5"))
 	refused(t, "lookup in a routing domain without its VMs", err, 403)
 	_, err = h1.VM(ctx, "red1")
-	refused(t, "read a VM of another routing domain", err, 403)
+	refused(t, "read a VM of another routing domain (not found for a host)", err, 404, "host1")
 	for _, err := range h1.Watch(ctx, 0, rdRed) {
 		refused(t, "watch a routing domain without its VMs", err, 403)
 		break
@@ -271,6 +271,24 @@ func TestHostRole(t *testing.T) {
 	ts, err := h1.Tenants(ctx)
 	if err != nil || len(ts) != 1 || ts[0].CustomerID != cidBlue {
 		t.Fatalf("host1 lists tenants %v, %v; want Blue only", ts, err)
+	}
+	// A gateway of Red placed on host1 makes Red's routing domain its
+	// business; a VM of Red that migrated away from it does too.
+	must(t)(s.admin.CreateGateway(ctx, policyapi.Gateway{Name: "gw-red", VirtualSubnetID: 6001, MACAddress: mac(7), CustomerAddress: addr("10.0.0.254"), Host: "host1"}))
+	if _, err := h1.Policy(ctx, rdRed); err != nil {
+		t.Fatalf("host1 with Red's gateway reads Red's policy: %v", err)
+	}
+	h3, _ := s.issue("host", "host3", "198.18.0.3")
+	if _, err := h3.Policy(ctx, rdRed); err == nil {
+		t.Fatal("host3 without Red's VMs reads Red's policy")
+	}
+	must(t)(s.admin.MigrateVM(ctx, "red1", "host3"))
+	h2, _ := s.issue("host", "host2", "198.18.0.2")
+	if _, err := h2.Policy(ctx, rdRed); err != nil {
+		t.Fatalf("host2, which red1 just left, reads Red's policy: %v", err)
+	}
+	if _, err := h3.Policy(ctx, rdRed); err != nil {
+		t.Fatalf("host3, where red1 now is, reads Red's policy: %v", err)
 	}
 }
 

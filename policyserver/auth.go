@@ -103,9 +103,10 @@ var roleSays = map[pki.Role]string{
 // authz is one authorized request's caller and what it may see, computed
 // on first use.
 type authz struct {
-	id  pki.Identity
-	st  *Store
-	cid policy.GUID // a tenant's CustomerID
+	id   pki.Identity
+	st   *Store
+	auth *Auth       // nil: no authentication
+	cid  policy.GUID // a tenant's CustomerID
 
 	// A host's routing domains (of its VMs and gateways) and tenants.
 	loaded  bool
@@ -500,21 +501,31 @@ func (z *authz) seesVM(vm policyapi.VM) bool {
 	return z.rds[vm.RoutingDomainID] || vm.Host == z.id.Name || vm.PreviousHost == z.id.Name
 }
 
-// watchFilter returns which events of a watch stream the caller gets; nil
-// passes all. A host's set of routing domains grows as VMs are placed on
-// it during the stream.
-func (z *authz) watchFilter(ctx context.Context) (func(*policyapi.Event) bool, error) {
-	if z == nil || z.id.Role == pki.Admin || z.id.Role == pki.Observer {
+// watchFilter returns which events of a watch stream the caller gets (nil:
+// all); an error ends the stream: its credential was revoked or expired
+// since it opened. A host's set of routing domains grows as VMs are placed
+// on it during the stream.
+func (z *authz) watchFilter(ctx context.Context) (func(*policyapi.Event) (bool, error), error) {
+	if z == nil || z.auth == nil {
 		return nil, nil
 	}
-	if z.id.Role == pki.Tenant {
-		return func(ev *policyapi.Event) bool { return admitTenant(z.cid, ev) }, nil
+	var admit func(*policyapi.Event) bool
+	switch z.id.Role {
+	case pki.Tenant:
+		admit = func(ev *policyapi.Event) bool { return admitTenant(z.cid, ev) }
+	case pki.Host:
+		if err := z.load(ctx); err != nil {
+			return nil, err
+		}
+		rds, tenants := maps2(z.rds), maps2(z.tenants)
+		admit = func(ev *policyapi.Event) bool { return admitHost(z.id.Name, rds, tenants, ev) }
 	}
-	if err := z.load(ctx); err != nil {
-		return nil, err
-	}
-	rds, tenants := maps2(z.rds), maps2(z.tenants)
-	return func(ev *policyapi.Event) bool { return admitHost(z.id.Name, rds, tenants, ev) }, nil
+	return func(ev *policyapi.Event) (bool, error) {
+		if err := z.auth.stillValid(z.id); err != nil {
+			return false, err
+		}
+		return admit == nil || admit(ev), nil
+	}, nil
 }
 
 func maps2(m map[policy.GUID]bool) map[policy.GUID]bool {

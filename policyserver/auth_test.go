@@ -485,12 +485,35 @@ func TestRevokedAndExpired(t *testing.T) {
 	srv2.StartTLS()
 	defer srv2.Close()
 
+	// A watch open before the revocation ends at its next event; the client
+	// reconnects by itself and is refused, which ends its Watch.
+	watchEnd := make(chan error, 1)
+	opened := make(chan struct{})
+	go func() {
+		var last error
+		for ev, err := range obs.Watch(ctx, 0) {
+			if ev.Type == policyapi.EventProgress && last == nil {
+				select {
+				case <-opened:
+				default:
+					close(opened)
+				}
+			}
+			if err != nil {
+				last = err // a broken stream comes first, then the refusal
+			}
+		}
+		watchEnd <- last
+	}()
+	<-opened
 	revoked, err := s.admin.Revoke(ctx, policyapi.Revocation{Name: "bob"})
 	if err != nil || len(revoked) != 1 || revoked[0].Serial != cred.Serial {
 		t.Fatalf("revoke bob: %v, %v", revoked, err)
 	}
 	_, err = obs.Hosts(ctx)
 	refused(t, "revoked credential", err, 401, "revoked", cred.Serial)
+	must(t)(s.admin.RegisterHost(ctx, policyapi.Host{Name: "host9", ProviderAddresses: []netip.Addr{addr("198.18.0.9")}}))
+	refused(t, "revoked credential's open watch", <-watchEnd, 401, "revoked")
 	for !auth2.isRevoked(cred.Serial) {
 		if ctx.Err() != nil {
 			t.Fatal("the replica never learned the revocation")

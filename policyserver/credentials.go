@@ -123,10 +123,19 @@ func (a *Auth) authenticate(r *http.Request) (pki.Identity, error) {
 	if err != nil {
 		return id, unauthenticated("credential refused: %v", err)
 	}
+	return id, a.stillValid(id)
+}
+
+// stillValid checks what can change during a long request (a watch): the
+// credential's revocation and expiry.
+func (a *Auth) stillValid(id pki.Identity) error {
 	if a.isRevoked(id.Serial) {
-		return id, unauthenticated("credential of %s (serial %s) is revoked: ask an admin for a new one", id, id.Serial)
+		return unauthenticated("credential of %s (serial %s) is revoked: ask an admin for a new one", id, id.Serial)
 	}
-	return id, nil
+	if a.now().After(id.NotAfter) {
+		return unauthenticated("credential of %s (serial %s) expired at %s: ask an admin for a new one", id, id.Serial, id.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 func credentialOf(c *x509.Certificate, now time.Time) policyapi.Credential {
@@ -323,6 +332,9 @@ func (h *handler) guard(pattern string, f http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		z, err := authorize(r.Context(), h.st, id, pattern, r)
+		if z != nil {
+			z.auth = h.auth
+		}
 		if err != nil {
 			if policy.HTTPStatus(err) == http.StatusForbidden {
 				h.log.Info("request refused", "identity", id.Name, "role", id.Role, "method", r.Method, "path", r.URL.Path, "err", err)

@@ -280,8 +280,10 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	started := false
 	err = h.st.Watch(r.Context(), q.Rev, rds, func(ev *policyapi.Event, line []byte) error {
-		if admit != nil && !admit(ev) {
-			return nil
+		if admit != nil {
+			if ok, err := admit(ev); !ok {
+				return err
+			}
 		}
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")

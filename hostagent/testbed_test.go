@@ -220,7 +220,7 @@ func (tb *testbed) kill(name string, sig syscall.Signal) {
 }
 
 func (tb *testbed) startServer() {
-	tb.spawn("policy", "u", "policy", "--data-dir", filepath.Join(tb.dir, "etcd"), "--listen", serverAddr+":8440")
+	tb.spawn("policy", "u", "policy", "--insecure-plain-http", "--data-dir", filepath.Join(tb.dir, "etcd"), "--listen", serverAddr+":8440")
 }
 
 func (tb *testbed) hostArgs(name string, pa string) []string {

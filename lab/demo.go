@@ -397,6 +397,18 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 	}
 	var failures []string
 
+	if !t.Static {
+		fmt.Fprintf(w, "\n== Who is allowed what at the policy server %s (mutual TLS; a credential's role is its certificate's OU) ==\n", t.ServerURL())
+		PrintGrants(w, l.Grants())
+		fmt.Fprintf(w, "\n== Refusals: each identity tries what its role does not allow ==\n")
+		checks, err := l.AccessChecks(ctx)
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("access checks: %v", err))
+		} else if n := PrintAccessChecks(w, checks); n > 0 {
+			failures = append(failures, fmt.Sprintf("%d of %d access checks failed", n, len(checks)))
+		}
+	}
+
 	fmt.Fprintf(w, "\n== Reachability: UDP probes to port %d from every VM to every other VM's CAs ==\n", probe.Port)
 	checks, err := l.Matrix(ctx)
 	if err != nil {

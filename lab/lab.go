@@ -185,7 +185,10 @@ func (l *Lab) up(ctx context.Context) (err error) {
 		if err := l.waitServer(ctx); err != nil {
 			return err
 		}
-		l.printf("policy server up at %s (embedded etcd in %s)", t.ServerURL(), l.etcdDir())
+		l.printf("policy server up at %s (embedded etcd in %s, CA and admin credential in %s)", t.ServerURL(), l.etcdDir(), l.pkiDir())
+		if err := l.issueHostCredentials(ctx); err != nil {
+			return err
+		}
 	}
 	for _, h := range t.Hosts {
 		if err := l.startDaemon(h); err != nil {
@@ -434,6 +437,7 @@ func (l *Lab) startDaemon(h Host) error {
 	if !l.Topology.Static {
 		args = append(args,
 			"--policy-server", l.Topology.ServerURL(),
+			"--policy-credentials", l.HostCredentials(h.Name),
 			"--pa", h.PA.String(),
 			"--checkpoint", l.checkpoint(h.Name))
 	}
@@ -608,7 +612,7 @@ func (l *Lab) Exec(name string, argv []string, stdin io.Reader, stdout, stderr i
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	if !l.Topology.Static {
 		// wnvctl vm|subnet|... in the underlay or a host find the lab's server.
-		cmd.Env = append(os.Environ(), "WNV_SERVER="+l.Topology.ServerURL())
+		cmd.Env = append(os.Environ(), "WNV_SERVER="+l.Topology.ServerURL(), "WNV_CREDENTIALS="+l.AdminCredentials())
 	}
 	err := cmd.Run()
 	var ee *exec.ExitError

@@ -64,10 +64,16 @@ func needRoot(t *testing.T) {
 // removed when the test ends.
 func newTestLab(t *testing.T, topo Topology) *Lab {
 	t.Helper()
+	return newTestLabPrefix(t, topo, "wt")
+}
+
+// newTestLabPrefix is newTestLab with namespaces named prefix+id-.
+func newTestLabPrefix(t *testing.T, topo Topology, prefix string) *Lab {
+	t.Helper()
 	suffix := make([]byte, 3)
 	rand.Read(suffix)
 	id := hex.EncodeToString(suffix)
-	topo.Prefix = "wt" + id + "-"
+	topo.Prefix = prefix + id + "-"
 	l := &Lab{
 		Topology: topo,
 		StateDir: filepath.Join(os.TempDir(), "wnvlab-"+id),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wnv/wnv/lab/qemu"
 	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
 	"github.com/wnv/wnv/policyclient"
@@ -29,27 +30,31 @@ const ServerPort = 8440
 const serverName = "policy"
 
 // ServerURL is the policy server's base URL, reachable from the underlay
-// namespace and the host namespaces.
+// namespace and the host namespaces. It serves HTTPS with mutual TLS: every
+// client presents a credential issued by the server's CA (security.go).
 func (t Topology) ServerURL() string {
-	return "http://" + netip.AddrPortFrom(t.PolicyServer.Addr(), ServerPort).String()
+	return "https://" + netip.AddrPortFrom(t.PolicyServer.Addr(), ServerPort).String()
 }
 
 func (l *Lab) etcdDir() string               { return filepath.Join(l.StateDir, "etcd") }
 func (l *Lab) checkpoint(host string) string { return filepath.Join(l.StateDir, host+".db") }
 
-func newServerClient(ns, url string) *policyclient.Client {
-	return policyclient.NewDialer(url, nil, NamespaceDialer(ns))
-}
-
-// Server returns a client of the lab's policy server whose connections are
-// opened in the underlay namespace, so it works from the root namespace.
+// Server returns a client of the lab's policy server, with the lab
+// operator's admin credential, whose connections are opened in the underlay
+// namespace, so it works from the root namespace. Before the server has
+// written its admin credential the client has none, and is not kept.
 func (l *Lab) Server() *policyclient.Client {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.server == nil {
-		l.server = newServerClient(l.Topology.Namespace("underlay"), l.Topology.ServerURL())
+	if l.server != nil {
+		return l.server
 	}
-	return l.server
+	cfg, err := pki.CredentialsTLS(l.AdminCredentials())
+	c := policyclient.NewDialer(l.Topology.ServerURL(), cfg, NamespaceDialer(l.Topology.Namespace("underlay")))
+	if err == nil {
+		l.server = c
+	}
+	return c
 }
 
 // addServerAddress puts the policy server's address on the underlay bridge.
@@ -66,14 +71,15 @@ func (l *Lab) addServerAddress(uh *netlink.Handle, br netlink.Link) error {
 func (l *Lab) startServer() error {
 	return l.spawn(serverName, l.Topology.Namespace("underlay"), l.Wnvd, "policy",
 		"--data-dir", l.etcdDir(),
+		"--pki-dir", l.pkiDir(),
 		"--listen", netip.AddrPortFrom(l.Topology.PolicyServer.Addr(), ServerPort).String())
 }
 
 // waitServer waits until the policy server answers.
 func (l *Lab) waitServer(ctx context.Context) error {
-	c := l.Server()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		c := l.Server() // with the admin credential once the server wrote it
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := c.Tenants(cctx)
 		cancel()

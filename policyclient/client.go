@@ -303,3 +303,29 @@ func (c *Client) readStream(body io.Reader, done int64, yield func(policyapi.Eve
 	}
 	return done, false, sc.Err()
 }
+
+// RedirectKeys returns the pairwise redirect keys of host's PAs with every
+// other host's (the host itself or an admin only).
+func (c *Client) RedirectKeys(ctx context.Context, host string) ([]policyapi.RedirectKey, error) {
+	return call[[]policyapi.RedirectKey](c, ctx, http.MethodGet, "/v1/hosts/"+esc(host)+"/redirect-keys", nil, nil)
+}
+
+// Credentials (admin only, except WhoAmI).
+
+// IssueCredential asks the server's CA for a credential.
+func (c *Client) IssueCredential(ctx context.Context, r policyapi.IssueRequest) (policyapi.IssuedCredential, error) {
+	return call[policyapi.IssuedCredential](c, ctx, http.MethodPost, "/v1/pki/credentials", nil, r)
+}
+func (c *Client) Credentials(ctx context.Context) ([]policyapi.Credential, error) {
+	return call[[]policyapi.Credential](c, ctx, http.MethodGet, "/v1/pki/credentials", nil, nil)
+}
+
+// Revoke revokes a credential by serial or every one of a name.
+func (c *Client) Revoke(ctx context.Context, r policyapi.Revocation) ([]policyapi.Credential, error) {
+	return call[[]policyapi.Credential](c, ctx, http.MethodPost, "/v1/pki/revocations", nil, r)
+}
+
+// WhoAmI returns the identity the server authenticated this client as.
+func (c *Client) WhoAmI(ctx context.Context) (policyapi.Credential, error) {
+	return call[policyapi.Credential](c, ctx, http.MethodGet, "/v1/pki/whoami", nil, nil)
+}

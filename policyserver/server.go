@@ -15,18 +15,29 @@ import (
 	"github.com/wnv/wnv/policyapi"
 )
 
-// NewHandler serves the HTTP/JSON API of docs/policy-server.md from st.
-func NewHandler(st *Store, log *slog.Logger) http.Handler {
-	h := &handler{st: st, log: log}
+// NewHandler serves the HTTP/JSON API of docs/policy-server.md from st
+// WITHOUT authentication: every caller is an admin. It is for tests and
+// `wnvd policy --insecure-plain-http`; a real server uses NewSecureHandler.
+func NewHandler(st *Store, log *slog.Logger) http.Handler { return newHandler(st, log, nil) }
+
+// NewSecureHandler serves the API to callers authenticated by auth (their
+// client certificates) and authorized by role (see auth.go).
+func NewSecureHandler(st *Store, log *slog.Logger, auth *Auth) http.Handler {
+	return newHandler(st, log, auth)
+}
+
+func newHandler(st *Store, log *slog.Logger, auth *Auth) http.Handler {
+	h := &handler{st: st, log: log, auth: auth}
 	mux := http.NewServeMux()
+	route := func(pattern string, f http.HandlerFunc) { mux.HandleFunc(pattern, h.guard(pattern, f)) }
 	create := func(path string, f func(context.Context, *http.Request) (any, error)) {
-		mux.HandleFunc("POST "+path, h.answer(f))
+		route("POST "+path, h.answer(f))
 	}
 	get := func(path string, f func(context.Context, *http.Request) (any, error)) {
-		mux.HandleFunc("GET "+path, h.answer(f))
+		route("GET "+path, h.answer(f))
 	}
 	del := func(path string, f func(context.Context, *http.Request) error) {
-		mux.HandleFunc("DELETE "+path, func(w http.ResponseWriter, r *http.Request) {
+		route("DELETE "+path, func(w http.ResponseWriter, r *http.Request) {
 			if err := f(r.Context(), r); err != nil {
 				h.fail(w, r, err)
 				return
@@ -74,6 +85,9 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 	create("/v1/hosts/{name}/heartbeat", byName(st.Heartbeat))
 	get("/v1/hosts", list(st.Hosts))
 	get("/v1/hosts/{name}", byName(st.Host))
+	get("/v1/hosts/{name}/redirect-keys", func(ctx context.Context, r *http.Request) (any, error) {
+		return st.RedirectKeys(ctx, r.PathValue("name"))
+	})
 	del("/v1/hosts/{name}", delName(st.DeleteHost))
 
 	create("/v1/vms", body(st.CreateVM))
@@ -127,21 +141,26 @@ func NewHandler(st *Store, log *slog.Logger) http.Handler {
 		}
 		return st.Lookup(ctx, q.VSID, q.CA)
 	})
-	mux.HandleFunc("GET /v1/watch", h.watch)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	route("GET /v1/watch", h.watch)
+	h.pkiRoutes(route)
+	route("/", func(w http.ResponseWriter, r *http.Request) {
 		jsonapi.WriteError(w, notFoundf("%s %s is not an API route: see docs/policy-server.md", r.Method, r.URL.Path))
 	})
 	return mux
 }
 
 type handler struct {
-	st  *Store
-	log *slog.Logger
+	st   *Store
+	log  *slog.Logger
+	auth *Auth // nil: no authentication, every caller is an admin
 }
 
 func (h *handler) answer(f func(context.Context, *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v, err := f(r.Context(), r)
+		if err == nil {
+			v, err = authzOf(r.Context()).visible(r.Context(), r, v)
+		}
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -248,10 +267,20 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 		}
 		rds[i] = g
 	}
+	admit, err := authzOf(r.Context()).watchFilter(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	rc := http.NewResponseController(w)
 	beforeWrite := bounded.Streaming(w, r)
 	started := false
-	err := h.st.Watch(r.Context(), clientOf(r), q.Rev, rds, func(_ *policyapi.Event, line []byte) error {
+	err = h.st.Watch(r.Context(), clientOf(r), q.Rev, rds, func(ev *policyapi.Event, line []byte) error {
+		if admit != nil {
+			if ok, err := admit(ev); !ok {
+				return err
+			}
+		}
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)

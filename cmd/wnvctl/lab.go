@@ -30,12 +30,13 @@ var labCmd = &cobra.Command{
 	Use:   "lab",
 	Short: "Run a multi-host wnv lab in network namespaces on this machine",
 	Long: `The lab builds the default topology in network namespaces: wnv-underlay (bridge br0,
-with the policy server 'wnvd policy' at 198.18.0.254:8440 and its embedded etcd),
+with the policy server 'wnvd policy' at https://198.18.0.254:8440 (mutual TLS) and its embedded etcd),
 wnv-host1..3 (each running 'wnvd host' with its agent and PA 198.18.0.1..3), and the VMs
 wnv-blue1..3, wnv-red1, wnv-red2 (created at the policy server; eth0 is a port of their
 host's switch, with a probe responder on port 7007). It needs root and iproute2.
-'lab exec' sets WNV_SERVER, so 'wnvctl lab exec underlay -- wnvctl vm get' reaches the
-lab's policy server. 'lab up --qemu blue3' runs blue3 as a real QEMU guest (Debian's
+Each host agent has its own host credential (<state-dir>/credentials/<host>); 'lab exec'
+sets WNV_SERVER and WNV_CREDENTIALS (the admin credential, <state-dir>/pki/admin), so
+'wnvctl lab exec underlay -- wnvctl vm get' reaches the lab's policy server. 'lab up --qemu blue3' runs blue3 as a real QEMU guest (Debian's
 cloud kernel and busybox, built by 'make guest'), whose TAP is its port; 'lab demo'
 does so by default. See docs/lab.md for the topology.`,
 }

@@ -5,7 +5,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -23,6 +26,7 @@ import (
 type agentFlags struct {
 	server                    string
 	caFile, certFile, keyFile string
+	credentials               string
 	checkpoint                string
 	pas                       []string
 	grace, holdTimeout        time.Duration
@@ -33,6 +37,7 @@ func (a *agentFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&a.caFile, "policy-ca", "", "CA certificate to trust for an https policy server")
 	f.StringVar(&a.certFile, "policy-cert", "", "client certificate for mutual TLS with the policy server")
 	f.StringVar(&a.keyFile, "policy-key", "", "client key for mutual TLS with the policy server")
+	f.StringVar(&a.credentials, "policy-credentials", os.Getenv("WNV_POLICY_CREDENTIALS"), "directory of the host's credential (ca.pem, cert.pem, key.pem from `wnvctl pki issue host NAME --pa PA --out DIR`); env WNV_POLICY_CREDENTIALS")
 	f.StringVar(&a.checkpoint, "checkpoint", "", "bbolt file of the host's last policy and ports, restored at start (default /var/lib/wnv/<name>.db with --policy-server; \"none\" disables)")
 	f.StringSliceVar(&a.pas, "pa", nil, "provider address with prefix length (e.g. 198.18.0.2/15) the agent installs and registers (repeatable; default: the host's current ones)")
 	f.DurationVar(&a.grace, "migration-grace", host.DefaultMigrationGrace, "how long packets for a VM that migrated away are forwarded to its new host")
@@ -73,12 +78,9 @@ func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, s
 		}
 		pas = append(pas, p)
 	}
-	var tlsCfg *tls.Config
-	if a.caFile != "" || a.certFile != "" {
-		var err error
-		if tlsCfg, err = pki.ClientTLS(a.caFile, a.certFile, a.keyFile); err != nil {
-			return nil, fmt.Errorf("--policy-ca/--policy-cert/--policy-key: %w", err)
-		}
+	tlsCfg, err := a.clientTLS(cfg.Name, pas)
+	if err != nil {
+		return nil, err
 	}
 	h.HoldMisses(ctx, host.HoldConfig{Timeout: a.holdTimeout})
 	links, err := dataplane.WatchLinks(ctx)
@@ -88,4 +90,43 @@ func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, s
 	ag := hostagent.New(hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, Interfaces: links, MigrationGrace: a.grace, Log: cfg.Log},
 		policyclient.New(a.server, tlsCfg), provider.NewClient(socket), notifySocket)
 	return ag.Run, nil
+}
+
+// clientTLS loads the host's credential and checks, before any request,
+// that it is a host credential of this host naming its PAs.
+func (a *agentFlags) clientTLS(host string, pas []netip.Prefix) (*tls.Config, error) {
+	var tlsCfg *tls.Config
+	var err error
+	switch {
+	case a.credentials != "":
+		if a.caFile != "" || a.certFile != "" || a.keyFile != "" {
+			return nil, fmt.Errorf("give --policy-credentials or --policy-ca/--policy-cert/--policy-key, not both")
+		}
+		if tlsCfg, err = pki.CredentialsTLS(a.credentials); err != nil {
+			return nil, fmt.Errorf("--policy-credentials: %w", err)
+		}
+	case a.caFile != "" || a.certFile != "":
+		if tlsCfg, err = pki.ClientTLS(a.caFile, a.certFile, a.keyFile); err != nil {
+			return nil, fmt.Errorf("--policy-ca/--policy-cert/--policy-key: %w", err)
+		}
+	}
+	if !strings.HasPrefix(a.server, "https://") {
+		return tlsCfg, nil
+	}
+	if tlsCfg == nil || len(tlsCfg.Certificates) == 0 {
+		return nil, fmt.Errorf("--policy-server %s needs this host's credential: give --policy-credentials DIR (an admin writes it with `wnvctl pki issue host %s --pa PA --out DIR`)", a.server, host)
+	}
+	id, err := pki.IdentityOf(tlsCfg.Certificates[0].Leaf)
+	if err != nil {
+		return nil, fmt.Errorf("--policy-credentials: %w", err)
+	}
+	if id.Role != pki.Host || id.Name != host {
+		return nil, fmt.Errorf("the policy credential is for %s, not host %s: issue one with `wnvctl pki issue host %s --pa PA`", id, host, host)
+	}
+	for _, p := range pas {
+		if !slices.Contains(id.ProviderAddresses, p.Addr().Unmap()) {
+			return nil, fmt.Errorf("--pa %v is not in host %s's credential (%v): the policy server would refuse it; issue a credential with it", p, host, id.ProviderAddresses)
+		}
+	}
+	return tlsCfg, nil
 }

@@ -145,10 +145,19 @@ func DecodeBody(r io.Reader, dst any) error {
 		target := v.FieldByIndex(f.index)
 		fresh := reflect.New(target.Type())
 		fresh.Elem().Set(target)
-		if err := json.Unmarshal(raw, fresh.Interface()); err != nil {
-			return invalidf("%s %s is malformed: %s", f.name, clip(string(raw)), SyntaxOf(f.typ, err))
+		if err := DecodeValue(f.name, raw, fresh.Interface()); err != nil {
+			return err
 		}
 		target.Set(fresh.Elem())
+	}
+	return nil
+}
+
+// DecodeValue decodes raw, the JSON value of property name, into what dst
+// points to; the error names the property and the syntax of its type.
+func DecodeValue(name string, raw json.RawMessage, dst any) error {
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return invalidf("%s %s is malformed: %s", name, clip(string(raw)), SyntaxOf(reflect.TypeOf(dst).Elem(), err))
 	}
 	return nil
 }

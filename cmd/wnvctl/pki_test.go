@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wnv/wnv/pki"
+	"github.com/wnv/wnv/policyserver"
+)
+
+// startSecurePolicyServer runs a policy server with TLS and authorization
+// and returns its URL and the admin credentials directory.
+func startSecurePolicyServer(t *testing.T) (string, string) {
+	t.Helper()
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return "http://" + ln.Addr().String()
+	}
+	cu := free()
+	e, err := policyserver.StartEmbedded(context.Background(), policyserver.EmbedConfig{DataDir: t.TempDir(), ClientURL: cu, PeerURL: free(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cli, err := policyserver.Connect([]string{cu}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	p, err := pki.EnsureServerPKI(filepath.Join(t.TempDir(), "pki"), nil, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st := policyserver.NewStore(cli)
+	auth, err := policyserver.NewAuth(ctx, st, p, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(policyserver.NewSecureHandler(st, log, auth))
+	srv.TLS = p.TLSConfig()
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.URL, p.AdminDir()
+}
+
+// The pki commands issue credentials (keys written 0600, never sent), a
+// host credential acts only for its host, revocation takes effect, and a
+// missing credential is a one-line error before any request.
+func TestPKICommands(t *testing.T) {
+	s, admin := startSecurePolicyServer(t)
+	dir := t.TempDir()
+	run := func(args ...string) (string, error) {
+		t.Helper()
+		return psctl(t, s, args...)
+	}
+	ok := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatalf("wnvctl %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+	if _, err := run("host", "get"); err == nil || !strings.Contains(err.Error(), "needs a client credential") {
+		t.Fatalf("no credential: %v", err)
+	}
+	ok("--credentials", admin, "tenant", "create", "--id", "{aaaaaaaa-0000-0000-0000-000000000001}", "--name", "Blue")
+	h1 := filepath.Join(dir, "host1")
+	out := ok("--credentials", admin, "pki", "issue", "host", "host1", "--pa", "198.18.0.1", "--out", h1)
+	if !strings.Contains(out, "198.18.0.1") || !strings.Contains(out, "host1") {
+		t.Fatalf("pki issue printed:\n%s", out)
+	}
+	if st, err := os.Stat(filepath.Join(h1, "key.pem")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key.pem: %v %v", st, err)
+	}
+	out = ok("--credentials", admin, "pki", "issue", "tenant", "Blue", "--out", filepath.Join(dir, "blue"))
+	if !strings.Contains(out, "{aaaaaaaa-0000-0000-0000-000000000001} (Blue)") {
+		t.Fatalf("tenant credential does not name Blue's CustomerID:\n%s", out)
+	}
+	if _, err := run("--credentials", h1, "host", "register", "--name", "host2", "--pa", "198.18.0.1"); err == nil || !strings.Contains(err.Error(), "host2") {
+		t.Fatalf("host1 registering host2: %v", err)
+	}
+	ok("--credentials", h1, "host", "register", "--name", "host1", "--pa", "198.18.0.1")
+	out = ok("--credentials", filepath.Join(dir, "blue"), "pki", "whoami")
+	if !strings.Contains(out, "tenant") {
+		t.Fatalf("whoami printed:\n%s", out)
+	}
+	ok("--credentials", admin, "pki", "revoke", "host1")
+	if _, err := run("--credentials", h1, "host", "get"); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("revoked host1: %v", err)
+	}
+	out = ok("--credentials", admin, "pki", "list")
+	if strings.Count(out, "\n") != 4 { // header, admin, host1, Blue
+		t.Fatalf("pki list printed:\n%s", out)
+	}
+	if _, err := run("--credentials", filepath.Join(dir, "nothing"), "host", "get"); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("missing credentials dir: %v", err)
+	}
+}

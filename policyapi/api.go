@@ -207,3 +207,13 @@ type HostAPI interface {
 
 // DefaultTTL is a host's liveness lease when it registers without one.
 const DefaultTTL = 10
+
+// RedirectKey is the key that authenticates redirects between one of a
+// host's PAs (LocalPA) and a peer host's PA: GET
+// /v1/hosts/{name}/redirect-keys answers the host's keys, and the host agent
+// hands them to wnvd with PUT /v1/redirect-keys (replace-all).
+type RedirectKey struct {
+	LocalPA netip.Addr `json:"LocalPA"`
+	PeerPA  netip.Addr `json:"PeerPA"`
+	Key     []byte     `json:"Key"`
+}

@@ -112,7 +112,7 @@ func (s *syncer) run(ctx context.Context) {
 		events := make(chan watchItem, 1024)
 		go func() {
 			defer close(events)
-			for ev, err := range a.server.Watch(wctx, 0) {
+			for ev, err := range a.server.WatchHost(wctx, 0, "") {
 				select {
 				case events <- watchItem{ev, err}:
 				case <-wctx.Done():

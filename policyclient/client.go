@@ -213,9 +213,20 @@ const watchRetry = 200 * time.Millisecond
 // EventResync ends it too: re-read the policy and watch again from its
 // revision. It ends when ctx is done or the caller stops iterating.
 func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[policyapi.Event, error] {
+	return c.WatchHost(ctx, rev, "", rds...)
+}
+
+// WatchHost is Watch of the routing domains rds that also streams the VM
+// events placing a VM on host or taking one away, whatever its routing
+// domain: a host agent's watch. With no rds it streams only those and the
+// host and liveness events.
+func (c *Client) WatchHost(ctx context.Context, rev int64, host string, rds ...policy.GUID) iter.Seq2[policyapi.Event, error] {
 	return func(yield func(policyapi.Event, error) bool) {
 		for ctx.Err() == nil {
 			q := url.Values{"rev": {strconv.FormatInt(rev, 10)}}
+			if host != "" {
+				q.Set("host", host)
+			}
 			for _, rd := range rds {
 				q.Add("routingDomain", rd.String())
 			}

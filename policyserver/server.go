@@ -227,7 +227,8 @@ func pathVSID(r *http.Request) (policy.VSID, error) {
 
 func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	var q struct {
-		Rev int64 `json:"rev"`
+		Rev  int64  `json:"rev"`
+		Host string `json:"host"`
 	}
 	qs := r.URL.Query()
 	rdTexts := qs["routingDomain"]
@@ -247,7 +248,7 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	}
 	rc := http.NewResponseController(w)
 	started := false
-	err := h.st.Watch(r.Context(), q.Rev, rds, func(_ *policyapi.Event, line []byte) error {
+	err := h.st.Watch(r.Context(), q.Rev, rds, q.Host, func(_ *policyapi.Event, line []byte) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)

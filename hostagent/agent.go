@@ -82,7 +82,6 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-
 // Provider is what the agent calls of wnvd's provider API;
 // *provider.Client implements it.
 type Provider interface {

@@ -274,13 +274,13 @@ type Model struct {
 	// unknown are ports of VMs not placed here that left in no event seen
 	// (e.g. while the agent was down): the server says where they went.
 	unknown, resolving map[string]bool
-	linger    map[policy.GUID]time.Time // departed VMs' routing domains
+	linger             map[policy.GUID]time.Time // departed VMs' routing domains
 
 	// Policy by routing domain, and the routing domains to (re)fetch.
-	rds      map[policy.GUID]*rdPolicy
-	stale    map[policy.GUID]bool
-	fetching map[policy.GUID]bool
-	serverAt time.Time // after a server failure, wait until then
+	rds       map[policy.GUID]*rdPolicy
+	stale     map[policy.GUID]bool
+	fetching  map[policy.GUID]bool
+	serverAt  time.Time // after a server failure, wait until then
 	serverOff backoff
 
 	// On-demand records, until the watch or a policy read says more.

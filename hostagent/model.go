@@ -443,7 +443,10 @@ func (m *Model) Step(now time.Time, ev Event) {
 			m.failed(now)
 		}
 	case InterfaceAppeared:
-		if len(m.waiting) > 0 {
+		// An attach in flight may have missed the interface by a hair (a
+		// migration's destination hypervisor creates it right after the
+		// move): try again at once rather than after InterfaceRetry.
+		if len(m.waiting) > 0 || m.reading || m.applying || m.next != nil {
 			m.dirty = true
 		}
 	case KeysFetched:

@@ -659,3 +659,25 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestAnInterfaceAppearingDuringAnAttachIsTriedAgainAtOnce(t *testing.T) {
+	h := newHarness(t)
+	a := vm("a", rd1, "h1", 10)
+	h.policies[rd1] = pol(rd1, 10)
+	h.start()
+	h.vms = []policyapi.VM{a}
+	h.put(a, nil, 11)
+	var r Ready
+	for r = h.ready(); r.Apply == nil; r = h.ready() {
+		h.answer(r)
+	}
+	// The interface appears while the attach that will fail is in flight.
+	applied := h.host.apply(*r.Apply)
+	h.host.ifaces["a"] = true
+	h.step(InterfaceAppeared{})
+	h.step(applied)
+	h.settle() // at the same instant: no InterfaceRetry passes
+	if _, ok := h.host.ports["a"]; !ok {
+		t.Fatal("the port waits for the retry although its interface appeared")
+	}
+}

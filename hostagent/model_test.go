@@ -662,10 +662,12 @@ func must(t *testing.T, err error) {
 
 func TestAnInterfaceAppearingDuringAnAttachIsTriedAgainAtOnce(t *testing.T) {
 	h := newHarness(t)
-	a := vm("a", rd1, "h1", 10)
+	z, a := vm("z", rd1, "h1", 9), vm("a", rd1, "h1", 10)
+	h.vms = []policyapi.VM{z}
 	h.policies[rd1] = pol(rd1, 10)
+	h.host.ifaces["z"] = true
 	h.start()
-	h.vms = []policyapi.VM{a}
+	h.vms = append(h.vms, a)
 	h.put(a, nil, 11)
 	var r Ready
 	for r = h.ready(); r.Apply == nil; r = h.ready() {

@@ -19,6 +19,8 @@ type driver struct {
 	// host's notifications, offered without blocking.
 	results, notes chan Event
 	stopWatch      context.CancelFunc
+	// unfiltered: the server refused a watch filtered by host.
+	unfiltered bool
 	// logged remembers what is logged once: missing interfaces and
 	// endpoints an older peer lacks.
 	logged map[string]bool
@@ -76,10 +78,23 @@ func (d *driver) run(ctx context.Context) {
 	}
 }
 
+// watchRefused is the driver's own: the server refused the host filter.
+type watchRefused struct {
+	gen int
+	err error
+}
+
+func (watchRefused) event() {}
+
 // step logs what a person wants to know of ev and hands it to the model.
 func (d *driver) step(ev Event) {
 	log := d.a.log
 	switch ev := ev.(type) {
+	case watchRefused:
+		log.Info("the policy server does not filter watches by host: watching every routing domain", "err", ev.err)
+		d.unfiltered = true
+		d.m.Step(time.Now(), WatchEnded{Gen: ev.gen})
+		return
 	case WatchEvent:
 		if ev.Event.Type == policyapi.EventResync {
 			log.Info("watch asks for a resync")
@@ -196,12 +211,24 @@ func (d *driver) watch(ctx context.Context, spec WatchSpec) {
 	wctx, cancel := context.WithCancel(ctx)
 	d.stopWatch = cancel
 	a := d.a
+	host, rds := a.cfg.Host, spec.RDs
+	if d.unfiltered {
+		host, rds = "", nil
+	}
 	go func() {
-		for ev, err := range a.server.WatchHost(wctx, spec.Rev, a.cfg.Host, spec.RDs...) {
+		started := false
+		for ev, err := range a.server.WatchHost(wctx, spec.Rev, host, rds...) {
 			if err != nil {
+				if !started && host != "" && errors.Is(err, policy.ErrInvalid) {
+					// A server older than the host filter refuses it: watch
+					// everything, as agents did before; the model picks.
+					send(wctx, d.results, watchRefused{gen: spec.Gen, err: err})
+					return
+				}
 				a.log.Debug("watch", "err", err)
 				continue
 			}
+			started = true
 			send(wctx, d.results, WatchEvent{Gen: spec.Gen, Event: ev})
 		}
 		if wctx.Err() == nil {

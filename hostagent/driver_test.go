@@ -27,6 +27,8 @@ type fakeServer struct {
 	keys     []policyapi.RedirectKey
 	keyCalls int
 	events   chan policyapi.Event
+	// oldWatch: a server older than the watch's host filter.
+	oldWatch bool
 }
 
 func (s *fakeServer) RegisterHost(_ context.Context, h policyapi.Host) (policyapi.Host, error) {
@@ -71,8 +73,12 @@ func (s *fakeServer) VMs(_ context.Context, f policyapi.VMFilter) ([]policyapi.V
 func (s *fakeServer) Subnet(context.Context, policy.VSID) (policyapi.Subnet, error) {
 	return policyapi.Subnet{}, errNotFound
 }
-func (s *fakeServer) WatchHost(ctx context.Context, rev int64, _ string, _ ...policy.GUID) iter.Seq2[policyapi.Event, error] {
+func (s *fakeServer) WatchHost(ctx context.Context, rev int64, host string, _ ...policy.GUID) iter.Seq2[policyapi.Event, error] {
 	return func(yield func(policyapi.Event, error) bool) {
+		if s.oldWatch && host != "" {
+			yield(policyapi.Event{}, &policy.Error{Kind: policy.ErrInvalid, Msg: `unknown query parameter "host": use rev`})
+			return
+		}
 		if !yield(policyapi.Event{Type: policyapi.EventProgress, Revision: max(rev, 10)}, nil) {
 			return
 		}
@@ -236,6 +242,17 @@ func TestTheAgentInstallsARoutingDomainInOneProviderCallAndHandsOverItsKeys(t *t
 		defer w.mu.Unlock()
 		return sameKeys(w.keys, keys)
 	})
+}
+
+func TestAServerWithoutTheHostFilterIsWatchedWhole(t *testing.T) {
+	s := &fakeServer{vms: []policyapi.VM{vm("a", rd1, "h1", 10)}, policies: map[policy.GUID]policyapi.Policy{rd1: pol(rd1, 10, rec(rd1, 10, "198.18.0.1"))},
+		events: make(chan policyapi.Event), oldWatch: true}
+	w := &fakeWnvd{store: policy.NewStore(), ports: map[string]provider.Port{}}
+	logs := runAgent(t, s, w)
+	waitFor(t, "the routing domain installed", func() bool { return len(w.store.LookupRecords(policy.LookupRecordFilter{})) == 1 })
+	if n := logs.count("does not filter watches by host"); n != 1 {
+		t.Errorf("the fallback logged %d times, want once", n)
+	}
 }
 
 func TestAnOlderWnvdWithoutRedirectKeysIsLoggedOnce(t *testing.T) {

@@ -59,7 +59,3 @@ func (q *fetchQueue) pop() (lookupKey, bool) {
 	delete(q.queued, k)
 	return k, true
 }
-
-func (q *fetchQueue) has(k lookupKey) bool { return q.queued[k] }
-
-func (q *fetchQueue) len() int { return len(q.queued) }

@@ -3,6 +3,7 @@ package hostagent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -72,6 +73,7 @@ type syncer struct {
 	listed bool
 	local  map[string]policyserver.VM // VMs placed on this host
 	rds    map[policy.GUID]*rdModel
+	stale  bool                           // the VMs were listed since rds was read
 	extra  map[recKey]policy.LookupRecord // fetched on demand, until the watch says more
 	dirty  bool                           // the last reconcile failed: try again
 	// waiting are the VMs placed here whose interface does not exist yet.
@@ -151,7 +153,7 @@ func (s *syncer) round(ctx context.Context, events <-chan watchItem, retryTick <
 			// The server is not answering yet; the mismatch comes again.
 		}
 	}
-	if err := retry(ctx, a, "list policy", func() error { return s.relist(ctx) }); err != nil {
+	if err := retry(ctx, a, "list VMs", func() error { return s.relist(ctx) }); err != nil {
 		return
 	}
 	s.reconcile(ctx)
@@ -198,7 +200,7 @@ func (s *syncer) round(ctx context.Context, events <-chan watchItem, retryTick <
 		}
 		if relist {
 			if err := s.relist(ctx); err != nil {
-				a.log.Warn("listing policy", "err", err)
+				a.log.Warn("listing the VMs placed here", "err", err)
 				s.dirty = true
 				continue
 			}
@@ -262,8 +264,10 @@ func (s *syncer) apply(it watchItem) bool {
 	return false
 }
 
-// relist reads the VMs placed on this host and the policy of their routing
-// domains, and makes the ports match.
+// relist reads the VMs placed on this host and starts the grace period of
+// those that left. The policy of their routing domains is read by the next
+// reconcile, after the ports: a migrating VM's new port must not wait for
+// that read, which is the slowest call to the server.
 func (s *syncer) relist(ctx context.Context) error {
 	a := s.a
 	vms, err := a.server.VMs(ctx, policyserver.VMFilter{Host: a.cfg.Host})
@@ -271,13 +275,22 @@ func (s *syncer) relist(ctx context.Context) error {
 		return err
 	}
 	local := map[string]policyserver.VM{}
-	want := map[policy.GUID]bool{}
 	for _, vm := range vms {
 		local[vm.Name] = vm
-		want[vm.RoutingDomainID] = true
 	}
 	if err := s.departures(ctx, local); err != nil {
 		return err
+	}
+	s.local, s.stale, s.listed = local, true, true
+	return nil
+}
+
+// readPolicy reads the policy of the routing domains of the VMs placed here
+// and of those that left within their grace period.
+func (s *syncer) readPolicy(ctx context.Context) error {
+	want := map[policy.GUID]bool{}
+	for _, vm := range s.local {
+		want[vm.RoutingDomainID] = true
 	}
 	now := time.Now()
 	for rd, until := range s.linger {
@@ -289,14 +302,13 @@ func (s *syncer) relist(ctx context.Context) error {
 	}
 	rds := map[policy.GUID]*rdModel{}
 	for rd := range want {
-		p, err := a.server.Policy(ctx, rd)
+		p, err := s.a.server.Policy(ctx, rd)
 		if err != nil {
 			return err
 		}
 		rds[rd] = newRDModel(p)
 	}
-	s.local = local
-	s.rds, s.extra, s.listed = rds, map[recKey]policy.LookupRecord{}, true
+	s.rds, s.extra, s.stale = rds, map[recKey]policy.LookupRecord{}, false
 	return nil
 }
 
@@ -347,16 +359,23 @@ func (s *syncer) fetch(ctx context.Context, f fetch) bool {
 
 // reconcile moves the host's ports, virtual subnets, customer routes and
 // lookup records to the model, by level: it reads what the host has and
-// applies the difference. Failures leave the rest in place and mark the
-// syncer dirty so that it tries again.
+// applies the difference. Ports come first, before the policy is read again
+// after a relist. Failures leave the rest in place and mark the syncer dirty
+// so that it tries again.
 func (s *syncer) reconcile(ctx context.Context) {
 	if !s.listed {
 		return
 	}
-	var errs []error
-	errs = append(errs, s.reconcilePorts(ctx)...)
-	errs = append(errs, s.reconcileSubnets(ctx)...)
-	errs = append(errs, s.reconcilePolicy(ctx)...)
+	errs := s.reconcilePorts(ctx)
+	if s.stale {
+		if err := s.readPolicy(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("read the policy of the local VMs' routing domains: %w", err))
+		}
+	}
+	if !s.stale {
+		errs = append(errs, s.reconcileSubnets(ctx)...)
+		errs = append(errs, s.reconcilePolicy(ctx)...)
+	}
 	s.dirty = len(errs) > 0
 	for _, err := range errs {
 		s.a.log.Warn("reconciling the host", "err", err)

@@ -253,11 +253,26 @@ func (d *driver) readHost(ctx context.Context) HostRead {
 	return r
 }
 
-// apply makes the changes of one reconcile: the policy difference is one
+// apply makes the changes of one reconcile. Ports come first: a migrating
+// VM's new port, and the source's migrated detach that starts its
+// forwarding, must not wait for the policy. The policy difference is one
 // provider API call, published by wnvd as one table.
 func (d *driver) apply(ctx context.Context, ap Apply) Applied {
 	h := d.a.host
 	var out Applied
+	for _, p := range ap.Detach {
+		var err error
+		if p.Migrated {
+			err = h.DetachMigratedPort(ctx, p.Name)
+		} else {
+			err = h.DetachPort(ctx, p.Name)
+		}
+		out.Ports = append(out.Ports, PortResult{Name: p.Name, Err: err})
+	}
+	for _, spec := range ap.Attach {
+		_, err := h.AttachPort(ctx, spec)
+		out.Ports = append(out.Ports, PortResult{Name: spec.Name, Attach: true, Err: err})
+	}
 	var errs []error
 	for _, v := range ap.Subnets {
 		_, err := h.SetVirtualSubnets(ctx, policy.VirtualSubnetFilter{VirtualSubnetID: v.VirtualSubnetID}, policy.VirtualSubnetChange{Encapsulation: &v.Encapsulation})
@@ -274,19 +289,6 @@ func (d *driver) apply(ctx context.Context, ap Apply) Applied {
 			// them one by one, keeping the errors for the retry.
 			out.Batch = applyEach(ctx, h, ap.Batch)
 		}
-	}
-	for _, p := range ap.Detach {
-		var err error
-		if p.Migrated {
-			err = h.DetachMigratedPort(ctx, p.Name)
-		} else {
-			err = h.DetachPort(ctx, p.Name)
-		}
-		out.Ports = append(out.Ports, PortResult{Name: p.Name, Err: err})
-	}
-	for _, spec := range ap.Attach {
-		_, err := h.AttachPort(ctx, spec)
-		out.Ports = append(out.Ports, PortResult{Name: spec.Name, Attach: true, Err: err})
 	}
 	return out
 }

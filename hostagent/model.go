@@ -169,9 +169,11 @@ type Lookup struct {
 	CA   netip.Addr
 }
 
-// Apply is one reconcile's changes to wnvd, in this order: subnets, then
-// the policy Batch in ONE provider call (one table publication), then
-// detaches and attaches.
+// Apply is one reconcile's changes to wnvd, in this order: detaches and
+// attaches, subnets, then the policy Batch in ONE provider call (one table
+// publication). The model asks for a host read, not for the server's
+// policy, before a port changes: a VM placed here is attached while its
+// routing domain's policy is still being fetched.
 type Apply struct {
 	Subnets []policy.VirtualSubnet // add (absent) or set (Encapsulation differs)
 	Batch   policy.Batch

@@ -602,8 +602,13 @@ func (m *Model) Ready(now time.Time) Ready {
 	}
 	m.expire(now)
 	set := m.watchSet()
-	for rd := range m.rds {
+	for rd, p := range m.rds {
 		if !set[rd] {
+			for k := range m.extra {
+				if _, ok := p.subnets[k.vsid]; ok {
+					delete(m.extra, k)
+				}
+			}
 			delete(m.rds, rd)
 			m.dirty = true
 		}

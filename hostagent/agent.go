@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/wnv/wnv/internal/backoff"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -116,8 +117,8 @@ func New(cfg Config, server policyapi.HostAPI, host Provider, notifySocket strin
 	return &Agent{cfg: cfg, server: server, host: host, notify: notifySocket, log: cfg.Log.With("agent", cfg.Host)}
 }
 
-func (a *Agent) backoff() backoff {
-	return backoff{min: a.cfg.RetryMin, max: a.cfg.RetryMax, rand: rand.Float64}
+func (a *Agent) newBackoff() backoff.Backoff {
+	return backoff.Backoff{Min: a.cfg.RetryMin, Max: a.cfg.RetryMax, Rand: rand.Float64}
 }
 
 // Run keeps the host in sync until ctx ends. Errors reaching the policy
@@ -205,7 +206,7 @@ func (a *Agent) heartbeat(ctx context.Context, pas []netip.Addr, out chan<- Even
 // retry calls fn until it succeeds, fails with a request error (4xx, which
 // a retry will not fix), or ctx ends, backing off between attempts.
 func (a *Agent) retry(ctx context.Context, what string, fn func() error) error {
-	b := a.backoff()
+	b := a.newBackoff()
 	for {
 		err := fn()
 		if err == nil || errors.Is(err, policy.ErrInvalid) || errors.Is(err, policy.ErrNotFound) || errors.Is(err, policy.ErrExists) {
@@ -214,7 +215,7 @@ func (a *Agent) retry(ctx context.Context, what string, fn func() error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		wait := b.next()
+		wait := b.Next()
 		a.log.Debug("retrying", "what", what, "in", wait, "err", err)
 		sleep(ctx, wait)
 	}
@@ -230,12 +231,12 @@ func (a *Agent) notifications(ctx context.Context, out chan<- Event) {
 		default:
 		}
 	}
-	b := a.backoff()
+	b := a.newBackoff()
 	for ctx.Err() == nil {
 		h, err := notify.Open(a.notify)
 		if err != nil {
 			a.log.Debug("opening the notification API", "err", err)
-			sleep(ctx, b.next())
+			sleep(ctx, b.Next())
 			continue
 		}
 		for ev, err := range h.Events(ctx, notify.PolicyMismatchType, notify.RedirectType) {
@@ -246,13 +247,13 @@ func (a *Agent) notifications(ctx context.Context, out chan<- Event) {
 			case err != nil:
 				a.log.Debug("notification API", "err", err)
 			case ev.PolicyMismatch != nil && ev.PolicyMismatch.CA.IsValid():
-				b.reset()
+				b.Reset()
 				offer(Notified{VSID: policy.VSID(ev.PolicyMismatch.VirtualSubnetID), CA: ev.PolicyMismatch.CA})
 			case ev.PolicyMismatch != nil:
 				// A non-IP frame of an L2Only subnet from an unknown MAC names
 				// no CA to look up; the watch brings that subnet's records.
 			case ev.Redirect != nil:
-				b.reset()
+				b.Reset()
 				offer(Notified{VSID: policy.VSID(ev.Redirect.VirtualSubnetID), CA: ev.Redirect.CA})
 			}
 			if err != nil && of == nil {
@@ -260,7 +261,7 @@ func (a *Agent) notifications(ctx context.Context, out chan<- Event) {
 			}
 		}
 		h.Close()
-		sleep(ctx, b.next())
+		sleep(ctx, b.Next())
 	}
 }
 

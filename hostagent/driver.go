@@ -3,6 +3,7 @@ package hostagent
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/wnv/wnv/policy"
@@ -30,7 +31,7 @@ func newDriver(a *Agent) *driver {
 	m := NewModel(ModelConfig{
 		Host: a.cfg.Host, MigrationGrace: a.cfg.MigrationGrace, NegativeTTL: a.cfg.NegativeTTL,
 		MaxLookups: 8, QueuePerVSID: 64, QueueTotal: 4096, MaxPolicyFetches: 4, InterfaceRetry: time.Second,
-		RetryMin: a.cfg.RetryMin, RetryMax: a.cfg.RetryMax, Rand: a.backoff().rand,
+		RetryMin: a.cfg.RetryMin, RetryMax: a.cfg.RetryMax, Rand: rand.Float64,
 	})
 	m.Step(time.Now(), Registered{})
 	return &driver{a: a, m: m, results: make(chan Event, 64), notes: make(chan Event, 1024), logged: map[string]bool{}}

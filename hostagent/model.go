@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/wnv/wnv/internal/backoff"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -265,7 +266,7 @@ type Model struct {
 	gen      int
 	rev      int64
 	reopenAt time.Time
-	watchOff backoff
+	watchOff backoff.Backoff
 
 	// Placement: the VMs on this host, listed since the stream started.
 	listed, listing bool
@@ -283,7 +284,7 @@ type Model struct {
 	stale     map[policy.GUID]bool
 	fetching  map[policy.GUID]bool
 	serverAt  time.Time // after a server failure, wait until then
-	serverOff backoff
+	serverOff backoff.Backoff
 
 	// On-demand records, until the watch or a policy read says more.
 	extra    map[recKey]policy.LookupRecord
@@ -295,7 +296,7 @@ type Model struct {
 	// steps in flight; retryAt delays it after a failure.
 	dirty, reading, applying bool
 	retryAt                  time.Time
-	hostOff                  backoff
+	hostOff                  backoff.Backoff
 	next                     *Apply // computed from HostRead, handed out by Ready
 	waiting                  map[string]bool
 	waitRetry                time.Time
@@ -305,12 +306,12 @@ type Model struct {
 	keys, pushed                        []policyapi.RedirectKey
 	havePushed, keysOff, pushOff        bool // keysOff/pushOff: the server/wnvd lacks the endpoint
 	keysAt                              time.Time
-	keysBackoff                         backoff
+	keysBackoff                         backoff.Backoff
 }
 
 // NewModel returns the model of an agent that has not registered yet.
 func NewModel(cfg ModelConfig) *Model {
-	off := func() backoff { return backoff{min: cfg.RetryMin, max: cfg.RetryMax, rand: cfg.Rand} }
+	off := func() backoff.Backoff { return backoff.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, Rand: cfg.Rand} }
 	return &Model{
 		cfg: cfg, watchOff: off(), serverOff: off(), hostOff: off(), keysBackoff: off(),
 		vms: map[string]policyapi.VM{}, departed: map[string]bool{}, unknown: map[string]bool{}, resolving: map[string]bool{}, linger: map[policy.GUID]time.Time{},
@@ -333,15 +334,15 @@ func (m *Model) Step(now time.Time, ev Event) {
 	case WatchEnded:
 		if ev.Gen == m.gen && m.open != nil {
 			m.resync()
-			m.reopenAt = now.Add(m.watchOff.next())
+			m.reopenAt = now.Add(m.watchOff.Next())
 		}
 	case VMsListed:
 		m.listing = false
 		if ev.Err != nil {
-			m.serverAt = now.Add(m.serverOff.next())
+			m.serverAt = now.Add(m.serverOff.Next())
 			return
 		}
-		m.serverOff.reset()
+		m.serverOff.Reset()
 		m.vms = map[string]policyapi.VM{}
 		for _, vm := range ev.VMs {
 			m.vms[vm.Name] = vm
@@ -356,10 +357,10 @@ func (m *Model) Step(now time.Time, ev Event) {
 		delete(m.fetching, ev.RD)
 		if ev.Err != nil {
 			m.stale[ev.RD] = true
-			m.serverAt = now.Add(m.serverOff.next())
+			m.serverAt = now.Add(m.serverOff.Next())
 			return
 		}
-		m.serverOff.reset()
+		m.serverOff.Reset()
 		if !m.watchSet()[ev.RD] {
 			return
 		}
@@ -404,7 +405,7 @@ func (m *Model) Step(now time.Time, ev Event) {
 		case isNotFound(ev.Err):
 			m.departed[ev.Name] = false
 		default:
-			m.serverAt = now.Add(m.serverOff.next())
+			m.serverAt = now.Add(m.serverOff.Next())
 			return
 		}
 		m.dirty = true
@@ -416,7 +417,7 @@ func (m *Model) Step(now time.Time, ev Event) {
 		}
 		m.next = m.plan(ev)
 		if m.next == nil {
-			m.hostOff.reset()
+			m.hostOff.Reset()
 		}
 	case Applied:
 		m.applying = false
@@ -440,7 +441,7 @@ func (m *Model) Step(now time.Time, ev Event) {
 			}
 		}
 		if ok {
-			m.hostOff.reset()
+			m.hostOff.Reset()
 		} else {
 			m.failed(now)
 		}
@@ -456,25 +457,25 @@ func (m *Model) Step(now time.Time, ev Event) {
 		switch {
 		case ev.Err == nil:
 			m.keys = ev.Keys
-			m.keysBackoff.reset()
+			m.keysBackoff.Reset()
 		case isNotFound(ev.Err):
 			m.keysOff = true // an older server: nothing to push
 		default:
 			m.wantKeys = true
-			m.keysAt = now.Add(m.keysBackoff.next())
+			m.keysAt = now.Add(m.keysBackoff.Next())
 		}
 	case KeysPushed:
 		m.pushingKeys = false
 		switch {
 		case ev.Err == nil:
 			m.havePushed = true
-			m.keysBackoff.reset()
+			m.keysBackoff.Reset()
 		case isNotFound(ev.Err):
 			m.pushOff = true // an older wnvd
 		default:
 			m.pushed = nil
 			m.havePushed = false
-			m.keysAt = now.Add(m.keysBackoff.next())
+			m.keysAt = now.Add(m.keysBackoff.Next())
 		}
 	case Tick:
 	}
@@ -482,7 +483,7 @@ func (m *Model) Step(now time.Time, ev Event) {
 
 func (m *Model) failed(now time.Time) {
 	m.dirty = true
-	m.retryAt = now.Add(m.hostOff.next())
+	m.retryAt = now.Add(m.hostOff.Next())
 }
 
 // resync forgets the stream: the next one starts from now and everything
@@ -499,7 +500,7 @@ func (m *Model) watchEvent(now time.Time, ev policyapi.Event) {
 		return
 	case policyapi.EventProgress:
 		m.rev = max(m.rev, ev.Revision)
-		m.watchOff.reset()
+		m.watchOff.Reset()
 		return
 	}
 	// One revision may carry several events: a stream reopened after this

@@ -541,25 +541,6 @@ func TestTheWatchCoversTheRoutingDomainsOfOwnVMsOnly(t *testing.T) {
 	}
 }
 
-func TestBackoffIsJitteredExponentialCappedAndResets(t *testing.T) {
-	draws := []float64{0, 0.5, 0.999, 0, 0.5, 0, 0.25}
-	i := 0
-	b := backoff{min: 100 * time.Millisecond, max: time.Second, rand: func() float64 { i++; return draws[i-1] }}
-	var got []time.Duration
-	for range 6 {
-		got = append(got, b.next())
-	}
-	// [d/2, d) of d = 100ms, 200ms, 400ms, 800ms, 1s, 1s.
-	want := []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 399800 * time.Microsecond, 400 * time.Millisecond, 750 * time.Millisecond, 500 * time.Millisecond}
-	if !slices.Equal(got, want) {
-		t.Fatalf("waits %v, want %v", got, want)
-	}
-	b.reset()
-	if d := b.next(); d != 62500*time.Microsecond {
-		t.Fatalf("after a reset the wait is %v, want 62.5ms", d)
-	}
-}
-
 func TestAFailedReconcileIsRetriedAfterBackoffAndTheBackoffResets(t *testing.T) {
 	h := newHarness(t)
 	h.vms = []policyapi.VM{vm("a", rd1, "h1", 10)}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wnv/wnv/internal/backoff"
 	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -202,8 +204,13 @@ func (c *Client) Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (p
 	return call[policyapi.LookupAnswer](c, ctx, http.MethodGet, "/v1/lookup", q, nil)
 }
 
-// watchRetry is the pause before reconnecting a broken watch stream.
-const watchRetry = 200 * time.Millisecond
+// A broken watch stream is reconnected after a jittered exponential
+// backoff between these bounds, back to the lower one once a stream
+// delivered something.
+const (
+	watchRetryMin = 200 * time.Millisecond
+	watchRetryMax = 5 * time.Second
+)
 
 // Watch streams the changes after revision rev (0: from now) of the given
 // routing domains (all when none). The stream reconnects by itself after a
@@ -222,6 +229,7 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 // host and liveness events.
 func (c *Client) WatchHost(ctx context.Context, rev int64, host string, rds ...policy.GUID) iter.Seq2[policyapi.Event, error] {
 	return func(yield func(policyapi.Event, error) bool) {
+		retry := backoff.Backoff{Min: watchRetryMin, Max: watchRetryMax, Rand: rand.Float64}
 		for ctx.Err() == nil {
 			q := url.Values{"rev": {strconv.FormatInt(rev, 10)}}
 			if host != "" {
@@ -237,11 +245,14 @@ func (c *Client) WatchHost(ctx context.Context, rev int64, host string, rds ...p
 				return
 			}
 			if err == nil {
-				var ended bool
-				rev, ended, err = c.readStream(resp.Body, rev, yield)
+				var ended, delivered bool
+				rev, ended, delivered, err = c.readStream(resp.Body, rev, yield)
 				resp.Body.Close()
 				if ended {
 					return
+				}
+				if delivered {
+					retry.Reset()
 				}
 			}
 			if ctx.Err() != nil {
@@ -255,7 +266,7 @@ func (c *Client) WatchHost(ctx context.Context, rev int64, host string, rds ...p
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(watchRetry):
+			case <-time.After(retry.Next()):
 			}
 		}
 	}
@@ -263,18 +274,20 @@ func (c *Client) WatchHost(ctx context.Context, rev int64, host string, rds ...p
 
 // readStream yields the events of one watch response and returns the last
 // revision seen completely; ended is true when the caller stopped or a
-// resync came. One etcd revision may carry several events (a host's new PA
-// rewrites its VMs in one Txn), so a revision counts as complete only once a
-// later one or a progress event arrives, and a resumed stream repeats the
-// events of a revision cut short: apply events as levels, not edges.
-func (c *Client) readStream(body io.Reader, done int64, yield func(policyapi.Event, error) bool) (int64, bool, error) {
+// resync came; delivered is true when a change came after the stream's
+// first progress event (the server is healthy, not accepting and dropping).
+// One etcd revision may carry several events (a host's new PA rewrites its
+// VMs in one Txn), so a revision counts as complete only once a later one or
+// a progress event arrives, and a resumed stream repeats the events of a
+// revision cut short: apply events as levels, not edges.
+func (c *Client) readStream(body io.Reader, done int64, yield func(policyapi.Event, error) bool) (rev int64, ended, delivered bool, err error) {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
 	last := done
-	for sc.Scan() {
+	for n := 0; sc.Scan(); n++ {
 		var ev policyapi.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return done, false, fmt.Errorf("policy server at %s sent a watch line that is not an event: %w", c.api.Base, err)
+			return done, false, delivered, fmt.Errorf("policy server at %s sent a watch line that is not an event: %w", c.api.Base, err)
 		}
 		switch {
 		case ev.Type == policyapi.EventProgress:
@@ -282,9 +295,10 @@ func (c *Client) readStream(body io.Reader, done int64, yield func(policyapi.Eve
 		case ev.Type != policyapi.EventResync && ev.Revision > last:
 			done, last = last, ev.Revision
 		}
+		delivered = delivered || n > 0
 		if !yield(ev, nil) || ev.Type == policyapi.EventResync {
-			return done, true, nil
+			return done, true, delivered, nil
 		}
 	}
-	return done, false, sc.Err()
+	return done, false, delivered, sc.Err()
 }

@@ -60,12 +60,7 @@ func (d *Datapath) RemoveVSID(vsid uint32) error {
 // Counters reads and sums the per-CPU counters.
 func (d *Datapath) Counters() (Counters, error) {
 	c := Counters{Ports: map[int]PortCounters{}, VSIDs: map[uint32]VSIDCounters{}}
-	var (
-		idx uint32
-		ps  []datapathPortStats
-	)
-	it := d.objs.WnvPortStats.Iterate()
-	for it.Next(&idx, &ps) {
+	err := eachPerCPU(d.objs.WnvPortStats, func(idx uint32, ps []datapathPortStats) {
 		var s PortCounters
 		for _, p := range ps {
 			s.RxFrames += p.RxFrames
@@ -77,15 +72,15 @@ func (d *Datapath) Counters() (Counters, error) {
 		if s != (PortCounters{}) {
 			c.Ports[int(idx)] = s
 		}
-	}
-	if err := it.Err(); err != nil {
+	})
+	if err != nil {
 		return c, fmt.Errorf("fast path: read the port counters: %w", err)
 	}
 	var (
 		vsid uint32
 		vs   []datapathVsidStats
 	)
-	it = d.objs.WnvVsidStats.Iterate()
+	it := d.objs.WnvVsidStats.Iterate()
 	for it.Next(&vsid, &vs) {
 		var s VSIDCounters
 		for _, v := range vs {
@@ -99,29 +94,49 @@ func (d *Datapath) Counters() (Counters, error) {
 	if err := it.Err(); err != nil {
 		return c, fmt.Errorf("fast path: read the VSID counters: %w", err)
 	}
-	var per []uint64
-	it = d.objs.WnvReasons.Iterate()
-	for it.Next(&idx, &per) {
+	err = eachPerCPU(d.objs.WnvReasons, func(idx uint32, per []uint64) {
 		if idx < NumReasonSlots {
 			for _, n := range per {
 				c.Reasons[idx] += n
 			}
 		}
-	}
-	if err := it.Err(); err != nil {
+	})
+	if err != nil {
 		return c, fmt.Errorf("fast path: read the drop reasons: %w", err)
 	}
 	path := []*uint64{&c.Path.PortFast, &c.Path.UnderlayFast, &c.Path.PortSlow, &c.Path.UnderlaySlow, &c.Path.Errors}
-	it = d.objs.WnvPathStats.Iterate()
-	for it.Next(&idx, &per) {
+	err = eachPerCPU(d.objs.WnvPathStats, func(idx uint32, per []uint64) {
 		if int(idx) < len(path) {
 			for _, n := range per {
 				*path[idx] += n
 			}
 		}
-	}
-	if err := it.Err(); err != nil {
+	})
+	if err != nil {
 		return c, fmt.Errorf("fast path: read the path counters: %w", err)
 	}
 	return c, nil
+}
+
+// eachPerCPU calls fn with every entry of the per-CPU array m, read in one
+// batch. The port array has a slot per possible port index (4096): read one
+// entry at a time, that is 8192 syscalls and tens of milliseconds for every
+// port listing, which the host agent makes while a migrating VM waits for
+// its port.
+func eachPerCPU[V any](m *ebpf.Map, fn func(key uint32, perCPU []V)) error {
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	keys := make([]uint32, m.MaxEntries())
+	vals := make([]V, len(keys)*ncpu)
+	var cursor ebpf.MapBatchCursor
+	n, err := m.BatchLookup(&cursor, keys, vals, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	for i, k := range keys[:n] {
+		fn(k, vals[i*ncpu:(i+1)*ncpu])
+	}
+	return nil
 }

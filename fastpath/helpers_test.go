@@ -14,7 +14,7 @@ import (
 	"github.com/wnv/wnv/packet"
 )
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loads eBPF programs")
@@ -22,7 +22,7 @@ func requireRoot(t *testing.T) {
 }
 
 // testPinDir returns a fresh pin directory that is cleaned up with t.
-func testPinDir(t *testing.T) string {
+func testPinDir(t testing.TB) string {
 	t.Helper()
 	dir := fmt.Sprintf("/sys/fs/bpf/wfp-test-%016x", rand.Uint64())
 	t.Cleanup(func() {
@@ -34,7 +34,7 @@ func testPinDir(t *testing.T) string {
 }
 
 // openTest opens a datapath with the fast path on and the slow path alive.
-func openTest(t *testing.T) *Datapath {
+func openTest(t testing.TB) *Datapath {
 	t.Helper()
 	requireRoot(t)
 	d, err := Open(Config{PinDir: testPinDir(t), FastPath: true})

@@ -544,3 +544,14 @@ func TestUnderlayPasses(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkCounters is what every port listing and counters read costs the
+// host: all counter maps, the port array's 4096 slots included.
+func BenchmarkCounters(b *testing.B) {
+	d := openTest(b)
+	for b.Loop() {
+		if _, err := d.Counters(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -3,21 +3,29 @@
 // talks to the host only through the provider API client and the
 // notification API client, as an orchestrator's agent would: it registers
 // the host and its provider addresses and heartbeats; lists and watches the
-// routing domains of its local VMs and installs their lookup records and
-// customer routes, reconciled by level; attaches the ports of the VMs the
-// server places on the host and detaches those that leave (keeping the
-// interface of a VM that migrated away); and answers policy mismatch and
-// redirect notifications with GET /v1/lookup. It never clears policy because
-// the server is unreachable: the host forwards on its last policy meanwhile.
+// routing domains of its local VMs (and only those) and installs their
+// lookup records and customer routes, reconciled by level, each difference
+// in one provider API batch; attaches the ports of the VMs the server places
+// on the host and detaches those that leave (keeping the interface of a VM
+// that migrated away); answers policy mismatch and redirect notifications
+// with GET /v1/lookup, fairly across VSIDs; and hands the host's redirect
+// keys to wnvd. It never clears policy because the server is unreachable:
+// the host forwards on its last policy meanwhile.
+//
+// The agent is a pure model (model.go: events in, I/O to do out, time passed
+// in) and a driver (driver.go: goroutines, clients, timers) that does that
+// I/O and feeds the results back, after etcd raft's RawNode and Node.
 package hostagent
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"time"
 
+	"github.com/wnv/wnv/internal/backoff"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -43,8 +51,12 @@ type Config struct {
 	// routing domain after the VM migrated away, for the host's forwarding
 	// (default 5s; match the host's).
 	MigrationGrace time.Duration
-	// RetryMin and RetryMax bound the backoff after a failed call (defaults
-	// 100ms and 5s).
+	// NegativeTTL is how long a lookup that failed is not asked again
+	// (default 1s), so that a flood of misses costs the server one lookup
+	// per destination and TTL.
+	NegativeTTL time.Duration
+	// RetryMin and RetryMax bound the jittered exponential backoff after a
+	// failed call (defaults 100ms and 5s).
 	RetryMin, RetryMax time.Duration
 	Log                *slog.Logger
 }
@@ -55,6 +67,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MigrationGrace <= 0 {
 		c.MigrationGrace = 5 * time.Second
+	}
+	if c.NegativeTTL <= 0 {
+		c.NegativeTTL = time.Second
 	}
 	if c.RetryMin <= 0 {
 		c.RetryMin = 100 * time.Millisecond
@@ -68,20 +83,42 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Provider is what the agent calls of wnvd's provider API;
+// *provider.Client implements it.
+type Provider interface {
+	AddProviderAddress(ctx context.Context, a policy.ProviderAddress) (policy.ProviderAddress, error)
+	ProviderAddresses(ctx context.Context, f policy.ProviderAddressFilter) ([]policy.ProviderAddress, error)
+	Ports(ctx context.Context) ([]provider.Port, error)
+	LookupRecords(ctx context.Context, f policy.LookupRecordFilter) ([]policy.LookupRecord, error)
+	CustomerRoutes(ctx context.Context, f policy.CustomerRouteFilter) ([]policy.CustomerRoute, error)
+	VirtualSubnets(ctx context.Context, f policy.VirtualSubnetFilter) ([]policy.VirtualSubnet, error)
+	AddVirtualSubnet(ctx context.Context, v policy.VirtualSubnet) (policy.VirtualSubnet, error)
+	SetVirtualSubnets(ctx context.Context, f policy.VirtualSubnetFilter, ch policy.VirtualSubnetChange) ([]policy.VirtualSubnet, error)
+	Apply(ctx context.Context, b policy.Batch) error
+	AttachPort(ctx context.Context, spec provider.PortSpec) (provider.Port, error)
+	DetachPort(ctx context.Context, name string) error
+	DetachMigratedPort(ctx context.Context, name string) error
+	SetRedirectKeys(ctx context.Context, keys []policyapi.RedirectKey) error
+}
+
 // Agent is one host's agent. Create it with New and Run it.
 type Agent struct {
 	cfg    Config
 	server policyapi.HostAPI
-	host   *provider.Client
+	host   Provider
 	notify string
 	log    *slog.Logger
 }
 
-// New returns an agent for the host reached at the provider API client host
+// New returns an agent for the host reached through its provider API host
 // and the notification API socket notifySocket, syncing with server.
-func New(cfg Config, server policyapi.HostAPI, host *provider.Client, notifySocket string) *Agent {
+func New(cfg Config, server policyapi.HostAPI, host Provider, notifySocket string) *Agent {
 	cfg = cfg.withDefaults()
 	return &Agent{cfg: cfg, server: server, host: host, notify: notifySocket, log: cfg.Log.With("agent", cfg.Host)}
+}
+
+func (a *Agent) newBackoff() backoff.Backoff {
+	return backoff.Backoff{Min: a.cfg.RetryMin, Max: a.cfg.RetryMax, Rand: rand.Float64}
 }
 
 // Run keeps the host in sync until ctx ends. Errors reaching the policy
@@ -94,10 +131,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.register(ctx, pas); err != nil {
 		return err
 	}
-	go a.heartbeat(ctx, pas)
-	s := newSyncer(a)
-	go a.notifications(ctx, s)
-	s.run(ctx)
+	d := newDriver(a)
+	go a.heartbeat(ctx, pas, d.results)
+	go a.notifications(ctx, d.notes)
+	d.run(ctx)
 	return nil
 }
 
@@ -107,7 +144,7 @@ func (a *Agent) ensurePAs(ctx context.Context) ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, p := range a.cfg.ProviderAddresses {
 		out = append(out, p.Addr())
-		err := retry(ctx, a, "add provider address", func() error {
+		err := a.retry(ctx, "add provider address", func() error {
 			_, err := a.host.AddProviderAddress(ctx, policy.ProviderAddress{ProviderAddress: p.Addr(), PrefixLength: uint8(p.Bits())})
 			if errors.Is(err, policy.ErrExists) {
 				return nil
@@ -122,7 +159,7 @@ func (a *Agent) ensurePAs(ctx context.Context) ([]netip.Addr, error) {
 		return out, nil
 	}
 	var cur []policy.ProviderAddress
-	err := retry(ctx, a, "list provider addresses", func() (err error) {
+	err := a.retry(ctx, "list provider addresses", func() (err error) {
 		cur, err = a.host.ProviderAddresses(ctx, policy.ProviderAddressFilter{})
 		return err
 	})
@@ -134,7 +171,7 @@ func (a *Agent) ensurePAs(ctx context.Context) ([]netip.Addr, error) {
 
 func (a *Agent) register(ctx context.Context, pas []netip.Addr) error {
 	h := policyapi.Host{Name: a.cfg.Host, ProviderAddresses: pas, TTLSeconds: int64(a.cfg.TTL / time.Second)}
-	return retry(ctx, a, "register host", func() error {
+	return a.retry(ctx, "register host", func() error {
 		_, err := a.server.RegisterHost(ctx, h)
 		if err == nil {
 			a.log.Info("host registered", "pas", pas)
@@ -143,7 +180,9 @@ func (a *Agent) register(ctx context.Context, pas []netip.Addr) error {
 	})
 }
 
-func (a *Agent) heartbeat(ctx context.Context, pas []netip.Addr) {
+// heartbeat keeps the host's lease; when the server forgot the host (its
+// store was reset) it registers again and tells the model.
+func (a *Agent) heartbeat(ctx context.Context, pas []netip.Addr, out chan<- Event) {
 	t := time.NewTicker(max(a.cfg.TTL/3, 100*time.Millisecond))
 	defer t.Stop()
 	for {
@@ -154,7 +193,9 @@ func (a *Agent) heartbeat(ctx context.Context, pas []netip.Addr) {
 		}
 		_, err := a.server.Heartbeat(ctx, a.cfg.Host)
 		if errors.Is(err, policy.ErrNotFound) {
-			err = a.register(ctx, pas)
+			if err = a.register(ctx, pas); err == nil {
+				send(ctx, out, Registered{})
+			}
 		}
 		if err != nil && ctx.Err() == nil {
 			a.log.Debug("heartbeat", "err", err)
@@ -164,8 +205,8 @@ func (a *Agent) heartbeat(ctx context.Context, pas []netip.Addr) {
 
 // retry calls fn until it succeeds, fails with a request error (4xx, which
 // a retry will not fix), or ctx ends, backing off between attempts.
-func retry(ctx context.Context, a *Agent, what string, fn func() error) error {
-	wait := a.cfg.RetryMin
+func (a *Agent) retry(ctx context.Context, what string, fn func() error) error {
+	b := a.newBackoff()
 	for {
 		err := fn()
 		if err == nil || errors.Is(err, policy.ErrInvalid) || errors.Is(err, policy.ErrNotFound) || errors.Is(err, policy.ErrExists) {
@@ -174,47 +215,53 @@ func retry(ctx context.Context, a *Agent, what string, fn func() error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		wait := b.Next()
 		a.log.Debug("retrying", "what", what, "in", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, a.cfg.RetryMax)
+		sleep(ctx, wait)
 	}
 }
 
-// notifications feeds policy mismatch and redirect events to s until ctx
-// ends, reopening the handle if the host restarts its API.
-func (a *Agent) notifications(ctx context.Context, s *syncer) {
+// notifications feeds policy mismatch and redirect events to out until ctx
+// ends, reopening the handle if the host restarts its API. A notification
+// the driver has no room for is dropped: the host raises it again.
+func (a *Agent) notifications(ctx context.Context, out chan<- Event) {
+	offer := func(ev Event) {
+		select {
+		case out <- ev:
+		default:
+		}
+	}
+	b := a.newBackoff()
 	for ctx.Err() == nil {
 		h, err := notify.Open(a.notify)
 		if err != nil {
 			a.log.Debug("opening the notification API", "err", err)
-			sleep(ctx, a.cfg.RetryMin)
+			sleep(ctx, b.Next())
 			continue
 		}
 		for ev, err := range h.Events(ctx, notify.PolicyMismatchType, notify.RedirectType) {
 			var of *notify.OverflowError
 			switch {
 			case errors.As(err, &of):
-				s.request(fetch{resync: true})
+				offer(NotificationsLost{})
 			case err != nil:
 				a.log.Debug("notification API", "err", err)
 			case ev.PolicyMismatch != nil && ev.PolicyMismatch.CA.IsValid():
-				s.request(fetch{vsid: policy.VSID(ev.PolicyMismatch.VirtualSubnetID), ca: ev.PolicyMismatch.CA})
+				b.Reset()
+				offer(Notified{VSID: policy.VSID(ev.PolicyMismatch.VirtualSubnetID), CA: ev.PolicyMismatch.CA})
 			case ev.PolicyMismatch != nil:
 				// A non-IP frame of an L2Only subnet from an unknown MAC names
 				// no CA to look up; the watch brings that subnet's records.
 			case ev.Redirect != nil:
-				s.request(fetch{vsid: policy.VSID(ev.Redirect.VirtualSubnetID), ca: ev.Redirect.CA})
+				b.Reset()
+				offer(Notified{VSID: policy.VSID(ev.Redirect.VirtualSubnetID), CA: ev.Redirect.CA})
 			}
 			if err != nil && of == nil {
 				break
 			}
 		}
 		h.Close()
-		sleep(ctx, a.cfg.RetryMin)
+		sleep(ctx, b.Next())
 	}
 }
 
@@ -225,19 +272,10 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// managedBy marks the ports the agent attaches; it leaves others alone.
-const managedBy = "policy-server"
-
-// portSpec is the port of a VM placed on this host: the interface its
-// hypervisor created, named at the policy server (default: the VM's name).
-func (a *Agent) portSpec(vm policyapi.VM) provider.PortSpec {
-	ifname := vm.Interface
-	if ifname == "" {
-		ifname = vm.Name
+// send delivers ev unless ctx ends first.
+func send(ctx context.Context, out chan<- Event, ev Event) {
+	select {
+	case out <- ev:
+	case <-ctx.Done():
 	}
-	return provider.PortSpec{Name: vm.Name, Interface: ifname, MACAddress: vm.MACAddress, VirtualSubnetID: vm.VirtualSubnetID,
-		CustomerAddresses: vm.CustomerAddresses, ManagedBy: managedBy}
 }
-
-// managed reports whether port p is one the agent attached.
-func (a *Agent) managed(p provider.Port) bool { return p.ManagedBy == managedBy }

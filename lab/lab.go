@@ -318,11 +318,16 @@ func (l *Lab) createVMNamespace(v VM) error {
 	}
 	h.Close()
 	// eth0 inherits these defaults: addresses usable at once, no router
-	// solicitations.
+	// solicitations, and neighbours kept while the carrier is off. A live
+	// migration never takes a real guest's link down, so its neighbour
+	// cache survives; moving the veth's host end does, and without these
+	// the stand-in would resolve every neighbour again after each move.
 	for _, kv := range [][2]string{
 		{"net.ipv6.conf.default.accept_dad", "0"},
 		{"net.ipv6.conf.default.accept_ra", "0"},
 		{"net.ipv6.conf.default.router_solicitations", "0"},
+		{"net.ipv4.conf.default.arp_evict_nocarrier", "0"},
+		{"net.ipv6.conf.default.ndisc_evict_nocarrier", "0"},
 	} {
 		if err := setSysctl(ns, kv[0], kv[1]); err != nil {
 			return err

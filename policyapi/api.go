@@ -202,7 +202,10 @@ type HostAPI interface {
 	VM(ctx context.Context, name string) (VM, error)
 	VMs(ctx context.Context, f VMFilter) ([]VM, error)
 	Subnet(ctx context.Context, vsid policy.VSID) (Subnet, error)
-	Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[Event, error]
+	// WatchHost watches the routing domains rds plus the VMs placed on or
+	// taken from host.
+	WatchHost(ctx context.Context, rev int64, host string, rds ...policy.GUID) iter.Seq2[Event, error]
+	RedirectKeys(ctx context.Context, host string) ([]RedirectKey, error)
 }
 
 // DefaultTTL is a host's liveness lease when it registers without one.

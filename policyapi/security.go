@@ -10,7 +10,8 @@ import (
 // PA of the host and each PA of the same family of every other registered
 // host. Both ends derive the same Key:
 // HMAC-SHA256(master, "wnv redirect v1" || lower PA || higher PA), each PA
-// as 16 bytes (IPv4 as IPv4-mapped IPv6) in ascending byte order.
+// as 16 bytes (IPv4 as IPv4-mapped IPv6) in ascending byte order. The host
+// agent hands them to wnvd with PUT /v1/redirect-keys (replace-all).
 type RedirectKey struct {
 	LocalPA netip.Addr `json:"LocalPA"`
 	PeerPA  netip.Addr `json:"PeerPA"`

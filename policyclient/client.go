@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wnv/wnv/internal/backoff"
 	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -203,24 +204,13 @@ func (c *Client) Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (p
 	return call[policyapi.LookupAnswer](c, ctx, http.MethodGet, "/v1/lookup", q, nil)
 }
 
-// Reconnecting a broken watch stream backs off exponentially from
-// watchRetryMin to watchRetryMax with jitter, so that hosts losing one
-// server do not return in step; a stream that stayed up longer than
-// watchRetryMax was healthy and resets the backoff.
+// A broken watch stream is reconnected after a jittered exponential
+// backoff between these bounds, back to the lower one once a stream
+// delivered something.
 const (
-	watchRetryMin = 100 * time.Millisecond
+	watchRetryMin = 200 * time.Millisecond
 	watchRetryMax = 5 * time.Second
 )
-
-// backoff is the pause before reconnect attempt n (from 0) for a random r in
-// [0, 1): half of the exponential step, plus up to the other half.
-func backoff(n int, r float64) time.Duration {
-	d := watchRetryMax
-	if n < 16 {
-		d = min(watchRetryMin<<n, watchRetryMax)
-	}
-	return d/2 + time.Duration(r*float64(d/2))
-}
 
 // Watch streams the changes after revision rev (0: from now) of the given
 // routing domains (all when none). The stream reconnects by itself, with
@@ -231,14 +221,24 @@ func backoff(n int, r float64) time.Duration {
 // its error. An EventResync ends it too: re-read the policy and watch again
 // from its revision. It ends when ctx is done or the caller stops iterating.
 func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.Seq2[policyapi.Event, error] {
+	return c.WatchHost(ctx, rev, "", rds...)
+}
+
+// WatchHost is Watch of the routing domains rds that also streams the VM
+// events placing a VM on host or taking one away, whatever its routing
+// domain: a host agent's watch. With no rds it streams only those and the
+// host and liveness events.
+func (c *Client) WatchHost(ctx context.Context, rev int64, host string, rds ...policy.GUID) iter.Seq2[policyapi.Event, error] {
 	return func(yield func(policyapi.Event, error) bool) {
-		failures := 0
+		retry := backoff.Backoff{Min: watchRetryMin, Max: watchRetryMax, Rand: rand.Float64}
 		for ctx.Err() == nil {
 			q := url.Values{"rev": {strconv.FormatInt(rev, 10)}}
+			if host != "" {
+				q.Set("host", host)
+			}
 			for _, rd := range rds {
 				q.Add("routingDomain", rd.String())
 			}
-			began := time.Now()
 			resp, err := c.api.Request(ctx, http.MethodGet, "/v1/watch", q, nil)
 			var se *jsonapi.Error
 			if errors.As(err, &se) && se.Status < 500 && se.Status != http.StatusTooManyRequests {
@@ -246,11 +246,14 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 				return
 			}
 			if err == nil {
-				var ended bool
-				rev, ended, err = c.readStream(resp.Body, rev, yield)
+				var ended, delivered bool
+				rev, ended, delivered, err = c.readStream(resp.Body, rev, yield)
 				resp.Body.Close()
 				if ended {
 					return
+				}
+				if delivered {
+					retry.Reset()
 				}
 			}
 			if ctx.Err() != nil {
@@ -262,34 +265,30 @@ func (c *Client) Watch(ctx context.Context, rev int64, rds ...policy.GUID) iter.
 			if !yield(policyapi.Event{}, err) {
 				return
 			}
-			if time.Since(began) > watchRetryMax {
-				failures = 0
-			}
-			pause := time.NewTimer(backoff(failures, rand.Float64()))
-			failures++
 			select {
 			case <-ctx.Done():
-			case <-pause.C:
+			case <-time.After(retry.Next()):
 			}
-			pause.Stop()
 		}
 	}
 }
 
 // readStream yields the events of one watch response and returns the last
 // revision seen completely; ended is true when the caller stopped or a
-// resync came. One etcd revision may carry several events (a host's new PA
-// rewrites its VMs in one Txn), so a revision counts as complete only once a
-// later one or a progress event arrives, and a resumed stream repeats the
-// events of a revision cut short: apply events as levels, not edges.
-func (c *Client) readStream(body io.Reader, done int64, yield func(policyapi.Event, error) bool) (int64, bool, error) {
+// resync came; delivered is true when a change came after the stream's
+// first progress event (the server is healthy, not accepting and dropping).
+// One etcd revision may carry several events (a host's new PA rewrites its
+// VMs in one Txn), so a revision counts as complete only once a later one or
+// a progress event arrives, and a resumed stream repeats the events of a
+// revision cut short: apply events as levels, not edges.
+func (c *Client) readStream(body io.Reader, done int64, yield func(policyapi.Event, error) bool) (rev int64, ended, delivered bool, err error) {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
 	last := done
-	for sc.Scan() {
+	for n := 0; sc.Scan(); n++ {
 		var ev policyapi.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return done, false, fmt.Errorf("policy server at %s sent a watch line that is not an event: %w", c.api.Base, err)
+			return done, false, delivered, fmt.Errorf("policy server at %s sent a watch line that is not an event: %w", c.api.Base, err)
 		}
 		switch {
 		case ev.Type == policyapi.EventProgress:
@@ -297,11 +296,12 @@ func (c *Client) readStream(body io.Reader, done int64, yield func(policyapi.Eve
 		case ev.Type != policyapi.EventResync && ev.Revision > last:
 			done, last = last, ev.Revision
 		}
+		delivered = delivered || n > 0
 		if !yield(ev, nil) || ev.Type == policyapi.EventResync {
-			return done, true, nil
+			return done, true, delivered, nil
 		}
 	}
-	return done, false, sc.Err()
+	return done, false, delivered, sc.Err()
 }
 
 // RedirectKeys returns the pairwise redirect keys of host's PAs with every

@@ -84,7 +84,7 @@ var access = map[string]rule{
 	"GET /v1/lookup": {what: "look up customer addresses", observer: true,
 		tenant: queryVSIDs("vsid", (*authz).ownVSID), host: queryVSIDs("vsid", (*authz).seesVSID)},
 	"GET /v1/watch": {what: "watch", observer: true,
-		tenant: queryGUIDs("routingDomain", (*authz).ownRD), host: queryGUIDs("routingDomain", (*authz).seesRD)},
+		tenant: queryGUIDs("routingDomain", (*authz).ownRD), host: hostWatch},
 
 	"POST /v1/pki/credentials": {what: "issue credentials"},
 	"GET /v1/pki/credentials":  {what: "list credentials", observer: true},
@@ -362,6 +362,15 @@ func queryGUIDs(param string, f func(*authz, context.Context, policy.GUID) error
 		}
 		return nil
 	}
+}
+
+// hostWatch lets a host watch the routing domains it sees and, with
+// host=NAME, the VMs placed on or taken from itself only.
+func hostWatch(ctx context.Context, z *authz, r *http.Request) error {
+	if h := r.URL.Query().Get("host"); h != "" && h != z.id.Name {
+		return z.refuse("a host watches the VMs of its own host only, not %q", h)
+	}
+	return queryGUIDs("routingDomain", (*authz).seesRD)(ctx, z, r)
 }
 
 func queryVSIDs(param string, f func(*authz, context.Context, policy.VSID) error) check {

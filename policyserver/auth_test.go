@@ -248,6 +248,10 @@ func TestHostRole(t *testing.T) {
 		refused(t, "watch a routing domain without its VMs", err, 403)
 		break
 	}
+	for _, err := range h1.WatchHost(ctx, 0, "host2") {
+		refused(t, "watch another host's VMs", err, 403, "host2")
+		break
+	}
 	_, err = h1.RedirectKeys(ctx, "host2")
 	refused(t, "another host's redirect keys", err, 403)
 	s.unchanged(before)

@@ -249,7 +249,8 @@ func pathVSID(r *http.Request) (policy.VSID, error) {
 
 func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	var q struct {
-		Rev int64 `json:"rev"`
+		Rev  int64  `json:"rev"`
+		Host string `json:"host"`
 	}
 	qs := r.URL.Query()
 	rdTexts := qs["routingDomain"]
@@ -275,7 +276,7 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	beforeWrite := bounded.Streaming(w, r)
 	started := false
-	err = h.st.Watch(r.Context(), clientOf(r), q.Rev, rds, func(ev *policyapi.Event, line []byte) error {
+	err = h.st.Watch(r.Context(), clientOf(r), q.Rev, rds, q.Host, func(ev *policyapi.Event, line []byte) error {
 		if admit != nil {
 			if ok, err := admit(ev); !ok {
 				return err

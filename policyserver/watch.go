@@ -25,12 +25,13 @@ const progressEvery = 10 * time.Second
 var ErrCompacted = errors.New("watch revision is compacted: re-read the policy")
 
 // Watch sends to emit the changes after revision rev (0: from now) that
-// concern the routing domains rds (all when empty), starting with a progress
-// event, each with its JSON line. It returns when ctx ends, emit fails, or
-// after a resync event when rev is compacted or more than MaxReplay
-// revisions old. A client holding MaxWatchesPerClient streams is refused
-// before anything is sent.
-func (s *Store) Watch(ctx context.Context, client string, rev int64, rds []policy.GUID, emit func(ev *policyapi.Event, line []byte) error) error {
+// concern the routing domains rds (all when empty) or, with host, place a VM
+// on that host or take one away, starting with a progress event, each with
+// its JSON line. It returns when ctx ends, emit fails, or after a resync
+// event when rev is compacted or more than MaxReplay revisions old. A
+// client holding MaxWatchesPerClient streams is refused before anything is
+// sent.
+func (s *Store) Watch(ctx context.Context, client string, rev int64, rds []policy.GUID, host string, emit func(ev *policyapi.Event, line []byte) error) error {
 	if rev < 0 {
 		return invalidf("rev %d is negative: use 0 (from now) or a revision read from the policy", rev)
 	}
@@ -61,7 +62,7 @@ func (s *Store) Watch(ctx context.Context, client string, rev int64, rds []polic
 	}
 	if sub != nil {
 		defer s.hub.unsubscribe(sub)
-		return sub.run(ctx, rev, rds, emit)
+		return sub.run(ctx, rev, rds, host, emit)
 	}
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -102,7 +103,7 @@ func (s *Store) Watch(ctx context.Context, client string, rev int64, rds []polic
 				if err != nil {
 					return err
 				}
-				if ev == nil || !concerns(ev, rds) {
+				if ev == nil || !concerns(ev, rds, host) {
 					continue
 				}
 				if err := emit(lined(ev)); err != nil {
@@ -277,11 +278,11 @@ func (h *hub) drop(sub *subscriber) {
 var errHubClosed = errors.New("watch stream fell behind or etcd's watch failed: reconnect from the last revision")
 
 // run feeds one stream from the hub.
-func (sub *subscriber) run(ctx context.Context, rev int64, rds []policy.GUID, emit func(*policyapi.Event, []byte) error) error {
+func (sub *subscriber) run(ctx context.Context, rev int64, rds []policy.GUID, host string, emit func(*policyapi.Event, []byte) error) error {
 	seen := rev
 	send := func(batch []*cachedEvent) error {
 		for _, ce := range batch {
-			if concerns(ce.ev, rds) {
+			if concerns(ce.ev, rds, host) {
 				if err := emit(ce.ev, ce.line); err != nil {
 					return err
 				}
@@ -315,9 +316,11 @@ func (sub *subscriber) run(ctx context.Context, rev int64, rds []policy.GUID, em
 	}
 }
 
-// concerns reports whether ev is for a watcher of rds.
-func concerns(ev *policyapi.Event, rds []policy.GUID) bool {
-	if len(rds) == 0 {
+// concerns reports whether ev is for a watcher of rds and host: a host
+// agent watches the routing domains of its VMs and must also see a VM of
+// another routing domain arrive.
+func concerns(ev *policyapi.Event, rds []policy.GUID, host string) bool {
+	if len(rds) == 0 && host == "" {
 		return true
 	}
 	switch ev.Kind {
@@ -325,6 +328,10 @@ func concerns(ev *policyapi.Event, rds []policy.GUID) bool {
 		return true
 	case policyapi.KindTenant:
 		return false
+	case policyapi.KindVM:
+		if host != "" && ((ev.VM != nil && ev.VM.Host == host) || (ev.PrevVM != nil && ev.PrevVM.Host == host)) {
+			return true
+		}
 	}
 	return slices.Contains(rds, ev.RoutingDomainID)
 }

@@ -12,6 +12,7 @@
 //	/v1/global              GET, PUT
 //	/v1/ports               POST attach, GET list
 //	/v1/ports/{name}        GET, DELETE detach (?migrated=true: the VM moved away; forward its late packets)
+//	/v1/batch               POST: a policy.Batch of record and route changes, applied as one change or not at all
 //	/v1/next-hop            GET (Select-NextHop)
 //	/v1/counters            GET
 //

@@ -81,6 +81,7 @@ func NewHandler(b Backend) http.Handler {
 		http.MethodGet:    h.getPort,
 		http.MethodDelete: h.detachPort,
 	})
+	h.route("/v1/batch", map[string]http.HandlerFunc{http.MethodPost: h.applyBatch})
 	h.route("/v1/next-hop", map[string]http.HandlerFunc{http.MethodGet: h.nextHop})
 	h.route("/v1/counters", map[string]http.HandlerFunc{http.MethodGet: h.counters})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

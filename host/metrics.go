@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wnv/wnv/vswitch"
 )
 
 // Collector exposes the host's counters to Prometheus: both paths merged,
@@ -17,6 +19,7 @@ type Collector struct {
 	drops, paths                     *prometheus.Desc
 	events, handles                  *prometheus.Desc
 	gso, migration                   *prometheus.Desc
+	refusals                         *prometheus.Desc
 }
 
 // NewCollector describes the host's metrics.
@@ -34,12 +37,13 @@ func NewCollector(h *Host) *Collector {
 		events:      prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
 		handles:     prometheus.NewDesc("wnv_notification_handles", "Open notification API handles.", nil, host),
 		migration:   prometheus.NewDesc("wnv_migration_total", "Live-migration work of this host: packets forwarded to a VM's new PA, redirects sent and applied.", []string{"event"}, host),
+		refusals:    prometheus.NewDesc("wnv_table_refusals_total", "Entries a bounded table refused or evicted because it was full (a remote party or a VM can grow these), by table.", []string{"table"}, host),
 		gso:         prometheus.NewDesc("wnv_gso_packets_total", "Encapsulated TCP super-frames handed to the kernel as one tunnel GSO packet, by outcome.", []string{"outcome"}, host),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration} {
+	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration, c.refusals} {
 		ch <- d
 	}
 }
@@ -58,6 +62,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, v := range cs.VSIDs {
 		id := strconv.FormatUint(uint64(v.VirtualSubnetID), 10)
+		if v.VirtualSubnetID == vswitch.UnknownVSID {
+			id = "unknown"
+		}
 		counter(c.vsidPackets, v.Encapsulated, id, "encapsulated")
 		counter(c.vsidPackets, v.Decapsulated, id, "decapsulated")
 		counter(c.vsidPackets, v.Local, id, "local")
@@ -89,7 +96,29 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.events, n.Delivered, n.Type, "delivered")
 		counter(c.events, n.Dropped, n.Type, "dropped")
 	}
+	for _, r := range c.h.TableRefusals() {
+		counter(c.refusals, r.Count, r.Table)
+	}
 	if c.h.hub != nil {
 		ch <- prometheus.MustNewConstMetric(c.handles, prometheus.GaugeValue, float64(cs.NotificationHandles))
 	}
+}
+
+// TableRefusal is how many entries one bounded table refused or evicted.
+type TableRefusal struct {
+	Table string
+	Count uint64
+}
+
+// TableRefusals lists the bounded tables a remote party or a VM can grow,
+// with their refusals and evictions, in a fixed order.
+func (h *Host) TableRefusals() []TableRefusal {
+	out := []TableRefusal{
+		{"vsid-counters", h.sw.Counters.VSIDOverflow.Load()},
+		{"migration-redirects", h.mig.redirectsRefused.Load()},
+	}
+	if h.hub != nil {
+		out = append(out, TableRefusal{"notification-keys", h.hub.Stats().KeyEvictions})
+	}
+	return out
 }

@@ -20,7 +20,7 @@ func (s *Switch) FromUnderlay(src, dst netip.Addr, payload []byte) Result {
 	vsid := policy.VSID(g.VSID())
 	r := s.ingress(src, dst, vsid, payload)
 	if r.Action == Drop {
-		s.Counters.VSID(vsid).Drops.Add(1)
+		s.Counters.ForUnderlay(s.ports.Load(), vsid).Drops.Add(1)
 	}
 	return r
 }
@@ -37,7 +37,7 @@ func (s *Switch) FromVXLAN(src, dst netip.Addr, payload []byte) Result {
 	vsid := policy.VSID(v.VNI())
 	r := s.ingress(src, dst, vsid, payload)
 	if r.Action == Drop {
-		s.Counters.VSID(vsid).Drops.Add(1)
+		s.Counters.ForUnderlay(s.ports.Load(), vsid).Drops.Add(1)
 	}
 	return r
 }
@@ -83,7 +83,6 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 		}
 		pt := s.ports.Load()
 		if !pt.HasVSID(vsid) {
-			s.mismatch(vsid, netip.Addr{}, srcPA)
 			return s.drop(ReasonUnknownVSID)
 		}
 		if rec, ok := t.LookupMAC(vsid, eth.Src()); !ok || rec.ProviderAddress != srcPA {
@@ -96,8 +95,9 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 		return r
 	}
 	pt := s.ports.Load()
+	// No event either: the sender picks the VSID, and no policy fetched for
+	// it would make the packet deliverable here.
 	if !pt.HasVSID(vsid) {
-		s.mismatch(vsid, srcCA, srcPA)
 		return s.drop(ReasonUnknownVSID)
 	}
 	if !sourceValid(t, vsid, eth.Src(), srcCA, srcPA) {

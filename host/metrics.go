@@ -116,6 +116,7 @@ func (h *Host) TableRefusals() []TableRefusal {
 	out := []TableRefusal{
 		{"vsid-counters", h.sw.Counters.VSIDOverflow.Load()},
 		{"migration-redirects", h.mig.redirectsRefused.Load()},
+		{"negative-cache", h.sw.NegativeEvictions()},
 	}
 	if h.hub != nil {
 		out = append(out, TableRefusal{"notification-keys", h.hub.Stats().KeyEvictions})

@@ -12,6 +12,7 @@ import (
 // Tx is from the switch to the VM.
 type PortCounters struct {
 	RxFrames, RxBytes, TxFrames, TxBytes, Drops atomic.Uint64
+	misses, floods                              rate
 }
 
 // VSIDCounters count one virtual subnet's traffic on this host. Flooded

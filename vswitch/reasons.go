@@ -36,6 +36,16 @@ const (
 	// ReasonSlowPathDown: the kernel fast path dropped a frame that needed
 	// the slow path while wnvd was not running.
 	ReasonSlowPathDown
+	// ReasonMissRateLimited: the port sent to CAs without a lookup record
+	// faster than its share of lookups (Limits.MissRate).
+	ReasonMissRateLimited
+	// ReasonLookupFailed: the destination's lookup failed lately (negative
+	// cache, Limits.NegativeTTL).
+	ReasonLookupFailed
+	// ReasonStormControl: the port flooded faster than Limits.FloodRate.
+	ReasonStormControl
+	// ReasonHoldPortShare: the port has its share of the hold table.
+	ReasonHoldPortShare
 	numReasons
 )
 
@@ -69,6 +79,10 @@ var reasonNames = [numReasons]string{
 	ReasonMissTimeout:          "miss-timeout",
 	ReasonHoldOverflow:         "hold-overflow",
 	ReasonSlowPathDown:         "slow-path-down",
+	ReasonMissRateLimited:      "miss-rate-limited",
+	ReasonLookupFailed:         "lookup-failed",
+	ReasonStormControl:         "storm-control",
+	ReasonHoldPortShare:        "hold-port-share",
 }
 
 func (r Reason) String() string {

@@ -124,6 +124,7 @@ type Switch struct {
 	now      atomic.Int64  // Unix nanoseconds of the last Tick; 0: limits off
 	limits   Limits
 	negative *negativeCache
+	redirectKeysState
 	Counters *Counters
 }
 

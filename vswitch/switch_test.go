@@ -486,34 +486,3 @@ func TestNextHop(t *testing.T) {
 		t.Fatal("Red reached Blue's subnet")
 	}
 }
-
-func TestRedirect(t *testing.T) {
-	ca := netip.MustParseAddr("10.0.0.11")
-	cases := []struct {
-		name   string
-		from   netip.Addr
-		msg    []byte
-		action Action
-		reason Reason
-	}{
-		{"from the old host", pa2, BuildRedirect(make([]byte, 128), 5001, ca, pa2, pa3), Redirect, ReasonNone},
-		{"from a third host", pa3, BuildRedirect(make([]byte, 128), 5001, ca, pa2, pa3), Drop, ReasonBadRedirect},
-		{"record already moved", pa3, BuildRedirect(make([]byte, 128), 5001, ca, pa3, pa2), Drop, ReasonStaleRedirect},
-		{"VSID mismatch", pa2, func() []byte {
-			b := BuildRedirect(make([]byte, 128), 5001, ca, pa2, pa3)
-			packet.PutNVGRE(b, 5002, 0)
-			return b
-		}(), Drop, ReasonBadRedirect},
-		{"truncated", pa2, BuildRedirect(make([]byte, 128), 5001, ca, pa2, pa3)[:60], Drop, ReasonBadRedirect},
-	}
-	for _, c := range cases {
-		sw, _ := host1(t)
-		r := sw.FromUnderlay(c.from, pa1, c.msg)
-		if r.Action != c.action || r.Reason != c.reason {
-			t.Errorf("%s: %v %v, want %v %v", c.name, r.Action, r.Reason, c.action, c.reason)
-		}
-		if c.action == Redirect && r.Redirect != (RedirectInfo{5001, ca, pa2, pa3}) {
-			t.Errorf("%s: %+v", c.name, r.Redirect)
-		}
-	}
-}

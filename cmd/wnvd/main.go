@@ -94,6 +94,7 @@ func hostCmd() *cobra.Command {
 	f.StringVar(&notifySocket, "notify-socket", notify.SocketPath(), "notification API Unix socket")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this TCP address (off when empty)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&cfg.AllowUnauthenticatedRedirects, "allow-unauthenticated-redirects", false, "accept redirects without a MAC while no redirect key is installed (PUT /v1/redirect-keys); by default they are dropped as redirect-unauthenticated")
 	f.StringVar(&cfg.PinDir, "pin-dir", "", "bpf filesystem directory of the kernel fast path (default /sys/fs/bpf/wnv/<name>-<netns inode>)")
 	f.StringVar(&fastPath, "fast-path", cmp.Or(os.Getenv("WNV_FAST_PATH"), "on"), "on: decided flows are forwarded in the kernel (eBPF); off: every frame goes through wnvd's switch (default $WNV_FAST_PATH, else on)")
 	ag.register(f)

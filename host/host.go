@@ -94,7 +94,9 @@ type Host struct {
 	restored bool
 	held     atomic.Pointer[holder]     // set by HoldMisses
 	ckpt     atomic.Pointer[Checkpoint] // set by KeepCheckpoint
-	mig      migrations
+	// ckptDiscarded counts checkpoints Restore could not use.
+	ckptDiscarded atomic.Uint64
+	mig           migrations
 	// redirectSeq numbers the redirects this host sends; it starts from the
 	// clock so a restarted host's numbers stay above those it sent before.
 	redirectSeq atomic.Uint64

@@ -19,7 +19,7 @@ type Collector struct {
 	drops, paths                     *prometheus.Desc
 	events, handles                  *prometheus.Desc
 	gso, migration                   *prometheus.Desc
-	refusals                         *prometheus.Desc
+	refusals, checkpoints            *prometheus.Desc
 }
 
 // NewCollector describes the host's metrics.
@@ -37,13 +37,14 @@ func NewCollector(h *Host) *Collector {
 		events:      prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
 		handles:     prometheus.NewDesc("wnv_notification_handles", "Open notification API handles.", nil, host),
 		migration:   prometheus.NewDesc("wnv_migration_total", "Live-migration work of this host: packets forwarded to a VM's new PA, redirects sent and applied.", []string{"event"}, host),
+		checkpoints: prometheus.NewDesc("wnv_checkpoint_discarded_total", "Checkpoints the host could not read or use at start, and started empty without.", nil, host),
 		refusals:    prometheus.NewDesc("wnv_table_refusals_total", "Entries a bounded table refused or evicted because it was full (a remote party or a VM can grow these), by table.", []string{"table"}, host),
 		gso:         prometheus.NewDesc("wnv_gso_packets_total", "Encapsulated TCP super-frames handed to the kernel as one tunnel GSO packet, by outcome.", []string{"outcome"}, host),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration, c.refusals} {
+	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration, c.refusals, c.checkpoints} {
 		ch <- d
 	}
 }
@@ -96,6 +97,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.events, n.Delivered, n.Type, "delivered")
 		counter(c.events, n.Dropped, n.Type, "dropped")
 	}
+	counter(c.checkpoints, c.h.CheckpointsDiscarded())
 	for _, r := range c.h.TableRefusals() {
 		counter(c.refusals, r.Count, r.Table)
 	}

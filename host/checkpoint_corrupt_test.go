@@ -92,4 +92,3 @@ func TestCheckpointHeldStillRefused(t *testing.T) {
 		t.Error("a held checkpoint was moved aside")
 	}
 }
-

@@ -1,6 +1,11 @@
 package host
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,4 +129,59 @@ func (h *Host) TableRefusals() []TableRefusal {
 		out = append(out, TableRefusal{"notification-keys", h.hub.Stats().KeyEvictions})
 	}
 	return out
+}
+
+// MetricsTLS are the files of /metrics over TLS: the server's certificate
+// and key, and optionally the CA that client certificates must chain to.
+type MetricsTLS struct {
+	CertFile, KeyFile, ClientCAFile string
+}
+
+// ListenMetrics opens the /metrics listener on addr. An address without a
+// host (":9464") is localhost's: counters name tenants' VSIDs and ports, so
+// exposing them on every interface takes an explicit host ("0.0.0.0:9464").
+// With a certificate it serves TLS, and with a client CA it requires client
+// certificates signed by it.
+func ListenMetrics(addr string, t MetricsTLS) (net.Listener, error) {
+	hostPart, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %q is not host:port: %w", addr, err)
+	}
+	if hostPart == "" {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	var cfg *tls.Config
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+		if t.ClientCAFile != "" {
+			return nil, fmt.Errorf("--metrics-tls-client-ca %s needs --metrics-tls-cert and --metrics-tls-key", t.ClientCAFile)
+		}
+	case t.CertFile == "" || t.KeyFile == "":
+		return nil, fmt.Errorf("--metrics-tls-cert %q and --metrics-tls-key %q go together: give both", t.CertFile, t.KeyFile)
+	default:
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-tls-cert %s / --metrics-tls-key %s: %w", t.CertFile, t.KeyFile, err)
+		}
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if t.ClientCAFile != "" {
+			pem, err := os.ReadFile(t.ClientCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("--metrics-tls-client-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--metrics-tls-client-ca %s holds no PEM certificate", t.ClientCAFile)
+			}
+			cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	if cfg != nil {
+		l = tls.NewListener(l, cfg)
+	}
+	return l, nil
 }

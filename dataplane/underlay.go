@@ -39,6 +39,20 @@ func paSockaddr(pa netip.Addr, port int) (int, unix.Sockaddr) {
 	return unix.AF_INET6, &unix.SockaddrInet6{Addr: pa.As16(), Port: port}
 }
 
+// freebind lets fd bind to pa before pa is on an interface, or while it is
+// tentative (IPv6 DAD): the socket then receives from the moment the
+// address comes up, without a bind that fails and is never retried.
+func freebind(fd int, pa netip.Addr) error {
+	level, opt, name := unix.SOL_IP, unix.IP_FREEBIND, "IP_FREEBIND"
+	if pa.Is6() {
+		level, opt, name = unix.SOL_IPV6, unix.IPV6_FREEBIND, "IPV6_FREEBIND"
+	}
+	if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
 // setBuffers deepens fd's buffers to absorb bursts between batches; FORCE
 // needs CAP_NET_ADMIN, so it falls back to the sysctl-capped size without it.
 func setBuffers(fd int) {

@@ -78,6 +78,10 @@ func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open VXLAN socket for %s: %w", pa, err)
 	}
+	if err := freebind(fd, pa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("VXLAN socket for %s: %w", pa, err)
+	}
 	if port != 0 {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 			unix.Close(fd)

@@ -39,31 +39,61 @@ type Checkpoint struct {
 	kick chan struct{}
 	mu   sync.Mutex // serialises saves
 	last []byte     // what was saved last, to skip saving it again
+	// discarded says why a corrupt file was moved aside at open.
+	discarded error
 }
 
 // OpenCheckpoint opens (creating it and its directory if needed) the
-// checkpoint file at path. Only one wnvd may hold it.
+// checkpoint file at path. Only one wnvd may hold it. A file bbolt cannot
+// open (corrupt, truncated, another format) is moved aside to path.corrupt
+// and a new one started: a host without its checkpoint starts empty and is
+// refilled by its agent, where a host that refused to start stays dark.
 func OpenCheckpoint(path string) (*Checkpoint, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("checkpoint %s is held by another process: give each wnvd its own --checkpoint", path)
-		}
+	db, err := openBolt(path)
+	if err == nil {
+		return &Checkpoint{db: db, kick: make(chan struct{}, 1)}, nil
+	}
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("checkpoint %s is held by another process: give each wnvd its own --checkpoint", path)
+	}
+	if errors.Is(err, os.ErrPermission) {
 		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
 	}
-	return &Checkpoint{db: db, kick: make(chan struct{}, 1)}, nil
+	aside := path + ".corrupt"
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, fmt.Errorf("checkpoint %s is unreadable (%v) and could not be moved aside: %w", path, err, rerr)
+	}
+	discarded := fmt.Errorf("checkpoint %s is unreadable (%v): moved to %s", path, err, aside)
+	if db, err = openBolt(path); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return &Checkpoint{db: db, kick: make(chan struct{}, 1), discarded: discarded}, nil
+}
+
+// openBolt opens path with bbolt, which panics on some corrupt files
+// rather than returning an error.
+func openBolt(path string) (db *bolt.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("%v", p)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 }
 
 // Close closes the file.
 func (c *Checkpoint) Close() error { return c.db.Close() }
 
-func (c *Checkpoint) load() (checkpointState, bool, error) {
-	var st checkpointState
-	found := false
-	err := c.db.View(func(tx *bolt.Tx) error {
+func (c *Checkpoint) load() (st checkpointState, found bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			st, found, err = checkpointState{}, false, fmt.Errorf("checkpoint %s is unreadable: %v", c.db.Path(), p)
+		}
+	}()
+	err = c.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(checkpointBucket)
 		if b == nil {
 			return nil
@@ -77,6 +107,11 @@ func (c *Checkpoint) load() (checkpointState, bool, error) {
 	})
 	if err != nil {
 		return st, false, fmt.Errorf("checkpoint %s is unreadable: %w", c.db.Path(), err)
+	}
+	if found {
+		if err := policy.NewStore().Load(st.Objects); err != nil {
+			return st, false, fmt.Errorf("checkpoint %s has policy this host refuses: %w", c.db.Path(), err)
+		}
 	}
 	return st, found, nil
 }
@@ -100,11 +135,21 @@ func (c *Checkpoint) save(st checkpointState) error {
 // ports, which re-attach to their VMs' interfaces. It contacts no one,
 // so a host whose policy server is away forwards on its last policy at once.
 // It returns how many records and ports it restored; a port that cannot be
-// attached (its VM is gone) is logged and skipped.
+// attached (its VM is gone) is logged and skipped. A checkpoint that cannot
+// be read or holds policy the store refuses is logged, counted
+// (CheckpointsDiscarded) and ignored: the host starts empty.
 func (h *Host) Restore(c *Checkpoint) (records, ports int, err error) {
+	if c.discarded != nil {
+		h.discardCheckpoint(c.discarded)
+		return 0, 0, nil
+	}
 	st, found, err := c.load()
-	if err != nil || !found {
-		return 0, 0, err
+	if err != nil {
+		h.discardCheckpoint(err)
+		return 0, 0, nil
+	}
+	if !found {
+		return 0, 0, nil
 	}
 	// A stopped wnvd left its PAs on the underlay. Those the kernel still
 	// decapsulates for are adopted as they are; any other the host
@@ -137,6 +182,15 @@ func (h *Host) Restore(c *Checkpoint) (records, ports int, err error) {
 	h.log.Info("checkpoint restored", "path", c.db.Path(), "savedAt", st.SavedAt, "records", len(st.Objects.LookupRecords), "ports", ports)
 	return len(st.Objects.LookupRecords), ports, nil
 }
+
+func (h *Host) discardCheckpoint(err error) {
+	h.ckptDiscarded.Add(1)
+	h.log.Error("starting without the checkpoint", "err", err)
+}
+
+// CheckpointsDiscarded is how many unreadable checkpoints the host started
+// without.
+func (h *Host) CheckpointsDiscarded() uint64 { return h.ckptDiscarded.Load() }
 
 // KeepCheckpoint saves the host's desired state to c after every change of
 // policy, at most once per debounce interval, until ctx ends; a change of

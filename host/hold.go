@@ -13,9 +13,12 @@ import (
 // HoldConfig bounds the per-destination queue where frames to a destination
 // without a lookup record wait while the host agent fetches it.
 type HoldConfig struct {
-	PerDestination int           // frames kept per destination (default 8)
-	Destinations   int           // destinations kept at once (default 1024)
-	Timeout        time.Duration // a frame older than this is dropped as miss-timeout (default 500ms)
+	PerDestination int // frames kept per destination (default 8)
+	Destinations   int // destinations kept at once (default 1024)
+	// PortDestinations is one port's share of Destinations (default a
+	// quarter), so a VM sending to ever new CAs cannot take all of it.
+	PortDestinations int
+	Timeout          time.Duration // a frame older than this is dropped as miss-timeout (default 500ms)
 }
 
 func (c HoldConfig) withDefaults() HoldConfig {
@@ -24,6 +27,9 @@ func (c HoldConfig) withDefaults() HoldConfig {
 	}
 	if c.Destinations <= 0 {
 		c.Destinations = 1024
+	}
+	if c.PortDestinations <= 0 {
+		c.PortDestinations = max(1, c.Destinations/4)
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 500 * time.Millisecond
@@ -45,31 +51,55 @@ type heldFrame struct {
 type holdQueue struct {
 	cfg   HoldConfig
 	dests map[vswitch.Miss][]heldFrame
+	// owner is the port whose frame parked first for a destination, and
+	// owned counts each port's destinations; both are as bounded as dests.
+	owner map[vswitch.Miss]int
+	owned map[int]int
 }
 
 func newHoldQueue(cfg HoldConfig) *holdQueue {
 	cfg = cfg.withDefaults()
-	return &holdQueue{cfg: cfg, dests: make(map[vswitch.Miss][]heldFrame)}
+	return &holdQueue{cfg: cfg, dests: make(map[vswitch.Miss][]heldFrame), owner: map[vswitch.Miss]int{}, owned: map[int]int{}}
 }
 
-// park queues f for m; it reports false (the caller drops the frame as
-// hold-overflow) when m's queue or the destination table is full.
-func (q *holdQueue) park(m vswitch.Miss, f heldFrame) bool {
+// park queues f for m; it returns why not (the caller drops the frame for
+// that reason) when m's queue or the destination table is full, or f's port
+// has its share of destinations.
+func (q *holdQueue) park(m vswitch.Miss, f heldFrame) vswitch.Reason {
 	fs, ok := q.dests[m]
-	if !ok && len(q.dests) >= q.cfg.Destinations {
-		return false
+	if !ok {
+		if len(q.dests) >= q.cfg.Destinations {
+			return vswitch.ReasonHoldOverflow
+		}
+		if q.owned[f.port] >= q.cfg.PortDestinations {
+			return vswitch.ReasonHoldPortShare
+		}
+		q.owned[f.port]++
+		q.owner[m] = f.port
 	}
 	if len(fs) >= q.cfg.PerDestination {
-		return false
+		return vswitch.ReasonHoldOverflow
 	}
 	q.dests[m] = append(fs, f)
-	return true
+	return vswitch.ReasonNone
+}
+
+// release forgets destination m, whose frames are gone.
+func (q *holdQueue) release(m vswitch.Miss) {
+	p, ok := q.owner[m]
+	delete(q.dests, m)
+	delete(q.owner, m)
+	if !ok {
+		return
+	}
+	if q.owned[p]--; q.owned[p] <= 0 {
+		delete(q.owned, p)
+	}
 }
 
 // expire removes the frames held longer than the timeout and returns how
-// many it removed.
-func (q *holdQueue) expire(now time.Time) int {
-	n := 0
+// many it removed and the destinations it emptied: their lookup failed.
+func (q *holdQueue) expire(now time.Time) (n int, failed []vswitch.Miss) {
 	for m, fs := range q.dests {
 		keep := fs[:0]
 		for _, f := range fs {
@@ -80,12 +110,13 @@ func (q *holdQueue) expire(now time.Time) int {
 			}
 		}
 		if len(keep) == 0 {
-			delete(q.dests, m)
+			q.release(m)
+			failed = append(failed, m)
 		} else {
 			q.dests[m] = keep
 		}
 	}
-	return n
+	return n, failed
 }
 
 // takeAll empties the queue and returns its frames, each destination's in
@@ -93,6 +124,8 @@ func (q *holdQueue) expire(now time.Time) int {
 func (q *holdQueue) takeAll() map[vswitch.Miss][]heldFrame {
 	all := q.dests
 	q.dests = make(map[vswitch.Miss][]heldFrame)
+	clear(q.owner)
+	clear(q.owned)
 	return all
 }
 
@@ -141,10 +174,13 @@ func (h *Host) HoldMisses(ctx context.Context, cfg HoldConfig) {
 				h.reinject(hd)
 			case now := <-tick.C:
 				hd.mu.Lock()
-				n := hd.q.expire(now)
+				n, failed := hd.q.expire(now)
 				hd.mu.Unlock()
 				for range n {
 					h.sw.Counters.Drop(vswitch.ReasonMissTimeout)
+				}
+				for _, m := range failed {
+					h.sw.LookupFailed(m, now)
 				}
 			}
 		}
@@ -161,10 +197,10 @@ func (h *Host) park(port int, m vswitch.Miss, frame []byte) {
 	buf := make([]byte, vswitch.Headroom+len(frame))
 	copy(buf[vswitch.Headroom:], frame)
 	hd.mu.Lock()
-	ok := hd.q.park(m, heldFrame{port: port, at: time.Now(), buf: buf, n: len(frame)})
+	reason := hd.q.park(m, heldFrame{port: port, at: time.Now(), buf: buf, n: len(frame)})
 	hd.mu.Unlock()
-	if !ok {
-		h.sw.Counters.Drop(vswitch.ReasonHoldOverflow)
+	if reason != vswitch.ReasonNone {
+		h.sw.Counters.Drop(reason)
 	}
 }
 
@@ -203,8 +239,8 @@ func (h *Host) reinject(hd *holder) {
 	}
 	hd.mu.Lock()
 	for _, a := range again {
-		if !hd.q.park(a.m, a.f) {
-			h.sw.Counters.Drop(vswitch.ReasonHoldOverflow)
+		if reason := hd.q.park(a.m, a.f); reason != vswitch.ReasonNone {
+			h.sw.Counters.Drop(reason)
 		}
 	}
 	hd.mu.Unlock()

@@ -42,7 +42,11 @@ type Config struct {
 	// SlowPathOnly switches every frame in wnvd (--fast-path=off): the
 	// kernel programs then only hand frames to it.
 	SlowPathOnly bool
-	Log          *slog.Logger
+	// AllowUnauthenticatedRedirects accepts redirects without a MAC while
+	// no redirect key is installed (--redirects-unauthenticated=accept);
+	// otherwise they are dropped as redirect-unauthenticated.
+	AllowUnauthenticatedRedirects bool
+	Log                           *slog.Logger
 }
 
 // DefaultPinDir is where a host pins its fast path unless told otherwise:
@@ -90,9 +94,14 @@ type Host struct {
 	restored bool
 	held     atomic.Pointer[holder]     // set by HoldMisses
 	ckpt     atomic.Pointer[Checkpoint] // set by KeepCheckpoint
-	mig      migrations
-	ctx      context.Context
-	wg       sync.WaitGroup
+	// ckptDiscarded counts checkpoints Restore could not use.
+	ckptDiscarded atomic.Uint64
+	mig           migrations
+	// redirectSeq numbers the redirects this host sends; it starts from the
+	// clock so a restarted host's numbers stay above those it sent before.
+	redirectSeq atomic.Uint64
+	ctx         context.Context
+	wg          sync.WaitGroup
 }
 
 // New prepares a host on the underlay interface; nothing runs until Run.
@@ -146,6 +155,8 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	}
 	h.socks.Store(&[]*dataplane.Port{})
 	h.sw = vswitch.New(vswitch.Config{UnderlayMTU: mtu, Events: hub})
+	h.sw.SetUnauthenticatedRedirects(cfg.AllowUnauthenticatedRedirects)
+	h.redirectSeq.Store(uint64(time.Now().UnixNano()))
 	h.sw.SetPolicy(h.store.Table())
 	h.store.Subscribe(func(t *policy.Table) {
 		h.sw.SetPolicy(t)

@@ -1,9 +1,16 @@
 package host
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wnv/wnv/vswitch"
 )
 
 // Collector exposes the host's counters to Prometheus: both paths merged,
@@ -17,6 +24,7 @@ type Collector struct {
 	drops, paths                     *prometheus.Desc
 	events, handles                  *prometheus.Desc
 	gso, migration                   *prometheus.Desc
+	refusals, checkpoints            *prometheus.Desc
 }
 
 // NewCollector describes the host's metrics.
@@ -34,12 +42,14 @@ func NewCollector(h *Host) *Collector {
 		events:      prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
 		handles:     prometheus.NewDesc("wnv_notification_handles", "Open notification API handles.", nil, host),
 		migration:   prometheus.NewDesc("wnv_migration_total", "Live-migration work of this host: packets forwarded to a VM's new PA, redirects sent and applied.", []string{"event"}, host),
+		checkpoints: prometheus.NewDesc("wnv_checkpoint_discarded_total", "Checkpoints the host could not read or use at start, and started empty without.", nil, host),
+		refusals:    prometheus.NewDesc("wnv_table_refusals_total", "Entries a bounded table refused or evicted because it was full (a remote party or a VM can grow these), by table.", []string{"table"}, host),
 		gso:         prometheus.NewDesc("wnv_gso_packets_total", "Encapsulated TCP super-frames handed to the kernel as one tunnel GSO packet, by outcome.", []string{"outcome"}, host),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration} {
+	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration, c.refusals, c.checkpoints} {
 		ch <- d
 	}
 }
@@ -58,6 +68,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, v := range cs.VSIDs {
 		id := strconv.FormatUint(uint64(v.VirtualSubnetID), 10)
+		if v.VirtualSubnetID == vswitch.UnknownVSID {
+			id = "unknown"
+		}
 		counter(c.vsidPackets, v.Encapsulated, id, "encapsulated")
 		counter(c.vsidPackets, v.Decapsulated, id, "decapsulated")
 		counter(c.vsidPackets, v.Local, id, "local")
@@ -89,7 +102,86 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.events, n.Delivered, n.Type, "delivered")
 		counter(c.events, n.Dropped, n.Type, "dropped")
 	}
+	counter(c.checkpoints, c.h.CheckpointsDiscarded())
+	for _, r := range c.h.TableRefusals() {
+		counter(c.refusals, r.Count, r.Table)
+	}
 	if c.h.hub != nil {
 		ch <- prometheus.MustNewConstMetric(c.handles, prometheus.GaugeValue, float64(cs.NotificationHandles))
 	}
+}
+
+// TableRefusal is how many entries one bounded table refused or evicted.
+type TableRefusal struct {
+	Table string
+	Count uint64
+}
+
+// TableRefusals lists the bounded tables a remote party or a VM can grow,
+// with their refusals and evictions, in a fixed order.
+func (h *Host) TableRefusals() []TableRefusal {
+	out := []TableRefusal{
+		{"vsid-counters", h.sw.Counters.VSIDOverflow.Load()},
+		{"migration-redirects", h.mig.redirectsRefused.Load()},
+		{"negative-cache", h.sw.NegativeEvictions()},
+	}
+	if h.hub != nil {
+		out = append(out, TableRefusal{"notification-keys", h.hub.Stats().KeyEvictions})
+	}
+	return out
+}
+
+// MetricsTLS are the files of /metrics over TLS: the server's certificate
+// and key, and optionally the CA that client certificates must chain to.
+type MetricsTLS struct {
+	CertFile, KeyFile, ClientCAFile string
+}
+
+// ListenMetrics opens the /metrics listener on addr. An address without a
+// host (":9464") is localhost's: counters name tenants' VSIDs and ports, so
+// exposing them on every interface takes an explicit host ("0.0.0.0:9464").
+// With a certificate it serves TLS, and with a client CA it requires client
+// certificates signed by it.
+func ListenMetrics(addr string, t MetricsTLS) (net.Listener, error) {
+	hostPart, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %q is not host:port: %w", addr, err)
+	}
+	if hostPart == "" {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	var cfg *tls.Config
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+		if t.ClientCAFile != "" {
+			return nil, fmt.Errorf("--metrics-tls-client-ca %s needs --metrics-tls-cert and --metrics-tls-key", t.ClientCAFile)
+		}
+	case t.CertFile == "" || t.KeyFile == "":
+		return nil, fmt.Errorf("--metrics-tls-cert %q and --metrics-tls-key %q go together: give both", t.CertFile, t.KeyFile)
+	default:
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-tls-cert %s / --metrics-tls-key %s: %w", t.CertFile, t.KeyFile, err)
+		}
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if t.ClientCAFile != "" {
+			pem, err := os.ReadFile(t.ClientCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("--metrics-tls-client-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--metrics-tls-client-ca %s holds no PEM certificate", t.ClientCAFile)
+			}
+			cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	if cfg != nil {
+		l = tls.NewListener(l, cfg)
+	}
+	return l, nil
 }

@@ -22,6 +22,9 @@ const (
 	// redirectInterval is the least time between two redirects for one CA
 	// to one sender.
 	redirectInterval = 100 * time.Millisecond
+	// maxRedirectsPending bounds the table of recent redirects: its keys
+	// come from the outer source of forwarded packets, which anyone picks.
+	maxRedirectsPending = 4096
 )
 
 // migrations tracks the VMs that left this host (ports detached with their
@@ -36,6 +39,9 @@ type migrations struct {
 	grace atomic.Int64
 
 	forwarded, redirectsSent, redirectsApplied atomic.Uint64
+	// redirectsRefused counts redirects not sent because the table of
+	// recent ones was full.
+	redirectsRefused atomic.Uint64
 }
 
 type goneKey struct {
@@ -88,15 +94,21 @@ func (h *Host) depart(spec portSpecKey) {
 		if m.gone[k] == g {
 			delete(m.gone, k)
 		}
-		for rk, at := range m.sent {
-			if time.Since(at) > redirectInterval {
-				delete(m.sent, rk)
-			}
-		}
+		m.pruneSent(time.Now())
 		m.mu.Unlock()
 		h.publishMoved()
 	})
 	h.publishMoved()
+}
+
+// pruneSent forgets the redirects sent longer than redirectInterval ago;
+// m.mu is held.
+func (m *migrations) pruneSent(now time.Time) {
+	for rk, at := range m.sent {
+		if now.Sub(at) > redirectInterval {
+			delete(m.sent, rk)
+		}
+	}
 }
 
 type portSpecKey struct {
@@ -149,6 +161,13 @@ func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encap
 	m.mu.Lock()
 	last, seen := m.sent[k]
 	due := !seen || now.Sub(last) >= redirectInterval
+	if due && !seen && len(m.sent) >= maxRedirectsPending {
+		m.pruneSent(now)
+		if len(m.sent) >= maxRedirectsPending {
+			due = false
+			m.redirectsRefused.Add(1)
+		}
+	}
 	if due {
 		m.sent[k] = now
 	}

@@ -196,6 +196,21 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 	// An earlier wnvd's PA, still in use by the kernel, is taken over as
 	// it is: no DAD, no gap.
 	adopt := h.k.adopted[a] && h.configured(p)
+	// The VXLAN sockets are bound (IP_FREEBIND) before the address comes up,
+	// so the first datagram to it finds a socket rather than an ICMP port
+	// unreachable; they are closed on every way out.
+	socks := &paSockets{}
+	socks.vxlan, socks.vxlanSend = h.openVXLAN(a, log)
+	vxlanOpen := true
+	closeVXLAN := func() {
+		if vxlanOpen {
+			for _, vs := range append(socks.vxlan, socks.vxlanSend...) {
+				vs.Close()
+			}
+			vxlanOpen = false
+		}
+	}
+	defer closeVXLAN()
 	switch {
 	case adopt:
 		added = true
@@ -233,8 +248,7 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 		<-ctx.Done()
 		return
 	}
-	socks := &paSockets{gre: gre}
-	socks.vxlan, socks.vxlanSend = h.openVXLAN(a, log)
+	socks.gre = gre
 	h.pas.setSocket(a, socks)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -252,8 +266,6 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 	<-ctx.Done()
 	h.pas.setSocket(a, nil)
 	gre.Close()
-	for _, vs := range append(socks.vxlan, socks.vxlanSend...) {
-		vs.Close()
-	}
+	closeVXLAN()
 	wg.Wait()
 }

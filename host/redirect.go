@@ -5,6 +5,7 @@ import (
 
 	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/provider"
 	"github.com/wnv/wnv/vswitch"
 )
 
@@ -14,7 +15,7 @@ import (
 func (h *Host) applyRedirect(r vswitch.RedirectInfo) {
 	newPA := r.NewPA
 	_, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: r.CA, VirtualSubnetID: r.VSID, ProviderAddress: r.PA},
-		policy.LookupRecordChange{ProviderAddress: &newPA})
+		policy.LookupRecordChange{ProviderAddress: &newPA, Unconfirmed: true})
 	if err != nil {
 		h.log.Warn("applying redirect", "vsid", r.VSID, "ca", r.CA, "pa", r.PA, "newPA", r.NewPA, "err", err)
 		return
@@ -35,10 +36,30 @@ func (h *Host) SendRedirect(peer netip.Addr, vsid policy.VSID, ca, pa, newPA net
 		return &noSocketError{pa}
 	}
 	buf := make([]byte, 128)
-	msg := vswitch.BuildRedirect(buf, vsid, ca, pa, newPA)
+	key, _ := h.sw.RedirectKeyFor(pa, peer)
+	msg := vswitch.BuildSignedRedirect(buf, vsid, ca, pa, newPA, h.redirectSeq.Add(1), key)
 	_, err := sock.gre.WriteBatch([]dataplane.Packet{{Buf: msg, N: len(msg), Src: pa, Dst: peer}})
 	return err
 }
+
+// SetRedirectKeys replaces the pairwise keys this host's PAs share with
+// other hosts' for redirects: a redirect from a peer PA to a local PA with a
+// key must carry its MAC and a new sequence number, and redirects this host
+// sends to such a peer carry them.
+func (h *Host) SetRedirectKeys(keys []provider.RedirectKey) error {
+	ks := make([]vswitch.RedirectKey, len(keys))
+	for i, k := range keys {
+		ks[i] = vswitch.RedirectKey(k)
+	}
+	if err := h.sw.SetRedirectKeys(ks); err != nil {
+		return &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
+	}
+	h.log.Info("redirect keys installed", "keys", len(ks))
+	return nil
+}
+
+// RedirectKeyCount is how many pairwise redirect keys are installed.
+func (h *Host) RedirectKeyCount() int { return h.sw.RedirectKeyCount() }
 
 type noSocketError struct{ pa netip.Addr }
 

@@ -256,6 +256,7 @@ func (h *Host) portWorker(p *port) {
 	var in installer
 	for {
 		n, err := p.sock.ReadBatch(reads, sizes)
+		h.sw.Tick(time.Now())
 		for i := 0; i < n; i++ {
 			m := sizes[i] - vnet
 			frame := bufs[i][vswitch.Headroom : vswitch.Headroom+max(m, 0)]

@@ -1,6 +1,8 @@
 package packet
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -11,10 +13,10 @@ import (
 // original format was never published: an NVGRE packet from the old host to a
 // host still sending there, key = VSID<<8, whose inner Ethernet frame goes
 // from and to the virtual gateway MAC with EtherType 0x88B5 (IEEE 802 local
-// experimental) and this 64-byte body:
+// experimental) and this 88-byte body:
 //
 //	0  "WNVR"      magic
-//	4  1           version
+//	4  2           version
 //	5  1           message type: redirect
 //	6  0           reserved (2 bytes)
 //	8  VSID        uint32, big endian; must equal the GRE key's VSID
@@ -25,24 +27,34 @@ import (
 //	16 CA          16 bytes (IPv4 in the first 4)
 //	32 PA          16 bytes: where the CA was
 //	48 NewPA       16 bytes: where it is now
+//	64 Sequence    uint64, big endian: per sender and receiver, increasing
+//	72 MAC         16 bytes: HMAC-SHA256 of bytes 0-71 with the key the
+//	               sender (PA) and receiver share, truncated; zero when the
+//	               sender has no key for the receiver
+//
+// Version 1 (64 bytes, no sequence or MAC) is refused: anyone on the
+// underlay could forge it.
 const (
 	EtherTypeWNVControl = 0x88B5
-	RedirectLen         = 64
-	redirectVersion     = 1
+	RedirectLen         = 88
+	RedirectMACLen      = 16
+	redirectSignedLen   = RedirectLen - RedirectMACLen
+	redirectVersion     = 2
 	redirectType        = 1
 )
 
 var (
-	ErrRedirectShort   = errors.New("redirect message is shorter than its 64 bytes")
+	ErrRedirectShort   = errors.New("redirect message is shorter than its 88 bytes")
 	ErrRedirectMagic   = errors.New("redirect message does not start with \"WNVR\"")
-	ErrRedirectVersion = errors.New("redirect message version or type is not 1")
+	ErrRedirectVersion = errors.New("redirect message version is not 2 or its type is not 1")
 	ErrRedirectFamily  = errors.New("redirect message address family is not 4 or 6")
 )
 
 // Redirect is a view of a redirect message body.
 type Redirect []byte
 
-// ParseRedirect checks magic, version, type and address families.
+// ParseRedirect checks length, magic, version, type and address families;
+// the MAC is checked by VerifyRedirect, with the key.
 func ParseRedirect(b []byte) (Redirect, error) {
 	if len(b) < RedirectLen {
 		return nil, ErrRedirectShort
@@ -65,6 +77,11 @@ func (r Redirect) VSID() uint32      { return binary.BigEndian.Uint32(r[8:12]) }
 func (r Redirect) CA() netip.Addr    { return redirectAddr(r[12], r[16:32]) }
 func (r Redirect) PA() netip.Addr    { return redirectAddr(r[13], r[32:48]) }
 func (r Redirect) NewPA() netip.Addr { return redirectAddr(r[14], r[48:64]) }
+func (r Redirect) Sequence() uint64  { return binary.BigEndian.Uint64(r[64:72]) }
+
+// MAC is the message's authentication code, as sent.
+func (r Redirect) MAC() []byte { return r[redirectSignedLen:RedirectLen] }
+
 func redirectAddr(fam byte, b []byte) netip.Addr {
 	if fam == 4 {
 		return netip.AddrFrom4([4]byte(b[:4]))
@@ -72,8 +89,9 @@ func redirectAddr(fam byte, b []byte) netip.Addr {
 	return netip.AddrFrom16([16]byte(b))
 }
 
-// PutRedirect writes a redirect body and returns RedirectLen.
-func PutRedirect(b []byte, vsid uint32, ca, pa, newPA netip.Addr) int {
+// PutRedirect writes a redirect body with sequence seq and a zero MAC
+// (SignRedirect fills it) and returns RedirectLen.
+func PutRedirect(b []byte, vsid uint32, ca, pa, newPA netip.Addr, seq uint64) int {
 	_ = b[RedirectLen-1]
 	clear(b[:RedirectLen])
 	copy(b[0:4], "WNVR")
@@ -90,5 +108,24 @@ func PutRedirect(b []byte, vsid uint32, ca, pa, newPA netip.Addr) int {
 			copy(b[16+16*i:], a16[:])
 		}
 	}
+	binary.BigEndian.PutUint64(b[64:72], seq)
 	return RedirectLen
+}
+
+// SignRedirect writes the MAC of the redirect body b (written by
+// PutRedirect) with key.
+func SignRedirect(b []byte, key *[32]byte) {
+	copy(b[redirectSignedLen:RedirectLen], redirectMAC(b, key))
+}
+
+// VerifyRedirect reports whether r's MAC is the one key makes, in constant
+// time.
+func VerifyRedirect(r Redirect, key *[32]byte) bool {
+	return hmac.Equal(r.MAC(), redirectMAC(r, key))
+}
+
+func redirectMAC(b []byte, key *[32]byte) []byte {
+	m := hmac.New(sha256.New, key[:])
+	m.Write(b[:redirectSignedLen])
+	return m.Sum(nil)[:RedirectMACLen]
 }

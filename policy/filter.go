@@ -42,9 +42,13 @@ type LookupRecordChange struct {
 	Rule            *Rule
 	VMName          *string
 	UseVmMACAddress *bool
+	// Unconfirmed is what the change leaves the mark at: only a redirect
+	// sets it, any other Set clears it. Not part of the provider API.
+	Unconfirmed bool `json:"-"`
 }
 
 func (c *LookupRecordChange) apply(r *LookupRecord) {
+	r.Unconfirmed = c.Unconfirmed
 	if c.ProviderAddress != nil {
 		r.ProviderAddress = *c.ProviderAddress
 	}

@@ -60,6 +60,9 @@ type LookupRecord struct {
 	UseVmMACAddress bool       `json:"UseVmMACAddress"`
 	Unusable        bool       `json:"Unusable"`
 	Unsynchronized  bool       `json:"Unsynchronized"`
+	// Unconfirmed marks a record a redirect moved, until a Set of it
+	// through the provider API (the host agent confirming it) clears it.
+	Unconfirmed bool `json:"Unconfirmed,omitempty"`
 }
 
 // CustomerRoute routes CA space inside one routing domain. Identity:

@@ -68,6 +68,7 @@ func NewHandler(b Backend) http.Handler {
 	}.register(h)
 
 	registerVirtualSubnets(h)
+	registerRedirectKeys(h)
 
 	h.route("/v1/global", map[string]http.HandlerFunc{
 		http.MethodGet: h.getGlobal,

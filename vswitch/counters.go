@@ -12,6 +12,7 @@ import (
 // Tx is from the switch to the VM.
 type PortCounters struct {
 	RxFrames, RxBytes, TxFrames, TxBytes, Drops atomic.Uint64
+	misses, floods                              rate
 }
 
 // VSIDCounters count one virtual subnet's traffic on this host. Flooded
@@ -23,23 +24,41 @@ type VSIDCounters struct {
 	Encapsulated, Decapsulated, Local, Replies, Flooded, Drops atomic.Uint64
 }
 
+// UnknownVSID is the one bucket that counts packets from the underlay for
+// VSIDs without a local port, and everything beyond MaxVSIDCounters: a
+// remote party picks those VSIDs (any GRE key or VNI), so they must not
+// create state each.
+const UnknownVSID policy.VSID = 0
+
+// MaxVSIDCounters bounds the per-VSID counter entries; a VSID seen after
+// the table is full is counted in UnknownVSID (and in VSIDOverflow).
+const MaxVSIDCounters = 16384
+
+func (vc *VSIDCounters) zero() bool {
+	return vc.Encapsulated.Load()|vc.Decapsulated.Load()|vc.Local.Load()|vc.Replies.Load()|vc.Flooded.Load()|vc.Drops.Load() == 0
+}
+
 // Counters are the switch's statistics. Updates are atomic adds on counters
-// found through lock-free reads; new per-port and per-VSID entries are created
-// under a mutex only the first time a port index or VSID is seen.
+// found through lock-free reads; new per-port entries are created under a
+// mutex only the first time a port index is seen, per-VSID ones in a
+// concurrent map that never copies itself.
 type Counters struct {
 	reasons [numReasons]atomic.Uint64
 
 	mu    sync.Mutex
 	ports atomic.Pointer[[]*PortCounters]
-	vsids atomic.Pointer[map[policy.VSID]*VSIDCounters]
+	vsids sync.Map // policy.VSID -> *VSIDCounters
+	nvsid atomic.Int64
+	// VSIDOverflow counts lookups of a new VSID refused by a full table.
+	VSIDOverflow atomic.Uint64
+	unknown      VSIDCounters
 }
 
 func newCounters() *Counters {
 	c := &Counters{}
 	ports := []*PortCounters{}
-	vsids := map[policy.VSID]*VSIDCounters{}
 	c.ports.Store(&ports)
-	c.vsids.Store(&vsids)
+	c.vsids.Store(UnknownVSID, &c.unknown)
 	return c
 }
 
@@ -76,26 +95,36 @@ func (c *Counters) ResetPort(i int) {
 	c.ports.Store(&n)
 }
 
-// VSID returns the counters of a virtual subnet, creating them on first use.
+// VSID returns the counters of a virtual subnet, creating them on first
+// use; past MaxVSIDCounters entries, the UnknownVSID bucket's. Callers pass
+// only VSIDs that policy or a local port vouches for (see ForUnderlay).
 func (c *Counters) VSID(v policy.VSID) *VSIDCounters {
-	if vc, ok := (*c.vsids.Load())[v]; ok {
-		return vc
+	if vc, ok := c.vsids.Load(v); ok {
+		return vc.(*VSIDCounters)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m := *c.vsids.Load()
-	if vc, ok := m[v]; ok {
-		return vc
+	if c.nvsid.Add(1) > MaxVSIDCounters {
+		c.nvsid.Add(-1)
+		c.VSIDOverflow.Add(1)
+		return &c.unknown
 	}
-	n := make(map[policy.VSID]*VSIDCounters, len(m)+1)
-	for k, vc := range m {
-		n[k] = vc
+	vc, loaded := c.vsids.LoadOrStore(v, &VSIDCounters{})
+	if loaded {
+		c.nvsid.Add(-1)
 	}
-	vc := &VSIDCounters{}
-	n[v] = vc
-	c.vsids.Store(&n)
-	return vc
+	return vc.(*VSIDCounters)
 }
+
+// ForUnderlay returns the counters of v for a packet from the underlay:
+// v's own if a local port is in v, else the UnknownVSID bucket.
+func (c *Counters) ForUnderlay(pt *PortTable, v policy.VSID) *VSIDCounters {
+	if !pt.HasVSID(v) {
+		return &c.unknown
+	}
+	return c.VSID(v)
+}
+
+// VSIDEntries is how many VSIDs have counters of their own.
+func (c *Counters) VSIDEntries() int { return int(c.nvsid.Load()) }
 
 // Drop counts a drop for reason r.
 func (c *Counters) Drop(r Reason) { c.reasons[r].Add(1) }
@@ -123,9 +152,14 @@ func (c *Counters) Snapshot() (ports []PortSnapshot, vsids []VSIDSnapshot, reaso
 		}
 		ports = append(ports, PortSnapshot{i, p.RxFrames.Load(), p.RxBytes.Load(), p.TxFrames.Load(), p.TxBytes.Load(), p.Drops.Load()})
 	}
-	for v, vc := range *c.vsids.Load() {
-		vsids = append(vsids, VSIDSnapshot{v, vc.Encapsulated.Load(), vc.Decapsulated.Load(), vc.Local.Load(), vc.Replies.Load(), vc.Flooded.Load(), vc.Drops.Load()})
-	}
+	c.vsids.Range(func(k, v any) bool {
+		vc := v.(*VSIDCounters)
+		if k.(policy.VSID) == UnknownVSID && vc.zero() {
+			return true
+		}
+		vsids = append(vsids, VSIDSnapshot{k.(policy.VSID), vc.Encapsulated.Load(), vc.Decapsulated.Load(), vc.Local.Load(), vc.Replies.Load(), vc.Flooded.Load(), vc.Drops.Load()})
+		return true
+	})
 	sort.Slice(vsids, func(i, j int) bool { return vsids[i].VSID < vsids[j].VSID })
 	reasons = make(map[Reason]uint64, numReasons)
 	for r := ReasonNone + 1; r < numReasons; r++ {

@@ -32,6 +32,7 @@ func (s *Switch) FromPortFlows(r *Result, f *Flows, port int, buf []byte, off, n
 	if f != nil {
 		f.sync(s.gen.Load())
 	}
+	r.again = false
 	frame := buf[off : off+n]
 	pt := s.ports.Load()
 	p, ok := pt.Port(port)
@@ -109,7 +110,7 @@ func (s *Switch) egressCached(r *Result, f *Flows, p *PortConfig, buf []byte, of
 }
 
 func (s *Switch) egress(p *PortConfig, pt *PortTable, buf []byte, off int, frame, scratch []byte) Result {
-	var r Result
+	r := Result{again: true}
 	s.egressFlows(&r, nil, p, pt, buf, off, frame, 0, scratch)
 	return r
 }
@@ -404,12 +405,8 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 			return d
 		}
 	}
-	if reason == ReasonNoLookupRecord {
-		s.mismatch(dstVSID, dst, netip.Addr{})
-		if s.hold.Load() {
-			*r = holdFor(dstVSID, dst)
-			return nil
-		}
+	if reason == ReasonNoLookupRecord && s.onMiss(r, p, dstVSID, dst) {
+		return nil
 	}
 	if reason == ReasonNone {
 		reason = s.target(d, rec, dstVSID, routed, pt, t)
@@ -510,12 +507,8 @@ func (s *Switch) arp(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, b
 		if s.l2(r, p, pt, t, buf, off, frame, false) {
 			return
 		}
-		if reason == ReasonNoLookupRecord {
-			s.mismatch(p.VSID, target, netip.Addr{})
-			if s.hold.Load() {
-				*r = holdFor(p.VSID, target)
-				return
-			}
+		if reason == ReasonNoLookupRecord && s.onMiss(r, p, p.VSID, target) {
+			return
 		}
 		*r = s.drop(ReasonARPUnknownTarget)
 		return
@@ -555,12 +548,8 @@ func (s *Switch) neighborSolicit(r *Result, p *PortConfig, pt *PortTable, t *pol
 		if s.l2(r, p, pt, t, buf, off, frame, true) {
 			return
 		}
-		if reason == ReasonNoLookupRecord {
-			s.mismatch(p.VSID, target, netip.Addr{})
-			if s.hold.Load() {
-				*r = holdFor(p.VSID, target)
-				return
-			}
+		if reason == ReasonNoLookupRecord && s.onMiss(r, p, p.VSID, target) {
+			return
 		}
 		*r = s.drop(ReasonNDUnknownTarget)
 		return

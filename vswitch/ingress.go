@@ -20,7 +20,7 @@ func (s *Switch) FromUnderlay(src, dst netip.Addr, payload []byte) Result {
 	vsid := policy.VSID(g.VSID())
 	r := s.ingress(src, dst, vsid, payload)
 	if r.Action == Drop {
-		s.Counters.VSID(vsid).Drops.Add(1)
+		s.Counters.ForUnderlay(s.ports.Load(), vsid).Drops.Add(1)
 	}
 	return r
 }
@@ -37,7 +37,7 @@ func (s *Switch) FromVXLAN(src, dst netip.Addr, payload []byte) Result {
 	vsid := policy.VSID(v.VNI())
 	r := s.ingress(src, dst, vsid, payload)
 	if r.Action == Drop {
-		s.Counters.VSID(vsid).Drops.Add(1)
+		s.Counters.ForUnderlay(s.ports.Load(), vsid).Drops.Add(1)
 	}
 	return r
 }
@@ -61,7 +61,7 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 	var length int
 	switch eth.Type() {
 	case packet.EtherTypeWNVControl:
-		return s.redirect(t, srcPA, vsid, eth)
+		return s.redirect(t, srcPA, dstPA, vsid, eth)
 	case packet.EtherTypeIPv4:
 		ip, err := packet.ParseIPv4(eth.Payload())
 		if err != nil {
@@ -83,7 +83,6 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 		}
 		pt := s.ports.Load()
 		if !pt.HasVSID(vsid) {
-			s.mismatch(vsid, netip.Addr{}, srcPA)
 			return s.drop(ReasonUnknownVSID)
 		}
 		if rec, ok := t.LookupMAC(vsid, eth.Src()); !ok || rec.ProviderAddress != srcPA {
@@ -96,8 +95,9 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 		return r
 	}
 	pt := s.ports.Load()
+	// No event either: the sender picks the VSID, and no policy fetched for
+	// it would make the packet deliverable here.
 	if !pt.HasVSID(vsid) {
-		s.mismatch(vsid, srcCA, srcPA)
 		return s.drop(ReasonUnknownVSID)
 	}
 	if !sourceValid(t, vsid, eth.Src(), srcCA, srcPA) {
@@ -136,33 +136,4 @@ func sourceValid(t *policy.Table, vsid policy.VSID, mac packet.MAC, ca, srcPA ne
 		return rec.MACAddress == mac && rec.ProviderAddress == srcPA
 	}
 	return false
-}
-
-// redirect accepts a redirect only from the PA it says the CA moved away from,
-// and only while this host's record still points there; a redirect that
-// arrives after the record was updated (by watch, say) is stale.
-func (s *Switch) redirect(t *policy.Table, srcPA netip.Addr, vsid policy.VSID, eth packet.Ethernet) Result {
-	if eth.Src() != GatewayMAC || eth.Dst() != GatewayMAC {
-		return s.drop(ReasonBadRedirect)
-	}
-	m, err := packet.ParseRedirect(eth.Payload())
-	if err != nil || policy.VSID(m.VSID()) != vsid || m.PA() != srcPA || m.NewPA() == srcPA {
-		return s.drop(ReasonBadRedirect)
-	}
-	ca := m.CA()
-	rec, ok := t.LookupCA(vsid, ca)
-	if !ok || rec.ProviderAddress != srcPA {
-		return s.drop(ReasonStaleRedirect)
-	}
-	return Result{Action: Redirect, Redirect: RedirectInfo{VSID: vsid, CA: ca, PA: srcPA, NewPA: m.NewPA()}}
-}
-
-// BuildRedirect writes into buf the NVGRE payload of a redirect telling a
-// host that CA of vsid moved from pa (this host) to newPA, and returns it.
-// buf needs 8 + 14 + 64 bytes.
-func BuildRedirect(buf []byte, vsid policy.VSID, ca, pa, newPA netip.Addr) []byte {
-	n := packet.PutNVGRE(buf, uint32(vsid), 0)
-	n += packet.PutEthernet(buf[n:], GatewayMAC, GatewayMAC, packet.EtherTypeWNVControl)
-	n += packet.PutRedirect(buf[n:], uint32(vsid), ca, pa, newPA)
-	return buf[:n]
 }

@@ -78,6 +78,10 @@ func (s *Switch) l2(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, bu
 // their remote PAs, and as it is for the other local ports of the subnet.
 // Both lists come precomputed from the snapshots, so nothing is allocated.
 func (s *Switch) flood(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, l2 *policy.L2Subnet, buf []byte, off int, frame []byte) {
+	if !s.floodAllowed(p) {
+		*r = s.drop(ReasonStormControl)
+		return
+	}
 	paths := l2.Flood()
 	encap := t.Encapsulation(p.VSID)
 	for _, path := range paths {

@@ -36,39 +36,72 @@ const (
 	// ReasonSlowPathDown: the kernel fast path dropped a frame that needed
 	// the slow path while wnvd was not running.
 	ReasonSlowPathDown
+	// ReasonMissRateLimited: the port sent to CAs without a lookup record
+	// faster than its share of lookups (Limits.MissRate).
+	ReasonMissRateLimited
+	// ReasonLookupFailed: the destination's lookup failed lately (negative
+	// cache, Limits.NegativeTTL).
+	ReasonLookupFailed
+	// ReasonStormControl: the port flooded faster than Limits.FloodRate.
+	ReasonStormControl
+	// ReasonHoldPortShare: the port has its share of the hold table.
+	ReasonHoldPortShare
+	// Redirects refused before they could move a record: without a valid
+	// MAC or with an old sequence number, or naming a NewPA no other host
+	// can have.
+	ReasonRedirectUnauthenticated
+	ReasonRedirectBadMAC
+	ReasonRedirectReplay
+	ReasonRedirectLoopback
+	ReasonRedirectUnspecified
+	ReasonRedirectNotUnicast
+	ReasonRedirectOwnPA
+	ReasonRedirectFamily
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	ReasonNone:                 "none",
-	ReasonMalformed:            "malformed",
-	ReasonUnknownPort:          "unknown-port",
-	ReasonSpoofedMAC:           "spoofed-mac",
-	ReasonSpoofedCA:            "spoofed-ca",
-	ReasonUnsupportedEtherType: "unsupported-ethertype",
-	ReasonMulticast:            "multicast",
-	ReasonARPUnknownTarget:     "arp-unknown-target",
-	ReasonARPNotRequest:        "arp-not-request",
-	ReasonNDUnknownTarget:      "nd-unknown-target",
-	ReasonNoRoute:              "no-route",
-	ReasonOtherRoutingDomain:   "other-routing-domain",
-	ReasonNoLookupRecord:       "no-lookup-record",
-	ReasonRuleUnsupported:      "rule-unsupported",
-	ReasonNoLocalPA:            "no-local-pa",
-	ReasonNoLocalPort:          "no-local-port",
-	ReasonTTLExceeded:          "ttl-exceeded",
-	ReasonTooBig:               "too-big",
-	ReasonToGateway:            "to-gateway",
-	ReasonMalformedGRE:         "malformed-gre",
-	ReasonMalformedVXLAN:       "malformed-vxlan",
-	ReasonUnknownVSID:          "unknown-vsid",
-	ReasonPolicyMismatch:       "policy-mismatch",
-	ReasonNotForLocalPA:        "not-for-local-pa",
-	ReasonBadRedirect:          "bad-redirect",
-	ReasonStaleRedirect:        "stale-redirect",
-	ReasonMissTimeout:          "miss-timeout",
-	ReasonHoldOverflow:         "hold-overflow",
-	ReasonSlowPathDown:         "slow-path-down",
+	ReasonNone:                    "none",
+	ReasonMalformed:               "malformed",
+	ReasonUnknownPort:             "unknown-port",
+	ReasonSpoofedMAC:              "spoofed-mac",
+	ReasonSpoofedCA:               "spoofed-ca",
+	ReasonUnsupportedEtherType:    "unsupported-ethertype",
+	ReasonMulticast:               "multicast",
+	ReasonARPUnknownTarget:        "arp-unknown-target",
+	ReasonARPNotRequest:           "arp-not-request",
+	ReasonNDUnknownTarget:         "nd-unknown-target",
+	ReasonNoRoute:                 "no-route",
+	ReasonOtherRoutingDomain:      "other-routing-domain",
+	ReasonNoLookupRecord:          "no-lookup-record",
+	ReasonRuleUnsupported:         "rule-unsupported",
+	ReasonNoLocalPA:               "no-local-pa",
+	ReasonNoLocalPort:             "no-local-port",
+	ReasonTTLExceeded:             "ttl-exceeded",
+	ReasonTooBig:                  "too-big",
+	ReasonToGateway:               "to-gateway",
+	ReasonMalformedGRE:            "malformed-gre",
+	ReasonMalformedVXLAN:          "malformed-vxlan",
+	ReasonUnknownVSID:             "unknown-vsid",
+	ReasonPolicyMismatch:          "policy-mismatch",
+	ReasonNotForLocalPA:           "not-for-local-pa",
+	ReasonBadRedirect:             "bad-redirect",
+	ReasonStaleRedirect:           "stale-redirect",
+	ReasonMissTimeout:             "miss-timeout",
+	ReasonHoldOverflow:            "hold-overflow",
+	ReasonSlowPathDown:            "slow-path-down",
+	ReasonMissRateLimited:         "miss-rate-limited",
+	ReasonLookupFailed:            "lookup-failed",
+	ReasonStormControl:            "storm-control",
+	ReasonHoldPortShare:           "hold-port-share",
+	ReasonRedirectUnauthenticated: "redirect-unauthenticated",
+	ReasonRedirectBadMAC:          "redirect-bad-mac",
+	ReasonRedirectReplay:          "redirect-replay",
+	ReasonRedirectLoopback:        "redirect-loopback",
+	ReasonRedirectUnspecified:     "redirect-unspecified",
+	ReasonRedirectNotUnicast:      "redirect-not-unicast",
+	ReasonRedirectOwnPA:           "redirect-own-pa",
+	ReasonRedirectFamily:          "redirect-family",
 }
 
 func (r Reason) String() string {

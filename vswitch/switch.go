@@ -99,6 +99,9 @@ type Result struct {
 	// Reply marks a ToPort verdict whose Data the switch built (an ARP or
 	// ND answer, an ICMP error) rather than the frame it was given.
 	Reply bool
+	// again is set on the way in for a frame switched again from the hold
+	// queue.
+	again bool
 }
 
 // Config holds the switch's fixed parameters.
@@ -106,6 +109,7 @@ type Config struct {
 	// UnderlayMTU is the MTU of the provider network (e.g. 1500).
 	UnderlayMTU int
 	Events      EventSink
+	Limits      Limits
 }
 
 // Switch is the pipeline with its current snapshots and counters. Process
@@ -117,6 +121,10 @@ type Switch struct {
 	moved    atomic.Pointer[MovedTable]
 	hold     atomic.Bool
 	gen      atomic.Uint64 // bumped after every policy or port change; empties Flows
+	now      atomic.Int64  // Unix nanoseconds of the last Tick; 0: limits off
+	limits   Limits
+	negative *negativeCache
+	redirectKeysState
 	Counters *Counters
 }
 
@@ -125,7 +133,8 @@ func New(cfg Config) *Switch {
 	if cfg.UnderlayMTU == 0 {
 		cfg.UnderlayMTU = 1500
 	}
-	s := &Switch{cfg: cfg, Counters: newCounters()}
+	limits := cfg.Limits.withDefaults()
+	s := &Switch{cfg: cfg, limits: limits, negative: newNegativeCache(limits.NegativeEntries), Counters: newCounters()}
 	s.ports.Store(&PortTable{})
 	return s
 }

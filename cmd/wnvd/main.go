@@ -54,6 +54,7 @@ func hostCmd() *cobra.Command {
 		socket       string
 		notifySocket string
 		metricsAddr  string
+		metricsTLS   host.MetricsTLS
 		fastPath     string
 		logLevel     string
 		ag           agentFlags
@@ -83,7 +84,7 @@ func hostCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return runHost(ctx, cfg, socket, notifySocket, metricsAddr, ag)
+			return runHost(ctx, cfg, socket, notifySocket, metricsAddr, metricsTLS, ag)
 		},
 	}
 	f := cmd.Flags()
@@ -92,8 +93,12 @@ func hostCmd() *cobra.Command {
 	f.StringVar(&cfg.GSOTAP, "gso-tap", "wnvgso", "TAP through which TCP super-frames go to the kernel as one tunnel GSO packet (needs eBPF; empty segments them in wnvd)")
 	f.StringVar(&socket, "socket", "/run/wnv/wnvd.sock", "provider API Unix socket")
 	f.StringVar(&notifySocket, "notify-socket", notify.SocketPath(), "notification API Unix socket")
-	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this TCP address (off when empty)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this TCP address (off when empty); without a host (:9464) it is localhost's, give one (0.0.0.0:9464) to serve other machines")
+	f.StringVar(&metricsTLS.CertFile, "metrics-tls-cert", "", "serve /metrics over TLS with this certificate (PEM; needs --metrics-tls-key)")
+	f.StringVar(&metricsTLS.KeyFile, "metrics-tls-key", "", "the key of --metrics-tls-cert (PEM)")
+	f.StringVar(&metricsTLS.ClientCAFile, "metrics-tls-client-ca", "", "require /metrics clients to present a certificate signed by this CA (PEM)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&cfg.AllowUnauthenticatedRedirects, "allow-unauthenticated-redirects", false, "accept redirects without a MAC while no redirect key is installed (PUT /v1/redirect-keys); by default they are dropped as redirect-unauthenticated")
 	f.StringVar(&cfg.PinDir, "pin-dir", "", "bpf filesystem directory of the kernel fast path (default /sys/fs/bpf/wnv/<name>-<netns inode>)")
 	f.StringVar(&fastPath, "fast-path", cmp.Or(os.Getenv("WNV_FAST_PATH"), "on"), "on: decided flows are forwarded in the kernel (eBPF); off: every frame goes through wnvd's switch (default $WNV_FAST_PATH, else on)")
 	ag.register(f)
@@ -132,7 +137,7 @@ func hostCleanupCmd() *cobra.Command {
 	return cmd
 }
 
-func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metricsAddr string, ag agentFlags) error {
+func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metricsAddr string, metricsTLS host.MetricsTLS, ag agentFlags) error {
 	hub := notify.NewHub(notify.Config{})
 	h, err := host.New(cfg, hub)
 	if err != nil {
@@ -145,9 +150,9 @@ func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metrics
 	}
 	var metrics net.Listener
 	if metricsAddr != "" {
-		if metrics, err = net.Listen("tcp", metricsAddr); err != nil {
+		if metrics, err = host.ListenMetrics(metricsAddr, metricsTLS); err != nil {
 			h.Close()
-			return fmt.Errorf("--metrics-addr %s: %w", metricsAddr, err)
+			return err
 		}
 	}
 	g, ctx := errgroup.WithContext(ctx)

@@ -98,7 +98,7 @@ type Provider interface {
 	AttachPort(ctx context.Context, spec provider.PortSpec) (provider.Port, error)
 	DetachPort(ctx context.Context, name string) error
 	DetachMigratedPort(ctx context.Context, name string) error
-	SetRedirectKeys(ctx context.Context, keys []policyapi.RedirectKey) error
+	SetRedirectKeys(ctx context.Context, keys []provider.RedirectKey) (int, error)
 }
 
 // Agent is one host's agent. Create it with New and Run it.

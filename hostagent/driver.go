@@ -3,11 +3,13 @@ package hostagent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/provider"
 )
 
 // driver is the imperative shell around the model: one goroutine owns the
@@ -198,8 +200,22 @@ func (d *driver) execute(ctx context.Context, r Ready) {
 	}
 	if r.PushKeys != nil {
 		keys := *r.PushKeys
-		go func() { done(KeysPushed{Err: a.host.SetRedirectKeys(ctx, keys)}) }()
+		go func() { done(KeysPushed{Err: pushKeys(ctx, a.host, keys)}) }()
 	}
+}
+
+// pushKeys hands the policy server's redirect keys to wnvd in wnvd's form.
+func pushKeys(ctx context.Context, host Provider, keys []policyapi.RedirectKey) error {
+	out := make([]provider.RedirectKey, len(keys))
+	for i, k := range keys {
+		if len(k.Key) != len(out[i].Key) {
+			return fmt.Errorf("the policy server's redirect key for %s and %s has %d bytes, not %d", k.LocalPA, k.PeerPA, len(k.Key), len(out[i].Key))
+		}
+		out[i].LocalPA, out[i].PeerPA = k.LocalPA, k.PeerPA
+		copy(out[i].Key[:], k.Key)
+	}
+	_, err := host.SetRedirectKeys(ctx, out)
+	return err
 }
 
 // watch replaces the open stream with one for spec. The policy client

@@ -107,7 +107,7 @@ type fakeWnvd struct {
 	store   *policy.Store
 	ports   map[string]provider.Port
 	applies int
-	keys    []policyapi.RedirectKey
+	keys    []provider.RedirectKey
 	noKeys  bool // an older wnvd: PUT /v1/redirect-keys is not found
 }
 
@@ -163,14 +163,14 @@ func (w *fakeWnvd) DetachPort(_ context.Context, name string) error {
 func (w *fakeWnvd) DetachMigratedPort(ctx context.Context, name string) error {
 	return w.DetachPort(ctx, name)
 }
-func (w *fakeWnvd) SetRedirectKeys(_ context.Context, keys []policyapi.RedirectKey) error {
+func (w *fakeWnvd) SetRedirectKeys(_ context.Context, keys []provider.RedirectKey) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.noKeys {
-		return errNotFound
+		return 0, errNotFound
 	}
 	w.keys = keys
-	return nil
+	return len(keys), nil
 }
 
 // logBuffer is a slog destination safe for the agent's goroutines.
@@ -240,7 +240,7 @@ func TestTheAgentInstallsARoutingDomainInOneProviderCallAndHandsOverItsKeys(t *t
 	waitFor(t, "the redirect keys handed to wnvd", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return sameKeys(w.keys, keys)
+		return len(w.keys) == len(keys) && len(keys) > 0 && w.keys[0].PeerPA == keys[0].PeerPA && bytes.Equal(w.keys[0].Key[:], keys[0].Key)
 	})
 }
 

@@ -70,6 +70,23 @@ func (w *watcher) stop() []string {
 	return append([]string(nil), w.lines...)
 }
 
+// snapshot is what the consumer printed so far.
+func (w *watcher) snapshot() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.lines...)
+}
+
+// waitUntil polls cond until it holds, failing after a generous deadline.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 30 s for %s", what)
+		}
+	}
+}
+
 func count(lines []string, want string) int {
 	n := 0
 	for _, l := range lines {
@@ -106,9 +123,18 @@ func TestNotificationsInTheLab(t *testing.T) {
 	host1 := l.Client("host1")
 
 	t.Run("PolicyMismatchOncePerDedupWindow", func(t *testing.T) {
+		before, err := host1.Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		c := startWatcher(t, []string{"WNV_NOTIFY_SOCKET=" + sock}, wnvwatch)
 		g := startWatcher(t, nil, bins.wnvctl, "notify", "watch", "--notify-socket", sock, "--type", "policy-mismatch")
-		time.Sleep(500 * time.Millisecond) // both consumers connect before the first event
+		// Both consumers hold a handle before the first event: the hub
+		// queues what is raised after a handle opens.
+		waitUntil(t, "both consumers to open a notification handle", func() bool {
+			cs, err := host1.Counters(ctx)
+			return err == nil && cs.NotificationHandles >= before.NotificationHandles+2
+		})
 		blue2, _ := l.Topology.VM("blue2")
 		for _, ca := range blue2.CAs() {
 			if _, err := host1.RemoveLookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: ca, VirtualSubnetID: 5001}); err != nil {
@@ -122,13 +148,24 @@ func TestNotificationsInTheLab(t *testing.T) {
 				t.Fatalf("probe blue2 -> %s: answered %v, err %v; want no answer without the record", dst, got, err)
 			}
 		}
-		time.Sleep(300 * time.Millisecond)
-		cLines, gLines := c.stop(), g.stop()
-		for _, want := range []string{
+		wants := []string{
 			"policy-mismatch vsid=5001 ca=10.0.0.11 pa=198.18.0.2 families=2/2",
 			"policy-mismatch vsid=5001 ca=fd00:0:0:1::11 pa=198.18.0.2 families=23/2",
-		} {
-			if n := count(cLines, want); n != 1 {
+		}
+		// The C sample prints no families: it reports them as the
+		// platform's AF_INET/AF_INET6, not the wire's 2/23.
+		cWant := func(want string) string { return want[:strings.Index(want, " families=")] }
+		waitUntil(t, "both consumers to print both events", func() bool {
+			for _, want := range wants {
+				if count(c.snapshot(), cWant(want)) == 0 || count(g.snapshot(), want) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		cLines, gLines := c.stop(), g.stop()
+		for _, want := range wants {
+			if n := count(cLines, cWant(want)); n != 1 {
 				t.Errorf("C sample printed %q %d times, want once; it printed:\n%s", want, n, strings.Join(cLines, "\n"))
 			}
 			if n := count(gLines, want); n != 1 {
@@ -231,6 +268,12 @@ func TestNotificationsInTheLab(t *testing.T) {
 		if _, err := host1.AddLookupRecord(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
+		// host1 and host2 share a redirect key, as their agents would have
+		// it from the policy server.
+		key := [32]byte{7, 7, 7}
+		if _, err := host1.SetRedirectKeys(ctx, []provider.RedirectKey{{LocalPA: netip.MustParseAddr("198.18.0.1"), PeerPA: pa2, Key: key}}); err != nil {
+			t.Fatal(err)
+		}
 		// host2 says blue2's CA moved to host3: sent from host2's PA, as the old host would.
 		err := InNamespace(l.Topology.Namespace("host2"), func() error {
 			s, err := dataplane.ListenGRE(pa2)
@@ -238,7 +281,7 @@ func TestNotificationsInTheLab(t *testing.T) {
 				return err
 			}
 			defer s.Close()
-			msg := vswitch.BuildRedirect(make([]byte, 128), 5001, blue2.V4, pa2, pa3)
+			msg := vswitch.BuildSignedRedirect(make([]byte, 128), 5001, blue2.V4, pa2, pa3, 1, &key)
 			_, err = s.WriteBatch([]dataplane.Packet{{Buf: msg, N: len(msg), Src: pa2, Dst: netip.MustParseAddr("198.18.0.1")}})
 			return err
 		})

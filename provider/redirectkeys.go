@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+
+	"github.com/wnv/wnv/internal/jsonapi"
 )
 
 // RedirectKey is the key a host's PA LocalPA shares with another host's PA
@@ -65,7 +67,7 @@ func registerRedirectKeys(h *handler) {
 		http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
 			b, ok := redirectKeys(w, h)
 			if ok {
-				writeJSON(w, http.StatusOK, RedirectKeyCount{b.RedirectKeyCount()})
+				jsonapi.WriteJSON(w, http.StatusOK, RedirectKeyCount{b.RedirectKeyCount()})
 			}
 		},
 		http.MethodPut: func(w http.ResponseWriter, r *http.Request) {
@@ -75,14 +77,14 @@ func registerRedirectKeys(h *handler) {
 			}
 			var keys []RedirectKey
 			if err := decodeKeys(r.Body, &keys); err != nil {
-				writeError(w, http.StatusBadRequest, err)
+				jsonapi.WriteError(w, jsonapi.Invalid(err))
 				return
 			}
 			if err := b.SetRedirectKeys(keys); err != nil {
-				writeError(w, statusOf(err), err)
+				jsonapi.WriteError(w, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, RedirectKeyCount{b.RedirectKeyCount()})
+			jsonapi.WriteJSON(w, http.StatusOK, RedirectKeyCount{b.RedirectKeyCount()})
 		},
 	})
 }
@@ -90,19 +92,19 @@ func registerRedirectKeys(h *handler) {
 func redirectKeys(w http.ResponseWriter, h *handler) (RedirectKeyBackend, bool) {
 	b, ok := h.b.(RedirectKeyBackend)
 	if !ok {
-		writeError(w, http.StatusNotImplemented, errors.New("this wnvd does not authenticate redirects: /v1/redirect-keys is not available"))
+		jsonapi.WriteJSON(w, http.StatusNotImplemented, jsonapi.ErrorBody{Error: "this wnvd does not authenticate redirects: /v1/redirect-keys is not available"})
 	}
 	return b, ok
 }
 
 // decodeKeys decodes the JSON array of keys in r.
 func decodeKeys(r io.Reader, keys *[]RedirectKey) error {
-	data, err := io.ReadAll(io.LimitReader(r, maxBody*16+1))
+	data, err := io.ReadAll(io.LimitReader(r, jsonapi.MaxBody*16+1))
 	if err != nil {
 		return fmt.Errorf("request body could not be read: %v", err)
 	}
-	if len(data) > maxBody*16 {
-		return fmt.Errorf("request body is larger than %d bytes", maxBody*16)
+	if len(data) > jsonapi.MaxBody*16 {
+		return fmt.Errorf("request body is larger than %d bytes", jsonapi.MaxBody*16)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(keys); err != nil {
@@ -118,7 +120,8 @@ func decodeKeys(r io.Reader, keys *[]RedirectKey) error {
 }
 
 // SetRedirectKeys replaces the host's redirect keys with keys and returns
-// how many it holds.
+// how many it holds. A wnvd older than redirect keys answers an error
+// matching policy.ErrNotFound.
 func (c *Client) SetRedirectKeys(ctx context.Context, keys []RedirectKey) (int, error) {
 	if keys == nil {
 		keys = []RedirectKey{}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -20,25 +19,7 @@ import (
 // and returns its URL and the admin credentials directory.
 func startSecurePolicyServer(t *testing.T) (string, string) {
 	t.Helper()
-	free := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return "http://" + ln.Addr().String()
-	}
-	cu := free()
-	e, err := policyserver.StartEmbedded(context.Background(), policyserver.EmbedConfig{DataDir: t.TempDir(), ClientURL: cu, PeerURL: free(), UnsafeNoFsync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cli, err := policyserver.Connect([]string{cu}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	st := startStore(t)
 	p, err := pki.EnsureServerPKI(filepath.Join(t.TempDir(), "pki"), nil, nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +27,6 @@ func startSecurePolicyServer(t *testing.T) (string, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st := policyserver.NewStore(cli)
 	auth, err := policyserver.NewAuth(ctx, st, p, log)
 	if err != nil {
 		t.Fatal(err)

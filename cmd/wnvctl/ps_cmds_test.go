@@ -15,8 +15,8 @@ import (
 	"github.com/wnv/wnv/policyserver"
 )
 
-// startPolicyServer runs an embedded etcd and a policy server for the test.
-func startPolicyServer(t *testing.T) string {
+// startStore runs an embedded etcd for the test and returns a store on it.
+func startStore(t *testing.T) *policyserver.Store {
 	t.Helper()
 	free := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -37,7 +37,13 @@ func startPolicyServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	srv := httptest.NewServer(policyserver.NewHandler(policyserver.NewStore(cli), slog.New(slog.NewTextHandler(io.Discard, nil))))
+	return policyserver.NewStore(cli)
+}
+
+// startPolicyServer runs a plain-HTTP policy server for the test.
+func startPolicyServer(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(policyserver.NewHandler(startStore(t), slog.New(slog.NewTextHandler(io.Discard, nil))))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }

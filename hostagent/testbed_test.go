@@ -511,6 +511,17 @@ func hostsAB(t *testing.T, ctx context.Context, n int, staticSender bool) (*test
 		_, err = h1.AttachPort(ctx, provider.PortSpec{Name: "a", Interface: "a", MACAddress: [6]byte{0x02, 0x15, 0x5d, 0, 0, 0x0a},
 			VirtualSubnetID: 5001, CustomerAddresses: []netip.Addr{netip.MustParseAddr("10.0.0.10")}})
 		must(t, err)
+		// The redirect keys its agent would hand it, so that the old
+		// host's signed redirects are accepted.
+		keys, err := tb.server.RedirectKeys(ctx, "h1")
+		must(t, err)
+		wnvdKeys := make([]provider.RedirectKey, len(keys))
+		for i, k := range keys {
+			wnvdKeys[i].LocalPA, wnvdKeys[i].PeerPA = k.LocalPA, k.PeerPA
+			copy(wnvdKeys[i].Key[:], k.Key)
+		}
+		_, err = h1.SetRedirectKeys(ctx, wnvdKeys)
+		must(t, err)
 	}
 	tb.configureVM("a", netip.MustParsePrefix("10.0.0.10/24"))
 	tb.configureVM("b", netip.MustParsePrefix("10.0.0.11/24"))

@@ -205,13 +205,23 @@ func probeBothWays(t *testing.T, a, b string, cas ...[2]netip.Addr) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, ns := range []string{a, b} {
-		ready := make(chan error, 1)
 		go inNetns(ns, func() error {
-			// Serve listens before it blocks; give it a moment, then report.
-			go func() { time.Sleep(100 * time.Millisecond); ready <- nil }()
 			return probe.Serve(ctx, ns, probe.Port, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		})
-		<-ready
+		// The responder is up once it answers on the namespace's loopback.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			var replies []probe.Reply
+			inNetns(ns, func() error {
+				replies, _ = probe.UDP(ctx, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), probe.Port), probe.UDPOptions{Count: 1, Timeout: 50 * time.Millisecond})
+				return nil
+			})
+			if len(replies) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the probe responder in %s did not answer within 10 s", ns)
+			}
+		}
 	}
 	for _, ca := range cas {
 		for _, c := range []struct {

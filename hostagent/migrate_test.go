@@ -34,7 +34,16 @@ func stream(t *testing.T, p *prober, d, after time.Duration, migrate func()) (se
 			go migrate()
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The echoes of the last probes are in flight: wait for the last one
+	// (or give up on it after a generous while: it may be lost).
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		p.mu.Lock()
+		_, done := p.seen[base+uint64(sent)-1]
+		p.mu.Unlock()
+		if done {
+			break
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var times []time.Time

@@ -140,6 +140,16 @@ func TestPolicyServerLab(t *testing.T) {
 		}
 		reachable(t, l, "blue1", blue4.V4, "blue4", 10*time.Second)
 		reachable(t, l, "blue4", blue3.V6, "blue3", 5*time.Second)
+		// The agents reopen their watches with a jittered backoff after the
+		// server's absence: the next test takes the server away again, so
+		// every host must hold blue4's records (not just those one probe
+		// fetched on demand) before it does.
+		for _, h := range l.Topology.Hosts {
+			waitUntil(t, h.Name+" to hold both of blue4's records", func() bool {
+				recs, err := l.Client(h.Name).LookupRecords(ctx, policy.LookupRecordFilter{VirtualSubnetID: 5001, MACAddress: blue4.MAC})
+				return err == nil && len(recs) == 2
+			})
+		}
 	})
 
 	t.Run("KillDashNineWhileServerAway", func(t *testing.T) {

@@ -293,19 +293,26 @@ func TestRulesWriteNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := snapshot(t, cli)
-			err := tc.call()
-			var se *jsonapi.Error
-			if !errors.As(err, &se) {
-				t.Fatalf("got %v, want a server error", err)
-			}
-			if se.Status != tc.status || se.Message != tc.want {
-				t.Fatalf("got %d %q\nwant %d %q", se.Status, se.Message, tc.status, tc.want)
-			}
-			if after := snapshot(t, cli); !mapsEqual(before, after) {
-				t.Fatalf("a rejected request changed etcd")
-			}
+			refusedUnchanged(t, cli, tc.call, tc.status, tc.want)
 		})
+	}
+}
+
+// refusedUnchanged checks that call is refused with status and the one-line
+// message want, and leaves etcd as it was.
+func refusedUnchanged(t *testing.T, cli *clientv3.Client, call func() error, status int, want string) {
+	t.Helper()
+	before := snapshot(t, cli)
+	err := call()
+	var se *jsonapi.Error
+	if !errors.As(err, &se) {
+		t.Fatalf("got %v, want a server error", err)
+	}
+	if se.Status != status || se.Message != want {
+		t.Fatalf("got %d %q\nwant %d %q", se.Status, se.Message, status, want)
+	}
+	if after := snapshot(t, cli); !mapsEqual(before, after) {
+		t.Fatalf("a rejected request changed etcd")
 	}
 }
 

@@ -35,10 +35,11 @@ type checkpointState struct {
 
 // Checkpoint is a host's bbolt checkpoint file.
 type Checkpoint struct {
-	db   *bolt.DB
-	kick chan struct{}
-	mu   sync.Mutex // serialises saves
-	last []byte     // what was saved last, to skip saving it again
+	db    *bolt.DB
+	kick  chan struct{}
+	mu    sync.Mutex // serialises saves
+	last  []byte     // what was saved last, to skip saving it again
+	saves uint64
 	// discarded says why a corrupt file was moved aside at open.
 	discarded error
 }
@@ -236,11 +237,7 @@ func (h *Host) saveCheckpoint() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := h.checkpointState()
-	key, _ := json.Marshal(struct {
-		O policy.Objects
-		V []policy.VirtualSubnet
-		P []provider.PortSpec
-	}{st.Objects, st.VirtualSubnets, st.Ports})
+	key := st.key()
 	if string(key) == string(c.last) {
 		return
 	}
@@ -250,6 +247,30 @@ func (h *Host) saveCheckpoint() {
 		return
 	}
 	c.last = key
+	c.saves++
+}
+
+// key identifies the state without the time it was saved.
+func (st checkpointState) key() []byte {
+	key, _ := json.Marshal(struct {
+		O policy.Objects
+		V []policy.VirtualSubnet
+		P []provider.PortSpec
+	}{st.Objects, st.VirtualSubnets, st.Ports})
+	return key
+}
+
+// checkpointCounters says how often the checkpoint was saved and whether it
+// holds the current desired state; nil without a checkpoint.
+func (h *Host) checkpointCounters() *provider.CheckpointCounters {
+	c := h.ckpt.Load()
+	if c == nil {
+		return nil
+	}
+	key := h.checkpointState().key()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &provider.CheckpointCounters{Saves: c.saves, Current: string(key) == string(c.last)}
 }
 
 // checkpointState is the desired state now. Provider addresses are saved

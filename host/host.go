@@ -445,6 +445,7 @@ func (h *Host) Counters() provider.Counters {
 		st := provider.GSOCounters(h.gso.Stats())
 		c.GSO = &st
 	}
+	c.Checkpoint = h.checkpointCounters()
 	if err := h.k.counters(&c, h.portNames()); err != nil {
 		h.log.Warn("fast path counters", "err", err)
 	}

@@ -2,6 +2,7 @@ package hostagent_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -58,7 +59,18 @@ func TestAgentInstallsByWatchAndFetchesAMissingRecordWithoutLosingTheFirstPacket
 func TestFailStaticAndCheckpointRestoreAfterKill9WhileTheServerIsDown(t *testing.T) {
 	ctx := t.Context()
 	tb, p := hostsAB(t, ctx, 2, false)
-	time.Sleep(300 * time.Millisecond) // let the debounced checkpoints settle
+	for _, h := range []string{"h1", "h2"} {
+		tb.eventually(h+"'s checkpoint holds its policy", 30*time.Second, func() error {
+			c, err := tb.provider(h).Counters(ctx)
+			if err != nil {
+				return err
+			}
+			if c.Checkpoint == nil || !c.Checkpoint.Current {
+				return fmt.Errorf("checkpoint %+v, want current", c.Checkpoint)
+			}
+			return nil
+		})
+	}
 
 	tb.kill("policy", syscall.SIGKILL)
 	for i := range 20 {

@@ -520,7 +520,7 @@ func (l *Lab) demoMigration(ctx context.Context, w io.Writer, vm string) []strin
 	v, _ := l.Topology.VM(vm)
 	what := m.VM
 	if v.QEMU {
-		what = "QEMU guest " + m.VM + " with QEMU's live migration"
+		what = "QEMU guest " + m.VM + " with QEMU's migration"
 	}
 	fmt.Fprintf(w, "\n== Live migration of %s to %s under a 1 kHz UDP probe stream from %s ==\n", what, m.To, m.Sender)
 	r, err := l.MigrateUnderStream(ctx, m)

@@ -353,12 +353,11 @@ func TestDefaultLab(t *testing.T) {
 		if err := exec.Command("kill", "-9", fmt.Sprint(pid)).Run(); err != nil {
 			t.Fatal(err)
 		}
-		if l.IsUp() {
-			// kill is asynchronous; give the reaper a moment.
-			time.Sleep(200 * time.Millisecond)
-		}
-		if l.IsUp() {
-			t.Error("IsUp is true with a dead daemon")
+		// kill is asynchronous: wait for the reaper.
+		for deadline := time.Now().Add(30 * time.Second); l.IsUp(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("IsUp is still true 30 s after the daemon was killed")
+			}
 		}
 		if err := l.Down(); err != nil {
 			t.Fatal(err)

@@ -21,8 +21,7 @@ import (
 // StreamMigration is a live migration measured under a probe stream: Sender
 // (a namespace VM) sends a 1 kHz UDP stream to VM's IPv4 CA, and Lead after
 // the first probe the VM migrates to host To; the stream goes on for Length
-// in all, and after the migration at least as long as MaxBlackout allows (a
-// QEMU migration takes a while).
+// in all, and after the migration at least until the VM answers again.
 type StreamMigration struct {
 	VM, To, Sender string
 	Lead, Length   time.Duration
@@ -185,7 +184,9 @@ func (l *Lab) MigrateUnderStream(ctx context.Context, m StreamMigration) (Migrat
 		res.Paused, res.Resumed = guest.Paused.Sub(called), guest.Resumed.Sub(called)
 	}
 	if merr == nil {
-		time.Sleep(max(time.Until(start.Add(m.Length)), MaxBlackout(vm)))
+		// However long the VM takes to answer again, the stream sees it.
+		l.waitAnswer(ctx, sender.Name, vm)
+		time.Sleep(time.Until(start.Add(m.Length)))
 	}
 	close(stop)
 	s := <-done
@@ -210,6 +211,22 @@ func (l *Lab) MigrateUnderStream(ctx context.Context, m StreamMigration) (Migrat
 	res.Reachable = ok && rep.Responder == vm.Name
 	return res, nil
 }
+
+// waitAnswer waits, at most answerWait, until vm answers a probe from
+// sender.
+func (l *Lab) waitAnswer(ctx context.Context, sender string, vm VM) {
+	ctx, cancel := context.WithTimeout(ctx, answerWait)
+	defer cancel()
+	for ctx.Err() == nil {
+		if rep, ok, _ := l.ProbeUDP(ctx, sender, vm.V4, netip.Addr{}, 1, 200*time.Millisecond); ok && rep.Responder == vm.Name {
+			return
+		}
+	}
+}
+
+// answerWait bounds how long a stream waits for a migrated VM's answers: a
+// QEMU guest's migration stretches with the machine's load.
+const answerWait = 2 * time.Minute
 
 // paths reads every host's path counters; a host without the kernel fast
 // path has a nil entry, one that does not answer none.
@@ -267,7 +284,9 @@ func (t Topology) answeringHosts(frames []Frame, vm, sender VM) (first, last str
 }
 
 // Problems lists the expectations r fails: the VM must answer after the
-// migration, from its new host, with a blackout under maxBlackout.
+// migration, from its new host, and alone; with a maxBlackout above zero,
+// with a blackout under it (the demo and the bench hold one; tests, which
+// run on machines of any load, do not).
 func (r MigrationResult) Problems(maxBlackout time.Duration) []string {
 	var bad []string
 	if !r.Reachable {
@@ -276,7 +295,7 @@ func (r MigrationResult) Problems(maxBlackout time.Duration) []string {
 	if r.AnsweredAfter != r.To {
 		bad = append(bad, fmt.Sprintf("the last answers of %s came from %s, want %s", r.VM, orNone(r.AnsweredAfter), r.To))
 	}
-	if r.Blackout > maxBlackout {
+	if maxBlackout > 0 && r.Blackout > maxBlackout {
 		bad = append(bad, fmt.Sprintf("blackout %v exceeds %v", r.Blackout.Round(time.Millisecond), maxBlackout))
 	}
 	if len(r.Responders) != 1 || r.Responders[0] != r.VM {
@@ -289,10 +308,14 @@ func (r MigrationResult) Problems(maxBlackout time.Duration) []string {
 func PrintMigration(w io.Writer, r MigrationResult) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 	if g := r.Guest; g != nil {
-		fmt.Fprintf(w, "QEMU live migration of %s from %s to %s (-incoming on %s, migrate on %s): %d MiB of RAM, %s in all (QEMU's count)\n",
-			r.VM, r.From, r.To, r.To, r.From, g.Transferred>>20, ms(g.Total))
-		fmt.Fprintf(w, "guest paused %s after the migration call for %s (QEMU's downtime), %s of it to move the VM at the policy server; running on %s %s after the call\n",
-			ms(r.Paused), ms(g.Downtime), ms(g.Switchover), r.To, ms(r.Resumed))
+		kind := "live migration (RAM copied while the guest runs)"
+		if !g.Live {
+			kind = "migration (under TCG the guest is paused for the RAM copy: see docs/migration.md)"
+		}
+		fmt.Fprintf(w, "QEMU %s of %s from %s to %s (-incoming on %s, migrate on %s): %d MiB of RAM, %s in all (QEMU's count)\n",
+			kind, r.VM, r.From, r.To, r.To, r.From, g.Transferred>>20, ms(g.Total))
+		fmt.Fprintf(w, "guest paused %s after the migration call for %s (QEMU's downtime %s), %s of it to move the VM at the policy server; running on %s %s after the call\n",
+			ms(r.Paused), ms(r.Resumed-r.Paused), ms(g.Downtime), ms(g.Switchover), r.To, ms(r.Resumed))
 	}
 	fmt.Fprintf(w, "migrated %s from %s to %s: the destination had the port %s after the call\n", r.VM, r.From, r.To, ms(r.Took))
 	fmt.Fprintf(w, "probe stream %s -> %s (%v) at 1 kHz: %d sent, %d lost (%.2f%%)\n", r.Sender, r.VM, r.Addr, r.Sent, r.Lost, 100*float64(r.Lost)/float64(max(r.Sent, 1)))

@@ -89,12 +89,8 @@ func TestPolicyServerLab(t *testing.T) {
 		if r.AnsweredBefore != "host2" {
 			t.Errorf("the first answers came from %s, want host2", r.AnsweredBefore)
 		}
-		for _, p := range r.Problems(time.Second) {
+		for _, p := range r.Problems(0) {
 			t.Error(p)
-		}
-		// A second of outage at 1 kHz: anything beyond it is not a live migration.
-		if r.Lost > 1000 || r.Sent < 1500 {
-			t.Errorf("%d of %d probes lost, want at most 1000 of about 2000", r.Lost, r.Sent)
 		}
 		if n := r.Notifications["host3"]["ca-added"]; n != 2 {
 			t.Errorf("host3 raised %d customer-address-added notifications, want 2 (blue2's CAs)", n)

@@ -98,6 +98,16 @@ type Counters struct {
 	// Paths says how many frames each path carried (absent without the
 	// kernel fast path).
 	Paths *PathCounters `json:"Paths,omitempty"`
+	// Checkpoint is absent when the host keeps no checkpoint.
+	Checkpoint *CheckpointCounters `json:"Checkpoint,omitempty"`
+}
+
+// CheckpointCounters describe the host's checkpoint file: how many times it
+// was saved, and whether it holds the current desired state (a change is
+// saved after a short debounce).
+type CheckpointCounters struct {
+	Saves   uint64 `json:"Saves"`
+	Current bool   `json:"Current"`
 }
 
 // PathCounters count frames by the path that carried them: forwarded by the

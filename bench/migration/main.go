@@ -94,7 +94,7 @@ func run(ctx context.Context, l *lab.Lab, n int, guest string, qemuN int, lead, 
 		return err
 	}
 	if guest != "" {
-		fmt.Printf("\n%d live migrations of the QEMU guest %s with QEMU's live migration (-incoming, migrate), each under a 1 kHz UDP probe stream\n\n", qemuN, guest)
+		fmt.Printf("\n%d migrations of the QEMU guest %s with QEMU's migration (-incoming, migrate; live with KVM, paused for the RAM copy under TCG), each under a 1 kHz UDP probe stream\n\n", qemuN, guest)
 		_, p, err := series(ctx, l, guest, qemuN, lead, length, pause)
 		if err != nil {
 			return err
@@ -137,7 +137,7 @@ func series(ctx context.Context, l *lab.Lab, vm string, n int, lead, length, pau
 		}
 		paused := "-"
 		if r.Guest != nil {
-			paused = fmt.Sprintf("%.1f", ms(r.Guest.Downtime))
+			paused = fmt.Sprintf("%.1f", ms(r.Resumed-r.Paused))
 		}
 		fmt.Printf(row, i+1, r.From, r.To, fmt.Sprintf("%.1f", ms(r.Took)), paused, r.Sent, r.Lost, fmt.Sprintf("%.1f", ms(r.Blackout)), r.AnsweredBefore, r.AnsweredAfter)
 		blackouts = append(blackouts, ms(r.Blackout))

@@ -191,6 +191,11 @@ func countersCmd() *cobra.Command {
 				gso.add("super-frames", numCell(g.Redirected), numCell(g.Dropped), numCell(g.Refused))
 				tables = append(tables, gso)
 			}
+			if c := cs.Checkpoint; c != nil {
+				ckpt := outTable{header: []string{"Checkpoint", "Saves", "Current"}}
+				ckpt.add("file", numCell(c.Saves), strconv.FormatBool(c.Current))
+				tables = append(tables, ckpt)
+			}
 			return printResult(cmd, cs, tables...)
 		},
 	}

@@ -136,7 +136,7 @@ func (k *console) Close() error { return k.c.Close() }
 // has arrived and the guest runs.
 func (v *VM) WaitReady(ctx context.Context) error {
 	if v.cfg.Incoming {
-		return v.waitRunning(ctx)
+		return v.waitStatus(ctx, "running")
 	}
 	var failed string
 	err := v.con.wait(ctx, 0, func(out []byte) bool {

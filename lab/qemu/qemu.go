@@ -433,11 +433,20 @@ func (v *VM) watch(fd int) {
 // accelArgs picks KVM when the machine has it and TCG otherwise. Both ends of
 // a migration run on this machine, so they always pick the same.
 func accelArgs() []string {
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
+	if kvm() {
 		return []string{"-accel", "kvm", "-cpu", "host"}
 	}
 	return []string{"-accel", "tcg", "-cpu", "qemu64"}
+}
+
+// kvm reports whether guests run with KVM (else under TCG).
+func kvm() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
 }
 
 func (v *VM) path(f string) string { return filepath.Join(v.dir, f) }

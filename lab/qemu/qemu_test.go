@@ -314,7 +314,6 @@ func TestIncomingVMWaitsAndStops(t *testing.T) {
 	}
 }
 
-func kvm() bool { return accelArgs()[1] == "kvm" }
 
 func mustFloat(t *testing.T, s string) float64 {
 	t.Helper()

@@ -3,10 +3,12 @@ package host
 import (
 	"bytes"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -90,5 +92,42 @@ func TestCheckpointHeldStillRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".corrupt"); err == nil {
 		t.Error("a held checkpoint was moved aside")
+	}
+}
+
+// TestCheckpointCountersTellWhetherTheFileIsCurrent: the counters say a
+// change of policy is not yet in the file until it is saved.
+func TestCheckpointCountersTellWhetherTheFileIsCurrent(t *testing.T) {
+	h := &Host{store: policy.NewStore(), log: slog.New(slog.DiscardHandler), sw: vswitch.New(vswitch.Config{})}
+	if h.checkpointCounters() != nil {
+		t.Fatal("counters for a host without a checkpoint")
+	}
+	c, err := OpenCheckpoint(filepath.Join(t.TempDir(), "host.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A debounce no test waits out: only the first save and ours happen.
+	go h.KeepCheckpoint(t.Context(), c, time.Hour)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		if cc := h.checkpointCounters(); cc != nil && cc.Saves == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no first save: %+v", h.checkpointCounters())
+		}
+	}
+	if cc := h.checkpointCounters(); !cc.Current {
+		t.Fatalf("after the first save: %+v, want current", cc)
+	}
+	if _, err := h.store.AddProviderAddress(policy.ProviderAddress{ProviderAddress: netip.MustParseAddr("198.18.0.1"), PrefixLength: 15}); err != nil {
+		t.Fatal(err)
+	}
+	if cc := h.checkpointCounters(); cc.Current || cc.Saves != 1 {
+		t.Errorf("after a change not yet saved: %+v, want not current", cc)
+	}
+	h.saveCheckpoint()
+	if cc := h.checkpointCounters(); !cc.Current || cc.Saves != 2 {
+		t.Errorf("after saving the change: %+v, want current after 2 saves", cc)
 	}
 }

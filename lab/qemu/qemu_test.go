@@ -314,7 +314,6 @@ func TestIncomingVMWaitsAndStops(t *testing.T) {
 	}
 }
 
-
 func mustFloat(t *testing.T, s string) float64 {
 	t.Helper()
 	f, err := strconv.ParseFloat(s, 64)

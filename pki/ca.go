@@ -324,13 +324,55 @@ func Verify(chain []*x509.Certificate, roots *x509.CertPool, now time.Time) (Ide
 	if len(chain) == 0 {
 		return Identity{}, errors.New("no client certificate")
 	}
+	return verify("client certificate", "this policy server's CA", chain, roots, now)
+}
+
+// VerifyHost checks the certificate a host's remote provider API presents
+// (wnvd host --api-listen) to a client that dialled it as addrHost: it must
+// be a host credential of the CA pool at now that names addrHost, as one of
+// its provider addresses (an IP) or as the host's name (CommonName; a DNS
+// name whose first label is a dotless CommonName matches too). A host
+// credential is a client certificate of the policy server's CA, so this
+// replaces the usual server-name check, which needs a server certificate.
+func VerifyHost(chain []*x509.Certificate, roots *x509.CertPool, now time.Time, addrHost string) (Identity, error) {
+	if len(chain) == 0 {
+		return Identity{}, errors.New("it presented no certificate")
+	}
+	if roots == nil {
+		// Verification would fall back to the system's roots.
+		return Identity{}, errors.New("the client's credential names no CA to verify its certificate with")
+	}
+	id, err := verify("its certificate", "the CA of the credentials", chain, roots, now)
+	if err != nil {
+		return id, err
+	}
+	if id.Role != Host {
+		return id, fmt.Errorf("its certificate is the credential of %s, not of a host", id)
+	}
+	if !namesHost(id, addrHost) {
+		return id, fmt.Errorf("its certificate is the credential of host %q (provider addresses %v), which does not name %s: reach it by its name or one of those addresses", id.Name, id.ProviderAddresses, addrHost)
+	}
+	return id, nil
+}
+
+// namesHost says whether a host identity names addrHost.
+func namesHost(id Identity, addrHost string) bool {
+	if a, err := netip.ParseAddr(addrHost); err == nil {
+		return slices.Contains(id.ProviderAddresses, a.Unmap())
+	}
+	label, _, _ := strings.Cut(addrHost, ".")
+	return strings.EqualFold(addrHost, id.Name) || !strings.Contains(id.Name, ".") && strings.EqualFold(label, id.Name)
+}
+
+// verify checks a chain's leaf, what, against the pool ca at now.
+func verify(what, ca string, chain []*x509.Certificate, roots *x509.CertPool, now time.Time) (Identity, error) {
 	leaf := chain[0]
-	name := fmt.Sprintf("%q (serial %s)", leaf.Subject.CommonName, SerialText(leaf.SerialNumber))
+	name := fmt.Sprintf("%s %q (serial %s)", what, leaf.Subject.CommonName, SerialText(leaf.SerialNumber))
 	if now.After(leaf.NotAfter) {
-		return Identity{}, fmt.Errorf("client certificate %s expired at %s: ask an admin for a new one (wnvctl pki issue)", name, leaf.NotAfter.UTC().Format(time.RFC3339))
+		return Identity{}, fmt.Errorf("%s expired at %s: ask an admin for a new one (wnvctl pki issue)", name, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if now.Before(leaf.NotBefore) {
-		return Identity{}, fmt.Errorf("client certificate %s is not valid before %s", name, leaf.NotBefore.UTC().Format(time.RFC3339))
+		return Identity{}, fmt.Errorf("%s is not valid before %s", name, leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
@@ -338,7 +380,7 @@ func Verify(chain []*x509.Certificate, roots *x509.CertPool, now time.Time) (Ide
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return Identity{}, fmt.Errorf("client certificate %s is not signed by this policy server's CA: %v", name, err)
+		return Identity{}, fmt.Errorf("%s is not signed by %s: %v", name, ca, err)
 	}
 	return IdentityOf(leaf)
 }

@@ -151,3 +151,46 @@ func TestEnsureServerPKI(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A host's remote provider API is trusted when it presents a host
+// credential of the CA naming the address it was dialled by.
+func TestVerifyHost(t *testing.T) {
+	ca := newTestCA(t)
+	pa := netip.MustParseAddr("198.18.0.1")
+	host, _, _, err := ca.IssueKey(Request{Role: Host, Name: "host1", ProviderAddresses: []netip.Addr{pa}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dotted, _, _, err := ca.IssueKey(Request{Role: Host, Name: "host2.dc.example", ProviderAddresses: []netip.Addr{pa}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _, _, err := ca.IssueKey(Request{Role: Admin, Name: "alice"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newTestCA(t)
+	for _, tc := range []struct {
+		cert  *x509.Certificate
+		roots *x509.CertPool
+		addr  string
+		err   string // a substring; "" for trusted
+	}{
+		{host, pool(ca), "198.18.0.1", ""},
+		{host, pool(ca), "::ffff:198.18.0.1", ""},
+		{host, pool(ca), "host1", ""},
+		{host, pool(ca), "HOST1.dc.example", ""},
+		{dotted, pool(ca), "host2.dc.example", ""},
+		{dotted, pool(ca), "host2", "does not name host2"},
+		{host, pool(ca), "198.18.0.2", `credential of host "host1" (provider addresses [198.18.0.1]), which does not name 198.18.0.2`},
+		{host, pool(ca), "host2.dc.example", "does not name host2.dc.example"},
+		{admin, pool(ca), "alice", "is the credential of admin alice, not of a host"},
+		{host, pool(other), "host1", "is not signed by the CA of the credentials"},
+		{host, nil, "host1", "names no CA"},
+	} {
+		_, err := VerifyHost([]*x509.Certificate{tc.cert}, tc.roots, now.Add(time.Hour), tc.addr)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s dialled as %s: %v; want %q", tc.cert.Subject.CommonName, tc.addr, err, tc.err)
+		}
+	}
+}

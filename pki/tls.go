@@ -90,3 +90,16 @@ func LoadPool(file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// CredentialsServerTLS serves the certificate of a credentials directory
+// (a host's, for its remote provider API) over TLS 1.3 only, and requires
+// every client to present a certificate of the directory's CA: a client
+// without one, or with another CA's, fails the handshake.
+func CredentialsServerTLS(dir string) (*tls.Config, error) {
+	c, err := CredentialsTLS(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: c.Certificates, ClientCAs: c.RootCAs, ClientAuth: tls.RequireAndVerifyClientCert,
+		MinVersion: tls.VersionTLS13}, nil
+}

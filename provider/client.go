@@ -2,15 +2,19 @@ package provider
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/wnv/wnv/internal/jsonapi"
+	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policy"
 )
 
-// Client calls the provider API of one wnvd over its Unix socket. It is safe
+// Client calls the provider API of one wnvd, over its Unix socket or, for
+// another machine, over mutual TLS (NewRemoteClient). It is safe
 // for concurrent use. Its errors are *jsonapi.Error, which errors.Is matches
 // to policy.ErrInvalid, ErrNotFound or ErrExists by status, so callers can
 // treat them like errors of a local policy.Store.
@@ -29,6 +33,32 @@ func NewClient(socketPath string) *Client {
 		MaxIdleConns: 4,
 	}
 	return &Client{api: jsonapi.Client{Base: "http://wnvd", Server: "wnvd at " + socketPath, HTTP: &http.Client{Transport: tr}}}
+}
+
+// NewRemoteClient returns a client for the wnvd serving its provider API on
+// addr (host:port, wnvd host --api-listen) over mutual TLS. tlsConfig is the
+// caller's credential (pki.CredentialsTLS): its certificate is presented,
+// and wnvd must present a host credential of its RootCAs that names addr's
+// host (pki.VerifyHost). It does not connect until the first call.
+func NewRemoteClient(addr string, tlsConfig *tls.Config) *Client {
+	host, _, _ := net.SplitHostPort(addr)
+	cfg := &tls.Config{}
+	if tlsConfig != nil {
+		cfg = tlsConfig.Clone()
+	}
+	roots := cfg.RootCAs
+	cfg.MinVersion = tls.VersionTLS13
+	// A host credential is a client certificate, which the standard
+	// server-name check refuses: VerifyHost checks it instead.
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if _, err := pki.VerifyHost(cs.PeerCertificates, roots, time.Now(), host); err != nil {
+			return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
+		}
+		return nil
+	}
+	tr := &http.Transport{TLSClientConfig: cfg, TLSHandshakeTimeout: 10 * time.Second, MaxIdleConns: 4}
+	return &Client{api: jsonapi.Client{Base: "https://" + addr, Server: "wnvd at " + addr, HTTP: &http.Client{Transport: tr}}}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {

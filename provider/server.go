@@ -42,11 +42,17 @@ func Serve(ctx context.Context, socketPath string, h http.Handler) error {
 	// Every peer of a Unix socket has the same (empty) address: cap them in all.
 	lim.MaxConns, lim.MaxConnsPerIP = 256, 0
 	srv := lim.Server(context.Background(), h)
+	return serve(ctx, "provider API on "+socketPath, srv, func() error { return srv.Serve(lim.Listener(ln)) })
+}
+
+// serve runs srv (started by run) until ctx is done, then shuts it down
+// gracefully; what names the listener in errors.
+func serve(ctx context.Context, what string, srv *http.Server, run func() error) error {
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lim.Listener(ln)) }()
+	go func() { done <- run() }()
 	select {
 	case err := <-done:
-		return fmt.Errorf("provider API on %s stopped: %w", socketPath, err)
+		return fmt.Errorf("%s stopped: %w", what, err)
 	case <-ctx.Done():
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -55,7 +61,7 @@ func Serve(ctx context.Context, socketPath string, h http.Handler) error {
 		srv.Close()
 	}
 	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("provider API on %s stopped: %w", socketPath, err)
+		return fmt.Errorf("%s stopped: %w", what, err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package jsonapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,6 +70,9 @@ func (c *Client) Request(ctx context.Context, method, path string, query url.Val
 		if errors.As(err, &op) && op.Op == "dial" {
 			return nil, fmt.Errorf("cannot reach %s: is it running? (%v)", c.Server, op)
 		}
+		if msg := tlsFailure(err); msg != "" {
+			return nil, fmt.Errorf("TLS with %s failed: %s", c.Server, msg)
+		}
 		return nil, fmt.Errorf("%s did not answer %s %s: %w", c.Server, method, path, err)
 	}
 	if resp.StatusCode >= 300 {
@@ -81,6 +85,36 @@ func (c *Client) Request(ctx context.Context, method, path string, query url.Val
 		return nil, &Error{Status: resp.StatusCode, Message: eb.Error}
 	}
 	return resp, nil
+}
+
+// refusedBecause explains the TLS alerts a server sends when it refuses a
+// client's certificate.
+var refusedBecause = map[string]string{
+	"tls: certificate required":          "this client presented no certificate of the server's CA",
+	"tls: unknown certificate authority": "this client's certificate is not signed by its CA",
+	"tls: expired certificate":           "this client's certificate has expired",
+	"tls: bad certificate":               "this client's certificate is not valid",
+}
+
+// tlsFailure says in one sentence which side refused a TLS connection and
+// why, or "" when err is no TLS failure.
+func tlsFailure(err error) string {
+	var cv *tls.CertificateVerificationError
+	var rh tls.RecordHeaderError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &cv):
+		return "the server is not trusted: " + cv.Err.Error()
+	case errors.As(err, &rh):
+		return "the server does not speak TLS there"
+	// crypto/tls reports an alert the peer sent as this OpError.
+	case errors.As(err, &op) && op.Op == "remote error":
+		if why, ok := refusedBecause[op.Err.Error()]; ok {
+			return fmt.Sprintf("the server refused this client (%v): %s", op.Err, why)
+		}
+		return fmt.Sprintf("the server refused the connection (%v)", op.Err)
+	}
+	return ""
 }
 
 // Do sends one request; in, when not nil, is the JSON body, and out, when

@@ -1,6 +1,8 @@
 // Package providertest offers an in-memory provider.Backend around a real
 // policy.Store, and a helper that serves it on a temporary Unix socket, for
-// tests of provider API clients (wnvctl, host agents) that need no root.
+// tests of provider API clients (wnvctl, host agents) that need no root;
+// ServeRemote serves it as a remote host does, on loopback TCP with mutual
+// TLS.
 package providertest
 
 import (
@@ -8,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
 )
@@ -143,6 +147,50 @@ func Serve(t testing.TB, b provider.Backend) string {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// RemoteHost is the host whose credential ServeRemote serves with.
+const RemoteHost = "host1"
+
+// ServeRemote serves b's provider API on a loopback TCP port over mutual
+// TLS until the test ends, as wnvd host --api-listen does, with a host
+// credential of RemoteHost (provider address 127.0.0.1) issued by ca, and
+// returns its address. The port is open before it returns.
+func ServeRemote(t testing.TB, b provider.Backend, ca *pki.CA) string {
+	t.Helper()
+	cfg, err := pki.CredentialsServerTLS(Credentials(t, ca, pki.Request{Role: pki.Host, Name: RemoteHost, ProviderAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- provider.ServeRemote(ctx, ln, cfg, provider.NewHandler(b)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("provider.ServeRemote: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// Credentials issues a credential with ca as r asks and writes it to a
+// fresh credentials directory, whose path it returns.
+func Credentials(t testing.TB, ca *pki.CA, r pki.Request) string {
+	t.Helper()
+	_, cert, key, err := ca.IssueKey(r, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), string(r.Role)+"-"+r.Name)
+	if err := pki.WriteCredentials(dir, ca.PEM, cert, key); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func drain(done chan error) error {

@@ -116,12 +116,9 @@ func (a *agentFlags) clientTLS(host string, pas []netip.Prefix) (*tls.Config, er
 	if tlsCfg == nil || len(tlsCfg.Certificates) == 0 {
 		return nil, fmt.Errorf("--policy-server %s needs this host's credential: give --policy-credentials DIR (an admin writes it with `wnvctl pki issue host %s --pa PA --out DIR`)", a.server, host)
 	}
-	id, err := pki.IdentityOf(tlsCfg.Certificates[0].Leaf)
+	id, err := hostIdentity("the policy credential", tlsCfg.Certificates[0], host)
 	if err != nil {
-		return nil, fmt.Errorf("--policy-credentials: %w", err)
-	}
-	if id.Role != pki.Host || id.Name != host {
-		return nil, fmt.Errorf("the policy credential is for %s, not host %s: issue one with `wnvctl pki issue host %s --pa PA`", id, host, host)
+		return nil, err
 	}
 	for _, p := range pas {
 		if !slices.Contains(id.ProviderAddresses, p.Addr().Unmap()) {

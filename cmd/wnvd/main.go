@@ -58,6 +58,7 @@ func hostCmd() *cobra.Command {
 		fastPath     string
 		logLevel     string
 		ag           agentFlags
+		api          apiFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "host",
@@ -84,7 +85,7 @@ func hostCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return runHost(ctx, cfg, socket, notifySocket, metricsAddr, metricsTLS, ag)
+			return runHost(ctx, cfg, socket, notifySocket, metricsAddr, metricsTLS, ag, api)
 		},
 	}
 	f := cmd.Flags()
@@ -102,6 +103,7 @@ func hostCmd() *cobra.Command {
 	f.StringVar(&cfg.PinDir, "pin-dir", "", "bpf filesystem directory of the kernel fast path (default /sys/fs/bpf/wnv/<name>-<netns inode>)")
 	f.StringVar(&fastPath, "fast-path", cmp.Or(os.Getenv("WNV_FAST_PATH"), "on"), "on: decided flows are forwarded in the kernel (eBPF); off: every frame goes through wnvd's switch (default $WNV_FAST_PATH, else on)")
 	ag.register(f)
+	api.register(f)
 	cmd.AddCommand(hostCleanupCmd())
 	return cmd
 }
@@ -137,7 +139,16 @@ func hostCleanupCmd() *cobra.Command {
 	return cmd
 }
 
-func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metricsAddr string, metricsTLS host.MetricsTLS, ag agentFlags) error {
+func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metricsAddr string, metricsTLS host.MetricsTLS, ag agentFlags, api apiFlags) error {
+	// Its credential is checked before anything touches the network.
+	remote, remoteTLS, err := api.open(cfg.Name, ag.credentials)
+	if err != nil {
+		return err
+	}
+	if remote != nil {
+		// ServeRemote closes it too; this is for the early returns.
+		defer remote.Close()
+	}
 	hub := notify.NewHub(notify.Config{})
 	h, err := host.New(cfg, hub)
 	if err != nil {
@@ -157,7 +168,11 @@ func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metrics
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return h.Run(ctx) })
-	g.Go(func() error { return provider.Serve(ctx, socket, provider.NewHandler(h)) })
+	providerAPI := provider.NewHandler(h)
+	g.Go(func() error { return provider.Serve(ctx, socket, providerAPI) })
+	if remote != nil {
+		g.Go(func() error { return provider.ServeRemote(ctx, remote, remoteTLS, providerAPI) })
+	}
 	g.Go(func() error { return notify.Serve(ctx, notifySocket, hub) })
 	if agent != nil {
 		g.Go(func() error { return agent(ctx) })
@@ -178,7 +193,7 @@ func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metrics
 			return srv.Close()
 		})
 	}
-	cfg.Log.Info("wnvd host running", "underlay", cfg.Underlay, "mtu", h.UnderlayMTU(), "socket", socket, "notify", notifySocket, "metrics", metricsAddr)
+	cfg.Log.Info("wnvd host running", "underlay", cfg.Underlay, "mtu", h.UnderlayMTU(), "socket", socket, "api", api.listen, "notify", notifySocket, "metrics", metricsAddr)
 	err = g.Wait()
 	cfg.Log.Info("wnvd host stopped")
 	return err

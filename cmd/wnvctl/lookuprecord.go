@@ -81,7 +81,10 @@ func lookupRecordNew() *cobra.Command {
 			"    --MACAddress 00:15:5d:01:02:03 --ProviderAddress 198.18.0.2",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			r, err := c.AddLookupRecord(ctx, f.rec)
 			if err != nil {
@@ -106,7 +109,10 @@ func lookupRecordGet() *cobra.Command {
 		Short: "List lookup records, all or those matching the given properties",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			rs, err := c.LookupRecords(ctx, f.filter(cmd))
 			if err != nil {
@@ -162,7 +168,10 @@ func lookupRecordSet() *cobra.Command {
 			if ch == (policy.LookupRecordChange{}) {
 				return errors.New("nothing to set: give at least one of --ProviderAddress, --Rule, --CustomerID, --VMName, --Context, --UseVmMACAddress")
 			}
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			rs, err := c.SetLookupRecords(ctx, flt, ch)
 			if err != nil {
@@ -183,7 +192,10 @@ func lookupRecordRemove() *cobra.Command {
 		Short: "Remove the lookup records matching the given properties (all when none is given)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			rs, err := c.RemoveLookupRecords(ctx, f.filter(cmd))
 			if err != nil {

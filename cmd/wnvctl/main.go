@@ -20,8 +20,10 @@ var rootCmd = &cobra.Command{
 
 // Global flags shared by every command that talks to a daemon or prints.
 var (
-	flagSocket string
-	flagOutput string
+	flagSocket      string
+	flagHost        string
+	flagCredentials string
+	flagOutput      string
 )
 
 func init() {
@@ -29,8 +31,11 @@ func init() {
 	if def == "" {
 		def = "/run/wnv/wnvd.sock"
 	}
-	rootCmd.PersistentFlags().StringVar(&flagSocket, "socket", def, "wnvd provider API socket (env WNV_SOCKET)")
-	rootCmd.PersistentFlags().StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	pf := rootCmd.PersistentFlags()
+	pf.StringVar(&flagSocket, "socket", def, "wnvd provider API socket (env WNV_SOCKET)")
+	pf.StringVar(&flagHost, "host", os.Getenv("WNV_HOST"), "send the provider API commands to the wnvd at this ADDR:PORT (its --api-listen) over mutual TLS with --credentials, instead of --socket (env WNV_HOST)")
+	pf.StringVar(&flagCredentials, "credentials", os.Getenv("WNV_CREDENTIALS"), "directory of a client credential: ca.pem, cert.pem, key.pem, for the policy server and --host (env WNV_CREDENTIALS; the local admin's is <pki-dir>/admin of wnvd policy)")
+	pf.StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
 	rootCmd.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if flagOutput != "table" && flagOutput != "json" {
 			return fmt.Errorf("--output %q is not supported: use table or json", flagOutput)

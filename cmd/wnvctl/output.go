@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -14,19 +13,11 @@ import (
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
-	"github.com/wnv/wnv/provider"
 )
 
 // requestTimeout bounds one call to wnvd, so a wedged daemon cannot hang a
 // script forever.
 const requestTimeout = 30 * time.Second
-
-// providerClient returns a provider API client for --socket and a context
-// bounded by requestTimeout.
-func providerClient(cmd *cobra.Command) (*provider.Client, context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(cmd.Context(), requestTimeout)
-	return provider.NewClient(flagSocket), ctx, cancel
-}
 
 // outTable is what a command prints with -o table; with -o json it prints the
 // API's own JSON of v instead.

@@ -25,7 +25,10 @@ func portAttach() *cobra.Command {
 			"    --VirtualSubnetID 5001 --CustomerAddress 10.0.0.5",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			p, err := c.AttachPort(ctx, s)
 			if err != nil {
@@ -53,7 +56,10 @@ func portDetach() *cobra.Command {
 		Short: "Detach a VM port",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			if migrated {
 				return c.DetachMigratedPort(ctx, name)
@@ -74,7 +80,10 @@ func portGet() *cobra.Command {
 		Short: "List the attached ports, or the one named by --Name",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			if changed(cmd, "Name") {
 				p, err := c.Port(ctx, name)
@@ -126,7 +135,10 @@ func nextHopCmd() *cobra.Command {
 		Example: "  wnvctl next-hop --SourceCustomerAddress 10.0.0.5 --DestinationCustomerAddress 10.0.1.7 --SourceVirtualSubnetID 5001",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			nh, err := c.NextHop(ctx, q)
 			if err != nil {
@@ -154,7 +166,10 @@ func countersCmd() *cobra.Command {
 		Short: "Show the host's counters per port, per virtual subnet and per drop reason (kernel fast path and wnvd merged), and how many frames each path carried",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			cs, err := c.Counters(ctx)
 			if err != nil {

@@ -37,11 +37,17 @@ func resetFlags(c *cobra.Command) {
 // wnvctl runs one command line against the socket and returns its output.
 func wnvctl(t *testing.T, sock string, args ...string) (string, error) {
 	t.Helper()
+	return run(t, append([]string{"--socket", sock}, args...)...)
+}
+
+// run runs one command line and returns its output.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
 	resetFlags(rootCmd)
 	var out bytes.Buffer
 	rootCmd.SetOut(&out)
 	rootCmd.SetErr(&out)
-	rootCmd.SetArgs(append([]string{"--socket", sock}, args...))
+	rootCmd.SetArgs(args)
 	err := rootCmd.Execute()
 	return out.String(), err
 }

@@ -77,7 +77,10 @@ func providerAddressNew() *cobra.Command {
 			if err := f.resolve(); err != nil {
 				return err
 			}
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			a, err := c.AddProviderAddress(ctx, f.a)
 			if err != nil {
@@ -115,7 +118,10 @@ func providerAddressFiltered(use, short string, call func(*provider.Client, cont
 			if err := f.resolve(); err != nil {
 				return err
 			}
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			as, err := call(c, ctx, f.filter(cmd))
 			if err != nil {
@@ -143,7 +149,10 @@ func globalGet() *cobra.Command {
 		Short: "Show the host-wide setting",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			g, err := c.Global(ctx)
 			if err != nil {
@@ -162,7 +171,10 @@ func globalSet() *cobra.Command {
 		Example: "  wnvctl global set --UseExternalRouter=true",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			out, err := c.SetGlobal(ctx, g)
 			if err != nil {

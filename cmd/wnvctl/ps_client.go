@@ -14,11 +14,11 @@ import (
 )
 
 // Commands that talk to the policy server (vm, tenant, routing-domain,
-// subnet, host) share these flags, set on each group.
+// subnet, host) share these flags, set on each group, and the global
+// --credentials.
 var (
 	flagServer                         string
 	flagTLSCA, flagTLSCert, flagTLSKey string
-	flagCredentials                    string
 )
 
 // policyServerGroup returns a command group with the policy server flags.
@@ -27,7 +27,6 @@ func policyServerGroup(use, short string, subs ...*cobra.Command) *cobra.Command
 	cmd.SetFlagErrorFunc(flagError)
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&flagServer, "server", envOr("WNV_SERVER", "https://127.0.0.1:8440"), "policy server URL (env WNV_SERVER)")
-	pf.StringVar(&flagCredentials, "credentials", os.Getenv("WNV_CREDENTIALS"), "directory of a client credential: ca.pem, cert.pem, key.pem (env WNV_CREDENTIALS; the local admin's is <pki-dir>/admin of wnvd policy)")
 	pf.StringVar(&flagTLSCA, "tls-ca", os.Getenv("WNV_TLS_CA"), "CA to trust for an https --server (env WNV_TLS_CA)")
 	pf.StringVar(&flagTLSCert, "tls-cert", os.Getenv("WNV_TLS_CERT"), "client certificate for mutual TLS (env WNV_TLS_CERT)")
 	pf.StringVar(&flagTLSKey, "tls-key", os.Getenv("WNV_TLS_KEY"), "client key for mutual TLS (env WNV_TLS_KEY)")

@@ -85,7 +85,10 @@ func (v routeVerbs[R, F]) newCmd() *cobra.Command {
 		Example: v.example,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			r, err := v.add(c, ctx, *f.route())
 			if err != nil {
@@ -120,7 +123,10 @@ func (v routeVerbs[R, F]) filtered(use, short string, call func(*provider.Client
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			rs, err := call(c, ctx, f.filter(cmd, true))
 			if err != nil {
@@ -146,7 +152,10 @@ func (v routeVerbs[R, F]) setCmd() *cobra.Command {
 			if flt == none {
 				return errors.New("no route chosen: give at least one of " + v.chosenBy)
 			}
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			rs, err := v.set(c, ctx, flt, *f.metric())
 			if err != nil {

@@ -55,7 +55,10 @@ func virtualSubnetNew() *cobra.Command {
 		Example: "  wnvctl virtual-subnet new --VirtualSubnetID 5001 --Encapsulation VXLAN",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			v, err := c.AddVirtualSubnet(ctx, f.v)
 			if err != nil {
@@ -77,7 +80,10 @@ func virtualSubnetGet() *cobra.Command {
 		Short: "List virtual subnets' settings, all or one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			vs, err := c.VirtualSubnets(ctx, f.filter(cmd))
 			if err != nil {
@@ -102,7 +108,10 @@ func virtualSubnetSet() *cobra.Command {
 			if flt == (policy.VirtualSubnetFilter{}) {
 				return errors.New("no virtual subnet chosen: give --VirtualSubnetID")
 			}
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			vs, err := c.SetVirtualSubnets(ctx, flt, policy.VirtualSubnetChange{Encapsulation: &f.v.Encapsulation})
 			if err != nil {
@@ -124,7 +133,10 @@ func virtualSubnetRemove() *cobra.Command {
 		Short: "Remove a virtual subnet's settings (all when none is given); its traffic goes back to NVGRE",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ctx, cancel := providerClient(cmd)
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
 			defer cancel()
 			vs, err := c.RemoveVirtualSubnets(ctx, f.filter(cmd))
 			if err != nil {

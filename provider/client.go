@@ -14,10 +14,11 @@ import (
 )
 
 // Client calls the provider API of one wnvd, over its Unix socket or, for
-// another machine, over mutual TLS (NewRemoteClient). It is safe
-// for concurrent use. Its errors are *jsonapi.Error, which errors.Is matches
-// to policy.ErrInvalid, ErrNotFound or ErrExists by status, so callers can
-// treat them like errors of a local policy.Store.
+// another machine, over mutual TLS (NewRemoteClient). It is safe for
+// concurrent use. Its errors are *jsonapi.Error, which errors.Is matches to
+// policy.ErrInvalid, ErrNotFound or ErrExists by status, so callers can
+// treat them like errors of a local policy.Store; a remote host's refusals
+// match policy.ErrUnauthenticated (401) and ErrForbidden (403).
 type Client struct {
 	api jsonapi.Client
 }

@@ -33,8 +33,8 @@ func init() {
 	}
 	pf := rootCmd.PersistentFlags()
 	pf.StringVar(&flagSocket, "socket", def, "wnvd provider API socket (env WNV_SOCKET)")
-	pf.StringVar(&flagHost, "host", os.Getenv("WNV_HOST"), "send the provider API commands to the wnvd at this ADDR:PORT (its --api-listen) over mutual TLS with --credentials, instead of --socket (env WNV_HOST)")
-	pf.StringVar(&flagCredentials, "credentials", os.Getenv("WNV_CREDENTIALS"), "directory of a client credential: ca.pem, cert.pem, key.pem, for the policy server and --host (env WNV_CREDENTIALS; the local admin's is <pki-dir>/admin of wnvd policy)")
+	pf.StringVar(&flagHost, "host", os.Getenv("WNV_HOST"), "send the provider API commands to the wnvd at this `ADDR:PORT` (its --api-listen) over mutual TLS with --credentials, instead of --socket (env WNV_HOST)")
+	pf.StringVar(&flagCredentials, "credentials", os.Getenv("WNV_CREDENTIALS"), "`DIR` of a client credential: ca.pem, cert.pem, key.pem, for the policy server and --host (env WNV_CREDENTIALS; the local admin's is <pki-dir>/admin of wnvd policy)")
 	pf.StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
 	rootCmd.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if flagOutput != "table" && flagOutput != "json" {

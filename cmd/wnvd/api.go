@@ -19,8 +19,8 @@ type apiFlags struct {
 }
 
 func (a *apiFlags) register(f *pflag.FlagSet) {
-	f.StringVar(&a.listen, "api-listen", "", "also serve the provider API to other machines on this TCP address (e.g. 0.0.0.0:8450) over mutual TLS: admins manage, observers read (wnvctl --host); off when empty")
-	f.StringVar(&a.credentials, "api-credentials", "", "this host's credential for --api-listen: directory of ca.pem, cert.pem, key.pem from `wnvctl pki issue host NAME --pa PA --out DIR` (default: --policy-credentials)")
+	f.StringVar(&a.listen, "api-listen", "", "also serve the provider API to other machines on this TCP `ADDR:PORT` (e.g. 0.0.0.0:8450) over mutual TLS: admins manage, observers read (wnvctl --host); off when empty")
+	f.StringVar(&a.credentials, "api-credentials", "", "this host's credential for --api-listen: the `DIR` of ca.pem, cert.pem, key.pem written by wnvctl pki issue host NAME --pa PA --out DIR (default: --policy-credentials)")
 }
 
 // open loads the host's credential, checks that it is one of host, and

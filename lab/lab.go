@@ -178,6 +178,16 @@ func (l *Lab) up(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if t.RemoteAPI {
+		if err := l.writeHostsFiles(); err != nil {
+			return err
+		}
+		if t.Static {
+			if err := l.issueLocalCredentials(); err != nil {
+				return err
+			}
+		}
+	}
 	if !t.Static {
 		if err := l.startServer(); err != nil {
 			return err
@@ -201,9 +211,11 @@ func (l *Lab) up(ctx context.Context) (err error) {
 		}
 	}
 	l.printf("daemons up: %d hosts", len(t.Hosts))
-	if t.Static {
+	switch {
+	case t.Unprovisioned:
+	case t.Static:
 		err = l.provision(ctx)
-	} else {
+	default:
 		err = l.provisionServer(ctx)
 	}
 	if err != nil {
@@ -421,6 +433,9 @@ func (l *Lab) plugHost(uh, hh *netlink.Handle, br *netlink.Bridge, h Host, ns st
 	if err != nil {
 		return fmt.Errorf("bring up ul0 in %s: %w", ns, err)
 	}
+	if t.RemoteAPI {
+		return t.addMgmtAddress(hh, h)
+	}
 	return nil
 }
 
@@ -439,6 +454,7 @@ func (l *Lab) startDaemon(h Host) error {
 		"--notify-socket", l.notifySocket(h.Name),
 		"--metrics-addr", "127.0.0.1:9100",
 		"--pin-dir", l.pinDir(h.Name)}
+	args = append(args, l.apiArgs(h.Name)...)
 	if !l.Topology.Static {
 		args = append(args,
 			"--policy-server", l.Topology.ServerURL(),
@@ -590,6 +606,11 @@ func (l *Lab) Down() error {
 	}
 	for _, ns := range namespacesWithPrefix(l.Topology.Prefix) {
 		if err := deleteNamespace(ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, h := range l.Topology.Hosts {
+		if err := os.RemoveAll(netnsEtc(l.Topology.Namespace(h.Name))); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -30,6 +30,13 @@ type Topology struct {
 	// that edit a host's records directly need it: an agent would reconcile
 	// their edits away.
 	Static bool
+	// RemoteAPI has every host serve its provider API on TCP with mutual
+	// TLS too, reachable by the host's name from the other hosts'
+	// namespaces (see lab/remoteapi.go).
+	RemoteAPI bool
+	// Unprovisioned leaves a Static lab's policy and ports to the caller:
+	// Up starts the hosts and the VMs' namespaces and provisions nothing.
+	Unprovisioned bool
 	// PolicyServer is the policy server's address on the underlay bridge
 	// (with the underlay's prefix length) unless Static.
 	PolicyServer netip.Prefix
@@ -138,6 +145,12 @@ func (t Topology) Validate() error {
 	}
 	if !t.Static && (!t.PolicyServer.IsValid() || t.PolicyServer.Addr() == t.PolicyServer.Masked().Addr()) {
 		return fmt.Errorf("topology PolicyServer %v is not a host address with a prefix length: use e.g. 198.18.0.254/15, or set Static", t.PolicyServer)
+	}
+	if t.Unprovisioned && !t.Static {
+		return fmt.Errorf("topology Unprovisioned needs Static: with a policy server the agents provision the hosts")
+	}
+	if t.RemoteAPI && len(t.Hosts) > 254 {
+		return fmt.Errorf("topology RemoteAPI gives hosts management addresses in 192.0.2.0/24: at most 254 hosts, not %d", len(t.Hosts))
 	}
 	names := map[string]bool{"underlay": true}
 	for _, h := range t.Hosts {

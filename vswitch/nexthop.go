@@ -28,15 +28,14 @@ func NextHop(t *policy.Table, vsid policy.VSID, src, dst netip.Addr) (NextHopRes
 	if src.Is4() != dst.Is4() {
 		return r, fmt.Errorf("DestinationCustomerAddress %s is not of the family of SourceCustomerAddress %s", dst, src)
 	}
-	rec, dstVSID, routed, reason := resolve(t, vsid, dst)
+	r.SourceMACAddress, r.NextHopAddress = srcRec.MACAddress, dst
+	rec, dstVSID, gw, reason := resolve(t, vsid, dst)
 	if reason != ReasonNone {
 		return r, fmt.Errorf("DestinationCustomerAddress %s is unreachable from VirtualSubnetID %d: %s", dst, vsid, reason)
 	}
-	r.SourceMACAddress = srcRec.MACAddress
-	if routed {
-		r.SourceMACAddress = GatewayMAC
+	if !gw.IsZero() {
+		r.SourceMACAddress = gw
 	}
-	r.NextHopAddress = dst
 	if rec.Type == policy.GatewayWildcard || rec.CustomerAddress != dst {
 		r.NextHopAddress = rec.CustomerAddress
 	}

@@ -140,7 +140,7 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonMalformed)
 			return
 		}
-		if !p.owns(ip.Src()) && !learnsCAs(t, p) {
+		if !p.owns(ip.Src()) && !learnsCAs(t, p) && !forwardsFor(t, p, ip.Src()) {
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
@@ -184,7 +184,7 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonMulticast)
 			return
 		}
-		if !p.owns(src) && !learnsCAs(t, p) {
+		if !p.owns(src) && !learnsCAs(t, p) && !forwardsFor(t, p, src) {
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
@@ -257,6 +257,30 @@ func resolveOnLink(t *policy.Table, vsid policy.VSID, a netip.Addr, onLink bool)
 	return nil, dstVSID, gw, ReasonNoLookupRecord
 }
 
+// externalRouter is where the VM with MAC self in vsid sends dst, outside
+// its subnet, under UseExternalRouter: to the router named by the NextHop nh
+// of the customer route RouteVia picks, a VM with a lookup record in vsid,
+// at L2 (its MAC, the sender's VSID, no TTL change). The router routes; it
+// is never handed back its own frames.
+func externalRouter(t *policy.Table, vsid policy.VSID, self packet.MAC, dst netip.Addr) (rec *policy.LookupRecord, nh netip.Addr, reason Reason) {
+	rd, ok := t.RoutingDomain(vsid)
+	if !ok {
+		return nil, nh, ReasonNoRoute
+	}
+	rt, ok := t.RouteVia(rd, vsid, dst)
+	if !ok {
+		return nil, nh, ReasonNoExternalRouter
+	}
+	rec, ok = t.LookupCA(vsid, rt.NextHop)
+	switch {
+	case !ok:
+		return nil, rt.NextHop, ReasonNoLookupRecord
+	case rec.MACAddress == self:
+		return nil, rt.NextHop, ReasonNoExternalRouter
+	}
+	return rec, rt.NextHop, ReasonNone
+}
+
 // gatewayMAC is the MAC of the gateway of vsid's on-link prefix pfx, which
 // ARP and ND answer with and routed frames come from: that of the lookup
 // record of the gateway address if policy has one (Microsoft's deployments
@@ -274,6 +298,19 @@ func gatewayMAC(t *policy.Table, vsid policy.VSID, pfx netip.Prefix) packet.MAC 
 func isGatewayRecord(t *policy.Table, rec *policy.LookupRecord) bool {
 	pfx, ok := t.OnLinkPrefix(rec.VirtualSubnetID, rec.CustomerAddress)
 	return ok && policy.GatewayAddress(pfx) == rec.CustomerAddress
+}
+
+// forwardsFor reports whether port p may send from, and receive for, CA a
+// that is not its own: a is outside p's subnet and p is its subnet's
+// gateway or router, the VM whose MAC has the subnet's GatewayWildcard
+// record, which receivers validate such a source against.
+func forwardsFor(t *policy.Table, p *PortConfig, a netip.Addr) bool {
+	rec, ok := t.GatewayWildcard(p.VSID, a.Is6())
+	if !ok || rec.MACAddress != p.MAC {
+		return false
+	}
+	_, onLink := t.OnLinkPrefix(p.VSID, a)
+	return !onLink
 }
 
 // deliver sends on an IP packet from port p as its flow's decision d says:
@@ -416,14 +453,18 @@ func (r *Result) clearExtras() {
 // goes by dstMAC (see l2Dest).
 func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, key flowKey, dst netip.Addr, dstMAC packet.MAC, d *decision, gw *packet.MAC) *decision {
 	var rec *policy.LookupRecord
-	dstVSID, reason := p.VSID, ReasonMulticast
+	dstVSID, missing, reason := p.VSID, dst, ReasonMulticast
 	if dst.IsGlobalUnicast() {
 		pfx, onLink := t.OnLinkPrefix(p.VSID, dst)
-		if onLink && policy.GatewayAddress(pfx) == dst {
+		switch {
+		case onLink && policy.GatewayAddress(pfx) == dst:
 			*r = s.drop(ReasonToGateway)
 			return nil
+		case !onLink && t.Global().UseExternalRouter:
+			rec, missing, reason = externalRouter(t, p.VSID, p.MAC, dst)
+		default:
+			rec, dstVSID, *gw, reason = resolveOnLink(t, p.VSID, dst, onLink)
 		}
-		rec, dstVSID, *gw, reason = resolveOnLink(t, p.VSID, dst, onLink)
 	}
 	if reason != ReasonNone {
 		if rec, ok := l2Dest(t, p.VSID, dstMAC); ok {
@@ -436,7 +477,7 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 			return d
 		}
 	}
-	if reason == ReasonNoLookupRecord && s.onMiss(r, p, dstVSID, dst) {
+	if reason == ReasonNoLookupRecord && s.onMiss(r, p, dstVSID, missing) {
 		return nil
 	}
 	if reason == ReasonNone {

@@ -175,3 +175,122 @@ func TestIngressAcceptsTheGatewayRecordsMAC(t *testing.T) {
 		}
 	}
 }
+
+// Under UseExternalRouter the host does not route: a VM's frame to another
+// subnet goes, unchanged but for its destination MAC, to the router a
+// customer route names in the VM's own subnet, and the router, whose MAC
+// has each subnet's GatewayWildcard record, forwards it from its leg in the
+// destination's subnet.
+func TestUseExternalRouter(t *testing.T) {
+	var (
+		macRtrA = packet.MAC{2, 0, 0, 0, 0x70, 1} // the router's leg in 5001
+		macRtrB = packet.MAC{2, 0, 0, 0, 0x70, 2} // and in 5002, both on host2
+		rtrA    = netip.MustParseAddr("10.0.0.254")
+		rtrB    = netip.MustParseAddr("10.0.1.254")
+	)
+	policyFor := func(t *testing.T, localPA netip.Addr, on bool) *policy.Store {
+		st := labStore(t, localPA)
+		for _, l := range []struct {
+			vsid policy.VSID
+			ca   netip.Addr
+			mac  packet.MAC
+		}{{5001, rtrA, macRtrA}, {5002, rtrB, macRtrB}} {
+			for _, typ := range []policy.RecordType{policy.Static, policy.GatewayWildcard} {
+				ca := l.ca
+				if typ == policy.GatewayWildcard {
+					ca = netip.IPv4Unspecified()
+				}
+				must(st.AddLookupRecord(policy.LookupRecord{CustomerAddress: ca, VirtualSubnetID: l.vsid, MACAddress: l.mac,
+					ProviderAddress: pa2, Rule: policy.TranslationMethodEncap, Type: typ}))
+			}
+			must(st.AddCustomerRoute(policy.CustomerRoute{RoutingDomainID: blueRD, VirtualSubnetID: l.vsid,
+				DestinationPrefix: netip.MustParsePrefix("10.0.0.0/8"), NextHop: l.ca}))
+		}
+		st.SetGlobal(policy.Global{UseExternalRouter: on})
+		return st
+	}
+
+	// host1, off: routed by the host, as ever.
+	sw, _ := host1(t)
+	sw.SetPolicy(policyFor(t, pa1, false).Table())
+	if got := routedSrc(t, sw, nil, "10.0.0.10", "10.0.1.10"); got != GatewayMAC {
+		t.Fatalf("UseExternalRouter off: source MAC %s, want %s", got, GatewayMAC)
+	}
+
+	// host1, on: to the router's leg in 5001, at L2.
+	st := policyFor(t, pa1, true)
+	sw.SetPolicy(st.Table())
+	f := NewFlows()
+	f.RecordDecisions()
+	for i := range 2 {
+		buf, n := udpFrame(GatewayMAC, macBlue1, "10.0.0.10", "10.0.1.10", 20, true)
+		var r Result
+		sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
+		if r.Action != ToUnderlay || r.Dst != pa2 {
+			t.Fatalf("packet %d: %v %v to %s, want NVGRE to the router's PA %s", i, r.Action, r.Reason, r.Dst, pa2)
+		}
+		g := must(packet.ParseNVGRE(r.Data))
+		eth := must(packet.ParseEthernet(g.Payload()))
+		ip := must(packet.ParseIPv4(eth.Payload()))
+		if g.VSID() != 5001 || eth.Dst() != macRtrA || eth.Src() != macBlue1 || ip.TTL() != 64 || ip.Dst() != netip.MustParseAddr("10.0.1.10") {
+			t.Errorf("packet %d: VSID %d %s -> %s TTL %d to %s, want 5001, blue1's MAC to the router's, TTL 64, to 10.0.1.10",
+				i, g.VSID(), eth.Src(), eth.Dst(), ip.TTL(), ip.Dst())
+		}
+	}
+	want := Decision{Port: 0, Dst: netip.MustParseAddr("10.0.1.10"), Gen: sw.Generation(), Local: -1, MAC: macRtrA, Encap: policy.EncapNVGRE,
+		VSID: 5001, SrcPA: pa1, DstPA: pa2, MaxLen: 1500 - 42 + 14}
+	if d := f.Decided(); len(d) != 1 || d[0] != want {
+		t.Errorf("recorded %+v, want %+v: the kernel forwards to the router as the switch does", d, want)
+	}
+	if r, err := NextHop(st.Table(), 5001, netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.1.10")); err != nil ||
+		r.NextHopAddress != rtrA || r.NextHopMACAddress != macRtrA || r.SourceMACAddress != macBlue1 || r.ProviderAddress != pa2 || r.VirtualSubnetID != 5001 {
+		t.Errorf("Select-NextHop %+v, %v: want the router %s", r, err, rtrA)
+	}
+	// Same subnet: unchanged.
+	buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 20, true)
+	if r := sw.FromPort(0, buf, Headroom, n, scratch()); r.Action != ToUnderlay || r.Dst != pa2 ||
+		must(packet.ParseEthernet(must(packet.ParseNVGRE(r.Data)).Payload())).Dst() != macBlue2 {
+		t.Errorf("same subnet: %v %v to %s, want NVGRE to blue2", r.Action, r.Reason, r.Dst)
+	}
+	// No route naming a router in the sender's subnet.
+	must(st.RemoveCustomerRoutes(policy.CustomerRouteFilter{NextHop: rtrA}))
+	sw.SetPolicy(st.Table())
+	buf, n = udpFrame(GatewayMAC, macBlue1, "10.0.0.10", "10.0.1.10", 20, true)
+	if r := sw.FromPort(0, buf, Headroom, n, scratch()); r.Action != Drop || r.Reason != ReasonNoExternalRouter {
+		t.Errorf("without a router in 5001: %v %v, want a %v drop", r.Action, r.Reason, ReasonNoExternalRouter)
+	}
+
+	// host2, the router's: blue1's frame reaches the router's leg in 5001,
+	// and the router's leg in 5002 sends it on from blue1's CA to blue3.
+	rsw := New(Config{UnderlayMTU: 1500})
+	rsw.SetPolicy(policyFor(t, pa2, true).Table())
+	rsw.SetPorts(must(NewPortTable([]PortConfig{
+		{Index: 0, Name: "rtrA", MAC: macRtrA, VSID: 5001, CAs: []netip.Addr{rtrA}},
+		{Index: 1, Name: "rtrB", MAC: macRtrB, VSID: 5002, CAs: []netip.Addr{rtrB}},
+	})))
+	if r := rsw.FromUnderlay(pa1, pa2, encapFrom(5001, macRtrA, macBlue1, "10.0.0.10", "10.0.1.10")); r.Action != ToPort || r.Port != 0 {
+		t.Errorf("blue1's frame at the router's host: %v %v, want delivery to the router's leg in 5001", r.Action, r.Reason)
+	}
+	buf, n = udpFrame(macBlue3, macRtrB, "10.0.0.10", "10.0.1.10", 20, true)
+	r := rsw.FromPort(1, buf, Headroom, n, scratch())
+	if r.Action != ToUnderlay || r.Dst != pa3 {
+		t.Fatalf("the router's forwarded frame: %v %v to %s, want NVGRE to blue3's host", r.Action, r.Reason, r.Dst)
+	}
+	// And host3 validates it against the router's GatewayWildcard record.
+	h3 := New(Config{UnderlayMTU: 1500})
+	h3.SetPolicy(policyFor(t, pa3, true).Table())
+	h3.SetPorts(must(NewPortTable([]PortConfig{{Index: 0, Name: "blue3", MAC: macBlue3, VSID: 5002, CAs: addrs("10.0.1.10")}})))
+	if r := h3.FromUnderlay(pa2, pa3, encapFrom(5002, macBlue3, macRtrB, "10.0.0.10", "10.0.1.10")); r.Action != ToPort || r.Port != 0 {
+		t.Errorf("the router's frame at blue3's host: %v %v, want delivery", r.Action, r.Reason)
+	}
+	// Its own route leads back to itself: not taken.
+	buf, n = udpFrame(GatewayMAC, macRtrA, "10.0.0.254", "10.0.1.10", 20, true)
+	if r := rsw.FromPort(0, buf, Headroom, n, scratch()); r.Action != Drop || r.Reason != ReasonNoExternalRouter {
+		t.Errorf("the router's leg in 5001 to 10.0.1.10: %v %v, want a %v drop", r.Action, r.Reason, ReasonNoExternalRouter)
+	}
+	// Only the router may send from CAs outside its subnet.
+	buf, n = udpFrame(macBlue3, macRtrB, "10.0.1.20", "10.0.1.10", 20, true)
+	if r := rsw.FromPort(1, buf, Headroom, n, scratch()); r.Action != Drop || r.Reason != ReasonSpoofedCA {
+		t.Errorf("the router from another CA of its own subnet: %v %v, want spoofed-ca", r.Action, r.Reason)
+	}
+}

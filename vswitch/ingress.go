@@ -108,7 +108,7 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 		return s.drop(ReasonPolicyMismatch)
 	}
 	p, ok := pt.ByMAC(vsid, eth.Dst())
-	if !ok || !p.owns(dstCA) {
+	if !ok || !p.owns(dstCA) && !forwardsFor(t, p, dstCA) {
 		if t.L2Only(vsid) != nil {
 			return s.l2Ingress(pt, vsid, pkt, eth, length)
 		}

@@ -29,6 +29,14 @@ func NextHop(t *policy.Table, vsid policy.VSID, src, dst netip.Addr) (NextHopRes
 		return r, fmt.Errorf("DestinationCustomerAddress %s is not of the family of SourceCustomerAddress %s", dst, src)
 	}
 	r.SourceMACAddress, r.NextHopAddress = srcRec.MACAddress, dst
+	if _, onLink := t.OnLinkPrefix(vsid, dst); !onLink && t.Global().UseExternalRouter {
+		rec, nh, reason := externalRouter(t, vsid, srcRec.MACAddress, dst)
+		if reason != ReasonNone {
+			return r, fmt.Errorf("DestinationCustomerAddress %s is unreachable from VirtualSubnetID %d under UseExternalRouter: %s", dst, vsid, reason)
+		}
+		r.NextHopAddress, r.NextHopMACAddress, r.ProviderAddress, r.VirtualSubnetID = nh, rec.MACAddress, rec.ProviderAddress, vsid
+		return r, nil
+	}
 	rec, dstVSID, gw, reason := resolve(t, vsid, dst)
 	if reason != ReasonNone {
 		return r, fmt.Errorf("DestinationCustomerAddress %s is unreachable from VirtualSubnetID %d: %s", dst, vsid, reason)

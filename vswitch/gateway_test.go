@@ -123,6 +123,9 @@ func TestGatewayRecordGivesTheGatewayItsMAC(t *testing.T) {
 	}
 
 	// The record names the host's gateway, not a VM at 169.254.254.254.
+	if r, err := NextHop(st.Table(), 5001, netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("10.0.0.1")); err == nil {
+		t.Errorf("Select-NextHop to the gateway 10.0.0.1 = %+v, want an error", r)
+	}
 	buf, n := udpFrame(GatewayMAC, macBlue1, "10.0.0.10", "10.0.1.1", 20, true)
 	if r := sw.FromPort(0, buf, Headroom, n, scratch()); r.Action != Drop || r.Reason != ReasonToGateway {
 		t.Errorf("to 5002's gateway 10.0.1.1: %v %v to %s, want a to-gateway drop", r.Action, r.Reason, r.Dst)

@@ -38,6 +38,9 @@ func NextHop(t *policy.Table, vsid policy.VSID, src, dst netip.Addr) (NextHopRes
 		return r, nil
 	}
 	rec, dstVSID, gw, reason := resolve(t, vsid, dst)
+	if reason == ReasonNone && isGatewayRecord(t, rec) {
+		reason = ReasonToGateway // the host's, as the switch has it (see target)
+	}
 	if reason != ReasonNone {
 		return r, fmt.Errorf("DestinationCustomerAddress %s is unreachable from VirtualSubnetID %d: %s", dst, vsid, reason)
 	}

@@ -40,7 +40,8 @@ type datapathEgress struct {
 	Encap       uint8
 	OuterFamily uint8
 	DstMac      [6]uint8
-	Pad         [2]uint8
+	SrcMac      [6]uint8
+	Pad         [4]uint8
 	SrcPa       [16]uint8
 	DstPa       [16]uint8
 }

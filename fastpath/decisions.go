@@ -33,9 +33,10 @@ type Egress struct {
 	// OutIfindex is the local port's interface, or the underlay's.
 	OutIfindex int
 	DstMAC     packet.MAC // the destination's: the new destination MAC
-	// Routed: source MAC := vswitch.GatewayMAC and TTL (hop limit) − 1; a
-	// frame with TTL 1 goes to the slow path for the ICMP error.
+	// Routed: source MAC := SrcMAC, the gateway's, and TTL (hop limit) − 1;
+	// a frame with TTL 1 goes to the slow path for the ICMP error.
 	Routed bool
+	SrcMAC packet.MAC
 	Encap  policy.Encapsulation
 	VSID   uint32     // the destination's: NVGRE key or VXLAN VNI, and counters
 	SrcPA  netip.Addr // outer source, a local PA
@@ -154,13 +155,15 @@ func (e *Egress) marshal() (datapathAddrKey, datapathEgress, error) {
 	}
 	v := datapathEgress{Gen: e.Gen, OutIfindex: uint32(e.OutIfindex), Vsid: e.VSID, DstMac: e.DstMAC, Encap: uint8(e.Encap)}
 	if e.Routed {
-		v.Routed = 1
+		v.Routed, v.SrcMac = 1, e.SrcMAC
 	}
 	switch {
 	case e.OutIfindex <= 0:
 		err = fmt.Errorf("fast path: egress to %v from interface %d: out ifindex %d is not positive", e.Dst, e.Ifindex, e.OutIfindex)
 	case !unicastMAC(e.DstMAC):
 		err = fmt.Errorf("fast path: egress to %v from interface %d: destination MAC %v is not unicast", e.Dst, e.Ifindex, e.DstMAC)
+	case e.Routed && !unicastMAC(e.SrcMAC):
+		err = fmt.Errorf("fast path: routed egress to %v from interface %d: source MAC %v is not unicast", e.Dst, e.Ifindex, e.SrcMAC)
 	case e.VSID > maxVSID:
 		err = fmt.Errorf("fast path: egress to %v from interface %d: VSID %d is longer than 24 bits", e.Dst, e.Ifindex, e.VSID)
 	case e.Local:
@@ -184,6 +187,9 @@ func unmarshalEgress(k datapathAddrKey, v datapathEgress) Egress {
 	e := Egress{
 		Ifindex: int(k.Ifindex), Dst: addrFrom(k.Family, k.Addr), Gen: v.Gen, Local: v.Kind == 1,
 		OutIfindex: int(v.OutIfindex), DstMAC: v.DstMac, Routed: v.Routed != 0, VSID: v.Vsid,
+	}
+	if e.Routed {
+		e.SrcMAC = v.SrcMac
 	}
 	if !e.Local {
 		e.Encap = policy.Encapsulation(v.Encap)

@@ -69,7 +69,7 @@ func rewritten(frame []byte, e Egress) []byte {
 	eth := packet.Ethernet(want)
 	eth.SetDst(e.DstMAC)
 	if e.Routed {
-		eth.SetSrc(macGW)
+		eth.SetSrc(e.SrcMAC)
 		if eth.Type() == packet.EtherTypeIPv4 {
 			packet.IPv4(eth.Payload()).DecTTL()
 		} else {
@@ -93,9 +93,9 @@ func TestEncapsulate(t *testing.T) {
 		{"VXLAN/IPv4 inner IPv6", udpFrame(macGW, macA, caA6, caB6, 64, payload),
 			Egress{Dst: caB6, DstMAC: macB, Encap: policy.EncapVXLAN, VSID: vsidA, SrcPA: paLocal4, DstPA: paRemote4}},
 		{"NVGRE/IPv6 routed", udpFrame(macGW, macA, caA4, caC4, 9, payload),
-			Egress{Dst: caC4, DstMAC: macB, Routed: true, Encap: policy.EncapNVGRE, VSID: vsidC, SrcPA: paLocal6, DstPA: paRemote6}},
-		{"NVGRE/IPv6 routed inner IPv6", udpFrame(macGW, macA, caA6, netip.MustParseAddr("fd01::9"), 2, payload),
-			Egress{Dst: netip.MustParseAddr("fd01::9"), DstMAC: macB, Routed: true, Encap: policy.EncapNVGRE, VSID: vsidC, SrcPA: paLocal6, DstPA: paRemote6}},
+			Egress{Dst: caC4, DstMAC: macB, Routed: true, SrcMAC: macGW, Encap: policy.EncapNVGRE, VSID: vsidC, SrcPA: paLocal6, DstPA: paRemote6}},
+		{"NVGRE/IPv6 routed inner IPv6, a gateway MAC from policy", udpFrame(macGW, macA, caA6, netip.MustParseAddr("fd01::9"), 2, payload),
+			Egress{Dst: netip.MustParseAddr("fd01::9"), DstMAC: macB, Routed: true, SrcMAC: macDG, Encap: policy.EncapNVGRE, VSID: vsidC, SrcPA: paLocal6, DstPA: paRemote6}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := tc.egress
@@ -232,9 +232,9 @@ func TestLocal(t *testing.T) {
 		egress Egress
 	}{
 		{"IPv4", udpFrame(macB, macA, caA4, caB4, 64, []byte("hello")), Egress{Dst: caB4}},
-		{"IPv4 routed", udpFrame(macGW, macA, caA4, caC4, 64, []byte("hello")), Egress{Dst: caC4, Routed: true, VSID: vsidC}},
+		{"IPv4 routed", udpFrame(macGW, macA, caA4, caC4, 64, []byte("hello")), Egress{Dst: caC4, Routed: true, SrcMAC: macGW, VSID: vsidC}},
 		{"IPv6 routed", udpFrame(macGW, macA, caA6, netip.MustParseAddr("fd01::9"), 64, []byte("hello")),
-			Egress{Dst: netip.MustParseAddr("fd01::9"), Routed: true, VSID: vsidC}},
+			Egress{Dst: netip.MustParseAddr("fd01::9"), Routed: true, SrcMAC: macDG, VSID: vsidC}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := tc.egress
@@ -283,7 +283,7 @@ func TestSlowPath(t *testing.T) {
 	v6CA := netip.MustParseAddr("10.0.0.6")
 	routedCA := netip.MustParseAddr("10.1.0.7")
 	routed := encap(routedCA, policy.EncapNVGRE, paRemote4)
-	routed.Routed = true
+	routed.Routed, routed.SrcMAC = true, macGW
 	shortCA := netip.MustParseAddr("10.0.0.8")
 	short := encap(shortCA, policy.EncapNVGRE, paRemote4)
 	short.MaxLen = 100

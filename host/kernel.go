@@ -132,7 +132,7 @@ func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*datapl
 			continue
 		}
 		e := fastpath.Egress{Ifindex: ports[d.Port].Ifindex(), Dst: d.Dst.Unmap(), Gen: k.base.Load() + d.Gen, DstMAC: d.MAC, Routed: d.Routed,
-			VSID: uint32(d.VSID)}
+			SrcMAC: d.SrcMAC, VSID: uint32(d.VSID)}
 		if d.Local >= 0 {
 			if d.Local >= len(ports) || ports[d.Local] == nil {
 				continue

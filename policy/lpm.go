@@ -141,3 +141,32 @@ func (t *rdTable) lookup(dst netip.Addr) (*CustomerRoute, bool) {
 	}
 	return nil, false
 }
+
+// RouteVia returns the customer route of rd that matches dst longest among
+// those whose NextHop is on-link in vsid, lowest Metric first among equal
+// prefixes: under UseExternalRouter, the route naming the router that a VM
+// of vsid hands dst to. Routes of other subnets, and their on-link routes,
+// do not count: the host does not route to reach a router; nor does a
+// NextHop that is vsid's gateway address, which is the host itself. It
+// scans rd's routes, which the switch does once per flow.
+func (t *Table) RouteVia(rd GUID, vsid VSID, dst netip.Addr) (*CustomerRoute, bool) {
+	r, ok := t.rds[rd]
+	if !ok {
+		return nil, false
+	}
+	dst = dst.Unmap()
+	var best *CustomerRoute
+	for _, c := range r.routes {
+		if c.OnLink() || !c.DestinationPrefix.Contains(dst) {
+			continue
+		}
+		if pfx, ok := t.OnLinkPrefix(vsid, c.NextHop); !ok || GatewayAddress(pfx) == c.NextHop {
+			continue
+		}
+		if best == nil || c.DestinationPrefix.Bits() > best.DestinationPrefix.Bits() ||
+			c.DestinationPrefix.Bits() == best.DestinationPrefix.Bits() && better(c, best) {
+			best = c
+		}
+	}
+	return best, best != nil
+}

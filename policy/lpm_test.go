@@ -149,3 +149,45 @@ func TestOnLinkPrefixLongest(t *testing.T) {
 		t.Errorf("OnLinkPrefix found a prefix for an outside address")
 	}
 }
+
+// RouteVia picks, for UseExternalRouter, the longest route naming a next
+// hop in the sender's own subnet, whatever other subnets' routes say.
+func TestRouteVia(t *testing.T) {
+	s := lpmStore(t)
+	for _, r := range []CustomerRoute{
+		route(rd1, 5001, "192.168.0.0/16", "10.0.0.1", 0), // the gateway address: the host, no router
+		route(rd1, 5001, "172.16.0.0/12", "10.0.0.3", 7),
+		route(rd1, 5001, "172.16.0.0/12", "10.0.0.4", 3),
+	} {
+		ok(s.AddCustomerRoute(r))
+	}
+	tb := s.Table()
+	for _, tc := range []struct {
+		rd      GUID
+		vsid    VSID
+		dst     string
+		prefix  string
+		nextHop string
+	}{
+		{rd1, 5001, "10.0.1.7", "10.0.0.0/16", "10.0.0.2"}, // not 5002's on-link route
+		{rd1, 5002, "10.0.5.5", "0.0.0.0/0", "10.0.1.254"}, // 10.0.0.2 is not in 5002
+		{rd1, 5001, "8.8.8.8", "0.0.0.0/0", "10.0.0.254"},  // 5002's router has the lower Metric, 5001's is in 5001
+		{rd1, 5001, "192.168.1.1", "0.0.0.0/0", "10.0.0.254"},
+		{rd1, 5001, "172.16.0.9", "172.16.0.0/12", "10.0.0.4"},
+		{rd1, 5001, "2001:db8::1", "::/0", "fd00:0:0:1::fe"},
+		{rd1, 5001, "::ffff:8.8.8.8", "0.0.0.0/0", "10.0.0.254"},
+		{rd2, 6001, "8.8.8.8", "", ""},
+		{rd1, 5003, "8.8.8.8", "", ""},
+	} {
+		r, found := tb.RouteVia(tc.rd, tc.vsid, netip.MustParseAddr(tc.dst))
+		if tc.prefix == "" {
+			if found {
+				t.Errorf("RouteVia(%d, %s) = %+v, want none", tc.vsid, tc.dst, r)
+			}
+			continue
+		}
+		if !found || r.DestinationPrefix.String() != tc.prefix || r.NextHop.String() != tc.nextHop {
+			t.Errorf("RouteVia(%d, %s) = %+v, %v; want %s via %s", tc.vsid, tc.dst, r, found, tc.prefix, tc.nextHop)
+		}
+	}
+}

@@ -38,7 +38,7 @@ func TestIssue9Rules(t *testing.T) {
 			return err
 		}
 	}
-	gatewayMAC := "MACAddress 02:57:4e:56:00:01 is the MAC of the virtual gateway every host answers with: use another unicast MAC"
+	gatewayMAC := "MACAddress 02:57:4e:56:00:01 is the virtual gateway's, which hosts answer and route with for a subnet gateway without a lookup record of its own: use another unicast MAC"
 	reserved := func(field, name string) string {
 		return field + ` "` + name + `" is an interface name the host uses itself (lo, all, default, eth0, ul0, or starting with "wnv"): name the VM's interface otherwise`
 	}

@@ -87,7 +87,7 @@ func checkMAC(m packet.MAC) error {
 		return invalidf("MACAddress %s is multicast: use a unicast MAC", m)
 	}
 	if m == vswitch.GatewayMAC {
-		return invalidf("MACAddress %s is the MAC of the virtual gateway every host answers with: use another unicast MAC", m)
+		return invalidf("MACAddress %s is the virtual gateway's, which hosts answer and route with for a subnet gateway without a lookup record of its own: use another unicast MAC", m)
 	}
 	return nil
 }

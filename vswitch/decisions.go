@@ -17,9 +17,12 @@ type Decision struct {
 	Gen  uint64     // the switch's generation the decision was made in
 	// Local is the index of the destination's local port, or -1 to
 	// encapsulate towards DstPA.
-	Local  int
-	MAC    packet.MAC // the destination VM's MAC
-	Routed bool       // between subnets: source MAC becomes GatewayMAC, TTL/hop limit - 1
+	Local int
+	MAC   packet.MAC // the destination VM's MAC
+	// Routed: between subnets, the source MAC becomes SrcMAC (the
+	// gateway's, see gatewayMAC) and the TTL or hop limit drops by one.
+	Routed bool
+	SrcMAC packet.MAC
 	Encap  policy.Encapsulation
 	VSID   policy.VSID // the destination's virtual subnet
 	SrcPA  netip.Addr  // this host's PA of DstPA's family
@@ -53,12 +56,16 @@ func (f *Flows) Decided() []Decision {
 	return d
 }
 
-// recordDecision notes d, just cached for key's port and dst.
-func (s *Switch) recordDecision(f *Flows, p *PortConfig, dst netip.Addr, d *decision, t *policy.Table) {
+// recordDecision notes d, with gw the source MAC of its routed frames, just
+// cached for key's port and dst.
+func (s *Switch) recordDecision(f *Flows, p *PortConfig, dst netip.Addr, d *decision, gw packet.MAC, t *policy.Table) {
 	if f == nil || !f.record {
 		return
 	}
 	e := Decision{Port: p.Index, Dst: dst, Gen: f.gen, Local: int(d.local), MAC: d.mac, Routed: d.routed, VSID: d.dstVSID}
+	if d.routed {
+		e.SrcMAC = gw
+	}
 	if d.local < 0 {
 		e.DstPA = d.pa()
 		pa, ok := portSourcePA(t, p, e.DstPA)

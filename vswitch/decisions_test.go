@@ -25,7 +25,7 @@ func TestFlowsRecordTheDecisionsTheyCache(t *testing.T) {
 	want := []Decision{
 		{Port: 0, Dst: netip.MustParseAddr("10.0.0.11"), Gen: sw.Generation(), Local: -1, MAC: macBlue2, Encap: policy.EncapNVGRE,
 			VSID: 5001, SrcPA: pa1, DstPA: pa2, MaxLen: 1500 - 42 + 14},
-		{Port: 0, Dst: netip.MustParseAddr("10.0.1.10"), Gen: sw.Generation(), Local: -1, MAC: macBlue3, Routed: true, Encap: policy.EncapNVGRE,
+		{Port: 0, Dst: netip.MustParseAddr("10.0.1.10"), Gen: sw.Generation(), Local: -1, MAC: macBlue3, Routed: true, SrcMAC: GatewayMAC, Encap: policy.EncapNVGRE,
 			VSID: 5002, SrcPA: pa1, DstPA: pa3, MaxLen: 1500 - 42 + 14},
 	}
 	if len(got) != len(want) {

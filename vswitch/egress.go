@@ -75,7 +75,7 @@ func (s *Switch) egressCached(r *Result, f *Flows, p *PortConfig, buf []byte, of
 		return false
 	}
 	t := s.policy.Load()
-	d := f.lookup(newFlowKey(p.Index, ip[16:20]))
+	d, gw := f.lookup(newFlowKey(p.Index, ip[16:20]))
 	if t == nil || d == nil || !p.owns(ip.Src()) || d.routed && ip.TTL() <= 1 {
 		return false
 	}
@@ -97,7 +97,7 @@ func (s *Switch) egressCached(r *Result, f *Flows, p *PortConfig, buf []byte, of
 	}
 	if d.routed {
 		ip.DecTTL()
-		eth.SetSrc(GatewayMAC)
+		eth.SetSrc(*gw)
 	}
 	eth.SetDst(d.mac)
 	if d.local >= 0 {
@@ -140,7 +140,7 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonMalformed)
 			return
 		}
-		if !p.owns(ip.Src()) && !learnsCAs(t, p) {
+		if !p.owns(ip.Src()) && !learnsCAs(t, p) && !forwardsFor(t, p, ip.Src()) {
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
@@ -152,16 +152,18 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			return
 		}
 		key := newFlowKey(p.Index, ip[16:20])
-		d := f.lookup(key)
+		d, gw := f.lookup(key)
 		if d == nil {
 			var dd decision
-			if d = s.decide(r, f, p, pt, t, key, ip.Dst(), eth.Dst(), &dd); d == nil {
+			var g packet.MAC
+			if d = s.decide(r, f, p, pt, t, key, ip.Dst(), eth.Dst(), &dd, &g); d == nil {
 				return
 			}
+			gw = &g
 		}
 		sport, dport := packet.FlowPorts(ip.Protocol(), ip.Payload())
 		flow := flowID4(binary.BigEndian.Uint64(ip[12:20]), ip.Protocol(), sport, dport)
-		s.deliver(r, f, p, t, d, buf, off, frame[:eth.HeaderLen()+ip.TotalLen()], segLen, scratch, flow)
+		s.deliver(r, f, p, t, d, gw, buf, off, frame[:eth.HeaderLen()+ip.TotalLen()], segLen, scratch, flow)
 	case packet.EtherTypeIPv6:
 		ip, err := packet.ParseIPv6(eth.Payload())
 		if err != nil {
@@ -182,20 +184,22 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonMulticast)
 			return
 		}
-		if !p.owns(src) && !learnsCAs(t, p) {
+		if !p.owns(src) && !learnsCAs(t, p) && !forwardsFor(t, p, src) {
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
 		key := newFlowKey(p.Index, ip[24:40])
-		d := f.lookup(key)
+		d, gw := f.lookup(key)
 		if d == nil {
 			var dd decision
-			if d = s.decide(r, f, p, pt, t, key, dst, eth.Dst(), &dd); d == nil {
+			var g packet.MAC
+			if d = s.decide(r, f, p, pt, t, key, dst, eth.Dst(), &dd, &g); d == nil {
 				return
 			}
+			gw = &g
 		}
 		sport, dport := packet.FlowPorts(ip.NextHeader(), ip.Payload())
-		s.deliver(r, f, p, t, d, buf, off, frame[:eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen()], segLen, scratch, FlowID(src, dst, ip.NextHeader(), sport, dport))
+		s.deliver(r, f, p, t, d, gw, buf, off, frame[:eth.HeaderLen()+packet.IPv6HeaderLen+ip.PayloadLen()], segLen, scratch, FlowID(src, dst, ip.NextHeader(), sport, dport))
 	default:
 		if !s.l2(r, p, pt, t, buf, off, frame, false) {
 			*r = s.drop(ReasonUnsupportedEtherType)
@@ -205,51 +209,114 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 
 // resolve finds the lookup record for CA a as seen from a VM in vsid:
 // in its own subnet first, then through the routing domain's customer routes.
-// routed reports whether the destination is in another subnet or reached
-// through a next hop.
-func resolve(t *policy.Table, vsid policy.VSID, a netip.Addr) (rec *policy.LookupRecord, dstVSID policy.VSID, routed bool, reason Reason) {
+// gw is zero if a is in vsid's subnet; if a is in another subnet or reached
+// through a next hop, the frame is routed and gw is its new source MAC, the
+// gateway's of the subnet it is delivered in (see gatewayMAC).
+func resolve(t *policy.Table, vsid policy.VSID, a netip.Addr) (rec *policy.LookupRecord, dstVSID policy.VSID, gw packet.MAC, reason Reason) {
 	_, onLink := t.OnLinkPrefix(vsid, a)
 	return resolveOnLink(t, vsid, a, onLink)
 }
 
 // resolveOnLink is resolve for a caller that has looked up whether a is in
 // one of vsid's on-link prefixes already.
-func resolveOnLink(t *policy.Table, vsid policy.VSID, a netip.Addr, onLink bool) (rec *policy.LookupRecord, dstVSID policy.VSID, routed bool, reason Reason) {
+func resolveOnLink(t *policy.Table, vsid policy.VSID, a netip.Addr, onLink bool) (rec *policy.LookupRecord, dstVSID policy.VSID, gw packet.MAC, reason Reason) {
 	if onLink {
 		if rec, ok := t.LookupCA(vsid, a); ok {
-			return rec, vsid, false, ReasonNone
+			return rec, vsid, gw, ReasonNone
 		}
-		return nil, vsid, false, ReasonNoLookupRecord
+		return nil, vsid, gw, ReasonNoLookupRecord
 	}
 	rd, ok := t.RoutingDomain(vsid)
 	if !ok {
-		return nil, 0, true, ReasonNoRoute
+		return nil, 0, gw, ReasonNoRoute
 	}
 	rt, ok := t.Route(rd, a)
 	if !ok {
-		return nil, 0, true, ReasonOtherRoutingDomain
+		return nil, 0, gw, ReasonOtherRoutingDomain
 	}
 	nh := a
 	if !rt.OnLink() {
 		nh = rt.NextHop
 		if rt, ok = t.Route(rd, nh); !ok || !rt.OnLink() {
-			return nil, 0, true, ReasonNoRoute
+			return nil, 0, gw, ReasonNoRoute
 		}
 	}
 	dstVSID = rt.VirtualSubnetID
+	// Another subnet's gateway address is the host's too, not a VM's, even
+	// with a lookup record (see gatewayMAC).
+	if policy.GatewayAddress(rt.DestinationPrefix) == nh {
+		return nil, dstVSID, gw, ReasonToGateway
+	}
+	gw = gatewayMAC(t, dstVSID, rt.DestinationPrefix)
 	if rec, ok := t.LookupCA(dstVSID, nh); ok {
-		return rec, dstVSID, true, ReasonNone
+		return rec, dstVSID, gw, ReasonNone
 	}
 	if rec, ok := t.GatewayWildcard(dstVSID, nh.Is6()); ok {
-		return rec, dstVSID, true, ReasonNone
+		return rec, dstVSID, gw, ReasonNone
 	}
-	return nil, dstVSID, true, ReasonNoLookupRecord
+	return nil, dstVSID, gw, ReasonNoLookupRecord
+}
+
+// externalRouter is where the VM with MAC self in vsid sends dst, outside
+// its subnet, under UseExternalRouter: to the router named by the NextHop nh
+// of the customer route RouteVia picks, a VM with a lookup record in vsid,
+// at L2 (its MAC, the sender's VSID, no TTL change). The router routes; it
+// is never handed back its own frames.
+func externalRouter(t *policy.Table, vsid policy.VSID, self packet.MAC, dst netip.Addr) (rec *policy.LookupRecord, nh netip.Addr, reason Reason) {
+	rd, ok := t.RoutingDomain(vsid)
+	if !ok {
+		return nil, nh, ReasonNoRoute
+	}
+	rt, ok := t.RouteVia(rd, vsid, dst)
+	if !ok {
+		return nil, nh, ReasonNoExternalRouter
+	}
+	rec, ok = t.LookupCA(vsid, rt.NextHop)
+	switch {
+	case !ok:
+		return nil, rt.NextHop, ReasonNoLookupRecord
+	case rec.MACAddress == self:
+		return nil, rt.NextHop, ReasonNoExternalRouter
+	}
+	return rec, rt.NextHop, ReasonNone
+}
+
+// gatewayMAC is the MAC of the gateway of vsid's on-link prefix pfx, which
+// ARP and ND answer with and routed frames come from: that of the lookup
+// record of the gateway address if policy has one (Microsoft's deployments
+// give each subnet's default gateway one, at PA 169.254.254.254), else
+// GatewayMAC. Such a record names the host's gateway, never a destination.
+func gatewayMAC(t *policy.Table, vsid policy.VSID, pfx netip.Prefix) packet.MAC {
+	if rec, ok := t.LookupCA(vsid, policy.GatewayAddress(pfx)); ok {
+		return rec.MACAddress
+	}
+	return GatewayMAC
+}
+
+// isGatewayRecord reports whether rec is the lookup record of its subnet's
+// gateway address.
+func isGatewayRecord(t *policy.Table, rec *policy.LookupRecord) bool {
+	pfx, ok := t.OnLinkPrefix(rec.VirtualSubnetID, rec.CustomerAddress)
+	return ok && policy.GatewayAddress(pfx) == rec.CustomerAddress
+}
+
+// forwardsFor reports whether port p may send from, and receive for, CA a
+// that is not its own: a is outside p's subnet and p is its subnet's
+// gateway or router, the VM whose MAC has the subnet's GatewayWildcard
+// record, which receivers validate such a source against.
+func forwardsFor(t *policy.Table, p *PortConfig, a netip.Addr) bool {
+	rec, ok := t.GatewayWildcard(p.VSID, a.Is6())
+	if !ok || rec.MACAddress != p.MAC {
+		return false
+	}
+	_, onLink := t.OnLinkPrefix(p.VSID, a)
+	return !onLink
 }
 
 // deliver sends on an IP packet from port p as its flow's decision d says:
-// rewrite MACs and TTL when routed, then deliver locally or encapsulate with
-// FlowID flow. frame ends where the IP packet does.
-func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d *decision, buf []byte, off int, frame []byte, segLen int, scratch []byte, flow uint8) {
+// rewrite MACs (the source to *gw) and TTL when routed, then deliver locally
+// or encapsulate with FlowID flow. frame ends where the IP packet does.
+func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d *decision, gw *packet.MAC, buf []byte, off int, frame []byte, segLen int, scratch []byte, flow uint8) {
 	eth := packet.Ethernet(frame)
 	v6 := eth.Type() == packet.EtherTypeIPv6
 	if d.routed {
@@ -268,7 +335,7 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 			}
 			ip.DecTTL()
 		}
-		eth.SetSrc(GatewayMAC)
+		eth.SetSrc(*gw)
 	}
 	eth.SetDst(d.mac)
 
@@ -380,19 +447,24 @@ func (r *Result) clearExtras() {
 }
 
 // decide works out from policy where packets from port p to dst go, into d
-// and into f under key, and returns d. It returns nil with the verdict (a
-// drop or a hold) in r if they go nowhere. In a subnet with L2Only records,
-// a dst policy cannot resolve goes by dstMAC (see l2Dest).
-func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, key flowKey, dst netip.Addr, dstMAC packet.MAC, d *decision) *decision {
+// and *gw (the source MAC of routed frames) and into f under key, and
+// returns d. It returns nil with the verdict (a drop or a hold) in r if they
+// go nowhere. In a subnet with L2Only records, a dst policy cannot resolve
+// goes by dstMAC (see l2Dest).
+func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *policy.Table, key flowKey, dst netip.Addr, dstMAC packet.MAC, d *decision, gw *packet.MAC) *decision {
 	var rec *policy.LookupRecord
-	dstVSID, routed, reason := p.VSID, false, ReasonMulticast
+	dstVSID, missing, reason := p.VSID, dst, ReasonMulticast
 	if dst.IsGlobalUnicast() {
-		gw, onLink := t.OnLinkPrefix(p.VSID, dst)
-		if onLink && policy.GatewayAddress(gw) == dst {
+		pfx, onLink := t.OnLinkPrefix(p.VSID, dst)
+		switch {
+		case onLink && policy.GatewayAddress(pfx) == dst:
 			*r = s.drop(ReasonToGateway)
 			return nil
+		case !onLink && t.Global().UseExternalRouter:
+			rec, missing, reason = externalRouter(t, p.VSID, p.MAC, dst)
+		default:
+			rec, dstVSID, *gw, reason = resolveOnLink(t, p.VSID, dst, onLink)
 		}
-		rec, dstVSID, routed, reason = resolveOnLink(t, p.VSID, dst, onLink)
 	}
 	if reason != ReasonNone {
 		if rec, ok := l2Dest(t, p.VSID, dstMAC); ok {
@@ -405,18 +477,18 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 			return d
 		}
 	}
-	if reason == ReasonNoLookupRecord && s.onMiss(r, p, dstVSID, dst) {
+	if reason == ReasonNoLookupRecord && s.onMiss(r, p, dstVSID, missing) {
 		return nil
 	}
 	if reason == ReasonNone {
-		reason = s.target(d, rec, dstVSID, routed, pt, t)
+		reason = s.target(d, rec, dstVSID, !gw.IsZero(), pt, t)
 	}
 	if reason != ReasonNone {
 		*r = s.drop(reason)
 		return nil
 	}
-	f.insert(key, d)
-	s.recordDecision(f, p, dst, d, t)
+	f.insert(key, d, *gw)
+	s.recordDecision(f, p, dst, d, *gw, t)
 	return d
 }
 
@@ -426,6 +498,9 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 func (s *Switch) target(d *decision, rec *policy.LookupRecord, dstVSID policy.VSID, routed bool, pt *PortTable, t *policy.Table) Reason {
 	if rec.Rule != policy.TranslationMethodEncap {
 		return ReasonRuleUnsupported
+	}
+	if isGatewayRecord(t, rec) {
+		return ReasonToGateway
 	}
 	*d = decision{dstVSID: dstVSID, local: -1, mac: rec.MACAddress, routed: routed, dstPA: rec.ProviderAddress.As16(), vc: s.Counters.VSID(dstVSID)}
 	if t.IsLocalPA(rec.ProviderAddress) {
@@ -457,12 +532,12 @@ func (s *Switch) reply(p *PortConfig, data []byte) Result {
 }
 
 // answerFor returns the MAC the switch answers ARP/ND with for target a, seen
-// from a VM in vsid: the virtual gateway for the subnet's gateway address,
-// else the MAC of the lookup record, within the VM's routing domain.
+// from a VM in vsid: the gateway's (gatewayMAC) for the subnet's gateway
+// address, else the MAC of the lookup record, within the VM's routing domain.
 func answerFor(t *policy.Table, vsid policy.VSID, a netip.Addr) (mac packet.MAC, gateway bool, reason Reason) {
 	pfx, onLink := t.OnLinkPrefix(vsid, a)
 	if onLink && policy.GatewayAddress(pfx) == a {
-		return GatewayMAC, true, ReasonNone
+		return gatewayMAC(t, vsid, pfx), true, ReasonNone
 	}
 	rec, _, _, reason := resolveOnLink(t, vsid, a, onLink)
 	if reason != ReasonNone {
@@ -572,9 +647,9 @@ func (s *Switch) neighborSolicit(r *Result, p *PortConfig, pt *PortTable, t *pol
 // runs out, as a router answers it (traceroute relies on it).
 func (s *Switch) icmpError4(p *PortConfig, t *policy.Table, frame, scratch []byte, reason Reason, typ, code uint8, param uint32) Result {
 	ip := packet.IPv4(packet.Ethernet(frame).Payload())
-	gw := s.gatewayFor(t, p.VSID, ip.Src())
+	gw, mac := gatewayFor(t, p.VSID, ip.Src())
 	s.Counters.Drop(reason)
-	n := packet.PutEthernet(scratch, p.MAC, GatewayMAC, packet.EtherTypeIPv4)
+	n := packet.PutEthernet(scratch, p.MAC, mac, packet.EtherTypeIPv4)
 	hdr := n
 	n += packet.IPv4HeaderLen
 	n += packet.PutICMPv4Error(scratch[n:], typ, code, param, ip)
@@ -585,9 +660,9 @@ func (s *Switch) icmpError4(p *PortConfig, t *policy.Table, frame, scratch []byt
 // icmpError6 is icmpError4 for IPv6: Packet Too Big, or hop limit exceeded.
 func (s *Switch) icmpError6(p *PortConfig, t *policy.Table, frame, scratch []byte, reason Reason, typ, code uint8, param uint32) Result {
 	ip := packet.IPv6(packet.Ethernet(frame).Payload())
-	gw := s.gatewayFor(t, p.VSID, ip.Src())
+	gw, mac := gatewayFor(t, p.VSID, ip.Src())
 	s.Counters.Drop(reason)
-	n := packet.PutEthernet(scratch, p.MAC, GatewayMAC, packet.EtherTypeIPv6)
+	n := packet.PutEthernet(scratch, p.MAC, mac, packet.EtherTypeIPv6)
 	hdr := n
 	n += packet.IPv6HeaderLen
 	n += packet.PutICMPv6Error(scratch[n:], gw, ip.Src(), typ, code, param, ip)
@@ -595,10 +670,10 @@ func (s *Switch) icmpError6(p *PortConfig, t *policy.Table, frame, scratch []byt
 	return s.reply(p, scratch[:n])
 }
 
-// gatewayFor is the virtual gateway address of the subnet holding a.
-func (s *Switch) gatewayFor(t *policy.Table, vsid policy.VSID, a netip.Addr) netip.Addr {
+// gatewayFor is the gateway address of the subnet holding a and its MAC.
+func gatewayFor(t *policy.Table, vsid policy.VSID, a netip.Addr) (netip.Addr, packet.MAC) {
 	if pfx, ok := t.OnLinkPrefix(vsid, a); ok {
-		return policy.GatewayAddress(pfx)
+		return policy.GatewayAddress(pfx), gatewayMAC(t, vsid, pfx)
 	}
-	return a
+	return a, GatewayMAC
 }

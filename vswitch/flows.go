@@ -17,7 +17,7 @@ import (
 // run on every packet. Any change of policy or ports empties the cache.
 //
 // A Flows belongs to one worker: it is not safe for concurrent use. It holds
-// 4096 decisions in 256 KiB. It also keeps the counts of the packets it
+// 4096 decisions in 280 KiB. It also keeps the counts of the packets it
 // switched (frames and bytes received, frames encapsulated) until Flush adds
 // them to the switch's Counters, which the worker does after every batch.
 type Flows struct {
@@ -25,7 +25,11 @@ type Flows struct {
 	// each 64-byte entry then sits in one cache line instead of straddling
 	// two.
 	sets [flowSets][flowWays]flowEntry
-	gen  uint64
+	// gws[i][j] is the source MAC of the routed frames of sets[i][j] (see
+	// gatewayMAC), apart so that an entry still fills one cache line: only
+	// routed frames read it.
+	gws [flowSets][flowWays]packet.MAC
+	gen uint64
 
 	// Fast-path counts not yet added to the switch's Counters: an atomic
 	// add per counter per packet cost as much as the lookup.
@@ -107,28 +111,34 @@ func (f *Flows) sync(gen uint64) {
 	}
 }
 
-// lookup returns the decision cached for k, or nil.
-func (f *Flows) lookup(k flowKey) *decision {
+// lookup returns the decision cached for k and where the source MAC of its
+// routed frames is, or nil.
+func (f *Flows) lookup(k flowKey) (*decision, *packet.MAC) {
 	if f == nil {
-		return nil
+		return nil, nil
 	}
-	set := &f.sets[k.set()]
+	n := k.set()
+	set := &f.sets[n]
 	for i := range set {
 		if set[i].key == k {
-			return &set[i].d
+			return &set[i].d, &f.gws[n][i]
 		}
 	}
-	return nil
+	return nil, nil
 }
 
-// insert puts d first in its set, pushing out the least recently inserted.
-func (f *Flows) insert(k flowKey, d *decision) {
+// insert puts d, with gw the source MAC of its routed frames, first in its
+// set, pushing out the least recently inserted.
+func (f *Flows) insert(k flowKey, d *decision, gw packet.MAC) {
 	if f == nil {
 		return
 	}
-	set := &f.sets[k.set()]
+	n := k.set()
+	set, gws := &f.sets[n], &f.gws[n]
 	copy(set[1:], set[:flowWays-1])
+	copy(gws[1:], gws[:flowWays-1])
 	set[0] = flowEntry{key: k, d: *d}
+	gws[0] = gw
 }
 
 func (f *Flows) countRx(pc *PortCounters, n int) {

@@ -108,18 +108,21 @@ func TestFlowsCollisionsEvictOldest(t *testing.T) {
 	for i := range 2 * flowWays {
 		dst := netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})
 		dsts = append(dsts, dst)
-		f.insert(newFlowKey(0, dst.AsSlice()), &decision{dstVSID: policy.VSID(5000 + i)})
+		f.insert(newFlowKey(0, dst.AsSlice()), &decision{dstVSID: policy.VSID(5000 + i)}, packet.MAC{2, 0, 0, 0, 0, byte(i)})
 	}
+	// Each decision keeps its own routed source MAC as older ones move
+	// down their set.
 	for i, dst := range dsts[flowWays:] {
-		if d := f.lookup(newFlowKey(0, dst.AsSlice())); d == nil || d.dstVSID != policy.VSID(5000+flowWays+i) {
+		d, gw := f.lookup(newFlowKey(0, dst.AsSlice()))
+		if d == nil || d.dstVSID != policy.VSID(5000+flowWays+i) || *gw != (packet.MAC{2, 0, 0, 0, 0, byte(flowWays + i)}) {
 			t.Errorf("%s: %v", dst, d)
 		}
 	}
 	last := dsts[len(dsts)-1]
-	if f.lookup(newFlowKey(1, last.AsSlice())) != nil {
+	if d, _ := f.lookup(newFlowKey(1, last.AsSlice())); d != nil {
 		t.Error("another port's flow answered")
 	}
-	if mapped := netip.AddrFrom16(last.As16()); f.lookup(newFlowKey(0, mapped.AsSlice())) != nil {
+	if mapped := netip.AddrFrom16(last.As16()); func() bool { d, _ := f.lookup(newFlowKey(0, mapped.AsSlice())); return d != nil }() {
 		t.Errorf("IPv6 %s took the decision for IPv4 %s", mapped, last)
 	}
 }

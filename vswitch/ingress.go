@@ -108,7 +108,7 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 		return s.drop(ReasonPolicyMismatch)
 	}
 	p, ok := pt.ByMAC(vsid, eth.Dst())
-	if !ok || !p.owns(dstCA) {
+	if !ok || !p.owns(dstCA) && !forwardsFor(t, p, dstCA) {
 		if t.L2Only(vsid) != nil {
 			return s.l2Ingress(pt, vsid, pkt, eth, length)
 		}
@@ -120,20 +120,31 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 }
 
 // sourceValid checks the inner source of a packet received in vsid from PA
-// srcPA against policy. A frame sourced by the virtual gateway was routed by
-// the sending host: its CA must belong to the same routing domain, with a
-// lookup record at srcPA in the CA's own subnet. Otherwise the (VSID, CA, MAC)
-// record must exist at srcPA.
+// srcPA against policy. A frame sourced by a gateway of vsid (GatewayMAC, or
+// the MAC of the lookup record of one of vsid's gateway addresses) was
+// routed by the sending host: its CA must belong to the same routing domain,
+// with a lookup record at srcPA in the CA's own subnet. Otherwise the (VSID,
+// CA, MAC) record, or the GatewayWildcard record of that MAC, must exist at
+// srcPA.
 func sourceValid(t *policy.Table, vsid policy.VSID, mac packet.MAC, ca, srcPA netip.Addr) bool {
 	if mac == GatewayMAC {
-		rec, _, _, reason := resolve(t, vsid, ca)
-		return reason == ReasonNone && rec.ProviderAddress == srcPA
+		return routedFrom(t, vsid, ca, srcPA)
 	}
 	if rec, ok := t.LookupCA(vsid, ca); ok {
 		return rec.MACAddress == mac && rec.ProviderAddress == srcPA
 	}
-	if rec, ok := t.GatewayWildcard(vsid, ca.Is6()); ok {
-		return rec.MACAddress == mac && rec.ProviderAddress == srcPA
+	if rec, ok := t.GatewayWildcard(vsid, ca.Is6()); ok && rec.MACAddress == mac {
+		return rec.ProviderAddress == srcPA
+	}
+	// Last, as only routed frames get here: the gateway's record.
+	if rec, ok := t.LookupMAC(vsid, mac); ok && isGatewayRecord(t, rec) {
+		return routedFrom(t, vsid, ca, srcPA)
 	}
 	return false
+}
+
+// routedFrom reports whether CA ca, routed into vsid, lives at srcPA.
+func routedFrom(t *policy.Table, vsid policy.VSID, ca, srcPA netip.Addr) bool {
+	rec, _, _, reason := resolve(t, vsid, ca)
+	return reason == ReasonNone && rec.ProviderAddress == srcPA
 }

@@ -62,8 +62,8 @@ func TestMissRateRefills(t *testing.T) {
 	sw, ev := host1(t)
 	t0 := time.Unix(1000, 0)
 	sw.Tick(t0)
-	send := func(i int) Result {
-		buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}).String(), 10, true)
+	send := func(i int) Result { // 10.0.1.2 on: 10.0.1.1 is the gateway, not a miss
+		buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", netip.AddrFrom4([4]byte{10, 0, 1, byte(i + 2)}).String(), 10, true)
 		return sw.FromPort(0, buf, Headroom, n, scratch())
 	}
 	for i := range sw.limits.MissBurst + 1 {

@@ -28,15 +28,25 @@ func NextHop(t *policy.Table, vsid policy.VSID, src, dst netip.Addr) (NextHopRes
 	if src.Is4() != dst.Is4() {
 		return r, fmt.Errorf("DestinationCustomerAddress %s is not of the family of SourceCustomerAddress %s", dst, src)
 	}
-	rec, dstVSID, routed, reason := resolve(t, vsid, dst)
+	r.SourceMACAddress, r.NextHopAddress = srcRec.MACAddress, dst
+	if _, onLink := t.OnLinkPrefix(vsid, dst); !onLink && t.Global().UseExternalRouter {
+		rec, nh, reason := externalRouter(t, vsid, srcRec.MACAddress, dst)
+		if reason != ReasonNone {
+			return r, fmt.Errorf("DestinationCustomerAddress %s is unreachable from VirtualSubnetID %d under UseExternalRouter: %s", dst, vsid, reason)
+		}
+		r.NextHopAddress, r.NextHopMACAddress, r.ProviderAddress, r.VirtualSubnetID = nh, rec.MACAddress, rec.ProviderAddress, vsid
+		return r, nil
+	}
+	rec, dstVSID, gw, reason := resolve(t, vsid, dst)
+	if reason == ReasonNone && isGatewayRecord(t, rec) {
+		reason = ReasonToGateway // the host's, as the switch has it (see target)
+	}
 	if reason != ReasonNone {
 		return r, fmt.Errorf("DestinationCustomerAddress %s is unreachable from VirtualSubnetID %d: %s", dst, vsid, reason)
 	}
-	r.SourceMACAddress = srcRec.MACAddress
-	if routed {
-		r.SourceMACAddress = GatewayMAC
+	if !gw.IsZero() {
+		r.SourceMACAddress = gw
 	}
-	r.NextHopAddress = dst
 	if rec.Type == policy.GatewayWildcard || rec.CustomerAddress != dst {
 		r.NextHopAddress = rec.CustomerAddress
 	}

@@ -57,6 +57,9 @@ const (
 	ReasonRedirectNotUnicast
 	ReasonRedirectOwnPA
 	ReasonRedirectFamily
+	// ReasonNoExternalRouter: UseExternalRouter is on and no customer route
+	// for the destination names a next hop in the sender's subnet.
+	ReasonNoExternalRouter
 	numReasons
 )
 
@@ -102,6 +105,7 @@ var reasonNames = [numReasons]string{
 	ReasonRedirectNotUnicast:      "redirect-not-unicast",
 	ReasonRedirectOwnPA:           "redirect-own-pa",
 	ReasonRedirectFamily:          "redirect-family",
+	ReasonNoExternalRouter:        "no-external-router",
 }
 
 func (r Reason) String() string {

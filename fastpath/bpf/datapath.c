@@ -161,8 +161,6 @@ struct vxlan4 {
 	struct ethhdr eth;
 } __attribute__((packed));
 
-static const __u8 gateway_mac[ETH_ALEN] = {0x02, 0x57, 0x4e, 0x56, 0x00, 0x01};
-
 /* Counters. */
 
 static __always_inline void count_path(__u32 path)
@@ -366,7 +364,8 @@ static __always_inline int fits(struct __sk_buff *skb, const struct egress *d,
 
 /* rewrite_inner makes the rewrites a decision asks for on the frame whose
  * IP header starts at l3: the destination MAC, and for a routed frame the
- * gateway's MAC as source and the TTL or hop limit one less. */
+ * gateway's MAC (the decision's, which policy may set per subnet) as source
+ * and the TTL or hop limit one less. */
 static __always_inline int rewrite_inner(struct __sk_buff *skb, __u32 l2, const struct egress *d,
 					 const struct ip_info *ii)
 {
@@ -375,7 +374,7 @@ static __always_inline int rewrite_inner(struct __sk_buff *skb, __u32 l2, const 
 		return -1;
 	if (!d->routed)
 		return 0;
-	if (bpf_skb_store_bytes(skb, l2 + ETH_ALEN, gateway_mac, ETH_ALEN, 0))
+	if (bpf_skb_store_bytes(skb, l2 + ETH_ALEN, d->src_mac, ETH_ALEN, 0))
 		return -1;
 	__u8 ttl = ii->ttl - 1;
 	if (ii->family == FAMILY_V6)

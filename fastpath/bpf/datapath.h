@@ -88,7 +88,8 @@ struct egress {
 	__u8 encap;
 	__u8 outer_family;
 	__u8 dst_mac[6];
-	__u8 pad[2];
+	__u8 src_mac[6]; /* routed: the gateway's, the new source MAC */
+	__u8 pad[4];
 	__u8 src_pa[16];
 	__u8 dst_pa[16];
 };

@@ -212,7 +212,7 @@ func recordFlags(r policy.LookupRecord) string {
 	for _, f := range []struct {
 		on   bool
 		name string
-	}{{r.UseVmMACAddress, "UseVmMACAddress"}, {r.Unusable, "Unusable"}, {r.Unsynchronized, "Unsynchronized"}, {r.Unconfirmed, "Unconfirmed"}} {
+	}{{r.UseVmMACAddress, "UseVmMACAddress"}, {r.Unusable, "Unusable"}, {r.Unsynchronized, "Unsynchronized"}} {
 		if f.on {
 			if len(s) > 0 {
 				s = append(s, ',')

@@ -789,12 +789,10 @@ func (m *Model) plan(h HostRead) *Apply {
 		}
 	}
 
-	installed := policy.Objects{LookupRecords: make([]policy.LookupRecord, len(h.Records)), CustomerRoutes: h.Routes}
-	for i, r := range h.Records {
-		// Diagnostics wnvd sets are not the agent's to compare.
-		r.Unusable, r.Unsynchronized = false, false
-		installed.LookupRecords[i] = r
-	}
+	// Diff ignores Unusable, which wnvd derives, but not Unsynchronized: a
+	// record a redirect moved differs from the policy server's, so the agent
+	// puts it, which confirms it.
+	installed := policy.Objects{LookupRecords: h.Records, CustomerRoutes: h.Routes}
 	a.Batch = policy.Diff(installed, m.desired(h))
 	if len(a.Subnets) == 0 && len(a.Detach) == 0 && len(a.Attach) == 0 && batchEmpty(a.Batch) {
 		return nil
@@ -820,7 +818,7 @@ func (m *Model) desired(h HostRead) policy.Objects {
 	}
 	for _, r := range h.Records {
 		if _, ok := m.extra[keyOf(r)]; kept[r.VirtualSubnetID] && !ok {
-			r.Unusable, r.Unsynchronized = false, false
+			// Kept as installed, Unsynchronized included: nothing confirmed it.
 			o.LookupRecords = append(o.LookupRecords, r)
 		}
 	}

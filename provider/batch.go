@@ -77,10 +77,9 @@ func (h *handler) applyBatch(w http.ResponseWriter, r *http.Request) {
 			if l.records != nil {
 				rec := fresh
 				err = jsonapi.DecodeBody(bytes.NewReader(item), &rec)
-				if err == nil && !l.identity && (rec.Unusable || rec.Unsynchronized) {
-					err = jsonapi.Invalid(errors.New("Unusable and Unsynchronized are read-only: leave them out"))
+				if err == nil && !l.identity && (rec.Unusable || rec.UnusableReason != "" || rec.Unsynchronized) {
+					err = jsonapi.Invalid(errors.New("Unusable, UnusableReason and Unsynchronized are read-only: leave them out"))
 				}
-				rec.Unusable, rec.Unsynchronized = false, false
 				*l.records = append(*l.records, rec)
 			} else {
 				var route policy.CustomerRoute

@@ -1,0 +1,41 @@
+package provider_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/wnv/wnv/policy"
+)
+
+// A record whose customer route is missing is created, shown Unusable with
+// its reason, and selected by the state filters; the states are read-only.
+func TestARecordWithoutItsRouteIsCreatedUnusable(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	status, body := e.do(t, http.MethodPost, "/v1/lookup-records",
+		`{"CustomerAddress":"10.9.9.9","VirtualSubnetID":5001,"MACAddress":"00:15:5d:01:02:09","ProviderAddress":"198.18.0.3"}`)
+	want := `"Unusable":true,"UnusableReason":"no customer route: no on-link route of VirtualSubnetID 5001 covers CustomerAddress 10.9.9.9","Unsynchronized":false`
+	if status != http.StatusCreated || !strings.Contains(body, want) {
+		t.Fatalf("POST: %d %s, want 201 with %s", status, body, want)
+	}
+	yes := true
+	rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unusable: &yes})
+	if err != nil || len(rs) != 1 || rs[0].CustomerAddress.String() != "10.9.9.9" {
+		t.Errorf("Get with Unusable true = %+v, %v", rs, err)
+	}
+	no := false
+	if rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unusable: &no}); err != nil || len(rs) != 1 || rs[0].CustomerAddress != ca1 {
+		t.Errorf("Get with Unusable false = %+v, %v", rs, err)
+	}
+	if rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unsynchronized: &yes}); err != nil || len(rs) != 0 {
+		t.Errorf("Get with Unsynchronized true = %+v, %v", rs, err)
+	}
+	for _, state := range []string{`"Unusable":true`, `"UnusableReason":"x"`, `"Unsynchronized":true`} {
+		status, body := e.do(t, http.MethodPost, "/v1/lookup-records",
+			`{"CustomerAddress":"10.0.0.9","VirtualSubnetID":5001,"MACAddress":"00:15:5d:01:02:0a","ProviderAddress":"198.18.0.3",`+state+`}`)
+		if status != http.StatusBadRequest || !strings.Contains(body, "Unusable, UnusableReason and Unsynchronized are read-only: leave them out") {
+			t.Errorf("POST with %s: %d %s", state, status, body)
+		}
+	}
+}

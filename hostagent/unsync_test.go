@@ -11,7 +11,8 @@ import (
 
 // A record a redirect moved is Unsynchronized on the host. When the policy
 // server's record agrees, the agent puts it, which confirms it; while the
-// server does not answer for its routing domain, it stays marked.
+// server does not answer for its routing domain, the agent keeps every
+// record of it, marked.
 func TestAnUnsynchronizedRecordIsConfirmedByTheServerOnly(t *testing.T) {
 	moved := rec(rd1, 11, "198.18.0.2")
 	marked := moved
@@ -32,10 +33,12 @@ func TestAnUnsynchronizedRecordIsConfirmedByTheServerOnly(t *testing.T) {
 			batches = append(batches, batchOf(h.settle())...)
 			h.now = h.now.Add(10 * time.Second)
 		}
-		want, wantBatches := held, []policy.Batch(nil)
-		if serverUp {
-			want = []policy.LookupRecord{held[0], moved}
-			wantBatches = []policy.Batch{{PutLookupRecords: []policy.LookupRecord{moved}}}
+		want := []policy.LookupRecord{held[0], moved}
+		wantBatches := []policy.Batch{{PutLookupRecords: []policy.LookupRecord{moved}}}
+		if !serverUp {
+			want = []policy.LookupRecord{held[0], marked}
+			want[0].Unsynchronized = true
+			wantBatches = []policy.Batch{{PutLookupRecords: want[:1]}}
 		}
 		if !reflect.DeepEqual(batches, wantBatches) {
 			t.Errorf("server up %v: batches %+v, want %+v", serverUp, batches, wantBatches)

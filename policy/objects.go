@@ -65,7 +65,8 @@ type LookupRecord struct {
 	UnusableReason string `json:"UnusableReason,omitempty"`
 	// Unsynchronized marks a record the host agent has not confirmed with
 	// the policy server: one a redirect moved, until a Set or Put of it
-	// through the provider API clears it. It is kept as given otherwise.
+	// clears it, or one the agent keeps while the server is away. The store
+	// keeps it as given.
 	Unsynchronized bool `json:"Unsynchronized"`
 }
 

@@ -152,8 +152,8 @@ func (f *ProviderRouteFilter) String() string {
 // Nat and Static, so the provider API and wnvctl default a missing Rule to
 // Encap before calling. A record whose prerequisites are missing (see
 // LookupRecord.Unusable) is stored all the same. Unsynchronized is kept as
-// given (a checkpoint restores it); it is read-only to users, so the
-// provider API refuses it.
+// given (a checkpoint restores it, the host agent sets it); the provider API
+// refuses it from users.
 func (s *Store) AddLookupRecord(r LookupRecord) (LookupRecord, error) {
 	var out LookupRecord
 	err := s.update(func(x *tx) error {

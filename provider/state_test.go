@@ -39,3 +39,22 @@ func TestARecordWithoutItsRouteIsCreatedUnusable(t *testing.T) {
 		}
 	}
 }
+
+// The host agent puts the records it keeps without the policy server's
+// confirmation as Unsynchronized; nothing else may set the state.
+func TestOnlyAPutMarksARecordUnsynchronized(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	r := `{"CustomerAddress":"10.0.0.5","VirtualSubnetID":5001,"MACAddress":"00:15:5d:01:02:03","ProviderAddress":"198.18.0.2","Unsynchronized":true}`
+	status, body := e.do(t, http.MethodPost, "/v1/batch", `{"AddLookupRecords":[`+strings.Replace(r, "10.0.0.5", "10.0.0.6", 1)+`]}`)
+	if status != http.StatusBadRequest || !strings.Contains(body, "AddLookupRecords[0]: Unsynchronized is read-only here") {
+		t.Errorf("add with Unsynchronized: %d %s", status, body)
+	}
+	if status, body := e.do(t, http.MethodPost, "/v1/batch", `{"PutLookupRecords":[`+r+`]}`); status != http.StatusNoContent {
+		t.Fatalf("put with Unsynchronized: %d %s", status, body)
+	}
+	yes := true
+	if rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unsynchronized: &yes}); err != nil || len(rs) != 1 || rs[0].CustomerAddress != ca1 {
+		t.Errorf("Get with Unsynchronized true = %+v, %v", rs, err)
+	}
+}

@@ -9,10 +9,10 @@
 // transaction against the current Table and, if it succeeds, publishes a new
 // Table through an atomic pointer; a failed write leaves the state exactly as
 // it was and returns one sentence naming the field, the value and the rule,
-// of a kind that errors.Is tells apart: ErrInvalid (bad input or a missing
-// prerequisite), ErrNotFound (nothing matches), ErrExists (an existing object
-// blocks the change: same identity, a CA already mapped to another MAC, a
-// VSID in another routing domain).
+// of a kind that errors.Is tells apart: ErrInvalid (bad input), ErrNotFound
+// (nothing matches), ErrExists (an existing object blocks the change: same
+// identity, a CA already mapped to another MAC, a VSID in another routing
+// domain).
 //
 // Objects may be provisioned in any order, as the original cmdlets allow: a
 // lookup record that is well-formed but cannot be used yet (no on-link

@@ -58,3 +58,17 @@ func TestOnlyAPutMarksARecordUnsynchronized(t *testing.T) {
 		t.Errorf("Get with Unsynchronized true = %+v, %v", rs, err)
 	}
 }
+
+// Windows Server 2012 has no Type: a record at CA 0.0.0.0 without one is the
+// subnet's gateway wildcard; any other CA without one is Static.
+func TestARecordWithoutTypeAtCA0IsAGatewayWildcard(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	for ca, want := range map[string]string{"0.0.0.0": `"Type":2`, "10.0.0.8": `"Type":0`} {
+		status, body := e.do(t, http.MethodPost, "/v1/lookup-records",
+			`{"CustomerAddress":"`+ca+`","VirtualSubnetID":5001,"MACAddress":"00:15:5d:01:02:0b","ProviderAddress":"198.18.0.3"}`)
+		if status != http.StatusCreated || !strings.Contains(body, want) || !strings.Contains(body, `"Unusable":false`) {
+			t.Errorf("POST at CA %s without Type: %d %s, want %s", ca, status, body, want)
+		}
+	}
+}

@@ -124,8 +124,9 @@ func (x *tx) setStatus(r *LookupRecord) {
 // restate recomputes the state of the records this change may have made
 // usable or unusable that it did not write itself: those of VSIDs whose
 // on-link routes changed and, when this host's PAs changed, those with a
-// link-local PA. Adding a route or a PA can only make records usable, so
-// without unusable records there is nothing to look at then.
+// link-local PA. A new on-link route can only make records usable, so it
+// costs nothing while every record is usable; a removed one, or a change of
+// PAs, costs a scan of the records.
 func (x *tx) restate() {
 	gained := len(x.linked) > 0 && x.t.nUnusable > 0
 	if len(x.unlinked) == 0 && !gained && !x.pasOwned {

@@ -15,7 +15,7 @@ import (
 func (h *Host) applyRedirect(r vswitch.RedirectInfo) {
 	newPA := r.NewPA
 	_, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: r.CA, VirtualSubnetID: r.VSID, ProviderAddress: r.PA},
-		policy.LookupRecordChange{ProviderAddress: &newPA, Unconfirmed: true})
+		policy.LookupRecordChange{ProviderAddress: &newPA, Unsynchronized: true})
 	if err != nil {
 		h.log.Warn("applying redirect", "vsid", r.VSID, "ca", r.CA, "pa", r.PA, "newPA", r.NewPA, "err", err)
 		return

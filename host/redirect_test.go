@@ -45,7 +45,7 @@ func (h *Host) receive(src, dst netip.Addr, msg []byte) vswitch.Result {
 // TestForgedRedirectsChangeNothing installs a key for 198.18.0.2 through
 // the host's method, sends forged redirects that must leave the record as
 // it is and count their reasons, then a valid one that moves the record,
-// marked Unconfirmed until a Set confirms it.
+// marked Unsynchronized until a Set confirms it.
 func TestForgedRedirectsChangeNothing(t *testing.T) {
 	h, pa1, pa2 := redirectHost(t)
 	key := [32]byte{0x42}
@@ -87,8 +87,8 @@ func TestForgedRedirectsChangeNothing(t *testing.T) {
 		t.Fatalf("valid redirect: %v %v", r.Action, r.Reason)
 	}
 	recs := h.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: ca})
-	if len(recs) != 1 || recs[0].ProviderAddress != pa3 || !recs[0].Unconfirmed {
-		t.Fatalf("after the valid redirect: %+v, want PA %s marked Unconfirmed", recs, pa3)
+	if len(recs) != 1 || recs[0].ProviderAddress != pa3 || !recs[0].Unsynchronized {
+		t.Fatalf("after the valid redirect: %+v, want PA %s marked Unsynchronized", recs, pa3)
 	}
 	if h.mig.redirectsApplied.Load() != 1 {
 		t.Errorf("%d redirects applied, want 1", h.mig.redirectsApplied.Load())
@@ -104,7 +104,7 @@ func TestForgedRedirectsChangeNothing(t *testing.T) {
 	if _, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: ca, VirtualSubnetID: 5001}, policy.LookupRecordChange{ProviderAddress: &pa3}); err != nil {
 		t.Fatal(err)
 	}
-	if recs := h.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: ca}); len(recs) != 1 || recs[0].Unconfirmed {
+	if recs := h.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: ca}); len(recs) != 1 || recs[0].Unsynchronized {
 		t.Errorf("after a Set: %+v, want the mark cleared", recs)
 	}
 }

@@ -789,12 +789,10 @@ func (m *Model) plan(h HostRead) *Apply {
 		}
 	}
 
-	installed := policy.Objects{LookupRecords: make([]policy.LookupRecord, len(h.Records)), CustomerRoutes: h.Routes}
-	for i, r := range h.Records {
-		// Diagnostics wnvd sets are not the agent's to compare.
-		r.Unusable, r.Unsynchronized = false, false
-		installed.LookupRecords[i] = r
-	}
+	// Diff ignores Unusable, which wnvd derives, but not Unsynchronized: a
+	// record a redirect moved or kept while the server was away differs
+	// from the server's, so the agent puts that, which confirms it.
+	installed := policy.Objects{LookupRecords: h.Records, CustomerRoutes: h.Routes}
 	a.Batch = policy.Diff(installed, m.desired(h))
 	if len(a.Subnets) == 0 && len(a.Detach) == 0 && len(a.Attach) == 0 && batchEmpty(a.Batch) {
 		return nil
@@ -805,7 +803,8 @@ func (m *Model) plan(h HostRead) *Apply {
 // desired is the policy the host should have: every held routing domain's
 // records and routes, with records fetched on demand taking precedence. A
 // routing domain whose policy is still being fetched keeps what the host
-// has of it (fail static, e.g. restored from the checkpoint).
+// has of it (fail static, e.g. restored from the checkpoint), marked
+// Unsynchronized until the server's policy replaces it.
 func (m *Model) desired(h HostRead) policy.Objects {
 	var o policy.Objects
 	for _, k := range sortedRecKeys(m.extra) {
@@ -820,7 +819,8 @@ func (m *Model) desired(h HostRead) policy.Objects {
 	}
 	for _, r := range h.Records {
 		if _, ok := m.extra[keyOf(r)]; kept[r.VirtualSubnetID] && !ok {
-			r.Unusable, r.Unsynchronized = false, false
+			// Kept without the server's word on it.
+			r.Unsynchronized = true
 			o.LookupRecords = append(o.LookupRecords, r)
 		}
 	}

@@ -5,7 +5,8 @@ package policy
 // want are removed, new ones added, changed ones put; routes that differ in
 // anything but identity are removed and added again. cur is normally
 // Store.Objects(); want may be unnormalized (it is normalized the way Add
-// would). Provider addresses, provider routes and Global are not covered.
+// would, which drops the derived Unusable state). Provider addresses,
+// provider routes and Global are not covered.
 func Diff(cur, want Objects) Batch {
 	var b Batch
 	curRecs := make(map[recKey]LookupRecord, len(cur.LookupRecords))

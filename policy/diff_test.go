@@ -11,6 +11,13 @@ func TestDiffReconciles(t *testing.T) {
 	if b := Diff(cur, cur); !reflect.DeepEqual(b, Batch{}) {
 		t.Errorf("Diff of equal states is %+v, want empty", b)
 	}
+	// Unusable is derived by the store: a wanted record is never "changed"
+	// by it.
+	unusable := s.Objects()
+	unusable.LookupRecords[0].Unusable, unusable.LookupRecords[0].UnusableReason = true, "no customer route"
+	if b := Diff(unusable, cur); !reflect.DeepEqual(b, Batch{}) {
+		t.Errorf("Diff that differs in Unusable only is %+v, want empty", b)
+	}
 
 	want := s.Objects()
 	want.LookupRecords[0].ProviderAddress = addr("198.18.0.99") // 10.0.0.5 moved

@@ -9,10 +9,17 @@
 // transaction against the current Table and, if it succeeds, publishes a new
 // Table through an atomic pointer; a failed write leaves the state exactly as
 // it was and returns one sentence naming the field, the value and the rule,
-// of a kind that errors.Is tells apart: ErrInvalid (bad input or a missing
-// prerequisite), ErrNotFound (nothing matches), ErrExists (an existing object
-// blocks the change: same identity, a CA already mapped to another MAC, a
-// VSID in another routing domain, a route still covering records).
+// of a kind that errors.Is tells apart: ErrInvalid (bad input), ErrNotFound
+// (nothing matches), ErrExists (an existing object blocks the change: same
+// identity, a CA already mapped to another MAC, a VSID in another routing
+// domain).
+//
+// Objects may be provisioned in any order, as the original cmdlets allow: a
+// lookup record that is well-formed but cannot be used yet (no on-link
+// customer route covers its CA, its link-local PA is not configured here, its
+// Rule is not implemented) is stored and shown Unusable with a reason. The
+// Table's lookups skip it; every commit recomputes the state of the records
+// it may affect, so the record becomes usable when what it lacks arrives.
 //
 // Readers call Store.Table once per batch of packets and use that snapshot:
 // lookups by (VSID, CA), (VSID, MAC), gateway wildcard, routing domain,
@@ -23,6 +30,8 @@
 // while Load and Apply install a million records as one new Table.
 //
 // Zero values: Rule's zero value is TranslationMethodNat and Type's is
-// Static. The package keeps them as given; the provider API and wnvctl
-// default a missing Rule to Encap.
+// Static. The package keeps them as given, except that a Static record with
+// CA 0.0.0.0 or :: is a GatewayWildcard: Windows Server 2012 has no Type and
+// spells its wildcard that way. The provider API and wnvctl default a
+// missing Rule to Encap.
 package policy

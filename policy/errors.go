@@ -6,10 +6,10 @@ import (
 )
 
 // Error kinds, distinguishable with errors.Is. The HTTP APIs map them to
-// statuses (internal/jsonapi). ErrInvalid: bad input or a missing prerequisite
-// (e.g. no on-link route for a CA). ErrExists: an existing object blocks the
-// change (same identity, a CA mapped to another MAC, a VSID in another
-// routing domain, a route that records still depend on).
+// statuses (internal/jsonapi). ErrInvalid: bad input (a lookup record that
+// only lacks other objects is no error: it is stored Unusable). ErrExists:
+// an existing object blocks the change (same identity, a CA mapped to another
+// MAC, a VSID in another routing domain).
 var (
 	ErrInvalid  = errors.New("invalid")
 	ErrNotFound = errors.New("not found")

@@ -20,6 +20,9 @@ type LookupRecordFilter struct {
 	ProviderAddress netip.Addr
 	CustomerID      GUID
 	VMName          string
+	// Unusable and Unsynchronized select by state when set.
+	Unusable       *bool
+	Unsynchronized *bool
 }
 
 func (f *LookupRecordFilter) match(r *LookupRecord) bool {
@@ -28,7 +31,9 @@ func (f *LookupRecordFilter) match(r *LookupRecord) bool {
 		(f.MACAddress.IsZero() || f.MACAddress == r.MACAddress) &&
 		(!f.ProviderAddress.IsValid() || f.ProviderAddress.Unmap() == r.ProviderAddress) &&
 		(f.CustomerID.IsZero() || f.CustomerID == r.CustomerID) &&
-		(f.VMName == "" || f.VMName == r.VMName)
+		(f.VMName == "" || f.VMName == r.VMName) &&
+		(f.Unusable == nil || *f.Unusable == r.Unusable) &&
+		(f.Unsynchronized == nil || *f.Unsynchronized == r.Unsynchronized)
 }
 
 func (f *LookupRecordFilter) empty() bool { return *f == LookupRecordFilter{} }
@@ -42,13 +47,13 @@ type LookupRecordChange struct {
 	Rule            *Rule
 	VMName          *string
 	UseVmMACAddress *bool
-	// Unconfirmed is what the change leaves the mark at: only a redirect
+	// Unsynchronized is what the change leaves the mark at: only a redirect
 	// sets it, any other Set clears it. Not part of the provider API.
-	Unconfirmed bool `json:"-"`
+	Unsynchronized bool `json:"-"`
 }
 
 func (c *LookupRecordChange) apply(r *LookupRecord) {
-	r.Unconfirmed = c.Unconfirmed
+	r.Unsynchronized = c.Unsynchronized
 	if c.ProviderAddress != nil {
 		r.ProviderAddress = *c.ProviderAddress
 	}
@@ -175,7 +180,7 @@ func (t *Table) matchRecords(f *LookupRecordFilter) []*LookupRecord {
 	var ps []*LookupRecord
 	switch {
 	case f.VirtualSubnetID != 0 && f.CustomerAddress.IsValid() && !f.CustomerAddress.IsUnspecified():
-		if r, ok := t.LookupCA(f.VirtualSubnetID, f.CustomerAddress); ok && f.match(r) {
+		if r, ok := t.recordOf(f.VirtualSubnetID, f.CustomerAddress); ok && f.match(r) {
 			ps = append(ps, r)
 		}
 		return ps

@@ -57,8 +57,18 @@ func (x *tx) l2Records(vsid VSID) map[packet.MAC][]*LookupRecord {
 }
 
 // l2Replace swaps L2Only record old for nw: old nil adds nw, nw nil removes
-// old. Slices are never modified in place: older Tables still read them.
+// old. Unusable records count as nil: the switch never sees them. Slices are
+// never modified in place: older Tables still read them.
 func (x *tx) l2Replace(old, nw *LookupRecord) {
+	if old != nil && old.Unusable {
+		old = nil
+	}
+	if nw != nil && nw.Unusable {
+		nw = nil
+	}
+	if old == nil && nw == nil {
+		return
+	}
 	r := nw
 	if r == nil {
 		r = old

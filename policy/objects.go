@@ -58,11 +58,16 @@ type LookupRecord struct {
 	VMName          string     `json:"VMName,omitempty"`
 	Context         string     `json:"Context,omitempty"`
 	UseVmMACAddress bool       `json:"UseVmMACAddress"`
-	Unusable        bool       `json:"Unusable"`
-	Unsynchronized  bool       `json:"Unsynchronized"`
-	// Unconfirmed marks a record a redirect moved, until a Set of it
-	// through the provider API (the host agent confirming it) clears it.
-	Unconfirmed bool `json:"Unconfirmed,omitempty"`
+	// Unusable is derived state, recomputed by every change: the record is
+	// stored but the data path ignores it, for the reason UnusableReason
+	// gives, until the objects it lacks are provisioned.
+	Unusable       bool   `json:"Unusable"`
+	UnusableReason string `json:"UnusableReason,omitempty"`
+	// Unsynchronized marks a record the host agent has not confirmed with
+	// the policy server: one a redirect moved, until a Set or Put of it
+	// clears it, or one the agent keeps while the server is away. The store
+	// keeps it as given.
+	Unsynchronized bool `json:"Unsynchronized"`
 }
 
 // CustomerRoute routes CA space inside one routing domain. Identity:

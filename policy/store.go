@@ -48,7 +48,7 @@ func (s *Store) update(f func(x *tx) error) error {
 	err := f(x)
 	var t *Table
 	if err == nil && x.changed {
-		t, err = x.commit()
+		t = x.commit()
 	}
 	if t != nil {
 		s.cur.Store(t)
@@ -101,6 +101,8 @@ func (d *describe) add(cond bool, field string, v any) {
 	}
 }
 
+func deref(b *bool) bool { return b != nil && *b }
+
 func (d describe) String() string { return strings.Join(d, " and ") }
 
 func (f *LookupRecordFilter) String() string {
@@ -111,6 +113,8 @@ func (f *LookupRecordFilter) String() string {
 	d.add(f.ProviderAddress.IsValid(), "ProviderAddress", f.ProviderAddress)
 	d.add(!f.CustomerID.IsZero(), "CustomerID", f.CustomerID)
 	d.add(f.VMName != "", "VMName", f.VMName)
+	d.add(f.Unusable != nil, "Unusable", deref(f.Unusable))
+	d.add(f.Unsynchronized != nil, "Unsynchronized", deref(f.Unsynchronized))
 	return d.String()
 }
 
@@ -146,8 +150,10 @@ func (f *ProviderRouteFilter) String() string {
 // AddLookupRecord validates and adds r, returning it as stored (addresses in
 // canonical form). Rule and Type are taken as given: their zero values are
 // Nat and Static, so the provider API and wnvctl default a missing Rule to
-// Encap before calling. Unusable and Unsynchronized are kept as given; they
-// are read-only to users, so the provider API clears them.
+// Encap before calling. A record whose prerequisites are missing (see
+// LookupRecord.Unusable) is stored all the same. Unsynchronized is kept as
+// given (a checkpoint restores it, the host agent sets it); the provider API
+// refuses it from users.
 func (s *Store) AddLookupRecord(r LookupRecord) (LookupRecord, error) {
 	var out LookupRecord
 	err := s.update(func(x *tx) error {
@@ -264,8 +270,8 @@ func (s *Store) SetCustomerRoutes(f CustomerRouteFilter, metric uint32) ([]Custo
 }
 
 // RemoveCustomerRoutes removes the routes matching f (all for an empty
-// filter). It refuses (ErrExists) to leave a Static or Dynamic lookup record
-// outside every on-link route of its VSID.
+// filter). The lookup records they covered stay, Unusable, until a route
+// covers them again.
 func (s *Store) RemoveCustomerRoutes(f CustomerRouteFilter) ([]CustomerRoute, error) {
 	var out []CustomerRoute
 	err := s.update(func(x *tx) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,6 +92,15 @@ func TestSetLookupRecords(t *testing.T) {
 	if len(got) != 1 || got[0].ProviderAddress != pa || got[0].VMName != vm || got[0].Rule != nat {
 		t.Fatalf("Set returned %+v", got)
 	}
+	// The data path cannot do IP rewrite: the record waits, Unusable.
+	if !got[0].Unusable || !strings.HasPrefix(got[0].UnusableReason, "Rule Nat is not implemented") {
+		t.Errorf("record with Rule Nat: Unusable %v, reason %q", got[0].Unusable, got[0].UnusableReason)
+	}
+	if _, found := s.Table().LookupCA(5001, addr("10.0.0.5")); found {
+		t.Errorf("LookupCA found the unusable record")
+	}
+	enc := TranslationMethodEncap
+	ok(s.SetLookupRecords(LookupRecordFilter{MACAddress: mac("00:15:5d:00:00:05")}, LookupRecordChange{Rule: &enc}))
 	tb := s.Table()
 	if r, _ := tb.LookupCA(5001, addr("10.0.0.5")); r.ProviderAddress != pa || r.VMName != vm {
 		t.Errorf("LookupCA after Set = %+v", r)
@@ -106,7 +116,6 @@ func TestSetLookupRecords(t *testing.T) {
 	}
 	// A change that breaks a rule is refused as a whole.
 	useMAC := true
-	enc := TranslationMethodEncap
 	_, err = s.SetLookupRecords(LookupRecordFilter{}, LookupRecordChange{UseVmMACAddress: &useMAC, Rule: &enc})
 	if !errors.Is(err, ErrInvalid) || s.Table() != tb {
 		t.Errorf("invalid Set: err %v, table replaced %v", err, s.Table() != tb)

@@ -23,6 +23,9 @@ type Table struct {
 	gw     map[uint64]*LookupRecord // VSID|v6Bit -> GatewayWildcard record
 	l2only map[VSID]*L2Subnet       // see l2only.go
 	nrec   int
+	// nUnusable counts the records the data path must not use (Unusable):
+	// the lookups below skip them, and L2Subnets leave them out.
+	nUnusable int
 
 	rds   map[GUID]*rdTable
 	vsids map[VSID]*vsidInfo
@@ -80,31 +83,46 @@ func emptyTable() *Table {
 	}
 }
 
-// LookupCA returns the Static or Dynamic record of ca in vsid.
+// LookupCA returns the usable Static or Dynamic record of ca in vsid.
 func (t *Table) LookupCA(vsid VSID, ca netip.Addr) (*LookupRecord, bool) {
+	r, ok := t.recordOf(vsid, ca)
+	if !ok || r.Unusable {
+		return nil, false
+	}
+	return r, true
+}
+
+// recordOf returns the Static or Dynamic record of ca in vsid, usable or not.
+func (t *Table) recordOf(vsid VSID, ca netip.Addr) (*LookupRecord, bool) {
 	k := makeCAKey(vsid, ca)
 	return t.byCA.getAt(k.shard(), k)
 }
 
-// LookupMAC returns a record of mac in vsid (any of them: they share the VM's
-// PA).
+// LookupMAC returns a usable record of mac in vsid (any of them: they share
+// the VM's PA).
 func (t *Table) LookupMAC(vsid VSID, mac packet.MAC) (*LookupRecord, bool) {
 	k := makeMACKey(uint32(vsid), mac)
-	rs, ok := t.byMAC.getAt(k.shard(), k)
-	if !ok {
-		return nil, false
+	rs, _ := t.byMAC.getAt(k.shard(), k)
+	for _, r := range rs {
+		if !r.Unusable {
+			return r, true
+		}
 	}
-	return rs[0], true
+	return nil, false
 }
 
-// GatewayWildcard returns the GatewayWildcard record of vsid for the family.
+// GatewayWildcard returns the usable GatewayWildcard record of vsid for the
+// family.
 func (t *Table) GatewayWildcard(vsid VSID, v6 bool) (*LookupRecord, bool) {
 	vf := uint64(vsid)
 	if v6 {
 		vf |= v6Bit
 	}
 	r, ok := t.gw[vf]
-	return r, ok
+	if !ok || r.Unusable {
+		return nil, false
+	}
+	return r, true
 }
 
 // RoutingDomain returns the routing domain of vsid, known from its customer

@@ -26,6 +26,7 @@ type tx struct {
 	l2Work map[VSID]map[packet.MAC][]*LookupRecord // L2Only records of the VSIDs touched
 
 	rdWork   map[GUID]map[crKey]*CustomerRoute // routing domains touched
+	linked   map[VSID]bool                     // VSIDs that gained an on-link prefix
 	unlinked map[VSID]bool                     // VSIDs that lost an on-link prefix
 	changed  bool
 
@@ -59,7 +60,7 @@ func (x *tx) reset() {
 func (x *tx) clearRecords() {
 	e := emptyTable()
 	x.byCA, x.byZero, x.byMAC = newCOW(e.byCA), newCOW(e.byZero), newCOW(e.byMAC)
-	x.t.gw, x.t.l2only, x.t.nrec = e.gw, e.l2only, 0
+	x.t.gw, x.t.l2only, x.t.nrec, x.t.nUnusable = e.gw, e.l2only, 0, 0
 	x.l2Work = nil
 	x.gwOwned, x.changed = true, true
 }
@@ -75,7 +76,8 @@ func (x *tx) expect(n int) {
 	x.ptrSlab = make([]*LookupRecord, 0, n)
 }
 
-func (x *tx) commit() (*Table, error) {
+func (x *tx) commit() *Table {
+	x.restate()
 	t := x.t
 	t.byCA, t.byZero, t.byMAC = x.byCA.arr, x.byZero.arr, x.byMAC.arr
 	if len(x.rdWork) > 0 {
@@ -88,37 +90,68 @@ func (x *tx) commit() (*Table, error) {
 			}
 		}
 	}
-	if err := x.checkUnlinked(); err != nil {
-		return nil, err
-	}
 	if x.pasOwned {
 		t.pickLocalPAs()
 	}
 	x.commitL2(&t)
 	t.version = x.old.version + 1
-	return &t, nil
+	return &t
 }
 
-// checkUnlinked refuses to leave a Static or Dynamic record outside every
-// on-link route of its VSID after routes were removed.
-func (x *tx) checkUnlinked() error {
-	if len(x.unlinked) == 0 {
-		return nil
+// unusableReason says why the data path cannot use r with the objects x
+// holds now, or "" if it can. Objects may be provisioned in any order, so
+// these are states a record waits in, not errors.
+func (x *tx) unusableReason(r *LookupRecord) string {
+	switch {
+	case !zeroCA(r.Type) && !x.covered(r.VirtualSubnetID, r.CustomerAddress):
+		return fmt.Sprintf("no customer route: no on-link route of VirtualSubnetID %d covers CustomerAddress %s",
+			r.VirtualSubnetID, r.CustomerAddress)
+	case r.ProviderAddress.IsLinkLocalUnicast() && !x.t.IsLocalPA(r.ProviderAddress):
+		// No other host can be reached at a link-local PA.
+		return fmt.Sprintf("ProviderAddress %s is link-local, so it can only be this host's, and this host has not configured it",
+			r.ProviderAddress)
+	case r.Rule != TranslationMethodEncap:
+		return fmt.Sprintf("Rule %s is not implemented: this host only encapsulates (TranslationMethodEncap)", r.Rule)
 	}
-	var worst *LookupRecord
+	return ""
+}
+
+func (x *tx) setStatus(r *LookupRecord) {
+	r.UnusableReason = x.unusableReason(r)
+	r.Unusable = r.UnusableReason != ""
+}
+
+// restate recomputes the state of the records this change may have made
+// usable or unusable that it did not write itself: those of VSIDs whose
+// on-link routes changed and, when this host's PAs changed, those with a
+// link-local PA. A new on-link route can only make records usable, so it
+// costs nothing while every record is usable; a removed one, or a change of
+// PAs, costs a scan of the records.
+func (x *tx) restate() {
+	gained := len(x.linked) > 0 && x.t.nUnusable > 0
+	if len(x.unlinked) == 0 && !gained && !x.pasOwned {
+		return
+	}
+	var stale []*LookupRecord
+	check := func(r *LookupRecord) {
+		if (x.unlinked[r.VirtualSubnetID] || gained && r.Unusable && x.linked[r.VirtualSubnetID] ||
+			x.pasOwned && r.ProviderAddress.IsLinkLocalUnicast()) && x.unusableReason(r) != r.UnusableReason {
+			stale = append(stale, r)
+		}
+	}
 	for r := range x.byCA.arr.all {
-		if !x.unlinked[r.VirtualSubnetID] || x.covered(r.VirtualSubnetID, r.CustomerAddress) {
-			continue
-		}
-		if worst == nil || compareRecords(r, worst) < 0 {
-			worst = r
+		check(r)
+	}
+	if x.pasOwned {
+		for r := range x.byZero.arr.all {
+			check(r)
 		}
 	}
-	if worst != nil {
-		return existsf("CustomerAddress %s of VirtualSubnetID %d would be outside every on-link customer route: remove its lookup records first",
-			worst.CustomerAddress, worst.VirtualSubnetID)
+	for _, p := range stale {
+		n := *p
+		x.setStatus(&n)
+		x.replace(p, x.alloc(&n))
 	}
-	return nil
 }
 
 func (x *tx) covered(vsid VSID, ca netip.Addr) bool {
@@ -189,6 +222,7 @@ func (x *tx) addRecord(r LookupRecord) (*LookupRecord, error) {
 					r.VirtualSubnetID, family(r.CustomerAddress), g.MACAddress)
 			}
 		}
+		x.setStatus(&r)
 		p = x.alloc(&r)
 		x.byZero.set(zk, p)
 		switch r.Type {
@@ -207,17 +241,22 @@ func (x *tx) addRecord(r LookupRecord) (*LookupRecord, error) {
 			return nil, existsf("CustomerAddress %s in VirtualSubnetID %d is already mapped to MACAddress %s: remove that record first",
 				r.CustomerAddress, r.VirtualSubnetID, old.MACAddress)
 		}
-		if !x.covered(r.VirtualSubnetID, r.CustomerAddress) {
-			return nil, invalidf("CustomerAddress %s is outside every on-link customer route of VirtualSubnetID %d: add the route first",
-				r.CustomerAddress, r.VirtualSubnetID)
-		}
+		x.setStatus(&r)
 		p = x.alloc(&r)
 		x.byCA.set(k, p)
 	}
 	x.macAdd(p)
 	x.t.nrec++
+	x.t.nUnusable += b2i(p.Unusable)
 	x.changed = true
 	return p, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (x *tx) removeRecord(p *LookupRecord) {
@@ -238,6 +277,7 @@ func (x *tx) removeRecord(p *LookupRecord) {
 	}
 	x.macReplace(p, nil)
 	x.t.nrec--
+	x.t.nUnusable -= b2i(p.Unusable)
 	x.changed = true
 }
 
@@ -248,8 +288,15 @@ func (x *tx) setRecord(p *LookupRecord, c *LookupRecordChange) (*LookupRecord, e
 	if err := checkLookupRecord(&n); err != nil {
 		return nil, err
 	}
+	x.setStatus(&n)
 	x.moved(p, &n)
 	np := x.alloc(&n)
+	x.replace(p, np)
+	return np, nil
+}
+
+// replace puts np, a new version of p with the same identity, in p's place.
+func (x *tx) replace(p, np *LookupRecord) {
 	if zeroCA(p.Type) {
 		zk := zeroKey(p)
 		x.byZero.set(zk, np)
@@ -264,8 +311,8 @@ func (x *tx) setRecord(p *LookupRecord, c *LookupRecordChange) (*LookupRecord, e
 		x.byCA.set(makeCAKey(p.VirtualSubnetID, p.CustomerAddress), np)
 	}
 	x.macReplace(p, np)
+	x.t.nUnusable += b2i(np.Unusable) - b2i(p.Unusable)
 	x.changed = true
-	return np, nil
 }
 
 func (x *tx) macAdd(p *LookupRecord) {
@@ -363,6 +410,7 @@ func (x *tx) addRoute(r CustomerRoute) (*CustomerRoute, error) {
 	n.routes++
 	if p.OnLink() {
 		n.onLink = append(slices.Clip(n.onLink), p.DestinationPrefix)
+		mark(&x.linked, r.VirtualSubnetID)
 	}
 	x.ownVSIDs()
 	x.t.vsids[r.VirtualSubnetID] = &n
@@ -381,10 +429,7 @@ func (x *tx) removeRoute(p *CustomerRoute) {
 		if i := slices.Index(n.onLink, p.DestinationPrefix); i >= 0 {
 			n.onLink = slices.Delete(n.onLink, i, i+1)
 		}
-		if x.unlinked == nil {
-			x.unlinked = map[VSID]bool{}
-		}
-		x.unlinked[p.VirtualSubnetID] = true
+		mark(&x.unlinked, p.VirtualSubnetID)
 	}
 	if n.routes == 0 {
 		delete(x.t.vsids, p.VirtualSubnetID)
@@ -392,6 +437,13 @@ func (x *tx) removeRoute(p *CustomerRoute) {
 		x.t.vsids[p.VirtualSubnetID] = &n
 	}
 	x.changed = true
+}
+
+func mark(m *map[VSID]bool, v VSID) {
+	if *m == nil {
+		*m = map[VSID]bool{}
+	}
+	(*m)[v] = true
 }
 
 func (x *tx) setRouteMetric(p *CustomerRoute, metric uint32) *CustomerRoute {

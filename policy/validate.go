@@ -64,6 +64,13 @@ func family(a netip.Addr) string {
 func zeroCA(t RecordType) bool { return t == GatewayWildcard || t == L2Only }
 
 func checkLookupRecord(r *LookupRecord) error {
+	// Unusable is derived by the store, never taken from the caller.
+	r.Unusable, r.UnusableReason = false, ""
+	// Windows Server 2012 has no Type: its wildcard record is CA 0.0.0.0 or
+	// ::, which arrives here as Type's zero value, Static.
+	if r.Type == Static && r.CustomerAddress.IsValid() && r.CustomerAddress.Unmap().IsUnspecified() {
+		r.Type = GatewayWildcard
+	}
 	if err := checkVSID(r.VirtualSubnetID); err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func TestValidationRejectsAndLeavesStateUnchanged(t *testing.T) {
 			ErrInvalid, "CustomerAddress 10.0.0.7 is not allowed with Type L2Only: use 0.0.0.0 or ::"},
 		{"GatewayWildcard without CA", addRec(with(rec("", 5001, "00:15:5d:00:00:07", "198.18.0.2"), func(r *LookupRecord) { r.Type = GatewayWildcard })),
 			ErrInvalid, "CustomerAddress is missing: Type GatewayWildcard uses 0.0.0.0 or ::"},
-		{"Static with 0.0.0.0", addRec(rec("0.0.0.0", 5001, "00:15:5d:00:00:07", "198.18.0.2")),
+		{"Dynamic with 0.0.0.0", addRec(with(rec("0.0.0.0", 5001, "00:15:5d:00:00:07", "198.18.0.2"), func(r *LookupRecord) { r.Type = Dynamic })),
 			ErrInvalid, "CustomerAddress 0.0.0.0 is not unicast: use the VM's unicast address, or Type L2Only/GatewayWildcard with 0.0.0.0 or ::"},
 		{"Dynamic with multicast CA", addRec(with(rec("224.0.0.1", 5001, "00:15:5d:00:00:07", "198.18.0.2"), func(r *LookupRecord) { r.Type = Dynamic })),
 			ErrInvalid, "CustomerAddress 224.0.0.1 is not unicast: use the VM's unicast address, or Type L2Only/GatewayWildcard with 0.0.0.0 or ::"},
@@ -47,12 +47,6 @@ func TestValidationRejectsAndLeavesStateUnchanged(t *testing.T) {
 			ErrInvalid, "ProviderAddress fe80::1%eth0 has a zone: use an address without %zone"},
 		{"UseVmMACAddress without Nat", addRec(with(rec("10.0.0.7", 5001, "00:15:5d:00:00:07", "198.18.0.2"), func(r *LookupRecord) { r.UseVmMACAddress = true })),
 			ErrInvalid, "UseVmMACAddress is true but Rule is Encap: UseVmMACAddress needs Rule Nat (0)"},
-		{"CA outside on-link routes", addRec(rec("10.9.9.9", 5001, "00:15:5d:00:00:07", "198.18.0.2")),
-			ErrInvalid, "CustomerAddress 10.9.9.9 is outside every on-link customer route of VirtualSubnetID 5001: add the route first"},
-		{"CA in another VSID's prefix", addRec(rec("10.0.1.9", 5001, "00:15:5d:00:00:07", "198.18.0.2")),
-			ErrInvalid, "CustomerAddress 10.0.1.9 is outside every on-link customer route of VirtualSubnetID 5001: add the route first"},
-		{"VSID without routes", addRec(rec("10.0.0.7", 5003, "00:15:5d:00:00:07", "198.18.0.2")),
-			ErrInvalid, "CustomerAddress 10.0.0.7 is outside every on-link customer route of VirtualSubnetID 5003: add the route first"},
 		{"same identity", addRec(rec("10.0.0.5", 5001, "00:15:5d:00:00:05", "198.18.0.9")),
 			ErrExists, "LookupRecord 10.0.0.5 00:15:5d:00:00:05 in VirtualSubnetID 5001 already exists: use Set to change it"},
 		{"same CA, other MAC", addRec(rec("10.0.0.5", 5001, "00:15:5d:00:00:99", "198.18.0.2")),
@@ -80,14 +74,6 @@ func TestValidationRejectsAndLeavesStateUnchanged(t *testing.T) {
 			ErrExists, "VirtualSubnetID 5001 belongs to RoutingDomainID {11111111-2222-3333-4444-000000000001}: a virtual subnet belongs to exactly one routing domain"},
 		{"route exists", addRoute(route(rd1, 5001, "10.0.0.0/24", "0.0.0.0", 7)),
 			ErrExists, "CustomerRoute 10.0.0.0/24 via 0.0.0.0 in VirtualSubnetID 5001 of RoutingDomainID {11111111-2222-3333-4444-000000000001} already exists: use Set to change its Metric"},
-		{"remove route still in use", func(s *Store) error {
-			_, err := s.RemoveCustomerRoutes(CustomerRouteFilter{VirtualSubnetID: 5002})
-			return err
-		}, ErrExists, "CustomerAddress 10.0.1.6 of VirtualSubnetID 5002 would be outside every on-link customer route: remove its lookup records first"},
-		{"remove all routes", func(s *Store) error {
-			_, err := s.RemoveCustomerRoutes(CustomerRouteFilter{})
-			return err
-		}, ErrExists, "CustomerAddress 10.0.0.5 of VirtualSubnetID 5001 would be outside every on-link customer route: remove its lookup records first"},
 
 		{"PA not unicast", addPA(ProviderAddress{ProviderAddress: addr("0.0.0.0")}),
 			ErrInvalid, "ProviderAddress 0.0.0.0 is not unicast: use a unicast address of this host"},
@@ -146,9 +132,10 @@ func TestValidationRejectsAndLeavesStateUnchanged(t *testing.T) {
 		}, ErrNotFound, "RemoveLookupRecords[1]: LookupRecord 10.0.0.8 00:15:5d:00:00:08 in VirtualSubnetID 5001 does not exist"},
 		{"load is all-or-nothing", func(s *Store) error {
 			o := s.Objects()
-			o.LookupRecords = append(o.LookupRecords, rec("10.0.0.200", 5001, "00:15:5d:00:00:05", "198.18.0.2"), rec("10.0.9.9", 5001, "00:15:5d:00:00:09", "198.18.0.2"))
+			o.LookupRecords = append(o.LookupRecords, rec("10.0.0.200", 5001, "00:15:5d:00:00:05", "198.18.0.2"), rec("10.0.0.9", 5001, "00:15:5d:00:00:09", "198.18.0.255"))
+			o.LookupRecords[3].VirtualSubnetID = 42
 			return s.Load(o)
-		}, ErrInvalid, "LookupRecords[3]: CustomerAddress 10.0.9.9 is outside every on-link customer route of VirtualSubnetID 5001: add the route first"},
+		}, ErrInvalid, "LookupRecords[3]: VirtualSubnetID 42 is reserved: use 4096..16777214"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -65,22 +65,28 @@ func (h *handler) applyBatch(w http.ResponseWriter, r *http.Request) {
 		routes  *[]policy.CustomerRoute
 		// identity: a remove names the object; its other properties are ignored.
 		identity bool
+		// unsynced: Unsynchronized may be given. The host agent puts the
+		// records it keeps without the policy server's confirmation so.
+		unsynced bool
 	}{
-		{"RemoveLookupRecords", lists["RemoveLookupRecords"], &b.RemoveLookupRecords, nil, true},
-		{"RemoveCustomerRoutes", lists["RemoveCustomerRoutes"], nil, &b.RemoveCustomerRoutes, true},
-		{"AddCustomerRoutes", lists["AddCustomerRoutes"], nil, &b.AddCustomerRoutes, false},
-		{"AddLookupRecords", lists["AddLookupRecords"], &b.AddLookupRecords, nil, false},
-		{"PutLookupRecords", lists["PutLookupRecords"], &b.PutLookupRecords, nil, false},
+		{"RemoveLookupRecords", lists["RemoveLookupRecords"], &b.RemoveLookupRecords, nil, true, false},
+		{"RemoveCustomerRoutes", lists["RemoveCustomerRoutes"], nil, &b.RemoveCustomerRoutes, true, false},
+		{"AddCustomerRoutes", lists["AddCustomerRoutes"], nil, &b.AddCustomerRoutes, false, false},
+		{"AddLookupRecords", lists["AddLookupRecords"], &b.AddLookupRecords, nil, false, false},
+		{"PutLookupRecords", lists["PutLookupRecords"], &b.PutLookupRecords, nil, false, true},
 	} {
 		for i, item := range l.items {
 			var err error
 			if l.records != nil {
 				rec := fresh
 				err = jsonapi.DecodeBody(bytes.NewReader(item), &rec)
-				if err == nil && !l.identity && (rec.Unusable || rec.Unsynchronized) {
-					err = jsonapi.Invalid(errors.New("Unusable and Unsynchronized are read-only: leave them out"))
+				switch {
+				case err != nil || l.identity:
+				case rec.Unusable || rec.UnusableReason != "":
+					err = jsonapi.Invalid(errors.New("Unusable and UnusableReason are read-only: leave them out"))
+				case rec.Unsynchronized && !l.unsynced:
+					err = jsonapi.Invalid(errors.New("Unsynchronized is read-only here: leave it out, or put the record with PutLookupRecords"))
 				}
-				rec.Unusable, rec.Unsynchronized = false, false
 				*l.records = append(*l.records, rec)
 			} else {
 				var route policy.CustomerRoute

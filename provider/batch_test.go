@@ -46,17 +46,17 @@ func TestBatchWithOneBadItemChangesNothingAndNamesIt(t *testing.T) {
 	before, version := s.Objects(), s.Table().Version()
 	rec1 := before.LookupRecords[0]
 	good := policy.LookupRecord{CustomerAddress: ca2, VirtualSubnetID: 5001, MACAddress: mac2, ProviderAddress: pa2, Rule: policy.TranslationMethodEncap}
-	outside := good
-	outside.CustomerAddress = netip.MustParseAddr("10.9.0.1") // no on-link route
+	reserved := good
+	reserved.VirtualSubnetID = 42
 	for _, c := range []struct {
 		name   string
 		batch  policy.Batch
 		status int
 		prefix string
 	}{
-		{"CA outside every on-link route", policy.Batch{
+		{"reserved VSID", policy.Batch{
 			RemoveLookupRecords: []policy.LookupRecord{rec1},
-			AddLookupRecords:    []policy.LookupRecord{good, outside},
+			AddLookupRecords:    []policy.LookupRecord{good, reserved},
 		}, http.StatusBadRequest, "AddLookupRecords[1]: "},
 		{"remove of a missing record", policy.Batch{
 			AddLookupRecords:    []policy.LookupRecord{good},

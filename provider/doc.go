@@ -20,4 +20,9 @@
 // properties (an absent parameter matches anything; DELETE with no filter
 // removes all). PATCH's body is the change. Errors are {"error": "<one line>"}
 // with 400 (invalid), 404 (not found) or 409 (exists).
+//
+// A lookup record's Unusable, UnusableReason and Unsynchronized are read-only
+// states (see policy.LookupRecord) and Get filters (?Unusable=true). Only
+// PutLookupRecords of /v1/batch may give Unsynchronized: the host agent's
+// way of installing what the policy server has not confirmed.
 package provider

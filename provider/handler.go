@@ -327,8 +327,8 @@ func (h *handler) counters(w http.ResponseWriter, r *http.Request) {
 
 // addLookupRecord refuses the read-only diagnostics, which the host sets.
 func addLookupRecord(s *policy.Store, r policy.LookupRecord) (policy.LookupRecord, error) {
-	if r.Unusable || r.Unsynchronized {
-		return r, &policy.Error{Kind: policy.ErrInvalid, Msg: "Unusable and Unsynchronized are read-only: leave them out"}
+	if r.Unusable || r.UnusableReason != "" || r.Unsynchronized {
+		return r, &policy.Error{Kind: policy.ErrInvalid, Msg: "Unusable, UnusableReason and Unsynchronized are read-only: leave them out"}
 	}
 	return s.AddLookupRecord(r)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -20,7 +21,8 @@ func init() {
 
 // lookupRecordFlags binds the properties of a lookup record to flags.
 type lookupRecordFlags struct {
-	rec policy.LookupRecord
+	rec                      policy.LookupRecord
+	unusable, unsynchronized *bool // state filters of get and remove
 }
 
 // identity binds the identity properties, which every verb takes.
@@ -69,6 +71,7 @@ func (f *lookupRecordFlags) filter(cmd *cobra.Command) policy.LookupRecordFilter
 	if changed(cmd, "VMName") {
 		flt.VMName = f.rec.VMName
 	}
+	flt.Unusable, flt.Unsynchronized = f.unusable, f.unsynchronized
 	return flt
 }
 
@@ -131,6 +134,29 @@ func (f *lookupRecordFlags) filterFlags(cmd *cobra.Command) {
 	fs.Var(addrValue{&f.rec.ProviderAddress}, "ProviderAddress", "only records mapping to this provider address")
 	fs.Var(guidValue{&f.rec.CustomerID}, "CustomerID", "only records of this tenant")
 	fs.StringVar(&f.rec.VMName, "VMName", "", "only records with this VM name")
+	fs.Var(stateValue{&f.unusable}, "Unusable", "only records the data path can (false) or cannot (true) use yet")
+	fs.Var(stateValue{&f.unsynchronized}, "Unsynchronized", "only records (not) confirmed with the policy server")
+}
+
+// stateValue is a filter on a read-only boolean state: unset matches both.
+// It takes its value as the next argument, as the cmdlets do
+// (--Unusable true).
+type stateValue struct{ p **bool }
+
+func (v stateValue) String() string {
+	if *v.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(**v.p)
+}
+func (v stateValue) Type() string { return "true|false" }
+func (v stateValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return ruleError("use true or false")
+	}
+	*v.p = &b
+	return nil
 }
 
 func lookupRecordSet() *cobra.Command {
@@ -210,10 +236,10 @@ func lookupRecordRemove() *cobra.Command {
 
 // outputLookupRecords prints v as JSON, or rs as a table.
 func outputLookupRecords(cmd *cobra.Command, v any, rs []policy.LookupRecord) error {
-	t := outTable{header: []string{"CustomerAddress", "VirtualSubnetID", "MACAddress", "ProviderAddress", "Rule", "Type", "CustomerID", "VMName", "Flags"}}
+	t := outTable{header: []string{"CustomerAddress", "VirtualSubnetID", "MACAddress", "ProviderAddress", "Rule", "Type", "CustomerID", "VMName", "Flags", "UnusableReason"}}
 	for _, r := range rs {
 		t.add(addrCell(r.CustomerAddress), numCell(r.VirtualSubnetID), macCell(r.MACAddress), addrCell(r.ProviderAddress),
-			r.Rule.String(), r.Type.String(), guidCell(r.CustomerID), strCell(r.VMName), recordFlags(r))
+			r.Rule.String(), r.Type.String(), guidCell(r.CustomerID), strCell(r.VMName), recordFlags(r), strCell(r.UnusableReason))
 	}
 	return printResult(cmd, v, t)
 }
@@ -224,7 +250,7 @@ func recordFlags(r policy.LookupRecord) string {
 	for _, f := range []struct {
 		on   bool
 		name string
-	}{{r.UseVmMACAddress, "UseVmMACAddress"}, {r.Unusable, "Unusable"}, {r.Unsynchronized, "Unsynchronized"}, {r.Unconfirmed, "Unconfirmed"}} {
+	}{{r.UseVmMACAddress, "UseVmMACAddress"}, {r.Unusable, "Unusable"}, {r.Unsynchronized, "Unsynchronized"}} {
 		if f.on {
 			if len(s) > 0 {
 				s = append(s, ',')

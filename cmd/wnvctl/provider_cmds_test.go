@@ -76,8 +76,8 @@ func TestLookupRecordCommands(t *testing.T) {
 	out := ok(t, sock, "lookup-record", "new", "--CustomerAddress", "10.0.0.5", "--VirtualSubnetID", "5001",
 		"--MACAddress", "00-15-5D-01-02-03", "--ProviderAddress", "198.18.0.2", "--VMName", "web1")
 	want := "" +
-		"CustomerAddress  VirtualSubnetID  MACAddress         ProviderAddress  Rule   Type    CustomerID  VMName  Flags\n" +
-		"10.0.0.5         5001             00:15:5d:01:02:03  198.18.0.2       Encap  Static  -           web1    -\n"
+		"CustomerAddress  VirtualSubnetID  MACAddress         ProviderAddress  Rule   Type    CustomerID  VMName  Flags  UnusableReason\n" +
+		"10.0.0.5         5001             00:15:5d:01:02:03  198.18.0.2       Encap  Static  -           web1    -      -\n"
 	if out != want {
 		t.Fatalf("new printed\n%s\nwant\n%s", out, want)
 	}
@@ -97,6 +97,15 @@ func TestLookupRecordCommands(t *testing.T) {
 	out = ok(t, sock, "lookup-record", "get", "--ProviderAddress", "198.18.0.3")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "Nat   L2Only  {aaaaaaaa-0000-0000-0000-000000000001}  -       UseVmMACAddress") {
 		t.Fatalf("get --ProviderAddress printed\n%s", out)
+	}
+	// The data path only encapsulates: the Nat record waits, Unusable.
+	out = ok(t, sock, "lookup-record", "get", "--Unusable", "true")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 ||
+		!strings.HasSuffix(lines[1], "UseVmMACAddress,Unusable  Rule Nat is not implemented: this host only encapsulates (TranslationMethodEncap)") {
+		t.Fatalf("get --Unusable true printed\n%s", out)
+	}
+	if out := ok(t, sock, "lookup-record", "get", "--Unusable", "false", "--Unsynchronized", "false"); !strings.Contains(out, "10.0.0.5") || strings.Contains(out, "0.0.0.0") {
+		t.Fatalf("get --Unusable false printed\n%s", out)
 	}
 
 	ok(t, sock, "lookup-record", "set", "--CustomerAddress", "10.0.0.5", "--VirtualSubnetID", "5001",
@@ -269,7 +278,7 @@ func TestBadFlags(t *testing.T) {
 		{with("--VirtualSubnetID", "4095"), "VirtualSubnetID 4095 is reserved: use 4096..16777214"},
 		{with("--MACAddress", "zz"), `--MACAddress "zz" is malformed: use 00:15:5d:01:02:03 or 00-15-5D-01-02-03`},
 		{with("--CustomerAddress", "10.0.0.300"), `--CustomerAddress "10.0.0.300" is malformed: use an IPv4 or IPv6 address such as 10.0.0.5`},
-		{with("--CustomerAddress", "10.9.9.9"), "CustomerAddress 10.9.9.9 is outside every on-link customer route of VirtualSubnetID 5001: add the route first"},
+		{[]string{"lookup-record", "get", "--Unusable", "maybe"}, `--Unusable "maybe" is malformed: use true or false`},
 		{with("--Rule", "Tunnel"), `--Rule "Tunnel" is malformed: use Nat, Encap or None (or 0..2)`},
 		{with("--Type", "9"), `--Type "9" is malformed: use Static, Dynamic, GatewayWildcard or L2Only (or 0..3)`},
 		{with("--CustomerID", "{bad}"), `--CustomerID "{bad}" is malformed: use a GUID such as {11111111-2222-3333-4444-000000000000}`},

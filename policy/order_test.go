@@ -115,23 +115,28 @@ func TestGatewayWildcardWithoutType(t *testing.T) {
 // implement keeps a record unusable, an L2Only one out of its subnet too.
 func TestLinkLocalPAAndRule(t *testing.T) {
 	s := fixture(t)
+	// The gateway's own record only names its MAC: usable at once.
 	ok(s.AddLookupRecord(rec("10.0.0.1", 5001, "00:15:5d:00:00:01", "169.254.254.254")))
+	if why := states(t, s)["10.0.0.1"]; why != "" {
+		t.Errorf("the gateway address's record at 169.254.254.254: %q, want usable", why)
+	}
+	ok(s.AddLookupRecord(rec("10.0.0.9", 5001, "00:15:5d:00:00:09", "169.254.254.254")))
 	want := "ProviderAddress 169.254.254.254 is link-local, so it can only be this host's, and this host has not configured it"
-	if why := states(t, s)["10.0.0.1"]; why != want {
+	if why := states(t, s)["10.0.0.9"]; why != want {
 		t.Errorf("before the PA: %q, want %q", why, want)
 	}
 	ok(s.AddProviderAddress(ProviderAddress{ProviderAddress: addr("169.254.254.254"), PrefixLength: 16}))
-	if why := states(t, s)["10.0.0.1"]; why != "" {
+	if why := states(t, s)["10.0.0.9"]; why != "" {
 		t.Errorf("with the PA: %q", why)
 	}
 	if err := s.SetAddressState(addr("169.254.254.254"), AddressDuplicate); err != nil {
 		t.Fatal(err)
 	}
-	if why := states(t, s)["10.0.0.1"]; why != want {
+	if why := states(t, s)["10.0.0.9"]; why != want {
 		t.Errorf("with the PA a duplicate: %q", why)
 	}
 	ok(s.RemoveProviderAddresses(ProviderAddressFilter{ProviderAddress: addr("169.254.254.254")}))
-	if why := states(t, s)["10.0.0.1"]; why != want {
+	if why := states(t, s)["10.0.0.9"]; why != want {
 		t.Errorf("after removing the PA: %q", why)
 	}
 

@@ -102,11 +102,16 @@ func (x *tx) commit() *Table {
 // holds now, or "" if it can. Objects may be provisioned in any order, so
 // these are states a record waits in, not errors.
 func (x *tx) unusableReason(r *LookupRecord) string {
+	pfx, covered := x.onLinkFor(r.VirtualSubnetID, r.CustomerAddress)
+	// A record of a subnet's gateway address gives the gateway its MAC
+	// and is never sent to: Microsoft's scripts put it at the link-local
+	// PA 169.254.254.254, which no host configures.
+	gateway := covered && GatewayAddress(pfx) == r.CustomerAddress
 	switch {
-	case !zeroCA(r.Type) && !x.covered(r.VirtualSubnetID, r.CustomerAddress):
+	case !zeroCA(r.Type) && !covered:
 		return fmt.Sprintf("no customer route: no on-link route of VirtualSubnetID %d covers CustomerAddress %s",
 			r.VirtualSubnetID, r.CustomerAddress)
-	case r.ProviderAddress.IsLinkLocalUnicast() && !x.t.IsLocalPA(r.ProviderAddress):
+	case r.ProviderAddress.IsLinkLocalUnicast() && !gateway && !x.t.IsLocalPA(r.ProviderAddress):
 		// No other host can be reached at a link-local PA.
 		return fmt.Sprintf("ProviderAddress %s is link-local, so it can only be this host's, and this host has not configured it",
 			r.ProviderAddress)
@@ -154,13 +159,12 @@ func (x *tx) restate() {
 	}
 }
 
-func (x *tx) covered(vsid VSID, ca netip.Addr) bool {
+func (x *tx) onLinkFor(vsid VSID, ca netip.Addr) (netip.Prefix, bool) {
 	v, ok := x.t.vsids[vsid]
 	if !ok {
-		return false
+		return netip.Prefix{}, false
 	}
-	_, ok = v.onLinkFor(ca)
-	return ok
+	return v.onLinkFor(ca)
 }
 
 // Lookup records.

@@ -248,7 +248,7 @@ func TestBadInput(t *testing.T) {
 		{"reserved VSID", "POST", "/v1/lookup-records", `{"CustomerAddress":"10.0.0.6","VirtualSubnetID":4095,"MACAddress":"00:15:5d:01:02:04","ProviderAddress":"198.18.0.3"}`,
 			400, "VirtualSubnetID 4095 is reserved: use 4096..16777214"},
 		{"malformed MAC", "POST", "/v1/lookup-records", `{"CustomerAddress":"10.0.0.6","VirtualSubnetID":5001,"MACAddress":"zz","ProviderAddress":"198.18.0.3"}`,
-			400, `MACAddress "zz" is malformed: use 00:15:5d:01:02:03`},
+			400, `MACAddress "zz" is malformed: use 12 hex digits such as 00155D010203`},
 		{"malformed CA", "POST", "/v1/lookup-records", `{"CustomerAddress":"10.0.0.300",` + rec + `}`,
 			400, `CustomerAddress "10.0.0.300" is malformed: use an IPv4 or IPv6 address such as 10.0.0.5`},
 		{"VSID not a number", "POST", "/v1/lookup-records", `{"CustomerAddress":"10.0.0.6","VirtualSubnetID":"x"}`,

@@ -130,7 +130,7 @@ func (v macValue) Set(s string) error {
 	}
 	m, err := packet.ParseMAC(s)
 	if err != nil {
-		return ruleError("use 00:15:5d:01:02:03 or 00-15-5D-01-02-03")
+		return ruleError(packet.MAC{}.Syntax())
 	}
 	*v.p = m
 	return nil

@@ -261,7 +261,7 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{with("--VirtualSubnetID", "abc"), `--VirtualSubnetID "abc" is malformed: use a number 4096..16777214`},
 		{with("--VirtualSubnetID", "4095"), "VirtualSubnetID 4095 is reserved: use 4096..16777214"},
-		{with("--MACAddress", "zz"), `--MACAddress "zz" is malformed: use 00:15:5d:01:02:03 or 00-15-5D-01-02-03`},
+		{with("--MACAddress", "zz"), `--MACAddress "zz" is malformed: use 12 hex digits such as 00155D010203, or 00-15-5D-01-02-03, 00:15:5d:01:02:03 or 0015.5d01.0203`},
 		{with("--CustomerAddress", "10.0.0.300"), `--CustomerAddress "10.0.0.300" is malformed: use an IPv4 or IPv6 address such as 10.0.0.5`},
 		{with("--CustomerAddress", "10.9.9.9"), "CustomerAddress 10.9.9.9 is outside every on-link customer route of VirtualSubnetID 5001: add the route first"},
 		{with("--Rule", "Tunnel"), `--Rule "Tunnel" is malformed: use Nat, Encap or None (or 0..2)`},

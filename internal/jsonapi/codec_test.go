@@ -22,7 +22,7 @@ func TestQueryRoundTrip(t *testing.T) {
 		VMName:          "web 1 & co",
 	}
 	q := EncodeQuery(lf)
-	if len(q) != 6 || q.Get("MACAddress") != "00:15:5d:01:02:03" || q.Get("CustomerID") != "{11111111-2222-3333-4444-000000000000}" {
+	if len(q) != 6 || q.Get("MACAddress") != "00155D010203" || q.Get("CustomerID") != "{11111111-2222-3333-4444-000000000000}" {
 		t.Fatalf("EncodeQuery = %v", q)
 	}
 	wire, err := url.ParseQuery(q.Encode())

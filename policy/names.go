@@ -52,6 +52,15 @@ func ParseRecordType(s string) (RecordType, error) {
 	return 0, invalidf("Type %q is unknown: use Static, Dynamic, GatewayWildcard or L2Only", s)
 }
 
+// ParseAddressState accepts Invalid, Tentative, Duplicate, Deprecated,
+// Preferred (any case) or their numbers 0..4.
+func ParseAddressState(s string) (AddressState, error) {
+	if i := parseName(strings.ToLower(s), stateNames[:]); i >= 0 {
+		return AddressState(i), nil
+	}
+	return 0, invalidf("AddressState %q is unknown: use Invalid, Tentative, Duplicate, Deprecated or Preferred", s)
+}
+
 func parseName(lower string, names []string) int {
 	for i, n := range names {
 		if lower == strings.ToLower(n) || lower == strconv.Itoa(i) {

@@ -81,7 +81,7 @@ func TestValidationRejectsAndLeavesStateUnchanged(t *testing.T) {
 		{"route exists", addRoute(route(rd1, 5001, "10.0.0.0/24", "0.0.0.0", 7)),
 			ErrExists, "CustomerRoute 10.0.0.0/24 via 0.0.0.0 in VirtualSubnetID 5001 of RoutingDomainID {11111111-2222-3333-4444-000000000001} already exists: use Set to change its Metric"},
 		{"remove route still in use", func(s *Store) error {
-			_, err := s.RemoveCustomerRoutes(CustomerRouteFilter{VirtualSubnetID: 5002})
+			_, err := s.RemoveCustomerRoutes(CustomerRouteFilter{VirtualSubnetID: []VSID{5002}})
 			return err
 		}, ErrExists, "CustomerAddress 10.0.1.6 of VirtualSubnetID 5002 would be outside every on-link customer route: remove its lookup records first"},
 		{"remove all routes", func(s *Store) error {
@@ -114,19 +114,19 @@ func TestValidationRejectsAndLeavesStateUnchanged(t *testing.T) {
 			return err
 		}, ErrInvalid, "Rule 7 is out of range: use 0 (Nat), 1 (Encap) or 2 (None)"},
 		{"set matches nothing", func(s *Store) error {
-			_, err := s.SetLookupRecords(LookupRecordFilter{VirtualSubnetID: 5009}, LookupRecordChange{Rule: new(Rule)})
+			_, err := s.SetLookupRecords(LookupRecordFilter{VirtualSubnetID: []VSID{5009}}, LookupRecordChange{Rule: new(Rule)})
 			return err
 		}, ErrNotFound, "no lookup record has VirtualSubnetID 5009"},
 		{"remove matches nothing", func(s *Store) error {
-			_, err := s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: addr("10.0.0.9"), VirtualSubnetID: 5001})
+			_, err := s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: []netip.Addr{addr("10.0.0.9")}, VirtualSubnetID: []VSID{5001}})
 			return err
 		}, ErrNotFound, "no lookup record has CustomerAddress 10.0.0.9 and VirtualSubnetID 5001"},
 		{"set route metric matches nothing", func(s *Store) error {
-			_, err := s.SetCustomerRoutes(CustomerRouteFilter{RoutingDomainID: rd2}, 1)
+			_, err := s.SetCustomerRoutes(CustomerRouteFilter{RoutingDomainID: []Wildcard{MustParseWildcard(rd2.String())}}, 1)
 			return err
 		}, ErrNotFound, "no customer route has RoutingDomainID {11111111-2222-3333-4444-000000000002}"},
 		{"remove PA matches nothing", func(s *Store) error {
-			_, err := s.RemoveProviderAddresses(ProviderAddressFilter{ProviderAddress: addr("198.18.0.99")})
+			_, err := s.RemoveProviderAddresses(ProviderAddressFilter{ProviderAddress: []netip.Addr{addr("198.18.0.99")}})
 			return err
 		}, ErrNotFound, "no provider address has ProviderAddress 198.18.0.99"},
 

@@ -153,11 +153,11 @@ func TestGateway(t *testing.T) {
 			t.Fatalf("record %+v does not install: %v", r, err)
 		}
 	}
-	wild := st.LookupRecords(policy.LookupRecordFilter{CustomerAddress: addr("0.0.0.0")})
+	wild := st.LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{addr("0.0.0.0")}})
 	if len(wild) != 1 || wild[0].MACAddress != mac(99) || wild[0].Type != policy.GatewayWildcard {
 		t.Fatalf("wildcard records: %+v", wild)
 	}
-	def := st.CustomerRoutes(policy.CustomerRouteFilter{DestinationPrefix: netip.MustParsePrefix("0.0.0.0/0")})
+	def := st.CustomerRoutes(policy.CustomerRouteFilter{DestinationPrefix: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}})
 	if len(def) != 1 || def[0].NextHop != addr("10.0.1.254") {
 		t.Fatalf("default routes: %+v", def)
 	}

@@ -99,6 +99,12 @@ func (c *Client) ProviderAddresses(ctx context.Context, f policy.ProviderAddress
 	return list[policy.ProviderAddress](c, ctx, http.MethodGet, "/v1/provider-addresses", f, nil)
 }
 
+// SetProviderAddresses applies ch to the addresses matching f and returns
+// them as changed.
+func (c *Client) SetProviderAddresses(ctx context.Context, f policy.ProviderAddressFilter, ch policy.ProviderAddressChange) ([]policy.ProviderAddress, error) {
+	return list[policy.ProviderAddress](c, ctx, http.MethodPatch, "/v1/provider-addresses", f, ch)
+}
+
 // RemoveProviderAddresses removes the addresses matching f (all for an empty f).
 func (c *Client) RemoveProviderAddresses(ctx context.Context, f policy.ProviderAddressFilter) ([]policy.ProviderAddress, error) {
 	return list[policy.ProviderAddress](c, ctx, http.MethodDelete, "/v1/provider-addresses", f, nil)

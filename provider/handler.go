@@ -50,11 +50,12 @@ func NewHandler(b Backend) http.Handler {
 		remove: (*policy.Store).RemoveCustomerRoutes,
 	}.register(h)
 
-	collection[policy.ProviderAddress, policy.ProviderAddressFilter, struct{}]{
+	collection[policy.ProviderAddress, policy.ProviderAddressFilter, policy.ProviderAddressChange]{
 		path:   "/v1/provider-addresses",
 		fresh:  func() policy.ProviderAddress { return policy.ProviderAddress{} },
 		add:    (*policy.Store).AddProviderAddress,
 		list:   (*policy.Store).ProviderAddresses,
+		set:    (*policy.Store).SetProviderAddresses,
 		remove: (*policy.Store).RemoveProviderAddresses,
 	}.register(h)
 
@@ -305,6 +306,7 @@ func (h *handler) nextHop(w http.ResponseWriter, r *http.Request) {
 		jsonapi.WriteError(w, err)
 		return
 	}
+	nh.NextHopQuery = q // the cmdlet's output echoes its inputs
 	jsonapi.WriteJSON(w, http.StatusOK, nh)
 }
 

@@ -95,7 +95,7 @@ func TestLookupRecordCommands(t *testing.T) {
 
 	ok(t, sock, "lookup-record", "set", "--CustomerAddress", "10.0.0.5", "--VirtualSubnetID", "5001",
 		"--ProviderAddress", "198.18.0.9", "--Context", "moved")
-	r := b.Store().LookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.5")})
+	r := b.Store().LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("10.0.0.5")}})
 	if len(r) != 1 || r[0].ProviderAddress != netip.MustParseAddr("198.18.0.9") || r[0].Context != "moved" || r[0].VMName != "web1" {
 		t.Fatalf("after set the store has %+v", r)
 	}
@@ -197,8 +197,8 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 	}
 	out = ok(t, sock, "next-hop", "--SourceCustomerAddress", "10.0.0.5", "--DestinationCustomerAddress", "10.0.0.6", "--SourceVirtualSubnetID", "5001")
 	want = "" +
-		"NextHopAddress  SourceMACAddress   NextHopMACAddress  ProviderAddress  VirtualSubnetID\n" +
-		"10.0.0.6        00:15:5d:01:02:03  00:15:5d:01:02:04  198.18.0.2       5001\n"
+		"SourceCustomerAddress  DestinationCustomerAddress  SourceVirtualSubnetID  NextHopAddress  SourceMACAddress   NextHopMACAddress  ProviderAddress  VirtualSubnetID\n" +
+		"10.0.0.5               10.0.0.6                    5001                   10.0.0.6        00:15:5d:01:02:03  00:15:5d:01:02:04  198.18.0.2       5001\n"
 	if out != want {
 		t.Fatalf("next-hop printed\n%s\nwant\n%s", out, want)
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"net/netip"
 	"slices"
 	"testing"
@@ -143,6 +144,34 @@ func TestRouteAndPAFilterLists(t *testing.T) {
 	} {
 		if got := s.ProviderAddresses(c.f); len(got) != c.want {
 			t.Errorf("%s: %d PAs, want %d", c.name, len(got), c.want)
+		}
+	}
+}
+
+// TestRuleWireNumbers: Go's Rule is the wire number plus one, so that its
+// zero value is RuleUnset; JSON and text keep the original numbers.
+func TestRuleWireNumbers(t *testing.T) {
+	for _, c := range []struct {
+		r    Rule
+		json string
+	}{{RuleUnset, "null"}, {TranslationMethodNat, "0"}, {TranslationMethodEncap, "1"}, {TranslationMethodNone, "2"}} {
+		if b, err := json.Marshal(c.r); err != nil || string(b) != c.json {
+			t.Errorf("Marshal(%v) = %s, %v; want %s", c.r, b, err, c.json)
+		}
+		r := TranslationMethodEncap
+		if err := json.Unmarshal([]byte(c.json), &r); err != nil || (c.r != RuleUnset && r != c.r) || (c.r == RuleUnset && r != TranslationMethodEncap) {
+			t.Errorf("Unmarshal(%s) = %v, %v", c.json, r, err)
+		}
+	}
+	for _, s := range []string{"0", "nat", "TranslationMethodNat"} {
+		if r, err := ParseRule(s); err != nil || r != TranslationMethodNat {
+			t.Errorf("ParseRule(%q) = %v, %v", s, r, err)
+		}
+	}
+	var r Rule
+	for _, s := range []string{"3", "-1", `"Nat"`, "1.0"} {
+		if err := json.Unmarshal([]byte(s), &r); err == nil {
+			t.Errorf("Unmarshal(%s) accepted", s)
 		}
 	}
 }

@@ -404,7 +404,7 @@ func TestConcurrentReadersDuringWrites(t *testing.T) {
 			for i := range 300 {
 				ca := netip.AddrFrom4([4]byte{10, 0, 0, byte(100 + w)})
 				m := mac(fmt.Sprintf("02:00:00:00:%02x:%02x", w, i%200))
-				if _, err := s.AddLookupRecord(LookupRecord{CustomerAddress: ca, VirtualSubnetID: 5001, MACAddress: m, ProviderAddress: addr("198.18.0.2")}); err != nil {
+				if _, err := s.AddLookupRecord(LookupRecord{CustomerAddress: ca, VirtualSubnetID: 5001, MACAddress: m, ProviderAddress: addr("198.18.0.2"), Rule: TranslationMethodNat}); err != nil {
 					t.Error(err)
 					return
 				}

@@ -47,8 +47,9 @@ func list[T any](c *Client, ctx context.Context, method, path string, filter, ch
 	return out, err
 }
 
-// AddLookupRecord creates r. Note that Rule 0 is TranslationMethodNat: set
-// Rule explicitly.
+// AddLookupRecord creates r. A Rule left out (policy.RuleUnset) is sent as
+// absent and gets the API's default, Encap; Nat is only ever sent when asked
+// for.
 func (c *Client) AddLookupRecord(ctx context.Context, r policy.LookupRecord) (policy.LookupRecord, error) {
 	return add(c, ctx, "/v1/lookup-records", r)
 }

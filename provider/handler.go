@@ -30,8 +30,9 @@ func NewHandler(b Backend) http.Handler {
 
 	collection[policy.LookupRecord, policy.LookupRecordFilter, policy.LookupRecordChange]{
 		path: "/v1/lookup-records",
-		// A record created without Rule or Type is an NVGRE static mapping,
-		// the common case and the original cmdlet's default.
+		// A record created without Rule (absent or null; the Go client
+		// sends policy.RuleUnset as null) or Type is an NVGRE static
+		// mapping, the common case. Nat, 0 on the wire, must be asked for.
 		fresh: func() policy.LookupRecord {
 			return policy.LookupRecord{Rule: policy.TranslationMethodEncap, Type: policy.Static}
 		},

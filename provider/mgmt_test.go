@@ -90,3 +90,36 @@ func TestSetProviderAddresses(t *testing.T) {
 		t.Fatalf("set of an absent PA: %v; want ErrNotFound", err)
 	}
 }
+
+// TestRuleOmissionIsNeverNat: Nat is 0 on the wire, so a Go record without a
+// Rule must not become Nat through the typed client.
+func TestRuleOmissionIsNeverNat(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	r, err := e.c.AddLookupRecord(e.ctx, policy.LookupRecord{CustomerAddress: ca2, VirtualSubnetID: 5001, MACAddress: mac2, ProviderAddress: pa2})
+	if err != nil || r.Rule != policy.TranslationMethodEncap {
+		t.Fatalf("AddLookupRecord without Rule = %+v, %v; want Rule Encap", r, err)
+	}
+	nat := netip.MustParseAddr("10.0.0.8")
+	r, err = e.c.AddLookupRecord(e.ctx, policy.LookupRecord{CustomerAddress: nat, VirtualSubnetID: 5001, MACAddress: packet.MAC{2, 0, 0, 0, 0, 8},
+		ProviderAddress: pa2, Rule: policy.TranslationMethodNat})
+	if err != nil || r.Rule != policy.TranslationMethodNat {
+		t.Fatalf("AddLookupRecord with Rule Nat = %+v, %v", r, err)
+	}
+	if status, body := e.do(t, "GET", "/v1/lookup-records?CustomerAddress=10.0.0.8&Rule=0", ""); status != http.StatusOK || !strings.Contains(body, `"Rule":0,`) {
+		t.Fatalf("GET Rule=0 = %d %s; want the Nat record with its wire number", status, body)
+	}
+	if status, body := e.do(t, "POST", "/v1/lookup-records", `{"CustomerAddress":"10.0.0.9","VirtualSubnetID":5001,"MACAddress":"020000000009","ProviderAddress":"198.18.0.3","Rule":null}`); status != http.StatusCreated || !strings.Contains(body, `"Rule":1,`) {
+		t.Fatalf("POST Rule null = %d %s; want Encap", status, body)
+	}
+	for _, body := range []string{`{"Rule":3}`, `{"Rule":-1}`} {
+		if status, out := e.do(t, "PATCH", "/v1/lookup-records?CustomerAddress=10.0.0.9", body); status != http.StatusBadRequest || !strings.Contains(out, "is malformed: use 0 (Nat), 1 (Encap) or 2 (None)") {
+			t.Errorf("PATCH %s = %d %s", body, status, out)
+		}
+	}
+	// The store, below the API's default, refuses a record without Rule.
+	if _, err := e.b.Store().AddLookupRecord(policy.LookupRecord{CustomerAddress: netip.MustParseAddr("10.0.0.10"), VirtualSubnetID: 5001,
+		MACAddress: packet.MAC{2, 0, 0, 0, 0, 10}, ProviderAddress: pa2}); !errors.Is(err, policy.ErrInvalid) || err.Error() != "Rule is missing: use 0 (Nat), 1 (Encap) or 2 (None)" {
+		t.Fatalf("store add without Rule: %v", err)
+	}
+}

@@ -29,9 +29,9 @@ type LookupRecordFilter struct {
 	VMName          []Wildcard
 	UseVmMACAddress []bool
 	Type            []RecordType
-	// The read-only diagnostics Unusable and Unsynchronized are filtered
-	// here too, when they are set by the host: add them to match, empty and
-	// String below.
+	// Filters on the read-only diagnostics Unusable and Unsynchronized
+	// ([]bool, as UseVmMACAddress) go here, with a line each in match,
+	// empty and String below.
 }
 
 func (f *LookupRecordFilter) match(r *LookupRecord) bool {

@@ -45,8 +45,9 @@ func ParseMAC(s string) (MAC, error) {
 	return m, nil
 }
 
-// macDigits strips the separators of one of ParseMAC's forms, leaving the
-// 12 characters that must be hex digits.
+// macDigits drops the separators of one of ParseMAC's forms, leaving the 12
+// characters that must be hex digits. Only the separator positions are
+// dropped, so a separator anywhere else fails as a non-digit.
 func macDigits(s string) (string, bool) {
 	var group int
 	var sep byte
@@ -63,13 +64,16 @@ func macDigits(s string) (string, bool) {
 	default:
 		return "", false
 	}
-	// Separators sit after every group: at group, 2*group+1, ...
-	for i := group; i < len(s); i += group + 1 {
-		if s[i] != sep {
+	var b strings.Builder
+	// Groups start at 0, group+1, 2*(group+1), ...; a separator follows
+	// each but the last.
+	for i := 0; i < len(s); i += group + 1 {
+		b.WriteString(s[i : i+group])
+		if i+group < len(s) && s[i+group] != sep {
 			return "", false
 		}
 	}
-	return strings.ReplaceAll(s, string(sep), ""), true
+	return b.String(), true
 }
 
 // MarshalText gives the form WMI prints, 12 upper-case hex digits

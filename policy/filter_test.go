@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/wnv/wnv/packet"
 )
@@ -174,4 +176,30 @@ func TestRuleWireNumbers(t *testing.T) {
 			t.Errorf("Unmarshal(%s) accepted", s)
 		}
 	}
+}
+
+// FuzzParseWildcard checks that any pattern compiles or fails without a
+// panic, and that escaping every character of s gives a pattern matching
+// exactly s.
+func FuzzParseWildcard(f *testing.F) {
+	for _, s := range []string{"web*", "vm[1-3]?", "a`*b", "[[]x]", "[a`]", "DOMAIN\\web", "[z-a]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return
+		}
+		if w, err := ParseWildcard(s); err == nil {
+			w.Match(s)
+		}
+		var esc strings.Builder
+		for _, c := range s {
+			esc.WriteRune('`')
+			esc.WriteRune(c)
+		}
+		w, err := ParseWildcard(esc.String())
+		if err != nil || !w.Match(s) || (s != "" && w.Match(s+"x")) {
+			t.Fatalf("escaped %q: %v, matches itself %v", s, err, err == nil && w.Match(s))
+		}
+	})
 }

@@ -197,7 +197,7 @@ func TestRecordSetMovesARunningFlowAndDetachStopsIt(t *testing.T) {
 	// Both hosts learn the move: A sends to the new PA, B accepts b's
 	// traffic there.
 	for _, c := range clients {
-		if _, err := c.SetLookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: ca[1], VirtualSubnetID: 8001},
+		if _, err := c.SetLookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: []netip.Addr{ca[1]}, VirtualSubnetID: []policy.VSID{8001}},
 			policy.LookupRecordChange{ProviderAddress: &pa[2]}); err != nil {
 			t.Fatal(err)
 		}

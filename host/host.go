@@ -390,7 +390,8 @@ func (h *Host) NextHop(q provider.NextHopQuery) (provider.NextHop, error) {
 	if err != nil {
 		return provider.NextHop{}, &policy.Error{Kind: policy.ErrNotFound, Msg: err.Error()}
 	}
-	return provider.NextHop(r), nil
+	return provider.NextHop{NextHopAddress: r.NextHopAddress, SourceMACAddress: r.SourceMACAddress, NextHopMACAddress: r.NextHopMACAddress,
+		ProviderAddress: r.ProviderAddress, VirtualSubnetID: r.VirtualSubnetID}, nil
 }
 
 // namedPorts gives the counters of the attached ports their names; counters

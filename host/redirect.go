@@ -14,7 +14,7 @@ import (
 // customer-address-moved notifications (the latter from the store's moves).
 func (h *Host) applyRedirect(r vswitch.RedirectInfo) {
 	newPA := r.NewPA
-	_, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: r.CA, VirtualSubnetID: r.VSID, ProviderAddress: r.PA},
+	_, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{r.CA}, VirtualSubnetID: []policy.VSID{r.VSID}, ProviderAddress: []netip.Addr{r.PA}},
 		policy.LookupRecordChange{ProviderAddress: &newPA, Unsynchronized: true})
 	if err != nil {
 		h.log.Warn("applying redirect", "vsid", r.VSID, "ca", r.CA, "pa", r.PA, "newPA", r.NewPA, "err", err)

@@ -86,7 +86,7 @@ func TestForgedRedirectsChangeNothing(t *testing.T) {
 	if r := h.receive(pa2, pa1, valid); r.Action != vswitch.Redirect {
 		t.Fatalf("valid redirect: %v %v", r.Action, r.Reason)
 	}
-	recs := h.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: ca})
+	recs := h.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{ca}})
 	if len(recs) != 1 || recs[0].ProviderAddress != pa3 || !recs[0].Unsynchronized {
 		t.Fatalf("after the valid redirect: %+v, want PA %s marked Unsynchronized", recs, pa3)
 	}
@@ -101,10 +101,10 @@ func TestForgedRedirectsChangeNothing(t *testing.T) {
 		t.Errorf("redirect-replay counted %d, want 1", h.sw.Counters.Dropped(vswitch.ReasonRedirectReplay))
 	}
 	// The agent confirms the record (any Set of it): the mark goes.
-	if _, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: ca, VirtualSubnetID: 5001}, policy.LookupRecordChange{ProviderAddress: &pa3}); err != nil {
+	if _, err := h.store.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{ca}, VirtualSubnetID: []policy.VSID{5001}}, policy.LookupRecordChange{ProviderAddress: &pa3}); err != nil {
 		t.Fatal(err)
 	}
-	if recs := h.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: ca}); len(recs) != 1 || recs[0].Unsynchronized {
+	if recs := h.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{ca}}); len(recs) != 1 || recs[0].Unsynchronized {
 		t.Errorf("after a Set: %+v, want the mark cleared", recs)
 	}
 }

@@ -360,7 +360,7 @@ func waitPreferred(t *testing.T, c *provider.Client, pa netip.Addr) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		pas, err := c.ProviderAddresses(context.Background(), policy.ProviderAddressFilter{ProviderAddress: pa})
+		pas, err := c.ProviderAddresses(context.Background(), policy.ProviderAddressFilter{ProviderAddress: []netip.Addr{pa}})
 		if err == nil && len(pas) == 1 && pas[0].AddressState == policy.AddressPreferred {
 			time.Sleep(100 * time.Millisecond) // sockets open right after the state is recorded
 			return

@@ -39,7 +39,7 @@ func TestAgentInstallsByWatchAndFetchesAMissingRecordWithoutLosingTheFirstPacket
 	// it. Twice in a row: the second mismatch comes within the first's
 	// dedup window, and must not be held back by it.
 	for i := range 2 {
-		if _, err := h1.RemoveLookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.11")}); err != nil {
+		if _, err := h1.RemoveLookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("10.0.0.11")}}); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()

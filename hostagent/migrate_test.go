@@ -63,7 +63,7 @@ func stream(t *testing.T, p *prober, d, after time.Duration, migrate func()) (se
 
 func recordPA(t *testing.T, ctx context.Context, c *provider.Client, ca string) netip.Addr {
 	t.Helper()
-	recs, err := c.LookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr(ca)})
+	recs, err := c.LookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr(ca)}})
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("records of %s: %v, %v", ca, recs, err)
 	}

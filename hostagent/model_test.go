@@ -492,7 +492,7 @@ func TestMigrationAttachesDetachesAndKeepsTheRoutingDomainForTheGrace(t *testing
 			t.Fatalf("rd2's record %v stays after the grace", r)
 		}
 	}
-	if got := h.host.store.CustomerRoutes(policy.CustomerRouteFilter{RoutingDomainID: rd2}); len(got) != 0 {
+	if got := h.host.store.CustomerRoutes(policy.CustomerRouteFilter{RoutingDomainID: []policy.Wildcard{policy.MustParseWildcard(rd2.String())}}); len(got) != 0 {
 		t.Fatalf("rd2's routes stay after the grace: %v", got)
 	}
 }

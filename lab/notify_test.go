@@ -137,7 +137,7 @@ func TestNotificationsInTheLab(t *testing.T) {
 		})
 		blue2, _ := l.Topology.VM("blue2")
 		for _, ca := range blue2.CAs() {
-			if _, err := host1.RemoveLookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: ca, VirtualSubnetID: 5001}); err != nil {
+			if _, err := host1.RemoveLookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: []netip.Addr{ca}, VirtualSubnetID: []policy.VSID{5001}}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -225,7 +225,7 @@ func TestNotificationsInTheLab(t *testing.T) {
 				}
 				states = append(states, fmt.Sprint(ev.ProviderAddress.AddressState))
 			}
-			if _, err := host1.RemoveProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: pa}); err != nil {
+			if _, err := host1.RemoveProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: []netip.Addr{pa}}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -300,7 +300,7 @@ func TestNotificationsInTheLab(t *testing.T) {
 		if c := ev.CustomerAddress; c == nil || c.NotificationReason != notify.CustomerAddressMoved || c.CA != blue2.V4 || c.PA != pa3 {
 			t.Fatalf("got %+v, want customer address 10.0.0.11 moved to 198.18.0.3", c)
 		}
-		recs, err := host1.LookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: blue2.V4, VirtualSubnetID: 5001})
+		recs, err := host1.LookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: []netip.Addr{blue2.V4}, VirtualSubnetID: []policy.VSID{5001}})
 		if err != nil || len(recs) != 1 || recs[0].ProviderAddress != pa3 {
 			t.Fatalf("host1's record of 10.0.0.11 after the redirect: %+v, %v; want PA 198.18.0.3", recs, err)
 		}

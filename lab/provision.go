@@ -55,7 +55,7 @@ func (l *Lab) provision(ctx context.Context) error {
 func (l *Lab) waitPAs(ctx context.Context) error {
 	for _, h := range l.Topology.Hosts {
 		for {
-			pas, err := l.Client(h.Name).ProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: h.PA.Addr()})
+			pas, err := l.Client(h.Name).ProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: []netip.Addr{h.PA.Addr()}})
 			if err != nil {
 				return fmt.Errorf("%s: provider address %v: %w", h.Name, h.PA.Addr(), err)
 			}

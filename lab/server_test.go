@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wnv/wnv/lab/probe"
+	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 )
 
@@ -95,7 +96,7 @@ func TestPolicyServerLab(t *testing.T) {
 		if n := r.Notifications["host3"]["ca-added"]; n != 2 {
 			t.Errorf("host3 raised %d customer-address-added notifications, want 2 (blue2's CAs)", n)
 		}
-		recs, err := l.Client("host1").LookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.11"), VirtualSubnetID: 5001})
+		recs, err := l.Client("host1").LookupRecords(ctx, policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("10.0.0.11")}, VirtualSubnetID: []policy.VSID{5001}})
 		if err != nil || len(recs) != 1 || recs[0].ProviderAddress != netip.MustParseAddr("198.18.0.3") {
 			t.Errorf("host1's record of blue2: %+v, %v; want PA 198.18.0.3", recs, err)
 		}
@@ -142,7 +143,7 @@ func TestPolicyServerLab(t *testing.T) {
 		// fetched on demand) before it does.
 		for _, h := range l.Topology.Hosts {
 			waitUntil(t, h.Name+" to hold both of blue4's records", func() bool {
-				recs, err := l.Client(h.Name).LookupRecords(ctx, policy.LookupRecordFilter{VirtualSubnetID: 5001, MACAddress: blue4.MAC})
+				recs, err := l.Client(h.Name).LookupRecords(ctx, policy.LookupRecordFilter{VirtualSubnetID: []policy.VSID{5001}, MACAddress: []packet.MAC{blue4.MAC}})
 				return err == nil && len(recs) == 2
 			})
 		}

@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"net/netip"
 	"reflect"
 	"testing"
+
+	"github.com/wnv/wnv/packet"
 )
 
 func l2rec(ca string, vsid VSID, m, pa string) LookupRecord {
@@ -34,7 +37,7 @@ func TestL2SubnetFloodPaths(t *testing.T) {
 		t.Error("VSID 5002 has no L2Only records, yet L2Only(5002) is not nil")
 	}
 
-	ok(s.SetLookupRecords(LookupRecordFilter{MACAddress: mac("02:00:00:00:00:02")}, LookupRecordChange{ProviderAddress: new(addr("198.18.0.4"))}))
+	ok(s.SetLookupRecords(LookupRecordFilter{MACAddress: []packet.MAC{mac("02:00:00:00:00:02")}}, LookupRecordChange{ProviderAddress: new(addr("198.18.0.4"))}))
 	want = []Path{{addr("198.18.0.1"), addr("198.18.0.3")}, {addr("198.18.0.1"), addr("198.18.0.4")}}
 	if got := s.Table().L2Only(5001).Flood(); !reflect.DeepEqual(got, want) {
 		t.Errorf("after Set: Flood = %v, want %v", got, want)
@@ -50,11 +53,11 @@ func TestL2SubnetFloodPaths(t *testing.T) {
 		t.Errorf("after adding PAs: Flood = %v, want %v", got, want)
 	}
 
-	ok(s.RemoveLookupRecords(LookupRecordFilter{VirtualSubnetID: 5001, CustomerAddress: addr("0.0.0.0")}))
+	ok(s.RemoveLookupRecords(LookupRecordFilter{VirtualSubnetID: []VSID{5001}, CustomerAddress: []netip.Addr{addr("0.0.0.0")}}))
 	if l2 := s.Table().L2Only(5001); l2 == nil || l2.Records(mac("02:00:00:00:00:01")) != nil || len(l2.Records(mac("02:00:00:00:00:03"))) != 1 {
 		t.Errorf("after removing the IPv4 L2Only records: %v", l2)
 	}
-	ok(s.RemoveLookupRecords(LookupRecordFilter{VirtualSubnetID: 5001, CustomerAddress: addr("::")}))
+	ok(s.RemoveLookupRecords(LookupRecordFilter{VirtualSubnetID: []VSID{5001}, CustomerAddress: []netip.Addr{addr("::")}}))
 	if l2 := s.Table().L2Only(5001); l2 != nil {
 		t.Errorf("L2Only(5001) = %v after removing every L2Only record, want nil", l2)
 	}

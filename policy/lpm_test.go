@@ -67,7 +67,7 @@ func TestRouteLongestPrefixMatch(t *testing.T) {
 		}
 	}
 	// Changing metrics flips the winner among equal prefixes.
-	ok(s.SetCustomerRoutes(CustomerRouteFilter{VirtualSubnetID: 5002, DestinationPrefix: pfx("0.0.0.0/0")}, 20))
+	ok(s.SetCustomerRoutes(CustomerRouteFilter{VirtualSubnetID: []VSID{5002}, DestinationPrefix: []netip.Prefix{pfx("0.0.0.0/0")}}, 20))
 	if r, _ := s.Table().Route(rd1, addr("8.8.8.8")); r.VirtualSubnetID != 5001 {
 		t.Errorf("after raising 5002's default Metric, Route picks %+v", r)
 	}

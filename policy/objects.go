@@ -15,12 +15,20 @@ const (
 )
 
 // Rule is how a lookup record's CA is translated on the wire.
+//
+// In the original enum TranslationMethodNat is 0, so a record built in Go
+// without a Rule would silently be Nat. Rule's zero value is therefore
+// RuleUnset, and the constants are the original numbers plus one; JSON and
+// text carry the original numbers (Nat 0, Encap 1, None 2), and RuleUnset
+// is JSON null, which the provider API reads as absent and gives its
+// default, Encap. The store refuses RuleUnset.
 type Rule uint8
 
 const (
-	TranslationMethodNat   Rule = 0
-	TranslationMethodEncap Rule = 1
-	TranslationMethodNone  Rule = 2
+	RuleUnset Rule = iota
+	TranslationMethodNat
+	TranslationMethodEncap
+	TranslationMethodNone
 )
 
 // RecordType says where a lookup record came from and how it is matched.

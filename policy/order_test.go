@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/wnv/wnv/packet"
 )
 
 func yes() *bool { b := true; return &b }
@@ -54,7 +57,7 @@ func TestWS2012ProvisioningOrder(t *testing.T) {
 		t.Errorf("after the route of 5002: %q", got)
 	}
 
-	ok(s.RemoveCustomerRoutes(CustomerRouteFilter{VirtualSubnetID: 5002}))
+	ok(s.RemoveCustomerRoutes(CustomerRouteFilter{VirtualSubnetID: []VSID{5002}}))
 	got := states(t, s)
 	if want := "no customer route: no on-link route of VirtualSubnetID 5002 covers CustomerAddress 10.0.1.6"; got["10.0.1.6"] != want {
 		t.Errorf("after removing the route of 5002: %q, want %q", got["10.0.1.6"], want)
@@ -62,7 +65,7 @@ func TestWS2012ProvisioningOrder(t *testing.T) {
 	if got["10.0.0.5"] != "" || got["10.0.0.6"] != "" {
 		t.Errorf("removing the route of 5002 changed 5001: %q", got)
 	}
-	if rs := s.LookupRecords(LookupRecordFilter{Unusable: yes()}); len(rs) != 1 || rs[0].CustomerAddress != addr("10.0.1.6") {
+	if rs := s.LookupRecords(LookupRecordFilter{Unusable: []bool{true}}); len(rs) != 1 || rs[0].CustomerAddress != addr("10.0.1.6") {
 		t.Errorf("Get with Unusable true = %+v", rs)
 	}
 
@@ -135,7 +138,7 @@ func TestLinkLocalPAAndRule(t *testing.T) {
 	if why := states(t, s)["10.0.0.9"]; why != want {
 		t.Errorf("with the PA a duplicate: %q", why)
 	}
-	ok(s.RemoveProviderAddresses(ProviderAddressFilter{ProviderAddress: addr("169.254.254.254")}))
+	ok(s.RemoveProviderAddresses(ProviderAddressFilter{ProviderAddress: []netip.Addr{addr("169.254.254.254")}}))
 	if why := states(t, s)["10.0.0.9"]; why != want {
 		t.Errorf("after removing the PA: %q", why)
 	}
@@ -150,7 +153,7 @@ func TestLinkLocalPAAndRule(t *testing.T) {
 		t.Errorf("the unusable L2Only record made 5001 an L2Only subnet")
 	}
 	enc := TranslationMethodEncap
-	ok(s.SetLookupRecords(LookupRecordFilter{MACAddress: l2.MACAddress}, LookupRecordChange{Rule: &enc}))
+	ok(s.SetLookupRecords(LookupRecordFilter{MACAddress: []packet.MAC{l2.MACAddress}}, LookupRecordChange{Rule: &enc}))
 	if rs := s.Table().L2Only(5001).Records(l2.MACAddress); len(rs) != 1 || rs[0].Unusable {
 		t.Errorf("L2Only records after Rule Encap: %+v", rs)
 	}
@@ -162,12 +165,12 @@ func TestLinkLocalPAAndRule(t *testing.T) {
 func TestUnsynchronized(t *testing.T) {
 	s := fixture(t)
 	pa := addr("198.18.0.7")
-	f := LookupRecordFilter{CustomerAddress: addr("10.0.0.5"), VirtualSubnetID: 5001}
+	f := LookupRecordFilter{CustomerAddress: []netip.Addr{addr("10.0.0.5")}, VirtualSubnetID: []VSID{5001}}
 	got := ok(s.SetLookupRecords(f, LookupRecordChange{ProviderAddress: &pa, Unsynchronized: true}))
 	if len(got) != 1 || !got[0].Unsynchronized || got[0].Unusable {
 		t.Fatalf("after the redirect's Set: %+v", got)
 	}
-	if rs := s.LookupRecords(LookupRecordFilter{Unsynchronized: yes()}); len(rs) != 1 || rs[0].CustomerAddress != addr("10.0.0.5") {
+	if rs := s.LookupRecords(LookupRecordFilter{Unsynchronized: []bool{true}}); len(rs) != 1 || rs[0].CustomerAddress != addr("10.0.0.5") {
 		t.Errorf("Get with Unsynchronized true = %+v", rs)
 	}
 	if _, found := s.Table().LookupCA(5001, addr("10.0.0.5")); !found {
@@ -179,7 +182,7 @@ func TestUnsynchronized(t *testing.T) {
 	if err := l.Load(o); err != nil {
 		t.Fatal(err)
 	}
-	if rs := l.LookupRecords(LookupRecordFilter{Unsynchronized: yes()}); len(rs) != 1 {
+	if rs := l.LookupRecords(LookupRecordFilter{Unsynchronized: []bool{true}}); len(rs) != 1 {
 		t.Errorf("Load dropped the mark: %+v", l.LookupRecords(LookupRecordFilter{}))
 	}
 
@@ -188,7 +191,7 @@ func TestUnsynchronized(t *testing.T) {
 	if err := s.Apply(Batch{PutLookupRecords: []LookupRecord{put}}); err != nil {
 		t.Fatal(err)
 	}
-	if rs := s.LookupRecords(LookupRecordFilter{Unsynchronized: yes()}); len(rs) != 0 {
+	if rs := s.LookupRecords(LookupRecordFilter{Unsynchronized: []bool{true}}); len(rs) != 0 {
 		t.Errorf("Put left the mark: %+v", rs)
 	}
 }

@@ -205,7 +205,7 @@ func BenchmarkAddInto1M(b *testing.B) {
 	r := LookupRecord{CustomerAddress: caOf(million), VirtualSubnetID: 5000 + million/1024, MACAddress: macOf(million),
 		ProviderAddress: addr("198.18.0.1"), Rule: TranslationMethodEncap}
 	ok(s.AddCustomerRoute(CustomerRoute{RoutingDomainID: rd1, VirtualSubnetID: r.VirtualSubnetID, DestinationPrefix: netip.PrefixFrom(r.CustomerAddress, 32)}))
-	f := LookupRecordFilter{CustomerAddress: r.CustomerAddress, VirtualSubnetID: r.VirtualSubnetID}
+	f := LookupRecordFilter{CustomerAddress: []netip.Addr{r.CustomerAddress}, VirtualSubnetID: []VSID{r.VirtualSubnetID}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.AddLookupRecord(r); err != nil {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -90,59 +89,6 @@ func at(list string, i int, err error) error {
 		return &Error{Kind: e.Kind, Msg: fmt.Sprintf("%s[%d]: %s", list, i, e.Msg)}
 	}
 	return fmt.Errorf("%s[%d]: %w", list, i, err)
-}
-
-// describe lists the set fields of a filter for not-found errors.
-type describe []string
-
-func (d *describe) add(cond bool, field string, v any) {
-	if cond {
-		*d = append(*d, fmt.Sprintf("%s %v", field, v))
-	}
-}
-
-func deref(b *bool) bool { return b != nil && *b }
-
-func (d describe) String() string { return strings.Join(d, " and ") }
-
-func (f *LookupRecordFilter) String() string {
-	var d describe
-	d.add(f.CustomerAddress.IsValid(), "CustomerAddress", f.CustomerAddress)
-	d.add(f.VirtualSubnetID != 0, "VirtualSubnetID", f.VirtualSubnetID)
-	d.add(!f.MACAddress.IsZero(), "MACAddress", f.MACAddress)
-	d.add(f.ProviderAddress.IsValid(), "ProviderAddress", f.ProviderAddress)
-	d.add(!f.CustomerID.IsZero(), "CustomerID", f.CustomerID)
-	d.add(f.VMName != "", "VMName", f.VMName)
-	d.add(f.Unusable != nil, "Unusable", deref(f.Unusable))
-	d.add(f.Unsynchronized != nil, "Unsynchronized", deref(f.Unsynchronized))
-	return d.String()
-}
-
-func (f *CustomerRouteFilter) String() string {
-	var d describe
-	d.add(!f.RoutingDomainID.IsZero(), "RoutingDomainID", f.RoutingDomainID)
-	d.add(f.VirtualSubnetID != 0, "VirtualSubnetID", f.VirtualSubnetID)
-	d.add(f.DestinationPrefix.IsValid(), "DestinationPrefix", f.DestinationPrefix)
-	d.add(f.NextHop.IsValid(), "NextHop", f.NextHop)
-	d.add(!f.CustomerID.IsZero(), "CustomerID", f.CustomerID)
-	return d.String()
-}
-
-func (f *ProviderAddressFilter) String() string {
-	var d describe
-	d.add(f.ProviderAddress.IsValid(), "ProviderAddress", f.ProviderAddress)
-	d.add(f.InterfaceIndex != 0, "InterfaceIndex", f.InterfaceIndex)
-	d.add(f.VlanID != 0, "VlanID", f.VlanID)
-	return d.String()
-}
-
-func (f *ProviderRouteFilter) String() string {
-	var d describe
-	d.add(f.InterfaceIndex != 0, "InterfaceIndex", f.InterfaceIndex)
-	d.add(f.DestinationPrefix.IsValid(), "DestinationPrefix", f.DestinationPrefix)
-	d.add(f.NextHop.IsValid(), "NextHop", f.NextHop)
-	d.add(!f.CustomerID.IsZero(), "CustomerID", f.CustomerID)
-	return d.String()
 }
 
 // Lookup records.
@@ -326,6 +272,32 @@ func (s *Store) RemoveProviderAddresses(f ProviderAddressFilter) ([]ProviderAddr
 		for i, p := range ps {
 			x.removePA(p)
 			out[i] = *p
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SetProviderAddresses applies c to every PA matching f, checking each as
+// AddProviderAddress does, and returns them as changed. ErrNotFound if none
+// match; on any error nothing changes.
+func (s *Store) SetProviderAddresses(f ProviderAddressFilter, c ProviderAddressChange) ([]ProviderAddress, error) {
+	var out []ProviderAddress
+	err := s.update(func(x *tx) error {
+		ps := x.old.matchPAs(&f)
+		if len(ps) == 0 {
+			return notFoundf("no provider address has %s", &f)
+		}
+		out = make([]ProviderAddress, len(ps))
+		for i, p := range ps {
+			np, err := x.setPA(p, &c)
+			if err != nil {
+				return err
+			}
+			out[i] = *np
 		}
 		return nil
 	})

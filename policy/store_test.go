@@ -66,15 +66,15 @@ func TestLookupIndexes(t *testing.T) {
 
 	// Removing the CA record of a MAC leaves LookupMAC answering from the
 	// MAC's other (L2Only) record.
-	ok(s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: addr("10.0.0.5"), VirtualSubnetID: 5001}))
+	ok(s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: []netip.Addr{addr("10.0.0.5")}, VirtualSubnetID: []VSID{5001}}))
 	if r, found := s.Table().LookupMAC(5001, mac("00:15:5d:00:00:05")); !found || r.Type != L2Only {
 		t.Errorf("after removing the CA record, LookupMAC = %v, %v; want the L2Only record", r, found)
 	}
-	ok(s.RemoveLookupRecords(LookupRecordFilter{MACAddress: mac("00:15:5d:00:00:05")}))
+	ok(s.RemoveLookupRecords(LookupRecordFilter{MACAddress: []packet.MAC{mac("00:15:5d:00:00:05")}}))
 	if _, found := s.Table().LookupMAC(5001, mac("00:15:5d:00:00:05")); found || s.Table().L2Only(5001) != nil {
 		t.Errorf("MAC still known after removing all its records")
 	}
-	ok(s.RemoveLookupRecords(LookupRecordFilter{VirtualSubnetID: 5002, CustomerAddress: addr("0.0.0.0")}))
+	ok(s.RemoveLookupRecords(LookupRecordFilter{VirtualSubnetID: []VSID{5002}, CustomerAddress: []netip.Addr{addr("0.0.0.0")}}))
 	if _, found := s.Table().GatewayWildcard(5002, false); found {
 		t.Errorf("gateway wildcard still present after removal")
 	}
@@ -84,7 +84,7 @@ func TestSetLookupRecords(t *testing.T) {
 	s := fixture(t)
 	old := s.Table()
 	pa, vm, nat := addr("198.18.0.42"), "vm-a", TranslationMethodNat
-	got, err := s.SetLookupRecords(LookupRecordFilter{MACAddress: mac("00:15:5d:00:00:05")},
+	got, err := s.SetLookupRecords(LookupRecordFilter{MACAddress: []packet.MAC{mac("00:15:5d:00:00:05")}},
 		LookupRecordChange{ProviderAddress: &pa, VMName: &vm, Rule: &nat})
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestSetLookupRecords(t *testing.T) {
 		t.Errorf("LookupCA found the unusable record")
 	}
 	enc := TranslationMethodEncap
-	ok(s.SetLookupRecords(LookupRecordFilter{MACAddress: mac("00:15:5d:00:00:05")}, LookupRecordChange{Rule: &enc}))
+	ok(s.SetLookupRecords(LookupRecordFilter{MACAddress: []packet.MAC{mac("00:15:5d:00:00:05")}}, LookupRecordChange{Rule: &enc}))
 	tb := s.Table()
 	if r, _ := tb.LookupCA(5001, addr("10.0.0.5")); r.ProviderAddress != pa || r.VMName != vm {
 		t.Errorf("LookupCA after Set = %+v", r)
@@ -125,7 +125,7 @@ func TestSetLookupRecords(t *testing.T) {
 func TestRoutesSetAndRemove(t *testing.T) {
 	s := fixture(t)
 	ok(s.AddCustomerRoute(route(rd1, 5001, "0.0.0.0/0", "10.0.0.254", 10)))
-	got := ok(s.SetCustomerRoutes(CustomerRouteFilter{DestinationPrefix: pfx("0.0.0.0/0")}, 3))
+	got := ok(s.SetCustomerRoutes(CustomerRouteFilter{DestinationPrefix: []netip.Prefix{pfx("0.0.0.0/0")}}, 3))
 	if len(got) != 1 || got[0].Metric != 3 || got[0].NextHop != addr("10.0.0.254") {
 		t.Errorf("SetCustomerRoutes returned %+v", got)
 	}
@@ -188,7 +188,7 @@ func TestProviderAddressesAndLocalPA(t *testing.T) {
 	if len(got) != 3 || got[0].ProviderAddress != addr("198.18.0.5") || got[2].ProviderAddress != addr("fd00:198::1") {
 		t.Errorf("ProviderAddresses not in address order: %+v", got)
 	}
-	ok(s.RemoveProviderAddresses(ProviderAddressFilter{ProviderAddress: addr("198.18.0.5")}))
+	ok(s.RemoveProviderAddresses(ProviderAddressFilter{ProviderAddress: []netip.Addr{addr("198.18.0.5")}}))
 	if a, _ := s.Table().LocalPA(false); a != addr("198.18.0.9") {
 		t.Errorf("LocalPA(v4) = %v after removing the preferred one", a)
 	}
@@ -201,7 +201,7 @@ func TestProviderRoutes(t *testing.T) {
 		t.Errorf("on-link NextHop stored as %v", r.NextHop)
 	}
 	ok(s.AddProviderRoute(ProviderRoute{InterfaceIndex: 2, DestinationPrefix: pfx("0.0.0.0/0"), NextHop: addr("198.18.0.254")}))
-	got := ok(s.SetProviderRoutes(ProviderRouteFilter{NextHop: addr("0.0.0.0")}, 50))
+	got := ok(s.SetProviderRoutes(ProviderRouteFilter{NextHop: []netip.Addr{addr("0.0.0.0")}}, 50))
 	if len(got) != 1 || got[0].Metric != 50 || got[0].DestinationPrefix != pfx("198.18.0.0/15") {
 		t.Errorf("SetProviderRoutes = %+v", got)
 	}
@@ -244,19 +244,19 @@ func TestFiltersAndOrder(t *testing.T) {
 		t.Errorf("order %v, want %v", order, want)
 	}
 	for name, f := range map[string]LookupRecordFilter{
-		"CustomerID": {CustomerID: cid},
-		"VMName":     {VMName: "web"},
-		"PA and VSID": {ProviderAddress: addr("198.18.0.2"), VirtualSubnetID: 5001,
-			MACAddress: mac("00:15:5d:00:00:03")},
+		"CustomerID": {CustomerID: []Wildcard{MustParseWildcard(cid.String())}},
+		"VMName":     {VMName: []Wildcard{MustParseWildcard("web")}},
+		"PA and VSID": {ProviderAddress: []netip.Addr{addr("198.18.0.2")}, VirtualSubnetID: []VSID{5001},
+			MACAddress: []packet.MAC{mac("00:15:5d:00:00:03")}},
 	} {
 		if got := s.LookupRecords(f); len(got) != 1 || got[0].CustomerAddress != addr("10.0.0.3") {
 			t.Errorf("filter %s matched %+v", name, got)
 		}
 	}
-	if got := s.LookupRecords(LookupRecordFilter{ProviderAddress: addr("198.18.0.2")}); len(got) != 2 {
+	if got := s.LookupRecords(LookupRecordFilter{ProviderAddress: []netip.Addr{addr("198.18.0.2")}}); len(got) != 2 {
 		t.Errorf("PA filter matched %d records, want 2", len(got))
 	}
-	if got := s.CustomerRoutes(CustomerRouteFilter{NextHop: addr("::")}); len(got) != 1 || got[0].DestinationPrefix != pfx("fd00:0:0:1::/64") {
+	if got := s.CustomerRoutes(CustomerRouteFilter{NextHop: []netip.Addr{addr("::")}}); len(got) != 1 || got[0].DestinationPrefix != pfx("fd00:0:0:1::/64") {
 		t.Errorf("NextHop :: filter matched %+v", got)
 	}
 }
@@ -340,9 +340,9 @@ func TestSnapshotsAreImmutable(t *testing.T) {
 	old := s.Table()
 	oldObjs := old.Objects()
 	ok(s.AddLookupRecord(rec("10.0.0.9", 5001, "00:15:5d:00:00:09", "198.18.0.2")))
-	ok(s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: addr("10.0.1.6")}))
+	ok(s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: []netip.Addr{addr("10.0.1.6")}}))
 	ok(s.AddCustomerRoute(route(rd1, 5002, "0.0.0.0/0", "10.0.1.254", 0)))
-	ok(s.SetCustomerRoutes(CustomerRouteFilter{VirtualSubnetID: 5001}, 9))
+	ok(s.SetCustomerRoutes(CustomerRouteFilter{VirtualSubnetID: []VSID{5001}}, 9))
 	if _, found := old.LookupCA(5001, addr("10.0.0.9")); found {
 		t.Errorf("old snapshot sees a record added later")
 	}
@@ -413,11 +413,11 @@ func TestConcurrentReadersDuringWrites(t *testing.T) {
 			for i := range 300 {
 				ca := netip.AddrFrom4([4]byte{10, 0, 0, byte(100 + w)})
 				m := mac(fmt.Sprintf("02:00:00:00:%02x:%02x", w, i%200))
-				if _, err := s.AddLookupRecord(LookupRecord{CustomerAddress: ca, VirtualSubnetID: 5001, MACAddress: m, ProviderAddress: addr("198.18.0.2")}); err != nil {
+				if _, err := s.AddLookupRecord(LookupRecord{CustomerAddress: ca, VirtualSubnetID: 5001, MACAddress: m, ProviderAddress: addr("198.18.0.2"), Rule: TranslationMethodNat}); err != nil {
 					t.Error(err)
 					return
 				}
-				if _, err := s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: ca, VirtualSubnetID: 5001}); err != nil {
+				if _, err := s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: []netip.Addr{ca}, VirtualSubnetID: []VSID{5001}}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -463,12 +463,12 @@ func TestMovesListRecordsWhosePAChanged(t *testing.T) {
 		t.Fatalf("an add is not a move: %+v", m)
 	}
 	pa := addr("198.18.0.3")
-	ok(s.SetLookupRecords(LookupRecordFilter{CustomerAddress: rec.CustomerAddress}, LookupRecordChange{ProviderAddress: &pa}))
+	ok(s.SetLookupRecords(LookupRecordFilter{CustomerAddress: []netip.Addr{rec.CustomerAddress}}, LookupRecordChange{ProviderAddress: &pa}))
 	if m := s.Table().Moves(); len(m) != 1 || m[0].OldPA != addr("198.18.0.2") || m[0].Record.ProviderAddress != pa {
 		t.Fatalf("Set moved the record to 198.18.0.3: Moves = %+v", m)
 	}
 	vm := "web"
-	ok(s.SetLookupRecords(LookupRecordFilter{CustomerAddress: rec.CustomerAddress}, LookupRecordChange{VMName: &vm}))
+	ok(s.SetLookupRecords(LookupRecordFilter{CustomerAddress: []netip.Addr{rec.CustomerAddress}}, LookupRecordChange{VMName: &vm}))
 	if m := s.Table().Moves(); len(m) != 0 {
 		t.Fatalf("a label change is not a move: %+v", m)
 	}

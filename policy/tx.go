@@ -500,6 +500,20 @@ func (x *tx) removePA(p *ProviderAddress) {
 	x.changed = true
 }
 
+func (x *tx) setPA(p *ProviderAddress, c *ProviderAddressChange) (*ProviderAddress, error) {
+	n := *p
+	c.apply(&n)
+	if err := checkProviderAddress(&n); err != nil {
+		return nil, err
+	}
+	if n != *p {
+		x.ownPAs()
+		x.t.pas[n.ProviderAddress] = &n
+		x.changed = true
+	}
+	return &n, nil
+}
+
 func (x *tx) setPAState(a netip.Addr, st AddressState) error {
 	if err := checkAddressState(st); err != nil {
 		return err

@@ -74,8 +74,11 @@ func checkLookupRecord(r *LookupRecord) error {
 	if err := checkVSID(r.VirtualSubnetID); err != nil {
 		return err
 	}
+	if r.Rule == RuleUnset {
+		return invalidf("Rule is missing: %s", r.Rule.Syntax())
+	}
 	if r.Rule > TranslationMethodNone {
-		return invalidf("Rule %d is out of range: use 0 (Nat), 1 (Encap) or 2 (None)", r.Rule)
+		return invalidf("Rule %s is out of range: %s", r.Rule, r.Rule.Syntax())
 	}
 	if r.Type > L2Only {
 		return invalidf("Type %d is out of range: use 0 (Static), 1 (Dynamic), 2 (GatewayWildcard) or 3 (L2Only)", r.Type)

@@ -10,7 +10,8 @@ import (
 func TestValidationRejectsAndLeavesStateUnchanged(t *testing.T) {
 	gwRec := rec("0.0.0.0", 5001, "00:15:5d:00:00:fe", "198.18.0.9")
 	gwRec.Type = GatewayWildcard
-	rule7 := Rule(7)
+	rule7 := Rule(8) // wire number 7: Rule's Go values are the wire's plus one
+	unset := RuleUnset
 	tests := []struct {
 		name string
 		op   func(s *Store) error
@@ -23,7 +24,7 @@ func TestValidationRejectsAndLeavesStateUnchanged(t *testing.T) {
 			ErrInvalid, "VirtualSubnetID 16777215 is reserved: use 4096..16777214"},
 		{"VSID beyond 24 bits", addRec(rec("10.0.0.7", 1<<24, "00:15:5d:00:00:07", "198.18.0.2")),
 			ErrInvalid, "VirtualSubnetID 16777216 is out of range: use 4096..16777214"},
-		{"Rule out of range", addRec(with(rec("10.0.0.7", 5001, "00:15:5d:00:00:07", "198.18.0.2"), func(r *LookupRecord) { r.Rule = 3 })),
+		{"Rule out of range", addRec(with(rec("10.0.0.7", 5001, "00:15:5d:00:00:07", "198.18.0.2"), func(r *LookupRecord) { r.Rule = TranslationMethodNone + 1 })),
 			ErrInvalid, "Rule 3 is out of range: use 0 (Nat), 1 (Encap) or 2 (None)"},
 		{"Type out of range", addRec(with(rec("10.0.0.7", 5001, "00:15:5d:00:00:07", "198.18.0.2"), func(r *LookupRecord) { r.Type = 4 })),
 			ErrInvalid, "Type 4 is out of range: use 0 (Static), 1 (Dynamic), 2 (GatewayWildcard) or 3 (L2Only)"},
@@ -99,20 +100,26 @@ func TestValidationRejectsAndLeavesStateUnchanged(t *testing.T) {
 			_, err := s.SetLookupRecords(LookupRecordFilter{}, LookupRecordChange{Rule: &rule7})
 			return err
 		}, ErrInvalid, "Rule 7 is out of range: use 0 (Nat), 1 (Encap) or 2 (None)"},
+		{"add without Rule", addRec(with(rec("10.0.0.7", 5001, "00:15:5d:00:00:07", "198.18.0.2"), func(r *LookupRecord) { r.Rule = RuleUnset })),
+			ErrInvalid, "Rule is missing: use 0 (Nat), 1 (Encap) or 2 (None)"},
+		{"set Rule to unset", func(s *Store) error {
+			_, err := s.SetLookupRecords(LookupRecordFilter{}, LookupRecordChange{Rule: &unset})
+			return err
+		}, ErrInvalid, "Rule is missing: use 0 (Nat), 1 (Encap) or 2 (None)"},
 		{"set matches nothing", func(s *Store) error {
-			_, err := s.SetLookupRecords(LookupRecordFilter{VirtualSubnetID: 5009}, LookupRecordChange{Rule: new(Rule)})
+			_, err := s.SetLookupRecords(LookupRecordFilter{VirtualSubnetID: []VSID{5009}}, LookupRecordChange{Rule: new(Rule)})
 			return err
 		}, ErrNotFound, "no lookup record has VirtualSubnetID 5009"},
 		{"remove matches nothing", func(s *Store) error {
-			_, err := s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: addr("10.0.0.9"), VirtualSubnetID: 5001})
+			_, err := s.RemoveLookupRecords(LookupRecordFilter{CustomerAddress: []netip.Addr{addr("10.0.0.9")}, VirtualSubnetID: []VSID{5001}})
 			return err
 		}, ErrNotFound, "no lookup record has CustomerAddress 10.0.0.9 and VirtualSubnetID 5001"},
 		{"set route metric matches nothing", func(s *Store) error {
-			_, err := s.SetCustomerRoutes(CustomerRouteFilter{RoutingDomainID: rd2}, 1)
+			_, err := s.SetCustomerRoutes(CustomerRouteFilter{RoutingDomainID: []Wildcard{MustParseWildcard(rd2.String())}}, 1)
 			return err
 		}, ErrNotFound, "no customer route has RoutingDomainID {11111111-2222-3333-4444-000000000002}"},
 		{"remove PA matches nothing", func(s *Store) error {
-			_, err := s.RemoveProviderAddresses(ProviderAddressFilter{ProviderAddress: addr("198.18.0.99")})
+			_, err := s.RemoveProviderAddresses(ProviderAddressFilter{ProviderAddress: []netip.Addr{addr("198.18.0.99")}})
 			return err
 		}, ErrNotFound, "no provider address has ProviderAddress 198.18.0.99"},
 

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -67,9 +68,10 @@ func (f *VirtualSubnetFilter) match(v VSID) bool {
 }
 
 func (f *VirtualSubnetFilter) String() string {
-	var d describe
-	d.add(f.VirtualSubnetID != 0, "VirtualSubnetID", f.VirtualSubnetID)
-	return d.String()
+	if f.VirtualSubnetID == 0 {
+		return ""
+	}
+	return fmt.Sprintf("VirtualSubnetID %d", f.VirtualSubnetID)
 }
 
 // VirtualSubnetChange holds what Set may change; nil leaves it as it is.

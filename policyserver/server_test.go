@@ -153,11 +153,11 @@ func TestGateway(t *testing.T) {
 			t.Fatalf("record %+v does not install: %v", r, err)
 		}
 	}
-	wild := st.LookupRecords(policy.LookupRecordFilter{CustomerAddress: addr("0.0.0.0")})
+	wild := st.LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{addr("0.0.0.0")}})
 	if len(wild) != 1 || wild[0].MACAddress != mac(99) || wild[0].Type != policy.GatewayWildcard {
 		t.Fatalf("wildcard records: %+v", wild)
 	}
-	def := st.CustomerRoutes(policy.CustomerRouteFilter{DestinationPrefix: netip.MustParsePrefix("0.0.0.0/0")})
+	def := st.CustomerRoutes(policy.CustomerRouteFilter{DestinationPrefix: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}})
 	if len(def) != 1 || def[0].NextHop != addr("10.0.1.254") {
 		t.Fatalf("default routes: %+v", def)
 	}
@@ -337,7 +337,7 @@ func TestMalformedRequests(t *testing.T) {
 		status             int
 		want               string
 	}{
-		{"POST", "/v1/vms", `{"Name":"a","MACAddress":"zz"}`, 400, `MACAddress "zz" is malformed: use 00:15:5d:01:02:03`},
+		{"POST", "/v1/vms", `{"Name":"a","MACAddress":"zz"}`, 400, `MACAddress "zz" is malformed: use 12 hex digits such as 00155D010203, or 00-15-5D-01-02-03, 00:15:5d:01:02:03 or 0015.5d01.0203`},
 		{"POST", "/v1/vms", `{"Name":"a","Colour":"blue"}`, 400, `unknown field "Colour": use Name, Interface, MACAddress, CustomerAddresses, VirtualSubnetID, Host, RoutingDomainID, CustomerID, ProviderAddress, PreviousHost, PreviousProviderAddress, MigratedAt, CreatedAt`},
 		{"POST", "/v1/subnets", `{"VirtualSubnetID":5001,"Prefixes":["10.0.0.0/33"]}`, 400, `Prefixes ["10.0.0.0/33"] is malformed: use a list of prefixes such as ["10.0.0.0/24", "fd00:0:0:1::/64"]`},
 		{"POST", "/v1/tenants", `[]`, 400, `request body is not a JSON object: got array`},

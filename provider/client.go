@@ -78,8 +78,9 @@ func list[T any](c *Client, ctx context.Context, method, path string, filter, ch
 	return out, err
 }
 
-// AddLookupRecord creates r. Note that Rule 0 is TranslationMethodNat: set
-// Rule explicitly.
+// AddLookupRecord creates r. A Rule left out (policy.RuleUnset) is sent as
+// absent and gets the API's default, Encap; Nat is only ever sent when asked
+// for.
 func (c *Client) AddLookupRecord(ctx context.Context, r policy.LookupRecord) (policy.LookupRecord, error) {
 	return add(c, ctx, "/v1/lookup-records", r)
 }
@@ -128,6 +129,12 @@ func (c *Client) AddProviderAddress(ctx context.Context, a policy.ProviderAddres
 // ProviderAddresses lists the addresses matching f.
 func (c *Client) ProviderAddresses(ctx context.Context, f policy.ProviderAddressFilter) ([]policy.ProviderAddress, error) {
 	return list[policy.ProviderAddress](c, ctx, http.MethodGet, "/v1/provider-addresses", f, nil)
+}
+
+// SetProviderAddresses applies ch to the addresses matching f and returns
+// them as changed.
+func (c *Client) SetProviderAddresses(ctx context.Context, f policy.ProviderAddressFilter, ch policy.ProviderAddressChange) ([]policy.ProviderAddress, error) {
+	return list[policy.ProviderAddress](c, ctx, http.MethodPatch, "/v1/provider-addresses", f, ch)
 }
 
 // RemoveProviderAddresses removes the addresses matching f (all for an empty f).

@@ -6,7 +6,7 @@
 //
 //	/v1/lookup-records      POST create, GET list, PATCH set, DELETE remove
 //	/v1/customer-routes     POST, GET, PATCH (Metric only), DELETE
-//	/v1/provider-addresses  POST, GET, DELETE
+//	/v1/provider-addresses  POST, GET, PATCH (VlanID, PrefixLength, MACAddress), DELETE
 //	/v1/provider-routes     POST, GET, PATCH (Metric only), DELETE
 //	/v1/virtual-subnets     POST, GET, PATCH (Encapsulation only), DELETE
 //	/v1/global              GET, PUT
@@ -18,7 +18,9 @@
 //
 // GET, PATCH and DELETE take a filter as query parameters named after the
 // properties (an absent parameter matches anything; DELETE with no filter
-// removes all). PATCH's body is the change. Errors are {"error": "<one line>"}
+// removes all). A filter parameter may be repeated to match any of its
+// values, and string and GUID ones take PowerShell wildcards. PATCH's body is
+// the change. Errors are {"error": "<one line>"}
 // with 400 (invalid), 404 (not found) or 409 (exists).
 //
 // A lookup record's Unusable, UnusableReason and Unsynchronized are read-only

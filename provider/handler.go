@@ -30,8 +30,9 @@ func NewHandler(b Backend) http.Handler {
 
 	collection[policy.LookupRecord, policy.LookupRecordFilter, policy.LookupRecordChange]{
 		path: "/v1/lookup-records",
-		// A record created without Rule or Type is an NVGRE static mapping,
-		// the common case and the original cmdlet's default.
+		// A record created without Rule (absent or null; the Go client
+		// sends policy.RuleUnset as null) or Type is an NVGRE static
+		// mapping, the common case. Nat, 0 on the wire, must be asked for.
 		fresh: func() policy.LookupRecord {
 			return policy.LookupRecord{Rule: policy.TranslationMethodEncap, Type: policy.Static}
 		},
@@ -50,11 +51,12 @@ func NewHandler(b Backend) http.Handler {
 		remove: (*policy.Store).RemoveCustomerRoutes,
 	}.register(h)
 
-	collection[policy.ProviderAddress, policy.ProviderAddressFilter, struct{}]{
+	collection[policy.ProviderAddress, policy.ProviderAddressFilter, policy.ProviderAddressChange]{
 		path:   "/v1/provider-addresses",
 		fresh:  func() policy.ProviderAddress { return policy.ProviderAddress{} },
 		add:    (*policy.Store).AddProviderAddress,
 		list:   (*policy.Store).ProviderAddresses,
+		set:    (*policy.Store).SetProviderAddresses,
 		remove: (*policy.Store).RemoveProviderAddresses,
 	}.register(h)
 
@@ -305,6 +307,7 @@ func (h *handler) nextHop(w http.ResponseWriter, r *http.Request) {
 		jsonapi.WriteError(w, err)
 		return
 	}
+	nh.NextHopQuery = q // the cmdlet's output echoes its inputs
 	jsonapi.WriteJSON(w, http.StatusOK, nh)
 }
 

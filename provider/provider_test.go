@@ -109,7 +109,7 @@ func TestLookupRecordLifecycle(t *testing.T) {
 		t.Fatalf("AddLookupRecord returned %+v", r)
 	}
 
-	got, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{VMName: "vm2"})
+	got, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{VMName: []policy.Wildcard{policy.MustParseWildcard("vm2")}})
 	if err != nil || len(got) != 1 || got[0] != r {
 		t.Fatalf("LookupRecords(VMName vm2) = %+v, %v; want [%+v]", got, err, r)
 	}
@@ -120,16 +120,16 @@ func TestLookupRecordLifecycle(t *testing.T) {
 
 	pa := netip.MustParseAddr("198.18.0.9")
 	name := "moved"
-	set, err := e.c.SetLookupRecords(e.ctx, policy.LookupRecordFilter{CustomerAddress: ca2, VirtualSubnetID: 5001},
+	set, err := e.c.SetLookupRecords(e.ctx, policy.LookupRecordFilter{CustomerAddress: []netip.Addr{ca2}, VirtualSubnetID: []policy.VSID{5001}},
 		policy.LookupRecordChange{ProviderAddress: &pa, VMName: &name})
 	if err != nil || len(set) != 1 || set[0].ProviderAddress != pa || set[0].VMName != "moved" || set[0].Context != "web" {
 		t.Fatalf("SetLookupRecords = %+v, %v", set, err)
 	}
-	if st := e.b.Store().LookupRecords(policy.LookupRecordFilter{CustomerAddress: ca2}); st[0].ProviderAddress != pa {
+	if st := e.b.Store().LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{ca2}}); st[0].ProviderAddress != pa {
 		t.Fatalf("store has %+v after set", st)
 	}
 
-	removed, err := e.c.RemoveLookupRecords(e.ctx, policy.LookupRecordFilter{MACAddress: mac2})
+	removed, err := e.c.RemoveLookupRecords(e.ctx, policy.LookupRecordFilter{MACAddress: []packet.MAC{mac2}})
 	if err != nil || len(removed) != 1 || removed[0].CustomerAddress != ca2 {
 		t.Fatalf("RemoveLookupRecords = %+v, %v", removed, err)
 	}
@@ -150,7 +150,7 @@ func TestLookupRecordDefaultsRuleEncapTypeStatic(t *testing.T) {
 	if status != http.StatusCreated {
 		t.Fatalf("POST = %d %s", status, body)
 	}
-	rs := e.b.Store().LookupRecords(policy.LookupRecordFilter{CustomerAddress: ca2})
+	rs := e.b.Store().LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{ca2}})
 	if len(rs) != 1 || rs[0].Rule != policy.TranslationMethodEncap || rs[0].Type != policy.Static || rs[0].MACAddress != mac2 {
 		t.Fatalf("stored %+v; want Rule Encap, Type Static, MAC %s", rs, mac2)
 	}
@@ -169,15 +169,15 @@ func TestRoutesAddressesAndGlobal(t *testing.T) {
 	if err != nil || cr.NextHop != netip.IPv4Unspecified() {
 		t.Fatalf("AddCustomerRoute = %+v, %v; want NextHop 0.0.0.0", cr, err)
 	}
-	crs, err := e.c.SetCustomerRoutes(e.ctx, policy.CustomerRouteFilter{VirtualSubnetID: 5002}, 20)
+	crs, err := e.c.SetCustomerRoutes(e.ctx, policy.CustomerRouteFilter{VirtualSubnetID: []policy.VSID{5002}}, 20)
 	if err != nil || len(crs) != 1 || crs[0].Metric != 20 {
 		t.Fatalf("SetCustomerRoutes = %+v, %v", crs, err)
 	}
-	crs, err = e.c.CustomerRoutes(e.ctx, policy.CustomerRouteFilter{RoutingDomainID: rd})
+	crs, err = e.c.CustomerRoutes(e.ctx, policy.CustomerRouteFilter{RoutingDomainID: []policy.Wildcard{policy.MustParseWildcard(rd.String())}})
 	if err != nil || len(crs) != 2 {
 		t.Fatalf("CustomerRoutes = %+v, %v; want 2", crs, err)
 	}
-	if crs, err = e.c.RemoveCustomerRoutes(e.ctx, policy.CustomerRouteFilter{VirtualSubnetID: 5002}); err != nil || len(crs) != 1 {
+	if crs, err = e.c.RemoveCustomerRoutes(e.ctx, policy.CustomerRouteFilter{VirtualSubnetID: []policy.VSID{5002}}); err != nil || len(crs) != 1 {
 		t.Fatalf("RemoveCustomerRoutes = %+v, %v", crs, err)
 	}
 
@@ -185,11 +185,11 @@ func TestRoutesAddressesAndGlobal(t *testing.T) {
 	if err != nil || pa.ProviderAddress != pa2 {
 		t.Fatalf("AddProviderAddress = %+v, %v", pa, err)
 	}
-	pas, err := e.c.ProviderAddresses(e.ctx, policy.ProviderAddressFilter{VlanID: 7})
+	pas, err := e.c.ProviderAddresses(e.ctx, policy.ProviderAddressFilter{VlanID: []uint16{7}})
 	if err != nil || len(pas) != 1 || pas[0].InterfaceIndex != 3 {
 		t.Fatalf("ProviderAddresses(VlanID 7) = %+v, %v", pas, err)
 	}
-	if pas, err = e.c.RemoveProviderAddresses(e.ctx, policy.ProviderAddressFilter{ProviderAddress: pa2}); err != nil || len(pas) != 1 {
+	if pas, err = e.c.RemoveProviderAddresses(e.ctx, policy.ProviderAddressFilter{ProviderAddress: []netip.Addr{pa2}}); err != nil || len(pas) != 1 {
 		t.Fatalf("RemoveProviderAddresses = %+v, %v", pas, err)
 	}
 
@@ -197,14 +197,14 @@ func TestRoutesAddressesAndGlobal(t *testing.T) {
 	if err != nil || pr.NextHop != netip.MustParseAddr("198.18.0.1") {
 		t.Fatalf("AddProviderRoute = %+v, %v", pr, err)
 	}
-	prs, err := e.c.SetProviderRoutes(e.ctx, policy.ProviderRouteFilter{DestinationPrefix: pr.DestinationPrefix}, 5)
+	prs, err := e.c.SetProviderRoutes(e.ctx, policy.ProviderRouteFilter{DestinationPrefix: []netip.Prefix{pr.DestinationPrefix}}, 5)
 	if err != nil || len(prs) != 1 || prs[0].Metric != 5 {
 		t.Fatalf("SetProviderRoutes = %+v, %v", prs, err)
 	}
-	if prs, err = e.c.ProviderRoutes(e.ctx, policy.ProviderRouteFilter{InterfaceIndex: 2}); err != nil || len(prs) != 2 {
+	if prs, err = e.c.ProviderRoutes(e.ctx, policy.ProviderRouteFilter{InterfaceIndex: []int{2}}); err != nil || len(prs) != 2 {
 		t.Fatalf("ProviderRoutes = %+v, %v; want 2", prs, err)
 	}
-	if prs, err = e.c.RemoveProviderRoutes(e.ctx, policy.ProviderRouteFilter{NextHop: pr.NextHop}); err != nil || len(prs) != 1 {
+	if prs, err = e.c.RemoveProviderRoutes(e.ctx, policy.ProviderRouteFilter{NextHop: []netip.Addr{pr.NextHop}}); err != nil || len(prs) != 1 {
 		t.Fatalf("RemoveProviderRoutes = %+v, %v", prs, err)
 	}
 
@@ -248,7 +248,7 @@ func TestBadInput(t *testing.T) {
 		{"reserved VSID", "POST", "/v1/lookup-records", `{"CustomerAddress":"10.0.0.6","VirtualSubnetID":4095,"MACAddress":"00:15:5d:01:02:04","ProviderAddress":"198.18.0.3"}`,
 			400, "VirtualSubnetID 4095 is reserved: use 4096..16777214"},
 		{"malformed MAC", "POST", "/v1/lookup-records", `{"CustomerAddress":"10.0.0.6","VirtualSubnetID":5001,"MACAddress":"zz","ProviderAddress":"198.18.0.3"}`,
-			400, `MACAddress "zz" is malformed: use 00:15:5d:01:02:03`},
+			400, `MACAddress "zz" is malformed: use 12 hex digits such as 00155D010203`},
 		{"malformed CA", "POST", "/v1/lookup-records", `{"CustomerAddress":"10.0.0.300",` + rec + `}`,
 			400, `CustomerAddress "10.0.0.300" is malformed: use an IPv4 or IPv6 address such as 10.0.0.5`},
 		{"VSID not a number", "POST", "/v1/lookup-records", `{"CustomerAddress":"10.0.0.6","VirtualSubnetID":"x"}`,
@@ -274,11 +274,16 @@ func TestBadInput(t *testing.T) {
 			400, `Rule "Encap" is malformed: use 0 (Nat), 1 (Encap) or 2 (None)`},
 		{"malformed query", "GET", "/v1/lookup-records?VirtualSubnetID=abc", "", 400, `VirtualSubnetID "abc" is malformed: use 4096..16777214`},
 		{"unknown query", "GET", "/v1/lookup-records?Colour=red", "", 400, `unknown query parameter "Colour": use CustomerAddress`},
-		{"repeated query", "GET", "/v1/lookup-records?VMName=a&VMName=b", "", 400, "query parameter VMName is given 2 times: give it once"},
+		{"repeated query", "GET", "/v1/next-hop?SourceVirtualSubnetID=5001&SourceVirtualSubnetID=5002", "", 400, "query parameter SourceVirtualSubnetID is given 2 times: give it once"},
+		{"bad list element", "GET", "/v1/lookup-records?VirtualSubnetID=5001&VirtualSubnetID=50x1", "", 400, `VirtualSubnetID "50x1" is malformed: use 4096..16777214`},
+		{"bad wildcard", "GET", "/v1/lookup-records?VMName=web%5B1", "", 400, `VMName "web[1" is malformed: use text with the wildcards`},
+		{"bad MAC filter", "DELETE", "/v1/provider-addresses?MACAddress=00155D01020", "", 400, `MACAddress "00155D01020" is malformed: use 12 hex digits such as 00155D010203`},
 		{"route set without Metric", "PATCH", "/v1/customer-routes?VirtualSubnetID=5001", `{}`, 400, "Metric is missing"},
 		{"route set unknown", "PATCH", "/v1/customer-routes?VirtualSubnetID=6000", `{"Metric":3}`, 404, "no customer route has"},
 		{"PA bad prefix length", "POST", "/v1/provider-addresses", `{"ProviderAddress":"198.18.0.9","PrefixLength":33}`, 400, "PrefixLength 33 is out of range"},
-		{"PA patch", "PATCH", "/v1/provider-addresses", `{}`, 405, "method PATCH is not allowed on /v1/provider-addresses: use DELETE, GET, POST"},
+		{"PA patch unknown field", "PATCH", "/v1/provider-addresses", `{"AddressState":4}`, 400, `unknown field "AddressState": use PrefixLength, VlanID, MACAddress`},
+		{"PA patch bad VlanID", "PATCH", "/v1/provider-addresses", `{"VlanID":4095}`, 400, "VlanID 4095 is out of range: use 0 (none) or 1..4094"},
+		{"global patch", "PATCH", "/v1/global", `{}`, 405, "method PATCH is not allowed on /v1/global: use GET, PUT"},
 		{"global unknown field", "PUT", "/v1/global", `{"UseExternalRouters":true}`, 400, `unknown field "UseExternalRouters": use UseExternalRouter`},
 		{"global bool", "PUT", "/v1/global", `{"UseExternalRouter":"yes"}`, 400, `UseExternalRouter "yes" is malformed: use true or false`},
 		{"unknown path", "GET", "/v2/things", "", 404, "path /v2/things is not part of the provider API"},
@@ -366,9 +371,18 @@ func TestNextHopAndCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	nh, err := e.c.NextHop(e.ctx, provider.NextHopQuery{SourceCustomerAddress: ca1, DestinationCustomerAddress: ca2, SourceVirtualSubnetID: 5001})
-	want := provider.NextHop{NextHopAddress: ca2, SourceMACAddress: mac1, NextHopMACAddress: mac2, ProviderAddress: pa2, VirtualSubnetID: 5001}
+	want := provider.NextHop{
+		NextHopQuery:   provider.NextHopQuery{SourceCustomerAddress: ca1, DestinationCustomerAddress: ca2, SourceVirtualSubnetID: 5001},
+		NextHopAddress: ca2, SourceMACAddress: mac1, NextHopMACAddress: mac2, ProviderAddress: pa2, VirtualSubnetID: 5001}
 	if err != nil || nh != want {
 		t.Fatalf("NextHop = %+v, %v; want %+v", nh, err, want)
+	}
+	// Select-NetVirtualizationNextHop's output: the inputs, then the answer,
+	// MACs as WMI prints them.
+	status, body := e.do(t, "GET", "/v1/next-hop?SourceCustomerAddress=10.0.0.5&DestinationCustomerAddress=10.0.0.6&SourceVirtualSubnetID=5001", "")
+	if wantBody := `{"SourceCustomerAddress":"10.0.0.5","DestinationCustomerAddress":"10.0.0.6","SourceVirtualSubnetID":5001,` +
+		`"NextHopAddress":"10.0.0.6","SourceMACAddress":"00155D010203","NextHopMACAddress":"00155D010204","ProviderAddress":"198.18.0.3","VirtualSubnetID":5001}` + "\n"; status != http.StatusOK || body != wantBody {
+		t.Fatalf("GET /v1/next-hop = %d %s; want %s", status, body, wantBody)
 	}
 	_, err = e.c.NextHop(e.ctx, provider.NextHopQuery{SourceCustomerAddress: ca1, DestinationCustomerAddress: ca2})
 	if !errors.Is(err, policy.ErrInvalid) || err.Error() != "SourceVirtualSubnetID is missing: use 4096..16777214" {
@@ -387,7 +401,7 @@ func TestNextHopAndCounters(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, c) {
 		t.Fatalf("Counters = %+v, %v; want %+v", got, err, c)
 	}
-	status, body := e.do(t, "GET", "/v1/counters", "")
+	status, body = e.do(t, "GET", "/v1/counters", "")
 	if status != 200 || !strings.Contains(body, `{"Name":"vm1","RxFrames":3,"RxBytes":300,`) {
 		t.Fatalf("counters JSON = %s; want port counters flattened next to Name", body)
 	}
@@ -403,7 +417,7 @@ func TestClientErrors(t *testing.T) {
 	if !errors.Is(err, policy.ErrInvalid) || errors.Is(err, policy.ErrNotFound) {
 		t.Fatalf("error %v does not classify as ErrInvalid only", err)
 	}
-	_, err = e.c.SetCustomerRoutes(e.ctx, policy.CustomerRouteFilter{VirtualSubnetID: 7000}, 1)
+	_, err = e.c.SetCustomerRoutes(e.ctx, policy.CustomerRouteFilter{VirtualSubnetID: []policy.VSID{7000}}, 1)
 	if !errors.Is(err, policy.ErrNotFound) {
 		t.Fatalf("SetCustomerRoutes on nothing: %v; want ErrNotFound", err)
 	}

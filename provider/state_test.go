@@ -19,16 +19,14 @@ func TestARecordWithoutItsRouteIsCreatedUnusable(t *testing.T) {
 	if status != http.StatusCreated || !strings.Contains(body, want) {
 		t.Fatalf("POST: %d %s, want 201 with %s", status, body, want)
 	}
-	yes := true
-	rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unusable: &yes})
+	rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unusable: []bool{true}})
 	if err != nil || len(rs) != 1 || rs[0].CustomerAddress.String() != "10.9.9.9" {
 		t.Errorf("Get with Unusable true = %+v, %v", rs, err)
 	}
-	no := false
-	if rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unusable: &no}); err != nil || len(rs) != 1 || rs[0].CustomerAddress != ca1 {
+	if rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unusable: []bool{false}}); err != nil || len(rs) != 1 || rs[0].CustomerAddress != ca1 {
 		t.Errorf("Get with Unusable false = %+v, %v", rs, err)
 	}
-	if rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unsynchronized: &yes}); err != nil || len(rs) != 0 {
+	if rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unsynchronized: []bool{true}}); err != nil || len(rs) != 0 {
 		t.Errorf("Get with Unsynchronized true = %+v, %v", rs, err)
 	}
 	for _, state := range []string{`"Unusable":true`, `"UnusableReason":"x"`, `"Unsynchronized":true`} {
@@ -53,8 +51,7 @@ func TestOnlyAPutMarksARecordUnsynchronized(t *testing.T) {
 	if status, body := e.do(t, http.MethodPost, "/v1/batch", `{"PutLookupRecords":[`+r+`]}`); status != http.StatusNoContent {
 		t.Fatalf("put with Unsynchronized: %d %s", status, body)
 	}
-	yes := true
-	if rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unsynchronized: &yes}); err != nil || len(rs) != 1 || rs[0].CustomerAddress != ca1 {
+	if rs, err := e.c.LookupRecords(e.ctx, policy.LookupRecordFilter{Unsynchronized: []bool{true}}); err != nil || len(rs) != 1 || rs[0].CustomerAddress != ca1 {
 		t.Errorf("Get with Unsynchronized true = %+v, %v", rs, err)
 	}
 }

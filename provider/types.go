@@ -144,8 +144,11 @@ type NextHopQuery struct {
 
 // NextHop is where a packet from the query's source to its destination goes:
 // the CA it is forwarded to, the MACs it carries, and the PA and VSID it is
-// encapsulated with.
+// encapsulated with. Like Select-NetVirtualizationNextHop's output it starts
+// with the query; the provider API fills that in, so a Backend leaves it
+// out.
 type NextHop struct {
+	NextHopQuery
 	NextHopAddress    netip.Addr  `json:"NextHopAddress"`
 	SourceMACAddress  packet.MAC  `json:"SourceMACAddress"`
 	NextHopMACAddress packet.MAC  `json:"NextHopMACAddress"`

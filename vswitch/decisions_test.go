@@ -89,7 +89,7 @@ func TestSourcePAIsTheSendersRecords(t *testing.T) {
 	if _, err := st.AddProviderAddress(policy.ProviderAddress{ProviderAddress: other, PrefixLength: 15, AddressState: policy.AddressPreferred}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.10"), VirtualSubnetID: 5001},
+	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("10.0.0.10")}, VirtualSubnetID: []policy.VSID{5001}},
 		policy.LookupRecordChange{ProviderAddress: &other}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestSourcePAIsTheSendersRecords(t *testing.T) {
 	if d := f.Decided(); len(d) != 0 {
 		t.Errorf("decided %+v for a port whose CAs leave from different PAs, want none", d)
 	}
-	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("fd00:0:0:1::10"), VirtualSubnetID: 5001},
+	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("fd00:0:0:1::10")}, VirtualSubnetID: []policy.VSID{5001}},
 		policy.LookupRecordChange{ProviderAddress: &other}); err != nil {
 		t.Fatal(err)
 	}

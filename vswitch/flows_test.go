@@ -30,7 +30,7 @@ func TestFlowsFollowPolicyAndPortChanges(t *testing.T) {
 	// must not outlive the policy it came from.
 	st := labStore(t, pa1)
 	newPA := pa3
-	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.11"), VirtualSubnetID: 5001},
+	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("10.0.0.11")}, VirtualSubnetID: []policy.VSID{5001}},
 		policy.LookupRecordChange{ProviderAddress: &newPA}); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestFlowsFollowPolicyAndPortChanges(t *testing.T) {
 	}
 	// blue2 attaches here: local delivery once the ports change.
 	newPA = pa1
-	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.11"), VirtualSubnetID: 5001},
+	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("10.0.0.11")}, VirtualSubnetID: []policy.VSID{5001}},
 		policy.LookupRecordChange{ProviderAddress: &newPA}); err != nil {
 		t.Fatal(err)
 	}

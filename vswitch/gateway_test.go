@@ -131,8 +131,8 @@ func TestGatewayRecordGivesTheGatewayItsMAC(t *testing.T) {
 		t.Errorf("to 5002's gateway 10.0.1.1: %v %v to %s, want a to-gateway drop", r.Action, r.Reason, r.Dst)
 	}
 
-	must(st.RemoveLookupRecords(policy.LookupRecordFilter{MACAddress: macDG5001}))
-	must(st.RemoveLookupRecords(policy.LookupRecordFilter{MACAddress: macDG5002}))
+	must(st.RemoveLookupRecords(policy.LookupRecordFilter{MACAddress: []packet.MAC{macDG5001}}))
+	must(st.RemoveLookupRecords(policy.LookupRecordFilter{MACAddress: []packet.MAC{macDG5002}}))
 	sw.SetPolicy(st.Table())
 	if got := arpFor(t, sw, "10.0.0.1"); got != GatewayMAC {
 		t.Errorf("ARP for 10.0.0.1 without its record answered %s, want %s", got, GatewayMAC)
@@ -256,7 +256,7 @@ func TestUseExternalRouter(t *testing.T) {
 		t.Errorf("same subnet: %v %v to %s, want NVGRE to blue2", r.Action, r.Reason, r.Dst)
 	}
 	// No route naming a router in the sender's subnet.
-	must(st.RemoveCustomerRoutes(policy.CustomerRouteFilter{NextHop: rtrA}))
+	must(st.RemoveCustomerRoutes(policy.CustomerRouteFilter{NextHop: []netip.Addr{rtrA}}))
 	sw.SetPolicy(st.Table())
 	buf, n = udpFrame(GatewayMAC, macBlue1, "10.0.0.10", "10.0.1.10", 20, true)
 	if r := sw.FromPort(0, buf, Headroom, n, scratch()); r.Action != Drop || r.Reason != ReasonNoExternalRouter {

@@ -464,7 +464,7 @@ func TestPolicyChangeTakesEffect(t *testing.T) {
 		t.Fatalf("before: to %s", r.Dst)
 	}
 	pa := pa3
-	must(st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.11"), VirtualSubnetID: 5001}, policy.LookupRecordChange{ProviderAddress: &pa}))
+	must(st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("10.0.0.11")}, VirtualSubnetID: []policy.VSID{5001}}, policy.LookupRecordChange{ProviderAddress: &pa}))
 	sw.SetPolicy(st.Table())
 	buf, n = udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 10, true)
 	if r := sw.FromPort(0, buf, Headroom, n, scratch()); r.Dst != pa3 {

@@ -31,7 +31,7 @@ func TestUnusableRecordsAreNotUsed(t *testing.T) {
 		t.Fatalf("unusable record: ARP %v, UDP %v; want arp-unknown-target and no-lookup-record", arp.Reason, udp.Reason)
 	}
 	enc := policy.TranslationMethodEncap
-	if _, err := s.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: ca}, policy.LookupRecordChange{Rule: &enc}); err != nil {
+	if _, err := s.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{ca}}, policy.LookupRecordChange{Rule: &enc}); err != nil {
 		t.Fatal(err)
 	}
 	if arp, udp := try(); arp.Action != ToPort || !arp.Reply || udp.Action != ToUnderlay || udp.Dst != pa2 {

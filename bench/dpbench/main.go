@@ -335,7 +335,7 @@ func (b *bed) wnvd(encap policy.Encapsulation) error {
 			return err
 		}
 		if err := waitFor(ctx, 10*time.Second, func() error {
-			pas, err := c.ProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: pa[i]})
+			pas, err := c.ProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: []netip.Addr{pa[i]}})
 			if err == nil && (len(pas) != 1 || pas[0].AddressState != policy.AddressPreferred) {
 				err = errors.New("provider address not Preferred yet")
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -130,7 +131,7 @@ func (v macValue) Set(s string) error {
 	}
 	m, err := packet.ParseMAC(s)
 	if err != nil {
-		return ruleError("use 00:15:5d:01:02:03 or 00-15-5D-01-02-03")
+		return ruleError(packet.MAC{}.Syntax())
 	}
 	*v.p = m
 	return nil
@@ -206,6 +207,92 @@ func (v typeValue) Set(s string) error {
 	return nil
 }
 
+// listValue is a filter flag: like the cmdlets' filter parameters it takes a
+// list, given with commas or by repeating the flag, and matches any of its
+// values. An empty value adds nothing.
+type listValue[T any] struct {
+	p     *[]T
+	typ   string
+	parse func(string) (T, error)
+	rule  string
+}
+
+func (v listValue[T]) String() string { return strings.Join(v.GetSlice(), ",") }
+func (v listValue[T]) Type() string   { return v.typ }
+func (v listValue[T]) Set(s string) error {
+	if s == "" {
+		return nil
+	}
+	for f := range strings.SplitSeq(s, ",") {
+		x, err := v.parse(strings.TrimSpace(f))
+		if err != nil {
+			return ruleError(v.rule + ", separated by commas")
+		}
+		*v.p = append(*v.p, x)
+	}
+	return nil
+}
+
+// Append, Replace and GetSlice make listValue a pflag.SliceValue.
+func (v listValue[T]) Append(s string) error { return v.Set(s) }
+func (v listValue[T]) Replace(ss []string) error {
+	*v.p = nil
+	for _, s := range ss {
+		if err := v.Set(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (v listValue[T]) GetSlice() []string {
+	s := make([]string, len(*v.p))
+	for i, x := range *v.p {
+		s[i] = fmt.Sprint(x)
+	}
+	return s
+}
+
+func listOf[T any](p *[]T, typ string, parse func(string) (T, error), rule string) listValue[T] {
+	return listValue[T]{p: p, typ: typ, parse: parse, rule: rule}
+}
+
+func addrFilter(p *[]netip.Addr) listValue[netip.Addr] {
+	return listOf(p, "addresses", netip.ParseAddr, "use IPv4 or IPv6 addresses such as 10.0.0.5")
+}
+
+func prefixFilter(p *[]netip.Prefix) listValue[netip.Prefix] {
+	return listOf(p, "prefixes", netip.ParsePrefix, "use prefixes such as 10.0.0.0/24 or fd00::/64")
+}
+
+func macFilter(p *[]packet.MAC) listValue[packet.MAC] {
+	return listOf(p, "macs", packet.ParseMAC, "use MAC addresses such as 00155D010203 or 00-15-5D-01-02-03")
+}
+
+func vsidFilter(p *[]policy.VSID) listValue[policy.VSID] {
+	return listOf(p, "vsids", func(s string) (policy.VSID, error) {
+		n, err := strconv.ParseUint(s, 0, 32)
+		return policy.VSID(n), err
+	}, fmt.Sprintf("use numbers %d..%d", policy.MinVSID, policy.MaxVSID))
+}
+
+// wildcardFilter is the flag of a string or GUID property.
+func wildcardFilter(p *[]policy.Wildcard) listValue[policy.Wildcard] {
+	return listOf(p, "wildcards", policy.ParseWildcard, "use text with the wildcards * ? [a-c]")
+}
+
+func uintFilter[T ~uint8 | ~uint16 | ~uint32](p *[]T, bits int, rule string) listValue[T] {
+	return listOf(p, "numbers", func(s string) (T, error) {
+		n, err := strconv.ParseUint(s, 10, bits)
+		return T(n), err
+	}, rule)
+}
+
+func intFilter(p *[]int, rule string) listValue[int] { return listOf(p, "numbers", strconv.Atoi, rule) }
+
+func boolFilter(p *[]bool) listValue[bool] {
+	return listOf(p, "bools", strconv.ParseBool, "use true or false")
+}
+
 // flagError turns pflag's "invalid argument" errors into one sentence naming
 // the flag, the value and the rule.
 func flagError(_ *cobra.Command, err error) error {
@@ -238,3 +325,11 @@ var numberRules = map[string]string{
 
 // changed reports whether the named flag was given.
 func changed(cmd *cobra.Command, name string) bool { return cmd.Flags().Changed(name) }
+
+// anyChanged reports whether any of the named flags was given.
+func anyChanged(cmd *cobra.Command, names ...string) bool {
+	return slices.ContainsFunc(names, func(n string) bool { return changed(cmd, n) })
+}
+
+// flagList names flags for messages: --A, --B, --C.
+func flagList(names []string) string { return "--" + strings.Join(names, ", --") }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -19,18 +18,32 @@ func init() {
 	rootCmd.AddCommand(cmd)
 }
 
-// lookupRecordFlags binds the properties of a lookup record to flags.
+// lookupRecordFlags binds the properties of a lookup record to flags: to
+// rec for new and set's changes, to flt for the filters of get, set and
+// remove.
 type lookupRecordFlags struct {
-	rec                      policy.LookupRecord
-	unusable, unsynchronized *bool // state filters of get and remove
+	rec policy.LookupRecord
+	flt policy.LookupRecordFilter
 }
 
-// identity binds the identity properties, which every verb takes.
+// identityNames are the flags that choose the records set changes.
+var identityNames = []string{"CustomerAddress", "VirtualSubnetID", "MACAddress"}
+
+// identity binds the identity properties of new.
 func (f *lookupRecordFlags) identity(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.Var(addrValue{&f.rec.CustomerAddress}, "CustomerAddress", "the VM's customer address (0.0.0.0 or :: for L2Only and GatewayWildcard)")
 	fs.Var(vsidValue{&f.rec.VirtualSubnetID}, "VirtualSubnetID", "virtual subnet ID, 4096..16777214")
 	fs.Var(macValue{&f.rec.MACAddress}, "MACAddress", "the VM's MAC address for this CA")
+}
+
+// identityFilter binds the identity properties as filters, which choose the
+// records of set (and, with filterFlags, of get and remove).
+func (f *lookupRecordFlags) identityFilter(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.Var(addrFilter(&f.flt.CustomerAddress), "CustomerAddress", "only records of these customer addresses (0.0.0.0 or :: for L2Only and GatewayWildcard)")
+	fs.Var(vsidFilter(&f.flt.VirtualSubnetID), "VirtualSubnetID", "only records of these virtual subnets")
+	fs.Var(macFilter(&f.flt.MACAddress), "MACAddress", "only records of these MAC addresses")
 }
 
 func (f *lookupRecordFlags) settable(cmd *cobra.Command) {
@@ -43,36 +56,20 @@ func (f *lookupRecordFlags) settable(cmd *cobra.Command) {
 	fs.BoolVar(&f.rec.UseVmMACAddress, "UseVmMACAddress", false, "with Rule Nat: put the VM's MAC on the wire")
 }
 
-// identityFilter selects by the given identity flags; an absent flag matches
-// anything.
-func (f *lookupRecordFlags) identityFilter(cmd *cobra.Command) policy.LookupRecordFilter {
-	var flt policy.LookupRecordFilter
-	if changed(cmd, "CustomerAddress") {
-		flt.CustomerAddress = f.rec.CustomerAddress
-	}
-	if changed(cmd, "VirtualSubnetID") {
-		flt.VirtualSubnetID = f.rec.VirtualSubnetID
-	}
-	if changed(cmd, "MACAddress") {
-		flt.MACAddress = f.rec.MACAddress
-	}
-	return flt
-}
-
-// filter adds the non-identity filters of get and remove.
-func (f *lookupRecordFlags) filter(cmd *cobra.Command) policy.LookupRecordFilter {
-	flt := f.identityFilter(cmd)
-	if changed(cmd, "ProviderAddress") {
-		flt.ProviderAddress = f.rec.ProviderAddress
-	}
-	if changed(cmd, "CustomerID") {
-		flt.CustomerID = f.rec.CustomerID
-	}
-	if changed(cmd, "VMName") {
-		flt.VMName = f.rec.VMName
-	}
-	flt.Unusable, flt.Unsynchronized = f.unusable, f.unsynchronized
-	return flt
+// filterFlags binds every property get and remove filter on. Each takes a
+// list (commas or a repeated flag); the string and GUID ones take wildcards.
+func (f *lookupRecordFlags) filterFlags(cmd *cobra.Command) {
+	f.identityFilter(cmd)
+	fs := cmd.Flags()
+	fs.Var(addrFilter(&f.flt.ProviderAddress), "ProviderAddress", "only records mapping to these provider addresses")
+	fs.Var(wildcardFilter(&f.flt.CustomerID), "CustomerID", "only records of these tenants (wildcards)")
+	fs.Var(wildcardFilter(&f.flt.Context), "Context", "only records with these contexts (wildcards)")
+	fs.Var(listOf(&f.flt.Rule, "rules", policy.ParseRule, "use Nat, Encap or None (or 0..2)"), "Rule", "only records with these rules")
+	fs.Var(wildcardFilter(&f.flt.VMName), "VMName", "only records with these VM names (wildcards)")
+	fs.Var(boolFilter(&f.flt.UseVmMACAddress), "UseVmMACAddress", "only records with this UseVmMACAddress")
+	fs.Var(listOf(&f.flt.Type, "types", policy.ParseRecordType, "use Static, Dynamic, GatewayWildcard or L2Only (or 0..3)"), "Type", "only records of these types")
+	fs.Var(boolFilter(&f.flt.Unusable), "Unusable", "only records the data path can (false) or cannot (true) use yet")
+	fs.Var(boolFilter(&f.flt.Unsynchronized), "Unsynchronized", "only records (not) confirmed with the policy server")
 }
 
 func lookupRecordNew() *cobra.Command {
@@ -117,7 +114,7 @@ func lookupRecordGet() *cobra.Command {
 				return err
 			}
 			defer cancel()
-			rs, err := c.LookupRecords(ctx, f.filter(cmd))
+			rs, err := c.LookupRecords(ctx, f.flt)
 			if err != nil {
 				return err
 			}
@@ -128,49 +125,17 @@ func lookupRecordGet() *cobra.Command {
 	return cmd
 }
 
-func (f *lookupRecordFlags) filterFlags(cmd *cobra.Command) {
-	f.identity(cmd)
-	fs := cmd.Flags()
-	fs.Var(addrValue{&f.rec.ProviderAddress}, "ProviderAddress", "only records mapping to this provider address")
-	fs.Var(guidValue{&f.rec.CustomerID}, "CustomerID", "only records of this tenant")
-	fs.StringVar(&f.rec.VMName, "VMName", "", "only records with this VM name")
-	fs.Var(stateValue{&f.unusable}, "Unusable", "only records the data path can (false) or cannot (true) use yet")
-	fs.Var(stateValue{&f.unsynchronized}, "Unsynchronized", "only records (not) confirmed with the policy server")
-}
-
-// stateValue is a filter on a read-only boolean state: unset matches both.
-// It takes its value as the next argument, as the cmdlets do
-// (--Unusable true).
-type stateValue struct{ p **bool }
-
-func (v stateValue) String() string {
-	if *v.p == nil {
-		return ""
-	}
-	return strconv.FormatBool(**v.p)
-}
-func (v stateValue) Type() string { return "true|false" }
-func (v stateValue) Set(s string) error {
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return ruleError("use true or false")
-	}
-	*v.p = &b
-	return nil
-}
-
 func lookupRecordSet() *cobra.Command {
 	f := &lookupRecordFlags{}
 	cmd := &cobra.Command{
 		Use:   "set",
-		Short: "Change the records chosen by --CustomerAddress, --VirtualSubnetID and --MACAddress",
+		Short: "Change the records chosen by --CustomerAddress, --VirtualSubnetID and --MACAddress (each a list)",
 		Example: "  wnvctl lookup-record set --CustomerAddress 10.0.0.5 --VirtualSubnetID 5001 \\\n" +
 			"    --ProviderAddress 198.18.0.3",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			flt := f.identityFilter(cmd)
-			if flt == (policy.LookupRecordFilter{}) {
-				return errors.New("no record chosen: give at least one of --CustomerAddress, --VirtualSubnetID, --MACAddress")
+			if !anyChanged(cmd, identityNames...) {
+				return errors.New("no record chosen: give at least one of " + flagList(identityNames))
 			}
 			var ch policy.LookupRecordChange
 			if changed(cmd, "ProviderAddress") {
@@ -199,14 +164,14 @@ func lookupRecordSet() *cobra.Command {
 				return err
 			}
 			defer cancel()
-			rs, err := c.SetLookupRecords(ctx, flt, ch)
+			rs, err := c.SetLookupRecords(ctx, f.flt, ch)
 			if err != nil {
 				return err
 			}
 			return outputLookupRecords(cmd, rs, rs)
 		},
 	}
-	f.identity(cmd)
+	f.identityFilter(cmd)
 	f.settable(cmd)
 	return cmd
 }
@@ -223,7 +188,7 @@ func lookupRecordRemove() *cobra.Command {
 				return err
 			}
 			defer cancel()
-			rs, err := c.RemoveLookupRecords(ctx, f.filter(cmd))
+			rs, err := c.RemoveLookupRecords(ctx, f.flt)
 			if err != nil {
 				return err
 			}

@@ -144,8 +144,10 @@ func nextHopCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t := outTable{header: []string{"NextHopAddress", "SourceMACAddress", "NextHopMACAddress", "ProviderAddress", "VirtualSubnetID"}}
-			t.add(addrCell(nh.NextHopAddress), macCell(nh.SourceMACAddress), macCell(nh.NextHopMACAddress),
+			t := outTable{header: []string{"SourceCustomerAddress", "DestinationCustomerAddress", "SourceVirtualSubnetID",
+				"NextHopAddress", "SourceMACAddress", "NextHopMACAddress", "ProviderAddress", "VirtualSubnetID"}}
+			t.add(addrCell(nh.SourceCustomerAddress), addrCell(nh.DestinationCustomerAddress), numCell(nh.SourceVirtualSubnetID),
+				addrCell(nh.NextHopAddress), macCell(nh.SourceMACAddress), macCell(nh.NextHopMACAddress),
 				addrCell(nh.ProviderAddress), numCell(nh.VirtualSubnetID))
 			return printResult(cmd, nh, t)
 		},

@@ -110,7 +110,7 @@ func TestLookupRecordCommands(t *testing.T) {
 
 	ok(t, sock, "lookup-record", "set", "--CustomerAddress", "10.0.0.5", "--VirtualSubnetID", "5001",
 		"--ProviderAddress", "198.18.0.9", "--Context", "moved")
-	r := b.Store().LookupRecords(policy.LookupRecordFilter{CustomerAddress: netip.MustParseAddr("10.0.0.5")})
+	r := b.Store().LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("10.0.0.5")}})
 	if len(r) != 1 || r[0].ProviderAddress != netip.MustParseAddr("198.18.0.9") || r[0].Context != "moved" || r[0].VMName != "web1" {
 		t.Fatalf("after set the store has %+v", r)
 	}
@@ -212,8 +212,8 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 	}
 	out = ok(t, sock, "next-hop", "--SourceCustomerAddress", "10.0.0.5", "--DestinationCustomerAddress", "10.0.0.6", "--SourceVirtualSubnetID", "5001")
 	want = "" +
-		"NextHopAddress  SourceMACAddress   NextHopMACAddress  ProviderAddress  VirtualSubnetID\n" +
-		"10.0.0.6        00:15:5d:01:02:03  00:15:5d:01:02:04  198.18.0.2       5001\n"
+		"SourceCustomerAddress  DestinationCustomerAddress  SourceVirtualSubnetID  NextHopAddress  SourceMACAddress   NextHopMACAddress  ProviderAddress  VirtualSubnetID\n" +
+		"10.0.0.5               10.0.0.6                    5001                   10.0.0.6        00:15:5d:01:02:03  00:15:5d:01:02:04  198.18.0.2       5001\n"
 	if out != want {
 		t.Fatalf("next-hop printed\n%s\nwant\n%s", out, want)
 	}
@@ -276,7 +276,7 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{with("--VirtualSubnetID", "abc"), `--VirtualSubnetID "abc" is malformed: use a number 4096..16777214`},
 		{with("--VirtualSubnetID", "4095"), "VirtualSubnetID 4095 is reserved: use 4096..16777214"},
-		{with("--MACAddress", "zz"), `--MACAddress "zz" is malformed: use 00:15:5d:01:02:03 or 00-15-5D-01-02-03`},
+		{with("--MACAddress", "zz"), `--MACAddress "zz" is malformed: use 12 hex digits such as 00155D010203, or 00-15-5D-01-02-03, 00:15:5d:01:02:03 or 0015.5d01.0203`},
 		{with("--CustomerAddress", "10.0.0.300"), `--CustomerAddress "10.0.0.300" is malformed: use an IPv4 or IPv6 address such as 10.0.0.5`},
 		{[]string{"lookup-record", "get", "--Unusable", "maybe"}, `--Unusable "maybe" is malformed: use true or false`},
 		{with("--Rule", "Tunnel"), `--Rule "Tunnel" is malformed: use Nat, Encap or None (or 0..2)`},

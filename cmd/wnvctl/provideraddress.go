@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -15,7 +16,7 @@ import (
 func init() {
 	pa := &cobra.Command{Use: "provider-address", Short: "Manage the provider addresses (PAs) of this host"}
 	pa.SetFlagErrorFunc(flagError)
-	pa.AddCommand(providerAddressNew(), providerAddressGet(), providerAddressRemove())
+	pa.AddCommand(providerAddressNew(), providerAddressGet(), providerAddressSet(), providerAddressRemove())
 
 	g := &cobra.Command{Use: "global", Short: "Show or change the host-wide setting"}
 	g.SetFlagErrorFunc(flagError)
@@ -24,10 +25,16 @@ func init() {
 	rootCmd.AddCommand(pa, g)
 }
 
+// providerAddressFlags binds a provider address's properties to flags: to a
+// for new and set's changes, to flt for the filters of get, set and remove.
 type providerAddressFlags struct {
 	a     policy.ProviderAddress
+	flt   policy.ProviderAddressFilter
 	iface string
 }
+
+// paSelectors are the flags that choose the addresses set changes.
+var paSelectors = []string{"ProviderAddress", "InterfaceIndex", "Interface"}
 
 func (f *providerAddressFlags) bind(cmd *cobra.Command) {
 	fs := cmd.Flags()
@@ -35,11 +42,36 @@ func (f *providerAddressFlags) bind(cmd *cobra.Command) {
 	fs.IntVar(&f.a.InterfaceIndex, "InterfaceIndex", 0, "index of the underlay interface that holds the PA")
 	fs.StringVar(&f.iface, "Interface", "", "underlay interface by name, instead of --InterfaceIndex")
 	fs.Uint16Var(&f.a.VlanID, "VlanID", 0, "VLAN ID 1..4094, or 0 for none")
+	fs.Uint8Var(&f.a.PrefixLength, "PrefixLength", 0, "prefix length of the PA's subnet")
+	fs.Var(macValue{&f.a.MACAddress}, "MACAddress", "MAC of the underlay interface (optional)")
 	cmd.MarkFlagsMutuallyExclusive("InterfaceIndex", "Interface")
 }
 
+// selection binds the filters that choose the addresses of set (and, with
+// filterFlags, of get and remove).
+func (f *providerAddressFlags) selection(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.Var(addrFilter(&f.flt.ProviderAddress), "ProviderAddress", "only these provider addresses")
+	fs.Var(intFilter(&f.flt.InterfaceIndex, "use interface indexes"), "InterfaceIndex", "only PAs on these underlay interfaces")
+	fs.StringVar(&f.iface, "Interface", "", "only PAs on this underlay interface, by name")
+}
+
+// filterFlags binds every property get and remove filter on; each takes a
+// list (commas or a repeated flag).
+func (f *providerAddressFlags) filterFlags(cmd *cobra.Command) {
+	f.selection(cmd)
+	fs := cmd.Flags()
+	fs.Var(uintFilter(&f.flt.PrefixLength, 8, "use prefix lengths 0..128"), "PrefixLength", "only PAs with these prefix lengths")
+	fs.Var(uintFilter(&f.flt.VlanID, 16, "use VLAN IDs 0..4094"), "VlanID", "only PAs on these VLANs (0: none)")
+	fs.Var(listOf(&f.flt.AddressState, "states", policy.ParseAddressState, "use Invalid, Tentative, Duplicate, Deprecated or Preferred (or 0..4)"),
+		"AddressState", "only PAs in these DAD states")
+	fs.Var(macFilter(&f.flt.MACAddress), "MACAddress", "only PAs with these MAC addresses")
+	fs.Var(boolFilter(&f.flt.ManagedByCluster), "ManagedByCluster", "only PAs with this ManagedByCluster")
+}
+
 // resolve turns --Interface into the interface's index in wnvctl's network
-// namespace, which is wnvd's on a host.
+// namespace, which is wnvd's on a host: the new PA's, or one more filter
+// value.
 func (f *providerAddressFlags) resolve() error {
 	if f.iface == "" {
 		return nil
@@ -49,21 +81,8 @@ func (f *providerAddressFlags) resolve() error {
 		return fmt.Errorf("--Interface %q was not found: name an interface of this host (ip link)", f.iface)
 	}
 	f.a.InterfaceIndex = ifi.Index
+	f.flt.InterfaceIndex = append(f.flt.InterfaceIndex, ifi.Index)
 	return nil
-}
-
-func (f *providerAddressFlags) filter(cmd *cobra.Command) policy.ProviderAddressFilter {
-	var flt policy.ProviderAddressFilter
-	if changed(cmd, "ProviderAddress") {
-		flt.ProviderAddress = f.a.ProviderAddress
-	}
-	if changed(cmd, "InterfaceIndex") || changed(cmd, "Interface") {
-		flt.InterfaceIndex = f.a.InterfaceIndex
-	}
-	if changed(cmd, "VlanID") {
-		flt.VlanID = f.a.VlanID
-	}
-	return flt
 }
 
 func providerAddressNew() *cobra.Command {
@@ -90,8 +109,6 @@ func providerAddressNew() *cobra.Command {
 		},
 	}
 	f.bind(cmd)
-	cmd.Flags().Uint8Var(&f.a.PrefixLength, "PrefixLength", 0, "prefix length of the PA's subnet")
-	cmd.Flags().Var(macValue{&f.a.MACAddress}, "MACAddress", "MAC of the underlay interface (optional)")
 	cmd.MarkFlagRequired("ProviderAddress")
 	return cmd
 }
@@ -123,14 +140,64 @@ func providerAddressFiltered(use, short string, call func(*provider.Client, cont
 				return err
 			}
 			defer cancel()
-			as, err := call(c, ctx, f.filter(cmd))
+			as, err := call(c, ctx, f.flt)
 			if err != nil {
 				return err
 			}
 			return outputProviderAddresses(cmd, as, as)
 		},
 	}
-	f.bind(cmd)
+	f.filterFlags(cmd)
+	return cmd
+}
+
+// providerAddressSet is Set-NetVirtualizationProviderAddress: it changes
+// VlanID, PrefixLength and MACAddress of the addresses its filters choose.
+func providerAddressSet() *cobra.Command {
+	f := &providerAddressFlags{}
+	cmd := &cobra.Command{
+		Use:     "set",
+		Short:   "Change VlanID, PrefixLength or MACAddress of the provider addresses chosen by --ProviderAddress, --InterfaceIndex or --Interface (each a list)",
+		Example: "  wnvctl provider-address set --ProviderAddress 198.18.0.2 --VlanID 12",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !anyChanged(cmd, paSelectors...) {
+				return errors.New("no provider address chosen: give at least one of " + flagList(paSelectors))
+			}
+			var ch policy.ProviderAddressChange
+			if changed(cmd, "VlanID") {
+				ch.VlanID = &f.a.VlanID
+			}
+			if changed(cmd, "PrefixLength") {
+				ch.PrefixLength = &f.a.PrefixLength
+			}
+			if changed(cmd, "MACAddress") {
+				ch.MACAddress = &f.a.MACAddress
+			}
+			if ch == (policy.ProviderAddressChange{}) {
+				return errors.New("nothing to set: give at least one of --VlanID, --PrefixLength, --MACAddress")
+			}
+			if err := f.resolve(); err != nil {
+				return err
+			}
+			c, ctx, cancel, err := providerClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			as, err := c.SetProviderAddresses(ctx, f.flt, ch)
+			if err != nil {
+				return err
+			}
+			return outputProviderAddresses(cmd, as, as)
+		},
+	}
+	f.selection(cmd)
+	fs := cmd.Flags()
+	fs.Uint16Var(&f.a.VlanID, "VlanID", 0, "the new VLAN ID 1..4094, or 0 for none")
+	fs.Uint8Var(&f.a.PrefixLength, "PrefixLength", 0, "the new prefix length of the PA's subnet")
+	fs.Var(macValue{&f.a.MACAddress}, "MACAddress", "the new MAC of the underlay interface")
+	cmd.MarkFlagsMutuallyExclusive("InterfaceIndex", "Interface")
 	return cmd
 }
 

@@ -100,7 +100,7 @@ func TestVMCommands(t *testing.T) {
 		{[]string{"vm", "migrate", "blue2", "--to", "host3"}, "Host host3 is the VM's own host: migrate VM blue2 to another host"},
 		{[]string{"vm", "migrate", "blue2", "--to", "host9"}, "Host host9 is not a registered host: register it (its host agent does) first"},
 		{[]string{"vm", "create", "--name", "x", "--vsid", "5001", "--mac", "zz", "--ca", "10.0.0.9", "--host", "host2"},
-			`--mac "zz" is malformed: use 00:15:5d:01:02:03 or 00-15-5D-01-02-03`},
+			`--mac "zz" is malformed: use 12 hex digits such as 00155D010203, or 00-15-5D-01-02-03, 00:15:5d:01:02:03 or 0015.5d01.0203`},
 	} {
 		_, err := psctl(t, s, tc.args...)
 		if err == nil || err.Error() != tc.want {

@@ -18,7 +18,7 @@ func init() {
 		example: "  wnvctl customer-route new --RoutingDomainID {11111111-2222-3333-4444-000000000000} \\\n" +
 			"    --VirtualSubnetID 5001 --DestinationPrefix 10.0.0.0/24",
 		required: []string{"RoutingDomainID", "VirtualSubnetID", "DestinationPrefix"},
-		chosenBy: "--RoutingDomainID, --VirtualSubnetID, --DestinationPrefix, --NextHop",
+		chosenBy: []string{"RoutingDomainID", "VirtualSubnetID", "DestinationPrefix", "NextHop"},
 		add:      (*provider.Client).AddCustomerRoute,
 		list:     (*provider.Client).CustomerRoutes,
 		set:      (*provider.Client).SetCustomerRoutes,
@@ -30,7 +30,7 @@ func init() {
 		flags:    func() routeFlags[policy.ProviderRoute, policy.ProviderRouteFilter] { return &providerRouteFlags{} },
 		example:  "  wnvctl provider-route new --InterfaceIndex 2 --DestinationPrefix 198.19.0.0/16 --NextHop 198.18.0.1",
 		required: []string{"DestinationPrefix"},
-		chosenBy: "--InterfaceIndex, --DestinationPrefix, --NextHop",
+		chosenBy: []string{"InterfaceIndex", "DestinationPrefix", "NextHop"},
 		add:      (*provider.Client).AddProviderRoute,
 		list:     (*provider.Client).ProviderRoutes,
 		set:      (*provider.Client).SetProviderRoutes,
@@ -43,12 +43,14 @@ func init() {
 }
 
 // routeFlags binds one kind of route's properties to flags.
-type routeFlags[R any, F comparable] interface {
-	// identity binds the properties that choose routes, which every verb takes.
+type routeFlags[R, F any] interface {
+	// identity binds the identity properties of new.
 	identity(cmd *cobra.Command)
-	// filter selects by the identity flags given, and by --CustomerID with
-	// withCustomer; an absent flag matches anything.
-	filter(cmd *cobra.Command, withCustomer bool) F
+	// selection binds the identity properties as filters, which choose the
+	// routes of set; with all, also Metric and CustomerID, for get and
+	// remove. Each takes a list (commas or a repeated flag).
+	selection(cmd *cobra.Command, all bool)
+	filter() *F
 	route() *R
 	metric() *uint32
 	customerID() *policy.GUID
@@ -57,12 +59,12 @@ type routeFlags[R any, F comparable] interface {
 // routeVerbs builds the new, get, set and remove commands of one kind of
 // route: customer and provider routes differ only in their identity flags,
 // the provider API calls and the table.
-type routeVerbs[R any, F comparable] struct {
+type routeVerbs[R, F any] struct {
 	kind     string // "customer" or "provider"
 	flags    func() routeFlags[R, F]
 	example  string   // of new
 	required []string // flags new requires
-	chosenBy string   // the identity flags, for set's error
+	chosenBy []string // the identity flags, which choose the routes of set
 	add      func(*provider.Client, context.Context, R) (R, error)
 	list     func(*provider.Client, context.Context, F) ([]R, error)
 	set      func(*provider.Client, context.Context, F, uint32) ([]R, error)
@@ -128,15 +130,14 @@ func (v routeVerbs[R, F]) filtered(use, short string, call func(*provider.Client
 				return err
 			}
 			defer cancel()
-			rs, err := call(c, ctx, f.filter(cmd, true))
+			rs, err := call(c, ctx, *f.filter())
 			if err != nil {
 				return err
 			}
 			return printResult(cmd, rs, v.table(rs))
 		},
 	}
-	f.identity(cmd)
-	cmd.Flags().Var(guidValue{f.customerID()}, "CustomerID", "only routes of this tenant")
+	f.selection(cmd, true)
 	return cmd
 }
 
@@ -147,31 +148,32 @@ func (v routeVerbs[R, F]) setCmd() *cobra.Command {
 		Short: "Set the Metric of the " + v.kind + " routes chosen by their identity properties",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var none F
-			flt := f.filter(cmd, false)
-			if flt == none {
-				return errors.New("no route chosen: give at least one of " + v.chosenBy)
+			if !anyChanged(cmd, v.chosenBy...) {
+				return errors.New("no route chosen: give at least one of " + flagList(v.chosenBy))
 			}
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {
 				return err
 			}
 			defer cancel()
-			rs, err := v.set(c, ctx, flt, *f.metric())
+			rs, err := v.set(c, ctx, *f.filter(), *f.metric())
 			if err != nil {
 				return err
 			}
 			return printResult(cmd, rs, v.table(rs))
 		},
 	}
-	f.identity(cmd)
+	f.selection(cmd, false)
 	cmd.Flags().Uint32Var(f.metric(), "Metric", 0, "the new metric")
 	cmd.MarkFlagRequired("Metric")
 	return cmd
 }
 
 // customerRouteFlags binds a customer route's properties to flags.
-type customerRouteFlags struct{ r policy.CustomerRoute }
+type customerRouteFlags struct {
+	r   policy.CustomerRoute
+	flt policy.CustomerRouteFilter
+}
 
 func (f *customerRouteFlags) identity(cmd *cobra.Command) {
 	fs := cmd.Flags()
@@ -181,29 +183,22 @@ func (f *customerRouteFlags) identity(cmd *cobra.Command) {
 	fs.Var(addrValue{&f.r.NextHop}, "NextHop", "next-hop CA; absent, 0.0.0.0 or :: means on-link")
 }
 
-func (f *customerRouteFlags) filter(cmd *cobra.Command, withCustomer bool) policy.CustomerRouteFilter {
-	var flt policy.CustomerRouteFilter
-	if changed(cmd, "RoutingDomainID") {
-		flt.RoutingDomainID = f.r.RoutingDomainID
+func (f *customerRouteFlags) selection(cmd *cobra.Command, all bool) {
+	fs := cmd.Flags()
+	fs.Var(wildcardFilter(&f.flt.RoutingDomainID), "RoutingDomainID", "only routes of these routing domains (wildcards)")
+	fs.Var(vsidFilter(&f.flt.VirtualSubnetID), "VirtualSubnetID", "only routes of these virtual subnets")
+	fs.Var(prefixFilter(&f.flt.DestinationPrefix), "DestinationPrefix", "only routes to these CA prefixes")
+	fs.Var(addrFilter(&f.flt.NextHop), "NextHop", "only routes via these next-hop CAs (0.0.0.0 or :: for on-link)")
+	if all {
+		fs.Var(uintFilter(&f.flt.Metric, 32, "use metrics 0..4294967295"), "Metric", "only routes with these metrics")
+		fs.Var(wildcardFilter(&f.flt.CustomerID), "CustomerID", "only routes of these tenants (wildcards)")
 	}
-	if changed(cmd, "VirtualSubnetID") {
-		flt.VirtualSubnetID = f.r.VirtualSubnetID
-	}
-	if changed(cmd, "DestinationPrefix") {
-		flt.DestinationPrefix = f.r.DestinationPrefix
-	}
-	if changed(cmd, "NextHop") {
-		flt.NextHop = f.r.NextHop
-	}
-	if withCustomer && changed(cmd, "CustomerID") {
-		flt.CustomerID = f.r.CustomerID
-	}
-	return flt
 }
 
-func (f *customerRouteFlags) route() *policy.CustomerRoute { return &f.r }
-func (f *customerRouteFlags) metric() *uint32              { return &f.r.Metric }
-func (f *customerRouteFlags) customerID() *policy.GUID     { return &f.r.CustomerID }
+func (f *customerRouteFlags) filter() *policy.CustomerRouteFilter { return &f.flt }
+func (f *customerRouteFlags) route() *policy.CustomerRoute        { return &f.r }
+func (f *customerRouteFlags) metric() *uint32                     { return &f.r.Metric }
+func (f *customerRouteFlags) customerID() *policy.GUID            { return &f.r.CustomerID }
 
 func customerRouteTable(rs []policy.CustomerRoute) outTable {
 	t := outTable{header: []string{"RoutingDomainID", "VirtualSubnetID", "DestinationPrefix", "NextHop", "Metric", "CustomerID"}}
@@ -215,7 +210,10 @@ func customerRouteTable(rs []policy.CustomerRoute) outTable {
 }
 
 // providerRouteFlags binds a provider route's properties to flags.
-type providerRouteFlags struct{ r policy.ProviderRoute }
+type providerRouteFlags struct {
+	r   policy.ProviderRoute
+	flt policy.ProviderRouteFilter
+}
 
 func (f *providerRouteFlags) identity(cmd *cobra.Command) {
 	fs := cmd.Flags()
@@ -224,26 +222,21 @@ func (f *providerRouteFlags) identity(cmd *cobra.Command) {
 	fs.Var(addrValue{&f.r.NextHop}, "NextHop", "next-hop PA; absent, 0.0.0.0 or :: means on-link")
 }
 
-func (f *providerRouteFlags) filter(cmd *cobra.Command, withCustomer bool) policy.ProviderRouteFilter {
-	var flt policy.ProviderRouteFilter
-	if changed(cmd, "InterfaceIndex") {
-		flt.InterfaceIndex = f.r.InterfaceIndex
+func (f *providerRouteFlags) selection(cmd *cobra.Command, all bool) {
+	fs := cmd.Flags()
+	fs.Var(intFilter(&f.flt.InterfaceIndex, "use interface indexes"), "InterfaceIndex", "only routes on these underlay interfaces")
+	fs.Var(prefixFilter(&f.flt.DestinationPrefix), "DestinationPrefix", "only routes to these PA prefixes")
+	fs.Var(addrFilter(&f.flt.NextHop), "NextHop", "only routes via these next-hop PAs (0.0.0.0 or :: for on-link)")
+	if all {
+		fs.Var(uintFilter(&f.flt.Metric, 32, "use metrics 0..4294967295"), "Metric", "only routes with these metrics")
+		fs.Var(wildcardFilter(&f.flt.CustomerID), "CustomerID", "only routes of these tenants (wildcards)")
 	}
-	if changed(cmd, "DestinationPrefix") {
-		flt.DestinationPrefix = f.r.DestinationPrefix
-	}
-	if changed(cmd, "NextHop") {
-		flt.NextHop = f.r.NextHop
-	}
-	if withCustomer && changed(cmd, "CustomerID") {
-		flt.CustomerID = f.r.CustomerID
-	}
-	return flt
 }
 
-func (f *providerRouteFlags) route() *policy.ProviderRoute { return &f.r }
-func (f *providerRouteFlags) metric() *uint32              { return &f.r.Metric }
-func (f *providerRouteFlags) customerID() *policy.GUID     { return &f.r.CustomerID }
+func (f *providerRouteFlags) filter() *policy.ProviderRouteFilter { return &f.flt }
+func (f *providerRouteFlags) route() *policy.ProviderRoute        { return &f.r }
+func (f *providerRouteFlags) metric() *uint32                     { return &f.r.Metric }
+func (f *providerRouteFlags) customerID() *policy.GUID            { return &f.r.CustomerID }
 
 func providerRouteTable(rs []policy.ProviderRoute) outTable {
 	t := outTable{header: []string{"InterfaceIndex", "DestinationPrefix", "NextHop", "Metric", "CustomerID"}}

@@ -201,8 +201,10 @@ func clip(s string) string {
 }
 
 // DecodeQuery fills the struct dst points to from query parameters named
-// after its properties; absent parameters leave the zero value ("any").
-// Errors are of kind policy.ErrInvalid.
+// after its properties; absent parameters leave the zero value ("any"). A
+// slice property takes the parameter repeated, one value each time (the
+// filters' lists); any other property takes it once. Errors are of kind
+// policy.ErrInvalid.
 func DecodeQuery(q url.Values, dst any) error {
 	v := reflect.ValueOf(dst).Elem()
 	fs := fieldsOf(v.Type())
@@ -214,10 +216,20 @@ func DecodeQuery(q url.Values, dst any) error {
 		if !ok {
 			continue
 		}
+		fv := v.FieldByIndex(f.index)
+		if f.typ.Kind() == reflect.Slice {
+			fv.Set(reflect.MakeSlice(f.typ, len(vals), len(vals)))
+			for i, s := range vals {
+				if err := parseText(fv.Index(i), s); err != nil {
+					return invalidf("%s %q is malformed: %s", f.name, clip(s), SyntaxOf(f.typ.Elem(), err))
+				}
+			}
+			continue
+		}
 		if len(vals) != 1 {
 			return invalidf("query parameter %s is given %d times: give it once", f.name, len(vals))
 		}
-		if err := parseText(v.FieldByIndex(f.index), vals[0]); err != nil {
+		if err := parseText(fv, vals[0]); err != nil {
 			return invalidf("%s %q is malformed: %s", f.name, clip(vals[0]), SyntaxOf(f.typ, err))
 		}
 	}
@@ -266,19 +278,24 @@ func parseText(v reflect.Value, s string) error {
 }
 
 // EncodeQuery is DecodeQuery's inverse: every non-zero property of the
-// struct src becomes one query parameter.
+// struct src becomes one query parameter, each element of a slice one
+// repetition.
 func EncodeQuery(src any) url.Values {
 	q := url.Values{}
 	v := reflect.ValueOf(src)
 	for _, f := range fieldsOf(v.Type()) {
 		fv := v.FieldByIndex(f.index)
-		if fv.IsZero() {
-			continue
+		switch {
+		case fv.IsZero():
+		case fv.Kind() == reflect.Slice:
+			for i := range fv.Len() {
+				q.Add(f.name, formatText(fv.Index(i)))
+			}
+		case fv.Kind() == reflect.Pointer:
+			q.Set(f.name, formatText(fv.Elem()))
+		default:
+			q.Set(f.name, formatText(fv))
 		}
-		if fv.Kind() == reflect.Pointer {
-			fv = fv.Elem()
-		}
-		q.Set(f.name, formatText(fv))
 	}
 	return q
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -14,15 +15,15 @@ import (
 
 func TestQueryRoundTrip(t *testing.T) {
 	lf := policy.LookupRecordFilter{
-		CustomerAddress: netip.MustParseAddr("fd00::5"),
-		VirtualSubnetID: 5001,
-		MACAddress:      packet.MAC{0, 0x15, 0x5d, 1, 2, 3},
-		ProviderAddress: netip.MustParseAddr("198.18.0.2"),
-		CustomerID:      policy.MustParseGUID("{11111111-2222-3333-4444-000000000000}"),
-		VMName:          "web 1 & co",
+		CustomerAddress: []netip.Addr{netip.MustParseAddr("fd00::5")},
+		VirtualSubnetID: []policy.VSID{5001},
+		MACAddress:      []packet.MAC{packet.MAC{0, 0x15, 0x5d, 1, 2, 3}},
+		ProviderAddress: []netip.Addr{netip.MustParseAddr("198.18.0.2")},
+		CustomerID:      []policy.Wildcard{policy.MustParseWildcard(policy.MustParseGUID("{11111111-2222-3333-4444-000000000000}").String())},
+		VMName:          []policy.Wildcard{policy.MustParseWildcard("web 1 & co")},
 	}
 	q := EncodeQuery(lf)
-	if len(q) != 6 || q.Get("MACAddress") != "00:15:5d:01:02:03" || q.Get("CustomerID") != "{11111111-2222-3333-4444-000000000000}" {
+	if len(q) != 6 || q.Get("MACAddress") != "00155D010203" || q.Get("CustomerID") != "{11111111-2222-3333-4444-000000000000}" {
 		t.Fatalf("EncodeQuery = %v", q)
 	}
 	wire, err := url.ParseQuery(q.Encode())
@@ -30,20 +31,44 @@ func TestQueryRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got policy.LookupRecordFilter
-	if err := DecodeQuery(wire, &got); err != nil || got != lf {
+	if err := DecodeQuery(wire, &got); err != nil || !reflect.DeepEqual(got, lf) {
 		t.Fatalf("DecodeQuery = %+v, %v; want %+v", got, err, lf)
 	}
 
 	if q := EncodeQuery(policy.ProviderRouteFilter{}); len(q) != 0 {
 		t.Fatalf("empty filter encodes as %v; want no parameters", q)
 	}
-	pf := policy.ProviderRouteFilter{InterfaceIndex: 7, DestinationPrefix: netip.MustParsePrefix("198.18.0.0/15")}
+	pf := policy.ProviderRouteFilter{InterfaceIndex: []int{7}, DestinationPrefix: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}}
 	var pgot policy.ProviderRouteFilter
-	if err := DecodeQuery(EncodeQuery(pf), &pgot); err != nil || pgot != pf {
+	if err := DecodeQuery(EncodeQuery(pf), &pgot); err != nil || !reflect.DeepEqual(pgot, pf) {
 		t.Fatalf("ProviderRouteFilter round trip = %+v, %v", pgot, err)
 	}
 	if err := DecodeQuery(url.Values{"InterfaceIndex": {"x"}}, &pgot); err == nil || err.Error() != `InterfaceIndex "x" is malformed: use a whole number up to 9223372036854775807` {
 		t.Fatalf("bad InterfaceIndex: %v", err)
+	}
+
+	// Lists travel as repeated parameters; a single value is a list of one.
+	lists := policy.CustomerRouteFilter{
+		VirtualSubnetID: []policy.VSID{5001, 5002},
+		CustomerID:      []policy.Wildcard{policy.MustParseWildcard("*-4444-*"), policy.MustParseWildcard("{11111111-2222-3333-4444-000000000000}")},
+	}
+	q = EncodeQuery(lists)
+	if got := q.Encode(); got != "CustomerID=%2A-4444-%2A&CustomerID=%7B11111111-2222-3333-4444-000000000000%7D&VirtualSubnetID=5001&VirtualSubnetID=5002" {
+		t.Fatalf("EncodeQuery(lists) = %s", got)
+	}
+	var lgot policy.CustomerRouteFilter
+	if err := DecodeQuery(q, &lgot); err != nil || !reflect.DeepEqual(lgot, lists) {
+		t.Fatalf("lists round trip = %+v, %v", lgot, err)
+	}
+	for _, c := range []struct{ query, want string }{
+		{"VirtualSubnetID=5001&VirtualSubnetID=x", `VirtualSubnetID "x" is malformed: use 4096..16777214`},
+		{"CustomerID=[a", "CustomerID \"[a\" is malformed: use text with the wildcards * (any text), ? (one character) and [a-c] (one of a set); ` escapes"},
+		{"NextHop=10.0.0.1&NextHop=nope", `NextHop "nope" is malformed: use an IPv4 or IPv6 address such as 10.0.0.5`},
+	} {
+		vals, _ := url.ParseQuery(c.query)
+		if err := DecodeQuery(vals, &lgot); err == nil || err.Error() != c.want {
+			t.Errorf("DecodeQuery(%s) = %v; want %s", c.query, err, c.want)
+		}
 	}
 }
 

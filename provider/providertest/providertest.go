@@ -78,17 +78,17 @@ func (b *Backend) Ports() []provider.Port {
 // destination may be in any virtual subnet that shares a routing domain with
 // the source's, as the customer routes say.
 func (b *Backend) NextHop(q provider.NextHopQuery) (provider.NextHop, error) {
-	src := b.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: q.SourceCustomerAddress, VirtualSubnetID: q.SourceVirtualSubnetID})
+	src := b.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{q.SourceCustomerAddress}, VirtualSubnetID: []policy.VSID{q.SourceVirtualSubnetID}})
 	if len(src) == 0 {
 		return provider.NextHop{}, &policy.Error{Kind: policy.ErrNotFound, Msg: fmt.Sprintf("SourceCustomerAddress %s has no lookup record in VirtualSubnetID %d", q.SourceCustomerAddress, q.SourceVirtualSubnetID)}
 	}
 	domain := map[policy.VSID]bool{q.SourceVirtualSubnetID: true}
-	for _, r := range b.store.CustomerRoutes(policy.CustomerRouteFilter{VirtualSubnetID: q.SourceVirtualSubnetID}) {
-		for _, s := range b.store.CustomerRoutes(policy.CustomerRouteFilter{RoutingDomainID: r.RoutingDomainID}) {
+	for _, r := range b.store.CustomerRoutes(policy.CustomerRouteFilter{VirtualSubnetID: []policy.VSID{q.SourceVirtualSubnetID}}) {
+		for _, s := range b.store.CustomerRoutes(policy.CustomerRouteFilter{RoutingDomainID: []policy.Wildcard{policy.MustParseWildcard(r.RoutingDomainID.String())}}) {
 			domain[s.VirtualSubnetID] = true
 		}
 	}
-	for _, d := range b.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: q.DestinationCustomerAddress}) {
+	for _, d := range b.store.LookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{q.DestinationCustomerAddress}}) {
 		if domain[d.VirtualSubnetID] {
 			return provider.NextHop{
 				NextHopAddress:    d.CustomerAddress,

@@ -271,6 +271,10 @@ type Model struct {
 	// Placement: the VMs on this host, listed since the stream started.
 	listed, listing bool
 	vms             map[string]policyapi.VM
+	// sinceList are the placement events that arrived while the list was
+	// asked for: the list may be older than they are, so they apply again
+	// on top of it (every later event follows, so the state converges).
+	sinceList []policyapi.Event
 	// departed are VMs that left with their port still attached: true if
 	// they migrated (detach keeping the forwarding), false if deleted.
 	departed map[string]bool
@@ -338,6 +342,8 @@ func (m *Model) Step(now time.Time, ev Event) {
 		}
 	case VMsListed:
 		m.listing = false
+		held := m.sinceList
+		m.sinceList = nil
 		if ev.Err != nil {
 			m.serverAt = now.Add(m.serverOff.Next())
 			return
@@ -347,6 +353,9 @@ func (m *Model) Step(now time.Time, ev Event) {
 		for _, vm := range ev.VMs {
 			m.vms[vm.Name] = vm
 			delete(m.departed, vm.Name)
+		}
+		for _, e := range held {
+			m.placement(now, e)
 		}
 		m.listed = true
 		for rd := range m.watchSet() {
@@ -489,7 +498,7 @@ func (m *Model) failed(now time.Time) {
 // resync forgets the stream: the next one starts from now and everything
 // is listed and fetched again (the policy held meanwhile stays installed).
 func (m *Model) resync() {
-	m.open, m.rev, m.listed = nil, 0, false
+	m.open, m.rev, m.listed, m.sinceList = nil, 0, false, nil
 }
 
 // watchEvent applies one event of the stream as a level.
@@ -512,6 +521,9 @@ func (m *Model) watchEvent(now time.Time, ev policyapi.Event) {
 		m.wantKeys = true
 		return
 	case policyapi.KindVM:
+		if m.listing {
+			m.sinceList = append(m.sinceList, ev)
+		}
 		m.placement(now, ev)
 	}
 	p := m.rds[ev.RoutingDomainID]

@@ -668,3 +668,35 @@ func TestAnInterfaceAppearingDuringAnAttachIsTriedAgainAtOnce(t *testing.T) {
 		t.Fatal("the port waits for the retry although its interface appeared")
 	}
 }
+
+// TestAVMPlacedWhileTheListIsAskedForIsNotLost: the list of this host's VMs
+// may be older than a placement the watch delivered while the list was on
+// its way; the VM must still get its port.
+func TestAVMPlacedWhileTheListIsAskedForIsNotLost(t *testing.T) {
+	h := newHarness(t)
+	h.host.ifaces["b"] = true
+	h.step(Registered{})
+	var listAsked bool
+	for i := 0; i < 10 && !listAsked; i++ {
+		r := h.ready()
+		if r.ListVMs {
+			listAsked = true
+			r.ListVMs = false
+			// Placed after the server answered the list, seen before the
+			// answer arrives.
+			h.put(vm("b", rd1, "h1", 11), nil, 20)
+			h.answer(r)
+			h.step(VMsListed{})
+			break
+		}
+		h.answer(r)
+	}
+	if !listAsked {
+		t.Fatal("the model never asked for the list of its VMs")
+	}
+	h.policies[rd1] = pol(rd1, 20, rec(rd1, 11, "198.18.0.1"))
+	h.settle()
+	if _, ok := h.host.ports["b"]; !ok {
+		t.Fatalf("b placed during the listing has no port: ports %v", h.host.ports)
+	}
+}

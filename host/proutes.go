@@ -31,6 +31,15 @@ const ipv6DefaultMetric = 1024
 // and VXLAN sockets, and the fast path's bpf_redirect_neigh, whose FIB
 // lookup picks the next hop on the underlay.
 
+// routeKey is what the kernel tells routes of one table apart by (for
+// unicast routes without TOS): two with the same key cannot both be there.
+type routeKey struct {
+	dst    netip.Prefix
+	metric uint32
+}
+
+func keyOf(r dataplane.Route) routeKey { return routeKey{r.Dst, r.Metric} }
+
 // routeRefusal is a provider route that is not installed, and why.
 type routeRefusal struct {
 	route policy.ProviderRoute
@@ -52,13 +61,9 @@ func checkRouteInterface(ifindex, underlay int, name string) error {
 // up on it. Routes on another interface, and routes the kernel could not
 // hold beside another (same destination and metric), are refused.
 func desiredRoutes(rs []policy.ProviderRoute, underlay int, name string, pas []netip.Prefix) ([]dataplane.Route, []routeRefusal) {
-	type key struct {
-		dst    netip.Prefix
-		metric uint32
-	}
 	var want []dataplane.Route
 	var refused []routeRefusal
-	seen := map[key]dataplane.Route{}
+	seen := map[routeKey]dataplane.Route{}
 	for _, r := range rs {
 		if err := checkRouteInterface(r.InterfaceIndex, underlay, name); err != nil {
 			refused = append(refused, routeRefusal{r, err.Error()})
@@ -72,13 +77,13 @@ func desiredRoutes(rs []policy.ProviderRoute, underlay int, name string, pas []n
 			k.Metric = ipv6DefaultMetric
 		}
 		k.Src = preferredSource(k.Dst, k.Gw, pas)
-		if other, ok := seen[key{k.Dst, k.Metric}]; ok {
+		if other, ok := seen[keyOf(k)]; ok {
 			if other != k {
 				refused = append(refused, routeRefusal{r, fmt.Sprintf("the kernel holds one route per destination and metric, and %s is installed: give this one another Metric", other)})
 			}
 			continue
 		}
-		seen[key{k.Dst, k.Metric}] = k
+		seen[keyOf(k)] = k
 		want = append(want, k)
 	}
 	slices.SortFunc(want, compareRoutes)
@@ -126,10 +131,11 @@ func preferredSource(dst netip.Prefix, gw netip.Addr, pas []netip.Prefix) netip.
 	return best
 }
 
-// diffRoutes is what to delete from have and add to it to get want.
-func diffRoutes(want, have []dataplane.Route) (del, add []dataplane.Route) {
+// diffRoutes is what to delete from have and add to it to get want. Routes
+// of have whose key is adopted stay, unless want has a route of that key.
+func diffRoutes(want, have []dataplane.Route, adopted map[routeKey]bool) (del, add []dataplane.Route) {
 	for _, r := range have {
-		if !slices.Contains(want, r) {
+		if !slices.Contains(want, r) && !adopted[keyOf(r)] {
 			del = append(del, r)
 		}
 	}
@@ -152,6 +158,12 @@ type routeSet struct {
 	clean bool
 	// states is the state last logged per route, to log changes only.
 	states map[string]string
+	// started is set by the first pass. adopted are the keys of routes an
+	// earlier wnvd left that the policy has not had since: without a
+	// checkpoint, policy starts empty and is provisioned again, and until
+	// then the kernel goes on forwarding with them (fail static).
+	started bool
+	adopted map[routeKey]bool
 
 	installed, waiting, failed atomic.Int64
 	failures                   atomic.Uint64 // kernel operations that failed
@@ -215,7 +227,19 @@ func (h *Host) syncRoutes() {
 		h.log.Error("provider routes: reading the kernel's", "err", err)
 		return
 	}
-	del, add := diffRoutes(want, have)
+	if !r.started {
+		r.started = true
+		if !h.restored {
+			r.adopted = map[routeKey]bool{}
+			for _, x := range have {
+				r.adopted[keyOf(x)] = true
+			}
+		}
+	}
+	for _, w := range want {
+		delete(r.adopted, keyOf(w))
+	}
+	del, add := diffRoutes(want, have, r.adopted)
 	clean := true
 	for _, d := range del {
 		if err := dataplane.DeleteRoute(h.underlayIndex, routeProtocol, d); err != nil && !errors.Is(err, unix.ESRCH) {

@@ -64,15 +64,18 @@ func TestDiffRoutes(t *testing.T) {
 	for _, c := range []struct {
 		name           string
 		want, have     []dataplane.Route
+		adopted        map[routeKey]bool
 		expDel, expAdd []dataplane.Route
 	}{
-		{"nothing installed", []dataplane.Route{a, b}, nil, nil, []dataplane.Route{a, b}},
-		{"in line", []dataplane.Route{a, b}, []dataplane.Route{b, a}, nil, nil},
-		{"removed from policy", nil, []dataplane.Route{a}, []dataplane.Route{a}, nil},
-		{"source came up", []dataplane.Route{aSrc}, []dataplane.Route{a}, []dataplane.Route{a}, []dataplane.Route{aSrc}},
-		{"metric set", []dataplane.Route{aMetric, b}, []dataplane.Route{a, b}, []dataplane.Route{a}, []dataplane.Route{aMetric}},
+		{"nothing installed", []dataplane.Route{a, b}, nil, nil, nil, []dataplane.Route{a, b}},
+		{"in line", []dataplane.Route{a, b}, []dataplane.Route{b, a}, nil, nil, nil},
+		{"removed from policy", nil, []dataplane.Route{a}, nil, []dataplane.Route{a}, nil},
+		{"source came up", []dataplane.Route{aSrc}, []dataplane.Route{a}, nil, []dataplane.Route{a}, []dataplane.Route{aSrc}},
+		{"metric set", []dataplane.Route{aMetric, b}, []dataplane.Route{a, b}, nil, []dataplane.Route{a}, []dataplane.Route{aMetric}},
+		// An earlier wnvd's route stays while policy has no route of its key.
+		{"adopted, not in policy", []dataplane.Route{b}, []dataplane.Route{a}, map[routeKey]bool{keyOf(a): true}, nil, []dataplane.Route{b}},
 	} {
-		del, add := diffRoutes(c.want, c.have)
+		del, add := diffRoutes(c.want, c.have, c.adopted)
 		if !slices.Equal(del, c.expDel) || !slices.Equal(add, c.expAdd) {
 			t.Errorf("%s: del %v add %v, want del %v add %v", c.name, del, add, c.expDel, c.expAdd)
 		}

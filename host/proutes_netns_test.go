@@ -7,10 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/wnv/wnv/lab/probe"
 	"github.com/wnv/wnv/packet"
@@ -35,24 +39,7 @@ func TestProviderRoutesAcrossRouter(t *testing.T) {
 	}
 	pa := [2]netip.Prefix{netip.MustParsePrefix("198.18.10.2/24"), netip.MustParsePrefix("198.18.20.2/24")}
 	gw := [2]netip.Addr{netip.MustParseAddr("198.18.10.1"), netip.MustParseAddr("198.18.20.1")}
-	for i := range 2 {
-		r := fmt.Sprintf("r%d", i)
-		run(t, "ip", "link", "add", "ul0", "netns", hosts[i], "type", "veth", "peer", "name", r, "netns", router)
-		run(t, "ip", "-n", router, "addr", "add", netip.PrefixFrom(gw[i], 24).String(), "dev", r)
-		run(t, "ip", "-n", router, "link", "set", r, "up")
-		run(t, "ip", "-n", hosts[i], "link", "set", "ul0", "up")
-	}
-	run(t, "ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-
-	// Registered before the hosts start, so it runs after they stopped and
-	// their helper ran Cleanup.
-	t.Cleanup(func() {
-		for _, h := range hosts {
-			if out := wnvRoutes(t, h); out != "" {
-				t.Errorf("routes of proto %d left in %s after cleanup:\n%s", routeProtocol, h, out)
-			}
-		}
-	})
+	routedUnderlay(t, router, hosts[:], gw[:])
 	var c [2]*provider.Client
 	for i := range 2 {
 		c[i] = startHost(t, hosts[i], "ul0")
@@ -175,6 +162,122 @@ func TestProviderRoutesAcrossRouter(t *testing.T) {
 		return nil
 	})
 	unreachable("after a's provider route was removed")
+}
+
+// TestProviderRoutesSurviveRestart: a stopped host leaves its provider
+// routes in the kernel (fail static); restarted without a checkpoint, it
+// keeps them while its policy is provisioned again, and manages them again
+// once policy has them. A route that is not wnvd's is never touched.
+func TestProviderRoutesSurviveRestart(t *testing.T) {
+	needRoot(t)
+	prefix := "wpr" + suffix() + "-"
+	host, router := prefix+"h", prefix+"r"
+	netnsAdd(t, host)
+	netnsAdd(t, router)
+	routedUnderlay(t, router, []string{host}, []netip.Addr{netip.MustParseAddr("198.18.10.1")})
+	ctx := context.Background()
+	check := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pa := policy.ProviderAddress{ProviderAddress: netip.MustParseAddr("198.18.10.2"), PrefixLength: 24}
+	far := policy.ProviderRoute{DestinationPrefix: netip.MustParsePrefix("198.18.30.0/24"), NextHop: netip.MustParseAddr("198.18.10.1"), Metric: 3}
+	const farRoute = "198.18.30.0/24 via 198.18.10.1 dev ul0 src 198.18.10.2 metric 3"
+	hasRoutes := func(want ...string) func() error {
+		return func() error {
+			out := wnvRoutes(t, host)
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					return fmt.Errorf("routes of proto %d: %q, want %q", routeProtocol, out, w)
+				}
+			}
+			return nil
+		}
+	}
+
+	// The fast path is pinned where both wnvd see it, so the second takes
+	// over the first's PA as a restarted wnvd does.
+	bpf := filepath.Join(t.TempDir(), "bpf")
+	if err := os.Mkdir(bpf, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", bpf, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(bpf, unix.MNT_DETACH) })
+	pins := envPinDir + "=" + filepath.Join(bpf, "h")
+
+	c, stop := startHostEnv(t, host, "ul0", envKeep+"=1", pins)
+	check(c.AddProviderAddress(ctx, pa))
+	check(c.AddProviderRoute(ctx, far))
+	eventually(t, "route installed", hasRoutes(farRoute))
+	// A route someone else made is left alone, even where a provider
+	// route wants its place.
+	const theirs = "198.18.50.0/24 via 198.18.10.1 dev ul0 proto static"
+	run(t, append([]string{"ip", "-n", host, "route", "add"}, strings.Fields(theirs)...)...)
+	check(c.AddProviderRoute(ctx, policy.ProviderRoute{DestinationPrefix: netip.MustParsePrefix("198.18.50.0/24"), NextHop: netip.MustParseAddr("198.18.10.1")}))
+	eventually(t, "a provider route in the way of another's", func() error {
+		cs, err := c.Counters(ctx)
+		if err != nil {
+			return err
+		}
+		if r := cs.ProviderRoutes; r == nil || r.Installed != 1 || r.Failed != 1 {
+			return fmt.Errorf("provider route counters %+v, want 1 installed and 1 failed", r)
+		}
+		return nil
+	})
+	stop()
+	if err := hasRoutes(farRoute)(); err != nil {
+		t.Fatalf("after the host stopped: %v", err)
+	}
+
+	// Restarted without a checkpoint: the PA is taken over, and a pass that
+	// installs another route leaves the earlier wnvd's route alone.
+	c, _ = startHostEnv(t, host, "ul0", pins)
+	check(c.AddProviderAddress(ctx, pa))
+	waitPreferred(t, c, pa.ProviderAddress)
+	near := policy.ProviderRoute{DestinationPrefix: netip.MustParsePrefix("198.18.40.0/24"), NextHop: netip.MustParseAddr("198.18.10.1")}
+	check(c.AddProviderRoute(ctx, near))
+	eventually(t, "another route installed beside it", hasRoutes("198.18.40.0/24 via 198.18.10.1 dev ul0 src 198.18.10.2", farRoute))
+	// Provisioned again, it is the host's: removing it removes it.
+	check(c.AddProviderRoute(ctx, far))
+	eventually(t, "both routes counted", func() error { return routeCounts(ctx, c, 2, 0) })
+	check(c.RemoveProviderRoutes(ctx, policy.ProviderRouteFilter{DestinationPrefix: far.DestinationPrefix}))
+	eventually(t, "route removed", func() error {
+		if out := wnvRoutes(t, host); strings.Contains(out, "198.18.30.0/24") {
+			return fmt.Errorf("routes of proto %d: %q", routeProtocol, out)
+		}
+		return nil
+	})
+	if out, err := exec.Command("ip", "-n", host, "route", "show", "proto", "static").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "198.18.50.0/24 via 198.18.10.1 dev ul0") {
+		t.Errorf("the route that is not wnvd's: %q (%v), want it still there", out, err)
+	}
+}
+
+// routedUnderlay connects each host namespace's ul0 to a router namespace
+// that forwards between them, as gw[i] on host i's link, and checks at
+// cleanup, after the hosts (started later) stopped and cleaned up, that no
+// route of wnvd's protocol is left.
+func routedUnderlay(t *testing.T, router string, hosts []string, gw []netip.Addr) {
+	t.Helper()
+	for i, h := range hosts {
+		r := fmt.Sprintf("r%d", i)
+		run(t, "ip", "link", "add", "ul0", "netns", h, "type", "veth", "peer", "name", r, "netns", router)
+		run(t, "ip", "-n", router, "addr", "add", netip.PrefixFrom(gw[i], 24).String(), "dev", r)
+		run(t, "ip", "-n", router, "link", "set", r, "up")
+		run(t, "ip", "-n", h, "link", "set", "ul0", "up")
+	}
+	run(t, "ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			if out := wnvRoutes(t, h); out != "" {
+				t.Errorf("routes of proto %d left in %s after cleanup:\n%s", routeProtocol, h, out)
+			}
+		}
+	})
 }
 
 // wnvRoutes is `ip route` of wnvd's protocol in namespace ns, both families.

@@ -90,6 +90,7 @@ type Host struct {
 
 	pas      paSet
 	reconcil chan struct{}
+	routes   routeSet
 	// restored says Restore loaded a checkpoint.
 	restored bool
 	held     atomic.Pointer[holder]     // set by HoldMisses
@@ -138,6 +139,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		underlayMTU:   mtu,
 		ports:         map[string]*port{},
 		reconcil:      make(chan struct{}, 1),
+		routes:        routeSet{kick: make(chan struct{}, 1)},
 	}
 	if cfg.GSOTAP != "" {
 		if h.gso, err = dataplane.OpenTunnelGSO(cfg.GSOTAP, cfg.Underlay); err != nil {
@@ -146,6 +148,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	}
 	h.pas.init()
 	h.pas.changed = func(pas []netip.Addr) {
+		h.kickRoutes(false) // a route's source or next hop may depend on them
 		if h.stopping() {
 			return // fail static: the kernel goes on decapsulating for them
 		}
@@ -162,6 +165,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		h.sw.SetPolicy(t)
 		h.syncKernel()
 		h.kick()
+		h.kickRoutes(false)
 		if hub != nil {
 			// A CA seen behind a new PA (Set, a fetched record, a redirect).
 			for _, m := range t.Moves() {
@@ -204,6 +208,13 @@ func (h *Host) Run(ctx context.Context) error {
 		h.reconcilePAs(ctx)
 	}()
 	h.awaitAdoptedPAs(ctx)
+	// Routes follow the adopted PAs, so those an earlier wnvd installed
+	// with them as source stay as they are.
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.reconcileRoutes(ctx)
+	}()
 	// Keep what the kernel forwards unless a checkpoint restored the policy
 	// that supersedes it.
 	if err := h.k.goLive(h.sw, h.k.dp.Adopted() && !h.restored); err != nil {
@@ -229,6 +240,7 @@ func (h *Host) Run(ctx context.Context) error {
 					return
 				case <-links:
 					h.relinkPorts()
+					h.kickRoutes(true)
 				}
 			}
 		}()
@@ -320,8 +332,9 @@ func (h *Host) Close() {
 // Cleanup removes what wnvd host left on the machine after it stopped (a
 // SIGTERM or a kill -9 leaves forwarding in place): the kernel fast path
 // pinned under cfg.PinDir (default DefaultPinDir(cfg.Name)) with its port
-// programs, the provider addresses it decapsulated for, from the underlay,
-// and the GSO TAP cfg.GSOTAP a kill -9 leaves. It must not run while a wnvd uses the same pins. It returns
+// programs, the provider addresses it decapsulated for and the kernel routes
+// it installed for provider routes, from the underlay, and the GSO TAP
+// cfg.GSOTAP a kill -9 leaves. It must not run while a wnvd uses the same pins. It returns
 // what it removed, for people.
 func Cleanup(cfg Config) ([]string, error) {
 	if cfg.PinDir == "" {
@@ -335,6 +348,13 @@ func Cleanup(cfg Config) ([]string, error) {
 			errs = append(errs, err)
 		} else if ok {
 			removed = append(removed, "GSO TAP "+cfg.GSOTAP)
+		}
+	}
+	if cfg.Underlay != "" {
+		rs, err := cleanupRoutes(cfg.Underlay)
+		removed = append(removed, rs...)
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if _, err := os.Stat(cfg.PinDir); err != nil {
@@ -447,6 +467,8 @@ func (h *Host) Counters() provider.Counters {
 		c.GSO = &st
 	}
 	c.Checkpoint = h.checkpointCounters()
+	rc := h.routeCounters()
+	c.ProviderRoutes = &rc
 	if err := h.k.counters(&c, h.portNames()); err != nil {
 		h.log.Warn("fast path counters", "err", err)
 	}

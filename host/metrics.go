@@ -25,31 +25,34 @@ type Collector struct {
 	events, handles                  *prometheus.Desc
 	gso, migration                   *prometheus.Desc
 	refusals, checkpoints            *prometheus.Desc
+	routes, routeFailures            *prometheus.Desc
 }
 
 // NewCollector describes the host's metrics.
 func NewCollector(h *Host) *Collector {
 	host := prometheus.Labels{"host": h.cfg.Name}
 	return &Collector{
-		h:           h,
-		portFrames:  prometheus.NewDesc("wnv_port_frames_total", "Frames on a VM port, both paths; direction rx is from the VM.", []string{"port", "direction"}, host),
-		portBytes:   prometheus.NewDesc("wnv_port_bytes_total", "Bytes on a VM port, both paths; direction rx is from the VM.", []string{"port", "direction"}, host),
-		portDrops:   prometheus.NewDesc("wnv_port_drops_total", "Frames from or to a VM port that either path dropped.", []string{"port"}, host),
-		vsidPackets: prometheus.NewDesc("wnv_vsid_packets_total", "Packets of a virtual subnet, both paths, by what became of them: encapsulated, decapsulated, local, reply, flooded (copies flooding made in a subnet with L2Only records).", []string{"vsid", "path"}, host),
-		vsidDrops:   prometheus.NewDesc("wnv_vsid_drops_total", "Packets of a virtual subnet that either path dropped.", []string{"vsid"}, host),
-		drops:       prometheus.NewDesc("wnv_drops_total", "Frames either path dropped, by reason.", []string{"reason"}, host),
-		paths:       prometheus.NewDesc("wnv_path_frames_total", "Frames by the path that carried them (kernel: the eBPF fast path; slow: wnvd's switch) and where they came from (port or underlay).", []string{"path", "from"}, host),
-		events:      prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
-		handles:     prometheus.NewDesc("wnv_notification_handles", "Open notification API handles.", nil, host),
-		migration:   prometheus.NewDesc("wnv_migration_total", "Live-migration work of this host: packets forwarded to a VM's new PA, redirects sent and applied.", []string{"event"}, host),
-		checkpoints: prometheus.NewDesc("wnv_checkpoint_discarded_total", "Checkpoints the host could not read or use at start, and started empty without.", nil, host),
-		refusals:    prometheus.NewDesc("wnv_table_refusals_total", "Entries a bounded table refused or evicted because it was full (a remote party or a VM can grow these), by table.", []string{"table"}, host),
-		gso:         prometheus.NewDesc("wnv_gso_packets_total", "Encapsulated TCP super-frames handed to the kernel as one tunnel GSO packet, by outcome.", []string{"outcome"}, host),
+		h:             h,
+		portFrames:    prometheus.NewDesc("wnv_port_frames_total", "Frames on a VM port, both paths; direction rx is from the VM.", []string{"port", "direction"}, host),
+		portBytes:     prometheus.NewDesc("wnv_port_bytes_total", "Bytes on a VM port, both paths; direction rx is from the VM.", []string{"port", "direction"}, host),
+		portDrops:     prometheus.NewDesc("wnv_port_drops_total", "Frames from or to a VM port that either path dropped.", []string{"port"}, host),
+		vsidPackets:   prometheus.NewDesc("wnv_vsid_packets_total", "Packets of a virtual subnet, both paths, by what became of them: encapsulated, decapsulated, local, reply, flooded (copies flooding made in a subnet with L2Only records).", []string{"vsid", "path"}, host),
+		vsidDrops:     prometheus.NewDesc("wnv_vsid_drops_total", "Packets of a virtual subnet that either path dropped.", []string{"vsid"}, host),
+		drops:         prometheus.NewDesc("wnv_drops_total", "Frames either path dropped, by reason.", []string{"reason"}, host),
+		paths:         prometheus.NewDesc("wnv_path_frames_total", "Frames by the path that carried them (kernel: the eBPF fast path; slow: wnvd's switch) and where they came from (port or underlay).", []string{"path", "from"}, host),
+		events:        prometheus.NewDesc("wnv_notifications_total", "Notification events by type and outcome.", []string{"type", "outcome"}, host),
+		handles:       prometheus.NewDesc("wnv_notification_handles", "Open notification API handles.", nil, host),
+		migration:     prometheus.NewDesc("wnv_migration_total", "Live-migration work of this host: packets forwarded to a VM's new PA, redirects sent and applied.", []string{"event"}, host),
+		checkpoints:   prometheus.NewDesc("wnv_checkpoint_discarded_total", "Checkpoints the host could not read or use at start, and started empty without.", nil, host),
+		refusals:      prometheus.NewDesc("wnv_table_refusals_total", "Entries a bounded table refused or evicted because it was full (a remote party or a VM can grow these), by table.", []string{"table"}, host),
+		routes:        prometheus.NewDesc("wnv_provider_routes", "Provider routes by their state in the kernel: installed, waiting (next hop not reachable yet), failed (not installed).", []string{"state"}, host),
+		routeFailures: prometheus.NewDesc("wnv_provider_route_failures_total", "Kernel operations on provider routes that failed, waiting ones included.", nil, host),
+		gso:           prometheus.NewDesc("wnv_gso_packets_total", "Encapsulated TCP super-frames handed to the kernel as one tunnel GSO packet, by outcome.", []string{"outcome"}, host),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration, c.refusals, c.checkpoints} {
+	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration, c.refusals, c.checkpoints, c.routes, c.routeFailures} {
 		ch <- d
 	}
 }
@@ -105,6 +108,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.checkpoints, c.h.CheckpointsDiscarded())
 	for _, r := range c.h.TableRefusals() {
 		counter(c.refusals, r.Count, r.Table)
+	}
+	if r := cs.ProviderRoutes; r != nil {
+		for state, n := range map[string]int{"installed": r.Installed, "waiting": r.Waiting, "failed": r.Failed} {
+			ch <- prometheus.MustNewConstMetric(c.routes, prometheus.GaugeValue, float64(n), state)
+		}
+		counter(c.routeFailures, r.Failures)
 	}
 	if c.h.hub != nil {
 		ch <- prometheus.MustNewConstMetric(c.handles, prometheus.GaugeValue, float64(cs.NotificationHandles))

@@ -77,6 +77,9 @@ func TestMetricsExposeDropsAndNotifications(t *testing.T) {
 			}
 		}
 	}
+	if v, ok := value("wnv_provider_routes", map[string]string{"state": "installed"}); !ok || v != 0 {
+		t.Errorf("wnv_provider_routes{state=installed} = %v (found %v), want 0", v, ok)
+	}
 	if _, ok := value("wnv_notification_handles", nil); !ok {
 		t.Error("wnv_notification_handles missing")
 	}

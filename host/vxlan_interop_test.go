@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -36,6 +37,12 @@ const (
 	envUnderlay = "WNV_TEST_HOST_UNDERLAY"
 	envSocket   = "WNV_TEST_HOST_SOCKET"
 	envGSOTAP   = "WNV_TEST_HOST_GSO_TAP"
+	// envKeep set to 1 leaves what the host put in the kernel when it
+	// stops, as a wnvd that is restarted does.
+	envKeep = "WNV_TEST_HOST_KEEP"
+	// envPinDir is the host's PinDir (empty: the default, under a /sys
+	// that ip netns exec makes private to the helper).
+	envPinDir = "WNV_TEST_HOST_PIN_DIR"
 )
 
 // TestHelperHost runs a host with its provider API until its stdin closes.
@@ -50,7 +57,7 @@ func TestHelperHost(t *testing.T) {
 		cancel()
 	}()
 	hub := notify.NewHub(notify.Config{})
-	h, err := New(Config{Name: "helper", Underlay: underlay, GSOTAP: os.Getenv(envGSOTAP), SlowPathOnly: os.Getenv("WNV_FAST_PATH") == "off",
+	h, err := New(Config{Name: "helper", Underlay: underlay, PinDir: os.Getenv(envPinDir), GSOTAP: os.Getenv(envGSOTAP), SlowPathOnly: os.Getenv("WNV_FAST_PATH") == "off",
 		Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}, hub)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +70,10 @@ func TestHelperHost(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if _, err := Cleanup(Config{Name: "helper", Underlay: underlay}); err != nil {
+	if os.Getenv(envKeep) == "1" {
+		return
+	}
+	if _, err := Cleanup(Config{Name: "helper", Underlay: underlay, PinDir: os.Getenv(envPinDir)}); err != nil {
 		t.Error(err)
 	}
 }
@@ -160,9 +170,17 @@ func startHost(t *testing.T, ns, underlay string) *provider.Client {
 // GSO TAP gso (none when empty).
 func startHostGSO(t *testing.T, ns, underlay, gso string) *provider.Client {
 	t.Helper()
+	c, _ := startHostEnv(t, ns, underlay, envGSOTAP+"="+gso)
+	return c
+}
+
+// startHostEnv is startHost with more of the helper's variables; it also
+// returns a function that stops the host, which cleanup does otherwise.
+func startHostEnv(t *testing.T, ns, underlay string, env ...string) (*provider.Client, func()) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "wnvd.sock")
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperHost$", "-test.v")
-	cmd.Env = append(os.Environ(), envUnderlay+"="+underlay, envSocket+"="+sock, envGSOTAP+"="+gso)
+	cmd.Env = append(append(os.Environ(), envUnderlay+"="+underlay, envSocket+"="+sock), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -172,16 +190,22 @@ func startHostGSO(t *testing.T, ns, underlay, gso string) *provider.Client {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			stdin.Close()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
 	t.Cleanup(func() {
-		stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		stop()
 		if t.Failed() {
 			t.Logf("host log:\n%s", log.String())
 		}
@@ -190,7 +214,7 @@ func startHostGSO(t *testing.T, ns, underlay, gso string) *provider.Client {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if _, err := c.Global(context.Background()); err == nil {
-			return c
+			return c, stop
 		} else if time.Now().After(deadline) {
 			t.Fatalf("helper host did not answer: %v", err)
 		}

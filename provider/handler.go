@@ -24,6 +24,12 @@ type Backend interface {
 	Counters() Counters
 }
 
+// ProviderRouteChecker is a Backend that installs provider routes and
+// refuses, when they are added, those it could not install.
+type ProviderRouteChecker interface {
+	CheckProviderRoute(policy.ProviderRoute) error
+}
+
 // NewHandler returns the provider API's HTTP handler over b.
 func NewHandler(b Backend) http.Handler {
 	h := &handler{b: b, mux: http.NewServeMux()}
@@ -61,9 +67,16 @@ func NewHandler(b Backend) http.Handler {
 	}.register(h)
 
 	collection[policy.ProviderRoute, policy.ProviderRouteFilter, MetricChange]{
-		path:   "/v1/provider-routes",
-		fresh:  func() policy.ProviderRoute { return policy.ProviderRoute{} },
-		add:    (*policy.Store).AddProviderRoute,
+		path:  "/v1/provider-routes",
+		fresh: func() policy.ProviderRoute { return policy.ProviderRoute{} },
+		add: func(s *policy.Store, r policy.ProviderRoute) (policy.ProviderRoute, error) {
+			if c, ok := b.(ProviderRouteChecker); ok {
+				if err := c.CheckProviderRoute(r); err != nil {
+					return r, err
+				}
+			}
+			return s.AddProviderRoute(r)
+		},
 		list:   (*policy.Store).ProviderRoutes,
 		set:    metricSetter((*policy.Store).SetProviderRoutes),
 		remove: (*policy.Store).RemoveProviderRoutes,

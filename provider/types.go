@@ -100,6 +100,19 @@ type Counters struct {
 	Paths *PathCounters `json:"Paths,omitempty"`
 	// Checkpoint is absent when the host keeps no checkpoint.
 	Checkpoint *CheckpointCounters `json:"Checkpoint,omitempty"`
+	// ProviderRoutes is absent from backends that install no routes.
+	ProviderRoutes *ProviderRouteCounters `json:"ProviderRoutes,omitempty"`
+}
+
+// ProviderRouteCounters describe the provider routes in the kernel: how many
+// are installed, wait for their next hop to become reachable (no PA in its
+// subnet yet), or are not installed (refused, or the kernel said no); and
+// how many kernel operations on them failed.
+type ProviderRouteCounters struct {
+	Installed int    `json:"Installed"`
+	Waiting   int    `json:"Waiting"`
+	Failed    int    `json:"Failed"`
+	Failures  uint64 `json:"Failures"`
 }
 
 // CheckpointCounters describe the host's checkpoint file: how many times it

@@ -213,6 +213,11 @@ func countersCmd() *cobra.Command {
 				ckpt.add("file", numCell(c.Saves), strconv.FormatBool(c.Current))
 				tables = append(tables, ckpt)
 			}
+			if r := cs.ProviderRoutes; r != nil {
+				routes := outTable{header: []string{"ProviderRoutes", "Installed", "Waiting", "Failed", "Failures"}}
+				routes.add("kernel", numCell(uint64(r.Installed)), numCell(uint64(r.Waiting)), numCell(uint64(r.Failed)), numCell(r.Failures))
+				tables = append(tables, routes)
+			}
 			return printResult(cmd, cs, tables...)
 		},
 	}

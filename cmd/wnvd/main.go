@@ -113,7 +113,7 @@ func hostCleanupCmd() *cobra.Command {
 	var cfg host.Config
 	cmd := &cobra.Command{
 		Use:   "cleanup",
-		Short: "Remove what a stopped wnvd host left in place: its kernel fast path (port programs, decisions), its provider addresses and its GSO TAP",
+		Short: "Remove what a stopped wnvd host left in place: its kernel fast path (port programs, decisions), its provider addresses and provider routes, and its GSO TAP",
 		Long: "wnvd host leaves forwarding in place when it stops (SIGTERM or a crash), so a restarted wnvd adopts it without loss.\n" +
 			"cleanup removes it for good: stop wnvd host first, then run it with the same --name (and --pin-dir, if given) in the same network namespace.",
 		Args: cobra.NoArgs,
@@ -133,7 +133,7 @@ func hostCleanupCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Name, "name", "", "the stopped host's --name (default: the system host name)")
-	f.StringVar(&cfg.Underlay, "underlay", "", "underlay interface to remove the provider addresses from (they stay when empty)")
+	f.StringVar(&cfg.Underlay, "underlay", "", "underlay interface to remove the provider addresses and provider routes from (they stay when empty)")
 	f.StringVar(&cfg.PinDir, "pin-dir", "", "the stopped host's --pin-dir (default /sys/fs/bpf/wnv/<name>-<netns inode>)")
 	f.StringVar(&cfg.GSOTAP, "gso-tap", "wnvgso", "the stopped host's --gso-tap, left by a kill -9 (none when empty)")
 	return cmd

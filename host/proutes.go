@@ -46,13 +46,14 @@ type routeRefusal struct {
 	why   string
 }
 
-// checkRouteInterface refuses a provider route on an interface other than
-// the underlay (ifindex 0 stands for it): PA packets leave only there.
-func checkRouteInterface(ifindex, underlay int, name string) error {
+// checkUnderlay refuses an InterfaceIndex other than the underlay's (0
+// means the underlay): wnvd serves one underlay interface, on which its PAs
+// live and by which their packets leave.
+func checkUnderlay(ifindex, underlay int, name string) error {
 	if ifindex == 0 || ifindex == underlay {
 		return nil
 	}
-	return fmt.Errorf("InterfaceIndex %d is not the underlay %s (InterfaceIndex %d), the only interface PA packets leave by: use %d, or 0 for the underlay",
+	return fmt.Errorf("InterfaceIndex %d is not the underlay %s (InterfaceIndex %d), the only interface of this host's PAs and their packets: use %d, or 0 for the underlay",
 		ifindex, name, underlay, underlay)
 }
 
@@ -65,7 +66,7 @@ func desiredRoutes(rs []policy.ProviderRoute, underlay int, name string, pas []n
 	var refused []routeRefusal
 	seen := map[routeKey]dataplane.Route{}
 	for _, r := range rs {
-		if err := checkRouteInterface(r.InterfaceIndex, underlay, name); err != nil {
+		if err := checkUnderlay(r.InterfaceIndex, underlay, name); err != nil {
 			refused = append(refused, routeRefusal{r, err.Error()})
 			continue
 		}
@@ -306,8 +307,20 @@ func (h *Host) routeCounters() provider.ProviderRouteCounters {
 // CheckProviderRoute refuses, before it is added, a provider route this
 // host could not install (provider.ProviderRouteChecker).
 func (h *Host) CheckProviderRoute(r policy.ProviderRoute) error {
-	if err := checkRouteInterface(r.InterfaceIndex, h.underlayIndex, h.cfg.Underlay); err != nil {
+	if err := checkUnderlay(r.InterfaceIndex, h.underlayIndex, h.cfg.Underlay); err != nil {
 		return &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
+	}
+	return nil
+}
+
+// CheckProviderAddress refuses the PA settings this host cannot honour: an
+// interface other than the underlay, and a VLAN (PA traffic is not tagged).
+func (h *Host) CheckProviderAddress(p policy.ProviderAddress) error {
+	if err := checkUnderlay(p.InterfaceIndex, h.underlayIndex, h.cfg.Underlay); err != nil {
+		return &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
+	}
+	if p.VlanID != 0 {
+		return &policy.Error{Kind: policy.ErrInvalid, Msg: fmt.Sprintf("VlanID %d: this host does not tag PA traffic with 802.1Q: use VlanID 0 (an untagged underlay)", p.VlanID)}
 	}
 	return nil
 }

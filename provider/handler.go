@@ -30,6 +30,12 @@ type ProviderRouteChecker interface {
 	CheckProviderRoute(policy.ProviderRoute) error
 }
 
+// ProviderAddressChecker is a Backend that refuses, when they are added or
+// set, provider address settings it could not honour.
+type ProviderAddressChecker interface {
+	CheckProviderAddress(policy.ProviderAddress) error
+}
+
 // NewHandler returns the provider API's HTTP handler over b.
 func NewHandler(b Backend) http.Handler {
 	h := &handler{b: b, mux: http.NewServeMux()}
@@ -58,11 +64,25 @@ func NewHandler(b Backend) http.Handler {
 	}.register(h)
 
 	collection[policy.ProviderAddress, policy.ProviderAddressFilter, policy.ProviderAddressChange]{
-		path:   "/v1/provider-addresses",
-		fresh:  func() policy.ProviderAddress { return policy.ProviderAddress{} },
-		add:    (*policy.Store).AddProviderAddress,
-		list:   (*policy.Store).ProviderAddresses,
-		set:    (*policy.Store).SetProviderAddresses,
+		path:  "/v1/provider-addresses",
+		fresh: func() policy.ProviderAddress { return policy.ProviderAddress{} },
+		add: func(s *policy.Store, p policy.ProviderAddress) (policy.ProviderAddress, error) {
+			if c, ok := b.(ProviderAddressChecker); ok {
+				if err := c.CheckProviderAddress(p); err != nil {
+					return p, err
+				}
+			}
+			return s.AddProviderAddress(p)
+		},
+		list: (*policy.Store).ProviderAddresses,
+		set: func(s *policy.Store, f policy.ProviderAddressFilter, ch policy.ProviderAddressChange) ([]policy.ProviderAddress, error) {
+			if c, ok := b.(ProviderAddressChecker); ok && ch.VlanID != nil {
+				if err := c.CheckProviderAddress(policy.ProviderAddress{VlanID: *ch.VlanID}); err != nil {
+					return nil, err
+				}
+			}
+			return s.SetProviderAddresses(f, ch)
+		},
 		remove: (*policy.Store).RemoveProviderAddresses,
 	}.register(h)
 

@@ -183,7 +183,12 @@ func (v guidValue) Set(s string) error {
 
 type ruleValue struct{ p *policy.Rule }
 
-func (v ruleValue) String() string { return v.p.String() }
+func (v ruleValue) String() string {
+	if *v.p == policy.RuleUnset {
+		return "" // set's flag: no new value unless given
+	}
+	return v.p.String()
+}
 func (v ruleValue) Type() string   { return "rule" }
 func (v ruleValue) Set(s string) error {
 	r, err := policy.ParseRule(s)

@@ -189,7 +189,7 @@ func (v ruleValue) String() string {
 	}
 	return v.p.String()
 }
-func (v ruleValue) Type() string   { return "rule" }
+func (v ruleValue) Type() string { return "rule" }
 func (v ruleValue) Set(s string) error {
 	r, err := policy.ParseRule(s)
 	if err != nil {

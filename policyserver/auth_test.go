@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -408,16 +409,22 @@ func TestTenantRole(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	got := make(chan string, 16)
+	// The changes start once, at the stream's first progress event (a
+	// loaded machine may see more of them before blue9 arrives).
+	var changes sync.WaitGroup
+	started := false
+	defer changes.Wait()
 	for ev, err := range blue.Watch(wctx, 0) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Type == policyapi.EventProgress && ev.Revision > 0 {
-			go func() {
+		if ev.Type == policyapi.EventProgress && ev.Revision > 0 && !started {
+			started = true
+			changes.Go(func() {
 				must(t)(s.admin.CreateVM(ctx, policyapi.VM{Name: "red9", MACAddress: mac(10), CustomerAddresses: []netip.Addr{addr("10.0.0.10")}, VirtualSubnetID: 6001, Host: "host2"}))
 				must(t)(s.admin.RegisterHost(ctx, policyapi.Host{Name: "host4", ProviderAddresses: []netip.Addr{addr("198.18.0.4")}}))
 				must(t)(s.admin.CreateVM(ctx, policyapi.VM{Name: "blue9", MACAddress: mac(11), CustomerAddresses: []netip.Addr{addr("10.0.0.11")}, VirtualSubnetID: 5001, Host: "host2"}))
-			}()
+			})
 			continue
 		}
 		if ev.Type == policyapi.EventProgress {

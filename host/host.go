@@ -26,6 +26,7 @@ import (
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
 	"github.com/wnv/wnv/vswitch"
+	"golang.org/x/sys/unix"
 )
 
 // Config is what `wnvd host` is started with.
@@ -87,6 +88,9 @@ type Host struct {
 	mu    sync.Mutex // serialises port attach/detach
 	ports map[string]*port
 	socks atomic.Pointer[[]*dataplane.Port] // by port index, for the workers
+	// readers are the attached ports, for settlePorts (which may run with
+	// mu held).
+	readers atomic.Pointer[[]*port]
 
 	pas      paSet
 	reconcil chan struct{}
@@ -164,6 +168,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	h.store.Subscribe(func(t *policy.Table) {
 		h.sw.SetPolicy(t)
 		h.syncKernel()
+		h.settlePorts()
 		h.kick()
 		h.kickRoutes(false)
 		if hub != nil {
@@ -379,7 +384,9 @@ func Cleanup(cfg Config) ([]string, error) {
 		}
 		for _, p := range have {
 			if slices.Contains(pas, p.Addr()) {
-				if err := dataplane.RemoveAddress(cfg.Underlay, p); err != nil {
+				// The kernel removes a subnet's secondary addresses with its
+				// primary one: one already gone is removed.
+				if err := dataplane.RemoveAddress(cfg.Underlay, p); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 					errs = append(errs, err)
 					continue
 				}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/fastpath"
@@ -20,6 +21,10 @@ type port struct {
 	index int
 	sock  *dataplane.Port
 	done  chan struct{} // closed when the reader has stopped
+	// busy is true while the reader works on a batch it read, batches
+	// counts the batches it finished: settlePorts waits on them.
+	busy    atomic.Bool
+	batches atomic.Uint64
 }
 
 // AttachPort opens the slow path's socket on the port's existing interface,
@@ -216,6 +221,11 @@ func (h *Host) publishPortsLocked() error {
 		socks[p.index] = p.sock
 	}
 	h.socks.Store(&socks)
+	readers := make([]*port, 0, len(h.ports))
+	for _, p := range h.ports {
+		readers = append(readers, p)
+	}
+	h.readers.Store(&readers)
 	h.sw.SetPorts(pt)
 	h.syncKernel()
 	return nil

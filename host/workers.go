@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/wnv/wnv/dataplane"
@@ -255,7 +256,9 @@ func (h *Host) portWorker(p *port) {
 	var out output
 	var in installer
 	for {
+		p.busy.Store(false)
 		n, err := p.sock.ReadBatch(reads, sizes)
+		p.busy.Store(true)
 		h.sw.Tick(time.Now())
 		for i := 0; i < n; i++ {
 			m := sizes[i] - vnet
@@ -293,6 +296,7 @@ func (h *Host) portWorker(p *port) {
 				h.log.Debug("fast path: installing decisions", "err", ierr)
 			}
 		}
+		p.batches.Add(1)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return
@@ -406,5 +410,35 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 			time.Sleep(10 * time.Millisecond)
 		}
 		clear(results)
+	}
+}
+
+// settleWait bounds settlePorts, so that a reader stuck in a send cannot
+// hold a policy change up for long.
+const settleWait = time.Second
+
+// settlePorts returns once no port reader still works on a batch it began
+// before the call: every frame it reads afterwards meets the switch's
+// current policy, so a policy change is in effect, also for frames already
+// read, when the API call that made it returns (a lookup-record set that
+// moves a CA sends nothing more to the old PA).
+func (h *Host) settlePorts() {
+	rs := h.readers.Load()
+	if rs == nil {
+		return
+	}
+	deadline := time.Now().Add(settleWait)
+	for _, p := range *rs {
+		if !p.busy.Load() {
+			continue
+		}
+		n := p.batches.Load()
+		for p.busy.Load() && p.batches.Load() == n {
+			if time.Now().After(deadline) {
+				h.log.Warn("a port reader did not finish its batch in time: the policy change may meet a frame read before it", "port", p.spec.Name)
+				return
+			}
+			runtime.Gosched()
+		}
 	}
 }

@@ -40,6 +40,9 @@ type Checkpoint struct {
 	mu    sync.Mutex // serialises saves
 	last  []byte     // what was saved last, to skip saving it again
 	saves uint64
+	// saved is the policy snapshot the file holds (ports are saved as they
+	// change), so whether the file is current needs no comparison.
+	saved *policy.Table
 	// discarded says why a corrupt file was moved aside at open.
 	discarded error
 }
@@ -236,9 +239,13 @@ func (h *Host) saveCheckpoint() {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Read before the state: a change racing this save leaves the file
+	// marked not current, and its kick saves it again.
+	t := h.store.Table()
 	st := h.checkpointState()
 	key := st.key()
 	if string(key) == string(c.last) {
+		c.saved = t
 		return
 	}
 	st.SavedAt = time.Now()
@@ -246,7 +253,7 @@ func (h *Host) saveCheckpoint() {
 		h.log.Error("saving checkpoint", "path", c.db.Path(), "err", err)
 		return
 	}
-	c.last = key
+	c.last, c.saved = key, t
 	c.saves++
 }
 
@@ -267,10 +274,10 @@ func (h *Host) checkpointCounters() *provider.CheckpointCounters {
 	if c == nil {
 		return nil
 	}
-	key := h.checkpointState().key()
+	t := h.store.Table()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return &provider.CheckpointCounters{Saves: c.saves, Current: string(key) == string(c.last)}
+	return &provider.CheckpointCounters{Saves: c.saves, Current: c.saved == t}
 }
 
 // checkpointState is the desired state now. Provider addresses are saved

@@ -30,6 +30,9 @@ type IssueRequest struct {
 	ProviderAddresses []netip.Addr `json:"ProviderAddresses"`
 	CSR               string       `json:"CSR"`
 	ValidityHours     int64        `json:"ValidityHours"`
+	// Token asks for a bearer token instead of a certificate, for a browser
+	// (the dashboard): observers only, since a token is read-only access.
+	Token bool `json:"Token,omitempty"`
 }
 
 // Credential is an issued client certificate as the server keeps it.
@@ -43,15 +46,19 @@ type Credential struct {
 	NotAfter          time.Time    `json:"NotAfter"`
 	Revoked           bool         `json:"Revoked"`
 	RevokedAt         time.Time    `json:"RevokedAt,omitzero"`
+	// Kind is "certificate" or "token".
+	Kind string `json:"Kind,omitempty"`
 }
 
 // IssuedCredential answers POST /v1/pki/credentials: the credential, its
 // certificate and the CA (PEM), and the private key (PEM) unless a CSR was
-// sent.
+// sent; for a token request, the token (shown this once: the server keeps
+// only its hash) and the CA.
 type IssuedCredential struct {
 	Credential  Credential `json:"Credential"`
-	Certificate string     `json:"Certificate"`
+	Certificate string     `json:"Certificate,omitempty"`
 	Key         string     `json:"Key,omitempty"`
+	Token       string     `json:"Token,omitempty"`
 	CA          string     `json:"CA"`
 }
 

@@ -119,7 +119,10 @@ func unauthenticated(format string, args ...any) error {
 // authenticate returns the identity of r's client certificate.
 func (a *Auth) authenticate(r *http.Request) (pki.Identity, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return pki.Identity{}, unauthenticated("anonymous request refused: %s %s needs a client certificate issued by this policy server's CA (wnvctl --credentials DIR; wnvd host --policy-credentials DIR)", r.Method, r.URL.Path)
+		if t := bearer(r); t != "" {
+			return a.AuthenticateToken(r.Context(), t)
+		}
+		return pki.Identity{}, unauthenticated("anonymous request refused: %s %s needs a client certificate issued by this policy server's CA (wnvctl --credentials DIR; wnvd host --policy-credentials DIR), or an observer token", r.Method, r.URL.Path)
 	}
 	id, err := pki.Verify(r.TLS.PeerCertificates, a.roots, a.now())
 	if err != nil {
@@ -143,7 +146,7 @@ func (a *Auth) stillValid(id pki.Identity) error {
 func credentialOf(c *x509.Certificate, now time.Time) policyapi.Credential {
 	id, _ := pki.IdentityOf(c)
 	return policyapi.Credential{Serial: id.Serial, Role: string(id.Role), Name: id.Name, DisplayName: id.DisplayName,
-		ProviderAddresses: id.ProviderAddresses, IssuedAt: now.UTC(), NotAfter: c.NotAfter.UTC()}
+		ProviderAddresses: id.ProviderAddresses, IssuedAt: now.UTC(), NotAfter: c.NotAfter.UTC(), Kind: "certificate"}
 }
 
 // record keeps an issued credential (once).
@@ -174,6 +177,9 @@ func (a *Auth) Issue(ctx context.Context, req policyapi.IssueRequest) (policyapi
 	role, err := pki.ParseRole(req.Role)
 	if err != nil {
 		return policyapi.IssuedCredential{}, invalidf("Role: %v", err)
+	}
+	if req.Token {
+		return a.issueToken(ctx, role, req)
 	}
 	pr := pki.Request{Role: role, Name: req.Name, ProviderAddresses: req.ProviderAddresses, Validity: time.Duration(req.ValidityHours) * time.Hour}
 	if role == pki.Tenant {

@@ -1,6 +1,7 @@
 package policyserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -8,8 +9,10 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/wnv/wnv/bounded"
+	"github.com/wnv/wnv/dashboard"
 	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -143,6 +146,18 @@ func newHandler(st *Store, log *slog.Logger, auth *Auth) http.Handler {
 	})
 	route("GET /v1/watch", h.watch)
 	h.pkiRoutes(route)
+	// The dashboard's page and script are public (they hold no data) and
+	// its login checks the token it is given; everything it shows it reads
+	// through the routes above, as the observer it logged in as.
+	var session dashboard.Session
+	if auth != nil {
+		session = func(ctx context.Context, token string) (time.Time, error) {
+			id, err := auth.AuthenticateToken(ctx, token)
+			return id.NotAfter, err
+		}
+	}
+	mux.Handle(dashboard.Path, dashboard.New(SessionCookie, session, auth != nil))
+	mux.Handle("GET /{$}", http.RedirectHandler(dashboard.Path, http.StatusFound))
 	route("/", func(w http.ResponseWriter, r *http.Request) {
 		jsonapi.WriteError(w, notFoundf("%s %s is not an API route: see docs/policy-server.md", r.Method, r.URL.Path))
 	})
@@ -276,6 +291,9 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	beforeWrite := bounded.Streaming(w, r)
 	started := false
+	// A browser's EventSource asks for server-sent events: the same
+	// events, each line framed as an SSE message.
+	sse := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 	err = h.st.Watch(r.Context(), clientOf(r), q.Rev, rds, q.Host, func(ev *policyapi.Event, line []byte) error {
 		if admit != nil {
 			if ok, err := admit(ev); !ok {
@@ -284,11 +302,18 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 		}
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
+			if sse {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.Header().Set("Cache-Control", "no-store")
+			}
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
 		if err := beforeWrite(); err != nil {
 			return err
+		}
+		if sse {
+			line = append(append([]byte("data: "), bytes.TrimRight(line, "\n")...), '\n', '\n')
 		}
 		if _, err := w.Write(line); err != nil {
 			return err

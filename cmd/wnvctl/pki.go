@@ -26,23 +26,46 @@ func init() {
 func pkiIssue() *cobra.Command {
 	var pas []string
 	var out string
+	var token bool
 	var validity time.Duration
 	cmd := &cobra.Command{
 		Use:   "issue ROLE NAME",
 		Short: "Issue a credential: admin NAME, observer NAME, tenant NAME|CUSTOMERID, host NAME --pa PA...",
 		Long: `Issue a credential and write it to --out DIR (ca.pem, cert.pem, key.pem 0600).
 The key is generated here; the policy server signs a request for it (admin only).
+An observer may instead get a --token, a read-only bearer token for the dashboard
+(https://SERVER/ui/), printed once: the server keeps only its hash.
   wnvctl pki issue host host1 --pa 198.18.0.1 --out host1
   wnvctl pki issue tenant Blue --out blue          (by tenant name or CustomerID)
   wnvctl pki issue admin alice --out alice
-  wnvctl pki issue observer bob --out bob`,
+  wnvctl pki issue observer bob --out bob
+  wnvctl pki issue observer carol --token`,
 		Args: cobra.ExactArgs(2),
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			role, err := pki.ParseRole(args[0])
 			if err != nil {
 				return err
 			}
-			req := policyapi.IssueRequest{Role: string(role), Name: args[1], ValidityHours: int64(validity / time.Hour)}
+			if token == (out != "") {
+				return fmt.Errorf("give exactly one of --out DIR (a certificate) and --token (an observer's dashboard token)")
+			}
+			req := policyapi.IssueRequest{Role: string(role), Name: args[1], ValidityHours: int64(validity / time.Hour), Token: token}
+			if token {
+				if len(pas) > 0 {
+					return fmt.Errorf("--pa is for host certificates: a token has no provider addresses")
+				}
+				ic, err := c.IssueCredential(ctx, req)
+				if err != nil {
+					return err
+				}
+				cr := ic.Credential
+				t := outTable{header: []string{"SERIAL", "ROLE", "NAME", "NOT-AFTER", "TOKEN"}}
+				t.add(cr.Serial, cr.Role, credName(cr), cr.NotAfter.Format(time.RFC3339), ic.Token)
+				return printResult(cmd, struct {
+					policyapi.Credential
+					Token string `json:"Token"`
+				}{cr, ic.Token}, t)
+			}
 			for _, p := range pas {
 				a, err := netip.ParseAddr(p)
 				if err != nil {
@@ -70,8 +93,8 @@ The key is generated here; the policy server signs a request for it (admin only)
 	}
 	cmd.Flags().StringSliceVar(&pas, "pa", nil, "a host's provider address it may register (repeatable)")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write ca.pem, cert.pem and key.pem to")
+	cmd.Flags().BoolVar(&token, "token", false, "issue an observer's read-only bearer token for the dashboard instead of a certificate")
 	cmd.Flags().DurationVar(&validity, "validity", pki.DefaultValidity, "how long the credential is valid (hours)")
-	cmd.MarkFlagRequired("out")
 	return cmd
 }
 

@@ -51,7 +51,8 @@ ctest:
 
 # iproute2 for the lab, ethtool for the GSO tests, gcc, g++ and make for the
 # C client and its C++ test, clang, llvm and libbpf-dev to rebuild the eBPF
-# fast path (make generate), QEMU and cpio for the lab's real VM guest;
+# fast path (make generate), QEMU and cpio for the lab's real VM guest,
+# Chromium for the dashboard's browser test;
 # installed only when missing. Then the guest image is built (make guest).
 deps:
 	@command -v $(GO) >/dev/null 2>&1 || { echo "Go is not installed: get Go 1.26 or newer from https://go.dev/dl"; exit 1; }
@@ -66,6 +67,7 @@ deps:
 	[ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
 	command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$$missing qemu-system-x86"; \
 	command -v cpio >/dev/null 2>&1 || missing="$$missing cpio"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \

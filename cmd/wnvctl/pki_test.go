@@ -91,4 +91,18 @@ func TestPKICommands(t *testing.T) {
 	if _, err := run("--credentials", filepath.Join(dir, "nothing"), "host", "get"); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("missing credentials dir: %v", err)
 	}
+
+	out = ok("--credentials", admin, "pki", "issue", "observer", "carol", "--token")
+	if !strings.Contains(out, "wnvt_") || !strings.Contains(out, "carol") {
+		t.Fatalf("pki issue --token printed:\n%s", out)
+	}
+	for _, bad := range [][]string{
+		{"pki", "issue", "admin", "eve", "--token"},
+		{"pki", "issue", "observer", "eve", "--token", "--out", filepath.Join(dir, "eve")},
+		{"pki", "issue", "observer", "eve"},
+	} {
+		if _, err := run(append([]string{"--credentials", admin}, bad...)...); err == nil {
+			t.Errorf("wnvctl %s succeeded", strings.Join(bad, " "))
+		}
+	}
 }

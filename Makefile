@@ -9,7 +9,7 @@ BIN   := bin
 # coordinator's own deadline in Go 1.26 (go.dev/issue/75804) and fails spuriously.
 FUZZTIME ?= 20000x
 
-.PHONY: all build demo test deps guest generate gencheck clean fmt vet gotest fuzz ctest
+.PHONY: all build demo test deps guest generate gencheck clean fmt vet gotest fuzz ctest screenshot
 
 all: build
 
@@ -43,6 +43,11 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime=$(FUZZTIME) $$dir; \
 		done; \
 	done
+
+# docs/dashboard.png: the dashboard of the lab test's policy server after
+# a live migration, taken by that test in headless Chromium (root).
+screenshot: deps build
+	WNV_DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run 'TestPolicyServerLab/(Dashboard|LiveMigration)' ./lab/
 
 # The C API's tests: the layout test, and C and C++ programs run against a
 # notification server (capi/capi_test.go builds them with capi/Makefile).

@@ -2,14 +2,11 @@ package dashboard_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	stdlog "log"
 	"log/slog"
 	"net/http/httptest"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/wnv/wnv/dashboard/dashboardtest"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policy"
@@ -79,11 +77,7 @@ func must[T any](t *testing.T) func(T, error) T {
 // with an observer token and watches it show the VMs on their hosts and a
 // migration as it happens.
 func TestDashboardInABrowser(t *testing.T) {
-	chrome, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed (make deps installs it)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	url, admin := server(t, ctx)
 
@@ -102,80 +96,31 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 	tok := must[policyapi.IssuedCredential](t)(admin.IssueCredential(ctx, policyapi.IssueRequest{Role: "observer", Name: "browser", Token: true}))
 
-	actx, acancel := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome),
-		chromedp.NoSandbox,                               // CI runs as root, where Chromium's sandbox cannot start
-		chromedp.Flag("ignore-certificate-errors", true), // the lab CA is not the browser's
-		chromedp.UserDataDir(t.TempDir()))...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-
-	// Every wait polls the page until a deadline of its own, so that a
-	// failure can still show what the page shows.
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	waitFor := func(what string, sels ...string) {
-		t.Helper()
-		for _, sel := range sels {
-			q, _ := json.Marshal(sel)
-			js := fmt.Sprintf(`(() => { const e = document.querySelector(%s); return !!e && e.offsetParent !== null })()`, q)
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				ok, err := chromedp.Run(bctx, chromedp.Evaluate[bool](js))
-				if err != nil {
-					t.Fatalf("%s: %v", what, err)
-				}
-				if ok {
-					break
-				}
-				if time.Now().After(deadline) {
-					page, _ := chromedp.Run(bctx, chromedp.OuterHTML("body"))
-					t.Fatalf("%s: %s is not shown after 30s; the page shows:\n%s", what, sel, page)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(sel))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return s
-	}
-
-	run("open the dashboard", chromedp.Navigate(url+"/"))
-	waitFor("login page", "#login")
-	run("log in with a wrong token", chromedp.SendKeys("#token", "wnvt_wrong"), chromedp.Click(`#login-form button`))
-	waitFor("login refused", "#login-error:not(:empty)")
-	if e := text("#login-error"); !strings.Contains(e, "token refused") {
+	b := dashboardtest.Open(t, url+"/")
+	b.LogIn("wnvt_wrong")
+	b.WaitFor("login refused", "#login-error:not(:empty)")
+	if e := b.Text("#login-error"); !strings.Contains(e, "token refused") {
 		t.Errorf("login with a wrong token says %q, want why it was refused", e)
 	}
 
-	if _, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById("token").value = ""`)); err != nil {
-		t.Fatal(err)
-	}
-	run("log in", chromedp.SendKeys("#token", tok.Token), chromedp.Click(`#login-form button`))
-	waitFor("dashboard after login", "#main", "#status.live",
+	b.LogIn(tok.Token)
+	b.WaitFor("dashboard after login", "#main", "#status.live",
 		`#topology [data-tenant="Blue"] tr[data-vm="blue1"][data-host="host1"]`,
 		`#topology tr[data-vm="blue2"][data-host="host2"]`,
 		`#hosts tr[data-host="host2"]`)
-	if who := text("#whoami"); who != "browser (observer)" {
+	if who := b.Text("#whoami"); who != "browser (observer)" {
 		t.Errorf("whoami shows %q", who)
 	}
 
 	must[policyapi.VM](t)(admin.MigrateVM(ctx, "blue1", "host2"))
-	waitFor("migration on the dashboard",
+	b.WaitFor("migration on the dashboard",
 		`#topology tr[data-vm="blue1"][data-host="host2"]`,
 		`#migrations tr[data-vm="blue1"]`,
 		`#events li.migration`)
-	if e := text(`#events li.migration`); !strings.Contains(e, "blue1 from host1 to host2") {
+	if e := b.Text(`#events li.migration`); !strings.Contains(e, "blue1 from host1 to host2") {
 		t.Errorf("migration event reads %q", e)
 	}
+
+	b.Do("log out", chromedp.Click("#logout"))
+	b.WaitFor("login page after logging out", "#login")
 }

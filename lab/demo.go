@@ -396,6 +396,15 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 		return err
 	}
 	var failures []string
+	if !t.Static {
+		d, err := l.StartDashboard(ctx, DashboardAddr, "demo")
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("dashboard: %v", err))
+		} else {
+			defer d.Close()
+			fmt.Fprintf(w, "\ndashboard, while the demo runs: %s\n  log in with the observer token %s\n  (the lab's CA, for the browser to trust: %s)\n", d.URL, d.Token, d.CA)
+		}
+	}
 
 	if !t.Static {
 		fmt.Fprintf(w, "\n== Who is allowed what at the policy server %s (mutual TLS; a credential's role is its certificate's OU) ==\n", t.ServerURL())

@@ -2,13 +2,16 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/wnv/wnv/dashboard/dashboardtest"
 	"github.com/wnv/wnv/lab/probe"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
@@ -80,6 +83,31 @@ func TestPolicyServerLab(t *testing.T) {
 
 	t.Run("Matrix", func(t *testing.T) { requireMatrix(t, l) })
 
+	// The dashboard stays open in a browser through the migration below.
+	var browser *dashboardtest.Browser
+	if dashboardtest.Missing() == "" {
+		d, err := l.StartDashboard(ctx, "127.0.0.1:0", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		browser = dashboardtest.Open(t, d.URL)
+		browser.LogIn(d.Token)
+	}
+	t.Run("DashboardShowsTheVMsOnTheirHosts", func(t *testing.T) {
+		if browser == nil {
+			t.Skip(dashboardtest.Missing())
+		}
+		b := browser.In(t)
+		b.WaitFor("dashboard", "#status.live")
+		for _, v := range l.Topology.VMs {
+			b.WaitFor("the lab's VMs", fmt.Sprintf(`#topology [data-tenant=%q] tr[data-vm=%q][data-host=%q]`, v.Tenant, v.Name, v.Host))
+		}
+		for _, h := range l.Topology.Hosts {
+			b.WaitFor("the lab's hosts", fmt.Sprintf(`#hosts tr[data-host=%q] td.alive`, h.Name))
+		}
+	})
+
 	t.Run("LiveMigrationUnderA1kHzStream", func(t *testing.T) {
 		r, err := l.MigrateUnderStream(ctx, StreamMigration{VM: "blue2", To: "host3", Sender: "blue1"})
 		if err != nil {
@@ -106,6 +134,23 @@ func TestPolicyServerLab(t *testing.T) {
 		}
 		if v, _ := l.Topology.VM("blue2"); v.Host != "host3" {
 			t.Errorf("the lab places blue2 on %s after the migration, want host3", v.Host)
+		}
+	})
+
+	t.Run("DashboardShowsTheMigration", func(t *testing.T) {
+		if browser == nil {
+			t.Skip(dashboardtest.Missing())
+		}
+		b := browser.In(t)
+		b.WaitFor("the migration", `#topology tr[data-vm="blue2"][data-host="host3"]`, `#migrations tr[data-vm="blue2"]`, `#events li.migration`)
+		if e := b.Text(`#events li.migration`); !strings.Contains(e, "blue2 from host2 to host3") {
+			t.Errorf("migration event reads %q", e)
+		}
+		// make screenshot keeps docs/dashboard.png current this way.
+		if path := os.Getenv("WNV_DASHBOARD_SCREENSHOT"); path != "" {
+			if err := os.WriteFile(path, b.Screenshot(), 0o644); err != nil {
+				t.Error(err)
+			}
 		}
 	})
 

@@ -137,6 +137,36 @@ func init() {
 			return err
 		},
 	}
+	var dashListen string
+	dash := &cobra.Command{
+		Use:   "dashboard",
+		Short: "Serve the lab policy server's web dashboard on this machine until Ctrl-C, with an observer token",
+		Long: `The policy server of the lab lives on the lab's underlay; this forwards its port to --listen
+in the root namespace and prints the dashboard's URL and an observer token to log in with.
+  wnvctl lab up && wnvctl lab dashboard`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			l, err := newLab(false)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if !l.IsUp() {
+				return fmt.Errorf("the lab is not up in %s: run wnvctl lab up first", l.StateDir)
+			}
+			ctx, cancel := labContext()
+			defer cancel()
+			d, err := l.StartDashboard(ctx, dashListen, "lab-dashboard")
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			fmt.Printf("dashboard: %s\nobserver token: %s\nthe lab's CA, for the browser to trust: %s\nCtrl-C to stop\n", d.URL, d.Token, d.CA)
+			<-ctx.Done()
+			return nil
+		},
+	}
+	dash.Flags().StringVar(&dashListen, "listen", lab.DashboardAddr, "address in the root namespace to serve the dashboard on")
 	demo.Flags().BoolVar(&flagLabKeep, "keep", false, "leave the lab running after the demo")
 	up.Flags().StringSliceVar(&flagLabQEMU, "qemu", nil, "VMs to run as QEMU guests instead of namespaces (e.g. blue3)")
 	demo.Flags().StringSliceVar(&flagLabQEMU, "qemu", []string{"blue3"}, "VMs to run as QEMU guests instead of namespaces (--qemu= for none)")
@@ -170,7 +200,7 @@ func init() {
 	migrate.Flags().StringVar(&flagLabTo, "to", "", "destination host (required)")
 	migrate.Flags().StringVar(&flagLabStreamFrom, "stream-from", "blue1", "VM that sends the probe stream")
 	migrate.MarkFlagRequired("to")
-	labCmd.AddCommand(up, down, status, execCmd, demo, migrate)
+	labCmd.AddCommand(up, down, status, execCmd, demo, migrate, dash)
 	rootCmd.AddCommand(labCmd)
 }
 

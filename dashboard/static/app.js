@@ -94,6 +94,12 @@ function apply(ev) {
   state.events.length = Math.min(state.events.length, maxEvents);
 }
 
+// mac shows a MAC the API gives in its WMI form (00155D010203) as
+// 00:15:5d:01:02:03.
+function mac(m) {
+  return /^[0-9A-Fa-f]{12}$/.test(m || "") ? m.toLowerCase().match(/../g).join(":") : (m || "");
+}
+
 function time(t) {
   const d = new Date(t);
   return isNaN(d) ? "" : d.toLocaleTimeString();
@@ -118,12 +124,12 @@ function renderTopology() {
           const moved = v.PreviousHost ? el("span", { class: "badge" }, "from " + v.PreviousHost) : null;
           tbody.append(el("tr", { "data-vm": v.Name, "data-host": v.Host },
             el("td", {}, v.Name), el("td", {}, (v.CustomerAddresses || []).join(", ")),
-            el("td", {}, v.MACAddress || ""), el("td", {}, v.Host, " ", moved), el("td", {}, v.ProviderAddress || "")));
+            el("td", {}, mac(v.MACAddress)), el("td", {}, v.Host, " ", moved), el("td", {}, v.ProviderAddress || "")));
         }
         for (const g of [...state.gateways.values()].filter((g) => g.VirtualSubnetID === s.VirtualSubnetID)) {
           tbody.append(el("tr", { "data-gateway": g.Name },
             el("td", {}, g.Name, " ", el("span", { class: "badge" }, "gateway")), el("td", {}, g.CustomerAddress || ""),
-            el("td", {}, g.MACAddress || ""), el("td", {}, g.Host), el("td", {}, g.ProviderAddress || "")));
+            el("td", {}, mac(g.MACAddress)), el("td", {}, g.Host), el("td", {}, g.ProviderAddress || "")));
         }
         rdBox.append(el("div", { class: "subnet" },
           el("strong", {}, "VSID " + s.VirtualSubnetID), " " + (s.Prefixes || []).join(", ") + " · " + (s.Encapsulation || ""),

@@ -37,7 +37,7 @@ func Open(t testing.TB, url string) *Browser {
 	chrome, _ := exec.LookPath("chromium")
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome),
-		chromedp.NoSandbox, // tests run as root, where Chromium's sandbox cannot start
+		chromedp.NoSandbox,                               // tests run as root, where Chromium's sandbox cannot start
 		chromedp.Flag("ignore-certificate-errors", true), // the test's CA is not the browser's
 		chromedp.WindowSize(1280, 1000),
 		chromedp.UserDataDir(t.TempDir()))...)

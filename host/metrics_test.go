@@ -1,13 +1,20 @@
 package host
 
 import (
+	"encoding/json"
+	"maps"
+	"net/http/httptest"
 	"net/netip"
 	"os"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wnv/wnv/notify"
+	"github.com/wnv/wnv/policyserver"
 )
 
 // TestMetricsExposeDropsAndNotifications scrapes the collector after the
@@ -83,4 +90,71 @@ func TestMetricsExposeDropsAndNotifications(t *testing.T) {
 	if _, ok := value("wnv_notification_handles", nil); !ok {
 		t.Error("wnv_notification_handles missing")
 	}
+}
+
+// TestGrafanaDashboardUsesExportedMetrics keeps docs/grafana/wnv.json true
+// to the metrics: every wnv_ metric it queries is one a host's collector
+// describes or the policy server exports.
+func TestGrafanaDashboardUsesExportedMetrics(t *testing.T) {
+	described := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		NewCollector(&Host{}).Describe(ch)
+		close(ch)
+	}()
+	for d := range ch {
+		described[regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(d.String())[1]] = true
+	}
+	rec := httptest.NewRecorder()
+	policyserver.NewMetrics().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	served := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE (wnv_[a-z_]+)`).FindAllStringSubmatch(rec.Body.String(), -1) {
+		served[m[1]] = true
+	}
+	used := grafanaMetrics(t, "../docs/grafana/wnv.json")
+	n := 0
+	for _, m := range used {
+		if strings.HasPrefix(m, "wnv_policy_") {
+			if !served[m] {
+				t.Errorf("docs/grafana/wnv.json queries %s, which the policy server does not export", m)
+			}
+			continue
+		}
+		n++
+		if !described[m] {
+			t.Errorf("docs/grafana/wnv.json queries %s, which no host exports", m)
+		}
+	}
+	if n < 10 {
+		t.Errorf("the dashboard queries %d host metrics (%v), want the host's traffic, drops and control metrics", n, used)
+	}
+}
+
+// grafanaMetrics lists the wnv_ metric names a Grafana dashboard's queries
+// use.
+func grafanaMetrics(t *testing.T, path string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	seen := map[string]bool{}
+	for _, p := range d.Panels {
+		for _, q := range p.Targets {
+			for _, m := range regexp.MustCompile(`\bwnv_[a-z_]+`).FindAllString(q.Expr, -1) {
+				seen[m] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }

@@ -37,13 +37,15 @@ const (
 // IPv4 has no kernel DAD, so it sends RFC 5227 ARP probes (sender IP 0.0.0.0)
 // over about a second and reports AddressDuplicate if another MAC answers,
 // claims the address, or probes for it too, else AddressPreferred. Run it
-// before AddAddress, on an interface that is up.
-func DetectDuplicate(ctx context.Context, ifname string, p netip.Prefix, report func(netip.Addr, policy.AddressState)) error {
+// before AddAddress, on an interface that is up. The PA is on VLAN vlan (0:
+// untagged): only ARP of that VLAN counts. The probes are sent untagged:
+// the underlay's egress program tags them (fastpath.SetPAVLAN).
+func DetectDuplicate(ctx context.Context, ifname string, p netip.Prefix, vlan uint16, report func(netip.Addr, policy.AddressState)) error {
 	if err := checkPrefix(p); err != nil {
 		return err
 	}
 	if p.Addr().Is4() {
-		return probeARP(ctx, ifname, p.Addr(), report)
+		return probeARP(ctx, ifname, p.Addr(), vlan, report)
 	}
 	return watchKernelDAD(ctx, ifname, p.Addr(), report)
 }
@@ -115,7 +117,7 @@ const (
 	ethTypeARP   = 0x0806
 )
 
-func probeARP(ctx context.Context, ifname string, a netip.Addr, report func(netip.Addr, policy.AddressState)) error {
+func probeARP(ctx context.Context, ifname string, a netip.Addr, vlan uint16, report func(netip.Addr, policy.AddressState)) error {
 	idx, err := LinkIndex(ifname)
 	if err != nil {
 		return err
@@ -134,13 +136,24 @@ func probeARP(ctx context.Context, ifname string, a netip.Addr, report func(neti
 		unix.Close(fd)
 		return fmt.Errorf("bind ARP socket to %s: %w", ifname, err)
 	}
+	// The kernel takes a frame's 802.1Q tag off before packet sockets see
+	// it and reports it beside the frame.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("ARP socket on %s: PACKET_AUXDATA: %w", ifname, err)
+	}
 	f := os.NewFile(uintptr(fd), "arp:"+ifname)
 	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer stop()
 
 	probe := arpProbe(mac, a)
 	buf := make([]byte, 256)
+	oob := make([]byte, unix.CmsgSpace(tpacketAuxdataLen))
 	start := time.Now()
 	report(a, policy.AddressTentative)
 	for i := range arpProbes {
@@ -158,7 +171,15 @@ func probeARP(ctx context.Context, ifname string, a netip.Addr, report func(neti
 			return err
 		}
 		for {
-			n, err := f.Read(buf)
+			var n, oobn int
+			var rerr error
+			err := rc.Read(func(fd uintptr) bool {
+				n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
+				return rerr != unix.EAGAIN
+			})
+			if err == nil {
+				err = rerr
+			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
@@ -168,7 +189,7 @@ func probeARP(ctx context.Context, ifname string, a netip.Addr, report func(neti
 				}
 				return fmt.Errorf("read ARP on %s: %w", ifname, err)
 			}
-			if arpConflict(buf[:n], mac, a) {
+			if frameVLAN(oob[:oobn]) == vlan && arpConflict(buf[:n], mac, a) {
 				report(a, policy.AddressDuplicate)
 				return nil
 			}
@@ -176,6 +197,28 @@ func probeARP(ctx context.Context, ifname string, a netip.Addr, report func(neti
 	}
 	report(a, policy.AddressPreferred)
 	return nil
+}
+
+// tpacketAuxdataLen is the size of struct tpacket_auxdata.
+const tpacketAuxdataLen = 20
+
+// frameVLAN is the VLAN ID of a frame a packet socket read, from the
+// auxiliary data that came with it; 0 if it was untagged.
+func frameVLAN(oob []byte) uint16 {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_PACKET || m.Header.Type != unix.PACKET_AUXDATA || len(m.Data) < tpacketAuxdataLen {
+			continue
+		}
+		// struct tpacket_auxdata: tp_status at 0, tp_vlan_tci at 16.
+		if binary.NativeEndian.Uint32(m.Data[0:4])&unix.TP_STATUS_VLAN_VALID != 0 {
+			return binary.NativeEndian.Uint16(m.Data[16:18]) & 0x0fff
+		}
+	}
+	return 0
 }
 
 // arpProbe builds an RFC 5227 probe: a broadcast ARP request for a with

@@ -2,11 +2,13 @@ package dataplane
 
 import (
 	"context"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -30,7 +32,7 @@ func detect(t *testing.T, ns netns.NsHandle, ifname string, p netip.Prefix, befo
 				return err
 			}
 		}
-		return DetectDuplicate(ctx, ifname, p, func(a netip.Addr, s policy.AddressState) {
+		return DetectDuplicate(ctx, ifname, p, 0, func(a netip.Addr, s policy.AddressState) {
 			if a != p.Addr() {
 				t.Errorf("report for %s, want %s", a, p.Addr())
 			}
@@ -149,7 +151,7 @@ func TestDADCancelled(t *testing.T) {
 	defer cancel()
 	for _, p := range []string{"198.18.7.4/24", "fd00:dad::4/64"} { // the IPv6 one is never added
 		inNS(t, l.a, func() error {
-			err := DetectDuplicate(ctx, l.ifA, netip.MustParsePrefix(p), func(netip.Addr, policy.AddressState) {})
+			err := DetectDuplicate(ctx, l.ifA, netip.MustParsePrefix(p), 0, func(netip.Addr, policy.AddressState) {})
 			if err != context.DeadlineExceeded {
 				t.Errorf("%s: DetectDuplicate after the deadline returned %v, want context.DeadlineExceeded", p, err)
 			}
@@ -193,4 +195,38 @@ func FuzzARPConflict(f *testing.F) {
 			t.Fatal("our own ARP counted as a conflict")
 		}
 	})
+}
+
+// auxdata is the control message a packet socket reads beside a frame,
+// with tci as its 802.1Q tag (none when valid is false).
+func auxdata(tci uint16, valid bool) []byte {
+	data := make([]byte, tpacketAuxdataLen)
+	if valid {
+		binary.NativeEndian.PutUint32(data[0:4], unix.TP_STATUS_VLAN_VALID)
+	}
+	binary.NativeEndian.PutUint16(data[16:18], tci)
+	b := make([]byte, unix.CmsgSpace(len(data)))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.SOL_PACKET, unix.PACKET_AUXDATA
+	h.SetLen(unix.CmsgLen(len(data)))
+	copy(b[unix.CmsgLen(0):], data)
+	return b
+}
+
+func TestFrameVLAN(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		oob  []byte
+		want uint16
+	}{
+		{"no auxdata", nil, 0},
+		{"untagged", auxdata(0, false), 0},
+		{"VLAN 100", auxdata(100, true), 100},
+		{"VLAN 200 with priority 5", auxdata(5<<13|200, true), 200},
+		{"a stale tci without the valid flag", auxdata(300, false), 0},
+	} {
+		if got := frameVLAN(c.oob); got != c.want {
+			t.Errorf("%s: frameVLAN = %d, want %d", c.name, got, c.want)
+		}
+	}
 }

@@ -22,7 +22,7 @@ func TestVXLANListensBeforeItsPAIsUp(t *testing.T) {
 			ns := newNamedNS(t, name)
 			inNS(t, ns, func() error {
 				pa, from := netip.MustParseAddr(fam.pa), netip.MustParseAddr(fam.from)
-				s, err := ListenVXLAN(pa)
+				s, err := ListenVXLAN(pa, 0)
 				if err != nil {
 					return fmt.Errorf("ListenVXLAN on %s before it is up: %w", pa, err)
 				}
@@ -30,7 +30,7 @@ func TestVXLANListensBeforeItsPAIsUp(t *testing.T) {
 				if out, err := exec.Command("ip", "-n", name, "addr", "add", fam.pa+fam.plen, "dev", "lo", "nodad").CombinedOutput(); err != nil {
 					return fmt.Errorf("adding %s: %v: %s", pa, err, out)
 				}
-				send, err := SendVXLAN(from)
+				send, err := SendVXLAN(from, 0)
 				if err != nil {
 					return err
 				}

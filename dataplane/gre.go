@@ -45,9 +45,10 @@ func (s *GRESocket) batch(n int) *greBatch {
 	return b
 }
 
-// ListenGRE opens a raw GRE socket bound to pa, IPv4 or IPv6. The address
-// must already be configured and, for IPv6, past DAD.
-func ListenGRE(pa netip.Addr) (*GRESocket, error) {
+// ListenGRE opens a raw GRE socket bound to pa, IPv4 or IPv6, and to the
+// interface ifindex the PA is on (0: any). The address must already be
+// configured and, for IPv6, past DAD.
+func ListenGRE(pa netip.Addr, ifindex int) (*GRESocket, error) {
 	if err := checkPA(pa, "GRE"); err != nil {
 		return nil, err
 	}
@@ -55,6 +56,10 @@ func ListenGRE(pa netip.Addr) (*GRESocket, error) {
 	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_GRE)
 	if err != nil {
 		return nil, fmt.Errorf("open GRE socket for %s: %w", pa, err)
+	}
+	if err := bindDevice(fd, ifindex); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("GRE socket for %s: %w", pa, err)
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)

@@ -53,9 +53,9 @@ func listenPair(t *testing.T, l *lab, pa, pb netip.Prefix) (sa, sb *GRESocket) {
 	t.Helper()
 	addNoDAD(t, l.ha, l.ifA, pa)
 	addNoDAD(t, l.hb, l.ifB, pb)
-	inNS(t, l.a, func() (err error) { sa, err = ListenGRE(pa.Addr()); return })
+	inNS(t, l.a, func() (err error) { sa, err = ListenGRE(pa.Addr(), 0); return })
 	t.Cleanup(func() { sa.Close() })
-	inNS(t, l.b, func() (err error) { sb, err = ListenGRE(pb.Addr()); return })
+	inNS(t, l.b, func() (err error) { sb, err = ListenGRE(pb.Addr(), 0); return })
 	t.Cleanup(func() { sb.Close() })
 	return sa, sb
 }
@@ -219,7 +219,7 @@ func TestGREBatchesDoNotAllocate(t *testing.T) {
 
 func TestListenGRERejectsUnusableAddresses(t *testing.T) {
 	for _, a := range []string{"0.0.0.0", "::", "224.0.0.1", "fe80::1%eth0", "::ffff:198.18.0.1"} {
-		if _, err := ListenGRE(netip.MustParseAddr(a)); err == nil {
+		if _, err := ListenGRE(netip.MustParseAddr(a), 0); err == nil {
 			t.Errorf("ListenGRE(%s) succeeded, want an error", a)
 		}
 	}

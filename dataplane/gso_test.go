@@ -100,11 +100,11 @@ func TestTunnelGSO(t *testing.T) {
 			var rx reader
 			inNS(t, l.b, func() error {
 				if tc.vxlan {
-					s, err := ListenVXLAN(pb.Addr())
+					s, err := ListenVXLAN(pb.Addr(), 0)
 					rx = s
 					return err
 				}
-				s, err := ListenGRE(pb.Addr())
+				s, err := ListenGRE(pb.Addr(), 0)
 				rx = s
 				return err
 			})

@@ -11,9 +11,10 @@ import (
 
 // Route is a unicast route of the main table out of one interface.
 type Route struct {
-	Dst netip.Prefix
-	Gw  netip.Addr // invalid: on-link
-	Src netip.Addr // preferred source; invalid: none
+	Ifindex int // the interface it goes out of
+	Dst     netip.Prefix
+	Gw      netip.Addr // invalid: on-link
+	Src     netip.Addr // preferred source; invalid: none
 	// Metric is the route's priority; the kernel stores 0 on an IPv6 route
 	// as 1024, so callers pass the value they will read back.
 	Metric uint32
@@ -30,8 +31,8 @@ func (r Route) String() string {
 	return fmt.Sprintf("%s metric %d", s, r.Metric)
 }
 
-func (r Route) netlink(ifindex, proto int) *netlink.Route {
-	nr := &netlink.Route{LinkIndex: ifindex, Dst: ipNet(r.Dst), Protocol: netlink.RouteProtocol(proto),
+func (r Route) netlink(proto int) *netlink.Route {
+	nr := &netlink.Route{LinkIndex: r.Ifindex, Dst: ipNet(r.Dst), Protocol: netlink.RouteProtocol(proto),
 		Priority: int(r.Metric), Table: unix.RT_TABLE_MAIN, Type: unix.RTN_UNICAST}
 	if r.Gw.IsValid() {
 		nr.Gw = r.Gw.AsSlice()
@@ -44,20 +45,20 @@ func (r Route) netlink(ifindex, proto int) *netlink.Route {
 	return nr
 }
 
-// AddRoute adds r out of interface ifindex with routing protocol proto
+// AddRoute adds r out of its interface with routing protocol proto
 // (rtm_protocol, which marks whose route it is). It never replaces a route:
 // one already there with the same destination and metric is an error
 // (EEXIST). A gateway the interface cannot reach yet fails with ENETUNREACH.
-func AddRoute(ifindex, proto int, r Route) error {
-	if err := netlink.RouteAdd(r.netlink(ifindex, proto)); err != nil {
+func AddRoute(proto int, r Route) error {
+	if err := netlink.RouteAdd(r.netlink(proto)); err != nil {
 		return fmt.Errorf("add route %s: %w", r, err)
 	}
 	return nil
 }
 
-// DeleteRoute deletes r out of interface ifindex with protocol proto.
-func DeleteRoute(ifindex, proto int, r Route) error {
-	if err := netlink.RouteDel(r.netlink(ifindex, proto)); err != nil {
+// DeleteRoute deletes r, out of its interface, with protocol proto.
+func DeleteRoute(proto int, r Route) error {
+	if err := netlink.RouteDel(r.netlink(proto)); err != nil {
 		return fmt.Errorf("delete route %s: %w", r, err)
 	}
 	return nil
@@ -80,7 +81,7 @@ func Routes(ifindex, proto int) ([]Route, error) {
 		if !ok {
 			continue
 		}
-		r := Route{Dst: dst, Metric: uint32(nr.Priority)}
+		r := Route{Ifindex: ifindex, Dst: dst, Metric: uint32(nr.Priority)}
 		r.Gw, _ = netip.AddrFromSlice(nr.Gw)
 		r.Src, _ = netip.AddrFromSlice(nr.Src)
 		r.Gw, r.Src = r.Gw.Unmap(), r.Src.Unmap()

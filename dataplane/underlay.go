@@ -53,6 +53,20 @@ func freebind(fd int, pa netip.Addr) error {
 	return nil
 }
 
+// bindDevice binds fd to interface ifindex, unless it is 0: what it sends
+// leaves by that interface (routes by others do not apply), and it
+// receives only what arrived there. A host with several underlay
+// interfaces keeps each PA's traffic on the PA's own.
+func bindDevice(fd, ifindex int) error {
+	if ifindex == 0 {
+		return nil
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX, ifindex); err != nil {
+		return fmt.Errorf("SO_BINDTOIFINDEX %d: %w", ifindex, err)
+	}
+	return nil
+}
+
 // setBuffers deepens fd's buffers to absorb bursts between batches; FORCE
 // needs CAP_NET_ADMIN, so it falls back to the sysctl-capped size without it.
 func setBuffers(fd int) {

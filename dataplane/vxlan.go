@@ -55,21 +55,24 @@ type udpBatch struct {
 	oob [][udpOOBLen]byte // per message: UDP_SEGMENT or UDP_GRO
 }
 
-// ListenVXLAN opens a UDP socket on pa port 4789. The address must already
-// be configured and, for IPv6, past DAD. Several may listen on one PA
-// (SO_REUSEPORT): the kernel spreads datagrams over them by addresses and
-// ports.
-func ListenVXLAN(pa netip.Addr) (*VXLANSocket, error) { return openVXLAN(pa, packet.VXLANPort) }
+// ListenVXLAN opens a UDP socket on pa port 4789, bound to the interface
+// ifindex the PA is on (0: any). It may be opened before the address is
+// configured. Several may listen on one PA (SO_REUSEPORT): the kernel
+// spreads datagrams over them by addresses and ports.
+func ListenVXLAN(pa netip.Addr, ifindex int) (*VXLANSocket, error) {
+	return openVXLAN(pa, packet.VXLANPort, ifindex)
+}
 
-// SendVXLAN opens a UDP socket on pa and an ephemeral port, to send VXLAN
-// from; nothing reads what arrives on it.
-func SendVXLAN(pa netip.Addr) (*VXLANSocket, error) { return openVXLAN(pa, 0) }
+// SendVXLAN opens a UDP socket on pa and an ephemeral port, bound to
+// interface ifindex (0: any), to send VXLAN from; nothing reads what
+// arrives on it.
+func SendVXLAN(pa netip.Addr, ifindex int) (*VXLANSocket, error) { return openVXLAN(pa, 0, ifindex) }
 
 // Port is the socket's local UDP port: 4789, or the ephemeral one a
 // SendVXLAN socket sends from.
 func (s *VXLANSocket) Port() uint16 { return s.port }
 
-func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
+func openVXLAN(pa netip.Addr, port, ifindex int) (*VXLANSocket, error) {
 	if err := checkPA(pa, "VXLAN"); err != nil {
 		return nil, err
 	}
@@ -79,6 +82,10 @@ func openVXLAN(pa netip.Addr, port int) (*VXLANSocket, error) {
 		return nil, fmt.Errorf("open VXLAN socket for %s: %w", pa, err)
 	}
 	if err := freebind(fd, pa); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("VXLAN socket for %s: %w", pa, err)
+	}
+	if err := bindDevice(fd, ifindex); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("VXLAN socket for %s: %w", pa, err)
 	}

@@ -15,12 +15,12 @@ func vxlanLoopback(t *testing.T, fn func(a, b netip.Addr, sa, sb *VXLANSocket) e
 	ns := newNamedNS(t, "wnvdpx"+suffix())
 	inNS(t, ns, func() error {
 		a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
-		sa, err := ListenVXLAN(a)
+		sa, err := ListenVXLAN(a, 0)
 		if err != nil {
 			return err
 		}
 		defer sa.Close()
-		sb, err := ListenVXLAN(b)
+		sb, err := ListenVXLAN(b, 0)
 		if err != nil {
 			return err
 		}
@@ -120,14 +120,14 @@ func TestVXLANListenGroupAndSender(t *testing.T) {
 		a, b := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 		var group []*VXLANSocket
 		for range 2 {
-			s, err := ListenVXLAN(b)
+			s, err := ListenVXLAN(b, 0)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			group = append(group, s)
 		}
-		send, err := SendVXLAN(a)
+		send, err := SendVXLAN(a, 0)
 		if err != nil {
 			return err
 		}

@@ -91,6 +91,13 @@ type datapathPortStats struct {
 	Drops    uint64
 }
 
+type datapathUnderlayStats struct {
+	_         structs.HostLayout
+	TxTagged  uint64
+	RxTagged  uint64
+	WrongVlan uint64
+}
+
 type datapathVsidStats struct {
 	_            structs.HostLayout
 	Encapsulated uint64
@@ -103,18 +110,21 @@ type datapathVsidStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	datapathMapWnvConfig    = "wnv_config"
-	datapathMapWnvEgress    = "wnv_egress"
-	datapathMapWnvIngress   = "wnv_ingress"
-	datapathMapWnvLocalPas  = "wnv_local_pas"
-	datapathMapWnvPathStats = "wnv_path_stats"
-	datapathMapWnvPortCas   = "wnv_port_cas"
-	datapathMapWnvPortStats = "wnv_port_stats"
-	datapathMapWnvPorts     = "wnv_ports"
-	datapathMapWnvReasons   = "wnv_reasons"
-	datapathMapWnvVsidStats = "wnv_vsid_stats"
-	datapathProgWnvPort     = "wnv_port"
-	datapathProgWnvUnderlay = "wnv_underlay"
+	datapathMapWnvConfig        = "wnv_config"
+	datapathMapWnvEgress        = "wnv_egress"
+	datapathMapWnvIngress       = "wnv_ingress"
+	datapathMapWnvLocalPas      = "wnv_local_pas"
+	datapathMapWnvPaVlans       = "wnv_pa_vlans"
+	datapathMapWnvPathStats     = "wnv_path_stats"
+	datapathMapWnvPortCas       = "wnv_port_cas"
+	datapathMapWnvPortStats     = "wnv_port_stats"
+	datapathMapWnvPorts         = "wnv_ports"
+	datapathMapWnvReasons       = "wnv_reasons"
+	datapathMapWnvUnderlayStats = "wnv_underlay_stats"
+	datapathMapWnvVsidStats     = "wnv_vsid_stats"
+	datapathProgWnvPort         = "wnv_port"
+	datapathProgWnvUnderlay     = "wnv_underlay"
+	datapathProgWnvUnderlayOut  = "wnv_underlay_out"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -159,24 +169,27 @@ type datapathSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathProgramSpecs struct {
-	WnvPort     *ebpf.ProgramSpec `ebpf:"wnv_port"`
-	WnvUnderlay *ebpf.ProgramSpec `ebpf:"wnv_underlay"`
+	WnvPort        *ebpf.ProgramSpec `ebpf:"wnv_port"`
+	WnvUnderlay    *ebpf.ProgramSpec `ebpf:"wnv_underlay"`
+	WnvUnderlayOut *ebpf.ProgramSpec `ebpf:"wnv_underlay_out"`
 }
 
 // datapathMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
-	WnvConfig    *ebpf.MapSpec `ebpf:"wnv_config"`
-	WnvEgress    *ebpf.MapSpec `ebpf:"wnv_egress"`
-	WnvIngress   *ebpf.MapSpec `ebpf:"wnv_ingress"`
-	WnvLocalPas  *ebpf.MapSpec `ebpf:"wnv_local_pas"`
-	WnvPathStats *ebpf.MapSpec `ebpf:"wnv_path_stats"`
-	WnvPortCas   *ebpf.MapSpec `ebpf:"wnv_port_cas"`
-	WnvPortStats *ebpf.MapSpec `ebpf:"wnv_port_stats"`
-	WnvPorts     *ebpf.MapSpec `ebpf:"wnv_ports"`
-	WnvReasons   *ebpf.MapSpec `ebpf:"wnv_reasons"`
-	WnvVsidStats *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
+	WnvConfig        *ebpf.MapSpec `ebpf:"wnv_config"`
+	WnvEgress        *ebpf.MapSpec `ebpf:"wnv_egress"`
+	WnvIngress       *ebpf.MapSpec `ebpf:"wnv_ingress"`
+	WnvLocalPas      *ebpf.MapSpec `ebpf:"wnv_local_pas"`
+	WnvPaVlans       *ebpf.MapSpec `ebpf:"wnv_pa_vlans"`
+	WnvPathStats     *ebpf.MapSpec `ebpf:"wnv_path_stats"`
+	WnvPortCas       *ebpf.MapSpec `ebpf:"wnv_port_cas"`
+	WnvPortStats     *ebpf.MapSpec `ebpf:"wnv_port_stats"`
+	WnvPorts         *ebpf.MapSpec `ebpf:"wnv_ports"`
+	WnvReasons       *ebpf.MapSpec `ebpf:"wnv_reasons"`
+	WnvUnderlayStats *ebpf.MapSpec `ebpf:"wnv_underlay_stats"`
+	WnvVsidStats     *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
 }
 
 // datapathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -205,16 +218,18 @@ func (o *datapathObjects) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
-	WnvConfig    *ebpf.Map `ebpf:"wnv_config"`
-	WnvEgress    *ebpf.Map `ebpf:"wnv_egress"`
-	WnvIngress   *ebpf.Map `ebpf:"wnv_ingress"`
-	WnvLocalPas  *ebpf.Map `ebpf:"wnv_local_pas"`
-	WnvPathStats *ebpf.Map `ebpf:"wnv_path_stats"`
-	WnvPortCas   *ebpf.Map `ebpf:"wnv_port_cas"`
-	WnvPortStats *ebpf.Map `ebpf:"wnv_port_stats"`
-	WnvPorts     *ebpf.Map `ebpf:"wnv_ports"`
-	WnvReasons   *ebpf.Map `ebpf:"wnv_reasons"`
-	WnvVsidStats *ebpf.Map `ebpf:"wnv_vsid_stats"`
+	WnvConfig        *ebpf.Map `ebpf:"wnv_config"`
+	WnvEgress        *ebpf.Map `ebpf:"wnv_egress"`
+	WnvIngress       *ebpf.Map `ebpf:"wnv_ingress"`
+	WnvLocalPas      *ebpf.Map `ebpf:"wnv_local_pas"`
+	WnvPaVlans       *ebpf.Map `ebpf:"wnv_pa_vlans"`
+	WnvPathStats     *ebpf.Map `ebpf:"wnv_path_stats"`
+	WnvPortCas       *ebpf.Map `ebpf:"wnv_port_cas"`
+	WnvPortStats     *ebpf.Map `ebpf:"wnv_port_stats"`
+	WnvPorts         *ebpf.Map `ebpf:"wnv_ports"`
+	WnvReasons       *ebpf.Map `ebpf:"wnv_reasons"`
+	WnvUnderlayStats *ebpf.Map `ebpf:"wnv_underlay_stats"`
+	WnvVsidStats     *ebpf.Map `ebpf:"wnv_vsid_stats"`
 }
 
 func (m *datapathMaps) Close() error {
@@ -223,11 +238,13 @@ func (m *datapathMaps) Close() error {
 		m.WnvEgress,
 		m.WnvIngress,
 		m.WnvLocalPas,
+		m.WnvPaVlans,
 		m.WnvPathStats,
 		m.WnvPortCas,
 		m.WnvPortStats,
 		m.WnvPorts,
 		m.WnvReasons,
+		m.WnvUnderlayStats,
 		m.WnvVsidStats,
 	)
 }
@@ -242,14 +259,16 @@ type datapathVariables struct {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathPrograms struct {
-	WnvPort     *ebpf.Program `ebpf:"wnv_port"`
-	WnvUnderlay *ebpf.Program `ebpf:"wnv_underlay"`
+	WnvPort        *ebpf.Program `ebpf:"wnv_port"`
+	WnvUnderlay    *ebpf.Program `ebpf:"wnv_underlay"`
+	WnvUnderlayOut *ebpf.Program `ebpf:"wnv_underlay_out"`
 }
 
 func (p *datapathPrograms) Close() error {
 	return _DatapathClose(
 		p.WnvPort,
 		p.WnvUnderlay,
+		p.WnvUnderlayOut,
 	)
 }
 

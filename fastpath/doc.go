@@ -1,6 +1,6 @@
-// Package fastpath is wnv's kernel fast path: two TC (tcx) eBPF programs
-// that forward what the Go switch (package vswitch) has decided, without
-// copying packets to userspace. The Go switch stays the one place where
+// Package fastpath is wnv's kernel fast path: TC (tcx) eBPF programs that
+// forward what the Go switch (package vswitch) has decided, without
+// copying packets to userspace, and do the PAs' 802.1Q VLANs. The Go switch stays the one place where
 // policy is decided; this package only executes its decisions.
 //
 // wnv_port runs at the tcx ingress of every VM port (a TAP or the host end
@@ -17,7 +17,7 @@
 // it and the program drops the marked copy, so the host's stack never sees
 // a VM's frame.
 //
-// wnv_underlay runs at the tcx ingress of the underlay interface. An NVGRE
+// wnv_underlay runs at the tcx ingress of every underlay interface. An NVGRE
 // or VXLAN packet to a local PA whose (VSID, source PA, inner MACs and CAs)
 // has a current ingress decision is decapsulated and delivered to the
 // decision's port; any other tunnel packet to a local PA is left to the
@@ -27,6 +27,14 @@
 // tunnel GSO state, only a veth port whose peer is in another namespace
 // takes it, and a TAP's goes to the slow path. Both programs deliver to
 // such a veth port with bpf_redirect_peer, straight into the peer.
+//
+// VLANs (SetPAVLAN) are done by the underlay programs whether the fast path
+// is on or off, since the kernel may have no VLAN devices: wnv_underlay_out,
+// at the tcx egress of every underlay interface, tags every frame from a PA
+// with a VlanID (by IP source, ARP sender, or the address a DAD probe is
+// for); wnv_underlay lets a frame for a PA (by IP destination, ARP target,
+// ND target) in only with the PA's VLAN, pops the tag, and drops any other
+// as wrong-vlan.
 //
 // Decisions carry a generation: one that is not the current one
 // (SetGeneration, BumpGeneration) is a miss, so one write invalidates all

@@ -31,9 +31,10 @@ type Config struct {
 	// PinDir is where maps and links are pinned, on a bpf filesystem,
 	// e.g. /sys/fs/bpf/wnv/<hostname>. Open creates it.
 	PinDir string
-	// UnderlayIfindex, if not 0, is the underlay interface: Open attaches
-	// the underlay program to it.
-	UnderlayIfindex int
+	// Underlays are the underlay interfaces, the first the default: Open
+	// attaches the underlay programs (decapsulation in, and 802.1Q tags of
+	// the PAs both ways) to each.
+	Underlays []int
 	// FastPath off sends every port frame to the slow path and lets the
 	// underlay program pass everything: the pure Go switch.
 	FastPath bool
@@ -96,11 +97,16 @@ func Open(cfg Config) (*Datapath, error) {
 		if !cfg.FastPath {
 			c.Flags = cfgFastPathOff
 		}
-		c.UnderlayIfindex = uint32(cfg.UnderlayIfindex)
+		c.UnderlayIfindex = 0
+		if len(cfg.Underlays) > 0 {
+			c.UnderlayIfindex = uint32(cfg.Underlays[0])
+		}
 		err = d.setConfig(c)
 	}
-	if err == nil && cfg.UnderlayIfindex != 0 {
-		err = d.AttachUnderlay(cfg.UnderlayIfindex)
+	for _, ifindex := range cfg.Underlays {
+		if err == nil {
+			err = d.AttachUnderlay(ifindex)
+		}
 	}
 	if err != nil {
 		d.Close()
@@ -138,7 +144,7 @@ func isBPFFS(path string) bool {
 var mapNames = []string{
 	datapathMapWnvConfig, datapathMapWnvEgress, datapathMapWnvIngress, datapathMapWnvLocalPas,
 	datapathMapWnvPathStats, datapathMapWnvPortCas, datapathMapWnvPortStats, datapathMapWnvPorts,
-	datapathMapWnvReasons, datapathMapWnvVsidStats,
+	datapathMapWnvReasons, datapathMapWnvVsidStats, datapathMapWnvPaVlans, datapathMapWnvUnderlayStats,
 }
 
 func removeMapPins(dir string) {
@@ -181,15 +187,18 @@ const (
 	linksDir     = "links"
 	kindPort     = "port"
 	kindUnderlay = "underlay"
+	// kindUnderlayOut is the underlay's egress program (802.1Q tags).
+	kindUnderlayOut = "egress"
 )
 
 func (d *Datapath) linkPath(kind string, ifindex int) string {
 	return filepath.Join(d.pinDir, linksDir, kind+"-"+strconv.Itoa(ifindex))
 }
 
-// attach attaches prog at the tcx ingress of ifindex and pins the link. If
-// a pinned link is there already, its program is replaced in place, so no
-// packet passes the interface without a program.
+// attach attaches prog at the tcx ingress of ifindex (egress for
+// kindUnderlayOut) and pins the link. If a pinned link is there already,
+// its program is replaced in place, so no packet passes the interface
+// without a program.
 func (d *Datapath) attach(prog *ebpf.Program, kind string, ifindex int) error {
 	path := d.linkPath(kind, ifindex)
 	l, err := link.LoadPinnedLink(path, nil)
@@ -204,7 +213,11 @@ func (d *Datapath) attach(prog *ebpf.Program, kind string, ifindex int) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		_ = os.Remove(path)
 	}
-	l, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
+	at := ebpf.AttachTCXIngress
+	if kind == kindUnderlayOut {
+		at = ebpf.AttachTCXEgress
+	}
+	l, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: at})
 	if err != nil {
 		return fmt.Errorf("fast path: attach the %s program to interface %d: %w", kind, ifindex, err)
 	}
@@ -232,19 +245,27 @@ func unpinLink(path string) error {
 	return l.Unpin()
 }
 
-// AttachUnderlay attaches the underlay program to the interface carrying
-// the host's PAs, or replaces the program already attached by an earlier
-// wnvd.
+// AttachUnderlay attaches the underlay programs to an interface carrying
+// host PAs, or replaces those already attached by an earlier wnvd, and
+// creates its counters (kept if they exist).
 func (d *Datapath) AttachUnderlay(ifindex int) error {
 	if ifindex <= 0 {
 		return fmt.Errorf("fast path: underlay ifindex %d is not positive", ifindex)
 	}
-	return d.attach(d.objs.WnvUnderlay, kindUnderlay, ifindex)
+	zero := make([]datapathUnderlayStats, ebpf.MustPossibleCPU())
+	err := d.objs.WnvUnderlayStats.Update(uint32(ifindex), zero, ebpf.UpdateNoExist)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("fast path: create the counters of underlay %d: %w", ifindex, err)
+	}
+	if err := d.attach(d.objs.WnvUnderlay, kindUnderlay, ifindex); err != nil {
+		return err
+	}
+	return d.attach(d.objs.WnvUnderlayOut, kindUnderlayOut, ifindex)
 }
 
-// DetachUnderlay detaches the underlay program from ifindex.
+// DetachUnderlay detaches the underlay programs from ifindex.
 func (d *Datapath) DetachUnderlay(ifindex int) error {
-	return unpinLink(d.linkPath(kindUnderlay, ifindex))
+	return errors.Join(unpinLink(d.linkPath(kindUnderlay, ifindex)), unpinLink(d.linkPath(kindUnderlayOut, ifindex)))
 }
 
 // Attachment is an interface with a program of this fast path attached.

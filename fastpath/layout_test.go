@@ -2,6 +2,9 @@ package fastpath
 
 import (
 	"encoding/binary"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
@@ -20,7 +23,7 @@ func TestLayout(t *testing.T) {
 	for name, v := range map[string]any{
 		"config": datapathConfig{}, "port": datapathPort{}, "addr_key": datapathAddrKey{}, "pa_key": datapathPaKey{},
 		"egress": datapathEgress{}, "ingress_key": datapathIngressKey{}, "ingress": datapathIngress{},
-		"port_stats": datapathPortStats{}, "vsid_stats": datapathVsidStats{},
+		"port_stats": datapathPortStats{}, "vsid_stats": datapathVsidStats{}, "underlay_stats": datapathUnderlayStats{},
 	} {
 		var s *btf.Struct
 		if err := spec.Types.TypeByName(name, &s); err != nil {
@@ -37,6 +40,7 @@ func TestLayout(t *testing.T) {
 		datapathMapWnvEgress:  {binary.Size(datapathAddrKey{}), binary.Size(datapathEgress{})},
 		datapathMapWnvIngress: {binary.Size(datapathIngressKey{}), binary.Size(datapathIngress{})},
 		datapathMapWnvReasons: {4, 8},
+		datapathMapWnvPaVlans: {binary.Size(datapathPaKey{}), 2},
 	} {
 		m := spec.Maps[name]
 		if int(m.KeySize) != kv[0] || int(m.ValueSize) != kv[1] {
@@ -60,12 +64,46 @@ func TestReasons(t *testing.T) {
 		{ReasonMalformed, vswitch.ReasonMalformed},
 		{ReasonSpoofedMAC, vswitch.ReasonSpoofedMAC},
 		{ReasonSlowPathDown, vswitch.ReasonHoldOverflow + 1},
+		{ReasonWrongVLAN, vswitch.ReasonWrongVLAN},
 	} {
 		if c.got != int(c.want) {
 			t.Errorf("reason %d, vswitch's %v is %d", c.got, c.want, c.want)
 		}
 	}
-	if ReasonSlowPathDown >= NumReasonSlots {
-		t.Errorf("slow-path-down (%d) has no counter", ReasonSlowPathDown)
+	if ReasonSlowPathDown >= NumReasonSlots || ReasonWrongVLAN >= NumReasonSlots {
+		t.Errorf("slow-path-down (%d) or wrong-vlan (%d) has no counter", ReasonSlowPathDown, ReasonWrongVLAN)
+	}
+}
+
+// TestReasonDefines keeps every REASON_ define of datapath.h at the number
+// of the vswitch reason of the same name (REASON_WRONG_VLAN: wrong-vlan).
+func TestReasonDefines(t *testing.T) {
+	h, err := os.ReadFile("bpf/datapath.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]vswitch.Reason{}
+	for _, r := range vswitch.Reasons() {
+		byName[r.String()] = r
+	}
+	n := 0
+	for _, line := range strings.Split(string(h), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "#define" || !strings.HasPrefix(f[1], "REASON_") {
+			continue
+		}
+		n++
+		name := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(f[1], "REASON_"), "_", "-"))
+		r, ok := byName[name]
+		if !ok {
+			t.Errorf("%s: vswitch has no reason %q", f[1], name)
+			continue
+		}
+		if f[2] != strconv.Itoa(int(r)) {
+			t.Errorf("%s is %s, vswitch's %s is %d", f[1], f[2], name, r)
+		}
+	}
+	if n == 0 {
+		t.Error("datapath.h defines no REASON_")
 	}
 }

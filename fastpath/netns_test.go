@@ -256,7 +256,7 @@ func TestNamespaces(t *testing.T) {
 	pinDir := testPinDir(t)
 	l.in(host, func() error {
 		var err error
-		if d, err = Open(Config{PinDir: pinDir, UnderlayIfindex: ul, FastPath: true}); err != nil {
+		if d, err = Open(Config{PinDir: pinDir, Underlays: []int{ul}, FastPath: true}); err != nil {
 			return err
 		}
 		if err := d.AttachPort(hostA, Port{Index: indexA, VSID: vsidA, MAC: macA, CAs: []netip.Addr{caA4}}); err != nil {

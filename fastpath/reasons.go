@@ -8,6 +8,9 @@ const (
 	// ReasonSlowPathDown ("slow-path-down"): a frame for the slow path
 	// while wnvd is not running.
 	ReasonSlowPathDown = 28 // vswitch.ReasonSlowPathDown
+	// ReasonWrongVLAN ("wrong-vlan"): an underlay frame for a PA of
+	// another VLAN, or untagged for a PA with a VlanID.
+	ReasonWrongVLAN = 42 // vswitch.ReasonWrongVLAN
 
 	// NumReasonSlots is the size of Counters.Reasons.
 	NumReasonSlots = 64

@@ -155,15 +155,16 @@ func (h *Host) Restore(c *Checkpoint) (records, ports int, err error) {
 	if !found {
 		return 0, 0, nil
 	}
-	// A stopped wnvd left its PAs on the underlay. Those the kernel still
+	// A stopped wnvd left its PAs on the underlays. Those the kernel still
 	// decapsulates for are adopted as they are; any other the host
 	// configures again after DAD, which fails on an address already there.
 	for _, pa := range st.Objects.ProviderAddresses {
 		p := netip.PrefixFrom(pa.ProviderAddress, int(pa.PrefixLength))
-		if h.k.adopted[pa.ProviderAddress] {
+		u, err := h.underlays.of(pa.InterfaceIndex)
+		if h.k.adopted[pa.ProviderAddress] || err != nil {
 			continue
 		}
-		if dataplane.RemoveAddress(h.cfg.Underlay, p) == nil {
+		if dataplane.RemoveAddress(u.name, p) == nil {
 			h.log.Info("checkpoint: removed a provider address left by a previous wnvd", "pa", p)
 		}
 	}

@@ -1,7 +1,7 @@
 // Package host is the runtime of `wnvd host`: it owns one host's policy store,
 // switch, VM ports and underlay sockets, runs the forwarding workers, keeps
-// the provider addresses configured on the underlay interface, and
-// implements the provider API backend.
+// the provider addresses configured on their underlay interfaces (with
+// their VLANs), and implements the provider API backend.
 package host
 
 import (
@@ -31,8 +31,11 @@ import (
 
 // Config is what `wnvd host` is started with.
 type Config struct {
-	Name     string
-	Underlay string // the underlay interface the PAs live on
+	Name string
+	// Underlays are the interfaces the PAs live on (ParseUnderlays), the
+	// first the default: a PA or provider route with InterfaceIndex 0 is
+	// on it.
+	Underlays []string
 	// GSOTAP names the TAP through which TCP super-frames go to the kernel
 	// as one tunnel GSO packet (see dataplane.TunnelGSO); empty cuts them
 	// into segments in userspace and sends those on the PA's sockets.
@@ -80,10 +83,9 @@ type Host struct {
 	hub   *notify.Hub
 	log   *slog.Logger
 
-	underlayIndex int
-	underlayMTU   int
-	gso           *dataplane.TunnelGSO // nil: super-frames are segmented here
-	k             *kernel
+	underlays underlays
+	gso       *dataplane.TunnelGSO // nil: super-frames are segmented here
+	k         *kernel
 
 	mu    sync.Mutex // serialises port attach/detach
 	ports map[string]*port
@@ -114,18 +116,14 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	idx, err := dataplane.LinkIndex(cfg.Underlay)
+	us, err := openUnderlays(cfg.Underlays)
 	if err != nil {
-		return nil, fmt.Errorf("underlay %w", err)
-	}
-	mtu, err := dataplane.LinkMTU(cfg.Underlay)
-	if err != nil {
-		return nil, fmt.Errorf("underlay %w", err)
+		return nil, err
 	}
 	if cfg.PinDir == "" {
 		cfg.PinDir = DefaultPinDir(cfg.Name)
 	}
-	k, err := openKernel(cfg, idx)
+	k, err := openKernel(cfg, us.indexes())
 	if err != nil {
 		return nil, fmt.Errorf("kernel fast path: %w", err)
 	}
@@ -134,19 +132,19 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 			"give --pin-dir a bpf filesystem mounted outside /sys in the host's mount namespace for fail static", "pin-dir", cfg.PinDir)
 	}
 	h := &Host{
-		k:             k,
-		cfg:           cfg,
-		store:         policy.NewStore(),
-		hub:           hub,
-		log:           cfg.Log,
-		underlayIndex: idx,
-		underlayMTU:   mtu,
-		ports:         map[string]*port{},
-		reconcil:      make(chan struct{}, 1),
-		routes:        routeSet{kick: make(chan struct{}, 1)},
+		k:         k,
+		cfg:       cfg,
+		store:     policy.NewStore(),
+		hub:       hub,
+		log:       cfg.Log,
+		underlays: us,
+		ports:     map[string]*port{},
+		reconcil:  make(chan struct{}, 1),
+		routes:    routeSet{kick: make(chan struct{}, 1)},
 	}
 	if cfg.GSOTAP != "" {
-		if h.gso, err = dataplane.OpenTunnelGSO(cfg.GSOTAP, cfg.Underlay); err != nil {
+		// Only PAs on the default underlay send through it (sendSegmented).
+		if h.gso, err = dataplane.OpenTunnelGSO(cfg.GSOTAP, us[0].name); err != nil {
 			h.log.Warn("TCP super-frames will be segmented in userspace", "err", err)
 		}
 	}
@@ -161,7 +159,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		}
 	}
 	h.socks.Store(&[]*dataplane.Port{})
-	h.sw = vswitch.New(vswitch.Config{UnderlayMTU: mtu, Events: hub})
+	h.sw = vswitch.New(vswitch.Config{UnderlayMTU: us.mtu(), Events: hub})
 	h.sw.SetUnauthenticatedRedirects(cfg.AllowUnauthenticatedRedirects)
 	h.redirectSeq.Store(uint64(time.Now().UnixNano()))
 	h.sw.SetPolicy(h.store.Table())
@@ -337,10 +335,11 @@ func (h *Host) Close() {
 // Cleanup removes what wnvd host left on the machine after it stopped (a
 // SIGTERM or a kill -9 leaves forwarding in place): the kernel fast path
 // pinned under cfg.PinDir (default DefaultPinDir(cfg.Name)) with its port
-// programs, the provider addresses it decapsulated for and the kernel routes
-// it installed for provider routes, from the underlay, and the GSO TAP
-// cfg.GSOTAP a kill -9 leaves. It must not run while a wnvd uses the same pins. It returns
-// what it removed, for people.
+// and underlay programs, the provider addresses it decapsulated for and the
+// kernel routes it installed for provider routes, from the underlays cfg
+// names (none: they stay), and the GSO TAP
+// cfg.GSOTAP a kill -9 leaves. It must not run while a wnvd uses the same
+// pins. It returns what it removed, for people.
 func Cleanup(cfg Config) ([]string, error) {
 	if cfg.PinDir == "" {
 		cfg.PinDir = DefaultPinDir(cfg.Name)
@@ -355,8 +354,8 @@ func Cleanup(cfg Config) ([]string, error) {
 			removed = append(removed, "GSO TAP "+cfg.GSOTAP)
 		}
 	}
-	if cfg.Underlay != "" {
-		rs, err := cleanupRoutes(cfg.Underlay)
+	for _, u := range cfg.Underlays {
+		rs, err := cleanupRoutes(u)
 		removed = append(removed, rs...)
 		if err != nil {
 			errs = append(errs, err)
@@ -377,8 +376,14 @@ func Cleanup(cfg Config) ([]string, error) {
 	if err != nil {
 		return removed, errors.Join(append(errs, err)...)
 	}
-	if cfg.Underlay != "" && len(pas) > 0 {
-		have, err := dataplane.Addresses(cfg.Underlay)
+	for _, u := range cfg.Underlays {
+		if len(pas) == 0 {
+			break
+		}
+		if _, err := dataplane.LinkIndex(u); err != nil {
+			continue // gone, with its addresses
+		}
+		have, err := dataplane.Addresses(u)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -386,11 +391,11 @@ func Cleanup(cfg Config) ([]string, error) {
 			if slices.Contains(pas, p.Addr()) {
 				// The kernel removes a subnet's secondary addresses with its
 				// primary one: one already gone is removed.
-				if err := dataplane.RemoveAddress(cfg.Underlay, p); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				if err := dataplane.RemoveAddress(u, p); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 					errs = append(errs, err)
 					continue
 				}
-				removed = append(removed, fmt.Sprintf("provider address %s on %s", p, cfg.Underlay))
+				removed = append(removed, fmt.Sprintf("provider address %s on %s", p, u))
 			}
 		}
 	}
@@ -408,8 +413,9 @@ func (h *Host) Store() *policy.Store { return h.store }
 // Switch is the host's switching pipeline.
 func (h *Host) Switch() *vswitch.Switch { return h.sw }
 
-// UnderlayMTU is the MTU of the underlay interface.
-func (h *Host) UnderlayMTU() int { return h.underlayMTU }
+// UnderlayMTU is the MTU tunnel packets are sized for: the smallest of the
+// underlay interfaces'.
+func (h *Host) UnderlayMTU() int { return h.underlays.mtu() }
 
 // NextHop answers Select-NextHop from the current policy.
 func (h *Host) NextHop(q provider.NextHopQuery) (provider.NextHop, error) {
@@ -478,6 +484,11 @@ func (h *Host) Counters() provider.Counters {
 	c.ProviderRoutes = &rc
 	if err := h.k.counters(&c, h.portNames()); err != nil {
 		h.log.Warn("fast path counters", "err", err)
+	}
+	if us, err := h.k.underlayCounters(h.underlays); err != nil {
+		h.log.Warn("underlay counters", "err", err)
+	} else {
+		c.Underlays = us
 	}
 	return c
 }

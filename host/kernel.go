@@ -32,9 +32,8 @@ type kernel struct {
 	// live is false until the slow path is ready to take frames (Run):
 	// until then the kernel keeps the generation it had, so what an earlier
 	// wnvd installed goes on forwarding while this one restores its state.
-	live     atomic.Bool
-	mu       sync.Mutex // serialises sync and goLive
-	underlay int
+	live atomic.Bool
+	mu   sync.Mutex // serialises sync and goLive
 	// adopted are the PAs an earlier wnvd left decapsulating: this one
 	// takes them over as they are, without DAD or a gap.
 	adopted map[netip.Addr]bool
@@ -45,12 +44,12 @@ type kernel struct {
 // slow-path-down (wnvd is gone).
 const slowPathLease = time.Second
 
-func openKernel(cfg Config, underlay int) (*kernel, error) {
-	dp, err := fastpath.Open(fastpath.Config{PinDir: cfg.PinDir, UnderlayIfindex: underlay, FastPath: !cfg.SlowPathOnly})
+func openKernel(cfg Config, underlays []int) (*kernel, error) {
+	dp, err := fastpath.Open(fastpath.Config{PinDir: cfg.PinDir, Underlays: underlays, FastPath: !cfg.SlowPathOnly})
 	if err != nil {
 		return nil, err
 	}
-	k := &kernel{dp: dp, underlay: underlay, adopted: map[netip.Addr]bool{}}
+	k := &kernel{dp: dp, adopted: map[netip.Addr]bool{}}
 	k.base.Store(dp.Generation() + 1)
 	if dp.Adopted() {
 		pas, err := dp.LocalPAs()
@@ -125,8 +124,10 @@ type installer struct {
 }
 
 // addEgress queues the decisions of a batch; ports are the ports' sockets
-// by index, for their interfaces.
-func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*dataplane.Port) {
+// by index, for their interfaces, and pas the PAs' sockets, for the
+// underlay interface an encapsulated frame leaves by. A decision from a PA
+// without sockets (going down) is not installed.
+func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*dataplane.Port, pas map[netip.Addr]*paSockets) {
 	for _, d := range ds {
 		if d.Port >= len(ports) || ports[d.Port] == nil {
 			continue
@@ -139,7 +140,11 @@ func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*datapl
 			}
 			e.Local, e.OutIfindex = true, ports[d.Local].Ifindex()
 		} else {
-			e.OutIfindex, e.Encap, e.SrcPA, e.DstPA, e.MaxLen = k.underlay, d.Encap, d.SrcPA, d.DstPA, d.MaxLen
+			s := pas[d.SrcPA]
+			if s == nil {
+				continue
+			}
+			e.OutIfindex, e.Encap, e.SrcPA, e.DstPA, e.MaxLen = s.ifindex, d.Encap, d.SrcPA, d.DstPA, d.MaxLen
 		}
 		in.egress = append(in.egress, e)
 	}
@@ -275,4 +280,18 @@ func (k *kernel) counters(c *provider.Counters, names map[int]string) error {
 	c.Paths = &provider.PathCounters{KernelFromPorts: kc.Path.PortFast, KernelFromUnderlay: kc.Path.UnderlayFast,
 		SlowFromPorts: kc.Path.PortSlow, SlowFromUnderlay: kc.Path.UnderlaySlow}
 	return nil
+}
+
+// underlayCounters reads the 802.1Q counters of the underlays us.
+func (k *kernel) underlayCounters(us underlays) ([]provider.UnderlayCounters, error) {
+	kc, err := k.dp.UnderlayCounters()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]provider.UnderlayCounters, 0, len(us))
+	for _, u := range us {
+		c := kc[u.index]
+		out = append(out, provider.UnderlayCounters{Name: u.name, InterfaceIndex: u.index, TxTagged: c.TxTagged, RxTagged: c.RxTagged, WrongVLAN: c.WrongVLAN})
+	}
+	return out, nil
 }

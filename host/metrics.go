@@ -26,6 +26,7 @@ type Collector struct {
 	gso, migration                   *prometheus.Desc
 	refusals, checkpoints            *prometheus.Desc
 	routes, routeFailures            *prometheus.Desc
+	underlayVLAN                     *prometheus.Desc
 }
 
 // NewCollector describes the host's metrics.
@@ -47,12 +48,13 @@ func NewCollector(h *Host) *Collector {
 		refusals:      prometheus.NewDesc("wnv_table_refusals_total", "Entries a bounded table refused or evicted because it was full (a remote party or a VM can grow these), by table.", []string{"table"}, host),
 		routes:        prometheus.NewDesc("wnv_provider_routes", "Provider routes by their state in the kernel: installed, waiting (next hop not reachable yet), failed (not installed).", []string{"state"}, host),
 		routeFailures: prometheus.NewDesc("wnv_provider_route_failures_total", "Kernel operations on provider routes that failed, waiting ones included.", nil, host),
+		underlayVLAN:  prometheus.NewDesc("wnv_underlay_vlan_frames_total", "802.1Q work on an underlay interface, by outcome: tagged (a PA's frame tagged with its VlanID on the way out), untagged (a tagged frame for a PA of its VLAN, accepted and untagged on the way in), wrong_vlan (a frame for a PA dropped: another VLAN, or untagged for a PA with one).", []string{"underlay", "outcome"}, host),
 		gso:           prometheus.NewDesc("wnv_gso_packets_total", "Encapsulated TCP super-frames handed to the kernel as one tunnel GSO packet, by outcome.", []string{"outcome"}, host),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration, c.refusals, c.checkpoints, c.routes, c.routeFailures} {
+	for _, d := range []*prometheus.Desc{c.portFrames, c.portBytes, c.portDrops, c.vsidPackets, c.vsidDrops, c.drops, c.paths, c.events, c.handles, c.gso, c.migration, c.refusals, c.checkpoints, c.routes, c.routeFailures, c.underlayVLAN} {
 		ch <- d
 	}
 }
@@ -114,6 +116,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.routes, prometheus.GaugeValue, float64(n), state)
 		}
 		counter(c.routeFailures, r.Failures)
+	}
+	for _, u := range cs.Underlays {
+		counter(c.underlayVLAN, u.TxTagged, u.Name, "tagged")
+		counter(c.underlayVLAN, u.RxTagged, u.Name, "untagged")
+		counter(c.underlayVLAN, u.WrongVLAN, u.Name, "wrong_vlan")
 	}
 	if c.h.hub != nil {
 		ch <- prometheus.MustNewConstMetric(c.handles, prometheus.GaugeValue, float64(cs.NotificationHandles))

@@ -24,13 +24,13 @@ func TestMetricsExposeDropsAndNotifications(t *testing.T) {
 		t.Skip("needs root: a host loads the kernel fast path")
 	}
 	hub := notify.NewHub(notify.Config{})
-	h, err := New(Config{Name: "h1", Underlay: "lo"}, hub)
+	h, err := New(Config{Name: "h1", Underlays: []string{"lo"}}, hub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		h.Close()
-		if _, err := Cleanup(Config{Name: "h1", Underlay: "lo"}); err != nil {
+		if _, err := Cleanup(Config{Name: "h1", Underlays: []string{"lo"}}); err != nil {
 			t.Error(err)
 		}
 	})

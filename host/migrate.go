@@ -6,9 +6,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wnv/wnv/fastpath"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
@@ -137,18 +139,24 @@ func (h *Host) publishMoved() {
 	h.sw.SetMoved(vswitch.NewMovedTable(moved))
 }
 
-// forwardMoved sends payload (a GRE or VXLAN payload as received) on to the
-// moved VM's new PA with the original sender's PA as outer source, so the
-// new host validates it against the sender's record, and redirects the
-// sender. A packet that cannot be forwarded (the sender's and the new PA's
-// families differ, or the send fails) counts as a no-local-port drop.
-func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encapsulation) {
+// forwardMoved sends payload (a GRE or VXLAN payload as received at local
+// PA via) on to the moved VM's new PA with the original sender's PA as
+// outer source, so the new host validates it against the sender's record,
+// and redirects the sender. It leaves by via's interface, on via's VLAN. A
+// packet that cannot be forwarded (the sender's and the new PA's families
+// differ, or the send fails) counts as a no-local-port drop.
+func (h *Host) forwardMoved(r vswitch.Result, via netip.Addr, payload []byte, encap policy.Encapsulation) {
 	m := &h.mig
 	switch {
 	case r.Src.Is4() != r.Dst.Is4():
 		h.sw.Counters.Drop(vswitch.ReasonNoLocalPort)
 	default:
-		if err := m.sendRaw(r.Src, r.Dst, payload, encap); err != nil {
+		var ifindex int
+		var vlan uint16
+		if s := (*h.pas.socks.Load())[via]; s != nil {
+			ifindex, vlan = s.ifindex, s.vlan
+		}
+		if err := m.sendRaw(r.Src, r.Dst, payload, encap, ifindex, vlan); err != nil {
 			h.sw.Counters.Drop(vswitch.ReasonNoLocalPort)
 			h.log.Debug("forwarding to a moved VM", "dst", r.Dst, "err", err)
 		} else {
@@ -184,10 +192,11 @@ func (h *Host) forwardMoved(r vswitch.Result, payload []byte, encap policy.Encap
 }
 
 // sendRaw sends an IP packet built here from src to dst (one family):
-// protocol 47 with payload, or UDP to port 4789 for VXLAN. Linux lets an
-// IPPROTO_RAW socket (which implies IP_HDRINCL, and IPV6_HDRINCL for IPv6)
-// send from an address the host does not own.
-func (m *migrations) sendRaw(src, dst netip.Addr, payload []byte, encap policy.Encapsulation) error {
+// protocol 47 with payload, or UDP to port 4789 for VXLAN, out of
+// interface ifindex (0: as the routes say), tagged with vlan (0: none).
+// Linux lets an IPPROTO_RAW socket (which implies IP_HDRINCL, and
+// IPV6_HDRINCL for IPv6) send from an address the host does not own.
+func (m *migrations) sendRaw(src, dst netip.Addr, payload []byte, encap policy.Encapsulation, ifindex int, vlan uint16) error {
 	v6 := dst.Is6()
 	fd, err := m.rawSocket(v6)
 	if err != nil {
@@ -216,10 +225,42 @@ func (m *migrations) sendRaw(src, dst netip.Addr, payload []byte, encap policy.E
 			packet.SetUDPChecksum(packet.UDP(buf[ipLen:]), src, dst)
 		}
 	}
+	oob := sendControl(v6, ifindex, vlan)
 	if v6 {
-		return unix.Sendto(fd, buf, 0, &unix.SockaddrInet6{Addr: dst.As16()})
+		_, err = unix.SendmsgN(fd, buf, oob, &unix.SockaddrInet6{Addr: dst.As16()}, 0)
+	} else {
+		_, err = unix.SendmsgN(fd, buf, oob, &unix.SockaddrInet4{Addr: dst.As4()}, 0)
 	}
-	return unix.Sendto(fd, buf, 0, &unix.SockaddrInet4{Addr: dst.As4()})
+	return err
+}
+
+// sendControl is the control data of a send out of interface ifindex (0:
+// any) with VLAN vlan (0: none): the interface as packet info, the VLAN as
+// the mark the underlay's egress program tags by (fastpath.VLANMark).
+func sendControl(v6 bool, ifindex int, vlan uint16) []byte {
+	var oob []byte
+	add := func(level, typ int, data []byte) {
+		b := make([]byte, unix.CmsgSpace(len(data)))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = int32(level), int32(typ)
+		h.SetLen(unix.CmsgLen(len(data)))
+		copy(b[unix.CmsgLen(0):], data)
+		oob = append(oob, b...)
+	}
+	if ifindex != 0 {
+		if v6 {
+			info := unix.Inet6Pktinfo{Ifindex: uint32(ifindex)}
+			add(unix.SOL_IPV6, unix.IPV6_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&info)), unix.SizeofInet6Pktinfo))
+		} else {
+			info := unix.Inet4Pktinfo{Ifindex: int32(ifindex)}
+			add(unix.SOL_IP, unix.IP_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&info)), unix.SizeofInet4Pktinfo))
+		}
+	}
+	if vlan != 0 {
+		mark := fastpath.VLANMark | uint32(vlan)
+		add(unix.SOL_SOCKET, unix.SO_MARK, unsafe.Slice((*byte)(unsafe.Pointer(&mark)), 4))
+	}
+	return oob
 }
 
 // rawSocket returns the family's IPPROTO_RAW socket, opened on first use.

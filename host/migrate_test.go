@@ -37,9 +37,9 @@ func TestForwardKeepsTheSendersSource(t *testing.T) {
 				}
 				if err := inNetns(newNS, func() (err error) {
 					if encap == policy.EncapVXLAN {
-						sock, err = dataplane.ListenVXLAN(dst)
+						sock, err = dataplane.ListenVXLAN(dst, 0)
 					} else {
-						sock, err = dataplane.ListenGRE(dst)
+						sock, err = dataplane.ListenGRE(dst, 0)
 					}
 					return err
 				}); err != nil {
@@ -69,7 +69,7 @@ func TestForwardKeepsTheSendersSource(t *testing.T) {
 				var r read
 			wait:
 				for {
-					if err := inNetns(oldNS, func() error { return m.sendRaw(sender, dst, payload, encap) }); err != nil {
+					if err := inNetns(oldNS, func() error { return m.sendRaw(sender, dst, payload, encap, 0, 0) }); err != nil {
 						t.Fatal(err)
 					}
 					select {

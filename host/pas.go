@@ -13,21 +13,26 @@ import (
 	"github.com/wnv/wnv/policy"
 )
 
-// paSet is the actual state of the provider addresses on the underlay: the
-// reconciler moves it towards the PAs in policy.
+// paSet is the actual state of the provider addresses on the underlays:
+// the reconciler moves it towards the PAs in policy.
 type paSet struct {
-	m     map[netip.Addr]*paRun
-	socks atomic.Pointer[map[netip.Addr]*paSockets] // for the workers
-	mu    sync.Mutex                                // guards socks updates from DAD goroutines
+	m map[netip.Addr]*paRun
+	// refused are the PAs of policy that are not configured, and why (as
+	// logged last).
+	refused map[netip.Addr]string
+	socks   atomic.Pointer[map[netip.Addr]*paSockets] // for the workers
+	mu      sync.Mutex                                // guards socks updates from DAD goroutines
 	// changed, if set, learns the PAs with sockets after every change.
 	changed func(pas []netip.Addr)
 }
 
-// paSockets are the underlay sockets of one PA: raw GRE for NVGRE; for
-// VXLAN, sockets on UDP 4789 with a reader each, one per core (none if the
-// port could not be bound), and sockets on ephemeral ports to send from, one
-// picked per flow.
+// paSockets are the underlay sockets of one PA, bound to its interface:
+// raw GRE for NVGRE; for VXLAN, sockets on UDP 4789 with a reader each, one
+// per core (none if the port could not be bound), and sockets on ephemeral
+// ports to send from, one picked per flow.
 type paSockets struct {
+	ifindex   int    // the PA's underlay interface
+	vlan      uint16 // the PA's VLAN (0: untagged)
 	gre       *dataplane.GRESocket
 	vxlan     []*dataplane.VXLANSocket
 	vxlanSend []*dataplane.VXLANSocket
@@ -50,12 +55,13 @@ func (s *paSockets) vxlanFor(flow uint8) *dataplane.VXLANSocket {
 // sameVXLAN reports whether flows a and b leave by the same socket.
 func (s *paSockets) sameVXLAN(a, b uint8) bool { return s == nil || s.vxlanFor(a) == s.vxlanFor(b) }
 
-// openVXLAN opens the VXLAN sockets of PA a; any it cannot open it logs and
-// goes without: without listeners (port 4789 taken, e.g. by a kernel vxlan
-// device bound to the wildcard address) NVGRE still works.
-func (h *Host) openVXLAN(a netip.Addr, log *slog.Logger) (listen, send []*dataplane.VXLANSocket) {
+// openVXLAN opens the VXLAN sockets of PA a on interface ifindex; any it
+// cannot open it logs and goes without: without listeners (port 4789
+// taken, e.g. by a kernel vxlan device bound to the wildcard address)
+// NVGRE still works.
+func (h *Host) openVXLAN(a netip.Addr, ifindex int, log *slog.Logger) (listen, send []*dataplane.VXLANSocket) {
 	for range runtime.GOMAXPROCS(0) {
-		s, err := dataplane.ListenVXLAN(a)
+		s, err := dataplane.ListenVXLAN(a, ifindex)
 		if err != nil {
 			log.Error("opening VXLAN socket: VXLAN subnets cannot use this PA", "err", err)
 			break
@@ -66,7 +72,7 @@ func (h *Host) openVXLAN(a netip.Addr, log *slog.Logger) (listen, send []*datapl
 		return nil, nil
 	}
 	for range vxlanSenders {
-		s, err := dataplane.SendVXLAN(a)
+		s, err := dataplane.SendVXLAN(a, ifindex)
 		if err != nil {
 			log.Warn("opening a VXLAN sending socket: fewer source ports", "err", err)
 			break
@@ -76,15 +82,24 @@ func (h *Host) openVXLAN(a netip.Addr, log *slog.Logger) (listen, send []*datapl
 	return listen, send
 }
 
+// paWant is where policy wants a PA: its prefix on an underlay, with its
+// VLAN (0: untagged).
+type paWant struct {
+	prefix netip.Prefix
+	on     underlay
+	vlan   uint16
+}
+
 // paRun is one PA being brought up or in use.
 type paRun struct {
-	prefix netip.Prefix
+	want   paWant
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 func (s *paSet) init() {
 	s.m = map[netip.Addr]*paRun{}
+	s.refused = map[netip.Addr]string{}
 	s.socks.Store(&map[netip.Addr]*paSockets{})
 }
 
@@ -111,9 +126,27 @@ func (s *paSet) setSocket(a netip.Addr, sock *paSockets) {
 	}
 }
 
+// wantedPAs places the PAs of policy on the underlays their InterfaceIndex
+// names; those on no underlay (a checkpoint of a host with other
+// interfaces) are refused, with the reason.
+func wantedPAs(pas []policy.ProviderAddress, us underlays) (map[netip.Addr]paWant, map[netip.Addr]string) {
+	want := map[netip.Addr]paWant{}
+	refused := map[netip.Addr]string{}
+	for _, pa := range pas {
+		u, err := us.of(pa.InterfaceIndex)
+		if err != nil {
+			refused[pa.ProviderAddress] = err.Error()
+			continue
+		}
+		want[pa.ProviderAddress] = paWant{prefix: netip.PrefixFrom(pa.ProviderAddress, int(pa.PrefixLength)), on: u, vlan: pa.VlanID}
+	}
+	return want, refused
+}
+
 // reconcilePAs runs until ctx ends: whenever policy changes it starts the PAs
-// that policy has and the host does not, and stops the others. On the way out
-// it removes every PA it configured.
+// that policy has and the host does not, and stops the others; a PA whose
+// prefix, interface or VLAN changed starts again. On the way out it stops
+// reading them, and leaves them configured (fail static).
 func (h *Host) reconcilePAs(ctx context.Context) {
 	h.kick()
 	for {
@@ -125,54 +158,72 @@ func (h *Host) reconcilePAs(ctx context.Context) {
 			return
 		case <-h.reconcil:
 		}
-		want := map[netip.Addr]netip.Prefix{}
-		for _, pa := range h.store.ProviderAddresses(policy.ProviderAddressFilter{}) {
-			want[pa.ProviderAddress] = netip.PrefixFrom(pa.ProviderAddress, int(pa.PrefixLength))
+		want, refused := wantedPAs(h.store.ProviderAddresses(policy.ProviderAddressFilter{}), h.underlays)
+		for a, why := range refused {
+			if h.pas.refused[a] != why {
+				h.log.Error("provider address not configured", "pa", a, "why", why)
+			}
 		}
+		h.pas.refused = refused
 		for a, run := range h.pas.m {
-			if p, ok := want[a]; !ok || p != run.prefix {
+			if w, ok := want[a]; !ok || w != run.want {
 				h.stopPA(a)
 			}
 		}
-		for a, p := range want {
+		for a, w := range want {
 			if _, ok := h.pas.m[a]; !ok {
-				h.startPA(ctx, p)
+				h.startPA(ctx, w)
 			}
 		}
 	}
 }
 
-func (h *Host) startPA(ctx context.Context, p netip.Prefix) {
+// startPA brings PA w up. The underlay programs learn its VLAN first, so
+// that everything it sends, DAD probes included, leaves tagged.
+func (h *Host) startPA(ctx context.Context, w paWant) {
+	if err := h.k.dp.SetPAVLAN(w.prefix.Addr(), w.vlan); err != nil {
+		h.log.Error("provider address not configured: the underlay programs cannot learn its VLAN", "pa", w.prefix.Addr(), "err", err)
+		return
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	run := &paRun{prefix: p, cancel: cancel, done: make(chan struct{})}
-	h.pas.m[p.Addr()] = run
+	run := &paRun{want: w, cancel: cancel, done: make(chan struct{})}
+	h.pas.m[w.prefix.Addr()] = run
 	go func() {
 		defer close(run.done)
-		h.runPA(ctx, p)
+		h.runPA(ctx, w)
 	}()
 }
 
+// stopPA takes PA a down; the underlay programs forget it, unless the host
+// is stopping (fail static: it stays configured, tagged and decapsulated).
 func (h *Host) stopPA(a netip.Addr) {
 	run := h.pas.m[a]
 	delete(h.pas.m, a)
 	run.cancel()
 	<-run.done
+	if !h.stopping() {
+		if err := h.k.dp.RemovePAVLAN(a); err != nil {
+			h.log.Warn("forgetting the VLAN of a provider address", "pa", a, "err", err)
+		}
+	}
 }
 
-// configured reports whether p is on the underlay already.
-func (h *Host) configured(p netip.Prefix) bool {
-	have, err := dataplane.Addresses(h.cfg.Underlay)
-	return err == nil && slices.Contains(have, p)
+// configured reports whether PA w is on its underlay already.
+func (h *Host) configured(w paWant) bool {
+	have, err := dataplane.Addresses(w.on.name)
+	return err == nil && slices.Contains(have, w.prefix)
 }
 
-// runPA brings one PA up, or adopts it from an earlier wnvd: duplicate
-// address detection (an ARP probe before an IPv4 address is configured; the
-// kernel's DAD for IPv6), then a GRE socket and a VXLAN socket with their
-// workers. It reports each DAD state to policy and the notification hub,
-// and undoes everything when ctx ends, except when the host is stopping.
-func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
+// runPA brings one PA up on its underlay, or adopts it from an earlier
+// wnvd: duplicate address detection on its VLAN (an ARP probe before an
+// IPv4 address is configured; the kernel's DAD for IPv6), then a GRE
+// socket and a VXLAN socket with their workers, bound to its interface. It
+// reports each DAD state to policy and the notification hub, and undoes
+// everything when ctx ends, except when the host is stopping.
+func (h *Host) runPA(ctx context.Context, w paWant) {
+	p, ul := w.prefix, w.on.name
 	a := p.Addr()
-	log := h.log.With("pa", a)
+	log := h.log.With("pa", a, "underlay", ul, "vlan", w.vlan)
 	final := policy.AddressInvalid
 	report := func(addr netip.Addr, st policy.AddressState) {
 		final = st
@@ -188,19 +239,19 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 	defer func() {
 		// Fail static: a stopping wnvd leaves its PAs configured.
 		if added && !h.stopping() {
-			if err := dataplane.RemoveAddress(h.cfg.Underlay, p); err != nil {
+			if err := dataplane.RemoveAddress(ul, p); err != nil {
 				log.Warn("removing provider address", "err", err)
 			}
 		}
 	}()
 	// An earlier wnvd's PA, still in use by the kernel, is taken over as
 	// it is: no DAD, no gap.
-	adopt := h.k.adopted[a] && h.configured(p)
+	adopt := h.k.adopted[a] && h.configured(w)
 	// The VXLAN sockets are bound (IP_FREEBIND) before the address comes up,
 	// so the first datagram to it finds a socket rather than an ICMP port
 	// unreachable; they are closed on every way out.
-	socks := &paSockets{}
-	socks.vxlan, socks.vxlanSend = h.openVXLAN(a, log)
+	socks := &paSockets{ifindex: w.on.index, vlan: w.vlan}
+	socks.vxlan, socks.vxlanSend = h.openVXLAN(a, w.on.index, log)
 	vxlanOpen := true
 	closeVXLAN := func() {
 		if vxlanOpen {
@@ -216,14 +267,14 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 		added = true
 		report(a, policy.AddressPreferred)
 	case a.Is6():
-		if err := dataplane.AddAddress(h.cfg.Underlay, p); err != nil {
+		if err := dataplane.AddAddress(ul, p); err != nil {
 			log.Error("configuring provider address", "err", err)
 			return
 		}
 		added = true
 	}
 	if !adopt {
-		if err := dataplane.DetectDuplicate(ctx, h.cfg.Underlay, p, report); err != nil {
+		if err := dataplane.DetectDuplicate(ctx, ul, p, w.vlan, report); err != nil {
 			if ctx.Err() == nil {
 				log.Error("duplicate address detection", "err", err)
 			}
@@ -236,13 +287,13 @@ func (h *Host) runPA(ctx context.Context, p netip.Prefix) {
 		return
 	}
 	if !added {
-		if err := dataplane.AddAddress(h.cfg.Underlay, p); err != nil {
+		if err := dataplane.AddAddress(ul, p); err != nil {
 			log.Error("configuring provider address", "err", err)
 			return
 		}
 		added = true
 	}
-	gre, err := dataplane.ListenGRE(a)
+	gre, err := dataplane.ListenGRE(a, w.on.index)
 	if err != nil {
 		log.Error("opening GRE socket", "err", err)
 		<-ctx.Done()

@@ -46,31 +46,22 @@ type routeRefusal struct {
 	why   string
 }
 
-// checkUnderlay refuses an InterfaceIndex other than the underlay's (0
-// means the underlay): wnvd serves one underlay interface, on which its PAs
-// live and by which their packets leave.
-func checkUnderlay(ifindex, underlay int, name string) error {
-	if ifindex == 0 || ifindex == underlay {
-		return nil
-	}
-	return fmt.Errorf("InterfaceIndex %d is not the underlay %s (InterfaceIndex %d), the only interface of this host's PAs and their packets: use %d, or 0 for the underlay",
-		ifindex, name, underlay, underlay)
-}
-
 // desiredRoutes turns the policy's provider routes into the kernel routes
-// out of the underlay (index underlay, named name), sorted, given the PAs
-// up on it. Routes on another interface, and routes the kernel could not
-// hold beside another (same destination and metric), are refused.
-func desiredRoutes(rs []policy.ProviderRoute, underlay int, name string, pas []netip.Prefix) ([]dataplane.Route, []routeRefusal) {
+// out of the underlays their InterfaceIndex names (0: the first), sorted,
+// given the PAs up. Routes on an interface that is no underlay, and routes
+// the kernel could not hold beside another (same destination and metric,
+// whatever the interface), are refused.
+func desiredRoutes(rs []policy.ProviderRoute, us underlays, pas []netip.Prefix) ([]dataplane.Route, []routeRefusal) {
 	var want []dataplane.Route
 	var refused []routeRefusal
 	seen := map[routeKey]dataplane.Route{}
 	for _, r := range rs {
-		if err := checkUnderlay(r.InterfaceIndex, underlay, name); err != nil {
+		u, err := us.of(r.InterfaceIndex)
+		if err != nil {
 			refused = append(refused, routeRefusal{r, err.Error()})
 			continue
 		}
-		k := dataplane.Route{Dst: r.DestinationPrefix, Metric: r.Metric}
+		k := dataplane.Route{Ifindex: u.index, Dst: r.DestinationPrefix, Metric: r.Metric}
 		if !r.NextHop.IsUnspecified() {
 			k.Gw = r.NextHop
 		}
@@ -92,6 +83,9 @@ func desiredRoutes(rs []policy.ProviderRoute, underlay int, name string, pas []n
 }
 
 func compareRoutes(a, b dataplane.Route) int {
+	if c := cmp.Compare(a.Ifindex, b.Ifindex); c != 0 {
+		return c
+	}
 	if c := a.Dst.Addr().Compare(b.Dst.Addr()); c != 0 {
 		return c
 	}
@@ -211,22 +205,26 @@ func (h *Host) upPAs(t *policy.Table) []netip.Prefix {
 }
 
 // syncRoutes is one pass: it deletes the routes of wnvd's protocol on the
-// underlay that policy no longer has and adds the missing ones. A route
+// underlays that policy no longer has and adds the missing ones. A route
 // whose gateway is not reachable yet (no PA in its subnet) waits for the
 // next pass, which a change of policy or of the PAs brings.
 func (h *Host) syncRoutes() {
 	r := &h.routes
 	t := h.store.Table()
-	want, refused := desiredRoutes(t.ProviderRoutes(policy.ProviderRouteFilter{}), h.underlayIndex, h.cfg.Underlay, h.upPAs(t))
+	want, refused := desiredRoutes(t.ProviderRoutes(policy.ProviderRouteFilter{}), h.underlays, h.upPAs(t))
 	if !r.force.Swap(false) && r.clean && slices.Equal(want, r.last) {
 		return
 	}
 	r.last, r.clean = want, false
-	have, err := dataplane.Routes(h.underlayIndex, routeProtocol)
-	if err != nil {
-		r.failures.Add(1)
-		h.log.Error("provider routes: reading the kernel's", "err", err)
-		return
+	var have []dataplane.Route
+	for _, u := range h.underlays {
+		rs, err := dataplane.Routes(u.index, routeProtocol)
+		if err != nil {
+			r.failures.Add(1)
+			h.log.Error("provider routes: reading the kernel's", "underlay", u.name, "err", err)
+			return
+		}
+		have = append(have, rs...)
 	}
 	if !r.started {
 		r.started = true
@@ -243,7 +241,7 @@ func (h *Host) syncRoutes() {
 	del, add := diffRoutes(want, have, r.adopted)
 	clean := true
 	for _, d := range del {
-		if err := dataplane.DeleteRoute(h.underlayIndex, routeProtocol, d); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := dataplane.DeleteRoute(routeProtocol, d); err != nil && !errors.Is(err, unix.ESRCH) {
 			r.failures.Add(1)
 			clean = false
 			h.log.Error("provider route: deleting it from the kernel", "route", d.String(), "err", err)
@@ -259,14 +257,14 @@ func (h *Host) syncRoutes() {
 			installed++
 			continue
 		}
-		switch err := dataplane.AddRoute(h.underlayIndex, routeProtocol, w); {
+		switch err := dataplane.AddRoute(routeProtocol, w); {
 		case err == nil:
 			installed++
 		case errors.Is(err, unix.ENETUNREACH):
 			r.failures.Add(1)
 			waiting++
 			clean = false
-			states[w.String()] = "waiting: its next hop is not on a subnet of the underlay yet; tried again when policy or the provider addresses change"
+			states[w.String()] = "waiting: its next hop is not on a subnet of its underlay yet; tried again when policy or the provider addresses change"
 		default:
 			r.failures.Add(1)
 			failed++
@@ -305,27 +303,27 @@ func (h *Host) routeCounters() provider.ProviderRouteCounters {
 }
 
 // CheckProviderRoute refuses, before it is added, a provider route this
-// host could not install (provider.ProviderRouteChecker).
+// host could not install (provider.ProviderRouteChecker): one out of an
+// interface that is none of its underlays.
 func (h *Host) CheckProviderRoute(r policy.ProviderRoute) error {
-	if err := checkUnderlay(r.InterfaceIndex, h.underlayIndex, h.cfg.Underlay); err != nil {
+	if _, err := h.underlays.of(r.InterfaceIndex); err != nil {
 		return &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
 	}
 	return nil
 }
 
-// CheckProviderAddress refuses the PA settings this host cannot honour: an
-// interface other than the underlay, and a VLAN (PA traffic is not tagged).
+// CheckProviderAddress refuses, before it is added, a PA this host could
+// not put where it asks (provider.ProviderAddressChecker): on an interface
+// that is none of its underlays. Every VlanID policy accepts (0..4094) is
+// honoured.
 func (h *Host) CheckProviderAddress(p policy.ProviderAddress) error {
-	if err := checkUnderlay(p.InterfaceIndex, h.underlayIndex, h.cfg.Underlay); err != nil {
+	if _, err := h.underlays.of(p.InterfaceIndex); err != nil {
 		return &policy.Error{Kind: policy.ErrInvalid, Msg: err.Error()}
-	}
-	if p.VlanID != 0 {
-		return &policy.Error{Kind: policy.ErrInvalid, Msg: fmt.Sprintf("VlanID %d: this host does not tag PA traffic with 802.1Q: use VlanID 0 (an untagged underlay)", p.VlanID)}
 	}
 	return nil
 }
 
-// cleanupRoutes deletes the routes of wnvd's protocol out of the underlay.
+// cleanupRoutes deletes the routes of wnvd's protocol out of an underlay.
 // An underlay that is gone took its routes with it.
 func cleanupRoutes(underlay string) (removed []string, err error) {
 	idx, err := dataplane.LinkIndex(underlay)
@@ -338,7 +336,7 @@ func cleanupRoutes(underlay string) (removed []string, err error) {
 	}
 	var errs []error
 	for _, r := range rs {
-		if err := dataplane.DeleteRoute(idx, routeProtocol, r); err != nil {
+		if err := dataplane.DeleteRoute(routeProtocol, r); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -31,23 +31,24 @@ func TestDesiredRoutes(t *testing.T) {
 		// No IPv4 PA covers the gateway: the lowest PA is the source.
 		{InterfaceIndex: 3, DestinationPrefix: pfx("0.0.0.0/0"), NextHop: addr("192.0.2.1"), Metric: 100},
 	}
-	want, refused := desiredRoutes(rs, 3, "ul0", pas)
+	us := underlays{{name: "ul0", index: 3, mtu: 1500}}
+	want, refused := desiredRoutes(rs, us, pas)
 	exp := []dataplane.Route{
-		{Dst: pfx("0.0.0.0/0"), Gw: addr("192.0.2.1"), Src: addr("198.18.10.2"), Metric: 100},
-		{Dst: pfx("198.19.0.0/16"), Gw: addr("198.18.20.1"), Src: addr("198.18.20.2"), Metric: 5},
-		{Dst: pfx("203.0.113.0/24"), Src: addr("198.18.10.2")},
-		{Dst: pfx("2001:db8:20::/64"), Gw: addr("2001:db8:10::1"), Src: addr("2001:db8:10::2"), Metric: 1024},
+		{Ifindex: 3, Dst: pfx("0.0.0.0/0"), Gw: addr("192.0.2.1"), Src: addr("198.18.10.2"), Metric: 100},
+		{Ifindex: 3, Dst: pfx("198.19.0.0/16"), Gw: addr("198.18.20.1"), Src: addr("198.18.20.2"), Metric: 5},
+		{Ifindex: 3, Dst: pfx("203.0.113.0/24"), Src: addr("198.18.10.2")},
+		{Ifindex: 3, Dst: pfx("2001:db8:20::/64"), Gw: addr("2001:db8:10::1"), Src: addr("2001:db8:10::2"), Metric: 1024},
 	}
 	if !slices.Equal(want, exp) {
 		t.Errorf("desiredRoutes =\n%v\nwant\n%v", want, exp)
 	}
 	if len(refused) != 2 || refused[0].route.NextHop != addr("198.18.10.1") || !strings.Contains(refused[0].why, "another Metric") ||
-		refused[1].route.InterfaceIndex != 7 || !strings.Contains(refused[1].why, "InterfaceIndex 7 is not the underlay ul0 (InterfaceIndex 3)") {
+		refused[1].route.InterfaceIndex != 7 || !strings.Contains(refused[1].why, "InterfaceIndex 7 is not an underlay interface of this host, which has ul0 (InterfaceIndex 3): use one of them, or 0 for ul0") {
 		t.Errorf("refused = %+v", refused)
 	}
 
 	// Without a PA up, routes carry no source.
-	want, _ = desiredRoutes(rs[:1], 3, "ul0", nil)
+	want, _ = desiredRoutes(rs[:1], us, nil)
 	if len(want) != 1 || want[0].Src.IsValid() {
 		t.Errorf("without PAs: %v, want no source", want)
 	}

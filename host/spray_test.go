@@ -101,12 +101,12 @@ func TestSprayOfVSIDsBetweenHosts(t *testing.T) {
 // with random VNIs and GRE keys above 5001 and a valid inner frame of the
 // VMs with mac and ca.
 func sprayVSIDs(rng *rand.Rand, n int, src, dst netip.Addr, mac [2]packet.MAC, ca [2]netip.Addr) error {
-	vx, err := dataplane.SendVXLAN(src)
+	vx, err := dataplane.SendVXLAN(src, 0)
 	if err != nil {
 		return err
 	}
 	defer vx.Close()
-	gre, err := dataplane.ListenGRE(src)
+	gre, err := dataplane.ListenGRE(src, 0)
 	if err != nil {
 		return err
 	}

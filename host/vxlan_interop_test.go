@@ -34,7 +34,7 @@ import (
 // and TAPs act in the namespace of the thread that opens them, so a host
 // cannot share a process with the test's other namespaces).
 const (
-	envUnderlay = "WNV_TEST_HOST_UNDERLAY"
+	envUnderlay = "WNV_TEST_HOST_UNDERLAY" // as --underlay: names separated by commas
 	envSocket   = "WNV_TEST_HOST_SOCKET"
 	envGSOTAP   = "WNV_TEST_HOST_GSO_TAP"
 	// envKeep set to 1 leaves what the host put in the kernel when it
@@ -56,8 +56,12 @@ func TestHelperHost(t *testing.T) {
 		io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
+	underlays, err := ParseUnderlays(underlay)
+	if err != nil {
+		t.Fatal(err)
+	}
 	hub := notify.NewHub(notify.Config{})
-	h, err := New(Config{Name: "helper", Underlay: underlay, PinDir: os.Getenv(envPinDir), GSOTAP: os.Getenv(envGSOTAP), SlowPathOnly: os.Getenv("WNV_FAST_PATH") == "off",
+	h, err := New(Config{Name: "helper", Underlays: underlays, PinDir: os.Getenv(envPinDir), GSOTAP: os.Getenv(envGSOTAP), SlowPathOnly: os.Getenv("WNV_FAST_PATH") == "off",
 		Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}, hub)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +77,7 @@ func TestHelperHost(t *testing.T) {
 	if os.Getenv(envKeep) == "1" {
 		return
 	}
-	if _, err := Cleanup(Config{Name: "helper", Underlay: underlay, PinDir: os.Getenv(envPinDir)}); err != nil {
+	if _, err := Cleanup(Config{Name: "helper", Underlays: underlays, PinDir: os.Getenv(envPinDir)}); err != nil {
 		t.Error(err)
 	}
 }

@@ -189,7 +189,8 @@ func (o *output) coalesce(frames []dataplane.OffloadFrame) []dataplane.OffloadFr
 // (NVGRE).
 func (o *output) sendSegmented(h *Host, r vswitch.Result, hdr offload.VirtioNetHdr, segs []byte) {
 	socks := (*h.pas.socks.Load())[r.Src]
-	if h.gso != nil && socks != nil {
+	// The GSO TAP's program sends to the default underlay only.
+	if h.gso != nil && socks != nil && socks.ifindex == h.underlays[0].index {
 		p := dataplane.GSOPacket{Src: r.Src, Dst: r.Dst, Hdr: hdr, Data: r.Data}
 		if r.Encap == policy.EncapVXLAN {
 			if vs := socks.vxlanFor(r.FlowID); vs != nil {
@@ -291,7 +292,7 @@ func (h *Host) portWorker(p *port) {
 		out.flush(h)
 		flows.Flush()
 		if ds := flows.Decided(); len(ds) > 0 {
-			in.addEgress(h.k, ds, *h.socks.Load())
+			in.addEgress(h.k, ds, *h.socks.Load(), *h.pas.socks.Load())
 			if ierr := in.flush(h.k); ierr != nil {
 				h.log.Debug("fast path: installing decisions", "err", ierr)
 			}
@@ -347,7 +348,7 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 		encap, batch = policy.EncapVXLAN, superBatch
 	}
 	// wire is the longest inner frame one underlay packet carries.
-	wire := h.underlayMTU - vswitch.Overhead(encap, s.LocalAddr().Is6()) + packet.EthernetHeaderLen
+	wire := h.underlays.mtu() - vswitch.Overhead(encap, s.LocalAddr().Is6()) + packet.EthernetHeaderLen
 	pkts := make([]dataplane.Packet, batch)
 	for i := range pkts {
 		pkts[i].Buf = make([]byte, size)
@@ -380,7 +381,7 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 					h.applyRedirect(r.Redirect)
 					continue
 				case vswitch.Forward:
-					h.forwardMoved(r, payload, encap)
+					h.forwardMoved(r, p.Dst, payload, encap)
 					continue
 				case vswitch.ToPort:
 					if r.Validated && !h.cfg.SlowPathOnly {

@@ -276,7 +276,7 @@ func TestNotificationsInTheLab(t *testing.T) {
 		}
 		// host2 says blue2's CA moved to host3: sent from host2's PA, as the old host would.
 		err := InNamespace(l.Topology.Namespace("host2"), func() error {
-			s, err := dataplane.ListenGRE(pa2)
+			s, err := dataplane.ListenGRE(pa2, 0)
 			if err != nil {
 				return err
 			}

@@ -30,8 +30,8 @@ type ProviderRouteChecker interface {
 	CheckProviderRoute(policy.ProviderRoute) error
 }
 
-// ProviderAddressChecker is a Backend that refuses, when they are added or
-// set, provider address settings it could not honour.
+// ProviderAddressChecker is a Backend that refuses, when they are added,
+// provider addresses it could not honour.
 type ProviderAddressChecker interface {
 	CheckProviderAddress(policy.ProviderAddress) error
 }
@@ -74,15 +74,8 @@ func NewHandler(b Backend) http.Handler {
 			}
 			return s.AddProviderAddress(p)
 		},
-		list: (*policy.Store).ProviderAddresses,
-		set: func(s *policy.Store, f policy.ProviderAddressFilter, ch policy.ProviderAddressChange) ([]policy.ProviderAddress, error) {
-			if c, ok := b.(ProviderAddressChecker); ok && ch.VlanID != nil {
-				if err := c.CheckProviderAddress(policy.ProviderAddress{VlanID: *ch.VlanID}); err != nil {
-					return nil, err
-				}
-			}
-			return s.SetProviderAddresses(f, ch)
-		},
+		list:   (*policy.Store).ProviderAddresses,
+		set:    (*policy.Store).SetProviderAddresses,
 		remove: (*policy.Store).RemoveProviderAddresses,
 	}.register(h)
 

@@ -102,6 +102,21 @@ type Counters struct {
 	Checkpoint *CheckpointCounters `json:"Checkpoint,omitempty"`
 	// ProviderRoutes is absent from backends that install no routes.
 	ProviderRoutes *ProviderRouteCounters `json:"ProviderRoutes,omitempty"`
+	// Underlays count the 802.1Q work of each underlay interface (absent
+	// from backends without one).
+	Underlays []UnderlayCounters `json:"Underlays,omitempty"`
+}
+
+// UnderlayCounters count, on one underlay interface, the frames of PAs
+// with a VlanID tagged on the way out, the tagged frames accepted for a PA
+// of their VLAN (untagged on the way in), and the frames for a PA dropped
+// for another VLAN, or no tag when the PA has a VlanID (wrong-vlan).
+type UnderlayCounters struct {
+	Name           string `json:"Name"`
+	InterfaceIndex int    `json:"InterfaceIndex"`
+	TxTagged       uint64 `json:"TxTagged"`
+	RxTagged       uint64 `json:"RxTagged"`
+	WrongVLAN      uint64 `json:"WrongVLAN"`
 }
 
 // ProviderRouteCounters describe the provider routes in the kernel: how many
@@ -184,7 +199,7 @@ func (s PortSpec) Normalized() (PortSpec, error) {
 		}
 		s.Interface = s.Name
 	}
-	if err := checkIfName("Interface", s.Interface, true); err != nil {
+	if err := CheckIfName("Interface", s.Interface, true); err != nil {
 		return s, err
 	}
 	if s.MACAddress.IsZero() || s.MACAddress.IsMulticast() {
@@ -237,9 +252,10 @@ func checkVSID(field string, v policy.VSID, zeroOK bool) error {
 	return nil
 }
 
-// checkIfName applies the kernel's interface name rules: 1..15 bytes, no '/',
-// ':' or whitespace, not "." or "..".
-func checkIfName(field, name string, required bool) error {
+// CheckIfName applies the kernel's interface name rules to field's value:
+// 1..15 bytes, no '/', ':' or whitespace, not "." or ".."; an empty name is
+// refused only if required.
+func CheckIfName(field, name string, required bool) error {
 	if name == "" {
 		if required {
 			return fmt.Errorf("%s is missing: use 1..15 characters, no '/', ':' or spaces", field)

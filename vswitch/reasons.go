@@ -60,6 +60,9 @@ const (
 	// ReasonNoExternalRouter: UseExternalRouter is on and no customer route
 	// for the destination names a next hop in the sender's subnet.
 	ReasonNoExternalRouter
+	// ReasonWrongVLAN: an underlay frame for a PA came with another VLAN
+	// than the PA's VlanID, or untagged for a PA with one (kernel only).
+	ReasonWrongVLAN
 	numReasons
 )
 
@@ -106,6 +109,7 @@ var reasonNames = [numReasons]string{
 	ReasonRedirectOwnPA:           "redirect-own-pa",
 	ReasonRedirectFamily:          "redirect-family",
 	ReasonNoExternalRouter:        "no-external-router",
+	ReasonWrongVLAN:               "wrong-vlan",
 }
 
 func (r Reason) String() string {

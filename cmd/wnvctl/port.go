@@ -165,7 +165,7 @@ func nextHopCmd() *cobra.Command {
 func countersCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "counters",
-		Short: "Show the host's counters per port, per virtual subnet and per drop reason (kernel fast path and wnvd merged), and how many frames each path carried",
+		Short: "Show the host's counters per port, per virtual subnet and per drop reason (kernel fast path and wnvd merged), how many frames each path carried, and the 802.1Q tags of each underlay interface",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
@@ -217,6 +217,13 @@ func countersCmd() *cobra.Command {
 				routes := outTable{header: []string{"ProviderRoutes", "Installed", "Waiting", "Failed", "Failures"}}
 				routes.add("kernel", numCell(uint64(r.Installed)), numCell(uint64(r.Waiting)), numCell(uint64(r.Failed)), numCell(r.Failures))
 				tables = append(tables, routes)
+			}
+			if len(cs.Underlays) > 0 {
+				uls := outTable{header: []string{"Underlay", "InterfaceIndex", "TxTagged", "RxTagged", "WrongVLAN"}}
+				for _, u := range cs.Underlays {
+					uls.add(u.Name, strconv.Itoa(u.InterfaceIndex), numCell(u.TxTagged), numCell(u.RxTagged), numCell(u.WrongVLAN))
+				}
+				tables = append(tables, uls)
 			}
 			return printResult(cmd, cs, tables...)
 		},

@@ -226,6 +226,7 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 		Migration:     provider.MigrationCounters{Forwarded: 12, RedirectsSent: 2, RedirectsApplied: 1},
 		GSO:           &provider.GSOCounters{Redirected: 900, Dropped: 1},
 		Paths:         &provider.PathCounters{KernelFromPorts: 1000, KernelFromUnderlay: 990, SlowFromPorts: 10, SlowFromUnderlay: 9},
+		Underlays:     []provider.UnderlayCounters{{Name: "ul0", InterfaceIndex: 3, TxTagged: 70, RxTagged: 60, WrongVLAN: 2}, {Name: "ul1", InterfaceIndex: 4}},
 	})
 	out = ok(t, sock, "counters")
 	want = "" +
@@ -249,7 +250,11 @@ func TestPortNextHopCounterCommands(t *testing.T) {
 		"slow    10         9\n" +
 		"\n" +
 		"TunnelGSO     Redirected  Dropped  Refused\n" +
-		"super-frames  900         1        0\n"
+		"super-frames  900         1        0\n" +
+		"\n" +
+		"Underlay  InterfaceIndex  TxTagged  RxTagged  WrongVLAN\n" +
+		"ul0       3               70        60        2\n" +
+		"ul1       4               0         0         0\n"
 	if out != want {
 		t.Fatalf("counters printed\n%s\nwant\n%s", out, want)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,7 @@ func newLogger(level string) (*slog.Logger, error) {
 func hostCmd() *cobra.Command {
 	var (
 		cfg          host.Config
+		underlay     string
 		socket       string
 		notifySocket string
 		metricsAddr  string
@@ -69,8 +71,11 @@ func hostCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if cfg.Underlay == "" {
-				return errors.New("--underlay is required: name the interface that carries the provider network")
+			if underlay == "" {
+				return errors.New("--underlay is required: name the interface that carries the provider network (several separated by commas)")
+			}
+			if cfg.Underlays, err = host.ParseUnderlays(underlay); err != nil {
+				return err
 			}
 			if cfg.Name == "" {
 				cfg.Name, _ = os.Hostname()
@@ -90,7 +95,7 @@ func hostCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Name, "name", "", "host name in logs and metrics (default: the system host name)")
-	f.StringVar(&cfg.Underlay, "underlay", "", "underlay interface that carries the provider addresses (required)")
+	f.StringVar(&underlay, "underlay", "", "underlay interfaces that carry the provider addresses, separated by commas; the first is the default, of a PA or provider route with InterfaceIndex 0 (required)")
 	f.StringVar(&cfg.GSOTAP, "gso-tap", "wnvgso", "TAP through which TCP super-frames go to the kernel as one tunnel GSO packet (needs eBPF; empty segments them in wnvd)")
 	f.StringVar(&socket, "socket", "/run/wnv/wnvd.sock", "provider API Unix socket")
 	f.StringVar(&notifySocket, "notify-socket", notify.SocketPath(), "notification API Unix socket")
@@ -110,7 +115,10 @@ func hostCmd() *cobra.Command {
 
 // hostCleanupCmd removes what a stopped `wnvd host` left forwarding.
 func hostCleanupCmd() *cobra.Command {
-	var cfg host.Config
+	var (
+		cfg      host.Config
+		underlay string
+	)
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove what a stopped wnvd host left in place: its kernel fast path (port programs, decisions), its provider addresses and provider routes, and its GSO TAP",
@@ -120,6 +128,12 @@ func hostCleanupCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Name == "" {
 				cfg.Name, _ = os.Hostname()
+			}
+			if underlay != "" {
+				var err error
+				if cfg.Underlays, err = host.ParseUnderlays(underlay); err != nil {
+					return err
+				}
 			}
 			removed, err := host.Cleanup(cfg)
 			for _, r := range removed {
@@ -133,7 +147,7 @@ func hostCleanupCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Name, "name", "", "the stopped host's --name (default: the system host name)")
-	f.StringVar(&cfg.Underlay, "underlay", "", "underlay interface to remove the provider addresses and provider routes from (they stay when empty)")
+	f.StringVar(&underlay, "underlay", "", "underlay interfaces, separated by commas, to remove the provider addresses and provider routes from (they stay when empty)")
 	f.StringVar(&cfg.PinDir, "pin-dir", "", "the stopped host's --pin-dir (default /sys/fs/bpf/wnv/<name>-<netns inode>)")
 	f.StringVar(&cfg.GSOTAP, "gso-tap", "wnvgso", "the stopped host's --gso-tap, left by a kill -9 (none when empty)")
 	return cmd
@@ -193,7 +207,7 @@ func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metrics
 			return srv.Close()
 		})
 	}
-	cfg.Log.Info("wnvd host running", "underlay", cfg.Underlay, "mtu", h.UnderlayMTU(), "socket", socket, "api", api.listen, "notify", notifySocket, "metrics", metricsAddr)
+	cfg.Log.Info("wnvd host running", "underlays", strings.Join(cfg.Underlays, ","), "mtu", h.UnderlayMTU(), "socket", socket, "api", api.listen, "notify", notifySocket, "metrics", metricsAddr)
 	err = g.Wait()
 	cfg.Log.Info("wnvd host stopped")
 	return err

@@ -3,13 +3,20 @@
 
 /*
  * wnv's kernel fast path: two tcx ingress programs that execute the
- * forwarding decisions the Go switch installs in the maps below.
+ * forwarding decisions the Go switch installs in the maps below, and a tcx
+ * egress program that tags the PAs' underlay frames with their VLAN.
  *
  * wnv_port runs on every VM port (a TAP or the host end of a veth) and
  * switches what the VM sends: local delivery or NVGRE/VXLAN encapsulation.
- * wnv_underlay runs on the underlay interface and decapsulates what a
+ * wnv_underlay runs on each underlay interface and decapsulates what a
  * decision says belongs to a local port. Anything else goes to the slow
  * path (the Go switch in wnvd), which decides it and installs a decision.
+ *
+ * 802.1Q is done here too, fast path on or off, because the kernel may
+ * have no VLAN devices: wnv_underlay_out pushes the VlanID of a PA on
+ * every frame from it (the kernel's ARP and ND included), and wnv_underlay
+ * accepts a frame for a PA only with the PA's VLAN and pops the tag before
+ * the stack sees it.
  *
  * Frames are read with bpf_skb_load_bytes and written with
  * bpf_skb_store_bytes: headers need not sit in the linear part of the skb
@@ -42,6 +49,9 @@ char LICENSE[] SEC("license") = "GPL"; /* bpf_redirect_neigh is GPL-only */
 #define VXLAN_FLAG_I 0x08
 #define OUTER_TTL 64
 #define EINVAL_ 22
+#define NEXTHDR_ICMPV6 58
+#define ND_NEIGHBOR_SOLICIT 135
+#define ND_NEIGHBOR_ADVERT 136
 
 /* Maps, pinned by name under wnvd's pin directory so that they (and the
  * decisions in them) outlive wnvd. */
@@ -95,6 +105,25 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } wnv_local_pas SEC(".maps");
+
+/* The VLAN of every PA configured on the underlay (up or not: DAD probes
+ * are tagged too), 0 for none. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LOCAL_PAS);
+	__type(key, struct pa_key);
+	__type(value, __u16);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_pa_vlans SEC(".maps");
+
+/* Updated, never created, by the programs: one entry per underlay. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_UNDERLAYS);
+	__type(key, __u32); /* ifindex */
+	__type(value, struct underlay_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_underlay_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -836,11 +865,146 @@ static __always_inline int from_underlay(struct __sk_buff *skb, const struct con
 	return deliver(p, ifindex);
 }
 
+/* ---------------------------------------------------------------------
+ * Underlay VLANs
+ */
+
+struct arp4 {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 op;
+	__u8 sha[6];
+	__u8 spa[4];
+	__u8 tha[6];
+	__u8 tpa[4];
+} __attribute__((packed));
+
+struct nd_head {
+	__u8 type;
+	__u8 code;
+	__be16 csum;
+	__u32 reserved;
+	__u8 target[16];
+};
+
+/* pa_vlan returns the VLAN entry of the local PA an underlay frame is from
+ * (out) or for (in), or NULL if it is none of theirs. Going out, a frame is
+ * a PA's by its source: the IP source, the ARP sender, or for an RFC 5227
+ * probe or IPv6 DAD (no source yet), the address probed for. Coming in, by
+ * its destination: the IP destination or the ARP target; else the ND
+ * target or the ARP sender (a PA's neighbour answering a probe, or
+ * defending the address). The tag, if any, is not in the bytes: the
+ * kernel moved it into the skb before tc ingress, and egress pushes it. */
+static __always_inline __u16 *pa_vlan(struct __sk_buff *skb, int out)
+{
+	struct pa_key first = {}, second = {};
+	__be16 proto;
+
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)))
+		return NULL;
+	if (proto == bpf_htons(ETH_P_ARP)) {
+		struct arp4 a;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &a, sizeof(a)) || a.ptype != bpf_htons(ETH_P_IP) ||
+		    a.plen != 4)
+			return NULL;
+		first.family = second.family = FAMILY_V4;
+		copy4(first.addr, out ? a.spa : a.tpa);
+		copy4(second.addr, out ? a.tpa : a.spa);
+	} else if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return NULL;
+		first.family = FAMILY_V4;
+		copy4(first.addr, out ? &ip.saddr : &ip.daddr);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return NULL;
+		first.family = FAMILY_V6;
+		copy16(first.addr, out ? ip.saddr.in6_u.u6_addr8 : ip.daddr.in6_u.u6_addr8);
+		struct nd_head nd;
+		if (ip.nexthdr == NEXTHDR_ICMPV6 &&
+		    !bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip), &nd, sizeof(nd)) &&
+		    (nd.type == ND_NEIGHBOR_SOLICIT || nd.type == ND_NEIGHBOR_ADVERT)) {
+			second.family = FAMILY_V6;
+			copy16(second.addr, nd.target);
+		}
+	} else {
+		return NULL;
+	}
+	__u16 *v = bpf_map_lookup_elem(&wnv_pa_vlans, &first);
+	if (!v && second.family)
+		v = bpf_map_lookup_elem(&wnv_pa_vlans, &second);
+	return v;
+}
+
+static __always_inline struct underlay_stats *underlay_stats(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	return bpf_map_lookup_elem(&wnv_underlay_stats, &ifindex);
+}
+
+/* underlay_vlan_in lets a frame for a PA in only with the PA's VLAN, whose
+ * tag it pops; it returns -1 for a frame to drop. */
+static __always_inline int underlay_vlan_in(struct __sk_buff *skb)
+{
+	__u16 *want = pa_vlan(skb, 0);
+	if (!want) /* the stack ignores a tag it has no VLAN device for */
+		return 0;
+	__u16 have = skb->vlan_present ? skb->vlan_tci & VLAN_ID_MASK : 0;
+	struct underlay_stats *us = underlay_stats(skb);
+	if (have != *want) {
+		count_reason(REASON_WRONG_VLAN);
+		if (us)
+			us->wrong_vlan += 1;
+		return -1;
+	}
+	if (skb->vlan_present) {
+		if (bpf_skb_vlan_pop(skb)) {
+			count_path(PATH_ERRORS);
+			return -1;
+		}
+		if (have && us)
+			us->rx_tagged += 1;
+	}
+	return 0;
+}
+
 SEC("tcx/ingress")
 int wnv_underlay(struct __sk_buff *skb)
 {
+	if (underlay_vlan_in(skb))
+		return TC_ACT_SHOT;
 	struct config *cfg = get_config();
 	if (!cfg || (cfg->flags & CFG_FAST_PATH_OFF))
 		return TC_ACT_OK;
 	return from_underlay(skb, cfg);
+}
+
+SEC("tcx/egress")
+int wnv_underlay_out(struct __sk_buff *skb)
+{
+	if (skb->vlan_present)
+		return TC_ACT_OK;
+	__u16 vlan;
+	if ((skb->mark & VLAN_MARK_MASK) == VLAN_MARK) {
+		vlan = skb->mark & VLAN_ID_MASK;
+	} else {
+		__u16 *v = pa_vlan(skb, 1);
+		if (!v)
+			return TC_ACT_OK;
+		vlan = *v & VLAN_ID_MASK;
+	}
+	if (!vlan)
+		return TC_ACT_OK;
+	if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), vlan)) {
+		count_path(PATH_ERRORS);
+		return TC_ACT_SHOT;
+	}
+	struct underlay_stats *us = underlay_stats(skb);
+	if (us)
+		us->tx_tagged += 1;
+	return TC_ACT_OK;
 }

@@ -16,18 +16,26 @@
 /* skb->mark of a frame handed to the slow path ("WNVS"); see to_slow_path. */
 #define SLOW_MARK 0x574e5653
 
+/* skb->mark of a frame wnvd sends from no PA of its own (a moved VM's
+ * packet, forwarded with its sender's PA as source), with the VLAN to tag
+ * it with in the low 12 bits ("WV"). */
+#define VLAN_MARK 0x57560000
+#define VLAN_MARK_MASK 0xfffff000
+
 #define MAX_PORTS 4096	      /* port indexes, and ports attached */
 #define MAX_VSIDS 4096	      /* VSID counter entries (only Go creates them) */
 #define MAX_PORT_CAS 65536
 #define MAX_EGRESS 65536
 #define MAX_INGRESS 65536
 #define MAX_LOCAL_PAS 64
+#define MAX_UNDERLAYS 64
 #define NUM_REASON_SLOTS 64
 
 /* Drop reasons, numbered as vswitch.Reason. */
 #define REASON_MALFORMED 1
 #define REASON_SPOOFED_MAC 3
 #define REASON_SLOW_PATH_DOWN 28
+#define REASON_WRONG_VLAN 42
 
 #define FAMILY_V4 4
 #define FAMILY_V6 6
@@ -68,6 +76,17 @@ struct pa_key {
 	__u8 family;
 	__u8 pad[3];
 	__u8 addr[16];
+};
+
+/* Value of pa_vlans: the 802.1Q VLAN ID of a PA's underlay frames, 0 for
+ * untagged. */
+#define VLAN_ID_MASK 0x0fff
+
+/* Counts of one underlay interface, per CPU (underlay_stats). */
+struct underlay_stats {
+	__u64 tx_tagged;  /* frames of a PA with a VlanID, tagged on the way out */
+	__u64 rx_tagged;  /* frames of a PA's VLAN, accepted and untagged on the way in */
+	__u64 wrong_vlan; /* frames for a PA, dropped: another VLAN, or untagged for a PA with one */
 };
 
 /* egress.kind */

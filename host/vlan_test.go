@@ -282,7 +282,7 @@ func TestVLANBetweenHosts(t *testing.T) {
 	needRoot(t)
 	b := newTwoHosts(t, "vl")
 	pa := []netip.Addr{netip.MustParseAddr("198.18.70.1"), netip.MustParseAddr("198.18.70.2")}
-	ca := []netip.Addr{netip.MustParseAddr("10.70.0.1"), netip.MustParseAddr("10.70.0.2")}
+	ca := []netip.Addr{netip.MustParseAddr("10.70.0.10"), netip.MustParseAddr("10.70.0.11")}
 	mac := []packet.MAC{{2, 0, 0, 0x70, 0, 1}, {2, 0, 0, 0x70, 0, 2}}
 	ctx := context.Background()
 	var c [2]*provider.Client
@@ -374,7 +374,7 @@ func TestTwoUnderlayInterfaces(t *testing.T) {
 	)
 	for h := range 2 {
 		for l := range 2 {
-			cas = append(cas, netip.AddrFrom4([4]byte{10, 70, 0, byte(10*h + l + 1)}))
+			cas = append(cas, netip.AddrFrom4([4]byte{10, 70, 0, byte(10*h + l + 10)}))
 			macs = append(macs, packet.MAC{2, 0, 0, 0x71, byte(h), byte(l)})
 			pas = append(pas, pa[h][l])
 		}

@@ -107,3 +107,20 @@ func TestReasonDefines(t *testing.T) {
 		t.Error("datapath.h defines no REASON_")
 	}
 }
+
+// TestVLANMarkDefine keeps VLANMark the VLAN_MARK of datapath.h.
+func TestVLANMarkDefine(t *testing.T) {
+	h, err := os.ReadFile("bpf/datapath.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(h), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "#define" && f[1] == "VLAN_MARK" {
+			if v, err := strconv.ParseUint(f[2], 0, 32); err != nil || uint32(v) != VLANMark {
+				t.Errorf("VLAN_MARK is %s, VLANMark %#x", f[2], VLANMark)
+			}
+			return
+		}
+	}
+	t.Error("datapath.h defines no VLAN_MARK")
+}

@@ -66,6 +66,38 @@ type datapathIngressKey struct {
 	DstCa    [16]uint8
 }
 
+type datapathMonitorConfig struct {
+	_      structs.HostLayout
+	On     uint32
+	Sample uint32
+	Rate   uint64
+}
+
+type datapathMonitorEvent struct {
+	_         structs.HostLayout
+	TimeNs    uint64
+	Reason    uint32
+	Ifindex   uint32
+	PortIndex uint32
+	Vsid      uint32
+	Len       uint32
+	Weight    uint32
+	CapLen    uint16
+	Flags     uint8
+	Pad       [5]uint8
+	Data      [128]uint8
+}
+
+type datapathMonitorState struct {
+	_           structs.HostLayout
+	Seen        uint64
+	Tokens      uint64
+	LastNs      uint64
+	SampledOut  uint64
+	RateLimited uint64
+	Lost        uint64
+}
+
 type datapathPaKey struct {
 	_      structs.HostLayout
 	Family uint8
@@ -103,18 +135,22 @@ type datapathVsidStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	datapathMapWnvConfig    = "wnv_config"
-	datapathMapWnvEgress    = "wnv_egress"
-	datapathMapWnvIngress   = "wnv_ingress"
-	datapathMapWnvLocalPas  = "wnv_local_pas"
-	datapathMapWnvPathStats = "wnv_path_stats"
-	datapathMapWnvPortCas   = "wnv_port_cas"
-	datapathMapWnvPortStats = "wnv_port_stats"
-	datapathMapWnvPorts     = "wnv_ports"
-	datapathMapWnvReasons   = "wnv_reasons"
-	datapathMapWnvVsidStats = "wnv_vsid_stats"
-	datapathProgWnvPort     = "wnv_port"
-	datapathProgWnvUnderlay = "wnv_underlay"
+	datapathMapWnvConfig          = "wnv_config"
+	datapathMapWnvEgress          = "wnv_egress"
+	datapathMapWnvIngress         = "wnv_ingress"
+	datapathMapWnvLocalPas        = "wnv_local_pas"
+	datapathMapWnvMonitor         = "wnv_monitor"
+	datapathMapWnvMonitorEvents   = "wnv_monitor_events"
+	datapathMapWnvMonitorState    = "wnv_monitor_state"
+	datapathMapWnvPathStats       = "wnv_path_stats"
+	datapathMapWnvPortCas         = "wnv_port_cas"
+	datapathMapWnvPortStats       = "wnv_port_stats"
+	datapathMapWnvPorts           = "wnv_ports"
+	datapathMapWnvReasons         = "wnv_reasons"
+	datapathMapWnvVsidStats       = "wnv_vsid_stats"
+	datapathProgWnvPort           = "wnv_port"
+	datapathProgWnvUnderlay       = "wnv_underlay"
+	datapathVarUnusedMonitorEvent = "unused_monitor_event"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -167,22 +203,26 @@ type datapathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
-	WnvConfig    *ebpf.MapSpec `ebpf:"wnv_config"`
-	WnvEgress    *ebpf.MapSpec `ebpf:"wnv_egress"`
-	WnvIngress   *ebpf.MapSpec `ebpf:"wnv_ingress"`
-	WnvLocalPas  *ebpf.MapSpec `ebpf:"wnv_local_pas"`
-	WnvPathStats *ebpf.MapSpec `ebpf:"wnv_path_stats"`
-	WnvPortCas   *ebpf.MapSpec `ebpf:"wnv_port_cas"`
-	WnvPortStats *ebpf.MapSpec `ebpf:"wnv_port_stats"`
-	WnvPorts     *ebpf.MapSpec `ebpf:"wnv_ports"`
-	WnvReasons   *ebpf.MapSpec `ebpf:"wnv_reasons"`
-	WnvVsidStats *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
+	WnvConfig        *ebpf.MapSpec `ebpf:"wnv_config"`
+	WnvEgress        *ebpf.MapSpec `ebpf:"wnv_egress"`
+	WnvIngress       *ebpf.MapSpec `ebpf:"wnv_ingress"`
+	WnvLocalPas      *ebpf.MapSpec `ebpf:"wnv_local_pas"`
+	WnvMonitor       *ebpf.MapSpec `ebpf:"wnv_monitor"`
+	WnvMonitorEvents *ebpf.MapSpec `ebpf:"wnv_monitor_events"`
+	WnvMonitorState  *ebpf.MapSpec `ebpf:"wnv_monitor_state"`
+	WnvPathStats     *ebpf.MapSpec `ebpf:"wnv_path_stats"`
+	WnvPortCas       *ebpf.MapSpec `ebpf:"wnv_port_cas"`
+	WnvPortStats     *ebpf.MapSpec `ebpf:"wnv_port_stats"`
+	WnvPorts         *ebpf.MapSpec `ebpf:"wnv_ports"`
+	WnvReasons       *ebpf.MapSpec `ebpf:"wnv_reasons"`
+	WnvVsidStats     *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
 }
 
 // datapathVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
+	UnusedMonitorEvent *ebpf.VariableSpec `ebpf:"unused_monitor_event"`
 }
 
 // datapathObjects contains all objects after they have been loaded into the kernel.
@@ -205,16 +245,19 @@ func (o *datapathObjects) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
-	WnvConfig    *ebpf.Map `ebpf:"wnv_config"`
-	WnvEgress    *ebpf.Map `ebpf:"wnv_egress"`
-	WnvIngress   *ebpf.Map `ebpf:"wnv_ingress"`
-	WnvLocalPas  *ebpf.Map `ebpf:"wnv_local_pas"`
-	WnvPathStats *ebpf.Map `ebpf:"wnv_path_stats"`
-	WnvPortCas   *ebpf.Map `ebpf:"wnv_port_cas"`
-	WnvPortStats *ebpf.Map `ebpf:"wnv_port_stats"`
-	WnvPorts     *ebpf.Map `ebpf:"wnv_ports"`
-	WnvReasons   *ebpf.Map `ebpf:"wnv_reasons"`
-	WnvVsidStats *ebpf.Map `ebpf:"wnv_vsid_stats"`
+	WnvConfig        *ebpf.Map `ebpf:"wnv_config"`
+	WnvEgress        *ebpf.Map `ebpf:"wnv_egress"`
+	WnvIngress       *ebpf.Map `ebpf:"wnv_ingress"`
+	WnvLocalPas      *ebpf.Map `ebpf:"wnv_local_pas"`
+	WnvMonitor       *ebpf.Map `ebpf:"wnv_monitor"`
+	WnvMonitorEvents *ebpf.Map `ebpf:"wnv_monitor_events"`
+	WnvMonitorState  *ebpf.Map `ebpf:"wnv_monitor_state"`
+	WnvPathStats     *ebpf.Map `ebpf:"wnv_path_stats"`
+	WnvPortCas       *ebpf.Map `ebpf:"wnv_port_cas"`
+	WnvPortStats     *ebpf.Map `ebpf:"wnv_port_stats"`
+	WnvPorts         *ebpf.Map `ebpf:"wnv_ports"`
+	WnvReasons       *ebpf.Map `ebpf:"wnv_reasons"`
+	WnvVsidStats     *ebpf.Map `ebpf:"wnv_vsid_stats"`
 }
 
 func (m *datapathMaps) Close() error {
@@ -223,6 +266,9 @@ func (m *datapathMaps) Close() error {
 		m.WnvEgress,
 		m.WnvIngress,
 		m.WnvLocalPas,
+		m.WnvMonitor,
+		m.WnvMonitorEvents,
+		m.WnvMonitorState,
 		m.WnvPathStats,
 		m.WnvPortCas,
 		m.WnvPortStats,
@@ -236,6 +282,7 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
+	UnusedMonitorEvent *ebpf.Variable `ebpf:"unused_monitor_event"`
 }
 
 // datapathPrograms contains all programs after they have been loaded into the kernel.

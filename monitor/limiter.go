@@ -9,7 +9,7 @@ package monitor
 type Limiter struct {
 	seen   uint64
 	tokens uint64 // billionths of a sample
-	last   int64  // of the last refill, Unix nanoseconds
+	last   int64  // of the last refill, Unix nanoseconds; 0: never (full)
 	// Counts are what it suppressed.
 	Counts Counts
 }
@@ -49,7 +49,7 @@ func (l *Limiter) Admit(now int64, weight, sample, rate uint32) bool {
 	}
 	l.seen = 0
 	burst := uint64(rate) * nsPerSec
-	if elapsed := now - l.last; elapsed < 0 || elapsed >= nsPerSec {
+	if elapsed := now - l.last; l.last == 0 || elapsed < 0 || elapsed >= nsPerSec {
 		l.tokens = burst
 	} else {
 		l.tokens += uint64(elapsed) * uint64(rate)

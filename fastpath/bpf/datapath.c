@@ -227,7 +227,7 @@ static __always_inline int monitor_admit(const struct monitor_config *mc, struct
 	__u64 burst = mc->rate * NSEC_PER_SEC_;
 	__u64 elapsed = now - st->last_ns;
 	st->last_ns = now;
-	if (elapsed >= NSEC_PER_SEC_)
+	if (!st->last_ns || elapsed >= NSEC_PER_SEC_)
 		st->tokens = burst;
 	else
 		st->tokens += elapsed * mc->rate;

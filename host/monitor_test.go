@@ -21,7 +21,8 @@ import (
 // kernel drops it as spoofed-mac; with the fast path off the switch does)
 // and a frame to a CA without a lookup record (the switch drops it as
 // no-lookup-record); GET /v1/monitor shows both with their path, reason,
-// port, VSID and frame.
+// port, VSID and frame; with the fast path on, a frame to a local VM shows
+// the flow the switch decided and installed.
 func TestMonitorShowsBothPaths(t *testing.T) {
 	needRoot(t)
 	b := newTwoHosts(t, "mo")
@@ -45,10 +46,16 @@ func TestMonitorShowsBothPaths(t *testing.T) {
 	vmNIC(t, b.hosts[0], b.taps[0], b.vms[0], mac)
 	check(c.AttachPort(ctx, provider.PortSpec{Name: "vm0", Interface: b.taps[0], MACAddress: mac, VirtualSubnetID: 7101,
 		CustomerAddresses: []netip.Addr{ca}}))
+	ca1, mac1 := netip.MustParseAddr("10.71.0.11"), packet.MAC{2, 0, 0, 0, 0x71, 2}
+	check(c.AddLookupRecord(ctx, policy.LookupRecord{CustomerAddress: ca1, VirtualSubnetID: 7101, MACAddress: mac1, ProviderAddress: pa,
+		Rule: policy.TranslationMethodEncap}))
+	vmNIC(t, b.hosts[0], b.taps[1], b.vms[1], mac1)
+	check(c.AttachPort(ctx, provider.PortSpec{Name: "vm1", Interface: b.taps[1], MACAddress: mac1, VirtualSubnetID: 7101,
+		CustomerAddresses: []netip.Addr{ca1}}))
 
 	events := make(chan monitor.Event, 64)
 	go func() {
-		for e, err := range c.Monitor(ctx, provider.MonitorQuery{Port: []string{"vm0"}}) {
+		for e, err := range c.Monitor(ctx, provider.MonitorQuery{Port: []string{"vm0"}, Flows: true}) {
 			if err != nil {
 				return
 			}
@@ -66,11 +73,13 @@ func TestMonitorShowsBothPaths(t *testing.T) {
 
 	spoofed := udpFrame(vswitch.GatewayMAC, packet.MAC{2, 0, 0, 0, 0x71, 0x66}, ca, netip.MustParseAddr("10.71.0.11"))
 	unknown := udpFrame(vswitch.GatewayMAC, mac, ca, netip.MustParseAddr("10.71.0.99"))
+	toVM1 := udpFrame(mac1, mac, ca, ca1)
 	spoofPath := "kernel"
+	want := map[string]string{"spoofed-mac": spoofPath, "no-lookup-record": "slow", "flow": "slow"}
 	if os.Getenv("WNV_FAST_PATH") == "off" {
-		spoofPath = "slow"
+		want["spoofed-mac"] = "slow"
+		delete(want, "flow") // nothing is installed
 	}
-	want := map[string]string{"spoofed-mac": spoofPath, "no-lookup-record": "slow"}
 	frames := map[string][]byte{"spoofed-mac": spoofed, "no-lookup-record": unknown}
 	deadline := time.After(15 * time.Second)
 	send := time.NewTicker(200 * time.Millisecond)
@@ -80,10 +89,17 @@ func TestMonitorShowsBothPaths(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("the monitor did not show %v", want)
 		case <-send.C:
-			for _, f := range [][]byte{spoofed, unknown} {
+			for _, f := range [][]byte{spoofed, unknown, toVM1} {
 				sendFrame(t, b.vms[0], f)
 			}
 		case e := <-events:
+			if e.Type == monitor.TypeFlow {
+				if e.Port != "vm0" || e.Destination != ca1.String() || e.NextHop != "port vm1" || e.VirtualSubnetID != 7101 || e.Path != "slow" {
+					t.Errorf("flow %+v, want vm0 to %s through port vm1 in 7101", e, ca1)
+				}
+				delete(want, "flow")
+				continue
+			}
 			path, ok := want[e.Reason]
 			if e.Type != monitor.TypeDrop || !ok {
 				continue

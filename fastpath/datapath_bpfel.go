@@ -66,6 +66,38 @@ type datapathIngressKey struct {
 	DstCa    [16]uint8
 }
 
+type datapathMonitorConfig struct {
+	_      structs.HostLayout
+	On     uint32
+	Sample uint32
+	Rate   uint64
+}
+
+type datapathMonitorEvent struct {
+	_         structs.HostLayout
+	TimeNs    uint64
+	Reason    uint32
+	Ifindex   uint32
+	PortIndex uint32
+	Vsid      uint32
+	Len       uint32
+	Weight    uint32
+	CapLen    uint16
+	Flags     uint8
+	Pad       [5]uint8
+	Data      [128]uint8
+}
+
+type datapathMonitorState struct {
+	_           structs.HostLayout
+	Seen        uint64
+	Tokens      uint64
+	LastNs      uint64
+	SampledOut  uint64
+	RateLimited uint64
+	Lost        uint64
+}
+
 type datapathPaKey struct {
 	_      structs.HostLayout
 	Family uint8
@@ -110,21 +142,25 @@ type datapathVsidStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	datapathMapWnvConfig        = "wnv_config"
-	datapathMapWnvEgress        = "wnv_egress"
-	datapathMapWnvIngress       = "wnv_ingress"
-	datapathMapWnvLocalPas      = "wnv_local_pas"
-	datapathMapWnvPaVlans       = "wnv_pa_vlans"
-	datapathMapWnvPathStats     = "wnv_path_stats"
-	datapathMapWnvPortCas       = "wnv_port_cas"
-	datapathMapWnvPortStats     = "wnv_port_stats"
-	datapathMapWnvPorts         = "wnv_ports"
-	datapathMapWnvReasons       = "wnv_reasons"
-	datapathMapWnvUnderlayStats = "wnv_underlay_stats"
-	datapathMapWnvVsidStats     = "wnv_vsid_stats"
-	datapathProgWnvPort         = "wnv_port"
-	datapathProgWnvUnderlay     = "wnv_underlay"
-	datapathProgWnvUnderlayOut  = "wnv_underlay_out"
+	datapathMapWnvConfig          = "wnv_config"
+	datapathMapWnvEgress          = "wnv_egress"
+	datapathMapWnvIngress         = "wnv_ingress"
+	datapathMapWnvLocalPas        = "wnv_local_pas"
+	datapathMapWnvMonitor         = "wnv_monitor"
+	datapathMapWnvMonitorEvents   = "wnv_monitor_events"
+	datapathMapWnvMonitorState    = "wnv_monitor_state"
+	datapathMapWnvPaVlans         = "wnv_pa_vlans"
+	datapathMapWnvPathStats       = "wnv_path_stats"
+	datapathMapWnvPortCas         = "wnv_port_cas"
+	datapathMapWnvPortStats       = "wnv_port_stats"
+	datapathMapWnvPorts           = "wnv_ports"
+	datapathMapWnvReasons         = "wnv_reasons"
+	datapathMapWnvUnderlayStats   = "wnv_underlay_stats"
+	datapathMapWnvVsidStats       = "wnv_vsid_stats"
+	datapathProgWnvPort           = "wnv_port"
+	datapathProgWnvUnderlay       = "wnv_underlay"
+	datapathProgWnvUnderlayOut    = "wnv_underlay_out"
+	datapathVarUnusedMonitorEvent = "unused_monitor_event"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -182,6 +218,9 @@ type datapathMapSpecs struct {
 	WnvEgress        *ebpf.MapSpec `ebpf:"wnv_egress"`
 	WnvIngress       *ebpf.MapSpec `ebpf:"wnv_ingress"`
 	WnvLocalPas      *ebpf.MapSpec `ebpf:"wnv_local_pas"`
+	WnvMonitor       *ebpf.MapSpec `ebpf:"wnv_monitor"`
+	WnvMonitorEvents *ebpf.MapSpec `ebpf:"wnv_monitor_events"`
+	WnvMonitorState  *ebpf.MapSpec `ebpf:"wnv_monitor_state"`
 	WnvPaVlans       *ebpf.MapSpec `ebpf:"wnv_pa_vlans"`
 	WnvPathStats     *ebpf.MapSpec `ebpf:"wnv_path_stats"`
 	WnvPortCas       *ebpf.MapSpec `ebpf:"wnv_port_cas"`
@@ -196,6 +235,7 @@ type datapathMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathVariableSpecs struct {
+	UnusedMonitorEvent *ebpf.VariableSpec `ebpf:"unused_monitor_event"`
 }
 
 // datapathObjects contains all objects after they have been loaded into the kernel.
@@ -222,6 +262,9 @@ type datapathMaps struct {
 	WnvEgress        *ebpf.Map `ebpf:"wnv_egress"`
 	WnvIngress       *ebpf.Map `ebpf:"wnv_ingress"`
 	WnvLocalPas      *ebpf.Map `ebpf:"wnv_local_pas"`
+	WnvMonitor       *ebpf.Map `ebpf:"wnv_monitor"`
+	WnvMonitorEvents *ebpf.Map `ebpf:"wnv_monitor_events"`
+	WnvMonitorState  *ebpf.Map `ebpf:"wnv_monitor_state"`
 	WnvPaVlans       *ebpf.Map `ebpf:"wnv_pa_vlans"`
 	WnvPathStats     *ebpf.Map `ebpf:"wnv_path_stats"`
 	WnvPortCas       *ebpf.Map `ebpf:"wnv_port_cas"`
@@ -238,6 +281,9 @@ func (m *datapathMaps) Close() error {
 		m.WnvEgress,
 		m.WnvIngress,
 		m.WnvLocalPas,
+		m.WnvMonitor,
+		m.WnvMonitorEvents,
+		m.WnvMonitorState,
 		m.WnvPaVlans,
 		m.WnvPathStats,
 		m.WnvPortCas,
@@ -253,6 +299,7 @@ func (m *datapathMaps) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathVariables struct {
+	UnusedMonitorEvent *ebpf.Variable `ebpf:"unused_monitor_event"`
 }
 
 // datapathPrograms contains all programs after they have been loaded into the kernel.

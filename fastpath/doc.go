@@ -42,6 +42,12 @@
 // SlowPathAlive recently, what would go to the slow path is dropped and
 // counted as slow-path-down.
 //
+// Every drop is counted per reason, port and VSID; while wnvd monitors
+// (SetMonitor), the programs also put a sample of it (the frame's first
+// SnapLen bytes) in a ring buffer that DropReader reads, 1 in N drops and
+// at most a rate a second per CPU, counting what they pass over
+// (MonitorCounts).
+//
 // Maps and links are pinned under Config.PinDir: forwarding goes on while
 // wnvd is down or restarting (fail static), and Open adopts what it finds.
 package fastpath

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/wnv/wnv/monitor"
 	"github.com/wnv/wnv/vswitch"
 )
 
@@ -24,6 +25,7 @@ func TestLayout(t *testing.T) {
 		"config": datapathConfig{}, "port": datapathPort{}, "addr_key": datapathAddrKey{}, "pa_key": datapathPaKey{},
 		"egress": datapathEgress{}, "ingress_key": datapathIngressKey{}, "ingress": datapathIngress{},
 		"port_stats": datapathPortStats{}, "vsid_stats": datapathVsidStats{}, "underlay_stats": datapathUnderlayStats{},
+		"monitor_config": datapathMonitorConfig{}, "monitor_state": datapathMonitorState{}, "monitor_event": datapathMonitorEvent{},
 	} {
 		var s *btf.Struct
 		if err := spec.Types.TypeByName(name, &s); err != nil {
@@ -49,6 +51,9 @@ func TestLayout(t *testing.T) {
 	}
 	if m := spec.Maps[datapathMapWnvPortStats]; m.MaxEntries != MaxPorts {
 		t.Errorf("port counters hold %d ports, want %d", m.MaxEntries, MaxPorts)
+	}
+	if n := len(datapathMonitorEvent{}.Data); n != SnapLen || SnapLen != monitor.SnapLen {
+		t.Errorf("a drop sample holds %d bytes, fastpath.SnapLen is %d, monitor.SnapLen %d", n, SnapLen, monitor.SnapLen)
 	}
 	if m := spec.Maps[datapathMapWnvReasons]; m.MaxEntries != NumReasonSlots {
 		t.Errorf("reason counters hold %d, want %d", m.MaxEntries, NumReasonSlots)

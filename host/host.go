@@ -22,6 +22,7 @@ import (
 
 	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/fastpath"
+	"github.com/wnv/wnv/monitor"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
@@ -86,6 +87,7 @@ type Host struct {
 	underlays underlays
 	gso       *dataplane.TunnelGSO // nil: super-frames are segmented here
 	k         *kernel
+	mon       *monitor.Hub
 
 	mu    sync.Mutex // serialises port attach/detach
 	ports map[string]*port
@@ -148,6 +150,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 			h.log.Warn("TCP super-frames will be segmented in userspace", "err", err)
 		}
 	}
+	h.mon = monitor.NewHub(h.monitorChanged, h.kernelMonitorCounts)
 	h.pas.init()
 	h.pas.changed = func(pas []netip.Addr) {
 		h.kickRoutes(false) // a route's source or next hop may depend on them
@@ -230,6 +233,11 @@ func (h *Host) Run(ctx context.Context) error {
 	go func() {
 		defer h.wg.Done()
 		h.k.heartbeat(ctx)
+	}()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.readKernelDrops(ctx)
 	}()
 	if links, err := dataplane.WatchLinks(ctx); err != nil {
 		h.log.Warn("ports will not follow interfaces created again", "err", err)

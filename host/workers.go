@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/monitor"
 	"github.com/wnv/wnv/offload"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
@@ -256,6 +257,7 @@ func (h *Host) portWorker(p *port) {
 	r := new(vswitch.Result)
 	var out output
 	var in installer
+	mon := h.mon.Source()
 	for {
 		p.busy.Store(false)
 		n, err := p.sock.ReadBatch(reads, sizes)
@@ -269,6 +271,9 @@ func (h *Host) portWorker(p *port) {
 				continue
 			}
 			h.sw.FromPortFlows(r, flows, p.index, bufs[i], vswitch.Headroom, len(frame), segLen, scratch[i])
+			if r.Action == vswitch.Drop && mon.Wanted(monitor.KindDrop) {
+				offerPortDrop(mon, p, r.Reason, frame)
+			}
 			switch {
 			case r.Action == vswitch.Hold:
 				// A super-frame is never a flow's first packet: drop it (TCP
@@ -292,6 +297,9 @@ func (h *Host) portWorker(p *port) {
 		out.flush(h)
 		flows.Flush()
 		if ds := flows.Decided(); len(ds) > 0 {
+			if mon.Wanted(monitor.KindFlow) {
+				h.offerFlows(mon, p, ds)
+			}
 			in.addEgress(h.k, ds, *h.socks.Load(), *h.pas.socks.Load())
 			if ierr := in.flush(h.k); ierr != nil {
 				h.log.Debug("fast path: installing decisions", "err", ierr)
@@ -356,6 +364,7 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 	var out output
 	var in installer
 	var results []vswitch.Result
+	mon := h.mon.Source()
 	for {
 		n, err := s.ReadBatch(pkts)
 		for i := 0; i < n; i++ {
@@ -383,6 +392,10 @@ func (h *Host) underlayWorker(s underlaySocket, from func(src, dst netip.Addr, p
 				case vswitch.Forward:
 					h.forwardMoved(r, p.Dst, payload, encap)
 					continue
+				case vswitch.Drop:
+					if mon.Wanted(monitor.KindDrop) {
+						offerUnderlayDrop(mon, r.Reason, encap, payload)
+					}
 				case vswitch.ToPort:
 					if r.Validated && !h.cfg.SlowPathOnly {
 						in.addIngress(h.k, gen, p.Src, payload, &r, *h.socks.Load())

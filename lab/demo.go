@@ -454,6 +454,11 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 		}
 	}
 
+	if _, ok := t.VM("blue1"); ok {
+		fmt.Fprintf(w, "\n== Drop monitor (wnvctl monitor --vm blue1): blue1 sends a frame from another MAC and one from another CA ==\n")
+		failures = append(failures, l.DemoMonitor(ctx, w, "blue1", MonitorWithin)...)
+	}
+
 	for _, h := range t.Hosts {
 		fmt.Fprintf(w, "\n== Counters of %s (PA %v) ==\n", h.Name, h.PA.Addr())
 		cs, err := l.Client(h.Name).Counters(ctx)

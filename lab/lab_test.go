@@ -235,6 +235,13 @@ func TestDefaultLab(t *testing.T) {
 
 	t.Run("Matrix", func(t *testing.T) { requireMatrix(t, l) })
 
+	t.Run("DropMonitor", func(t *testing.T) {
+		var out strings.Builder
+		if failed := l.DemoMonitor(ctx, &out, "blue1", 0); len(failed) > 0 {
+			t.Errorf("%v\n%s", failed, out.String())
+		}
+	})
+
 	t.Run("TCPAcrossHostsAndSubnets", func(t *testing.T) {
 		xs := l.Transfers(ctx, 1<<20)
 		var out strings.Builder

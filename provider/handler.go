@@ -113,6 +113,7 @@ func NewHandler(b Backend) http.Handler {
 	h.route("/v1/batch", map[string]http.HandlerFunc{http.MethodPost: h.applyBatch})
 	h.route("/v1/next-hop", map[string]http.HandlerFunc{http.MethodGet: h.nextHop})
 	h.route("/v1/counters", map[string]http.HandlerFunc{http.MethodGet: h.counters})
+	h.route("/v1/monitor", map[string]http.HandlerFunc{http.MethodGet: h.monitor})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		jsonapi.WriteError(w, &policy.Error{Kind: policy.ErrNotFound, Msg: fmt.Sprintf("path %s is not part of the provider API: use one of %s", r.URL.Path, strings.Join(h.paths, ", "))})
 	})

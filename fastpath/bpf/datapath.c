@@ -158,6 +158,31 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } wnv_path_stats SEC(".maps");
 
+/* The drop monitor: not pinned, so a new wnvd starts with it off and
+ * nobody watching costs one lookup per drop. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct monitor_config);
+} wnv_monitor SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct monitor_state);
+} wnv_monitor_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MONITOR_RING_BYTES);
+} wnv_monitor_events SEC(".maps");
+
+/* The ring buffer's records, named for bpf2go (a ring buffer map has no
+ * value type). */
+const struct monitor_event *unused_monitor_event __attribute__((unused));
+
 /* Headers written in front of the inner frame. */
 
 struct gre_hdr {
@@ -217,9 +242,75 @@ static __always_inline struct vsid_stats *vsid_stats(__u32 vsid)
 	return bpf_map_lookup_elem(&wnv_vsid_stats, &vsid);
 }
 
-/* count_drop counts a drop of reason for port p (if known) and vsid. */
-static __always_inline void count_drop(const struct port *p, __u32 vsid, __u32 reason)
+/* monitor_admit samples 1 in mc->sample drops and lets at most mc->rate
+ * samples a second through, counting what it suppresses. The same as
+ * monitor.Limiter in Go, which has the tests. */
+static __always_inline int monitor_admit(const struct monitor_config *mc, struct monitor_state *st)
 {
+	if (++st->seen < mc->sample) {
+		st->sampled_out += 1;
+		return 0;
+	}
+	st->seen = 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 burst = mc->rate * NSEC_PER_SEC_;
+	__u64 elapsed = now - st->last_ns;
+	st->last_ns = now;
+	if (!st->last_ns || elapsed >= NSEC_PER_SEC_)
+		st->tokens = burst;
+	else
+		st->tokens += elapsed * mc->rate;
+	if (st->tokens > burst)
+		st->tokens = burst;
+	if (st->tokens < NSEC_PER_SEC_) {
+		st->rate_limited += 1;
+		return 0;
+	}
+	st->tokens -= NSEC_PER_SEC_;
+	return 1;
+}
+
+/* monitor_drop puts a sample of a drop (reason, port, VSID and the first
+ * bytes of the frame) in the ring buffer, if wnvd monitors drops. */
+static __always_inline void monitor_drop(struct __sk_buff *skb, const struct port *p, __u32 vsid,
+					 __u32 reason)
+{
+	__u32 zero = 0;
+	struct monitor_config *mc = bpf_map_lookup_elem(&wnv_monitor, &zero);
+	if (!mc || !mc->on)
+		return;
+	struct monitor_state *st = bpf_map_lookup_elem(&wnv_monitor_state, &zero);
+	if (!st || !monitor_admit(mc, st))
+		return;
+	struct monitor_event *e = bpf_ringbuf_reserve(&wnv_monitor_events, sizeof(*e), 0);
+	if (!e) {
+		st->lost += 1;
+		return;
+	}
+	e->time_ns = bpf_ktime_get_ns();
+	e->reason = reason;
+	e->ifindex = skb->ifindex;
+	e->port_index = p ? p->index : 0;
+	e->flags = p ? MONITOR_HAS_PORT : 0;
+	e->vsid = vsid;
+	e->len = skb->len;
+	e->weight = mc->sample > 1 ? mc->sample : 1;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	__u32 cap = skb->len;
+	if (cap > MONITOR_SNAP_LEN)
+		cap = MONITOR_SNAP_LEN;
+	e->cap_len = 0;
+	if (cap > 0 && bpf_skb_load_bytes(skb, 0, e->data, cap) == 0)
+		e->cap_len = cap;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* count_drop counts a drop of reason for port p (if known) and vsid, and
+ * shows it to the monitor. */
+static __always_inline void count_drop(struct __sk_buff *skb, const struct port *p, __u32 vsid,
+				       __u32 reason)
+{
+	monitor_drop(skb, p, vsid, reason);
 	count_reason(reason);
 	if (p) {
 		struct port_stats *ps = port_stats(p);
@@ -307,7 +398,7 @@ static __always_inline int to_slow_path(struct __sk_buff *skb, const struct conf
 					const struct port *p)
 {
 	if (!slow_path_alive(cfg)) {
-		count_drop(p, p ? p->vsid : 0, REASON_SLOW_PATH_DOWN);
+		count_drop(skb, p, p ? p->vsid : 0, REASON_SLOW_PATH_DOWN);
 		return TC_ACT_SHOT;
 	}
 	skb->mark = SLOW_MARK;
@@ -570,7 +661,7 @@ static __always_inline int from_port(struct __sk_buff *skb, const struct config 
 	if (eth.h_proto == bpf_htons(ETH_P_8021Q) || eth.h_proto == bpf_htons(ETH_P_8021AD))
 		return to_slow_path(skb, cfg, p);
 	if (!mac_eq(eth.h_source, p->mac)) {
-		count_drop(p, p->vsid, REASON_SPOOFED_MAC);
+		count_drop(skb, p, p->vsid, REASON_SPOOFED_MAC);
 		return TC_ACT_SHOT;
 	}
 	if (eth.h_dest[0] & 1) /* multicast, broadcast: flooding is the slow path's */
@@ -681,10 +772,11 @@ int wnv_port(struct __sk_buff *skb)
 
 /* underlay_slow_path leaves a tunnel packet to the kernel's stack, which
  * hands it to wnvd's raw GRE or UDP 4789 socket, unless wnvd is down. */
-static __always_inline int underlay_slow_path(const struct config *cfg, __u32 vsid)
+static __always_inline int underlay_slow_path(struct __sk_buff *skb, const struct config *cfg,
+					      __u32 vsid)
 {
 	if (!slow_path_alive(cfg)) {
-		count_drop(NULL, vsid, REASON_SLOW_PATH_DOWN);
+		count_drop(skb, NULL, vsid, REASON_SLOW_PATH_DOWN);
 		return TC_ACT_SHOT;
 	}
 	count_path(PATH_UNDERLAY_SLOW);
@@ -813,7 +905,7 @@ static __always_inline int from_underlay(struct __sk_buff *skb, const struct con
 	struct ethhdr inner;
 	__u32 off = ETH_HLEN + t.hdr_len;
 	if (bpf_skb_load_bytes(skb, off, &inner, sizeof(inner)) || (inner.h_dest[0] & 1))
-		return underlay_slow_path(cfg, vsid);
+		return underlay_slow_path(skb, cfg, vsid);
 
 	struct ingress_key k = {.vsid = vsid, .pa_family = t.pa_family};
 	copy16(k.src_pa, t.src_pa);
@@ -823,32 +915,32 @@ static __always_inline int from_underlay(struct __sk_buff *skb, const struct con
 	if (inner.h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || ip.version != 4)
-			return underlay_slow_path(cfg, vsid);
+			return underlay_slow_path(skb, cfg, vsid);
 		k.family = FAMILY_V4;
 		copy4(k.src_ca, &ip.saddr);
 		copy4(k.dst_ca, &ip.daddr);
 	} else if (inner.h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip;
 		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || ip.version != 6)
-			return underlay_slow_path(cfg, vsid);
+			return underlay_slow_path(skb, cfg, vsid);
 		k.family = FAMILY_V6;
 		copy16(k.src_ca, ip.saddr.in6_u.u6_addr8);
 		copy16(k.dst_ca, ip.daddr.in6_u.u6_addr8);
 	} else {
-		return underlay_slow_path(cfg, vsid); /* VLAN, ARP, redirects */
+		return underlay_slow_path(skb, cfg, vsid); /* VLAN, ARP, redirects */
 	}
 
 	struct ingress *d = bpf_map_lookup_elem(&wnv_ingress, &k);
 	if (!d || d->gen != cfg->gen)
-		return underlay_slow_path(cfg, vsid);
+		return underlay_slow_path(skb, cfg, vsid);
 	__u32 ifindex = d->ifindex;
 	struct port *p = bpf_map_lookup_elem(&wnv_ports, &ifindex);
 	if (!p)
-		return underlay_slow_path(cfg, vsid);
+		return underlay_slow_path(skb, cfg, vsid);
 
 	int err = decapsulate(skb, &t, &inner, p);
 	if (err == -1)
-		return underlay_slow_path(cfg, vsid);
+		return underlay_slow_path(skb, cfg, vsid);
 	if (err) {
 		count_path(PATH_ERRORS);
 		return TC_ACT_SHOT;

@@ -154,4 +154,45 @@ struct vsid_stats {
 #define PATH_ERRORS 4 /* dropped: a helper failed after the frame was changed */
 #define NUM_PATHS 8
 
+/* The drop monitor (datapath.c, monitor_drop): wnvd turns it on while
+ * someone watches; then each CPU samples 1 in `sample` drops, at most
+ * `rate` a second (a token bucket of one second's worth), into a ring
+ * buffer wnvd reads. */
+#define MONITOR_SNAP_LEN 128 /* bytes of a dropped frame a sample carries */
+#define MONITOR_RING_BYTES (256 * 1024)
+#define NSEC_PER_SEC_ 1000000000ULL
+
+struct monitor_config {
+	__u32 on;
+	__u32 sample; /* 1 in sample drops; 0 and 1 take every one */
+	__u64 rate;   /* samples a second per CPU; wnvd caps it (1..1e6) */
+};
+
+/* Per CPU: the sampler, the token bucket and what they suppressed. */
+struct monitor_state {
+	__u64 seen;	    /* drops since the last one sampled */
+	__u64 tokens;	    /* in billionths of a sample */
+	__u64 last_ns;	    /* of the last refill */
+	__u64 sampled_out;  /* drops the 1-in-N sampling passed over */
+	__u64 rate_limited; /* samples over the rate */
+	__u64 lost;	    /* samples the full ring buffer refused */
+};
+
+/* monitor_event.flags */
+#define MONITOR_HAS_PORT 1 /* port_index is the dropping port's */
+
+struct monitor_event {
+	__u64 time_ns; /* CLOCK_MONOTONIC */
+	__u32 reason;
+	__u32 ifindex; /* where the frame arrived: a port, or the underlay */
+	__u32 port_index;
+	__u32 vsid;
+	__u32 len;    /* of the frame */
+	__u32 weight; /* drops the sample stands for: the sampling's N */
+	__u16 cap_len; /* bytes of the frame in data */
+	__u8 flags;
+	__u8 pad[5];
+	__u8 data[MONITOR_SNAP_LEN];
+};
+
 #endif

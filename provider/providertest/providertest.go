@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wnv/wnv/monitor"
 	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/provider"
@@ -32,12 +33,20 @@ type Backend struct {
 	ports    map[string]provider.Port
 	next     int
 	counters provider.Counters
+	monitor  *monitor.Hub
 }
 
 // NewBackend returns a backend with an empty policy store.
 func NewBackend() *Backend {
-	return &Backend{store: policy.NewStore(), ports: map[string]provider.Port{}}
+	return &Backend{store: policy.NewStore(), ports: map[string]provider.Port{}, monitor: monitor.NewHub(nil, nil)}
 }
+
+// MonitorHub is the hub of GET /v1/monitor: a test publishes samples to it
+// once a stream subscribed (Config().Drops).
+func (b *Backend) MonitorHub() *monitor.Hub { return b.monitor }
+
+// HostName names the backend's host on monitor streams.
+func (b *Backend) HostName() string { return "test-host" }
 
 func (b *Backend) Store() *policy.Store { return b.store }
 

@@ -60,6 +60,11 @@ const (
 	// ReasonNoExternalRouter: UseExternalRouter is on and no customer route
 	// for the destination names a next hop in the sender's subnet.
 	ReasonNoExternalRouter
+	// ReasonRewriteMismatch: an IP Rewrite packet whose source PA is no
+	// usable Nat record's, or whose PA pair maps to CAs that cannot talk
+	// (other routing domains, or a destination the source's subnet does
+	// not route to).
+	ReasonRewriteMismatch
 	numReasons
 )
 
@@ -106,6 +111,7 @@ var reasonNames = [numReasons]string{
 	ReasonRedirectOwnPA:           "redirect-own-pa",
 	ReasonRedirectFamily:          "redirect-family",
 	ReasonNoExternalRouter:        "no-external-router",
+	ReasonRewriteMismatch:         "rewrite-mismatch",
 }
 
 func (r Reason) String() string {

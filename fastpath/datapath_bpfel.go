@@ -103,18 +103,19 @@ type datapathVsidStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	datapathMapWnvConfig    = "wnv_config"
-	datapathMapWnvEgress    = "wnv_egress"
-	datapathMapWnvIngress   = "wnv_ingress"
-	datapathMapWnvLocalPas  = "wnv_local_pas"
-	datapathMapWnvPathStats = "wnv_path_stats"
-	datapathMapWnvPortCas   = "wnv_port_cas"
-	datapathMapWnvPortStats = "wnv_port_stats"
-	datapathMapWnvPorts     = "wnv_ports"
-	datapathMapWnvReasons   = "wnv_reasons"
-	datapathMapWnvVsidStats = "wnv_vsid_stats"
-	datapathProgWnvPort     = "wnv_port"
-	datapathProgWnvUnderlay = "wnv_underlay"
+	datapathMapWnvConfig     = "wnv_config"
+	datapathMapWnvEgress     = "wnv_egress"
+	datapathMapWnvIngress    = "wnv_ingress"
+	datapathMapWnvLocalPas   = "wnv_local_pas"
+	datapathMapWnvPathStats  = "wnv_path_stats"
+	datapathMapWnvPortCas    = "wnv_port_cas"
+	datapathMapWnvPortStats  = "wnv_port_stats"
+	datapathMapWnvPorts      = "wnv_ports"
+	datapathMapWnvReasons    = "wnv_reasons"
+	datapathMapWnvRewritePas = "wnv_rewrite_pas"
+	datapathMapWnvVsidStats  = "wnv_vsid_stats"
+	datapathProgWnvPort      = "wnv_port"
+	datapathProgWnvUnderlay  = "wnv_underlay"
 )
 
 // loadDatapath returns the embedded CollectionSpec for datapath.
@@ -167,16 +168,17 @@ type datapathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type datapathMapSpecs struct {
-	WnvConfig    *ebpf.MapSpec `ebpf:"wnv_config"`
-	WnvEgress    *ebpf.MapSpec `ebpf:"wnv_egress"`
-	WnvIngress   *ebpf.MapSpec `ebpf:"wnv_ingress"`
-	WnvLocalPas  *ebpf.MapSpec `ebpf:"wnv_local_pas"`
-	WnvPathStats *ebpf.MapSpec `ebpf:"wnv_path_stats"`
-	WnvPortCas   *ebpf.MapSpec `ebpf:"wnv_port_cas"`
-	WnvPortStats *ebpf.MapSpec `ebpf:"wnv_port_stats"`
-	WnvPorts     *ebpf.MapSpec `ebpf:"wnv_ports"`
-	WnvReasons   *ebpf.MapSpec `ebpf:"wnv_reasons"`
-	WnvVsidStats *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
+	WnvConfig     *ebpf.MapSpec `ebpf:"wnv_config"`
+	WnvEgress     *ebpf.MapSpec `ebpf:"wnv_egress"`
+	WnvIngress    *ebpf.MapSpec `ebpf:"wnv_ingress"`
+	WnvLocalPas   *ebpf.MapSpec `ebpf:"wnv_local_pas"`
+	WnvPathStats  *ebpf.MapSpec `ebpf:"wnv_path_stats"`
+	WnvPortCas    *ebpf.MapSpec `ebpf:"wnv_port_cas"`
+	WnvPortStats  *ebpf.MapSpec `ebpf:"wnv_port_stats"`
+	WnvPorts      *ebpf.MapSpec `ebpf:"wnv_ports"`
+	WnvReasons    *ebpf.MapSpec `ebpf:"wnv_reasons"`
+	WnvRewritePas *ebpf.MapSpec `ebpf:"wnv_rewrite_pas"`
+	WnvVsidStats  *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
 }
 
 // datapathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -205,16 +207,17 @@ func (o *datapathObjects) Close() error {
 //
 // It can be passed to loadDatapathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type datapathMaps struct {
-	WnvConfig    *ebpf.Map `ebpf:"wnv_config"`
-	WnvEgress    *ebpf.Map `ebpf:"wnv_egress"`
-	WnvIngress   *ebpf.Map `ebpf:"wnv_ingress"`
-	WnvLocalPas  *ebpf.Map `ebpf:"wnv_local_pas"`
-	WnvPathStats *ebpf.Map `ebpf:"wnv_path_stats"`
-	WnvPortCas   *ebpf.Map `ebpf:"wnv_port_cas"`
-	WnvPortStats *ebpf.Map `ebpf:"wnv_port_stats"`
-	WnvPorts     *ebpf.Map `ebpf:"wnv_ports"`
-	WnvReasons   *ebpf.Map `ebpf:"wnv_reasons"`
-	WnvVsidStats *ebpf.Map `ebpf:"wnv_vsid_stats"`
+	WnvConfig     *ebpf.Map `ebpf:"wnv_config"`
+	WnvEgress     *ebpf.Map `ebpf:"wnv_egress"`
+	WnvIngress    *ebpf.Map `ebpf:"wnv_ingress"`
+	WnvLocalPas   *ebpf.Map `ebpf:"wnv_local_pas"`
+	WnvPathStats  *ebpf.Map `ebpf:"wnv_path_stats"`
+	WnvPortCas    *ebpf.Map `ebpf:"wnv_port_cas"`
+	WnvPortStats  *ebpf.Map `ebpf:"wnv_port_stats"`
+	WnvPorts      *ebpf.Map `ebpf:"wnv_ports"`
+	WnvReasons    *ebpf.Map `ebpf:"wnv_reasons"`
+	WnvRewritePas *ebpf.Map `ebpf:"wnv_rewrite_pas"`
+	WnvVsidStats  *ebpf.Map `ebpf:"wnv_vsid_stats"`
 }
 
 func (m *datapathMaps) Close() error {
@@ -228,6 +231,7 @@ func (m *datapathMaps) Close() error {
 		m.WnvPortStats,
 		m.WnvPorts,
 		m.WnvReasons,
+		m.WnvRewritePas,
 		m.WnvVsidStats,
 	)
 }

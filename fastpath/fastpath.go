@@ -138,7 +138,7 @@ func isBPFFS(path string) bool {
 var mapNames = []string{
 	datapathMapWnvConfig, datapathMapWnvEgress, datapathMapWnvIngress, datapathMapWnvLocalPas,
 	datapathMapWnvPathStats, datapathMapWnvPortCas, datapathMapWnvPortStats, datapathMapWnvPorts,
-	datapathMapWnvReasons, datapathMapWnvVsidStats,
+	datapathMapWnvReasons, datapathMapWnvRewritePas, datapathMapWnvVsidStats,
 }
 
 func removeMapPins(dir string) {

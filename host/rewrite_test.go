@@ -62,10 +62,19 @@ func TestRewriteBetweenHosts(t *testing.T) {
 			waitPreferred(t, clients[i], p)
 		}
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, c := range clients {
+				if cs, err := c.Counters(ctx); err == nil {
+					t.Logf("host %d drops %+v paths %+v", i, cs.Drops, cs.Paths)
+				}
+			}
+		}
+	})
 	// The underlay capture runs in host B's namespace, on its underlay.
 	plain := countFlowOn(t, b.hosts[1], b.under[1], pa4[0], pa4[1], packet.ProtoTCP)
-	tcpTransfer(t, b.vms[0], b.vms[1], ca4[1], 1<<20)
 	tcpTransfer(t, b.vms[0], b.vms[1], ca6[1], 1<<20)
+	tcpTransfer(t, b.vms[0], b.vms[1], ca4[1], 1<<20)
 	if n := plain.stop(); n == 0 {
 		t.Errorf("the underlay saw no plain TCP packet from %s to %s: not IP Rewrite", pa4[0], pa4[1])
 	}

@@ -393,7 +393,8 @@ const rewriteEncap policy.Encapsulation = 0xff
 // destination's family: the source CA becomes its PA and the destination
 // CA dstPA, with no header added, and the receiver maps the pair back. GRE
 // and UDP to port 4789 are encapsulated, since the receiver would take them
-// for tunnel packets; so is an IPv4 packet that may be fragmented and does
+// for tunnel packets, and so is IPv6 neighbour discovery (the receiver's
+// stack takes it); so is an IPv4 packet that may be fragmented and does
 // not fit the underlay (an IPPROTO_RAW send does not fragment, the outer
 // header of a tunnel packet does).
 func (s *Switch) rewrite(r *Result, p *PortConfig, t *policy.Table, d *decision, frame []byte, src, dstPA netip.Addr, segLen int, scratch []byte) bool {
@@ -409,7 +410,7 @@ func (s *Switch) rewrite(r *Result, p *PortConfig, t *policy.Table, d *decision,
 	tooBig := wire-packet.EthernetHeaderLen > s.cfg.UnderlayMTU
 	if dstPA.Is6() {
 		ip := packet.IPv6(eth.Payload())
-		if tunnelLike(ip.NextHeader(), ip.Payload(), false) {
+		if tunnelLike(ip.NextHeader(), ip.Payload(), false) || isND(ip.NextHeader(), ip.Payload()) {
 			return false
 		}
 		if tooBig {
@@ -445,6 +446,12 @@ func tunnelLike(proto uint8, l4 []byte, fragment bool) bool {
 		return fragment || len(l4) >= 4 && binary.BigEndian.Uint16(l4[2:4]) == packet.VXLANPort
 	}
 	return false
+}
+
+// isND reports whether an IPv6 payload is neighbour discovery (ICMPv6
+// types 133 to 137), which a host's stack takes for its PAs.
+func isND(proto uint8, l4 []byte) bool {
+	return proto == packet.ProtoICMPv6 && len(l4) > 0 && l4[0] >= 133 && l4[0] <= 137
 }
 
 // sourcePA is the outer source of a packet from CA src of a port in vsid to

@@ -866,8 +866,9 @@ static __always_inline int rewrite_slow_path(struct __sk_buff *skb, const struct
 
 /* from_rewrite takes a packet to a rewrite PA to the slow path, but for
  * what the tunnel path takes (GRE, UDP to port 4789, fragments of either:
- * senders encapsulate those between Nat VMs too). It returns -1 for a
- * packet that is not IP Rewrite traffic. */
+ * senders encapsulate those between Nat VMs too) and neighbour discovery
+ * (the host's stack answers for its PAs). It returns -1 for a packet that
+ * is not IP Rewrite traffic. */
 static __always_inline int from_rewrite(struct __sk_buff *skb, const struct config *cfg)
 {
 	struct ethhdr eth;
@@ -900,6 +901,12 @@ static __always_inline int from_rewrite(struct __sk_buff *skb, const struct conf
 	}
 	if (!bpf_map_lookup_elem(&wnv_rewrite_pas, &pk) || proto == IPPROTO_GRE)
 		return -1;
+	if (proto == IPPROTO_ICMPV6) {
+		/* Neighbour discovery for the PA is the host's stack's. */
+		__u8 type;
+		if (bpf_skb_load_bytes(skb, l4, &type, 1) || (type >= 133 && type <= 137))
+			return -1;
+	}
 	if (proto == IPPROTO_UDP) {
 		__be16 dport;
 		if (frag || bpf_skb_load_bytes(skb, l4 + 2, &dport, sizeof(dport)) ||

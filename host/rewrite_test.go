@@ -2,8 +2,12 @@ package host
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
@@ -14,7 +18,8 @@ import (
 // (IPv4 and IPv6) has a PA of its own, configured on its host. TCP crosses
 // with every byte checked, in both families, and a capture on the
 // receiver's underlay sees plain TCP between the two VMs' PAs (outer =
-// inner: no encapsulation).
+// inner: no encapsulation); UDP crosses in both families; a packet to a
+// VM's PA from a PA that is no Nat VM's is dropped as rewrite-mismatch.
 func TestRewriteBetweenHosts(t *testing.T) {
 	needRoot(t)
 	b := newTwoHosts(t, "rw")
@@ -78,4 +83,85 @@ func TestRewriteBetweenHosts(t *testing.T) {
 	if n := plain.stop(); n == 0 {
 		t.Errorf("the underlay saw no plain TCP packet from %s to %s: not IP Rewrite", pa4[0], pa4[1])
 	}
+	for _, dst := range []netip.Addr{ca4[1], ca6[1]} {
+		udpEcho(t, b.vms[0], b.vms[1], dst)
+	}
+
+	// A rewritten packet from a PA that is no Nat VM's (host A's own) is
+	// dropped and counted on host B.
+	pkt := make([]byte, packet.IPv4HeaderLen+packet.UDPHeaderLen+4)
+	n := packet.PutIPv4(pkt, hostPA[0], pa4[1], packet.ProtoUDP, 64, packet.UDPHeaderLen+4, 1, true)
+	packet.PutUDP(pkt[n:], 40000, 7010, 4)
+	packet.SetUDPChecksum(packet.UDP(pkt[n:]), hostPA[0], pa4[1])
+	if err := inNetns(b.hosts[0], func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: pa4[1].As4()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cs, err := clients[1].Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dropCount(cs, "rewrite-mismatch") > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host B did not count a rewrite-mismatch drop for a packet from %s: %+v", hostPA[0], cs.Drops)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func dropCount(cs provider.Counters, reason string) uint64 {
+	for _, d := range cs.Drops {
+		if d.Reason == reason {
+			return d.Count
+		}
+	}
+	return 0
+}
+
+// udpEcho sends datagrams from namespace from to addr:7010 in namespace to
+// until one arrives intact, or fails after a few seconds.
+func udpEcho(t *testing.T, from, to string, addr netip.Addr) {
+	t.Helper()
+	var ln *net.UDPConn
+	if err := inNetns(to, func() (err error) {
+		ln, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 7010)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var c *net.UDPConn
+	if err := inNetns(from, func() (err error) {
+		c, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 7010)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := []byte("ip rewrite carries udp")
+	buf := make([]byte, 100)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		ln.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, _, err := ln.ReadFromUDP(buf); err == nil {
+			if string(buf[:n]) != string(msg) {
+				t.Fatalf("UDP to %s: got %q, want %q", addr, buf[:n], msg)
+			}
+			return
+		}
+	}
+	t.Fatalf("UDP to %s: nothing arrived", addr)
 }

@@ -126,3 +126,28 @@ func (p *Port) Close() error {
 	}
 	return nil
 }
+
+// OpenRewriteTap opens the slow path's socket for IP Rewrite packets on
+// the underlay interface: it takes only the frames the fast path's
+// underlay program handed to the slow path (skb mark mark), with a
+// virtio-net header like a port's. Frames are never sent on it.
+func OpenRewriteTap(underlay string, mark uint32) (*Port, error) {
+	l, err := netlink.LinkByName(underlay)
+	if err != nil {
+		return nil, fmt.Errorf("look up underlay interface %s: %w", underlay, err)
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open a packet socket on %s: %w", underlay, err)
+	}
+	if err := setupPortSocket(fd, l.Attrs().Index, mark); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("packet socket on %s: %w", underlay, err)
+	}
+	p := &Port{ifindex: l.Attrs().Index}
+	if err := p.init(fd, "rewrite", underlay, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return p, nil
+}

@@ -155,6 +155,7 @@ const (
 	datapathMapWnvPortStats       = "wnv_port_stats"
 	datapathMapWnvPorts           = "wnv_ports"
 	datapathMapWnvReasons         = "wnv_reasons"
+	datapathMapWnvRewritePas      = "wnv_rewrite_pas"
 	datapathMapWnvUnderlayStats   = "wnv_underlay_stats"
 	datapathMapWnvVsidStats       = "wnv_vsid_stats"
 	datapathProgWnvPort           = "wnv_port"
@@ -227,6 +228,7 @@ type datapathMapSpecs struct {
 	WnvPortStats     *ebpf.MapSpec `ebpf:"wnv_port_stats"`
 	WnvPorts         *ebpf.MapSpec `ebpf:"wnv_ports"`
 	WnvReasons       *ebpf.MapSpec `ebpf:"wnv_reasons"`
+	WnvRewritePas    *ebpf.MapSpec `ebpf:"wnv_rewrite_pas"`
 	WnvUnderlayStats *ebpf.MapSpec `ebpf:"wnv_underlay_stats"`
 	WnvVsidStats     *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
 }
@@ -271,6 +273,7 @@ type datapathMaps struct {
 	WnvPortStats     *ebpf.Map `ebpf:"wnv_port_stats"`
 	WnvPorts         *ebpf.Map `ebpf:"wnv_ports"`
 	WnvReasons       *ebpf.Map `ebpf:"wnv_reasons"`
+	WnvRewritePas    *ebpf.Map `ebpf:"wnv_rewrite_pas"`
 	WnvUnderlayStats *ebpf.Map `ebpf:"wnv_underlay_stats"`
 	WnvVsidStats     *ebpf.Map `ebpf:"wnv_vsid_stats"`
 }
@@ -290,6 +293,7 @@ func (m *datapathMaps) Close() error {
 		m.WnvPortStats,
 		m.WnvPorts,
 		m.WnvReasons,
+		m.WnvRewritePas,
 		m.WnvUnderlayStats,
 		m.WnvVsidStats,
 	)

@@ -481,15 +481,27 @@ func (d *Datapath) Ports() (map[int]Port, error) {
 // SetLocalPAs makes pas the provider addresses the underlay program
 // decapsulates for.
 func (d *Datapath) SetLocalPAs(pas []netip.Addr) error {
+	return d.setPAs(d.objs.WnvLocalPas, "local PA", pas)
+}
+
+// SetRewritePAs makes pas the rewrite PAs (policy.Table.RewritePAs): the
+// underlay program hands every packet to them to the slow path, but for
+// tunnel packets, and the host's stack never sees one.
+func (d *Datapath) SetRewritePAs(pas []netip.Addr) error {
+	return d.setPAs(d.objs.WnvRewritePas, "rewrite PA", pas)
+}
+
+// setPAs makes pas the keys of m, a set of PAs.
+func (d *Datapath) setPAs(m *ebpf.Map, what string, pas []netip.Addr) error {
 	want := map[datapathPaKey]bool{}
 	for _, a := range pas {
 		if !a.IsValid() {
-			return errors.New("fast path: a local PA is not a valid address")
+			return fmt.Errorf("fast path: a %s is not a valid address", what)
 		}
 		want[datapathPaKey{Family: family(a), Addr: addr16(a)}] = true
 	}
 	if len(want) > 64 {
-		return fmt.Errorf("fast path: %d local PAs are more than 64", len(want))
+		return fmt.Errorf("fast path: %d %ss are more than 64", len(want), what)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -498,24 +510,24 @@ func (d *Datapath) SetLocalPAs(pas []netip.Addr) error {
 		v     uint8
 		stale []datapathPaKey
 	)
-	it := d.objs.WnvLocalPas.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		if !want[k] {
 			stale = append(stale, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("fast path: list the local PAs: %w", err)
+		return fmt.Errorf("fast path: list the %ss: %w", what, err)
 	}
 	for i := range stale {
-		if err := d.objs.WnvLocalPas.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("fast path: remove a local PA: %w", err)
+		if err := m.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("fast path: remove a %s: %w", what, err)
 		}
 	}
 	one := uint8(1)
 	for k := range want {
-		if err := d.objs.WnvLocalPas.Put(&k, &one); err != nil {
-			return fmt.Errorf("fast path: add local PA %v: %w", addrFrom(k.Family, k.Addr), err)
+		if err := m.Put(&k, &one); err != nil {
+			return fmt.Errorf("fast path: add %s %v: %w", what, addrFrom(k.Family, k.Addr), err)
 		}
 	}
 	return nil

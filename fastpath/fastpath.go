@@ -144,7 +144,7 @@ func isBPFFS(path string) bool {
 var mapNames = []string{
 	datapathMapWnvConfig, datapathMapWnvEgress, datapathMapWnvIngress, datapathMapWnvLocalPas,
 	datapathMapWnvPathStats, datapathMapWnvPortCas, datapathMapWnvPortStats, datapathMapWnvPorts,
-	datapathMapWnvReasons, datapathMapWnvVsidStats, datapathMapWnvPaVlans, datapathMapWnvUnderlayStats,
+	datapathMapWnvReasons, datapathMapWnvRewritePas, datapathMapWnvVsidStats, datapathMapWnvPaVlans, datapathMapWnvUnderlayStats,
 }
 
 func removeMapPins(dir string) {

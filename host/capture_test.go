@@ -30,6 +30,14 @@ type flowCounter struct {
 
 func countFlow(t *testing.T, vmNS string, src, dst netip.Addr) *flowCounter {
 	t.Helper()
+	return countFlowOn(t, vmNS, "eth0", src, dst, 0)
+}
+
+// countFlowOn counts the IPv4 packets from src to dst of protocol proto (0:
+// any) that arrive on interface ifname of namespace ns.
+func countFlowOn(t *testing.T, ns, ifname string, src, dst netip.Addr, proto uint8) *flowCounter {
+	t.Helper()
+	vmNS := ns
 	fc := &flowCounter{fd: -1, done: make(chan struct{})}
 	err := inNetns(vmNS, func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
@@ -37,7 +45,7 @@ func countFlow(t *testing.T, vmNS string, src, dst netip.Addr) *flowCounter {
 			return err
 		}
 		fc.fd = fd
-		idx, err := ifindexOf("eth0")
+		idx, err := ifindexOf(ifname)
 		if err != nil {
 			return err
 		}
@@ -51,7 +59,7 @@ func countFlow(t *testing.T, vmNS string, src, dst netip.Addr) *flowCounter {
 		if fc.fd >= 0 {
 			unix.Close(fc.fd)
 		}
-		t.Fatalf("capture on eth0 of %s: %v", vmNS, err)
+		t.Fatalf("capture on %s of %s: %v", ifname, vmNS, err)
 	}
 	go func() {
 		defer close(fc.done)
@@ -71,7 +79,7 @@ func countFlow(t *testing.T, vmNS string, src, dst netip.Addr) *flowCounter {
 			if err != nil || eth.Type() != packet.EtherTypeIPv4 {
 				continue
 			}
-			if ip, err := packet.ParseIPv4(eth.Payload()); err == nil && ip.Src() == src && ip.Dst() == dst {
+			if ip, err := packet.ParseIPv4(eth.Payload()); err == nil && ip.Src() == src && ip.Dst() == dst && (proto == 0 || ip.Protocol() == proto) {
 				fc.n.Add(1)
 			}
 		}

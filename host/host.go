@@ -169,6 +169,11 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 	h.store.Subscribe(func(t *policy.Table) {
 		h.sw.SetPolicy(t)
 		h.syncKernel()
+		if !h.stopping() {
+			if err := h.k.setRewritePAs(t.RewritePAs()); err != nil {
+				h.log.Error("fast path: rewrite PAs", "err", err)
+			}
+		}
 		h.settlePorts()
 		h.kick()
 		h.kickRoutes(false)
@@ -239,6 +244,19 @@ func (h *Host) Run(ctx context.Context) error {
 		defer h.wg.Done()
 		h.readKernelDrops(ctx)
 	}()
+	for _, u := range h.underlays {
+		rw, err := dataplane.OpenRewriteTap(u.name, fastpath.SlowMark)
+		if err != nil {
+			h.log.Error("IP Rewrite packets cannot reach the slow path", "underlay", u.name, "err", err)
+			continue
+		}
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.rewriteWorker(rw)
+		}()
+		context.AfterFunc(ctx, func() { rw.Close() })
+	}
 	if links, err := dataplane.WatchLinks(ctx); err != nil {
 		h.log.Warn("ports will not follow interfaces created again", "err", err)
 	} else {

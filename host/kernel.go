@@ -129,7 +129,9 @@ type installer struct {
 // without sockets (going down) is not installed.
 func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*dataplane.Port, pas map[netip.Addr]*paSockets) {
 	for _, d := range ds {
-		if d.Port >= len(ports) || ports[d.Port] == nil {
+		// IP Rewrite is the slow path's for now: the kernel only
+		// encapsulates.
+		if d.Port >= len(ports) || ports[d.Port] == nil || d.Rewrite {
 			continue
 		}
 		e := fastpath.Egress{Ifindex: ports[d.Port].Ifindex(), Dst: d.Dst.Unmap(), Gen: k.base.Load() + d.Gen, DstMAC: d.MAC, Routed: d.Routed,
@@ -210,6 +212,10 @@ func (k *kernel) attachPort(ifindex int, spec provider.PortSpec, index int) erro
 
 // setLocalPAs tells the underlay program which PAs are this host's.
 func (k *kernel) setLocalPAs(pas []netip.Addr) error { return k.dp.SetLocalPAs(pas) }
+
+// setRewritePAs tells the underlay program which PAs are local VMs' own
+// (IP Rewrite), whose packets it hands to the slow path.
+func (k *kernel) setRewritePAs(pas []netip.Addr) error { return k.dp.SetRewritePAs(pas) }
 
 // close tells the programs the slow path is gone (what they would hand it
 // they drop and count from now on) and releases the file descriptors;

@@ -263,6 +263,18 @@ func sendControl(v6 bool, ifindex int, vlan uint16) []byte {
 	return oob
 }
 
+// sendIP sends ip, an IP packet with its header, to dst as it is.
+func (m *migrations) sendIP(dst netip.Addr, ip []byte) error {
+	fd, err := m.rawSocket(dst.Is6())
+	if err != nil {
+		return err
+	}
+	if dst.Is6() {
+		return unix.Sendto(fd, ip, 0, &unix.SockaddrInet6{Addr: dst.As16()})
+	}
+	return unix.Sendto(fd, ip, 0, &unix.SockaddrInet4{Addr: dst.As4()})
+}
+
 // rawSocket returns the family's IPPROTO_RAW socket, opened on first use.
 func (m *migrations) rawSocket(v6 bool) (int, error) {
 	m.mu.Lock()

@@ -39,11 +39,12 @@ const (
 // super-frame. Its slices are reused: steady-state forwarding does not
 // allocate.
 type output struct {
-	under  []underPacket
-	toTAP  []tapWrite
-	frames []dataplane.OffloadFrame
-	tails  [][]byte
-	pkts   []dataplane.Packet
+	under     []underPacket
+	rewritten []vswitch.Result
+	toTAP     []tapWrite
+	frames    []dataplane.OffloadFrame
+	tails     [][]byte
+	pkts      []dataplane.Packet
 }
 
 type underPacket struct {
@@ -61,6 +62,8 @@ func (o *output) add(r vswitch.Result) {
 	switch r.Action {
 	case vswitch.ToUnderlay:
 		o.under = append(o.under, underPacket{dataplane.Packet{Buf: r.Data, N: len(r.Data), Src: r.Src, Dst: r.Dst}, r.Encap, r.FlowID})
+	case vswitch.Rewritten:
+		o.rewritten = append(o.rewritten, r)
 	case vswitch.ToPort:
 		o.toTAP = append(o.toTAP, tapWrite{r.Port, dataplane.OffloadFrame{Head: r.Data}})
 	case vswitch.Flood:
@@ -86,6 +89,11 @@ func (o *output) addSuper(port int, hdr offload.VirtioNetHdr, frame []byte) {
 }
 
 func (o *output) flush(h *Host) {
+	for _, r := range o.rewritten {
+		h.sendRewritten(r.Dst, r.Data[packet.EthernetHeaderLen:])
+	}
+	clear(o.rewritten)
+	o.rewritten = o.rewritten[:0]
 	if len(o.under) > 0 {
 		socks := *h.pas.socks.Load()
 		for len(o.under) > 0 {
@@ -288,6 +296,9 @@ func (h *Host) portWorker(p *port) {
 			case r.Action == vswitch.ToUnderlay:
 				out.flush(h) // keep the flow's earlier packets ahead
 				out.sendSegmented(h, *r, hdr, segs)
+			case r.Action == vswitch.Rewritten:
+				out.flush(h)
+				h.sendRewrittenSegmented(*r, hdr, segs)
 			case r.Action == vswitch.ToPort && !r.Reply:
 				out.addSuper(r.Port, hdr, r.Data)
 			default:
@@ -338,6 +349,65 @@ func (h *Host) offloaded(read, frame []byte) (hdr offload.VirtioNetHdr, segLen i
 		return hdr, 0, false
 	}
 	return offload.VirtioNetHdr{}, 0, true
+}
+
+// sendRewritten sends an IP Rewrite packet, its IP header built by the
+// switch, to dst through the family's IPPROTO_RAW socket: the kernel routes
+// it and resolves the next hop. A refused send counts as a no-local-pa drop.
+func (h *Host) sendRewritten(dst netip.Addr, ip []byte) {
+	if err := h.mig.sendIP(dst, ip); err != nil {
+		h.sw.Counters.Drop(vswitch.ReasonNoLocalPA)
+		h.log.Debug("sending a rewritten packet", "dst", dst, "err", err)
+	}
+}
+
+// sendRewrittenSegmented cuts a rewritten TCP super-frame into segments,
+// each with full checksums, and sends them.
+func (h *Host) sendRewrittenSegmented(r vswitch.Result, hdr offload.VirtioNetHdr, segs []byte) {
+	size, total, err := offload.SegmentTCP(segs, r.Data, 0, hdr)
+	if err != nil {
+		h.sw.Counters.Drop(vswitch.ReasonMalformed)
+		return
+	}
+	for off := 0; off < total; off += size {
+		h.sendRewritten(r.Dst, segs[off+packet.EthernetHeaderLen:min(off+size, total)])
+	}
+}
+
+// rewriteWorker validates and delivers the IP Rewrite packets the underlay
+// program hands to the slow path, until the socket is closed. The kernel
+// executes no rewrite decisions yet: every such packet comes here.
+func (h *Host) rewriteWorker(sock *dataplane.Port) {
+	vnet := offload.VirtioNetHdrLen
+	bufs := newBuffers(superBatch, maxSuper+vnet)
+	sizes := make([]int, superBatch)
+	var out output
+	for {
+		n, err := sock.ReadBatch(bufs, sizes)
+		for i := 0; i < n; i++ {
+			hdr, herr := offload.ParseVirtioNetHdr(bufs[i][:sizes[i]])
+			if herr != nil || sizes[i] <= vnet {
+				h.sw.Counters.Drop(vswitch.ReasonMalformed)
+				continue
+			}
+			r := h.sw.FromRewritten(bufs[i][vnet:sizes[i]], hdr.Flags&offload.NeedsCsum != 0)
+			if r.Action == vswitch.ToPort {
+				if hdr != (offload.VirtioNetHdr{}) {
+					out.addSuper(r.Port, hdr, r.Data)
+					continue
+				}
+			}
+			out.add(r)
+		}
+		out.flush(h)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			h.log.Warn("reading IP Rewrite packets", "err", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // underlaySocket is a PA's GRE or VXLAN socket.

@@ -68,6 +68,10 @@ func (p IPv4) ID() uint16      { return binary.BigEndian.Uint16(p[4:6]) }
 func (p IPv4) DF() bool        { return p[6]&0x40 != 0 }
 func (p IPv4) Payload() []byte { return p[p.HeaderLen():p.TotalLen()] }
 
+// FragOffset is the fragment offset in bytes: non-zero for a fragment but
+// the first, which carries no transport header.
+func (p IPv4) FragOffset() int { return int(binary.BigEndian.Uint16(p[6:8])&0x1fff) * 8 }
+
 // IsFragment reports whether p is part of a fragmented datagram: MF is set
 // or the fragment offset is not zero.
 func (p IPv4) IsFragment() bool { return binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 }

@@ -146,7 +146,7 @@ func TestLinkLocalPAAndRule(t *testing.T) {
 	l2 := rec("0.0.0.0", 5001, "00:15:5d:00:00:20", "198.18.0.2")
 	l2.Type, l2.Rule = L2Only, TranslationMethodNat
 	r := ok(s.AddLookupRecord(l2))
-	if want := "Rule Nat is not implemented: this host only encapsulates (TranslationMethodEncap)"; r.UnusableReason != want {
+	if want := "Rule Nat needs a Static or Dynamic record: a record of Type L2Only stands for many CAs, which IP Rewrite cannot tell apart at one PA; use Rule Encap"; r.UnusableReason != want {
 		t.Errorf("L2Only record with Rule Nat: %q, want %q", r.UnusableReason, want)
 	}
 	if s.Table().L2Only(5001) != nil {

@@ -83,18 +83,18 @@ func TestLookupIndexes(t *testing.T) {
 func TestSetLookupRecords(t *testing.T) {
 	s := fixture(t)
 	old := s.Table()
-	pa, vm, nat := addr("198.18.0.42"), "vm-a", TranslationMethodNat
+	pa, vm, none := addr("198.18.0.42"), "vm-a", TranslationMethodNone
 	got, err := s.SetLookupRecords(LookupRecordFilter{MACAddress: []packet.MAC{mac("00:15:5d:00:00:05")}},
-		LookupRecordChange{ProviderAddress: &pa, VMName: &vm, Rule: &nat})
+		LookupRecordChange{ProviderAddress: &pa, VMName: &vm, Rule: &none})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].ProviderAddress != pa || got[0].VMName != vm || got[0].Rule != nat {
+	if len(got) != 1 || got[0].ProviderAddress != pa || got[0].VMName != vm || got[0].Rule != none {
 		t.Fatalf("Set returned %+v", got)
 	}
-	// The data path cannot do IP rewrite: the record waits, Unusable.
-	if !got[0].Unusable || !strings.HasPrefix(got[0].UnusableReason, "Rule Nat is not implemented") {
-		t.Errorf("record with Rule Nat: Unusable %v, reason %q", got[0].Unusable, got[0].UnusableReason)
+	// The data path has no Rule None: the record waits, Unusable.
+	if !got[0].Unusable || !strings.HasPrefix(got[0].UnusableReason, "Rule None is not implemented") {
+		t.Errorf("record with Rule None: Unusable %v, reason %q", got[0].Unusable, got[0].UnusableReason)
 	}
 	if _, found := s.Table().LookupCA(5001, addr("10.0.0.5")); found {
 		t.Errorf("LookupCA found the unusable record")

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/wnv/wnv/packet"
 )
@@ -32,6 +33,12 @@ type Table struct {
 	ncr   int
 
 	subnets map[VSID]Encapsulation // virtual subnets not on the default NVGRE; see virtualsubnet.go
+
+	// nat holds the Static and Dynamic records with Rule Nat, usable or
+	// not, by PA: IP Rewrite needs the record of a PA, and one PA per CA.
+	// Few records use IP Rewrite, so the map is copied whole by a change
+	// of one of them.
+	nat map[netip.Addr][]*LookupRecord
 
 	pas     map[netip.Addr]*ProviderAddress
 	localPA [2]*ProviderAddress // best usable PA for IPv4, IPv6
@@ -75,6 +82,7 @@ func emptyTable() *Table {
 		byZero:  new(shardArray[macKey, *LookupRecord]),
 		byMAC:   new(shardArray[macKey, []*LookupRecord]),
 		gw:      map[uint64]*LookupRecord{},
+		nat:     map[netip.Addr][]*LookupRecord{},
 		l2only:  map[VSID]*L2Subnet{},
 		rds:     map[GUID]*rdTable{},
 		vsids:   map[VSID]*vsidInfo{},
@@ -123,6 +131,31 @@ func (t *Table) GatewayWildcard(vsid VSID, v6 bool) (*LookupRecord, bool) {
 		return nil, false
 	}
 	return r, true
+}
+
+// LookupPA returns the usable record with Rule Nat whose ProviderAddress is
+// pa: the one CA that IP Rewrite maps to pa.
+func (t *Table) LookupPA(pa netip.Addr) (*LookupRecord, bool) {
+	for _, r := range t.nat[pa.Unmap()] {
+		if !r.Unusable {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// RewritePAs lists, in order, the PAs of this host that usable records
+// with Rule Nat map a VM's CA to: every packet to them but a tunnel packet
+// is IP Rewrite traffic.
+func (t *Table) RewritePAs() []netip.Addr {
+	var pas []netip.Addr
+	for pa := range t.nat {
+		if _, ok := t.LookupPA(pa); ok && t.IsLocalPA(pa) {
+			pas = append(pas, pa)
+		}
+	}
+	slices.SortFunc(pas, netip.Addr.Compare)
+	return pas
 }
 
 // RoutingDomain returns the routing domain of vsid, known from its customer
@@ -195,6 +228,9 @@ var usability = [...]int{AddressInvalid: 1, AddressTentative: 2, AddressDuplicat
 func (t *Table) pickLocalPAs() {
 	t.localPA = [2]*ProviderAddress{}
 	for _, p := range t.pas {
+		if len(t.nat[p.ProviderAddress]) > 0 {
+			continue // a VM's own PA (IP Rewrite), not the host's
+		}
 		i := 0
 		if p.ProviderAddress.Is6() {
 			i = 1

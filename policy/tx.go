@@ -21,7 +21,8 @@ type tx struct {
 	byZero cowShards[macKey, *LookupRecord]
 	byMAC  cowShards[macKey, []*LookupRecord]
 
-	gwOwned, vsidsOwned, pasOwned, proutesOwned bool
+	gwOwned, vsidsOwned, pasOwned, proutesOwned, natOwned bool
+	natTouched                                            map[netip.Addr]bool // PAs whose Nat records changed
 
 	l2Work map[VSID]map[packet.MAC][]*LookupRecord // L2Only records of the VSIDs touched
 
@@ -61,8 +62,12 @@ func (x *tx) clearRecords() {
 	e := emptyTable()
 	x.byCA, x.byZero, x.byMAC = newCOW(e.byCA), newCOW(e.byZero), newCOW(e.byMAC)
 	x.t.gw, x.t.l2only, x.t.nrec, x.t.nUnusable = e.gw, e.l2only, 0, 0
+	for pa := range x.t.nat {
+		x.touchNat(pa)
+	}
+	x.t.nat = e.nat
 	x.l2Work = nil
-	x.gwOwned, x.changed = true, true
+	x.gwOwned, x.natOwned, x.changed = true, true, true
 }
 
 // expect sizes the tx for n new lookup records.
@@ -90,7 +95,7 @@ func (x *tx) commit() *Table {
 			}
 		}
 	}
-	if x.pasOwned {
+	if x.pasOwned || len(x.natTouched) > 0 {
 		t.pickLocalPAs()
 	}
 	x.commitL2(&t)
@@ -115,10 +120,75 @@ func (x *tx) unusableReason(r *LookupRecord) string {
 		// No other host can be reached at a link-local PA.
 		return fmt.Sprintf("ProviderAddress %s is link-local, so it can only be this host's, and this host has not configured it",
 			r.ProviderAddress)
+	case r.Rule == TranslationMethodNat:
+		return x.natReason(r)
 	case r.Rule != TranslationMethodEncap:
-		return fmt.Sprintf("Rule %s is not implemented: this host only encapsulates (TranslationMethodEncap)", r.Rule)
+		return fmt.Sprintf("Rule %s is not implemented: use TranslationMethodEncap or TranslationMethodNat", r.Rule)
 	}
 	return ""
+}
+
+// natReason says why IP Rewrite cannot carry r, or "": it swaps r's CA for
+// its PA in the IP header, so the PA must stand for that one CA and be of
+// its family.
+func (x *tx) natReason(r *LookupRecord) string {
+	switch {
+	case zeroCA(r.Type):
+		return fmt.Sprintf("Rule Nat needs a Static or Dynamic record: a record of Type %s stands for many CAs, which IP Rewrite cannot tell apart at one PA; use Rule Encap",
+			r.Type)
+	case r.CustomerAddress.Is4() != r.ProviderAddress.Is4():
+		return fmt.Sprintf("Rule Nat needs a ProviderAddress of the CustomerAddress's family: IP Rewrite cannot turn %s into %s in an IP header",
+			family(r.CustomerAddress), family(r.ProviderAddress))
+	case r.UseVmMACAddress:
+		return "UseVmMACAddress is not implemented: rewritten packets leave with the host's MAC; set UseVmMACAddress to false"
+	}
+	for _, o := range x.t.nat[r.ProviderAddress] {
+		if o.VirtualSubnetID != r.VirtualSubnetID || o.CustomerAddress != r.CustomerAddress {
+			return fmt.Sprintf("ProviderAddress %s is also the PA of CustomerAddress %s in VirtualSubnetID %d, and IP Rewrite needs a PA of its own for every CA",
+				r.ProviderAddress, o.CustomerAddress, o.VirtualSubnetID)
+		}
+	}
+	return ""
+}
+
+// isNat reports whether r belongs in the Nat index.
+func isNat(r *LookupRecord) bool { return r.Rule == TranslationMethodNat && !zeroCA(r.Type) }
+
+// natReplace swaps old for nw in the Nat index (either may be nil or not
+// a Nat record), copying the index on the tx's first change of it.
+func (x *tx) natReplace(old, nw *LookupRecord) {
+	if (old == nil || !isNat(old)) && (nw == nil || !isNat(nw)) {
+		return
+	}
+	if !x.natOwned {
+		x.t.nat = maps.Clone(x.old.nat)
+		if x.t.nat == nil {
+			x.t.nat = map[netip.Addr][]*LookupRecord{}
+		}
+		x.natOwned = true
+	}
+	if old != nil && isNat(old) {
+		pa := old.ProviderAddress
+		rs := slices.DeleteFunc(slices.Clone(x.t.nat[pa]), func(r *LookupRecord) bool { return r == old })
+		if len(rs) == 0 {
+			delete(x.t.nat, pa)
+		} else {
+			x.t.nat[pa] = rs
+		}
+		x.touchNat(pa)
+	}
+	if nw != nil && isNat(nw) {
+		pa := nw.ProviderAddress
+		x.t.nat[pa] = append(slices.Clip(x.t.nat[pa]), nw)
+		x.touchNat(pa)
+	}
+}
+
+func (x *tx) touchNat(pa netip.Addr) {
+	if x.natTouched == nil {
+		x.natTouched = map[netip.Addr]bool{}
+	}
+	x.natTouched[pa] = true
 }
 
 func (x *tx) setStatus(r *LookupRecord) {
@@ -133,6 +203,7 @@ func (x *tx) setStatus(r *LookupRecord) {
 // costs nothing while every record is usable; a removed one, or a change of
 // PAs, costs a scan of the records.
 func (x *tx) restate() {
+	x.restateNat()
 	gained := len(x.linked) > 0 && x.t.nUnusable > 0
 	if len(x.unlinked) == 0 && !gained && !x.pasOwned {
 		return
@@ -156,6 +227,21 @@ func (x *tx) restate() {
 		n := *p
 		x.setStatus(&n)
 		x.replace(p, x.alloc(&n))
+	}
+}
+
+// restateNat recomputes the state of the Nat records at the PAs whose Nat
+// records changed: one PA shared by two CAs makes both unusable, and
+// removing one makes the other usable again.
+func (x *tx) restateNat() {
+	for pa := range x.natTouched {
+		for _, r := range slices.Clone(x.t.nat[pa]) {
+			if x.unusableReason(r) != r.UnusableReason {
+				n := *r
+				x.setStatus(&n)
+				x.replace(r, x.alloc(&n))
+			}
+		}
 	}
 }
 
@@ -250,6 +336,7 @@ func (x *tx) addRecord(r LookupRecord) (*LookupRecord, error) {
 		x.byCA.set(k, p)
 	}
 	x.macAdd(p)
+	x.natReplace(nil, p)
 	x.t.nrec++
 	x.t.nUnusable += b2i(p.Unusable)
 	x.changed = true
@@ -280,6 +367,7 @@ func (x *tx) removeRecord(p *LookupRecord) {
 		x.byCA.del(makeCAKey(p.VirtualSubnetID, p.CustomerAddress))
 	}
 	x.macReplace(p, nil)
+	x.natReplace(p, nil)
 	x.t.nrec--
 	x.t.nUnusable -= b2i(p.Unusable)
 	x.changed = true
@@ -315,6 +403,7 @@ func (x *tx) replace(p, np *LookupRecord) {
 		x.byCA.set(makeCAKey(p.VirtualSubnetID, p.CustomerAddress), np)
 	}
 	x.macReplace(p, np)
+	x.natReplace(p, np)
 	x.t.nUnusable += b2i(np.Unusable) - b2i(p.Unusable)
 	x.changed = true
 }

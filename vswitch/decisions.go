@@ -24,11 +24,16 @@ type Decision struct {
 	Routed bool
 	SrcMAC packet.MAC
 	Encap  policy.Encapsulation
-	VSID   policy.VSID // the destination's virtual subnet
-	SrcPA  netip.Addr  // this host's PA of DstPA's family
-	DstPA  netip.Addr
-	// MaxLen is the longest frame that fits the underlay once encapsulated;
-	// a longer one needs the slow path's ICMP error.
+	// Rewrite: IP Rewrite instead of Encap, from the port's one CA (whose
+	// PA is SrcPA) to the destination CA (at DstPA): the addresses become
+	// the PAs, with no header added. Packets that rewrite would encapsulate
+	// (tunnelLike) need the slow path.
+	Rewrite bool
+	VSID    policy.VSID // the destination's virtual subnet
+	SrcPA   netip.Addr  // this host's PA of DstPA's family
+	DstPA   netip.Addr
+	// MaxLen is the longest frame that fits the underlay once encapsulated
+	// (or rewritten); a longer one needs the slow path's ICMP error.
 	MaxLen int
 }
 
@@ -40,6 +45,18 @@ type IngressDecision struct {
 	SrcPA          netip.Addr
 	SrcCA, DstCA   netip.Addr
 	SrcMAC, DstMAC packet.MAC
+	Port           int
+	Gen            uint64
+}
+
+// RewriteIngressDecision is a delivery the switch validated for an IP
+// Rewrite packet (FromRewritten): packets from SrcPA to DstPA get the CAs
+// and MACs back and go to the local port, until the generation changes.
+type RewriteIngressDecision struct {
+	SrcPA, DstPA   netip.Addr
+	SrcCA, DstCA   netip.Addr
+	SrcMAC, DstMAC packet.MAC
+	VSID           policy.VSID // the destination's
 	Port           int
 	Gen            uint64
 }
@@ -73,7 +90,17 @@ func (s *Switch) recordDecision(f *Flows, p *PortConfig, dst netip.Addr, d *deci
 			return
 		}
 		e.Encap, e.SrcPA = d.encap, pa
-		e.MaxLen = s.cfg.UnderlayMTU - Overhead(d.encap, e.DstPA.Is6()) + packet.EthernetHeaderLen
+		if d.encap == rewriteEncap {
+			rewrite, ok := portRewrites(t, p, pa)
+			if !ok {
+				return
+			}
+			e.Encap, e.Rewrite = t.Encapsulation(d.dstVSID), rewrite
+		}
+		e.MaxLen = s.cfg.UnderlayMTU - Overhead(e.Encap, e.DstPA.Is6()) + packet.EthernetHeaderLen
+		if e.Rewrite {
+			e.MaxLen = s.cfg.UnderlayMTU + packet.EthernetHeaderLen
+		}
 	}
 	f.decided = append(f.decided, e)
 }
@@ -93,6 +120,23 @@ func portSourcePA(t *policy.Table, p *PortConfig, dstPA netip.Addr) (pa netip.Ad
 		pa = a
 	}
 	return pa, true
+}
+
+// portRewrites says how every packet of port p to a VM with Rule Nat
+// leaves from srcPA (portSourcePA): rewritten if p's CAs have Rule Nat,
+// encapsulated if they have Rule Encap; ok is false for a port with both,
+// or without CAs, whose packets the slow path decides one by one. The CAs'
+// PAs are all srcPA, so a port with Nat CAs has one.
+func portRewrites(t *policy.Table, p *PortConfig, srcPA netip.Addr) (rewrite, ok bool) {
+	for i, ca := range p.CAs {
+		rec, found := t.LookupCA(p.VSID, ca)
+		nat := found && rec.Rule == policy.TranslationMethodNat && rec.ProviderAddress == srcPA
+		if i > 0 && nat != rewrite {
+			return false, false
+		}
+		rewrite = nat
+	}
+	return rewrite, len(p.CAs) > 0
 }
 
 // Generation is the switch's generation: it changes after every change of

@@ -76,7 +76,7 @@ func (s *Switch) egressCached(r *Result, f *Flows, p *PortConfig, buf []byte, of
 	}
 	t := s.policy.Load()
 	d, gw := f.lookup(newFlowKey(p.Index, ip[16:20]))
-	if t == nil || d == nil || !p.owns(ip.Src()) || d.routed && ip.TTL() <= 1 {
+	if t == nil || d == nil || !p.owns(ip.Src()) || d.routed && ip.TTL() <= 1 || d.encap == rewriteEncap {
 		return false
 	}
 	ip, frame = ip[:tl], frame[:ipOff+tl]
@@ -350,6 +350,14 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 	} else {
 		src = packet.IPv4(eth.Payload()).Src()
 	}
+	if d.encap == rewriteEncap {
+		if s.rewrite(r, p, t, d, frame, src, dstPA, segLen, scratch) {
+			return
+		}
+		enc := *d
+		enc.encap = t.Encapsulation(d.dstVSID)
+		d = &enc
+	}
 	srcPA, ok := sourcePA(t, p.VSID, src, dstPA)
 	if !ok {
 		*r = s.drop(ReasonNoLocalPA)
@@ -372,6 +380,78 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 		}
 	}
 	toUnderlay(r, f, d, buf, off, len(frame), srcPA, dstPA, flow)
+}
+
+// rewriteEncap marks the decision to send to a remote VM with Rule Nat,
+// whose CA is the packet's destination: rewrite decides per packet.
+const rewriteEncap policy.Encapsulation = 0xff
+
+// rewrite sends the IP packet in frame, from CA src of port p to a remote
+// VM with Rule Nat (d), by IP Rewrite, and returns true; or returns false,
+// having changed nothing, for a packet to encapsulate instead. A packet is
+// rewritten when its source CA has Rule Nat too, with this host's PA of the
+// destination's family: the source CA becomes its PA and the destination
+// CA dstPA, with no header added, and the receiver maps the pair back. GRE
+// and UDP to port 4789 are encapsulated, since the receiver would take them
+// for tunnel packets, and so is IPv6 neighbour discovery (the receiver's
+// stack takes it); so is an IPv4 packet that may be fragmented and does
+// not fit the underlay (an IPPROTO_RAW send does not fragment, the outer
+// header of a tunnel packet does).
+func (s *Switch) rewrite(r *Result, p *PortConfig, t *policy.Table, d *decision, frame []byte, src, dstPA netip.Addr, segLen int, scratch []byte) bool {
+	rec, ok := t.LookupCA(p.VSID, src)
+	if !ok || rec.Rule != policy.TranslationMethodNat || rec.ProviderAddress.Is6() != dstPA.Is6() || !t.IsLocalPA(rec.ProviderAddress) {
+		return false
+	}
+	eth := packet.Ethernet(frame)
+	wire := len(frame)
+	if segLen > 0 {
+		wire = segLen
+	}
+	tooBig := wire-packet.EthernetHeaderLen > s.cfg.UnderlayMTU
+	if dstPA.Is6() {
+		ip := packet.IPv6(eth.Payload())
+		if tunnelLike(ip.NextHeader(), ip.Payload(), false) || isND(ip.NextHeader(), ip.Payload()) {
+			return false
+		}
+		if tooBig {
+			*r = s.icmpError6(p, t, frame, scratch, ReasonTooBig, packet.ICMPv6PacketTooBig, 0, uint32(s.cfg.UnderlayMTU))
+			return true
+		}
+		ip.SetAddrs(rec.ProviderAddress, dstPA, false)
+	} else {
+		ip := packet.IPv4(eth.Payload())
+		if tunnelLike(ip.Protocol(), ip.Payload(), ip.IsFragment()) || tooBig && !ip.DF() {
+			return false
+		}
+		if tooBig {
+			*r = s.icmpError4(p, t, frame, scratch, ReasonTooBig, packet.ICMPv4DestUnreachable, packet.ICMPv4CodeFragNeeded, uint32(s.cfg.UnderlayMTU))
+			return true
+		}
+		ip.SetAddrs(rec.ProviderAddress, dstPA, false)
+	}
+	d.vc.Encapsulated.Add(1) // what leaves for the underlay, rewritten or encapsulated
+	r.set(Rewritten, 0, rec.ProviderAddress, dstPA, 0, 0, frame)
+	r.clearExtras()
+	return true
+}
+
+// tunnelLike reports whether an IP payload of protocol proto would be
+// taken for an NVGRE or VXLAN packet at its destination PA, which leaves
+// every GRE packet and every fragment of GRE or UDP to its tunnel sockets.
+func tunnelLike(proto uint8, l4 []byte, fragment bool) bool {
+	switch proto {
+	case packet.ProtoGRE:
+		return true
+	case packet.ProtoUDP:
+		return fragment || len(l4) >= 4 && binary.BigEndian.Uint16(l4[2:4]) == packet.VXLANPort
+	}
+	return false
+}
+
+// isND reports whether an IPv6 payload is neighbour discovery (ICMPv6
+// types 133 to 137), which a host's stack takes for its PAs.
+func isND(proto uint8, l4 []byte) bool {
+	return proto == packet.ProtoICMPv6 && len(l4) > 0 && l4[0] >= 133 && l4[0] <= 137
 }
 
 // sourcePA is the outer source of a packet from CA src of a port in vsid to
@@ -470,7 +550,7 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 		if rec, ok := l2Dest(t, p.VSID, dstMAC); ok {
 			// Not cached: this decision follows the MAC, the cache's key is
 			// the CA.
-			if reason = s.target(d, rec, p.VSID, false, pt, t); reason != ReasonNone {
+			if reason = s.target(d, rec, netip.Addr{}, p.VSID, false, pt, t); reason != ReasonNone {
 				*r = s.drop(reason)
 				return nil
 			}
@@ -481,7 +561,7 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 		return nil
 	}
 	if reason == ReasonNone {
-		reason = s.target(d, rec, dstVSID, !gw.IsZero(), pt, t)
+		reason = s.target(d, rec, dst, dstVSID, !gw.IsZero(), pt, t)
 	}
 	if reason != ReasonNone {
 		*r = s.drop(reason)
@@ -493,10 +573,12 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 }
 
 // target makes in d the decision to send to the VM of rec in dstVSID: to
-// its local port if rec's PA is this host's, else encapsulated to that PA.
+// its local port if rec's PA is this host's, else to that PA, encapsulated
+// or, when rec has Rule Nat and is the record of the packets' destination
+// dst (not a next hop's), by IP Rewrite (see rewrite).
 // It returns the drop reason if that cannot be done.
-func (s *Switch) target(d *decision, rec *policy.LookupRecord, dstVSID policy.VSID, routed bool, pt *PortTable, t *policy.Table) Reason {
-	if rec.Rule != policy.TranslationMethodEncap {
+func (s *Switch) target(d *decision, rec *policy.LookupRecord, dst netip.Addr, dstVSID policy.VSID, routed bool, pt *PortTable, t *policy.Table) Reason {
+	if rec.Rule != policy.TranslationMethodEncap && rec.Rule != policy.TranslationMethodNat {
 		return ReasonRuleUnsupported
 	}
 	if isGatewayRecord(t, rec) {
@@ -510,10 +592,13 @@ func (s *Switch) target(d *decision, rec *policy.LookupRecord, dstVSID policy.VS
 		}
 		d.local = int32(lp.Index)
 	} else {
-		if _, ok := t.LocalPA(rec.ProviderAddress.Is6()); !ok {
+		d.encap = t.Encapsulation(dstVSID)
+		if rec.Rule == policy.TranslationMethodNat && rec.CustomerAddress == dst {
+			// The source's own PA may be all this host has of the family.
+			d.encap = rewriteEncap
+		} else if _, ok := t.LocalPA(rec.ProviderAddress.Is6()); !ok {
 			return ReasonNoLocalPA
 		}
-		d.encap = t.Encapsulation(dstVSID)
 	}
 	return ReasonNone
 }

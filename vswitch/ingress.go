@@ -148,3 +148,85 @@ func routedFrom(t *policy.Table, vsid policy.VSID, ca, srcPA netip.Addr) bool {
 	rec, _, _, reason := resolve(t, vsid, ca)
 	return reason == ReasonNone && rec.ProviderAddress == srcPA
 }
+
+// FromRewritten validates and delivers an IP Rewrite packet (Rule Nat) that
+// arrived on the underlay: frame is the underlay's Ethernet frame, its IP
+// packet from one VM's PA to another's. The destination PA must be that of
+// a usable Nat record on this host, the source PA that of another, and the
+// source's virtual subnet must reach the destination's CA (the same
+// subnet, or one its routing domain routes from); then both addresses go
+// back to the CAs, the MACs become the VMs' (the source's is its subnet's
+// gateway's when routed), and the frame goes to the destination's port.
+// With partial, the transport checksum holds only the pseudo-header sum (a
+// checksum offload finishes it). The frame is changed in place, even when
+// it is then dropped.
+func (s *Switch) FromRewritten(frame []byte, partial bool) Result {
+	t := s.policy.Load()
+	if t == nil {
+		return s.drop(ReasonNotForLocalPA)
+	}
+	eth, err := packet.ParseEthernet(frame)
+	if err != nil || eth.HasVLAN() {
+		return s.drop(ReasonMalformed)
+	}
+	var srcPA, dstPA netip.Addr
+	var length int
+	var ip4 packet.IPv4
+	var ip6 packet.IPv6
+	switch eth.Type() {
+	case packet.EtherTypeIPv4:
+		if ip4, err = packet.ParseIPv4(eth.Payload()); err != nil {
+			return s.drop(ReasonMalformed)
+		}
+		srcPA, dstPA, length = ip4.Src(), ip4.Dst(), eth.HeaderLen()+ip4.TotalLen()
+	case packet.EtherTypeIPv6:
+		if ip6, err = packet.ParseIPv6(eth.Payload()); err != nil {
+			return s.drop(ReasonMalformed)
+		}
+		srcPA, dstPA, length = ip6.Src(), ip6.Dst(), eth.HeaderLen()+packet.IPv6HeaderLen+ip6.PayloadLen()
+	default:
+		return s.drop(ReasonUnsupportedEtherType)
+	}
+	dst, ok := t.LookupPA(dstPA)
+	if !ok || !t.IsLocalPA(dstPA) {
+		return s.drop(ReasonNotForLocalPA)
+	}
+	pt := s.ports.Load()
+	src, ok := t.LookupPA(srcPA)
+	if !ok || !rewritePeers(t, src, dst) {
+		s.mismatch(dst.VirtualSubnetID, netip.Addr{}, srcPA)
+		s.Counters.ForUnderlay(pt, dst.VirtualSubnetID).Drops.Add(1)
+		return s.drop(ReasonRewriteMismatch)
+	}
+	p, ok := pt.ByMAC(dst.VirtualSubnetID, dst.MACAddress)
+	if !ok || !p.owns(dst.CustomerAddress) {
+		s.Counters.ForUnderlay(pt, dst.VirtualSubnetID).Drops.Add(1)
+		return s.drop(ReasonNoLocalPort)
+	}
+	srcMAC := src.MACAddress
+	if src.VirtualSubnetID != dst.VirtualSubnetID {
+		pfx, _ := t.OnLinkPrefix(dst.VirtualSubnetID, dst.CustomerAddress)
+		srcMAC = gatewayMAC(t, dst.VirtualSubnetID, pfx)
+	}
+	if ip4 != nil {
+		ip4.SetAddrs(src.CustomerAddress, dst.CustomerAddress, partial)
+	} else {
+		ip6.SetAddrs(src.CustomerAddress, dst.CustomerAddress, partial)
+	}
+	eth.SetDst(dst.MACAddress)
+	eth.SetSrc(srcMAC)
+	s.Counters.VSID(dst.VirtualSubnetID).Decapsulated.Add(1)
+	s.countTx(p.Index, length)
+	return Result{Action: ToPort, Port: p.Index, Src: srcPA, Dst: dstPA, Data: frame[:length], Validated: true}
+}
+
+// rewritePeers reports whether the VM of Nat record src may send to that of
+// dst: in the same virtual subnet, or routed to dst's CA from src's subnet
+// by its routing domain.
+func rewritePeers(t *policy.Table, src, dst *policy.LookupRecord) bool {
+	if src.VirtualSubnetID == dst.VirtualSubnetID {
+		return src != dst
+	}
+	rec, _, _, reason := resolve(t, src.VirtualSubnetID, dst.CustomerAddress)
+	return reason == ReasonNone && rec.VirtualSubnetID == dst.VirtualSubnetID && rec.CustomerAddress == dst.CustomerAddress
+}

@@ -55,7 +55,7 @@ func (s *Switch) l2(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, bu
 		return false
 	}
 	var d decision
-	if reason := s.target(&d, rec, p.VSID, false, pt, t); reason != ReasonNone {
+	if reason := s.target(&d, rec, netip.Addr{}, p.VSID, false, pt, t); reason != ReasonNone {
 		*r = s.drop(reason)
 		return true
 	}

@@ -63,6 +63,11 @@ const (
 	// ReasonWrongVLAN: an underlay frame for a PA came with another VLAN
 	// than the PA's VlanID, or untagged for a PA with one (kernel only).
 	ReasonWrongVLAN
+	// ReasonRewriteMismatch: an IP Rewrite packet whose source PA is no
+	// usable Nat record's, or whose PA pair maps to CAs that cannot talk
+	// (other routing domains, or a destination the source's subnet does
+	// not route to).
+	ReasonRewriteMismatch
 	numReasons
 )
 
@@ -110,6 +115,7 @@ var reasonNames = [numReasons]string{
 	ReasonRedirectFamily:          "redirect-family",
 	ReasonNoExternalRouter:        "no-external-router",
 	ReasonWrongVLAN:               "wrong-vlan",
+	ReasonRewriteMismatch:         "rewrite-mismatch",
 }
 
 func (r Reason) String() string {

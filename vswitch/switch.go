@@ -57,6 +57,11 @@ const (
 	// (per Encap) followed by the inner frame; Result.Copies says where
 	// copies go.
 	Flood
+	// Rewritten: Data is an Ethernet frame whose IP packet was rewritten
+	// for IP Rewrite (Rule Nat), from CA to PA; send the IP packet,
+	// Data[EthernetHeaderLen:], as it is to the underlay, from provider
+	// address Result.Src to Result.Dst.
+	Rewritten
 )
 
 // Copies are the destinations of a Flood verdict, lists shared with the
@@ -94,7 +99,9 @@ type Result struct {
 	Copies   Copies
 	// Validated marks a ToPort verdict for a packet from the underlay that
 	// passed every check for its (outer source PA, VSID, inner addresses):
-	// the caller may install it in a fast path as an IngressDecision.
+	// the caller may install it in a fast path as an IngressDecision. For
+	// an IP Rewrite packet (FromRewritten), Src and Dst are the PAs it
+	// arrived with, and the decision is a RewriteIngressDecision.
 	Validated bool
 	// Reply marks a ToPort verdict whose Data the switch built (an ARP or
 	// ND answer, an ICMP error) rather than the frame it was given.

@@ -8,12 +8,18 @@ import (
 	"github.com/wnv/wnv/policy"
 )
 
-// The switch never uses an Unusable record: one whose Rule it does not
-// implement is neither answered for nor sent to until it becomes usable.
+// The switch never uses an Unusable record: one with Rule Nat at a PA that
+// other VMs' records use (IP Rewrite needs a PA per CA) is neither answered
+// for nor sent to until it becomes usable.
 func TestUnusableRecordsAreNotUsed(t *testing.T) {
 	s := labStore(t, pa1)
 	ca, mac := netip.MustParseAddr("10.0.0.77"), packet.MAC{2, 0, 0, 0, 0x50, 0x77}
 	if _, err := s.AddLookupRecord(policy.LookupRecord{CustomerAddress: ca, VirtualSubnetID: 5001, MACAddress: mac,
+		ProviderAddress: pa2, Rule: policy.TranslationMethodNat}); err != nil {
+		t.Fatal(err)
+	}
+	other := packet.MAC{2, 0, 0, 0, 0x50, 0x78}
+	if _, err := s.AddLookupRecord(policy.LookupRecord{CustomerAddress: netip.MustParseAddr("10.0.0.78"), VirtualSubnetID: 5001, MACAddress: other,
 		ProviderAddress: pa2, Rule: policy.TranslationMethodNat}); err != nil {
 		t.Fatal(err)
 	}

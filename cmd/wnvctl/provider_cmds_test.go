@@ -98,10 +98,10 @@ func TestLookupRecordCommands(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "Nat   L2Only  {aaaaaaaa-0000-0000-0000-000000000001}  -       UseVmMACAddress") {
 		t.Fatalf("get --ProviderAddress printed\n%s", out)
 	}
-	// The data path only encapsulates: the Nat record waits, Unusable.
+	// IP Rewrite needs a CA per record: the L2Only Nat record waits, Unusable.
 	out = ok(t, sock, "lookup-record", "get", "--Unusable", "true")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 ||
-		!strings.HasSuffix(lines[1], "UseVmMACAddress,Unusable  Rule Nat is not implemented: this host only encapsulates (TranslationMethodEncap)") {
+		!strings.HasSuffix(lines[1], "UseVmMACAddress,Unusable  Rule Nat needs a Static or Dynamic record: a record of Type L2Only stands for many CAs, which IP Rewrite cannot tell apart at one PA; use Rule Encap") {
 		t.Fatalf("get --Unusable true printed\n%s", out)
 	}
 	if out := ok(t, sock, "lookup-record", "get", "--Unusable", "false", "--Unsynchronized", "false"); !strings.Contains(out, "10.0.0.5") || strings.Contains(out, "0.0.0.0") {

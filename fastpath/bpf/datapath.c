@@ -125,6 +125,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } wnv_underlay_stats SEC(".maps");
 
+/* Rewrite PAs: local VMs' own PAs (IP Rewrite, Rule Nat). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LOCAL_PAS);
+	__type(key, struct pa_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_rewrite_pas SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_PORTS);
@@ -1064,13 +1073,92 @@ static __always_inline int underlay_vlan_in(struct __sk_buff *skb)
 	return 0;
 }
 
+/* ---------------------------------------------------------------------
+ * IP Rewrite
+ */
+
+/* rewrite_slow_path hands an IP Rewrite packet to wnvd the way to_slow_path
+ * does a VM's frame: marked and received again by the underlay, where
+ * wnvd's packet socket takes a copy and wnv_underlay drops it, so the
+ * host's stack never sees it. */
+static __always_inline int rewrite_slow_path(struct __sk_buff *skb, const struct config *cfg)
+{
+	if (!slow_path_alive(cfg)) {
+		count_drop(skb, NULL, 0, REASON_SLOW_PATH_DOWN);
+		return TC_ACT_SHOT;
+	}
+	skb->mark = SLOW_MARK;
+	count_path(PATH_UNDERLAY_SLOW);
+	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+}
+
+/* from_rewrite takes a packet to a rewrite PA to the slow path, but for
+ * what the tunnel path takes (GRE, UDP to port 4789, fragments of either:
+ * senders encapsulate those between Nat VMs too) and neighbour discovery
+ * (the host's stack answers for its PAs). It returns -1 for a packet that
+ * is not IP Rewrite traffic. */
+static __always_inline int from_rewrite(struct __sk_buff *skb, const struct config *cfg)
+{
+	struct ethhdr eth;
+	struct pa_key pk = {};
+	__u8 proto;
+	int frag = 0;
+	__u32 l4;
+
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
+		return -1;
+	if (eth.h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) || ip.version != 4)
+			return -1;
+		pk.family = FAMILY_V4;
+		copy4(pk.addr, &ip.daddr);
+		proto = ip.protocol;
+		frag = (ip.frag_off & bpf_htons(0x3fff)) != 0;
+		l4 = ETH_HLEN + ip.ihl * 4;
+	} else if (eth.h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) || ip.version != 6)
+			return -1;
+		pk.family = FAMILY_V6;
+		copy16(pk.addr, ip.daddr.in6_u.u6_addr8);
+		proto = ip.nexthdr;
+		l4 = ETH_HLEN + sizeof(ip);
+	} else {
+		return -1;
+	}
+	if (!bpf_map_lookup_elem(&wnv_rewrite_pas, &pk) || proto == IPPROTO_GRE)
+		return -1;
+	if (proto == IPPROTO_ICMPV6) {
+		/* Neighbour discovery for the PA is the host's stack's. */
+		__u8 type;
+		if (bpf_skb_load_bytes(skb, l4, &type, 1) || (type >= 133 && type <= 137))
+			return -1;
+	}
+	if (proto == IPPROTO_UDP) {
+		__be16 dport;
+		if (frag || bpf_skb_load_bytes(skb, l4 + 2, &dport, sizeof(dport)) ||
+		    dport == bpf_htons(VXLAN_PORT))
+			return -1;
+	}
+	return rewrite_slow_path(skb, cfg);
+}
+
 SEC("tcx/ingress")
 int wnv_underlay(struct __sk_buff *skb)
 {
+	/* Second pass of an IP Rewrite packet handed to the slow path. */
+	if (skb->mark == SLOW_MARK)
+		return TC_ACT_SHOT;
 	if (underlay_vlan_in(skb))
 		return TC_ACT_SHOT;
 	struct config *cfg = get_config();
-	if (!cfg || (cfg->flags & CFG_FAST_PATH_OFF))
+	if (!cfg)
+		return TC_ACT_OK;
+	int rc = from_rewrite(skb, cfg);
+	if (rc >= 0)
+		return rc;
+	if (cfg->flags & CFG_FAST_PATH_OFF)
 		return TC_ACT_OK;
 	return from_underlay(skb, cfg);
 }

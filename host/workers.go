@@ -268,6 +268,9 @@ func (h *Host) portWorker(p *port) {
 				continue
 			}
 			h.sw.FromPortFlows(r, flows, p.index, bufs[i], vswitch.Headroom, len(frame), segLen, scratch[i])
+			if r.Learn != nil {
+				h.learned(r.Learn)
+			}
 			switch {
 			case r.Action == vswitch.Hold:
 				// A super-frame is never a flow's first packet: drop it (TCP

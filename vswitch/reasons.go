@@ -60,6 +60,12 @@ const (
 	// ReasonNoExternalRouter: UseExternalRouter is on and no customer route
 	// for the destination names a next hop in the sender's subnet.
 	ReasonNoExternalRouter
+	// ReasonStaticCA: a VM of a subnet with L2Only records sent from a CA
+	// that a Static lookup record gives another VM; it is not learned.
+	ReasonStaticCA
+	// ReasonLearnLimit: the port sent from a new CA with
+	// Limits.LearnedPerPort CAs learned already.
+	ReasonLearnLimit
 	numReasons
 )
 
@@ -106,6 +112,8 @@ var reasonNames = [numReasons]string{
 	ReasonRedirectOwnPA:           "redirect-own-pa",
 	ReasonRedirectFamily:          "redirect-family",
 	ReasonNoExternalRouter:        "no-external-router",
+	ReasonStaticCA:                "static-ca",
+	ReasonLearnLimit:              "learn-limit",
 }
 
 func (r Reason) String() string {

@@ -51,7 +51,11 @@ type Config struct {
 	// no redirect key is installed (--redirects-unauthenticated=accept);
 	// otherwise they are dropped as redirect-unauthenticated.
 	AllowUnauthenticatedRedirects bool
-	Log                           *slog.Logger
+	// LearnedPerPort and LearnedAge bound learning in L2Only subnets
+	// (vswitch.Limits; zero: the defaults).
+	LearnedPerPort int
+	LearnedAge     time.Duration
+	Log            *slog.Logger
 }
 
 // DefaultPinDir is where a host pins its fast path unless told otherwise:
@@ -109,8 +113,10 @@ type Host struct {
 	// redirectSeq numbers the redirects this host sends; it starts from the
 	// clock so a restarted host's numbers stay above those it sent before.
 	redirectSeq atomic.Uint64
-	ctx         context.Context
-	wg          sync.WaitGroup
+	// learns carries the CAs the switch learned to the learner.
+	learns chan vswitch.Learned
+	ctx    context.Context
+	wg     sync.WaitGroup
 }
 
 // New prepares a host on the underlay interface; nothing runs until Run.
@@ -143,6 +149,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		ports:     map[string]*port{},
 		reconcil:  make(chan struct{}, 1),
 		routes:    routeSet{kick: make(chan struct{}, 1)},
+		learns:    make(chan vswitch.Learned, learnQueue),
 	}
 	if cfg.GSOTAP != "" {
 		// Only PAs on the default underlay send through it (sendSegmented).
@@ -162,7 +169,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		}
 	}
 	h.socks.Store(&[]*dataplane.Port{})
-	h.sw = vswitch.New(vswitch.Config{UnderlayMTU: us.mtu(), Events: hub})
+	h.sw = vswitch.New(vswitch.Config{UnderlayMTU: us.mtu(), Events: hub, Limits: vswitch.Limits{LearnedPerPort: cfg.LearnedPerPort, LearnedAge: cfg.LearnedAge}})
 	h.sw.SetUnauthenticatedRedirects(cfg.AllowUnauthenticatedRedirects)
 	h.redirectSeq.Store(uint64(time.Now().UnixNano()))
 	h.sw.SetPolicy(h.store.Table())
@@ -257,6 +264,11 @@ func (h *Host) Run(ctx context.Context) error {
 		}()
 		context.AfterFunc(ctx, func() { rw.Close() })
 	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.learner(ctx)
+	}()
 	if links, err := dataplane.WatchLinks(ctx); err != nil {
 		h.log.Warn("ports will not follow interfaces created again", "err", err)
 	} else {

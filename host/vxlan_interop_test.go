@@ -37,6 +37,8 @@ const (
 	envUnderlay = "WNV_TEST_HOST_UNDERLAY" // as --underlay: names separated by commas
 	envSocket   = "WNV_TEST_HOST_SOCKET"
 	envGSOTAP   = "WNV_TEST_HOST_GSO_TAP"
+	// envNotify, if set, is where the helper serves the notification API.
+	envNotify = "WNV_TEST_HOST_NOTIFY"
 	// envKeep set to 1 leaves what the host put in the kernel when it
 	// stops, as a wnvd that is restarted does.
 	envKeep = "WNV_TEST_HOST_KEEP"
@@ -66,10 +68,15 @@ func TestHelperHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- h.Run(ctx) }()
 	go func() { errc <- provider.Serve(ctx, os.Getenv(envSocket), provider.NewHandler(h)) }()
-	for range 2 {
+	serving := 2
+	if sock := os.Getenv(envNotify); sock != "" {
+		serving++
+		go func() { errc <- notify.Serve(ctx, sock, hub) }()
+	}
+	for range serving {
 		if err := <-errc; err != nil {
 			t.Error(err)
 		}

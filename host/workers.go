@@ -282,6 +282,9 @@ func (h *Host) portWorker(p *port) {
 			if r.Action == vswitch.Drop && mon.Wanted(monitor.KindDrop) {
 				offerPortDrop(mon, p, r.Reason, frame)
 			}
+			if r.Learn != nil {
+				h.learned(r.Learn)
+			}
 			switch {
 			case r.Action == vswitch.Hold:
 				// A super-frame is never a flow's first packet: drop it (TCP

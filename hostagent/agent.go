@@ -239,7 +239,7 @@ func (a *Agent) notifications(ctx context.Context, out chan<- Event) {
 			sleep(ctx, b.Next())
 			continue
 		}
-		for ev, err := range h.Events(ctx, notify.PolicyMismatchType, notify.RedirectType) {
+		for ev, err := range h.Events(ctx, notify.PolicyMismatchType, notify.RedirectType, notify.ObjectChangeType) {
 			var of *notify.OverflowError
 			switch {
 			case errors.As(err, &of):
@@ -252,6 +252,11 @@ func (a *Agent) notifications(ctx context.Context, out chan<- Event) {
 			case ev.PolicyMismatch != nil:
 				// A non-IP frame of an L2Only subnet from an unknown MAC names
 				// no CA to look up; the watch brings that subnet's records.
+			case ev.ObjectChange != nil && ev.ObjectChange.CustomerAddress != nil:
+				c := ev.ObjectChange.CustomerAddress
+				if c.NotificationReason == notify.CustomerAddressAdded || c.NotificationReason == notify.CustomerAddressDeleted {
+					offer(CALearned{VSID: policy.VSID(c.VirtualSubnetID), CA: c.CA, PA: c.PA, MAC: c.MACAddress, Forgot: c.NotificationReason == notify.CustomerAddressDeleted})
+				}
 			case ev.Redirect != nil:
 				b.Reset()
 				offer(Notified{VSID: policy.VSID(ev.Redirect.VirtualSubnetID), CA: ev.Redirect.CA})

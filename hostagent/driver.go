@@ -198,6 +198,27 @@ func (d *driver) execute(ctx context.Context, r Ready) {
 			done(KeysFetched{Keys: keys, Err: err})
 		}()
 	}
+	for _, l := range r.Report {
+		go func() {
+			err := a.retry(ctx, "reporting a learned CA", func() error {
+				_, err := a.server.ReportLearned(ctx, a.cfg.Host, l)
+				return err
+			})
+			if err != nil && ctx.Err() == nil {
+				a.log.Warn("the policy server refused a learned CA", "vsid", l.VirtualSubnetID, "ca", l.CustomerAddress, "mac", l.MACAddress, "err", err)
+			}
+		}()
+	}
+	for _, l := range r.Forget {
+		go func() {
+			err := a.retry(ctx, "forgetting a learned CA", func() error {
+				return a.server.ForgetLearned(ctx, a.cfg.Host, l.VirtualSubnetID, l.CustomerAddress)
+			})
+			if err != nil && !isNotFound(err) && ctx.Err() == nil {
+				a.log.Warn("forgetting a learned CA at the policy server", "vsid", l.VirtualSubnetID, "ca", l.CustomerAddress, "err", err)
+			}
+		}()
+	}
 	if r.PushKeys != nil {
 		keys := *r.PushKeys
 		go func() { done(KeysPushed{Err: pushKeys(ctx, a.host, keys)}) }()

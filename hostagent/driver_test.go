@@ -94,6 +94,12 @@ func (s *fakeServer) WatchHost(ctx context.Context, rev int64, host string, _ ..
 		}
 	}
 }
+func (s *fakeServer) ReportLearned(_ context.Context, _ string, l policyapi.Learned) (policyapi.Learned, error) {
+	return l, nil
+}
+func (s *fakeServer) ForgetLearned(context.Context, string, policy.VSID, netip.Addr) error {
+	return nil
+}
 func (s *fakeServer) RedirectKeys(context.Context, string) ([]policyapi.RedirectKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -64,6 +64,15 @@ type Notified struct {
 	CA   netip.Addr
 }
 
+// CALearned: the host learned a CA (customer-address-added) or forgot it
+// (customer-address-deleted, Forgot) on a local port.
+type CALearned struct {
+	VSID   policy.VSID
+	CA, PA netip.Addr
+	MAC    packet.MAC
+	Forgot bool
+}
+
 // NotificationsLost: the notification queue overflowed; what was lost is
 // found by a full re-list.
 type NotificationsLost struct{}
@@ -121,6 +130,7 @@ func (VMsListed) event()         {}
 func (PolicyFetched) event()     {}
 func (LookupDone) event()        {}
 func (Notified) event()          {}
+func (CALearned) event()         {}
 func (NotificationsLost) event() {}
 func (VMResolved) event()        {}
 func (HostRead) event()          {}
@@ -151,6 +161,11 @@ type Ready struct {
 	FetchKeys bool
 	// PushKeys: KeysPushed.
 	PushKeys *[]policyapi.RedirectKey
+	// Report and Forget tell the policy server what the host learned and
+	// forgot on its L2Only VMs' ports; the driver retries them, nothing
+	// answers (the watch brings the server's records).
+	Report []policyapi.Learned
+	Forget []policyapi.Learned
 	// Wake is when the model wants a Tick at the latest (zero: never).
 	Wake time.Time
 }
@@ -290,6 +305,11 @@ type Model struct {
 	serverAt  time.Time // after a server failure, wait until then
 	serverOff backoff.Backoff
 
+	// CAs the host learned on its L2Only VMs' ports, kept installed until
+	// the server's record of the CA (the report's echo, or another's)
+	// replaces them, and the reports to send.
+	learned        map[recKey]policy.LookupRecord
+	report, forget []policyapi.Learned
 	// On-demand records, until the watch or a policy read says more.
 	extra    map[recKey]policy.LookupRecord
 	queue    fetchQueue
@@ -320,7 +340,7 @@ func NewModel(cfg ModelConfig) *Model {
 		cfg: cfg, watchOff: off(), serverOff: off(), hostOff: off(), keysBackoff: off(),
 		vms: map[string]policyapi.VM{}, departed: map[string]bool{}, unknown: map[string]bool{}, resolving: map[string]bool{}, linger: map[policy.GUID]time.Time{},
 		rds: map[policy.GUID]*rdPolicy{}, stale: map[policy.GUID]bool{}, fetching: map[policy.GUID]bool{},
-		extra: map[recKey]policy.LookupRecord{}, queue: newFetchQueue(cfg.QueuePerVSID, cfg.QueueTotal),
+		extra: map[recKey]policy.LookupRecord{}, learned: map[recKey]policy.LookupRecord{}, queue: newFetchQueue(cfg.QueuePerVSID, cfg.QueueTotal),
 		inflight: map[lookupKey]bool{}, negative: map[lookupKey]time.Time{}, waiting: map[string]bool{},
 	}
 }
@@ -402,6 +422,8 @@ func (m *Model) Step(now time.Time, ev Event) {
 		if !m.inflight[k] {
 			m.queue.push(k)
 		}
+	case CALearned:
+		m.caLearned(ev)
 	case NotificationsLost:
 		m.listed = false
 	case VMResolved:
@@ -490,6 +512,36 @@ func (m *Model) Step(now time.Time, ev Event) {
 	}
 }
 
+// caLearned notes a CA the host learned or forgot on the port of a local
+// L2Only VM (the port's own CAs are the VM's Static records, not learned).
+func (m *Model) caLearned(ev CALearned) {
+	var vm policyapi.VM
+	found := false
+	for _, v := range m.vms {
+		if v.MACAddress == ev.MAC && v.VirtualSubnetID == ev.VSID && v.L2Only {
+			vm, found = v, true
+		}
+	}
+	if !found || slices.Contains(vm.CustomerAddresses, ev.CA) {
+		return
+	}
+	l := policyapi.Learned{VirtualSubnetID: ev.VSID, CustomerAddress: ev.CA.Unmap(), MACAddress: ev.MAC, ProviderAddress: ev.PA}
+	r := learnedRecord(vm, l)
+	if ev.Forgot {
+		delete(m.learned, keyOf(r))
+		m.forget = append(m.forget, l)
+	} else {
+		m.learned[keyOf(r)] = r
+		m.report = append(m.report, l)
+	}
+}
+
+// learnedRecord is the record the host put for a learned CA of vm.
+func learnedRecord(vm policyapi.VM, l policyapi.Learned) policy.LookupRecord {
+	return policy.LookupRecord{CustomerAddress: l.CustomerAddress, VirtualSubnetID: l.VirtualSubnetID, MACAddress: l.MACAddress, ProviderAddress: l.ProviderAddress,
+		Rule: policy.TranslationMethodEncap, Type: policy.Dynamic, CustomerID: vm.CustomerID, VMName: vm.Name, Unsynchronized: true}
+}
+
 func (m *Model) failed(now time.Time) {
 	m.dirty = true
 	m.retryAt = now.Add(m.hostOff.Next())
@@ -531,7 +583,7 @@ func (m *Model) watchEvent(now time.Time, ev policyapi.Event) {
 		return
 	}
 	switch ev.Kind {
-	case policyapi.KindVM, policyapi.KindGateway, policyapi.KindSubnet:
+	case policyapi.KindVM, policyapi.KindGateway, policyapi.KindSubnet, policyapi.KindLearned:
 		for _, r := range ev.PrevRecords {
 			delete(p.records, keyOf(r))
 			delete(m.extra, keyOf(r))
@@ -694,6 +746,7 @@ func (m *Model) Ready(now time.Time) Ready {
 		keys := m.keys
 		r.PushKeys = &keys
 	}
+	r.Report, r.Forget, m.report, m.forget = m.report, m.forget, nil, nil
 	r.Wake = m.wake(now)
 	return r
 }
@@ -836,14 +889,34 @@ func (m *Model) desired(h HostRead) policy.Objects {
 			o.LookupRecords = append(o.LookupRecords, r)
 		}
 	}
+	// A CA the server has a record of is the server's; a Static record
+	// shadows any Dynamic one of its CA.
+	byCA := map[lookupKey]policy.RecordType{}
+	for _, rd := range sortedRDs(m.watchSet()) {
+		if p := m.rds[rd]; p != nil {
+			for k, r := range p.records {
+				if t, ok := byCA[lookupKey{k.vsid, k.ca}]; !ok || t != policy.Static {
+					byCA[lookupKey{k.vsid, k.ca}] = r.Type
+				}
+			}
+		}
+	}
+	for _, k := range sortedRecKeys(m.learned) {
+		if _, ok := byCA[lookupKey{k.vsid, k.ca}]; !ok {
+			o.LookupRecords = append(o.LookupRecords, m.learned[k])
+		} else {
+			delete(m.learned, k)
+		}
+	}
 	for _, rd := range sortedRDs(m.watchSet()) {
 		p := m.rds[rd]
 		if p == nil {
 			continue
 		}
 		for _, k := range sortedRecKeys(p.records) {
-			if _, ok := m.extra[k]; !ok {
-				o.LookupRecords = append(o.LookupRecords, p.records[k])
+			r := p.records[k]
+			if _, ok := m.extra[k]; !ok && (r.Type != policy.Dynamic || byCA[lookupKey{k.vsid, k.ca}] != policy.Static) {
+				o.LookupRecords = append(o.LookupRecords, r)
 			}
 		}
 		for _, r := range p.routes {

@@ -24,6 +24,12 @@ type slowPolicyServer struct {
 	release chan struct{}
 }
 
+func (s *slowPolicyServer) ReportLearned(_ context.Context, _ string, l policyapi.Learned) (policyapi.Learned, error) {
+	return l, nil
+}
+func (s *slowPolicyServer) ForgetLearned(context.Context, string, policy.VSID, netip.Addr) error {
+	return nil
+}
 func (s *slowPolicyServer) RegisterHost(_ context.Context, h policyapi.Host) (policyapi.Host, error) {
 	return h, nil
 }

@@ -67,6 +67,12 @@ type testbed struct {
 
 func newTestbed(t *testing.T) *testbed {
 	t.Helper()
+	return newTestbedPrefix(t, "wa")
+}
+
+// newTestbedPrefix is newTestbed with names starting with prefix.
+func newTestbedPrefix(t *testing.T, prefix string) *testbed {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces")
 	}
@@ -75,7 +81,7 @@ func newTestbed(t *testing.T) *testbed {
 	}
 	b := make([]byte, 3)
 	rand.Read(b)
-	tb := &testbed{t: t, prefix: "wa" + hex.EncodeToString(b) + "-", dir: t.TempDir(), procs: map[string]*exec.Cmd{}}
+	tb := &testbed{t: t, prefix: prefix + hex.EncodeToString(b) + "-", dir: t.TempDir(), procs: map[string]*exec.Cmd{}}
 	t.Cleanup(tb.cleanup)
 	// The daemons pin their fast paths on a bpf filesystem of this test's
 	// own that outlives them (ip netns exec gives each a private /sys).

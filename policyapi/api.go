@@ -69,18 +69,23 @@ type VM struct {
 	// Interface is the VM's network interface on its host: the TAP its
 	// hypervisor creates (the same name on every host it migrates to), or
 	// the host end of a container's veth. Empty: the VM's name.
-	Interface               string       `json:"Interface,omitempty"`
-	MACAddress              packet.MAC   `json:"MACAddress"`
-	CustomerAddresses       []netip.Addr `json:"CustomerAddresses"`
-	VirtualSubnetID         policy.VSID  `json:"VirtualSubnetID"`
-	Host                    string       `json:"Host"`
-	RoutingDomainID         policy.GUID  `json:"RoutingDomainID"`
-	CustomerID              policy.GUID  `json:"CustomerID"`
-	ProviderAddress         netip.Addr   `json:"ProviderAddress"`
-	PreviousHost            string       `json:"PreviousHost,omitempty"`
-	PreviousProviderAddress netip.Addr   `json:"PreviousProviderAddress,omitzero"`
-	MigratedAt              time.Time    `json:"MigratedAt,omitzero"`
-	CreatedAt               time.Time    `json:"CreatedAt"`
+	Interface         string       `json:"Interface,omitempty"`
+	MACAddress        packet.MAC   `json:"MACAddress"`
+	CustomerAddresses []netip.Addr `json:"CustomerAddresses"`
+	VirtualSubnetID   policy.VSID  `json:"VirtualSubnetID"`
+	Host              string       `json:"Host"`
+	RoutingDomainID   policy.GUID  `json:"RoutingDomainID"`
+	CustomerID        policy.GUID  `json:"CustomerID"`
+	ProviderAddress   netip.Addr   `json:"ProviderAddress"`
+	// L2Only marks a VM that configures its CAs itself, as Windows Server
+	// 2012 R2's L2Only records: it gets an L2Only record (CA 0.0.0.0 and
+	// ::) besides the Static records of its CustomerAddresses, which may
+	// be empty, and its host learns the CAs it sends from (see Learned).
+	L2Only                  bool       `json:"L2Only,omitempty"`
+	PreviousHost            string     `json:"PreviousHost,omitempty"`
+	PreviousProviderAddress netip.Addr `json:"PreviousProviderAddress,omitzero"`
+	MigratedAt              time.Time  `json:"MigratedAt,omitzero"`
+	CreatedAt               time.Time  `json:"CreatedAt"`
 }
 
 // Gateway is a VM that forwards a routing domain's traffic to and from
@@ -97,6 +102,24 @@ type Gateway struct {
 	RoutingDomainID policy.GUID `json:"RoutingDomainID"`
 	CustomerID      policy.GUID `json:"CustomerID"`
 	ProviderAddress netip.Addr  `json:"ProviderAddress"`
+}
+
+// Learned is a CA a host learned on the port of an L2Only VM: the body of
+// POST /v1/hosts/{name}/learned, which only that host may send, and what
+// the server keeps. The host gives VirtualSubnetID, CustomerAddress,
+// MACAddress (the VM's) and ProviderAddress (one of its own PAs); the
+// server fills the rest. Every host of the routing domain gets its Dynamic
+// record (LearnedRecords); a Static record of the CA always wins.
+type Learned struct {
+	VirtualSubnetID policy.VSID `json:"VirtualSubnetID"`
+	CustomerAddress netip.Addr  `json:"CustomerAddress"`
+	MACAddress      packet.MAC  `json:"MACAddress"`
+	ProviderAddress netip.Addr  `json:"ProviderAddress"`
+	Host            string      `json:"Host"`
+	VMName          string      `json:"VMName"`
+	RoutingDomainID policy.GUID `json:"RoutingDomainID"`
+	CustomerID      policy.GUID `json:"CustomerID"`
+	LearnedAt       time.Time   `json:"LearnedAt"`
 }
 
 // Migration is the body of POST /v1/vms/{name}/migrate.
@@ -160,6 +183,7 @@ const (
 	KindLiveness      Kind = "liveness" // a host's lease appeared (put) or expired (delete)
 	KindVM            Kind = "vm"
 	KindGateway       Kind = "gateway"
+	KindLearned       Kind = "learned" // a CA learned by a host (Learned)
 )
 
 // Event is one line of the NDJSON stream of GET /v1/watch. Records/Routes
@@ -185,6 +209,8 @@ type Event struct {
 	PrevVM            *VM            `json:"PrevVM,omitempty"`
 	Gateway           *Gateway       `json:"Gateway,omitempty"`
 	PrevGateway       *Gateway       `json:"PrevGateway,omitempty"`
+	Learned           *Learned       `json:"Learned,omitempty"`
+	PrevLearned       *Learned       `json:"PrevLearned,omitempty"`
 
 	Records     []policy.LookupRecord  `json:"Records,omitempty"`
 	PrevRecords []policy.LookupRecord  `json:"PrevRecords,omitempty"`
@@ -206,6 +232,10 @@ type HostAPI interface {
 	// taken from host.
 	WatchHost(ctx context.Context, rev int64, host string, rds ...policy.GUID) iter.Seq2[Event, error]
 	RedirectKeys(ctx context.Context, host string) ([]RedirectKey, error)
+	// ReportLearned tells the server that host learned a CA;
+	// ForgetLearned that host forgot the CA it learned (aged out).
+	ReportLearned(ctx context.Context, host string, l Learned) (Learned, error)
+	ForgetLearned(ctx context.Context, host string, vsid policy.VSID, ca netip.Addr) error
 }
 
 // DefaultTTL is a host's liveness lease when it registers without one.

@@ -310,6 +310,16 @@ func (c *Client) RedirectKeys(ctx context.Context, host string) ([]policyapi.Red
 	return call[[]policyapi.RedirectKey](c, ctx, http.MethodGet, "/v1/hosts/"+esc(host)+"/redirect-keys", nil, nil)
 }
 
+// ReportLearned reports a CA host learned on an L2Only VM's port.
+func (c *Client) ReportLearned(ctx context.Context, host string, l policyapi.Learned) (policyapi.Learned, error) {
+	return call[policyapi.Learned](c, ctx, http.MethodPost, "/v1/hosts/"+esc(host)+"/learned", nil, l)
+}
+
+// ForgetLearned reports that host forgot the CA it learned (aged out).
+func (c *Client) ForgetLearned(ctx context.Context, host string, vsid policy.VSID, ca netip.Addr) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/hosts/"+esc(host)+"/learned/"+strconv.FormatUint(uint64(vsid), 10)+"/"+esc(ca.String()), nil, nil, nil)
+}
+
 // Credentials (admin only, except WhoAmI).
 
 // IssueCredential asks the server's CA for a credential.

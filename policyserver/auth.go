@@ -27,8 +27,9 @@ import (
 // Admins may do everything. Observers may read (GET, watch) everything but
 // redirect keys. A tenant reads and changes only its own tenant's objects.
 // A host registers and heartbeats only itself, with the PAs of its
-// certificate, and reads only the routing domains its VMs and gateways are
-// (or just were) in; it writes nothing else.
+// certificate, reports the CAs it learned on its own L2Only VMs' ports, and
+// reads only the routing domains its VMs and gateways are (or just were)
+// in; it writes nothing else.
 
 // check decides whether the caller of z may make request r; nil allows.
 type check func(ctx context.Context, z *authz, r *http.Request) error
@@ -67,6 +68,10 @@ var access = map[string]rule{
 	"GET /v1/hosts/{name}":               {what: "read hosts", observer: true, host: allow},
 	"DELETE /v1/hosts/{name}":            {what: "delete hosts"},
 	"GET /v1/hosts/{name}/redirect-keys": {what: "read redirect keys", host: pathSelf},
+	// What a host learned on its own ports (the store checks they are its
+	// VMs' and its PAs).
+	"POST /v1/hosts/{name}/learned":               {what: "report learned CAs", host: pathSelf},
+	"DELETE /v1/hosts/{name}/learned/{vsid}/{ca}": {what: "forget learned CAs", host: pathSelf},
 
 	"POST /v1/vms":                {what: "create VMs", tenant: tenantBody("VirtualSubnetID", (*authz).ownVSID)},
 	"GET /v1/vms":                 {what: "list VMs", observer: true, tenant: allow, host: allow},
@@ -470,7 +475,7 @@ func (z *authz) visible(ctx context.Context, r *http.Request, v any) (any, error
 		if z.id.Role == pki.Host {
 			return v, nil
 		}
-	case policyapi.Policy, policyapi.LookupAnswer, []policyapi.RedirectKey, policyapi.Credential:
+	case policyapi.Policy, policyapi.LookupAnswer, []policyapi.RedirectKey, policyapi.Credential, policyapi.Learned:
 		return v, nil // checked before the read
 	}
 	return nil, z.forbidden(r, "read this", fmt.Sprintf("no rule lets role %s read %T", z.id.Role, v))
@@ -597,6 +602,10 @@ func eventCID(ev *policyapi.Event) policy.GUID {
 		return ev.Gateway.CustomerID
 	case ev.PrevGateway != nil:
 		return ev.PrevGateway.CustomerID
+	case ev.Learned != nil:
+		return ev.Learned.CustomerID
+	case ev.PrevLearned != nil:
+		return ev.PrevLearned.CustomerID
 	}
 	return policy.GUID{}
 }

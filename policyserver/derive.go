@@ -14,22 +14,43 @@ import (
 // API. Pure functions of their arguments.
 
 // RecordsFor returns the Static, Encap lookup record of each CA of vm,
-// pointing at the PA of the VM's host.
+// pointing at the PA of the VM's host, and for an L2Only VM its L2Only
+// records (CA 0.0.0.0 and ::).
 func RecordsFor(vm *policyapi.VM) []policy.LookupRecord {
-	out := make([]policy.LookupRecord, len(vm.CustomerAddresses))
-	for i, ca := range vm.CustomerAddresses {
-		out[i] = policy.LookupRecord{
+	out := make([]policy.LookupRecord, 0, len(vm.CustomerAddresses)+2)
+	rec := func(ca netip.Addr, t policy.RecordType) policy.LookupRecord {
+		return policy.LookupRecord{
 			CustomerAddress: ca,
 			VirtualSubnetID: vm.VirtualSubnetID,
 			MACAddress:      vm.MACAddress,
 			ProviderAddress: vm.ProviderAddress,
 			Rule:            policy.TranslationMethodEncap,
-			Type:            policy.Static,
+			Type:            t,
 			CustomerID:      vm.CustomerID,
 			VMName:          vm.Name,
 		}
 	}
+	for _, ca := range vm.CustomerAddresses {
+		out = append(out, rec(ca, policy.Static))
+	}
+	if vm.L2Only {
+		out = append(out, rec(netip.IPv4Unspecified(), policy.L2Only), rec(netip.IPv6Unspecified(), policy.L2Only))
+	}
 	return out
+}
+
+// LearnedRecords returns the Dynamic record of a learned CA.
+func LearnedRecords(l *policyapi.Learned) []policy.LookupRecord {
+	return []policy.LookupRecord{{
+		CustomerAddress: l.CustomerAddress,
+		VirtualSubnetID: l.VirtualSubnetID,
+		MACAddress:      l.MACAddress,
+		ProviderAddress: l.ProviderAddress,
+		Rule:            policy.TranslationMethodEncap,
+		Type:            policy.Dynamic,
+		CustomerID:      l.CustomerID,
+		VMName:          l.VMName,
+	}}
 }
 
 // GatewayRecords returns a gateway's Static record for its CA and its
@@ -87,9 +108,11 @@ func GatewayRoutes(g *policyapi.Gateway) []policy.CustomerRoute {
 // PolicyFor assembles the policy of routing domain rd read at revision rev
 // from its subnets, the Static records of its CAs (RecordsFor of its VMs and
 // the first of GatewayRecords of its gateways, as the server keeps them) and
-// its gateways, which add their wildcard records and default routes. Routes
-// are ordered by VSID and prefix, records by VSID, CA and type.
-func PolicyFor(rd policy.GUID, rev int64, subnets []policyapi.Subnet, records []policy.LookupRecord, gateways []policyapi.Gateway) policyapi.Policy {
+// its gateways, which add their wildcard records and default routes, and
+// the Dynamic records of its learned CAs, except where a Static record has
+// the CA (it always wins). Routes are ordered by VSID and prefix, records
+// by VSID, CA and type.
+func PolicyFor(rd policy.GUID, rev int64, subnets []policyapi.Subnet, records []policy.LookupRecord, gateways []policyapi.Gateway, learned []policyapi.Learned) policyapi.Policy {
 	p := policyapi.Policy{RoutingDomainID: rd, Revision: rev, Subnets: subnets,
 		Records: []policy.LookupRecord{}, Routes: []policy.CustomerRoute{}}
 	if p.Subnets == nil {
@@ -108,9 +131,20 @@ func PolicyFor(rd policy.GUID, rev int64, subnets []policyapi.Subnet, records []
 			a.DestinationPrefix.Addr().Compare(b.DestinationPrefix.Addr()),
 			cmp.Compare(a.DestinationPrefix.Bits(), b.DestinationPrefix.Bits()))
 	})
+	static := map[netip.Addr]bool{}
+	for _, r := range records {
+		if r.Type == policy.Static {
+			static[r.CustomerAddress] = true
+		}
+	}
+	for i := range learned {
+		if !static[learned[i].CustomerAddress] {
+			p.Records = append(p.Records, LearnedRecords(&learned[i])...)
+		}
+	}
 	slices.SortFunc(p.Records, func(a, b policy.LookupRecord) int {
 		return cmp.Or(cmp.Compare(a.VirtualSubnetID, b.VirtualSubnetID),
-			a.CustomerAddress.Compare(b.CustomerAddress), cmp.Compare(a.Type, b.Type))
+			a.CustomerAddress.Compare(b.CustomerAddress), cmp.Compare(a.Type, b.Type), slices.Compare(a.MACAddress[:], b.MACAddress[:]))
 	})
 	return p
 }

@@ -92,6 +92,24 @@ func newHandler(st *Store, log *slog.Logger, auth *Auth) http.Handler {
 		return st.RedirectKeys(ctx, r.PathValue("name"))
 	})
 	del("/v1/hosts/{name}", delName(st.DeleteHost))
+	create("/v1/hosts/{name}/learned", func(ctx context.Context, r *http.Request) (any, error) {
+		var l policyapi.Learned
+		if err := jsonapi.DecodeBody(r.Body, &l); err != nil {
+			return nil, err
+		}
+		return st.ReportLearned(ctx, r.PathValue("name"), l)
+	})
+	del("/v1/hosts/{name}/learned/{vsid}/{ca}", func(ctx context.Context, r *http.Request) error {
+		v, err := pathVSID(r)
+		if err != nil {
+			return err
+		}
+		ca, err := netip.ParseAddr(r.PathValue("ca"))
+		if err != nil {
+			return invalidf("ca %q is not an IP address: use the learned CA, such as 10.0.0.5", r.PathValue("ca"))
+		}
+		return st.ForgetLearned(ctx, r.PathValue("name"), v, ca)
+	})
 
 	create("/v1/vms", body(st.CreateVM))
 	get("/v1/vms", func(ctx context.Context, r *http.Request) (any, error) {

@@ -34,7 +34,12 @@ func vmKey(name string) string                       { return Prefix + "vms/" + 
 func gatewayKey(name string) string                  { return Prefix + "gateways/" + name }
 func recsKey(rd policy.GUID) string                  { return Prefix + "rec/" + rd.String() + "/ca/" }
 func recKey(rd policy.GUID, ca netip.Addr) string    { return recsKey(rd) + ca.String() }
-func vsidIdxKey(v policy.VSID) string                { return Prefix + "idx/vsid/" + vsidText(v) }
+func l2RecKey(rd policy.GUID, mac packet.MAC, zero netip.Addr) string {
+	return recsKey(rd) + "l2/" + mac.String() + "/" + zero.String()
+}
+func learnedPrefix(rd policy.GUID) string             { return Prefix + "learned/" + rd.String() + "/" }
+func learnedKey(rd policy.GUID, ca netip.Addr) string { return learnedPrefix(rd) + ca.String() }
+func vsidIdxKey(v policy.VSID) string                 { return Prefix + "idx/vsid/" + vsidText(v) }
 func macIdxKey(rd policy.GUID, m packet.MAC) string {
 	return Prefix + "idx/mac/" + rd.String() + "/" + m.String()
 }

@@ -307,8 +307,10 @@ func checkVM(vm *policyapi.VM) error {
 	if err := checkMAC(vm.MACAddress); err != nil {
 		return err
 	}
-	if err := checkCAs(vm.CustomerAddresses); err != nil {
-		return err
+	if len(vm.CustomerAddresses) > 0 || !vm.L2Only {
+		if err := checkCAs(vm.CustomerAddresses); err != nil {
+			return err
+		}
 	}
 	if err := checkVSID(vm.VirtualSubnetID); err != nil {
 		return err

@@ -92,11 +92,16 @@ func placeOps(rd policy.GUID, recs []policy.LookupRecord, host string, vsid poli
 		clientv3.OpPut(subnetMembers(vsid)+owner, ""))
 }
 
-// recOps writes records, each at the key of its CA.
+// recOps writes records, each at the key of its CA (an L2Only record at
+// its MAC's).
 func recOps(rd policy.GUID, recs []policy.LookupRecord) []clientv3.Op {
 	ops := make([]clientv3.Op, len(recs))
 	for i, r := range recs {
-		ops[i] = clientv3.OpPut(recKey(rd, r.CustomerAddress), encode(r))
+		k := recKey(rd, r.CustomerAddress)
+		if r.Type == policy.L2Only {
+			k = l2RecKey(rd, r.MACAddress, r.CustomerAddress)
+		}
+		ops[i] = clientv3.OpPut(k, encode(r))
 	}
 	return ops
 }
@@ -106,6 +111,8 @@ func unplaceOps(rd policy.GUID, cas []netip.Addr, mac packet.MAC, host string, v
 		clientv3.OpDelete(macIdxKey(rd, mac)),
 		clientv3.OpDelete(hostMembers(host) + owner),
 		clientv3.OpDelete(subnetMembers(vsid) + owner),
+		clientv3.OpDelete(l2RecKey(rd, mac, netip.IPv4Unspecified())),
+		clientv3.OpDelete(l2RecKey(rd, mac, netip.IPv6Unspecified())),
 	}
 	for _, ca := range cas {
 		ops = append(ops, clientv3.OpDelete(recKey(rd, ca)))
@@ -243,6 +250,16 @@ func (s *Store) DeleteVM(ctx context.Context, name string) error {
 		}
 		ops := append(unplaceOps(vm.RoutingDomainID, vm.CustomerAddresses, vm.MACAddress, vm.Host, vm.VirtualSubnetID, member("vm", name)),
 			clientv3.OpDelete(vmKey(name)))
+		// What its hosts learned of it goes with it.
+		learned, _, err := s.learnedOf(ctx, vm.RoutingDomainID)
+		if err != nil {
+			return struct{}{}, err
+		}
+		for _, l := range learned {
+			if l.MACAddress == vm.MACAddress {
+				ops = append(ops, clientv3.OpDelete(learnedKey(vm.RoutingDomainID, l.CustomerAddress)))
+			}
+		}
 		_, err = s.commit(ctx, []clientv3.Cmp{unchanged(vmKey(name), k)}, ops...)
 		return struct{}{}, err
 	})
@@ -385,6 +402,7 @@ func (s *Store) Policy(ctx context.Context, rd policy.GUID) (policyapi.Policy, e
 		clientv3.OpGet(subnetsKey(rd), clientv3.WithPrefix()),
 		clientv3.OpGet(recsKey(rd), clientv3.WithPrefix()),
 		clientv3.OpGet(Prefix+"gateways/", clientv3.WithPrefix()),
+		clientv3.OpGet(learnedPrefix(rd), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return policyapi.Policy{}, etcdError(err)
@@ -414,7 +432,11 @@ func (s *Store) Policy(ctx context.Context, rd policy.GUID) (policyapi.Policy, e
 		return policyapi.Policy{}, err
 	}
 	gws = slices.DeleteFunc(gws, func(g policyapi.Gateway) bool { return g.RoutingDomainID != rd })
-	return PolicyFor(rd, resp.Header.Revision, subnets, recs, gws), nil
+	learned, err := listOf[policyapi.Learned](conv(4))
+	if err != nil {
+		return policyapi.Policy{}, err
+	}
+	return PolicyFor(rd, resp.Header.Revision, subnets, recs, gws, learned), nil
 }
 
 // Lookup answers the record of ca in the routing domain of vsid.
@@ -431,14 +453,22 @@ func (s *Store) Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (po
 	if err != nil {
 		return policyapi.LookupAnswer{}, err
 	}
-	r, rev, err := s.reads(ctx, recKey(rd, ca))
+	r, rev, err := s.reads(ctx, recKey(rd, ca), learnedKey(rd, ca))
 	if err != nil {
 		return policyapi.LookupAnswer{}, err
 	}
-	if r[0] == nil {
+	var rec policy.LookupRecord
+	switch {
+	case r[0] != nil:
+		rec, err = decode[policy.LookupRecord](r[0])
+	case r[1] != nil:
+		var l policyapi.Learned
+		if l, err = decode[policyapi.Learned](r[1]); err == nil {
+			rec = LearnedRecords(&l)[0]
+		}
+	default:
 		return policyapi.LookupAnswer{}, notFoundf("CustomerAddress %s has no lookup record in the routing domain of VirtualSubnetID %d", ca, vsid)
 	}
-	rec, err := decode[policy.LookupRecord](r[0])
 	if err != nil {
 		return policyapi.LookupAnswer{}, err
 	}

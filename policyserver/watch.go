@@ -391,6 +391,13 @@ func eventOf(e *clientv3.Event) (*policyapi.Event, error) {
 			ev.Records, ev.PrevRecords = derive(ev.Gateway, ev.PrevGateway, GatewayRecords)
 			ev.Routes, ev.PrevRoutes = derive(ev.Gateway, ev.PrevGateway, GatewayRoutes)
 		}
+	case "learned":
+		ev.Kind, ev.Name = policyapi.KindLearned, name
+		ev.Learned, ev.PrevLearned, err = both[policyapi.Learned](cur, prev)
+		if err == nil {
+			ev.RoutingDomainID = cmpOrPtr(ev.Learned, ev.PrevLearned).RoutingDomainID
+			ev.Records, ev.PrevRecords = derive(ev.Learned, ev.PrevLearned, LearnedRecords)
+		}
 	default:
 		return nil, nil
 	}

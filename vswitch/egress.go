@@ -48,7 +48,17 @@ func (s *Switch) FromPortFlows(r *Result, f *Flows, port int, buf []byte, off, n
 		pc.RxBytes.Add(uint64(n))
 	}
 	if f == nil || !s.egressCached(r, f, p, buf, off, frame, segLen) {
-		s.egressFlows(r, f, p, pt, buf, off, frame, segLen, scratch)
+		// The cached path takes only frames from the port's own CAs,
+		// which are never learned.
+		learn, reason := s.learn(p, frame)
+		if reason != ReasonNone {
+			*r = s.drop(reason)
+		} else {
+			s.egressFlows(r, f, p, pt, buf, off, frame, segLen, scratch)
+			if learn != nil {
+				r.Learn = learn
+			}
+		}
 	}
 	if r.Action == Drop {
 		pc.Drops.Add(1)
@@ -505,16 +515,19 @@ const EncapHeaderLen = packet.NVGREHeaderLen
 var _ = [1]struct{}{}[packet.VXLANHeaderLen-EncapHeaderLen]
 
 // set writes a verdict without a drop reason into r field by field, all but
-// Redirect, Miss and Copies (see clearExtras): storing all of a Result,
+// Redirect, Miss, Copies and Learn (see clearExtras): storing all of a Result,
 // zeroing it or copying a literal, was a fifth of the cached path.
 func (r *Result) set(a Action, port int, src, dst netip.Addr, e policy.Encapsulation, flow uint8, data []byte) {
 	r.Action, r.Reason, r.Port, r.Src, r.Dst, r.Encap, r.FlowID, r.Data, r.Validated, r.Reply = a, ReasonNone, port, src, dst, e, flow, data, false, false
 }
 
-// clearExtras zeroes Redirect, Miss and Copies, which only verdicts of
-// other actions set, checking first: an invalid netip.Addr is always the
+// clearExtras zeroes Redirect, Miss, Copies and Learn, which only verdicts
+// of other actions set, checking first: an invalid netip.Addr is always the
 // zero one.
 func (r *Result) clearExtras() {
+	if r.Learn != nil {
+		r.Learn = nil
+	}
 	if rd := &r.Redirect; rd.VSID != 0 || rd.CA.IsValid() || rd.PA.IsValid() || rd.NewPA.IsValid() {
 		r.Redirect = RedirectInfo{}
 	}

@@ -26,6 +26,15 @@ var (
 // l2Host is host1 plus VSID 7001 (on encapsulation e) with l2a on port 2
 // (no CAs) and l2b on port 3 (CA 10.7.0.3).
 func l2Host(t testing.TB, e policy.Encapsulation) (*Switch, *recorder) {
+	rec := &recorder{}
+	sw := New(Config{UnderlayMTU: 1500, Events: rec})
+	sw.SetPolicy(l2Store(t, e).Table())
+	sw.SetPorts(l2Ports())
+	return sw, rec
+}
+
+// l2Store is the policy of l2Host.
+func l2Store(t testing.TB, e policy.Encapsulation) *policy.Store {
 	st := labStore(t, pa1)
 	must(st.AddCustomerRoute(policy.CustomerRoute{RoutingDomainID: blueRD, VirtualSubnetID: 7001, DestinationPrefix: netip.MustParsePrefix("10.7.0.0/24")}))
 	must(st.AddLookupRecord(policy.LookupRecord{CustomerAddress: netip.MustParseAddr("10.7.0.50"), VirtualSubnetID: 7001, MACAddress: macStatic,
@@ -41,16 +50,17 @@ func l2Host(t testing.TB, e policy.Encapsulation) (*Switch, *recorder) {
 	if e != policy.EncapNVGRE {
 		must(st.AddVirtualSubnet(policy.VirtualSubnet{VirtualSubnetID: 7001, Encapsulation: e}))
 	}
-	rec := &recorder{}
-	sw := New(Config{UnderlayMTU: 1500, Events: rec})
-	sw.SetPolicy(st.Table())
-	sw.SetPorts(must(NewPortTable([]PortConfig{
+	return st
+}
+
+// l2Ports are the ports of l2Host.
+func l2Ports() *PortTable {
+	return must(NewPortTable([]PortConfig{
 		{Index: 0, Name: "blue1", MAC: macBlue1, VSID: 5001, CAs: addrs("10.0.0.10", "fd00:0:0:1::10")},
 		{Index: 1, Name: "red1", MAC: macRed1, VSID: 6001, CAs: addrs("10.0.0.10", "fd00:0:0:1::10")},
 		{Index: 2, Name: "l2a", MAC: macL2a, VSID: 7001},
 		{Index: 3, Name: "l2b", MAC: macL2b, VSID: 7001, CAs: addrs("10.7.0.3")},
-	})))
-	return sw, rec
+	}))
 }
 
 // arpFrame builds an ARP frame at Headroom of a fresh buffer.

@@ -12,13 +12,16 @@ import (
 // Limits keep one VM from taking the slow path's shared resources from the
 // others: lookup misses (each raises a policy-mismatch notification and may
 // park a frame) and L2Only floods are rate limited per port, and a CA whose
-// lookup failed is not looked up again for NegativeTTL. Zero fields take
-// the defaults.
+// lookup failed is not looked up again for NegativeTTL. A port learns at
+// most LearnedPerPort CAs in an L2Only subnet, each forgotten when not heard
+// from for LearnedAge (see learn.go). Zero fields take the defaults.
 type Limits struct {
 	MissRate, MissBurst   int // lookup misses per second per port, and the burst
 	FloodRate, FloodBurst int // floods per second per port (storm control)
 	NegativeTTL           time.Duration
 	NegativeEntries       int // CAs whose lookup failed remembered at once
+	LearnedPerPort        int
+	LearnedAge            time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -40,8 +43,22 @@ func (l Limits) withDefaults() Limits {
 	if l.NegativeEntries <= 0 {
 		l.NegativeEntries = 4096
 	}
+	if l.LearnedPerPort <= 0 {
+		l.LearnedPerPort = DefaultLearnedPerPort
+	}
+	if l.LearnedAge <= 0 {
+		l.LearnedAge = DefaultLearnedAge
+	}
 	return l
 }
+
+// The defaults of the learning limits: a VM with a few addresses per family
+// fits easily, and a CA is forgotten after the five minutes a Linux bridge
+// keeps a MAC.
+const (
+	DefaultLearnedPerPort = 32
+	DefaultLearnedAge     = 5 * time.Minute
+)
 
 // Tick gives the switch the time; the limits use the last time given and
 // are off until the first Tick. The shell calls it once per batch.

@@ -68,6 +68,12 @@ const (
 	// (other routing domains, or a destination the source's subnet does
 	// not route to).
 	ReasonRewriteMismatch
+	// ReasonStaticCA: a VM of a subnet with L2Only records sent from a CA
+	// that a Static lookup record gives another VM; it is not learned.
+	ReasonStaticCA
+	// ReasonLearnLimit: the port sent from a new CA with
+	// Limits.LearnedPerPort CAs learned already.
+	ReasonLearnLimit
 	numReasons
 )
 
@@ -116,6 +122,8 @@ var reasonNames = [numReasons]string{
 	ReasonNoExternalRouter:        "no-external-router",
 	ReasonWrongVLAN:               "wrong-vlan",
 	ReasonRewriteMismatch:         "rewrite-mismatch",
+	ReasonStaticCA:                "static-ca",
+	ReasonLearnLimit:              "learn-limit",
 }
 
 func (r Reason) String() string {

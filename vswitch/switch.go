@@ -97,6 +97,10 @@ type Result struct {
 	Redirect RedirectInfo
 	Miss     Miss
 	Copies   Copies
+	// Learn, set with any Action, is a CA learned from a frame of a VM
+	// with an L2Only record: the caller puts its Dynamic record in policy
+	// (see learn.go). It points into the switch's table: copy it to keep it.
+	Learn *Learned
 	// Validated marks a ToPort verdict for a packet from the underlay that
 	// passed every check for its (outer source PA, VSID, inner addresses):
 	// the caller may install it in a fast path as an IngressDecision. For
@@ -131,6 +135,7 @@ type Switch struct {
 	now      atomic.Int64  // Unix nanoseconds of the last Tick; 0: limits off
 	limits   Limits
 	negative *negativeCache
+	learned  learnTable
 	redirectKeysState
 	Counters *Counters
 }

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +26,7 @@ import (
 	"github.com/wnv/wnv/host"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/provider"
+	"github.com/wnv/wnv/vswitch"
 )
 
 // rootCmd is the wnvd command tree; each mode registers itself in its own
@@ -80,6 +82,12 @@ func hostCmd() *cobra.Command {
 			if cfg.Name == "" {
 				cfg.Name, _ = os.Hostname()
 			}
+			if cfg.LearnedPerPort < 1 {
+				return fmt.Errorf("--learned-per-port %d is invalid: a port must be able to learn at least 1 CA", cfg.LearnedPerPort)
+			}
+			if cfg.LearnedAge < time.Second {
+				return fmt.Errorf("--learned-age %s is invalid: use at least 1s", cfg.LearnedAge)
+			}
 			cfg.Log = log.With("host", cfg.Name)
 			switch fastPath {
 			case "on":
@@ -106,6 +114,8 @@ func hostCmd() *cobra.Command {
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cfg.AllowUnauthenticatedRedirects, "allow-unauthenticated-redirects", false, "accept redirects without a MAC while no redirect key is installed (PUT /v1/redirect-keys); by default they are dropped as redirect-unauthenticated")
 	f.StringVar(&cfg.PinDir, "pin-dir", "", "bpf filesystem directory of the kernel fast path (default /sys/fs/bpf/wnv/<name>-<netns inode>)")
+	f.IntVar(&cfg.LearnedPerPort, "learned-per-port", vswitch.DefaultLearnedPerPort, "most CAs a VM port of an L2Only subnet may have learned at once; frames from more are dropped as learn-limit")
+	f.DurationVar(&cfg.LearnedAge, "learned-age", vswitch.DefaultLearnedAge, "a CA learned in an L2Only subnet and not heard from for this long is forgotten (its Dynamic record removed)")
 	f.StringVar(&fastPath, "fast-path", cmp.Or(os.Getenv("WNV_FAST_PATH"), "on"), "on: decided flows are forwarded in the kernel (eBPF); off: every frame goes through wnvd's switch (default $WNV_FAST_PATH, else on)")
 	ag.register(f)
 	api.register(f)

@@ -126,6 +126,9 @@ type Switch struct {
 	negative *negativeCache
 	redirectKeysState
 	Counters *Counters
+	// tr records the decisions of a trace's shadow switch (see trace.go);
+	// nil in a real one.
+	tr *tracer
 }
 
 // New returns a switch with empty policy and no ports.
@@ -173,6 +176,9 @@ func Overhead(e policy.Encapsulation, v6 bool) int {
 
 func (s *Switch) drop(r Reason) Result {
 	s.Counters.Drop(r)
+	if s.tr != nil {
+		s.tr.drop(r)
+	}
 	return Result{Action: Drop, Reason: r}
 }
 

@@ -487,3 +487,29 @@ func TestTraceFrameRefusesBadInput(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTrace traces any frame from a port and any packet from the underlay,
+// as the provider API lets a caller ask: the trace must agree with the
+// switch's verdict and end every drop with a reason and a fix.
+func FuzzTrace(f *testing.F) {
+	f.Add(udpTo("10.0.0.10", "10.0.0.11", macBlue2).frame, false)
+	f.Add(udpTo("10.0.0.10", "10.0.1.10", GatewayMAC).frame, false)
+	f.Add(encapFrom(5001, macBlue1, macBlue2, "10.0.0.11", "10.0.0.10"), true)
+	f.Add(signed(pa3, 1, &keyPA2), true)
+	f.Fuzz(func(t *testing.T, b []byte, underlay bool) {
+		sw := keyedHost1(t)
+		in := traceInput{port: 0, frame: b}
+		if underlay {
+			in = fromUnderlay(pa2, b)
+		}
+		res := in.trace(sw)
+		if r := in.run(sw); r.Action.String() != res.Verdict {
+			t.Fatalf("trace says %s, switch did %v %v", res.Verdict, r.Action, r.Reason)
+		}
+		for _, s := range res.Steps {
+			if s.Step == "drop" && (s.Reason == "" || s.Fix == "") {
+				t.Fatalf("drop step without reason or fix: %+v", s)
+			}
+		}
+	})
+}

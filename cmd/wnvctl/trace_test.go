@@ -146,3 +146,35 @@ func TestTraceCommandRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceFromVMThroughPolicyServer finds the VM's host and port, and the
+// destination host by its PA, through the policy server.
+func TestTraceFromVMThroughPolicyServer(t *testing.T) {
+	_, _, sock1, sock2 := traceLab(t)
+	s := startPolicyServer(t)
+	for _, args := range [][]string{
+		{"tenant", "create", "--id", "{aaaaaaaa-0000-0000-0000-000000000001}", "--name", "contoso"},
+		{"routing-domain", "create", "--id", rdID, "--tenant", "{aaaaaaaa-0000-0000-0000-000000000001}"},
+		{"subnet", "create", "--vsid", "5001", "--routing-domain", rdID, "--prefix", "10.0.0.0/24"},
+		{"host", "register", "--name", "host1", "--pa", "198.18.0.1"},
+		{"host", "register", "--name", "host2", "--pa", "198.18.0.2"},
+		{"vm", "create", "--name", "blue1", "--vsid", "5001", "--mac", traceMAC1.String(), "--ca", "10.0.0.10", "--host", "host1"},
+		{"vm", "create", "--name", "blue2", "--vsid", "5001", "--mac", traceMAC2.String(), "--ca", "10.0.0.11", "--host", "host2"},
+	} {
+		if out, err := psctl(t, s, args...); err != nil {
+			t.Fatalf("wnvctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	out, err := psctl(t, s, "trace", "--from", "blue1", "--to", "10.0.0.11", "--api", "host1="+sock1, "--api", "host2="+sock2)
+	if err != nil {
+		t.Fatalf("trace --from: %v\n%s", err, out)
+	}
+	for _, want := range []string{"== host1 (source, " + sock1, "== host2 (arrival, " + sock2, "deliver", "port blue2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := psctl(t, s, "trace", "--from", "blue1", "--to", "10.0.0.11"); err == nil || !strings.Contains(err.Error(), "no provider API known for host host1") {
+		t.Errorf("trace --from without the hosts' APIs: %v\n%s", err, out)
+	}
+}

@@ -59,6 +59,9 @@ func (tr *tracer) fix(r Reason) (object, fix string) {
 	case ReasonNoLocalPA:
 		return "provider addresses of this host", "this host has no provider address of the destination PA's family: add one (wnvctl provider-address add)"
 	case ReasonNoLocalPort:
+		if tr.port < 0 {
+			return rec(dst, vsid), fmt.Sprintf("no port in VSID %d here has MAC %s and CA %s: the sender's lookup record for %s names this host's PA %s wrongly, or attach the VM here", vsid, tr.dstMAC, dst, dst, tr.dstPA)
+		}
 		return rec(dst, vsid), fmt.Sprintf("the lookup record for %s in VSID %d names this host, but no port with its MAC is attached in VSID %d: attach the VM's port here, or point the record at the VM's host", dst, vsid, vsid)
 	case ReasonTTLExceeded:
 		return "the packet", fmt.Sprintf("the TTL of the packet to %s ran out while routed (an ICMP time exceeded went back): a routing loop, or a TTL too small", dst)

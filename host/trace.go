@@ -20,6 +20,7 @@ func (h *Host) Trace(r provider.TraceRequest, live bool) (provider.TraceResponse
 	if r.Outer != nil {
 		res := provider.TraceOuter(h.sw, r.Outer)
 		res.Host = h.cfg.Name
+		h.slowPathOnly(res.Packet)
 		if in := res.Packet.Ingress; in != nil {
 			res.Installed = h.ingressInstalled(in)
 		}
@@ -34,6 +35,7 @@ func (h *Host) Trace(r provider.TraceRequest, live bool) (provider.TraceResponse
 		return res, err
 	}
 	res.Host = h.cfg.Name
+	h.slowPathOnly(res.Packet)
 	if res.Packet != nil && res.Packet.Decision != nil {
 		res.Installed = h.egressInstalled(res.Packet.Decision)
 	}
@@ -97,4 +99,14 @@ func (h *Host) inject(port int, frame []byte) vswitch.Action {
 	out.add(r)
 	out.flush(h)
 	return r.Action
+}
+
+// slowPathOnly corrects the fast path of a trace on a host that runs
+// without it: nothing is ever installed.
+func (h *Host) slowPathOnly(t *vswitch.TraceResult) {
+	if t == nil || !h.cfg.SlowPathOnly || !t.FastPath {
+		return
+	}
+	t.FastPath = false
+	t.Steps = append(t.Steps, vswitch.Step{Step: "slow-path", Detail: "this wnvd runs without the kernel fast path (--fast-path off): every packet takes the slow path"})
 }

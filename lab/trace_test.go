@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -18,7 +19,9 @@ type liveTrace struct {
 		Trace struct {
 			Packet *struct {
 				Verdict, Reason string
+				FastPath        bool
 			}
+			Installed bool
 		}
 	}
 	Live *struct {
@@ -27,15 +30,18 @@ type liveTrace struct {
 	}
 }
 
-func (l *Lab) traceLive(t *testing.T, from, to string) liveTrace {
+func (l *Lab) traceLive(t *testing.T, from, to string, live bool) liveTrace {
 	t.Helper()
-	out, err := exec.Command(l.Wnvctl, "-o", "json", "--socket", l.socket("host1"), "trace", "--port", from, "--to", to,
-		"--dest-host", l.socket("host2"), "--live").CombinedOutput()
+	args := []string{"-o", "json", "--socket", l.socket("host1"), "trace", "--port", from, "--to", to, "--dest-host", l.socket("host2")}
+	if live {
+		args = append(args, "--live")
+	}
+	out, err := exec.Command(l.Wnvctl, args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("wnvctl trace --live: %v\n%s", err, out)
+		t.Fatalf("wnvctl trace: %v\n%s", err, out)
 	}
 	var tr liveTrace
-	if err := json.Unmarshal(out, &tr); err != nil || tr.Live == nil || len(tr.Hops) != 2 {
+	if err := json.Unmarshal(out, &tr); err != nil || live != (tr.Live != nil) || len(tr.Hops) != 2 {
 		t.Fatalf("wnvctl trace --live -o json: %v\n%s", err, out)
 	}
 	return tr
@@ -54,7 +60,17 @@ func TestTraceLiveFindsTheRemovedRecord(t *testing.T) {
 		t.Fatalf("Up: %v", err)
 	}
 
-	tr := l.traceLive(t, "blue1", "10.0.0.11")
+	// Real traffic installs the flow's decision in the kernel, which the
+	// dry run then reports.
+	if _, _, err := l.ProbeUDP(ctx, "blue1", netip.MustParseAddr("10.0.0.11"), netip.Addr{}, 2, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	tr := l.traceLive(t, "blue1", "10.0.0.11", false)
+	if fast := os.Getenv("WNV_FAST_PATH") != "off"; tr.Hops[0].Trace.Packet == nil || tr.Hops[0].Trace.Packet.FastPath != fast || tr.Hops[0].Trace.Installed != fast {
+		t.Errorf("after traffic, fast path on: %v: the source's trace says %+v", fast, tr.Hops[0].Trace)
+	}
+
+	tr = l.traceLive(t, "blue1", "10.0.0.11", true)
 	if !tr.Live.Delivered || tr.Live.DiedAt != "" || tr.Live.Injected != "to-underlay" || tr.Hops[1].Trace.Packet.Verdict != "to-port" {
 		t.Fatalf("with whole policy: %+v %+v", tr.Hops, *tr.Live)
 	}
@@ -63,7 +79,7 @@ func TestTraceLiveFindsTheRemovedRecord(t *testing.T) {
 		CustomerAddress: []netip.Addr{netip.MustParseAddr("10.0.0.10")}, VirtualSubnetID: []policy.VSID{5001}}); err != nil {
 		t.Fatal(err)
 	}
-	tr = l.traceLive(t, "blue1", "10.0.0.11")
+	tr = l.traceLive(t, "blue1", "10.0.0.11", true)
 	if tr.Live.DiedAt == "" || tr.Live.DiedAt != tr.Hops[1].Host || tr.Live.Reason != "policy-mismatch" || tr.Live.Delivered {
 		t.Errorf("after host2 lost blue1's record: live %+v, want died on host2 (%s) of policy-mismatch", *tr.Live, tr.Hops[1].Host)
 	}

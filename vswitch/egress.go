@@ -544,7 +544,8 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 	f.insert(key, d, *gw)
 	s.recordDecision(f, p, dst, d, *gw, t)
 	if s.tr != nil {
-		s.tr.decided(&s.cfg, p, dst, d, *gw, t)
+		e, ok := s.export(p, dst, d, *gw, t, s.gen.Load())
+		s.tr.decided(e, ok, p)
 	}
 	return d
 }

@@ -158,7 +158,6 @@ func (s *Switch) shadow(tr *tracer) *Switch {
 	sh.unauthRedirects.Store(s.unauthRedirects.Load())
 	tr.live = s.Counters
 	tr.t = s.policy.Load()
-	tr.gen = s.gen.Load()
 	tr.mtuVal = s.cfg.UnderlayMTU
 	return sh
 }
@@ -266,7 +265,6 @@ type tracer struct {
 	steps []Step
 	live  *Counters     // the real switch's, for the rate limits' state
 	t     *policy.Table // the snapshot traced against
-	gen   uint64
 	port  int
 
 	src, dst       netip.Addr
@@ -408,22 +406,12 @@ func (tr *tracer) byMAC(vsid policy.VSID, rec *policy.LookupRecord) {
 	tr.add("l2", recordName(rec), "policy does not resolve the address: switched by destination MAC %s in VSID %d (L2Only records)", rec.MACAddress, vsid)
 }
 
-// decided notes the egress decision the switch makes (and the kernel
-// could execute), as recordDecision would make it.
-func (tr *tracer) decided(cfg *Config, p *PortConfig, dst netip.Addr, d *decision, gw packet.MAC, t *policy.Table) {
-	e := Decision{Port: p.Index, Dst: dst, Gen: tr.gen, Local: int(d.local), MAC: d.mac, Routed: d.routed, VSID: d.dstVSID}
-	if d.routed {
-		e.SrcMAC = gw
-	}
-	if d.local < 0 {
-		e.DstPA = d.pa()
-		pa, ok := portSourcePA(t, p, e.DstPA)
-		if !ok {
-			tr.add("slow-path", "port "+p.Name, "the port's CAs leave from different PAs: every packet of the flow takes the slow path")
-			return
-		}
-		e.Encap, e.SrcPA = d.encap, pa
-		e.MaxLen = cfg.UnderlayMTU - Overhead(d.encap, e.DstPA.Is6()) + packet.EthernetHeaderLen
+// decided notes the egress decision the switch exports for a kernel fast
+// path to execute, or that it cannot.
+func (tr *tracer) decided(e Decision, ok bool, p *PortConfig) {
+	if !ok {
+		tr.add("slow-path", "port "+p.Name, "the port's CAs leave from different PAs: every packet of the flow takes the slow path")
+		return
 	}
 	tr.fast = &e
 }

@@ -15,6 +15,8 @@
 //	/v1/batch               POST: a policy.Batch of record and route changes, applied as one change or not at all
 //	/v1/next-hop            GET (Select-NextHop)
 //	/v1/counters            GET
+//	/v1/trace               POST: the switch's dry run of a packet, step by step (observers too)
+//	/v1/trace/live          POST: the same, then the packet, marked, sent from the port
 //
 // GET, PATCH and DELETE take a filter as query parameters named after the
 // properties (an absent parameter matches anything; DELETE with no filter

@@ -97,6 +97,7 @@ func NewHandler(b Backend) http.Handler {
 
 	registerVirtualSubnets(h)
 	registerRedirectKeys(h)
+	registerTrace(h)
 
 	h.route("/v1/global", map[string]http.HandlerFunc{
 		http.MethodGet: h.getGlobal,

@@ -79,7 +79,15 @@ func (s *Switch) recordDecision(f *Flows, p *PortConfig, dst netip.Addr, d *deci
 	if f == nil || !f.record {
 		return
 	}
-	e := Decision{Port: p.Index, Dst: dst, Gen: f.gen, Local: int(d.local), MAC: d.mac, Routed: d.routed, VSID: d.dstVSID}
+	if e, ok := s.export(p, dst, d, gw, t, f.gen); ok {
+		f.decided = append(f.decided, e)
+	}
+}
+
+// export is the Decision for d of generation gen; ok is false if a kernel
+// cannot execute it (see portSourcePA).
+func (s *Switch) export(p *PortConfig, dst netip.Addr, d *decision, gw packet.MAC, t *policy.Table, gen uint64) (e Decision, ok bool) {
+	e = Decision{Port: p.Index, Dst: dst, Gen: gen, Local: int(d.local), MAC: d.mac, Routed: d.routed, VSID: d.dstVSID}
 	if d.routed {
 		e.SrcMAC = gw
 	}
@@ -87,13 +95,13 @@ func (s *Switch) recordDecision(f *Flows, p *PortConfig, dst netip.Addr, d *deci
 		e.DstPA = d.pa()
 		pa, ok := portSourcePA(t, p, e.DstPA)
 		if !ok {
-			return
+			return e, false
 		}
 		e.Encap, e.SrcPA = d.encap, pa
 		if d.encap == rewriteEncap {
 			rewrite, ok := portRewrites(t, p, pa)
 			if !ok {
-				return
+				return e, false
 			}
 			e.Encap, e.Rewrite = t.Encapsulation(d.dstVSID), rewrite
 		}
@@ -102,7 +110,7 @@ func (s *Switch) recordDecision(f *Flows, p *PortConfig, dst netip.Addr, d *deci
 			e.MaxLen = s.cfg.UnderlayMTU + packet.EthernetHeaderLen
 		}
 	}
-	f.decided = append(f.decided, e)
+	return e, true
 }
 
 // portSourcePA is the source PA of every packet from port p to dstPA, for a

@@ -40,6 +40,9 @@ func (s *Switch) FromPortFlows(r *Result, f *Flows, port int, buf []byte, off, n
 		*r = s.drop(ReasonUnknownPort)
 		return
 	}
+	if s.tr != nil {
+		s.tr.fromPort(p)
+	}
 	pc := s.Counters.Port(port)
 	if f != nil {
 		f.countRx(pc, n)
@@ -135,6 +138,9 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 		*r = s.drop(ReasonSpoofedMAC)
 		return
 	}
+	if s.tr != nil {
+		s.tr.sourceMAC(p)
+	}
 	t := s.policy.Load()
 	if t == nil {
 		*r = s.drop(ReasonNoRoute)
@@ -153,6 +159,9 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 		if !p.owns(ip.Src()) && !learnsCAs(t, p) && !forwardsFor(t, p, ip.Src()) {
 			*r = s.drop(ReasonSpoofedCA)
 			return
+		}
+		if s.tr != nil {
+			s.tr.sourceCA(t, p, ip.Src())
 		}
 		// A multicast or broadcast dst is caught by decide, once per flow.
 		if eth.Dst().IsMulticast() {
@@ -198,6 +207,9 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
+		if s.tr != nil {
+			s.tr.sourceCA(t, p, src)
+		}
 		key := newFlowKey(p.Index, ip[24:40])
 		d, gw := f.lookup(key)
 		if d == nil {
@@ -224,14 +236,18 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 // gateway's of the subnet it is delivered in (see gatewayMAC).
 func resolve(t *policy.Table, vsid policy.VSID, a netip.Addr) (rec *policy.LookupRecord, dstVSID policy.VSID, gw packet.MAC, reason Reason) {
 	_, onLink := t.OnLinkPrefix(vsid, a)
-	return resolveOnLink(t, vsid, a, onLink)
+	return resolveOnLink(nil, t, vsid, a, onLink)
 }
 
 // resolveOnLink is resolve for a caller that has looked up whether a is in
-// one of vsid's on-link prefixes already.
-func resolveOnLink(t *policy.Table, vsid policy.VSID, a netip.Addr, onLink bool) (rec *policy.LookupRecord, dstVSID policy.VSID, gw packet.MAC, reason Reason) {
+// one of vsid's on-link prefixes already, telling tr (if not nil) the route
+// and record it takes.
+func resolveOnLink(tr *tracer, t *policy.Table, vsid policy.VSID, a netip.Addr, onLink bool) (rec *policy.LookupRecord, dstVSID policy.VSID, gw packet.MAC, reason Reason) {
 	if onLink {
 		if rec, ok := t.LookupCA(vsid, a); ok {
+			if tr != nil {
+				tr.lookup(rec, a, vsid)
+			}
 			return rec, vsid, gw, ReasonNone
 		}
 		return nil, vsid, gw, ReasonNoLookupRecord
@@ -244,11 +260,17 @@ func resolveOnLink(t *policy.Table, vsid policy.VSID, a netip.Addr, onLink bool)
 	if !ok {
 		return nil, 0, gw, ReasonOtherRoutingDomain
 	}
+	if tr != nil {
+		tr.route(rd, rt, a)
+	}
 	nh := a
 	if !rt.OnLink() {
 		nh = rt.NextHop
 		if rt, ok = t.Route(rd, nh); !ok || !rt.OnLink() {
 			return nil, 0, gw, ReasonNoRoute
+		}
+		if tr != nil {
+			tr.route(rd, rt, nh)
 		}
 	}
 	dstVSID = rt.VirtualSubnetID
@@ -258,13 +280,17 @@ func resolveOnLink(t *policy.Table, vsid policy.VSID, a netip.Addr, onLink bool)
 		return nil, dstVSID, gw, ReasonToGateway
 	}
 	gw = gatewayMAC(t, dstVSID, rt.DestinationPrefix)
-	if rec, ok := t.LookupCA(dstVSID, nh); ok {
-		return rec, dstVSID, gw, ReasonNone
+	rec, ok = t.LookupCA(dstVSID, nh)
+	if !ok {
+		rec, ok = t.GatewayWildcard(dstVSID, nh.Is6())
 	}
-	if rec, ok := t.GatewayWildcard(dstVSID, nh.Is6()); ok {
-		return rec, dstVSID, gw, ReasonNone
+	if !ok {
+		return nil, dstVSID, gw, ReasonNoLookupRecord
 	}
-	return nil, dstVSID, gw, ReasonNoLookupRecord
+	if tr != nil {
+		tr.lookup(rec, nh, dstVSID)
+	}
+	return rec, dstVSID, gw, ReasonNone
 }
 
 // externalRouter is where the VM with MAC self in vsid sends dst, outside
@@ -272,7 +298,7 @@ func resolveOnLink(t *policy.Table, vsid policy.VSID, a netip.Addr, onLink bool)
 // of the customer route RouteVia picks, a VM with a lookup record in vsid,
 // at L2 (its MAC, the sender's VSID, no TTL change). The router routes; it
 // is never handed back its own frames.
-func externalRouter(t *policy.Table, vsid policy.VSID, self packet.MAC, dst netip.Addr) (rec *policy.LookupRecord, nh netip.Addr, reason Reason) {
+func externalRouter(tr *tracer, t *policy.Table, vsid policy.VSID, self packet.MAC, dst netip.Addr) (rec *policy.LookupRecord, nh netip.Addr, reason Reason) {
 	rd, ok := t.RoutingDomain(vsid)
 	if !ok {
 		return nil, nh, ReasonNoRoute
@@ -281,7 +307,13 @@ func externalRouter(t *policy.Table, vsid policy.VSID, self packet.MAC, dst neti
 	if !ok {
 		return nil, nh, ReasonNoExternalRouter
 	}
+	if tr != nil {
+		tr.route(rd, rt, dst)
+	}
 	rec, ok = t.LookupCA(vsid, rt.NextHop)
+	if ok && tr != nil {
+		tr.lookup(rec, rt.NextHop, vsid)
+	}
 	switch {
 	case !ok:
 		return nil, rt.NextHop, ReasonNoLookupRecord
@@ -336,12 +368,18 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 				*r = s.icmpError6(p, t, frame, scratch, ReasonTTLExceeded, packet.ICMPv6TimeExceeded, 0, 0)
 				return
 			}
+			if s.tr != nil {
+				s.tr.routed(*gw, ip.HopLimit())
+			}
 			ip.DecHopLimit()
 		} else {
 			ip := packet.IPv4(eth.Payload())
 			if ip.TTL() <= 1 {
 				*r = s.icmpError4(p, t, frame, scratch, ReasonTTLExceeded, packet.ICMPv4TimeExceeded, 0, 0)
 				return
+			}
+			if s.tr != nil {
+				s.tr.routed(*gw, ip.TTL())
 			}
 			ip.DecTTL()
 		}
@@ -354,6 +392,9 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 		return
 	}
 	dstPA := d.pa()
+	if s.tr != nil {
+		s.tr.dstPA = dstPA
+	}
 	var src netip.Addr
 	if v6 {
 		src = packet.IPv6(eth.Payload()).Src()
@@ -390,6 +431,9 @@ func (s *Switch) deliver(r *Result, f *Flows, p *PortConfig, t *policy.Table, d 
 		}
 	}
 	toUnderlay(r, f, d, buf, off, len(frame), srcPA, dstPA, flow)
+	if s.tr != nil {
+		s.tr.encap(r, d.dstVSID)
+	}
 }
 
 // rewriteEncap marks the decision to send to a remote VM with Rule Nat,
@@ -477,6 +521,10 @@ func sourcePA(t *policy.Table, vsid policy.VSID, src, dstPA netip.Addr) (netip.A
 
 // toLocal makes the verdict for frame, bound for d's local port.
 func (s *Switch) toLocal(r *Result, d *decision, frame []byte) {
+	if s.tr != nil {
+		p, _ := s.ports.Load().Port(int(d.local))
+		s.tr.local(p)
+	}
 	d.vc.Local.Add(1)
 	s.countTx(int(d.local), len(frame))
 	r.set(ToPort, int(d.local), netip.Addr{}, netip.Addr{}, 0, 0, frame)
@@ -549,18 +597,24 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 	dstVSID, missing, reason := p.VSID, dst, ReasonMulticast
 	if dst.IsGlobalUnicast() {
 		pfx, onLink := t.OnLinkPrefix(p.VSID, dst)
+		if s.tr != nil {
+			s.tr.onLink(p.VSID, pfx, onLink, dst)
+		}
 		switch {
 		case onLink && policy.GatewayAddress(pfx) == dst:
 			*r = s.drop(ReasonToGateway)
 			return nil
 		case !onLink && t.Global().UseExternalRouter:
-			rec, missing, reason = externalRouter(t, p.VSID, p.MAC, dst)
+			rec, missing, reason = externalRouter(s.tr, t, p.VSID, p.MAC, dst)
 		default:
-			rec, dstVSID, *gw, reason = resolveOnLink(t, p.VSID, dst, onLink)
+			rec, dstVSID, *gw, reason = resolveOnLink(s.tr, t, p.VSID, dst, onLink)
 		}
 	}
 	if reason != ReasonNone {
 		if rec, ok := l2Dest(t, p.VSID, dstMAC); ok {
+			if s.tr != nil {
+				s.tr.byMAC(p.VSID, rec)
+			}
 			// Not cached: this decision follows the MAC, the cache's key is
 			// the CA.
 			if reason = s.target(d, rec, netip.Addr{}, p.VSID, false, pt, t); reason != ReasonNone {
@@ -582,6 +636,10 @@ func (s *Switch) decide(r *Result, f *Flows, p *PortConfig, pt *PortTable, t *po
 	}
 	f.insert(key, d, *gw)
 	s.recordDecision(f, p, dst, d, *gw, t)
+	if s.tr != nil {
+		e, ok := s.export(p, dst, d, *gw, t, s.gen.Load())
+		s.tr.decided(e, ok, p)
+	}
 	return d
 }
 
@@ -632,12 +690,12 @@ func (s *Switch) reply(p *PortConfig, data []byte) Result {
 // answerFor returns the MAC the switch answers ARP/ND with for target a, seen
 // from a VM in vsid: the gateway's (gatewayMAC) for the subnet's gateway
 // address, else the MAC of the lookup record, within the VM's routing domain.
-func answerFor(t *policy.Table, vsid policy.VSID, a netip.Addr) (mac packet.MAC, gateway bool, reason Reason) {
+func answerFor(tr *tracer, t *policy.Table, vsid policy.VSID, a netip.Addr) (mac packet.MAC, gateway bool, reason Reason) {
 	pfx, onLink := t.OnLinkPrefix(vsid, a)
 	if onLink && policy.GatewayAddress(pfx) == a {
 		return gatewayMAC(t, vsid, pfx), true, ReasonNone
 	}
-	rec, _, _, reason := resolveOnLink(t, vsid, a, onLink)
+	rec, _, _, reason := resolveOnLink(tr, t, vsid, a, onLink)
 	if reason != ReasonNone {
 		return mac, false, reason
 	}
@@ -675,7 +733,7 @@ func (s *Switch) arp(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, b
 		return
 	}
 	target := a.TargetIP()
-	mac, _, reason := answerFor(t, p.VSID, target)
+	mac, _, reason := answerFor(s.tr, t, p.VSID, target)
 	if reason != ReasonNone {
 		if s.l2(r, p, pt, t, buf, off, frame, false) {
 			return
@@ -685,6 +743,9 @@ func (s *Switch) arp(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, b
 		}
 		*r = s.drop(ReasonARPUnknownTarget)
 		return
+	}
+	if s.tr != nil {
+		s.tr.answer("arp", p.VSID, target, mac)
 	}
 	n := packet.PutEthernet(scratch, p.MAC, mac, packet.EtherTypeARP)
 	n += packet.PutARP(scratch[n:], packet.ARPReply, mac, target, p.MAC, spa)
@@ -710,13 +771,16 @@ func (s *Switch) neighborSolicit(r *Result, p *PortConfig, pt *PortTable, t *pol
 		return
 	}
 	target := m.NDTarget()
+	if s.tr != nil {
+		s.tr.dst = target
+	}
 	if target.IsLinkLocalUnicast() || src.IsUnspecified() {
 		if !s.l2(r, p, pt, t, buf, off, frame, true) {
 			*r = s.drop(ReasonNDUnknownTarget)
 		}
 		return
 	}
-	mac, gateway, reason := answerFor(t, p.VSID, target)
+	mac, gateway, reason := answerFor(s.tr, t, p.VSID, target)
 	if reason != ReasonNone {
 		if s.l2(r, p, pt, t, buf, off, frame, true) {
 			return
@@ -726,6 +790,9 @@ func (s *Switch) neighborSolicit(r *Result, p *PortConfig, pt *PortTable, t *pol
 		}
 		*r = s.drop(ReasonNDUnknownTarget)
 		return
+	}
+	if s.tr != nil {
+		s.tr.answer("nd", p.VSID, target, mac)
 	}
 	flags := uint8(packet.NAFlagSolicited | packet.NAFlagOverride)
 	if gateway {
@@ -747,6 +814,9 @@ func (s *Switch) icmpError4(p *PortConfig, t *policy.Table, frame, scratch []byt
 	ip := packet.IPv4(packet.Ethernet(frame).Payload())
 	gw, mac := gatewayFor(t, p.VSID, ip.Src())
 	s.Counters.Drop(reason)
+	if s.tr != nil {
+		s.tr.drop(reason)
+	}
 	n := packet.PutEthernet(scratch, p.MAC, mac, packet.EtherTypeIPv4)
 	hdr := n
 	n += packet.IPv4HeaderLen
@@ -760,6 +830,9 @@ func (s *Switch) icmpError6(p *PortConfig, t *policy.Table, frame, scratch []byt
 	ip := packet.IPv6(packet.Ethernet(frame).Payload())
 	gw, mac := gatewayFor(t, p.VSID, ip.Src())
 	s.Counters.Drop(reason)
+	if s.tr != nil {
+		s.tr.drop(reason)
+	}
 	n := packet.PutEthernet(scratch, p.MAC, mac, packet.EtherTypeIPv6)
 	hdr := n
 	n += packet.IPv6HeaderLen

@@ -18,6 +18,9 @@ func (s *Switch) FromUnderlay(src, dst netip.Addr, payload []byte) Result {
 		return s.drop(ReasonMalformedGRE)
 	}
 	vsid := policy.VSID(g.VSID())
+	if s.tr != nil {
+		s.tr.decap("NVGRE", vsid)
+	}
 	r := s.ingress(src, dst, vsid, payload)
 	if r.Action == Drop {
 		s.Counters.ForUnderlay(s.ports.Load(), vsid).Drops.Add(1)
@@ -35,6 +38,9 @@ func (s *Switch) FromVXLAN(src, dst netip.Addr, payload []byte) Result {
 		return s.drop(ReasonMalformedVXLAN)
 	}
 	vsid := policy.VSID(v.VNI())
+	if s.tr != nil {
+		s.tr.decap("VXLAN", vsid)
+	}
 	r := s.ingress(src, dst, vsid, payload)
 	if r.Action == Drop {
 		s.Counters.ForUnderlay(s.ports.Load(), vsid).Drops.Add(1)
@@ -92,6 +98,9 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 		return s.l2Ingress(pt, vsid, pkt, eth, len(frame))
 	}
 	if r, ok := s.forwardMoved(srcPA, dstPA, vsid, eth.Dst(), dstCA); ok {
+		if s.tr != nil {
+			s.tr.forward(r.Dst, eth.Dst(), vsid)
+		}
 		return r
 	}
 	pt := s.ports.Load()
@@ -100,8 +109,11 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 	if !pt.HasVSID(vsid) {
 		return s.drop(ReasonUnknownVSID)
 	}
-	if !sourceValid(t, vsid, eth.Src(), srcCA, srcPA) {
+	if !sourceValid(s.tr, t, vsid, eth.Src(), srcCA, srcPA) {
 		if l2Source(t, vsid, eth.Src(), srcPA) {
+			if s.tr != nil {
+				s.tr.validated("its MAC has an L2Only record at that PA", vsid, srcCA, nil)
+			}
 			return s.l2Ingress(pt, vsid, pkt, eth, length)
 		}
 		s.mismatch(vsid, srcCA, srcPA)
@@ -113,6 +125,9 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 			return s.l2Ingress(pt, vsid, pkt, eth, length)
 		}
 		return s.drop(ReasonNoLocalPort)
+	}
+	if s.tr != nil {
+		s.tr.delivered(p, IngressDecision{VSID: vsid, SrcPA: srcPA, SrcCA: srcCA, DstCA: dstCA, SrcMAC: eth.Src(), DstMAC: eth.Dst(), Port: p.Index, Gen: s.gen.Load()})
 	}
 	s.Counters.VSID(vsid).Decapsulated.Add(1)
 	s.countTx(p.Index, length)
@@ -126,27 +141,40 @@ func (s *Switch) ingress(srcPA, dstPA netip.Addr, vsid policy.VSID, pkt []byte) 
 // with a lookup record at srcPA in the CA's own subnet. Otherwise the (VSID,
 // CA, MAC) record, or the GatewayWildcard record of that MAC, must exist at
 // srcPA.
-func sourceValid(t *policy.Table, vsid policy.VSID, mac packet.MAC, ca, srcPA netip.Addr) bool {
+// A trace's tr is told which record vouched for the source.
+func sourceValid(tr *tracer, t *policy.Table, vsid policy.VSID, mac packet.MAC, ca, srcPA netip.Addr) bool {
 	if mac == GatewayMAC {
-		return routedFrom(t, vsid, ca, srcPA)
+		return routedFrom(tr, t, vsid, ca, srcPA)
 	}
 	if rec, ok := t.LookupCA(vsid, ca); ok {
-		return rec.MACAddress == mac && rec.ProviderAddress == srcPA
+		ok = rec.MACAddress == mac && rec.ProviderAddress == srcPA
+		if ok && tr != nil {
+			tr.validated("its lookup record names that MAC and PA", vsid, ca, rec)
+		}
+		return ok
 	}
 	if rec, ok := t.GatewayWildcard(vsid, ca.Is6()); ok && rec.MACAddress == mac {
-		return rec.ProviderAddress == srcPA
+		ok = rec.ProviderAddress == srcPA
+		if ok && tr != nil {
+			tr.validated("sent by the subnet's gateway (GatewayWildcard record) at that PA", vsid, ca, rec)
+		}
+		return ok
 	}
 	// Last, as only routed frames get here: the gateway's record.
 	if rec, ok := t.LookupMAC(vsid, mac); ok && isGatewayRecord(t, rec) {
-		return routedFrom(t, vsid, ca, srcPA)
+		return routedFrom(tr, t, vsid, ca, srcPA)
 	}
 	return false
 }
 
 // routedFrom reports whether CA ca, routed into vsid, lives at srcPA.
-func routedFrom(t *policy.Table, vsid policy.VSID, ca, srcPA netip.Addr) bool {
+func routedFrom(tr *tracer, t *policy.Table, vsid policy.VSID, ca, srcPA netip.Addr) bool {
 	rec, _, _, reason := resolve(t, vsid, ca)
-	return reason == ReasonNone && rec.ProviderAddress == srcPA
+	ok := reason == ReasonNone && rec.ProviderAddress == srcPA
+	if ok && tr != nil {
+		tr.validated("routed by the sending host; its lookup record in its own subnet is at that PA", vsid, ca, rec)
+	}
+	return ok
 }
 
 // FromRewritten validates and delivers an IP Rewrite packet (Rule Nat) that

@@ -54,6 +54,9 @@ func (s *Switch) l2(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, bu
 	if !ok {
 		return false
 	}
+	if s.tr != nil {
+		s.tr.byMAC(p.VSID, rec)
+	}
 	var d decision
 	if reason := s.target(&d, rec, netip.Addr{}, p.VSID, false, pt, t); reason != ReasonNone {
 		*r = s.drop(reason)
@@ -70,6 +73,9 @@ func (s *Switch) l2(r *Result, p *PortConfig, pt *PortTable, t *policy.Table, bu
 		return true
 	}
 	toUnderlay(r, nil, &d, buf, off, len(frame), srcPA, dstPA, 0)
+	if s.tr != nil {
+		s.tr.encap(r, d.dstVSID)
+	}
 	return true
 }
 
@@ -98,6 +104,9 @@ func (s *Switch) flood(r *Result, p *PortConfig, pt *PortTable, t *policy.Table,
 	}
 	s.Counters.VSID(p.VSID).Flooded.Add(uint64(len(paths) + len(ports) - 1))
 	encapsulate(buf[off-EncapHeaderLen:off], encap, p.VSID, 0)
+	if s.tr != nil {
+		s.tr.note("flood", "flooded in VSID %d (L2Only records): %d remote PAs, %d local ports", p.VSID, len(paths), len(ports)-1)
+	}
 	*r = Result{Action: Flood, Encap: encap, Data: buf[off-EncapHeaderLen : off+len(frame)],
 		Copies: Copies{Paths: paths, Ports: ports, Except: p.Index}}
 }
@@ -120,6 +129,9 @@ func l2Source(t *policy.Table, vsid policy.VSID, mac packet.MAC, srcPA netip.Add
 func (s *Switch) l2Ingress(pt *PortTable, vsid policy.VSID, pkt []byte, eth packet.Ethernet, n int) Result {
 	if eth.Dst().IsMulticast() {
 		ports := pt.InVSID(vsid)
+		if s.tr != nil {
+			s.tr.note("flood", "group-addressed frame delivered to the %d local ports of VSID %d", len(ports), vsid)
+		}
 		for _, i := range ports {
 			s.countTx(i, n)
 		}
@@ -129,6 +141,9 @@ func (s *Switch) l2Ingress(pt *PortTable, vsid policy.VSID, pkt []byte, eth pack
 	p, ok := pt.ByMAC(vsid, eth.Dst())
 	if !ok {
 		return s.drop(ReasonNoLocalPort)
+	}
+	if s.tr != nil {
+		s.tr.note("deliver", "delivered by MAC %s to port %s (L2Only records)", eth.Dst(), p.Name)
 	}
 	s.Counters.VSID(vsid).Decapsulated.Add(1)
 	s.countTx(p.Index, n)

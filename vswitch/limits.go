@@ -150,13 +150,17 @@ func (s *Switch) onMiss(r *Result, p *PortConfig, vsid policy.VSID, ca netip.Add
 			*r = s.drop(ReasonLookupFailed)
 			return true
 		}
-		if !r.again && !s.Counters.Port(p.Index).misses.allow(now, s.limits.MissRate, s.limits.MissBurst) {
+		if !r.again && !s.portCounters(p.Index).misses.allow(now, s.limits.MissRate, s.limits.MissBurst) {
 			*r = s.drop(ReasonMissRateLimited)
 			return true
 		}
 	}
 	s.mismatch(vsid, ca, netip.Addr{})
-	if s.hold.Load() {
+	held := s.hold.Load()
+	if s.tr != nil {
+		s.tr.miss(vsid, ca, held)
+	}
+	if held {
 		*r = holdFor(vsid, ca)
 		return true
 	}
@@ -166,5 +170,15 @@ func (s *Switch) onMiss(r *Result, p *PortConfig, vsid policy.VSID, ca netip.Add
 // floodAllowed is storm control: whether port p may flood one more frame.
 func (s *Switch) floodAllowed(p *PortConfig) bool {
 	now := s.now.Load()
-	return now == 0 || s.Counters.Port(p.Index).floods.allow(now, s.limits.FloodRate, s.limits.FloodBurst)
+	return now == 0 || s.portCounters(p.Index).floods.allow(now, s.limits.FloodRate, s.limits.FloodBurst)
+}
+
+// portCounters are the counters whose rate limits port i's frames are
+// held to: in a trace, a copy of the real switch's buckets, so the trace
+// sees their state and consumes nothing.
+func (s *Switch) portCounters(i int) *PortCounters {
+	if s.tr != nil {
+		return s.tr.rates(i)
+	}
+	return s.Counters.Port(i)
 }

@@ -30,7 +30,7 @@ func NextHop(t *policy.Table, vsid policy.VSID, src, dst netip.Addr) (NextHopRes
 	}
 	r.SourceMACAddress, r.NextHopAddress = srcRec.MACAddress, dst
 	if _, onLink := t.OnLinkPrefix(vsid, dst); !onLink && t.Global().UseExternalRouter {
-		rec, nh, reason := externalRouter(t, vsid, srcRec.MACAddress, dst)
+		rec, nh, reason := externalRouter(nil, t, vsid, srcRec.MACAddress, dst)
 		if reason != ReasonNone {
 			return r, fmt.Errorf("DestinationCustomerAddress %s is unreachable from VirtualSubnetID %d under UseExternalRouter: %s", dst, vsid, reason)
 		}

@@ -140,6 +140,9 @@ func (s *Switch) redirect(t *policy.Table, srcPA, dstPA netip.Addr, vsid policy.
 	if !ok || rec.ProviderAddress != srcPA {
 		return s.drop(ReasonStaleRedirect)
 	}
+	if s.tr != nil {
+		s.tr.note("redirect", "redirect accepted: %s in VSID %d moved from PA %s to %s; the lookup record is updated", ca, vsid, srcPA, newPA)
+	}
 	return Result{Action: Redirect, Redirect: RedirectInfo{VSID: vsid, CA: ca, PA: srcPA, NewPA: newPA}}
 }
 
@@ -165,6 +168,9 @@ func (s *Switch) authenticate(m packet.Redirect, local, peer netip.Addr) Reason 
 		last := pk.lastSeq.Load()
 		if seq <= last {
 			return ReasonRedirectReplay
+		}
+		if s.tr != nil {
+			return ReasonNone // a trace records no sequence number
 		}
 		if pk.lastSeq.CompareAndSwap(last, seq) {
 			return ReasonNone

@@ -138,6 +138,9 @@ type Switch struct {
 	learned  learnTable
 	redirectKeysState
 	Counters *Counters
+	// tr records the decisions of a trace's shadow switch (see trace.go);
+	// nil in a real one.
+	tr *tracer
 }
 
 // New returns a switch with empty policy and no ports.
@@ -185,6 +188,9 @@ func Overhead(e policy.Encapsulation, v6 bool) int {
 
 func (s *Switch) drop(r Reason) Result {
 	s.Counters.Drop(r)
+	if s.tr != nil {
+		s.tr.drop(r)
+	}
 	return Result{Action: Drop, Reason: r}
 }
 

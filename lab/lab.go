@@ -217,6 +217,9 @@ func (l *Lab) up(ctx context.Context) (err error) {
 		err = l.provision(ctx)
 	default:
 		err = l.provisionServer(ctx)
+		if err == nil && t.Edge != nil {
+			err = l.provisionEdge(ctx)
+		}
 	}
 	if err != nil {
 		return err
@@ -300,6 +303,11 @@ func (l *Lab) buildNetwork() error {
 		err = l.plugHost(uh, hh, br, h, ns)
 		hh.Close()
 		if err != nil {
+			return err
+		}
+	}
+	if t.Edge != nil {
+		if err := l.buildExternal(); err != nil {
 			return err
 		}
 	}
@@ -455,6 +463,7 @@ func (l *Lab) startDaemon(h Host) error {
 		"--metrics-addr", "127.0.0.1:9100",
 		"--pin-dir", l.pinDir(h.Name)}
 	args = append(args, l.apiArgs(h.Name)...)
+	args = append(args, l.edgeArgs(h.Name)...)
 	if !l.Topology.Static {
 		args = append(args,
 			"--policy-server", l.Topology.ServerURL(),

@@ -487,6 +487,12 @@ func (l *Lab) spawn(name, ns, bin string, args ...string) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	if l.Topology.Edge != nil && ns == l.Topology.Namespace(l.Topology.Edge.Host) && name == l.Topology.Edge.Host {
+		// The gateway host's wnvd creates network namespaces, which are
+		// mounts: it runs in the lab's mount namespace, where they outlive
+		// it, rather than in a private one of `ip netns exec`.
+		cmd = exec.Command("nsenter", append([]string{"--net=" + filepath.Join(netnsDir, ns), "--", bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -3,7 +3,9 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -146,4 +148,42 @@ func (l *Lab) provisionEdge(ctx context.Context) error {
 		}
 	}
 	return l.spawn("probe-"+ExternalName, t.Namespace(ExternalName), l.Wnvctl, "probe", "serve", "--name", ExternalName)
+}
+
+// printEdge probes through the edge gateways: each tenant's first VM to
+// the external server (IPv4 and IPv6), and the server to the VMs of
+// tenants with a forwarding gateway. It returns the number of failures.
+func (l *Lab) printEdge(ctx context.Context, w io.Writer) int {
+	t := l.Topology
+	type check struct {
+		from string
+		to   netip.Addr
+		want string
+		via  string
+	}
+	var checks []check
+	for _, g := range t.Edge.Gateways {
+		for _, v := range t.VMs {
+			if v.Tenant != g.Tenant || v.QEMU {
+				continue
+			}
+			for _, a := range t.Edge.Addresses {
+				checks = append(checks, check{v.Name, a.Addr(), ExternalName, fmt.Sprintf("%s (%s)", g.Name, g.Mode)})
+			}
+			if g.Mode == policyapi.GatewayForward {
+				checks = append(checks, check{ExternalName, v.V4, v.Name, g.Name}, check{ExternalName, v.V6, v.Name, g.Name})
+			}
+			break
+		}
+	}
+	failed := 0
+	for _, c := range checks {
+		rep, ok, err := l.ProbeUDP(ctx, c.from, c.to, netip.Addr{}, 10, 500*time.Millisecond)
+		verdict := "ok"
+		if err != nil || !ok || rep.Responder != c.want {
+			verdict, failed = "FAIL", failed+1
+		}
+		fmt.Fprintf(w, "%-8s -> %-16v via %-18s answered by %-8s %s\n", c.from, c.to, c.via, orNone(rep.Responder), verdict)
+	}
+	return failed
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -87,6 +88,16 @@ func TestEdgeGateways(t *testing.T) {
 		// Nothing outside opens a connection through the NAT gateway.
 		if _, ok, _ := l.ProbeUDP(ctx, ExternalName, netip.MustParseAddr("203.0.113.3"), netip.Addr{}, 2, 300*time.Millisecond); ok {
 			t.Error("a probe to Red's gateway's external address was answered")
+		}
+	})
+
+	t.Run("DemoLines", func(t *testing.T) {
+		var out strings.Builder
+		if n := l.printEdge(ctx, &out); n > 0 {
+			t.Errorf("%d demo checks failed:\n%s", n, out.String())
+		}
+		if c := strings.Count(out.String(), " ok\n"); c != 6 {
+			t.Errorf("%d demo checks passed, want 6 (blue1 and red1 to both external addresses, external to blue1's two CAs):\n%s", c, out.String())
 		}
 	})
 

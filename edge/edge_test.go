@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -30,9 +31,9 @@ func TestScriptNATMasqueradesAndAdmitsOnlyReplies(t *testing.T) {
 }
 
 func TestSpecEqualComparesEveryField(t *testing.T) {
-	a := Spec{Name: "g", Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.254/24")}, Routes: []Route{{netip.MustParsePrefix("10.0.1.0/24"), netip.MustParseAddr("10.0.0.1")}}}
+	a := Spec{Name: "g", Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.254/24")}, Routes: []Route{{Prefix: netip.MustParsePrefix("10.0.1.0/24"), Via: netip.MustParseAddr("10.0.0.1")}}}
 	b := a
-	b.Routes = []Route{{netip.MustParsePrefix("10.0.2.0/24"), netip.MustParseAddr("10.0.0.1")}}
+	b.Routes = []Route{{Prefix: netip.MustParsePrefix("10.0.2.0/24"), Via: netip.MustParseAddr("10.0.0.1")}}
 	c := a
 	c.NAT = true
 	if !a.Equal(a) || a.Equal(b) || a.Equal(c) {
@@ -68,7 +69,7 @@ func TestReconcileBuildsAdoptsAndRemoves(t *testing.T) {
 	s := Spec{
 		Name: "red", Namespace: prefix + "red", Port: "wgx" + hex.EncodeToString(id)[:4] + "p", MAC: packet.MAC{2, 0, 0, 0, 0x60, 0xfe}, MTU: 1400, NAT: true,
 		Addresses:         []netip.Prefix{netip.MustParsePrefix("10.0.0.254/24"), netip.MustParsePrefix("fd00:0:0:1::fe/64")},
-		Routes:            []Route{{netip.MustParsePrefix("10.0.1.0/24"), netip.MustParseAddr("10.0.0.1")}},
+		Routes:            []Route{{Prefix: netip.MustParsePrefix("10.0.1.0/24"), Via: netip.MustParseAddr("10.0.0.1")}},
 		ExternalInterface: parent,
 		ExternalAddresses: []netip.Prefix{netip.MustParsePrefix("203.0.113.3/24"), netip.MustParsePrefix("2001:db8:e::3/64")},
 		ExternalGateways:  []netip.Addr{netip.MustParseAddr("203.0.113.1")},
@@ -121,8 +122,14 @@ func TestReconcileBuildsAdoptsAndRemoves(t *testing.T) {
 	if _, err := os.Stat("/run/netns/" + s.Namespace); !os.IsNotExist(err) {
 		t.Errorf("namespace %s still there after Reconcile(nil): %v", s.Namespace, err)
 	}
-	if _, err := netlink.LinkByName(s.Port); err == nil {
-		t.Errorf("port end %s still there after its namespace went", s.Port)
+	// The kernel tears a namespace's links down after its last reference.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := netlink.LinkByName(s.Port); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port end %s still there 10 s after its namespace went", s.Port)
+		}
 	}
 }
 

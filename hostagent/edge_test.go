@@ -26,7 +26,7 @@ func TestEdgeSpecRoutesTheRoutingDomainThroughTheSubnetGateway(t *testing.T) {
 	}
 	want := edge.Spec{Name: "blue-gw", Namespace: "wgx-gw-blue-gw", Port: "gw-blue-gw", MAC: g.MACAddress, MTU: 1400,
 		Addresses:         []netip.Prefix{p("10.0.0.254/24"), p("fd00:0:0:1::fe/64")},
-		Routes:            []edge.Route{{p("10.0.1.0/24"), a("10.0.0.1")}, {p("fd00:0:0:2::/64"), a("fd00:0:0:1::1")}},
+		Routes:            []edge.Route{{Prefix: p("10.0.1.0/24"), Via: a("10.0.0.1")}, {Prefix: p("fd00:0:0:2::/64"), Via: a("fd00:0:0:1::1")}},
 		ExternalInterface: "ext0", ExternalAddresses: g.ExternalAddresses}
 	if !s.Equal(want) {
 		t.Fatalf("spec\n %+v\nwant\n %+v", s, want)

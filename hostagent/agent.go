@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/wnv/wnv/edge"
 	"github.com/wnv/wnv/internal/backoff"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/policy"
@@ -58,7 +59,20 @@ type Config struct {
 	// RetryMin and RetryMax bound the jittered exponential backoff after a
 	// failed call (defaults 100ms and 5s).
 	RetryMin, RetryMax time.Duration
-	Log                *slog.Logger
+	// Edges builds the edge gateways the server places on this host (nil:
+	// the host builds none), in network namespaces named EdgePrefix +
+	// gateway name (default "wnvgw-") whose tenant links have EdgeMTU
+	// (default 1400, room for any encapsulation on a 1500-byte underlay).
+	Edges      Edges
+	EdgePrefix string
+	EdgeMTU    int
+	Log        *slog.Logger
+}
+
+// Edges builds a host's edge gateways; *edge.Linux implements it.
+type Edges interface {
+	// Reconcile makes the host's edge gateways exactly want.
+	Reconcile(ctx context.Context, want []edge.Spec) error
 }
 
 func (c Config) withDefaults() Config {
@@ -76,6 +90,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = 5 * time.Second
+	}
+	if c.EdgePrefix == "" {
+		c.EdgePrefix = "wnvgw-"
+	}
+	if c.EdgeMTU <= 0 {
+		c.EdgeMTU = 1400
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

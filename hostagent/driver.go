@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/wnv/wnv/policy"
@@ -33,6 +34,7 @@ func newDriver(a *Agent) *driver {
 	m := NewModel(ModelConfig{
 		Host: a.cfg.Host, MigrationGrace: a.cfg.MigrationGrace, NegativeTTL: a.cfg.NegativeTTL,
 		MaxLookups: 8, QueuePerVSID: 64, QueueTotal: 4096, MaxPolicyFetches: 4, InterfaceRetry: time.Second,
+		Edges: a.cfg.Edges != nil, EdgePrefix: a.cfg.EdgePrefix, EdgeMTU: a.cfg.EdgeMTU,
 		RetryMin: a.cfg.RetryMin, RetryMax: a.cfg.RetryMax, Rand: rand.Float64,
 	})
 	m.Step(time.Now(), Registered{})
@@ -119,6 +121,9 @@ func (d *driver) step(ev Event) {
 		if ev.Subnets != nil {
 			log.Warn("setting virtual subnets", "err", ev.Subnets)
 		}
+		if ev.Gateways != nil {
+			log.Warn("building edge gateways", "err", ev.Gateways)
+		}
 		for _, p := range ev.Ports {
 			switch {
 			case p.Err == nil && p.Attach:
@@ -165,7 +170,12 @@ func (d *driver) execute(ctx context.Context, r Ready) {
 	if r.ListVMs {
 		go func() {
 			vms, err := a.server.VMs(ctx, policyapi.VMFilter{Host: a.cfg.Host})
-			done(VMsListed{VMs: vms, Err: err})
+			var gws []policyapi.Gateway
+			if err == nil {
+				gws, err = a.server.Gateways(ctx)
+			}
+			gws = slices.DeleteFunc(gws, func(g policyapi.Gateway) bool { return g.Host != a.cfg.Host })
+			done(VMsListed{VMs: vms, Gateways: gws, Err: err})
 		}()
 	}
 	for _, rd := range r.FetchPolicy {
@@ -306,6 +316,9 @@ func (d *driver) apply(ctx context.Context, ap Apply) Applied {
 			err = h.DetachPort(ctx, p.Name)
 		}
 		out.Ports = append(out.Ports, PortResult{Name: p.Name, Err: err})
+	}
+	if ap.Gateways != nil {
+		out.Gateways = d.a.cfg.Edges.Reconcile(ctx, *ap.Gateways)
 	}
 	for _, spec := range ap.Attach {
 		_, err := h.AttachPort(ctx, spec)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 type fakeServer struct {
 	mu       sync.Mutex
 	vms      []policyapi.VM
+	gateways []policyapi.Gateway
 	policies map[policy.GUID]policyapi.Policy
 	keys     []policyapi.RedirectKey
 	keyCalls int
@@ -69,6 +71,11 @@ func (s *fakeServer) VMs(_ context.Context, f policyapi.VMFilter) ([]policyapi.V
 		}
 	}
 	return out, nil
+}
+func (s *fakeServer) Gateways(context.Context) ([]policyapi.Gateway, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.gateways), nil
 }
 func (s *fakeServer) Subnet(context.Context, policy.VSID) (policyapi.Subnet, error) {
 	return policyapi.Subnet{}, errNotFound

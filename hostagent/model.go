@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/wnv/wnv/edge"
 	"github.com/wnv/wnv/internal/backoff"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
@@ -37,10 +38,12 @@ type WatchEvent struct {
 // refused it).
 type WatchEnded struct{ Gen int }
 
-// VMsListed answers Ready.ListVMs: the VMs placed on this host.
+// VMsListed answers Ready.ListVMs: the VMs and gateways placed on this
+// host.
 type VMsListed struct {
-	VMs []policyapi.VM
-	Err error
+	VMs      []policyapi.VM
+	Gateways []policyapi.Gateway
+	Err      error
 }
 
 // PolicyFetched answers one of Ready.FetchPolicy.
@@ -96,9 +99,10 @@ type HostRead struct {
 
 // Applied answers Ready.Apply: the result of each of its parts.
 type Applied struct {
-	Batch   error
-	Subnets error
-	Ports   []PortResult
+	Batch    error
+	Subnets  error
+	Gateways error
+	Ports    []PortResult
 }
 
 // PortResult is the result of one attach or detach.
@@ -145,7 +149,7 @@ func (Tick) event()              {}
 type Ready struct {
 	// Watch replaces the open watch stream: WatchEvent, WatchEnded.
 	Watch *WatchSpec
-	// ListVMs: VMsListed.
+	// ListVMs (and the gateways): VMsListed.
 	ListVMs bool
 	// FetchPolicy: one PolicyFetched each.
 	FetchPolicy []policy.GUID
@@ -185,16 +189,19 @@ type Lookup struct {
 	CA   netip.Addr
 }
 
-// Apply is one reconcile's changes to wnvd, in this order: detaches and
-// attaches, subnets, then the policy Batch in ONE provider call (one table
-// publication). The model asks for a host read, not for the server's
-// policy, before a port changes: a VM placed here is attached while its
-// routing domain's policy is still being fetched.
+// Apply is one reconcile's changes to wnvd, in this order: detaches, the
+// edge gateways, attaches, subnets, then the policy Batch in ONE provider
+// call (one table publication). The model asks for a host read, not for the
+// server's policy, before a port changes: a VM placed here is attached
+// while its routing domain's policy is still being fetched.
 type Apply struct {
 	Subnets []policy.VirtualSubnet // add (absent) or set (Encapsulation differs)
 	Batch   policy.Batch
 	Detach  []Detach
 	Attach  []provider.PortSpec
+	// Gateways, when not nil, is every edge gateway the host is to have
+	// (none: remove them all).
+	Gateways *[]edge.Spec
 }
 
 // Detach detaches a port; Migrated keeps forwarding for its VM's new host.
@@ -215,6 +222,12 @@ type ModelConfig struct {
 	MaxLookups, QueuePerVSID, QueueTotal int
 	// MaxPolicyFetches is how many routing domains are fetched at once.
 	MaxPolicyFetches int
+	// Edges says the host builds edge gateways (gateways with a Mode placed
+	// on it), in namespaces named EdgePrefix + gateway name whose tenant
+	// links have EdgeMTU.
+	Edges      bool
+	EdgePrefix string
+	EdgeMTU    int
 	// InterfaceRetry is how often an attach waiting for its interface is
 	// tried again without an InterfaceAppeared.
 	InterfaceRetry time.Duration
@@ -224,8 +237,12 @@ type ModelConfig struct {
 	Rand               func() float64
 }
 
-// managedBy marks the ports the agent attaches; it leaves others alone.
-const managedBy = "policy-server"
+// managedBy marks the ports the agent attaches for VMs, managedByEdge
+// those of edge gateways; it leaves others alone.
+const (
+	managedBy     = "policy-server"
+	managedByEdge = "policy-server-gateway"
+)
 
 type recKey struct {
 	vsid policy.VSID
@@ -286,6 +303,10 @@ type Model struct {
 	// Placement: the VMs on this host, listed since the stream started.
 	listed, listing bool
 	vms             map[string]policyapi.VM
+	// gateways are the edge gateways placed on this host; built is what
+	// the host was last told to build, building what it is being told.
+	gateways        map[string]policyapi.Gateway
+	built, building *[]edge.Spec
 	// sinceList are the placement events that arrived while the list was
 	// asked for: the list may be older than they are, so they apply again
 	// on top of it (every later event follows, so the state converges).
@@ -338,7 +359,7 @@ func NewModel(cfg ModelConfig) *Model {
 	off := func() backoff.Backoff { return backoff.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, Rand: cfg.Rand} }
 	return &Model{
 		cfg: cfg, watchOff: off(), serverOff: off(), hostOff: off(), keysBackoff: off(),
-		vms: map[string]policyapi.VM{}, departed: map[string]bool{}, unknown: map[string]bool{}, resolving: map[string]bool{}, linger: map[policy.GUID]time.Time{},
+		vms: map[string]policyapi.VM{}, gateways: map[string]policyapi.Gateway{}, departed: map[string]bool{}, unknown: map[string]bool{}, resolving: map[string]bool{}, linger: map[policy.GUID]time.Time{},
 		rds: map[policy.GUID]*rdPolicy{}, stale: map[policy.GUID]bool{}, fetching: map[policy.GUID]bool{},
 		extra: map[recKey]policy.LookupRecord{}, learned: map[recKey]policy.LookupRecord{}, queue: newFetchQueue(cfg.QueuePerVSID, cfg.QueueTotal),
 		inflight: map[lookupKey]bool{}, negative: map[lookupKey]time.Time{}, waiting: map[string]bool{},
@@ -373,6 +394,12 @@ func (m *Model) Step(now time.Time, ev Event) {
 		for _, vm := range ev.VMs {
 			m.vms[vm.Name] = vm
 			delete(m.departed, vm.Name)
+		}
+		m.gateways = map[string]policyapi.Gateway{}
+		for _, g := range ev.Gateways {
+			if m.isEdge(g) {
+				m.gateways[g.Name] = g
+			}
 		}
 		for _, e := range held {
 			m.placement(now, e)
@@ -452,7 +479,11 @@ func (m *Model) Step(now time.Time, ev Event) {
 		}
 	case Applied:
 		m.applying = false
-		ok := ev.Batch == nil && ev.Subnets == nil
+		ok := ev.Batch == nil && ev.Subnets == nil && ev.Gateways == nil
+		if m.building != nil && ev.Gateways == nil {
+			m.built = m.building
+		}
+		m.building = nil
 		for _, r := range ev.Ports {
 			switch {
 			case r.Err == nil && r.Attach:
@@ -572,7 +603,7 @@ func (m *Model) watchEvent(now time.Time, ev policyapi.Event) {
 		// A host came, went or has new PAs: its redirect keys changed.
 		m.wantKeys = true
 		return
-	case policyapi.KindVM:
+	case policyapi.KindVM, policyapi.KindGateway:
 		if m.listing {
 			m.sinceList = append(m.sinceList, ev)
 		}
@@ -610,9 +641,21 @@ func (m *Model) watchEvent(now time.Time, ev policyapi.Event) {
 	}
 }
 
-// placement notes a VM placed on this host or taken from it.
+// placement notes a VM or edge gateway placed on this host or taken from
+// it.
 func (m *Model) placement(now time.Time, ev policyapi.Event) {
 	me := m.cfg.Host
+	if ev.Kind == policyapi.KindGateway {
+		if ev.PrevGateway != nil && ev.PrevGateway.Host == me {
+			delete(m.gateways, ev.PrevGateway.Name)
+			m.dirty = true
+		}
+		if g := ev.Gateway; ev.Type == policyapi.EventPut && g != nil && g.Host == me && m.isEdge(*g) {
+			m.gateways[g.Name] = *g
+			m.dirty = true
+		}
+		return
+	}
 	switch {
 	case ev.Type == policyapi.EventPut && ev.VM != nil && ev.VM.Host == me:
 		m.vms[ev.VM.Name] = *ev.VM
@@ -645,11 +688,17 @@ func (m *Model) localRDs() map[policy.GUID]bool {
 	for _, vm := range m.vms {
 		s[vm.RoutingDomainID] = true
 	}
+	for _, g := range m.gateways {
+		s[g.RoutingDomainID] = true
+	}
 	return s
 }
 
-// watchSet is the routing domains the host needs: its VMs' and, for their
-// grace period, those of VMs that migrated away.
+// isEdge reports whether g is a gateway this host builds.
+func (m *Model) isEdge(g policyapi.Gateway) bool { return m.cfg.Edges && g.Mode != "" }
+
+// watchSet is the routing domains the host needs: its VMs' and edge
+// gateways' and, for their grace period, those of VMs that migrated away.
 func (m *Model) watchSet() map[policy.GUID]bool {
 	s := m.localRDs()
 	for rd := range m.linger {
@@ -797,8 +846,18 @@ func (m *Model) wake(now time.Time) time.Time {
 func (m *Model) plan(h HostRead) *Apply {
 	a := &Apply{}
 	have := map[string]bool{}
+	edges, edgePorts := m.edges()
 	for _, p := range h.Ports {
 		have[p.Name] = true
+		if p.ManagedBy == managedByEdge {
+			// Left alone until the gateways can be built: a restarted
+			// agent's gateway keeps forwarding meanwhile.
+			if want, ok := edgePorts[p.Name]; edges != nil && (!ok || !samePort(p.PortSpec, want)) {
+				a.Detach = append(a.Detach, Detach{Name: p.Name})
+				delete(have, p.Name)
+			}
+			continue
+		}
 		if p.ManagedBy != managedBy {
 			continue
 		}
@@ -822,13 +881,23 @@ func (m *Model) plan(h HostRead) *Apply {
 		}
 	}
 	for name := range m.waiting {
-		if _, ok := m.vms[name]; !ok {
+		if _, ok := m.vms[name]; !ok && edgePorts[name].Name == "" {
 			delete(m.waiting, name)
 		}
 	}
 	for _, name := range sortedKeys(m.vms) {
 		if !have[name] {
 			a.Attach = append(a.Attach, portSpec(m.vms[name]))
+		}
+	}
+	if edges != nil && (m.built == nil || !slices.EqualFunc(*m.built, *edges, edge.Spec.Equal)) {
+		a.Gateways, m.building = edges, edges
+	}
+	if edges != nil {
+		for _, name := range sortedKeys(edgePorts) {
+			if !have[name] {
+				a.Attach = append(a.Attach, edgePorts[name])
+			}
 		}
 	}
 	slices.SortFunc(a.Detach, func(x, y Detach) int { return cmp.Compare(x.Name, y.Name) })
@@ -859,7 +928,7 @@ func (m *Model) plan(h HostRead) *Apply {
 	// from the server's, so the agent puts that, which confirms it.
 	installed := policy.Objects{LookupRecords: h.Records, CustomerRoutes: h.Routes}
 	a.Batch = policy.Diff(installed, m.desired(h))
-	if len(a.Subnets) == 0 && len(a.Detach) == 0 && len(a.Attach) == 0 && batchEmpty(a.Batch) {
+	if len(a.Subnets) == 0 && len(a.Detach) == 0 && len(a.Attach) == 0 && a.Gateways == nil && batchEmpty(a.Batch) {
 		return nil
 	}
 	return a
@@ -986,4 +1055,66 @@ func sameKeys(a, b []policyapi.RedirectKey) bool {
 	return slices.EqualFunc(a, b, func(x, y policyapi.RedirectKey) bool {
 		return x.LocalPA == y.LocalPA && x.PeerPA == y.PeerPA && string(x.Key) == string(y.Key)
 	})
+}
+
+// edges returns the edge gateways the host is to build and their ports,
+// or nil while the policy of one of their routing domains is still being
+// fetched: a gateway is built from its subnets, and a partial list would
+// remove the others.
+func (m *Model) edges() (*[]edge.Spec, map[string]provider.PortSpec) {
+	ports := map[string]provider.PortSpec{}
+	specs := []edge.Spec{}
+	for _, name := range sortedKeys(m.gateways) {
+		g := m.gateways[name]
+		p := m.rds[g.RoutingDomainID]
+		if p == nil {
+			return nil, ports
+		}
+		s, ok := edgeSpec(g, p.subnets, m.cfg.EdgePrefix, m.cfg.EdgeMTU)
+		if !ok {
+			continue // its subnet is gone: the gateway's delete follows
+		}
+		specs = append(specs, s)
+		ports[s.Port] = provider.PortSpec{Name: s.Port, Interface: s.Port, MACAddress: g.MACAddress, VirtualSubnetID: g.VirtualSubnetID,
+			CustomerAddresses: g.CustomerAddresses(), ManagedBy: managedByEdge}
+	}
+	if !m.cfg.Edges {
+		return nil, nil
+	}
+	return &specs, ports
+}
+
+// edgeSpec is what the host builds for edge gateway g of a routing domain
+// with subnets: its CAs on the tenant link with their subnet's prefix
+// length, and a route to every other prefix of the routing domain via its
+// subnet's virtual gateway of that family.
+func edgeSpec(g policyapi.Gateway, subnets map[policy.VSID]policyapi.Subnet, prefix string, mtu int) (edge.Spec, bool) {
+	own, ok := subnets[g.VirtualSubnetID]
+	if !ok {
+		return edge.Spec{}, false
+	}
+	s := edge.Spec{Name: g.Name, Namespace: prefix + g.Name, Port: edge.PortPrefix + g.Name, MAC: g.MACAddress, MTU: mtu,
+		NAT: g.Mode == policyapi.GatewayNAT, ExternalInterface: g.ExternalInterface,
+		ExternalAddresses: g.ExternalAddresses, ExternalGateways: g.ExternalGateways}
+	for _, ca := range g.CustomerAddresses() {
+		for _, p := range own.Prefixes {
+			if p.Contains(ca) {
+				s.Addresses = append(s.Addresses, netip.PrefixFrom(ca, p.Bits()))
+			}
+		}
+	}
+	for _, vsid := range sortedKeys(subnets) {
+		for _, p := range subnets[vsid].Prefixes {
+			if vsid == g.VirtualSubnetID && slices.Contains(own.Prefixes, p) {
+				continue
+			}
+			for _, via := range own.Gateways {
+				if via.Is4() == p.Addr().Is4() {
+					s.Routes = append(s.Routes, edge.Route{Prefix: p.Masked(), Via: via})
+					break
+				}
+			}
+		}
+	}
+	return s, true
 }

@@ -66,6 +66,9 @@ func (s *slowPolicyServer) VMs(context.Context, policyapi.VMFilter) ([]policyapi
 	return []policyapi.VM{s.vm}, nil
 }
 
+func (s *slowPolicyServer) Gateways(context.Context) ([]policyapi.Gateway, error) {
+	return nil, nil
+}
 func (s *slowPolicyServer) Subnet(context.Context, policy.VSID) (policyapi.Subnet, error) {
 	return policyapi.Subnet{}, &policy.Error{Kind: policy.ErrNotFound, Msg: "no subnet"}
 }

@@ -428,6 +428,13 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 		failures = append(failures, fmt.Sprintf("%d of %d reachability checks failed", n, len(checks)))
 	}
 
+	if t.Edge != nil {
+		fmt.Fprintf(w, "\n== Edge gateways on %s to the %s network (a server at %v) ==\n", t.Edge.Host, ExternalName, t.Edge.Addresses[0].Addr())
+		if n := l.printEdge(ctx, w); n > 0 {
+			failures = append(failures, fmt.Sprintf("%d edge gateway checks failed", n))
+		}
+	}
+
 	fmt.Fprintf(w, "\n== TCP transfers of %d bytes across hosts and subnets ==\n", DemoBytes)
 	if n := PrintTransfers(w, l.Transfers(ctx, DemoBytes)); n > 0 {
 		failures = append(failures, fmt.Sprintf("%d TCP transfers failed", n))

@@ -217,6 +217,9 @@ func (l *Lab) up(ctx context.Context) (err error) {
 		err = l.provision(ctx)
 	default:
 		err = l.provisionServer(ctx)
+		if err == nil && t.Edge != nil {
+			err = l.provisionEdge(ctx)
+		}
 	}
 	if err != nil {
 		return err
@@ -300,6 +303,11 @@ func (l *Lab) buildNetwork() error {
 		err = l.plugHost(uh, hh, br, h, ns)
 		hh.Close()
 		if err != nil {
+			return err
+		}
+	}
+	if t.Edge != nil {
+		if err := l.buildExternal(); err != nil {
 			return err
 		}
 	}
@@ -455,6 +463,7 @@ func (l *Lab) startDaemon(h Host) error {
 		"--metrics-addr", "127.0.0.1:9100",
 		"--pin-dir", l.pinDir(h.Name)}
 	args = append(args, l.apiArgs(h.Name)...)
+	args = append(args, l.edgeArgs(h.Name)...)
 	if !l.Topology.Static {
 		args = append(args,
 			"--policy-server", l.Topology.ServerURL(),
@@ -478,6 +487,12 @@ func (l *Lab) spawn(name, ns, bin string, args ...string) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	if l.Topology.Edge != nil && ns == l.Topology.Namespace(l.Topology.Edge.Host) && name == l.Topology.Edge.Host {
+		// The gateway host's wnvd creates network namespaces, which are
+		// mounts: it runs in the lab's mount namespace, where they outlive
+		// it, rather than in a private one of `ip netns exec`.
+		cmd = exec.Command("nsenter", append([]string{"--net=" + filepath.Join(netnsDir, ns), "--", bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

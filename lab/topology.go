@@ -43,6 +43,8 @@ type Topology struct {
 	Tenants      []Tenant
 	Hosts        []Host
 	VMs          []VM
+	// Edge, if set, adds the outside network and edge gateways (WithEdge).
+	Edge *Edge `json:",omitempty"`
 }
 
 // Tenant is one customer network: a routing domain and its virtual subnets.
@@ -146,13 +148,16 @@ func (t Topology) Validate() error {
 	if !t.Static && (!t.PolicyServer.IsValid() || t.PolicyServer.Addr() == t.PolicyServer.Masked().Addr()) {
 		return fmt.Errorf("topology PolicyServer %v is not a host address with a prefix length: use e.g. 198.18.0.254/15, or set Static", t.PolicyServer)
 	}
+	if t.Edge != nil && t.Static {
+		return fmt.Errorf("topology Edge needs the policy server, which provisions the gateways: unset Static")
+	}
 	if t.Unprovisioned && !t.Static {
 		return fmt.Errorf("topology Unprovisioned needs Static: with a policy server the agents provision the hosts")
 	}
 	if t.RemoteAPI && len(t.Hosts) > 254 {
 		return fmt.Errorf("topology RemoteAPI gives hosts management addresses in 192.0.2.0/24: at most 254 hosts, not %d", len(t.Hosts))
 	}
-	names := map[string]bool{"underlay": true}
+	names := map[string]bool{"underlay": true, ExternalName: true}
 	for _, h := range t.Hosts {
 		if names[h.Name] {
 			return fmt.Errorf("host name %q is used twice: every host and VM needs its own namespace", h.Name)

@@ -89,19 +89,34 @@ type VM struct {
 }
 
 // Gateway is a VM that forwards a routing domain's traffic to and from
-// outside addresses. It yields a Static record for its CustomerAddress, a
-// GatewayWildcard record (CA 0.0.0.0 or ::) and a default customer route
-// (0.0.0.0/0 or ::/0) through its CustomerAddress. Server-filled fields are
-// as for VM.
+// outside addresses. It yields a Static record for each of its customer
+// addresses, a GatewayWildcard record (CA 0.0.0.0 or ::) and a default
+// customer route (0.0.0.0/0 or ::/0) through that address, per family.
+// CustomerAddress6 is the IPv6 address of a dual-stack gateway whose
+// CustomerAddress is IPv4.
+//
+// Without a Mode the gateway is a VM or appliance of its own, placed and
+// plugged by whoever runs it. With one, the gateway host's agent builds it
+// (see docs/architecture.md, "Edge gateways"): a network namespace joined to
+// the virtual subnet through a port, with an interface on the host's
+// ExternalInterface (a macvlan) that has the ExternalAddresses (one per
+// family, with their prefix length) and default routes via
+// ExternalGateways (one per family, optional). Server-filled fields are as
+// for VM.
 type Gateway struct {
-	Name            string      `json:"Name"`
-	VirtualSubnetID policy.VSID `json:"VirtualSubnetID"`
-	MACAddress      packet.MAC  `json:"MACAddress"`
-	CustomerAddress netip.Addr  `json:"CustomerAddress"`
-	Host            string      `json:"Host"`
-	RoutingDomainID policy.GUID `json:"RoutingDomainID"`
-	CustomerID      policy.GUID `json:"CustomerID"`
-	ProviderAddress netip.Addr  `json:"ProviderAddress"`
+	Name              string         `json:"Name"`
+	VirtualSubnetID   policy.VSID    `json:"VirtualSubnetID"`
+	MACAddress        packet.MAC     `json:"MACAddress"`
+	CustomerAddress   netip.Addr     `json:"CustomerAddress"`
+	CustomerAddress6  netip.Addr     `json:"CustomerAddress6,omitzero"`
+	Host              string         `json:"Host"`
+	Mode              GatewayMode    `json:"Mode,omitempty"`
+	ExternalInterface string         `json:"ExternalInterface,omitempty"`
+	ExternalAddresses []netip.Prefix `json:"ExternalAddresses,omitempty"`
+	ExternalGateways  []netip.Addr   `json:"ExternalGateways,omitempty"`
+	RoutingDomainID   policy.GUID    `json:"RoutingDomainID"`
+	CustomerID        policy.GUID    `json:"CustomerID"`
+	ProviderAddress   netip.Addr     `json:"ProviderAddress"`
 }
 
 // Learned is a CA a host learned on the port of an L2Only VM: the body of
@@ -121,6 +136,27 @@ type Learned struct {
 	CustomerID      policy.GUID `json:"CustomerID"`
 	LearnedAt       time.Time   `json:"LearnedAt"`
 }
+
+// CustomerAddresses returns the gateway's customer addresses, IPv4 first.
+func (g *Gateway) CustomerAddresses() []netip.Addr {
+	if g.CustomerAddress6.IsValid() {
+		return []netip.Addr{g.CustomerAddress, g.CustomerAddress6}
+	}
+	return []netip.Addr{g.CustomerAddress}
+}
+
+// GatewayMode is how a gateway host's agent builds a gateway.
+type GatewayMode string
+
+const (
+	// GatewayForward routes both ways: outside hosts reach the VMs' CAs
+	// (the outside network routes the routing domain's prefixes to the
+	// gateway's external addresses) and VMs reach outside addresses.
+	GatewayForward GatewayMode = "forward"
+	// GatewayNAT masquerades the VMs' outbound connections behind the
+	// gateway's external addresses; nothing outside can open one inwards.
+	GatewayNAT GatewayMode = "nat"
+)
 
 // Migration is the body of POST /v1/vms/{name}/migrate.
 type Migration struct {
@@ -227,6 +263,7 @@ type HostAPI interface {
 	Lookup(ctx context.Context, vsid policy.VSID, ca netip.Addr) (LookupAnswer, error)
 	VM(ctx context.Context, name string) (VM, error)
 	VMs(ctx context.Context, f VMFilter) ([]VM, error)
+	Gateways(ctx context.Context) ([]Gateway, error)
 	Subnet(ctx context.Context, vsid policy.VSID) (Subnet, error)
 	// WatchHost watches the routing domains rds plus the VMs placed on or
 	// taken from host.

@@ -79,7 +79,7 @@ var access = map[string]rule{
 	"DELETE /v1/vms/{name}":       {what: "delete VMs", tenant: pathName((*authz).ownVM)},
 	"POST /v1/vms/{name}/migrate": {what: "migrate VMs", tenant: pathName((*authz).ownVM)},
 
-	"POST /v1/gateways":          {what: "create gateways", tenant: tenantBody("VirtualSubnetID", (*authz).ownVSID)},
+	"POST /v1/gateways":          {what: "create gateways", tenant: tenantGateway},
 	"GET /v1/gateways":           {what: "list gateways", observer: true, tenant: allow, host: allow},
 	"GET /v1/gateways/{name}":    {what: "read gateways", observer: true, tenant: allow, host: allow},
 	"DELETE /v1/gateways/{name}": {what: "delete gateways", tenant: pathName((*authz).ownGateway)},
@@ -403,6 +403,24 @@ func tenantBody[T any](field string, f func(*authz, context.Context, T) error) c
 		}
 		return f(z, ctx, v)
 	}
+}
+
+// tenantGateway lets a tenant create a gateway VM of its own in its own
+// subnet, never an edge gateway: that joins a host's physical network,
+// which only an admin grants.
+func tenantGateway(ctx context.Context, z *authz, r *http.Request) error {
+	var obj map[string]json.RawMessage
+	if err := bodyField(r, "VirtualSubnetID", new(json.RawMessage)); err != nil {
+		return err
+	}
+	data, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	if json.Unmarshal(data, &obj) == nil {
+		if m, ok := obj["Mode"]; ok && string(m) != `""` && string(m) != "null" {
+			return z.refuse("an edge gateway (Mode %s) joins a host's physical network, which only an admin provisions: create a gateway without Mode", m)
+		}
+	}
+	return tenantBody("VirtualSubnetID", (*authz).ownVSID)(ctx, z, r)
 }
 
 // bodyField reads field (its exact name, as decodeBody does) from the JSON

@@ -53,23 +53,38 @@ func LearnedRecords(l *policyapi.Learned) []policy.LookupRecord {
 	}}
 }
 
-// GatewayRecords returns a gateway's Static record for its CA and its
-// GatewayWildcard record (CA 0.0.0.0 or :: of the same family).
+// GatewayRecords returns a gateway's Static records, one per customer
+// address, then its GatewayWildcard records (CA 0.0.0.0 or ::, one per
+// family).
 func GatewayRecords(g *policyapi.Gateway) []policy.LookupRecord {
-	r := policy.LookupRecord{
-		CustomerAddress: g.CustomerAddress,
-		VirtualSubnetID: g.VirtualSubnetID,
-		MACAddress:      g.MACAddress,
-		ProviderAddress: g.ProviderAddress,
-		Rule:            policy.TranslationMethodEncap,
-		Type:            policy.Static,
-		CustomerID:      g.CustomerID,
-		VMName:          g.Name,
+	statics := GatewayStaticRecords(g)
+	out := slices.Clone(statics)
+	for _, r := range statics {
+		r.Type = policy.GatewayWildcard
+		r.CustomerAddress = unspecified(r.CustomerAddress)
+		out = append(out, r)
 	}
-	w := r
-	w.Type = policy.GatewayWildcard
-	w.CustomerAddress = unspecified(g.CustomerAddress)
-	return []policy.LookupRecord{r, w}
+	return out
+}
+
+// GatewayStaticRecords returns the Static record of each of a gateway's
+// customer addresses, as the server keeps them.
+func GatewayStaticRecords(g *policyapi.Gateway) []policy.LookupRecord {
+	cas := g.CustomerAddresses()
+	out := make([]policy.LookupRecord, len(cas))
+	for i, ca := range cas {
+		out[i] = policy.LookupRecord{
+			CustomerAddress: ca,
+			VirtualSubnetID: g.VirtualSubnetID,
+			MACAddress:      g.MACAddress,
+			ProviderAddress: g.ProviderAddress,
+			Rule:            policy.TranslationMethodEncap,
+			Type:            policy.Static,
+			CustomerID:      g.CustomerID,
+			VMName:          g.Name,
+		}
+	}
+	return out
 }
 
 func unspecified(a netip.Addr) netip.Addr {
@@ -94,20 +109,25 @@ func RoutesFor(s *policyapi.Subnet) []policy.CustomerRoute {
 	return out
 }
 
-// GatewayRoutes returns the default route (0.0.0.0/0 or ::/0) through g.
+// GatewayRoutes returns the default route (0.0.0.0/0 or ::/0) through each
+// of g's customer addresses.
 func GatewayRoutes(g *policyapi.Gateway) []policy.CustomerRoute {
-	return []policy.CustomerRoute{{
-		RoutingDomainID:   g.RoutingDomainID,
-		VirtualSubnetID:   g.VirtualSubnetID,
-		DestinationPrefix: netip.PrefixFrom(unspecified(g.CustomerAddress), 0),
-		NextHop:           g.CustomerAddress,
-		CustomerID:        g.CustomerID,
-	}}
+	var out []policy.CustomerRoute
+	for _, ca := range g.CustomerAddresses() {
+		out = append(out, policy.CustomerRoute{
+			RoutingDomainID:   g.RoutingDomainID,
+			VirtualSubnetID:   g.VirtualSubnetID,
+			DestinationPrefix: netip.PrefixFrom(unspecified(ca), 0),
+			NextHop:           ca,
+			CustomerID:        g.CustomerID,
+		})
+	}
+	return out
 }
 
 // PolicyFor assembles the policy of routing domain rd read at revision rev
 // from its subnets, the Static records of its CAs (RecordsFor of its VMs and
-// the first of GatewayRecords of its gateways, as the server keeps them) and
+// GatewayStaticRecords of its gateways, as the server keeps them) and
 // its gateways, which add their wildcard records and default routes, and
 // the Dynamic records of its learned CAs, except where a Static record has
 // the CA (it always wins). Routes are ordered by VSID and prefix, records
@@ -124,7 +144,8 @@ func PolicyFor(rd policy.GUID, rev int64, subnets []policyapi.Subnet, records []
 	p.Records = append(p.Records, records...)
 	for i := range gateways {
 		p.Routes = append(p.Routes, GatewayRoutes(&gateways[i])...)
-		p.Records = append(p.Records, GatewayRecords(&gateways[i])[1])
+		g := &gateways[i]
+		p.Records = append(p.Records, GatewayRecords(g)[len(g.CustomerAddresses()):]...)
 	}
 	slices.SortFunc(p.Routes, func(a, b policy.CustomerRoute) int {
 		return cmp.Or(cmp.Compare(a.VirtualSubnetID, b.VirtualSubnetID),

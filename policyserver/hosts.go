@@ -231,7 +231,7 @@ func repointed(key string, k *kv, pa netip.Addr) ([]clientv3.Op, error) {
 			return nil, err
 		}
 		g.ProviderAddress = pa
-		return append(recOps(g.RoutingDomainID, GatewayRecords(&g)[:1]), clientv3.OpPut(key, encode(g))), nil
+		return append(recOps(g.RoutingDomainID, GatewayStaticRecords(&g)), clientv3.OpPut(key, encode(g))), nil
 	}
 	vm, err := decode[policyapi.VM](k)
 	if err != nil || vm.ProviderAddress == pa {

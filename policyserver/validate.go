@@ -365,5 +365,95 @@ func checkGateway(g *policyapi.Gateway) error {
 		return err
 	}
 	g.CustomerAddress = ca
-	return checkName("Host", g.Host)
+	if g.CustomerAddress6.IsValid() {
+		ca6, err := checkUnicast("CustomerAddress6", g.CustomerAddress6)
+		if err != nil {
+			return err
+		}
+		if !ca.Is4() || !ca6.Is6() {
+			return invalidf("CustomerAddress6 %s with CustomerAddress %s is not a dual-stack pair: give an IPv4 CustomerAddress and an IPv6 CustomerAddress6", ca6, ca)
+		}
+		g.CustomerAddress6 = ca6
+	}
+	if err := checkName("Host", g.Host); err != nil {
+		return err
+	}
+	return checkEdge(g)
+}
+
+// maxGatewayName keeps "gw-" + Name, the host end of an edge gateway's
+// tenant link and its port, an interface name.
+const maxGatewayName = maxIfName - len("gw-")
+
+// checkEdge checks what the gateway host's agent builds an edge gateway
+// from: a Mode it knows, a usable external interface, and an external
+// address (and at most one default route) for each family it forwards.
+func checkEdge(g *policyapi.Gateway) error {
+	switch g.Mode {
+	case "":
+		if g.ExternalInterface != "" || len(g.ExternalAddresses) > 0 || len(g.ExternalGateways) > 0 {
+			return invalidf("Mode is empty but the External fields are set: give Mode %s or %s for the host to build the gateway, or drop them for a gateway VM of your own", policyapi.GatewayForward, policyapi.GatewayNAT)
+		}
+		return nil
+	case policyapi.GatewayForward, policyapi.GatewayNAT:
+	default:
+		return invalidf("Mode %q is unknown: use %s, %s, or none for a gateway VM of your own", g.Mode, policyapi.GatewayForward, policyapi.GatewayNAT)
+	}
+	if len(g.Name) > maxGatewayName {
+		return invalidf("Name %q is longer than %d bytes: an edge gateway's port is the interface gw-NAME", g.Name, maxGatewayName)
+	}
+	x := g.ExternalInterface
+	switch {
+	case x == "":
+		return invalidf("ExternalInterface is missing: name the gateway host's interface on the outside network")
+	case len(x) > maxIfName || x == "." || x == ".." || strings.ContainsAny(x, "/: \t\n"):
+		return invalidf("ExternalInterface %q is not an interface name: use 1..%d bytes without '/', ':' or spaces", x, maxIfName)
+	case slices.Contains(reservedIfNames, x) || strings.HasPrefix(x, reservedIfPrefix):
+		return invalidf("ExternalInterface %q is an interface the host keeps for itself (%s, or starting with %q): tenants never join the underlay, use the outside network's interface", x, strings.Join(reservedIfNames, ", "), reservedIfPrefix)
+	}
+	byFamily := map[bool]netip.Prefix{}
+	for i, p := range g.ExternalAddresses {
+		a, err := checkUnicast("ExternalAddresses", p.Addr())
+		if err != nil {
+			return err
+		}
+		p = netip.PrefixFrom(a, p.Bits())
+		if !p.IsValid() || p.Bits() == a.BitLen() || a == p.Masked().Addr() {
+			return invalidf("ExternalAddresses %s is not a host address with the outside network's prefix length: use e.g. 203.0.113.2/24", g.ExternalAddresses[i])
+		}
+		if _, dup := byFamily[a.Is6()]; dup {
+			return invalidf("ExternalAddresses %s is a second address of its family: give one IPv4 and at most one IPv6 address", p)
+		}
+		byFamily[a.Is6()] = p
+		g.ExternalAddresses[i] = p
+	}
+	for _, ca := range g.CustomerAddresses() {
+		if _, ok := byFamily[ca.Is6()]; !ok {
+			return invalidf("ExternalAddresses has no %s address for CustomerAddress %s: the gateway would forward that family to nowhere", family(ca), ca)
+		}
+	}
+	routed := map[bool]bool{}
+	for i, gw := range g.ExternalGateways {
+		gw, err := checkUnicast("ExternalGateways", gw)
+		if err != nil {
+			return err
+		}
+		p, ok := byFamily[gw.Is6()]
+		switch {
+		case !ok || !p.Contains(gw) || gw == p.Addr():
+			return invalidf("ExternalGateways %s is not another address in ExternalAddresses' prefix of its family: use the outside router's address on that network", gw)
+		case routed[gw.Is6()]:
+			return invalidf("ExternalGateways %s is a second router of its family: give at most one per family", gw)
+		}
+		routed[gw.Is6()] = true
+		g.ExternalGateways[i] = gw
+	}
+	return nil
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }

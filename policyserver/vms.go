@@ -330,8 +330,10 @@ func (s *Store) CreateGateway(ctx context.Context, g policyapi.Gateway) (policya
 		if err != nil {
 			return g, err
 		}
-		if err := checkCA(g.CustomerAddress, &p.subnet); err != nil {
-			return g, invalidf("CustomerAddress%s", strings.TrimPrefix(err.Error(), "CustomerAddresses"))
+		for i, ca := range g.CustomerAddresses() {
+			if err := checkCA(ca, &p.subnet); err != nil {
+				return g, invalidf("CustomerAddress%s%s", []string{"", "6"}[i], strings.TrimPrefix(err.Error(), "CustomerAddresses"))
+			}
 		}
 		gws := subnetMembers(g.VirtualSubnetID) + "gateway/"
 		if other, err := s.firstMember(ctx, gws); err != nil || other != "" {
@@ -339,13 +341,13 @@ func (s *Store) CreateGateway(ctx context.Context, g policyapi.Gateway) (policya
 		}
 		g.RoutingDomainID, g.CustomerID, g.ProviderAddress = p.subnet.RoutingDomainID, p.subnet.CustomerID, p.pa
 		owner := member("gateway", g.Name)
-		cmps, err := s.claim(ctx, g.RoutingDomainID, []netip.Addr{g.CustomerAddress}, g.MACAddress, owner)
+		cmps, err := s.claim(ctx, g.RoutingDomainID, g.CustomerAddresses(), g.MACAddress, owner)
 		if err != nil {
 			return g, err
 		}
 		cmps = append(cmps, unchanged(gatewayKey(g.Name), nil), emptyPrefix(gws),
 			unchanged(subnetKey(g.RoutingDomainID, g.VirtualSubnetID), p.subnetKV), unchanged(hostKey(g.Host), p.hostKV))
-		ops := append(placeOps(g.RoutingDomainID, GatewayRecords(&g)[:1], g.Host, g.VirtualSubnetID, owner),
+		ops := append(placeOps(g.RoutingDomainID, GatewayStaticRecords(&g), g.Host, g.VirtualSubnetID, owner),
 			clientv3.OpPut(gatewayKey(g.Name), encode(g)),
 			clientv3.OpPut(macIdxKey(g.RoutingDomainID, g.MACAddress), owner))
 		_, err = s.commit(ctx, cmps, ops...)
@@ -384,7 +386,7 @@ func (s *Store) DeleteGateway(ctx context.Context, name string) error {
 		if err != nil {
 			return struct{}{}, err
 		}
-		ops := append(unplaceOps(g.RoutingDomainID, []netip.Addr{g.CustomerAddress}, g.MACAddress, g.Host, g.VirtualSubnetID, member("gateway", name)),
+		ops := append(unplaceOps(g.RoutingDomainID, g.CustomerAddresses(), g.MACAddress, g.Host, g.VirtualSubnetID, member("gateway", name)),
 			clientv3.OpDelete(gatewayKey(name)))
 		_, err = s.commit(ctx, []clientv3.Cmp{unchanged(gatewayKey(name), k)}, ops...)
 		return struct{}{}, err

@@ -317,8 +317,8 @@ func (sub *subscriber) run(ctx context.Context, rev int64, rds []policy.GUID, ho
 }
 
 // concerns reports whether ev is for a watcher of rds and host: a host
-// agent watches the routing domains of its VMs and must also see a VM of
-// another routing domain arrive.
+// agent watches the routing domains of its VMs and gateways and must also
+// see a VM or gateway of another routing domain arrive.
 func concerns(ev *policyapi.Event, rds []policy.GUID, host string) bool {
 	if len(rds) == 0 && host == "" {
 		return true
@@ -330,6 +330,10 @@ func concerns(ev *policyapi.Event, rds []policy.GUID, host string) bool {
 		return false
 	case policyapi.KindVM:
 		if host != "" && ((ev.VM != nil && ev.VM.Host == host) || (ev.PrevVM != nil && ev.PrevVM.Host == host)) {
+			return true
+		}
+	case policyapi.KindGateway:
+		if host != "" && ((ev.Gateway != nil && ev.Gateway.Host == host) || (ev.PrevGateway != nil && ev.PrevGateway.Host == host)) {
 			return true
 		}
 	}

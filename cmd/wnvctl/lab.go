@@ -223,7 +223,7 @@ func newLab(load bool) (*lab.Lab, error) {
 			}
 		}
 	}
-	topo, err := lab.Default().WithQEMU(flagLabQEMU...)
+	topo, err := lab.Default().WithEdge().WithQEMU(flagLabQEMU...)
 	if err != nil {
 		return nil, fmt.Errorf("--qemu: %w", err)
 	}

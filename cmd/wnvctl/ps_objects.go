@@ -325,12 +325,35 @@ func outputHosts(cmd *cobra.Command, v any, hs []policyapi.Host) error {
 
 func gatewayCreate() *cobra.Command {
 	var g policyapi.Gateway
+	var cas []netip.Addr
+	var mode string
 	cmd := &cobra.Command{
-		Use:     "create",
-		Short:   "Create a gateway: a GatewayWildcard record and a default route of its routing domain point at it",
-		Example: "  wnvctl gateway create --name gw1 --vsid 5001 --mac 00:15:5d:00:00:fe --ca 10.0.0.254 --host host1",
-		Args:    cobra.NoArgs,
+		Use:   "create",
+		Short: "Create a gateway: a GatewayWildcard record and a default route of its routing domain point at it",
+		Long: `Create a gateway: a GatewayWildcard record and a default route of its routing domain point at it.
+
+Without --mode the gateway is a VM or appliance of your own. With --mode forward or nat the
+gateway host's wnvd (run with --edge-gateways) builds it: a network namespace joined to the
+virtual subnet through a port, routing to --external-interface (forward: both ways; nat:
+outbound only, masqueraded behind --external-address). Only an admin creates those.`,
+		Example: `  wnvctl gateway create --name gw1 --vsid 5001 --mac 00:15:5d:00:00:fe --ca 10.0.0.254 --host host1
+  wnvctl gateway create --name blue-gw --vsid 5001 --mac 02:00:00:00:50:fe --ca 10.0.0.254 --ca fd00:0:0:1::fe \
+    --host gwhost --mode forward --external-interface ext0 \
+    --external-address 203.0.113.2/24 --external-address 2001:db8:e::2/64 \
+    --external-gateway 203.0.113.1 --external-gateway 2001:db8:e::1`,
+		Args: cobra.NoArgs,
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
+			switch {
+			case len(cas) == 1:
+				g.CustomerAddress = cas[0]
+			case len(cas) == 2 && cas[0].Is6() && cas[1].Is4():
+				g.CustomerAddress, g.CustomerAddress6 = cas[1], cas[0]
+			case len(cas) == 2:
+				g.CustomerAddress, g.CustomerAddress6 = cas[0], cas[1]
+			default:
+				return fmt.Errorf("--ca is given %d times: give the gateway's customer address, or one IPv4 and one IPv6 address", len(cas))
+			}
+			g.Mode = policyapi.GatewayMode(mode)
 			g, err := c.CreateGateway(ctx, g)
 			if err != nil {
 				return err
@@ -342,8 +365,12 @@ func gatewayCreate() *cobra.Command {
 	fs.StringVar(&g.Name, "name", "", "gateway name")
 	fs.Var(vsidValue{&g.VirtualSubnetID}, "vsid", "virtual subnet the gateway sits in, 4096..16777214")
 	fs.Var(macValue{&g.MACAddress}, "mac", "the gateway's MAC address")
-	fs.Var(addrValue{&g.CustomerAddress}, "ca", "the gateway's customer address, next hop of the default route")
+	fs.Var(addrsValue{&cas}, "ca", "the gateway's customer address, next hop of the default route (twice for dual stack: IPv4 and IPv6)")
 	fs.StringVar(&g.Host, "host", "", "host the gateway runs on")
+	fs.StringVar(&mode, "mode", "", "forward or nat: the host builds the gateway (default: a gateway VM of your own)")
+	fs.StringVar(&g.ExternalInterface, "external-interface", "", "with --mode: the gateway host's interface on the outside network")
+	fs.Var(prefixesValue{&g.ExternalAddresses}, "external-address", "with --mode: the gateway's address on the outside network with its prefix length (one per family, repeatable)")
+	fs.Var(addrsValue{&g.ExternalGateways}, "external-gateway", "with --mode: the outside router the gateway's default route goes to (one per family, repeatable)")
 	for _, f := range []string{"name", "vsid", "mac", "ca", "host"} {
 		cmd.MarkFlagRequired(f)
 	}
@@ -380,9 +407,15 @@ func gatewayDelete() *cobra.Command {
 }
 
 func outputGateways(cmd *cobra.Command, v any, gs []policyapi.Gateway) error {
-	t := outTable{header: []string{"NAME", "VSID", "MAC", "CA", "HOST", "PA", "ROUTINGDOMAINID"}}
+	t := outTable{header: []string{"NAME", "VSID", "MAC", "CA", "HOST", "PA", "ROUTINGDOMAINID", "MODE", "EXTERNAL"}}
 	for _, g := range gs {
-		t.add(g.Name, numCell(g.VirtualSubnetID), g.MACAddress.String(), addrCell(g.CustomerAddress), g.Host, addrCell(g.ProviderAddress), guidCell(g.RoutingDomainID))
+		cas := g.CustomerAddresses()
+		ext := ""
+		if g.Mode != "" {
+			ext = g.ExternalInterface + " " + prefixesValue{&g.ExternalAddresses}.String()
+		}
+		t.add(g.Name, numCell(g.VirtualSubnetID), g.MACAddress.String(), strCell(addrsValue{&cas}.String()), g.Host, addrCell(g.ProviderAddress), guidCell(g.RoutingDomainID),
+			strCell(string(g.Mode)), strCell(ext))
 	}
 	return printResult(cmd, v, t)
 }

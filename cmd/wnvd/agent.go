@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/wnv/wnv/dataplane"
+	"github.com/wnv/wnv/edge"
 	"github.com/wnv/wnv/host"
 	"github.com/wnv/wnv/hostagent"
 	"github.com/wnv/wnv/pki"
@@ -30,6 +31,9 @@ type agentFlags struct {
 	checkpoint                string
 	pas                       []string
 	grace, holdTimeout        time.Duration
+	edges                     bool
+	edgePrefix, edgeMountNS   string
+	edgeMTU                   int
 }
 
 func (a *agentFlags) register(f *pflag.FlagSet) {
@@ -41,6 +45,10 @@ func (a *agentFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&a.checkpoint, "checkpoint", "", "bbolt file of the host's last policy and ports, restored at start (default /var/lib/wnv/<name>.db with --policy-server; \"none\" disables)")
 	f.StringSliceVar(&a.pas, "pa", nil, "provider address with prefix length (e.g. 198.18.0.2/15) the agent installs and registers (repeatable; default: the host's current ones)")
 	f.DurationVar(&a.grace, "migration-grace", host.DefaultMigrationGrace, "how long packets for a VM that migrated away are forwarded to its new host")
+	f.BoolVar(&a.edges, "edge-gateways", false, "build the edge gateways the policy server places on this host (network namespaces routing to the host's outside network; needs nftables)")
+	f.StringVar(&a.edgePrefix, "edge-namespace-prefix", "wnvgw-", "name prefix of the edge gateways' network namespaces; the agent owns (and removes) every namespace with it")
+	f.StringVar(&a.edgeMountNS, "edge-mount-namespace", "", "mount namespace (e.g. /proc/1/ns/mnt) to pin the edge gateways' network namespaces in, when wnvd runs in a private one (ip netns exec) that would take them along when it exits")
+	f.IntVar(&a.edgeMTU, "edge-mtu", 1400, "MTU of an edge gateway's link into its virtual subnet: the underlay MTU minus the encapsulation overhead, or less")
 	f.DurationVar(&a.holdTimeout, "hold-timeout", 500*time.Millisecond, "how long a packet to a destination without policy waits for the agent's fetch")
 }
 
@@ -87,7 +95,14 @@ func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, s
 	if err != nil {
 		return nil, fmt.Errorf("watch network interfaces for VM ports: %w", err)
 	}
-	ag := hostagent.New(hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, Interfaces: links, MigrationGrace: a.grace, Log: cfg.Log},
+	acfg := hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, Interfaces: links, MigrationGrace: a.grace, Log: cfg.Log}
+	if a.edges {
+		if a.edgePrefix == "" || a.edgeMTU < 1280 {
+			return nil, fmt.Errorf("--edge-namespace-prefix %q and --edge-mtu %d: give a non-empty prefix and an MTU of at least 1280 (IPv6's minimum)", a.edgePrefix, a.edgeMTU)
+		}
+		acfg.Edges, acfg.EdgePrefix, acfg.EdgeMTU = &edge.Linux{Prefix: a.edgePrefix, MountNamespace: a.edgeMountNS}, a.edgePrefix, a.edgeMTU
+	}
+	ag := hostagent.New(acfg,
 		policyclient.New(a.server, tlsCfg), provider.NewClient(socket), notifySocket)
 	return ag.Run, nil
 }

@@ -1,0 +1,131 @@
+package lab
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// seenSource sends one UDP datagram from namespace from to addr:7010 and
+// returns the source address a listener in the external namespace saw.
+func seenSource(t *testing.T, l *Lab, from string, to netip.Addr) (netip.Addr, bool) {
+	t.Helper()
+	var pc net.PacketConn
+	err := InNamespace(l.Topology.Namespace(ExternalName), func() (err error) {
+		pc, err = net.ListenPacket("udp", net.JoinHostPort(to.String(), "7010"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for range 20 {
+		InNamespace(l.Topology.Namespace(from), func() error {
+			c, err := net.Dial("udp", net.JoinHostPort(to.String(), "7010"))
+			if err == nil {
+				c.Write([]byte("x"))
+				c.Close()
+			}
+			return err
+		})
+		pc.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+		buf := make([]byte, 16)
+		if _, a, err := pc.ReadFrom(buf); err == nil {
+			return a.(*net.UDPAddr).AddrPort().Addr().Unmap(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// TestEdgeGateways: Blue's forwarding gateway both ways (IPv4 and IPv6),
+// Red's NAT gateway with the same CAs on the same gateway host, kept apart,
+// and a flow through the gateway that outlives kill -9 of its host's wnvd.
+func TestEdgeGateways(t *testing.T) {
+	needRoot(t)
+	l := newTestLabPrefix(t, Default().WithEdge(), "wgx")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := l.Up(ctx); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	ext4, ext6 := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("2001:db8:e::1")
+	blue1, _ := l.Topology.VM("blue1")
+	blue3, _ := l.Topology.VM("blue3")
+
+	t.Run("ForwardingBothWays", func(t *testing.T) {
+		reachable(t, l, "blue1", ext4, ExternalName, 30*time.Second)
+		reachable(t, l, "blue1", ext6, ExternalName, 10*time.Second)
+		reachable(t, l, "blue3", ext4, ExternalName, 10*time.Second)
+		reachable(t, l, ExternalName, blue1.V4, "blue1", 10*time.Second)
+		reachable(t, l, ExternalName, blue1.V6, "blue1", 10*time.Second)
+		reachable(t, l, ExternalName, blue3.V4, "blue3", 10*time.Second)
+		if src, ok := seenSource(t, l, "blue1", ext4); !ok || src != blue1.V4 {
+			t.Errorf("the outside saw blue1 as %v (answered %v), want its CA %v unchanged", src, ok, blue1.V4)
+		}
+	})
+
+	t.Run("NATForATenantWithTheSameCAs", func(t *testing.T) {
+		reachable(t, l, "red1", ext4, ExternalName, 30*time.Second)
+		reachable(t, l, "red1", ext6, ExternalName, 10*time.Second)
+		reachable(t, l, "red2", ext4, ExternalName, 10*time.Second)
+		if src, ok := seenSource(t, l, "red1", ext4); !ok || src != netip.MustParseAddr("203.0.113.3") {
+			t.Errorf("the outside saw red1 as %v (answered %v), want Red's gateway 203.0.113.3", src, ok)
+		}
+		if src, ok := seenSource(t, l, "red1", ext6); !ok || src != netip.MustParseAddr("2001:db8:e::3") {
+			t.Errorf("the outside saw red1 over IPv6 as %v (answered %v), want 2001:db8:e::3", src, ok)
+		}
+		// 10.0.0.10 is blue1's and red1's: from outside only Blue's forwards it.
+		rep, ok, err := l.ProbeUDP(ctx, ExternalName, blue1.V4, netip.Addr{}, 3, 500*time.Millisecond)
+		if err != nil || !ok || rep.Responder != "blue1" {
+			t.Errorf("external -> 10.0.0.10 answered %v by %q (%v), want blue1 only", ok, rep.Responder, err)
+		}
+		// Nothing outside opens a connection through the NAT gateway.
+		if _, ok, _ := l.ProbeUDP(ctx, ExternalName, netip.MustParseAddr("203.0.113.3"), netip.Addr{}, 2, 300*time.Millisecond); ok {
+			t.Error("a probe to Red's gateway's external address was answered")
+		}
+	})
+
+	t.Run("DemoLines", func(t *testing.T) {
+		var out strings.Builder
+		if n := l.printEdge(ctx, &out); n > 0 {
+			t.Errorf("%d demo checks failed:\n%s", n, out.String())
+		}
+		if c := strings.Count(out.String(), " ok\n"); c != 6 {
+			t.Errorf("%d demo checks passed, want 6 (blue1 and red1 to both external addresses, external to blue1's two CAs):\n%s", c, out.String())
+		}
+	})
+
+	t.Run("SurvivesKillDashNineOfTheGatewayHostsWnvd", func(t *testing.T) {
+		if os.Getenv("WNV_FAST_PATH") == "off" {
+			t.Skip("needs the fast path: without it forwarding stops with wnvd")
+		}
+		done := make(chan struct{})
+		var sent, lost int
+		var responders []string
+		go func() {
+			defer close(done)
+			r := stream(t, l, "blue1", ext4, 4*time.Second)
+			sent, lost, responders = len(r.Echoes), r.Lost(), r.Responders()
+		}()
+		time.Sleep(500 * time.Millisecond) // into the stream
+		if err := l.KillHost("gwhost", syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.StartHost(ctx, "gwhost"); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		t.Logf("blue1 -> external across kill -9 and restart of gwhost's wnvd: %d sent, %d lost", sent, lost)
+		if lost > sent/20 || !slices.Equal(responders, []string{ExternalName}) {
+			t.Errorf("lost %d of %d (answered by %v), want under 5%% from external", lost, sent, responders)
+		}
+		reachable(t, l, "red1", ext4, ExternalName, 10*time.Second)
+		reachable(t, l, ExternalName, blue1.V6, "blue1", 10*time.Second)
+	})
+}

@@ -160,7 +160,7 @@ func addNoDAD(t *testing.T, h *netlink.Handle, ifname string, p netip.Prefix) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.AddrAdd(link, &netlink.Addr{IPNet: ipNet(p), Flags: unix.IFA_F_NODAD}); err != nil {
+	if err := h.AddrAdd(link, &netlink.Addr{IPNet: IPNet(p), Flags: unix.IFA_F_NODAD}); err != nil {
 		t.Fatalf("add %s to %s: %v", p, ifname, err)
 	}
 }

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,9 +21,24 @@ func link(ifname string) (netlink.Link, error) {
 	return l, nil
 }
 
-func ipNet(p netip.Prefix) *net.IPNet {
+// IPNet is p as netlink takes it.
+func IPNet(p netip.Prefix) *net.IPNet {
 	a := p.Addr()
 	return &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(p.Bits(), a.BitLen())}
+}
+
+// AddAddrNoDAD adds a customer-side address (a lab VM's, a gateway's) with
+// its prefix length through h; IPv6 ones skip duplicate address detection
+// so they are usable at once, and one that is there already is fine.
+func AddAddrNoDAD(h *netlink.Handle, l netlink.Link, p netip.Prefix) error {
+	a := &netlink.Addr{IPNet: IPNet(p)}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add address %s to %s: %w", p, l.Attrs().Name, err)
+	}
+	return nil
 }
 
 func checkPrefix(p netip.Prefix) error {
@@ -43,7 +59,7 @@ func AddAddress(ifname string, p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
+	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: IPNet(p)}); err != nil {
 		return fmt.Errorf("add provider address %s to %s: %w", p, ifname, err)
 	}
 	return nil
@@ -58,7 +74,7 @@ func RemoveAddress(ifname string, p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	if err := netlink.AddrDel(l, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
+	if err := netlink.AddrDel(l, &netlink.Addr{IPNet: IPNet(p)}); err != nil {
 		return fmt.Errorf("remove provider address %s from %s: %w", p, ifname, err)
 	}
 	return nil

@@ -32,7 +32,7 @@ func (r Route) String() string {
 }
 
 func (r Route) netlink(proto int) *netlink.Route {
-	nr := &netlink.Route{LinkIndex: r.Ifindex, Dst: ipNet(r.Dst), Protocol: netlink.RouteProtocol(proto),
+	nr := &netlink.Route{LinkIndex: r.Ifindex, Dst: IPNet(r.Dst), Protocol: netlink.RouteProtocol(proto),
 		Priority: int(r.Metric), Table: unix.RT_TABLE_MAIN, Type: unix.RTN_UNICAST}
 	if r.Gw.IsValid() {
 		nr.Gw = r.Gw.AsSlice()

@@ -14,7 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
+	"github.com/wnv/wnv/dataplane"
 )
 
 // netnsDir is where iproute2 (and netns.NewNamed) keep named namespaces.
@@ -96,12 +96,12 @@ func (l *Linux) build(s Spec) error {
 		return err
 	}
 	for _, a := range s.Addresses {
-		if err := addAddr(nh, tenant, a); err != nil {
+		if err := dataplane.AddAddrNoDAD(nh, tenant, a); err != nil {
 			return err
 		}
 	}
 	for _, a := range s.ExternalAddresses {
-		if err := addAddr(nh, external, a); err != nil {
+		if err := dataplane.AddAddrNoDAD(nh, external, a); err != nil {
 			return err
 		}
 	}
@@ -111,13 +111,13 @@ func (l *Linux) build(s Spec) error {
 		}
 	}
 	for _, r := range s.Routes {
-		rt := &netlink.Route{LinkIndex: tenant.Attrs().Index, Dst: ipNet(r.Prefix), Gw: r.Via.AsSlice()}
+		rt := &netlink.Route{LinkIndex: tenant.Attrs().Index, Dst: dataplane.IPNet(r.Prefix), Gw: r.Via.AsSlice()}
 		if err := nh.RouteReplace(rt); err != nil {
 			return fmt.Errorf("route %s via %s on %s in %s: %w", r.Prefix, r.Via, TenantLink, s.Namespace, err)
 		}
 	}
 	for _, gw := range s.ExternalGateways {
-		rt := &netlink.Route{LinkIndex: external.Attrs().Index, Dst: ipNet(netip.PrefixFrom(unspecified(gw), 0)), Gw: gw.AsSlice()}
+		rt := &netlink.Route{LinkIndex: external.Attrs().Index, Dst: dataplane.IPNet(netip.PrefixFrom(unspecified(gw), 0)), Gw: gw.AsSlice()}
 		if err := nh.RouteReplace(rt); err != nil {
 			return fmt.Errorf("default route via %s on %s in %s: %w", gw, ExternalLink, s.Namespace, err)
 		}
@@ -268,23 +268,6 @@ func nft(s Spec) error {
 		return fmt.Errorf("nft in %s: %v: %s", s.Namespace, err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-// addAddr adds an address with its prefix length, without duplicate
-// address detection; one that is there already is fine.
-func addAddr(h *netlink.Handle, link netlink.Link, p netip.Prefix) error {
-	a := &netlink.Addr{IPNet: ipNet(p)}
-	if p.Addr().Is6() {
-		a.Flags = unix.IFA_F_NODAD
-	}
-	if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add address %s to %s: %w", p, link.Attrs().Name, err)
-	}
-	return nil
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 func unspecified(a netip.Addr) netip.Addr {

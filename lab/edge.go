@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -107,7 +108,7 @@ func (l *Lab) buildExternal() error {
 		return fmt.Errorf("bring up eth0 in external: %w", err)
 	}
 	for _, a := range e.Addresses {
-		if err := addAddr(h, eth, a); err != nil {
+		if err := dataplane.AddAddrNoDAD(h, eth, a); err != nil {
 			return err
 		}
 	}
@@ -120,7 +121,7 @@ func (l *Lab) buildExternal() error {
 			for _, p := range []netip.Prefix{sn.V4, sn.V6} {
 				for _, via := range g.External {
 					if via.Addr().Is4() == p.Addr().Is4() {
-						if err := h.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: prefixToIPNet(p.Masked()), Gw: via.Addr().AsSlice()}); err != nil {
+						if err := h.RouteReplace(&netlink.Route{LinkIndex: eth.Attrs().Index, Dst: dataplane.IPNet(p.Masked()), Gw: via.Addr().AsSlice()}); err != nil {
 							return fmt.Errorf("external: route %v via %v: %w", p, via.Addr(), err)
 						}
 					}

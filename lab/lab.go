@@ -18,6 +18,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/lab/qemu"
 	"github.com/wnv/wnv/policyclient"
 	"github.com/wnv/wnv/provider"
@@ -548,7 +549,7 @@ func (l *Lab) configureVM(v VM) error {
 		{netip.PrefixFrom(v.V4, sn.V4.Bits()), sn.V4},
 		{netip.PrefixFrom(v.V6, sn.V6.Bits()), sn.V6},
 	} {
-		if err := addAddr(h, eth, pair[0]); err != nil {
+		if err := dataplane.AddAddrNoDAD(h, eth, pair[0]); err != nil {
 			return fmt.Errorf("VM %s: %w", v.Name, err)
 		}
 		gw := Gateway(pair[1])

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/lab/probe"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/provider"
@@ -134,7 +135,7 @@ func TestUnderlayConnectsHostsAndDownRemovesEverything(t *testing.T) {
 		if ul.Attrs().MTU != 1500 || ul.Attrs().OperState == netlink.OperDown {
 			t.Errorf("%s ul0: MTU %d state %v, want 1500 and up", h.Name, ul.Attrs().MTU, ul.Attrs().OperState)
 		}
-		if err := addAddr(nh, ul, h.PA); err != nil {
+		if err := dataplane.AddAddrNoDAD(nh, ul, h.PA); err != nil {
 			t.Fatal(err)
 		}
 		nh.Close()
@@ -316,10 +317,10 @@ func TestDefaultLab(t *testing.T) {
 		h, eth := vmLink(t, l, "blue1")
 		defer h.Close()
 		spoof := netip.MustParsePrefix("10.0.0.99/24")
-		if err := addAddr(h, eth, spoof); err != nil {
+		if err := dataplane.AddAddrNoDAD(h, eth, spoof); err != nil {
 			t.Fatal(err)
 		}
-		defer h.AddrDel(eth, &netlink.Addr{IPNet: prefixToIPNet(spoof)})
+		defer h.AddrDel(eth, &netlink.Addr{IPNet: dataplane.IPNet(spoof)})
 		before := spoofDrops(t, l, "host1")
 		for _, dst := range []string{"10.0.0.11", "10.0.1.10"} {
 			if rep, ok, err := l.ProbeUDP(ctx, "blue1", netip.MustParseAddr(dst), spoof.Addr(), 3, 300*time.Millisecond); err != nil || ok {

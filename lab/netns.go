@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // netnsDir is where iproute2 keeps named namespaces; netns.NewNamed uses it too.
@@ -160,23 +158,6 @@ func setSysctl(ns, key, value string) error {
 		}
 		return nil
 	})
-}
-
-// addAddr adds a CA or PA with its prefix length; IPv6 addresses skip
-// duplicate address detection so they are usable at once.
-func addAddr(h *netlink.Handle, link netlink.Link, p netip.Prefix) error {
-	a := &netlink.Addr{IPNet: prefixToIPNet(p)}
-	if p.Addr().Is6() {
-		a.Flags = unix.IFA_F_NODAD
-	}
-	if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add address %v to %s: %w", p, link.Attrs().Name, err)
-	}
-	return nil
-}
-
-func prefixToIPNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // waitLink waits until a link appears in the namespace of h.

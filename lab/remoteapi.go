@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/pki"
 )
 
@@ -44,7 +45,7 @@ func (t Topology) addMgmtAddress(hh *netlink.Handle, h Host) error {
 		return err
 	}
 	p := t.MgmtAddr(h.Name)
-	if err := hh.AddrAdd(ul, &netlink.Addr{IPNet: prefixToIPNet(p)}); err != nil {
+	if err := hh.AddrAdd(ul, &netlink.Addr{IPNet: dataplane.IPNet(p)}); err != nil {
 		return fmt.Errorf("host %s: add management address %v: %w", h.Name, p, err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/lab/qemu"
 	"github.com/wnv/wnv/notify"
 	"github.com/wnv/wnv/pki"
@@ -59,7 +60,7 @@ func (l *Lab) Server() *policyclient.Client {
 
 // addServerAddress puts the policy server's address on the underlay bridge.
 func (l *Lab) addServerAddress(uh *netlink.Handle, br netlink.Link) error {
-	if err := addAddr(uh, br, l.Topology.PolicyServer); err != nil {
+	if err := dataplane.AddAddrNoDAD(uh, br, l.Topology.PolicyServer); err != nil {
 		return fmt.Errorf("policy server address on br0: %w", err)
 	}
 	return nil

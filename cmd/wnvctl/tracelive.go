@@ -1,26 +1,31 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/wnv/wnv/monitor"
 	"github.com/wnv/wnv/provider"
 )
 
-// liveReport is where a live probe was seen and where it died, from the
-// counters of both paths on every host of the trace, read before the probe
-// and until it shows up as a drop or a delivery (or --wait passes). Other
-// traffic in the same moment counts too: the report says what changed.
+// liveReport is where a live probe was seen and where it died. Where it
+// died comes from each host's drop monitor: the first host (in the packet's
+// order) that dropped a frame carrying the probe's mark. What the counters
+// of both paths say changed on every host, read before the probe and until
+// it shows up as a drop or a delivery (or --wait passes), is reported
+// beside it; other traffic in the same moment counts there too.
 type liveReport struct {
 	Mark     string     `json:"Mark"`
 	Injected string     `json:"Injected"`
 	Hosts    []liveHost `json:"Hosts"`
-	// DiedAt is the first host (in the packet's order) that counted a
-	// drop, with the reason it counted most; empty if none did.
+	// DiedAt is the first host that dropped the probe, and Reason why;
+	// empty if none did.
 	DiedAt string `json:"DiedAt,omitempty"`
 	Reason string `json:"Reason,omitempty"`
 	// Delivered says the last host's destination port sent a frame.
@@ -43,6 +48,12 @@ func (lh *liveHost) seen() bool {
 }
 
 func (o *traceOptions) runLive(ctx context.Context, hops []traceHop) (*liveReport, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	drops, err := watchProbeDrops(ctx, hops)
+	if err != nil {
+		return nil, err
+	}
 	before := make([]provider.Counters, len(hops))
 	for i, h := range hops {
 		c, err := h.client.Counters(ctx)
@@ -66,7 +77,7 @@ func (o *traceOptions) runLive(ctx context.Context, hops []traceHop) (*liveRepor
 	deadline := time.Now().Add(o.wait)
 	for {
 		rep.Hosts = rep.Hosts[:0]
-		rep.DiedAt, rep.Reason, rep.Delivered = "", "", false
+		rep.Delivered = false
 		for i, h := range hops {
 			after, err := h.client.Counters(ctx)
 			if err != nil {
@@ -74,12 +85,12 @@ func (o *traceOptions) runLive(ctx context.Context, hops []traceHop) (*liveRepor
 			}
 			lh := diffCounters(h.Host, before[i], after)
 			rep.Hosts = append(rep.Hosts, lh)
-			if rep.DiedAt == "" && len(lh.Drops) > 0 {
-				rep.DiedAt, rep.Reason = h.Host, topReason(lh.Drops)
-			}
 			if i == len(hops)-1 && deliverTo != "" && lh.Ports[deliverTo].TxFrames > 0 {
 				rep.Delivered = true
 			}
+		}
+		if i, reason, ok := drops.first([]byte(rep.Mark)); ok {
+			rep.DiedAt, rep.Reason = hops[i].Host, reason
 		}
 		if rep.DiedAt != "" || rep.Delivered || time.Now().After(deadline) {
 			return rep, nil
@@ -87,9 +98,124 @@ func (o *traceOptions) runLive(ctx context.Context, hops []traceHop) (*liveRepor
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-drops.more:
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// probeDrops are the drops of marked probes the hops' monitors reported.
+type probeDrops struct {
+	mu sync.Mutex
+	// byHop are the frames and reasons each hop dropped.
+	byHop [][]monitor.Event
+	more  chan struct{}
+}
+
+// maxProbeDrops bounds what a hop keeps: marked probes are rare.
+const maxProbeDrops = 1024
+
+// watchProbeDrops opens a monitor stream of every drop on each hop and
+// returns once all of them stand, so that the probe's drop cannot pass
+// unseen; the streams end with ctx.
+func watchProbeDrops(ctx context.Context, hops []traceHop) (*probeDrops, error) {
+	d := &probeDrops{byHop: make([][]monitor.Event, len(hops)), more: make(chan struct{}, 1)}
+	started := make(chan error, len(hops))
+	for i, h := range hops {
+		go func() {
+			first := true
+			for e, err := range h.client.Monitor(ctx, provider.MonitorQuery{Sample: 1, Rate: monitor.MaxRate}) {
+				if first {
+					first = false
+					if err != nil {
+						err = fmt.Errorf("monitor the drops of %s: %w", h.Host, err)
+					}
+					started <- err
+				}
+				if err != nil {
+					return
+				}
+				if e.Type == monitor.TypeDrop && mayCarryMark(e) {
+					d.add(i, e)
+				}
+			}
+		}()
+	}
+	for range hops {
+		select {
+		case err := <-started:
+			if err != nil {
+				return nil, err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return d, nil
+}
+
+func (d *probeDrops) add(hop int, e monitor.Event) {
+	d.mu.Lock()
+	if len(d.byHop[hop]) < maxProbeDrops {
+		d.byHop[hop] = append(d.byHop[hop], e)
+	}
+	d.mu.Unlock()
+	select {
+	case d.more <- struct{}{}:
+	default:
+	}
+}
+
+// first is the first hop that dropped the frame carrying mark, and why.
+func (d *probeDrops) first(mark []byte) (int, string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, es := range d.byHop {
+		for _, e := range es {
+			if carriesMark(e, mark) {
+				return i, e.Reason, true
+			}
+		}
+	}
+	return 0, "", false
+}
+
+// markPrefix begins every probe's mark (host.Trace).
+var markPrefix = []byte("wnv-trace ")
+
+// mayCarryMark keeps the drops that hold a probe's mark, or would past the
+// bytes a sample carries.
+func mayCarryMark(e monitor.Event) bool {
+	return bytes.Contains(e.Frame, markPrefix) || e.Length > len(e.Frame)
+}
+
+// carriesMark: the frame holds mark (not as the beginning of a longer
+// one), or ends in its beginning where the
+// sample cut a long frame (a tunnel packet's headers push the mark out of
+// the kernel's sample); the beginning must outlast markPrefix to count.
+func carriesMark(e monitor.Event, mark []byte) bool {
+	if len(mark) == 0 {
+		return false
+	}
+	for f := e.Frame; ; {
+		i := bytes.Index(f, mark)
+		if i < 0 {
+			break
+		}
+		// Probe 2's mark begins probe 23's.
+		if f = f[i+len(mark):]; len(f) == 0 || f[0] < '0' || f[0] > '9' {
+			return true
+		}
+	}
+	if e.Length <= len(e.Frame) {
+		return false
+	}
+	for n := len(mark) - 1; n > len(markPrefix); n-- {
+		if bytes.HasSuffix(e.Frame, mark[:n]) {
+			return true
+		}
+	}
+	return false
 }
 
 // portNamed is the name of the port a trace delivers to: the object of its

@@ -144,6 +144,7 @@ type datapathVsidStats struct {
 const (
 	datapathMapWnvConfig          = "wnv_config"
 	datapathMapWnvEgress          = "wnv_egress"
+	datapathMapWnvFwdSrcs         = "wnv_fwd_srcs"
 	datapathMapWnvIngress         = "wnv_ingress"
 	datapathMapWnvLocalPas        = "wnv_local_pas"
 	datapathMapWnvMonitor         = "wnv_monitor"
@@ -217,6 +218,7 @@ type datapathProgramSpecs struct {
 type datapathMapSpecs struct {
 	WnvConfig        *ebpf.MapSpec `ebpf:"wnv_config"`
 	WnvEgress        *ebpf.MapSpec `ebpf:"wnv_egress"`
+	WnvFwdSrcs       *ebpf.MapSpec `ebpf:"wnv_fwd_srcs"`
 	WnvIngress       *ebpf.MapSpec `ebpf:"wnv_ingress"`
 	WnvLocalPas      *ebpf.MapSpec `ebpf:"wnv_local_pas"`
 	WnvMonitor       *ebpf.MapSpec `ebpf:"wnv_monitor"`
@@ -262,6 +264,7 @@ func (o *datapathObjects) Close() error {
 type datapathMaps struct {
 	WnvConfig        *ebpf.Map `ebpf:"wnv_config"`
 	WnvEgress        *ebpf.Map `ebpf:"wnv_egress"`
+	WnvFwdSrcs       *ebpf.Map `ebpf:"wnv_fwd_srcs"`
 	WnvIngress       *ebpf.Map `ebpf:"wnv_ingress"`
 	WnvLocalPas      *ebpf.Map `ebpf:"wnv_local_pas"`
 	WnvMonitor       *ebpf.Map `ebpf:"wnv_monitor"`
@@ -282,6 +285,7 @@ func (m *datapathMaps) Close() error {
 	return _DatapathClose(
 		m.WnvConfig,
 		m.WnvEgress,
+		m.WnvFwdSrcs,
 		m.WnvIngress,
 		m.WnvLocalPas,
 		m.WnvMonitor,

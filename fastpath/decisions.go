@@ -48,6 +48,15 @@ type Egress struct {
 	MaxLen int
 }
 
+// ForwardedSource lets port Ifindex send from Src, an address outside its
+// subnet, while the generation is Gen: the slow path found the port to be
+// its subnet's gateway (vswitch.ForwardedSource).
+type ForwardedSource struct {
+	Ifindex int
+	Src     netip.Addr // IPv4 as a 4-byte address
+	Gen     uint64
+}
+
 // EgressKey names an egress decision.
 type EgressKey struct {
 	Ifindex int
@@ -226,6 +235,38 @@ func (d *Datapath) InstallEgress(es []Egress) error {
 		}
 	}
 	return batchPut(d.objs.WnvEgress, keys, vals)
+}
+
+// InstallForwardedSources installs sources, replacing those with the same
+// port and address. Nothing is installed if one of them is invalid.
+func (d *Datapath) InstallForwardedSources(fs []ForwardedSource) error {
+	keys := make([]datapathAddrKey, len(fs))
+	gens := make([]uint64, len(fs))
+	for i, f := range fs {
+		if f.Ifindex <= 0 || !f.Src.IsValid() {
+			return fmt.Errorf("fast path: forwarded source %v of interface %d needs a positive ifindex and a valid address", f.Src, f.Ifindex)
+		}
+		keys[i], gens[i] = datapathAddrKey{Ifindex: uint32(f.Ifindex), Family: family(f.Src), Addr: addr16(f.Src)}, f.Gen
+	}
+	return batchPut(d.objs.WnvFwdSrcs, keys, gens)
+}
+
+// ForwardedSources lists the installed forwarded sources, of every
+// generation.
+func (d *Datapath) ForwardedSources() ([]ForwardedSource, error) {
+	var (
+		k   datapathAddrKey
+		gen uint64
+		out []ForwardedSource
+	)
+	it := d.objs.WnvFwdSrcs.Iterate()
+	for it.Next(&k, &gen) {
+		out = append(out, ForwardedSource{Ifindex: int(k.Ifindex), Src: addrFrom(k.Family, k.Addr), Gen: gen})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("fast path: list the forwarded sources: %w", err)
+	}
+	return out, nil
 }
 
 // InstallIngress installs decisions, replacing those with the same keys.

@@ -142,7 +142,7 @@ func isBPFFS(path string) bool {
 
 // mapNames are the pinned maps' names.
 var mapNames = []string{
-	datapathMapWnvConfig, datapathMapWnvEgress, datapathMapWnvIngress, datapathMapWnvLocalPas,
+	datapathMapWnvConfig, datapathMapWnvEgress, datapathMapWnvFwdSrcs, datapathMapWnvIngress, datapathMapWnvLocalPas,
 	datapathMapWnvPathStats, datapathMapWnvPortCas, datapathMapWnvPortStats, datapathMapWnvPorts,
 	datapathMapWnvReasons, datapathMapWnvRewritePas, datapathMapWnvVsidStats, datapathMapWnvPaVlans, datapathMapWnvUnderlayStats,
 }

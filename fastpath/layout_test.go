@@ -40,6 +40,7 @@ func TestLayout(t *testing.T) {
 		datapathMapWnvPorts:   {4, binary.Size(datapathPort{})},
 		datapathMapWnvPortCas: {binary.Size(datapathAddrKey{}), 1},
 		datapathMapWnvEgress:  {binary.Size(datapathAddrKey{}), binary.Size(datapathEgress{})},
+		datapathMapWnvFwdSrcs: {binary.Size(datapathAddrKey{}), 8},
 		datapathMapWnvIngress: {binary.Size(datapathIngressKey{}), binary.Size(datapathIngress{})},
 		datapathMapWnvReasons: {4, 8},
 		datapathMapWnvPaVlans: {binary.Size(datapathPaKey{}), 2},

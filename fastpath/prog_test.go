@@ -365,6 +365,36 @@ func TestSlowPath(t *testing.T) {
 			t.Errorf("action %d mark %#x, want redirect without mark", r.ret, r.mark)
 		}
 	})
+	t.Run("forwarded source of the current generation", func(t *testing.T) {
+		outside := netip.MustParseAddr("192.0.2.9")
+		frame := udpFrame(macB, macA, outside, caB4, 64, []byte("x"))
+		if r := run(t, d.objs.WnvPort, frame, 0); r.ret != actRedirect || r.mark != SlowMark {
+			t.Fatalf("before the slow path validated %v: action %d mark %#x, want the slow path", outside, r.ret, r.mark)
+		}
+		if err := d.InstallForwardedSources([]ForwardedSource{{Ifindex: ifA, Src: outside, Gen: gen}}); err != nil {
+			t.Fatal(err)
+		}
+		if r := run(t, d.objs.WnvPort, frame, 0); r.ret != actRedirect || r.mark != 0 {
+			t.Errorf("forwarded source: action %d mark %#x, want redirect without mark", r.ret, r.mark)
+		}
+		if r := run(t, d.objs.WnvPort, udpFrame(macB, macA, netip.MustParseAddr("192.0.2.10"), caB4, 64, []byte("x")), 0); r.mark != SlowMark {
+			t.Errorf("another outside source: mark %#x, want the slow path's", r.mark)
+		}
+		fs, err := d.ForwardedSources()
+		if err != nil || len(fs) != 1 || fs[0] != (ForwardedSource{Ifindex: ifA, Src: outside, Gen: gen}) {
+			t.Errorf("ForwardedSources = %+v, %v", fs, err)
+		}
+		if _, err := d.BumpGeneration(); err != nil {
+			t.Fatal(err)
+		}
+		defer d.SetGeneration(gen)
+		if r := run(t, d.objs.WnvPort, frame, 0); r.mark != SlowMark {
+			t.Errorf("after the generation changed: mark %#x, want the slow path's", r.mark)
+		}
+		if err := d.InstallForwardedSources([]ForwardedSource{{Ifindex: 0, Src: outside}}); err == nil {
+			t.Error("a forwarded source without an interface was installed")
+		}
+	})
 	t.Run("fast path off", func(t *testing.T) {
 		if err := d.SetFastPath(false); err != nil {
 			t.Fatal(err)

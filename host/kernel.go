@@ -119,8 +119,9 @@ func (k *kernel) heartbeat(ctx context.Context) {
 // installer turns one worker's decisions into kernel entries; its slices
 // are reused batch after batch.
 type installer struct {
-	egress  []fastpath.Egress
-	ingress []fastpath.Ingress
+	egress    []fastpath.Egress
+	ingress   []fastpath.Ingress
+	forwarded []fastpath.ForwardedSource
 }
 
 // addEgress queues the decisions of a batch; ports are the ports' sockets
@@ -149,6 +150,16 @@ func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*datapl
 			e.OutIfindex, e.Encap, e.SrcPA, e.DstPA, e.MaxLen = s.ifindex, d.Encap, d.SrcPA, d.DstPA, d.MaxLen
 		}
 		in.egress = append(in.egress, e)
+	}
+}
+
+// addForwarded queues the sources a gateway port was allowed to forward
+// from; ports are the ports' sockets by index, for their interfaces.
+func (in *installer) addForwarded(k *kernel, fs []vswitch.ForwardedSource, ports []*dataplane.Port) {
+	for _, f := range fs {
+		if f.Port < len(ports) && ports[f.Port] != nil {
+			in.forwarded = append(in.forwarded, fastpath.ForwardedSource{Ifindex: ports[f.Port].Ifindex(), Src: f.Src.Unmap(), Gen: k.base.Load() + f.Gen})
+		}
 	}
 }
 
@@ -198,6 +209,12 @@ func (in *installer) flush(k *kernel) error {
 			err = e
 		}
 		in.ingress = in.ingress[:0]
+	}
+	if len(in.forwarded) > 0 {
+		if e := k.dp.InstallForwardedSources(in.forwarded); err == nil {
+			err = e
+		}
+		in.forwarded = in.forwarded[:0]
 	}
 	return err
 }

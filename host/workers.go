@@ -310,11 +310,13 @@ func (h *Host) portWorker(p *port) {
 		}
 		out.flush(h)
 		flows.Flush()
-		if ds := flows.Decided(); len(ds) > 0 {
-			if mon.Wanted(monitor.KindFlow) {
-				h.offerFlows(mon, p, ds)
-			}
+		ds, fs := flows.Decided(), flows.Forwarded()
+		if len(ds) > 0 && mon.Wanted(monitor.KindFlow) {
+			h.offerFlows(mon, p, ds)
+		}
+		if len(ds) > 0 || len(fs) > 0 {
 			in.addEgress(h.k, ds, *h.socks.Load(), *h.pas.socks.Load())
+			in.addForwarded(h.k, fs, *h.socks.Load())
 			if ierr := in.flush(h.k); ierr != nil {
 				h.log.Debug("fast path: installing decisions", "err", ierr)
 			}

@@ -105,6 +105,11 @@ func TestEdgeGateways(t *testing.T) {
 		if os.Getenv("WNV_FAST_PATH") == "off" {
 			t.Skip("needs the fast path: without it forwarding stops with wnvd")
 		}
+		gw := l.Client("gwhost")
+		before, err := gw.Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		done := make(chan struct{})
 		var sent, lost int
 		var responders []string
@@ -122,6 +127,18 @@ func TestEdgeGateways(t *testing.T) {
 		}
 		<-done
 		t.Logf("blue1 -> external across kill -9 and restart of gwhost's wnvd: %d sent, %d lost", sent, lost)
+		// The answers leave the gateway's port in the kernel, which is what
+		// carries them while wnvd is away.
+		after, err := gw.Counters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if before.Paths == nil || after.Paths == nil {
+			t.Fatal("gwhost reports no path counters with the fast path on")
+		}
+		if k := after.Paths.KernelFromPorts - before.Paths.KernelFromPorts; int(k) < (sent-lost)/2 {
+			t.Errorf("the kernel took %d frames from gwhost's ports for %d answers: the gateway's packets take the slow path", k, sent-lost)
+		}
 		if lost > sent/20 || !slices.Equal(responders, []string{ExternalName}) {
 			t.Errorf("lost %d of %d (answered by %v), want under 5%% from external", lost, sent, responders)
 		}

@@ -61,8 +61,19 @@ type RewriteIngressDecision struct {
 	Gen            uint64
 }
 
+// ForwardedSource is a source CA outside the subnet of port Port, its
+// subnet's gateway, that the port was allowed to send from in generation
+// Gen (forwardsFor): a kernel fast path may let the port's packets from it
+// through until the generation changes.
+type ForwardedSource struct {
+	Port int
+	Src  netip.Addr
+	Gen  uint64
+}
+
 // RecordDecisions makes f keep every decision it caches until Decided takes
-// them, for a fast path to install.
+// them, and every forwarded source until Forwarded does, for a fast path to
+// install.
 func (f *Flows) RecordDecisions() { f.record = true }
 
 // Decided returns the decisions cached since the last call, in a slice
@@ -71,6 +82,21 @@ func (f *Flows) Decided() []Decision {
 	d := f.decided
 	f.decided = f.decided[:0]
 	return d
+}
+
+// Forwarded returns the forwarded sources allowed since the last call, in
+// a slice reused by the next call; a source comes once per packet the slow
+// path switched from it.
+func (f *Flows) Forwarded() []ForwardedSource {
+	fs := f.forwarded
+	f.forwarded = f.forwarded[:0]
+	return fs
+}
+
+func (f *Flows) recordForwarded(p *PortConfig, src netip.Addr) {
+	if f != nil && f.record {
+		f.forwarded = append(f.forwarded, ForwardedSource{Port: p.Index, Src: src, Gen: f.gen})
+	}
 }
 
 // recordDecision notes d, with gw the source MAC of its routed frames, just

@@ -156,7 +156,7 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonMalformed)
 			return
 		}
-		if !p.owns(ip.Src()) && !learnsCAs(t, p) && !forwardsFor(t, p, ip.Src()) {
+		if !sourceAllowed(f, t, p, ip.Src()) {
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
@@ -203,7 +203,7 @@ func (s *Switch) egressFlows(r *Result, f *Flows, p *PortConfig, pt *PortTable, 
 			*r = s.drop(ReasonMulticast)
 			return
 		}
-		if !p.owns(src) && !learnsCAs(t, p) && !forwardsFor(t, p, src) {
+		if !sourceAllowed(f, t, p, src) {
 			*r = s.drop(ReasonSpoofedCA)
 			return
 		}
@@ -340,6 +340,20 @@ func gatewayMAC(t *policy.Table, vsid policy.VSID, pfx netip.Prefix) packet.MAC 
 func isGatewayRecord(t *policy.Table, rec *policy.LookupRecord) bool {
 	pfx, ok := t.OnLinkPrefix(rec.VirtualSubnetID, rec.CustomerAddress)
 	return ok && policy.GatewayAddress(pfx) == rec.CustomerAddress
+}
+
+// sourceAllowed reports whether port p may send from src: one of its CAs,
+// any CA where its subnet learns them, or one outside its subnet when p is
+// the subnet's gateway, which f records for a kernel to install.
+func sourceAllowed(f *Flows, t *policy.Table, p *PortConfig, src netip.Addr) bool {
+	if p.owns(src) || learnsCAs(t, p) {
+		return true
+	}
+	if !forwardsFor(t, p, src) {
+		return false
+	}
+	f.recordForwarded(p, src)
+	return true
 }
 
 // forwardsFor reports whether port p may send from, and receive for, CA a

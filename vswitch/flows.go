@@ -40,6 +40,8 @@ type Flows struct {
 
 	record  bool       // keep new decisions for Decided
 	decided []Decision // since the last Decided
+	// forwarded are the sources since the last Forwarded.
+	forwarded []ForwardedSource
 }
 
 const (

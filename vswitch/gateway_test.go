@@ -279,6 +279,20 @@ func TestUseExternalRouter(t *testing.T) {
 	if r.Action != ToUnderlay || r.Dst != pa3 {
 		t.Fatalf("the router's forwarded frame: %v %v to %s, want NVGRE to blue3's host", r.Action, r.Reason, r.Dst)
 	}
+	// The kernel may take the router's packets from that source too, as
+	// long as the policy holds; its own CA needs no such entry.
+	rf := NewFlows()
+	rf.RecordDecisions()
+	for _, src := range []string{"10.0.0.10", "10.0.1.254"} {
+		buf, n = udpFrame(macBlue3, macRtrB, src, "10.0.1.10", 20, true)
+		var r Result
+		if rsw.FromPortFlows(&r, rf, 1, buf, Headroom, n, 0, scratch()); r.Action != ToUnderlay {
+			t.Fatalf("the router's frame from %s: %v %v, want NVGRE", src, r.Action, r.Reason)
+		}
+	}
+	if fs, want := rf.Forwarded(), (ForwardedSource{Port: 1, Src: netip.MustParseAddr("10.0.0.10"), Gen: rsw.Generation()}); len(fs) != 1 || fs[0] != want {
+		t.Errorf("forwarded sources %+v, want %+v", fs, want)
+	}
 	// And host3 validates it against the router's GatewayWildcard record.
 	h3 := New(Config{UnderlayMTU: 1500})
 	h3.SetPolicy(policyFor(t, pa3, true).Table())

@@ -80,6 +80,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } wnv_port_cas SEC(".maps");
 
+/* Sources outside its subnet that a gateway port forwards from, as the slow
+ * path validated them: the value is the generation they hold in. LRU, like
+ * the decisions: an evicted one goes back to the slow path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_EGRESS);
+	__type(key, struct addr_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_fwd_srcs SEC(".maps");
+
 /* Decisions are LRU: bounded, and an evicted one is re-decided by the slow
  * path. */
 struct {
@@ -685,13 +696,17 @@ static __always_inline int from_port(struct __sk_buff *skb, const struct config 
 		return to_slow_path(skb, cfg, p); /* ARP and the rest */
 	}
 
-	/* The source CA: DHCP, link-local and spoofed sources are the slow
-	 * path's to judge. */
+	/* The source CA: one of the port's, or one it forwards from. DHCP,
+	 * link-local, spoofed and new forwarded sources are the slow path's
+	 * to judge. */
 	if (!(p->flags & PORT_L2_ONLY)) {
 		struct addr_key ck = {.ifindex = skb->ifindex, .family = ii.family};
 		copy16(ck.addr, ii.src);
-		if (!bpf_map_lookup_elem(&wnv_port_cas, &ck))
-			return to_slow_path(skb, cfg, p);
+		if (!bpf_map_lookup_elem(&wnv_port_cas, &ck)) {
+			__u64 *gen = bpf_map_lookup_elem(&wnv_fwd_srcs, &ck);
+			if (!gen || *gen != cfg->gen)
+				return to_slow_path(skb, cfg, p);
+		}
 	}
 
 	struct addr_key ek = {.ifindex = skb->ifindex, .family = ii.family};

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -95,8 +94,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			printStatus(l.Status(cmd.Context()))
-			return nil
+			return printStatus(l.Status(cmd.Context()))
 		},
 	}
 	execCmd := &cobra.Command{
@@ -239,11 +237,9 @@ func labContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-func printStatus(s lab.Status) {
-	if flagOutput == "json" {
-		b, _ := json.MarshalIndent(s, "", "  ")
-		fmt.Println(string(b))
-		return
+func printStatus(s lab.Status) error {
+	if structured() {
+		return encode(os.Stdout, s, false)
 	}
 	state := "down"
 	if s.Up {
@@ -284,7 +280,7 @@ func printStatus(s lab.Status) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%v\t%v\t%v\n", v.Name, kind, v.Host, labOrDash(v.ServerHost), v.Tenant, v.VSID, v.MAC, v.V4, v.V6, v.ResponderAlive)
 	}
-	tw.Flush()
+	return tw.Flush()
 }
 
 func labOrDash(s string) string {

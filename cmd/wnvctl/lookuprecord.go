@@ -9,76 +9,71 @@ import (
 )
 
 func init() {
-	cmd := &cobra.Command{
-		Use:   "lookup-record",
-		Short: "Manage lookup records (CA + VSID + MAC -> PA)",
-	}
-	cmd.SetFlagErrorFunc(flagError)
-	cmd.AddCommand(lookupRecordNew(), lookupRecordGet(), lookupRecordSet(), lookupRecordRemove())
-	rootCmd.AddCommand(cmd)
+	rootCmd.AddCommand(group("lookup-record", "Manage lookup records (CA + VSID + MAC -> PA)",
+		lookupRecordCreate(), lookupRecordGet(), lookupRecordSet(), lookupRecordDelete()))
 }
 
 // lookupRecordFlags binds the properties of a lookup record to flags: to
-// rec for new and set's changes, to flt for the filters of get, set and
-// remove.
+// rec for create and set's changes, to flt for the filters of get, set and
+// delete.
 type lookupRecordFlags struct {
 	rec policy.LookupRecord
 	flt policy.LookupRecordFilter
 }
 
 // identityNames are the flags that choose the records set changes.
-var identityNames = []string{"CustomerAddress", "VirtualSubnetID", "MACAddress"}
+var identityNames = []string{"customer-address", "virtual-subnet-id", "mac-address"}
 
-// identity binds the identity properties of new.
+// identity binds the identity properties of create.
 func (f *lookupRecordFlags) identity(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.Var(addrValue{&f.rec.CustomerAddress}, "CustomerAddress", "the VM's customer address (0.0.0.0 or :: for L2Only and GatewayWildcard)")
-	fs.Var(vsidValue{&f.rec.VirtualSubnetID}, "VirtualSubnetID", "virtual subnet ID, 4096..16777214")
-	fs.Var(macValue{&f.rec.MACAddress}, "MACAddress", "the VM's MAC address for this CA")
+	fs.Var(addrValue{&f.rec.CustomerAddress}, "customer-address", "the VM's customer address (0.0.0.0 or :: for L2Only and GatewayWildcard)")
+	fs.Var(vsidValue{&f.rec.VirtualSubnetID}, "virtual-subnet-id", "virtual subnet ID, 4096..16777214")
+	fs.Var(macValue{&f.rec.MACAddress}, "mac-address", "the VM's MAC address for this CA")
 }
 
 // identityFilter binds the identity properties as filters, which choose the
-// records of set (and, with filterFlags, of get and remove).
+// records of set (and, with filterFlags, of get and delete).
 func (f *lookupRecordFlags) identityFilter(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.Var(addrFilter(&f.flt.CustomerAddress), "CustomerAddress", "only records of these customer addresses (0.0.0.0 or :: for L2Only and GatewayWildcard)")
-	fs.Var(vsidFilter(&f.flt.VirtualSubnetID), "VirtualSubnetID", "only records of these virtual subnets")
-	fs.Var(macFilter(&f.flt.MACAddress), "MACAddress", "only records of these MAC addresses")
+	fs.Var(addrFilter(&f.flt.CustomerAddress), "customer-address", "only records of these customer addresses (0.0.0.0 or :: for L2Only and GatewayWildcard)")
+	fs.Var(vsidFilter(&f.flt.VirtualSubnetID), "virtual-subnet-id", "only records of these virtual subnets")
+	fs.Var(macFilter(&f.flt.MACAddress), "mac-address", "only records of these MAC addresses")
 }
 
 func (f *lookupRecordFlags) settable(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.Var(addrValue{&f.rec.ProviderAddress}, "ProviderAddress", "provider address of the VM's host")
-	fs.Var(ruleValue{&f.rec.Rule}, "Rule", "Nat, Encap or None (or 0..2)")
-	fs.Var(guidValue{&f.rec.CustomerID}, "CustomerID", "GUID of the tenant that owns the record")
-	fs.StringVar(&f.rec.VMName, "VMName", "", "label: the VM's name")
-	fs.StringVar(&f.rec.Context, "Context", "", "label: free text")
-	fs.BoolVar(&f.rec.UseVmMACAddress, "UseVmMACAddress", false, "with Rule Nat: put the VM's MAC on the wire")
+	fs.Var(addrValue{&f.rec.ProviderAddress}, "provider-address", "provider address of the VM's host")
+	fs.Var(ruleValue{&f.rec.Rule}, "rule", "Nat, Encap or None (or 0..2)")
+	fs.Var(guidValue{&f.rec.CustomerID}, "customer-id", "GUID of the tenant that owns the record")
+	fs.StringVar(&f.rec.VMName, "vm-name", "", "label: the VM's name")
+	fs.StringVar(&f.rec.Context, "context", "", "label: free text")
+	fs.BoolVar(&f.rec.UseVmMACAddress, "use-vm-mac-address", false, "with Rule Nat: put the VM's MAC on the wire")
 }
 
-// filterFlags binds every property get and remove filter on. Each takes a
+// filterFlags binds every property get and delete filter on. Each takes a
 // list (commas or a repeated flag); the string and GUID ones take wildcards.
 func (f *lookupRecordFlags) filterFlags(cmd *cobra.Command) {
 	f.identityFilter(cmd)
 	fs := cmd.Flags()
-	fs.Var(addrFilter(&f.flt.ProviderAddress), "ProviderAddress", "only records mapping to these provider addresses")
-	fs.Var(wildcardFilter(&f.flt.CustomerID), "CustomerID", "only records of these tenants (wildcards)")
-	fs.Var(wildcardFilter(&f.flt.Context), "Context", "only records with these contexts (wildcards)")
-	fs.Var(listOf(&f.flt.Rule, "rules", policy.ParseRule, "use Nat, Encap or None (or 0..2)"), "Rule", "only records with these rules")
-	fs.Var(wildcardFilter(&f.flt.VMName), "VMName", "only records with these VM names (wildcards)")
-	fs.Var(boolFilter(&f.flt.UseVmMACAddress), "UseVmMACAddress", "only records with this UseVmMACAddress")
-	fs.Var(listOf(&f.flt.Type, "types", policy.ParseRecordType, "use Static, Dynamic, GatewayWildcard or L2Only (or 0..3)"), "Type", "only records of these types")
-	fs.Var(boolFilter(&f.flt.Unusable), "Unusable", "only records the data path can (false) or cannot (true) use yet")
-	fs.Var(boolFilter(&f.flt.Unsynchronized), "Unsynchronized", "only records (not) confirmed with the policy server")
+	fs.Var(addrFilter(&f.flt.ProviderAddress), "provider-address", "only records mapping to these provider addresses")
+	fs.Var(wildcardFilter(&f.flt.CustomerID), "customer-id", "only records of these tenants (wildcards)")
+	fs.Var(wildcardFilter(&f.flt.Context), "context", "only records with these contexts (wildcards)")
+	fs.Var(listOf(&f.flt.Rule, "rules", policy.ParseRule, "use Nat, Encap or None (or 0..2)"), "rule", "only records with these rules")
+	fs.Var(wildcardFilter(&f.flt.VMName), "vm-name", "only records with these VM names (wildcards)")
+	fs.Var(boolFilter(&f.flt.UseVmMACAddress), "use-vm-mac-address", "only records with this UseVmMACAddress")
+	fs.Var(listOf(&f.flt.Type, "types", policy.ParseRecordType, "use Static, Dynamic, GatewayWildcard or L2Only (or 0..3)"), "type", "only records of these types")
+	fs.Var(boolFilter(&f.flt.Unusable), "unusable", "only records the data path can (false) or cannot (true) use yet")
+	fs.Var(boolFilter(&f.flt.Unsynchronized), "unsynchronized", "only records (not) confirmed with the policy server")
 }
 
-func lookupRecordNew() *cobra.Command {
+func lookupRecordCreate() *cobra.Command {
 	f := &lookupRecordFlags{rec: policy.LookupRecord{Rule: policy.TranslationMethodEncap, Type: policy.Static}}
 	cmd := &cobra.Command{
-		Use:   "new",
+		Use:   "create",
 		Short: "Create a lookup record",
-		Example: "  wnvctl lookup-record new --CustomerAddress 10.0.0.5 --VirtualSubnetID 5001 \\\n" +
-			"    --MACAddress 00:15:5d:01:02:03 --ProviderAddress 198.18.0.2",
+		Example: "  wnvctl lookup-record create --customer-address 10.0.0.5 --virtual-subnet-id 5001 \\\n" +
+			"    --mac-address 00:15:5d:01:02:03 --provider-address 198.18.0.2",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
@@ -95,8 +90,8 @@ func lookupRecordNew() *cobra.Command {
 	}
 	f.identity(cmd)
 	f.settable(cmd)
-	cmd.Flags().Var(typeValue{&f.rec.Type}, "Type", "Static, Dynamic, GatewayWildcard or L2Only (or 0..3)")
-	for _, name := range []string{"CustomerAddress", "VirtualSubnetID", "MACAddress", "ProviderAddress"} {
+	cmd.Flags().Var(typeValue{&f.rec.Type}, "type", "Static, Dynamic, GatewayWildcard or L2Only (or 0..3)")
+	for _, name := range []string{"customer-address", "virtual-subnet-id", "mac-address", "provider-address"} {
 		cmd.MarkFlagRequired(name)
 	}
 	return cmd
@@ -129,35 +124,35 @@ func lookupRecordSet() *cobra.Command {
 	f := &lookupRecordFlags{}
 	cmd := &cobra.Command{
 		Use:   "set",
-		Short: "Change the records chosen by --CustomerAddress, --VirtualSubnetID and --MACAddress (each a list)",
-		Example: "  wnvctl lookup-record set --CustomerAddress 10.0.0.5 --VirtualSubnetID 5001 \\\n" +
-			"    --ProviderAddress 198.18.0.3",
+		Short: "Change the records chosen by --customer-address, --virtual-subnet-id and --mac-address (each a list)",
+		Example: "  wnvctl lookup-record set --customer-address 10.0.0.5 --virtual-subnet-id 5001 \\\n" +
+			"    --provider-address 198.18.0.3",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !anyChanged(cmd, identityNames...) {
 				return errors.New("no record chosen: give at least one of " + flagList(identityNames))
 			}
 			var ch policy.LookupRecordChange
-			if changed(cmd, "ProviderAddress") {
+			if changed(cmd, "provider-address") {
 				ch.ProviderAddress = &f.rec.ProviderAddress
 			}
-			if changed(cmd, "Rule") {
+			if changed(cmd, "rule") {
 				ch.Rule = &f.rec.Rule
 			}
-			if changed(cmd, "CustomerID") {
+			if changed(cmd, "customer-id") {
 				ch.CustomerID = &f.rec.CustomerID
 			}
-			if changed(cmd, "VMName") {
+			if changed(cmd, "vm-name") {
 				ch.VMName = &f.rec.VMName
 			}
-			if changed(cmd, "Context") {
+			if changed(cmd, "context") {
 				ch.Context = &f.rec.Context
 			}
-			if changed(cmd, "UseVmMACAddress") {
+			if changed(cmd, "use-vm-mac-address") {
 				ch.UseVmMACAddress = &f.rec.UseVmMACAddress
 			}
 			if ch == (policy.LookupRecordChange{}) {
-				return errors.New("nothing to set: give at least one of --ProviderAddress, --Rule, --CustomerID, --VMName, --Context, --UseVmMACAddress")
+				return errors.New("nothing to set: give at least one of --provider-address, --rule, --customer-id, --vm-name, --context, --use-vm-mac-address")
 			}
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {
@@ -176,11 +171,11 @@ func lookupRecordSet() *cobra.Command {
 	return cmd
 }
 
-func lookupRecordRemove() *cobra.Command {
+func lookupRecordDelete() *cobra.Command {
 	f := &lookupRecordFlags{}
 	cmd := &cobra.Command{
-		Use:   "remove",
-		Short: "Remove the lookup records matching the given properties (all when none is given)",
+		Use:   "delete",
+		Short: "Delete the lookup records matching the given properties (all when none is given)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)

@@ -11,11 +11,22 @@ import (
 
 // rootCmd is the wnvctl command tree. Each file registers its commands in
 // init() with rootCmd.AddCommand, so that command groups stay independent.
-var rootCmd = &cobra.Command{
-	Use:           "wnvctl",
-	Short:         "Manage wnv network virtualization hosts, policy and the lab",
-	SilenceUsage:  true,
-	SilenceErrors: true,
+var rootCmd = newRootCmd()
+
+// newRootCmd is the root with the grammar's aliases (grammar.go), which
+// reach every command and flag added below it.
+func newRootCmd() *cobra.Command {
+	cobra.EnableCaseInsensitive = true
+	root := &cobra.Command{
+		Use:           "wnvctl",
+		Short:         "Manage wnv network virtualization hosts, policy and the lab",
+		Long:          "Manage wnv network virtualization hosts, policy and the lab.\n\n" + grammarHelp,
+		Example:       "  wnvctl vm get -o yaml\n  wnvctl lookup-record get --virtual-subnet-id 5001\n  wnvctl lab demo",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetGlobalNormalizationFunc(normalizeFlag)
+	return root
 }
 
 // Global flags shared by every command that talks to a daemon or prints.
@@ -35,12 +46,14 @@ func init() {
 	pf.StringVar(&flagSocket, "socket", def, "wnvd provider API socket (env WNV_SOCKET)")
 	pf.StringVar(&flagHost, "host", os.Getenv("WNV_HOST"), "send the provider API commands to the wnvd at this `ADDR:PORT` (its --api-listen) over mutual TLS with --credentials, instead of --socket (env WNV_HOST)")
 	pf.StringVar(&flagCredentials, "credentials", os.Getenv("WNV_CREDENTIALS"), "`DIR` of a client credential: ca.pem, cert.pem, key.pem, for the policy server and --host (env WNV_CREDENTIALS; the local admin's is <pki-dir>/admin of wnvd policy)")
-	pf.StringVarP(&flagOutput, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&flagOutput, "output", "o", "table", "output format: table, json or yaml")
+	rootCmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	rootCmd.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if flagOutput != "table" && flagOutput != "json" {
-			return fmt.Errorf("--output %q is not supported: use table or json", flagOutput)
+		switch flagOutput {
+		case "table", "json", "yaml":
+			return nil
 		}
-		return nil
+		return fmt.Errorf("--output %q is not supported: use table, json or yaml", flagOutput)
 	}
 }
 

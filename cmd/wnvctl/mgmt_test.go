@@ -16,8 +16,8 @@ func TestFilterFlagLists(t *testing.T) {
 	b, sock := setup(t)
 	for i, vm := range []string{"web1", "web2", "db1"} {
 		ca, mac := "10.0.0."+string(rune('5'+i)), "00155D01020"+string(rune('3'+i))
-		ok(t, sock, "lookup-record", "new", "--CustomerAddress", ca, "--VirtualSubnetID", "5001", "--MACAddress", mac,
-			"--ProviderAddress", "198.18.0.2", "--VMName", vm, "--Context", "tenant/"+vm)
+		ok(t, sock, "lookup-record", "create", "--customer-address", ca, "--virtual-subnet-id", "5001", "--mac-address", mac,
+			"--provider-address", "198.18.0.2", "--vm-name", vm, "--context", "tenant/"+vm)
 	}
 	cas := func(args ...string) string {
 		t.Helper()
@@ -34,36 +34,36 @@ func TestFilterFlagLists(t *testing.T) {
 		want string
 	}{
 		{nil, "10.0.0.5 10.0.0.6 10.0.0.7"},
-		{[]string{"--CustomerAddress", "10.0.0.5,10.0.0.7"}, "10.0.0.5 10.0.0.7"},
-		{[]string{"--CustomerAddress", "10.0.0.5", "--CustomerAddress", "10.0.0.6"}, "10.0.0.5 10.0.0.6"},
-		{[]string{"--VMName", "web*"}, "10.0.0.5 10.0.0.6"},
-		{[]string{"--VMName", "DB?,web2"}, "10.0.0.6 10.0.0.7"},
-		{[]string{"--Context", "tenant/[a-d]*"}, "10.0.0.7"},
-		{[]string{"--MACAddress", "00:15:5d:01:02:03,0015.5d01.0205"}, "10.0.0.5 10.0.0.7"},
-		{[]string{"--VirtualSubnetID", "5001,5002", "--Rule", "Encap", "--Type", "Static"}, "10.0.0.5 10.0.0.6 10.0.0.7"},
-		{[]string{"--Rule", "Nat,None"}, ""},
-		{[]string{"--CustomerID", "*"}, "10.0.0.5 10.0.0.6 10.0.0.7"},
+		{[]string{"--customer-address", "10.0.0.5,10.0.0.7"}, "10.0.0.5 10.0.0.7"},
+		{[]string{"--customer-address", "10.0.0.5", "--customer-address", "10.0.0.6"}, "10.0.0.5 10.0.0.6"},
+		{[]string{"--vm-name", "web*"}, "10.0.0.5 10.0.0.6"},
+		{[]string{"--vm-name", "DB?,web2"}, "10.0.0.6 10.0.0.7"},
+		{[]string{"--context", "tenant/[a-d]*"}, "10.0.0.7"},
+		{[]string{"--mac-address", "00:15:5d:01:02:03,0015.5d01.0205"}, "10.0.0.5 10.0.0.7"},
+		{[]string{"--virtual-subnet-id", "5001,5002", "--rule", "Encap", "--type", "Static"}, "10.0.0.5 10.0.0.6 10.0.0.7"},
+		{[]string{"--rule", "Nat,None"}, ""},
+		{[]string{"--customer-id", "*"}, "10.0.0.5 10.0.0.6 10.0.0.7"},
 	} {
 		if got := cas(c.args...); got != c.want {
 			t.Errorf("get %s = %q; want %q", strings.Join(c.args, " "), got, c.want)
 		}
 	}
 	// set chooses by list too.
-	ok(t, sock, "lookup-record", "set", "--CustomerAddress", "10.0.0.5,10.0.0.6", "--Context", "moved")
-	if got := cas("--Context", "moved"); got != "10.0.0.5 10.0.0.6" {
+	ok(t, sock, "lookup-record", "set", "--customer-address", "10.0.0.5,10.0.0.6", "--context", "moved")
+	if got := cas("--context", "moved"); got != "10.0.0.5 10.0.0.6" {
 		t.Errorf("after set: %q", got)
 	}
-	out := ok(t, sock, "lookup-record", "remove", "--VMName", "web*")
+	out := ok(t, sock, "lookup-record", "delete", "--vm-name", "web*")
 	if strings.Count(out, "\n") != 3 || len(b.Store().LookupRecords(policy.LookupRecordFilter{})) != 1 {
-		t.Errorf("remove --VMName web* printed\n%s", out)
+		t.Errorf("remove --vm-name web* printed\n%s", out)
 	}
 
-	ok(t, sock, "customer-route", "new", "--RoutingDomainID", rdID, "--VirtualSubnetID", "5002", "--DestinationPrefix", "10.0.1.0/24", "--Metric", "7")
-	if out := ok(t, sock, "customer-route", "get", "--VirtualSubnetID", "5001,5002", "--Metric", "7", "--RoutingDomainID", "11111111-*"); !strings.Contains(out, "10.0.1.0/24") || strings.Contains(out, "10.0.0.0/24") {
+	ok(t, sock, "customer-route", "create", "--routing-domain-id", rdID, "--virtual-subnet-id", "5002", "--destination-prefix", "10.0.1.0/24", "--metric", "7")
+	if out := ok(t, sock, "customer-route", "get", "--virtual-subnet-id", "5001,5002", "--metric", "7", "--routing-domain-id", "11111111-*"); !strings.Contains(out, "10.0.1.0/24") || strings.Contains(out, "10.0.0.0/24") {
 		t.Errorf("customer-route get printed\n%s", out)
 	}
-	ok(t, sock, "provider-route", "new", "--InterfaceIndex", "2", "--DestinationPrefix", "198.19.0.0/16", "--NextHop", "198.18.0.1", "--Metric", "3")
-	if out := ok(t, sock, "provider-route", "get", "--NextHop", "0.0.0.0,198.18.0.1", "--Metric", "1,3"); !strings.Contains(out, "198.19.0.0/16") {
+	ok(t, sock, "provider-route", "create", "--interface-index", "2", "--destination-prefix", "198.19.0.0/16", "--next-hop", "198.18.0.1", "--metric", "3")
+	if out := ok(t, sock, "provider-route", "get", "--next-hop", "0.0.0.0,198.18.0.1", "--metric", "1,3"); !strings.Contains(out, "198.19.0.0/16") {
 		t.Errorf("provider-route get printed\n%s", out)
 	}
 }
@@ -71,9 +71,9 @@ func TestFilterFlagLists(t *testing.T) {
 // TestProviderAddressSet is Set-NetVirtualizationProviderAddress.
 func TestProviderAddressSet(t *testing.T) {
 	b, sock := setup(t)
-	ok(t, sock, "provider-address", "new", "--ProviderAddress", "198.18.0.2", "--PrefixLength", "15", "--InterfaceIndex", "2")
-	ok(t, sock, "provider-address", "new", "--ProviderAddress", "198.18.0.3", "--PrefixLength", "15", "--InterfaceIndex", "3")
-	out := ok(t, sock, "provider-address", "set", "--ProviderAddress", "198.18.0.2,198.18.0.3", "--VlanID", "12", "--MACAddress", "02-00-00-00-00-01")
+	ok(t, sock, "provider-address", "create", "--provider-address", "198.18.0.2", "--prefix-length", "15", "--interface-index", "2")
+	ok(t, sock, "provider-address", "create", "--provider-address", "198.18.0.3", "--prefix-length", "15", "--interface-index", "3")
+	out := ok(t, sock, "provider-address", "set", "--provider-address", "198.18.0.2,198.18.0.3", "--vlan-id", "12", "--mac-address", "02-00-00-00-00-01")
 	want := "" +
 		"ProviderAddress  PrefixLength  InterfaceIndex  VlanID  MACAddress         AddressState  ManagedByCluster\n" +
 		"198.18.0.2       15            2               12      02:00:00:00:00:01  Invalid       false\n" +
@@ -81,7 +81,7 @@ func TestProviderAddressSet(t *testing.T) {
 	if out != want {
 		t.Fatalf("set printed\n%s\nwant\n%s", out, want)
 	}
-	if out := ok(t, sock, "provider-address", "get", "--VlanID", "12", "--MACAddress", "020000000001", "--InterfaceIndex", "3"); !strings.Contains(out, "198.18.0.3") || strings.Contains(out, "198.18.0.2 ") {
+	if out := ok(t, sock, "provider-address", "get", "--vlan-id", "12", "--mac-address", "020000000001", "--interface-index", "3"); !strings.Contains(out, "198.18.0.3") || strings.Contains(out, "198.18.0.2 ") {
 		t.Errorf("get printed\n%s", out)
 	}
 	before := b.Store().Table()
@@ -89,10 +89,10 @@ func TestProviderAddressSet(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--InterfaceIndex", "2,3", "--PrefixLength", "40"}, "PrefixLength 40 is out of range for IPv4 ProviderAddress 198.18.0.2: use 0..32"},
-		{[]string{"--VlanID", "5"}, "no provider address chosen: give at least one of --ProviderAddress, --InterfaceIndex, --Interface"},
-		{[]string{"--ProviderAddress", "198.18.0.2"}, "nothing to set: give at least one of --VlanID, --PrefixLength, --MACAddress"},
-		{[]string{"--ProviderAddress", "198.18.0.2,nope", "--VlanID", "5"}, `--ProviderAddress "198.18.0.2,nope" is malformed: use IPv4 or IPv6 addresses such as 10.0.0.5, separated by commas`},
+		{[]string{"--interface-index", "2,3", "--prefix-length", "40"}, "PrefixLength 40 is out of range for IPv4 ProviderAddress 198.18.0.2: use 0..32"},
+		{[]string{"--vlan-id", "5"}, "no provider address chosen: give at least one of --provider-address, --interface-index, --interface"},
+		{[]string{"--provider-address", "198.18.0.2"}, "nothing to set: give at least one of --vlan-id, --prefix-length, --mac-address"},
+		{[]string{"--provider-address", "198.18.0.2,nope", "--vlan-id", "5"}, `--provider-address "198.18.0.2,nope" is malformed: use IPv4 or IPv6 addresses such as 10.0.0.5, separated by commas`},
 	} {
 		_, err := wnvctl(t, sock, append([]string{"provider-address", "set"}, c.args...)...)
 		if err == nil || err.Error() != c.want {

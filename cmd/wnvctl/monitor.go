@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -70,7 +69,7 @@ first 128 bytes for Wireshark. Ctrl-C stops.`,
 	}
 	f := cmd.Flags()
 	f.Var(listOf(&q.Port, "names", func(s string) (string, error) { return s, nil }, "use VM (port) names"), "vm", "only the drops of these VMs' ports (a host agent names a VM's port after the VM); commas or repeated")
-	f.Var(vsidFilter(&q.VirtualSubnetID), "vsid", "only these virtual subnets; commas or repeated")
+	f.Var(vsidFilter(&q.VirtualSubnetID), "virtual-subnet-id", "only these virtual subnets; commas or repeated")
 	f.StringSliceVar(&tenants, "tenant", nil, "only the virtual subnets of these tenants (name or CustomerID), as the policy server (--server) knows them")
 	f.StringSliceVar(&q.Reason, "reason", nil, "only these drop reasons (as wnvctl counters names them, e.g. spoofed-mac); commas or repeated")
 	f.BoolVar(&q.Flows, "flows", false, "also show the flows the slow path decides and installs")
@@ -79,6 +78,7 @@ first 128 bytes for Wireshark. Ctrl-C stops.`,
 	f.Uint32Var(&q.Rate, "rate", monitor.DefaultRate, "show at most N a second (the host allows up to 10000)")
 	f.IntVar(&count, "count", 0, "stop after N drops and flows (0: until Ctrl-C)")
 	f.StringVar(&flagServer, "server", envOr("WNV_SERVER", "https://127.0.0.1:8440"), "policy server URL, for --tenant (env WNV_SERVER)")
+	aliasFlags(cmd, "vsid", "virtual-subnet-id")
 	cmd.SetFlagErrorFunc(flagError)
 	return cmd
 }
@@ -144,12 +144,10 @@ func watch(ctx context.Context, w io.Writer, c *provider.Client, q provider.Moni
 				return fmt.Errorf("--pcap: %w", err)
 			}
 		}
-		if flagOutput == "json" {
-			line, err := json.Marshal(e)
-			if err != nil {
+		if structured() {
+			if err := encode(w, e, true); err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "%s\n", line)
 		} else {
 			printEvent(w, e)
 		}

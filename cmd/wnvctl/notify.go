@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,7 +26,7 @@ func init() {
 		Use:   "watch",
 		Short: "Stream notifications as they arrive, one per line",
 		Long: `Stream notifications from wnvd's notification API, one line per event
-(-o json: one JSON object per line). One request per type is kept in flight.
+(-o json: one JSON object per line; -o yaml: one YAML document each). One request per type is kept in flight.
 Dropped events (the handle's queue overflowed) are reported on stderr: the
 consumer must then resync the full policy.`,
 		Args: cobra.NoArgs,
@@ -57,7 +56,6 @@ func watchNotifications(ctx context.Context, socket string, types []notify.Notif
 		return err
 	}
 	defer h.Close()
-	enc := json.NewEncoder(os.Stdout)
 	for ev, err := range h.Events(ctx, types...) {
 		var overflow *notify.OverflowError
 		switch {
@@ -71,8 +69,8 @@ func watchNotifications(ctx context.Context, socket string, types []notify.Notif
 		case err != nil:
 			return err
 		}
-		if flagOutput == "json" {
-			if err := enc.Encode(ev); err != nil {
+		if structured() {
+			if err := encode(os.Stdout, ev, true); err != nil {
 				return err
 			}
 		} else if _, err := fmt.Println(ev); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
@@ -19,8 +21,8 @@ import (
 // script forever.
 const requestTimeout = 30 * time.Second
 
-// outTable is what a command prints with -o table; with -o json it prints the
-// API's own JSON of v instead.
+// outTable is what a command prints with -o table; with -o json or yaml it
+// prints the API's own JSON of v instead, or that JSON as YAML.
 type outTable struct {
 	header []string
 	rows   [][]string
@@ -28,13 +30,12 @@ type outTable struct {
 
 func (t *outTable) add(cells ...string) { t.rows = append(t.rows, cells) }
 
-// printResult prints v as indented JSON with -o json, else the tables.
+// printResult prints v as indented JSON or YAML with -o json or yaml, else
+// the tables.
 func printResult(cmd *cobra.Command, v any, tables ...outTable) error {
 	w := cmd.OutOrStdout()
-	if flagOutput == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+	if structured() {
+		return encode(w, v, false)
 	}
 	for i, t := range tables {
 		if i > 0 {
@@ -50,6 +51,36 @@ func printResult(cmd *cobra.Command, v any, tables ...outTable) error {
 		}
 	}
 	return nil
+}
+
+// structured reports whether -o asks for JSON or YAML rather than a table.
+func structured() bool { return flagOutput != "table" }
+
+// encode writes v in the -o format: JSON, indented unless v is one of a
+// stream's values (one JSON object a line), or YAML made from that JSON, so
+// that both show the API's names and values (a stream's values are YAML
+// documents, each after ---).
+func encode(w io.Writer, v any, streamed bool) error {
+	if flagOutput == "yaml" {
+		j, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		y, err := yaml.JSONToYAML(j)
+		if err != nil {
+			return err
+		}
+		if streamed {
+			y = append([]byte("---\n"), y...)
+		}
+		_, err = w.Write(y)
+		return err
+	}
+	enc := json.NewEncoder(w)
+	if !streamed {
+		enc.SetIndent("", "  ")
+	}
+	return enc.Encode(v)
 }
 
 // Cell formatters: "-" stands for an unset value so columns stay aligned.

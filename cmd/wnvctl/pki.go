@@ -20,7 +20,7 @@ import (
 
 func init() {
 	rootCmd.AddCommand(policyServerGroup("pki", "Issue, list and revoke the credentials (client certificates) of the policy server's clients",
-		pkiIssue(), pkiList(), pkiRevoke(), pkiWhoami()))
+		pkiIssue(), pkiGet(), pkiRevoke(), pkiWhoami()))
 }
 
 func pkiIssue() *cobra.Command {
@@ -30,12 +30,12 @@ func pkiIssue() *cobra.Command {
 	var validity time.Duration
 	cmd := &cobra.Command{
 		Use:   "issue ROLE NAME",
-		Short: "Issue a credential: admin NAME, observer NAME, tenant NAME|CUSTOMERID, host NAME --pa PA...",
+		Short: "Issue a credential: admin NAME, observer NAME, tenant NAME|CUSTOMERID, host NAME --provider-address PA...",
 		Long: `Issue a credential and write it to --out DIR (ca.pem, cert.pem, key.pem 0600).
 The key is generated here; the policy server signs a request for it (admin only).
 An observer may instead get a --token, a read-only bearer token for the dashboard
 (https://SERVER/ui/), printed once: the server keeps only its hash.
-  wnvctl pki issue host host1 --pa 198.18.0.1 --out host1
+  wnvctl pki issue host host1 --provider-address 198.18.0.1 --out host1
   wnvctl pki issue tenant Blue --out blue          (by tenant name or CustomerID)
   wnvctl pki issue admin alice --out alice
   wnvctl pki issue observer bob --out bob
@@ -52,7 +52,7 @@ An observer may instead get a --token, a read-only bearer token for the dashboar
 			req := policyapi.IssueRequest{Role: string(role), Name: args[1], ValidityHours: int64(validity / time.Hour), Token: token}
 			if token {
 				if len(pas) > 0 {
-					return fmt.Errorf("--pa is for host certificates: a token has no provider addresses")
+					return fmt.Errorf("--provider-address is for host certificates: a token has no provider addresses")
 				}
 				ic, err := c.IssueCredential(ctx, req)
 				if err != nil {
@@ -69,7 +69,7 @@ An observer may instead get a --token, a read-only bearer token for the dashboar
 			for _, p := range pas {
 				a, err := netip.ParseAddr(p)
 				if err != nil {
-					return fmt.Errorf("--pa %q is not an address: use e.g. 198.18.0.1", p)
+					return fmt.Errorf("--provider-address %q is not an address: use e.g. 198.18.0.1", p)
 				}
 				req.ProviderAddresses = append(req.ProviderAddresses, a)
 			}
@@ -91,7 +91,8 @@ An observer may instead get a --token, a read-only bearer token for the dashboar
 			return printResult(cmd, cr, t)
 		}),
 	}
-	cmd.Flags().StringSliceVar(&pas, "pa", nil, "a host's provider address it may register (repeatable)")
+	cmd.Flags().StringSliceVar(&pas, "provider-address", nil, "a host's provider address it may register (repeatable)")
+	aliasFlags(cmd, "pa", "provider-address")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write ca.pem, cert.pem and key.pem to")
 	cmd.Flags().BoolVar(&token, "token", false, "issue an observer's read-only bearer token for the dashboard instead of a certificate")
 	cmd.Flags().DurationVar(&validity, "validity", pki.DefaultValidity, "how long the credential is valid (hours)")
@@ -128,9 +129,9 @@ func credTable(cs []policyapi.Credential) outTable {
 	return t
 }
 
-func pkiList() *cobra.Command {
+func pkiGet() *cobra.Command {
 	return &cobra.Command{
-		Use: "list", Short: "List issued credentials", Args: cobra.NoArgs,
+		Use: "get", Short: "List issued credentials", Args: cobra.NoArgs,
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			cs, err := c.Credentials(ctx)
 			if err != nil {

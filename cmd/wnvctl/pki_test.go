@@ -59,9 +59,9 @@ func TestPKICommands(t *testing.T) {
 	if _, err := run("host", "get"); err == nil || !strings.Contains(err.Error(), "needs a client credential") {
 		t.Fatalf("no credential: %v", err)
 	}
-	ok("--credentials", admin, "tenant", "create", "--id", "{aaaaaaaa-0000-0000-0000-000000000001}", "--name", "Blue")
+	ok("--credentials", admin, "tenant", "create", "--customer-id", "{aaaaaaaa-0000-0000-0000-000000000001}", "--name", "Blue")
 	h1 := filepath.Join(dir, "host1")
-	out := ok("--credentials", admin, "pki", "issue", "host", "host1", "--pa", "198.18.0.1", "--out", h1)
+	out := ok("--credentials", admin, "pki", "issue", "host", "host1", "--provider-address", "198.18.0.1", "--out", h1)
 	if !strings.Contains(out, "198.18.0.1") || !strings.Contains(out, "host1") {
 		t.Fatalf("pki issue printed:\n%s", out)
 	}
@@ -72,10 +72,10 @@ func TestPKICommands(t *testing.T) {
 	if !strings.Contains(out, "{aaaaaaaa-0000-0000-0000-000000000001} (Blue)") {
 		t.Fatalf("tenant credential does not name Blue's CustomerID:\n%s", out)
 	}
-	if _, err := run("--credentials", h1, "host", "register", "--name", "host2", "--pa", "198.18.0.1"); err == nil || !strings.Contains(err.Error(), "host2") {
+	if _, err := run("--credentials", h1, "host", "create", "--name", "host2", "--provider-address", "198.18.0.1"); err == nil || !strings.Contains(err.Error(), "host2") {
 		t.Fatalf("host1 registering host2: %v", err)
 	}
-	ok("--credentials", h1, "host", "register", "--name", "host1", "--pa", "198.18.0.1")
+	ok("--credentials", h1, "host", "create", "--name", "host1", "--provider-address", "198.18.0.1")
 	out = ok("--credentials", filepath.Join(dir, "blue"), "pki", "whoami")
 	if !strings.Contains(out, "tenant") {
 		t.Fatalf("whoami printed:\n%s", out)
@@ -84,7 +84,7 @@ func TestPKICommands(t *testing.T) {
 	if _, err := run("--credentials", h1, "host", "get"); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("revoked host1: %v", err)
 	}
-	out = ok("--credentials", admin, "pki", "list")
+	out = ok("--credentials", admin, "pki", "get")
 	if strings.Count(out, "\n") != 4 { // header, admin, host1, Blue
 		t.Fatalf("pki list printed:\n%s", out)
 	}

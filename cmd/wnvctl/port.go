@@ -10,10 +10,7 @@ import (
 )
 
 func init() {
-	cmd := &cobra.Command{Use: "port", Short: "Attach, detach and list VM ports"}
-	cmd.SetFlagErrorFunc(flagError)
-	cmd.AddCommand(portAttach(), portDetach(), portGet())
-	rootCmd.AddCommand(cmd)
+	rootCmd.AddCommand(group("port", "Attach, detach and list VM ports", portAttach(), portDetach(), portGet()))
 }
 
 func portAttach() *cobra.Command {
@@ -21,8 +18,8 @@ func portAttach() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "attach",
 		Short: "Attach a VM port: an existing interface (a hypervisor's TAP, a veth's host end) whose frames belong to a virtual subnet",
-		Example: "  wnvctl port attach --Name vm1 --Interface vnet0 --MACAddress 00:15:5d:01:02:03 \\\n" +
-			"    --VirtualSubnetID 5001 --CustomerAddress 10.0.0.5",
+		Example: "  wnvctl port attach --name vm1 --interface vnet0 --mac-address 00:15:5d:01:02:03 \\\n" +
+			"    --virtual-subnet-id 5001 --customer-address 10.0.0.5",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
@@ -38,13 +35,13 @@ func portAttach() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&s.Name, "Name", "", "port name, 1..63 characters")
-	fs.StringVar(&s.Interface, "Interface", "", "the existing interface in wnvd's network namespace (default: --Name)")
-	fs.Var(macValue{&s.MACAddress}, "MACAddress", "the VM's MAC address")
-	fs.Var(vsidValue{&s.VirtualSubnetID}, "VirtualSubnetID", "virtual subnet of the port, 4096..16777214 (0: not virtualized)")
-	fs.Var(addrsValue{&s.CustomerAddresses}, "CustomerAddress", "a customer address of the VM (repeatable)")
-	cmd.MarkFlagRequired("Name")
-	cmd.MarkFlagRequired("MACAddress")
+	fs.StringVar(&s.Name, "name", "", "port name, 1..63 characters")
+	fs.StringVar(&s.Interface, "interface", "", "the existing interface in wnvd's network namespace (default: --name)")
+	fs.Var(macValue{&s.MACAddress}, "mac-address", "the VM's MAC address")
+	fs.Var(vsidValue{&s.VirtualSubnetID}, "virtual-subnet-id", "virtual subnet of the port, 4096..16777214 (0: not virtualized)")
+	fs.Var(addrsValue{&s.CustomerAddresses}, "customer-address", "a customer address of the VM (repeatable)")
+	cmd.MarkFlagRequired("name")
+	cmd.MarkFlagRequired("mac-address")
 	return cmd
 }
 
@@ -67,9 +64,9 @@ func portDetach() *cobra.Command {
 			return c.DetachPort(ctx, name)
 		},
 	}
-	cmd.Flags().StringVar(&name, "Name", "", "name of the port")
+	cmd.Flags().StringVar(&name, "name", "", "name of the port")
 	cmd.Flags().BoolVar(&migrated, "migrated", false, "the VM live-migrated to another host: forward its late packets to its new PA for the grace period")
-	cmd.MarkFlagRequired("Name")
+	cmd.MarkFlagRequired("name")
 	return cmd
 }
 
@@ -77,7 +74,7 @@ func portGet() *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
 		Use:   "get",
-		Short: "List the attached ports, or the one named by --Name",
+		Short: "List the attached ports, or the one named by --name",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
@@ -85,7 +82,7 @@ func portGet() *cobra.Command {
 				return err
 			}
 			defer cancel()
-			if changed(cmd, "Name") {
+			if changed(cmd, "name") {
 				p, err := c.Port(ctx, name)
 				if err != nil {
 					return err
@@ -99,7 +96,7 @@ func portGet() *cobra.Command {
 			return outputPorts(cmd, ps, ps)
 		},
 	}
-	cmd.Flags().StringVar(&name, "Name", "", "only this port")
+	cmd.Flags().StringVar(&name, "name", "", "only this port")
 	return cmd
 }
 
@@ -132,7 +129,7 @@ func nextHopCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "next-hop",
 		Short:   "Show where a packet between two customer addresses goes (Select-NextHop)",
-		Example: "  wnvctl next-hop --SourceCustomerAddress 10.0.0.5 --DestinationCustomerAddress 10.0.1.7 --SourceVirtualSubnetID 5001",
+		Example: "  wnvctl next-hop --source-customer-address 10.0.0.5 --destination-customer-address 10.0.1.7 --source-virtual-subnet-id 5001",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
@@ -153,10 +150,10 @@ func nextHopCmd() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.Var(addrValue{&q.SourceCustomerAddress}, "SourceCustomerAddress", "CA of the sending VM")
-	fs.Var(addrValue{&q.DestinationCustomerAddress}, "DestinationCustomerAddress", "CA to reach")
-	fs.Var(vsidValue{&q.SourceVirtualSubnetID}, "SourceVirtualSubnetID", "virtual subnet of the sending VM")
-	for _, name := range []string{"SourceCustomerAddress", "DestinationCustomerAddress", "SourceVirtualSubnetID"} {
+	fs.Var(addrValue{&q.SourceCustomerAddress}, "source-customer-address", "CA of the sending VM")
+	fs.Var(addrValue{&q.DestinationCustomerAddress}, "destination-customer-address", "CA to reach")
+	fs.Var(vsidValue{&q.SourceVirtualSubnetID}, "source-virtual-subnet-id", "virtual subnet of the sending VM")
+	for _, name := range []string{"source-customer-address", "destination-customer-address", "source-virtual-subnet-id"} {
 		cmd.MarkFlagRequired(name)
 	}
 	return cmd

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -59,8 +58,10 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if flagOutput == "json" {
-				probePrintJSON(replies)
+			if structured() {
+				if err := encode(os.Stdout, replies, false); err != nil {
+					return err
+				}
 			} else {
 				for _, r := range replies {
 					fmt.Printf("reply from %v (%s): seq=%d rtt=%v\n", r.From.Addr().Unmap(), r.Responder, r.Seq, r.RTT.Round(time.Microsecond))
@@ -94,9 +95,8 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if flagOutput == "json" {
-				probePrintJSON(tr)
-				return nil
+			if structured() {
+				return encode(os.Stdout, tr, false)
 			}
 			fmt.Printf("%d bytes to %v received by %s in %v: %.1f Mbit/s\n", tr.Bytes, to, tr.Responder, tr.Elapsed.Round(time.Millisecond), tr.Mbps())
 			return nil
@@ -131,9 +131,4 @@ func probeAddrs() (to netip.AddrPort, from netip.Addr, err error) {
 		}
 	}
 	return netip.AddrPortFrom(a, uint16(flagProbePort)), from, nil
-}
-
-func probePrintJSON(v any) {
-	b, _ := json.MarshalIndent(v, "", "  ")
-	fmt.Println(string(b))
 }

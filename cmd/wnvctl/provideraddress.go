@@ -14,19 +14,14 @@ import (
 )
 
 func init() {
-	pa := &cobra.Command{Use: "provider-address", Short: "Manage the provider addresses (PAs) of this host"}
-	pa.SetFlagErrorFunc(flagError)
-	pa.AddCommand(providerAddressNew(), providerAddressGet(), providerAddressSet(), providerAddressRemove())
-
-	g := &cobra.Command{Use: "global", Short: "Show or change the host-wide setting"}
-	g.SetFlagErrorFunc(flagError)
-	g.AddCommand(globalGet(), globalSet())
-
-	rootCmd.AddCommand(pa, g)
+	rootCmd.AddCommand(
+		group("provider-address", "Manage the provider addresses (PAs) of this host",
+			providerAddressCreate(), providerAddressGet(), providerAddressSet(), providerAddressDelete()),
+		group("global", "Show or change the host-wide setting", globalGet(), globalSet()))
 }
 
 // providerAddressFlags binds a provider address's properties to flags: to a
-// for new and set's changes, to flt for the filters of get, set and remove.
+// for create and set's changes, to flt for the filters of get, set and delete.
 type providerAddressFlags struct {
 	a     policy.ProviderAddress
 	flt   policy.ProviderAddressFilter
@@ -34,42 +29,42 @@ type providerAddressFlags struct {
 }
 
 // paSelectors are the flags that choose the addresses set changes.
-var paSelectors = []string{"ProviderAddress", "InterfaceIndex", "Interface"}
+var paSelectors = []string{"provider-address", "interface-index", "interface"}
 
 func (f *providerAddressFlags) bind(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.Var(addrValue{&f.a.ProviderAddress}, "ProviderAddress", "the provider address")
-	fs.IntVar(&f.a.InterfaceIndex, "InterfaceIndex", 0, "index of the underlay interface that holds the PA")
-	fs.StringVar(&f.iface, "Interface", "", "underlay interface by name, instead of --InterfaceIndex")
-	fs.Uint16Var(&f.a.VlanID, "VlanID", 0, "VLAN ID 1..4094, or 0 for none")
-	fs.Uint8Var(&f.a.PrefixLength, "PrefixLength", 0, "prefix length of the PA's subnet")
-	fs.Var(macValue{&f.a.MACAddress}, "MACAddress", "MAC of the underlay interface (optional)")
-	cmd.MarkFlagsMutuallyExclusive("InterfaceIndex", "Interface")
+	fs.Var(addrValue{&f.a.ProviderAddress}, "provider-address", "the provider address")
+	fs.IntVar(&f.a.InterfaceIndex, "interface-index", 0, "index of the underlay interface that holds the PA")
+	fs.StringVar(&f.iface, "interface", "", "underlay interface by name, instead of --interface-index")
+	fs.Uint16Var(&f.a.VlanID, "vlan-id", 0, "VLAN ID 1..4094, or 0 for none")
+	fs.Uint8Var(&f.a.PrefixLength, "prefix-length", 0, "prefix length of the PA's subnet")
+	fs.Var(macValue{&f.a.MACAddress}, "mac-address", "MAC of the underlay interface (optional)")
+	cmd.MarkFlagsMutuallyExclusive("interface-index", "interface")
 }
 
 // selection binds the filters that choose the addresses of set (and, with
-// filterFlags, of get and remove).
+// filterFlags, of get and delete).
 func (f *providerAddressFlags) selection(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.Var(addrFilter(&f.flt.ProviderAddress), "ProviderAddress", "only these provider addresses")
-	fs.Var(intFilter(&f.flt.InterfaceIndex, "use interface indexes"), "InterfaceIndex", "only PAs on these underlay interfaces")
-	fs.StringVar(&f.iface, "Interface", "", "only PAs on this underlay interface, by name")
+	fs.Var(addrFilter(&f.flt.ProviderAddress), "provider-address", "only these provider addresses")
+	fs.Var(intFilter(&f.flt.InterfaceIndex, "use interface indexes"), "interface-index", "only PAs on these underlay interfaces")
+	fs.StringVar(&f.iface, "interface", "", "only PAs on this underlay interface, by name")
 }
 
-// filterFlags binds every property get and remove filter on; each takes a
+// filterFlags binds every property get and delete filter on; each takes a
 // list (commas or a repeated flag).
 func (f *providerAddressFlags) filterFlags(cmd *cobra.Command) {
 	f.selection(cmd)
 	fs := cmd.Flags()
-	fs.Var(uintFilter(&f.flt.PrefixLength, 8, "use prefix lengths 0..128"), "PrefixLength", "only PAs with these prefix lengths")
-	fs.Var(uintFilter(&f.flt.VlanID, 16, "use VLAN IDs 0..4094"), "VlanID", "only PAs on these VLANs (0: none)")
+	fs.Var(uintFilter(&f.flt.PrefixLength, 8, "use prefix lengths 0..128"), "prefix-length", "only PAs with these prefix lengths")
+	fs.Var(uintFilter(&f.flt.VlanID, 16, "use VLAN IDs 0..4094"), "vlan-id", "only PAs on these VLANs (0: none)")
 	fs.Var(listOf(&f.flt.AddressState, "states", policy.ParseAddressState, "use Invalid, Tentative, Duplicate, Deprecated or Preferred (or 0..4)"),
-		"AddressState", "only PAs in these DAD states")
-	fs.Var(macFilter(&f.flt.MACAddress), "MACAddress", "only PAs with these MAC addresses")
-	fs.Var(boolFilter(&f.flt.ManagedByCluster), "ManagedByCluster", "only PAs with this ManagedByCluster")
+		"address-state", "only PAs in these DAD states")
+	fs.Var(macFilter(&f.flt.MACAddress), "mac-address", "only PAs with these MAC addresses")
+	fs.Var(boolFilter(&f.flt.ManagedByCluster), "managed-by-cluster", "only PAs with this ManagedByCluster")
 }
 
-// resolve turns --Interface into the interface's index in wnvctl's network
+// resolve turns --interface into the interface's index in wnvctl's network
 // namespace, which is wnvd's on a host: the new PA's, or one more filter
 // value.
 func (f *providerAddressFlags) resolve() error {
@@ -78,19 +73,19 @@ func (f *providerAddressFlags) resolve() error {
 	}
 	ifi, err := net.InterfaceByName(f.iface)
 	if err != nil {
-		return fmt.Errorf("--Interface %q was not found: name an interface of this host (ip link)", f.iface)
+		return fmt.Errorf("--interface %q was not found: name an interface of this host (ip link)", f.iface)
 	}
 	f.a.InterfaceIndex = ifi.Index
 	f.flt.InterfaceIndex = append(f.flt.InterfaceIndex, ifi.Index)
 	return nil
 }
 
-func providerAddressNew() *cobra.Command {
+func providerAddressCreate() *cobra.Command {
 	f := &providerAddressFlags{}
 	cmd := &cobra.Command{
-		Use:     "new",
+		Use:     "create",
 		Short:   "Assign a provider address to this host",
-		Example: "  wnvctl provider-address new --ProviderAddress 198.18.0.2 --PrefixLength 15 --Interface eth0",
+		Example: "  wnvctl provider-address create --provider-address 198.18.0.2 --prefix-length 15 --interface eth0",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.resolve(); err != nil {
@@ -109,7 +104,7 @@ func providerAddressNew() *cobra.Command {
 		},
 	}
 	f.bind(cmd)
-	cmd.MarkFlagRequired("ProviderAddress")
+	cmd.MarkFlagRequired("provider-address")
 	return cmd
 }
 
@@ -118,8 +113,8 @@ func providerAddressGet() *cobra.Command {
 		(*provider.Client).ProviderAddresses)
 }
 
-func providerAddressRemove() *cobra.Command {
-	return providerAddressFiltered("remove", "Remove the provider addresses matching the given properties (all when none is given)",
+func providerAddressDelete() *cobra.Command {
+	return providerAddressFiltered("delete", "Delete the provider addresses matching the given properties (all when none is given)",
 		(*provider.Client).RemoveProviderAddresses)
 }
 
@@ -157,25 +152,25 @@ func providerAddressSet() *cobra.Command {
 	f := &providerAddressFlags{}
 	cmd := &cobra.Command{
 		Use:     "set",
-		Short:   "Change VlanID, PrefixLength or MACAddress of the provider addresses chosen by --ProviderAddress, --InterfaceIndex or --Interface (each a list)",
-		Example: "  wnvctl provider-address set --ProviderAddress 198.18.0.2 --VlanID 12",
+		Short:   "Change VlanID, PrefixLength or MACAddress of the provider addresses chosen by --provider-address, --interface-index or --interface (each a list)",
+		Example: "  wnvctl provider-address set --provider-address 198.18.0.2 --vlan-id 12",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !anyChanged(cmd, paSelectors...) {
 				return errors.New("no provider address chosen: give at least one of " + flagList(paSelectors))
 			}
 			var ch policy.ProviderAddressChange
-			if changed(cmd, "VlanID") {
+			if changed(cmd, "vlan-id") {
 				ch.VlanID = &f.a.VlanID
 			}
-			if changed(cmd, "PrefixLength") {
+			if changed(cmd, "prefix-length") {
 				ch.PrefixLength = &f.a.PrefixLength
 			}
-			if changed(cmd, "MACAddress") {
+			if changed(cmd, "mac-address") {
 				ch.MACAddress = &f.a.MACAddress
 			}
 			if ch == (policy.ProviderAddressChange{}) {
-				return errors.New("nothing to set: give at least one of --VlanID, --PrefixLength, --MACAddress")
+				return errors.New("nothing to set: give at least one of --vlan-id, --prefix-length, --mac-address")
 			}
 			if err := f.resolve(); err != nil {
 				return err
@@ -194,10 +189,10 @@ func providerAddressSet() *cobra.Command {
 	}
 	f.selection(cmd)
 	fs := cmd.Flags()
-	fs.Uint16Var(&f.a.VlanID, "VlanID", 0, "the new VLAN ID 1..4094, or 0 for none")
-	fs.Uint8Var(&f.a.PrefixLength, "PrefixLength", 0, "the new prefix length of the PA's subnet")
-	fs.Var(macValue{&f.a.MACAddress}, "MACAddress", "the new MAC of the underlay interface")
-	cmd.MarkFlagsMutuallyExclusive("InterfaceIndex", "Interface")
+	fs.Uint16Var(&f.a.VlanID, "vlan-id", 0, "the new VLAN ID 1..4094, or 0 for none")
+	fs.Uint8Var(&f.a.PrefixLength, "prefix-length", 0, "the new prefix length of the PA's subnet")
+	fs.Var(macValue{&f.a.MACAddress}, "mac-address", "the new MAC of the underlay interface")
+	cmd.MarkFlagsMutuallyExclusive("interface-index", "interface")
 	return cmd
 }
 
@@ -235,7 +230,7 @@ func globalSet() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "set",
 		Short:   "Change the host-wide setting",
-		Example: "  wnvctl global set --UseExternalRouter=true",
+		Example: "  wnvctl global set --use-external-router=true",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
@@ -250,8 +245,8 @@ func globalSet() *cobra.Command {
 			return outputGlobal(cmd, out)
 		},
 	}
-	cmd.Flags().BoolVar(&g.UseExternalRouter, "UseExternalRouter", false, "send cross-subnet traffic to the external routers named by customer routes")
-	cmd.MarkFlagRequired("UseExternalRouter")
+	cmd.Flags().BoolVar(&g.UseExternalRouter, "use-external-router", false, "send cross-subnet traffic to the external routers named by customer routes")
+	cmd.MarkFlagRequired("use-external-router")
 	return cmd
 }
 

@@ -23,17 +23,12 @@ var (
 
 // policyServerGroup returns a command group with the policy server flags.
 func policyServerGroup(use, short string, subs ...*cobra.Command) *cobra.Command {
-	cmd := &cobra.Command{Use: use, Short: short}
-	cmd.SetFlagErrorFunc(flagError)
+	cmd := group(use, short, subs...)
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&flagServer, "server", envOr("WNV_SERVER", "https://127.0.0.1:8440"), "policy server URL (env WNV_SERVER)")
 	pf.StringVar(&flagTLSCA, "tls-ca", os.Getenv("WNV_TLS_CA"), "CA to trust for an https --server (env WNV_TLS_CA)")
 	pf.StringVar(&flagTLSCert, "tls-cert", os.Getenv("WNV_TLS_CERT"), "client certificate for mutual TLS (env WNV_TLS_CERT)")
 	pf.StringVar(&flagTLSKey, "tls-key", os.Getenv("WNV_TLS_KEY"), "client key for mutual TLS (env WNV_TLS_KEY)")
-	for _, s := range subs {
-		s.SetFlagErrorFunc(flagError)
-	}
-	cmd.AddCommand(subs...)
 	return cmd
 }
 

@@ -71,15 +71,15 @@ func TestVMCommands(t *testing.T) {
 		return out
 	}
 	const tenant, rd = "{aaaaaaaa-0000-0000-0000-000000000001}", "{11111111-2222-3333-4444-000000000000}"
-	run("tenant", "create", "--id", tenant, "--name", "contoso")
-	run("routing-domain", "create", "--id", rd, "--tenant", tenant)
-	out := run("subnet", "create", "--vsid", "5001", "--routing-domain", rd, "--prefix", "10.0.0.0/24", "--prefix", "fd00:0:0:1::/64", "--encap", "VXLAN")
+	run("tenant", "create", "--customer-id", tenant, "--name", "contoso")
+	run("routing-domain", "create", "--routing-domain-id", rd, "--customer-id", tenant)
+	out := run("subnet", "create", "--virtual-subnet-id", "5001", "--routing-domain-id", rd, "--prefix", "10.0.0.0/24", "--prefix", "fd00:0:0:1::/64", "--encapsulation", "VXLAN")
 	if !strings.Contains(out, "10.0.0.1,fd00:0:0:1::1  VXLAN") {
 		t.Fatalf("subnet create printed:\n%s", out)
 	}
-	run("host", "register", "--name", "host2", "--pa", "198.18.0.2")
-	run("host", "register", "--name", "host3", "--pa", "198.18.0.3")
-	run("vm", "create", "--name", "blue2", "--vsid", "5001", "--mac", "00:15:5d:00:00:02", "--ca", "10.0.0.6", "--ca", "fd00:0:0:1::6", "--host", "host2", "--interface", "vnet7")
+	run("host", "create", "--name", "host2", "--provider-address", "198.18.0.2")
+	run("host", "create", "--name", "host3", "--provider-address", "198.18.0.3")
+	run("vm", "create", "--name", "blue2", "--virtual-subnet-id", "5001", "--mac-address", "00:15:5d:00:00:02", "--customer-address", "10.0.0.6", "--customer-address", "fd00:0:0:1::6", "--host", "host2", "--interface", "vnet7")
 	out = run("vm", "migrate", "blue2", "--to", "host3")
 	if !strings.Contains(out, "host3  vnet7      198.18.0.3  host2") {
 		t.Fatalf("vm migrate printed:\n%s", out)
@@ -93,21 +93,21 @@ func TestVMCommands(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"vm", "create", "--name", "x", "--vsid", "5001", "--mac", "00:15:5d:00:00:09", "--ca", "10.0.1.6", "--host", "host2"},
+		{[]string{"vm", "create", "--name", "x", "--virtual-subnet-id", "5001", "--mac-address", "00:15:5d:00:00:09", "--customer-address", "10.0.1.6", "--host", "host2"},
 			"CustomerAddresses 10.0.1.6 is outside the prefixes of VirtualSubnetID 5001 (10.0.0.0/24, fd00:0:0:1::/64): use an address inside them"},
-		{[]string{"vm", "create", "--name", "x", "--vsid", "5001", "--mac", "00:15:5d:00:00:02", "--ca", "10.0.0.9", "--host", "host2"},
+		{[]string{"vm", "create", "--name", "x", "--virtual-subnet-id", "5001", "--mac-address", "00:15:5d:00:00:02", "--customer-address", "10.0.0.9", "--host", "host2"},
 			"MACAddress 00:15:5d:00:00:02 is already used by VM blue2 in routing domain {11111111-2222-3333-4444-000000000000}: give each VM its own MAC"},
 		{[]string{"vm", "migrate", "blue2", "--to", "host3"}, "Host host3 is the VM's own host: migrate VM blue2 to another host"},
 		{[]string{"vm", "migrate", "blue2", "--to", "host9"}, "Host host9 is not a registered host: register it (its host agent does) first"},
-		{[]string{"vm", "create", "--name", "x", "--vsid", "5001", "--mac", "zz", "--ca", "10.0.0.9", "--host", "host2"},
-			`--mac "zz" is malformed: use 12 hex digits such as 00155D010203, or 00-15-5D-01-02-03, 00:15:5d:01:02:03 or 0015.5d01.0203`},
+		{[]string{"vm", "create", "--name", "x", "--virtual-subnet-id", "5001", "--mac-address", "zz", "--customer-address", "10.0.0.9", "--host", "host2"},
+			`--mac-address "zz" is malformed: use 12 hex digits such as 00155D010203, or 00-15-5D-01-02-03, 00:15:5d:01:02:03 or 0015.5d01.0203`},
 	} {
 		_, err := psctl(t, s, tc.args...)
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("wnvctl %s:\n got %v\nwant %s", strings.Join(tc.args, " "), err, tc.want)
 		}
 	}
-	out = run("gateway", "create", "--name", "gw1", "--vsid", "5001", "--mac", "00:15:5d:00:00:fe", "--ca", "10.0.0.254", "--host", "host2")
+	out = run("gateway", "create", "--name", "gw1", "--virtual-subnet-id", "5001", "--mac-address", "00:15:5d:00:00:fe", "--customer-address", "10.0.0.254", "--host", "host2")
 	if !strings.Contains(out, "gw1   5001  00:15:5d:00:00:fe  10.0.0.254  host2  198.18.0.2  "+rd) {
 		t.Fatalf("gateway create printed:\n%s", out)
 	}
@@ -115,7 +115,7 @@ func TestVMCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(run("gateway", "get", "-o", "json")), &gws); err != nil || len(gws) != 1 || gws[0].Name != "gw1" {
 		t.Fatalf("gateway get -o json: %+v %v", gws, err)
 	}
-	if _, err := psctl(t, s, "gateway", "create", "--name", "gw2", "--vsid", "5001", "--mac", "00:15:5d:00:00:fd", "--ca", "10.9.0.1", "--host", "host2"); err == nil || !strings.Contains(err.Error(), "10.9.0.1") {
+	if _, err := psctl(t, s, "gateway", "create", "--name", "gw2", "--virtual-subnet-id", "5001", "--mac-address", "00:15:5d:00:00:fd", "--customer-address", "10.9.0.1", "--host", "host2"); err == nil || !strings.Contains(err.Error(), "10.9.0.1") {
 		t.Errorf("gateway with a CA outside its subnet: %v, want an error naming the CA", err)
 	}
 	run("gateway", "delete", "gw1")

@@ -22,7 +22,7 @@ func init() {
 		policyServerGroup("tenant", "Manage tenants (customers) on the policy server", tenantCreate(), tenantGet(), tenantDelete()),
 		policyServerGroup("routing-domain", "Manage routing domains on the policy server", rdCreate(), rdGet(), rdDelete()),
 		policyServerGroup("subnet", "Manage virtual subnets on the policy server", subnetCreate(), subnetGet(), subnetDelete()),
-		policyServerGroup("host", "Register, list and delete hosts on the policy server", hostRegister(), hostGet(), hostDelete()),
+		policyServerGroup("host", "Register, list and delete hosts on the policy server", hostCreate(), hostGet(), hostDelete()),
 		policyServerGroup("gateway", "Manage gateways on the policy server: the way out of a virtual subnet to any outside address", gatewayCreate(), gatewayGet(), gatewayDelete()),
 	)
 }
@@ -48,9 +48,10 @@ func tenantCreate() *cobra.Command {
 			return outputTenants(cmd, t, []policyapi.Tenant{t})
 		}),
 	}
-	cmd.Flags().Var(guidValue{&t.CustomerID}, "id", "CustomerID (GUID)")
+	cmd.Flags().Var(guidValue{&t.CustomerID}, "customer-id", "CustomerID (GUID)")
 	cmd.Flags().StringVar(&t.Name, "name", "", "tenant name")
-	cmd.MarkFlagRequired("id")
+	cmd.MarkFlagRequired("customer-id")
+	aliasFlags(cmd, "id", "customer-id")
 	return cmd
 }
 
@@ -111,11 +112,12 @@ func rdCreate() *cobra.Command {
 			return outputRDs(cmd, rd, []policyapi.RoutingDomain{rd})
 		}),
 	}
-	cmd.Flags().Var(guidValue{&rd.RoutingDomainID}, "id", "RoutingDomainID (GUID)")
-	cmd.Flags().Var(guidValue{&rd.CustomerID}, "tenant", "CustomerID of the owning tenant")
+	cmd.Flags().Var(guidValue{&rd.RoutingDomainID}, "routing-domain-id", "RoutingDomainID (GUID)")
+	cmd.Flags().Var(guidValue{&rd.CustomerID}, "customer-id", "CustomerID of the owning tenant")
 	cmd.Flags().StringVar(&rd.Name, "name", "", "routing domain name")
-	cmd.MarkFlagRequired("id")
-	cmd.MarkFlagRequired("tenant")
+	cmd.MarkFlagRequired("routing-domain-id")
+	cmd.MarkFlagRequired("customer-id")
+	aliasFlags(cmd, "id", "routing-domain-id", "tenant", "customer-id")
 	return cmd
 }
 
@@ -190,10 +192,11 @@ func subnetCreate() *cobra.Command {
 	var s policyapi.Subnet
 	var encap string
 	cmd := &cobra.Command{
-		Use:     "create",
-		Short:   "Create a virtual subnet in a routing domain",
-		Example: "  wnvctl subnet create --vsid 5001 --routing-domain {11111111-2222-3333-4444-000000000000} --prefix 10.0.0.0/24 --prefix fd00:0:0:1::/64",
-		Args:    cobra.NoArgs,
+		Use:   "create",
+		Short: "Create a virtual subnet in a routing domain",
+		Example: "  wnvctl subnet create --virtual-subnet-id 5001 --routing-domain-id {11111111-2222-3333-4444-000000000000} \\\n" +
+			"    --prefix 10.0.0.0/24 --prefix fd00:0:0:1::/64 --encapsulation VXLAN",
+		Args: cobra.NoArgs,
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			s.Encapsulation = policyapi.Encapsulation(encap)
 			s, err := c.CreateSubnet(ctx, s)
@@ -204,14 +207,15 @@ func subnetCreate() *cobra.Command {
 		}),
 	}
 	fs := cmd.Flags()
-	fs.Var(vsidValue{&s.VirtualSubnetID}, "vsid", "VirtualSubnetID, 4096..16777214")
-	fs.Var(guidValue{&s.RoutingDomainID}, "routing-domain", "RoutingDomainID the subnet belongs to")
+	fs.Var(vsidValue{&s.VirtualSubnetID}, "virtual-subnet-id", "VirtualSubnetID, 4096..16777214")
+	fs.Var(guidValue{&s.RoutingDomainID}, "routing-domain-id", "RoutingDomainID the subnet belongs to")
 	fs.Var(prefixesValue{&s.Prefixes}, "prefix", "an IPv4 or IPv6 prefix of the subnet (repeatable)")
 	fs.Var(addrsValue{&s.Gateways}, "gateway", "gateway address (default: the first host address of each prefix)")
-	fs.StringVar(&encap, "encap", "NVGRE", "encapsulation: NVGRE or VXLAN")
-	for _, f := range []string{"vsid", "routing-domain", "prefix"} {
+	fs.StringVar(&encap, "encapsulation", "NVGRE", "NVGRE or VXLAN")
+	for _, f := range []string{"virtual-subnet-id", "routing-domain-id", "prefix"} {
 		cmd.MarkFlagRequired(f)
 	}
+	aliasFlags(cmd, "vsid", "virtual-subnet-id", "routing-domain", "routing-domain-id", "encap", "encapsulation")
 	return cmd
 }
 
@@ -238,7 +242,8 @@ func subnetGet() *cobra.Command {
 			return outputSubnets(cmd, ss, ss)
 		}),
 	}
-	cmd.Flags().Var(guidValue{&rd}, "routing-domain", "only subnets of this routing domain")
+	cmd.Flags().Var(guidValue{&rd}, "routing-domain-id", "only subnets of this routing domain")
+	aliasFlags(cmd, "routing-domain", "routing-domain-id")
 	return cmd
 }
 
@@ -264,12 +269,14 @@ func outputSubnets(cmd *cobra.Command, v any, ss []policyapi.Subnet) error {
 	return printResult(cmd, v, t)
 }
 
-func hostRegister() *cobra.Command {
+func hostCreate() *cobra.Command {
 	var h policyapi.Host
 	cmd := &cobra.Command{
-		Use:   "register",
-		Short: "Register a host and its PAs (the host agent does this itself; for tests and provisioning)",
-		Args:  cobra.NoArgs,
+		Use:     "create",
+		Aliases: []string{"register"},
+		Short:   "Register a host and its PAs (the host agent does this itself; for tests and provisioning)",
+		Example: "  wnvctl host create --name host2 --provider-address 198.18.0.2",
+		Args:    cobra.NoArgs,
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			h, err := c.RegisterHost(ctx, h)
 			if err != nil {
@@ -279,10 +286,11 @@ func hostRegister() *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&h.Name, "name", "", "host name")
-	cmd.Flags().Var(addrsValue{&h.ProviderAddresses}, "pa", "a provider address of the host (repeatable; the first is used for its VMs)")
+	cmd.Flags().Var(addrsValue{&h.ProviderAddresses}, "provider-address", "a provider address of the host (repeatable; the first is used for its VMs)")
 	cmd.Flags().Int64Var(&h.TTLSeconds, "ttl", policyapi.DefaultTTL, "liveness lease in seconds, renewed by heartbeats")
 	cmd.MarkFlagRequired("name")
-	cmd.MarkFlagRequired("pa")
+	cmd.MarkFlagRequired("provider-address")
+	aliasFlags(cmd, "pa", "provider-address")
 	return cmd
 }
 
@@ -336,8 +344,9 @@ Without --mode the gateway is a VM or appliance of your own. With --mode forward
 gateway host's wnvd (run with --edge-gateways) builds it: a network namespace joined to the
 virtual subnet through a port, routing to --external-interface (forward: both ways; nat:
 outbound only, masqueraded behind --external-address). Only an admin creates those.`,
-		Example: `  wnvctl gateway create --name gw1 --vsid 5001 --mac 00:15:5d:00:00:fe --ca 10.0.0.254 --host host1
-  wnvctl gateway create --name blue-gw --vsid 5001 --mac 02:00:00:00:50:fe --ca 10.0.0.254 --ca fd00:0:0:1::fe \
+		Example: `  wnvctl gateway create --name gw1 --virtual-subnet-id 5001 --mac-address 00:15:5d:00:00:fe --customer-address 10.0.0.254 --host host1
+  wnvctl gateway create --name blue-gw --virtual-subnet-id 5001 --mac-address 02:00:00:00:50:fe \
+    --customer-address 10.0.0.254 --customer-address fd00:0:0:1::fe \
     --host gwhost --mode forward --external-interface ext0 \
     --external-address 203.0.113.2/24 --external-address 2001:db8:e::2/64 \
     --external-gateway 203.0.113.1 --external-gateway 2001:db8:e::1`,
@@ -351,7 +360,7 @@ outbound only, masqueraded behind --external-address). Only an admin creates tho
 			case len(cas) == 2:
 				g.CustomerAddress, g.CustomerAddress6 = cas[0], cas[1]
 			default:
-				return fmt.Errorf("--ca is given %d times: give the gateway's customer address, or one IPv4 and one IPv6 address", len(cas))
+				return fmt.Errorf("--customer-address is given %d times: give the gateway's customer address, or one IPv4 and one IPv6 address", len(cas))
 			}
 			g.Mode = policyapi.GatewayMode(mode)
 			g, err := c.CreateGateway(ctx, g)
@@ -363,17 +372,18 @@ outbound only, masqueraded behind --external-address). Only an admin creates tho
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&g.Name, "name", "", "gateway name")
-	fs.Var(vsidValue{&g.VirtualSubnetID}, "vsid", "virtual subnet the gateway sits in, 4096..16777214")
-	fs.Var(macValue{&g.MACAddress}, "mac", "the gateway's MAC address")
-	fs.Var(addrsValue{&cas}, "ca", "the gateway's customer address, next hop of the default route (twice for dual stack: IPv4 and IPv6)")
+	fs.Var(vsidValue{&g.VirtualSubnetID}, "virtual-subnet-id", "virtual subnet the gateway sits in, 4096..16777214")
+	fs.Var(macValue{&g.MACAddress}, "mac-address", "the gateway's MAC address")
+	fs.Var(addrsValue{&cas}, "customer-address", "the gateway's customer address, next hop of the default route (twice for dual stack: IPv4 and IPv6)")
 	fs.StringVar(&g.Host, "host", "", "host the gateway runs on")
 	fs.StringVar(&mode, "mode", "", "forward or nat: the host builds the gateway (default: a gateway VM of your own)")
 	fs.StringVar(&g.ExternalInterface, "external-interface", "", "with --mode: the gateway host's interface on the outside network")
 	fs.Var(prefixesValue{&g.ExternalAddresses}, "external-address", "with --mode: the gateway's address on the outside network with its prefix length (one per family, repeatable)")
 	fs.Var(addrsValue{&g.ExternalGateways}, "external-gateway", "with --mode: the outside router the gateway's default route goes to (one per family, repeatable)")
-	for _, f := range []string{"name", "vsid", "mac", "ca", "host"} {
+	for _, f := range []string{"name", "virtual-subnet-id", "mac-address", "customer-address", "host"} {
 		cmd.MarkFlagRequired(f)
 	}
+	aliasFlags(cmd, "vsid", "virtual-subnet-id", "mac", "mac-address", "ca", "customer-address")
 	return cmd
 }
 

@@ -29,11 +29,11 @@ func TestRemoteHost(t *testing.T) {
 		return run(t, append([]string{"--host", addr, "--credentials", cred}, args...)...)
 	}
 
-	if _, err := as(admin, "customer-route", "new", "--RoutingDomainID", rdID, "--VirtualSubnetID", "5001", "--DestinationPrefix", "10.0.0.0/24"); err != nil {
+	if _, err := as(admin, "customer-route", "create", "--routing-domain-id", rdID, "--virtual-subnet-id", "5001", "--destination-prefix", "10.0.0.0/24"); err != nil {
 		t.Fatal(err)
 	}
-	newRecord := []string{"lookup-record", "new", "--CustomerAddress", "10.0.0.5", "--VirtualSubnetID", "5001",
-		"--MACAddress", "00-15-5D-01-02-03", "--ProviderAddress", "198.18.0.2", "--VMName", "web1"}
+	newRecord := []string{"lookup-record", "create", "--customer-address", "10.0.0.5", "--virtual-subnet-id", "5001",
+		"--mac-address", "00-15-5D-01-02-03", "--provider-address", "198.18.0.2", "--vm-name", "web1"}
 	if _, err := as(admin, newRecord...); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestRemoteHost(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &rs) != nil || len(rs) != 1 || rs[0].VMName != "web1" {
 		t.Fatalf("observer's get: %v, printed %s", err, out)
 	}
-	_, err = as(observer, "lookup-record", "remove")
+	_, err = as(observer, "lookup-record", "delete")
 	want := `"bob" (role observer) refused: observers only read; DELETE /v1/lookup-records needs an admin credential`
 	if err == nil || err.Error() != want {
 		t.Fatalf("observer's remove: %v; want %s", err, want)

@@ -15,10 +15,10 @@ func init() {
 	customerRoutes := routeVerbs[policy.CustomerRoute, policy.CustomerRouteFilter]{
 		kind:  "customer",
 		flags: func() routeFlags[policy.CustomerRoute, policy.CustomerRouteFilter] { return &customerRouteFlags{} },
-		example: "  wnvctl customer-route new --RoutingDomainID {11111111-2222-3333-4444-000000000000} \\\n" +
-			"    --VirtualSubnetID 5001 --DestinationPrefix 10.0.0.0/24",
-		required: []string{"RoutingDomainID", "VirtualSubnetID", "DestinationPrefix"},
-		chosenBy: []string{"RoutingDomainID", "VirtualSubnetID", "DestinationPrefix", "NextHop"},
+		example: "  wnvctl customer-route create --routing-domain-id {11111111-2222-3333-4444-000000000000} \\\n" +
+			"    --virtual-subnet-id 5001 --destination-prefix 10.0.0.0/24",
+		required: []string{"routing-domain-id", "virtual-subnet-id", "destination-prefix"},
+		chosenBy: []string{"routing-domain-id", "virtual-subnet-id", "destination-prefix", "next-hop"},
 		add:      (*provider.Client).AddCustomerRoute,
 		list:     (*provider.Client).CustomerRoutes,
 		set:      (*provider.Client).SetCustomerRoutes,
@@ -28,9 +28,9 @@ func init() {
 	providerRoutes := routeVerbs[policy.ProviderRoute, policy.ProviderRouteFilter]{
 		kind:     "provider",
 		flags:    func() routeFlags[policy.ProviderRoute, policy.ProviderRouteFilter] { return &providerRouteFlags{} },
-		example:  "  wnvctl provider-route new --InterfaceIndex 2 --DestinationPrefix 198.19.0.0/16 --NextHop 198.18.0.1",
-		required: []string{"DestinationPrefix"},
-		chosenBy: []string{"InterfaceIndex", "DestinationPrefix", "NextHop"},
+		example:  "  wnvctl provider-route create --interface-index 2 --destination-prefix 198.19.0.0/16 --next-hop 198.18.0.1",
+		required: []string{"destination-prefix"},
+		chosenBy: []string{"interface-index", "destination-prefix", "next-hop"},
 		add:      (*provider.Client).AddProviderRoute,
 		list:     (*provider.Client).ProviderRoutes,
 		set:      (*provider.Client).SetProviderRoutes,
@@ -44,11 +44,11 @@ func init() {
 
 // routeFlags binds one kind of route's properties to flags.
 type routeFlags[R, F any] interface {
-	// identity binds the identity properties of new.
+	// identity binds the identity properties of create.
 	identity(cmd *cobra.Command)
 	// selection binds the identity properties as filters, which choose the
 	// routes of set; with all, also Metric and CustomerID, for get and
-	// remove. Each takes a list (commas or a repeated flag).
+	// delete. Each takes a list (commas or a repeated flag).
 	selection(cmd *cobra.Command, all bool)
 	filter() *F
 	route() *R
@@ -56,14 +56,14 @@ type routeFlags[R, F any] interface {
 	customerID() *policy.GUID
 }
 
-// routeVerbs builds the new, get, set and remove commands of one kind of
+// routeVerbs builds the create, get, set and delete commands of one kind of
 // route: customer and provider routes differ only in their identity flags,
 // the provider API calls and the table.
 type routeVerbs[R, F any] struct {
 	kind     string // "customer" or "provider"
 	flags    func() routeFlags[R, F]
-	example  string   // of new
-	required []string // flags new requires
+	example  string   // of create
+	required []string // flags create requires
 	chosenBy []string // the identity flags, which choose the routes of set
 	add      func(*provider.Client, context.Context, R) (R, error)
 	list     func(*provider.Client, context.Context, F) ([]R, error)
@@ -73,16 +73,13 @@ type routeVerbs[R, F any] struct {
 }
 
 func (v routeVerbs[R, F]) group(short string) *cobra.Command {
-	g := &cobra.Command{Use: v.kind + "-route", Short: short}
-	g.SetFlagErrorFunc(flagError)
-	g.AddCommand(v.newCmd(), v.getCmd(), v.setCmd(), v.removeCmd())
-	return g
+	return group(v.kind+"-route", short, v.createCmd(), v.getCmd(), v.setCmd(), v.deleteCmd())
 }
 
-func (v routeVerbs[R, F]) newCmd() *cobra.Command {
+func (v routeVerbs[R, F]) createCmd() *cobra.Command {
 	f := v.flags()
 	cmd := &cobra.Command{
-		Use:     "new",
+		Use:     "create",
 		Short:   "Create a " + v.kind + " route",
 		Example: v.example,
 		Args:    cobra.NoArgs,
@@ -100,8 +97,8 @@ func (v routeVerbs[R, F]) newCmd() *cobra.Command {
 		},
 	}
 	f.identity(cmd)
-	cmd.Flags().Uint32Var(f.metric(), "Metric", 0, "metric; the lowest wins among equal prefixes")
-	cmd.Flags().Var(guidValue{f.customerID()}, "CustomerID", "GUID of the tenant that owns the route")
+	cmd.Flags().Uint32Var(f.metric(), "metric", 0, "metric; the lowest wins among equal prefixes")
+	cmd.Flags().Var(guidValue{f.customerID()}, "customer-id", "GUID of the tenant that owns the route")
 	for _, name := range v.required {
 		cmd.MarkFlagRequired(name)
 	}
@@ -112,8 +109,8 @@ func (v routeVerbs[R, F]) getCmd() *cobra.Command {
 	return v.filtered("get", "List "+v.kind+" routes, all or those matching the given properties", v.list)
 }
 
-func (v routeVerbs[R, F]) removeCmd() *cobra.Command {
-	return v.filtered("remove", "Remove the "+v.kind+" routes matching the given properties (all when none is given)", v.remove)
+func (v routeVerbs[R, F]) deleteCmd() *cobra.Command {
+	return v.filtered("delete", "Delete the "+v.kind+" routes matching the given properties (all when none is given)", v.remove)
 }
 
 // filtered builds a verb that passes the filter its flags give to call
@@ -164,8 +161,8 @@ func (v routeVerbs[R, F]) setCmd() *cobra.Command {
 		},
 	}
 	f.selection(cmd, false)
-	cmd.Flags().Uint32Var(f.metric(), "Metric", 0, "the new metric")
-	cmd.MarkFlagRequired("Metric")
+	cmd.Flags().Uint32Var(f.metric(), "metric", 0, "the new metric")
+	cmd.MarkFlagRequired("metric")
 	return cmd
 }
 
@@ -177,21 +174,21 @@ type customerRouteFlags struct {
 
 func (f *customerRouteFlags) identity(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.Var(guidValue{&f.r.RoutingDomainID}, "RoutingDomainID", "routing domain GUID such as {11111111-2222-3333-4444-000000000000}")
-	fs.Var(vsidValue{&f.r.VirtualSubnetID}, "VirtualSubnetID", "virtual subnet ID, 4096..16777214")
-	fs.Var(prefixValue{&f.r.DestinationPrefix}, "DestinationPrefix", "destination CA prefix such as 10.0.0.0/24")
-	fs.Var(addrValue{&f.r.NextHop}, "NextHop", "next-hop CA; absent, 0.0.0.0 or :: means on-link")
+	fs.Var(guidValue{&f.r.RoutingDomainID}, "routing-domain-id", "routing domain GUID such as {11111111-2222-3333-4444-000000000000}")
+	fs.Var(vsidValue{&f.r.VirtualSubnetID}, "virtual-subnet-id", "virtual subnet ID, 4096..16777214")
+	fs.Var(prefixValue{&f.r.DestinationPrefix}, "destination-prefix", "destination CA prefix such as 10.0.0.0/24")
+	fs.Var(addrValue{&f.r.NextHop}, "next-hop", "next-hop CA; absent, 0.0.0.0 or :: means on-link")
 }
 
 func (f *customerRouteFlags) selection(cmd *cobra.Command, all bool) {
 	fs := cmd.Flags()
-	fs.Var(wildcardFilter(&f.flt.RoutingDomainID), "RoutingDomainID", "only routes of these routing domains (wildcards)")
-	fs.Var(vsidFilter(&f.flt.VirtualSubnetID), "VirtualSubnetID", "only routes of these virtual subnets")
-	fs.Var(prefixFilter(&f.flt.DestinationPrefix), "DestinationPrefix", "only routes to these CA prefixes")
-	fs.Var(addrFilter(&f.flt.NextHop), "NextHop", "only routes via these next-hop CAs (0.0.0.0 or :: for on-link)")
+	fs.Var(wildcardFilter(&f.flt.RoutingDomainID), "routing-domain-id", "only routes of these routing domains (wildcards)")
+	fs.Var(vsidFilter(&f.flt.VirtualSubnetID), "virtual-subnet-id", "only routes of these virtual subnets")
+	fs.Var(prefixFilter(&f.flt.DestinationPrefix), "destination-prefix", "only routes to these CA prefixes")
+	fs.Var(addrFilter(&f.flt.NextHop), "next-hop", "only routes via these next-hop CAs (0.0.0.0 or :: for on-link)")
 	if all {
-		fs.Var(uintFilter(&f.flt.Metric, 32, "use metrics 0..4294967295"), "Metric", "only routes with these metrics")
-		fs.Var(wildcardFilter(&f.flt.CustomerID), "CustomerID", "only routes of these tenants (wildcards)")
+		fs.Var(uintFilter(&f.flt.Metric, 32, "use metrics 0..4294967295"), "metric", "only routes with these metrics")
+		fs.Var(wildcardFilter(&f.flt.CustomerID), "customer-id", "only routes of these tenants (wildcards)")
 	}
 }
 
@@ -217,19 +214,19 @@ type providerRouteFlags struct {
 
 func (f *providerRouteFlags) identity(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.IntVar(&f.r.InterfaceIndex, "InterfaceIndex", 0, "index of the underlay interface")
-	fs.Var(prefixValue{&f.r.DestinationPrefix}, "DestinationPrefix", "destination PA prefix such as 198.18.0.0/15")
-	fs.Var(addrValue{&f.r.NextHop}, "NextHop", "next-hop PA; absent, 0.0.0.0 or :: means on-link")
+	fs.IntVar(&f.r.InterfaceIndex, "interface-index", 0, "index of the underlay interface")
+	fs.Var(prefixValue{&f.r.DestinationPrefix}, "destination-prefix", "destination PA prefix such as 198.18.0.0/15")
+	fs.Var(addrValue{&f.r.NextHop}, "next-hop", "next-hop PA; absent, 0.0.0.0 or :: means on-link")
 }
 
 func (f *providerRouteFlags) selection(cmd *cobra.Command, all bool) {
 	fs := cmd.Flags()
-	fs.Var(intFilter(&f.flt.InterfaceIndex, "use interface indexes"), "InterfaceIndex", "only routes on these underlay interfaces")
-	fs.Var(prefixFilter(&f.flt.DestinationPrefix), "DestinationPrefix", "only routes to these PA prefixes")
-	fs.Var(addrFilter(&f.flt.NextHop), "NextHop", "only routes via these next-hop PAs (0.0.0.0 or :: for on-link)")
+	fs.Var(intFilter(&f.flt.InterfaceIndex, "use interface indexes"), "interface-index", "only routes on these underlay interfaces")
+	fs.Var(prefixFilter(&f.flt.DestinationPrefix), "destination-prefix", "only routes to these PA prefixes")
+	fs.Var(addrFilter(&f.flt.NextHop), "next-hop", "only routes via these next-hop PAs (0.0.0.0 or :: for on-link)")
 	if all {
-		fs.Var(uintFilter(&f.flt.Metric, 32, "use metrics 0..4294967295"), "Metric", "only routes with these metrics")
-		fs.Var(wildcardFilter(&f.flt.CustomerID), "CustomerID", "only routes of these tenants (wildcards)")
+		fs.Var(uintFilter(&f.flt.Metric, 32, "use metrics 0..4294967295"), "metric", "only routes with these metrics")
+		fs.Var(wildcardFilter(&f.flt.CustomerID), "customer-id", "only routes of these tenants (wildcards)")
 	}
 }
 

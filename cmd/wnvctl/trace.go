@@ -63,7 +63,7 @@ given with --dest-host ENDPOINT.`,
 			if err != nil {
 				return err
 			}
-			if flagOutput == "json" {
+			if structured() {
 				return printResult(cmd, rep)
 			}
 			rep.print(cmd.OutOrStdout())

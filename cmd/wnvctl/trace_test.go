@@ -157,13 +157,13 @@ func TestTraceFromVMThroughPolicyServer(t *testing.T) {
 	_, _, sock1, sock2 := traceLab(t)
 	s := startPolicyServer(t)
 	for _, args := range [][]string{
-		{"tenant", "create", "--id", "{aaaaaaaa-0000-0000-0000-000000000001}", "--name", "contoso"},
-		{"routing-domain", "create", "--id", rdID, "--tenant", "{aaaaaaaa-0000-0000-0000-000000000001}"},
+		{"tenant", "create", "--customer-id", "{aaaaaaaa-0000-0000-0000-000000000001}", "--name", "contoso"},
+		{"routing-domain", "create", "--routing-domain-id", rdID, "--customer-id", "{aaaaaaaa-0000-0000-0000-000000000001}"},
 		nil, // the subnet, below: --prefix keeps the values of earlier tests' runs (resetFlags cannot clear it)
-		{"host", "register", "--name", "host1", "--pa", "198.18.0.1"},
-		{"host", "register", "--name", "host2", "--pa", "198.18.0.2"},
-		{"vm", "create", "--name", "blue1", "--vsid", "5001", "--mac", traceMAC1.String(), "--ca", "10.0.0.10", "--host", "host1"},
-		{"vm", "create", "--name", "blue2", "--vsid", "5001", "--mac", traceMAC2.String(), "--ca", "10.0.0.11", "--host", "host2"},
+		{"host", "create", "--name", "host1", "--provider-address", "198.18.0.1"},
+		{"host", "create", "--name", "host2", "--provider-address", "198.18.0.2"},
+		{"vm", "create", "--name", "blue1", "--virtual-subnet-id", "5001", "--mac-address", traceMAC1.String(), "--customer-address", "10.0.0.10", "--host", "host1"},
+		{"vm", "create", "--name", "blue2", "--virtual-subnet-id", "5001", "--mac-address", traceMAC2.String(), "--customer-address", "10.0.0.11", "--host", "host2"},
 	} {
 		if args == nil {
 			if _, err := policyclient.New(s, nil).CreateSubnet(context.Background(), policyapi.Subnet{VirtualSubnetID: 5001,

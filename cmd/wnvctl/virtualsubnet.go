@@ -9,10 +9,8 @@ import (
 )
 
 func init() {
-	vs := &cobra.Command{Use: "virtual-subnet", Short: "Manage per-subnet settings: the encapsulation (NVGRE by default, or VXLAN)"}
-	vs.SetFlagErrorFunc(flagError)
-	vs.AddCommand(virtualSubnetNew(), virtualSubnetGet(), virtualSubnetSet(), virtualSubnetRemove())
-	rootCmd.AddCommand(vs)
+	rootCmd.AddCommand(group("virtual-subnet", "Manage per-subnet settings: the encapsulation (NVGRE by default, or VXLAN)",
+		virtualSubnetCreate(), virtualSubnetGet(), virtualSubnetSet(), virtualSubnetDelete()))
 }
 
 type encapValue struct{ p *policy.Encapsulation }
@@ -32,27 +30,27 @@ func (v encapValue) Set(s string) error {
 type virtualSubnetFlags struct{ v policy.VirtualSubnet }
 
 func (f *virtualSubnetFlags) vsid(cmd *cobra.Command) {
-	cmd.Flags().Var(vsidValue{&f.v.VirtualSubnetID}, "VirtualSubnetID", "virtual subnet ID, 4096..16777214")
+	cmd.Flags().Var(vsidValue{&f.v.VirtualSubnetID}, "virtual-subnet-id", "virtual subnet ID, 4096..16777214")
 }
 
 func (f *virtualSubnetFlags) encap(cmd *cobra.Command, usage string) {
-	cmd.Flags().Var(encapValue{&f.v.Encapsulation}, "Encapsulation", usage)
+	cmd.Flags().Var(encapValue{&f.v.Encapsulation}, "encapsulation", usage)
 }
 
 func (f *virtualSubnetFlags) filter(cmd *cobra.Command) policy.VirtualSubnetFilter {
 	var flt policy.VirtualSubnetFilter
-	if changed(cmd, "VirtualSubnetID") {
+	if changed(cmd, "virtual-subnet-id") {
 		flt.VirtualSubnetID = f.v.VirtualSubnetID
 	}
 	return flt
 }
 
-func virtualSubnetNew() *cobra.Command {
+func virtualSubnetCreate() *cobra.Command {
 	f := &virtualSubnetFlags{}
 	cmd := &cobra.Command{
-		Use:     "new",
+		Use:     "create",
 		Short:   "Create a virtual subnet's settings",
-		Example: "  wnvctl virtual-subnet new --VirtualSubnetID 5001 --Encapsulation VXLAN",
+		Example: "  wnvctl virtual-subnet create --virtual-subnet-id 5001 --encapsulation VXLAN",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
@@ -69,7 +67,7 @@ func virtualSubnetNew() *cobra.Command {
 	}
 	f.vsid(cmd)
 	f.encap(cmd, "NVGRE (the default) or VXLAN (UDP 4789, VNI = VirtualSubnetID)")
-	cmd.MarkFlagRequired("VirtualSubnetID")
+	cmd.MarkFlagRequired("virtual-subnet-id")
 	return cmd
 }
 
@@ -101,12 +99,12 @@ func virtualSubnetSet() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "set",
 		Short:   "Change the encapsulation of a virtual subnet",
-		Example: "  wnvctl virtual-subnet set --VirtualSubnetID 5001 --Encapsulation NVGRE",
+		Example: "  wnvctl virtual-subnet set --virtual-subnet-id 5001 --encapsulation NVGRE",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flt := f.filter(cmd)
 			if flt == (policy.VirtualSubnetFilter{}) {
-				return errors.New("no virtual subnet chosen: give --VirtualSubnetID")
+				return errors.New("no virtual subnet chosen: give --virtual-subnet-id")
 			}
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {
@@ -122,15 +120,15 @@ func virtualSubnetSet() *cobra.Command {
 	}
 	f.vsid(cmd)
 	f.encap(cmd, "the new encapsulation: NVGRE or VXLAN")
-	cmd.MarkFlagRequired("Encapsulation")
+	cmd.MarkFlagRequired("encapsulation")
 	return cmd
 }
 
-func virtualSubnetRemove() *cobra.Command {
+func virtualSubnetDelete() *cobra.Command {
 	f := &virtualSubnetFlags{}
 	cmd := &cobra.Command{
-		Use:   "remove",
-		Short: "Remove a virtual subnet's settings (all when none is given); its traffic goes back to NVGRE",
+		Use:   "delete",
+		Short: "Delete a virtual subnet's settings (all when none is given); its traffic goes back to NVGRE",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)

@@ -18,10 +18,11 @@ func init() {
 func vmCreate() *cobra.Command {
 	var vm policyapi.VM
 	cmd := &cobra.Command{
-		Use:     "create",
-		Short:   "Create a VM on a host: its lookup records reach every host of its routing domain",
-		Example: "  wnvctl vm create --name blue1 --vsid 5001 --mac 00:15:5d:00:00:01 --ca 10.0.0.5 --ca fd00:0:0:1::5 --host host1 --interface vnet7",
-		Args:    cobra.NoArgs,
+		Use:   "create",
+		Short: "Create a VM on a host: its lookup records reach every host of its routing domain",
+		Example: "  wnvctl vm create --name blue1 --virtual-subnet-id 5001 --mac-address 00:15:5d:00:00:01 \\\n" +
+			"    --customer-address 10.0.0.5 --customer-address fd00:0:0:1::5 --host host1 --interface vnet7",
+		Args: cobra.NoArgs,
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			vm, err := c.CreateVM(ctx, vm)
 			if err != nil {
@@ -32,14 +33,15 @@ func vmCreate() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&vm.Name, "name", "", "VM name")
-	fs.Var(vsidValue{&vm.VirtualSubnetID}, "vsid", "virtual subnet, 4096..16777214")
-	fs.Var(macValue{&vm.MACAddress}, "mac", "the VM's MAC address")
-	fs.Var(addrsValue{&vm.CustomerAddresses}, "ca", "a customer address of the VM (repeatable)")
+	fs.Var(vsidValue{&vm.VirtualSubnetID}, "virtual-subnet-id", "virtual subnet, 4096..16777214")
+	fs.Var(macValue{&vm.MACAddress}, "mac-address", "the VM's MAC address")
+	fs.Var(addrsValue{&vm.CustomerAddresses}, "customer-address", "a customer address of the VM (repeatable)")
 	fs.StringVar(&vm.Host, "host", "", "host the VM runs on")
 	fs.StringVar(&vm.Interface, "interface", "", "the VM's interface on its host: the TAP its hypervisor creates, or a veth's host end (default: --name)")
-	for _, f := range []string{"name", "vsid", "mac", "ca", "host"} {
+	for _, f := range []string{"name", "virtual-subnet-id", "mac-address", "customer-address", "host"} {
 		cmd.MarkFlagRequired(f)
 	}
+	aliasFlags(cmd, "vsid", "virtual-subnet-id", "mac", "mac-address", "ca", "customer-address")
 	return cmd
 }
 
@@ -66,8 +68,9 @@ func vmGet() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.Host, "host", "", "only VMs on this host")
-	fs.Var(vsidValue{&f.VirtualSubnetID}, "vsid", "only VMs of this virtual subnet")
-	fs.Var(guidValue{&f.RoutingDomainID}, "routing-domain", "only VMs of this routing domain")
+	fs.Var(vsidValue{&f.VirtualSubnetID}, "virtual-subnet-id", "only VMs of this virtual subnet")
+	fs.Var(guidValue{&f.RoutingDomainID}, "routing-domain-id", "only VMs of this routing domain")
+	aliasFlags(cmd, "vsid", "virtual-subnet-id", "routing-domain", "routing-domain-id")
 	return cmd
 }
 

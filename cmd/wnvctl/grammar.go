@@ -35,12 +35,27 @@ var verbAliases = map[string][]string{
 func group(use, short string, verbs ...*cobra.Command) *cobra.Command {
 	g := &cobra.Command{Use: use, Short: short}
 	g.SetFlagErrorFunc(flagError)
+	var examples []string
 	for _, v := range verbs {
 		v.Aliases = append(v.Aliases, verbAliases[v.Name()]...)
 		v.SetFlagErrorFunc(flagError)
+		examples = append(examples, firstExample(v.Example))
 	}
+	g.Example = strings.Join(examples, "\n")
 	g.AddCommand(verbs...)
 	return g
+}
+
+// firstExample is the first command of an example, with its continuation
+// lines.
+func firstExample(ex string) string {
+	lines := strings.Split(ex, "\n")
+	for i, l := range lines {
+		if !strings.HasSuffix(l, "\\") {
+			return strings.Join(lines[:i+1], "\n")
+		}
+	}
+	return ex
 }
 
 // flagAliases holds, per command's flag set, the alias spellings that are not

@@ -38,6 +38,7 @@ sets WNV_SERVER and WNV_CREDENTIALS (the admin credential, <state-dir>/pki/admin
 'wnvctl lab exec underlay -- wnvctl vm get' reaches the lab's policy server. 'lab up --qemu blue3' runs blue3 as a real QEMU guest (Debian's
 cloud kernel and busybox, built by 'make guest'), whose TAP is its port; 'lab demo'
 does so by default. See docs/lab.md for the topology.`,
+	Example: "  sudo wnvctl lab demo\n  sudo wnvctl lab up && sudo wnvctl lab exec blue1 -- wnvctl probe udp --to 10.0.0.11",
 }
 
 func init() {
@@ -45,9 +46,10 @@ func init() {
 	labCmd.PersistentFlags().StringVar(&flagLabState, "state-dir", lab.DefaultStateDir, "directory for pid files, logs, sockets and lab state")
 
 	up := &cobra.Command{
-		Use:   "up",
-		Short: "Build the lab (says so and exits 0 when it is already up)",
-		Args:  cobra.NoArgs,
+		Use:     "up",
+		Example: "  sudo wnvctl lab up\n  sudo wnvctl lab up --qemu blue3",
+		Short:   "Build the lab (says so and exits 0 when it is already up)",
+		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			l, err := newLab(false)
 			if err != nil {
@@ -70,9 +72,10 @@ func init() {
 		},
 	}
 	down := &cobra.Command{
-		Use:   "down",
-		Short: "Remove the lab: daemons, responders, namespaces and state (also after a crash)",
-		Args:  cobra.NoArgs,
+		Use:     "down",
+		Example: "  sudo wnvctl lab down",
+		Short:   "Remove the lab: daemons, responders, namespaces and state (also after a crash)",
+		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			l, err := newLab(true)
 			if err != nil {
@@ -86,9 +89,10 @@ func init() {
 		},
 	}
 	status := &cobra.Command{
-		Use:   "status",
-		Short: "Show the lab's namespaces, daemons, provider addresses and VMs",
-		Args:  cobra.NoArgs,
+		Use:     "status",
+		Example: "  sudo wnvctl lab status\n  sudo wnvctl lab status -o yaml",
+		Short:   "Show the lab's namespaces, daemons, provider addresses and VMs",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := newLab(true)
 			if err != nil {
@@ -98,9 +102,10 @@ func init() {
 		},
 	}
 	execCmd := &cobra.Command{
-		Use:   "exec NAME -- CMD [ARGS...]",
-		Short: "Run a command in the namespace of a host, VM or 'underlay' (e.g. lab exec blue1 -- ip addr)",
-		Args:  cobra.MinimumNArgs(2),
+		Use:     "exec NAME -- CMD [ARGS...]",
+		Example: "  sudo wnvctl lab exec blue1 -- ip addr\n  sudo wnvctl lab exec underlay -- wnvctl vm get",
+		Short:   "Run a command in the namespace of a host, VM or 'underlay' (e.g. lab exec blue1 -- ip addr)",
+		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dash := cmd.ArgsLenAtDash(); dash != 1 {
 				return fmt.Errorf("lab exec takes one NAME before '--': use lab exec NAME -- CMD [ARGS...]")
@@ -120,9 +125,10 @@ func init() {
 		},
 	}
 	demo := &cobra.Command{
-		Use:   "demo",
-		Short: "Bring the lab up, check reachability and isolation, move data, show counters and NVGRE frames",
-		Args:  cobra.NoArgs,
+		Use:     "demo",
+		Example: "  sudo wnvctl lab demo\n  sudo wnvctl lab demo --keep --qemu=",
+		Short:   "Bring the lab up, check reachability and isolation, move data, show counters and NVGRE frames",
+		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			l, err := newLab(false)
 			if err != nil {
@@ -137,8 +143,9 @@ func init() {
 	}
 	var dashListen string
 	dash := &cobra.Command{
-		Use:   "dashboard",
-		Short: "Serve the lab policy server's web dashboard on this machine until Ctrl-C, with an observer token",
+		Use:     "dashboard",
+		Example: "  sudo wnvctl lab up && sudo wnvctl lab dashboard",
+		Short:   "Serve the lab policy server's web dashboard on this machine until Ctrl-C, with an observer token",
 		Long: `The policy server of the lab lives on the lab's underlay; this forwards its port to --listen
 in the root namespace and prints the dashboard's URL and an observer token to log in with.
   wnvctl lab up && wnvctl lab dashboard`,
@@ -169,9 +176,10 @@ in the root namespace and prints the dashboard's URL and an observer token to lo
 	up.Flags().StringSliceVar(&flagLabQEMU, "qemu", nil, "VMs to run as QEMU guests instead of namespaces (e.g. blue3)")
 	demo.Flags().StringSliceVar(&flagLabQEMU, "qemu", []string{"blue3"}, "VMs to run as QEMU guests instead of namespaces (--qemu= for none)")
 	migrate := &cobra.Command{
-		Use:   "migrate VM --to HOST [--stream-from VM]",
-		Short: "Live-migrate a lab VM through the policy server under a 1 kHz probe stream, and show loss, blackout and notifications",
-		Args:  cobra.ExactArgs(1),
+		Use:     "migrate VM --to HOST [--stream-from VM]",
+		Example: "  sudo wnvctl lab migrate blue2 --to host3\n  sudo wnvctl lab migrate blue3 --to host1 --stream-from red1",
+		Short:   "Live-migrate a lab VM through the policy server under a 1 kHz probe stream, and show loss, blackout and notifications",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			l, err := newLab(true)
 			if err != nil {

@@ -35,6 +35,7 @@ func (f *lookupRecordFlags) identity(cmd *cobra.Command) {
 // identityFilter binds the identity properties as filters, which choose the
 // records of set (and, with filterFlags, of get and delete).
 func (f *lookupRecordFlags) identityFilter(cmd *cobra.Command) {
+	defer cmd.RegisterFlagCompletionFunc("customer-address", completeRecordCAs)
 	fs := cmd.Flags()
 	fs.Var(addrFilter(&f.flt.CustomerAddress), "customer-address", "only records of these customer addresses (0.0.0.0 or :: for L2Only and GatewayWildcard)")
 	fs.Var(vsidFilter(&f.flt.VirtualSubnetID), "virtual-subnet-id", "only records of these virtual subnets")
@@ -102,7 +103,9 @@ func lookupRecordGet() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get",
 		Short: "List lookup records, all or those matching the given properties",
-		Args:  cobra.NoArgs,
+		Example: "  wnvctl lookup-record get --virtual-subnet-id 5001\n" +
+			"  wnvctl lookup-record get --vm-name 'web*' --unusable true -o yaml",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {
@@ -174,9 +177,10 @@ func lookupRecordSet() *cobra.Command {
 func lookupRecordDelete() *cobra.Command {
 	f := &lookupRecordFlags{}
 	cmd := &cobra.Command{
-		Use:   "delete",
-		Short: "Delete the lookup records matching the given properties (all when none is given)",
-		Args:  cobra.NoArgs,
+		Use:     "delete",
+		Short:   "Delete the lookup records matching the given properties (all when none is given)",
+		Example: "  wnvctl lookup-record delete --customer-address 10.0.0.5,10.0.0.6 --virtual-subnet-id 5001",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {

@@ -26,6 +26,31 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetGlobalNormalizationFunc(normalizeFlag)
+	root.SetHelpCommand(&cobra.Command{
+		Use:     "help [COMMAND]...",
+		Short:   "Show the help of any command",
+		Example: "  wnvctl help vm create\n  wnvctl vm create --help",
+		ValidArgsFunction: func(c *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var subs []cobra.Completion
+			for _, s := range cmd.Commands() {
+				if s.IsAvailableCommand() {
+					subs = append(subs, cobra.CompletionWithDesc(s.Name(), s.Short))
+				}
+			}
+			return subs, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return err
+			}
+			return cmd.Help()
+		},
+	})
 	return root
 }
 

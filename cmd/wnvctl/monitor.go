@@ -34,6 +34,9 @@ func monitorCmd() *cobra.Command {
 VSID, addresses and a summary of the headers. Sampling (--sample) and a rate limit (--rate, default 100 a
 second) bound the cost; lines starting with # say what they suppressed. --pcap writes the dropped frames'
 first 128 bytes for Wireshark. Ctrl-C stops.`,
+		Example: "  wnvctl monitor --vm blue1\n" +
+			"  wnvctl monitor --tenant contoso --reason spoofed-mac,spoofed-ca --pcap drops.pcap\n" +
+			"  wnvctl monitor --virtual-subnet-id 5001 --flows --count 20 -o json",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if count < 0 {
@@ -79,6 +82,8 @@ first 128 bytes for Wireshark. Ctrl-C stops.`,
 	f.IntVar(&count, "count", 0, "stop after N drops and flows (0: until Ctrl-C)")
 	f.StringVar(&flagServer, "server", envOr("WNV_SERVER", "https://127.0.0.1:8440"), "policy server URL, for --tenant (env WNV_SERVER)")
 	aliasFlags(cmd, "vsid", "virtual-subnet-id")
+	cmd.RegisterFlagCompletionFunc("vm", completePorts)
+	cmd.RegisterFlagCompletionFunc("tenant", completeTenants)
 	cmd.SetFlagErrorFunc(flagError)
 	return cmd
 }

@@ -15,8 +15,9 @@ import (
 
 func init() {
 	notifyCmd := &cobra.Command{
-		Use:   "notify",
-		Short: "Watch the host's notification API (policy mismatches, redirects, object changes)",
+		Use:     "notify",
+		Short:   "Watch the host's notification API (policy mismatches, redirects, object changes)",
+		Example: "  wnvctl notify watch --type policy-mismatch",
 	}
 	var (
 		types  []string
@@ -29,7 +30,8 @@ func init() {
 (-o json: one JSON object per line; -o yaml: one YAML document each). One request per type is kept in flight.
 Dropped events (the handle's queue overflowed) are reported on stderr: the
 consumer must then resync the full policy.`,
-		Args: cobra.NoArgs,
+		Example: "  wnvctl notify watch\n  wnvctl notify watch --type policy-mismatch,redirect -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var want []notify.NotificationType
 			for _, s := range types {

@@ -34,8 +34,8 @@ func pkiIssue() *cobra.Command {
 		Long: `Issue a credential and write it to --out DIR (ca.pem, cert.pem, key.pem 0600).
 The key is generated here; the policy server signs a request for it (admin only).
 An observer may instead get a --token, a read-only bearer token for the dashboard
-(https://SERVER/ui/), printed once: the server keeps only its hash.
-  wnvctl pki issue host host1 --provider-address 198.18.0.1 --out host1
+(https://SERVER/ui/), printed once: the server keeps only its hash.`,
+		Example: `  wnvctl pki issue host host1 --provider-address 198.18.0.1 --out host1
   wnvctl pki issue tenant Blue --out blue          (by tenant name or CustomerID)
   wnvctl pki issue admin alice --out alice
   wnvctl pki issue observer bob --out bob
@@ -132,6 +132,7 @@ func credTable(cs []policyapi.Credential) outTable {
 func pkiGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get", Short: "List issued credentials", Args: cobra.NoArgs,
+		Example: "  wnvctl pki get\n  wnvctl pki get -o yaml",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			cs, err := c.Credentials(ctx)
 			if err != nil {
@@ -145,7 +146,8 @@ func pkiGet() *cobra.Command {
 func pkiRevoke() *cobra.Command {
 	return &cobra.Command{
 		Use: "revoke SERIAL|NAME", Short: "Revoke a credential by serial, or every credential of a name (a tenant's by its name too)",
-		Args: cobra.ExactArgs(1),
+		Example: "  wnvctl pki revoke bob\n  wnvctl pki revoke 4f1c2a9e0b7d3c5a",
+		Args:    cobra.ExactArgs(1),
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			r := policyapi.Revocation{Name: args[0]}
 			if isSerial(args[0]) {
@@ -176,6 +178,7 @@ func isSerial(s string) bool {
 func pkiWhoami() *cobra.Command {
 	return &cobra.Command{
 		Use: "whoami", Short: "Show the identity and role the policy server sees in this credential", Args: cobra.NoArgs,
+		Example: "  wnvctl pki whoami --credentials /etc/wnv/alice",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			cr, err := c.WhoAmI(ctx)
 			if err != nil {

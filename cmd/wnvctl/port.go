@@ -49,9 +49,10 @@ func portDetach() *cobra.Command {
 	var name string
 	var migrated bool
 	cmd := &cobra.Command{
-		Use:   "detach",
-		Short: "Detach a VM port",
-		Args:  cobra.NoArgs,
+		Use:     "detach",
+		Short:   "Detach a VM port",
+		Example: "  wnvctl port detach --name vm1\n  wnvctl port detach --name vm1 --migrated",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {
@@ -65,6 +66,7 @@ func portDetach() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "name of the port")
+	cmd.RegisterFlagCompletionFunc("name", completePorts)
 	cmd.Flags().BoolVar(&migrated, "migrated", false, "the VM live-migrated to another host: forward its late packets to its new PA for the grace period")
 	cmd.MarkFlagRequired("name")
 	return cmd
@@ -73,9 +75,10 @@ func portDetach() *cobra.Command {
 func portGet() *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
-		Use:   "get",
-		Short: "List the attached ports, or the one named by --name",
-		Args:  cobra.NoArgs,
+		Use:     "get",
+		Short:   "List the attached ports, or the one named by --name",
+		Example: "  wnvctl port get\n  wnvctl port get --name vm1 -o yaml",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {
@@ -97,6 +100,7 @@ func portGet() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "only this port")
+	cmd.RegisterFlagCompletionFunc("name", completePorts)
 	return cmd
 }
 
@@ -161,9 +165,10 @@ func nextHopCmd() *cobra.Command {
 
 func countersCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "counters",
-		Short: "Show the host's counters per port, per virtual subnet and per drop reason (kernel fast path and wnvd merged), how many frames each path carried, and the 802.1Q tags of each underlay interface",
-		Args:  cobra.NoArgs,
+		Use:     "counters",
+		Example: "  wnvctl counters\n  wnvctl counters --host host2:8450 --credentials /etc/wnv/admin -o json",
+		Short:   "Show the host's counters per port, per virtual subnet and per drop reason (kernel fast path and wnvd merged), how many frames each path carried, and the 802.1Q tags of each underlay interface",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {

@@ -27,13 +27,15 @@ var probeCmd = &cobra.Command{
 	Long: `The probe tool is the lab's traffic generator. 'probe serve' answers UDP echoes and sinks TCP
 streams on port 7007 with its own name; 'probe udp' and 'probe tcp' report which VM answered.
 In the lab: wnvctl lab exec blue1 -- wnvctl probe udp --to 10.0.0.11`,
+	Example: "  wnvctl probe serve --name blue2\n  wnvctl probe udp --to 10.0.0.11 --count 5",
 }
 
 func init() {
 	serve := &cobra.Command{
-		Use:   "serve",
-		Short: "Answer probes on UDP and TCP as --name until SIGTERM",
-		Args:  cobra.NoArgs,
+		Use:     "serve",
+		Example: "  wnvctl probe serve --name blue2",
+		Short:   "Answer probes on UDP and TCP as --name until SIGTERM",
+		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			ctx, cancel := labContext()
 			defer cancel()
@@ -44,9 +46,10 @@ func init() {
 	serve.MarkFlagRequired("name")
 
 	udp := &cobra.Command{
-		Use:   "udp --to ADDR",
-		Short: "Send UDP echo requests and print who answered and the round-trip time",
-		Args:  cobra.NoArgs,
+		Use:     "udp --to ADDR",
+		Example: "  wnvctl probe udp --to 10.0.0.11\n  wnvctl probe udp --to fd00:0:0:1::11 --count 10 -o json",
+		Short:   "Send UDP echo requests and print who answered and the round-trip time",
+		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			to, from, err := probeAddrs()
 			if err != nil {
@@ -78,9 +81,10 @@ func init() {
 	udp.Flags().DurationVar(&flagProbeTimeout, "timeout", time.Second, "how long to wait for each answer")
 
 	tcp := &cobra.Command{
-		Use:   "tcp --to ADDR --bytes N",
-		Short: "Stream N bytes over TCP and print throughput and who received them",
-		Args:  cobra.NoArgs,
+		Use:     "tcp --to ADDR --bytes N",
+		Example: "  wnvctl probe tcp --to 10.0.0.11 --bytes 100000000",
+		Short:   "Stream N bytes over TCP and print throughput and who received them",
+		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			to, from, err := probeAddrs()
 			if err != nil {

@@ -110,22 +110,25 @@ func providerAddressCreate() *cobra.Command {
 
 func providerAddressGet() *cobra.Command {
 	return providerAddressFiltered("get", "List provider addresses, all or those matching the given properties",
+		"  wnvctl provider-address get\n  wnvctl provider-address get --interface eth0 --address-state Preferred",
 		(*provider.Client).ProviderAddresses)
 }
 
 func providerAddressDelete() *cobra.Command {
 	return providerAddressFiltered("delete", "Delete the provider addresses matching the given properties (all when none is given)",
+		"  wnvctl provider-address delete --provider-address 198.18.0.2",
 		(*provider.Client).RemoveProviderAddresses)
 }
 
 // providerAddressFiltered builds a verb that passes the filter its flags give
 // to call and prints what call returns.
-func providerAddressFiltered(use, short string, call func(*provider.Client, context.Context, policy.ProviderAddressFilter) ([]policy.ProviderAddress, error)) *cobra.Command {
+func providerAddressFiltered(use, short, example string, call func(*provider.Client, context.Context, policy.ProviderAddressFilter) ([]policy.ProviderAddress, error)) *cobra.Command {
 	f := &providerAddressFlags{}
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.NoArgs,
+		Use:     use,
+		Short:   short,
+		Example: example,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.resolve(); err != nil {
 				return err
@@ -207,9 +210,10 @@ func outputProviderAddresses(cmd *cobra.Command, v any, as []policy.ProviderAddr
 
 func globalGet() *cobra.Command {
 	return &cobra.Command{
-		Use:   "get",
-		Short: "Show the host-wide setting",
-		Args:  cobra.NoArgs,
+		Use:     "get",
+		Short:   "Show the host-wide setting",
+		Example: "  wnvctl global get -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {

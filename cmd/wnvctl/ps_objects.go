@@ -40,6 +40,7 @@ func tenantCreate() *cobra.Command {
 	var t policyapi.Tenant
 	cmd := &cobra.Command{
 		Use: "create", Short: "Create a tenant", Args: cobra.NoArgs,
+		Example: "  wnvctl tenant create --customer-id {aaaaaaaa-0000-0000-0000-000000000001} --name contoso",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			t, err := c.CreateTenant(ctx, t)
 			if err != nil {
@@ -58,6 +59,7 @@ func tenantCreate() *cobra.Command {
 func tenantGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [CUSTOMERID]", Short: "Show one tenant or list them", Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeFirst(completeTenants), Example: "  wnvctl tenant get\n  wnvctl tenant get {aaaaaaaa-0000-0000-0000-000000000001} -o yaml",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				id, err := guidArg("CustomerID", args[0])
@@ -82,6 +84,7 @@ func tenantGet() *cobra.Command {
 func tenantDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete CUSTOMERID", Short: "Delete a tenant without routing domains", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: completeFirst(completeTenants), Example: "  wnvctl tenant delete {aaaaaaaa-0000-0000-0000-000000000001}",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			id, err := guidArg("CustomerID", args[0])
 			if err != nil {
@@ -104,6 +107,8 @@ func rdCreate() *cobra.Command {
 	var rd policyapi.RoutingDomain
 	cmd := &cobra.Command{
 		Use: "create", Short: "Create a routing domain of a tenant", Args: cobra.NoArgs,
+		Example: "  wnvctl routing-domain create --routing-domain-id {11111111-2222-3333-4444-000000000000} \\\n" +
+			"    --customer-id {aaaaaaaa-0000-0000-0000-000000000001} --name contoso-prod",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
 			rd, err := c.CreateRoutingDomain(ctx, rd)
 			if err != nil {
@@ -124,6 +129,7 @@ func rdCreate() *cobra.Command {
 func rdGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [RDID]", Short: "Show one routing domain or list them", Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeFirst(completeRoutingDomains), Example: "  wnvctl routing-domain get\n  wnvctl routing-domain get {11111111-2222-3333-4444-000000000000}",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				id, err := guidArg("RoutingDomainID", args[0])
@@ -148,6 +154,7 @@ func rdGet() *cobra.Command {
 func rdDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete RDID", Short: "Delete a routing domain without subnets", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: completeFirst(completeRoutingDomains), Example: "  wnvctl routing-domain delete {11111111-2222-3333-4444-000000000000}",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			id, err := guidArg("RoutingDomainID", args[0])
 			if err != nil {
@@ -223,6 +230,7 @@ func subnetGet() *cobra.Command {
 	var rd policy.GUID
 	cmd := &cobra.Command{
 		Use: "get [VSID]", Short: "Show one virtual subnet or list them", Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeFirst(completeSubnets), Example: "  wnvctl subnet get --routing-domain-id {11111111-2222-3333-4444-000000000000}\n  wnvctl subnet get 5001 -o json",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				var v policy.VSID
@@ -250,6 +258,7 @@ func subnetGet() *cobra.Command {
 func subnetDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete VSID", Short: "Delete a virtual subnet without VMs or gateways", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: completeFirst(completeSubnets), Example: "  wnvctl subnet delete 5001",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			var v policy.VSID
 			if err := (vsidValue{&v}).Set(args[0]); err != nil {
@@ -297,6 +306,7 @@ func hostCreate() *cobra.Command {
 func hostGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [NAME]", Short: "Show one host or list them, with liveness", Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeFirst(completeHosts), Example: "  wnvctl host get\n  wnvctl host get host2",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				h, err := c.Host(ctx, args[0])
@@ -317,6 +327,7 @@ func hostGet() *cobra.Command {
 func hostDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete NAME", Short: "Delete a host without VMs or gateways", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: completeFirst(completeHosts), Example: "  wnvctl host delete host2",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			return c.DeleteHost(ctx, args[0])
 		}),
@@ -390,6 +401,7 @@ outbound only, masqueraded behind --external-address). Only an admin creates tho
 func gatewayGet() *cobra.Command {
 	return &cobra.Command{
 		Use: "get [NAME]", Short: "Show one gateway or list them", Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeFirst(completeGateways), Example: "  wnvctl gateway get\n  wnvctl gateway get gw1 -o yaml",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				g, err := c.Gateway(ctx, args[0])
@@ -410,6 +422,7 @@ func gatewayGet() *cobra.Command {
 func gatewayDelete() *cobra.Command {
 	return &cobra.Command{
 		Use: "delete NAME", Short: "Delete a gateway and its record and default route", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: completeFirst(completeGateways), Example: "  wnvctl gateway delete gw1",
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			return c.DeleteGateway(ctx, args[0])
 		}),

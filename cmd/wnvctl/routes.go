@@ -17,25 +17,27 @@ func init() {
 		flags: func() routeFlags[policy.CustomerRoute, policy.CustomerRouteFilter] { return &customerRouteFlags{} },
 		example: "  wnvctl customer-route create --routing-domain-id {11111111-2222-3333-4444-000000000000} \\\n" +
 			"    --virtual-subnet-id 5001 --destination-prefix 10.0.0.0/24",
-		required: []string{"routing-domain-id", "virtual-subnet-id", "destination-prefix"},
-		chosenBy: []string{"routing-domain-id", "virtual-subnet-id", "destination-prefix", "next-hop"},
-		add:      (*provider.Client).AddCustomerRoute,
-		list:     (*provider.Client).CustomerRoutes,
-		set:      (*provider.Client).SetCustomerRoutes,
-		remove:   (*provider.Client).RemoveCustomerRoutes,
-		table:    customerRouteTable,
+		samplePrefix: "10.0.0.0/24",
+		required:     []string{"routing-domain-id", "virtual-subnet-id", "destination-prefix"},
+		chosenBy:     []string{"routing-domain-id", "virtual-subnet-id", "destination-prefix", "next-hop"},
+		add:          (*provider.Client).AddCustomerRoute,
+		list:         (*provider.Client).CustomerRoutes,
+		set:          (*provider.Client).SetCustomerRoutes,
+		remove:       (*provider.Client).RemoveCustomerRoutes,
+		table:        customerRouteTable,
 	}
 	providerRoutes := routeVerbs[policy.ProviderRoute, policy.ProviderRouteFilter]{
-		kind:     "provider",
-		flags:    func() routeFlags[policy.ProviderRoute, policy.ProviderRouteFilter] { return &providerRouteFlags{} },
-		example:  "  wnvctl provider-route create --interface-index 2 --destination-prefix 198.19.0.0/16 --next-hop 198.18.0.1",
-		required: []string{"destination-prefix"},
-		chosenBy: []string{"interface-index", "destination-prefix", "next-hop"},
-		add:      (*provider.Client).AddProviderRoute,
-		list:     (*provider.Client).ProviderRoutes,
-		set:      (*provider.Client).SetProviderRoutes,
-		remove:   (*provider.Client).RemoveProviderRoutes,
-		table:    providerRouteTable,
+		kind:         "provider",
+		flags:        func() routeFlags[policy.ProviderRoute, policy.ProviderRouteFilter] { return &providerRouteFlags{} },
+		example:      "  wnvctl provider-route create --interface-index 2 --destination-prefix 198.19.0.0/16 --next-hop 198.18.0.1",
+		samplePrefix: "198.19.0.0/16",
+		required:     []string{"destination-prefix"},
+		chosenBy:     []string{"interface-index", "destination-prefix", "next-hop"},
+		add:          (*provider.Client).AddProviderRoute,
+		list:         (*provider.Client).ProviderRoutes,
+		set:          (*provider.Client).SetProviderRoutes,
+		remove:       (*provider.Client).RemoveProviderRoutes,
+		table:        providerRouteTable,
 	}
 	rootCmd.AddCommand(
 		customerRoutes.group("Manage customer routes (CA-space routing per routing domain)"),
@@ -60,16 +62,18 @@ type routeFlags[R, F any] interface {
 // route: customer and provider routes differ only in their identity flags,
 // the provider API calls and the table.
 type routeVerbs[R, F any] struct {
-	kind     string // "customer" or "provider"
-	flags    func() routeFlags[R, F]
-	example  string   // of create
-	required []string // flags create requires
-	chosenBy []string // the identity flags, which choose the routes of set
-	add      func(*provider.Client, context.Context, R) (R, error)
-	list     func(*provider.Client, context.Context, F) ([]R, error)
-	set      func(*provider.Client, context.Context, F, uint32) ([]R, error)
-	remove   func(*provider.Client, context.Context, F) ([]R, error)
-	table    func([]R) outTable
+	kind    string // "customer" or "provider"
+	flags   func() routeFlags[R, F]
+	example string // of create
+	// samplePrefix is a destination prefix for the other examples.
+	samplePrefix string
+	required     []string // flags create requires
+	chosenBy     []string // the identity flags, which choose the routes of set
+	add          func(*provider.Client, context.Context, R) (R, error)
+	list         func(*provider.Client, context.Context, F) ([]R, error)
+	set          func(*provider.Client, context.Context, F, uint32) ([]R, error)
+	remove       func(*provider.Client, context.Context, F) ([]R, error)
+	table        func([]R) outTable
 }
 
 func (v routeVerbs[R, F]) group(short string) *cobra.Command {
@@ -106,21 +110,24 @@ func (v routeVerbs[R, F]) createCmd() *cobra.Command {
 }
 
 func (v routeVerbs[R, F]) getCmd() *cobra.Command {
-	return v.filtered("get", "List "+v.kind+" routes, all or those matching the given properties", v.list)
+	return v.filtered("get", "List "+v.kind+" routes, all or those matching the given properties",
+		"  wnvctl "+v.kind+"-route get\n  wnvctl "+v.kind+"-route get --destination-prefix "+v.samplePrefix+" -o yaml", v.list)
 }
 
 func (v routeVerbs[R, F]) deleteCmd() *cobra.Command {
-	return v.filtered("delete", "Delete the "+v.kind+" routes matching the given properties (all when none is given)", v.remove)
+	return v.filtered("delete", "Delete the "+v.kind+" routes matching the given properties (all when none is given)",
+		"  wnvctl "+v.kind+"-route delete --destination-prefix "+v.samplePrefix, v.remove)
 }
 
 // filtered builds a verb that passes the filter its flags give to call
 // and prints what call returns.
-func (v routeVerbs[R, F]) filtered(use, short string, call func(*provider.Client, context.Context, F) ([]R, error)) *cobra.Command {
+func (v routeVerbs[R, F]) filtered(use, short, example string, call func(*provider.Client, context.Context, F) ([]R, error)) *cobra.Command {
 	f := v.flags()
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.NoArgs,
+		Use:     use,
+		Short:   short,
+		Example: example,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {
@@ -141,9 +148,10 @@ func (v routeVerbs[R, F]) filtered(use, short string, call func(*provider.Client
 func (v routeVerbs[R, F]) setCmd() *cobra.Command {
 	f := v.flags()
 	cmd := &cobra.Command{
-		Use:   "set",
-		Short: "Set the Metric of the " + v.kind + " routes chosen by their identity properties",
-		Args:  cobra.NoArgs,
+		Use:     "set",
+		Short:   "Set the Metric of the " + v.kind + " routes chosen by their identity properties",
+		Example: "  wnvctl " + v.kind + "-route set --destination-prefix " + v.samplePrefix + " --metric 10",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !anyChanged(cmd, v.chosenBy...) {
 				return errors.New("no route chosen: give at least one of " + flagList(v.chosenBy))

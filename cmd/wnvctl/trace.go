@@ -92,6 +92,9 @@ given with --dest-host ENDPOINT.`,
 	fs.StringVar(&flagTLSCert, "tls-cert", os.Getenv("WNV_TLS_CERT"), "client certificate for mutual TLS (env WNV_TLS_CERT)")
 	fs.StringVar(&flagTLSKey, "tls-key", os.Getenv("WNV_TLS_KEY"), "client key for mutual TLS (env WNV_TLS_KEY)")
 	cmd.MarkFlagRequired("to")
+	cmd.RegisterFlagCompletionFunc("from", completeVMs)
+	cmd.RegisterFlagCompletionFunc("port", completePorts)
+	cmd.RegisterFlagCompletionFunc("proto", cobra.FixedCompletions([]string{"tcp", "udp", "icmp"}, cobra.ShellCompDirectiveNoFileComp))
 	rootCmd.AddCommand(cmd)
 }
 

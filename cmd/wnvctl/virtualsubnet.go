@@ -74,9 +74,10 @@ func virtualSubnetCreate() *cobra.Command {
 func virtualSubnetGet() *cobra.Command {
 	f := &virtualSubnetFlags{}
 	cmd := &cobra.Command{
-		Use:   "get",
-		Short: "List virtual subnets' settings, all or one",
-		Args:  cobra.NoArgs,
+		Use:     "get",
+		Short:   "List virtual subnets' settings, all or one",
+		Example: "  wnvctl virtual-subnet get\n  wnvctl virtual-subnet get --virtual-subnet-id 5001",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {
@@ -127,9 +128,10 @@ func virtualSubnetSet() *cobra.Command {
 func virtualSubnetDelete() *cobra.Command {
 	f := &virtualSubnetFlags{}
 	cmd := &cobra.Command{
-		Use:   "delete",
-		Short: "Delete a virtual subnet's settings (all when none is given); its traffic goes back to NVGRE",
-		Args:  cobra.NoArgs,
+		Use:     "delete",
+		Short:   "Delete a virtual subnet's settings (all when none is given); its traffic goes back to NVGRE",
+		Example: "  wnvctl virtual-subnet delete --virtual-subnet-id 5001",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, ctx, cancel, err := providerClient(cmd)
 			if err != nil {

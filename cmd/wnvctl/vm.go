@@ -42,15 +42,19 @@ func vmCreate() *cobra.Command {
 		cmd.MarkFlagRequired(f)
 	}
 	aliasFlags(cmd, "vsid", "virtual-subnet-id", "mac", "mac-address", "ca", "customer-address")
+	cmd.RegisterFlagCompletionFunc("host", completeHosts)
+	cmd.RegisterFlagCompletionFunc("virtual-subnet-id", completeSubnets)
 	return cmd
 }
 
 func vmGet() *cobra.Command {
 	var f policyapi.VMFilter
 	cmd := &cobra.Command{
-		Use:   "get [NAME]",
-		Short: "Show one VM, or list VMs (optionally of one host, subnet or routing domain)",
-		Args:  cobra.MaximumNArgs(1),
+		Use:               "get [NAME]",
+		Short:             "Show one VM, or list VMs (optionally of one host, subnet or routing domain)",
+		Example:           "  wnvctl vm get\n  wnvctl vm get blue1 -o yaml\n  wnvctl vm get --host host2 --virtual-subnet-id 5001",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeFirst(completeVMs),
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			if len(args) == 1 {
 				vm, err := c.VM(ctx, args[0])
@@ -71,14 +75,19 @@ func vmGet() *cobra.Command {
 	fs.Var(vsidValue{&f.VirtualSubnetID}, "virtual-subnet-id", "only VMs of this virtual subnet")
 	fs.Var(guidValue{&f.RoutingDomainID}, "routing-domain-id", "only VMs of this routing domain")
 	aliasFlags(cmd, "vsid", "virtual-subnet-id", "routing-domain", "routing-domain-id")
+	cmd.RegisterFlagCompletionFunc("host", completeHosts)
+	cmd.RegisterFlagCompletionFunc("virtual-subnet-id", completeSubnets)
+	cmd.RegisterFlagCompletionFunc("routing-domain-id", completeRoutingDomains)
 	return cmd
 }
 
 func vmDelete() *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a VM: its lookup records leave every host",
-		Args:  cobra.ExactArgs(1),
+		Use:               "delete NAME",
+		Short:             "Delete a VM: its lookup records leave every host",
+		Example:           "  wnvctl vm delete blue1",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeFirst(completeVMs),
 		RunE: serverRun(func(ctx context.Context, _ *cobra.Command, c *policyclient.Client, args []string) error {
 			return c.DeleteVM(ctx, args[0])
 		}),
@@ -88,10 +97,11 @@ func vmDelete() *cobra.Command {
 func vmMigrate() *cobra.Command {
 	var to string
 	cmd := &cobra.Command{
-		Use:     "migrate NAME --to HOST",
-		Short:   "Live-migrate a VM: its lookup records move to the new host's PA",
-		Example: "  wnvctl vm migrate blue2 --to host3",
-		Args:    cobra.ExactArgs(1),
+		Use:               "migrate NAME --to HOST",
+		Short:             "Live-migrate a VM: its lookup records move to the new host's PA",
+		Example:           "  wnvctl vm migrate blue2 --to host3",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeFirst(completeVMs),
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, args []string) error {
 			vm, err := c.MigrateVM(ctx, args[0], to)
 			if err != nil {
@@ -102,6 +112,7 @@ func vmMigrate() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&to, "to", "", "destination host")
 	cmd.MarkFlagRequired("to")
+	cmd.RegisterFlagCompletionFunc("to", completeHosts)
 	return cmd
 }
 

@@ -44,9 +44,9 @@ func TestWS2012ScriptOrderThroughRemoteProviderAPIs(t *testing.T) {
 
 	for _, h := range topo.Hosts {
 		for _, r := range topo.lookupRecords() {
-			run(h.Name, "lookup-record", "new", "--CustomerAddress", r.CustomerAddress.String(), "--VirtualSubnetID", fmt.Sprint(r.VirtualSubnetID),
-				"--MACAddress", r.MACAddress.String(), "--ProviderAddress", r.ProviderAddress.String(), "--CustomerID", r.CustomerID.String(),
-				"--Rule", "TranslationMethodEncap", "--VMName", r.VMName)
+			run(h.Name, "lookup-record", "create", "--customer-address", r.CustomerAddress.String(), "--virtual-subnet-id", fmt.Sprint(r.VirtualSubnetID),
+				"--mac-address", r.MACAddress.String(), "--provider-address", r.ProviderAddress.String(), "--customer-id", r.CustomerID.String(),
+				"--rule", "TranslationMethodEncap", "--vm-name", r.VMName)
 		}
 	}
 	for _, h := range topo.Hosts {
@@ -64,16 +64,16 @@ func TestWS2012ScriptOrderThroughRemoteProviderAPIs(t *testing.T) {
 
 	for _, h := range topo.Hosts {
 		for _, r := range topo.customerRoutes() {
-			run(h.Name, "customer-route", "new", "--RoutingDomainID", r.RoutingDomainID.String(), "--VirtualSubnetID", fmt.Sprint(r.VirtualSubnetID),
-				"--DestinationPrefix", r.DestinationPrefix.String(), "--NextHop", r.NextHop.String(), "--CustomerID", r.CustomerID.String())
+			run(h.Name, "customer-route", "create", "--routing-domain-id", r.RoutingDomainID.String(), "--virtual-subnet-id", fmt.Sprint(r.VirtualSubnetID),
+				"--destination-prefix", r.DestinationPrefix.String(), "--next-hop", r.NextHop.String(), "--customer-id", r.CustomerID.String())
 		}
 		pa := h.PA
-		run(h.Name, "provider-address", "new", "--ProviderAddress", pa.Addr().String(), "--PrefixLength", fmt.Sprint(pa.Bits()), "--Interface", "ul0")
+		run(h.Name, "provider-address", "create", "--provider-address", pa.Addr().String(), "--prefix-length", fmt.Sprint(pa.Bits()), "--interface", "ul0")
 	}
 	for _, v := range topo.VMs {
-		args := []string{"port", "attach", "--Name", v.Name, "--MACAddress", v.MAC.String(), "--VirtualSubnetID", fmt.Sprint(v.VSID)}
+		args := []string{"port", "attach", "--name", v.Name, "--mac-address", v.MAC.String(), "--virtual-subnet-id", fmt.Sprint(v.VSID)}
 		for _, ca := range v.CAs() {
-			args = append(args, "--CustomerAddress", ca.String())
+			args = append(args, "--customer-address", ca.String())
 		}
 		run(v.Host, args...)
 	}

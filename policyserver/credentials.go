@@ -278,7 +278,7 @@ func (a *Auth) Revoke(ctx context.Context, r policyapi.Revocation) ([]policyapi.
 		if r.Name != "" {
 			what = "name " + r.Name
 		}
-		return nil, notFoundf("no unrevoked credential has %s: see wnvctl pki list", what)
+		return nil, notFoundf("no unrevoked credential has %s: see wnvctl pki get", what)
 	}
 	return out, nil
 }

@@ -28,7 +28,7 @@ func (tr *tracer) fix(r Reason) (object, fix string) {
 	case ReasonSpoofedMAC:
 		return portName, fmt.Sprintf("source MAC %s is not the port's MAC %s: fix the VM's MAC or the port's MACAddress", tr.srcMAC, tr.p.MAC)
 	case ReasonSpoofedCA:
-		return portName, fmt.Sprintf("source CA %s is not one of the port's CAs %s: add it to the port (wnvctl port add --ca) with a lookup record for it in VSID %d", tr.src, addrList(tr.p.CAs), tr.p.VSID)
+		return portName, fmt.Sprintf("source CA %s is not one of the port's CAs %s: add it to the port (wnvctl port attach --customer-address) with a lookup record for it in VSID %d", tr.src, addrList(tr.p.CAs), tr.p.VSID)
 	case ReasonUnsupportedEtherType:
 		return "the frame", fmt.Sprintf("only ARP, IPv4 and IPv6 are switched in VSID %d (L2Only records would switch other frames by MAC)", tr.vsid)
 	case ReasonMulticast:

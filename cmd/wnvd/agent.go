@@ -41,7 +41,7 @@ func (a *agentFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&a.caFile, "policy-ca", "", "CA certificate to trust for an https policy server")
 	f.StringVar(&a.certFile, "policy-cert", "", "client certificate for mutual TLS with the policy server")
 	f.StringVar(&a.keyFile, "policy-key", "", "client key for mutual TLS with the policy server")
-	f.StringVar(&a.credentials, "policy-credentials", os.Getenv("WNV_POLICY_CREDENTIALS"), "the `DIR` of the host's credential (ca.pem, cert.pem, key.pem written by wnvctl pki issue host NAME --pa PA --out DIR); env WNV_POLICY_CREDENTIALS")
+	f.StringVar(&a.credentials, "policy-credentials", os.Getenv("WNV_POLICY_CREDENTIALS"), "the `DIR` of the host's credential (ca.pem, cert.pem, key.pem written by wnvctl pki issue host NAME --provider-address PA --out DIR); env WNV_POLICY_CREDENTIALS")
 	f.StringVar(&a.checkpoint, "checkpoint", "", "bbolt file of the host's last policy and ports, restored at start (default /var/lib/wnv/<name>.db with --policy-server; \"none\" disables)")
 	f.StringSliceVar(&a.pas, "pa", nil, "provider address with prefix length (e.g. 198.18.0.2/15) the agent installs and registers (repeatable; default: the host's current ones)")
 	f.DurationVar(&a.grace, "migration-grace", host.DefaultMigrationGrace, "how long packets for a VM that migrated away are forwarded to its new host")
@@ -129,7 +129,7 @@ func (a *agentFlags) clientTLS(host string, pas []netip.Prefix) (*tls.Config, er
 		return tlsCfg, nil
 	}
 	if tlsCfg == nil || len(tlsCfg.Certificates) == 0 {
-		return nil, fmt.Errorf("--policy-server %s needs this host's credential: give --policy-credentials DIR (an admin writes it with `wnvctl pki issue host %s --pa PA --out DIR`)", a.server, host)
+		return nil, fmt.Errorf("--policy-server %s needs this host's credential: give --policy-credentials DIR (an admin writes it with `wnvctl pki issue host %s --provider-address PA --out DIR`)", a.server, host)
 	}
 	id, err := hostIdentity("the policy credential", tlsCfg.Certificates[0], host)
 	if err != nil {

@@ -20,7 +20,7 @@ type apiFlags struct {
 
 func (a *apiFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&a.listen, "api-listen", "", "also serve the provider API to other machines on this TCP `ADDR:PORT` (e.g. 0.0.0.0:8450) over mutual TLS: admins manage, observers read (wnvctl --host); off when empty")
-	f.StringVar(&a.credentials, "api-credentials", "", "this host's credential for --api-listen: the `DIR` of ca.pem, cert.pem, key.pem written by wnvctl pki issue host NAME --pa PA --out DIR (default: --policy-credentials)")
+	f.StringVar(&a.credentials, "api-credentials", "", "this host's credential for --api-listen: the `DIR` of ca.pem, cert.pem, key.pem written by wnvctl pki issue host NAME --provider-address PA --out DIR (default: --policy-credentials)")
 }
 
 // open loads the host's credential, checks that it is one of host, and
@@ -31,7 +31,7 @@ func (a *apiFlags) open(host, policyCredentials string) (net.Listener, *tls.Conf
 	}
 	dir := cmp.Or(a.credentials, policyCredentials)
 	if dir == "" {
-		return nil, nil, fmt.Errorf("--api-listen %s needs this host's credential: give --api-credentials DIR (an admin writes it with `wnvctl pki issue host %s --pa PA --out DIR`)", a.listen, host)
+		return nil, nil, fmt.Errorf("--api-listen %s needs this host's credential: give --api-credentials DIR (an admin writes it with `wnvctl pki issue host %s --provider-address PA --out DIR`)", a.listen, host)
 	}
 	cfg, err := pki.CredentialsServerTLS(dir)
 	if err != nil {
@@ -55,7 +55,7 @@ func hostIdentity(what string, cert tls.Certificate, host string) (pki.Identity,
 		return id, fmt.Errorf("%s: %w", what, err)
 	}
 	if id.Role != pki.Host || id.Name != host {
-		return id, fmt.Errorf("%s is for %s, not host %s: issue one with `wnvctl pki issue host %s --pa PA`", what, id, host, host)
+		return id, fmt.Errorf("%s is for %s, not host %s: issue one with `wnvctl pki issue host %s --provider-address PA`", what, id, host, host)
 	}
 	return id, nil
 }

@@ -24,7 +24,7 @@ func (tr *tracer) fix(r Reason) (object, fix string) {
 	case ReasonMalformed:
 		return "the frame", "the frame does not parse (Ethernet, IP or ARP header, or it carries an 802.1Q tag): fix the sender"
 	case ReasonUnknownPort:
-		return portName, "no port is attached at this index: attach the VM's port (wnvctl port add)"
+		return portName, "no port is attached at this index: attach the VM's port (wnvctl port attach)"
 	case ReasonSpoofedMAC:
 		return portName, fmt.Sprintf("source MAC %s is not the port's MAC %s: fix the VM's MAC or the port's MACAddress", tr.srcMAC, tr.p.MAC)
 	case ReasonSpoofedCA:
@@ -57,7 +57,7 @@ func (tr *tracer) fix(r Reason) (object, fix string) {
 	case ReasonRuleUnsupported:
 		return rec(dst, vsid), fmt.Sprintf("the lookup record for %s in VSID %d has a Rule other than Encap: only Encap (NVGRE or VXLAN) is forwarded", dst, vsid)
 	case ReasonNoLocalPA:
-		return "provider addresses of this host", "this host has no provider address of the destination PA's family: add one (wnvctl provider-address add)"
+		return "provider addresses of this host", "this host has no provider address of the destination PA's family: add one (wnvctl provider-address create)"
 	case ReasonNoLocalPort:
 		if tr.port < 0 {
 			return rec(dst, vsid), fmt.Sprintf("no port in VSID %d here has MAC %s and CA %s: the sender's lookup record for %s names this host's PA %s wrongly, or attach the VM here", vsid, tr.dstMAC, dst, dst, tr.dstPA)

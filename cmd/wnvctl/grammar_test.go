@@ -206,6 +206,42 @@ func TestCompletion(t *testing.T) {
 	if got := complete("--socket", t.TempDir()+"/none.sock", "port", "detach", "--name", ""); len(got) != 0 {
 		t.Errorf("port detach --name without wnvd: %v", got)
 	}
+	server := startPolicyServer(t)
+	for _, args := range [][]string{
+		{"tenant", "create", "--customer-id", "{aaaaaaaa-0000-0000-0000-000000000001}", "--name", "contoso"},
+		{"routing-domain", "create", "--routing-domain-id", rdID, "--customer-id", "{aaaaaaaa-0000-0000-0000-000000000001}"},
+		{"subnet", "create", "--virtual-subnet-id", "5001", "--routing-domain-id", rdID, "--prefix", "10.0.0.0/24"},
+		{"host", "create", "--name", "host1", "--provider-address", "198.18.0.1"},
+		{"vm", "create", "--name", "blue1", "--virtual-subnet-id", "5001", "--mac-address", "00:15:5d:00:00:01", "--customer-address", "10.0.0.5", "--host", "host1"},
+	} {
+		if out, err := psctl(t, server, args...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"vm", "get", ""}, []string{"blue1"}},
+		{[]string{"vm", "get", "blue1", ""}, nil},
+		{[]string{"vm", "migrate", "blue1", "--to", ""}, []string{"host1"}},
+		{[]string{"vm", "create", "--virtual-subnet-id", ""}, []string{"5001"}},
+		{[]string{"tenant", "delete", ""}, []string{"{aaaaaaaa-0000-0000-0000-000000000001}"}},
+		{[]string{"subnet", "create", "--routing-domain-id", ""}, []string{rdID}},
+		{[]string{"trace", "--from", ""}, []string{"blue1"}},
+	} {
+		n := 2 // --server after the command's words
+		if tc.args[0] == "trace" {
+			n = 1
+		}
+		args := append(append(slices.Clone(tc.args[:n]), "--server", server), tc.args[n:]...)
+		if got := complete(args...); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", strings.Join(tc.args, " "), got, tc.want)
+		}
+	}
+	if got := complete("vm", "get", "--server", "http://127.0.0.1:1", ""); len(got) != 0 {
+		t.Errorf("vm get without a policy server: %v", got)
+	}
 	if got := complete("-o", ""); !slices.Equal(got, []string{"table", "json", "yaml"}) {
 		t.Errorf("-o: %v", got)
 	}

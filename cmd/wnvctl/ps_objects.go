@@ -123,6 +123,7 @@ func rdCreate() *cobra.Command {
 	cmd.MarkFlagRequired("routing-domain-id")
 	cmd.MarkFlagRequired("customer-id")
 	aliasFlags(cmd, "id", "routing-domain-id", "tenant", "customer-id")
+	cmd.RegisterFlagCompletionFunc("customer-id", completeTenants)
 	return cmd
 }
 
@@ -185,6 +186,9 @@ func (v prefixesValue) String() string {
 }
 func (v prefixesValue) Type() string { return "prefixes" }
 func (v prefixesValue) Set(s string) error {
+	if s == "" {
+		return nil
+	}
 	for f := range strings.SplitSeq(s, ",") {
 		p, err := netip.ParsePrefix(strings.TrimSpace(f))
 		if err != nil {
@@ -193,6 +197,24 @@ func (v prefixesValue) Set(s string) error {
 		*v.p = append(*v.p, p)
 	}
 	return nil
+}
+
+// Append, Replace and GetSlice make prefixesValue a pflag.SliceValue.
+func (v prefixesValue) Append(s string) error { return v.Set(s) }
+func (v prefixesValue) Replace(ss []string) error {
+	*v.p = nil
+	for _, s := range ss {
+		if err := v.Set(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (v prefixesValue) GetSlice() []string {
+	if len(*v.p) == 0 {
+		return nil
+	}
+	return strings.Split(v.String(), ",")
 }
 
 func subnetCreate() *cobra.Command {
@@ -223,6 +245,8 @@ func subnetCreate() *cobra.Command {
 		cmd.MarkFlagRequired(f)
 	}
 	aliasFlags(cmd, "vsid", "virtual-subnet-id", "routing-domain", "routing-domain-id", "encap", "encapsulation")
+	cmd.RegisterFlagCompletionFunc("routing-domain-id", completeRoutingDomains)
+	cmd.RegisterFlagCompletionFunc("encapsulation", cobra.FixedCompletions([]string{"NVGRE", "VXLAN"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -252,6 +276,7 @@ func subnetGet() *cobra.Command {
 	}
 	cmd.Flags().Var(guidValue{&rd}, "routing-domain-id", "only subnets of this routing domain")
 	aliasFlags(cmd, "routing-domain", "routing-domain-id")
+	cmd.RegisterFlagCompletionFunc("routing-domain-id", completeRoutingDomains)
 	return cmd
 }
 
@@ -395,6 +420,9 @@ outbound only, masqueraded behind --external-address). Only an admin creates tho
 		cmd.MarkFlagRequired(f)
 	}
 	aliasFlags(cmd, "vsid", "virtual-subnet-id", "mac", "mac-address", "ca", "customer-address")
+	cmd.RegisterFlagCompletionFunc("host", completeHosts)
+	cmd.RegisterFlagCompletionFunc("virtual-subnet-id", completeSubnets)
+	cmd.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"forward", "nat"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

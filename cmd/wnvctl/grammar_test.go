@@ -29,7 +29,7 @@ func walk(c *cobra.Command, f func(*cobra.Command)) {
 // TestEveryCommandFollowsTheGrammar walks the command tree: every command has
 // an example, every flag is kebab-case with at most a one-letter shorthand,
 // and every alias, of a verb or a flag, leads to the command or flag it
-// stands for.
+// stands for; flag aliases stay out of --help.
 func TestEveryCommandFollowsTheGrammar(t *testing.T) {
 	rootCmd.InitDefaultHelpCmd()
 	n := 0
@@ -59,9 +59,13 @@ func TestEveryCommandFollowsTheGrammar(t *testing.T) {
 				t.Errorf("alias %q of %s finds %v (%v)", strings.Join(args, " "), path, got.CommandPath(), err)
 			}
 		}
+		usage := c.UsageString()
 		for alias, canonical := range flagAliases[c.Flags()] {
 			if c.Flags().Lookup(alias) == nil || c.Flags().Lookup(alias) != c.Flags().Lookup(canonical) {
 				t.Errorf("%s --%s is not an alias of --%s", path, alias, canonical)
+			}
+			if strings.Contains(usage, "--"+alias+" ") {
+				t.Errorf("%s --help shows the alias --%s", path, alias)
 			}
 		}
 	})
@@ -249,5 +253,26 @@ func TestCompletion(t *testing.T) {
 		if out, err := run(t, "completion", shell); err != nil || !strings.Contains(out, "wnvctl") {
 			t.Errorf("completion %s: %v\n%.200s", shell, err, out)
 		}
+	}
+}
+
+// FuzzNormalizeFlag: any spelling normalizes to a name without capitals that
+// normalizes to itself, and a property name to its kebab-case flag.
+func FuzzNormalizeFlag(f *testing.F) {
+	for _, s := range []string{"VirtualSubnetID", "MACAddress", "UseVmMACAddress", "vsid", "virtual-subnet-id", "VMName", "X", "", "A1B", "ÄÖ"} {
+		f.Add(s)
+	}
+	fs := pflag.NewFlagSet("fuzz", pflag.ContinueOnError)
+	f.Fuzz(func(t *testing.T, name string) {
+		n := string(normalizeFlag(fs, name))
+		if strings.ContainsAny(n, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+			t.Fatalf("%q normalizes to %q, with capitals", name, n)
+		}
+		if again := string(normalizeFlag(fs, n)); again != n {
+			t.Fatalf("%q normalizes to %q, which normalizes to %q", name, n, again)
+		}
+	})
+	if got := kebab("UseVmMACAddress"); got != "use-vm-mac-address" {
+		f.Fatalf("kebab(UseVmMACAddress) = %q", got)
 	}
 }

@@ -15,12 +15,13 @@ import (
 	"github.com/wnv/wnv/policy"
 )
 
-// Flags are named after the original properties (--VirtualSubnetID) and typed
-// with the values below, so that a bad value is rejected while parsing with a
-// message naming the flag and the rule (see flagError).
+// Flags are named after the original properties in kebab-case
+// (--virtual-subnet-id; grammar.go) and typed with the values below, so that
+// a bad value is rejected while parsing with a message naming the flag and
+// the rule (see flagError).
 
 // An empty value sets a typed flag to its zero value: on set it clears the
-// property (--CustomerID ""), in a filter it matches anything.
+// property (--customer-id ""), in a filter it matches anything.
 
 // ruleError is the rule a flag value broke, without the flag's name.
 type ruleError string

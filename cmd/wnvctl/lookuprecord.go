@@ -35,9 +35,9 @@ func (f *lookupRecordFlags) identity(cmd *cobra.Command) {
 // identityFilter binds the identity properties as filters, which choose the
 // records of set (and, with filterFlags, of get and delete).
 func (f *lookupRecordFlags) identityFilter(cmd *cobra.Command) {
-	defer cmd.RegisterFlagCompletionFunc("customer-address", completeRecordCAs)
 	fs := cmd.Flags()
 	fs.Var(addrFilter(&f.flt.CustomerAddress), "customer-address", "only records of these customer addresses (0.0.0.0 or :: for L2Only and GatewayWildcard)")
+	cmd.RegisterFlagCompletionFunc("customer-address", completeRecordCAs)
 	fs.Var(vsidFilter(&f.flt.VirtualSubnetID), "virtual-subnet-id", "only records of these virtual subnets")
 	fs.Var(macFilter(&f.flt.MACAddress), "mac-address", "only records of these MAC addresses")
 }

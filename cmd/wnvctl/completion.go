@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,7 +32,12 @@ a short timeout and nothing offered when the server does not answer.`,
 			"  wnvctl completion zsh > \"${fpath[1]}/_wnvctl\"             # zsh, then a new shell\n" +
 			"  wnvctl completion fish > ~/.config/fish/completions/wnvctl.fish",
 		ValidArgs: []string{"bash", "zsh", "fish"},
-		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 || !slices.Contains([]string{"bash", "zsh", "fish"}, args[0]) {
+				return fmt.Errorf("shell %q is not supported: give one of bash, zsh or fish", strings.Join(args, " "))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			w := cmd.OutOrStdout()
 			switch args[0] {

@@ -249,6 +249,9 @@ func TestCompletion(t *testing.T) {
 	if got := complete("-o", ""); !slices.Equal(got, []string{"table", "json", "yaml"}) {
 		t.Errorf("-o: %v", got)
 	}
+	if _, err := run(t, "completion", "tcsh"); err == nil || err.Error() != `shell "tcsh" is not supported: give one of bash, zsh or fish` {
+		t.Errorf("completion tcsh: %v", err)
+	}
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		if out, err := run(t, "completion", shell); err != nil || !strings.Contains(out, "wnvctl") {
 			t.Errorf("completion %s: %v\n%.200s", shell, err, out)

@@ -69,7 +69,9 @@ type Config struct {
 	// StatusInterval is how often the agent reports the host's status
 	// (default 5s; status.go), Version the wnvd version it reports and
 	// APIEndpoint the host's remote provider API (empty: none).
+	// SlowPathOnly says wnvd runs with its kernel fast path off.
 	StatusInterval time.Duration
+	SlowPathOnly   bool
 	Version        string
 	APIEndpoint    string
 	Log            *slog.Logger

@@ -155,7 +155,7 @@ func (a *Agent) readStatus(ctx context.Context, host StatusHost, started time.Ti
 // statusOf is the report of what was read.
 func statusOf(cfg Config, started, now time.Time, c provider.Counters, pas []policy.ProviderAddress, sync syncState, drops []policyapi.DroppedFrame) policyapi.HostStatus {
 	st := policyapi.HostStatus{Host: cfg.Host, Time: now, Version: cfg.Version, Started: started, APIEndpoint: cfg.APIEndpoint,
-		FastPath: c.Paths != nil, Revision: sync.rev, InSync: sync.inSync, Sampled: drops,
+		FastPath: c.Paths != nil && !cfg.SlowPathOnly, Revision: sync.rev, InSync: sync.inSync, Sampled: drops,
 		ProviderAddresses: []policyapi.PAStatus{}, Ports: []policyapi.PortTraffic{}, Drops: []policyapi.DropCounter{}}
 	for _, p := range pas {
 		st.ProviderAddresses = append(st.ProviderAddresses, policyapi.PAStatus{Address: p.ProviderAddress, State: p.AddressState.String()})

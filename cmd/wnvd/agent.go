@@ -100,7 +100,7 @@ func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, s
 		return nil, fmt.Errorf("watch network interfaces for VM ports: %w", err)
 	}
 	acfg := hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, Interfaces: links, MigrationGrace: a.grace,
-		Version: version(), APIEndpoint: a.apiEndpoint, Log: cfg.Log}
+		Version: version(), APIEndpoint: a.apiEndpoint, SlowPathOnly: cfg.SlowPathOnly, Log: cfg.Log}
 	if a.edges {
 		if a.edgePrefix == "" || a.edgeMTU < 1280 {
 			return nil, fmt.Errorf("--edge-namespace-prefix %q and --edge-mtu %d: give a non-empty prefix and an MTU of at least 1280 (IPv6's minimum)", a.edgePrefix, a.edgeMTU)

@@ -150,6 +150,16 @@ func (b *statusBook) health(now time.Time, hosts []policyapi.Host) []policyapi.H
 	return out
 }
 
+// endpoint is the provider API host last reported, if any.
+func (b *statusBook) endpoint(host string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if h := b.hosts[host]; h != nil {
+		return h.latest.APIEndpoint
+	}
+	return ""
+}
+
 func (b *statusBook) subscribe() *statusSub {
 	sub := &statusSub{ch: make(chan policyapi.StatusEvent, streamQueue)}
 	b.mu.Lock()

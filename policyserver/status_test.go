@@ -1,9 +1,11 @@
 package policyserver
 
 import (
+	"context"
 	"iter"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"testing"
 	"time"
 
@@ -100,4 +102,26 @@ func TestStatusStaleAndWindow(t *testing.T) {
 	if h = b.health(t0, hosts[1:]); len(h) != 0 {
 		t.Errorf("health of hosts no longer registered = %+v, want none", h)
 	}
+}
+
+// The trace's refusals: a live probe for an observer, a request without
+// its VM or destination, a host that serves no provider API.
+func TestTraceRefusals(t *testing.T) {
+	s := serveSecure(t, startEtcd(t))
+	provisionTenants(t, s.admin)
+	ctx := ctxT(t)
+	obs, _ := s.issue("observer", "eyes")
+	ten, _ := s.issue("tenant", cidBlue.String())
+	post := func(c interface {
+		Do(context.Context, string, string, url.Values, any, any) error
+	}, body map[string]any) error {
+		return c.Do(ctx, http.MethodPost, "/v1/trace", nil, body, nil)
+	}
+	refused(t, "live trace as an observer", post(obs, map[string]any{"From": "blue1", "Destination": "10.0.0.11", "Live": true}), 403, "admin credential")
+	refused(t, "trace as a tenant", post(ten, map[string]any{"From": "blue1", "Destination": "10.0.0.11"}), 403, "run traces")
+	refused(t, "trace without From", post(obs, map[string]any{"Destination": "10.0.0.11"}), 400, "From is missing")
+	refused(t, "trace without Destination", post(obs, map[string]any{"From": "blue1"}), 400, "Destination is missing")
+	refused(t, "trace from a port", post(obs, map[string]any{"From": "blue1", "Port": "x", "Destination": "10.0.0.11"}), 400, "Port and Outer")
+	refused(t, "trace of an unknown VM", post(obs, map[string]any{"From": "nosuch", "Destination": "10.0.0.11"}), 404, "nosuch")
+	refused(t, "trace from a host without a provider API", post(obs, map[string]any{"From": "blue1", "Destination": "10.0.0.11"}), 400, "--api-listen")
 }

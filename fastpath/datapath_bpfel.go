@@ -123,6 +123,24 @@ type datapathPortStats struct {
 	Drops    uint64
 }
 
+type datapathRewriteIn struct {
+	_       structs.HostLayout
+	Gen     uint64
+	Ifindex uint32
+	SrcMac  [6]uint8
+	DstMac  [6]uint8
+	SrcCa   [16]uint8
+	DstCa   [16]uint8
+}
+
+type datapathRewriteKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Pad    [3]uint8
+	SrcPa  [16]uint8
+	DstPa  [16]uint8
+}
+
 type datapathUnderlayStats struct {
 	_         structs.HostLayout
 	TxTagged  uint64
@@ -156,6 +174,7 @@ const (
 	datapathMapWnvPortStats       = "wnv_port_stats"
 	datapathMapWnvPorts           = "wnv_ports"
 	datapathMapWnvReasons         = "wnv_reasons"
+	datapathMapWnvRewriteIn       = "wnv_rewrite_in"
 	datapathMapWnvRewritePas      = "wnv_rewrite_pas"
 	datapathMapWnvUnderlayStats   = "wnv_underlay_stats"
 	datapathMapWnvVsidStats       = "wnv_vsid_stats"
@@ -230,6 +249,7 @@ type datapathMapSpecs struct {
 	WnvPortStats     *ebpf.MapSpec `ebpf:"wnv_port_stats"`
 	WnvPorts         *ebpf.MapSpec `ebpf:"wnv_ports"`
 	WnvReasons       *ebpf.MapSpec `ebpf:"wnv_reasons"`
+	WnvRewriteIn     *ebpf.MapSpec `ebpf:"wnv_rewrite_in"`
 	WnvRewritePas    *ebpf.MapSpec `ebpf:"wnv_rewrite_pas"`
 	WnvUnderlayStats *ebpf.MapSpec `ebpf:"wnv_underlay_stats"`
 	WnvVsidStats     *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
@@ -276,6 +296,7 @@ type datapathMaps struct {
 	WnvPortStats     *ebpf.Map `ebpf:"wnv_port_stats"`
 	WnvPorts         *ebpf.Map `ebpf:"wnv_ports"`
 	WnvReasons       *ebpf.Map `ebpf:"wnv_reasons"`
+	WnvRewriteIn     *ebpf.Map `ebpf:"wnv_rewrite_in"`
 	WnvRewritePas    *ebpf.Map `ebpf:"wnv_rewrite_pas"`
 	WnvUnderlayStats *ebpf.Map `ebpf:"wnv_underlay_stats"`
 	WnvVsidStats     *ebpf.Map `ebpf:"wnv_vsid_stats"`
@@ -297,6 +318,7 @@ func (m *datapathMaps) Close() error {
 		m.WnvPortStats,
 		m.WnvPorts,
 		m.WnvReasons,
+		m.WnvRewriteIn,
 		m.WnvRewritePas,
 		m.WnvUnderlayStats,
 		m.WnvVsidStats,

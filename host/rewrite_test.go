@@ -22,7 +22,7 @@ import (
 // VM's PA from a PA that is no Nat VM's is dropped as rewrite-mismatch.
 func TestRewriteBetweenHosts(t *testing.T) {
 	needRoot(t)
-	b := newTwoHosts(t, "rw")
+	b := newTwoHosts(t, "rf")
 	hostPA := [2]netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")}
 	ca4 := [2]netip.Addr{netip.MustParseAddr("10.9.0.10"), netip.MustParseAddr("10.9.0.11")}
 	pa4 := [2]netip.Addr{netip.MustParseAddr("198.18.0.10"), netip.MustParseAddr("198.18.0.11")}

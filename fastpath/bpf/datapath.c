@@ -52,8 +52,6 @@ char LICENSE[] SEC("license") = "GPL"; /* bpf_redirect_neigh is GPL-only */
 #define NEXTHDR_ICMPV6 58
 #define ND_NEIGHBOR_SOLICIT 135
 #define ND_NEIGHBOR_ADVERT 136
-#define AF_INET_ 2
-#define AF_INET6_ 10
 #define ICMP_ 1
 
 /* Maps, pinned by name under wnvd's pin directory so that they (and the
@@ -792,17 +790,18 @@ static __always_inline int rewritable(struct __sk_buff *skb, __u32 l4, __u8 prot
 }
 
 /*
- * rewrite_out sends a VM's packet by IP Rewrite, as a KIND_REWRITE decision
- * says: the source CA becomes d->src_pa (the VM's own PA) and the
- * destination CA d->dst_pa, the TTL drops by one when routed, and the
- * frame leaves the underlay towards the next hop that bpf_fib_lookup finds
- * from this host (an output lookup: no forwarding needed), with the
- * underlay's MAC as source. A GSO super-frame keeps its GSO state: the
- * kernel or the NIC cuts it into segments with the new addresses, as it
- * would the host's own. It returns the underlay's ifindex to redirect to,
- * -1 for the slow path (the frame unchanged: what the slow path
- * encapsulates, a frame too big, no route or no neighbour yet: the slow
- * path's send resolves it), -2 for a frame changed and then failed.
+ * rewrite_out rewrites a VM's packet for IP Rewrite, as a KIND_REWRITE
+ * decision says: the source CA becomes d->src_pa (the VM's own PA) and the
+ * destination CA d->dst_pa, and the TTL drops by one when routed. The
+ * caller sends it with bpf_redirect_neigh, which routes it from this host
+ * and resolves the next hop, as the host's own packets are (bpf_fib_lookup
+ * would want forwarding enabled on the underlay, even for an output
+ * lookup); wnv_underlay_out puts the VM's MAC on it if its record says so.
+ * A GSO super-frame keeps its GSO state: the kernel or the NIC cuts it into
+ * segments with the new addresses, as it would the host's own. It returns
+ * 0, -1 for the slow path (the frame unchanged: what the slow path
+ * encapsulates or answers as too big), -2 for a frame changed and then
+ * failed.
  */
 static __always_inline int rewrite_out(struct __sk_buff *skb, const struct egress *d,
 				       struct ip_info *ii, __u8 proto)
@@ -818,31 +817,12 @@ static __always_inline int rewrite_out(struct __sk_buff *skb, const struct egres
 	}
 	if (!fits(skb, d, ii))
 		return -1;
-
-	struct bpf_fib_lookup fib = {.ifindex = d->out_ifindex};
-	if (ii->family == FAMILY_V6) {
-		fib.family = AF_INET6_;
-		copy16((__u8 *)fib.ipv6_src, d->src_pa);
-		copy16((__u8 *)fib.ipv6_dst, d->dst_pa);
-	} else {
-		fib.family = AF_INET_;
-		copy4((__u8 *)&fib.ipv4_src, d->src_pa);
-		copy4((__u8 *)&fib.ipv4_dst, d->dst_pa);
-	}
-	if (bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT) != BPF_FIB_LKUP_RET_SUCCESS)
-		return -1;
-
 	int err = rewrite_addrs(skb, ii->family, l4, proto, ii->src, ii->dst, d->src_pa, d->dst_pa);
 	if (err)
 		return err;
 	if (d->routed && dec_ttl(skb, ETH_HLEN, ii))
 		return -2;
-	struct ethhdr eth;
-	__builtin_memcpy(eth.h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth.h_source, fib.smac, ETH_ALEN);
-	if (bpf_skb_store_bytes(skb, 0, &eth, 2 * ETH_ALEN, 0))
-		return -2;
-	return fib.ifindex;
+	return 0;
 }
 
 /* from_port switches a frame from port p at ifindex (read once by the
@@ -943,23 +923,16 @@ static __always_inline int from_port(struct __sk_buff *skb, const struct config 
 	} else if (d->kind == KIND_REWRITE && own_ca) {
 		/* Only the port's own CAs have the PA (forwarded sources are
 		 * encapsulated). */
-		int out = rewrite_out(skb, d, &ii, proto);
-		if (out == -1)
+		int err = rewrite_out(skb, d, &ii, proto);
+		if (err == -1)
 			return to_slow_path(skb, cfg, p);
-		if (out < 0) {
+		if (err) {
 			count_path(PATH_ERRORS);
 			return TC_ACT_SHOT;
 		}
 		struct vsid_stats *vs = vsid_stats(d->vsid);
 		if (vs)
 			vs->encapsulated += 1;
-		struct port_stats *ps = port_stats(p);
-		if (ps) {
-			ps->rx_frames += 1;
-			ps->rx_bytes += len;
-		}
-		count_path(PATH_PORT_FAST);
-		return bpf_redirect(out, 0);
 	} else {
 		return to_slow_path(skb, cfg, p);
 	}

@@ -148,6 +148,12 @@ type datapathUnderlayStats struct {
 	WrongVlan uint64
 }
 
+type datapathVmMac struct {
+	_   structs.HostLayout
+	Mac [6]uint8
+	Pad [2]uint8
+}
+
 type datapathVsidStats struct {
 	_            structs.HostLayout
 	Encapsulated uint64
@@ -177,6 +183,7 @@ const (
 	datapathMapWnvRewriteIn       = "wnv_rewrite_in"
 	datapathMapWnvRewritePas      = "wnv_rewrite_pas"
 	datapathMapWnvUnderlayStats   = "wnv_underlay_stats"
+	datapathMapWnvVmMacs          = "wnv_vm_macs"
 	datapathMapWnvVsidStats       = "wnv_vsid_stats"
 	datapathProgWnvPort           = "wnv_port"
 	datapathProgWnvUnderlay       = "wnv_underlay"
@@ -252,6 +259,7 @@ type datapathMapSpecs struct {
 	WnvRewriteIn     *ebpf.MapSpec `ebpf:"wnv_rewrite_in"`
 	WnvRewritePas    *ebpf.MapSpec `ebpf:"wnv_rewrite_pas"`
 	WnvUnderlayStats *ebpf.MapSpec `ebpf:"wnv_underlay_stats"`
+	WnvVmMacs        *ebpf.MapSpec `ebpf:"wnv_vm_macs"`
 	WnvVsidStats     *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
 }
 
@@ -299,6 +307,7 @@ type datapathMaps struct {
 	WnvRewriteIn     *ebpf.Map `ebpf:"wnv_rewrite_in"`
 	WnvRewritePas    *ebpf.Map `ebpf:"wnv_rewrite_pas"`
 	WnvUnderlayStats *ebpf.Map `ebpf:"wnv_underlay_stats"`
+	WnvVmMacs        *ebpf.Map `ebpf:"wnv_vm_macs"`
 	WnvVsidStats     *ebpf.Map `ebpf:"wnv_vsid_stats"`
 }
 
@@ -321,6 +330,7 @@ func (m *datapathMaps) Close() error {
 		m.WnvRewriteIn,
 		m.WnvRewritePas,
 		m.WnvUnderlayStats,
+		m.WnvVmMacs,
 		m.WnvVsidStats,
 	)
 }

@@ -597,6 +597,49 @@ func (d *Datapath) SetRewritePAs(pas []netip.Addr) error {
 	return d.setPAs(d.objs.WnvRewritePas, "rewrite PA", pas)
 }
 
+// SetVMMACs makes macs the rewrite PAs whose frames leave with a VM's MAC
+// as source (UseVmMACAddress, policy.Table.VMMACPAs), fast path on or off.
+func (d *Datapath) SetVMMACs(macs map[netip.Addr]packet.MAC) error {
+	want := map[datapathPaKey]datapathVmMac{}
+	for a, m := range macs {
+		if !a.IsValid() || !unicastMAC(m) {
+			return fmt.Errorf("fast path: VM MAC %v of PA %v: the PA must be valid and the MAC unicast", m, a)
+		}
+		a = a.Unmap()
+		want[datapathPaKey{Family: family(a), Addr: addr16(a)}] = datapathVmMac{Mac: m}
+	}
+	if len(want) > 64 {
+		return fmt.Errorf("fast path: %d PAs with a VM's MAC are more than 64", len(want))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var (
+		k     datapathPaKey
+		v     datapathVmMac
+		stale []datapathPaKey
+	)
+	it := d.objs.WnvVmMacs.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := want[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("fast path: list the VM MACs: %w", err)
+	}
+	for i := range stale {
+		if err := d.objs.WnvVmMacs.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("fast path: remove a VM MAC: %w", err)
+		}
+	}
+	for k, v := range want {
+		if err := d.objs.WnvVmMacs.Put(&k, &v); err != nil {
+			return fmt.Errorf("fast path: add the VM MAC of %v: %w", addrFrom(k.Family, k.Addr), err)
+		}
+	}
+	return nil
+}
+
 // setPAs makes pas the keys of m, a set of PAs.
 func (d *Datapath) setPAs(m *ebpf.Map, what string, pas []netip.Addr) error {
 	want := map[datapathPaKey]bool{}

@@ -24,7 +24,7 @@ func TestLayout(t *testing.T) {
 	for name, v := range map[string]any{
 		"config": datapathConfig{}, "port": datapathPort{}, "addr_key": datapathAddrKey{}, "pa_key": datapathPaKey{},
 		"egress": datapathEgress{}, "ingress_key": datapathIngressKey{}, "ingress": datapathIngress{},
-		"rewrite_key": datapathRewriteKey{}, "rewrite_in": datapathRewriteIn{},
+		"rewrite_key": datapathRewriteKey{}, "rewrite_in": datapathRewriteIn{}, "vm_mac": datapathVmMac{},
 		"port_stats": datapathPortStats{}, "vsid_stats": datapathVsidStats{}, "underlay_stats": datapathUnderlayStats{},
 		"monitor_config": datapathMonitorConfig{}, "monitor_state": datapathMonitorState{}, "monitor_event": datapathMonitorEvent{},
 	} {
@@ -44,6 +44,7 @@ func TestLayout(t *testing.T) {
 		datapathMapWnvFwdSrcs:   {binary.Size(datapathAddrKey{}), 8},
 		datapathMapWnvIngress:   {binary.Size(datapathIngressKey{}), binary.Size(datapathIngress{})},
 		datapathMapWnvRewriteIn: {binary.Size(datapathRewriteKey{}), binary.Size(datapathRewriteIn{})},
+		datapathMapWnvVmMacs:    {binary.Size(datapathPaKey{}), binary.Size(datapathVmMac{})},
 		datapathMapWnvReasons:   {4, 8},
 		datapathMapWnvPaVlans:   {binary.Size(datapathPaKey{}), 2},
 	} {

@@ -243,9 +243,12 @@ func (k *kernel) attachPort(ifindex int, spec provider.PortSpec, index int) erro
 // setLocalPAs tells the underlay program which PAs are this host's.
 func (k *kernel) setLocalPAs(pas []netip.Addr) error { return k.dp.SetLocalPAs(pas) }
 
-// setRewritePAs tells the underlay program which PAs are local VMs' own
-// (IP Rewrite), whose packets it hands to the slow path.
-func (k *kernel) setRewritePAs(pas []netip.Addr) error { return k.dp.SetRewritePAs(pas) }
+// setRewritePAs tells the underlay programs which PAs are local VMs' own
+// (IP Rewrite), whose packets they rewrite back or hand to the slow path,
+// and which of them put their VM's MAC on the wire (UseVmMACAddress).
+func (k *kernel) setRewritePAs(t *policy.Table) error {
+	return errors.Join(k.dp.SetRewritePAs(t.RewritePAs()), k.dp.SetVMMACs(t.VMMACPAs()))
+}
 
 // close tells the programs the slow path is gone (what they would hand it
 // they drop and count from now on) and releases the file descriptors;

@@ -156,6 +156,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } wnv_rewrite_in SEC(".maps");
 
+/* Rewrite PAs whose records have UseVmMACAddress, and their VMs' MACs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LOCAL_PAS);
+	__type(key, struct pa_key);
+	__type(value, struct vm_mac);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_vm_macs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_PORTS);
@@ -1390,6 +1399,41 @@ static __always_inline int from_rewrite(struct __sk_buff *skb, const struct conf
 	return rewrite_slow_path(skb, cfg);
 }
 
+/* vm_mac_out puts the VM's MAC as source on a frame leaving from the PA of
+ * a record with UseVmMACAddress (wnv_vm_macs): rewritten by wnv_port or by
+ * the slow path, which sends through the host's stack. The host's own
+ * neighbour discovery for the PA keeps the host's MAC, as its ARP does. */
+static __always_inline void vm_mac_out(struct __sk_buff *skb)
+{
+	struct pa_key pk = {};
+	__be16 proto;
+
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)))
+		return;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return;
+		pk.family = FAMILY_V4;
+		copy4(pk.addr, &ip.saddr);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip;
+		__u8 type;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return;
+		if (ip.nexthdr == IPPROTO_ICMPV6 &&
+		    (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip), &type, 1) || (type >= 133 && type <= 137)))
+			return;
+		pk.family = FAMILY_V6;
+		copy16(pk.addr, ip.saddr.in6_u.u6_addr8);
+	} else {
+		return;
+	}
+	struct vm_mac *m = bpf_map_lookup_elem(&wnv_vm_macs, &pk);
+	if (m && bpf_skb_store_bytes(skb, ETH_ALEN, m->mac, ETH_ALEN, 0))
+		count_path(PATH_ERRORS); /* it leaves with the host's MAC */
+}
+
 SEC("tcx/ingress")
 int wnv_underlay(struct __sk_buff *skb)
 {
@@ -1412,6 +1456,7 @@ int wnv_underlay(struct __sk_buff *skb)
 SEC("tcx/egress")
 int wnv_underlay_out(struct __sk_buff *skb)
 {
+	vm_mac_out(skb);
 	if (skb->vlan_present)
 		return TC_ACT_OK;
 	__u16 vlan;

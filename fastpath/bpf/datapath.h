@@ -141,6 +141,12 @@ struct rewrite_key {
 	__u8 dst_pa[16];
 };
 
+/* Value of vm_macs: a VM's MAC, the source of what leaves from its PA. */
+struct vm_mac {
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
 /* Value of rewrite_in: what the slow path validated the PA pair maps back
  * to, and the local port it delivers to. */
 struct rewrite_in {

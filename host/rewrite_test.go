@@ -134,6 +134,21 @@ func rewriteBetweenHosts(t *testing.T, vmMAC bool) {
 	for _, dst := range []netip.Addr{ca4[1], ca6[1]} {
 		udpEcho(t, b.vms[0], b.vms[1], dst)
 	}
+	// A trace of the flow shows both hosts' kernels hold its decisions.
+	src, err := clients[0].Trace(ctx, provider.TraceRequest{Port: "vm", Destination: ca4[1], Protocol: "tcp", DestinationPort: 7009, DestinationMAC: mac[1]}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Packet == nil || src.Packet.Outer == nil || !src.Packet.Outer.Rewritten || src.Installed != fast {
+		t.Fatalf("trace on host A: %+v installed %v, want rewritten, installed %v", src.Packet, src.Installed, fast)
+	}
+	dst, err := clients[1].Trace(ctx, provider.TraceRequest{Outer: src.Packet.Outer}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dst.Packet == nil || dst.Packet.RewriteIngress == nil || dst.Installed != fast {
+		t.Errorf("trace on host B: %+v installed %v, want a rewrite delivery, installed %v", dst.Packet, dst.Installed, fast)
+	}
 
 	// A rewritten packet from a PA that is no Nat VM's (host A's own) is
 	// dropped and counted on host B.

@@ -1,0 +1,58 @@
+package policyclient
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"net/http"
+
+	"github.com/wnv/wnv/policyapi"
+)
+
+// ReportStatus sends host's status report (POST /v1/hosts/NAME/status).
+func (c *Client) ReportStatus(ctx context.Context, s policyapi.HostStatus) error {
+	return c.Do(ctx, http.MethodPost, "/v1/hosts/"+esc(s.Host)+"/status", nil, s, nil)
+}
+
+// Status returns every host's latest report and history (GET /v1/status).
+func (c *Client) Status(ctx context.Context) ([]policyapi.HostHealth, error) {
+	return call[[]policyapi.HostHealth](c, ctx, http.MethodGet, "/v1/status", nil, nil)
+}
+
+// StatusStream follows GET /v1/status/stream: each host's new reports and
+// the sampled drops, until ctx ends or the stream fails (not retried).
+func (c *Client) StatusStream(ctx context.Context) iter.Seq2[policyapi.StatusEvent, error] {
+	return func(yield func(policyapi.StatusEvent, error) bool) {
+		resp, err := c.api.Request(ctx, http.MethodGet, "/v1/status/stream", nil, nil)
+		if err != nil {
+			yield(policyapi.StatusEvent{}, err)
+			return
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+		for sc.Scan() {
+			var ev policyapi.StatusEvent
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				yield(ev, fmt.Errorf("status stream: %w", err))
+				return
+			}
+			if ev.Type == "progress" {
+				continue
+			}
+			if !yield(ev, nil) {
+				return
+			}
+		}
+		if ctx.Err() == nil {
+			err := sc.Err()
+			if err == nil {
+				err = errors.New("the policy server closed the status stream")
+			}
+			yield(policyapi.StatusEvent{}, err)
+		}
+	}
+}

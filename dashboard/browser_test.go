@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"io"
 	stdlog "log"
 	"log/slog"
@@ -27,7 +26,6 @@ import (
 	"github.com/wnv/wnv/policyserver"
 	"github.com/wnv/wnv/provider"
 	"github.com/wnv/wnv/provider/providertest"
-	"github.com/wnv/wnv/vswitch"
 )
 
 // server is a secure policy server on an embedded etcd, and an admin client.
@@ -206,44 +204,12 @@ func report(t *testing.T, ctx context.Context, c *policyclient.Client, s policya
 	}
 }
 
-// tracer is a provider API backend with one VM port that traces packets
-// with the switch, as wnvd does.
-type tracer struct {
-	*providertest.Backend
-	name string
-	sw   *vswitch.Switch
-}
-
-func (h *tracer) Trace(r provider.TraceRequest, live bool) (provider.TraceResponse, error) {
-	if live {
-		return provider.TraceResponse{}, errors.New("this test host sends no live probes")
-	}
-	h.sw.SetPolicy(h.Store().Table())
-	var pcs []vswitch.PortConfig
-	for i, p := range h.Ports() {
-		pcs = append(pcs, vswitch.PortConfig{Index: i, Name: p.Name, MAC: p.MACAddress, VSID: p.VirtualSubnetID, CAs: p.CustomerAddresses})
-	}
-	pt, err := vswitch.NewPortTable(pcs)
-	if err != nil {
-		return provider.TraceResponse{}, err
-	}
-	h.sw.SetPorts(pt)
-	var res provider.TraceResponse
-	if r.Outer != nil {
-		res = provider.TraceOuter(h.sw, r.Outer)
-	} else if res, _, _, err = provider.TracePort(h.sw, r, nil); err != nil {
-		return res, err
-	}
-	res.Host = h.name
-	return res, nil
-}
-
 // traceHost serves host name's provider API over mutual TLS, as wnvd host
 // --api-listen does, with blue1 and blue2's records and vm's port, and
 // returns its address.
 func traceHost(t *testing.T, ca *pki.CA, name string, pa netip.Addr, vm policyapi.VM) string {
 	t.Helper()
-	h := &tracer{Backend: providertest.NewBackend(), name: name, sw: vswitch.New(vswitch.Config{UnderlayMTU: 1500})}
+	h := providertest.NewTracer(name)
 	st := h.Store()
 	ok := func(_ any, err error) {
 		t.Helper()

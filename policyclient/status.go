@@ -1,14 +1,12 @@
 package policyclient
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"iter"
 	"net/http"
 
+	"github.com/wnv/wnv/internal/jsonapi"
 	"github.com/wnv/wnv/policyapi"
 )
 
@@ -32,27 +30,15 @@ func (c *Client) StatusStream(ctx context.Context) iter.Seq2[policyapi.StatusEve
 			return
 		}
 		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-		for sc.Scan() {
-			var ev policyapi.StatusEvent
-			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-				yield(ev, fmt.Errorf("status stream: %w", err))
-				return
-			}
-			if ev.Type == "progress" {
-				continue
-			}
-			if !yield(ev, nil) {
-				return
-			}
+		stopped, err := jsonapi.DecodeLines(resp.Body, 16<<20, "the policy server's status stream", func(ev policyapi.StatusEvent) bool {
+			return ev.Type == "progress" || yield(ev, nil)
+		})
+		if stopped || ctx.Err() != nil {
+			return
 		}
-		if ctx.Err() == nil {
-			err := sc.Err()
-			if err == nil {
-				err = errors.New("the policy server closed the status stream")
-			}
-			yield(policyapi.StatusEvent{}, err)
+		if err == nil {
+			err = errors.New("the policy server closed the status stream")
 		}
+		yield(policyapi.StatusEvent{}, err)
 	}
 }

@@ -94,6 +94,7 @@ type HostRead struct {
 	Records []policy.LookupRecord
 	Routes  []policy.CustomerRoute
 	Subnets []policy.VirtualSubnet
+	PAs     []policy.ProviderAddress
 	Err     error
 }
 
@@ -102,6 +103,7 @@ type Applied struct {
 	Batch    error
 	Subnets  error
 	Gateways error
+	PAs      error
 	Ports    []PortResult
 }
 
@@ -202,6 +204,10 @@ type Apply struct {
 	// Gateways, when not nil, is every edge gateway the host is to have
 	// (none: remove them all).
 	Gateways *[]edge.Spec
+	// AddPAs and RemovePAs are the IP Rewrite PAs of local Nat VMs to
+	// configure and those to remove (rewrite.go), after the ports.
+	AddPAs    []policy.ProviderAddress
+	RemovePAs []netip.Addr
 }
 
 // Detach detaches a port; Migrated keeps forwarding for its VM's new host.
@@ -352,6 +358,9 @@ type Model struct {
 	havePushed, keysOff, pushOff        bool // keysOff/pushOff: the server/wnvd lacks the endpoint
 	keysAt                              time.Time
 	keysBackoff                         backoff.Backoff
+
+	// rewritePAs are the IP Rewrite PAs the agent configured (rewrite.go).
+	rewritePAs map[netip.Addr]bool
 }
 
 // NewModel returns the model of an agent that has not registered yet.
@@ -479,7 +488,7 @@ func (m *Model) Step(now time.Time, ev Event) {
 		}
 	case Applied:
 		m.applying = false
-		ok := ev.Batch == nil && ev.Subnets == nil && ev.Gateways == nil
+		ok := ev.Batch == nil && ev.Subnets == nil && ev.Gateways == nil && ev.PAs == nil
 		if m.building != nil && ev.Gateways == nil {
 			m.built = m.building
 		}
@@ -928,7 +937,9 @@ func (m *Model) plan(h HostRead) *Apply {
 	// from the server's, so the agent puts that, which confirms it.
 	installed := policy.Objects{LookupRecords: h.Records, CustomerRoutes: h.Routes}
 	a.Batch = policy.Diff(installed, m.desired(h))
-	if len(a.Subnets) == 0 && len(a.Detach) == 0 && len(a.Attach) == 0 && a.Gateways == nil && batchEmpty(a.Batch) {
+	m.planPAs(h, a)
+	if len(a.Subnets) == 0 && len(a.Detach) == 0 && len(a.Attach) == 0 && a.Gateways == nil && batchEmpty(a.Batch) &&
+		len(a.AddPAs) == 0 && len(a.RemovePAs) == 0 {
 		return nil
 	}
 	return a

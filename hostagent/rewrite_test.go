@@ -1,0 +1,66 @@
+package hostagent
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/wnv/wnv/policy"
+	"github.com/wnv/wnv/policyapi"
+)
+
+func (f *fakeHost) pas() []netip.Addr {
+	var out []netip.Addr
+	for _, p := range f.store.ProviderAddresses(policy.ProviderAddressFilter{}) {
+		out = append(out, p.ProviderAddress)
+	}
+	sortAddrs(out)
+	return out
+}
+
+// TestNatVMsPAsFollowTheVM: the PA of each CA of a Nat VM placed here is
+// configured on the host, with its pool's prefix length; it is removed when the VM migrates away or is deleted,
+// also when the agent only learns of it after a restart (a PA in the pool
+// of a Nat subnet it holds); the host's own PA and one outside every pool
+// are never touched.
+func TestNatVMsPAsFollowTheVM(t *testing.T) {
+	own, foreign := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("203.0.113.9")
+	pool := netip.MustParsePrefix("198.18.64.0/24")
+	a, b := vm("a", rd1, "h1", 10), vm("b", rd1, "h1", 11)
+	a.RewriteAddresses = []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr("198.18.64.10"), 24)}
+	b.RewriteAddresses = []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr("198.18.64.11"), 24)}
+	p := pol(rd1, 10)
+	p.Subnets[0].Rule, p.Subnets[0].ProviderPrefixes = policyapi.RuleNat, []netip.Prefix{pool}
+
+	h := newHarness(t)
+	h.vms = []policyapi.VM{a, b}
+	h.policies[rd1] = p
+	h.host.ifaces["a"], h.host.ifaces["b"] = true, true
+	for _, pa := range []policy.ProviderAddress{{ProviderAddress: own, PrefixLength: 24}, {ProviderAddress: foreign, PrefixLength: 24},
+		// Left over from a VM deleted while the agent was down.
+		{ProviderAddress: netip.MustParseAddr("198.18.64.99"), PrefixLength: 24}} {
+		if _, err := h.host.store.AddProviderAddress(pa); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.start()
+	want := []netip.Addr{own, netip.MustParseAddr("198.18.64.10"), netip.MustParseAddr("198.18.64.11"), foreign}
+	if got := h.host.pas(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("host PAs %v, want %v", got, want)
+	}
+	got := h.host.store.ProviderAddresses(policy.ProviderAddressFilter{ProviderAddress: []netip.Addr{a.RewriteAddresses[0].Addr()}})
+	if len(got) != 1 || got[0].PrefixLength != 24 {
+		t.Fatalf("VM a's PA on the host: %+v, want prefix length 24", got)
+	}
+
+	// a migrates away; b is deleted.
+	moved := a
+	moved.Host = "h2"
+	h.put(moved, &a, 11)
+	h.step(WatchEvent{Gen: h.watch.Gen, Event: policyapi.Event{Type: policyapi.EventDelete, Kind: policyapi.KindVM, Revision: 12, Name: "b", RoutingDomainID: rd1, PrevVM: &b}})
+	h.vms = []policyapi.VM{moved}
+	h.settle()
+	if got, want := h.host.pas(), []netip.Addr{own, foreign}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the VMs left, host PAs %v, want %v", got, want)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -186,16 +187,35 @@ func (v prefixesValue) Set(s string) error {
 	return nil
 }
 
+// Append, Replace and GetSlice make prefixesValue a pflag.SliceValue.
+func (v prefixesValue) Append(s string) error { return v.Set(s) }
+func (v prefixesValue) Replace(ss []string) error {
+	*v.p = nil
+	for _, s := range ss {
+		if err := v.Set(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (v prefixesValue) GetSlice() []string {
+	if len(*v.p) == 0 {
+		return nil
+	}
+	return strings.Split(v.String(), ",")
+}
+
 func subnetCreate() *cobra.Command {
 	var s policyapi.Subnet
-	var encap string
+	var encap, rule string
 	cmd := &cobra.Command{
-		Use:     "create",
-		Short:   "Create a virtual subnet in a routing domain",
-		Example: "  wnvctl subnet create --vsid 5001 --routing-domain {11111111-2222-3333-4444-000000000000} --prefix 10.0.0.0/24 --prefix fd00:0:0:1::/64",
-		Args:    cobra.NoArgs,
+		Use:   "create",
+		Short: "Create a virtual subnet in a routing domain",
+		Example: "  wnvctl subnet create --vsid 5001 --routing-domain {11111111-2222-3333-4444-000000000000} --prefix 10.0.0.0/24 --prefix fd00:0:0:1::/64\n" +
+			"  wnvctl subnet create --vsid 7001 --routing-domain {11111111-2222-3333-4444-000000000000} --prefix 10.0.0.0/24 --rule Nat --pa-pool 198.18.64.0/24",
+		Args: cobra.NoArgs,
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
-			s.Encapsulation = policyapi.Encapsulation(encap)
+			s.Encapsulation, s.Rule = policyapi.Encapsulation(encap), policyapi.Rule(rule)
 			s, err := c.CreateSubnet(ctx, s)
 			if err != nil {
 				return err
@@ -209,6 +229,8 @@ func subnetCreate() *cobra.Command {
 	fs.Var(prefixesValue{&s.Prefixes}, "prefix", "an IPv4 or IPv6 prefix of the subnet (repeatable)")
 	fs.Var(addrsValue{&s.Gateways}, "gateway", "gateway address (default: the first host address of each prefix)")
 	fs.StringVar(&encap, "encap", "NVGRE", "encapsulation: NVGRE or VXLAN")
+	fs.StringVar(&rule, "rule", "Encap", "how the subnet's VMs cross the underlay: Encap, or Nat (IP Rewrite: a PA per CA, from --pa-pool)")
+	fs.Var(prefixesValue{&s.ProviderPrefixes}, "pa-pool", "with --rule Nat: the provider prefix its VMs' PAs come from, one per family of --prefix (repeatable)")
 	for _, f := range []string{"vsid", "routing-domain", "prefix"} {
 		cmd.MarkFlagRequired(f)
 	}
@@ -256,10 +278,11 @@ func subnetDelete() *cobra.Command {
 }
 
 func outputSubnets(cmd *cobra.Command, v any, ss []policyapi.Subnet) error {
-	t := outTable{header: []string{"VSID", "ROUTINGDOMAINID", "PREFIXES", "GATEWAYS", "ENCAP"}}
+	t := outTable{header: []string{"VSID", "ROUTINGDOMAINID", "PREFIXES", "GATEWAYS", "ENCAP", "RULE", "PA POOL"}}
 	for _, s := range ss {
 		t.add(numCell(s.VirtualSubnetID), guidCell(s.RoutingDomainID), strCell(prefixesValue{&s.Prefixes}.String()),
-			strCell(addrsValue{&s.Gateways}.String()), string(s.Encapsulation))
+			strCell(addrsValue{&s.Gateways}.String()), string(s.Encapsulation), strCell(string(cmp.Or(s.Rule, policyapi.RuleEncap))),
+			strCell(prefixesValue{&s.ProviderPrefixes}.String()))
 	}
 	return printResult(cmd, v, t)
 }

@@ -359,8 +359,12 @@ type Model struct {
 	keysAt                              time.Time
 	keysBackoff                         backoff.Backoff
 
-	// rewritePAs are the IP Rewrite PAs the agent configured (rewrite.go).
-	rewritePAs map[netip.Addr]bool
+	// rewritePAs are the IP Rewrite PAs the agent configured; while one is
+	// not usable yet (paUnsettled), the host is read again at paRecheck
+	// (rewrite.go).
+	rewritePAs  map[netip.Addr]bool
+	paUnsettled bool
+	paRecheck   time.Time
 }
 
 // NewModel returns the model of an agent that has not registered yet.
@@ -483,6 +487,9 @@ func (m *Model) Step(now time.Time, ev Event) {
 			return
 		}
 		m.next = m.plan(ev)
+		if m.paUnsettled {
+			m.paRecheck = now.Add(m.cfg.InterfaceRetry)
+		}
 		if m.next == nil {
 			m.hostOff.Reset()
 		}
@@ -775,6 +782,9 @@ func (m *Model) Ready(now time.Time) Ready {
 		m.dirty = true
 		m.waitRetry = now.Add(m.cfg.InterfaceRetry)
 	}
+	if !m.paRecheck.IsZero() && !now.Before(m.paRecheck) {
+		m.dirty, m.paRecheck = true, time.Time{}
+	}
 	if m.next != nil && !m.applying {
 		r.Apply, m.next = m.next, nil
 		m.applying = true
@@ -847,6 +857,7 @@ func (m *Model) wake(now time.Time) time.Time {
 	if len(m.waiting) > 0 {
 		at(m.waitRetry)
 	}
+	at(m.paRecheck)
 	return w
 }
 

@@ -87,6 +87,7 @@ func (f *fakeHost) apply(a Apply) Applied {
 		_, out.PAs = f.store.RemoveProviderAddresses(policy.ProviderAddressFilter{ProviderAddress: a.RemovePAs})
 	}
 	for _, pa := range a.AddPAs {
+		pa.AddressState = policy.AddressTentative // until detection says more
 		if _, err := f.store.AddProviderAddress(pa); err != nil {
 			out.PAs = err
 		}

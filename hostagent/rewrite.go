@@ -20,6 +20,12 @@ import (
 // PAs: those it added, and those inside the pool of a Nat subnet it holds
 // (the policy server keeps host PAs out of pools), so the host's own PAs
 // and any an operator added are left alone.
+//
+// A migrated VM's PA is usually still on its old host when the new one
+// adds it, so the new host's duplicate address detection fails: a wanted
+// PA found Duplicate is removed and added again (detection runs again),
+// and while any is not usable yet the host is read again after
+// InterfaceRetry, until the old host has let it go.
 func (m *Model) planPAs(h HostRead, a *Apply) {
 	if m.rewritePAs == nil {
 		m.rewritePAs = map[netip.Addr]bool{}
@@ -32,11 +38,20 @@ func (m *Model) planPAs(h HostRead, a *Apply) {
 		}
 	}
 	have := map[netip.Addr]bool{}
+	m.paUnsettled = false
 	for _, p := range h.PAs {
-		have[p.ProviderAddress] = true
-		if _, ok := want[p.ProviderAddress]; !ok && (m.rewritePAs[p.ProviderAddress] || m.inNatPool(p.ProviderAddress)) {
+		_, wanted := want[p.ProviderAddress]
+		switch {
+		case !wanted && (m.rewritePAs[p.ProviderAddress] || m.inNatPool(p.ProviderAddress)):
 			a.RemovePAs = append(a.RemovePAs, p.ProviderAddress)
+		case wanted && p.AddressState == policy.AddressDuplicate:
+			a.RemovePAs = append(a.RemovePAs, p.ProviderAddress)
+			m.paUnsettled = true
+			continue // added again below
+		case wanted && p.AddressState == policy.AddressTentative:
+			m.paUnsettled = true
 		}
+		have[p.ProviderAddress] = true
 	}
 	for pa := range m.rewritePAs {
 		if _, ok := want[pa]; !ok && !have[pa] {

@@ -3,7 +3,9 @@ package hostagent
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
@@ -62,5 +64,62 @@ func TestNatVMsPAsFollowTheVM(t *testing.T) {
 	h.settle()
 	if got, want := h.host.pas(), []netip.Addr{own, foreign}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("after the VMs left, host PAs %v, want %v", got, want)
+	}
+}
+
+// TestAMigratedVMsPAFoundDuplicateIsAddedAgain: the new host adds the PA
+// while the old host still has it, so detection marks it Duplicate; the
+// agent keeps looking every InterfaceRetry, removes and adds it again
+// (detection runs again) and stops once the PA is usable.
+func TestAMigratedVMsPAFoundDuplicateIsAddedAgain(t *testing.T) {
+	pa := netip.MustParseAddr("198.18.64.10")
+	a := vm("a", rd1, "h1", 10)
+	a.RewriteAddresses = []netip.Prefix{netip.PrefixFrom(pa, 24)}
+	p := pol(rd1, 10)
+	p.Subnets[0].Rule, p.Subnets[0].ProviderPrefixes = policyapi.RuleNat, []netip.Prefix{netip.MustParsePrefix("198.18.64.0/24")}
+	h := newHarness(t)
+	h.vms = []policyapi.VM{a}
+	h.policies[rd1] = p
+	h.host.ifaces["a"] = true
+	h.start()
+	// Detection found the old host's copy.
+	if err := h.host.store.SetAddressState(pa, policy.AddressDuplicate); err != nil {
+		t.Fatal(err)
+	}
+	adds := func(rs []Ready) (n int) {
+		for _, r := range rs {
+			if r.Apply != nil && slices.ContainsFunc(r.Apply.AddPAs, func(x policy.ProviderAddress) bool { return x.ProviderAddress == pa }) {
+				if !slices.Contains(r.Apply.RemovePAs, pa) {
+					t.Fatalf("PA %s added again without being removed first: %+v", pa, *r.Apply)
+				}
+				n++
+			}
+		}
+		return n
+	}
+	h.now = h.now.Add(time.Second)
+	if n := adds(h.settle()); n != 1 {
+		t.Fatalf("the Duplicate PA was added again %d times, want once", n)
+	}
+	// Still the old host's: detection fails again, and is tried again.
+	if err := h.host.store.SetAddressState(pa, policy.AddressDuplicate); err != nil {
+		t.Fatal(err)
+	}
+	h.now = h.now.Add(time.Second)
+	if n := adds(h.settle()); n != 1 {
+		t.Fatalf("the PA, Duplicate again, was added again %d times, want once", n)
+	}
+	// Now the old host let it go.
+	if err := h.host.store.SetAddressState(pa, policy.AddressPreferred); err != nil {
+		t.Fatal(err)
+	}
+	h.now = h.now.Add(time.Second)
+	h.settle()
+	h.now = h.now.Add(time.Second)
+	if rs := h.settle(); len(rs) != 0 {
+		t.Fatalf("the agent keeps looking at a usable PA: %+v", rs)
+	}
+	if !h.m.paRecheck.IsZero() {
+		t.Fatalf("a recheck is still due at %v", h.m.paRecheck)
 	}
 }

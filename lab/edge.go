@@ -42,7 +42,8 @@ type EdgeGateway struct {
 
 // WithEdge returns the topology with a gateway host (gwhost) and the
 // external namespace behind it: Blue reaches it through a forwarding
-// gateway (and the outside reaches Blue's VMs), Red through NAT.
+// gateway (and the outside reaches Blue's VMs), Red and Green (the same
+// CAs; Green on IP Rewrite) each through a NAT gateway of its own.
 func (t Topology) WithEdge() Topology {
 	t.Hosts = append(append([]Host(nil), t.Hosts...), Host{Name: "gwhost", PA: pfx("198.18.0.4/15")})
 	mac := func(s string) packet.MAC { m, _ := packet.ParseMAC(s); return m }
@@ -54,6 +55,8 @@ func (t Topology) WithEdge() Topology {
 				Mode: policyapi.GatewayForward, External: []netip.Prefix{pfx("203.0.113.2/24"), pfx("2001:db8:e::2/64")}},
 			{Name: "red-gw", Tenant: "Red", VSID: 6001, MAC: mac("02:00:00:00:60:fe"), V4: netip.MustParseAddr("10.0.0.254"), V6: netip.MustParseAddr("fd00:0:0:1::fe"),
 				Mode: policyapi.GatewayNAT, External: []netip.Prefix{pfx("203.0.113.3/24"), pfx("2001:db8:e::3/64")}},
+			{Name: "green-gw", Tenant: "Green", VSID: 7001, MAC: mac("02:00:00:00:70:fe"), V4: netip.MustParseAddr("10.0.0.254"), V6: netip.MustParseAddr("fd00:0:0:1::fe"),
+				Mode: policyapi.GatewayNAT, External: []netip.Prefix{pfx("203.0.113.4/24"), pfx("2001:db8:e::4/64")}},
 		},
 	}
 	return t

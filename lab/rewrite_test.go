@@ -80,3 +80,40 @@ func requireRewrite(t *testing.T, l *Lab, n int64) {
 		t.Errorf("capture problems: %v", bad)
 	}
 }
+
+// requireRewriteMigration migrates an IP Rewrite VM and checks that its
+// PAs move with it: the policy server keeps them, the new host's agent
+// configures them, the old host's removes them, and Green's traffic still
+// crosses as plain IP between the PAs.
+func requireRewriteMigration(t *testing.T, l *Lab, name, to string) {
+	t.Helper()
+	ctx := context.Background()
+	before, err := l.RewritePAs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := l.Topology.VM(name)
+	from := v.Host
+	if err := l.Migrate(ctx, name, to); err != nil {
+		t.Fatal(err)
+	}
+	after, err := l.RewritePAs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(before[name], after[name]) {
+		t.Fatalf("%s's PAs changed in its migration: %v, then %v", name, before[name], after[name])
+	}
+	f := pafilter(after[name])
+	waitUntil(t, name+"'s PAs to move from "+from+" to "+to, func() bool {
+		there, err1 := l.Client(to).ProviderAddresses(ctx, f)
+		left, err2 := l.Client(from).ProviderAddresses(ctx, f)
+		return err1 == nil && err2 == nil && len(there) == 2 && len(left) == 0
+	})
+	for _, pa := range after[name] {
+		if err := l.waitPA(ctx, to, pa.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireRewrite(t, l, 256<<10)
+}

@@ -360,11 +360,11 @@ type Model struct {
 	keysBackoff                         backoff.Backoff
 
 	// rewritePAs are the IP Rewrite PAs the agent configured; while one is
-	// not usable yet (paUnsettled), the host is read again at paRecheck
-	// (rewrite.go).
-	rewritePAs  map[netip.Addr]bool
-	paUnsettled bool
-	paRecheck   time.Time
+	// not usable yet (paUnsettled), the host is read again at paRecheck,
+	// and a Duplicate one added again then (paReadd; rewrite.go).
+	rewritePAs           map[netip.Addr]bool
+	paUnsettled, paReadd bool
+	paRecheck            time.Time
 }
 
 // NewModel returns the model of an agent that has not registered yet.
@@ -487,7 +487,7 @@ func (m *Model) Step(now time.Time, ev Event) {
 			return
 		}
 		m.next = m.plan(ev)
-		if m.paUnsettled {
+		if m.paUnsettled && m.paRecheck.IsZero() {
 			m.paRecheck = now.Add(m.cfg.InterfaceRetry)
 		}
 		if m.next == nil {
@@ -783,7 +783,7 @@ func (m *Model) Ready(now time.Time) Ready {
 		m.waitRetry = now.Add(m.cfg.InterfaceRetry)
 	}
 	if !m.paRecheck.IsZero() && !now.Before(m.paRecheck) {
-		m.dirty, m.paRecheck = true, time.Time{}
+		m.dirty, m.paRecheck, m.paReadd = true, time.Time{}, true
 	}
 	if m.next != nil && !m.applying {
 		r.Apply, m.next = m.next, nil

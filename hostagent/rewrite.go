@@ -22,10 +22,10 @@ import (
 // and any an operator added are left alone.
 //
 // A migrated VM's PA is usually still on its old host when the new one
-// adds it, so the new host's duplicate address detection fails: a wanted
-// PA found Duplicate is removed and added again (detection runs again),
-// and while any is not usable yet the host is read again after
-// InterfaceRetry, until the old host has let it go.
+// adds it, so the new host's duplicate address detection fails. While a
+// wanted PA is not usable yet the host is read again every InterfaceRetry,
+// and then a Duplicate one is removed and added again (detection runs
+// again), until the old host has let it go.
 func (m *Model) planPAs(h HostRead, a *Apply) {
 	if m.rewritePAs == nil {
 		m.rewritePAs = map[netip.Addr]bool{}
@@ -45,14 +45,17 @@ func (m *Model) planPAs(h HostRead, a *Apply) {
 		case !wanted && (m.rewritePAs[p.ProviderAddress] || m.inNatPool(p.ProviderAddress)):
 			a.RemovePAs = append(a.RemovePAs, p.ProviderAddress)
 		case wanted && p.AddressState == policy.AddressDuplicate:
-			a.RemovePAs = append(a.RemovePAs, p.ProviderAddress)
 			m.paUnsettled = true
-			continue // added again below
+			if m.paReadd {
+				a.RemovePAs = append(a.RemovePAs, p.ProviderAddress)
+				continue // added again below
+			}
 		case wanted && p.AddressState == policy.AddressTentative:
 			m.paUnsettled = true
 		}
 		have[p.ProviderAddress] = true
 	}
+	m.paReadd = false
 	for pa := range m.rewritePAs {
 		if _, ok := want[pa]; !ok && !have[pa] {
 			delete(m.rewritePAs, pa)

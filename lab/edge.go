@@ -166,12 +166,21 @@ func (l *Lab) printEdge(ctx context.Context, w io.Writer) int {
 		via  string
 	}
 	var checks []check
+	gwPA, _ := t.host(t.Edge.Host)
 	for _, g := range t.Edge.Gateways {
+		sn, _ := t.subnet(g.Tenant, g.VSID)
 		for _, v := range t.VMs {
 			if v.Tenant != g.Tenant || v.QEMU {
 				continue
 			}
 			for _, a := range t.Edge.Addresses {
+				if sn.Nat() && a.Addr().Is4() != gwPA.PA.Addr().Is4() {
+					// An IP Rewrite CA's PA is of the CA's family: the
+					// gateway host tunnels to it only from a PA of that
+					// family, which gwhost lacks.
+					fmt.Fprintf(w, "%-8s -> %-16v via %-18s skipped: IP Rewrite PA of another family than %s's PA %v\n", v.Name, a.Addr(), fmt.Sprintf("%s (%s)", g.Name, g.Mode), t.Edge.Host, gwPA.PA.Addr())
+					continue
+				}
 				checks = append(checks, check{v.Name, a.Addr(), ExternalName, fmt.Sprintf("%s (%s)", g.Name, g.Mode)})
 			}
 			if g.Mode == policyapi.GatewayForward {

@@ -98,15 +98,16 @@ func TestEdgeGateways(t *testing.T) {
 		if green1.V4 != red1.V4 || green1.V6 != red1.V6 {
 			t.Fatalf("green1 %v %v and red1 %v %v should have the same CAs", green1.V4, green1.V6, red1.V4, red1.V6)
 		}
+		// IPv4 only: Green's IPv6 CAs have IPv6 PAs, and gwhost has only an
+		// IPv4 PA to tunnel to them from (see printEdge).
 		reachable(t, l, "green1", ext4, ExternalName, 30*time.Second)
-		reachable(t, l, "green1", ext6, ExternalName, 10*time.Second)
 		reachable(t, l, "green2", ext4, ExternalName, 10*time.Second)
 		// Each tenant leaves through its own gateway, seen outside as it.
 		for _, c := range []struct {
 			vm   string
 			to   netip.Addr
 			want string
-		}{{"green1", ext4, "203.0.113.4"}, {"green1", ext6, "2001:db8:e::4"}, {"red1", ext4, "203.0.113.3"}, {"red1", ext6, "2001:db8:e::3"}} {
+		}{{"green1", ext4, "203.0.113.4"}, {"red1", ext4, "203.0.113.3"}, {"red1", ext6, "2001:db8:e::3"}} {
 			if src, ok := seenSource(t, l, c.vm, c.to); !ok || src != netip.MustParseAddr(c.want) {
 				t.Errorf("the outside saw %s as %v (answered %v), want its tenant's gateway %s", c.vm, src, ok, c.want)
 			}
@@ -151,8 +152,8 @@ func TestEdgeGateways(t *testing.T) {
 		if n := l.printEdge(ctx, &out); n > 0 {
 			t.Errorf("%d demo checks failed:\n%s", n, out.String())
 		}
-		if c := strings.Count(out.String(), " ok\n"); c != 8 {
-			t.Errorf("%d demo checks passed, want 8 (blue1, red1 and green1 to both external addresses, external to blue1's two CAs):\n%s", c, out.String())
+		if c := strings.Count(out.String(), " ok\n"); c != 7 {
+			t.Errorf("%d demo checks passed, want 7 (blue1 and red1 to both external addresses, green1 to the IPv4 one, external to blue1's two CAs):\n%s", c, out.String())
 		}
 	})
 

@@ -110,10 +110,11 @@ func requireRewriteMigration(t *testing.T, l *Lab, name, to string) {
 		left, err2 := l.Client(from).ProviderAddresses(ctx, f)
 		return err1 == nil && err2 == nil && len(there) == 2 && len(left) == 0
 	})
-	for _, pa := range after[name] {
-		if err := l.waitPA(ctx, to, pa.Addr()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// to's duplicate address detection may first find a PA still on from:
+	// its agent adds it again until it is usable.
+	waitUntil(t, name+"'s PAs to be usable on "+to, func() bool {
+		there, err := l.Client(to).ProviderAddresses(ctx, f)
+		return err == nil && len(there) == 2 && there[0].AddressState == policy.AddressPreferred && there[1].AddressState == policy.AddressPreferred
+	})
 	requireRewrite(t, l, 256<<10)
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 )
 
@@ -117,4 +118,64 @@ func requireRewriteMigration(t *testing.T, l *Lab, name, to string) {
 		return err == nil && len(there) == 2 && there[0].AddressState == policy.AddressPreferred && there[1].AddressState == policy.AddressPreferred
 	})
 	requireRewrite(t, l, 256<<10)
+}
+
+func TestValidateChecksIPRewritePools(t *testing.T) {
+	for _, c := range []struct {
+		edit func(*Subnet)
+		want string
+	}{
+		{func(s *Subnet) { s.RewriteV6 = netip.Prefix{} }, "must both be pools"},
+		{func(s *Subnet) { s.RewriteV4 = netip.MustParsePrefix("198.18.0.0/24") }, "hold host host1's PA 198.18.0.1"},
+		{func(s *Subnet) { s.RewriteV4 = netip.MustParsePrefix("198.18.64.1/24") }, "without host bits"},
+	} {
+		topo := Default()
+		topo.Tenants = slices.Clone(topo.Tenants)
+		green := &topo.Tenants[2]
+		green.Subnets = slices.Clone(green.Subnets)
+		c.edit(&green.Subnets[0])
+		if err := topo.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate = %v, want %q", err, c.want)
+		}
+	}
+}
+
+// plainFrame is an underlay frame carrying an IPv4 packet of proto.
+func plainFrame(src, dst string, proto uint8, n int) []byte {
+	b := make([]byte, 14+20+n)
+	off := packet.PutEthernet(b, packet.MAC{2, 0, 0, 0, 0, 2}, packet.MAC{2, 0, 0, 0, 0, 1}, packet.EtherTypeIPv4)
+	packet.PutIPv4(b[off:], netip.MustParseAddr(src), netip.MustParseAddr(dst), proto, 64, n, 1, true)
+	return b
+}
+
+func TestCheckRewriteWantsPlainIPBetweenPAs(t *testing.T) {
+	topo := Default()
+	pas := topo.staticRewritePAs()
+	green2, _ := topo.VM("green2")
+	xs := []Transfer{{From: "green1", To: "green2", Addr: green2.V4}}
+	pa1, pa2 := pas["green1"][0].Addr().String(), pas["green2"][0].Addr().String()
+
+	f, ok := decodePlain(plainFrame(pa1, pa2, packet.ProtoTCP, 1000))
+	if !ok || !f.Plain || f.OuterSrc.String() != pa1 || f.InnerProto != packet.ProtoTCP {
+		t.Fatalf("decodePlain = %+v, %v", f, ok)
+	}
+	if _, ok := decodePlain(nvgreFrame("198.18.0.1", "198.18.0.2", "10.0.0.10", "10.0.0.11", 5001, 7)); ok {
+		t.Fatal("an NVGRE frame decoded as plain IP")
+	}
+	plain := []Frame{f, f}
+	if bad := topo.CheckRewrite(nil, plain, pas, xs, 2000); len(bad) != 0 {
+		t.Errorf("two 1034-byte frames for 2000 bytes: %v", bad)
+	}
+	if bad := topo.CheckRewrite(nil, plain[:1], pas, xs, 2000); len(bad) != 1 || !strings.Contains(bad[0], "1034 bytes of plain TCP") {
+		t.Errorf("too few bytes: %v", bad)
+	}
+	host, _ := decodePlain(plainFrame("198.18.0.1", pa2, packet.ProtoTCP, 5000))
+	if bad := topo.CheckRewrite(nil, []Frame{host}, pas, xs, 2000); len(bad) != 1 || !strings.Contains(bad[0], "no plain TCP between their PAs") {
+		t.Errorf("TCP from a host's PA instead of green1's: %v", bad)
+	}
+	tunnelled, _, _ := DecodeUnderlay(nvgreFrame("198.18.0.1", "198.18.0.3", "10.0.0.10", "10.0.0.11", 7001, 7))
+	tunnelled.InnerProto = packet.ProtoTCP
+	if bad := topo.CheckRewrite([]Frame{tunnelled}, plain, pas, xs, 2000); len(bad) != 1 || !strings.Contains(bad[0], "NVGRE frames carried TCP of an IP Rewrite subnet") {
+		t.Errorf("Green's TCP in NVGRE: %v", bad)
+	}
 }

@@ -504,6 +504,9 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 		return fmt.Errorf("demo failed: %s", failures[0])
 	}
 	pass := "PASS: every expectation met (same subnet across hosts, routed across subnets, tenants isolated, IPv4 and IPv6"
+	if t.hasRewrite() {
+		pass += ", IP Rewrite"
+	}
 	if !t.Static {
 		pass += ", live migration"
 	}

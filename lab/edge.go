@@ -164,6 +164,7 @@ func (l *Lab) printEdge(ctx context.Context, w io.Writer) int {
 		to   netip.Addr
 		want string
 		via  string
+		skip string // why it is not probed
 	}
 	var checks []check
 	gwPA, _ := t.host(t.Edge.Host)
@@ -178,19 +179,24 @@ func (l *Lab) printEdge(ctx context.Context, w io.Writer) int {
 					// An IP Rewrite CA's PA is of the CA's family: the
 					// gateway host tunnels to it only from a PA of that
 					// family, which gwhost lacks.
-					fmt.Fprintf(w, "%-8s -> %-16v via %-18s skipped: IP Rewrite PA of another family than %s's PA %v\n", v.Name, a.Addr(), fmt.Sprintf("%s (%s)", g.Name, g.Mode), t.Edge.Host, gwPA.PA.Addr())
+					checks = append(checks, check{from: v.Name, to: a.Addr(), via: fmt.Sprintf("%s (%s)", g.Name, g.Mode),
+						skip: fmt.Sprintf("IP Rewrite PA of another family than %s's PA %v", t.Edge.Host, gwPA.PA.Addr())})
 					continue
 				}
-				checks = append(checks, check{v.Name, a.Addr(), ExternalName, fmt.Sprintf("%s (%s)", g.Name, g.Mode)})
+				checks = append(checks, check{from: v.Name, to: a.Addr(), want: ExternalName, via: fmt.Sprintf("%s (%s)", g.Name, g.Mode)})
 			}
 			if g.Mode == policyapi.GatewayForward {
-				checks = append(checks, check{ExternalName, v.V4, v.Name, g.Name}, check{ExternalName, v.V6, v.Name, g.Name})
+				checks = append(checks, check{from: ExternalName, to: v.V4, want: v.Name, via: g.Name}, check{from: ExternalName, to: v.V6, want: v.Name, via: g.Name})
 			}
 			break
 		}
 	}
 	failed := 0
 	for _, c := range checks {
+		if c.skip != "" {
+			fmt.Fprintf(w, "%-8s -> %-16v via %-18s skipped: %s\n", c.from, c.to, c.via, c.skip)
+			continue
+		}
 		rep, ok, err := l.ProbeUDP(ctx, c.from, c.to, netip.Addr{}, 10, 500*time.Millisecond)
 		verdict := "ok"
 		if err != nil || !ok || rep.Responder != c.want {

@@ -238,11 +238,23 @@ func startHostEnv(t *testing.T, ns, underlay string, env ...string) (*provider.C
 func probeBothWays(t *testing.T, a, b string, cas ...[2]netip.Addr) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// The responders are gone when this returns, so that the next call's
+	// can bind their port (and are not mistaken for them while they close).
+	served := make(chan error, 2)
+	defer func() {
+		cancel()
+		for range 2 {
+			if err := <-served; err != nil {
+				t.Errorf("probe responder: %v", err)
+			}
+		}
+	}()
 	for _, ns := range []string{a, b} {
-		go inNetns(ns, func() error {
-			return probe.Serve(ctx, ns, probe.Port, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		})
+		go func() {
+			served <- inNetns(ns, func() error {
+				return probe.Serve(ctx, ns, probe.Port, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			})
+		}()
 		// The responder is up once it answers on the namespace's loopback.
 		for deadline := time.Now().Add(10 * time.Second); ; {
 			var replies []probe.Reply

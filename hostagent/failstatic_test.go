@@ -136,6 +136,19 @@ func (p *prober) echoed(from, to uint64) (n int) {
 	return n
 }
 
+// missing lists up to n sequence numbers from..to without an echo.
+func (p *prober) missing(from, to uint64, n int) []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []uint64
+	for s := from; s <= to && len(out) < n; s++ {
+		if _, ok := p.seen[s]; !ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func (p *prober) lastSent() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -216,7 +229,13 @@ func TestKill9OfBothHostsLosesNothing(t *testing.T) {
 	if err := <-x.sender; err != nil {
 		t.Fatalf("TCP sender: %v", err)
 	}
-	waitFor("the last echoes", 5*time.Second, func() bool { return p.echoed(first, last) == int(last-first+1) })
+	deadline := time.Now().Add(5 * time.Second)
+	for p.echoed(first, last) != int(last-first+1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("probes %d..%d (killed after %d, restarted after %d): not echoed: %v", first, last, killed, restarted, p.missing(first, last, 20))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	select {
 	case err := <-x.done:
 		if err != nil {

@@ -49,7 +49,7 @@ func (r *TraceRequest) Validate() error {
 			return fmt.Errorf("Outer has Src %s and Dst %s: both must be provider addresses of one family", r.Outer.Src, r.Outer.Dst)
 		}
 		if len(r.Outer.Payload) < vswitch.EncapHeaderLen+packet.EthernetHeaderLen || len(r.Outer.Payload) > 9216 {
-			return fmt.Errorf("Outer Payload has %d bytes: give the NVGRE or VXLAN header and the inner frame, %d..9216 bytes", len(r.Outer.Payload), vswitch.EncapHeaderLen+packet.EthernetHeaderLen)
+			return fmt.Errorf("Outer Payload has %d bytes: give the NVGRE or VXLAN header and the inner frame (or, Rewritten, the frame), %d..9216 bytes", len(r.Outer.Payload), vswitch.EncapHeaderLen+packet.EthernetHeaderLen)
 		}
 		return nil
 	}
@@ -209,6 +209,10 @@ func TracePort(sw *vswitch.Switch, r TraceRequest, mark []byte) (TraceResponse, 
 
 // TraceOuter is TracePort for a packet from the underlay.
 func TraceOuter(sw *vswitch.Switch, o *vswitch.Outer) TraceResponse {
+	if o.Rewritten {
+		res := sw.TraceFromRewritten(o.Payload)
+		return TraceResponse{Packet: &res}
+	}
 	res := sw.TraceFromUnderlay(o.Src, o.Dst, o.Encap, o.Payload)
 	return TraceResponse{Packet: &res}
 }

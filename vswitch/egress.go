@@ -500,6 +500,9 @@ func (s *Switch) rewrite(r *Result, p *PortConfig, t *policy.Table, d *decision,
 	d.vc.Encapsulated.Add(1) // what leaves for the underlay, rewritten or encapsulated
 	r.set(Rewritten, 0, rec.ProviderAddress, dstPA, 0, 0, frame)
 	r.clearExtras()
+	if s.tr != nil {
+		s.tr.rewritten(rec, dstPA, d.dstVSID)
+	}
 	return true
 }
 

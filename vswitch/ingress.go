@@ -215,12 +215,18 @@ func (s *Switch) FromRewritten(frame []byte, partial bool) Result {
 	default:
 		return s.drop(ReasonUnsupportedEtherType)
 	}
+	if s.tr != nil {
+		s.tr.rewriteArrival(srcPA, dstPA)
+	}
 	dst, ok := t.LookupPA(dstPA)
 	if !ok || !t.IsLocalPA(dstPA) {
 		return s.drop(ReasonNotForLocalPA)
 	}
 	pt := s.ports.Load()
 	src, ok := t.LookupPA(srcPA)
+	if s.tr != nil {
+		s.tr.rewritePeers(dst, src, ok)
+	}
 	if !ok || !rewritePeers(t, src, dst) {
 		s.mismatch(dst.VirtualSubnetID, netip.Addr{}, srcPA)
 		s.Counters.ForUnderlay(pt, dst.VirtualSubnetID).Drops.Add(1)
@@ -243,6 +249,9 @@ func (s *Switch) FromRewritten(frame []byte, partial bool) Result {
 	}
 	eth.SetDst(dst.MACAddress)
 	eth.SetSrc(srcMAC)
+	if s.tr != nil {
+		s.tr.rewrittenBack(p, src, dst)
+	}
 	s.Counters.VSID(dst.VirtualSubnetID).Decapsulated.Add(1)
 	s.countTx(p.Index, length)
 	return Result{Action: ToPort, Port: p.Index, Src: srcPA, Dst: dstPA, Data: frame[:length], Validated: true}

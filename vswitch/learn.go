@@ -108,6 +108,15 @@ func (lt *learnTable) add(l Learned, mac packet.MAC, now int64, limit int) (*lea
 	return e, true
 }
 
+// copyFrom makes lt what src holds now, for a trace's shadow switch: the
+// entries are shared (a trace changes none of them) and the counts copied.
+func (lt *learnTable) copyFrom(src *learnTable) {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	lt.entries.Store(src.entries.Load())
+	lt.perPort = maps.Clone(src.perPort)
+}
+
 func (lt *learnTable) release(e *learnEntry) {
 	pk := portKey{e.Port, e.Record.MACAddress}
 	if lt.perPort[pk]--; lt.perPort[pk] <= 0 {
@@ -152,6 +161,10 @@ func (s *Switch) learn(p *PortConfig, frame []byte) (*Learned, Reason) {
 	current := has && rec.MACAddress == p.MAC && rec.ProviderAddress == l2rec.ProviderAddress
 	now := s.now.Load()
 	if e := s.learned.get(learnKey{p.VSID, ca}); e != nil && e.Port == p.Index && e.Record.MACAddress == p.MAC {
+		if s.tr != nil {
+			s.tr.learnt(p, ca, false)
+			return nil, ReasonNone // a trace keeps no CA alive
+		}
 		if e.seen.Load() != now {
 			e.seen.Store(now)
 		}
@@ -171,6 +184,9 @@ func (s *Switch) learn(p *PortConfig, frame []byte) (*Learned, Reason) {
 		return nil, ReasonLearnLimit
 	case current:
 		return nil, ReasonNone // in policy already (a checkpoint): aged from now on
+	}
+	if s.tr != nil {
+		s.tr.learnt(p, ca, true)
 	}
 	return &e.Learned, ReasonNone
 }

@@ -37,8 +37,10 @@ type Outer struct {
 	Encap    policy.Encapsulation
 	VSID     policy.VSID
 	FlowID   uint8
-	// Payload starts at the NVGRE or VXLAN header.
-	Payload []byte
+	// Payload starts at the NVGRE or VXLAN header; for an IP Rewrite
+	// packet (Rewritten) it is the Ethernet frame, addresses the PAs.
+	Payload   []byte
+	Rewritten bool `json:",omitempty"`
 }
 
 // TraceResult is what the switch would do with a frame.
@@ -156,6 +158,7 @@ func (s *Switch) shadow(tr *tracer) *Switch {
 	sh.gen.Store(s.gen.Load())
 	sh.rkeys.Store(s.rkeys.Load())
 	sh.unauthRedirects.Store(s.unauthRedirects.Load())
+	sh.learned.copyFrom(&s.learned)
 	tr.live = s.Counters
 	tr.t = s.policy.Load()
 	tr.mtuVal = s.cfg.UnderlayMTU
@@ -259,6 +262,18 @@ func (s *Switch) TraceFromUnderlay(src, dst netip.Addr, e policy.Encapsulation, 
 	return tr.result(&r)
 }
 
+// TraceFromRewritten is what the switch would do with an IP Rewrite packet
+// (FromRewritten) that arrived from the underlay: frame is the Ethernet
+// frame, its addresses the PAs. frame is not modified.
+func (s *Switch) TraceFromRewritten(frame []byte) TraceResult {
+	tr := &tracer{port: -1}
+	sh := s.shadow(tr)
+	pkt := append([]byte(nil), frame...)
+	tr.describeFrame(pkt)
+	r := sh.FromRewritten(pkt, false)
+	return tr.result(&r)
+}
+
 // tracer collects the steps of one traced frame and what a drop's fix
 // needs to know.
 type tracer struct {
@@ -318,6 +333,8 @@ func (tr *tracer) result(r *Result) TraceResult {
 		out.Outer = &Outer{Src: r.Src, Dst: r.Dst, Encap: r.Encap, VSID: tr.dstVSID, FlowID: r.FlowID, Payload: r.Data}
 	case Forward:
 		out.Outer = &Outer{Src: r.Src, Dst: r.Dst, Encap: tr.forwardEncap(), VSID: r.Redirect.VSID, Payload: r.Data}
+	case Rewritten:
+		out.Outer = &Outer{Src: r.Src, Dst: r.Dst, VSID: tr.dstVSID, Payload: r.Data, Rewritten: true}
 	}
 	if r.Action == ToPort && r.Validated {
 		out.Ingress = tr.ingress
@@ -445,6 +462,48 @@ func (tr *tracer) validated(how string, vsid policy.VSID, srcCA netip.Addr, rec 
 		obj = recordName(rec)
 	}
 	tr.add("validate", obj, "inner source %s in VSID %d from PA %s: %s", srcCA, vsid, tr.srcPA, how)
+}
+
+// learnt notes a CA learned from the VM of port p: anew, or known.
+func (tr *tracer) learnt(p *PortConfig, ca netip.Addr, anew bool) {
+	obj := "L2Only record of MAC " + p.MAC.String()
+	if anew {
+		tr.add("learn", obj, "%s is new from the VM with an L2Only record: the host adds a Dynamic lookup record for it in VSID %d and raises the customer-address-added notification", ca, p.VSID)
+		return
+	}
+	tr.add("learn", obj, "%s was learned from this VM before", ca)
+}
+
+// rewritten notes the IP Rewrite of a packet from the Nat VM of src.
+func (tr *tracer) rewritten(src *policy.LookupRecord, dstPA netip.Addr, vsid policy.VSID) {
+	tr.dstVSID, tr.srcPA, tr.dstPA = vsid, src.ProviderAddress, dstPA
+	tr.add("rewrite", recordName(src), "IP Rewrite (both records have Rule Nat): source CA %s -> PA %s, destination CA %s -> PA %s, checksums fixed, nothing added",
+		tr.src, src.ProviderAddress, tr.dst, dstPA)
+	tr.add("outer", "provider address "+src.ProviderAddress.String(), "on the wire as plain IP from PA %s to PA %s", src.ProviderAddress, dstPA)
+}
+
+// rewriteArrival notes an IP Rewrite packet from srcPA to dstPA.
+func (tr *tracer) rewriteArrival(srcPA, dstPA netip.Addr) {
+	tr.srcPA, tr.dstPA = srcPA, dstPA
+	tr.add("rewrite-arrival", "provider address "+dstPA.String(), "plain IP from PA %s to PA %s, a PA of a Nat record: an IP Rewrite packet", srcPA, dstPA)
+}
+
+// rewritePeers notes the Nat records of an IP Rewrite packet's PAs: dst's,
+// and src's if found.
+func (tr *tracer) rewritePeers(dst, src *policy.LookupRecord, found bool) {
+	tr.vsid, tr.dst, tr.dstMAC = dst.VirtualSubnetID, dst.CustomerAddress, dst.MACAddress
+	tr.add("lookup", recordName(dst), "destination PA %s is the Nat record of %s in VSID %d (MAC %s%s)", tr.dstPA, dst.CustomerAddress, dst.VirtualSubnetID, dst.MACAddress, vmName(dst))
+	if found {
+		tr.src, tr.srcMAC = src.CustomerAddress, src.MACAddress
+		tr.add("validate", recordName(src), "source PA %s is the Nat record of %s in VSID %d", tr.srcPA, src.CustomerAddress, src.VirtualSubnetID)
+	}
+}
+
+// rewrittenBack notes the delivery of an IP Rewrite packet, its PAs mapped
+// back to the CAs of src and dst.
+func (tr *tracer) rewrittenBack(p *PortConfig, src, dst *policy.LookupRecord) {
+	tr.add("rewrite", "", "PAs %s -> %s mapped back to CAs %s -> %s", tr.srcPA, tr.dstPA, src.CustomerAddress, dst.CustomerAddress)
+	tr.add("deliver", "port "+p.Name, "delivered to port %s (index %d), MAC %s owns %s", p.Name, p.Index, p.MAC, dst.CustomerAddress)
 }
 
 func (tr *tracer) delivered(p *PortConfig, e IngressDecision) {

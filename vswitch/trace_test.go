@@ -19,6 +19,8 @@ type traceInput struct {
 	src, dst netip.Addr
 	encap    policy.Encapsulation
 	payload  []byte
+	// rewritten: frame is an IP Rewrite packet from the underlay.
+	rewritten bool
 }
 
 func fromPort(port int, buf []byte, n int) traceInput {
@@ -30,6 +32,9 @@ func fromUnderlay(src netip.Addr, payload []byte) traceInput {
 }
 
 func (in traceInput) trace(sw *Switch) TraceResult {
+	if in.rewritten {
+		return sw.TraceFromRewritten(in.frame)
+	}
 	if in.port >= 0 {
 		return sw.TraceFromPort(in.port, in.frame)
 	}
@@ -38,6 +43,9 @@ func (in traceInput) trace(sw *Switch) TraceResult {
 
 // run switches the input for real.
 func (in traceInput) run(sw *Switch) Result {
+	if in.rewritten {
+		return sw.FromRewritten(append([]byte(nil), in.frame...), false)
+	}
 	if in.port >= 0 {
 		buf := make([]byte, Headroom+len(in.frame))
 		copy(buf[Headroom:], in.frame)
@@ -97,7 +105,7 @@ func redirectFrom(msg []byte) traceInput { return fromUnderlay(pa2, msg) }
 // notTraced are the reasons no dry run of a frame can give: they are the
 // host's hold queue's (a frame parked too long, or beyond the queue's
 // bounds), the kernel's alone, or need a record policy.Store never makes
-// usable (a Rule other than Encap is stored Unusable, so no-lookup-record).
+// usable (a Rule other than Encap or Nat is refused).
 var notTraced = map[Reason]string{
 	ReasonMissTimeout:     "the host's hold queue",
 	ReasonHoldOverflow:    "the host's hold queue",
@@ -105,11 +113,6 @@ var notTraced = map[Reason]string{
 	ReasonSlowPathDown:    "the kernel fast path",
 	ReasonRuleUnsupported: "unreachable through policy.Store",
 	ReasonWrongVLAN:       "the kernel fast path",
-	// Not traced yet (issue 12 stays open for them): IP Rewrite arrivals
-	// and L2Only learning have no trace entry point or step.
-	ReasonRewriteMismatch: "IP Rewrite arrivals are not traced yet",
-	ReasonStaticCA:        "L2Only learning is not traced yet",
-	ReasonLearnLimit:      "L2Only learning is not traced yet",
 }
 
 func dropCases() map[Reason]dropCase {
@@ -222,6 +225,26 @@ func dropCases() map[Reason]dropCase {
 		ReasonRedirectNotUnicast:  {keyed(redirectFrom(signed(netip.MustParseAddr("224.0.0.1"), 10, &keyPA2))), "redirect from PA"},
 		ReasonRedirectOwnPA:       {keyed(redirectFrom(signed(pa1, 10, &keyPA2))), "redirect from PA"},
 		ReasonRedirectFamily:      {keyed(redirectFrom(signed(netip.MustParseAddr("fd00:198:18::3"), 10, &keyPA2))), "redirect from PA"},
+		ReasonRewriteMismatch: {func(t *testing.T) (*Switch, traceInput) {
+			_, b, _ := greenHosts(t)
+			buf, n := udpFrame(macGreen2, macGreen1, "10.0.0.10", "10.0.0.11", 40, true)
+			f := append([]byte(nil), buf[Headroom:Headroom+n]...)
+			packet.IPv4(f[packet.EthernetHeaderLen:]).SetAddrs(netip.MustParseAddr("198.18.0.99"), green2PA4, false)
+			return b, traceInput{port: -1, frame: f, rewritten: true}
+		}, "lookup record at PA 198.18.0.99"},
+		ReasonStaticCA: {func(t *testing.T) (*Switch, traceInput) {
+			sw, _ := learnHost(t, Limits{})
+			buf, n := udpFrame(macL2c, macL2a, "10.7.0.50", "10.7.0.4", 10, true)
+			return sw, fromPort(2, buf, n)
+		}, "lookup record 10.7.0.50 in VSID 7001"},
+		ReasonLearnLimit: {func(t *testing.T) (*Switch, traceInput) {
+			sw, _ := learnHost(t, Limits{LearnedPerPort: 1})
+			if r := send(sw, 2, macL2a, "10.7.0.20", false); r.Learn == nil {
+				t.Fatal("10.7.0.20 not learned")
+			}
+			buf, n := udpFrame(macL2c, macL2a, "10.7.0.21", "10.7.0.4", 10, true)
+			return sw, fromPort(2, buf, n)
+		}, "port l2a"},
 		ReasonNoExternalRouter: {withStore(func(st *policy.Store) { st.SetGlobal(policy.Global{UseExternalRouter: true}) },
 			udpTo("10.0.0.10", "10.0.1.10", GatewayMAC)), "customer routes of VSID 5001"},
 	}
@@ -518,4 +541,44 @@ func FuzzTrace(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTraceIPRewrite traces green1 -> green2 (both Rule Nat) on host A, and
+// the plain IP packet it gives on host B, which maps it back and delivers.
+func TestTraceIPRewrite(t *testing.T) {
+	a, b, _ := greenHosts(t)
+	buf, n := udpFrame(macGreen2, macGreen1, "10.0.0.10", "10.0.0.11", 40, true)
+	src := a.TraceFromPort(0, buf[Headroom:Headroom+n])
+	wantSteps(t, "host A", &src, "port=port green1", "lookup", "rewrite", "outer=provider address "+green1PA4.String())
+	o := src.Outer
+	if src.Verdict != Rewritten.String() || o == nil || !o.Rewritten || o.Src != green1PA4 || o.Dst != green2PA4 {
+		t.Fatalf("host A: verdict %s, outer %+v: want rewritten from %s to %s\n%s", src.Verdict, o, green1PA4, green2PA4, stepsText(src.Steps))
+	}
+	dst := b.TraceFromRewritten(o.Payload)
+	wantSteps(t, "host B", &dst, "rewrite-arrival=provider address "+green2PA4.String(), "lookup", "validate", "rewrite", "deliver=port green2")
+	if dst.Verdict != ToPort.String() || dst.Port != 0 {
+		t.Errorf("host B: verdict %s port %d, want to-port 0\n%s", dst.Verdict, dst.Port, stepsText(dst.Steps))
+	}
+	if r := b.FromRewritten(append([]byte(nil), o.Payload...), false); r.Action != ToPort || r.Port != 0 {
+		t.Errorf("host B switched the traced packet: %v %v, want delivery to port 0", r.Action, r.Reason)
+	}
+}
+
+// TestTraceLearning: a new source CA of an L2Only VM is traced as learned,
+// and the trace neither learns it nor refreshes a learned one.
+func TestTraceLearning(t *testing.T) {
+	sw, _ := learnHost(t, Limits{LearnedPerPort: 2})
+	buf, n := udpFrame(macL2c, macL2a, "10.7.0.20", "10.7.0.4", 10, true)
+	res := sw.TraceFromPort(2, buf[Headroom:Headroom+n])
+	wantSteps(t, "new CA", &res, "port=port l2a", "learn=L2Only record")
+	if sw.LearnedCount() != 0 {
+		t.Errorf("the trace learned %d CAs", sw.LearnedCount())
+	}
+	if r := send(sw, 2, macL2a, "10.7.0.20", false); r.Learn == nil {
+		t.Fatal("10.7.0.20 not learned")
+	}
+	res = sw.TraceFromPort(2, buf[Headroom:Headroom+n])
+	if !strings.Contains(stepsText(res.Steps), "was learned from this VM before") {
+		t.Errorf("a learned CA:\n%s", stepsText(res.Steps))
+	}
 }

@@ -87,6 +87,19 @@ func (tr *tracer) fix(r Reason) (object, fix string) {
 		return rec(dst, vsid), fmt.Sprintf("the last lookup of %s in VSID %d failed moments ago: add the lookup record on the policy server", dst, vsid)
 	case ReasonStormControl:
 		return portName, "the port floods faster than storm control allows (Limits.FloodRate)"
+	case ReasonRewriteMismatch:
+		return "lookup record at PA " + tr.srcPA.String(), fmt.Sprintf("no Nat lookup record here gives PA %s to a VM that may send to %s in VSID %d (the same subnet, or one its routing domain routes to): add or correct the sender's record on this host",
+			tr.srcPA, dst, vsid)
+	case ReasonStaticCA:
+		owner := ""
+		if t != nil {
+			if rec, ok := t.LookupCA(tr.vsid, tr.src); ok {
+				owner = fmt.Sprintf(" (MAC %s%s)", rec.MACAddress, vmName(rec))
+			}
+		}
+		return rec(tr.src, tr.vsid), fmt.Sprintf("%s is another VM's by a Static lookup record%s, which learning never overrides: configure another address on the VM of %s, or remove the Static record", tr.src, owner, portName)
+	case ReasonLearnLimit:
+		return portName, fmt.Sprintf("the VM has learned as many CAs as a port may (LearnedPerPort): it learns %s once one of its CAs ages out, or remove CAs it no longer uses", tr.src)
 	case ReasonNoExternalRouter:
 		return fmt.Sprintf("customer routes of VSID %d", tr.vsid), fmt.Sprintf("UseExternalRouter is on and no customer route for %s names a next hop in VSID %d other than the sender: add one", dst, tr.vsid)
 	}

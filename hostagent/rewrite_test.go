@@ -9,6 +9,7 @@ import (
 
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
+	"github.com/wnv/wnv/provider"
 )
 
 func (f *fakeHost) pas() []netip.Addr {
@@ -122,4 +123,33 @@ func TestAMigratedVMsPAFoundDuplicateIsAddedAgain(t *testing.T) {
 	if !h.m.paRecheck.IsZero() {
 		t.Fatalf("a recheck is still due at %v", h.m.paRecheck)
 	}
+}
+
+// TestTheAgentConfiguresItsNatVMsPAs runs the whole agent (driver and
+// model) against the fakes: a Nat VM placed on the host gets its PAs on
+// the host's wnvd, IPv4 and IPv6 with their pools' lengths, next to the
+// host's own PA, and its Nat records are installed.
+func TestTheAgentConfiguresItsNatVMsPAs(t *testing.T) {
+	a := vm("a", rd1, "h1", 10)
+	a.RewriteAddresses = []netip.Prefix{netip.MustParsePrefix("198.18.64.10/24"), netip.MustParsePrefix("fd01:64::a/64")}
+	r := rec(rd1, 10, "198.18.64.10")
+	r.Rule = policy.TranslationMethodNat
+	p := pol(rd1, 10, r)
+	p.Subnets[0].Rule, p.Subnets[0].ProviderPrefixes = policyapi.RuleNat, []netip.Prefix{netip.MustParsePrefix("198.18.64.0/24"), netip.MustParsePrefix("fd01:64::/64")}
+	s := &fakeServer{vms: []policyapi.VM{a}, policies: map[policy.GUID]policyapi.Policy{rd1: p}, events: make(chan policyapi.Event)}
+	w := &fakeWnvd{store: policy.NewStore(), ports: map[string]provider.Port{}}
+	runAgent(t, s, w)
+	waitFor(t, "VM a's PAs on the host", func() bool {
+		return len(w.store.ProviderAddresses(policy.ProviderAddressFilter{})) == 3
+	})
+	for _, p := range append([]netip.Prefix{netip.MustParsePrefix("198.18.0.1/15")}, a.RewriteAddresses...) {
+		got := w.store.ProviderAddresses(policy.ProviderAddressFilter{ProviderAddress: []netip.Addr{p.Addr()}})
+		if len(got) != 1 || int(got[0].PrefixLength) != p.Bits() {
+			t.Errorf("PA %v on the host: %+v", p, got)
+		}
+	}
+	waitFor(t, "VM a's Nat record", func() bool {
+		recs := w.store.LookupRecords(policy.LookupRecordFilter{})
+		return len(recs) == 1 && recs[0].Rule == policy.TranslationMethodNat
+	})
 }

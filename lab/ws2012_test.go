@@ -17,7 +17,9 @@ import (
 // host's provider API over TCP and mutual TLS, as the cmdlets' -CimSession
 // does. Records without their routes are accepted and shown Unusable with
 // a reason; once everything is there the VMs reach each other and the
-// tenants stay isolated.
+// tenants stay isolated. Green's records are TranslationMethodNat, and each
+// host gets the PAs of its Green VMs as provider addresses, as the
+// scripts' IP Rewrite variant gives each VM's CA a PA of its own.
 func TestWS2012ScriptOrderThroughRemoteProviderAPIs(t *testing.T) {
 	needRoot(t)
 	topo := staticDefault()
@@ -46,7 +48,7 @@ func TestWS2012ScriptOrderThroughRemoteProviderAPIs(t *testing.T) {
 		for _, r := range topo.lookupRecords() {
 			run(h.Name, "lookup-record", "new", "--CustomerAddress", r.CustomerAddress.String(), "--VirtualSubnetID", fmt.Sprint(r.VirtualSubnetID),
 				"--MACAddress", r.MACAddress.String(), "--ProviderAddress", r.ProviderAddress.String(), "--CustomerID", r.CustomerID.String(),
-				"--Rule", "TranslationMethodEncap", "--VMName", r.VMName)
+				"--Rule", "TranslationMethod"+r.Rule.String(), "--VMName", r.VMName)
 		}
 	}
 	for _, h := range topo.Hosts {
@@ -69,6 +71,12 @@ func TestWS2012ScriptOrderThroughRemoteProviderAPIs(t *testing.T) {
 		}
 		pa := h.PA
 		run(h.Name, "provider-address", "new", "--ProviderAddress", pa.Addr().String(), "--PrefixLength", fmt.Sprint(pa.Bits()), "--Interface", "ul0")
+	}
+	rw := topo.staticRewritePAs()
+	for _, v := range topo.VMs {
+		for _, pa := range rw[v.Name] {
+			run(v.Host, "provider-address", "new", "--ProviderAddress", pa.Addr().String(), "--PrefixLength", fmt.Sprint(pa.Bits()), "--Interface", "ul0")
+		}
 	}
 	for _, v := range topo.VMs {
 		args := []string{"port", "attach", "--Name", v.Name, "--MACAddress", v.MAC.String(), "--VirtualSubnetID", fmt.Sprint(v.VSID)}

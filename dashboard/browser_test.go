@@ -87,8 +87,10 @@ func TestDashboardInABrowser(t *testing.T) {
 	must[policyapi.RoutingDomain](t)(admin.CreateRoutingDomain(ctx, policyapi.RoutingDomain{RoutingDomainID: rd, CustomerID: cid, Name: "blue-net"}))
 	must[policyapi.Subnet](t)(admin.CreateSubnet(ctx, policyapi.Subnet{VirtualSubnetID: 5001, RoutingDomainID: rd,
 		Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}))
+	// No agent heartbeats here: the hosts live for the longest TTL, however
+	// slowly a loaded machine runs the browser.
 	for i, h := range []string{"host1", "host2"} {
-		must[policyapi.Host](t)(admin.RegisterHost(ctx, policyapi.Host{Name: h, ProviderAddresses: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, byte(1 + i)})}}))
+		must[policyapi.Host](t)(admin.RegisterHost(ctx, policyapi.Host{Name: h, ProviderAddresses: []netip.Addr{netip.AddrFrom4([4]byte{198, 18, 0, byte(1 + i)})}, TTLSeconds: 3600}))
 	}
 	for i, h := range []string{"host1", "host2"} {
 		must[policyapi.VM](t)(admin.CreateVM(ctx, policyapi.VM{Name: "blue" + string(rune('1'+i)), MACAddress: packet.MAC{0, 0x15, 0x5d, 0, 0, byte(1 + i)},

@@ -168,21 +168,25 @@ func TestEdgeGateways(t *testing.T) {
 		}
 		done := make(chan struct{})
 		var sent, lost int
-		var responders []string
+		var responders, runs []string
 		go func() {
 			defer close(done)
 			r := stream(t, l, "blue1", ext4, 4*time.Second)
-			sent, lost, responders = len(r.Echoes), r.Lost(), r.Responders()
+			sent, lost, responders, runs = len(r.Echoes), r.Lost(), r.Responders(), r.LostRuns()
 		}()
+		start := time.Now()
 		time.Sleep(500 * time.Millisecond) // into the stream
 		if err := l.KillHost("gwhost", syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		killed := time.Since(start)
 		if err := l.StartHost(ctx, "gwhost"); err != nil {
 			t.Fatal(err)
 		}
+		restarted := time.Since(start)
 		<-done
-		t.Logf("blue1 -> external across kill -9 and restart of gwhost's wnvd: %d sent, %d lost", sent, lost)
+		t.Logf("blue1 -> external across kill -9 (dead at %v) and restart (up at %v) of gwhost's wnvd: %d sent, %d lost %v",
+			killed.Round(time.Millisecond), restarted.Round(time.Millisecond), sent, lost, runs)
 		// The answers leave the gateway's port in the kernel, which is what
 		// carries them while wnvd is away.
 		after, err := gw.Counters(ctx)

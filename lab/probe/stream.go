@@ -65,6 +65,7 @@ func Stream(ctx context.Context, to netip.AddrPort, opts StreamOptions) (StreamR
 	if err != nil {
 		return StreamResult{}, fmt.Errorf("probe stream to %v: %w", to, err)
 	}
+	deepen(c)
 	n := int(opts.Duration/opts.Interval) + 1
 	// The sender writes sent, the receiver at and who; the receiver is done
 	// before they are read together.
@@ -135,6 +136,25 @@ func (r StreamResult) Lost() int {
 		}
 	}
 	return n
+}
+
+// LostRuns lists the runs of consecutive unanswered probes as
+// "FIRST-LAST@SENT" (sequence numbers, and the first one's sending time
+// after the stream began), for a report of where a stream lost.
+func (r StreamResult) LostRuns() []string {
+	var runs []string
+	for i := 0; i < len(r.Echoes); i++ {
+		if r.Echoes[i].Answered() {
+			continue
+		}
+		j := i
+		for j+1 < len(r.Echoes) && !r.Echoes[j+1].Answered() {
+			j++
+		}
+		runs = append(runs, fmt.Sprintf("%d-%d@%v", i, j, r.Echoes[i].Sent.Sub(r.Echoes[0].Sent).Round(time.Millisecond)))
+		i = j
+	}
+	return runs
 }
 
 // Gap is the longest time without an answer: from the arrival of one answer

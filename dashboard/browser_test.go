@@ -2,9 +2,12 @@ package dashboard_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	stdlog "log"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
@@ -21,10 +24,12 @@ import (
 	"github.com/wnv/wnv/policyapi"
 	"github.com/wnv/wnv/policyclient"
 	"github.com/wnv/wnv/policyserver"
+	"github.com/wnv/wnv/provider"
+	"github.com/wnv/wnv/provider/providertest"
 )
 
 // server is a secure policy server on an embedded etcd, and an admin client.
-func server(t *testing.T, ctx context.Context) (url string, admin *policyclient.Client) {
+func server(t *testing.T, ctx context.Context) (url string, admin *policyclient.Client, p *pki.ServerPKI) {
 	t.Helper()
 	dir := t.TempDir()
 	ecfg := policyserver.EmbedConfig{DataDir: filepath.Join(dir, "etcd"), UnsafeNoFsync: true}
@@ -38,7 +43,7 @@ func server(t *testing.T, ctx context.Context) (url string, admin *policyclient.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	p, err := pki.EnsureServerPKI(filepath.Join(dir, "pki"), nil, nil, time.Now())
+	p, err = pki.EnsureServerPKI(filepath.Join(dir, "pki"), nil, nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +65,7 @@ func server(t *testing.T, ctx context.Context) (url string, admin *policyclient.
 	}
 	admin = policyclient.New(srv.URL, cfg)
 	t.Cleanup(admin.CloseIdleConnections)
-	return srv.URL, admin
+	return srv.URL, admin, p
 }
 
 func must[T any](t *testing.T) func(T, error) T {
@@ -74,12 +79,13 @@ func must[T any](t *testing.T) func(T, error) T {
 }
 
 // TestDashboardInABrowser logs in to the dashboard in headless Chromium
-// with an observer token and watches it show the VMs on their hosts and a
-// migration as it happens.
+// with an observer token and watches it show the VMs on their hosts, the
+// hosts' health as their reports arrive, a trace run from its form, and a
+// migration and a drop as they happen.
 func TestDashboardInABrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	url, admin := server(t, ctx)
+	url, admin, p := server(t, ctx)
 
 	cid := policy.MustParseGUID("{b1000000-0000-0000-0000-0000000000d1}")
 	rd := policy.MustParseGUID("{11111111-2222-3333-4444-0000000000d1}")
@@ -114,6 +120,46 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Errorf("whoami shows %q", who)
 	}
 
+	// Each host reports its health, with its provider API where the
+	// server traces.
+	hosts := map[string]*policyclient.Client{}
+	eps := map[string]string{}
+	for i, h := range []string{"host1", "host2"} {
+		pa := netip.AddrFrom4([4]byte{198, 18, 0, byte(1 + i)})
+		hosts[h] = hostClient(t, ctx, admin, url, h, pa)
+		vm := policyapi.VM{Name: "blue" + string(rune('1'+i)), MACAddress: packet.MAC{0, 0x15, 0x5d, 0, 0, byte(1 + i)},
+			CustomerAddresses: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + i)})}}
+		ep := traceHost(t, p.CA, h, pa, vm)
+		eps[h] = ep
+		report(t, ctx, hosts[h], policyapi.HostStatus{Host: h, Time: time.Now(), Started: time.Now(), Version: "test", FastPath: i == 0, InSync: true, Revision: 3,
+			ProviderAddresses: []policyapi.PAStatus{{Address: pa, State: "Preferred"}}, APIEndpoint: ep,
+			Ports: []policyapi.PortTraffic{{Port: vm.Name, Traffic: policyapi.Traffic{RxFrames: 10, TxFrames: 10}}}})
+	}
+	b.WaitFor("host health",
+		`#hosts tr[data-host="host1"][data-reporting="yes"][data-fastpath="on"][data-insync="yes"] .pa[data-pa="198.18.0.1"][data-state="Preferred"]`,
+		`#hosts tr[data-host="host2"][data-reporting="yes"][data-fastpath="off"] .pa[data-state="Preferred"]`,
+		`#traffic tr[data-vm="blue1"][data-host="host1"] .spark`)
+	report(t, ctx, hosts["host1"], policyapi.HostStatus{Host: "host1", Time: time.Now(), FastPath: true, InSync: true, Revision: 3, APIEndpoint: eps["host1"],
+		ProviderAddresses: []policyapi.PAStatus{{Address: netip.MustParseAddr("198.18.0.1"), State: "Preferred"}},
+		Ports:             []policyapi.PortTraffic{{Port: "blue1", Traffic: policyapi.Traffic{RxFrames: 1000, TxFrames: 1000}}}})
+	b.WaitFor("blue1's traffic rate", `#traffic tr[data-vm="blue1"] .rate:not([data-rate="0.0"])`)
+
+	// A dry trace from the form names each host's steps.
+	b.Do("trace blue1 to blue2", chromedp.SetValue("#trace-from", "blue1"), chromedp.SetValue("#trace-to", "10.0.0.11"), chromedp.Click("#trace-run"))
+	b.WaitFor("the trace's hops",
+		`#trace-result .hop[data-hop="0"][data-host="host1"] tr[data-step="lookup"]`,
+		`#trace-result .hop[data-hop="0"] tr[data-step="encapsulate"]`,
+		`#trace-result .hop[data-hop="1"][data-host="host2"] tr[data-step="deliver"]`)
+	if v := b.Text(`#trace-result .hop[data-hop="1"] .verdict`); !strings.Contains(v, "to-port") {
+		t.Errorf("arrival verdict reads %q, want delivery to a port", v)
+	}
+	// A live probe needs an admin: the observer is told so.
+	b.Do("live trace as an observer", chromedp.Click("#trace-live"), chromedp.Click("#trace-run"))
+	b.WaitFor("live trace refused", "#trace-error:not(:empty)")
+	if e := b.Text("#trace-error"); !strings.Contains(e, "admin credential") {
+		t.Errorf("a live trace as an observer says %q, want that it needs an admin", e)
+	}
+
 	must[policyapi.VM](t)(admin.MigrateVM(ctx, "blue1", "host2"))
 	b.WaitFor("migration on the dashboard",
 		`#topology tr[data-vm="blue1"][data-host="host2"]`,
@@ -123,6 +169,76 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Errorf("migration event reads %q", e)
 	}
 
+	report(t, ctx, hosts["host2"], policyapi.HostStatus{Host: "host2", Time: time.Now(), InSync: true, Revision: 4,
+		Drops:   []policyapi.DropCounter{{Reason: "spoofed-source", Count: 1}},
+		Sampled: []policyapi.DroppedFrame{{Time: time.Now(), Reason: "spoofed-source", Port: "blue1", Src: "10.0.0.99", Dst: "10.0.0.11", Header: "UDP 40000 > 53"}}})
+	b.WaitFor("the drop as it happens", `#drops li.drop[data-reason="spoofed-source"][data-host="host2"]`,
+		`#hosts tr[data-host="host2"] .drops:not(:empty)`)
+	if e := b.Text(`#drops li.drop`); !strings.Contains(e, "port blue1") || !strings.Contains(e, "10.0.0.99 -> 10.0.0.11") {
+		t.Errorf("the drop reads %q", e)
+	}
+
 	b.Do("log out", chromedp.Click("#logout"))
 	b.WaitFor("login page after logging out", "#login")
+}
+
+// hostClient is a policy server client with a host credential of name.
+func hostClient(t *testing.T, ctx context.Context, admin *policyclient.Client, url, name string, pa netip.Addr) *policyclient.Client {
+	t.Helper()
+	ic := must[policyapi.IssuedCredential](t)(admin.IssueCredential(ctx, policyapi.IssueRequest{Role: "host", Name: name, ProviderAddresses: []netip.Addr{pa}}))
+	cert, err := tls.X509KeyPair([]byte(ic.Certificate), []byte(ic.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(ic.CA))
+	c := policyclient.New(url, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}})
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+func report(t *testing.T, ctx context.Context, c *policyclient.Client, s policyapi.HostStatus) {
+	t.Helper()
+	if err := c.ReportStatus(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// traceHost serves host name's provider API over mutual TLS, as wnvd host
+// --api-listen does, with blue1 and blue2's records and vm's port, and
+// returns its address.
+func traceHost(t *testing.T, ca *pki.CA, name string, pa netip.Addr, vm policyapi.VM) string {
+	t.Helper()
+	h := providertest.NewTracer(name)
+	st := h.Store()
+	ok := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok(st.AddCustomerRoute(policy.CustomerRoute{RoutingDomainID: policy.MustParseGUID("{11111111-2222-3333-4444-0000000000d1}"), VirtualSubnetID: 5001,
+		DestinationPrefix: netip.MustParsePrefix("10.0.0.0/24")}))
+	for i := range 2 {
+		ok(st.AddLookupRecord(policy.LookupRecord{CustomerAddress: netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + i)}), VirtualSubnetID: 5001,
+			MACAddress: packet.MAC{0, 0x15, 0x5d, 0, 0, byte(1 + i)}, ProviderAddress: netip.AddrFrom4([4]byte{198, 18, 0, byte(1 + i)}), Rule: policy.TranslationMethodEncap}))
+	}
+	ok(st.AddProviderAddress(policy.ProviderAddress{ProviderAddress: pa, PrefixLength: 15, AddressState: policy.AddressPreferred}))
+	ok(h.AttachPort(provider.PortSpec{Name: vm.Name, MACAddress: vm.MACAddress, VirtualSubnetID: 5001, CustomerAddresses: vm.CustomerAddresses}))
+	cfg, err := pki.CredentialsServerTLS(providertest.Credentials(t, ca, pki.Request{Role: pki.Host, Name: name, ProviderAddresses: []netip.Addr{pa}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- provider.ServeRemote(ctx, ln, cfg, provider.NewHandler(h)) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return ln.Addr().String()
 }

@@ -66,7 +66,15 @@ type Config struct {
 	Edges      Edges
 	EdgePrefix string
 	EdgeMTU    int
-	Log        *slog.Logger
+	// StatusInterval is how often the agent reports the host's status
+	// (default 5s; status.go), Version the wnvd version it reports and
+	// APIEndpoint the host's remote provider API (empty: none).
+	// SlowPathOnly says wnvd runs with its kernel fast path off.
+	StatusInterval time.Duration
+	SlowPathOnly   bool
+	Version        string
+	APIEndpoint    string
+	Log            *slog.Logger
 }
 
 // Edges builds a host's edge gateways; *edge.Linux implements it.
@@ -96,6 +104,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EdgeMTU <= 0 {
 		c.EdgeMTU = 1400
+	}
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = 5 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -129,13 +140,14 @@ type Agent struct {
 	host   Provider
 	notify string
 	log    *slog.Logger
+	status *statusReporter
 }
 
 // New returns an agent for the host reached through its provider API host
 // and the notification API socket notifySocket, syncing with server.
 func New(cfg Config, server policyapi.HostAPI, host Provider, notifySocket string) *Agent {
 	cfg = cfg.withDefaults()
-	return &Agent{cfg: cfg, server: server, host: host, notify: notifySocket, log: cfg.Log.With("agent", cfg.Host)}
+	return &Agent{cfg: cfg, server: server, host: host, notify: notifySocket, log: cfg.Log.With("agent", cfg.Host), status: newStatusReporter()}
 }
 
 func (a *Agent) newBackoff() backoff.Backoff {
@@ -155,6 +167,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	d := newDriver(a)
 	go a.heartbeat(ctx, pas, d.results)
 	go a.notifications(ctx, d.notes)
+	srv, ok1 := a.server.(StatusServer)
+	host, ok2 := a.host.(StatusHost)
+	if ok1 && ok2 {
+		go a.reportStatus(ctx, srv, host)
+	}
 	d.run(ctx)
 	return nil
 }

@@ -52,6 +52,7 @@ func (d *driver) run(ctx context.Context) {
 	for {
 		r := d.m.Ready(time.Now())
 		d.execute(ctx, r)
+		d.a.status.publish(d.m)
 		timer.Stop()
 		if !r.Wake.IsZero() {
 			timer.Reset(time.Until(r.Wake))

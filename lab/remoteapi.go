@@ -27,6 +27,10 @@ import (
 // remoteAPIPort is the port of every host's remote provider API.
 const remoteAPIPort = 8450
 
+// serverMgmtAddr is the policy server's management address, on the
+// underlay bridge.
+var serverMgmtAddr = netip.MustParsePrefix("192.0.2.254/24")
+
 // MgmtAddr is host's management address: 192.0.2.<n>/24, n its position in
 // the topology from 1.
 func (t Topology) MgmtAddr(host string) netip.Prefix {

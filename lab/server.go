@@ -58,10 +58,17 @@ func (l *Lab) Server() *policyclient.Client {
 	return c
 }
 
-// addServerAddress puts the policy server's address on the underlay bridge.
+// addServerAddress puts the policy server's address on the underlay bridge,
+// and with RemoteAPI its management address, from which it reaches the
+// hosts' provider APIs.
 func (l *Lab) addServerAddress(uh *netlink.Handle, br netlink.Link) error {
 	if err := dataplane.AddAddrNoDAD(uh, br, l.Topology.PolicyServer); err != nil {
 		return fmt.Errorf("policy server address on br0: %w", err)
+	}
+	if l.Topology.RemoteAPI {
+		if err := dataplane.AddAddrNoDAD(uh, br, serverMgmtAddr); err != nil {
+			return fmt.Errorf("policy server management address on br0: %w", err)
+		}
 	}
 	return nil
 }

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+	"github.com/vishvananda/netlink"
 	"github.com/wnv/wnv/dashboard/dashboardtest"
+	"github.com/wnv/wnv/dataplane"
 	"github.com/wnv/wnv/lab/probe"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
@@ -107,6 +110,41 @@ func TestPolicyServerLab(t *testing.T) {
 		}
 		for _, h := range l.Topology.Hosts {
 			b.WaitFor("the lab's hosts", fmt.Sprintf(`#hosts tr[data-host=%q] td.alive`, h.Name))
+		}
+	})
+
+	t.Run("DashboardShowsHostHealthADropAndATrace", func(t *testing.T) {
+		if browser == nil {
+			t.Skip(dashboardtest.Missing())
+		}
+		b := browser.In(t)
+		fast := "on"
+		if os.Getenv("WNV_FAST_PATH") == "off" {
+			fast = "off"
+		}
+		for _, h := range l.Topology.Hosts {
+			b.WaitFor("host health", fmt.Sprintf(`#hosts tr[data-host=%q][data-reporting="yes"][data-insync="yes"][data-fastpath=%q] .pa[data-pa=%q][data-state="Preferred"]`,
+				h.Name, fast, h.PA.Addr()))
+		}
+		// blue1 sends from an address that is not its own: host1 drops it
+		// and the dashboard shows the drop.
+		h, eth := vmLink(t, l, "blue1")
+		defer h.Close()
+		spoof := netip.MustParsePrefix("10.0.0.99/24")
+		if err := dataplane.AddAddrNoDAD(h, eth, spoof); err != nil {
+			t.Fatal(err)
+		}
+		l.ProbeUDP(ctx, "blue1", netip.MustParseAddr("10.0.0.11"), spoof.Addr(), 3, 300*time.Millisecond)
+		h.AddrDel(eth, &netlink.Addr{IPNet: dataplane.IPNet(spoof)})
+		b.WaitFor("the spoofed frame's drop", `#drops li.drop[data-reason="spoofed-ca"][data-host="host1"]`)
+
+		b.Do("trace blue1 to blue2", chromedp.SetValue("#trace-from", "blue1"), chromedp.SetValue("#trace-to", "10.0.0.11"), chromedp.Click("#trace-run"))
+		b.WaitFor("the trace through both hosts",
+			`#trace-result .hop[data-hop="0"][data-host="host1"] tr[data-step="lookup"]`,
+			`#trace-result .hop[data-hop="0"] tr[data-step="encapsulate"]`,
+			`#trace-result .hop[data-hop="1"][data-host="host2"] tr[data-step="deliver"]`)
+		if v := b.Text(`#trace-result .hop[data-hop="1"] .verdict`); !strings.Contains(v, "to-port") {
+			t.Errorf("the arrival's verdict reads %q, want delivery to blue2's port", v)
 		}
 	})
 

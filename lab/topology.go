@@ -32,7 +32,8 @@ type Topology struct {
 	Static bool
 	// RemoteAPI has every host serve its provider API on TCP with mutual
 	// TLS too, reachable by the host's name from the other hosts'
-	// namespaces (see lab/remoteapi.go).
+	// namespaces and, at its management address, from the policy server's,
+	// which traces through it (see lab/remoteapi.go).
 	RemoteAPI bool
 	// Unprovisioned leaves a Static lab's policy and ports to the caller:
 	// Up starts the hosts and the VMs' namespaces and provisions nothing.
@@ -127,6 +128,7 @@ func Default() Topology {
 		Prefix:       "wnv-",
 		UnderlayMTU:  1500,
 		PolicyServer: pfx("198.18.0.254/15"),
+		RemoteAPI:    true,
 		Tenants:      []Tenant{blue, red, green},
 		Hosts: []Host{
 			{Name: "host1", PA: pfx("198.18.0.1/15")},
@@ -175,8 +177,8 @@ func (t Topology) Validate() error {
 	if t.Unprovisioned && !t.Static {
 		return fmt.Errorf("topology Unprovisioned needs Static: with a policy server the agents provision the hosts")
 	}
-	if t.RemoteAPI && len(t.Hosts) > 254 {
-		return fmt.Errorf("topology RemoteAPI gives hosts management addresses in 192.0.2.0/24: at most 254 hosts, not %d", len(t.Hosts))
+	if t.RemoteAPI && len(t.Hosts) > 253 {
+		return fmt.Errorf("topology RemoteAPI gives hosts management addresses in 192.0.2.0/24 (the policy server .254): at most 253 hosts, not %d", len(t.Hosts))
 	}
 	for _, tn := range t.Tenants {
 		for _, sn := range tn.Subnets {

@@ -72,6 +72,12 @@ var access = map[string]rule{
 	// VMs' and its PAs).
 	"POST /v1/hosts/{name}/learned":               {what: "report learned CAs", host: pathSelf},
 	"DELETE /v1/hosts/{name}/learned/{vsid}/{ca}": {what: "forget learned CAs", host: pathSelf},
+	// Host health (status.go): telemetry each host reports of itself.
+	"POST /v1/hosts/{name}/status": {what: "report host status", host: pathSelf},
+	"GET /v1/status":               {what: "read host health", observer: true},
+	"GET /v1/status/stream":        {what: "follow host health and drops", observer: true},
+	// Observers may run dry traces; trace.go refuses them a live probe.
+	"POST /v1/trace": {what: "run traces", observer: true},
 
 	"POST /v1/vms":                {what: "create VMs", tenant: tenantBody("VirtualSubnetID", (*authz).ownVSID)},
 	"GET /v1/vms":                 {what: "list VMs", observer: true, tenant: allow, host: allow},

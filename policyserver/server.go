@@ -30,7 +30,7 @@ func NewSecureHandler(st *Store, log *slog.Logger, auth *Auth) http.Handler {
 }
 
 func newHandler(st *Store, log *slog.Logger, auth *Auth) http.Handler {
-	h := &handler{st: st, log: log, auth: auth}
+	h := &handler{st: st, log: log, auth: auth, status: newStatusBook(), traces: make(chan struct{}, maxTraces)}
 	mux := http.NewServeMux()
 	route := func(pattern string, f http.HandlerFunc) { mux.HandleFunc(pattern, h.guard(pattern, f)) }
 	create := func(path string, f func(context.Context, *http.Request) (any, error)) {
@@ -163,6 +163,8 @@ func newHandler(st *Store, log *slog.Logger, auth *Auth) http.Handler {
 		return st.Lookup(ctx, q.VSID, q.CA)
 	})
 	route("GET /v1/watch", h.watch)
+	h.statusRoutes(route)
+	h.traceRoute(route)
 	h.pkiRoutes(route)
 	// The dashboard's page and script are public (they hold no data) and
 	// its login checks the token it is given; everything it shows it reads
@@ -186,6 +188,10 @@ type handler struct {
 	st   *Store
 	log  *slog.Logger
 	auth *Auth // nil: no authentication, every caller is an admin
+	// status is the hosts' health reports (status.go).
+	status *statusBook
+	// traces holds a slot per trace running (trace.go).
+	traces chan struct{}
 }
 
 func (h *handler) answer(f func(context.Context, *http.Request) (any, error)) http.HandlerFunc {

@@ -43,6 +43,14 @@ func NewClient(socketPath string) *Client {
 // host (pki.VerifyHost). It does not connect until the first call.
 func NewRemoteClient(addr string, tlsConfig *tls.Config) *Client {
 	host, _, _ := net.SplitHostPort(addr)
+	return NewRemoteClientOf(addr, host, tlsConfig)
+}
+
+// NewRemoteClientOf is NewRemoteClient of the host named host reached at
+// addr: wnvd must present host's credential, whatever addr says (the
+// policy server dials the address an agent reported, which its credential
+// need not name).
+func NewRemoteClientOf(addr, host string, tlsConfig *tls.Config) *Client {
 	cfg := &tls.Config{}
 	if tlsConfig != nil {
 		cfg = tlsConfig.Clone()

@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -159,22 +158,10 @@ func (c *Client) Monitor(ctx context.Context, q MonitorQuery) iter.Seq2[monitor.
 			return
 		}
 		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		for sc.Scan() {
-			var e monitor.Event
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				yield(e, fmt.Errorf("%s sent a monitor line that is not an event: %w", c.api.Server, err))
-				return
-			}
-			if !yield(e, nil) {
-				return
-			}
-		}
-		if ctx.Err() != nil {
+		stopped, err := jsonapi.DecodeLines(resp.Body, 1<<20, c.api.Server+"'s monitor stream", func(e monitor.Event) bool { return yield(e, nil) })
+		if stopped || ctx.Err() != nil {
 			return
 		}
-		err = sc.Err()
 		if err == nil {
 			err = fmt.Errorf("%s ended the monitor stream", c.api.Server)
 		}

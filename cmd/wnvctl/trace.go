@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policyclient"
 	"github.com/wnv/wnv/provider"
+	"github.com/wnv/wnv/trace"
 	"github.com/wnv/wnv/vswitch"
 )
 
@@ -31,10 +31,6 @@ type traceOptions struct {
 	live       bool
 	wait       time.Duration
 }
-
-// maxTraceHops bounds how far a trace follows a packet: the source, the
-// destination, and the host a migrated VM's packets are forwarded to.
-const maxTraceHops = 4
 
 func init() {
 	var o traceOptions
@@ -66,7 +62,7 @@ given with --dest-host ENDPOINT.`,
 			if flagOutput == "json" {
 				return printResult(cmd, rep)
 			}
-			rep.print(cmd.OutOrStdout())
+			printTrace(cmd.OutOrStdout(), rep)
 			return nil
 		},
 	}
@@ -96,19 +92,7 @@ given with --dest-host ENDPOINT.`,
 }
 
 // traceReport is what wnvctl trace prints; -o json prints it as it is.
-type traceReport struct {
-	Hops []traceHop  `json:"Hops"`
-	Note string      `json:"Note,omitempty"`
-	Live *liveReport `json:"Live,omitempty"`
-}
-
-// traceHop is one host's trace.
-type traceHop struct {
-	Host     string                 `json:"Host"`
-	Endpoint string                 `json:"Endpoint"`
-	Trace    provider.TraceResponse `json:"Trace"`
-	client   *provider.Client
-}
+type traceReport = trace.Report
 
 func (o *traceOptions) run(ctx context.Context, cmd *cobra.Command) (*traceReport, error) {
 	if (o.from == "") == (o.port == "") {
@@ -127,7 +111,7 @@ func (o *traceOptions) run(ctx context.Context, cmd *cobra.Command) (*traceRepor
 		}
 		ps = policyclient.New(flagServer, cfg)
 	}
-	var src traceHop
+	var src trace.Hop
 	if o.from != "" {
 		vm, err := ps.VM(ctx, o.from)
 		if err != nil {
@@ -135,7 +119,7 @@ func (o *traceOptions) run(ctx context.Context, cmd *cobra.Command) (*traceRepor
 		}
 		o.req.Port = vm.Name
 		src.Host = vm.Host
-		if src.client, src.Endpoint, err = o.hostClient(vm.Host, apis); err != nil {
+		if src.Client, src.Endpoint, err = o.hostClient(vm.Host, apis); err != nil {
 			return nil, err
 		}
 	} else {
@@ -145,34 +129,30 @@ func (o *traceOptions) run(ctx context.Context, cmd *cobra.Command) (*traceRepor
 			return nil, err
 		}
 		cancel()
-		src.client, src.Endpoint = c, orElse(flagHost, flagSocket)
+		src.Client, src.Endpoint = c, orElse(flagHost, flagSocket)
 	}
-	rep := &traceReport{}
-	src.Trace, err = src.client.Trace(ctx, o.req, false)
+	t := trace.Tracer{
+		Client: func(host string) (*provider.Client, string, error) { return o.hostClient(host, apis) },
+		NoHosts: func(pa netip.Addr) string {
+			return fmt.Sprintf("the packet leaves for PA %s: give --dest-host ENDPOINT (or --server) to trace its arrival there", pa)
+		},
+	}
+	if o.destHost != "" {
+		c, err := endpointClient(o.destHost)
+		if err != nil {
+			return nil, err
+		}
+		t.Arrival = &trace.Hop{Endpoint: o.destHost, Client: c}
+	}
+	if ps != nil {
+		t.Hosts = ps.Hosts
+	}
+	rep, err := t.Run(ctx, src, o.req)
 	if err != nil {
-		return nil, fmt.Errorf("trace on %s: %w", orElse(src.Host, src.Endpoint), err)
-	}
-	src.Host = orElse(src.Trace.Host, src.Host)
-	rep.Hops = append(rep.Hops, src)
-	for len(rep.Hops) < maxTraceHops {
-		last := rep.Hops[len(rep.Hops)-1].Trace.Packet
-		if last == nil || last.Outer == nil {
-			break
-		}
-		next, err := o.destination(ctx, last.Outer.Dst, len(rep.Hops) == 1, ps, apis)
-		if err != nil {
-			rep.Note = err.Error()
-			break
-		}
-		next.Trace, err = next.client.Trace(ctx, provider.TraceRequest{Outer: last.Outer}, false)
-		if err != nil {
-			return nil, fmt.Errorf("trace the arrival on %s: %w", orElse(next.Host, next.Endpoint), err)
-		}
-		next.Host = orElse(next.Trace.Host, next.Host)
-		rep.Hops = append(rep.Hops, next)
+		return nil, err
 	}
 	if o.live {
-		if rep.Live, err = o.runLive(ctx, rep.Hops); err != nil {
+		if rep.Live, err = trace.RunLive(ctx, rep.Hops, o.req, o.wait); err != nil {
 			return nil, err
 		}
 	}
@@ -228,35 +208,8 @@ func (o *traceOptions) hostClient(host string, apis map[string]string) (*provide
 	return c, ep, err
 }
 
-// destination finds the host that owns PA pa: --dest-host for the first
-// hop, else the policy server's host list.
-func (o *traceOptions) destination(ctx context.Context, pa netip.Addr, first bool, ps *policyclient.Client, apis map[string]string) (traceHop, error) {
-	var h traceHop
-	var err error
-	if first && o.destHost != "" {
-		h.Endpoint = o.destHost
-		h.client, err = endpointClient(o.destHost)
-		return h, err
-	}
-	if ps == nil {
-		return h, fmt.Errorf("the packet leaves for PA %s: give --dest-host ENDPOINT (or --server) to trace its arrival there", pa)
-	}
-	hosts, err := ps.Hosts(ctx)
-	if err != nil {
-		return h, fmt.Errorf("find the host of PA %s: %w", pa, err)
-	}
-	for _, ph := range hosts {
-		if slices.Contains(ph.ProviderAddresses, pa) {
-			h.Host = ph.Name
-			h.client, h.Endpoint, err = o.hostClient(ph.Name, apis)
-			return h, err
-		}
-	}
-	return h, fmt.Errorf("no host registered with the policy server has PA %s: the sender's lookup record may name a wrong PA", pa)
-}
-
 // print writes the report as one table of steps per host.
-func (rep *traceReport) print(w io.Writer) {
+func printTrace(w io.Writer, rep *traceReport) {
 	for i, h := range rep.Hops {
 		if i > 0 {
 			fmt.Fprintln(w)
@@ -275,8 +228,8 @@ func (rep *traceReport) print(w io.Writer) {
 			printSteps(tw, p.Steps)
 		}
 		tw.Flush()
-		fmt.Fprintln(w, verdictLine(h.Trace))
-		for _, s := range dropSteps(h.Trace) {
+		fmt.Fprintln(w, h.Verdict)
+		for _, s := range trace.Drops(h.Trace) {
 			fmt.Fprintf(w, "DROPPED: %s\n  object: %s\n  fix: %s\n", s.Reason, s.Object, s.Fix)
 		}
 	}
@@ -284,7 +237,7 @@ func (rep *traceReport) print(w io.Writer) {
 		fmt.Fprintf(w, "\nnote: %s\n", rep.Note)
 	}
 	if rep.Live != nil {
-		rep.Live.print(w)
+		printLive(w, rep.Live)
 	}
 }
 
@@ -292,51 +245,4 @@ func printSteps(tw io.Writer, steps []vswitch.Step) {
 	for _, s := range steps {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Step, s.Detail, strCell(s.Object))
 	}
-}
-
-// dropSteps are the drops of a host's trace.
-func dropSteps(t provider.TraceResponse) []vswitch.Step {
-	var out []vswitch.Step
-	for _, r := range []*vswitch.TraceResult{t.Resolve, t.Packet} {
-		if r == nil {
-			continue
-		}
-		for _, s := range r.Steps {
-			if s.Step == "drop" {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
-}
-
-func verdictLine(t provider.TraceResponse) string {
-	p := t.Packet
-	if p == nil {
-		if t.Resolve != nil {
-			return fmt.Sprintf("verdict: the VM's address resolution got no answer (%s %s): the packet is never sent", t.Resolve.Verdict, t.Resolve.Reason)
-		}
-		return "verdict: none"
-	}
-	v := "verdict: " + p.Verdict
-	switch {
-	case p.Reason != "":
-		v += " (" + p.Reason + ")"
-	case p.Outer != nil:
-		v += fmt.Sprintf(" %s -> %s", p.Outer.Src, p.Outer.Dst)
-	case p.Port >= 0:
-		v += fmt.Sprintf(" port %d", p.Port)
-	}
-	switch {
-	case p.FastPath && t.Installed:
-		v += "; fast path: the kernel holds this decision now"
-	case p.FastPath:
-		v += "; fast path: not installed yet, the next packet of the flow installs it"
-	case p.Verdict != "drop":
-		v += "; slow path"
-	}
-	if t.Injected != "" {
-		v += fmt.Sprintf("; live probe %q injected: %s", t.Mark, t.Injected)
-	}
-	return v
 }

@@ -7,44 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wnv/wnv/monitor"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
 	"github.com/wnv/wnv/policyclient"
 	"github.com/wnv/wnv/provider"
 	"github.com/wnv/wnv/provider/providertest"
-	"github.com/wnv/wnv/vswitch"
 )
-
-// traceHost is a provider backend with a real switch over its policy and
-// ports, which traces as wnvd does.
-type traceHost struct {
-	*providertest.Backend
-	name string
-	sw   *vswitch.Switch
-}
-
-func (h *traceHost) Trace(r provider.TraceRequest, live bool) (provider.TraceResponse, error) {
-	h.sw.SetPolicy(h.Store().Table())
-	var pcs []vswitch.PortConfig
-	for i, p := range h.Ports() {
-		pcs = append(pcs, vswitch.PortConfig{Index: i, Name: p.Name, MAC: p.MACAddress, VSID: p.VirtualSubnetID, CAs: p.CustomerAddresses})
-	}
-	pt, err := vswitch.NewPortTable(pcs)
-	if err != nil {
-		return provider.TraceResponse{}, err
-	}
-	h.sw.SetPorts(pt)
-	var res provider.TraceResponse
-	if r.Outer != nil {
-		res = provider.TraceOuter(h.sw, r.Outer)
-	} else if res, _, _, err = provider.TracePort(h.sw, r, nil); err != nil {
-		return res, err
-	}
-	res.Host = h.name
-	return res, nil
-}
 
 var (
 	traceMAC1 = packet.MAC{2, 0, 0, 0, 0x50, 1}
@@ -55,9 +24,9 @@ var (
 
 // traceLab serves two hosts: blue1 (10.0.0.10) on host1, blue2 (10.0.0.11)
 // on host2, in VSID 5001.
-func traceLab(t *testing.T) (h1, h2 *traceHost, sock1, sock2 string) {
-	mk := func(name string, pa netip.Addr, port provider.PortSpec) (*traceHost, string) {
-		h := &traceHost{Backend: providertest.NewBackend(), name: name, sw: vswitch.New(vswitch.Config{UnderlayMTU: 1500})}
+func traceLab(t *testing.T) (h1, h2 *providertest.Tracer, sock1, sock2 string) {
+	mk := func(name string, pa netip.Addr, port provider.PortSpec) (*providertest.Tracer, string) {
+		h := providertest.NewTracer(name)
 		st := h.Store()
 		if _, err := st.AddCustomerRoute(policy.CustomerRoute{RoutingDomainID: policy.MustParseGUID(rdID), VirtualSubnetID: 5001, DestinationPrefix: netip.MustParsePrefix("10.0.0.0/24")}); err != nil {
 			t.Fatal(err)
@@ -187,35 +156,5 @@ func TestTraceFromVMThroughPolicyServer(t *testing.T) {
 	}
 	if out, err := psctl(t, s, "trace", "--from", "blue1", "--to", "10.0.0.11"); err == nil || !strings.Contains(err.Error(), "no provider API known for host host1") {
 		t.Errorf("trace --from without the hosts' APIs: %v\n%s", err, out)
-	}
-}
-
-func TestCarriesMark(t *testing.T) {
-	mark := []byte("wnv-trace host1 2")
-	frame := func(payload string, length int) monitor.Event {
-		f := append(make([]byte, 42), payload...)
-		return monitor.Event{Frame: f, Length: max(length, len(f))}
-	}
-	for _, c := range []struct {
-		name string
-		e    monitor.Event
-		want bool
-	}{
-		{"whole mark", frame("wnv-trace host1 2\x00\x00", 0), true},
-		{"mark at the end", frame("wnv-trace host1 2", 0), true},
-		{"another probe's longer mark", frame("wnv-trace host1 23\x00", 0), false},
-		{"both marks", frame("wnv-trace host1 23 wnv-trace host1 2", 0), true},
-		{"another host's probe", frame("wnv-trace host2 2", 0), false},
-		{"cut by the sample", frame("wnv-trace host1 ", 200), true},
-		{"cut before the host", frame("wnv-trace ", 200), false},
-		{"ends like the mark but not cut", frame("wnv-trace host1 ", 0), false},
-		{"no mark", frame("hello", 200), false},
-	} {
-		if got := carriesMark(c.e, mark); got != c.want {
-			t.Errorf("%s: carriesMark = %v, want %v", c.name, got, c.want)
-		}
-	}
-	if carriesMark(frame("wnv-trace host1 2", 0), nil) {
-		t.Error("an empty mark matched")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +35,9 @@ type agentFlags struct {
 	edges                     bool
 	edgePrefix, edgeMountNS   string
 	edgeMTU                   int
+	// apiEndpoint is the remote provider API's address, which the agent
+	// reports for the policy server's traces.
+	apiEndpoint string
 }
 
 func (a *agentFlags) register(f *pflag.FlagSet) {
@@ -95,7 +99,8 @@ func (a *agentFlags) start(ctx context.Context, cfg host.Config, h *host.Host, s
 	if err != nil {
 		return nil, fmt.Errorf("watch network interfaces for VM ports: %w", err)
 	}
-	acfg := hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, Interfaces: links, MigrationGrace: a.grace, Log: cfg.Log}
+	acfg := hostagent.Config{Host: cfg.Name, ProviderAddresses: pas, Interfaces: links, MigrationGrace: a.grace,
+		Version: version(), APIEndpoint: a.apiEndpoint, SlowPathOnly: cfg.SlowPathOnly, Log: cfg.Log}
 	if a.edges {
 		if a.edgePrefix == "" || a.edgeMTU < 1280 {
 			return nil, fmt.Errorf("--edge-namespace-prefix %q and --edge-mtu %d: give a non-empty prefix and an MTU of at least 1280 (IPv6's minimum)", a.edgePrefix, a.edgeMTU)
@@ -141,4 +146,20 @@ func (a *agentFlags) clientTLS(host string, pas []netip.Prefix) (*tls.Config, er
 		}
 	}
 	return tlsCfg, nil
+}
+
+// version is wnvd's module version and VCS revision, as the build recorded
+// them.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
 }

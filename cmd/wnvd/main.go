@@ -172,6 +172,7 @@ func runHost(ctx context.Context, cfg host.Config, socket, notifySocket, metrics
 	if remote != nil {
 		// ServeRemote closes it too; this is for the early returns.
 		defer remote.Close()
+		ag.apiEndpoint = remote.Addr().String()
 	}
 	hub := notify.NewHub(notify.Config{})
 	h, err := host.New(cfg, hub)

@@ -1,15 +1,25 @@
 // The wnv dashboard: reads the policy API as an observer and follows
-// GET /v1/watch as server-sent events. Every value from the server is
-// put into the page as text, never as markup.
+// GET /v1/watch (policy and liveness) and GET /v1/status/stream (the hosts'
+// health reports and sampled drops) as server-sent events, and runs traces
+// with POST /v1/trace. Every value from the server is put into the page as
+// text, never as markup.
 "use strict";
 
 const state = {
   tenants: new Map(), rds: new Map(), subnets: new Map(),
   hosts: new Map(), vms: new Map(), gateways: new Map(),
   migrations: [], events: [],
+  // health: host name -> { status, history, seenAt (this browser's clock) }.
+  health: new Map(), drops: [],
 };
 const maxEvents = 200;
+const maxDrops = 100;
+// As the server's: a host silent for longer is not reporting, and the
+// history goes back as far.
+const staleAfterMs = 15000;
+const historyMs = 10 * 60 * 1000;
 let source = null;
+let statusSource = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -48,8 +58,10 @@ const kinds = {
 };
 
 async function load() {
-  const [tenants, rds, subnets, hosts, vms, gateways] = await Promise.all(
-    ["/v1/tenants", "/v1/routing-domains", "/v1/subnets", "/v1/hosts", "/v1/vms", "/v1/gateways"].map((p) => api(p)));
+  const [tenants, rds, subnets, hosts, vms, gateways, health] = await Promise.all(
+    ["/v1/tenants", "/v1/routing-domains", "/v1/subnets", "/v1/hosts", "/v1/vms", "/v1/gateways", "/v1/status"].map((p) => api(p)));
+  const now = Date.now();
+  state.health = new Map(health.map((h) => [h.Status.Host, { status: h.Status, history: h.History || [], seenAt: h.Status.Reporting ? now : 0 }]));
   const fill = (kind, list) => {
     const k = kinds[kind];
     state[k.map] = new Map(list.map((o) => [k.key(o), o]));
@@ -148,12 +160,24 @@ function renderHosts() {
   for (const h of [...state.hosts.values()].sort((a, b) => a.Name.localeCompare(b.Name))) {
     const vms = [...state.vms.values()].filter((v) => v.Host === h.Name).map((v) => v.Name).sort();
     const gws = [...state.gateways.values()].filter((g) => g.Host === h.Name).map((g) => g.Name).sort();
-    tbody.append(el("tr", { "data-host": h.Name },
+    const hh = state.health.get(h.Name);
+    const rep = reporting(hh);
+    const s = rep ? hh.status : null;
+    const pas = s ? (s.ProviderAddresses || []).map((p) => el("span", { class: "pa", "data-pa": p.Address, "data-state": p.State }, `${p.Address} ${p.State}`, " "))
+      : [(h.ProviderAddresses || []).join(", ")];
+    const drops = s ? (s.Drops || []).map((d) => `${d.Reason} ${d.Count}`).join(", ") : "";
+    tbody.append(el("tr", { "data-host": h.Name, "data-reporting": rep ? "yes" : "no",
+      "data-fastpath": s ? (s.FastPath ? "on" : "off") : "", "data-insync": s ? (s.InSync ? "yes" : "no") : "" },
       el("td", {}, h.Name),
       el("td", { class: h.Alive ? "alive" : "dead" }, h.Alive ? "alive" : "down"),
-      el("td", {}, (h.ProviderAddresses || []).join(", ")),
-      el("td", {}, vms.join(", ")), el("td", {}, gws.join(", ")),
-      el("td", {}, time(h.RegisteredAt))));
+      el("td", { class: rep ? "alive" : "dead" }, rep ? "reporting" : "not reporting"),
+      el("td", {}, ...pas),
+      el("td", { class: "fastpath" }, s ? (s.FastPath ? "on" : "off") : "–"),
+      el("td", { class: s ? (s.InSync ? "alive" : "dead") : "" }, s ? `${s.InSync ? "in sync" : "syncing"} at ${s.Revision}` : "–"),
+      el("td", {}, s ? `${s.Version || "?"}, up ${uptime(s.Started)}` : "–"),
+      el("td", {}, hh ? spark(rates(hh.history, (x) => x.Totals)) : "–"),
+      el("td", { class: "drops" }, drops),
+      el("td", {}, vms.join(", ")), el("td", {}, gws.join(", "))));
   }
 }
 
@@ -169,8 +193,143 @@ function renderEvents() {
   $("events").replaceChildren(...state.events.map((e) => el("li", { class: e.cls }, time(e.at) + "  " + e.text)));
 }
 
+// applyStatus takes one message of the status stream.
+function applyStatus(ev) {
+  if (ev.Type === "status" && ev.Status) {
+    const s = ev.Status;
+    const h = state.health.get(s.Host) || { history: [] };
+    const sample = { Time: s.Received, Totals: s.Totals, Ports: Object.fromEntries((s.Ports || []).map((p) => [p.Port, p])) };
+    const last = h.history[h.history.length - 1];
+    if (!last || last.Time !== sample.Time) h.history.push(sample);
+    const cut = Date.parse(s.Received) - historyMs;
+    while (h.history.length && Date.parse(h.history[0].Time) < cut) h.history.shift();
+    h.status = s;
+    h.seenAt = Date.now();
+    state.health.set(s.Host, h);
+  } else if (ev.Type === "drop" && ev.Drop) {
+    state.drops.unshift(ev.Drop);
+    state.drops.length = Math.min(state.drops.length, maxDrops);
+  }
+}
+
+function reporting(h) {
+  return h && h.status && Date.now() - h.seenAt <= staleAfterMs;
+}
+
+// rates are the frames a second between consecutive samples, of what pick
+// takes from a sample.
+function rates(history, pick) {
+  const out = [];
+  for (let i = 1; i < history.length; i++) {
+    const a = pick(history[i - 1]), b = pick(history[i]);
+    const dt = (Date.parse(history[i].Time) - Date.parse(history[i - 1].Time)) / 1000;
+    if (!a || !b || dt <= 0) continue;
+    const d = (b.RxFrames + b.TxFrames) - (a.RxFrames + a.TxFrames);
+    out.push(d < 0 ? 0 : d / dt);
+  }
+  return out;
+}
+
+const svgNS = "http://www.w3.org/2000/svg";
+
+// spark draws values as a small line, with the latest value beside it.
+function spark(values) {
+  const w = 120, h = 24;
+  const svg = document.createElementNS(svgNS, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  const top = Math.max(1, ...values);
+  const step = values.length > 1 ? w / (values.length - 1) : w;
+  const line = document.createElementNS(svgNS, "polyline");
+  line.setAttribute("points", values.map((v, i) => `${(i * step).toFixed(1)},${(h - 1 - (v / top) * (h - 2)).toFixed(1)}`).join(" "));
+  svg.append(line);
+  const latest = values.length ? values[values.length - 1] : 0;
+  return el("span", { class: "rate", "data-rate": latest.toFixed(1) }, svg, " " + latest.toFixed(1) + "/s");
+}
+
+function uptime(started) {
+  const s = Math.max(0, (Date.now() - Date.parse(started)) / 1000);
+  if (s < 120) return Math.round(s) + "s";
+  if (s < 7200) return Math.round(s / 60) + "m";
+  return Math.round(s / 3600) + "h";
+}
+
+function renderTraffic() {
+  const tbody = $("traffic").tBodies[0];
+  tbody.replaceChildren();
+  for (const v of [...state.vms.values()].sort((a, b) => a.Name.localeCompare(b.Name))) {
+    const h = state.health.get(v.Host);
+    const hist = h ? h.history : [];
+    const last = hist.length ? (hist[hist.length - 1].Ports || {})[v.Name] : null;
+    tbody.append(el("tr", { "data-vm": v.Name, "data-host": v.Host },
+      el("td", {}, v.Name), el("td", {}, v.Host),
+      el("td", {}, last ? `${last.RxFrames} frames, ${last.RxBytes} bytes` : "–"),
+      el("td", {}, last ? `${last.TxFrames} frames, ${last.TxBytes} bytes` : "–"),
+      el("td", {}, spark(rates(hist, (s) => (s.Ports || {})[v.Name]))),
+      el("td", {}, last ? String(last.Drops) : "–")));
+  }
+}
+
+function renderDrops() {
+  $("drops").replaceChildren(...state.drops.map((d) => el("li", { class: "drop", "data-reason": d.Reason, "data-host": d.Host || "" },
+    `${time(d.Time)}  ${d.Host} ${d.Reason}` + (d.Port ? ` port ${d.Port}` : "") + (d.FromUnderlay ? " from the underlay" : "") +
+    (d.Src || d.Dst ? `  ${d.Src || "?"} -> ${d.Dst || "?"}` : "") + (d.Header ? `  ${d.Header}` : ""))));
+}
+
+// renderTraceFrom offers the VMs as trace sources, keeping the choice.
+function renderTraceFrom() {
+  const sel = $("trace-from");
+  const cur = sel.value;
+  sel.replaceChildren(...[...state.vms.keys()].sort().map((n) => el("option", { value: n }, n)));
+  if (state.vms.has(cur)) sel.value = cur;
+}
+
+function stepRows(steps) {
+  return (steps || []).map((st) => el("tr", { "data-step": st.Step },
+    el("td", {}, st.Step), el("td", {}, st.Detail || ""), el("td", {}, st.Object || ""),
+    el("td", {}, [st.Reason, st.Fix].filter(Boolean).join(": "))));
+}
+
+function renderTrace(rep) {
+  const root = $("trace-result");
+  root.replaceChildren();
+  (rep.Hops || []).forEach((hop, i) => {
+    const t = hop.Trace || {};
+    const steps = [...((t.Resolve || {}).Steps || []), ...((t.Packet || {}).Steps || [])];
+    const dropped = (t.Packet && t.Packet.Verdict === "drop") || (!t.Packet && t.Resolve);
+    root.append(el("div", { class: "hop", "data-hop": String(i), "data-host": hop.Host || "" },
+      el("h3", {}, `${hop.Host || "?"} (${i === 0 ? "source" : "arrival"})`, " ", el("span", { class: "muted" }, hop.Endpoint || "")),
+      el("table", {}, el("thead", {}, el("tr", {}, ...["Step", "Detail", "Object", "Why / fix"].map((x) => el("th", {}, x)))),
+        el("tbody", {}, ...stepRows(steps))),
+      el("p", { class: "verdict" + (dropped ? " drop" : "") }, hop.Verdict || "")));
+  });
+  if (rep.Note) root.append(el("p", { class: "hint", id: "trace-note" }, "note: " + rep.Note));
+  if (rep.Live) {
+    const l = rep.Live;
+    const said = l.DiedAt ? `the probe died on ${l.DiedAt}: ${l.Reason}` : l.Delivered ? "the probe was delivered" : "no drop and no delivery counted";
+    root.append(el("p", { class: "verdict", id: "trace-live" }, `live probe ${l.Mark}: ${said}`));
+  }
+}
+
+$("trace-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("trace-error").textContent = "";
+  $("trace-result").replaceChildren(el("p", { class: "hint" }, "tracing…"));
+  const body = { From: $("trace-from").value, Destination: $("trace-to").value.trim(), Protocol: $("trace-proto").value, Live: $("trace-live").checked };
+  const port = parseInt($("trace-dport").value, 10);
+  if (port > 0) body.DestinationPort = port;
+  try {
+    renderTrace(await api("/v1/trace", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }));
+  } catch (e) {
+    $("trace-result").replaceChildren();
+    $("trace-error").textContent = e.message;
+  }
+});
+
 function render() {
-  renderTopology(); renderHosts(); renderMigrations(); renderEvents();
+  renderTopology(); renderHosts(); renderTraffic(); renderDrops(); renderTraceFrom(); renderMigrations(); renderEvents();
 }
 
 function setStatus(text, cls) {
@@ -198,7 +357,18 @@ function reconnect() {
     render();
   };
   source.onerror = () => setStatus("reconnecting…", "down");
+  if (statusSource) statusSource.close();
+  statusSource = new EventSource("/v1/status/stream");
+  statusSource.onmessage = (m) => {
+    const ev = JSON.parse(m.data);
+    if (ev.Type === "progress") return;
+    applyStatus(ev);
+    renderHosts(); renderTraffic(); renderDrops();
+  };
 }
+
+// A host that stops reporting shows so without any message arriving.
+setInterval(() => { if (source) renderHosts(); }, 5000);
 
 async function start() {
   let me;
@@ -235,6 +405,8 @@ $("login-form").addEventListener("submit", async (ev) => {
 
 $("logout").addEventListener("click", async () => {
   if (source) source.close();
+  if (statusSource) statusSource.close();
+  source = statusSource = null;
   await api("/ui/session", { method: "DELETE" }).catch(() => {});
   $("logout").hidden = true;
   $("whoami").textContent = "";

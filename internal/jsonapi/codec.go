@@ -1,6 +1,7 @@
 package jsonapi
 
 import (
+	"bufio"
 	"bytes"
 	"encoding"
 	"encoding/json"
@@ -315,4 +316,23 @@ func formatText(v reflect.Value) string {
 		return strconv.FormatInt(v.Int(), 10)
 	}
 	return fmt.Sprint(v.Interface())
+}
+
+// DecodeLines reads body as NDJSON, one value of T a line of at most max
+// bytes, and hands each to yield until yield returns false (stopped) or the
+// body ends. err is what ended it: a line that is not a T (named with what,
+// e.g. "the monitor stream"), a read error, or nil at the body's end.
+func DecodeLines[T any](body io.Reader, max int, what string, yield func(T) bool) (stopped bool, err error) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, min(64<<10, max)), max)
+	for sc.Scan() {
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			return false, fmt.Errorf("%s sent a line that is not JSON of its kind: %w", what, err)
+		}
+		if !yield(v) {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,4 +111,24 @@ func FuzzDecodeLookupRecord(f *testing.F) {
 			t.Fatalf("round trip of %s = %+v, %v; want %+v", out, again, err, r)
 		}
 	})
+}
+
+func TestDecodeLines(t *testing.T) {
+	type ev struct{ N int }
+	var got []int
+	stopped, err := DecodeLines(strings.NewReader("{\"N\":1}\n{\"N\":2}\n"), 1<<10, "the test stream", func(e ev) bool { got = append(got, e.N); return true })
+	if stopped || err != nil || !slices.Equal(got, []int{1, 2}) {
+		t.Errorf("two lines: %v stopped %v err %v", got, stopped, err)
+	}
+	got = nil
+	stopped, err = DecodeLines(strings.NewReader("{\"N\":1}\n{\"N\":2}\n"), 1<<10, "the test stream", func(e ev) bool { got = append(got, e.N); return false })
+	if !stopped || err != nil || !slices.Equal(got, []int{1}) {
+		t.Errorf("stopped after one: %v stopped %v err %v", got, stopped, err)
+	}
+	if _, err := DecodeLines(strings.NewReader("{\"N\":1}\nnot json\n"), 1<<10, "the test stream", func(ev) bool { return true }); err == nil || !strings.Contains(err.Error(), "the test stream") {
+		t.Errorf("a bad line: %v, want an error naming the stream", err)
+	}
+	if _, err := DecodeLines(strings.NewReader(strings.Repeat("x", 100)+"\n"), 64, "the test stream", func(ev) bool { return true }); err == nil {
+		t.Error("a line over the bound was read")
+	}
 }

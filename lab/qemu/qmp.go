@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -91,6 +93,10 @@ func (q *qmp) within(ctx context.Context, limit time.Duration, fn func() error) 
 	err := fn()
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	// The socket's deadline may fire before the context's own timer does.
+	if ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
 	}
 	return err
 }

@@ -123,11 +123,35 @@ type datapathPortStats struct {
 	Drops    uint64
 }
 
+type datapathRewriteIn struct {
+	_       structs.HostLayout
+	Gen     uint64
+	Ifindex uint32
+	SrcMac  [6]uint8
+	DstMac  [6]uint8
+	SrcCa   [16]uint8
+	DstCa   [16]uint8
+}
+
+type datapathRewriteKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Pad    [3]uint8
+	SrcPa  [16]uint8
+	DstPa  [16]uint8
+}
+
 type datapathUnderlayStats struct {
 	_         structs.HostLayout
 	TxTagged  uint64
 	RxTagged  uint64
 	WrongVlan uint64
+}
+
+type datapathVmMac struct {
+	_   structs.HostLayout
+	Mac [6]uint8
+	Pad [2]uint8
 }
 
 type datapathVsidStats struct {
@@ -156,8 +180,10 @@ const (
 	datapathMapWnvPortStats       = "wnv_port_stats"
 	datapathMapWnvPorts           = "wnv_ports"
 	datapathMapWnvReasons         = "wnv_reasons"
+	datapathMapWnvRewriteIn       = "wnv_rewrite_in"
 	datapathMapWnvRewritePas      = "wnv_rewrite_pas"
 	datapathMapWnvUnderlayStats   = "wnv_underlay_stats"
+	datapathMapWnvVmMacs          = "wnv_vm_macs"
 	datapathMapWnvVsidStats       = "wnv_vsid_stats"
 	datapathProgWnvPort           = "wnv_port"
 	datapathProgWnvUnderlay       = "wnv_underlay"
@@ -230,8 +256,10 @@ type datapathMapSpecs struct {
 	WnvPortStats     *ebpf.MapSpec `ebpf:"wnv_port_stats"`
 	WnvPorts         *ebpf.MapSpec `ebpf:"wnv_ports"`
 	WnvReasons       *ebpf.MapSpec `ebpf:"wnv_reasons"`
+	WnvRewriteIn     *ebpf.MapSpec `ebpf:"wnv_rewrite_in"`
 	WnvRewritePas    *ebpf.MapSpec `ebpf:"wnv_rewrite_pas"`
 	WnvUnderlayStats *ebpf.MapSpec `ebpf:"wnv_underlay_stats"`
+	WnvVmMacs        *ebpf.MapSpec `ebpf:"wnv_vm_macs"`
 	WnvVsidStats     *ebpf.MapSpec `ebpf:"wnv_vsid_stats"`
 }
 
@@ -276,8 +304,10 @@ type datapathMaps struct {
 	WnvPortStats     *ebpf.Map `ebpf:"wnv_port_stats"`
 	WnvPorts         *ebpf.Map `ebpf:"wnv_ports"`
 	WnvReasons       *ebpf.Map `ebpf:"wnv_reasons"`
+	WnvRewriteIn     *ebpf.Map `ebpf:"wnv_rewrite_in"`
 	WnvRewritePas    *ebpf.Map `ebpf:"wnv_rewrite_pas"`
 	WnvUnderlayStats *ebpf.Map `ebpf:"wnv_underlay_stats"`
+	WnvVmMacs        *ebpf.Map `ebpf:"wnv_vm_macs"`
 	WnvVsidStats     *ebpf.Map `ebpf:"wnv_vsid_stats"`
 }
 
@@ -297,8 +327,10 @@ func (m *datapathMaps) Close() error {
 		m.WnvPortStats,
 		m.WnvPorts,
 		m.WnvReasons,
+		m.WnvRewriteIn,
 		m.WnvRewritePas,
 		m.WnvUnderlayStats,
+		m.WnvVmMacs,
 		m.WnvVsidStats,
 	)
 }

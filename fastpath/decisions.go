@@ -23,8 +23,8 @@ type Port struct {
 }
 
 // Egress is a decision for the frames from port Ifindex to CA Dst: deliver
-// them to the local port OutIfindex, or encapsulate them and send them out
-// of the underlay OutIfindex.
+// them to the local port OutIfindex, or encapsulate them (or rewrite them,
+// IP Rewrite) and send them out of the underlay OutIfindex.
 type Egress struct {
 	Ifindex int
 	Dst     netip.Addr // IPv4 as a 4-byte address: its family is the packet's
@@ -38,14 +38,31 @@ type Egress struct {
 	Routed bool
 	SrcMAC packet.MAC
 	Encap  policy.Encapsulation
-	VSID   uint32     // the destination's: NVGRE key or VXLAN VNI, and counters
-	SrcPA  netip.Addr // outer source, a local PA
-	DstPA  netip.Addr
+	// Rewrite: IP Rewrite instead of Encap: the source CA (one of the
+	// port's own) becomes SrcPA and the destination CA DstPA, nothing is
+	// added, and the frame leaves towards the next hop the kernel's FIB
+	// gives for DstPA.
+	Rewrite bool
+	VSID    uint32     // the destination's: NVGRE key or VXLAN VNI, and counters
+	SrcPA   netip.Addr // outer source, a local PA
+	DstPA   netip.Addr
 	// MaxLen is the longest inner frame, Ethernet header included, whose
 	// encapsulation fits the underlay MTU (see MaxLen); a longer one goes
 	// to the slow path, which answers "fragmentation needed" or "packet
 	// too big". For a GSO frame each segment is checked.
 	MaxLen int
+}
+
+// RewriteIngress is a delivery for IP Rewrite packets from SrcPA to DstPA
+// (a local VM's own PA) that the slow path validated: their addresses go
+// back to SrcCA and DstCA, their MACs become SrcMAC and DstMAC, and they go
+// to the port at Ifindex, while the generation is Gen.
+type RewriteIngress struct {
+	SrcPA, DstPA   netip.Addr // of one family
+	SrcCA, DstCA   netip.Addr // of the PAs' family
+	SrcMAC, DstMAC packet.MAC
+	Gen            uint64
+	Ifindex        int
 }
 
 // ForwardedSource lets port Ifindex send from Src, an address outside its
@@ -179,12 +196,17 @@ func (e *Egress) marshal() (datapathAddrKey, datapathEgress, error) {
 		v.Kind = 1
 	case !e.SrcPA.IsValid() || !e.DstPA.IsValid() || e.SrcPA.Is4() != e.DstPA.Is4():
 		err = fmt.Errorf("fast path: egress to %v from interface %d: PAs %v and %v must be valid and of one family", e.Dst, e.Ifindex, e.SrcPA, e.DstPA)
-	case e.Encap != policy.EncapNVGRE && e.Encap != policy.EncapVXLAN:
+	case e.Rewrite && e.DstPA.Is4() != e.Dst.Is4():
+		err = fmt.Errorf("fast path: rewrite egress to %v from interface %d: PA %v is of another family than the CA", e.Dst, e.Ifindex, e.DstPA)
+	case !e.Rewrite && e.Encap != policy.EncapNVGRE && e.Encap != policy.EncapVXLAN:
 		err = fmt.Errorf("fast path: egress to %v from interface %d: encapsulation %d is neither NVGRE nor VXLAN", e.Dst, e.Ifindex, e.Encap)
 	case e.MaxLen <= 0:
 		err = fmt.Errorf("fast path: egress to %v from interface %d: max length %d is not positive", e.Dst, e.Ifindex, e.MaxLen)
 	default:
 		v.Kind = 2
+		if e.Rewrite {
+			v.Kind, v.Encap = 3, 0
+		}
 		v.OuterFamily = family(e.DstPA)
 		v.SrcPa, v.DstPa = addr16(e.SrcPA), addr16(e.DstPA)
 		v.MaxLen = uint32(e.MaxLen)
@@ -194,14 +216,16 @@ func (e *Egress) marshal() (datapathAddrKey, datapathEgress, error) {
 
 func unmarshalEgress(k datapathAddrKey, v datapathEgress) Egress {
 	e := Egress{
-		Ifindex: int(k.Ifindex), Dst: addrFrom(k.Family, k.Addr), Gen: v.Gen, Local: v.Kind == 1,
+		Ifindex: int(k.Ifindex), Dst: addrFrom(k.Family, k.Addr), Gen: v.Gen, Local: v.Kind == 1, Rewrite: v.Kind == 3,
 		OutIfindex: int(v.OutIfindex), DstMAC: v.DstMac, Routed: v.Routed != 0, VSID: v.Vsid,
 	}
 	if e.Routed {
 		e.SrcMAC = v.SrcMac
 	}
-	if !e.Local {
+	if !e.Local && !e.Rewrite {
 		e.Encap = policy.Encapsulation(v.Encap)
+	}
+	if !e.Local {
 		e.SrcPA, e.DstPA = addrFrom(v.OuterFamily, v.SrcPa), addrFrom(v.OuterFamily, v.DstPa)
 		e.MaxLen = int(v.MaxLen)
 	}
@@ -285,6 +309,47 @@ func (d *Datapath) InstallIngress(ins []Ingress) error {
 		keys[i], vals[i] = k, datapathIngress{Gen: ins[i].Gen, Ifindex: uint32(ins[i].Ifindex)}
 	}
 	return batchPut(d.objs.WnvIngress, keys, vals)
+}
+
+// InstallRewriteIngress installs IP Rewrite deliveries, replacing those
+// with the same PA pairs. Nothing is installed if one of them is invalid.
+func (d *Datapath) InstallRewriteIngress(rs []RewriteIngress) error {
+	keys := make([]datapathRewriteKey, len(rs))
+	vals := make([]datapathRewriteIn, len(rs))
+	for i, r := range rs {
+		switch {
+		case !r.SrcPA.IsValid() || !r.DstPA.IsValid() || r.SrcPA.Is4() != r.DstPA.Is4():
+			return fmt.Errorf("fast path: rewrite ingress from %v to %v: PAs must be valid and of one family", r.SrcPA, r.DstPA)
+		case !r.SrcCA.IsValid() || !r.DstCA.IsValid() || r.SrcCA.Is4() != r.SrcPA.Is4() || r.DstCA.Is4() != r.SrcPA.Is4():
+			return fmt.Errorf("fast path: rewrite ingress from %v to %v: CAs %v and %v must be valid and of the PAs' family", r.SrcPA, r.DstPA, r.SrcCA, r.DstCA)
+		case !unicastMAC(r.SrcMAC) || !unicastMAC(r.DstMAC):
+			return fmt.Errorf("fast path: rewrite ingress from %v to %v: MACs %v and %v must be unicast", r.SrcPA, r.DstPA, r.SrcMAC, r.DstMAC)
+		case r.Ifindex <= 0:
+			return fmt.Errorf("fast path: rewrite ingress from %v to %v: ifindex %d is not positive", r.SrcPA, r.DstPA, r.Ifindex)
+		}
+		keys[i] = datapathRewriteKey{Family: family(r.SrcPA), SrcPa: addr16(r.SrcPA), DstPa: addr16(r.DstPA)}
+		vals[i] = datapathRewriteIn{Gen: r.Gen, Ifindex: uint32(r.Ifindex), SrcMac: r.SrcMAC, DstMac: r.DstMAC, SrcCa: addr16(r.SrcCA), DstCa: addr16(r.DstCA)}
+	}
+	return batchPut(d.objs.WnvRewriteIn, keys, vals)
+}
+
+// RewriteIngresses lists the installed IP Rewrite deliveries, of every
+// generation.
+func (d *Datapath) RewriteIngresses() ([]RewriteIngress, error) {
+	var (
+		k   datapathRewriteKey
+		v   datapathRewriteIn
+		out []RewriteIngress
+	)
+	it := d.objs.WnvRewriteIn.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, RewriteIngress{SrcPA: addrFrom(k.Family, k.SrcPa), DstPA: addrFrom(k.Family, k.DstPa), SrcCA: addrFrom(k.Family, v.SrcCa),
+			DstCA: addrFrom(k.Family, v.DstCa), SrcMAC: v.SrcMac, DstMAC: v.DstMac, Gen: v.Gen, Ifindex: int(v.Ifindex)})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("fast path: list the rewrite ingress decisions: %w", err)
+	}
+	return out, nil
 }
 
 // batchPut writes keys and values in one batch where the kernel has batch
@@ -530,6 +595,49 @@ func (d *Datapath) SetLocalPAs(pas []netip.Addr) error {
 // tunnel packets, and the host's stack never sees one.
 func (d *Datapath) SetRewritePAs(pas []netip.Addr) error {
 	return d.setPAs(d.objs.WnvRewritePas, "rewrite PA", pas)
+}
+
+// SetVMMACs makes macs the rewrite PAs whose frames leave with a VM's MAC
+// as source (UseVmMACAddress, policy.Table.VMMACPAs), fast path on or off.
+func (d *Datapath) SetVMMACs(macs map[netip.Addr]packet.MAC) error {
+	want := map[datapathPaKey]datapathVmMac{}
+	for a, m := range macs {
+		if !a.IsValid() || !unicastMAC(m) {
+			return fmt.Errorf("fast path: VM MAC %v of PA %v: the PA must be valid and the MAC unicast", m, a)
+		}
+		a = a.Unmap()
+		want[datapathPaKey{Family: family(a), Addr: addr16(a)}] = datapathVmMac{Mac: m}
+	}
+	if len(want) > 64 {
+		return fmt.Errorf("fast path: %d PAs with a VM's MAC are more than 64", len(want))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var (
+		k     datapathPaKey
+		v     datapathVmMac
+		stale []datapathPaKey
+	)
+	it := d.objs.WnvVmMacs.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := want[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("fast path: list the VM MACs: %w", err)
+	}
+	for i := range stale {
+		if err := d.objs.WnvVmMacs.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("fast path: remove a VM MAC: %w", err)
+		}
+	}
+	for k, v := range want {
+		if err := d.objs.WnvVmMacs.Put(&k, &v); err != nil {
+			return fmt.Errorf("fast path: add the VM MAC of %v: %w", addrFrom(k.Family, k.Addr), err)
+		}
+	}
+	return nil
 }
 
 // setPAs makes pas the keys of m, a set of PAs.

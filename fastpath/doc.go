@@ -28,6 +28,15 @@
 // takes it, and a TAP's goes to the slow path. Both programs deliver to
 // such a veth port with bpf_redirect_peer, straight into the peer.
 //
+// IP Rewrite (Rule Nat) runs in both: under a rewrite egress decision,
+// wnv_port swaps a VM's CAs for the PAs (incremental checksum fixes, GSO
+// state kept) and sends the packet to the underlay as the host's own; a
+// packet to a rewrite PA (SetRewritePAs) whose PA pair has a current
+// rewrite ingress decision (InstallRewriteIngress) gets its CAs and MACs
+// back in wnv_underlay and goes to the port; other such packets go to the
+// slow path, never to the host's stack. wnv_underlay_out puts a VM's MAC on
+// what leaves from its PA when its record has UseVmMACAddress (SetVMMACs).
+//
 // VLANs (SetPAVLAN) are done by the underlay programs whether the fast path
 // is on or off, since the kernel may have no VLAN devices: wnv_underlay_out,
 // at the tcx egress of every underlay interface, tags every frame from a PA

@@ -144,7 +144,7 @@ func isBPFFS(path string) bool {
 var mapNames = []string{
 	datapathMapWnvConfig, datapathMapWnvEgress, datapathMapWnvFwdSrcs, datapathMapWnvIngress, datapathMapWnvLocalPas,
 	datapathMapWnvPathStats, datapathMapWnvPortCas, datapathMapWnvPortStats, datapathMapWnvPorts,
-	datapathMapWnvReasons, datapathMapWnvRewritePas, datapathMapWnvVsidStats, datapathMapWnvPaVlans, datapathMapWnvUnderlayStats,
+	datapathMapWnvReasons, datapathMapWnvRewritePas, datapathMapWnvRewriteIn, datapathMapWnvVmMacs, datapathMapWnvVsidStats, datapathMapWnvPaVlans, datapathMapWnvUnderlayStats,
 }
 
 func removeMapPins(dir string) {

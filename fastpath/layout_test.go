@@ -24,6 +24,7 @@ func TestLayout(t *testing.T) {
 	for name, v := range map[string]any{
 		"config": datapathConfig{}, "port": datapathPort{}, "addr_key": datapathAddrKey{}, "pa_key": datapathPaKey{},
 		"egress": datapathEgress{}, "ingress_key": datapathIngressKey{}, "ingress": datapathIngress{},
+		"rewrite_key": datapathRewriteKey{}, "rewrite_in": datapathRewriteIn{}, "vm_mac": datapathVmMac{},
 		"port_stats": datapathPortStats{}, "vsid_stats": datapathVsidStats{}, "underlay_stats": datapathUnderlayStats{},
 		"monitor_config": datapathMonitorConfig{}, "monitor_state": datapathMonitorState{}, "monitor_event": datapathMonitorEvent{},
 	} {
@@ -37,13 +38,15 @@ func TestLayout(t *testing.T) {
 		}
 	}
 	for name, kv := range map[string][2]int{
-		datapathMapWnvPorts:   {4, binary.Size(datapathPort{})},
-		datapathMapWnvPortCas: {binary.Size(datapathAddrKey{}), 1},
-		datapathMapWnvEgress:  {binary.Size(datapathAddrKey{}), binary.Size(datapathEgress{})},
-		datapathMapWnvFwdSrcs: {binary.Size(datapathAddrKey{}), 8},
-		datapathMapWnvIngress: {binary.Size(datapathIngressKey{}), binary.Size(datapathIngress{})},
-		datapathMapWnvReasons: {4, 8},
-		datapathMapWnvPaVlans: {binary.Size(datapathPaKey{}), 2},
+		datapathMapWnvPorts:     {4, binary.Size(datapathPort{})},
+		datapathMapWnvPortCas:   {binary.Size(datapathAddrKey{}), 1},
+		datapathMapWnvEgress:    {binary.Size(datapathAddrKey{}), binary.Size(datapathEgress{})},
+		datapathMapWnvFwdSrcs:   {binary.Size(datapathAddrKey{}), 8},
+		datapathMapWnvIngress:   {binary.Size(datapathIngressKey{}), binary.Size(datapathIngress{})},
+		datapathMapWnvRewriteIn: {binary.Size(datapathRewriteKey{}), binary.Size(datapathRewriteIn{})},
+		datapathMapWnvVmMacs:    {binary.Size(datapathPaKey{}), binary.Size(datapathVmMac{})},
+		datapathMapWnvReasons:   {4, 8},
+		datapathMapWnvPaVlans:   {binary.Size(datapathPaKey{}), 2},
 	} {
 		m := spec.Maps[name]
 		if int(m.KeySize) != kv[0] || int(m.ValueSize) != kv[1] {

@@ -177,7 +177,7 @@ func New(cfg Config, hub *notify.Hub) (*Host, error) {
 		h.sw.SetPolicy(t)
 		h.syncKernel()
 		if !h.stopping() {
-			if err := h.k.setRewritePAs(t.RewritePAs()); err != nil {
+			if err := h.k.setRewritePAs(t); err != nil {
 				h.log.Error("fast path: rewrite PAs", "err", err)
 			}
 		}

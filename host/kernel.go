@@ -121,18 +121,17 @@ func (k *kernel) heartbeat(ctx context.Context) {
 type installer struct {
 	egress    []fastpath.Egress
 	ingress   []fastpath.Ingress
+	rewrite   []fastpath.RewriteIngress
 	forwarded []fastpath.ForwardedSource
 }
 
 // addEgress queues the decisions of a batch; ports are the ports' sockets
 // by index, for their interfaces, and pas the PAs' sockets, for the
-// underlay interface an encapsulated frame leaves by. A decision from a PA
-// without sockets (going down) is not installed.
+// underlay interface an encapsulated or rewritten frame leaves by. A
+// decision from a PA without sockets (going down) is not installed.
 func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*dataplane.Port, pas map[netip.Addr]*paSockets) {
 	for _, d := range ds {
-		// IP Rewrite is the slow path's for now: the kernel only
-		// encapsulates.
-		if d.Port >= len(ports) || ports[d.Port] == nil || d.Rewrite {
+		if d.Port >= len(ports) || ports[d.Port] == nil {
 			continue
 		}
 		e := fastpath.Egress{Ifindex: ports[d.Port].Ifindex(), Dst: d.Dst.Unmap(), Gen: k.base.Load() + d.Gen, DstMAC: d.MAC, Routed: d.Routed,
@@ -147,7 +146,7 @@ func (in *installer) addEgress(k *kernel, ds []vswitch.Decision, ports []*datapl
 			if s == nil {
 				continue
 			}
-			e.OutIfindex, e.Encap, e.SrcPA, e.DstPA, e.MaxLen = s.ifindex, d.Encap, d.SrcPA, d.DstPA, d.MaxLen
+			e.OutIfindex, e.Encap, e.Rewrite, e.SrcPA, e.DstPA, e.MaxLen = s.ifindex, d.Encap, d.Rewrite, d.SrcPA, d.DstPA, d.MaxLen
 		}
 		in.egress = append(in.egress, e)
 	}
@@ -196,6 +195,14 @@ func (in *installer) addIngress(k *kernel, gen uint64, srcPA netip.Addr, payload
 		Gen: k.base.Load() + gen, Ifindex: ports[r.Port].Ifindex()})
 }
 
+// addRewriteIngress queues the IP Rewrite delivery the switch validated.
+func (in *installer) addRewriteIngress(k *kernel, d vswitch.RewriteIngressDecision, ports []*dataplane.Port) {
+	if d.Port < len(ports) && ports[d.Port] != nil {
+		in.rewrite = append(in.rewrite, fastpath.RewriteIngress{SrcPA: d.SrcPA.Unmap(), DstPA: d.DstPA.Unmap(), SrcCA: d.SrcCA.Unmap(), DstCA: d.DstCA.Unmap(),
+			SrcMAC: d.SrcMAC, DstMAC: d.DstMAC, Gen: k.base.Load() + d.Gen, Ifindex: ports[d.Port].Ifindex()})
+	}
+}
+
 // flush installs what was queued. A decision the kernel refuses only
 // leaves its flow on the slow path.
 func (in *installer) flush(k *kernel) error {
@@ -209,6 +216,12 @@ func (in *installer) flush(k *kernel) error {
 			err = e
 		}
 		in.ingress = in.ingress[:0]
+	}
+	if len(in.rewrite) > 0 {
+		if e := k.dp.InstallRewriteIngress(in.rewrite); err == nil {
+			err = e
+		}
+		in.rewrite = in.rewrite[:0]
 	}
 	if len(in.forwarded) > 0 {
 		if e := k.dp.InstallForwardedSources(in.forwarded); err == nil {
@@ -230,9 +243,12 @@ func (k *kernel) attachPort(ifindex int, spec provider.PortSpec, index int) erro
 // setLocalPAs tells the underlay program which PAs are this host's.
 func (k *kernel) setLocalPAs(pas []netip.Addr) error { return k.dp.SetLocalPAs(pas) }
 
-// setRewritePAs tells the underlay program which PAs are local VMs' own
-// (IP Rewrite), whose packets it hands to the slow path.
-func (k *kernel) setRewritePAs(pas []netip.Addr) error { return k.dp.SetRewritePAs(pas) }
+// setRewritePAs tells the underlay programs which PAs are local VMs' own
+// (IP Rewrite), whose packets they rewrite back or hand to the slow path,
+// and which of them put their VM's MAC on the wire (UseVmMACAddress).
+func (k *kernel) setRewritePAs(t *policy.Table) error {
+	return errors.Join(k.dp.SetRewritePAs(t.RewritePAs()), k.dp.SetVMMACs(t.VMMACPAs()))
+}
 
 // close tells the programs the slow path is gone (what they would hand it
 // they drop and count from now on) and releases the file descriptors;

@@ -2,8 +2,11 @@ package host
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,13 +19,26 @@ import (
 
 // TestRewriteBetweenHosts runs IP Rewrite between two hosts: each VM's CA
 // (IPv4 and IPv6) has a PA of its own, configured on its host. TCP crosses
-// with every byte checked, in both families, and a capture on the
-// receiver's underlay sees plain TCP between the two VMs' PAs (outer =
-// inner: no encapsulation); UDP crosses in both families; a packet to a
-// VM's PA from a PA that is no Nat VM's is dropped as rewrite-mismatch.
-func TestRewriteBetweenHosts(t *testing.T) {
+// with every byte checked, in both families (1 MiB: the VMs' veths send
+// GSO super-frames), and a capture on the receiver's underlay sees plain
+// TCP between the two VMs' PAs (outer = inner: no encapsulation), from the
+// sending host's MAC; with the fast path on, the kernel carries most of
+// the packets both ways. UDP crosses in both families; a packet to a VM's
+// PA from a PA that is no Nat VM's is dropped as rewrite-mismatch.
+func TestRewriteBetweenHosts(t *testing.T) { rewriteBetweenHosts(t, false) }
+
+// TestRewriteUseVmMACAddress is TestRewriteBetweenHosts with
+// UseVmMACAddress on the records: the rewritten packets leave with the
+// sending VM's MAC as source.
+func TestRewriteUseVmMACAddress(t *testing.T) { rewriteBetweenHosts(t, true) }
+
+func rewriteBetweenHosts(t *testing.T, vmMAC bool) {
 	needRoot(t)
-	b := newTwoHosts(t, "rw")
+	tag := "rf"
+	if vmMAC {
+		tag = "rm"
+	}
+	b := newTwoHosts(t, tag)
 	hostPA := [2]netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")}
 	ca4 := [2]netip.Addr{netip.MustParseAddr("10.9.0.10"), netip.MustParseAddr("10.9.0.11")}
 	pa4 := [2]netip.Addr{netip.MustParseAddr("198.18.0.10"), netip.MustParseAddr("198.18.0.11")}
@@ -46,7 +62,7 @@ func TestRewriteBetweenHosts(t *testing.T) {
 		for j := range 2 {
 			for _, r := range [][2]netip.Addr{{ca4[j], pa4[j]}, {ca6[j], pa6[j]}} {
 				got, err := c.AddLookupRecord(ctx, policy.LookupRecord{CustomerAddress: r[0], VirtualSubnetID: 9001, MACAddress: mac[j], ProviderAddress: r[1],
-					Rule: policy.TranslationMethodNat})
+					Rule: policy.TranslationMethodNat, UseVmMACAddress: vmMAC})
 				check(got, err)
 				if got.Unusable {
 					t.Fatalf("record %s: Unusable: %s", r[0], got.UnusableReason)
@@ -76,15 +92,62 @@ func TestRewriteBetweenHosts(t *testing.T) {
 			}
 		}
 	})
-	// The underlay capture runs in host B's namespace, on its underlay.
-	plain := countFlowOn(t, b.hosts[1], b.under[1], pa4[0], pa4[1], packet.ProtoTCP)
-	tcpTransfer(t, b.vms[0], b.vms[1], ca6[1], 1<<20)
-	tcpTransfer(t, b.vms[0], b.vms[1], ca4[1], 1<<20)
-	if n := plain.stop(); n == 0 {
-		t.Errorf("the underlay saw no plain TCP packet from %s to %s: not IP Rewrite", pa4[0], pa4[1])
+	// The sender's MAC on the wire: the VM's, or host A's underlay's.
+	wantMAC := mac[0]
+	if !vmMAC {
+		if err := inNetns(b.hosts[0], func() error {
+			ifi, err := net.InterfaceByName(b.under[0])
+			if err == nil {
+				wantMAC = packet.MAC(ifi.HardwareAddr)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fast := os.Getenv("WNV_FAST_PATH") != "off"
+	for _, c := range []struct{ ca, srcPA, dstPA netip.Addr }{{ca6[1], pa6[0], pa6[1]}, {ca4[1], pa4[0], pa4[1]}} {
+		// The underlay capture runs in host B's namespace, on its underlay.
+		plain := captureRewritten(t, b.hosts[1], b.under[1], c.srcPA, c.dstPA)
+		var before [2]provider.PathCounters
+		for i := range 2 {
+			before[i] = paths(t, clients[i])
+		}
+		tcpTransfer(t, b.vms[0], b.vms[1], c.ca, 1<<20)
+		n, macs := plain.stop()
+		if n == 0 {
+			t.Errorf("the underlay saw no plain TCP packet from %s to %s: not IP Rewrite", c.srcPA, c.dstPA)
+		}
+		if len(macs) != 1 || macs[0] != wantMAC {
+			t.Errorf("TCP from %s to %s left with source MACs %v, want only %v", c.srcPA, c.dstPA, macs, wantMAC)
+		}
+		if !fast {
+			continue
+		}
+		// Data from A to B, ACKs back: each way, the kernel carries most.
+		a, bb := delta(before[0], paths(t, clients[0])), delta(before[1], paths(t, clients[1]))
+		if a.KernelFromPorts <= a.SlowFromPorts || bb.KernelFromUnderlay <= bb.SlowFromUnderlay ||
+			bb.KernelFromPorts <= bb.SlowFromPorts || a.KernelFromUnderlay <= a.SlowFromUnderlay {
+			t.Errorf("TCP to %s: host A paths %+v, host B paths %+v: want the kernel to carry most packets from the ports and from the underlay", c.ca, a, bb)
+		}
 	}
 	for _, dst := range []netip.Addr{ca4[1], ca6[1]} {
 		udpEcho(t, b.vms[0], b.vms[1], dst)
+	}
+	// A trace of the flow shows both hosts' kernels hold its decisions.
+	src, err := clients[0].Trace(ctx, provider.TraceRequest{Port: "vm", Destination: ca4[1], Protocol: "tcp", DestinationPort: 7009, DestinationMAC: mac[1]}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Packet == nil || src.Packet.Outer == nil || !src.Packet.Outer.Rewritten || src.Installed != fast {
+		t.Fatalf("trace on host A: %+v installed %v, want rewritten, installed %v", src.Packet, src.Installed, fast)
+	}
+	dst, err := clients[1].Trace(ctx, provider.TraceRequest{Outer: src.Packet.Outer}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dst.Packet == nil || dst.Packet.RewriteIngress == nil || dst.Installed != fast {
+		t.Errorf("trace on host B: %+v installed %v, want a rewrite delivery, installed %v", dst.Packet, dst.Installed, fast)
 	}
 
 	// A rewritten packet from a PA that is no Nat VM's (host A's own) is
@@ -164,4 +227,109 @@ func udpEcho(t *testing.T, from, to string, addr netip.Addr) {
 		}
 	}
 	t.Fatalf("UDP to %s: nothing arrived", addr)
+}
+
+// paths reads a host's path counters.
+func paths(t *testing.T, c *provider.Client) provider.PathCounters {
+	t.Helper()
+	cs, err := c.Counters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Paths == nil {
+		return provider.PathCounters{}
+	}
+	return *cs.Paths
+}
+
+func delta(a, b provider.PathCounters) provider.PathCounters {
+	return provider.PathCounters{KernelFromPorts: b.KernelFromPorts - a.KernelFromPorts, KernelFromUnderlay: b.KernelFromUnderlay - a.KernelFromUnderlay,
+		SlowFromPorts: b.SlowFromPorts - a.SlowFromPorts, SlowFromUnderlay: b.SlowFromUnderlay - a.SlowFromUnderlay}
+}
+
+// rewriteCapture counts the plain TCP packets (IP Rewrite: nothing around
+// them) from srcPA to dstPA that arrive on an interface, and the source
+// MACs they came from.
+type rewriteCapture struct {
+	fd   int
+	done chan struct{}
+	n    int
+	macs []packet.MAC
+}
+
+func captureRewritten(t *testing.T, ns, ifname string, srcPA, dstPA netip.Addr) *rewriteCapture {
+	t.Helper()
+	rc := &rewriteCapture{fd: -1, done: make(chan struct{})}
+	err := inNetns(ns, func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		rc.fd = fd
+		idx, err := ifindexOf(ifname)
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: idx}); err != nil {
+			return err
+		}
+		tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	})
+	if err != nil {
+		if rc.fd >= 0 {
+			unix.Close(rc.fd)
+		}
+		t.Fatalf("capture on %s of %s: %v", ifname, ns, err)
+	}
+	go func() {
+		defer close(rc.done)
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := unix.Recvfrom(rc.fd, buf, 0)
+			if errors.Is(err, unix.EBADF) {
+				return
+			}
+			if err != nil {
+				continue
+			}
+			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+				continue
+			}
+			eth, err := packet.ParseEthernet(buf[:n])
+			if err != nil {
+				continue
+			}
+			var src, dst netip.Addr
+			var proto uint8
+			switch eth.Type() {
+			case packet.EtherTypeIPv4:
+				ip, err := packet.ParseIPv4(eth.Payload())
+				if err != nil {
+					continue
+				}
+				src, dst, proto = ip.Src(), ip.Dst(), ip.Protocol()
+			case packet.EtherTypeIPv6:
+				ip, err := packet.ParseIPv6(eth.Payload())
+				if err != nil {
+					continue
+				}
+				src, dst, proto = ip.Src(), ip.Dst(), ip.NextHeader()
+			}
+			if src != srcPA || dst != dstPA || proto != packet.ProtoTCP {
+				continue
+			}
+			rc.n++
+			if m := eth.Src(); !slices.Contains(rc.macs, m) {
+				rc.macs = append(rc.macs, m)
+			}
+		}
+	}()
+	return rc
+}
+
+func (rc *rewriteCapture) stop() (int, []packet.MAC) {
+	unix.Close(rc.fd)
+	<-rc.done
+	return rc.n, rc.macs
 }

@@ -24,6 +24,9 @@ func (h *Host) Trace(r provider.TraceRequest, live bool) (provider.TraceResponse
 		if in := res.Packet.Ingress; in != nil {
 			res.Installed = h.ingressInstalled(in)
 		}
+		if in := res.Packet.RewriteIngress; in != nil {
+			res.Installed = h.rewriteIngressInstalled(in)
+		}
 		return res, nil
 	}
 	var mark []byte
@@ -77,6 +80,23 @@ func (h *Host) ingressInstalled(in *vswitch.IngressDecision) bool {
 	for _, i := range ins {
 		if i.VSID == uint32(in.VSID) && i.SrcPA == in.SrcPA.Unmap() && i.SrcCA == in.SrcCA && i.DstCA == in.DstCA &&
 			i.SrcMAC == in.SrcMAC && i.DstMAC == in.DstMAC && i.Gen == gen {
+			return true
+		}
+	}
+	return false
+}
+
+// rewriteIngressInstalled reports whether the kernel holds in, an IP
+// Rewrite delivery, in its current generation.
+func (h *Host) rewriteIngressInstalled(in *vswitch.RewriteIngressDecision) bool {
+	rs, err := h.k.dp.RewriteIngresses()
+	if err != nil {
+		return false
+	}
+	gen := h.k.dp.Generation()
+	for _, r := range rs {
+		if r.SrcPA == in.SrcPA.Unmap() && r.DstPA == in.DstPA.Unmap() && r.SrcCA == in.SrcCA.Unmap() && r.DstCA == in.DstCA.Unmap() &&
+			r.SrcMAC == in.SrcMAC && r.DstMAC == in.DstMAC && r.Gen == gen {
 			return true
 		}
 	}

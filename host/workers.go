@@ -380,13 +380,14 @@ func (h *Host) sendRewrittenSegmented(r vswitch.Result, hdr offload.VirtioNetHdr
 }
 
 // rewriteWorker validates and delivers the IP Rewrite packets the underlay
-// program hands to the slow path, until the socket is closed. The kernel
-// executes no rewrite decisions yet: every such packet comes here.
+// program hands to the slow path, until the socket is closed, and installs
+// what it validated for the kernel to deliver the PA pair's next packets.
 func (h *Host) rewriteWorker(sock *dataplane.Port) {
 	vnet := offload.VirtioNetHdrLen
 	bufs := newBuffers(superBatch, maxSuper+vnet)
 	sizes := make([]int, superBatch)
 	var out output
+	var in installer
 	for {
 		n, err := sock.ReadBatch(bufs, sizes)
 		for i := 0; i < n; i++ {
@@ -395,7 +396,13 @@ func (h *Host) rewriteWorker(sock *dataplane.Port) {
 				h.sw.Counters.Drop(vswitch.ReasonMalformed)
 				continue
 			}
+			// Read before the switch loads its policy: a decision is never
+			// labelled newer than the policy it was made from.
+			gen := h.sw.Generation()
 			r := h.sw.FromRewritten(bufs[i][vnet:sizes[i]], hdr.Flags&offload.NeedsCsum != 0)
+			if d, ok := vswitch.RewriteIngress(&r, gen); ok && !h.cfg.SlowPathOnly {
+				in.addRewriteIngress(h.k, d, *h.socks.Load())
+			}
 			if r.Action == vswitch.ToPort {
 				if hdr != (offload.VirtioNetHdr{}) {
 					out.addSuper(r.Port, hdr, r.Data)
@@ -405,6 +412,9 @@ func (h *Host) rewriteWorker(sock *dataplane.Port) {
 			out.add(r)
 		}
 		out.flush(h)
+		if ierr := in.flush(h.k); ierr != nil {
+			h.log.Debug("fast path: installing decisions", "err", ierr)
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return

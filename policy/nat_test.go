@@ -50,9 +50,6 @@ func TestNatUnusableReasons(t *testing.T) {
 	gw.Type = GatewayWildcard
 	ok(s.AddLookupRecord(gw))
 	ok(s.AddLookupRecord(natRec("10.0.0.31", 5001, "00:15:5d:00:00:31", "fd01::31")))
-	vmMAC := natRec("10.0.0.32", 5001, "00:15:5d:00:00:32", "198.18.1.32")
-	vmMAC.UseVmMACAddress = true
-	ok(s.AddLookupRecord(vmMAC))
 	var why string
 	for _, r := range s.LookupRecords(LookupRecordFilter{}) {
 		if r.CustomerAddress.IsUnspecified() {
@@ -66,8 +63,28 @@ func TestNatUnusableReasons(t *testing.T) {
 	if want := "Rule Nat needs a ProviderAddress of the CustomerAddress's family: IP Rewrite cannot turn IPv4 into IPv6 in an IP header"; st["10.0.0.31"] != want {
 		t.Errorf("IPv4 CA at an IPv6 PA: %q, want %q", st["10.0.0.31"], want)
 	}
-	if want := "UseVmMACAddress is not implemented: rewritten packets leave with the host's MAC; set UseVmMACAddress to false"; st["10.0.0.32"] != want {
-		t.Errorf("UseVmMACAddress: %q, want %q", st["10.0.0.32"], want)
+}
+
+// A Nat record with UseVmMACAddress is usable, and its PA, once local, maps
+// to its VM's MAC for what leaves from it.
+func TestNatUseVmMACAddress(t *testing.T) {
+	s := fixture(t)
+	vmMAC := natRec("10.0.0.32", 5001, "00:15:5d:00:00:32", "198.18.1.32")
+	vmMAC.UseVmMACAddress = true
+	ok(s.AddLookupRecord(vmMAC))
+	ok(s.AddLookupRecord(natRec("10.0.0.33", 5001, "00:15:5d:00:00:33", "198.18.1.33")))
+	if why := states(t, s)["10.0.0.32"]; why != "" {
+		t.Errorf("UseVmMACAddress: %q, want usable", why)
+	}
+	if got := s.Table().VMMACPAs(); len(got) != 0 {
+		t.Errorf("VMMACPAs = %v before the PA is this host's, want none", got)
+	}
+	for _, pa := range []string{"198.18.1.32", "198.18.1.33"} {
+		ok(s.AddProviderAddress(ProviderAddress{ProviderAddress: addr(pa), PrefixLength: 15, AddressState: AddressPreferred}))
+	}
+	got := s.Table().VMMACPAs()
+	if len(got) != 1 || got[addr("198.18.1.32")] != vmMAC.MACAddress {
+		t.Errorf("VMMACPAs = %v, want only 198.18.1.32 -> %v", got, vmMAC.MACAddress)
 	}
 }
 

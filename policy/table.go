@@ -158,6 +158,19 @@ func (t *Table) RewritePAs() []netip.Addr {
 	return pas
 }
 
+// VMMACPAs maps the rewrite PAs (RewritePAs) whose records have
+// UseVmMACAddress to their VMs' MACs: what leaves from them has the VM's
+// MAC as source on the wire.
+func (t *Table) VMMACPAs() map[netip.Addr]packet.MAC {
+	macs := map[netip.Addr]packet.MAC{}
+	for _, pa := range t.RewritePAs() {
+		if r, _ := t.LookupPA(pa); r.UseVmMACAddress {
+			macs[pa] = r.MACAddress
+		}
+	}
+	return macs
+}
+
 // RoutingDomain returns the routing domain of vsid, known from its customer
 // routes.
 func (t *Table) RoutingDomain(vsid VSID) (GUID, bool) {

@@ -139,8 +139,6 @@ func (x *tx) natReason(r *LookupRecord) string {
 	case r.CustomerAddress.Is4() != r.ProviderAddress.Is4():
 		return fmt.Sprintf("Rule Nat needs a ProviderAddress of the CustomerAddress's family: IP Rewrite cannot turn %s into %s in an IP header",
 			family(r.CustomerAddress), family(r.ProviderAddress))
-	case r.UseVmMACAddress:
-		return "UseVmMACAddress is not implemented: rewritten packets leave with the host's MAC; set UseVmMACAddress to false"
 	}
 	for _, o := range x.t.nat[r.ProviderAddress] {
 		if o.VirtualSubnetID != r.VirtualSubnetID || o.CustomerAddress != r.CustomerAddress {

@@ -56,9 +56,39 @@ type RewriteIngressDecision struct {
 	SrcPA, DstPA   netip.Addr
 	SrcCA, DstCA   netip.Addr
 	SrcMAC, DstMAC packet.MAC
-	VSID           policy.VSID // the destination's
 	Port           int
 	Gen            uint64
+}
+
+// RewriteIngress is the RewriteIngressDecision of r, a verdict of
+// FromRewritten, made in generation gen (read before the call); ok is false
+// for a verdict that delivers nothing.
+func RewriteIngress(r *Result, gen uint64) (d RewriteIngressDecision, ok bool) {
+	if r.Action != ToPort || !r.Validated || !r.Src.IsValid() {
+		return d, false
+	}
+	eth, err := packet.ParseEthernet(r.Data)
+	if err != nil {
+		return d, false
+	}
+	switch eth.Type() {
+	case packet.EtherTypeIPv4:
+		ip, err := packet.ParseIPv4(eth.Payload())
+		if err != nil {
+			return d, false
+		}
+		d.SrcCA, d.DstCA = ip.Src(), ip.Dst()
+	case packet.EtherTypeIPv6:
+		ip, err := packet.ParseIPv6(eth.Payload())
+		if err != nil {
+			return d, false
+		}
+		d.SrcCA, d.DstCA = ip.Src(), ip.Dst()
+	default:
+		return d, false
+	}
+	d.SrcPA, d.DstPA, d.SrcMAC, d.DstMAC, d.Port, d.Gen = r.Src, r.Dst, eth.Src(), eth.Dst(), r.Port, gen
+	return d, true
 }
 
 // ForwardedSource is a source CA outside the subnet of port Port, its
@@ -119,13 +149,13 @@ func (s *Switch) export(p *PortConfig, dst netip.Addr, d *decision, gw packet.MA
 	}
 	if d.local < 0 {
 		e.DstPA = d.pa()
-		pa, ok := portSourcePA(t, p, e.DstPA)
+		pa, ok := portSourcePA(t, p, dst, e.DstPA)
 		if !ok {
 			return e, false
 		}
 		e.Encap, e.SrcPA = d.encap, pa
 		if d.encap == rewriteEncap {
-			rewrite, ok := portRewrites(t, p, pa)
+			rewrite, ok := portRewrites(t, p, dst, pa)
 			if !ok {
 				return e, false
 			}
@@ -139,38 +169,50 @@ func (s *Switch) export(p *PortConfig, dst netip.Addr, d *decision, gw packet.MA
 	return e, true
 }
 
-// portSourcePA is the source PA of every packet from port p to dstPA, for a
-// decision that does not know which of the port's CAs sends; ok is false
-// when its CAs leave from different PAs (the slow path picks per packet).
-func portSourcePA(t *policy.Table, p *PortConfig, dstPA netip.Addr) (pa netip.Addr, ok bool) {
-	if len(p.CAs) == 0 {
-		return t.LocalPA(dstPA.Is6())
-	}
-	for i, ca := range p.CAs {
+// portSourcePA is the source PA of every packet from port p to CA dst at
+// dstPA, for a decision that does not know which of the port's CAs sends
+// (one of dst's family: the packet's); ok is false when they leave from
+// different PAs (the slow path picks per packet).
+func portSourcePA(t *policy.Table, p *PortConfig, dst, dstPA netip.Addr) (pa netip.Addr, ok bool) {
+	n := 0
+	for _, ca := range p.CAs {
+		if ca.Unmap().Is4() != dst.Unmap().Is4() {
+			continue
+		}
 		a, found := sourcePA(t, p.VSID, ca, dstPA)
-		if !found || i > 0 && a != pa {
+		if !found || n > 0 && a != pa {
 			return netip.Addr{}, false
 		}
 		pa = a
+		n++
+	}
+	if n == 0 {
+		return t.LocalPA(dstPA.Is6())
 	}
 	return pa, true
 }
 
-// portRewrites says how every packet of port p to a VM with Rule Nat
-// leaves from srcPA (portSourcePA): rewritten if p's CAs have Rule Nat,
-// encapsulated if they have Rule Encap; ok is false for a port with both,
-// or without CAs, whose packets the slow path decides one by one. The CAs'
-// PAs are all srcPA, so a port with Nat CAs has one.
-func portRewrites(t *policy.Table, p *PortConfig, srcPA netip.Addr) (rewrite, ok bool) {
-	for i, ca := range p.CAs {
+// portRewrites says how every packet of port p to a VM with Rule Nat at CA
+// dst leaves from srcPA (portSourcePA): rewritten if p's CAs of dst's
+// family have Rule Nat, encapsulated if they have Rule Encap; ok is false
+// for a port with both, or without such CAs, whose packets the slow path
+// decides one by one. The CAs' PAs are all srcPA, so a port with Nat CAs
+// has one of each family.
+func portRewrites(t *policy.Table, p *PortConfig, dst, srcPA netip.Addr) (rewrite, ok bool) {
+	n := 0
+	for _, ca := range p.CAs {
+		if ca.Unmap().Is4() != dst.Unmap().Is4() {
+			continue
+		}
 		rec, found := t.LookupCA(p.VSID, ca)
 		nat := found && rec.Rule == policy.TranslationMethodNat && rec.ProviderAddress == srcPA
-		if i > 0 && nat != rewrite {
+		if n > 0 && nat != rewrite {
 			return false, false
 		}
 		rewrite = nat
+		n++
 	}
-	return rewrite, len(p.CAs) > 0
+	return rewrite, n > 0
 }
 
 // Generation is the switch's generation: it changes after every change of

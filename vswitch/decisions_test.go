@@ -104,20 +104,26 @@ func TestSourcePAIsTheSendersRecords(t *testing.T) {
 			t.Fatalf("packet %d: %v %v %s->%s, want from %s (blue1's record) to %s", i, r.Action, r.Reason, r.Src, r.Dst, other, pa2)
 		}
 	}
-	// blue1's IPv6 CA still maps to pa1: its port's CAs leave from two PAs,
-	// so no decision for the kernel, which cannot tell them apart.
-	if d := f.Decided(); len(d) != 0 {
-		t.Errorf("decided %+v for a port whose CAs leave from different PAs, want none", d)
+	// blue1's IPv6 CA still maps to pa1, but an IPv4 packet comes from an
+	// IPv4 CA (the kernel checks its source by family): the decision holds
+	// for the port's IPv4 CAs, which all leave from other.
+	if d := f.Decided(); len(d) != 1 || d[0].SrcPA != other {
+		t.Errorf("decided %+v, want one from %s", d, other)
 	}
-	if _, err := st.SetLookupRecords(policy.LookupRecordFilter{CustomerAddress: []netip.Addr{netip.MustParseAddr("fd00:0:0:1::10")}, VirtualSubnetID: []policy.VSID{5001}},
-		policy.LookupRecordChange{ProviderAddress: &other}); err != nil {
-		t.Fatal(err)
-	}
-	sw.SetPolicy(st.Table())
+	// A second IPv4 CA without a record of its own leaves from pa1: the
+	// port's IPv4 CAs leave from two PAs, so no decision for the kernel,
+	// which cannot tell them apart.
+	sw.SetPorts(must(NewPortTable([]PortConfig{
+		{Index: 0, Name: "blue1", MAC: macBlue1, VSID: 5001, CAs: addrs("10.0.0.10", "10.0.0.12", "fd00:0:0:1::10")},
+		{Index: 1, Name: "red1", MAC: macRed1, VSID: 6001, CAs: addrs("10.0.0.10", "fd00:0:0:1::10")},
+	})))
 	var r Result
 	buf, n := udpFrame(macBlue2, macBlue1, "10.0.0.10", "10.0.0.11", 20, true)
 	sw.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
-	if d := f.Decided(); len(d) != 1 || d[0].SrcPA != other {
-		t.Errorf("decided %+v, want one from %s", d, other)
+	if r.Action != ToUnderlay || r.Src != other {
+		t.Fatalf("%v %v from %s, want from %s", r.Action, r.Reason, r.Src, other)
+	}
+	if d := f.Decided(); len(d) != 0 {
+		t.Errorf("decided %+v for a port whose IPv4 CAs leave from different PAs, want none", d)
 	}
 }

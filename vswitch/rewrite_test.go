@@ -158,9 +158,16 @@ func TestRewriteBetweenHosts(t *testing.T) {
 			}
 			checkL4(t, "on the wire", r.Data, c.srcPA, c.dstPA)
 			wire := bytes.Clone(r.Data)
+			gen := b.Generation()
 			got := b.FromRewritten(wire, false)
 			if got.Action != ToPort || got.Port != 0 || !got.Validated || got.Src != c.srcPA || got.Dst != c.dstPA {
 				t.Fatalf("host B: %v %v port %d validated %v, want green2's port 0, validated", got.Action, got.Reason, got.Port, got.Validated)
+			}
+			// What a kernel fast path installs for the PA pair.
+			want := RewriteIngressDecision{SrcPA: c.srcPA, DstPA: c.dstPA, SrcCA: netip.MustParseAddr(c.src), DstCA: netip.MustParseAddr(c.dst),
+				SrcMAC: macGreen1, DstMAC: macGreen2, Port: 0, Gen: gen}
+			if d, ok := RewriteIngress(&got, gen); !ok || d != want {
+				t.Errorf("host B: rewrite ingress decision %+v (%v), want %+v", d, ok, want)
 			}
 			if !bytes.Equal(got.Data, sent) {
 				t.Fatalf("host B delivered\n%x\nwant what green1 sent\n%x", got.Data, sent)
@@ -295,15 +302,16 @@ func TestRewritePartialChecksum(t *testing.T) {
 }
 
 // A port whose CAs have Rule Nat gets rewrite decisions for the kernel, with
-// its own PA as source and the whole underlay MTU.
+// its own PA of the packets' family as source (a port has a CA, and so a
+// PA, of each family) and the whole underlay MTU.
 func TestRewriteDecisionRecorded(t *testing.T) {
 	a, _, _ := greenHosts(t)
-	// One CA per port: each Nat CA has its own PA.
-	a.SetPorts(must(NewPortTable([]PortConfig{{Index: 0, Name: "green1", MAC: macGreen1, VSID: 7001, CAs: addrs("10.0.0.10")}})))
 	f := NewFlows()
 	f.RecordDecisions()
 	var r Result
 	buf, n := udpFrame(macGreen2, macGreen1, "10.0.0.10", "10.0.0.11", 20, true)
+	a.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
+	buf, n = udpFrame(macGreen2, macGreen1, "fd00:0:0:1::10", "fd00:0:0:1::11", 20, true)
 	a.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
 	buf, n = udpFrame(macGreen3, macGreen1, "10.0.0.10", "10.0.0.12", 20, true)
 	a.FromPortFlows(&r, f, 0, buf, Headroom, n, 0, scratch())
@@ -311,6 +319,8 @@ func TestRewriteDecisionRecorded(t *testing.T) {
 	want := []Decision{
 		{Port: 0, Dst: netip.MustParseAddr("10.0.0.11"), Gen: a.Generation(), Local: -1, MAC: macGreen2, Encap: policy.EncapNVGRE, Rewrite: true,
 			VSID: 7001, SrcPA: green1PA4, DstPA: green2PA4, MaxLen: 1500 + 14},
+		{Port: 0, Dst: netip.MustParseAddr("fd00:0:0:1::11"), Gen: a.Generation(), Local: -1, MAC: macGreen2, Encap: policy.EncapNVGRE, Rewrite: true,
+			VSID: 7001, SrcPA: green1PA6, DstPA: green2PA6, MaxLen: 1500 + 14},
 		{Port: 0, Dst: netip.MustParseAddr("10.0.0.12"), Gen: a.Generation(), Local: -1, MAC: macGreen3, Encap: policy.EncapNVGRE,
 			VSID: 7001, SrcPA: green1PA4, DstPA: pa2, MaxLen: 1500 - 42 + 14},
 	}

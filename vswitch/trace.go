@@ -57,9 +57,10 @@ type TraceResult struct {
 	// FastPath says whether the kernel fast path could forward the flow's
 	// later packets (a decision the slow path installs) or every packet
 	// takes the slow path; Decision is the installable decision.
-	FastPath bool
-	Decision *Decision        `json:",omitempty"`
-	Ingress  *IngressDecision `json:",omitempty"`
+	FastPath       bool
+	Decision       *Decision               `json:",omitempty"`
+	Ingress        *IngressDecision        `json:",omitempty"`
+	RewriteIngress *RewriteIngressDecision `json:",omitempty"`
 }
 
 var actionNames = [...]string{Drop: "drop", ToPort: "to-port", ToUnderlay: "to-underlay", Redirect: "redirect", Hold: "hold", Forward: "forward", Flood: "flood"}
@@ -270,7 +271,11 @@ func (s *Switch) TraceFromRewritten(frame []byte) TraceResult {
 	sh := s.shadow(tr)
 	pkt := append([]byte(nil), frame...)
 	tr.describeFrame(pkt)
+	gen := sh.gen.Load()
 	r := sh.FromRewritten(pkt, false)
+	if d, ok := RewriteIngress(&r, gen); ok {
+		tr.rewriteIngress = &d
+	}
 	return tr.result(&r)
 }
 
@@ -292,6 +297,7 @@ type tracer struct {
 	p              *PortConfig
 	fast           *Decision
 	ingress        *IngressDecision
+	rewriteIngress *RewriteIngressDecision
 }
 
 func (tr *tracer) add(step, object, format string, args ...any) {
@@ -339,15 +345,18 @@ func (tr *tracer) result(r *Result) TraceResult {
 	if r.Action == ToPort && r.Validated {
 		out.Ingress = tr.ingress
 	}
-	if r.Action == ToUnderlay || r.Action == ToPort && !r.Reply && tr.port >= 0 {
+	if r.Action == ToUnderlay || r.Action == Rewritten || r.Action == ToPort && !r.Reply && tr.port >= 0 {
 		out.Decision = tr.fast
 	}
-	out.FastPath = out.Decision != nil || out.Ingress != nil
+	out.RewriteIngress = tr.rewriteIngress
+	out.FastPath = out.Decision != nil || out.Ingress != nil || out.RewriteIngress != nil
 	switch {
 	case out.Decision != nil:
 		out.Steps = append(out.Steps, Step{Step: "fast-path", Detail: fmt.Sprintf("the slow path installs this decision (port %d to %s) in the kernel: later packets of the flow take the fast path until policy or ports change", out.Decision.Port, out.Decision.Dst)})
 	case out.Ingress != nil:
 		out.Steps = append(out.Steps, Step{Step: "fast-path", Detail: fmt.Sprintf("the slow path installs this validated delivery (from PA %s, %s -> %s) in the kernel: later packets take the fast path until policy or ports change", out.Ingress.SrcPA, out.Ingress.SrcCA, out.Ingress.DstCA)})
+	case out.RewriteIngress != nil:
+		out.Steps = append(out.Steps, Step{Step: "fast-path", Detail: fmt.Sprintf("the slow path installs this validated delivery (PAs %s -> %s to CAs %s -> %s) in the kernel: later packets of the PA pair take the fast path until policy or ports change", out.RewriteIngress.SrcPA, out.RewriteIngress.DstPA, out.RewriteIngress.SrcCA, out.RewriteIngress.DstCA)})
 	case r.Action != Drop:
 		out.Steps = append(out.Steps, Step{Step: "slow-path", Detail: "no decision is installed for this: every such frame takes the slow path"})
 	}

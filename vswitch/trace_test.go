@@ -549,13 +549,19 @@ func TestTraceIPRewrite(t *testing.T) {
 	a, b, _ := greenHosts(t)
 	buf, n := udpFrame(macGreen2, macGreen1, "10.0.0.10", "10.0.0.11", 40, true)
 	src := a.TraceFromPort(0, buf[Headroom:Headroom+n])
-	wantSteps(t, "host A", &src, "port=port green1", "lookup", "rewrite", "outer=provider address "+green1PA4.String())
+	wantSteps(t, "host A", &src, "port=port green1", "lookup", "rewrite", "outer=provider address "+green1PA4.String(), "fast-path")
+	if !src.FastPath || src.Decision == nil || !src.Decision.Rewrite {
+		t.Errorf("host A: fast path %v decision %+v, want a rewrite decision for the kernel", src.FastPath, src.Decision)
+	}
 	o := src.Outer
 	if src.Verdict != Rewritten.String() || o == nil || !o.Rewritten || o.Src != green1PA4 || o.Dst != green2PA4 {
 		t.Fatalf("host A: verdict %s, outer %+v: want rewritten from %s to %s\n%s", src.Verdict, o, green1PA4, green2PA4, stepsText(src.Steps))
 	}
 	dst := b.TraceFromRewritten(o.Payload)
-	wantSteps(t, "host B", &dst, "rewrite-arrival=provider address "+green2PA4.String(), "lookup", "validate", "rewrite", "deliver=port green2")
+	wantSteps(t, "host B", &dst, "rewrite-arrival=provider address "+green2PA4.String(), "lookup", "validate", "rewrite", "deliver=port green2", "fast-path")
+	if ri := dst.RewriteIngress; !dst.FastPath || ri == nil || ri.SrcPA != green1PA4 || ri.DstPA != green2PA4 || ri.Port != 0 {
+		t.Errorf("host B: fast path %v rewrite ingress %+v, want the PA pair's delivery to port 0", dst.FastPath, ri)
+	}
 	if dst.Verdict != ToPort.String() || dst.Port != 0 {
 		t.Errorf("host B: verdict %s port %d, want to-port 0\n%s", dst.Verdict, dst.Port, stepsText(dst.Steps))
 	}

@@ -52,6 +52,7 @@ char LICENSE[] SEC("license") = "GPL"; /* bpf_redirect_neigh is GPL-only */
 #define NEXTHDR_ICMPV6 58
 #define ND_NEIGHBOR_SOLICIT 135
 #define ND_NEIGHBOR_ADVERT 136
+#define ICMP_ 1
 
 /* Maps, pinned by name under wnvd's pin directory so that they (and the
  * decisions in them) outlive wnvd. */
@@ -144,6 +145,25 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } wnv_rewrite_pas SEC(".maps");
+
+/* IP Rewrite deliveries the slow path validated, by PA pair: LRU, like the
+ * decisions. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_REWRITE_IN);
+	__type(key, struct rewrite_key);
+	__type(value, struct rewrite_in);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_rewrite_in SEC(".maps");
+
+/* Rewrite PAs whose records have UseVmMACAddress, and their VMs' MACs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LOCAL_PAS);
+	__type(key, struct pa_key);
+	__type(value, struct vm_mac);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} wnv_vm_macs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -502,20 +522,10 @@ static __always_inline int fits(struct __sk_buff *skb, const struct egress *d,
 	return len <= d->max_len;
 }
 
-/* rewrite_inner makes the rewrites a decision asks for on the frame whose
- * IP header starts at l3: the destination MAC, and for a routed frame the
- * gateway's MAC (the decision's, which policy may set per subnet) as source
- * and the TTL or hop limit one less. */
-static __always_inline int rewrite_inner(struct __sk_buff *skb, __u32 l2, const struct egress *d,
-					 const struct ip_info *ii)
+/* dec_ttl makes the TTL (fixing the IPv4 checksum) or hop limit of the IP
+ * header at l3 one less. */
+static __always_inline int dec_ttl(struct __sk_buff *skb, __u32 l3, const struct ip_info *ii)
 {
-	__u32 l3 = l2 + ETH_HLEN;
-	if (bpf_skb_store_bytes(skb, l2, d->dst_mac, ETH_ALEN, 0))
-		return -1;
-	if (!d->routed)
-		return 0;
-	if (bpf_skb_store_bytes(skb, l2 + ETH_ALEN, d->src_mac, ETH_ALEN, 0))
-		return -1;
 	__u8 ttl = ii->ttl - 1;
 	if (ii->family == FAMILY_V6)
 		return bpf_skb_store_bytes(skb, l3 + offsetof(struct ipv6hdr, hop_limit), &ttl, 1, 0);
@@ -524,6 +534,22 @@ static __always_inline int rewrite_inner(struct __sk_buff *skb, __u32 l2, const 
 	if (bpf_l3_csum_replace(skb, l3 + offsetof(struct iphdr, check), ii->ttl_w, new_w, 2))
 		return -1;
 	return bpf_skb_store_bytes(skb, l3 + offsetof(struct iphdr, ttl), &ttl, 1, 0);
+}
+
+/* rewrite_inner makes the rewrites a decision asks for on the frame whose
+ * IP header starts at l3: the destination MAC, and for a routed frame the
+ * gateway's MAC (the decision's, which policy may set per subnet) as source
+ * and the TTL or hop limit one less. */
+static __always_inline int rewrite_inner(struct __sk_buff *skb, __u32 l2, const struct egress *d,
+					 const struct ip_info *ii)
+{
+	if (bpf_skb_store_bytes(skb, l2, d->dst_mac, ETH_ALEN, 0))
+		return -1;
+	if (!d->routed)
+		return 0;
+	if (bpf_skb_store_bytes(skb, l2 + ETH_ALEN, d->src_mac, ETH_ALEN, 0))
+		return -1;
+	return dec_ttl(skb, l2 + ETH_HLEN, ii);
 }
 
 /* The header structs are packed: their parts are built apart and copied in. */
@@ -668,8 +694,151 @@ static __always_inline int encapsulate(struct __sk_buff *skb, const struct egres
 	return 0;
 }
 
+/* ---------------------------------------------------------------------
+ * IP Rewrite: addresses and the way out
+ */
+
+/* l4_csum_off is the offset of the checksum in a TCP, UDP or ICMPv6 header
+ * (covering a pseudo-header of the addresses), 0 for an ICMP one (no
+ * pseudo-header), -1 for any other protocol: its packets are the slow
+ * path's. */
+static __always_inline int l4_csum_off(__u8 proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return 16;
+	case IPPROTO_UDP:
+		return 6;
+	case IPPROTO_ICMPV6:
+		return 2;
+	case ICMP_:
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * rewrite_addrs replaces the addresses of the IP packet behind the Ethernet
+ * header (IPv4 or IPv6 by family; its transport header at l4, of protocol
+ * proto) with src and dst, fixing the checksums incrementally: the IPv4
+ * header's, and the transport checksum over the pseudo-header. For a
+ * checksum still partial (CHECKSUM_PARTIAL: a GSO super-frame, or a
+ * checksum offload) bpf_l4_csum_replace moves the pseudo-header sum the
+ * field holds to the new addresses, so the offload finishes it right; a
+ * zero UDP checksum (none, over IPv4) stays zero (MARK_MANGLED_0). Over
+ * IPv6, BPF_F_IPV6 keeps a CHECKSUM_COMPLETE sum right (the address bytes
+ * and the checksum change by opposite amounts).
+ *
+ * The transport checksum is fixed first: -1 if it fails, the frame as it
+ * was (a kernel without BPF_F_IPV6 refuses it, an L4 header beyond the
+ * frame fails); -2 for a failure after the frame changed.
+ */
+static __always_inline int rewrite_addrs(struct __sk_buff *skb, __u8 family, __u32 l4, __u8 proto,
+					 const __u8 *old_src, const __u8 *old_dst, const __u8 *src,
+					 const __u8 *dst)
+{
+	int off = l4_csum_off(proto);
+	if (off < 0)
+		return -1;
+	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	if (family == FAMILY_V6) {
+		__u8 from[32], to[32];
+		copy16(from, old_src);
+		copy16(from + 16, old_dst);
+		copy16(to, src);
+		copy16(to + 16, dst);
+		__s64 diff = bpf_csum_diff((__be32 *)from, sizeof(from), (__be32 *)to, sizeof(to), 0);
+		if (diff < 0 ||
+		    bpf_l4_csum_replace(skb, l4 + off, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_IPV6 | mangled))
+			return -1;
+		if (bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct ipv6hdr, saddr), to, sizeof(to), 0))
+			return -2;
+		return 0;
+	}
+	__be32 os, od, ns, nd;
+	__builtin_memcpy(&os, old_src, 4);
+	__builtin_memcpy(&od, old_dst, 4);
+	__builtin_memcpy(&ns, src, 4);
+	__builtin_memcpy(&nd, dst, 4);
+	__u32 check = ETH_HLEN + offsetof(struct iphdr, check);
+	if (proto != ICMP_) {
+		__u64 flags = BPF_F_PSEUDO_HDR | mangled | sizeof(ns);
+		if (bpf_l4_csum_replace(skb, l4 + off, os, ns, flags))
+			return -1;
+		if (bpf_l4_csum_replace(skb, l4 + off, od, nd, flags))
+			return -2;
+	}
+	if (bpf_l3_csum_replace(skb, check, os, ns, sizeof(ns)) ||
+	    bpf_l3_csum_replace(skb, check, od, nd, sizeof(nd)))
+		return -2;
+	__be32 addrs[2] = {ns, nd};
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, saddr), addrs, sizeof(addrs), 0))
+		return -2;
+	return 0;
+}
+
+/* rewritable says whether a VM's packet of protocol proto (transport header
+ * at l4) may leave by IP Rewrite: GRE, UDP to port 4789 (the receiver
+ * would take them for tunnel packets) and neighbour discovery are
+ * encapsulated instead, by the slow path (vswitch's rewrite), and so is
+ * what rewrite_addrs cannot fix. */
+static __always_inline int rewritable(struct __sk_buff *skb, __u32 l4, __u8 proto)
+{
+	if (l4_csum_off(proto) < 0)
+		return 0;
+	if (proto == IPPROTO_UDP) {
+		__be16 dport;
+		return !bpf_skb_load_bytes(skb, l4 + 2, &dport, sizeof(dport)) &&
+		       dport != bpf_htons(VXLAN_PORT);
+	}
+	if (proto == IPPROTO_ICMPV6) {
+		__u8 type;
+		return !bpf_skb_load_bytes(skb, l4, &type, 1) && (type < 133 || type > 137);
+	}
+	return 1;
+}
+
+/*
+ * rewrite_out rewrites a VM's packet for IP Rewrite, as a KIND_REWRITE
+ * decision says: the source CA becomes d->src_pa (the VM's own PA) and the
+ * destination CA d->dst_pa, and the TTL drops by one when routed. The
+ * caller sends it with bpf_redirect_neigh, which routes it from this host
+ * and resolves the next hop, as the host's own packets are (bpf_fib_lookup
+ * would want forwarding enabled on the underlay, even for an output
+ * lookup); wnv_underlay_out puts the VM's MAC on it if its record says so.
+ * A GSO super-frame keeps its GSO state: the kernel or the NIC cuts it into
+ * segments with the new addresses, as it would the host's own. It returns
+ * 0, -1 for the slow path (the frame unchanged: what the slow path
+ * encapsulates or answers as too big), -2 for a frame changed and then
+ * failed.
+ */
+static __always_inline int rewrite_out(struct __sk_buff *skb, const struct egress *d,
+				       struct ip_info *ii, __u8 proto)
+{
+	__u32 l4 = ETH_HLEN + ii->hdr_len;
+	if (!rewritable(skb, l4, proto))
+		return -1;
+	if (skb->gso_size) {
+		int h = l4_hdr_len(skb, l4, proto);
+		if (h < 0)
+			return -1;
+		ii->l4_hdr_len = h;
+	}
+	if (!fits(skb, d, ii))
+		return -1;
+	int err = rewrite_addrs(skb, ii->family, l4, proto, ii->src, ii->dst, d->src_pa, d->dst_pa);
+	if (err)
+		return err;
+	if (d->routed && dec_ttl(skb, ETH_HLEN, ii))
+		return -2;
+	return 0;
+}
+
+/* from_port switches a frame from port p at ifindex (read once by the
+ * caller: clang would keep a pointer into the context for each read, which
+ * the verifier refuses). */
 static __always_inline int from_port(struct __sk_buff *skb, const struct config *cfg,
-				     const struct port *p)
+				     const struct port *p, __u32 ifindex)
 {
 	struct ethhdr eth;
 	struct ip_info ii = {};
@@ -699,17 +868,19 @@ static __always_inline int from_port(struct __sk_buff *skb, const struct config 
 	/* The source CA: one of the port's, or one it forwards from. DHCP,
 	 * link-local, spoofed and new forwarded sources are the slow path's
 	 * to judge. */
+	int own_ca = 0;
 	if (!(p->flags & PORT_L2_ONLY)) {
-		struct addr_key ck = {.ifindex = skb->ifindex, .family = ii.family};
+		struct addr_key ck = {.ifindex = ifindex, .family = ii.family};
 		copy16(ck.addr, ii.src);
-		if (!bpf_map_lookup_elem(&wnv_port_cas, &ck)) {
+		own_ca = bpf_map_lookup_elem(&wnv_port_cas, &ck) != NULL;
+		if (!own_ca) {
 			__u64 *gen = bpf_map_lookup_elem(&wnv_fwd_srcs, &ck);
 			if (!gen || *gen != cfg->gen)
 				return to_slow_path(skb, cfg, p);
 		}
 	}
 
-	struct addr_key ek = {.ifindex = skb->ifindex, .family = ii.family};
+	struct addr_key ek = {.ifindex = ifindex, .family = ii.family};
 	copy16(ek.addr, ii.dst);
 	struct egress *d = bpf_map_lookup_elem(&wnv_egress, &ek);
 	if (!d || d->gen != cfg->gen)
@@ -758,6 +929,19 @@ static __always_inline int from_port(struct __sk_buff *skb, const struct config 
 		struct vsid_stats *vs = vsid_stats(d->vsid);
 		if (vs)
 			vs->encapsulated += 1;
+	} else if (d->kind == KIND_REWRITE && own_ca) {
+		/* Only the port's own CAs have the PA (forwarded sources are
+		 * encapsulated). */
+		int err = rewrite_out(skb, d, &ii, proto);
+		if (err == -1)
+			return to_slow_path(skb, cfg, p);
+		if (err) {
+			count_path(PATH_ERRORS);
+			return TC_ACT_SHOT;
+		}
+		struct vsid_stats *vs = vsid_stats(d->vsid);
+		if (vs)
+			vs->encapsulated += 1;
 	} else {
 		return to_slow_path(skb, cfg, p);
 	}
@@ -787,7 +971,7 @@ int wnv_port(struct __sk_buff *skb)
 	struct port *p = bpf_map_lookup_elem(&wnv_ports, &ifindex);
 	if (!p || (cfg->flags & CFG_FAST_PATH_OFF))
 		return to_slow_path(skb, cfg, p);
-	return from_port(skb, cfg, p);
+	return from_port(skb, cfg, p, ifindex);
 }
 
 /* ---------------------------------------------------------------------
@@ -1107,14 +1291,59 @@ static __always_inline int rewrite_slow_path(struct __sk_buff *skb, const struct
 	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
 }
 
-/* from_rewrite takes a packet to a rewrite PA to the slow path, but for
- * what the tunnel path takes (GRE, UDP to port 4789, fragments of either:
- * senders encapsulate those between Nat VMs too) and neighbour discovery
- * (the host's stack answers for its PAs). It returns -1 for a packet that
- * is not IP Rewrite traffic. */
+/*
+ * rewrite_in delivers an IP Rewrite packet (transport header at l4, of
+ * protocol proto) as the slow path validated its PA pair k in this
+ * generation (wnv_rewrite_in): the PAs go back to the CAs, with the
+ * checksums fixed as on the way out (rewrite_addrs), the MACs become the
+ * record's, and the frame goes to the destination's port. A GSO
+ * super-frame (one the sender's kernel path sent whole over a veth, or the
+ * underlay's GRO merged) keeps its GSO state, which describes plain TCP or
+ * UDP before and after. It returns -1 for the slow path (no current
+ * decision: a PA pair it never validated is its to drop as
+ * rewrite-mismatch).
+ */
+static __always_inline int rewrite_in(struct __sk_buff *skb, const struct config *cfg,
+				      const struct rewrite_key *k, __u32 l4, __u8 proto)
+{
+	struct rewrite_in *d = bpf_map_lookup_elem(&wnv_rewrite_in, k);
+	if (!d || d->gen != cfg->gen)
+		return -1;
+	__u32 ifindex = d->ifindex;
+	struct port *p = bpf_map_lookup_elem(&wnv_ports, &ifindex);
+	if (!p)
+		return -1;
+	int err = rewrite_addrs(skb, k->family, l4, proto, k->src_pa, k->dst_pa, d->src_ca, d->dst_ca);
+	if (err == -1)
+		return -1;
+	struct ethhdr eth;
+	__builtin_memcpy(eth.h_dest, d->dst_mac, ETH_ALEN);
+	__builtin_memcpy(eth.h_source, d->src_mac, ETH_ALEN);
+	if (err || bpf_skb_store_bytes(skb, 0, &eth, 2 * ETH_ALEN, 0)) {
+		count_path(PATH_ERRORS);
+		return TC_ACT_SHOT;
+	}
+	struct port_stats *ps = port_stats(p);
+	if (ps) {
+		ps->tx_frames += 1;
+		ps->tx_bytes += skb->len;
+	}
+	struct vsid_stats *vs = vsid_stats(p->vsid);
+	if (vs)
+		vs->decapsulated += 1;
+	count_path(PATH_UNDERLAY_FAST);
+	return deliver(p, ifindex);
+}
+
+/* from_rewrite takes a packet to a rewrite PA, but for what the tunnel path
+ * takes (GRE, UDP to port 4789, fragments of either: senders encapsulate
+ * those between Nat VMs too) and neighbour discovery (the host's stack
+ * answers for its PAs): to its port as rewrite_in decides, or else to the
+ * slow path. It returns -1 for a packet that is not IP Rewrite traffic. */
 static __always_inline int from_rewrite(struct __sk_buff *skb, const struct config *cfg)
 {
 	struct ethhdr eth;
+	struct rewrite_key k = {};
 	struct pa_key pk = {};
 	__u8 proto;
 	int frag = 0;
@@ -1126,8 +1355,9 @@ static __always_inline int from_rewrite(struct __sk_buff *skb, const struct conf
 		struct iphdr ip;
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) || ip.version != 4)
 			return -1;
-		pk.family = FAMILY_V4;
-		copy4(pk.addr, &ip.daddr);
+		k.family = FAMILY_V4;
+		copy4(k.src_pa, &ip.saddr);
+		copy4(k.dst_pa, &ip.daddr);
 		proto = ip.protocol;
 		frag = (ip.frag_off & bpf_htons(0x3fff)) != 0;
 		l4 = ETH_HLEN + ip.ihl * 4;
@@ -1135,13 +1365,16 @@ static __always_inline int from_rewrite(struct __sk_buff *skb, const struct conf
 		struct ipv6hdr ip;
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) || ip.version != 6)
 			return -1;
-		pk.family = FAMILY_V6;
-		copy16(pk.addr, ip.daddr.in6_u.u6_addr8);
+		k.family = FAMILY_V6;
+		copy16(k.src_pa, ip.saddr.in6_u.u6_addr8);
+		copy16(k.dst_pa, ip.daddr.in6_u.u6_addr8);
 		proto = ip.nexthdr;
 		l4 = ETH_HLEN + sizeof(ip);
 	} else {
 		return -1;
 	}
+	pk.family = k.family;
+	copy16(pk.addr, k.dst_pa);
 	if (!bpf_map_lookup_elem(&wnv_rewrite_pas, &pk) || proto == IPPROTO_GRE)
 		return -1;
 	if (proto == IPPROTO_ICMPV6) {
@@ -1156,7 +1389,49 @@ static __always_inline int from_rewrite(struct __sk_buff *skb, const struct conf
 		    dport == bpf_htons(VXLAN_PORT))
 			return -1;
 	}
+	/* A fragment carries no transport header to fix (or only the first
+	 * does): the slow path fixes the IP header alone. */
+	if (!frag && !(cfg->flags & CFG_FAST_PATH_OFF)) {
+		int rc = rewrite_in(skb, cfg, &k, l4, proto);
+		if (rc >= 0)
+			return rc;
+	}
 	return rewrite_slow_path(skb, cfg);
+}
+
+/* vm_mac_out puts the VM's MAC as source on a frame leaving from the PA of
+ * a record with UseVmMACAddress (wnv_vm_macs): rewritten by wnv_port or by
+ * the slow path, which sends through the host's stack. The host's own
+ * neighbour discovery for the PA keeps the host's MAC, as its ARP does. */
+static __always_inline void vm_mac_out(struct __sk_buff *skb)
+{
+	struct pa_key pk = {};
+	__be16 proto;
+
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)))
+		return;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return;
+		pk.family = FAMILY_V4;
+		copy4(pk.addr, &ip.saddr);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip;
+		__u8 type;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)))
+			return;
+		if (ip.nexthdr == IPPROTO_ICMPV6 &&
+		    (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(ip), &type, 1) || (type >= 133 && type <= 137)))
+			return;
+		pk.family = FAMILY_V6;
+		copy16(pk.addr, ip.saddr.in6_u.u6_addr8);
+	} else {
+		return;
+	}
+	struct vm_mac *m = bpf_map_lookup_elem(&wnv_vm_macs, &pk);
+	if (m && bpf_skb_store_bytes(skb, ETH_ALEN, m->mac, ETH_ALEN, 0))
+		count_path(PATH_ERRORS); /* it leaves with the host's MAC */
 }
 
 SEC("tcx/ingress")
@@ -1181,6 +1456,7 @@ int wnv_underlay(struct __sk_buff *skb)
 SEC("tcx/egress")
 int wnv_underlay_out(struct __sk_buff *skb)
 {
+	vm_mac_out(skb);
 	if (skb->vlan_present)
 		return TC_ACT_OK;
 	__u16 vlan;

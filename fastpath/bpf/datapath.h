@@ -27,6 +27,7 @@
 #define MAX_PORT_CAS 65536
 #define MAX_EGRESS 65536
 #define MAX_INGRESS 65536
+#define MAX_REWRITE_IN 65536
 #define MAX_LOCAL_PAS 64
 #define MAX_UNDERLAYS 64
 #define NUM_REASON_SLOTS 64
@@ -92,6 +93,7 @@ struct underlay_stats {
 /* egress.kind */
 #define KIND_LOCAL 1
 #define KIND_ENCAP 2
+#define KIND_REWRITE 3 /* IP Rewrite: the CAs become src_pa and dst_pa, nothing added */
 
 /* egress.encap: policy.Encapsulation's numbers. */
 #define ENCAP_NVGRE 0
@@ -129,6 +131,31 @@ struct ingress {
 	__u64 gen;
 	__u32 ifindex;
 	__u32 pad;
+};
+
+/* Key of rewrite_in: the PA pair of an IP Rewrite packet. */
+struct rewrite_key {
+	__u8 family;
+	__u8 pad[3];
+	__u8 src_pa[16];
+	__u8 dst_pa[16];
+};
+
+/* Value of vm_macs: a VM's MAC, the source of what leaves from its PA. */
+struct vm_mac {
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+/* Value of rewrite_in: what the slow path validated the PA pair maps back
+ * to, and the local port it delivers to. */
+struct rewrite_in {
+	__u64 gen;
+	__u32 ifindex;
+	__u8 src_mac[6]; /* the new MACs */
+	__u8 dst_mac[6];
+	__u8 src_ca[16]; /* the new addresses */
+	__u8 dst_ca[16];
 };
 
 struct port_stats {

@@ -119,6 +119,7 @@ func (c Config) withDefaults() Config {
 type Provider interface {
 	AddProviderAddress(ctx context.Context, a policy.ProviderAddress) (policy.ProviderAddress, error)
 	ProviderAddresses(ctx context.Context, f policy.ProviderAddressFilter) ([]policy.ProviderAddress, error)
+	RemoveProviderAddresses(ctx context.Context, f policy.ProviderAddressFilter) ([]policy.ProviderAddress, error)
 	Ports(ctx context.Context) ([]provider.Port, error)
 	LookupRecords(ctx context.Context, f policy.LookupRecordFilter) ([]policy.LookupRecord, error)
 	CustomerRoutes(ctx context.Context, f policy.CustomerRouteFilter) ([]policy.CustomerRoute, error)

@@ -298,7 +298,10 @@ func (d *driver) readHost(ctx context.Context) HostRead {
 	if r.Routes, r.Err = h.CustomerRoutes(ctx, policy.CustomerRouteFilter{}); r.Err != nil {
 		return r
 	}
-	r.Subnets, r.Err = h.VirtualSubnets(ctx, policy.VirtualSubnetFilter{})
+	if r.Subnets, r.Err = h.VirtualSubnets(ctx, policy.VirtualSubnetFilter{}); r.Err != nil {
+		return r
+	}
+	r.PAs, r.Err = h.ProviderAddresses(ctx, policy.ProviderAddressFilter{})
 	return r
 }
 
@@ -325,6 +328,7 @@ func (d *driver) apply(ctx context.Context, ap Apply) Applied {
 		_, err := h.AttachPort(ctx, spec)
 		out.Ports = append(out.Ports, PortResult{Name: spec.Name, Attach: true, Err: err})
 	}
+	out.PAs = d.applyPAs(ctx, ap)
 	var errs []error
 	for _, v := range ap.Subnets {
 		_, err := h.SetVirtualSubnets(ctx, policy.VirtualSubnetFilter{VirtualSubnetID: v.VirtualSubnetID}, policy.VirtualSubnetChange{Encapsulation: &v.Encapsulation})

@@ -130,6 +130,9 @@ func (w *fakeWnvd) AddProviderAddress(_ context.Context, a policy.ProviderAddres
 func (w *fakeWnvd) ProviderAddresses(_ context.Context, f policy.ProviderAddressFilter) ([]policy.ProviderAddress, error) {
 	return w.store.ProviderAddresses(f), nil
 }
+func (w *fakeWnvd) RemoveProviderAddresses(_ context.Context, f policy.ProviderAddressFilter) ([]policy.ProviderAddress, error) {
+	return w.store.RemoveProviderAddresses(f)
+}
 func (w *fakeWnvd) Ports(context.Context) ([]provider.Port, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -94,6 +94,7 @@ type HostRead struct {
 	Records []policy.LookupRecord
 	Routes  []policy.CustomerRoute
 	Subnets []policy.VirtualSubnet
+	PAs     []policy.ProviderAddress
 	Err     error
 }
 
@@ -102,6 +103,7 @@ type Applied struct {
 	Batch    error
 	Subnets  error
 	Gateways error
+	PAs      error
 	Ports    []PortResult
 }
 
@@ -202,6 +204,10 @@ type Apply struct {
 	// Gateways, when not nil, is every edge gateway the host is to have
 	// (none: remove them all).
 	Gateways *[]edge.Spec
+	// AddPAs and RemovePAs are the IP Rewrite PAs of local Nat VMs to
+	// configure and those to remove (rewrite.go), after the ports.
+	AddPAs    []policy.ProviderAddress
+	RemovePAs []netip.Addr
 }
 
 // Detach detaches a port; Migrated keeps forwarding for its VM's new host.
@@ -352,6 +358,13 @@ type Model struct {
 	havePushed, keysOff, pushOff        bool // keysOff/pushOff: the server/wnvd lacks the endpoint
 	keysAt                              time.Time
 	keysBackoff                         backoff.Backoff
+
+	// rewritePAs are the IP Rewrite PAs the agent configured; while one is
+	// not usable yet (paUnsettled), the host is read again at paRecheck,
+	// and a Duplicate one added again then (paReadd; rewrite.go).
+	rewritePAs           map[netip.Addr]bool
+	paUnsettled, paReadd bool
+	paRecheck            time.Time
 }
 
 // NewModel returns the model of an agent that has not registered yet.
@@ -474,12 +487,15 @@ func (m *Model) Step(now time.Time, ev Event) {
 			return
 		}
 		m.next = m.plan(ev)
+		if m.paUnsettled && m.paRecheck.IsZero() {
+			m.paRecheck = now.Add(m.cfg.InterfaceRetry)
+		}
 		if m.next == nil {
 			m.hostOff.Reset()
 		}
 	case Applied:
 		m.applying = false
-		ok := ev.Batch == nil && ev.Subnets == nil && ev.Gateways == nil
+		ok := ev.Batch == nil && ev.Subnets == nil && ev.Gateways == nil && ev.PAs == nil
 		if m.building != nil && ev.Gateways == nil {
 			m.built = m.building
 		}
@@ -766,6 +782,9 @@ func (m *Model) Ready(now time.Time) Ready {
 		m.dirty = true
 		m.waitRetry = now.Add(m.cfg.InterfaceRetry)
 	}
+	if !m.paRecheck.IsZero() && !now.Before(m.paRecheck) {
+		m.dirty, m.paRecheck, m.paReadd = true, time.Time{}, true
+	}
 	if m.next != nil && !m.applying {
 		r.Apply, m.next = m.next, nil
 		m.applying = true
@@ -838,6 +857,7 @@ func (m *Model) wake(now time.Time) time.Time {
 	if len(m.waiting) > 0 {
 		at(m.waitRetry)
 	}
+	at(m.paRecheck)
 	return w
 }
 
@@ -928,7 +948,9 @@ func (m *Model) plan(h HostRead) *Apply {
 	// from the server's, so the agent puts that, which confirms it.
 	installed := policy.Objects{LookupRecords: h.Records, CustomerRoutes: h.Routes}
 	a.Batch = policy.Diff(installed, m.desired(h))
-	if len(a.Subnets) == 0 && len(a.Detach) == 0 && len(a.Attach) == 0 && a.Gateways == nil && batchEmpty(a.Batch) {
+	m.planPAs(h, a)
+	if len(a.Subnets) == 0 && len(a.Detach) == 0 && len(a.Attach) == 0 && a.Gateways == nil && batchEmpty(a.Batch) &&
+		len(a.AddPAs) == 0 && len(a.RemovePAs) == 0 {
 		return nil
 	}
 	return a

@@ -73,7 +73,8 @@ func (f *fakeHost) read() HostRead {
 		ports = append(ports, f.ports[name])
 	}
 	return HostRead{Ports: ports, Records: f.store.LookupRecords(policy.LookupRecordFilter{}),
-		Routes: f.store.CustomerRoutes(policy.CustomerRouteFilter{}), Subnets: f.store.VirtualSubnets(policy.VirtualSubnetFilter{})}
+		Routes: f.store.CustomerRoutes(policy.CustomerRouteFilter{}), Subnets: f.store.VirtualSubnets(policy.VirtualSubnetFilter{}),
+		PAs: f.store.ProviderAddresses(policy.ProviderAddressFilter{})}
 }
 
 func (f *fakeHost) apply(a Apply) Applied {
@@ -81,6 +82,15 @@ func (f *fakeHost) apply(a Apply) Applied {
 	if !batchEmpty(a.Batch) {
 		f.applied = append(f.applied, a.Batch)
 		out.Batch = f.store.Apply(a.Batch)
+	}
+	if len(a.RemovePAs) > 0 {
+		_, out.PAs = f.store.RemoveProviderAddresses(policy.ProviderAddressFilter{ProviderAddress: a.RemovePAs})
+	}
+	for _, pa := range a.AddPAs {
+		pa.AddressState = policy.AddressTentative // until detection says more
+		if _, err := f.store.AddProviderAddress(pa); err != nil {
+			out.PAs = err
+		}
 	}
 	f.detach = append(f.detach, a.Detach...)
 	for _, d := range a.Detach {

@@ -12,8 +12,11 @@ import (
 )
 
 // Frame is one NVGRE frame seen on the underlay, decoded with the packet
-// package.
+// package, or (Plain) an IP packet that is no tunnel's: IP Rewrite's
+// traffic between two VMs' PAs, or the hosts' own (with the policy server).
+// A plain frame has only the outer addresses, InnerProto and the ports.
 type Frame struct {
+	Plain              bool
 	OuterSrc, OuterDst netip.Addr // PAs
 	Protocol           uint16     // GRE protocol type; 0x6558 for NVGRE
 	Key                uint32     // VSID<<8 | FlowID
@@ -102,6 +105,7 @@ type Capture struct {
 
 	mu        sync.Mutex
 	frames    []Frame
+	plain     []Frame
 	malformed []error
 }
 
@@ -197,6 +201,13 @@ func (c *Capture) run() {
 		}
 		f, ok, err := DecodeUnderlay(buf[:n])
 		if !ok {
+			if p, ok := decodePlain(buf[:n]); ok {
+				c.mu.Lock()
+				if len(c.plain) < maxFrames {
+					c.plain = append(c.plain, p)
+				}
+				c.mu.Unlock()
+			}
 			continue
 		}
 		c.mu.Lock()
@@ -218,4 +229,44 @@ func (c *Capture) Stop() ([]Frame, []error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.frames, c.malformed
+}
+
+// Plain returns the plain IP frames the capture saw (Frame.Plain); call it
+// after Stop.
+func (c *Capture) Plain() []Frame {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.plain
+}
+
+// decodePlain decodes an IP packet on the underlay that is neither GRE nor
+// VXLAN (UDP to port 4789): what IP Rewrite sends.
+func decodePlain(b []byte) (f Frame, ok bool) {
+	eth, err := packet.ParseEthernet(b)
+	if err != nil {
+		return f, false
+	}
+	var payload []byte
+	switch eth.Type() {
+	case packet.EtherTypeIPv4:
+		ip, err := packet.ParseIPv4(eth.Payload())
+		if err != nil {
+			return f, false
+		}
+		f.OuterSrc, f.OuterDst, f.InnerProto, payload = ip.Src(), ip.Dst(), ip.Protocol(), ip.Payload()
+	case packet.EtherTypeIPv6:
+		ip, err := packet.ParseIPv6(eth.Payload())
+		if err != nil {
+			return f, false
+		}
+		f.OuterSrc, f.OuterDst, f.InnerProto, payload = ip.Src(), ip.Dst(), ip.NextHeader(), ip.Payload()
+	default:
+		return f, false
+	}
+	f.InnerSrcPort, f.InnerDstPort = packet.FlowPorts(f.InnerProto, payload)
+	if f.InnerProto == packet.ProtoGRE || f.InnerProto == packet.ProtoUDP && f.InnerDstPort == 4789 {
+		return f, false
+	}
+	f.Plain, f.Len = true, len(b)
+	return f, true
 }

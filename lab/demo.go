@@ -305,6 +305,19 @@ func (t Topology) CheckFrames(frames []Frame, malformed []error) []string {
 	for _, h := range t.Hosts {
 		pas[h.PA.Addr()] = true
 	}
+	var pools []netip.Prefix
+	for _, tn := range t.Tenants {
+		for _, sn := range tn.Subnets {
+			if sn.Nat() {
+				pools = append(pools, sn.RewriteV4, sn.RewriteV6)
+			}
+		}
+	}
+	// What IP Rewrite VMs exchange with others is encapsulated to and from
+	// their own PAs.
+	isPA := func(a netip.Addr) bool {
+		return pas[a] || slices.ContainsFunc(pools, func(p netip.Prefix) bool { return p.Contains(a) })
+	}
 	vsids := map[uint32]bool{}
 	for _, tn := range t.Tenants {
 		for _, sn := range tn.Subnets {
@@ -313,7 +326,7 @@ func (t Topology) CheckFrames(frames []Frame, malformed []error) []string {
 	}
 	for _, f := range frames {
 		switch {
-		case !pas[f.OuterSrc] || !pas[f.OuterDst]:
+		case !isPA(f.OuterSrc) || !isPA(f.OuterDst):
 			bad = append(bad, fmt.Sprintf("frame between %v and %v: outer addresses must be lab PAs", f.OuterSrc, f.OuterDst))
 		case f.Protocol != packet.EtherTypeTEB:
 			bad = append(bad, fmt.Sprintf("frame %v: GRE protocol %#04x, want 0x6558", f, f.Protocol))
@@ -427,6 +440,9 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 	if n := PrintMatrix(w, checks); n > 0 {
 		failures = append(failures, fmt.Sprintf("%d of %d reachability checks failed", n, len(checks)))
 	}
+	for _, line := range t.RewriteSummary(checks) {
+		fmt.Fprintln(w, line)
+	}
 
 	if t.Edge != nil {
 		fmt.Fprintf(w, "\n== Edge gateways on %s to the %s network (a server at %v) ==\n", t.Edge.Host, ExternalName, t.Edge.Addresses[0].Addr())
@@ -436,7 +452,8 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 	}
 
 	fmt.Fprintf(w, "\n== TCP transfers of %d bytes across hosts and subnets ==\n", DemoBytes)
-	if n := PrintTransfers(w, l.Transfers(ctx, DemoBytes)); n > 0 {
+	xs := l.Transfers(ctx, DemoBytes)
+	if n := PrintTransfers(w, xs); n > 0 {
 		failures = append(failures, fmt.Sprintf("%d TCP transfers failed", n))
 	}
 
@@ -449,6 +466,9 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 			fmt.Fprintln(w, "FAIL:", b)
 		}
 		failures = append(failures, fmt.Sprintf("%d problems in the underlay capture", len(bad)))
+	}
+	if t.hasRewrite() {
+		failures = append(failures, l.demoRewrite(ctx, w, frames, capt.Plain(), xs)...)
 	}
 
 	if !t.Static {
@@ -484,6 +504,9 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 		return fmt.Errorf("demo failed: %s", failures[0])
 	}
 	pass := "PASS: every expectation met (same subnet across hosts, routed across subnets, tenants isolated, IPv4 and IPv6"
+	if t.hasRewrite() {
+		pass += ", IP Rewrite"
+	}
 	if !t.Static {
 		pass += ", live migration"
 	}

@@ -42,7 +42,8 @@ type EdgeGateway struct {
 
 // WithEdge returns the topology with a gateway host (gwhost) and the
 // external namespace behind it: Blue reaches it through a forwarding
-// gateway (and the outside reaches Blue's VMs), Red through NAT.
+// gateway (and the outside reaches Blue's VMs), Red and Green (the same
+// CAs; Green on IP Rewrite) each through a NAT gateway of its own.
 func (t Topology) WithEdge() Topology {
 	t.Hosts = append(append([]Host(nil), t.Hosts...), Host{Name: "gwhost", PA: pfx("198.18.0.4/15")})
 	mac := func(s string) packet.MAC { m, _ := packet.ParseMAC(s); return m }
@@ -54,6 +55,8 @@ func (t Topology) WithEdge() Topology {
 				Mode: policyapi.GatewayForward, External: []netip.Prefix{pfx("203.0.113.2/24"), pfx("2001:db8:e::2/64")}},
 			{Name: "red-gw", Tenant: "Red", VSID: 6001, MAC: mac("02:00:00:00:60:fe"), V4: netip.MustParseAddr("10.0.0.254"), V6: netip.MustParseAddr("fd00:0:0:1::fe"),
 				Mode: policyapi.GatewayNAT, External: []netip.Prefix{pfx("203.0.113.3/24"), pfx("2001:db8:e::3/64")}},
+			{Name: "green-gw", Tenant: "Green", VSID: 7001, MAC: mac("02:00:00:00:70:fe"), V4: netip.MustParseAddr("10.0.0.254"), V6: netip.MustParseAddr("fd00:0:0:1::fe"),
+				Mode: policyapi.GatewayNAT, External: []netip.Prefix{pfx("203.0.113.4/24"), pfx("2001:db8:e::4/64")}},
 		},
 	}
 	return t
@@ -161,24 +164,39 @@ func (l *Lab) printEdge(ctx context.Context, w io.Writer) int {
 		to   netip.Addr
 		want string
 		via  string
+		skip string // why it is not probed
 	}
 	var checks []check
+	gwPA, _ := t.host(t.Edge.Host)
 	for _, g := range t.Edge.Gateways {
+		sn, _ := t.subnet(g.Tenant, g.VSID)
 		for _, v := range t.VMs {
 			if v.Tenant != g.Tenant || v.QEMU {
 				continue
 			}
 			for _, a := range t.Edge.Addresses {
-				checks = append(checks, check{v.Name, a.Addr(), ExternalName, fmt.Sprintf("%s (%s)", g.Name, g.Mode)})
+				if sn.Nat() && a.Addr().Is4() != gwPA.PA.Addr().Is4() {
+					// An IP Rewrite CA's PA is of the CA's family: the
+					// gateway host tunnels to it only from a PA of that
+					// family, which gwhost lacks.
+					checks = append(checks, check{from: v.Name, to: a.Addr(), via: fmt.Sprintf("%s (%s)", g.Name, g.Mode),
+						skip: fmt.Sprintf("IP Rewrite PA of another family than %s's PA %v", t.Edge.Host, gwPA.PA.Addr())})
+					continue
+				}
+				checks = append(checks, check{from: v.Name, to: a.Addr(), want: ExternalName, via: fmt.Sprintf("%s (%s)", g.Name, g.Mode)})
 			}
 			if g.Mode == policyapi.GatewayForward {
-				checks = append(checks, check{ExternalName, v.V4, v.Name, g.Name}, check{ExternalName, v.V6, v.Name, g.Name})
+				checks = append(checks, check{from: ExternalName, to: v.V4, want: v.Name, via: g.Name}, check{from: ExternalName, to: v.V6, want: v.Name, via: g.Name})
 			}
 			break
 		}
 	}
 	failed := 0
 	for _, c := range checks {
+		if c.skip != "" {
+			fmt.Fprintf(w, "%-8s -> %-16v via %-18s skipped: %s\n", c.from, c.to, c.via, c.skip)
+			continue
+		}
 		rep, ok, err := l.ProbeUDP(ctx, c.from, c.to, netip.Addr{}, 10, 500*time.Millisecond)
 		verdict := "ok"
 		if err != nil || !ok || rep.Responder != c.want {

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -91,13 +92,68 @@ func TestEdgeGateways(t *testing.T) {
 		}
 	})
 
+	t.Run("NATForTwoTenantsWithTheSameCAsThroughOneGatewayHost", func(t *testing.T) {
+		green1, _ := l.Topology.VM("green1")
+		red1, _ := l.Topology.VM("red1")
+		if green1.V4 != red1.V4 || green1.V6 != red1.V6 {
+			t.Fatalf("green1 %v %v and red1 %v %v should have the same CAs", green1.V4, green1.V6, red1.V4, red1.V6)
+		}
+		// IPv4 only: Green's IPv6 CAs have IPv6 PAs, and gwhost has only an
+		// IPv4 PA to tunnel to them from (see printEdge).
+		reachable(t, l, "green1", ext4, ExternalName, 30*time.Second)
+		reachable(t, l, "green2", ext4, ExternalName, 10*time.Second)
+		// Each tenant leaves through its own gateway, seen outside as it.
+		for _, c := range []struct {
+			vm   string
+			to   netip.Addr
+			want string
+		}{{"green1", ext4, "203.0.113.4"}, {"red1", ext4, "203.0.113.3"}, {"red1", ext6, "2001:db8:e::3"}} {
+			if src, ok := seenSource(t, l, c.vm, c.to); !ok || src != netip.MustParseAddr(c.want) {
+				t.Errorf("the outside saw %s as %v (answered %v), want its tenant's gateway %s", c.vm, src, ok, c.want)
+			}
+		}
+		// The same CA in both tenants, at once: every answer goes back to
+		// the VM that asked, through its own tenant's gateway.
+		errs := make(chan string, 2)
+		for _, vm := range []string{"red1", "green1"} {
+			go func() {
+				r := stream(t, l, vm, ext4, time.Second)
+				if len(r.Echoes) == 0 || r.Lost() > len(r.Echoes)/20 || !slices.Equal(r.Responders(), []string{ExternalName}) {
+					errs <- fmt.Sprintf("%s -> external while the other tenant's 10.0.0.10 talks too: %d sent, %d lost, answered by %v", vm, len(r.Echoes), r.Lost(), r.Responders())
+					return
+				}
+				errs <- ""
+			}()
+		}
+		for range 2 {
+			if e := <-errs; e != "" {
+				t.Error(e)
+			}
+		}
+		// Isolation: a tenant's probes to the CAs both have reach its own
+		// VMs only; nothing outside opens a connection through either NAT.
+		for _, c := range [][2]string{{"green1", "green2"}, {"red1", "red2"}} {
+			v, _ := l.Topology.VM(c[1])
+			for _, a := range v.CAs() {
+				if rep, ok, err := l.ProbeUDP(ctx, c[0], a, netip.Addr{}, 3, 500*time.Millisecond); err != nil || !ok || rep.Responder != c[1] {
+					t.Errorf("%s -> %v answered %v by %q (%v), want %s only", c[0], a, ok, rep.Responder, err, c[1])
+				}
+			}
+		}
+		for _, a := range []string{"203.0.113.4", "2001:db8:e::4"} {
+			if _, ok, _ := l.ProbeUDP(ctx, ExternalName, netip.MustParseAddr(a), netip.Addr{}, 2, 300*time.Millisecond); ok {
+				t.Errorf("a probe to Green's gateway's external address %s was answered", a)
+			}
+		}
+	})
+
 	t.Run("DemoLines", func(t *testing.T) {
 		var out strings.Builder
 		if n := l.printEdge(ctx, &out); n > 0 {
 			t.Errorf("%d demo checks failed:\n%s", n, out.String())
 		}
-		if c := strings.Count(out.String(), " ok\n"); c != 6 {
-			t.Errorf("%d demo checks passed, want 6 (blue1 and red1 to both external addresses, external to blue1's two CAs):\n%s", c, out.String())
+		if c := strings.Count(out.String(), " ok\n"); c != 7 {
+			t.Errorf("%d demo checks passed, want 7 (blue1 and red1 to both external addresses, green1 to the IPv4 one, external to blue1's two CAs):\n%s", c, out.String())
 		}
 	})
 

@@ -224,17 +224,27 @@ func TestDefaultLab(t *testing.T) {
 			t.Fatalf("second Up = %v, want ErrAlreadyUp", err)
 		}
 		st := l.Status(ctx)
-		if !st.Up || len(st.Hosts) != 3 || len(st.VMs) != 5 {
-			t.Fatalf("status = %+v, want up with 3 hosts and 5 VMs", st)
+		if !st.Up || len(st.Hosts) != 3 || len(st.VMs) != 7 {
+			t.Fatalf("status = %+v, want up with 3 hosts and 7 VMs", st)
+		}
+		hostPAs, err := l.hostPAs(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
 		for _, h := range st.Hosts {
-			if !h.Alive || len(h.PAs) != 1 || h.PAs[0] != h.PA.Addr() {
-				t.Errorf("host %s: alive=%v PAs=%v, want alive with %v", h.Name, h.Alive, h.PAs, h.PA.Addr())
+			var want []netip.Addr
+			for _, p := range hostPAs[h.Name] {
+				want = append(want, p.Addr())
+			}
+			if !h.Alive || !sameAddrs(h.PAs, want) {
+				t.Errorf("host %s: alive=%v PAs=%v, want alive with %v (its own and its IP Rewrite VMs')", h.Name, h.Alive, h.PAs, want)
 			}
 		}
 	})
 
 	t.Run("Matrix", func(t *testing.T) { requireMatrix(t, l) })
+
+	t.Run("GreenRewriteOnTheUnderlay", func(t *testing.T) { requireRewrite(t, l, 256<<10) })
 
 	t.Run("DropMonitor", func(t *testing.T) {
 		var out strings.Builder
@@ -246,7 +256,7 @@ func TestDefaultLab(t *testing.T) {
 	t.Run("TCPAcrossHostsAndSubnets", func(t *testing.T) {
 		xs := l.Transfers(ctx, 1<<20)
 		var out strings.Builder
-		if n := PrintTransfers(&out, xs); n > 0 || len(xs) != 6 {
+		if n := PrintTransfers(&out, xs); n > 0 || len(xs) != 8 {
 			t.Errorf("%d of %d transfers failed:\n%s", n, len(xs), out.String())
 		}
 	})

@@ -11,15 +11,22 @@ import (
 )
 
 // provision installs policy on every host the way an admin script would: the
-// host's PA, on-link customer routes for every subnet of every tenant, lookup
-// records for every VM CA, and then each VM's port on its own host.
+// host's PA and its IP Rewrite VMs' PAs, on-link customer routes for every
+// subnet of every tenant, lookup records for every VM CA, and then each VM's
+// port on its own host.
 func (l *Lab) provision(ctx context.Context) error {
 	t := l.Topology
+	hostPAs, err := l.hostPAs(ctx)
+	if err != nil {
+		return err
+	}
 	for _, h := range t.Hosts {
 		c := l.Client(h.Name)
-		pa := policy.ProviderAddress{ProviderAddress: h.PA.Addr(), PrefixLength: uint8(h.PA.Bits())}
-		if _, err := c.AddProviderAddress(ctx, pa); err != nil {
-			return fmt.Errorf("%s: add provider address %v: %w", h.Name, h.PA, err)
+		for _, p := range hostPAs[h.Name] {
+			pa := policy.ProviderAddress{ProviderAddress: p.Addr(), PrefixLength: uint8(p.Bits())}
+			if _, err := c.AddProviderAddress(ctx, pa); err != nil {
+				return fmt.Errorf("%s: add provider address %v: %w", h.Name, p, err)
+			}
 		}
 		for _, r := range t.customerRoutes() {
 			if _, err := c.AddCustomerRoute(ctx, r); err != nil {
@@ -50,30 +57,43 @@ func (l *Lab) provision(ctx context.Context) error {
 	return l.waitPAs(ctx)
 }
 
-// waitPAs waits until every host's PA has passed duplicate address detection:
-// until then the address is not on the underlay and nothing reaches the host.
+// waitPAs waits until every host's PA, and those of its IP Rewrite VMs
+// (which its agent adds), have passed duplicate address detection: until
+// then the address is not on the underlay and nothing reaches it.
 func (l *Lab) waitPAs(ctx context.Context) error {
+	hostPAs, err := l.hostPAs(ctx)
+	if err != nil {
+		return err
+	}
 	for _, h := range l.Topology.Hosts {
-		for {
-			pas, err := l.Client(h.Name).ProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: []netip.Addr{h.PA.Addr()}})
-			if err != nil {
-				return fmt.Errorf("%s: provider address %v: %w", h.Name, h.PA.Addr(), err)
-			}
-			if len(pas) == 1 && pas[0].AddressState == policy.AddressPreferred {
-				break
-			}
-			if len(pas) == 1 && pas[0].AddressState == policy.AddressDuplicate {
-				return fmt.Errorf("%s: provider address %v is a duplicate: another host on the underlay has it", h.Name, h.PA.Addr())
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%s: provider address %v did not pass duplicate address detection: %w", h.Name, h.PA.Addr(), ctx.Err())
-			case <-time.After(50 * time.Millisecond):
+		for _, p := range hostPAs[h.Name] {
+			if err := l.waitPA(ctx, h.Name, p.Addr()); err != nil {
+				return err
 			}
 		}
 	}
 	l.printf("provider addresses preferred on %d hosts", len(l.Topology.Hosts))
 	return nil
+}
+
+func (l *Lab) waitPA(ctx context.Context, host string, pa netip.Addr) error {
+	for {
+		pas, err := l.Client(host).ProviderAddresses(ctx, policy.ProviderAddressFilter{ProviderAddress: []netip.Addr{pa}})
+		if err != nil {
+			return fmt.Errorf("%s: provider address %v: %w", host, pa, err)
+		}
+		if len(pas) == 1 && pas[0].AddressState == policy.AddressPreferred {
+			return nil
+		}
+		if len(pas) == 1 && pas[0].AddressState == policy.AddressDuplicate {
+			return fmt.Errorf("%s: provider address %v is a duplicate: another host on the underlay has it", host, pa)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: provider address %v is not there or did not pass duplicate address detection: %w", host, pa, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // customerRoutes are the on-link routes of every subnet, IPv4 and IPv6, in
@@ -102,14 +122,16 @@ func (t Topology) customerRoutes() []policy.CustomerRoute {
 	return rs
 }
 
-// lookupRecords map every VM CA to the PA of its host.
+// lookupRecords map every VM CA to the PA of its host, or in an IP Rewrite
+// subnet (Rule Nat) to the CA's own PA.
 func (t Topology) lookupRecords() []policy.LookupRecord {
 	var rs []policy.LookupRecord
+	rw := t.staticRewritePAs()
 	for _, v := range t.VMs {
 		h, _ := t.host(v.Host)
 		tn, _ := t.tenant(v.Tenant)
-		for _, ca := range v.CAs() {
-			rs = append(rs, policy.LookupRecord{
+		for i, ca := range v.CAs() {
+			r := policy.LookupRecord{
 				CustomerAddress: ca,
 				VirtualSubnetID: v.VSID,
 				MACAddress:      v.MAC,
@@ -118,7 +140,11 @@ func (t Topology) lookupRecords() []policy.LookupRecord {
 				Type:            policy.Static,
 				CustomerID:      policy.MustParseGUID(tn.CustomerID),
 				VMName:          v.Name,
-			})
+			}
+			if pas := rw[v.Name]; pas != nil {
+				r.Rule, r.ProviderAddress = policy.TranslationMethodNat, pas[i].Addr()
+			}
+			rs = append(rs, r)
 		}
 	}
 	return rs

@@ -174,6 +174,9 @@ func (l *Lab) provisionServer(ctx context.Context) error {
 		}
 		for _, sn := range tn.Subnets {
 			s := policyapi.Subnet{VirtualSubnetID: sn.VSID, RoutingDomainID: rd, Prefixes: []netip.Prefix{sn.V4, sn.V6}}
+			if sn.Nat() {
+				s.Rule, s.ProviderPrefixes = policyapi.RuleNat, []netip.Prefix{sn.RewriteV4, sn.RewriteV6}
+			}
 			if _, err := c.CreateSubnet(ctx, s); err != nil {
 				return fmt.Errorf("policy server: create subnet %d: %w", sn.VSID, err)
 			}

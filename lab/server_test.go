@@ -74,8 +74,8 @@ func TestPolicyServerLab(t *testing.T) {
 	t.Run("StatusShowsTheServer", func(t *testing.T) {
 		st := l.Status(ctx)
 		ps := st.PolicyServer
-		if !st.Up || ps == nil || !ps.Alive || ps.Error != "" || ps.VMs != 5 || len(ps.HostsAlive) != 3 {
-			t.Fatalf("status = up %v, policy server %+v; want up, the server alive with 5 VMs and 3 live hosts", st.Up, ps)
+		if !st.Up || ps == nil || !ps.Alive || ps.Error != "" || ps.VMs != 7 || len(ps.HostsAlive) != 3 {
+			t.Fatalf("status = up %v, policy server %+v; want up, the server alive with 7 VMs and 3 live hosts", st.Up, ps)
 		}
 		for _, v := range st.VMs {
 			if v.ServerHost != v.Host {
@@ -85,6 +85,8 @@ func TestPolicyServerLab(t *testing.T) {
 	})
 
 	t.Run("Matrix", func(t *testing.T) { requireMatrix(t, l) })
+
+	t.Run("GreenRewriteOnTheUnderlay", func(t *testing.T) { requireRewrite(t, l, 256<<10) })
 
 	// The dashboard stays open in a browser through the migration below.
 	var browser *dashboardtest.Browser
@@ -191,6 +193,8 @@ func TestPolicyServerLab(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("GreenMigratesWithItsPAs", func(t *testing.T) { requireRewriteMigration(t, l, "green2", "host2") })
 
 	blue4 := vm("blue4", "Blue", "host2", 5001, "02:00:00:00:50:04", "10.0.0.12", "fd00:0:0:1::12")
 

@@ -56,12 +56,19 @@ type Tenant struct {
 	Subnets         []Subnet
 }
 
-// Subnet is a virtual subnet with one IPv4 and one IPv6 prefix.
+// Subnet is a virtual subnet with one IPv4 and one IPv6 prefix. With
+// RewriteV4 and RewriteV6 set it uses IP Rewrite (Rule Nat): they are its
+// pools of provider addresses, one per CA of its VMs (see RewritePAs).
 type Subnet struct {
-	VSID policy.VSID
-	V4   netip.Prefix
-	V6   netip.Prefix
+	VSID      policy.VSID
+	V4        netip.Prefix
+	V6        netip.Prefix
+	RewriteV4 netip.Prefix `json:",omitzero"`
+	RewriteV6 netip.Prefix `json:",omitzero"`
 }
+
+// Nat reports whether the subnet uses IP Rewrite.
+func (s Subnet) Nat() bool { return s.RewriteV4.IsValid() }
 
 // Host is one hypervisor: a namespace running wnvd with one provider address
 // on its underlay link.
@@ -86,7 +93,8 @@ type VM struct {
 func (v VM) CAs() []netip.Addr { return []netip.Addr{v.V4, v.V6} }
 
 // Default returns the topology the docs and tests rely on: Blue (VSIDs 5001
-// and 5002) and Red (VSID 6001) with overlapping CAs on three hosts.
+// and 5002), Red (VSID 6001) and Green (VSID 7001, IP Rewrite, with Red's
+// CAs) on three hosts.
 func Default() Topology {
 	blue := Tenant{
 		Name:            "Blue",
@@ -105,12 +113,23 @@ func Default() Topology {
 			{VSID: 6001, V4: pfx("10.0.0.0/24"), V6: pfx("fd00:0:0:1::/64")},
 		},
 	}
+	// Green's VMs cross the underlay with their CAs rewritten to PAs of
+	// their own, from pools on the underlay's link (198.18.0.0/15) that
+	// hold no host's PA.
+	green := Tenant{
+		Name:            "Green",
+		CustomerID:      "{9ee99ee9-0000-4000-8000-000000000003}",
+		RoutingDomainID: "{9ee99ee9-0000-4000-8000-0000000000d3}",
+		Subnets: []Subnet{
+			{VSID: 7001, V4: pfx("10.0.0.0/24"), V6: pfx("fd00:0:0:1::/64"), RewriteV4: pfx("198.18.64.0/24"), RewriteV6: pfx("fd01:0:0:64::/64")},
+		},
+	}
 	return Topology{
 		Prefix:       "wnv-",
 		UnderlayMTU:  1500,
 		PolicyServer: pfx("198.18.0.254/15"),
 		RemoteAPI:    true,
-		Tenants:      []Tenant{blue, red},
+		Tenants:      []Tenant{blue, red, green},
 		Hosts: []Host{
 			{Name: "host1", PA: pfx("198.18.0.1/15")},
 			{Name: "host2", PA: pfx("198.18.0.2/15")},
@@ -122,6 +141,8 @@ func Default() Topology {
 			vm("blue2", "Blue", "host2", 5001, "02:00:00:00:50:02", "10.0.0.11", "fd00:0:0:1::11"),
 			vm("blue3", "Blue", "host3", 5002, "02:00:00:00:50:03", "10.0.1.10", "fd00:0:0:2::10"),
 			vm("red2", "Red", "host3", 6001, "02:00:00:00:60:02", "10.0.0.11", "fd00:0:0:1::11"),
+			vm("green1", "Green", "host1", 7001, "02:00:00:00:70:01", "10.0.0.10", "fd00:0:0:1::10"),
+			vm("green2", "Green", "host3", 7001, "02:00:00:00:70:02", "10.0.0.11", "fd00:0:0:1::11"),
 		},
 	}
 }
@@ -158,6 +179,13 @@ func (t Topology) Validate() error {
 	}
 	if t.RemoteAPI && len(t.Hosts) > 253 {
 		return fmt.Errorf("topology RemoteAPI gives hosts management addresses in 192.0.2.0/24 (the policy server .254): at most 253 hosts, not %d", len(t.Hosts))
+	}
+	for _, tn := range t.Tenants {
+		for _, sn := range tn.Subnets {
+			if err := t.checkRewrite(sn); err != nil {
+				return err
+			}
+		}
 	}
 	names := map[string]bool{"underlay": true, ExternalName: true}
 	for _, h := range t.Hosts {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wnv/wnv/packet"
+	"github.com/wnv/wnv/policy"
 )
 
 func TestDefaultTopologyIsTheDocumentedOne(t *testing.T) {
@@ -24,6 +25,9 @@ func TestDefaultTopologyIsTheDocumentedOne(t *testing.T) {
 		"blue2": {"host2", "10.0.0.11", "fd00:0:0:1::11", 5001},
 		"blue3": {"host3", "10.0.1.10", "fd00:0:0:2::10", 5002},
 		"red2":  {"host3", "10.0.0.11", "fd00:0:0:1::11", 6001},
+		// Green has Red's CAs, on IP Rewrite.
+		"green1": {"host1", "10.0.0.10", "fd00:0:0:1::10", 7001},
+		"green2": {"host3", "10.0.0.11", "fd00:0:0:1::11", 7001},
 	}
 	if len(topo.VMs) != len(want) {
 		t.Fatalf("%d VMs, want %d", len(topo.VMs), len(want))
@@ -39,6 +43,9 @@ func TestDefaultTopologyIsTheDocumentedOne(t *testing.T) {
 		if h.PA.String() != pas[i] {
 			t.Errorf("host %s PA %v, want %s", h.Name, h.PA, pas[i])
 		}
+	}
+	if sn, _ := topo.subnet("Green", 7001); !sn.Nat() || sn.RewriteV4.String() != "198.18.64.0/24" || sn.RewriteV6.String() != "fd01:0:0:64::/64" {
+		t.Errorf("Green's subnet %+v, want IP Rewrite with pools 198.18.64.0/24 and fd01:0:0:64::/64", sn)
 	}
 	if topo.Namespace("blue1") != "wnv-blue1" || topo.Namespace("underlay") != "wnv-underlay" {
 		t.Errorf("namespaces are %s and %s, want wnv-blue1 and wnv-underlay", topo.Namespace("blue1"), topo.Namespace("underlay"))
@@ -126,8 +133,8 @@ func TestGatewayIsTheFirstHostAddress(t *testing.T) {
 func TestPolicyCoversEveryVMAndSubnet(t *testing.T) {
 	topo := Default()
 	rs := topo.customerRoutes()
-	if len(rs) != 6 { // 3 subnets x (IPv4 + IPv6)
-		t.Fatalf("%d customer routes, want 6", len(rs))
+	if len(rs) != 8 { // 4 subnets x (IPv4 + IPv6)
+		t.Fatalf("%d customer routes, want 8", len(rs))
 	}
 	for _, r := range rs {
 		if !r.OnLink() || r.NextHop.Is4() != r.DestinationPrefix.Addr().Is4() {
@@ -135,14 +142,20 @@ func TestPolicyCoversEveryVMAndSubnet(t *testing.T) {
 		}
 	}
 	lrs := topo.lookupRecords()
-	if len(lrs) != 10 { // 5 VMs x 2 CAs
-		t.Fatalf("%d lookup records, want 10", len(lrs))
+	if len(lrs) != 14 { // 7 VMs x 2 CAs
+		t.Fatalf("%d lookup records, want 14", len(lrs))
 	}
+	// Green's records point at PAs of their own, numbered in VM order.
+	rw := map[string]string{"10.0.0.10": "198.18.64.10", "fd00:0:0:1::10": "fd01:0:0:64::a", "10.0.0.11": "198.18.64.11", "fd00:0:0:1::11": "fd01:0:0:64::b"}
 	for _, r := range lrs {
 		v, _ := topo.VM(r.VMName)
 		h, _ := topo.host(v.Host)
-		if r.ProviderAddress != h.PA.Addr() || r.MACAddress != v.MAC || r.VirtualSubnetID != v.VSID {
-			t.Errorf("record %+v does not map %s to %v", r, v.Name, h.PA.Addr())
+		want, rule := h.PA.Addr().String(), policy.TranslationMethodEncap
+		if v.Tenant == "Green" {
+			want, rule = rw[r.CustomerAddress.String()], policy.TranslationMethodNat
+		}
+		if r.ProviderAddress.String() != want || r.Rule != rule || r.MACAddress != v.MAC || r.VirtualSubnetID != v.VSID {
+			t.Errorf("record %+v does not map %s to %s with Rule %v", r, v.Name, want, rule)
 		}
 	}
 }
@@ -253,7 +266,7 @@ func TestTransferPairsCrossHostsSameSubnetAndRouted(t *testing.T) {
 	for _, p := range Default().transferPairs() {
 		got = append(got, p[0].Name+">"+p[1].Name)
 	}
-	if strings.Join(got, " ") != "blue1>blue2 blue1>blue3 red1>red2" {
+	if strings.Join(got, " ") != "blue1>blue2 blue1>blue3 red1>red2 green1>green2" {
 		t.Errorf("transfer pairs %v", got)
 	}
 }
@@ -267,7 +280,7 @@ func TestTransferPairsGoToAndFromAQEMUVM(t *testing.T) {
 	for _, p := range topo.transferPairs() {
 		got = append(got, p[0].Name+">"+p[1].Name)
 	}
-	if want := "blue1>blue2 blue1>blue3 red1>red2 blue3>blue1 blue2>blue3 blue3>blue2"; strings.Join(got, " ") != want {
+	if want := "blue1>blue2 blue1>blue3 red1>red2 green1>green2 blue3>blue1 blue2>blue3 blue3>blue2"; strings.Join(got, " ") != want {
 		t.Errorf("transfer pairs %v, want %s", got, want)
 	}
 }

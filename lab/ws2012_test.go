@@ -17,7 +17,9 @@ import (
 // host's provider API over TCP and mutual TLS, as the cmdlets' -CimSession
 // does. Records without their routes are accepted and shown Unusable with
 // a reason; once everything is there the VMs reach each other and the
-// tenants stay isolated.
+// tenants stay isolated. Green's records are TranslationMethodNat, and each
+// host gets the PAs of its Green VMs as provider addresses, as the
+// scripts' IP Rewrite variant gives each VM's CA a PA of its own.
 func TestWS2012ScriptOrderThroughRemoteProviderAPIs(t *testing.T) {
 	needRoot(t)
 	topo := staticDefault()
@@ -46,7 +48,7 @@ func TestWS2012ScriptOrderThroughRemoteProviderAPIs(t *testing.T) {
 		for _, r := range topo.lookupRecords() {
 			run(h.Name, "lookup-record", "create", "--customer-address", r.CustomerAddress.String(), "--virtual-subnet-id", fmt.Sprint(r.VirtualSubnetID),
 				"--mac-address", r.MACAddress.String(), "--provider-address", r.ProviderAddress.String(), "--customer-id", r.CustomerID.String(),
-				"--rule", "TranslationMethodEncap", "--vm-name", r.VMName)
+				"--rule", "TranslationMethod"+r.Rule.String(), "--vm-name", r.VMName)
 		}
 	}
 	for _, h := range topo.Hosts {
@@ -69,6 +71,12 @@ func TestWS2012ScriptOrderThroughRemoteProviderAPIs(t *testing.T) {
 		}
 		pa := h.PA
 		run(h.Name, "provider-address", "create", "--provider-address", pa.Addr().String(), "--prefix-length", fmt.Sprint(pa.Bits()), "--interface", "ul0")
+	}
+	rw := topo.staticRewritePAs()
+	for _, v := range topo.VMs {
+		for _, pa := range rw[v.Name] {
+			run(v.Host, "provider-address", "create", "--provider-address", pa.Addr().String(), "--prefix-length", fmt.Sprint(pa.Bits()), "--interface", "ul0")
+		}
 	}
 	for _, v := range topo.VMs {
 		args := []string{"port", "attach", "--name", v.Name, "--mac-address", v.MAC.String(), "--virtual-subnet-id", fmt.Sprint(v.VSID)}

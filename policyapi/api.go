@@ -34,18 +34,39 @@ const (
 	VXLAN Encapsulation = "VXLAN"
 )
 
+// Rule is how a subnet's VMs cross the underlay: the Rule of their lookup
+// records.
+type Rule string
+
+const (
+	// RuleEncap encapsulates (NVGRE or VXLAN) to the PA of the VM's host.
+	RuleEncap Rule = "Encap"
+	// RuleNat is IP Rewrite: every CA of a VM has a PA of its own,
+	// allocated from the subnet's ProviderPrefixes and configured on the
+	// VM's host; packets between two such VMs cross with CA and PA swapped
+	// and nothing added.
+	RuleNat Rule = "Nat"
+)
+
 // Subnet is a virtual subnet. Identity: VirtualSubnetID (unique in the
 // datacenter). Gateways defaults to the first host address of each prefix;
 // CustomerID is copied from the routing domain; Encapsulation defaults to
-// NVGRE.
+// NVGRE, Rule to Encap. A Nat subnet has ProviderPrefixes, the pool its VMs'
+// PAs come from: one provider prefix per family of Prefixes, carved from
+// the datacenter's provider network, holding no host's PA.
 type Subnet struct {
-	VirtualSubnetID policy.VSID    `json:"VirtualSubnetID"`
-	RoutingDomainID policy.GUID    `json:"RoutingDomainID"`
-	CustomerID      policy.GUID    `json:"CustomerID"`
-	Prefixes        []netip.Prefix `json:"Prefixes"`
-	Gateways        []netip.Addr   `json:"Gateways"`
-	Encapsulation   Encapsulation  `json:"Encapsulation"`
+	VirtualSubnetID  policy.VSID    `json:"VirtualSubnetID"`
+	RoutingDomainID  policy.GUID    `json:"RoutingDomainID"`
+	CustomerID       policy.GUID    `json:"CustomerID"`
+	Prefixes         []netip.Prefix `json:"Prefixes"`
+	Gateways         []netip.Addr   `json:"Gateways"`
+	Encapsulation    Encapsulation  `json:"Encapsulation"`
+	Rule             Rule           `json:"Rule,omitempty"`
+	ProviderPrefixes []netip.Prefix `json:"ProviderPrefixes,omitempty"`
 }
+
+// Nat reports whether the subnet's VMs use IP Rewrite.
+func (s *Subnet) Nat() bool { return s.Rule == RuleNat }
 
 // Host is a hypervisor host, registered by its host agent. Alive is true
 // while the agent keeps the host's liveness lease (TTLSeconds) going with
@@ -61,7 +82,10 @@ type Host struct {
 
 // VM is a virtual machine's network identity. Name, MACAddress,
 // CustomerAddresses, VirtualSubnetID and Host are given; the server fills
-// RoutingDomainID, CustomerID and ProviderAddress (the PA of Host). A
+// RoutingDomainID, CustomerID, ProviderAddress (the PA of Host) and, in a
+// Nat subnet, RewriteAddresses: the PA of each CA, in the order of
+// CustomerAddresses, with the length of the pool it came from. It stays the
+// VM's until the VM is deleted, moving with it when it migrates. A
 // migration sets PreviousHost, PreviousProviderAddress and MigratedAt, which
 // the old host uses to forward for a grace period and to send redirects.
 type VM struct {
@@ -69,14 +93,15 @@ type VM struct {
 	// Interface is the VM's network interface on its host: the TAP its
 	// hypervisor creates (the same name on every host it migrates to), or
 	// the host end of a container's veth. Empty: the VM's name.
-	Interface         string       `json:"Interface,omitempty"`
-	MACAddress        packet.MAC   `json:"MACAddress"`
-	CustomerAddresses []netip.Addr `json:"CustomerAddresses"`
-	VirtualSubnetID   policy.VSID  `json:"VirtualSubnetID"`
-	Host              string       `json:"Host"`
-	RoutingDomainID   policy.GUID  `json:"RoutingDomainID"`
-	CustomerID        policy.GUID  `json:"CustomerID"`
-	ProviderAddress   netip.Addr   `json:"ProviderAddress"`
+	Interface         string         `json:"Interface,omitempty"`
+	MACAddress        packet.MAC     `json:"MACAddress"`
+	CustomerAddresses []netip.Addr   `json:"CustomerAddresses"`
+	VirtualSubnetID   policy.VSID    `json:"VirtualSubnetID"`
+	Host              string         `json:"Host"`
+	RoutingDomainID   policy.GUID    `json:"RoutingDomainID"`
+	CustomerID        policy.GUID    `json:"CustomerID"`
+	ProviderAddress   netip.Addr     `json:"ProviderAddress"`
+	RewriteAddresses  []netip.Prefix `json:"RewriteAddresses,omitempty"`
 	// L2Only marks a VM that configures its CAs itself, as Windows Server
 	// 2012 R2's L2Only records: it gets an L2Only record (CA 0.0.0.0 and
 	// ::) besides the Static records of its CustomerAddresses, which may

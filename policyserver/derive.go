@@ -14,8 +14,9 @@ import (
 // API. Pure functions of their arguments.
 
 // RecordsFor returns the Static, Encap lookup record of each CA of vm,
-// pointing at the PA of the VM's host, and for an L2Only VM its L2Only
-// records (CA 0.0.0.0 and ::).
+// pointing at the PA of the VM's host (in a Nat subnet: Rule Nat, pointing
+// at the CA's own PA), and for an L2Only VM its L2Only records (CA 0.0.0.0
+// and ::).
 func RecordsFor(vm *policyapi.VM) []policy.LookupRecord {
 	out := make([]policy.LookupRecord, 0, len(vm.CustomerAddresses)+2)
 	rec := func(ca netip.Addr, t policy.RecordType) policy.LookupRecord {
@@ -30,8 +31,12 @@ func RecordsFor(vm *policyapi.VM) []policy.LookupRecord {
 			VMName:          vm.Name,
 		}
 	}
-	for _, ca := range vm.CustomerAddresses {
-		out = append(out, rec(ca, policy.Static))
+	for i, ca := range vm.CustomerAddresses {
+		r := rec(ca, policy.Static)
+		if i < len(vm.RewriteAddresses) {
+			r.Rule, r.ProviderAddress = policy.TranslationMethodNat, vm.RewriteAddresses[i].Addr()
+		}
+		out = append(out, r)
 	}
 	if vm.L2Only {
 		out = append(out, rec(netip.IPv4Unspecified(), policy.L2Only), rec(netip.IPv6Unspecified(), policy.L2Only))

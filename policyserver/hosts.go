@@ -37,11 +37,19 @@ func (s *Store) RegisterHost(ctx context.Context, h policyapi.Host) (policyapi.H
 		var ops []clientv3.Op
 		for i, pa := range h.ProviderAddresses {
 			if o := r[i+1]; o != nil && string(o.value) != h.Name {
+				if kind, vm, ok := strings.Cut(string(o.value), "/"); ok && kind == "vm" {
+					return h, existsf("ProviderAddresses %s is already the IP Rewrite PA of VM %s: give the host another PA", pa, vm)
+				}
 				return h, existsf("ProviderAddresses %s is already assigned to host %s: a PA belongs to one host", pa, o.value)
 			}
 			cmps = append(cmps, unchanged(keys[i+1], r[i+1]))
 			ops = append(ops, clientv3.OpPut(keys[i+1], h.Name))
 		}
+		if err := s.checkHostOutsidePools(ctx, &h, rev); err != nil {
+			return h, err
+		}
+		// No Nat subnet may take the PA into its pool meanwhile.
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(Prefix+"subnets/"), "<", rev+1).WithPrefix())
 		h.RegisteredAt = s.now().UTC()
 		if r[0] != nil {
 			old, err := decode[policyapi.Host](r[0])

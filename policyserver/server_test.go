@@ -338,7 +338,7 @@ func TestMalformedRequests(t *testing.T) {
 		want               string
 	}{
 		{"POST", "/v1/vms", `{"Name":"a","MACAddress":"zz"}`, 400, `MACAddress "zz" is malformed: use 12 hex digits such as 00155D010203, or 00-15-5D-01-02-03, 00:15:5d:01:02:03 or 0015.5d01.0203`},
-		{"POST", "/v1/vms", `{"Name":"a","Colour":"blue"}`, 400, `unknown field "Colour": use Name, Interface, MACAddress, CustomerAddresses, VirtualSubnetID, Host, RoutingDomainID, CustomerID, ProviderAddress, L2Only, PreviousHost, PreviousProviderAddress, MigratedAt, CreatedAt`},
+		{"POST", "/v1/vms", `{"Name":"a","Colour":"blue"}`, 400, `unknown field "Colour": use Name, Interface, MACAddress, CustomerAddresses, VirtualSubnetID, Host, RoutingDomainID, CustomerID, ProviderAddress, RewriteAddresses, L2Only, PreviousHost, PreviousProviderAddress, MigratedAt, CreatedAt`},
 		{"POST", "/v1/subnets", `{"VirtualSubnetID":5001,"Prefixes":["10.0.0.0/33"]}`, 400, `Prefixes ["10.0.0.0/33"] is malformed: use a list of prefixes such as ["10.0.0.0/24", "fd00:0:0:1::/64"]`},
 		{"POST", "/v1/tenants", `[]`, 400, `request body is not a JSON object: got array`},
 		{"GET", "/v1/lookup?vsid=abc&ca=10.0.0.1", "", 400, `vsid "abc" is malformed: use 4096..16777214`},

@@ -394,10 +394,15 @@ func (s *Store) CreateSubnet(ctx context.Context, sn policyapi.Subnet) (policyap
 				}
 			}
 		}
+		if err := s.checkPoolsFree(ctx, &sn, rev); err != nil {
+			return sn, err
+		}
 		_, err = s.commit(ctx, []clientv3.Cmp{
 			unchanged(rdKey(sn.RoutingDomainID), r[0]),
 			unchanged(vsidIdxKey(sn.VirtualSubnetID), nil),
 			clientv3.Compare(clientv3.ModRevision(subnetsKey(sn.RoutingDomainID)), "<", rev+1).WithPrefix(),
+			// No host may register a PA inside the pool meanwhile.
+			clientv3.Compare(clientv3.ModRevision(Prefix+"hosts/"), "<", rev+1).WithPrefix(),
 		},
 			clientv3.OpPut(subnetKey(sn.RoutingDomainID, sn.VirtualSubnetID), encode(sn)),
 			clientv3.OpPut(vsidIdxKey(sn.VirtualSubnetID), sn.RoutingDomainID.String()))

@@ -217,7 +217,7 @@ func checkSubnet(s *policyapi.Subnet) error {
 	default:
 		return invalidf("Encapsulation %q is not supported: use NVGRE or VXLAN", s.Encapsulation)
 	}
-	return nil
+	return checkRule(s)
 }
 
 func prefixOf(ps []netip.Prefix, a netip.Addr) (netip.Prefix, bool) {

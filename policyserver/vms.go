@@ -149,12 +149,28 @@ func (s *Store) CreateVM(ctx context.Context, vm policyapi.VM) (policyapi.VM, er
 		if err != nil {
 			return vm, err
 		}
+		var paOps []clientv3.Op
+		vm.RewriteAddresses = nil
+		if p.subnet.Nat() {
+			if vm.L2Only {
+				return vm, invalidf("L2Only is set but VirtualSubnetID %d uses Rule Nat: IP Rewrite needs a PA per CA, which a VM that configures its CAs itself cannot have; use an Encap subnet", vm.VirtualSubnetID)
+			}
+			used, err := s.usedPAs(ctx)
+			if err != nil {
+				return vm, err
+			}
+			pas, paCmps, ops, err := allocate(&p.subnet, &vm, used, owner)
+			if err != nil {
+				return vm, err
+			}
+			vm.RewriteAddresses, cmps, paOps = pas, append(cmps, paCmps...), ops
+		}
 		cmps = append(cmps, unchanged(vmKey(vm.Name), nil),
 			unchanged(subnetKey(vm.RoutingDomainID, vm.VirtualSubnetID), p.subnetKV), unchanged(hostKey(vm.Host), p.hostKV))
 		ops := append(placeOps(vm.RoutingDomainID, RecordsFor(&vm), vm.Host, vm.VirtualSubnetID, owner),
 			clientv3.OpPut(vmKey(vm.Name), encode(vm)),
 			clientv3.OpPut(macIdxKey(vm.RoutingDomainID, vm.MACAddress), owner))
-		_, err = s.commit(ctx, cmps, ops...)
+		_, err = s.commit(ctx, cmps, append(ops, paOps...)...)
 		return vm, err
 	})
 }
@@ -250,6 +266,7 @@ func (s *Store) DeleteVM(ctx context.Context, name string) error {
 		}
 		ops := append(unplaceOps(vm.RoutingDomainID, vm.CustomerAddresses, vm.MACAddress, vm.Host, vm.VirtualSubnetID, member("vm", name)),
 			clientv3.OpDelete(vmKey(name)))
+		ops = append(ops, releaseOps(&vm)...)
 		// What its hosts learned of it goes with it.
 		learned, _, err := s.learnedOf(ctx, vm.RoutingDomainID)
 		if err != nil {

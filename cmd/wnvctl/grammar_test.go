@@ -105,6 +105,7 @@ func TestAliases(t *testing.T) {
 		{[]string{"subnet", "create"}, "wnvctl subnet create", "vsid", "virtual-subnet-id"},
 		{[]string{"subnet", "create"}, "wnvctl subnet create", "routing-domain", "routing-domain-id"},
 		{[]string{"subnet", "create"}, "wnvctl subnet create", "encap", "encapsulation"},
+		{[]string{"subnet", "create"}, "wnvctl subnet create", "pa-pool", "provider-prefix"},
 		{[]string{"subnet", "get"}, "wnvctl subnet get", "routing-domain", "routing-domain-id"},
 		{[]string{"host", "register"}, "wnvctl host create", "pa", "provider-address"},
 		{[]string{"vm", "create"}, "wnvctl vm create", "ca", "customer-address"},

@@ -127,3 +127,29 @@ func TestVMCommands(t *testing.T) {
 		t.Fatalf("vm get after delete: %v", err)
 	}
 }
+
+// TestNatSubnetCommands: subnet create --rule Nat --provider-prefix makes an IP
+// Rewrite subnet, and a VM in it shows the PA allocated to its CA.
+func TestNatSubnetCommands(t *testing.T) {
+	s := startPolicyServer(t)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := psctl(t, s, args...)
+		if err != nil {
+			t.Fatalf("wnvctl %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+	const tenant, rd = "{aaaaaaaa-0000-0000-0000-000000000001}", "{11111111-2222-3333-4444-000000000000}"
+	run("tenant", "create", "--customer-id", tenant, "--name", "contoso")
+	run("routing-domain", "create", "--routing-domain-id", rd, "--customer-id", tenant)
+	out := run("subnet", "create", "--virtual-subnet-id", "7001", "--routing-domain-id", rd, "--prefix", "10.0.0.0/24", "--rule", "Nat", "--provider-prefix", "198.18.64.0/30")
+	if !strings.Contains(out, "NVGRE  Nat   198.18.64.0/30") {
+		t.Fatalf("subnet create printed:\n%s", out)
+	}
+	run("host", "create", "--name", "host1", "--provider-address", "198.18.0.1")
+	out = run("vm", "create", "--name", "g1", "--virtual-subnet-id", "7001", "--mac-address", "00:15:5d:00:00:01", "--customer-address", "10.0.0.5", "--host", "host1")
+	if !strings.Contains(out, "-         198.18.64.1/30") && !strings.Contains(out, "-         198.18.64.2/30") {
+		t.Fatalf("vm create printed:\n%s", out)
+	}
+}

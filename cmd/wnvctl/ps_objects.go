@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -219,15 +220,17 @@ func (v prefixesValue) GetSlice() []string {
 
 func subnetCreate() *cobra.Command {
 	var s policyapi.Subnet
-	var encap string
+	var encap, rule string
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a virtual subnet in a routing domain",
 		Example: "  wnvctl subnet create --virtual-subnet-id 5001 --routing-domain-id {11111111-2222-3333-4444-000000000000} \\\n" +
-			"    --prefix 10.0.0.0/24 --prefix fd00:0:0:1::/64 --encapsulation VXLAN",
+			"    --prefix 10.0.0.0/24 --prefix fd00:0:0:1::/64 --encapsulation VXLAN\n" +
+			"  wnvctl subnet create --virtual-subnet-id 7001 --routing-domain-id {11111111-2222-3333-4444-000000000000} \\\n" +
+			"    --prefix 10.0.0.0/24 --rule Nat --provider-prefix 198.18.64.0/24",
 		Args: cobra.NoArgs,
 		RunE: serverRun(func(ctx context.Context, cmd *cobra.Command, c *policyclient.Client, _ []string) error {
-			s.Encapsulation = policyapi.Encapsulation(encap)
+			s.Encapsulation, s.Rule = policyapi.Encapsulation(encap), policyapi.Rule(rule)
 			s, err := c.CreateSubnet(ctx, s)
 			if err != nil {
 				return err
@@ -241,10 +244,13 @@ func subnetCreate() *cobra.Command {
 	fs.Var(prefixesValue{&s.Prefixes}, "prefix", "an IPv4 or IPv6 prefix of the subnet (repeatable)")
 	fs.Var(addrsValue{&s.Gateways}, "gateway", "gateway address (default: the first host address of each prefix)")
 	fs.StringVar(&encap, "encapsulation", "NVGRE", "NVGRE or VXLAN")
+	fs.StringVar(&rule, "rule", "Encap", "how the subnet's VMs cross the underlay: Encap, or Nat (IP Rewrite: a PA per CA, from --provider-prefix)")
+	fs.Var(prefixesValue{&s.ProviderPrefixes}, "provider-prefix", "with --rule Nat: the provider prefix its VMs' PAs come from, one per family of --prefix (repeatable)")
 	for _, f := range []string{"virtual-subnet-id", "routing-domain-id", "prefix"} {
 		cmd.MarkFlagRequired(f)
 	}
-	aliasFlags(cmd, "vsid", "virtual-subnet-id", "routing-domain", "routing-domain-id", "encap", "encapsulation")
+	aliasFlags(cmd, "vsid", "virtual-subnet-id", "routing-domain", "routing-domain-id", "encap", "encapsulation", "pa-pool", "provider-prefix")
+	cmd.RegisterFlagCompletionFunc("rule", cobra.FixedCompletions([]string{"Encap", "Nat"}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.RegisterFlagCompletionFunc("routing-domain-id", completeRoutingDomains)
 	cmd.RegisterFlagCompletionFunc("encapsulation", cobra.FixedCompletions([]string{"NVGRE", "VXLAN"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -295,10 +301,11 @@ func subnetDelete() *cobra.Command {
 }
 
 func outputSubnets(cmd *cobra.Command, v any, ss []policyapi.Subnet) error {
-	t := outTable{header: []string{"VSID", "ROUTINGDOMAINID", "PREFIXES", "GATEWAYS", "ENCAP"}}
+	t := outTable{header: []string{"VSID", "ROUTINGDOMAINID", "PREFIXES", "GATEWAYS", "ENCAP", "RULE", "PA POOL"}}
 	for _, s := range ss {
 		t.add(numCell(s.VirtualSubnetID), guidCell(s.RoutingDomainID), strCell(prefixesValue{&s.Prefixes}.String()),
-			strCell(addrsValue{&s.Gateways}.String()), string(s.Encapsulation))
+			strCell(addrsValue{&s.Gateways}.String()), string(s.Encapsulation), strCell(string(cmp.Or(s.Rule, policyapi.RuleEncap))),
+			strCell(prefixesValue{&s.ProviderPrefixes}.String()))
 	}
 	return printResult(cmd, v, t)
 }

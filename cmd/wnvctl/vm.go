@@ -117,7 +117,7 @@ func vmMigrate() *cobra.Command {
 }
 
 func outputVMs(cmd *cobra.Command, v any, vms []policyapi.VM) error {
-	t := outTable{header: []string{"NAME", "VSID", "MAC", "CUSTOMER ADDRESSES", "HOST", "INTERFACE", "PA", "PREVIOUS HOST", "MIGRATED"}}
+	t := outTable{header: []string{"NAME", "VSID", "MAC", "CUSTOMER ADDRESSES", "HOST", "INTERFACE", "PA", "PREVIOUS HOST", "MIGRATED", "REWRITE PAS"}}
 	for _, vm := range vms {
 		cas := make([]string, len(vm.CustomerAddresses))
 		for i, a := range vm.CustomerAddresses {
@@ -128,7 +128,7 @@ func outputVMs(cmd *cobra.Command, v any, vms []policyapi.VM) error {
 			migrated = vm.MigratedAt.Format("2006-01-02T15:04:05.000Z")
 		}
 		t.add(vm.Name, numCell(vm.VirtualSubnetID), macCell(vm.MACAddress), strCell(strings.Join(cas, ",")), vm.Host,
-			strCell(cmp.Or(vm.Interface, vm.Name)), addrCell(vm.ProviderAddress), strCell(vm.PreviousHost), migrated)
+			strCell(cmp.Or(vm.Interface, vm.Name)), addrCell(vm.ProviderAddress), strCell(vm.PreviousHost), migrated, strCell(prefixesValue{&vm.RewriteAddresses}.String()))
 	}
 	return printResult(cmd, v, t)
 }

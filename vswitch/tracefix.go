@@ -80,7 +80,7 @@ func (tr *tracer) fix(r Reason) (object, fix string) {
 		return "provider address " + tr.dstPA.String(), fmt.Sprintf("%s is not a provider address of this host: add it here, or correct the sender's lookup record that names it", tr.dstPA)
 	case ReasonBadRedirect, ReasonStaleRedirect, ReasonRedirectUnauthenticated, ReasonRedirectBadMAC, ReasonRedirectReplay, ReasonRedirectLoopback,
 		ReasonRedirectUnspecified, ReasonRedirectNotUnicast, ReasonRedirectOwnPA, ReasonRedirectFamily:
-		return "redirect from PA " + tr.srcPA.String(), fmt.Sprintf("the redirect is refused (%s): check the sending host's redirect keys (wnvctl redirect-key) and its lookup records", r)
+		return "redirect from PA " + tr.srcPA.String(), fmt.Sprintf("the redirect is refused (%s): check that both hosts' agents installed the redirect keys the policy server hands out (their logs say 'redirect keys installed'; the provider API's PUT /v1/redirect-keys), and the sending host's lookup records", r)
 	case ReasonMissRateLimited:
 		return portName, fmt.Sprintf("the port sends to CAs without lookup records faster than its share of lookups: add a lookup record for %s in VSID %d", dst, vsid)
 	case ReasonLookupFailed:

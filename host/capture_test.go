@@ -20,31 +20,22 @@ import (
 	"github.com/wnv/wnv/provider"
 )
 
-// flowCounter counts the IPv4 frames from src to dst that arrive on eth0 of
-// a VM's namespace, until stop.
-type flowCounter struct {
-	n    atomic.Int64
+// capture hands each frame arriving on interface ifname of namespace ns to
+// seen, from its own goroutine, until stop.
+type capture struct {
 	fd   int
 	done chan struct{}
 }
 
-func countFlow(t *testing.T, vmNS string, src, dst netip.Addr) *flowCounter {
+func captureOn(t *testing.T, ns, ifname string, seen func(eth packet.Ethernet)) *capture {
 	t.Helper()
-	return countFlowOn(t, vmNS, "eth0", src, dst, 0)
-}
-
-// countFlowOn counts the IPv4 packets from src to dst of protocol proto (0:
-// any) that arrive on interface ifname of namespace ns.
-func countFlowOn(t *testing.T, ns, ifname string, src, dst netip.Addr, proto uint8) *flowCounter {
-	t.Helper()
-	vmNS := ns
-	fc := &flowCounter{fd: -1, done: make(chan struct{})}
-	err := inNetns(vmNS, func() error {
+	c := &capture{fd: -1, done: make(chan struct{})}
+	err := inNetns(ns, func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return err
 		}
-		fc.fd = fd
+		c.fd = fd
 		idx, err := ifindexOf(ifname)
 		if err != nil {
 			return err
@@ -56,16 +47,16 @@ func countFlowOn(t *testing.T, ns, ifname string, src, dst netip.Addr, proto uin
 		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	})
 	if err != nil {
-		if fc.fd >= 0 {
-			unix.Close(fc.fd)
+		if c.fd >= 0 {
+			unix.Close(c.fd)
 		}
-		t.Fatalf("capture on %s of %s: %v", ifname, vmNS, err)
+		t.Fatalf("capture on %s of %s: %v", ifname, ns, err)
 	}
 	go func() {
-		defer close(fc.done)
+		defer close(c.done)
 		buf := make([]byte, 65536)
 		for {
-			n, from, err := unix.Recvfrom(fc.fd, buf, 0)
+			n, from, err := unix.Recvfrom(c.fd, buf, 0)
 			if errors.Is(err, unix.EBADF) {
 				return
 			}
@@ -75,21 +66,50 @@ func countFlowOn(t *testing.T, ns, ifname string, src, dst netip.Addr, proto uin
 			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 				continue
 			}
-			eth, err := packet.ParseEthernet(buf[:n])
-			if err != nil || eth.Type() != packet.EtherTypeIPv4 {
-				continue
-			}
-			if ip, err := packet.ParseIPv4(eth.Payload()); err == nil && ip.Src() == src && ip.Dst() == dst && (proto == 0 || ip.Protocol() == proto) {
-				fc.n.Add(1)
+			if eth, err := packet.ParseEthernet(buf[:n]); err == nil {
+				seen(eth)
 			}
 		}
 	}()
+	return c
+}
+
+// stop ends the capture; seen is not called any more once it returns.
+func (c *capture) stop() {
+	unix.Close(c.fd)
+	<-c.done
+}
+
+// flowCounter counts the IPv4 frames from src to dst that arrive on eth0 of
+// a VM's namespace, until stop.
+type flowCounter struct {
+	n atomic.Int64
+	c *capture
+}
+
+func countFlow(t *testing.T, vmNS string, src, dst netip.Addr) *flowCounter {
+	t.Helper()
+	return countFlowOn(t, vmNS, "eth0", src, dst, 0)
+}
+
+// countFlowOn counts the IPv4 packets from src to dst of protocol proto (0:
+// any) that arrive on interface ifname of namespace ns.
+func countFlowOn(t *testing.T, ns, ifname string, src, dst netip.Addr, proto uint8) *flowCounter {
+	t.Helper()
+	fc := &flowCounter{}
+	fc.c = captureOn(t, ns, ifname, func(eth packet.Ethernet) {
+		if eth.Type() != packet.EtherTypeIPv4 {
+			return
+		}
+		if ip, err := packet.ParseIPv4(eth.Payload()); err == nil && ip.Src() == src && ip.Dst() == dst && (proto == 0 || ip.Protocol() == proto) {
+			fc.n.Add(1)
+		}
+	})
 	return fc
 }
 
 func (fc *flowCounter) stop() int64 {
-	unix.Close(fc.fd)
-	<-fc.done
+	fc.c.stop()
 	return fc.n.Load()
 }
 

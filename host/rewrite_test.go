@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -251,85 +250,43 @@ func delta(a, b provider.PathCounters) provider.PathCounters {
 // them) from srcPA to dstPA that arrive on an interface, and the source
 // MACs they came from.
 type rewriteCapture struct {
-	fd   int
-	done chan struct{}
+	c    *capture
 	n    int
 	macs []packet.MAC
 }
 
 func captureRewritten(t *testing.T, ns, ifname string, srcPA, dstPA netip.Addr) *rewriteCapture {
 	t.Helper()
-	rc := &rewriteCapture{fd: -1, done: make(chan struct{})}
-	err := inNetns(ns, func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-		if err != nil {
-			return err
-		}
-		rc.fd = fd
-		idx, err := ifindexOf(ifname)
-		if err != nil {
-			return err
-		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: idx}); err != nil {
-			return err
-		}
-		tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	})
-	if err != nil {
-		if rc.fd >= 0 {
-			unix.Close(rc.fd)
-		}
-		t.Fatalf("capture on %s of %s: %v", ifname, ns, err)
-	}
-	go func() {
-		defer close(rc.done)
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := unix.Recvfrom(rc.fd, buf, 0)
-			if errors.Is(err, unix.EBADF) {
+	rc := &rewriteCapture{}
+	rc.c = captureOn(t, ns, ifname, func(eth packet.Ethernet) {
+		var src, dst netip.Addr
+		var proto uint8
+		switch eth.Type() {
+		case packet.EtherTypeIPv4:
+			ip, err := packet.ParseIPv4(eth.Payload())
+			if err != nil {
 				return
 			}
+			src, dst, proto = ip.Src(), ip.Dst(), ip.Protocol()
+		case packet.EtherTypeIPv6:
+			ip, err := packet.ParseIPv6(eth.Payload())
 			if err != nil {
-				continue
+				return
 			}
-			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-				continue
-			}
-			eth, err := packet.ParseEthernet(buf[:n])
-			if err != nil {
-				continue
-			}
-			var src, dst netip.Addr
-			var proto uint8
-			switch eth.Type() {
-			case packet.EtherTypeIPv4:
-				ip, err := packet.ParseIPv4(eth.Payload())
-				if err != nil {
-					continue
-				}
-				src, dst, proto = ip.Src(), ip.Dst(), ip.Protocol()
-			case packet.EtherTypeIPv6:
-				ip, err := packet.ParseIPv6(eth.Payload())
-				if err != nil {
-					continue
-				}
-				src, dst, proto = ip.Src(), ip.Dst(), ip.NextHeader()
-			}
-			if src != srcPA || dst != dstPA || proto != packet.ProtoTCP {
-				continue
-			}
-			rc.n++
-			if m := eth.Src(); !slices.Contains(rc.macs, m) {
-				rc.macs = append(rc.macs, m)
-			}
+			src, dst, proto = ip.Src(), ip.Dst(), ip.NextHeader()
 		}
-	}()
+		if src != srcPA || dst != dstPA || proto != packet.ProtoTCP {
+			return
+		}
+		rc.n++
+		if m := eth.Src(); !slices.Contains(rc.macs, m) {
+			rc.macs = append(rc.macs, m)
+		}
+	})
 	return rc
 }
 
 func (rc *rewriteCapture) stop() (int, []packet.MAC) {
-	unix.Close(rc.fd)
-	<-rc.done
+	rc.c.stop()
 	return rc.n, rc.macs
 }

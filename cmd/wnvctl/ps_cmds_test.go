@@ -60,9 +60,14 @@ func psctl(t *testing.T, server string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func TestVMCommands(t *testing.T) {
+// rd is the routing domain contoso creates.
+const rd = "{11111111-2222-3333-4444-000000000000}"
+
+// contoso starts a policy server with tenant contoso and its routing domain
+// rd, and returns it and a runner of wnvctl commands against it.
+func contoso(t *testing.T) (server string, run func(args ...string) string) {
 	s := startPolicyServer(t)
-	run := func(args ...string) string {
+	run = func(args ...string) string {
 		t.Helper()
 		out, err := psctl(t, s, args...)
 		if err != nil {
@@ -70,9 +75,14 @@ func TestVMCommands(t *testing.T) {
 		}
 		return out
 	}
-	const tenant, rd = "{aaaaaaaa-0000-0000-0000-000000000001}", "{11111111-2222-3333-4444-000000000000}"
+	const tenant = "{aaaaaaaa-0000-0000-0000-000000000001}"
 	run("tenant", "create", "--customer-id", tenant, "--name", "contoso")
 	run("routing-domain", "create", "--routing-domain-id", rd, "--customer-id", tenant)
+	return s, run
+}
+
+func TestVMCommands(t *testing.T) {
+	s, run := contoso(t)
 	out := run("subnet", "create", "--virtual-subnet-id", "5001", "--routing-domain-id", rd, "--prefix", "10.0.0.0/24", "--prefix", "fd00:0:0:1::/64", "--encapsulation", "VXLAN")
 	if !strings.Contains(out, "10.0.0.1,fd00:0:0:1::1  VXLAN") {
 		t.Fatalf("subnet create printed:\n%s", out)
@@ -131,18 +141,7 @@ func TestVMCommands(t *testing.T) {
 // TestNatSubnetCommands: subnet create --rule Nat --provider-prefix makes an IP
 // Rewrite subnet, and a VM in it shows the PA allocated to its CA.
 func TestNatSubnetCommands(t *testing.T) {
-	s := startPolicyServer(t)
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := psctl(t, s, args...)
-		if err != nil {
-			t.Fatalf("wnvctl %s: %v", strings.Join(args, " "), err)
-		}
-		return out
-	}
-	const tenant, rd = "{aaaaaaaa-0000-0000-0000-000000000001}", "{11111111-2222-3333-4444-000000000000}"
-	run("tenant", "create", "--customer-id", tenant, "--name", "contoso")
-	run("routing-domain", "create", "--routing-domain-id", rd, "--customer-id", tenant)
+	_, run := contoso(t)
 	out := run("subnet", "create", "--virtual-subnet-id", "7001", "--routing-domain-id", rd, "--prefix", "10.0.0.0/24", "--rule", "Nat", "--provider-prefix", "198.18.64.0/30")
 	if !strings.Contains(out, "NVGRE  Nat   198.18.64.0/30") {
 		t.Fatalf("subnet create printed:\n%s", out)

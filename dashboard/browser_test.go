@@ -145,7 +145,8 @@ func TestDashboardInABrowser(t *testing.T) {
 	b.WaitFor("blue1's traffic rate", `#traffic tr[data-vm="blue1"] .rate:not([data-rate="0.0"])`)
 
 	// A dry trace from the form names each host's steps.
-	b.Do("trace blue1 to blue2", chromedp.SetValue("#trace-from", "blue1"), chromedp.SetValue("#trace-to", "10.0.0.11"), chromedp.Click("#trace-run"))
+	b.Do("trace blue1 to blue2", chromedp.SetValue("#trace-from", "blue1"), chromedp.SetValue("#trace-to", "10.0.0.11"))
+	b.Submit("#trace-form")
 	b.WaitFor("the trace's hops",
 		`#trace-result .hop[data-hop="0"][data-host="host1"] tr[data-step="lookup"]`,
 		`#trace-result .hop[data-hop="0"] tr[data-step="encapsulate"]`,
@@ -154,7 +155,8 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Errorf("arrival verdict reads %q, want delivery to a port", v)
 	}
 	// A live probe needs an admin: the observer is told so.
-	b.Do("live trace as an observer", chromedp.Click("#trace-live"), chromedp.Click("#trace-run"))
+	b.Eval(`document.getElementById("trace-live").checked = true`)
+	b.Submit("#trace-form")
 	b.WaitFor("live trace refused", "#trace-error:not(:empty)")
 	if e := b.Text("#trace-error"); !strings.Contains(e, "admin credential") {
 		t.Errorf("a live trace as an observer says %q, want that it needs an admin", e)

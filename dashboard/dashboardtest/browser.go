@@ -104,6 +104,15 @@ func (b *Browser) Text(sel string) string {
 	return s
 }
 
+// Submit submits the form sel matches as its submit button would, with
+// the form's validation, without a click: a click lands where the button
+// was, which a page that re-renders as events arrive may have moved.
+func (b *Browser) Submit(sel string) {
+	b.t.Helper()
+	q, _ := json.Marshal(sel)
+	b.Eval(fmt.Sprintf(`document.querySelector(%s).requestSubmit()`, q))
+}
+
 // LogIn logs in with token and waits until the dashboard is live.
 func (b *Browser) LogIn(token string) {
 	b.t.Helper()

@@ -486,6 +486,12 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 		failures = append(failures, l.DemoMonitor(ctx, w, "blue1", MonitorWithin)...)
 	}
 
+	if !t.Static {
+		if _, ok := t.VM("blue1"); ok {
+			failures = append(failures, l.demoLearning(ctx, w)...)
+		}
+	}
+
 	for _, h := range t.Hosts {
 		fmt.Fprintf(w, "\n== Counters of %s (PA %v) ==\n", h.Name, h.PA.Addr())
 		cs, err := l.Client(h.Name).Counters(ctx)
@@ -508,7 +514,7 @@ func (l *Lab) Demo(ctx context.Context, w io.Writer, keep bool) (err error) {
 		pass += ", IP Rewrite"
 	}
 	if !t.Static {
-		pass += ", live migration"
+		pass += ", live migration, L2Only learning"
 	}
 	fmt.Fprintln(w, pass+")")
 	return nil

@@ -199,6 +199,20 @@ func TestPolicyServerLab(t *testing.T) {
 
 	blue4 := vm("blue4", "Blue", "host2", 5001, "02:00:00:00:50:04", "10.0.0.12", "fd00:0:0:1::12")
 
+	t.Run("L2OnlyLearningAsTheDemoShowsIt", func(t *testing.T) {
+		var out strings.Builder
+		if failures := l.demoLearning(ctx, &out); len(failures) > 0 {
+			t.Fatalf("%v\n%s", failures, out.String())
+		}
+		t.Log(strings.TrimSpace(out.String()))
+		if namespaceExists(l.Topology.Namespace(LearnVM.Name)) {
+			t.Errorf("%s's namespace is left after the demo step", LearnVM.Name)
+		}
+		if _, err := l.Server().VM(ctx, LearnVM.Name); err == nil {
+			t.Errorf("VM %s is left at the policy server after the demo step", LearnVM.Name)
+		}
+	})
+
 	t.Run("ServerAwayWhileVMsTalk", func(t *testing.T) {
 		l.StopServer()
 		if l.alive(serverName) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	stdlog "log"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
@@ -227,20 +226,5 @@ func traceHost(t *testing.T, ca *pki.CA, name string, pa netip.Addr, vm policyap
 	}
 	ok(st.AddProviderAddress(policy.ProviderAddress{ProviderAddress: pa, PrefixLength: 15, AddressState: policy.AddressPreferred}))
 	ok(h.AttachPort(provider.PortSpec{Name: vm.Name, MACAddress: vm.MACAddress, VirtualSubnetID: 5001, CustomerAddresses: vm.CustomerAddresses}))
-	cfg, err := pki.CredentialsServerTLS(providertest.Credentials(t, ca, pki.Request{Role: pki.Host, Name: name, ProviderAddresses: []netip.Addr{pa}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- provider.ServeRemote(ctx, ln, cfg, provider.NewHandler(h)) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return ln.Addr().String()
+	return providertest.ServeRemoteAs(t, h, ca, name, pa)
 }

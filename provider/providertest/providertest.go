@@ -167,7 +167,14 @@ const RemoteHost = "host1"
 // returns its address. The port is open before it returns.
 func ServeRemote(t testing.TB, b provider.Backend, ca *pki.CA) string {
 	t.Helper()
-	cfg, err := pki.CredentialsServerTLS(Credentials(t, ca, pki.Request{Role: pki.Host, Name: RemoteHost, ProviderAddresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}))
+	return ServeRemoteAs(t, b, ca, RemoteHost, netip.MustParseAddr("127.0.0.1"))
+}
+
+// ServeRemoteAs is ServeRemote with the credential of host name at
+// provider address pa.
+func ServeRemoteAs(t testing.TB, b provider.Backend, ca *pki.CA, name string, pa netip.Addr) string {
+	t.Helper()
+	cfg, err := pki.CredentialsServerTLS(Credentials(t, ca, pki.Request{Role: pki.Host, Name: name, ProviderAddresses: []netip.Addr{pa}}))
 	if err != nil {
 		t.Fatal(err)
 	}

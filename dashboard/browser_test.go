@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/wnv/wnv/dashboard/dashboardtest"
+	"github.com/wnv/wnv/monitor"
 	"github.com/wnv/wnv/packet"
 	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policy"
@@ -172,7 +173,7 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	report(t, ctx, hosts["host2"], policyapi.HostStatus{Host: "host2", Time: time.Now(), InSync: true, Revision: 4,
 		Drops:   []policyapi.DropCounter{{Reason: "spoofed-source", Count: 1}},
-		Sampled: []policyapi.DroppedFrame{{Time: time.Now(), Reason: "spoofed-source", Port: "blue1", Src: "10.0.0.99", Dst: "10.0.0.11", Header: "UDP 40000 > 53"}}})
+		Sampled: []monitor.Event{{Time: time.Now(), Reason: "spoofed-source", Port: "blue1", Src: "10.0.0.99", Dst: "10.0.0.11", Header: "UDP 40000 > 53"}}})
 	b.WaitFor("the drop as it happens", `#drops li.drop[data-reason="spoofed-source"][data-host="host2"]`,
 		`#hosts tr[data-host="host2"] .drops:not(:empty)`)
 	if e := b.Text(`#drops li.drop`); !strings.Contains(e, "port blue1") || !strings.Contains(e, "10.0.0.99 -> 10.0.0.11") {

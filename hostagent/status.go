@@ -61,7 +61,7 @@ func (m *Model) Synced() (rev int64, inSync bool) {
 type statusReporter struct {
 	mu      sync.Mutex
 	sync    syncState
-	drops   []policyapi.DroppedFrame
+	drops   []monitor.Event
 	changed chan struct{} // the sync changed or a drop arrived
 }
 
@@ -93,15 +93,15 @@ func (s *statusReporter) publish(m *Model) {
 func (s *statusReporter) dropped(e monitor.Event) {
 	s.mu.Lock()
 	if len(s.drops) < policyapi.MaxSampledDrops {
-		s.drops = append(s.drops, policyapi.DroppedFrame{Time: e.Time, Reason: e.Reason, Path: e.Path, Port: e.Port,
-			FromUnderlay: e.FromUnderlay, VirtualSubnetID: e.VirtualSubnetID, Src: e.Src, Dst: e.Dst, Header: e.Header})
+		e.Frame = nil // the summary is what the server relays
+		s.drops = append(s.drops, e)
 	}
 	s.mu.Unlock()
 	s.poke()
 }
 
 // take returns the sync and the drops since the last report.
-func (s *statusReporter) take() (syncState, []policyapi.DroppedFrame) {
+func (s *statusReporter) take() (syncState, []monitor.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.drops
@@ -153,7 +153,7 @@ func (a *Agent) readStatus(ctx context.Context, host StatusHost, started time.Ti
 }
 
 // statusOf is the report of what was read.
-func statusOf(cfg Config, started, now time.Time, c provider.Counters, pas []policy.ProviderAddress, sync syncState, drops []policyapi.DroppedFrame) policyapi.HostStatus {
+func statusOf(cfg Config, started, now time.Time, c provider.Counters, pas []policy.ProviderAddress, sync syncState, drops []monitor.Event) policyapi.HostStatus {
 	st := policyapi.HostStatus{Host: cfg.Host, Time: now, Version: cfg.Version, Started: started, APIEndpoint: cfg.APIEndpoint,
 		FastPath: c.Paths != nil && !cfg.SlowPathOnly, Revision: sync.rev, InSync: sync.inSync, Sampled: drops,
 		ProviderAddresses: []policyapi.PAStatus{}, Ports: []policyapi.PortTraffic{}, Drops: []policyapi.DropCounter{}}

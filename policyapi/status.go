@@ -3,6 +3,8 @@ package policyapi
 import (
 	"net/netip"
 	"time"
+
+	"github.com/wnv/wnv/monitor"
 )
 
 // HostStatus is what a host agent reports of its host: telemetry the
@@ -34,7 +36,7 @@ type HostStatus struct {
 	Drops  []DropCounter `json:"Drops"`
 	// Sampled are drops the host's monitor sampled since the last report
 	// (at most MaxSampledDrops).
-	Sampled []DroppedFrame `json:"Sampled,omitempty"`
+	Sampled []monitor.Event `json:"Sampled,omitempty"`
 	// APIEndpoint is the host's provider API over mutual TLS (ADDR:PORT),
 	// where the server runs traces; empty when it serves none.
 	APIEndpoint string `json:"APIEndpoint,omitempty"`
@@ -73,20 +75,6 @@ type DropCounter struct {
 	Count  uint64 `json:"Count"`
 }
 
-// DroppedFrame is one sampled drop.
-type DroppedFrame struct {
-	Time            time.Time `json:"Time"`
-	Host            string    `json:"Host,omitempty"`
-	Reason          string    `json:"Reason"`
-	Path            string    `json:"Path,omitempty"`
-	Port            string    `json:"Port,omitempty"`
-	FromUnderlay    bool      `json:"FromUnderlay,omitempty"`
-	VirtualSubnetID uint32    `json:"VirtualSubnetID,omitempty"`
-	Src             string    `json:"Src,omitempty"`
-	Dst             string    `json:"Dst,omitempty"`
-	Header          string    `json:"Header,omitempty"`
-}
-
 // StatusSample is one point of a host's history: its totals and each
 // port's counters at Time.
 type StatusSample struct {
@@ -105,7 +93,7 @@ type HostHealth struct {
 // StatusEvent is one message of GET /v1/status/stream: a host's new
 // report (Status) or a sampled drop (Drop).
 type StatusEvent struct {
-	Type   string        `json:"Type"` // "status" or "drop"
-	Status *HostStatus   `json:"Status,omitempty"`
-	Drop   *DroppedFrame `json:"Drop,omitempty"`
+	Type   string         `json:"Type"` // "status" or "drop"
+	Status *HostStatus    `json:"Status,omitempty"`
+	Drop   *monitor.Event `json:"Drop,omitempty"`
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wnv/wnv/monitor"
 	"github.com/wnv/wnv/policyapi"
 )
 
@@ -31,7 +32,7 @@ func TestHostStatus(t *testing.T) {
 	refused(t, "report another host's status", h1.ReportStatus(ctx, withHost(report, "host2")), 403, "host2")
 	refused(t, "report under another name", h1.Do(ctx, http.MethodPost, "/v1/hosts/host1/status", nil, withHost(report, "host2"), nil), 400, "Host", "host2")
 	big := report
-	big.Sampled = make([]policyapi.DroppedFrame, policyapi.MaxSampledDrops+1)
+	big.Sampled = make([]monitor.Event, policyapi.MaxSampledDrops+1)
 	refused(t, "too many sampled drops", h1.ReportStatus(ctx, big), 400, "Sampled")
 	refused(t, "report as an observer", obs.ReportStatus(ctx, report), 403)
 	_, err := ten.Status(ctx)
@@ -56,7 +57,7 @@ func TestHostStatus(t *testing.T) {
 		t.Errorf("the stream starts with %+v, want host1's latest status", ev)
 	}
 	withDrop := report
-	withDrop.Sampled = []policyapi.DroppedFrame{{Time: time.Now(), Reason: "spoofed-source", Port: "blue1"}}
+	withDrop.Sampled = []monitor.Event{{Time: time.Now(), Reason: "spoofed-source", Port: "blue1"}}
 	if err := h1.ReportStatus(ctx, withDrop); err != nil {
 		t.Fatal(err)
 	}

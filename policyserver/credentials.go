@@ -46,6 +46,11 @@ type Auth struct {
 
 	mu      sync.RWMutex
 	revoked map[string]bool
+
+	// hostAPI holds, per role, the credential the server reaches hosts'
+	// provider APIs with (hostAPITLS).
+	hostAPIMu sync.Mutex
+	hostAPI   map[pki.Role]hostAPICred
 }
 
 // NewAuth loads the revocations and follows them until ctx ends; it records

@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/wnv/wnv/monitor"
+	"github.com/wnv/wnv/pki"
 	"github.com/wnv/wnv/policyapi"
 )
 
@@ -125,4 +127,29 @@ func TestTraceRefusals(t *testing.T) {
 	refused(t, "trace from a port", post(obs, map[string]any{"From": "blue1", "Port": "x", "Destination": "10.0.0.11"}), 400, "Port and Outer")
 	refused(t, "trace of an unknown VM", post(obs, map[string]any{"From": "nosuch", "Destination": "10.0.0.11"}), 404, "nosuch")
 	refused(t, "trace from a host without a provider API", post(obs, map[string]any{"From": "blue1", "Destination": "10.0.0.11"}), 400, "--api-listen")
+}
+
+// The credential the server traces through hosts with is issued once per
+// role and reused until half its validity has passed.
+func TestHostAPICredentialIsReused(t *testing.T) {
+	p, err := pki.EnsureServerPKI(filepath.Join(t.TempDir(), "pki"), nil, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	a := &Auth{pki: p, roots: p.Pool(), now: func() time.Time { return now }}
+	obs, err := a.hostAPITLS(pki.Observer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := a.hostAPITLS(pki.Observer); again != obs {
+		t.Error("a second observer trace issued a new credential")
+	}
+	if adm, _ := a.hostAPITLS(pki.Admin); adm == obs {
+		t.Error("the admin credential is the observer's")
+	}
+	now = now.Add(hostAPIValidity/2 + time.Second)
+	if later, _ := a.hostAPITLS(pki.Observer); later == obs {
+		t.Error("past half its validity the credential was not reissued")
+	}
 }

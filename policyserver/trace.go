@@ -117,10 +117,26 @@ func (h *handler) trace(r *http.Request, req TraceRequest) (*trace.Report, error
 	return rep, nil
 }
 
-// hostAPITLS is a fresh credential of role for the hosts' provider APIs,
-// valid for an hour.
+// hostAPIValidity is how long a credential for the hosts' provider APIs is
+// valid; it is reissued once half of that has passed.
+const hostAPIValidity = time.Hour
+
+type hostAPICred struct {
+	cfg     *tls.Config
+	reissue time.Time
+}
+
+// hostAPITLS is the server's credential of role for the hosts' provider
+// APIs: issued on first use and reused until half its validity has passed,
+// so that a trace costs no key generation.
 func (a *Auth) hostAPITLS(role pki.Role) (*tls.Config, error) {
-	_, certPEM, keyPEM, err := a.pki.CA.IssueKey(pki.Request{Role: role, Name: "policy-server", Validity: time.Hour}, a.now())
+	a.hostAPIMu.Lock()
+	defer a.hostAPIMu.Unlock()
+	now := a.now()
+	if c, ok := a.hostAPI[role]; ok && now.Before(c.reissue) {
+		return c.cfg, nil
+	}
+	_, certPEM, keyPEM, err := a.pki.CA.IssueKey(pki.Request{Role: role, Name: "policy-server", Validity: hostAPIValidity}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -128,5 +144,10 @@ func (a *Auth) hostAPITLS(role pki.Role) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{RootCAs: a.roots, Certificates: []tls.Certificate{pair}}, nil
+	cfg := &tls.Config{RootCAs: a.roots, Certificates: []tls.Certificate{pair}}
+	if a.hostAPI == nil {
+		a.hostAPI = map[pki.Role]hostAPICred{}
+	}
+	a.hostAPI[role] = hostAPICred{cfg: cfg, reissue: now.Add(hostAPIValidity / 2)}
+	return cfg, nil
 }

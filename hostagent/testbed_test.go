@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wnv/wnv/lab"
+	"github.com/wnv/wnv/lab/probe"
 	"github.com/wnv/wnv/policy"
 	"github.com/wnv/wnv/policyapi"
 	"github.com/wnv/wnv/policyclient"
@@ -353,7 +354,7 @@ func (tb *testbed) echo(vm string) {
 		return err
 	}))
 	tb.t.Cleanup(func() { c.Close() })
-	deepBuffers(tb.t, c)
+	probe.Deepen(c)
 	go func() {
 		buf := make([]byte, 2048)
 		for {
@@ -364,29 +365,6 @@ func (tb *testbed) echo(vm string) {
 			c.WriteToUDP(buf[:n], from)
 		}
 	}()
-}
-
-// deepBuffers gives c socket buffers of 8 MiB past the sysctl limits, so
-// that a test process starved of CPU on a loaded machine does not lose
-// datagrams the network delivered: a stream's losses are then the
-// network's.
-func deepBuffers(t *testing.T, c *net.UDPConn) {
-	t.Helper()
-	raw, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	err = raw.Control(func(fd uintptr) {
-		for _, opt := range []int{unix.SO_RCVBUFFORCE, unix.SO_SNDBUFFORCE} {
-			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 8<<20); e != nil && serr == nil {
-				serr = e
-			}
-		}
-	})
-	if err != nil || serr != nil {
-		t.Fatalf("socket buffers: %v %v", err, serr)
-	}
 }
 
 // prober sends numbered UDP datagrams from a VM and collects the echoes.
@@ -405,7 +383,7 @@ func (tb *testbed) prober(vm string, to netip.Addr) *prober {
 		return err
 	}))
 	tb.t.Cleanup(func() { c.Close() })
-	deepBuffers(tb.t, c)
+	probe.Deepen(c)
 	p := &prober{c: c, seen: map[uint64]time.Time{}}
 	go func() {
 		buf := make([]byte, 64)

@@ -12,9 +12,9 @@ import (
 // network's.
 const socketBuffer = 4 << 20
 
-// deepen gives c buffers of socketBuffer: past net.core.rmem_max and
+// Deepen gives c buffers of socketBuffer: past net.core.rmem_max and
 // wmem_max where the process may (CAP_NET_ADMIN), else as deep as they let.
-func deepen(c syscall.Conn) {
+func Deepen(c syscall.Conn) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return

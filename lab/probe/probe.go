@@ -38,7 +38,7 @@ func Serve(ctx context.Context, name string, port int, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on UDP port %d: %w", port, err)
 	}
-	deepen(pc.(*net.UDPConn))
+	Deepen(pc.(*net.UDPConn))
 	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
 	if err != nil {
 		pc.Close()

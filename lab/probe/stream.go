@@ -65,7 +65,7 @@ func Stream(ctx context.Context, to netip.AddrPort, opts StreamOptions) (StreamR
 	if err != nil {
 		return StreamResult{}, fmt.Errorf("probe stream to %v: %w", to, err)
 	}
-	deepen(c)
+	Deepen(c)
 	n := int(opts.Duration/opts.Interval) + 1
 	// The sender writes sent, the receiver at and who; the receiver is done
 	// before they are read together.

@@ -137,7 +137,9 @@ func watchProbeDrops(ctx context.Context, hops []Hop) (*probeDrops, error) {
 				if err != nil {
 					return
 				}
-				if e.Type == monitor.TypeDrop && mayCarryMark(e) {
+				// Only a frame holding markPrefix can carry a mark
+				// (carriesMark): the rest never fill the bound.
+				if e.Type == monitor.TypeDrop && bytes.Contains(e.Frame, markPrefix) {
 					d.add(i, e)
 				}
 			}
@@ -184,12 +186,6 @@ func (d *probeDrops) first(mark []byte) (int, string, bool) {
 
 // markPrefix begins every probe's mark (host.Trace).
 var markPrefix = []byte("wnv-trace ")
-
-// mayCarryMark keeps the drops that hold a probe's mark, or would past the
-// bytes a sample carries.
-func mayCarryMark(e monitor.Event) bool {
-	return bytes.Contains(e.Frame, markPrefix) || e.Length > len(e.Frame)
-}
 
 // carriesMark: the frame holds mark (not as the beginning of a longer
 // one), or ends in its beginning where the
